@@ -1,0 +1,1 @@
+"""The `nbconv` command-line app (installed as the package nbconv_cli)."""

@@ -1,0 +1,65 @@
+"""`nbconv info`: versions, threading, CUDA availability and the JIT cache location."""
+import os
+import platform
+
+import click
+
+
+def jit_cache_location():
+    """Where Numba writes the compiled kernels' cache for this installation."""
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    if configured:
+        return f"{configured} (from NUMBA_CACHE_DIR)"
+    import nbconv.kernels.cpu as cpu
+    beside = os.path.join(os.path.dirname(cpu.__file__), "__pycache__")
+    if os.access(os.path.dirname(cpu.__file__), os.W_OK):
+        return f"{beside} (beside the kernels' source; set NUMBA_CACHE_DIR to move it)"
+    return "a per-user cache directory chosen by Numba (the package directory is read-only; set NUMBA_CACHE_DIR)"
+
+
+def default_device():
+    from nbconv import backend
+    requested = os.environ.get(backend.ENV_VARIABLE, "auto")
+    try:
+        return f"{backend.resolve(None)} ({backend.ENV_VARIABLE}={requested})"
+    except Exception as error:
+        return f"{requested} requested by {backend.ENV_VARIABLE}, but: {error}"
+
+
+def collect():
+    """The facts `nbconv info` prints, as a dict."""
+    import llvmlite
+    import numba
+    import numpy as np
+
+    import nbconv
+    from nbconv import backend
+    from nbconv.kernels import cpu
+
+    cpu.relu_forward(np.zeros(8, np.float32), np.empty(8, np.float32))  # the threading layer is chosen on first use
+    usable, reason = backend.cuda_status()
+    try:
+        import numba_cuda
+        numba_cuda_version = getattr(numba_cuda, "__version__", "installed")
+    except ImportError:
+        numba_cuda_version = "not installed"
+    return {
+        "nbconv": nbconv.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "llvmlite": llvmlite.__version__,
+        "numba-cuda": numba_cuda_version,
+        "threading layer": numba.threading_layer(),
+        "threads": f"{numba.get_num_threads()} (of {os.cpu_count()} CPUs; NUMBA_NUM_THREADS or --threads to change)",
+        "cuda": f"usable: {reason}" if usable else f"not usable: {reason}",
+        "default device": default_device(),
+        "jit cache": jit_cache_location(),
+    }
+
+
+@click.command()
+def info():
+    """Show versions, the threading layer, whether CUDA is usable (and why not), and the JIT cache."""
+    for key, value in collect().items():
+        click.echo(f"{key:>16}: {value}")

@@ -1,0 +1,19 @@
+"""Entry point of the `nbconv` command: a click group that gathers the sub-commands."""
+import click
+
+from nbconv import __version__
+
+from .info import info
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nbconv")
+def app():
+    """nbconv: convolutional networks with kernels compiled by Numba, for the CPU and NVIDIA GPUs."""
+
+
+app.add_command(info)
+
+
+def main():
+    app()

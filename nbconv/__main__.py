@@ -1,0 +1,4 @@
+"""`python -m nbconv ...` runs the nbconv command (same as the `nbconv` console script)."""
+from nbconv_cli.main import main
+
+main()

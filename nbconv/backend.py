@@ -1,0 +1,144 @@
+"""Backend selection (`cpu`, `cuda`, `auto`), array allocation and host/device transfer.
+
+numpy arrays live on the CPU backend; Numba device arrays (or anything exposing
+`__cuda_array_interface__`) live on the CUDA backend. `kernels(backend)` returns the module of
+kernels for that backend; both modules share one contract (see nbconv.kernels).
+"""
+import os
+from functools import lru_cache
+
+import numpy as np
+
+BACKENDS = ("cpu", "cuda", "auto")
+ENV_VARIABLE = "NBCONV_DEVICE"
+
+
+class CudaUnavailableError(RuntimeError):
+    """Raised when the CUDA backend is asked for but cannot run here."""
+
+
+@lru_cache(maxsize=1)
+def cuda_status():
+    """(usable, reason): whether the CUDA backend can run, and if not, why."""
+    try:
+        from numba import cuda
+    except Exception as error:  # pragma: no cover - numba-cuda is a declared dependency
+        return False, f"numba-cuda is not importable ({error}); install it with `pip install numba-cuda`"
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return True, "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but very slow"
+    try:
+        if not cuda.is_available():
+            reason = "no usable CUDA driver or device"
+            try:
+                cuda.detect()
+            except Exception as error:
+                reason = " ".join(str(error).split())
+            return False, reason
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else device.name
+        return True, f"{name} (compute capability {device.compute_capability[0]}.{device.compute_capability[1]})"
+    except Exception as error:
+        return False, " ".join(str(error).split())
+
+
+def resolve(device=None):
+    """Turn 'cpu' / 'cuda' / 'auto' / None (read NBCONV_DEVICE, default auto) into 'cpu' or 'cuda'."""
+    if device is None:
+        device = os.environ.get(ENV_VARIABLE, "auto")
+    device = str(device).lower()
+    if device not in BACKENDS:
+        raise ValueError(f"device must be one of {', '.join(BACKENDS)}, got {device!r}")
+    if device == "auto":
+        return "cuda" if cuda_status()[0] else "cpu"
+    if device == "cuda":
+        usable, reason = cuda_status()
+        if not usable:
+            raise CudaUnavailableError(
+                f"the CUDA backend is not usable here: {reason}. "
+                f"Use device='cpu' (or --device cpu, or {ENV_VARIABLE}=cpu), or 'auto' to fall back automatically.")
+    return device
+
+
+def kernels(backend):
+    """The kernel module for 'cpu' or 'cuda'."""
+    if backend == "cpu":
+        from .kernels import cpu
+        return cpu
+    if backend == "cuda":
+        resolve("cuda")
+        from .kernels import cuda as cuda_kernels
+        return cuda_kernels
+    raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
+
+
+def is_device_array(array):
+    """True for Numba device arrays and other objects with __cuda_array_interface__."""
+    if isinstance(array, np.ndarray):
+        return False
+    if hasattr(array, "__cuda_array_interface__"):
+        return True
+    if type(array).__name__ == "FakeCUDAArray":  # the simulator's device array
+        return True
+    return False
+
+
+def backend_of(array):
+    return "cuda" if is_device_array(array) else "cpu"
+
+
+def as_device_array(array):
+    """A Numba device array viewing `array` (which exposes __cuda_array_interface__)."""
+    if hasattr(array, "copy_to_host") and hasattr(array, "is_c_contiguous"):
+        return array  # already a Numba device array (real or simulated)
+    from numba import cuda
+    return cuda.as_cuda_array(array)
+
+
+def empty(shape, dtype, backend):
+    if backend == "cpu":
+        return np.empty(shape, dtype=dtype)
+    from numba import cuda
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def zeros(shape, dtype, backend):
+    if backend == "cpu":
+        return np.zeros(shape, dtype=dtype)
+    return to_device(np.zeros(shape, dtype=dtype))
+
+
+def to_device(array):
+    """Copy a host array to the GPU (device arrays are returned as they are)."""
+    if is_device_array(array):
+        return array
+    from numba import cuda
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
+def to_host(array):
+    """A numpy array holding `array`'s values (numpy arrays are returned as they are)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if is_device_array(array):
+        return as_device_array(array).copy_to_host()
+    return np.asarray(array)
+
+
+def transfer(array, backend):
+    """`array` on the given backend ('cpu' or 'cuda')."""
+    return to_device(array) if backend == "cuda" else to_host(array)
+
+
+def contiguous(array):
+    """A C-contiguous version of `array` on its own backend, copying only when needed."""
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(array)
+    device = as_device_array(array)
+    if device.is_c_contiguous():
+        return device
+    return to_device(device.copy_to_host())
+
+
+def flat(array):
+    """A 1-D view of a contiguous array on either backend."""
+    return array.reshape(-1) if isinstance(array, np.ndarray) else array.reshape(array.size)

@@ -1,0 +1,377 @@
+"""The public numeric API: validated, allocating wrappers over the kernels.
+
+numpy arrays in give numpy arrays out (compiled CPU kernels); Numba device arrays (or objects with
+`__cuda_array_interface__`) in give device arrays out (CUDA kernels). Parameter names follow
+PyTorch's torch.nn.functional. Image inputs are (N, C, H, W), or (C, H, W) for a single map;
+sequence inputs (N, C, W) or (C, W). Each forward `f` has `f_backward(grad_output, input, <same
+hyper-parameters>)`; the convolutions' backward returns (grad_input, grad_weight, grad_bias).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend, checks
+
+__all__ = [
+    "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _batched(name, array, spatial_dims, layout):
+    """(array with a batch axis, whether one was added) for inputs given with or without N."""
+    checks.ndim(name, array, (spatial_dims + 1, spatial_dims + 2), layout)
+    if array.ndim == spatial_dims + 1:
+        return array.reshape((1,) + tuple(array.shape)), True
+    return array, False
+
+
+def _unbatched(array, squeeze):
+    return array.reshape(tuple(array.shape)[1:]) if squeeze else array
+
+
+def _output_size(name, size, kernel, stride, padding, dilation=1, ceil_mode=False):
+    extent = dilation * (kernel - 1) + 1
+    if size + 2 * padding < extent:
+        raise ValueError(f"{name}: the kernel (extent {extent} after dilation) is larger than the padded input "
+                         f"({size} + 2*{padding} = {size + 2 * padding})")
+    span = size + 2 * padding - extent
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # the last window must start inside the input or its left padding (PyTorch's rule)
+    return out
+
+
+def _pad_right(array, extra_h, extra_w):
+    """Zero-pad the bottom and right of an (N, C, H, W) array on its own backend."""
+    if extra_h == 0 and extra_w == 0:
+        return array
+    padded = np.pad(backend.to_host(array), ((0, 0), (0, 0), (0, extra_h), (0, extra_w)))
+    return backend.transfer(padded, backend.backend_of(array))
+
+
+def _crop(array, height, width):
+    if array.shape[2] == height and array.shape[3] == width:
+        return array
+    cropped = np.ascontiguousarray(backend.to_host(array)[:, :, :height, :width])
+    return backend.transfer(cropped, backend.backend_of(array))
+
+
+# ----------------------------------------------------------------------------- convolution
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Hyper-parameters of one 2-D convolution, resolved against concrete input and weight shapes.
+
+    padding holds the symmetric part the kernels apply; extra_h/extra_w the one extra row/column
+    that padding='same' adds at the bottom/right when the total padding is odd (as PyTorch does).
+    """
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    extra_h: int
+    extra_w: int
+    output_shape: tuple
+
+    @property
+    def kernel_args(self):
+        return (self.stride[0], self.stride[1], self.padding[0], self.padding[1],
+                self.dilation[0], self.dilation[1], self.groups)
+
+
+def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, names=("input", "weight")):
+    """Validate a 2-D convolution's shapes and hyper-parameters; return its ConvGeometry."""
+    input_name, weight_name = names
+    N, C, H, W = input_shape
+    D, Cg, KH, KW = weight_shape
+    groups = checks.integer("groups", groups, 1)
+    if C % groups or D % groups:
+        raise ValueError(f"groups={groups} must divide both the input channels ({C}) and the output channels "
+                         f"({D}, the first axis of {weight_name})")
+    if Cg * groups != C:
+        raise ValueError(f"{weight_name} must have shape (D, C/groups, kh, kw) with C/groups = {C // groups} "
+                         f"for {input_name} with C={C} channels and groups={groups}, got {tuple(weight_shape)}")
+    stride = checks.pair("stride", stride, 1)
+    dilation = checks.pair("dilation", dilation, 1)
+    extra = (0, 0)
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
+            totals = (dilation[0] * (KH - 1), dilation[1] * (KW - 1))
+            pad = (totals[0] // 2, totals[1] // 2)
+            extra = (totals[0] - 2 * pad[0], totals[1] - 2 * pad[1])
+        else:
+            raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    else:
+        pad = checks.pair("padding", padding, 0)
+    OH = _output_size(f"{weight_name} height vs {input_name} height", H + extra[0], KH, stride[0], pad[0], dilation[0])
+    OW = _output_size(f"{weight_name} width vs {input_name} width", W + extra[1], KW, stride[1], pad[1], dilation[1])
+    return ConvGeometry(stride, pad, dilation, groups, extra[0], extra[1], (N, D, OH, OW))
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups):
+    where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias)
+    x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
+    checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
+    geometry = conv_geometry(x.shape, a["weight"].shape, stride, padding, dilation, groups)
+    D = a["weight"].shape[0]
+    if bias is None:
+        bias_array = backend.empty((0,), dtype, where)
+    else:
+        bias_array = a["bias"]
+        checks.shape("bias", bias_array, (D,))
+    output = backend.empty(geometry.output_shape, dtype, where)
+    backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
+                                          bias_array, output, *geometry.kernel_args)
+    return _unbatched(output, squeeze)
+
+
+def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups):
+    where, dtype, a = checks.arrays(grad_output=grad_output, input=input, weight=weight)
+    x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
+    checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
+    geometry = conv_geometry(x.shape, a["weight"].shape, stride, padding, dilation, groups)
+    grad_y = a["grad_output"].reshape(geometry.output_shape) if squeeze and a["grad_output"].ndim == 3 else a["grad_output"]
+    checks.shape("grad_output", grad_y, geometry.output_shape)
+    kernels = backend.kernels(where)
+    padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
+    grad_input = backend.empty(padded.shape, dtype, where)
+    grad_weight = backend.empty(a["weight"].shape, dtype, where)
+    grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
+    kernels.conv2d_backward_input(grad_y, a["weight"], grad_input, *geometry.kernel_args)
+    kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
+    kernels.conv2d_backward_bias(grad_y, grad_bias)
+    grad_input = _crop(grad_input, x.shape[2], x.shape[3])
+    return _unbatched(grad_input, squeeze), grad_weight, grad_bias
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation. input (N, C, H, W) or (C, H, W); weight (D, C/groups, kh, kw); bias (D,) or None.
+
+    stride, dilation: int or (sh, sw); padding: int, (ph, pw), 'valid' or 'same' (stride 1 only).
+    Returns (N, D, OH, OW) with OH = (H + 2ph - dh(kh-1) - 1) // sh + 1, likewise OW.
+    """
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,))."""
+    return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups)
+
+
+def _as_2d_hyper(name, value, minimum, fill):
+    """A 1-D hyper-parameter (int or 1-tuple) as the 2-D pair (fill, value)."""
+    if isinstance(value, str):
+        return value
+    return (fill, checks.pair(name, value, minimum, size=1)[0])
+
+
+def _conv1d_views(input, weight, grad_output=None):
+    """(N, C, 1, W) and (D, Cg, 1, K) views of 1-D convolution arrays, after validating their layouts."""
+    _, _, a = checks.arrays(input=input, weight=weight, grad_output=grad_output)
+    x, squeeze = _batched("input", a["input"], 1, "(N, C, W) or (C, W)")
+    checks.ndim("weight", a["weight"], (3,), "(D, C/groups, k)")
+    views = [x.reshape((x.shape[0], x.shape[1], 1, x.shape[2])),
+             a["weight"].reshape((a["weight"].shape[0], a["weight"].shape[1], 1, a["weight"].shape[2]))]
+    if grad_output is not None:
+        grad_y = a["grad_output"]
+        checks.ndim("grad_output", grad_y, (x.ndim - (1 if squeeze else 0),), "like conv1d's output")
+        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[-2], 1, grad_y.shape[-1]))
+        views.append(grad_y)
+    return views, squeeze
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation. input (N, C, W) or (C, W); weight (D, C/groups, k); bias (D,) or None.
+
+    Runs the 2-D kernels with H = 1. Returns (N, D, OW) (or (D, OW) for unbatched input).
+    """
+    (x, w), squeeze = _conv1d_views(input, weight)
+    output = _conv2d(x, w, bias, _as_2d_hyper("stride", stride, 1, 1), _as_2d_hyper("padding", padding, 0, 0),
+                     _as_2d_hyper("dilation", dilation, 1, 1), groups)
+    output = output.reshape((output.shape[0], output.shape[1], output.shape[3]))
+    return _unbatched(output, squeeze)
+
+
+def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of conv1d: (grad_input like input, grad_weight like weight, grad_bias (D,))."""
+    (x, w, grad_y), squeeze = _conv1d_views(input, weight, grad_output)
+    grad_input, grad_weight, grad_bias = _conv2d_backward(
+        grad_y, x, w, _as_2d_hyper("stride", stride, 1, 1), _as_2d_hyper("padding", padding, 0, 0),
+        _as_2d_hyper("dilation", dilation, 1, 1), groups)
+    grad_input = grad_input.reshape((x.shape[0], x.shape[1], x.shape[3]))
+    grad_weight = grad_weight.reshape(tuple(weight.shape))
+    return _unbatched(grad_input, squeeze), grad_weight, grad_bias
+
+
+# ----------------------------------------------------------------------------- pooling
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    output_shape: tuple
+
+    @property
+    def kernel_args(self):
+        return self.kernel + self.stride + self.padding
+
+
+def pool_geometry(input_shape, kernel_size, stride, padding, ceil_mode):
+    """Validate pooling hyper-parameters against an (N, C, H, W) shape; return its PoolGeometry."""
+    N, C, H, W = input_shape
+    kernel = checks.pair("kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else checks.pair("stride", stride, 1)
+    padding = checks.pair("padding", padding, 0)
+    for axis in range(2):
+        if 2 * padding[axis] > kernel[axis]:
+            raise ValueError(f"padding must be at most half of kernel_size, got padding={padding} "
+                             f"for kernel_size={kernel}")
+    OH = _output_size("kernel_size height vs input height", H, kernel[0], stride[0], padding[0], ceil_mode=ceil_mode)
+    OW = _output_size("kernel_size width vs input width", W, kernel[1], stride[1], padding[1], ceil_mode=ceil_mode)
+    return PoolGeometry(kernel, stride, padding, (N, C, OH, OW))
+
+
+def _pool_arrays(input, grad_output=None):
+    where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
+    x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
+    grad_y = a.get("grad_output")
+    if grad_y is not None and squeeze and grad_y.ndim == 3:
+        grad_y = grad_y.reshape((1,) + tuple(grad_y.shape))
+    return where, dtype, x, grad_y, squeeze
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
+    """Max pooling over (N, C, H, W) or (C, H, W); stride defaults to kernel_size.
+
+    With return_indices=True also returns int64 indices (flat ih * W + iw within each plane),
+    which max_pool2d_backward accepts to skip recomputing the forward pass.
+    """
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    output = backend.empty(geometry.output_shape, dtype, where)
+    indices = backend.empty(geometry.output_shape, np.int64, where)
+    backend.kernels(where).max_pool2d_forward(x, output, indices, *geometry.kernel_args)
+    if return_indices:
+        return _unbatched(output, squeeze), _unbatched(indices, squeeze)
+    return _unbatched(output, squeeze)
+
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None):
+    """Gradient of max_pool2d w.r.t. its input; pass the forward's indices to avoid recomputing them."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    checks.shape("grad_output", grad_y, geometry.output_shape)
+    kernels = backend.kernels(where)
+    if indices is None:
+        indices = backend.empty(geometry.output_shape, np.int64, where)
+        kernels.max_pool2d_forward(x, backend.empty(geometry.output_shape, dtype, where), indices,
+                                   *geometry.kernel_args)
+    else:
+        if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
+            raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        indices = backend.contiguous(indices).reshape(geometry.output_shape)
+    grad_input = backend.empty(x.shape, dtype, where)
+    kernels.max_pool2d_backward(grad_y, indices, grad_input, *geometry.kernel_args)
+    return _unbatched(grad_input, squeeze)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Average pooling over (N, C, H, W) or (C, H, W); stride defaults to kernel_size.
+
+    count_include_pad=True divides by the window size including zero padding (PyTorch's default).
+    """
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    output = backend.empty(geometry.output_shape, dtype, where)
+    backend.kernels(where).avg_pool2d_forward(x, output, *geometry.kernel_args, int(bool(count_include_pad)))
+    return _unbatched(output, squeeze)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of avg_pool2d w.r.t. its input."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    checks.shape("grad_output", grad_y, geometry.output_shape)
+    grad_input = backend.empty(x.shape, dtype, where)
+    backend.kernels(where).avg_pool2d_backward(grad_y, grad_input, *geometry.kernel_args, int(bool(count_include_pad)))
+    return _unbatched(grad_input, squeeze)
+
+
+def global_avg_pool2d(input):
+    """Mean of each (H, W) plane: (N, C, H, W) -> (N, C, 1, 1) (like adaptive_avg_pool2d(input, 1))."""
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    output = backend.empty((x.shape[0], x.shape[1], 1, 1), dtype, where)
+    backend.kernels(where).global_avg_pool2d_forward(x, output)
+    return _unbatched(output, squeeze)
+
+
+def global_avg_pool2d_backward(grad_output, input):
+    """Gradient of global_avg_pool2d: grad_output (N, C, 1, 1) spread evenly over each plane."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    checks.shape("grad_output", grad_y, (x.shape[0], x.shape[1], 1, 1))
+    grad_input = backend.empty(x.shape, dtype, where)
+    backend.kernels(where).global_avg_pool2d_backward(grad_y, grad_input)
+    return _unbatched(grad_input, squeeze)
+
+
+# ----------------------------------------------------------------------------- activations
+
+def _elementwise(kernel_name, *scalars, **named):
+    """Run an element-wise kernel over flat views of arrays of one shape; return a new array of that shape."""
+    where, dtype, a = checks.arrays(**named)
+    first_name = next(iter(named))
+    shape = tuple(a[first_name].shape)
+    for name, array in a.items():
+        checks.shape(name, array, shape)
+    output = backend.empty(shape, dtype, where)
+    kernel = getattr(backend.kernels(where), kernel_name)
+    kernel(*(backend.flat(array) for array in a.values()), backend.flat(output), *scalars)
+    return output
+
+
+def relu(input):
+    """max(input, 0), element-wise, any shape."""
+    return _elementwise("relu_forward", input=input)
+
+
+def relu_backward(grad_output, input):
+    return _elementwise("relu_backward", grad_output=grad_output, input=input)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    """input where positive, negative_slope * input elsewhere."""
+    return _elementwise("leaky_relu_forward", checks.real("negative_slope", negative_slope), input=input)
+
+
+def leaky_relu_backward(grad_output, input, negative_slope=0.01):
+    return _elementwise("leaky_relu_backward", checks.real("negative_slope", negative_slope),
+                        grad_output=grad_output, input=input)
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-input)), computed without overflow."""
+    return _elementwise("sigmoid_forward", input=input)
+
+
+def sigmoid_backward(grad_output, input):
+    return _elementwise("sigmoid_backward", grad_output=grad_output, input=input)
+
+
+def tanh(input):
+    return _elementwise("tanh_forward", input=input)
+
+
+def tanh_backward(grad_output, input):
+    return _elementwise("tanh_backward", grad_output=grad_output, input=input)

@@ -1,0 +1,1 @@
+"""Compiled kernels: `cpu` (@njit) and `cuda` (@cuda.jit), one contract for both."""

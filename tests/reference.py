@@ -1,0 +1,59 @@
+"""Independent float64 references, written plainly with numpy, for checking the kernels."""
+import numpy as np
+
+
+def conv2d(x, w, b=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """Cross-correlation by explicit padding and a loop over output positions. padding: ((top, bottom), (left, right))."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    N, C, H, W = x.shape
+    D, Cg, KH, KW = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), padding[0], padding[1]))
+    ext_h, ext_w = dilation[0] * (KH - 1) + 1, dilation[1] * (KW - 1) + 1
+    OH = (xp.shape[2] - ext_h) // stride[0] + 1
+    OW = (xp.shape[3] - ext_w) // stride[1] + 1
+    Dg = D // groups
+    out = np.zeros((N, D, OH, OW))
+    for d in range(D):
+        g = d // Dg
+        for oh in range(OH):
+            for ow in range(OW):
+                h0, w0 = oh * stride[0], ow * stride[1]
+                window = xp[:, g * Cg:(g + 1) * Cg, h0:h0 + ext_h:dilation[0], w0:w0 + ext_w:dilation[1]]
+                out[:, d, oh, ow] = np.sum(window * w[d], axis=(1, 2, 3))
+    if b is not None:
+        out += np.asarray(b, np.float64)[None, :, None, None]
+    return out
+
+
+def pool2d(x, kernel, stride, padding, out_shape, mode, count_include_pad=True):
+    """Max or average pooling with PyTorch's window and divisor rules, one window at a time."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    out = np.zeros(out_shape)
+    for oh in range(out_shape[2]):
+        for ow in range(out_shape[3]):
+            h0, w0 = oh * stride[0] - padding[0], ow * stride[1] - padding[1]
+            h1, w1 = min(h0 + kernel[0], H + padding[0]), min(w0 + kernel[1], W + padding[1])
+            window = x[:, :, max(h0, 0):min(h1, H), max(w0, 0):min(w1, W)]
+            if mode == "max":
+                out[:, :, oh, ow] = window.max(axis=(2, 3))
+            else:
+                divisor = (h1 - h0) * (w1 - w0) if count_include_pad else window.shape[2] * window.shape[3]
+                out[:, :, oh, ow] = window.sum(axis=(2, 3)) / divisor
+    return out
+
+
+def numerical_gradient(function, array, grad_output, epsilon=1e-6):
+    """d sum(function() * grad_output) / d array by central differences, perturbing `array` in place."""
+    grad = np.zeros_like(array, dtype=np.float64)
+    flat = array.reshape(-1)
+    for k in range(flat.size):
+        saved = flat[k]
+        flat[k] = saved + epsilon
+        plus = np.sum(function() * grad_output)
+        flat[k] = saved - epsilon
+        minus = np.sum(function() * grad_output)
+        flat[k] = saved
+        grad.reshape(-1)[k] = (plus - minus) / (2 * epsilon)
+    return grad

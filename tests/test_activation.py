@@ -1,0 +1,36 @@
+"""Activations on the CPU: against numpy formulas and by finite differences."""
+import numpy as np
+import pytest
+
+import nbconv.functional as F
+from tests import reference
+
+FORMULAS = {
+    "relu": (lambda x: np.maximum(x, 0), {}),
+    "leaky_relu": (lambda x: np.where(x > 0, x, 0.2 * x), {"negative_slope": 0.2}),
+    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), {}),
+    "tanh": (np.tanh, {}),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_activation_forward_and_backward(name, dtype, rng):
+    formula, kwargs = FORMULAS[name]
+    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from the ReLU kink
+    forward = getattr(F, name)
+    backward = getattr(F, name + "_backward")
+    y = forward(x, **kwargs)
+    assert y.shape == x.shape and y.dtype == dtype
+    np.testing.assert_allclose(y, formula(x.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    if dtype == np.float64:
+        grad_y = rng.standard_normal(x.shape)
+        grad_x = backward(grad_y, x, **kwargs)
+        np.testing.assert_allclose(grad_x, reference.numerical_gradient(lambda: forward(x, **kwargs), x, grad_y),
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_sigmoid_does_not_overflow():
+    y = F.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    np.testing.assert_allclose(y, [0.0, 0.5, 1.0])

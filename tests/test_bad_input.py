@@ -1,0 +1,55 @@
+"""Bad input raises ValueError/TypeError naming the argument and what was expected."""
+import numpy as np
+import pytest
+
+import nbconv.functional as F
+from nbconv import backend
+
+X = np.zeros((2, 3, 8, 8), np.float32)
+W = np.zeros((4, 3, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: F.conv2d(np.zeros((8, 8), np.float32), W), ValueError, ["input", "(N, C, H, W)"]),
+    (lambda: F.conv2d(X, np.zeros((4, 3, 3), np.float32)), ValueError, ["weight", "4-D"]),
+    (lambda: F.conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError, ["weight", "C/groups = 3"]),
+    (lambda: F.conv2d(X, np.zeros((4, 3, 11, 3), np.float32), padding=1), ValueError, ["kernel", "larger", "padded"]),
+    (lambda: F.conv2d(X, W, stride=0), ValueError, ["stride", ">= 1"]),
+    (lambda: F.conv2d(X, W, stride=-2), ValueError, ["stride"]),
+    (lambda: F.conv2d(X, W, dilation=(1, 0)), ValueError, ["dilation"]),
+    (lambda: F.conv2d(X, W, padding=-1), ValueError, ["padding", ">= 0"]),
+    (lambda: F.conv2d(X, W, padding="full"), ValueError, ["padding", "'same'"]),
+    (lambda: F.conv2d(X, W, padding="same", stride=2), ValueError, ["same", "stride 1"]),
+    (lambda: F.conv2d(X, np.zeros((4, 1, 3, 3), np.float32), groups=2), ValueError, ["groups=2", "divide"]),
+    (lambda: F.conv2d(X, W, groups=0), ValueError, ["groups"]),
+    (lambda: F.conv2d(X, W, groups=1.5), TypeError, ["groups", "int"]),
+    (lambda: F.conv2d(X, W, np.zeros(5, np.float32)), ValueError, ["bias", "(4,)"]),
+    (lambda: F.conv2d(X.astype(np.int32), W), TypeError, ["input", "float32 or float64"]),
+    (lambda: F.conv2d(X, W.astype(np.float64)), TypeError, ["dtype", "weight is float64"]),
+    (lambda: F.conv2d([[1.0]], W), TypeError, ["input", "numpy array"]),
+    (lambda: F.conv2d_backward(np.zeros((2, 4, 5, 5), np.float32), X, W), ValueError, ["grad_output", "(2, 4, 6, 6)"]),
+    (lambda: F.conv1d(X, W), ValueError, ["input", "(N, C, W)"]),
+    (lambda: F.max_pool2d(X, 0), ValueError, ["kernel_size"]),
+    (lambda: F.max_pool2d(X, 2, padding=2), ValueError, ["padding", "half of kernel_size"]),
+    (lambda: F.max_pool2d(X, 9), ValueError, ["kernel", "larger"]),
+    (lambda: F.avg_pool2d(X, 2, stride=0), ValueError, ["stride"]),
+    (lambda: F.relu(np.zeros(3, np.int64)), TypeError, ["input", "float32"]),
+    (lambda: F.relu_backward(np.zeros(3), np.zeros(4)), ValueError, ["input", "(3,)"]),
+    (lambda: F.leaky_relu(X, negative_slope="a"), TypeError, ["negative_slope"]),
+])
+def test_bad_input_names_the_argument(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    for word in words:
+        assert word in str(raised.value), f"{word!r} not in {raised.value}"
+
+
+def test_cpu_and_device_arrays_cannot_be_mixed():
+    device_weight = backend.to_device(W)
+    with pytest.raises(TypeError, match="one backend.*input on cpu, weight on cuda"):
+        F.conv2d(X, device_weight)
+
+
+def test_unknown_device_name():
+    with pytest.raises(ValueError, match="device must be one of cpu, cuda, auto"):
+        backend.resolve("tpu")

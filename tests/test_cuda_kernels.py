@@ -1,0 +1,79 @@
+"""The CUDA kernels: one contract with the CPU kernels, and the same results (under the simulator in CI)."""
+import inspect
+
+import numpy as np
+import pytest
+
+import nbconv.functional as F
+from nbconv import backend
+from nbconv.kernels import cpu, cuda as cuda_kernels
+
+
+def _parameters(function):
+    return list(inspect.signature(getattr(function, "py_func", function)).parameters)
+
+
+def test_cpu_and_cuda_modules_share_one_contract():
+    assert sorted(cpu.__all__) == sorted(cuda_kernels.__all__)
+    for name in cpu.__all__:
+        assert _parameters(getattr(cpu, name)) == _parameters(getattr(cuda_kernels, name)), name
+
+
+def _on_both(function, *arrays, **kwargs):
+    """function's result on the CPU and on the CUDA backend (copied back), for the same inputs."""
+    on_cpu = function(*arrays, **kwargs)
+    on_gpu = function(*(backend.to_device(a) for a in arrays), **kwargs)
+    if isinstance(on_cpu, tuple):
+        assert all(backend.is_device_array(part) for part in on_gpu)
+        return on_cpu, tuple(backend.to_host(part) for part in on_gpu)
+    assert backend.is_device_array(on_gpu)
+    return (on_cpu,), (backend.to_host(on_gpu),)
+
+
+def _assert_same(function, *arrays, **kwargs):
+    expected, got = _on_both(function, *arrays, **kwargs)
+    for e, g in zip(expected, got):
+        assert e.shape == g.shape and e.dtype == g.dtype
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("hyper", [dict(stride=2, padding=1), dict(stride=(1, 2), padding=(2, 0), dilation=2, groups=2)])
+def test_conv2d_cuda_matches_cpu(hyper, rng):
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 4 // hyper.get("groups", 1), 3, 2)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    _assert_same(F.conv2d, x, w, b, **hyper)
+    y = F.conv2d(x, w, b, **hyper)
+    _assert_same(F.conv2d_backward, rng.standard_normal(y.shape).astype(np.float32), x, w, **hyper)
+
+
+def test_conv1d_cuda_matches_cpu(rng):
+    x = rng.standard_normal((1, 2, 9))
+    w = rng.standard_normal((3, 2, 3))
+    _assert_same(F.conv1d, x, w, stride=2, padding=1)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pooling_cuda_matches_cpu(kind, rng):
+    x = rng.permutation(2 * 2 * 7 * 6).reshape(2, 2, 7, 6).astype(np.float64)
+    hyper = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    forward = getattr(F, f"{kind}_pool2d")
+    backward = getattr(F, f"{kind}_pool2d_backward")
+    _assert_same(forward, x, **hyper)
+    grad_y = rng.standard_normal(forward(x, **hyper).shape)
+    _assert_same(backward, grad_y, x, **hyper)
+    if kind == "avg":
+        _assert_same(forward, x, count_include_pad=False, **hyper)
+
+
+def test_global_avg_pool_cuda_matches_cpu(rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    _assert_same(F.global_avg_pool2d, x)
+    _assert_same(F.global_avg_pool2d_backward, rng.standard_normal((2, 3, 1, 1)).astype(np.float32), x)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh"])
+def test_activations_cuda_match_cpu(name, rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    _assert_same(getattr(F, name), x)
+    _assert_same(getattr(F, name + "_backward"), rng.standard_normal(x.shape).astype(np.float32), x)

@@ -3,7 +3,9 @@ import click
 
 from nbconv import __version__
 
+from .evaluate import evaluate
 from .info import info
+from .train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,6 +15,8 @@ def app():
 
 
 app.add_command(info)
+app.add_command(train)
+app.add_command(evaluate)
 
 
 def main():

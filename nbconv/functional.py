@@ -18,6 +18,8 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward",
     "relu", "relu_backward", "leaky_relu", "leaky_relu_backward",
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "linear", "linear_backward", "local_conv2d", "local_conv2d_backward",
+    "softmax_cross_entropy", "dropout", "dropout_backward",
 ]
 
 
@@ -375,3 +377,140 @@ def tanh(input):
 
 def tanh_backward(grad_output, input):
     return _elementwise("tanh_backward", grad_output=grad_output, input=input)
+
+
+# ----------------------------------------------------------------------------- fully connected
+
+def _linear_arrays(input, weight, grad_output=None, bias=None):
+    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias)
+    checks.ndim("input", a["input"], (2,), "(N, in_features)")
+    checks.ndim("weight", a["weight"], (2,), "(out_features, in_features)")
+    if a["weight"].shape[1] != a["input"].shape[1]:
+        raise ValueError(f"weight must have shape (out_features, {a['input'].shape[1]}) for input with "
+                         f"{a['input'].shape[1]} features, got {tuple(a['weight'].shape)}")
+    return where, dtype, a
+
+
+def linear(input, weight, bias=None):
+    """Fully connected layer: input (N, I) @ weight (O, I).T + bias (O,) -> (N, O)."""
+    where, dtype, a = _linear_arrays(input, weight, bias=bias)
+    out_features = a["weight"].shape[0]
+    if bias is not None:
+        checks.shape("bias", a["bias"], (out_features,))
+    output = backend.empty((a["input"].shape[0], out_features), dtype, where)
+    bias_array = a["bias"] if bias is not None else backend.empty((0,), dtype, where)
+    backend.kernels(where).linear_forward(a["input"], a["weight"], bias_array, output)
+    return output
+
+
+def linear_backward(grad_output, input, weight):
+    """Gradients of linear: (grad_input (N, I), grad_weight (O, I), grad_bias (O,))."""
+    where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
+    checks.shape("grad_output", a["grad_output"], (a["input"].shape[0], a["weight"].shape[0]))
+    kernels = backend.kernels(where)
+    grad_input = backend.empty(a["input"].shape, dtype, where)
+    grad_weight = backend.empty(a["weight"].shape, dtype, where)
+    grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
+    kernels.linear_backward_input(a["grad_output"], a["weight"], grad_input)
+    kernels.linear_backward_weight(a["grad_output"], a["input"], grad_weight)
+    kernels.linear_backward_bias(a["grad_output"], grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+# ----------------------------------------------------------------------------- locally connected
+
+def local_conv2d_output_size(input_shape, kernel_size, stride=1, padding=0):
+    """(OH, OW) of a locally connected layer over (N, C, H, W) input."""
+    kernel = checks.pair("kernel_size", kernel_size, 1)
+    stride = checks.pair("stride", stride, 1)
+    padding = checks.pair("padding", padding, 0)
+    return (_output_size("kernel_size height vs input height", input_shape[2], kernel[0], stride[0], padding[0]),
+            _output_size("kernel_size width vs input width", input_shape[3], kernel[1], stride[1], padding[1]))
+
+
+def _local_arrays(input, weight, stride, padding, grad_output=None, bias=None):
+    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias)
+    checks.ndim("input", a["input"], (4,), "(N, C, H, W)")
+    checks.ndim("weight", a["weight"], (6,), "(OH, OW, D, C, kh, kw)")
+    OH, OW, D, C, KH, KW = a["weight"].shape
+    expected = local_conv2d_output_size(a["input"].shape, (KH, KW), stride, padding) + (D, a["input"].shape[1], KH, KW)
+    checks.shape("weight", a["weight"], expected)
+    hyper = checks.pair("stride", stride, 1) + checks.pair("padding", padding, 0)
+    return where, dtype, a, (a["input"].shape[0], D, OH, OW), hyper
+
+
+def local_conv2d(input, weight, bias=None, stride=1, padding=0):
+    """Locally connected layer (unshared weights): input (N, C, H, W), weight (OH, OW, D, C, kh, kw),
+    bias (D, OH, OW) or None -> (N, D, OH, OW)."""
+    where, dtype, a, output_shape, hyper = _local_arrays(input, weight, stride, padding, bias=bias)
+    if bias is not None:
+        checks.shape("bias", a["bias"], output_shape[1:])
+    output = backend.empty(output_shape, dtype, where)
+    bias_array = a["bias"] if bias is not None else backend.empty((0, 0, 0), dtype, where)
+    backend.kernels(where).local_conv2d_forward(a["input"], a["weight"], bias_array, output, *hyper)
+    return output
+
+
+def local_conv2d_backward(grad_output, input, weight, stride=1, padding=0):
+    """Gradients of local_conv2d: (grad_input, grad_weight, grad_bias (D, OH, OW))."""
+    where, dtype, a, output_shape, hyper = _local_arrays(input, weight, stride, padding, grad_output=grad_output)
+    checks.shape("grad_output", a["grad_output"], output_shape)
+    kernels = backend.kernels(where)
+    grad_input = backend.empty(a["input"].shape, dtype, where)
+    grad_weight = backend.empty(a["weight"].shape, dtype, where)
+    grad_bias = backend.empty(output_shape[1:], dtype, where)
+    kernels.local_conv2d_backward_input(a["grad_output"], a["weight"], grad_input, *hyper)
+    kernels.local_conv2d_backward_weight(a["grad_output"], a["input"], grad_weight, *hyper)
+    kernels.local_conv2d_backward_bias(a["grad_output"], grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+# ----------------------------------------------------------------------------- loss and dropout
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) in [0, K).
+
+    Returns (loss as a float, grad_logits (N, K)): forward and backward in one fused kernel.
+    labels live on the same backend as logits.
+    """
+    where, dtype, a = checks.arrays(logits=logits)
+    checks.ndim("logits", a["logits"], (2,), "(N, classes)")
+    N, K = a["logits"].shape
+    host_labels = backend.to_host(labels) if backend.is_device_array(labels) else labels
+    if not isinstance(host_labels, np.ndarray) or not np.issubdtype(host_labels.dtype, np.integer):
+        raise TypeError(f"labels must be an integer array, got {type(labels).__name__} "
+                        f"of dtype {getattr(labels, 'dtype', None)}")
+    checks.shape("labels", host_labels, (N,))
+    if N and (host_labels.min() < 0 or host_labels.max() >= K):
+        raise ValueError(f"labels must lie in [0, {K}) for logits with {K} classes, "
+                         f"got values from {host_labels.min()} to {host_labels.max()}")
+    if backend.backend_of(labels) != where:
+        raise TypeError(f"labels must be on the same backend as logits ({where})")
+    label_array = backend.contiguous(labels) if np.dtype(labels.dtype) == np.int64 else \
+        backend.transfer(host_labels.astype(np.int64), where)
+    losses = backend.empty((N,), dtype, where)
+    grad_logits = backend.empty((N, K), dtype, where)
+    backend.kernels(where).softmax_cross_entropy(a["logits"], label_array, losses, grad_logits)
+    return float(backend.to_host(losses).mean()), grad_logits
+
+
+def dropout(input, probability, rng):
+    """Inverted dropout: zero each element with `probability`, scale the rest by 1 / (1 - probability).
+
+    rng: a numpy Generator (the noise is drawn on the host, so runs are reproducible on both backends).
+    Returns (output, mask); dropout_backward takes the mask.
+    """
+    probability = checks.real("probability", probability)
+    if not 0.0 <= probability < 1.0:
+        raise ValueError(f"probability must lie in [0, 1), got {probability}")
+    where, dtype, a = checks.arrays(input=input)
+    noise = backend.transfer(rng.random(a["input"].size, dtype=np.float32).astype(dtype, copy=False), where)
+    output = backend.empty(a["input"].shape, dtype, where)
+    mask = backend.empty(a["input"].shape, dtype, where)
+    backend.kernels(where).dropout_forward(backend.flat(a["input"]), noise, backend.flat(output), backend.flat(mask),
+                                           probability)
+    return output, mask
+
+
+def dropout_backward(grad_output, mask):
+    return _elementwise("dropout_backward", grad_output=grad_output, mask=mask)

@@ -1,15 +1,44 @@
 """CPU kernels (@njit). Same public names and parameters as nbconv.kernels.cuda: inputs, then
 preallocated outputs (overwritten), then scalar hyper-parameters."""
-from .activation import (leaky_relu_backward, leaky_relu_forward, relu_backward, relu_forward, sigmoid_backward,
-                         sigmoid_forward, tanh_backward, tanh_forward)
-from .conv import conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward
-from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
-                   max_pool2d_backward, max_pool2d_forward)
+from .activation import relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
+from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_backward_bias  # noqa: F401
+from .dropout import dropout_forward, dropout_backward  # noqa: F401
+from .linear import linear_forward, linear_backward_input, linear_backward_weight, linear_backward_bias  # noqa: F401
+from .local import local_conv2d_forward, local_conv2d_backward_input, local_conv2d_backward_weight, local_conv2d_backward_bias  # noqa: F401
+from .loss import softmax_cross_entropy  # noqa: F401
+from .optim import sgd_update, adam_update  # noqa: F401
+from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
-    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "global_avg_pool2d_forward", "global_avg_pool2d_backward",
-    "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-    "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv2d_backward_bias",
+    "dropout_forward",
+    "dropout_backward",
+    "linear_forward",
+    "linear_backward_input",
+    "linear_backward_weight",
+    "linear_backward_bias",
+    "local_conv2d_forward",
+    "local_conv2d_backward_input",
+    "local_conv2d_backward_weight",
+    "local_conv2d_backward_bias",
+    "softmax_cross_entropy",
+    "sgd_update",
+    "adam_update",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
 ]

@@ -1,0 +1,36 @@
+"""Options and helpers shared by the sub-commands."""
+import click
+
+from nbconv import backend
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                             help="Backend (default: $NBCONV_DEVICE, else auto: CUDA when usable, else CPU).")
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                               help="Directory holding the dataset's IDX files (default: $NBCONV_DATA_DIR, "
+                                    "then the per-user cache, downloading when missing).")
+threads_option = click.option("--threads", type=click.IntRange(1), default=None,
+                              help="CPU threads for the kernels (default: all cores).")
+
+
+def resolve_device(device):
+    try:
+        return backend.resolve(device)
+    except (backend.CudaUnavailableError, ValueError) as error:
+        raise click.ClickException(str(error))
+
+
+def set_threads(threads):
+    if threads is None:
+        return
+    import numba
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        raise click.BadParameter(f"at most {numba.config.NUMBA_NUM_THREADS} threads here", param_hint="--threads")
+    numba.set_num_threads(threads)
+
+
+def load_data(dataset, data_dir):
+    from nbconv import data
+    try:
+        return data.load(dataset, data_dir, echo=click.echo)
+    except (data.DataUnavailableError, data.IDXError) as error:
+        raise click.ClickException(str(error))

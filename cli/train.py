@@ -1,0 +1,101 @@
+"""`nbconv train`: train a model on MNIST or Fashion-MNIST with a live progress bar and checkpoints."""
+import os
+import sys
+import time
+
+import click
+
+from nbconv import checkpoint, models
+from nbconv.optim import SCHEDULES
+from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
+
+from .common import data_dir_option, device_option, load_data, resolve_device, set_threads, threads_option
+
+EXAMPLES = """
+\b
+MODEL is a name (lenet5, lenet1, lenet = lenet5), the lecture's pattern
+INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
+'pattern:n=2,m=2,k=1[,width=16,fc=64]', or a spec string (see nbconv.models):
+\b
+  nbconv train lenet
+  nbconv train lenet1 --epochs 3 --optimizer adam
+  nbconv train pattern:n=2,m=2,k=1 --device cuda
+  nbconv train "[[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10"
+  nbconv train --resume runs/lenet5.npz --epochs 8
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@click.argument("model", required=False)
+@device_option
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (default 5).")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default: 0.05 for sgd, 0.001 for adam).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
+@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
+              help="Learning-rate schedule over the epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@data_dir_option
+@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file (default: runs/MODEL.npz, or the --resume file).")
+@threads_option
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Continue training from this checkpoint (its model, optimizer and history).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, seed, data_dir, dataset,
+          out, threads, resume, limit):
+    """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
+    device = resolve_device(device)
+    set_threads(threads)
+    if resume:
+        state = checkpoint.load(resume)
+        config = TrainConfig(**state.config)
+        config.epochs = epochs or config.epochs
+        net, history = state.model, state.history
+        out = out or resume
+        if len(history) >= config.epochs:
+            raise click.ClickException(f"{resume} already holds {len(history)} epochs; ask for more with --epochs")
+    else:
+        if model is None:
+            raise click.UsageError("give a MODEL to train (e.g. lenet) or --resume CHECKPOINT")
+        config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
+                             optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                             schedule=schedule, seed=seed)
+        try:
+            net = models.build(model, input_shape=(1, 28, 28), seed=seed)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="MODEL")
+        history = []
+        name = models.ALIASES.get(model.lower(), model.lower())
+        out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
+    splits = load_data(config.dataset, data_dir)
+    if limit:
+        splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
+    net.to(device)
+    opt = make_optimizer(config, net.parameters())
+    if resume and state.optimizer_state:
+        opt.load_state_dict(state.optimizer_state)
+    click.echo(f"training {config.model} ({net.spec()}) on {device}: {len(splits.train_images):,} training and "
+               f"{len(splits.test_images):,} test images from {splits.source}; {config.optimizer} lr {config.lr:g}, "
+               f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs")
+
+    def save(history_so_far):
+        checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), history_so_far)
+
+    started = time.perf_counter()
+    try:
+        history = fit(net, opt, splits, config, device, history, on_epoch_end=save)
+    except KeyboardInterrupt:
+        save(history)
+        click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(history)} complete epochs); "
+                   f"continue with: nbconv train --resume {out}", err=True)
+        sys.exit(130)
+    except TrainingDiverged as error:
+        raise click.ClickException(str(error))
+    final = history[-1]
+    click.echo(f"done in {time.perf_counter() - started:.1f} s: test accuracy {100 * final['test_accuracy']:.2f}% "
+               f"after {final['epoch']} epochs; checkpoint {out}")

@@ -1,0 +1,87 @@
+"""Locally connected 2-D layer kernels for the CPU: a convolution whose weights are not shared across positions.
+
+Shapes: input (N, C, H, W), weight (OH, OW, D, C, KH, KW) — one filter bank per output position —,
+bias (D, OH, OW) or (0,), output (N, D, OH, OW). Zero padding and stride as for conv2d.
+"""
+from numba import njit, prange
+
+_REDUCE = {"reassoc", "contract", "nsz"}
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
+def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w):
+    N, C, H, W = input.shape
+    OH, OW, D, _, KH, KW = weight.shape
+    has_bias = bias.shape[0] > 0
+    for task in prange(N * D):
+        n = task // D
+        d = task % D
+        for oh in range(OH):
+            for ow in range(OW):
+                total = output.dtype.type(0)
+                for c in range(C):
+                    for i in range(KH):
+                        ih = oh * stride_h + i - padding_h
+                        if ih < 0 or ih >= H:
+                            continue
+                        for j in range(KW):
+                            iw = ow * stride_w + j - padding_w
+                            if 0 <= iw < W:
+                                total += weight[oh, ow, d, c, i, j] * input[n, c, ih, iw]
+                output[n, d, oh, ow] = total + bias[d, oh, ow] if has_bias else total
+
+
+@njit(parallel=True, cache=True)
+def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w):
+    N, C, H, W = grad_input.shape
+    OH, OW, D, _, KH, KW = weight.shape
+    for task in prange(N * C):
+        n = task // C
+        c = task % C
+        plane = grad_input[n, c]
+        plane[:, :] = 0
+        for d in range(D):
+            for oh in range(OH):
+                for ow in range(OW):
+                    g = grad_output[n, d, oh, ow]
+                    for i in range(KH):
+                        ih = oh * stride_h + i - padding_h
+                        if ih < 0 or ih >= H:
+                            continue
+                        for j in range(KW):
+                            iw = ow * stride_w + j - padding_w
+                            if 0 <= iw < W:
+                                plane[ih, iw] += g * weight[oh, ow, d, c, i, j]
+
+
+@njit(parallel=True, cache=True)
+def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w):
+    N, C, H, W = input.shape
+    OH, OW, D, _, KH, KW = grad_weight.shape
+    for position in prange(OH * OW):
+        oh = position // OW
+        ow = position % OW
+        bank = grad_weight[oh, ow]
+        bank[:] = 0
+        for n in range(N):
+            for d in range(D):
+                g = grad_output[n, d, oh, ow]
+                for c in range(C):
+                    for i in range(KH):
+                        ih = oh * stride_h + i - padding_h
+                        if ih < 0 or ih >= H:
+                            continue
+                        for j in range(KW):
+                            iw = ow * stride_w + j - padding_w
+                            if 0 <= iw < W:
+                                bank[d, c, i, j] += g * input[n, c, ih, iw]
+
+
+@njit(parallel=True, cache=True)
+def local_conv2d_backward_bias(grad_output, grad_bias):
+    """grad_bias (D, OH, OW) = grad_output (N, D, OH, OW) summed over N."""
+    N, D, OH, OW = grad_output.shape
+    for d in prange(D):
+        grad_bias[d] = 0
+        for n in range(N):
+            grad_bias[d] += grad_output[n, d]

@@ -1,0 +1,24 @@
+"""Softmax cross-entropy for the CPU, forward and backward fused."""
+import math
+
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy(logits, labels, losses, grad_logits):
+    """logits (N, K), labels (N,) int64 in [0, K) -> losses (N,) per sample and
+    grad_logits (N, K) = (softmax(logits) - onehot(labels)) / N, the gradient of the batch mean."""
+    N, K = logits.shape
+    for n in prange(N):
+        peak = logits[n, 0]
+        for k in range(1, K):
+            peak = max(peak, logits[n, k])
+        total = 0.0
+        for k in range(K):
+            total += math.exp(logits[n, k] - peak)
+        log_total = math.log(total)
+        label = labels[n]
+        losses[n] = log_total + peak - logits[n, label]
+        for k in range(K):
+            probability = math.exp(logits[n, k] - peak - log_total)
+            grad_logits[n, k] = (probability - (1.0 if k == label else 0.0)) / N

@@ -1,0 +1,40 @@
+"""Optimizer update kernels for NVIDIA GPUs; twins of nbconv.kernels.cpu.optim (one thread per parameter)."""
+import math
+
+from numba import cuda
+
+from .launch import grid_for
+
+
+@cuda.jit(cache=True)
+def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    k = cuda.grid(1)
+    if k >= param.shape[0]:
+        return
+    g = grad[k] + weight_decay * param[k]
+    v = momentum * velocity[k] + g
+    velocity[k] = v
+    step = g + momentum * v if nesterov else v
+    param[k] -= lr * step
+
+
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    _sgd_update[grid_for(param.shape[0])](param, grad, velocity, lr, momentum, weight_decay, nesterov)
+
+
+@cuda.jit(cache=True)
+def _adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    k = cuda.grid(1)
+    if k >= param.shape[0]:
+        return
+    g = grad[k] + weight_decay * param[k]
+    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
+    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
+    exp_avg[k] = m
+    exp_avg_sq[k] = v
+    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
+    _adam_update[grid_for(param.shape[0])](param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                                           1.0 - beta1 ** step, 1.0 - beta2 ** step)

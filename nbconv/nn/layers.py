@@ -1,0 +1,317 @@
+"""The layers: convolutions, pooling, activations, fully connected, dropout, flatten.
+
+Every layer runs on the backend its input lives on (numpy -> CPU kernels, device arrays -> CUDA
+kernels); parameters must be on the same backend (model.to(device)). Shapes are PyTorch's.
+"""
+import numpy as np
+
+from .. import backend, checks
+from .. import functional as F
+from .init import initial_weight
+from .module import Layer, Parameter
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _token_args(**values):
+    """'s2p1'-style suffix for a spec token, leaving out defaults (given as None)."""
+    parts = []
+    for letter, value in values.items():
+        if value is None:
+            continue
+        value = _pair(value) if not isinstance(value, str) else value
+        if isinstance(value, tuple) and value[0] == value[1]:
+            value = value[0]
+        parts.append(f"{letter}{value if not isinstance(value, tuple) else f'{value[0]}x{value[1]}'}")
+    return "".join(parts)
+
+
+class Conv2d(Layer):
+    """2-D convolution: (N, C, H, W) -> (N, D, OH, OW). weight (D, C/groups, kh, kw), bias (D,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, rng=None, init="he", dtype=np.float32):
+        super().__init__()
+        checks.integer("in_channels", in_channels, 1)
+        checks.integer("out_channels", out_channels, 1)
+        kh, kw = checks.pair("kernel_size", kernel_size, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        rng = rng if rng is not None else np.random.default_rng()
+        fan_in = in_channels // groups * kh * kw
+        self.weight = Parameter(initial_weight(rng, (out_channels, in_channels // groups, kh, kw), fan_in,
+                                               out_channels // groups * kh * kw, init, dtype))
+        self.bias = Parameter(np.zeros(out_channels, dtype)) if bias else None
+        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
+
+    def named_parameters(self):
+        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+
+    def forward(self, input):
+        self.input = input
+        return F.conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+
+    def backward(self, grad_output):
+        grad_input, self.weight.grad, grad_bias = F.conv2d_backward(grad_output, self.input, self.weight.value,
+                                                                    **self.hyper)
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_input
+
+    def spec(self):
+        h = self.hyper
+        k = self.kernel_size if self.kernel_size[0] != self.kernel_size[1] else self.kernel_size[0]
+        k = f"{k[0]}x{k[1]}" if isinstance(k, tuple) else k
+        return (f"conv{self.out_channels}k{k}" + _token_args(
+            s=None if _pair(h["stride"]) == (1, 1) else h["stride"],
+            p=None if h["padding"] in (0, (0, 0)) else h["padding"],
+            d=None if _pair(h["dilation"]) == (1, 1) else h["dilation"],
+            g=None if h["groups"] == 1 else h["groups"]) + ("" if self.bias is not None else "nobias"))
+
+
+class Conv1d(Layer):
+    """1-D convolution: (N, C, W) -> (N, D, OW). weight (D, C/groups, k), bias (D,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, rng=None, init="he", dtype=np.float32):
+        super().__init__()
+        checks.integer("kernel_size", kernel_size, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        rng = rng if rng is not None else np.random.default_rng()
+        fan_in = in_channels // groups * kernel_size
+        self.weight = Parameter(initial_weight(rng, (out_channels, in_channels // groups, kernel_size), fan_in,
+                                               out_channels // groups * kernel_size, init, dtype))
+        self.bias = Parameter(np.zeros(out_channels, dtype)) if bias else None
+        self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        self.out_channels, self.kernel_size = out_channels, kernel_size
+
+    def named_parameters(self):
+        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+
+    def forward(self, input):
+        self.input = input
+        return F.conv1d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+
+    def backward(self, grad_output):
+        grad_input, self.weight.grad, grad_bias = F.conv1d_backward(grad_output, self.input, self.weight.value,
+                                                                    **self.hyper)
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_input
+
+    def spec(self):
+        h = self.hyper
+        return f"conv1d{self.out_channels}k{self.kernel_size}" + _token_args(
+            s=None if h["stride"] == 1 else h["stride"], p=None if h["padding"] == 0 else h["padding"],
+            d=None if h["dilation"] == 1 else h["dilation"], g=None if h["groups"] == 1 else h["groups"])
+
+
+class LocallyConnected2d(Layer):
+    """Like Conv2d, but every output position has its own filters (no weight sharing).
+
+    input (N, C, H, W) -> (N, D, OH, OW); weight (OH, OW, D, C, kh, kw); bias (D, OH, OW).
+    The input's spatial size is fixed at construction (input_size=(H, W)).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0, bias=True,
+                 rng=None, init="he", dtype=np.float32):
+        super().__init__()
+        kh, kw = checks.pair("kernel_size", kernel_size, 1)
+        H, W = checks.pair("input_size", input_size, 1)
+        OH, OW = F.local_conv2d_output_size((1, in_channels, H, W), (kh, kw), stride, padding)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.weight = Parameter(initial_weight(rng, (OH, OW, out_channels, in_channels, kh, kw),
+                                               in_channels * kh * kw, out_channels * kh * kw, init, dtype))
+        self.bias = Parameter(np.zeros((out_channels, OH, OW), dtype)) if bias else None
+        self.hyper = dict(stride=stride, padding=padding)
+        self.out_channels, self.kernel_size, self.input_size = out_channels, (kh, kw), (H, W)
+
+    def named_parameters(self):
+        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+
+    def forward(self, input):
+        self.input = input
+        return F.local_conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+
+    def backward(self, grad_output):
+        grad_input, self.weight.grad, grad_bias = F.local_conv2d_backward(grad_output, self.input,
+                                                                          self.weight.value, **self.hyper)
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_input
+
+    def spec(self):
+        k = self.kernel_size
+        k = k[0] if k[0] == k[1] else f"{k[0]}x{k[1]}"
+        return f"local{self.out_channels}k{k}" + _token_args(
+            s=None if _pair(self.hyper["stride"]) == (1, 1) else self.hyper["stride"],
+            p=None if self.hyper["padding"] in (0, (0, 0)) else self.hyper["padding"])
+
+
+class Linear(Layer):
+    """Fully connected: (N, in_features) -> (N, out_features). weight (out, in), bias (out,)."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, init="he", dtype=np.float32):
+        super().__init__()
+        checks.integer("in_features", in_features, 1)
+        checks.integer("out_features", out_features, 1)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.weight = Parameter(initial_weight(rng, (out_features, in_features), in_features, out_features, init,
+                                               dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype)) if bias else None
+        self.out_features = out_features
+
+    def named_parameters(self):
+        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+
+    def forward(self, input):
+        self.input = input
+        return F.linear(input, self.weight.value, None if self.bias is None else self.bias.value)
+
+    def backward(self, grad_output):
+        grad_input, self.weight.grad, grad_bias = F.linear_backward(grad_output, self.input, self.weight.value)
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_input
+
+    def spec(self):
+        return f"fc{self.out_features}"
+
+
+class MaxPool2d(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__()
+        self.hyper = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+
+    def forward(self, input):
+        self.input = input
+        output, self.indices = F.max_pool2d(input, return_indices=True, **self.hyper)
+        return output
+
+    def backward(self, grad_output):
+        return F.max_pool2d_backward(grad_output, self.input, indices=self.indices, **self.hyper)
+
+    def spec(self):
+        h = self.hyper
+        return f"maxpool{_token_args(k=h['kernel_size'])[1:]}" + _token_args(
+            s=h["stride"], p=None if h["padding"] in (0, (0, 0)) else h["padding"]) + ("ceil" if h["ceil_mode"] else "")
+
+
+class AvgPool2d(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.hyper = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                          count_include_pad=count_include_pad)
+
+    def forward(self, input):
+        self.input = input
+        return F.avg_pool2d(input, **self.hyper)
+
+    def backward(self, grad_output):
+        return F.avg_pool2d_backward(grad_output, self.input, **self.hyper)
+
+    def spec(self):
+        h = self.hyper
+        return f"avgpool{_token_args(k=h['kernel_size'])[1:]}" + _token_args(
+            s=h["stride"], p=None if h["padding"] in (0, (0, 0)) else h["padding"]) + (
+            "ceil" if h["ceil_mode"] else "") + ("" if h["count_include_pad"] else "nopad")
+
+
+class GlobalAvgPool2d(Layer):
+    """(N, C, H, W) -> (N, C, 1, 1)."""
+
+    def forward(self, input):
+        self.input = input
+        return F.global_avg_pool2d(input)
+
+    def backward(self, grad_output):
+        return F.global_avg_pool2d_backward(grad_output, self.input)
+
+    def spec(self):
+        return "gap"
+
+
+class _Activation(Layer):
+    function = None
+    token = None
+
+    def forward(self, input):
+        self.input = input
+        return getattr(F, self.function)(input)
+
+    def backward(self, grad_output):
+        return getattr(F, self.function + "_backward")(grad_output, self.input)
+
+    def spec(self):
+        return self.token
+
+
+class ReLU(_Activation):
+    function, token = "relu", "relu"
+
+
+class Sigmoid(_Activation):
+    function, token = "sigmoid", "sigmoid"
+
+
+class Tanh(_Activation):
+    function, token = "tanh", "tanh"
+
+
+class LeakyReLU(Layer):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = checks.real("negative_slope", negative_slope)
+
+    def forward(self, input):
+        self.input = input
+        return F.leaky_relu(input, self.negative_slope)
+
+    def backward(self, grad_output):
+        return F.leaky_relu_backward(grad_output, self.input, self.negative_slope)
+
+    def spec(self):
+        return f"lrelu{self.negative_slope:g}"
+
+
+class Flatten(Layer):
+    """(N, ...) -> (N, prod(...))."""
+
+    def forward(self, input):
+        self.input_shape = tuple(input.shape)
+        return input.reshape((self.input_shape[0], int(np.prod(self.input_shape[1:]))))
+
+    def backward(self, grad_output):
+        return backend.contiguous(grad_output).reshape(self.input_shape)
+
+    def spec(self):
+        return "flatten"
+
+
+class Dropout(Layer):
+    """Inverted dropout in training mode, the identity in eval mode."""
+
+    def __init__(self, probability=0.5, rng=None):
+        super().__init__()
+        self.probability = checks.real("probability", probability)
+        if not 0.0 <= self.probability < 1.0:
+            raise ValueError(f"probability must lie in [0, 1), got {probability}")
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.mask = None
+
+    def forward(self, input):
+        if not self.training or self.probability == 0.0:
+            self.mask = None
+            return input
+        output, self.mask = F.dropout(input, self.probability, self.rng)
+        return output
+
+    def backward(self, grad_output):
+        return grad_output if self.mask is None else F.dropout_backward(grad_output, self.mask)
+
+    def spec(self):
+        return f"dropout{self.probability:g}"

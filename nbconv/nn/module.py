@@ -1,0 +1,139 @@
+"""Parameters, the Layer base class and Sequential.
+
+A layer keeps what its backward needs from the last forward; `backward(grad_output)` returns the
+gradient w.r.t. the layer's input and stores the parameters' gradients in `param.grad`
+(overwritten on each backward, not accumulated).
+"""
+import numpy as np
+
+from .. import backend
+
+
+class Parameter:
+    """A trainable array (`value`) and its latest gradient (`grad`), on one backend."""
+
+    def __init__(self, value):
+        self.value = value
+        self.grad = None
+
+    @property
+    def shape(self):
+        return tuple(self.value.shape)
+
+    def to(self, device):
+        self.value = backend.transfer(self.value, device)
+        self.grad = None if self.grad is None else backend.transfer(self.grad, device)
+
+
+class Layer:
+    """Base class: forward/backward, train/eval mode, parameters, device moves."""
+
+    name = None
+
+    def __init__(self):
+        self.training = True
+
+    def __call__(self, input):
+        return self.forward(input)
+
+    def forward(self, input):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def named_parameters(self):
+        """{'weight': Parameter, ...} for this layer (empty for layers without weights)."""
+        return {}
+
+    def parameters(self):
+        return list(self.named_parameters().values())
+
+    def train(self, mode=True):
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device):
+        for parameter in self.parameters():
+            parameter.to(device)
+        return self
+
+    def spec(self):
+        """This layer's token in the model spec language (nbconv.models)."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{self.name or type(self).__name__}: {self.spec()}"
+
+
+class Sequential(Layer):
+    """Layers applied in order; names are unique and address layers (model['conv1'])."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = list(layers)
+        names = [layer.name for layer in self.layers]
+        if len(set(names)) != len(names) or None in names:
+            raise ValueError(f"layers must have unique names, got {names}")
+
+    def __getitem__(self, name):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names())}")
+
+    def layer_names(self):
+        return [layer.name for layer in self.layers]
+
+    def forward(self, input, until=None):
+        """Run the layers in order; with `until`, stop after the layer of that name and return its output."""
+        for layer in self.layers:
+            input = layer.forward(input)
+            if layer.name == until:
+                break
+        return input
+
+    def backward(self, grad_output, start=None):
+        """Back-propagate through the layers in reverse (from layer `start` when given) to the model's input."""
+        layers = self.layers
+        if start is not None:
+            layers = layers[:self.layer_names().index(start) + 1]
+        for layer in reversed(layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def named_parameters(self):
+        return {f"{layer.name}.{key}": parameter
+                for layer in self.layers for key, parameter in layer.named_parameters().items()}
+
+    def train(self, mode=True):
+        super().train(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def spec(self):
+        return ",".join(layer.spec() for layer in self.layers)
+
+    def state_dict(self):
+        """{'conv1.weight': numpy array, ...} copied to the host."""
+        return {key: np.array(backend.to_host(parameter.value)) for key, parameter in self.named_parameters().items()}
+
+    def load_state_dict(self, state):
+        parameters = self.named_parameters()
+        missing = sorted(set(parameters) - set(state))
+        unexpected = sorted(set(state) - set(parameters))
+        if missing or unexpected:
+            raise ValueError(f"state does not fit the model: missing {missing}, unexpected {unexpected}")
+        for key, parameter in parameters.items():
+            value = np.asarray(state[key])
+            if value.shape != parameter.shape:
+                raise ValueError(f"{key} must have shape {parameter.shape}, got {value.shape}")
+            where = backend.backend_of(parameter.value)
+            parameter.value = backend.transfer(np.ascontiguousarray(value, dtype=parameter.value.dtype), where)
+
+    def __repr__(self):
+        return "\n".join(repr(layer) for layer in self.layers)

@@ -1,0 +1,141 @@
+"""Optimizers (SGD with momentum/Nesterov/weight decay, Adam) and learning-rate schedules (step, cosine).
+
+Updates run as kernels on the parameters' backend; optimizer state lives beside the parameters.
+"""
+import math
+
+import numpy as np
+
+from . import backend
+
+
+class Optimizer:
+    slots = ()
+
+    def __init__(self, parameters, lr):
+        self.parameters = list(parameters)
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.lr = float(lr)
+        self.step_count = 0
+        self.state = [None] * len(self.parameters)
+
+    def _slots_for(self, index):
+        """This parameter's state arrays (zeros on first use, on the parameter's backend)."""
+        if self.state[index] is None or backend.backend_of(self.state[index][0]) != \
+                backend.backend_of(self.parameters[index].value):
+            value = self.parameters[index].value
+            where = backend.backend_of(value)
+            self.state[index] = [backend.zeros((value.size,), value.dtype, where) for _ in self.slots]
+        return self.state[index]
+
+    def step(self):
+        """Apply one update from each parameter's .grad."""
+        self.step_count += 1
+        for index, parameter in enumerate(self.parameters):
+            if parameter.grad is None:
+                continue
+            kernels = backend.kernels(backend.backend_of(parameter.value))
+            self._update(kernels, backend.flat(parameter.value), backend.flat(backend.contiguous(parameter.grad)),
+                         self._slots_for(index))
+
+    def state_dict(self):
+        state = {"type": type(self).__name__, "lr": self.lr, "step_count": self.step_count}
+        for index, slots in enumerate(self.state):
+            if slots is not None:
+                for name, array in zip(self.slots, slots):
+                    state[f"{index}.{name}"] = np.array(backend.to_host(array))
+        return state
+
+    def load_state_dict(self, state):
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"optimizer state is for {state.get('type')}, not {type(self).__name__}")
+        self.lr = float(state["lr"])
+        self.step_count = int(state["step_count"])
+        for index, parameter in enumerate(self.parameters):
+            keys = [f"{index}.{name}" for name in self.slots]
+            if all(key in state for key in keys):
+                where = backend.backend_of(parameter.value)
+                self.state[index] = [backend.transfer(np.ascontiguousarray(state[key], parameter.value.dtype), where)
+                                     for key in keys]
+
+
+class SGD(Optimizer):
+    """SGD with optional momentum, Nesterov momentum and L2 weight decay (PyTorch's update rule)."""
+    slots = ("velocity",)
+
+    def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(parameters, lr)
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
+
+    def _update(self, kernels, param, grad, slots):
+        kernels.sgd_update(param, grad, slots[0], self.lr, self.momentum, self.weight_decay, int(self.nesterov))
+
+
+class Adam(Optimizer):
+    """Adam with bias correction and L2 weight decay folded into the gradient (PyTorch's Adam)."""
+    slots = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(parameters, lr)
+        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def _update(self, kernels, param, grad, slots):
+        kernels.adam_update(param, grad, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps,
+                            self.weight_decay, self.step_count)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+class Schedule:
+    """Sets optimizer.lr from the epoch number (0-based) at the start of each epoch."""
+
+    def __init__(self, optimizer, base_lr=None):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr if base_lr is None else base_lr
+
+    def lr_at(self, epoch):
+        return self.base_lr
+
+    def set_epoch(self, epoch):
+        self.optimizer.lr = self.lr_at(epoch)
+        return self.optimizer.lr
+
+
+class StepLR(Schedule):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, base_lr=None):
+        super().__init__(optimizer, base_lr)
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineLR(Schedule):
+    """lr follows half a cosine from base_lr at epoch 0 to min_lr after the last epoch."""
+
+    def __init__(self, optimizer, total_epochs, min_lr=0.0, base_lr=None):
+        super().__init__(optimizer, base_lr)
+        self.total_epochs, self.min_lr = max(1, int(total_epochs)), float(min_lr)
+
+    def lr_at(self, epoch):
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / self.total_epochs))
+
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def make_schedule(name, optimizer, epochs):
+    if name == "constant":
+        return Schedule(optimizer)
+    if name == "step":
+        return StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if name == "cosine":
+        return CosineLR(optimizer, epochs)
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {name!r}")

@@ -1,0 +1,137 @@
+"""The training loop: batches, forward, fused loss, backward, optimizer step; evaluation; progress."""
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import click
+import numpy as np
+
+from . import backend
+from . import functional as F
+from .optim import OPTIMIZERS, make_schedule
+
+# per-dataset pixel mean and standard deviation (of pixel / 255), as commonly used
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "lenet5"
+    dataset: str = "mnist"
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = None
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    seed: int = 0
+    mean: float = field(default=None)
+    std: float = field(default=None)
+
+    def __post_init__(self):
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        mean, std = NORMALIZATION.get(self.dataset, (0.5, 0.5))
+        self.mean = mean if self.mean is None else self.mean
+        self.std = std if self.std is None else self.std
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def make_optimizer(config, parameters):
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+    if config.optimizer == "sgd":
+        return OPTIMIZERS["sgd"](parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def normalize(images, mean, std, dtype=np.float32):
+    """uint8 images (N, H, W) -> (N, 1, H, W) floats, (pixel/255 - mean) / std."""
+    scaled = images.astype(dtype) * dtype(1.0 / (255.0 * std)) - dtype(mean / std)
+    return scaled.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
+
+
+def predict(model, images, mean, std, device="cpu", batch_size=1000):
+    """Class predictions (N,) for uint8 images, in eval mode."""
+    model.eval()
+    predictions = np.empty(len(images), dtype=np.int64)
+    dtype = model.parameters()[0].value.dtype.type
+    for start in range(0, len(images), batch_size):
+        batch = backend.transfer(normalize(images[start:start + batch_size], mean, std, dtype), device)
+        predictions[start:start + batch_size] = backend.to_host(model.forward(batch)).argmax(axis=1)
+    return predictions
+
+
+def confusion_matrix(labels, predictions, classes=10):
+    """matrix[true, predicted] counts."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True):
+    """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}."""
+    model.train()
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(images))
+    batches = range(0, len(images), config.batch_size)
+    dtype = model.parameters()[0].value.dtype.type
+    total_loss, correct, seen = 0.0, 0, 0
+    started = time.perf_counter()
+    status = {"text": ""}
+    bar = click.progressbar(batches, label=f"epoch {epoch + 1}/{config.epochs}", file=click.get_text_stream("stderr"),
+                            item_show_func=lambda _: status["text"], show_eta=True, width=24,
+                            hidden=not echo_progress)
+    with bar:
+        for step, start in enumerate(bar):
+            chosen = order[start:start + config.batch_size]
+            batch = backend.transfer(normalize(images[chosen], config.mean, config.std, dtype), device)
+            batch_labels = labels[chosen]
+            logits = model.forward(batch)
+            loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
+                                       f"training stopped (try a lower --lr than {optimizer.lr:g})")
+            model.backward(grad_logits)
+            optimizer.step()
+            total_loss += loss * len(chosen)
+            correct += int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
+            seen += len(chosen)
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            status["text"] = f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
+    seconds = time.perf_counter() - started
+    return {"loss": total_loss / seen, "accuracy": correct / seen, "images_per_s": seen / seconds,
+            "seconds": seconds}
+
+
+def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=click.echo,
+        echo_progress=True):
+    """Train for config.epochs epochs (continuing after len(history) finished ones); return the history.
+
+    Each history entry: epoch, lr, loss, accuracy (train), test_accuracy, seconds, images_per_s.
+    on_epoch_end(history) runs after each epoch (the CLI saves a checkpoint there).
+    """
+    history = list(history or [])
+    schedule = make_schedule(config.schedule, optimizer, config.epochs)
+    schedule.base_lr = config.lr
+    for epoch in range(len(history), config.epochs):
+        lr = schedule.set_epoch(epoch)
+        stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
+                            echo_progress)
+        predictions = predict(model, splits.test_images, config.mean, config.std, device)
+        test_accuracy = float((predictions == splits.test_labels).mean())
+        entry = {"epoch": epoch + 1, "lr": lr, **stats, "test_accuracy": test_accuracy}
+        history.append(entry)
+        echo(f"epoch {epoch + 1}/{config.epochs}  loss {stats['loss']:.4f}  train acc {100 * stats['accuracy']:.2f}%  "
+             f"test acc {100 * test_accuracy:.2f}%  lr {lr:.4g}  {stats['seconds']:.1f} s "
+             f"({stats['images_per_s']:,.0f} img/s)")
+        if on_epoch_end is not None:
+            on_epoch_end(history)
+    return history

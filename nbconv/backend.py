@@ -24,7 +24,7 @@ def cuda_status():
         from numba import cuda
     except Exception as error:  # pragma: no cover - numba-cuda is a declared dependency
         return False, f"numba-cuda is not importable ({error}); install it with `pip install numba-cuda`"
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    if simulated():
         return True, "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but very slow"
     try:
         if not cuda.is_available():
@@ -41,6 +41,11 @@ def cuda_status():
         return False, " ".join(str(error).split())
 
 
+def simulated():
+    """True when Numba's CUDA simulator stands in for a GPU."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
 def resolve(device=None):
     """Turn 'cpu' / 'cuda' / 'auto' / None (read NBCONV_DEVICE, default auto) into 'cpu' or 'cuda'."""
     if device is None:
@@ -49,7 +54,8 @@ def resolve(device=None):
     if device not in BACKENDS:
         raise ValueError(f"device must be one of {', '.join(BACKENDS)}, got {device!r}")
     if device == "auto":
-        return "cuda" if cuda_status()[0] else "cpu"
+        # the simulator is usable on request, but far too slow to be picked automatically
+        return "cuda" if cuda_status()[0] and not simulated() else "cpu"
     if device == "cuda":
         usable, reason = cuda_status()
         if not usable:

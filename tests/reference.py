@@ -57,3 +57,25 @@ def numerical_gradient(function, array, grad_output, epsilon=1e-6):
         flat[k] = saved
         grad.reshape(-1)[k] = (plus - minus) / (2 * epsilon)
     return grad
+
+
+def local_conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0)):
+    """Locally connected layer: each output position (oh, ow) has its own filters w[oh, ow] (D, C, kh, kw)."""
+    x = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    OH, OW, D, C, KH, KW = w.shape
+    out = np.zeros((x.shape[0], D, OH, OW))
+    for oh in range(OH):
+        for ow in range(OW):
+            window = x[:, :, oh * stride[0]:oh * stride[0] + KH, ow * stride[1]:ow * stride[1] + KW]
+            out[:, :, oh, ow] = np.einsum("ncij,dcij->nd", window, w[oh, ow])
+    if b is not None:
+        out += b[None]
+    return out
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy of softmax(logits) against integer labels, in float64."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probabilities[np.arange(len(labels)), labels].mean()

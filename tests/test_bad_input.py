@@ -53,3 +53,9 @@ def test_cpu_and_device_arrays_cannot_be_mixed():
 def test_unknown_device_name():
     with pytest.raises(ValueError, match="device must be one of cpu, cuda, auto"):
         backend.resolve("tpu")
+
+
+def test_auto_never_picks_the_simulator(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert backend.resolve("auto") == "cpu"
+    assert backend.resolve("cuda") == "cuda"  # still usable when asked for by name

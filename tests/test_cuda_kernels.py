@@ -77,3 +77,50 @@ def test_activations_cuda_match_cpu(name, rng):
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     _assert_same(getattr(F, name), x)
     _assert_same(getattr(F, name + "_backward"), rng.standard_normal(x.shape).astype(np.float32), x)
+
+
+def test_linear_local_loss_dropout_cuda_match_cpu(rng):
+    x = rng.standard_normal((3, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 7)).astype(np.float32)
+    _assert_same(F.linear, x, w, rng.standard_normal(4).astype(np.float32))
+    _assert_same(F.linear_backward, rng.standard_normal((3, 4)).astype(np.float32), x, w)
+    image = rng.standard_normal((2, 2, 5, 4))
+    local_weight = rng.standard_normal((3, 2, 3, 2, 3, 3))
+    _assert_same(F.local_conv2d, image, local_weight, stride=(1, 2), padding=(0, 1))
+    _assert_same(F.local_conv2d_backward, rng.standard_normal((2, 3, 3, 2)), image, local_weight, stride=(1, 2),
+                 padding=(0, 1))
+    logits = rng.standard_normal((5, 3)).astype(np.float32)
+    labels = np.array([0, 2, 1, 1, 0], np.int64)
+    loss, grad = F.softmax_cross_entropy(logits, labels)
+    device_loss, device_grad = F.softmax_cross_entropy(backend.to_device(logits), backend.to_device(labels))
+    assert device_loss == pytest.approx(loss, rel=1e-6)
+    np.testing.assert_allclose(backend.to_host(device_grad), grad, rtol=1e-5, atol=1e-7)
+    out, mask = F.dropout(x, 0.3, np.random.default_rng(5))
+    device_out, device_mask = F.dropout(backend.to_device(x), 0.3, np.random.default_rng(5))
+    np.testing.assert_allclose(backend.to_host(device_out), out, rtol=1e-6)
+    _assert_same(F.dropout_backward, x, mask)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_one_training_step_on_cuda_matches_cpu(optimizer, rng):
+    from nbconv import models
+    from nbconv.train import TrainConfig, make_optimizer
+    config = TrainConfig(optimizer=optimizer)
+    x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    labels = np.array([1, 0], np.int64)
+    results = []
+    for device in ("cpu", "cuda"):
+        model = models.build("conv2k3,relu,maxpool2,fc2", input_shape=(1, 6, 6), seed=4).to(device)
+        opt = make_optimizer(config, model.parameters())
+        logits = model.forward(backend.transfer(x, device))
+        loss, grad = F.softmax_cross_entropy(logits, backend.transfer(labels, device))
+        grad_x = model.backward(grad)
+        opt.step()
+        if device == "cuda":
+            assert all(backend.is_device_array(p.value) for p in model.parameters())
+            assert backend.is_device_array(grad_x)
+        results.append((loss, backend.to_host(grad_x), model.state_dict()))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-4, atol=1e-6)
+    for key in results[0][2]:
+        np.testing.assert_allclose(results[1][2][key], results[0][2][key], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -1,0 +1,45 @@
+"""IDX reading and writing: round trips, and clear errors for corrupt files."""
+import gzip
+
+import numpy as np
+import pytest
+
+from nbconv.data import IDXError, read_idx, write_idx
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_round_trip(tmp_path, suffix, dtype, rng):
+    array = (rng.random((5, 4, 3)) * 100).astype(dtype)
+    path = tmp_path / f"data-idx3{suffix}"
+    write_idx(path, array)
+    loaded = read_idx(path)
+    assert loaded.dtype == dtype
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_known_header_bytes(tmp_path):
+    write_idx(tmp_path / "labels", np.array([3, 1, 4], np.uint8))
+    assert (tmp_path / "labels").read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 3, 3, 1, 4])
+
+
+@pytest.mark.parametrize("payload,message", [
+    (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "truncated"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", "trailing data"),
+    (b"\x12\x34\x08\x01\x00\x00\x00\x01\x01", "bad magic number"),
+    (b"\x00\x00\x08\x03\x00\x00", "dimensions"),
+    (b"", "bad magic number"),
+])
+def test_corrupt_files_name_the_file(tmp_path, payload, message):
+    path = tmp_path / "broken-idx1-ubyte"
+    path.write_bytes(payload)
+    with pytest.raises(IDXError, match=message) as raised:
+        read_idx(path)
+    assert str(path) in str(raised.value)
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 200]) + bytes(200))[:-12])
+    with pytest.raises(IDXError, match="images.gz"):
+        read_idx(path)

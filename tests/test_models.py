@@ -1,0 +1,74 @@
+"""The spec language, the LeNets and the pattern builder; training lowers the loss and is reproducible."""
+import numpy as np
+import pytest
+
+from nbconv import models
+from nbconv.data import Splits
+from nbconv.train import TrainConfig, fit, make_optimizer
+
+
+def test_spec_repetition_expands_nested_groups():
+    assert models.expand("[[conv8k3,relu]*2,maxpool2]*2,fc10") == \
+        ["conv8k3", "relu", "conv8k3", "relu", "maxpool2"] * 2 + ["fc10"]
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("conv8k3,bogus", "unknown layer token 'bogus'"),
+    ("[conv8k3,relu", "unclosed"),
+    ("conv8k3]*2", "unmatched"),
+    ("[conv8k3]", "followed by"),
+    ("conv8k40", "does not fit"),
+])
+def test_bad_specs_are_explained(spec, message):
+    with pytest.raises(ValueError, match=message):
+        models.build(spec)
+
+
+def test_lenets_have_the_published_shapes():
+    lenet5 = models.build("lenet")
+    assert lenet5.spec() == models.MODELS["lenet5"]
+    assert sum(p.value.size for p in lenet5.parameters()) == 61706  # LeNet-5 with 28x28 input padded to 32x32
+    assert lenet5.forward(np.zeros((3, 1, 28, 28), np.float32)).shape == (3, 10)
+    lenet1 = models.build("lenet1")
+    assert [p.shape for p in lenet1.parameters()][:2] == [(4, 1, 5, 5), (4,)]
+    assert lenet1.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+
+
+def test_pattern_builder_follows_the_lecture():
+    spec = models.pattern(n=2, m=2, k=1, width=8, fc=32)
+    assert spec == "[conv8k3p1,relu]*2,maxpool2,[conv16k3p1,relu]*2,maxpool2,[fc32,relu]*1,fc10"
+    model = models.build("pattern:n=2,m=2,k=1,width=8,fc=32")
+    assert model.spec() == models.build(spec).spec()
+    kinds = [name.rstrip("0123456789") for name in model.layer_names()]
+    assert kinds == ["conv", "relu", "conv", "relu", "pool"] * 2 + ["flatten", "fc", "relu", "fc"]
+
+
+def test_spec_round_trips_through_layers():
+    spec = "conv4k3x2s2p1d1x2g2nobias,lrelu0.2,avgpool3s2p1ceilnopad,local3k2,gap,flatten,dropout0.3,fc5"
+    model = models.build(spec, input_shape=(2, 13, 12))
+    assert models.build(model.spec(), input_shape=(2, 13, 12)).spec() == model.spec()
+
+
+def _synthetic_splits(rng, n=256):
+    """Two classes told apart by which half of the image is bright."""
+    labels = rng.integers(0, 2, n)
+    images = rng.integers(0, 60, (n, 12, 12)).astype(np.uint8)
+    for k, label in enumerate(labels):
+        images[k, :, (0 if label == 0 else 6):(6 if label == 0 else 12)] += 150
+    return Splits(images, labels, images[:64], labels[:64], "synthetic")
+
+
+def _train(splits, seed=0, epochs=2):
+    config = TrainConfig(model="conv4k3,relu,maxpool2,fc2", epochs=epochs, batch_size=32, lr=0.05, seed=seed)
+    model = models.build(config.model, input_shape=(1, 12, 12), seed=seed)
+    optimizer = make_optimizer(config, model.parameters())
+    return fit(model, optimizer, splits, config, echo=lambda *a, **k: None, echo_progress=False)
+
+
+def test_training_lowers_the_loss_and_repeats_exactly(rng):
+    splits = _synthetic_splits(rng)
+    history = _train(splits)
+    assert history[-1]["loss"] < history[0]["loss"] < 0.7
+    assert history[-1]["test_accuracy"] > 0.9
+    again = _train(splits)
+    assert [h["loss"] for h in again] == [h["loss"] for h in history]

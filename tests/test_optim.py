@@ -1,0 +1,62 @@
+"""Optimizer updates against numpy transcriptions of PyTorch's rules; learning-rate schedules."""
+import numpy as np
+import pytest
+
+from nbconv.nn import Parameter
+from nbconv.optim import SGD, Adam, CosineLR, StepLR
+
+
+def _run(optimizer_class, steps, rng, **options):
+    parameter = Parameter(rng.standard_normal(6))
+    start = parameter.value.copy()
+    grads = [rng.standard_normal(6) for _ in range(steps)]
+    optimizer = optimizer_class([parameter], **options)
+    for grad in grads:
+        parameter.grad = grad
+        optimizer.step()
+    return start, grads, parameter.value
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_nesterov_weight_decay(nesterov, rng):
+    lr, momentum, decay = 0.1, 0.9, 0.01
+    start, grads, result = _run(SGD, 4, rng, lr=lr, momentum=momentum, weight_decay=decay, nesterov=nesterov)
+    param, velocity = start.copy(), np.zeros(6)
+    for grad in grads:
+        g = grad + decay * param
+        velocity = momentum * velocity + g
+        param -= lr * (g + momentum * velocity if nesterov else velocity)
+    np.testing.assert_allclose(result, param, rtol=1e-12)
+
+
+def test_adam(rng):
+    lr, b1, b2, eps, decay = 0.01, 0.9, 0.999, 1e-8, 0.001
+    start, grads, result = _run(Adam, 5, rng, lr=lr, betas=(b1, b2), eps=eps, weight_decay=decay)
+    param, m, v = start.copy(), np.zeros(6), np.zeros(6)
+    for t, grad in enumerate(grads, 1):
+        g = grad + decay * param
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        param -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    np.testing.assert_allclose(result, param, rtol=1e-12)
+
+
+def test_optimizer_state_round_trip(rng):
+    parameter = Parameter(rng.standard_normal(4))
+    first = Adam([parameter], lr=0.1)
+    parameter.grad = rng.standard_normal(4)
+    first.step()
+    second = Adam([Parameter(parameter.value.copy())], lr=0.5)
+    second.load_state_dict(first.state_dict())
+    assert second.lr == 0.1 and second.step_count == 1
+    np.testing.assert_array_equal(second.state[0][1], first.state[0][1])
+
+
+def test_schedules():
+    optimizer = SGD([Parameter(np.zeros(1))], lr=1.0)
+    step = StepLR(optimizer, step_size=2, gamma=0.5)
+    assert [step.lr_at(e) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    cosine = CosineLR(optimizer, total_epochs=4)
+    assert cosine.lr_at(0) == 1.0 and cosine.lr_at(2) == pytest.approx(0.5) and cosine.lr_at(4) == pytest.approx(0)
+    cosine.set_epoch(2)
+    assert optimizer.lr == pytest.approx(0.5)

@@ -6,6 +6,7 @@ from nbconv import __version__
 from .evaluate import evaluate
 from .info import info
 from .train import train
+from .visualize import visualize
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +18,7 @@ def app():
 app.add_command(info)
 app.add_command(train)
 app.add_command(evaluate)
+app.add_command(visualize)
 
 
 def main():

@@ -137,7 +137,7 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups):
     return _unbatched(output, squeeze)
 
 
-def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups):
+def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad=True):
     where, dtype, a = checks.arrays(grad_output=grad_output, input=input, weight=weight)
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -146,12 +146,14 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     checks.shape("grad_output", grad_y, geometry.output_shape)
     kernels = backend.kernels(where)
     padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
-    grad_input = backend.empty(padded.shape, dtype, where)
     grad_weight = backend.empty(a["weight"].shape, dtype, where)
     grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
-    kernels.conv2d_backward_input(grad_y, a["weight"], grad_input, *geometry.kernel_args)
     kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
     kernels.conv2d_backward_bias(grad_y, grad_bias)
+    if not need_input_grad:
+        return None, grad_weight, grad_bias
+    grad_input = backend.empty(padded.shape, dtype, where)
+    kernels.conv2d_backward_input(grad_y, a["weight"], grad_input, *geometry.kernel_args)
     grad_input = _crop(grad_input, x.shape[2], x.shape[3])
     return _unbatched(grad_input, squeeze), grad_weight, grad_bias
 
@@ -165,9 +167,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,))."""
-    return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups)
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True):
+    """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,)).
+
+    need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer.
+    """
+    return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad)
 
 
 def _as_2d_hyper(name, value, minimum, fill):
@@ -204,14 +209,16 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _unbatched(output, squeeze)
 
 
-def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True):
     """Gradients of conv1d: (grad_input like input, grad_weight like weight, grad_bias (D,))."""
     (x, w, grad_y), squeeze = _conv1d_views(input, weight, grad_output)
     grad_input, grad_weight, grad_bias = _conv2d_backward(
         grad_y, x, w, _as_2d_hyper("stride", stride, 1, 1), _as_2d_hyper("padding", padding, 0, 0),
-        _as_2d_hyper("dilation", dilation, 1, 1), groups)
-    grad_input = grad_input.reshape((x.shape[0], x.shape[1], x.shape[3]))
+        _as_2d_hyper("dilation", dilation, 1, 1), groups, need_input_grad)
     grad_weight = grad_weight.reshape(tuple(weight.shape))
+    if grad_input is None:
+        return None, grad_weight, grad_bias
+    grad_input = grad_input.reshape((x.shape[0], x.shape[1], x.shape[3]))
     return _unbatched(grad_input, squeeze), grad_weight, grad_bias
 
 
@@ -403,15 +410,17 @@ def linear(input, weight, bias=None):
     return output
 
 
-def linear_backward(grad_output, input, weight):
-    """Gradients of linear: (grad_input (N, I), grad_weight (O, I), grad_bias (O,))."""
+def linear_backward(grad_output, input, weight, need_input_grad=True):
+    """Gradients of linear: (grad_input (N, I) or None, grad_weight (O, I), grad_bias (O,))."""
     where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
     checks.shape("grad_output", a["grad_output"], (a["input"].shape[0], a["weight"].shape[0]))
     kernels = backend.kernels(where)
-    grad_input = backend.empty(a["input"].shape, dtype, where)
+    grad_input = None
     grad_weight = backend.empty(a["weight"].shape, dtype, where)
     grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
-    kernels.linear_backward_input(a["grad_output"], a["weight"], grad_input)
+    if need_input_grad:
+        grad_input = backend.empty(a["input"].shape, dtype, where)
+        kernels.linear_backward_input(a["grad_output"], a["weight"], grad_input)
     kernels.linear_backward_weight(a["grad_output"], a["input"], grad_weight)
     kernels.linear_backward_bias(a["grad_output"], grad_bias)
     return grad_input, grad_weight, grad_bias

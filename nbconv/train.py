@@ -99,7 +99,7 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
                                        f"training stopped (try a lower --lr than {optimizer.lr:g})")
-            model.backward(grad_logits)
+            model.backward(grad_logits, need_input_grad=False)
             optimizer.step()
             total_loss += loss * len(chosen)
             correct += int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())

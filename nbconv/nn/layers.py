@@ -54,9 +54,9 @@ class Conv2d(Layer):
         self.input = input
         return F.conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         grad_input, self.weight.grad, grad_bias = F.conv2d_backward(grad_output, self.input, self.weight.value,
-                                                                    **self.hyper)
+                                                                    need_input_grad=need_input_grad, **self.hyper)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
@@ -96,9 +96,9 @@ class Conv1d(Layer):
         self.input = input
         return F.conv1d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         grad_input, self.weight.grad, grad_bias = F.conv1d_backward(grad_output, self.input, self.weight.value,
-                                                                    **self.hyper)
+                                                                    need_input_grad=need_input_grad, **self.hyper)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
@@ -172,8 +172,9 @@ class Linear(Layer):
         self.input = input
         return F.linear(input, self.weight.value, None if self.bias is None else self.bias.value)
 
-    def backward(self, grad_output):
-        grad_input, self.weight.grad, grad_bias = F.linear_backward(grad_output, self.input, self.weight.value)
+    def backward(self, grad_output, need_input_grad=True):
+        grad_input, self.weight.grad, grad_bias = F.linear_backward(grad_output, self.input, self.weight.value,
+                                                                    need_input_grad)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

@@ -40,6 +40,8 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, grad_output):
+        """The gradient w.r.t. the last forward's input. Layers with weights also accept
+        need_input_grad=False, which skips that gradient (returns None) and only sets param.grad."""
         raise NotImplementedError
 
     def named_parameters(self):
@@ -96,12 +98,20 @@ class Sequential(Layer):
                 break
         return input
 
-    def backward(self, grad_output, start=None):
-        """Back-propagate through the layers in reverse (from layer `start` when given) to the model's input."""
+    def backward(self, grad_output, start=None, need_input_grad=True):
+        """Back-propagate through the layers in reverse (from layer `start` when given) to the model's input.
+
+        need_input_grad=False (training) lets the first layer skip the input gradient; returns None then.
+        """
         layers = self.layers
         if start is not None:
             layers = layers[:self.layer_names().index(start) + 1]
-        for layer in reversed(layers):
+        for index in range(len(layers) - 1, -1, -1):
+            layer = layers[index]
+            if index == 0 and not need_input_grad:
+                if layer.parameters():
+                    layer.backward(grad_output, need_input_grad=False)
+                return None
             grad_output = layer.backward(grad_output)
         return grad_output
 

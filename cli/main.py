@@ -3,6 +3,7 @@ import click
 
 from nbconv import __version__
 
+from .bench import bench
 from .evaluate import evaluate
 from .info import info
 from .train import train
@@ -16,6 +17,7 @@ def app():
 
 
 app.add_command(info)
+app.add_command(bench)
 app.add_command(train)
 app.add_command(evaluate)
 app.add_command(visualize)

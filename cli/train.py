@@ -31,12 +31,14 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (default 5).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate (default: 0.05 for sgd, 0.001 for adam).")
+              help="Learning rate (default: 0.02 for sgd, 0.001 for adam).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
 @click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
+@click.option("--augment", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="Shift training images randomly by up to this many pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @data_dir_option
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
@@ -46,7 +48,7 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue training from this checkpoint (its model, optimizer and history).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
-def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, seed, data_dir, dataset,
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir, dataset,
           out, threads, resume, limit):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
@@ -64,7 +66,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
             raise click.UsageError("give a MODEL to train (e.g. lenet) or --resume CHECKPOINT")
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                             schedule=schedule, seed=seed)
+                             schedule=schedule, augment=augment, seed=seed)
         try:
             net = models.build(model, input_shape=(1, 28, 28), seed=seed)
         except ValueError as error:

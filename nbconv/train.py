@@ -12,7 +12,7 @@ from .optim import OPTIMIZERS, make_schedule
 
 # per-dataset pixel mean and standard deviation (of pixel / 255), as commonly used
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,8 +28,9 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = None
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 5e-4
     schedule: str = "cosine"
+    augment: int = 0
     seed: int = 0
     mean: float = field(default=None)
     std: float = field(default=None)
@@ -59,6 +60,18 @@ def normalize(images, mean, std, dtype=np.float32):
     return scaled.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
 
 
+def shift_augment(images, max_shift, rng):
+    """Each uint8 image (N, H, W) moved by a random whole-pixel offset in [-max_shift, max_shift] per axis,
+    zero-filled where it moves in from outside."""
+    N, H, W = images.shape
+    padded = np.zeros((N, H + 2 * max_shift, W + 2 * max_shift), images.dtype)
+    padded[:, max_shift:max_shift + H, max_shift:max_shift + W] = images
+    offsets = rng.integers(0, 2 * max_shift + 1, (N, 2))
+    rows = offsets[:, 0, None, None] + np.arange(H)[None, :, None]
+    columns = offsets[:, 1, None, None] + np.arange(W)[None, None, :]
+    return padded[np.arange(N)[:, None, None], rows, columns]
+
+
 def predict(model, images, mean, std, device="cpu", batch_size=1000):
     """Class predictions (N,) for uint8 images, in eval mode."""
     model.eval()
@@ -77,10 +90,14 @@ def confusion_matrix(labels, predictions, classes=10):
     return matrix
 
 
-def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True):
-    """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}."""
+def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True, schedule=None):
+    """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}.
+
+    With a schedule, the learning rate is set before every step from the fractional epoch.
+    """
     model.train()
-    order = np.random.default_rng([config.seed, epoch]).permutation(len(images))
+    rng = np.random.default_rng([config.seed, epoch])
+    order = rng.permutation(len(images))
     batches = range(0, len(images), config.batch_size)
     dtype = model.parameters()[0].value.dtype.type
     total_loss, correct, seen = 0.0, 0, 0
@@ -92,7 +109,10 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
     with bar:
         for step, start in enumerate(bar):
             chosen = order[start:start + config.batch_size]
-            batch = backend.transfer(normalize(images[chosen], config.mean, config.std, dtype), device)
+            if schedule is not None:
+                schedule.set_epoch(epoch + start / len(images))
+            pixels = images[chosen] if not config.augment else shift_augment(images[chosen], config.augment, rng)
+            batch = backend.transfer(normalize(pixels, config.mean, config.std, dtype), device)
             batch_labels = labels[chosen]
             logits = model.forward(batch)
             loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
@@ -124,7 +144,7 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     for epoch in range(len(history), config.epochs):
         lr = schedule.set_epoch(epoch)
         stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
-                            echo_progress)
+                            echo_progress, schedule)
         predictions = predict(model, splits.test_images, config.mean, config.std, device)
         test_accuracy = float((predictions == splits.test_labels).mean())
         entry = {"epoch": epoch + 1, "lr": lr, **stats, "test_accuracy": test_accuracy}

@@ -1,0 +1,35 @@
+"""Peak and per-epoch resident memory of LeNet-5 training. Prints JSON: {"rss_mb_after_epoch": [...], "peak_mb": x}.
+
+Usage: python benchmarks/memory.py MNIST_DIR [EPOCHS]
+"""
+import json
+import resource
+import sys
+
+from nbconv import models
+from nbconv.data import load
+from nbconv.train import TrainConfig, fit, make_optimizer
+
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(directory, epochs):
+    splits = load("mnist", directory, download_missing=False, allow_sample=False)
+    config = TrainConfig(epochs=epochs)
+    model = models.build("lenet5")
+    optimizer = make_optimizer(config, model.parameters())
+    after = []
+    fit(model, optimizer, splits, config, on_epoch_end=lambda history: after.append(round(rss_mb(), 1)),
+        echo=lambda *a, **k: None, echo_progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rss_mb_after_epoch": after, "peak_mb": round(peak, 1)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3)

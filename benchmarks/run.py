@@ -1,0 +1,152 @@
+"""nbconv against PyTorch (CPU) on this machine; writes benchmarks/RESULTS.md and benchmarks/speed.png.
+
+Usage: python benchmarks/run.py [--mnist DIR] [--repeat N] [--skip-epoch]
+Needs PyTorch for the comparisons (pip install torch==2.13.0 here; never an nbconv dependency).
+Suites: the layer set (forward, and forward+backward), LeNet-5 training step and inference, one full-MNIST
+training epoch as a whole process, JIT compile time (cold and warm cache), peak memory.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+
+from nbconv import bench
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def machine():
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, numba {numba.__version__}"
+
+
+def run(command, env=None):
+    started = time.perf_counter()
+    output = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=ROOT,
+                            check=True).stdout
+    return output, time.perf_counter() - started
+
+
+def epoch_comparison(mnist):
+    ours, seconds = run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1", "--device", "cpu",
+                         "--data-dir", mnist, "--out", os.path.join(tempfile.mkdtemp(), "m.npz")])
+    accuracy = float(ours.split("test accuracy ")[1].split("%")[0]) / 100
+    theirs, _ = run([sys.executable, os.path.join(HERE, "torch_lenet5.py"), mnist, "1"])
+    torch_seconds, torch_accuracy = (float(v) for v in theirs.split())
+    return {"nbconv_s": seconds, "nbconv_accuracy": accuracy, "torch_s": torch_seconds,
+            "torch_accuracy": torch_accuracy, "speed_vs_torch": torch_seconds / seconds}
+
+
+def compile_times():
+    cache = tempfile.mkdtemp(prefix="nbconv-cache-")
+    cold, _ = run([sys.executable, os.path.join(HERE, "first_step.py")], {"NUMBA_CACHE_DIR": cache})
+    warm, _ = run([sys.executable, os.path.join(HERE, "first_step.py")], {"NUMBA_CACHE_DIR": cache})
+    return float(cold), float(warm)
+
+
+def chart(rows, path):
+    """A horizontal bar chart of speed relative to PyTorch (1.0 = parity)."""
+    from PIL import Image, ImageDraw
+    width, bar_area, row_h = 760, 420, 22
+    image = Image.new("RGB", (width, 40 + row_h * len(rows) + 30), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), "nbconv speed relative to PyTorch CPU (higher is better; line = parity)", fill="black")
+    top, left = 34, 300
+    largest = max(max(ratio for _, ratio in rows), 1.0) * 1.1
+    for k, (label, ratio) in enumerate(rows):
+        y = top + k * row_h
+        draw.text((10, y + 4), label, fill="black")
+        length = bar_area * ratio / largest
+        draw.rectangle((left, y + 3, left + length, y + row_h - 3), fill=(60, 120, 220) if ratio >= 1 else (220, 90, 60))
+        draw.text((left + length + 5, y + 4), f"{ratio:.2f}x", fill="black")
+    parity = left + bar_area / largest
+    draw.line((parity, top - 2, parity, top + row_h * len(rows)), fill="black", width=1)
+    image.save(path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--skip-epoch", action="store_true")
+    args = parser.parse_args()
+    if bench.torch_module() is None:
+        sys.exit("PyTorch is not importable; install it for the comparison (pip install torch==2.13.0)")
+    sgemm = bench.sgemm_rate()
+    layers = []
+    for shape in bench.LAYER_SET:
+        forward = bench.conv_case(shape, "conv2d_forward", repeat=args.repeat, compare_torch=True)
+        both = bench.conv_case(shape, "conv2d", repeat=args.repeat, compare_torch=True)
+        layers.append((shape, forward, both))
+        print(f"{shape.name}: forward {forward['gflops']:.1f} GFLOP/s ({forward['speed_vs_torch']:.2f}x torch), "
+              f"fwd+bwd {both['gflops']:.1f} GFLOP/s ({both['speed_vs_torch']:.2f}x torch)", flush=True)
+    lenet = bench.lenet5_cases(repeat=max(args.repeat, 20), compare_torch=True)
+    epoch = None if args.skip_epoch else epoch_comparison(args.mnist)
+    cold, warm = compile_times()
+    memory = json.loads(run([sys.executable, os.path.join(HERE, "memory.py"), args.mnist, "2"])[0])
+
+    lines = ["# Benchmark results", "",
+             f"Machine: {machine()}. numpy sgemm (1024^3, float32, its default threads): **{sgemm:.0f} GFLOP/s**, "
+             f"measured in the same run. nbconv uses {numba.get_num_threads()} threads; PyTorch "
+             f"{bench.torch_module().__version__} the same number.", "",
+             "Produced by `python benchmarks/run.py` (rerun it to refresh this file). Ratios are speed relative to "
+             "PyTorch: above 1 means nbconv is faster.", "",
+             "## Convolution layers (float32)", "",
+             "| layer | shape | forward GFLOP/s | % of sgemm | forward vs torch | fwd+bwd GFLOP/s | fwd+bwd vs torch |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for shape, forward, both in layers:
+        lines.append(f"| {shape.name} | {shape.describe()} | {forward['gflops']:.1f} | "
+                     f"{100 * forward['gflops'] / sgemm:.0f}% | {forward['speed_vs_torch']:.2f}x | "
+                     f"{both['gflops']:.1f} | {both['speed_vs_torch']:.2f}x |")
+    lines += ["", "## LeNet-5", "", "| case | nbconv | PyTorch | ratio |", "|---|---:|---:|---:|"]
+    for result in lenet:
+        lines.append(f"| {result['case']} ({result['shape']}) | {result['images_per_s']:,.0f} img/s | "
+                     f"{result['torch_images_per_s']:,.0f} img/s | {result['speed_vs_torch']:.2f}x |")
+    if epoch:
+        lines.append(f"| one full-MNIST epoch + test, whole process (`nbconv train lenet5 --epochs 1` vs "
+                     f"`benchmarks/torch_lenet5.py`) | {epoch['nbconv_s']:.1f} s ({100 * epoch['nbconv_accuracy']:.2f}%) | "
+                     f"{epoch['torch_s']:.1f} s ({100 * epoch['torch_accuracy']:.2f}%) | {epoch['speed_vs_torch']:.2f}x |")
+    lines += ["", "## Compile time and memory", "",
+              f"- First training step from process start, empty JIT cache (cold): **{cold:.1f} s**; "
+              f"with the cache filled (warm): **{warm:.1f} s** (`benchmarks/first_step.py`).",
+              f"- LeNet-5 training on full MNIST: peak RSS **{memory['peak_mb']:.0f} MB**; RSS after each epoch "
+              f"{memory['rss_mb_after_epoch']} MB (`benchmarks/memory.py`).", "",
+              "![speed relative to PyTorch](speed.png)", ""]
+    rows = [(f"{shape.name} fwd+bwd", both["speed_vs_torch"]) for shape, _, both in layers]
+    rows += [(result["case"], result["speed_vs_torch"]) for result in lenet]
+    if epoch:
+        rows.append(("lenet5 epoch (process)", epoch["speed_vs_torch"]))
+    chart(rows, os.path.join(HERE, "speed.png"))
+    write_generated(os.path.join(HERE, "RESULTS.md"), "\n".join(lines[2:]))
+    print("\n".join(lines))
+
+
+START, END = "<!-- benchmarks/run.py: start -->", "<!-- benchmarks/run.py: end -->"
+
+
+def write_generated(path, text):
+    """Replace the generated block of RESULTS.md (keeping hand-recorded runs around it), atomically."""
+    existing = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n" + START + END + "\n"
+    if START not in existing:
+        existing += "\n" + START + END + "\n"
+    head, rest = existing.split(START, 1)
+    tail = rest.split(END, 1)[1] if END in rest else ""
+    with open(path + ".new", "w") as out:
+        out.write(head + START + "\n" + text + "\n" + END + tail)
+    os.replace(path + ".new", path)
+
+
+if __name__ == "__main__":
+    main()

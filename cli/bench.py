@@ -1,0 +1,70 @@
+"""`nbconv bench`: time kernels, layer presets and LeNet-5 steps; optionally against PyTorch."""
+import json
+
+import click
+import numpy as np
+
+from nbconv import bench as cases
+
+from .common import device_option, resolve_device, set_threads, threads_option
+
+EXAMPLES = """
+\b
+  nbconv bench --preset layers --compare torch      the issue's layer set, forward+backward
+  nbconv bench --preset lenet5 --compare torch      LeNet-5 training step and inference
+  nbconv bench conv2d_forward --shape n=8,c=64,h=56,w=56,d=64,k=3,p=1
+  nbconv bench relu max_pool2d linear --json
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@click.argument("kernels", nargs=-1, type=click.Choice(cases.KERNELS))
+@click.option("--preset", type=click.Choice(cases.PRESETS), default=None, help="A named set of cases.")
+@click.option("--shape", "shapes", multiple=True, help="Convolution shape as n=,c=,h=,w=,d=,k=[,s=,p=,g=] "
+                                                       "(repeatable; default: the layer set).")
+@device_option
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=10, show_default=True, help="Timed runs per case.")
+@click.option("--compare", type=click.Choice(["torch"]), default=None, help="Also time PyTorch (CPU) when installed.")
+@threads_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_json):
+    """Time KERNELS (default conv2d = forward + backward) after a warm-up: median and spread, GFLOP/s and
+    percent of this machine's sgemm rate measured in the same run."""
+    device = resolve_device(device)
+    set_threads(threads)
+    try:
+        conv_shapes = [cases.parse_shape(text, f"shape{k + 1}") for k, text in enumerate(shapes)] or cases.LAYER_SET
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--shape")
+    compare_torch = compare == "torch"
+    if compare_torch and cases.torch_module() is None:
+        click.echo("--compare torch: PyTorch is not importable here; showing nbconv alone", err=True)
+    sgemm = cases.sgemm_rate()
+    results = []
+    if preset == "lenet5":
+        results += cases.lenet5_cases(device, max(repeat, 10), compare_torch)
+    else:
+        chosen = kernels or ("conv2d",)
+        for kernel in chosen:
+            if kernel.startswith("conv2d"):
+                for shape in conv_shapes:
+                    results.append(cases.conv_case(shape, kernel, device, np.dtype(dtype), repeat, compare_torch))
+            else:
+                results.append(cases.simple_case(kernel, device, np.dtype(dtype), repeat))
+    for result in results:
+        if "gflops" in result:
+            result["percent_of_sgemm"] = 100 * result["gflops"] / sgemm
+    if as_json:
+        click.echo(json.dumps({"sgemm_gflops": sgemm, "results": results}, indent=1))
+        return
+    click.echo(f"sgemm (numpy BLAS, 1024^3, float32): {sgemm:.0f} GFLOP/s")
+    for r in results:
+        line = f"{r['case']:<18} {r['kernel']:<16} {r['median_ms']:9.3f} ms [{r['min_ms']:.3f}-{r['max_ms']:.3f}]"
+        if "gflops" in r:
+            line += f" {r['gflops']:7.1f} GFLOP/s {r['percent_of_sgemm']:5.1f}% sgemm"
+        if "images_per_s" in r:
+            line += f" {r['images_per_s']:10,.0f} img/s"
+        if "speed_vs_torch" in r:
+            line += f"   torch {r['torch_ms']:8.3f} ms -> {r['speed_vs_torch']:.2f}x torch"
+        click.echo(line)

@@ -1,0 +1,239 @@
+"""Benchmark cases for `nbconv bench` and benchmarks/: timing, FLOP counts, the machine's sgemm rate, and
+the same work in PyTorch when it is importable (never a dependency)."""
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend
+from . import functional as F
+
+KERNELS = ("conv2d", "conv2d_forward", "conv2d_backward", "max_pool2d", "avg_pool2d", "relu", "linear")
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A convolution layer: input (n, c, h, w), d filters of k x k, stride s, padding p, groups g."""
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    d: int
+    k: int
+    s: int = 1
+    p: int = 0
+    g: int = 1
+
+    @property
+    def output_size(self):
+        return ((self.h + 2 * self.p - self.k) // self.s + 1, (self.w + 2 * self.p - self.k) // self.s + 1)
+
+    def forward_flops(self):
+        oh, ow = self.output_size
+        return 2.0 * self.n * self.d * oh * ow * (self.c // self.g) * self.k * self.k
+
+    def describe(self):
+        return f"{self.n}x{self.c}x{self.h}x{self.w} -> {self.d}, {self.k}x{self.k}, s{self.s} p{self.p} g{self.g}"
+
+
+LAYER_SET = (
+    ConvShape("lenet5-conv1", 64, 1, 28, 28, 6, 5, p=2),
+    ConvShape("lenet5-conv2", 64, 6, 14, 14, 16, 5),
+    ConvShape("alexnet-conv1", 8, 3, 227, 227, 96, 11, s=4),
+    ConvShape("vgg-3x3", 8, 64, 56, 56, 64, 3, p=1),
+    ConvShape("resnet-3x3", 16, 128, 28, 28, 128, 3, p=1),
+    ConvShape("pointwise-1x1", 16, 256, 28, 28, 64, 1),
+    ConvShape("depthwise-3x3", 16, 128, 56, 56, 128, 3, p=1, g=128),
+)
+PRESETS = ("layers", "lenet5")
+
+
+def parse_shape(text, name="custom"):
+    """'n=8,c=64,h=56,w=56,d=64,k=3,s=1,p=1,g=1' -> ConvShape (s, p, g optional)."""
+    values = {}
+    for item in filter(None, text.replace(" ", "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"--shape takes key=value pairs (n, c, h, w, d, k, s, p, g), got {item!r}")
+        key, value = item.split("=", 1)
+        if key not in "n c h w d k s p g".split():
+            raise ValueError(f"--shape: unknown key {key!r}; use n, c, h, w, d, k, s, p, g")
+        values[key] = int(value)
+    missing = [key for key in "nchwdk" if key not in values]
+    if missing:
+        raise ValueError(f"--shape is missing {', '.join(missing)} (e.g. n=8,c=64,h=56,w=56,d=64,k=3,p=1)")
+    return ConvShape(name, **values)
+
+
+def time_call(function, repeat, warmup=2, synchronize=None):
+    """Seconds per call: (median, min, max) over `repeat` timed calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        function()
+    if synchronize:
+        synchronize()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        if synchronize:
+            synchronize()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def sgemm_rate(size=1024, repeat=5):
+    """The machine's float32 matrix-product rate in GFLOP/s through numpy's BLAS (its default threads)."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.copy()
+    median, _, _ = time_call(lambda: a @ b, repeat)
+    return 2.0 * size ** 3 / median / 1e9
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numba
+    torch.set_num_threads(numba.get_num_threads())
+    return torch
+
+
+def _synchronize(device):
+    if device != "cuda":
+        return None
+    from numba import cuda
+    return cuda.synchronize
+
+
+def conv_case(shape, kernel, device="cpu", dtype=np.float32, repeat=10, compare_torch=False):
+    """Time conv2d forward, backward or both ('conv2d') on one shape; a result dict."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((shape.n, shape.c, shape.h, shape.w)).astype(dtype)
+    w = (rng.standard_normal((shape.d, shape.c // shape.g, shape.k, shape.k)) * 0.1).astype(dtype)
+    b = np.zeros(shape.d, dtype)
+    oh, ow = shape.output_size
+    grad_y = rng.standard_normal((shape.n, shape.d, oh, ow)).astype(dtype)
+    x_d, w_d, b_d, g_d = (backend.transfer(a, device) for a in (x, w, b, grad_y))
+    hyper = dict(stride=shape.s, padding=shape.p, groups=shape.g)
+
+    def forward():
+        F.conv2d(x_d, w_d, b_d, **hyper)
+
+    def backward():
+        F.conv2d_backward(g_d, x_d, w_d, **hyper)
+
+    runs = {"conv2d_forward": (forward, 1), "conv2d_backward": (backward, 2),
+            "conv2d": (lambda: (forward(), backward()), 3)}
+    function, multiple = runs[kernel]
+    median, low, high = time_call(function, repeat, synchronize=_synchronize(device))
+    flops = shape.forward_flops() * multiple
+    result = {"kernel": kernel, "case": shape.name, "shape": shape.describe(), "device": device,
+              "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3,
+              "gflops": flops / median / 1e9}
+    torch = torch_module() if compare_torch and device == "cpu" else None
+    if torch is not None:
+        tx = torch.from_numpy(x).requires_grad_(kernel != "conv2d_forward")
+        tw = torch.from_numpy(w).requires_grad_(kernel != "conv2d_forward")
+        tb = torch.from_numpy(b).requires_grad_(kernel != "conv2d_forward")
+        tg = torch.from_numpy(grad_y)
+        conv = torch.nn.functional.conv2d
+
+        def torch_forward():
+            with torch.no_grad():
+                conv(tx, tw, tb, stride=shape.s, padding=shape.p, groups=shape.g)
+
+        def torch_both():
+            conv(tx, tw, tb, stride=shape.s, padding=shape.p, groups=shape.g).backward(tg)
+
+        y = conv(tx, tw, tb, stride=shape.s, padding=shape.p, groups=shape.g)
+
+        def torch_backward():
+            torch.autograd.grad(y, (tx, tw, tb), tg, retain_graph=True)
+
+        torch_function = {"conv2d_forward": torch_forward, "conv2d_backward": torch_backward,
+                          "conv2d": torch_both}[kernel]
+        torch_median = time_call(torch_function, repeat)[0]
+        result.update({"torch_ms": torch_median * 1e3, "torch_gflops": flops / torch_median / 1e9,
+                       "speed_vs_torch": torch_median / median})
+    return result
+
+
+def simple_case(kernel, device="cpu", dtype=np.float32, repeat=20, n=64, c=16, size=28):
+    """Time a pooling, activation or linear forward on a default shape."""
+    rng = np.random.default_rng(0)
+    if kernel == "linear":
+        x = backend.transfer(rng.standard_normal((n, 400)).astype(dtype), device)
+        w = backend.transfer(rng.standard_normal((120, 400)).astype(dtype), device)
+        function, flops, described = (lambda: F.linear(x, w)), 2.0 * n * 400 * 120, f"{n}x400 -> 120"
+    else:
+        x = backend.transfer(rng.standard_normal((n, c, size, size)).astype(dtype), device)
+        calls = {"max_pool2d": lambda: F.max_pool2d(x, 2), "avg_pool2d": lambda: F.avg_pool2d(x, 2),
+                 "relu": lambda: F.relu(x)}
+        function, flops, described = calls[kernel], float(n * c * size * size), f"{n}x{c}x{size}x{size}"
+    median, low, high = time_call(function, repeat, synchronize=_synchronize(device))
+    return {"kernel": kernel, "case": kernel, "shape": described, "device": device, "dtype": np.dtype(dtype).name,
+            "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "gflops": flops / median / 1e9}
+
+
+def lenet5_cases(device="cpu", repeat=20, compare_torch=False):
+    """LeNet-5 training step (batch 64, SGD with momentum) and inference (batch 256), in images/s."""
+    from . import models
+    from .train import TrainConfig, make_optimizer
+    rng = np.random.default_rng(0)
+    model = models.build("lenet5", seed=0).to(device)
+    optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
+    x64 = backend.transfer(rng.standard_normal((64, 1, 28, 28)).astype(np.float32), device)
+    labels = backend.transfer(rng.integers(0, 10, 64), device)
+    x256 = backend.transfer(rng.standard_normal((256, 1, 28, 28)).astype(np.float32), device)
+
+    def step():
+        model.train()
+        _, grad = F.softmax_cross_entropy(model.forward(x64), labels)
+        model.backward(grad, need_input_grad=False)
+        optimizer.step()
+
+    def infer():
+        model.eval()
+        model.forward(x256)
+
+    results = []
+    for case, function, batch in (("lenet5-train-step", step, 64), ("lenet5-inference", infer, 256)):
+        median, low, high = time_call(function, repeat, warmup=3, synchronize=_synchronize(device))
+        results.append({"kernel": "lenet5", "case": case, "shape": f"batch {batch}", "device": device,
+                        "dtype": "float32", "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3,
+                        "images_per_s": batch / median})
+    torch = torch_module() if compare_torch and device == "cpu" else None
+    if torch is not None:
+        for result, seconds in zip(results, torch_lenet5_times(torch, repeat)):
+            result.update({"torch_ms": seconds * 1e3, "torch_images_per_s": int(result["shape"].split()[1]) / seconds,
+                           "speed_vs_torch": seconds / (result["median_ms"] / 1e3)})
+    return results
+
+
+def torch_lenet5(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
+def torch_lenet5_times(torch, repeat):
+    """PyTorch's seconds per LeNet-5 training step (batch 64) and inference (batch 256)."""
+    model = torch_lenet5(torch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x64, labels = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    x256 = torch.randn(256, 1, 28, 28)
+    loss_function = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss_function(model(x64), labels).backward()
+        optimizer.step()
+
+    def infer():
+        with torch.no_grad():
+            model(x256)
+
+    return time_call(step, repeat, warmup=3)[0], time_call(infer, repeat, warmup=3)[0]

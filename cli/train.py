@@ -85,15 +85,18 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
                f"{len(splits.test_images):,} test images from {splits.source}; {config.optimizer} lr {config.lr:g}, "
                f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs")
 
+    finished = {"history": history}  # the latest complete-epoch history, for a save on Ctrl-C
+
     def save(history_so_far):
-        checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), history_so_far)
+        finished["history"] = list(history_so_far)
+        checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
 
     started = time.perf_counter()
     try:
         history = fit(net, opt, splits, config, device, history, on_epoch_end=save)
     except KeyboardInterrupt:
-        save(history)
-        click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(history)} complete epochs); "
+        save(finished["history"])
+        click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(finished['history'])} complete epochs); "
                    f"continue with: nbconv train --resume {out}", err=True)
         sys.exit(130)
     except TrainingDiverged as error:

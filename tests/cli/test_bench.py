@@ -1,0 +1,47 @@
+"""`nbconv bench` through CliRunner on tiny shapes (speed is measured, never asserted)."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from nbconv import bench
+from nbconv_cli.main import app
+
+TINY = "n=2,c=3,h=9,w=9,d=4,k=3,p=1"
+
+
+def test_bench_reports_median_spread_gflops_and_sgemm_share():
+    result = CliRunner().invoke(app, ["bench", "conv2d", "relu", "--shape", TINY, "--repeat", "2", "--json",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["sgemm_gflops"] > 0
+    conv, relu = report["results"]
+    assert conv["case"] == "shape1" and conv["shape"] == "2x3x9x9 -> 4, 3x3, s1 p1 g1"
+    for key in ("median_ms", "min_ms", "max_ms", "gflops", "percent_of_sgemm"):
+        assert conv[key] > 0
+    assert conv["min_ms"] <= conv["median_ms"] <= conv["max_ms"]
+    assert relu["kernel"] == "relu"
+
+
+def test_bench_text_output_and_flop_count():
+    result = CliRunner().invoke(app, ["bench", "conv2d_forward", "--shape", TINY, "--repeat", "1"])
+    assert result.exit_code == 0 and "GFLOP/s" in result.output and "sgemm" in result.output
+    assert bench.parse_shape(TINY).forward_flops() == 2 * 2 * 4 * 9 * 9 * 3 * 9
+
+
+def test_bench_rejects_a_bad_shape():
+    result = CliRunner().invoke(app, ["bench", "--shape", "n=2,c=3"])
+    assert result.exit_code == 2 and "missing h, w, d, k" in result.output
+
+
+def test_lenet5_preset_runs():
+    results = bench.lenet5_cases(repeat=1)
+    assert [r["case"] for r in results] == ["lenet5-train-step", "lenet5-inference"]
+    assert all(r["images_per_s"] > 0 for r in results)
+
+
+def test_compare_torch_adds_ratio_when_torch_is_installed():
+    pytest.importorskip("torch")
+    result = bench.conv_case(bench.parse_shape(TINY), "conv2d", repeat=1, compare_torch=True)
+    assert result["speed_vs_torch"] > 0 and result["torch_ms"] > 0

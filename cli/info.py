@@ -35,6 +35,7 @@ def collect():
     import nbconv
     from nbconv import backend
     from nbconv.kernels import cpu
+    from nbconv.kernels.cpu import blas
 
     cpu.relu_forward(np.zeros(8, np.float32), np.empty(8, np.float32))  # the threading layer is chosen on first use
     usable, reason = backend.cuda_status()
@@ -52,6 +53,7 @@ def collect():
         "numba-cuda": numba_cuda_version,
         "threading layer": numba.threading_layer(),
         "threads": f"{numba.get_num_threads()} (of {os.cpu_count()} CPUs; NUMBA_NUM_THREADS or --threads to change)",
+        "matrix product": blas.status(),
         "cuda": f"usable: {reason}" if usable else f"not usable: {reason}",
         "default device": default_device(),
         "jit cache": jit_cache_location(),

@@ -1,97 +1,172 @@
-"""Matrix products for the CPU kernels through numpy's BLAS, without thread fights.
+"""Matrix products callable from inside @njit kernels, so that every thread of a parallel kernel runs its own.
 
-numpy's OpenBLAS spins its worker threads for a while after each call; Numba's parallel kernels that
-run right after then compete with them for the same cores (measured on 2 cores: a LeNet-5 training step
-took 103 ms instead of 14 ms). So nbconv's own products run OpenBLAS single-threaded — switched through
-OpenBLAS's C API for the duration of the call and restored afterwards, leaving the user's numpy as it
-was — and large products are split by rows over a small pool of Python threads (numpy releases the GIL).
+Numba's np.dot inside @njit needs SciPy, which nbconv does not depend on. Instead, at import this module
+registers two symbols with LLVM, `nbconv_sgemm` and `nbconv_dgemm`, with the CBLAS row-major signature
+(64-bit integers), and kernels call them through `gemm` below:
+- numpy's own OpenBLAS (`scipy_cblas_sgemm64_` and kin) when it can be found in the process, run
+  single-threaded while nbconv's kernels use it (`single_threaded`), because the parallelism is Numba's;
+- otherwise (another BLAS, or NBCONV_BLAS=numba) a plain compiled fallback, `reference_gemm`, so nbconv
+  still runs, only slower.
+The symbols are looked up by name when a kernel is compiled or loaded from the JIT cache, so cached kernels
+follow whichever implementation this process registered.
+
+Why single-threaded: OpenBLAS's worker threads spin for a while after each call, and Numba's threads
+that run right after then fight them for the same cores (a LeNet-5 training step took 103 ms instead of
+14 ms on 2 cores). The switch goes through OpenBLAS's C API for the duration of a kernel and is undone
+afterwards, leaving the user's numpy as it was.
 """
 import ctypes
 import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import numba
+import llvmlite.binding as llvm
 import numpy as np
+from numba import carray, cfunc, njit, types
 
-SPLIT_FLOPS = 1e8  # below this a product is not worth splitting across threads (measured on LeNet-5 layers)
-SPLIT_ROWS = 32   # nor when the rows to split are too few
-_controls = None
-_pool = None
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+_INT, _ADDRESS = types.int64, types.intp
+
+
+def _signature(real, pointer):
+    return types.void(types.int32, types.int32, types.int32, _INT, _INT, _INT, real, pointer, _INT, pointer,
+                      _INT, real, pointer, _INT)
+
+
+sgemm_external = types.ExternalFunction("nbconv_sgemm", _signature(types.float32, _ADDRESS))
+dgemm_external = types.ExternalFunction("nbconv_dgemm", _signature(types.float64, _ADDRESS))
+
+
+@njit(cache=True, inline="always")
+def address(array, offset):
+    """The address of element `offset` (counted in elements) of a C-contiguous array's buffer."""
+    return array.ctypes.data + offset * array.itemsize
+
+
+@njit(cache=True, inline="always")
+def gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, itemsize):
+    """C = alpha * op(A) @ op(B) + beta * C, row-major: op(A) is m x k, op(B) k x n, C m x n.
+
+    a, b, c are addresses (see `address`), lda/ldb/ldc row strides in elements, itemsize 4 (float32)
+    or 8 (float64). With beta == 0, C may hold garbage (even NaN) beforehand.
+    """
+    if itemsize == 4:
+        sgemm_external(ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        dgemm_external(ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+@njit(cache=True, fastmath={"contract"})
+def reference_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """The fallback product over flat arrays, same meaning as `gemm` (layout is always row-major)."""
+    for i in range(m):
+        row = c[i * ldc:i * ldc + n]
+        if beta == 0:
+            row[:] = 0
+        elif beta != 1:
+            row[:] *= beta
+        for p in range(k):
+            scale = alpha * (a[p * lda + i] if trans_a == TRANS else a[i * lda + p])
+            if trans_b == TRANS:
+                for j in range(n):
+                    row[j] += scale * b[j * ldb + p]
+            else:
+                source = b[p * ldb:p * ldb + n]
+                for j in range(n):
+                    row[j] += scale * source[j]
+
+
+def _fallback(real):
+    """A C-callable wrapper of reference_gemm for one dtype (compiled only when needed)."""
+    pointer = types.CPointer(real)
+
+    @cfunc(_signature(real, pointer), cache=True)
+    def fallback_gemm(layout, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        rows_a = k if trans_a == TRANS else m
+        rows_b = n if trans_b == TRANS else k
+        reference_gemm(trans_a, trans_b, m, n, k, alpha, carray(a, max(rows_a * lda, 1)), lda,
+                       carray(b, max(rows_b * ldb, 1)), ldb, beta, carray(c, max(m * ldc, 1)), ldc)
+
+    return fallback_gemm
+
+
+_OPENBLAS_NAMES = (  # (sgemm, dgemm, set_num_threads, get_num_threads), all ILP64 (64-bit integers)
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_",
+     "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("cblas_sgemm64_", "cblas_dgemm64_", "openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+)
+
+
+def _loaded_openblas_paths():
+    try:
+        with open("/proc/self/maps") as maps:
+            return sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return []
 
 
 def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS numpy loaded, or None where it cannot be found."""
-    names = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-             ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-             ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-             ("openblas_set_num_threads", "openblas_get_num_threads"))
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
+    """(library path, ctypes CDLL, the four names) of the ILP64 OpenBLAS numpy loaded, or None."""
+    for path in _loaded_openblas_paths():
         if not os.path.exists(path):
             continue
         library = ctypes.CDLL(path)
-        for set_name, get_name in names:
-            if hasattr(library, set_name) and hasattr(library, get_name):
-                setter, getter = getattr(library, set_name), getattr(library, get_name)
-                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
-                return setter, getter
+        for names in _OPENBLAS_NAMES:
+            if all(hasattr(library, name) for name in names):
+                return path, library, names
     return None
 
 
-def controls():
-    global _controls
-    if _controls is None:
-        _controls = _find_openblas() or False
-    return _controls
+class _Blas:
+    """What this process registered: a description, and OpenBLAS's thread controls when it is OpenBLAS."""
+
+    def __init__(self):
+        self.set_threads = self.get_threads = None
+        forced = os.environ.get("NBCONV_BLAS", "").lower() == "numba"
+        found = None if forced else _find_openblas()
+        if found:
+            path, library, (sgemm, dgemm, set_threads, get_threads) = found
+            for symbol, name in (("nbconv_sgemm", sgemm), ("nbconv_dgemm", dgemm)):
+                llvm.add_symbol(symbol, ctypes.cast(getattr(library, name), ctypes.c_void_p).value)
+            self.set_threads, self.get_threads = getattr(library, set_threads), getattr(library, get_threads)
+            self.set_threads.argtypes, self.set_threads.restype = [ctypes.c_int], None
+            self.get_threads.restype = ctypes.c_int
+            self.description = f"numpy's OpenBLAS ({os.path.basename(path)}), single-threaded inside nbconv's kernels"
+        else:
+            self._fallbacks = (_fallback(types.float32), _fallback(types.float64))  # kept alive
+            llvm.add_symbol("nbconv_sgemm", self._fallbacks[0].address)
+            llvm.add_symbol("nbconv_dgemm", self._fallbacks[1].address)
+            why = "NBCONV_BLAS=numba" if forced else "numpy's BLAS is not an ILP64 OpenBLAS nbconv can find"
+            self.description = f"nbconv's compiled fallback product ({why}); slower than a BLAS"
+
+
+BLAS = _Blas()
 
 
 def status():
-    """A line for `nbconv info` on how nbconv runs numpy's BLAS."""
-    found = controls()
-    if not found:
-        return "numpy's BLAS (thread count not controllable: not OpenBLAS, or not found)"
-    return f"numpy's OpenBLAS, single-threaded inside nbconv's kernels (numpy's own setting: {found[1]()} threads)"
+    """A line for `nbconv info` on which matrix product the kernels call."""
+    if BLAS.get_threads is None:
+        return BLAS.description
+    return f"{BLAS.description} (numpy's own setting: {BLAS.get_threads()} threads)"
 
 
 @contextmanager
 def single_threaded():
-    found = controls()
-    if not found:
+    """Run OpenBLAS on one thread for the duration (no-op for the fallback)."""
+    if BLAS.set_threads is None:
         yield
         return
-    setter, getter = found
-    before = getter()
+    before = BLAS.get_threads()
     if before != 1:
-        setter(1)
+        BLAS.set_threads(1)
     try:
         yield
     finally:
         if before != 1:
-            setter(before)
+            BLAS.set_threads(before)
 
 
-def _executor(workers):
-    global _pool
-    if _pool is None or _pool._max_workers != workers:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbconv-gemm")
-    return _pool
-
-
-def gemm(a, b, out):
-    """out = a @ b for 2-D arrays (a and b may be transposed views; out is C-contiguous)."""
-    rows = a.shape[0]
-    workers = min(numba.get_num_threads(), rows)
+def matmul(a, b, out):
+    """out = a @ b for 2-D numpy arrays (a, b may be transposed views; out C-contiguous), single-threaded."""
     with single_threaded():
-        if workers < 2 or rows < SPLIT_ROWS or 2.0 * rows * a.shape[1] * b.shape[1] < SPLIT_FLOPS:
-            np.matmul(a, b, out=out)
-            return
-        bounds = np.linspace(0, rows, workers + 1).astype(int)
-        jobs = [_executor(workers).submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
-                for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-        for job in jobs:
-            job.result()
+        np.matmul(a, b, out=out)

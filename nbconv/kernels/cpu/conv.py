@@ -13,9 +13,11 @@ Two algorithms:
   matrix product per group would be tiny. Their innermost loop runs over a precomputed valid range
   of output columns, so it has no bounds test and LLVM can vectorise it.
 """
+import numba
+import numpy as np
 from numba import njit, prange
 
-from .blas import gemm
+from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .workspace import scratch
 
 _REDUCE = {"reassoc", "contract", "nsz"}
@@ -24,6 +26,9 @@ _REDUCE = {"reassoc", "contract", "nsz"}
 @njit(cache=True, inline="always")
 def valid_range(out_size, in_size, stride, offset):
     """Output positions o in [lo, hi) whose input position o*stride + offset lies in [0, in_size)."""
+    if stride == 1:  # no divisions: this runs for every tap of every im2col block
+        lo = max(0, -offset)
+        return lo, max(lo, min(out_size, in_size - offset))
     if offset >= 0:
         lo = 0
     else:
@@ -144,156 +149,265 @@ def conv2d_backward_bias(grad_output, grad_bias):
         grad_bias[d] = total
 
 
-@njit(parallel=True, cache=True)
-def im2col(input, col, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
-    """col[(c, i, j), n, oh*OW + ow] = padded_input[n, c, oh*sh + i*dh, ow*sw + j*dw] (zero in the padding).
 
-    col: (C*KH*KW, N, OH*OW).
+# ----------------------------------------------------------------------------- im2col + GEMM
+#
+# The batch is cut into tasks of one image and one block of its output rows, sized so that the block's
+# unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each parallel
+# chunk of tasks owns one col buffer and calls the single-threaded BLAS itself, writing straight into the
+# (N, D, OH*OW) output: no whole-batch col matrix, no re-layout pass, no second thread pool.
+
+CACHE_BYTES = 512 * 1024  # a col block's budget: most of a core's L2
+WEIGHT_CHUNKS = 16  # partial weight gradients summed in a fixed order, whatever the thread count
+
+
+@njit(cache=True, inline="always")
+def fill_zero(array):
+    """array[:] = 0 for a 1-D array (an explicit loop: Numba's scalar slice assignment is far slower)."""
+    for q in range(array.shape[0]):
+        array[q] = 0
+
+
+@njit(cache=True)
+def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
+                dilation_h, dilation_w):
+    """col[(c, i, j), (oh - oh0)*OW + ow] = padded image[c, oh*sh + i*dh - ph, ow*sw + j*dw - pw] for the
+    output rows oh in [oh0, oh1); zero where the window reads padding. image (C, H, W), col (C*KH*KW, >=).
+
+    Copies go through slice views indexed from 0: with computed indices Numba's negative-index handling
+    keeps LLVM from vectorising the copy (measured 4x slower on LeNet-5's layers).
+    """
+    C, H, W = image.shape
+    for i in range(kernel_h):
+        offset_h = i * dilation_h - padding_h
+        row_lo, row_hi = valid_range(oh1, H, stride_h, offset_h)
+        row_lo, row_hi = max(row_lo, oh0), max(min(row_hi, oh1), oh0)
+        for j in range(kernel_w):
+            offset_w = j * dilation_w - padding_w
+            ow_lo, ow_hi = valid_range(out_w, W, stride_w, offset_w)
+            for c in range(C):
+                target = col[(c * kernel_h + i) * kernel_w + j]
+                fill_zero(target[:(row_lo - oh0) * out_w])
+                fill_zero(target[(row_hi - oh0) * out_w:(oh1 - oh0) * out_w])
+                for oh in range(row_lo, row_hi):
+                    window = target[(oh - oh0) * out_w:(oh - oh0 + 1) * out_w]
+                    source = image[c, oh * stride_h + offset_h]
+                    for ow in range(ow_lo):
+                        window[ow] = 0
+                    inside = window[ow_lo:ow_hi]
+                    if stride_w == 1:
+                        shifted = source[ow_lo + offset_w:ow_hi + offset_w]
+                        for q in range(ow_hi - ow_lo):
+                            inside[q] = shifted[q]
+                    else:
+                        for q in range(ow_hi - ow_lo):
+                            inside[q] = source[(ow_lo + q) * stride_w + offset_w]
+                    for ow in range(ow_hi, out_w):
+                        window[ow] = 0
+
+
+@njit(cache=True)
+def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
+                dilation_h, dilation_w):
+    """The adjoint of im2col_rows: grad_image[c, ih, iw] += every col entry that read (ih, iw)."""
+    C, H, W = grad_image.shape
+    for i in range(kernel_h):
+        offset_h = i * dilation_h - padding_h
+        row_lo, row_hi = valid_range(oh1, H, stride_h, offset_h)
+        row_lo, row_hi = max(row_lo, oh0), max(min(row_hi, oh1), oh0)
+        for j in range(kernel_w):
+            offset_w = j * dilation_w - padding_w
+            ow_lo, ow_hi = valid_range(out_w, W, stride_w, offset_w)
+            for c in range(C):
+                source = col[(c * kernel_h + i) * kernel_w + j]
+                for oh in range(row_lo, row_hi):
+                    inside = source[(oh - oh0) * out_w + ow_lo:(oh - oh0) * out_w + ow_hi]
+                    row = grad_image[c, oh * stride_h + offset_h]
+                    if stride_w == 1:
+                        shifted = row[ow_lo + offset_w:ow_hi + offset_w]
+                        for q in range(ow_hi - ow_lo):
+                            shifted[q] += inside[q]
+                    else:
+                        for q in range(ow_hi - ow_lo):
+                            row[(ow_lo + q) * stride_w + offset_w] += inside[q]
+
+
+@njit(cache=True, inline="always")
+def chunk_bounds(chunk, chunks, tasks):
+    """Tasks [first, last) of one of `chunks` near-equal contiguous chunks."""
+    return chunk * tasks // chunks, (chunk + 1) * tasks // chunks
+
+
+@njit(cache=True, inline="always")
+def task_rows(task, blocks, block_rows, out_h):
+    """(image n, output rows [oh0, oh1)) of a task: tasks run over images, then over blocks of rows."""
+    n = task // blocks
+    oh0 = (task % blocks) * block_rows
+    return n, oh0, min(out_h, oh0 + block_rows)
+
+
+@njit(cache=True, inline="always")
+def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h,
+             padding_w, dilation_h, dilation_w):
+    """(address, row stride in elements) of image n's unrolled windows for the output rows [oh0, oh1): the
+    input itself for a pointwise convolution, else `buffer` filled by im2col_rows."""
+    if pointwise:
+        return address(input, n * input[0].size + oh0 * out_w), input.shape[2] * input.shape[3]
+    im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
+                dilation_h, dilation_w)
+    return address(buffer, 0), buffer.shape[1]
+
+
+@njit(parallel=True, cache=True)
+def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, padding_h, padding_w,
+                        dilation_h, dilation_w, groups, pointwise):
+    """output[n, group g's Dg channels, rows] = weight_g (Dg, Cg*KH*KW) @ col_g (Cg*KH*KW, rows*OW) + bias.
+
+    col: (chunks, C*KH*KW, block_rows*OW) workspace; pointwise (1x1, stride 1, no padding) reads the
+    input directly.
     """
     N, C, H, W = input.shape
-    OH = (H + 2 * padding_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
-    OW = (W + 2 * padding_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
-    taps = kernel_h * kernel_w
-    for task in prange(C * taps * N):
-        row = task // N
-        n = task % N
-        c = row // taps
-        i = (row % taps) // kernel_w
-        j = row % kernel_w
-        offset_h = i * dilation_h - padding_h
-        offset_w = j * dilation_w - padding_w
-        oh_lo, oh_hi = valid_range(OH, H, stride_h, offset_h)
-        ow_lo, ow_hi = valid_range(OW, W, stride_w, offset_w)
-        target = col[row, n]
-        plane = input[n, c]
-        for oh in range(OH):
-            base = oh * OW
-            if oh < oh_lo or oh >= oh_hi:
-                target[base:base + OW] = 0
-                continue
-            source = plane[oh * stride_h + offset_h]
-            for ow in range(ow_lo):
-                target[base + ow] = 0
-            for ow in range(ow_lo, ow_hi):
-                target[base + ow] = source[ow * stride_w + offset_w]
-            for ow in range(ow_hi, OW):
-                target[base + ow] = 0
-
-
-@njit(parallel=True, cache=True)
-def col2im(col, grad_input, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
-    """The adjoint of im2col: grad_input[n, c] = sum of col entries over every window position reading it."""
-    N, C, H, W = grad_input.shape
-    OH = (H + 2 * padding_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
-    OW = (W + 2 * padding_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
-    taps = kernel_h * kernel_w
-    for task in prange(N * C):
-        n = task // C
-        c = task % C
-        plane = grad_input[n, c]
-        plane[:, :] = 0
-        for i in range(kernel_h):
-            offset_h = i * dilation_h - padding_h
-            oh_lo, oh_hi = valid_range(OH, H, stride_h, offset_h)
-            for j in range(kernel_w):
-                offset_w = j * dilation_w - padding_w
-                ow_lo, ow_hi = valid_range(OW, W, stride_w, offset_w)
-                source = col[c * taps + i * kernel_w + j, n]
-                for oh in range(oh_lo, oh_hi):
-                    row = plane[oh * stride_h + offset_h]
-                    base = oh * OW
-                    for ow in range(ow_lo, ow_hi):
-                        row[ow * stride_w + offset_w] += source[base + ow]
-
-
-@njit(parallel=True, cache=True)
-def rows_to_output(rows, bias, output):
-    """output[n, d, p] = rows[d, n, p] + bias[d] (bias may be empty). rows: (D, N, OH*OW)."""
-    N, D = output.shape[0], output.shape[1]
+    D, Cg, KH, KW = weight.shape
+    OH, OW = output.shape[2], output.shape[3]
+    P, depth, Dg = OH * OW, Cg * KH * KW, D // groups
+    chunks, block_rows = col.shape[0], col.shape[2] // OW
+    blocks = (OH + block_rows - 1) // block_rows
     has_bias = bias.shape[0] > 0
-    for task in prange(N * D):
-        n = task // D
-        d = task % D
-        plane = output[n, d]
-        source = rows[d, n]
-        b = bias[d] if has_bias else 0.0
-        OH, OW = plane.shape
-        for oh in range(OH):
-            for ow in range(OW):
-                plane[oh, ow] = source[oh * OW + ow] + b
+    size = output.itemsize
+    flat_output = output.reshape((N, D, P))
+    for chunk in prange(chunks):
+        buffer = col[chunk]
+        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        for task in range(first, last):
+            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
+            source, source_ld = unrolled(input, buffer, n, oh0, oh1, pointwise, KH, KW, OW, stride_h, stride_w,
+                                         padding_h, padding_w, dilation_h, dilation_w)
+            if has_bias:
+                for d in range(D):
+                    flat_output[n, d, oh0 * OW:oh1 * OW] = bias[d]
+            for g in range(groups):
+                gemm(NO_TRANS, NO_TRANS, Dg, (oh1 - oh0) * OW, depth, 1.0, address(weight, g * Dg * depth), depth,
+                     source + g * depth * source_ld * size, source_ld, 1.0 if has_bias else 0.0,
+                     address(output, (n * D + g * Dg) * P + oh0 * OW), P, size)
 
 
 @njit(parallel=True, cache=True)
-def output_to_rows(grad_output, rows):
-    """rows[d, n, p] = grad_output[n, d, p]: the (D, N*OH*OW) layout the matrix products need."""
-    N, D, OH, OW = grad_output.shape
-    for task in prange(N * D):
-        n = task // D
-        d = task % D
-        plane = grad_output[n, d]
-        target = rows[d, n]
-        for oh in range(OH):
-            for ow in range(OW):
-                target[oh * OW + ow] = plane[oh, ow]
+def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, stride_w, padding_h, padding_w,
+                               dilation_h, dilation_w, groups, pointwise):
+    """grad_input[n] = col2im(weight_g.T @ grad_output[n, g]) per group. A task is a whole image, so the
+    scatter of overlapping windows never races."""
+    N, C, H, W = grad_input.shape
+    D, Cg, KH, KW = weight.shape
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    P, depth, Dg = OH * OW, Cg * KH * KW, D // groups
+    chunks, block_rows = col.shape[0], col.shape[2] // OW
+    size = grad_output.itemsize
+    for chunk in prange(chunks):
+        buffer = col[chunk]
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            if pointwise:
+                for g in range(groups):
+                    gemm(TRANS, NO_TRANS, depth, P, Dg, 1.0, address(weight, g * Dg * depth), depth,
+                         address(grad_output, (n * D + g * Dg) * P), P, 0.0,
+                         address(grad_input, (n * C + g * Cg) * P), P, size)
+                continue
+            grad_input[n] = 0
+            for oh0 in range(0, OH, block_rows):
+                oh1 = min(OH, oh0 + block_rows)
+                for g in range(groups):
+                    gemm(TRANS, NO_TRANS, depth, (oh1 - oh0) * OW, Dg, 1.0, address(weight, g * Dg * depth), depth,
+                         address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P, 0.0,
+                         address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], size)
+                col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, stride_w, padding_h, padding_w,
+                            dilation_h, dilation_w)
+
+
+@njit(parallel=True, cache=True)
+def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, stride_h, stride_w, padding_h,
+                                padding_w, dilation_h, dilation_w, groups, pointwise):
+    """grad_weight_g = sum over tasks of grad_output[n, g, rows] @ col_g(rows).T. Each chunk sums its tasks
+    into partial[chunk]; the partials are then added in chunk order, so the result does not depend on how
+    many threads ran the chunks."""
+    N, C, H, W = input.shape
+    D, Cg, KH, KW = grad_weight.shape
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    P, depth, Dg = OH * OW, Cg * KH * KW, D // groups
+    chunks, block_rows = col.shape[0], col.shape[2] // OW
+    blocks = (OH + block_rows - 1) // block_rows
+    size = input.itemsize
+    for chunk in prange(chunks):
+        buffer = col[chunk]
+        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        for task in range(first, last):
+            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
+            source, source_ld = unrolled(input, buffer, n, oh0, oh1, pointwise, KH, KW, OW, stride_h, stride_w,
+                                         padding_h, padding_w, dilation_h, dilation_w)
+            for g in range(groups):
+                gemm(NO_TRANS, TRANS, Dg, depth, (oh1 - oh0) * OW, 1.0,
+                     address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P,
+                     source + g * depth * source_ld * size, source_ld, 0.0 if task == first else 1.0,
+                     address(partial[chunk], g * Dg * depth), depth, size)
+    flat = grad_weight.reshape((D, depth))
+    for d in prange(D):
+        row = flat[d]
+        row[:] = partial[0, d]
+        for chunk in range(1, chunks):
+            row += partial[chunk, d]
+
+
+# ----------------------------------------------------------------------------- the public kernels
 
 
 def _use_direct(weight, groups):
-    return groups > 1 and weight.shape[1] == 1  # depthwise: a GEMM per group would be tiny
+    return groups > 1 and weight.shape[1] == 1  # depthwise: a product per group would be tiny
 
 
-def _window_args(weight, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
-    return (weight.shape[2], weight.shape[3], stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w)
+def _is_pointwise(weight, stride_h, stride_w, padding_h, padding_w):
+    return weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0
+
+
+def _workspace(input, weight, output_shape, max_chunks, per_image):
+    """(col, block_rows, blocks): col buffers (chunks, C*KH*KW, block_rows*OW), one per parallel chunk, a
+    block of output rows sized to fit CACHE_BYTES; tasks are images (per_image) or (image, block) pairs."""
+    N, _, OH, OW = output_shape
+    depth = input.shape[1] * weight.shape[2] * weight.shape[3]
+    block_rows = max(1, min(OH, CACHE_BYTES // (depth * OW * input.dtype.itemsize)))
+    blocks = -(-OH // block_rows)
+    chunks = max(1, min(N if per_image else N * blocks, max_chunks))
+    return scratch("col", (chunks, depth, block_rows * OW), input.dtype)
 
 
 def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
                    dilation_h, dilation_w, groups):
-    """output = conv2d(input, weight) + bias, by im2col + one matrix product per group."""
+    """output = conv2d(input, weight) + bias, by im2col + one matrix product per block of rows and group."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if _use_direct(weight, groups):
         return conv2d_forward_direct(input, weight, bias, output, *args)
-    N, D, OH, OW = output.shape
-    D, Cg, KH, KW = weight.shape
-    depth, Dg, columns = Cg * KH * KW, D // groups, N * OH * OW
-    col = scratch("col", (input.shape[1] * KH * KW, N, OH * OW), input.dtype)
-    rows = scratch("rows", (D, N, OH * OW), input.dtype)
-    im2col(input, col, *_window_args(weight, *args[:6]))
-    for g in range(groups):
-        gemm(weight[g * Dg:(g + 1) * Dg].reshape(Dg, depth), col[g * depth:(g + 1) * depth].reshape(depth, columns),
-             rows[g * Dg:(g + 1) * Dg].reshape(Dg, columns))
-    rows_to_output(rows, bias, output)
+    col = _workspace(input, weight, output.shape, 4 * numba.get_num_threads(), per_image=False)
+    with single_threaded():
+        conv2d_forward_gemm(input, weight, bias, output, col, *args, _is_pointwise(weight, *args[:4]))
 
 
 def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
                           dilation_h, dilation_w, groups):
-    """grad_input (N, C, H, W) = col2im(weight.T @ grad_output), per group."""
+    """grad_input (N, C, H, W) = col2im(weight.T @ grad_output), per image and group."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if _use_direct(weight, groups):
         return conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
-    N, D, OH, OW = grad_output.shape
-    D, Cg, KH, KW = weight.shape
-    depth, Dg, columns = Cg * KH * KW, D // groups, N * OH * OW
-    rows = scratch("rows", (D, N, OH * OW), grad_output.dtype)
-    col = scratch("col", (grad_input.shape[1] * KH * KW, N, OH * OW), grad_output.dtype)
-    output_to_rows(grad_output, rows)
-    for g in range(groups):
-        gemm(weight[g * Dg:(g + 1) * Dg].reshape(Dg, depth).T, rows[g * Dg:(g + 1) * Dg].reshape(Dg, columns),
-             col[g * depth:(g + 1) * depth].reshape(depth, columns))
-    col2im(col, grad_input, *_window_args(weight, *args[:6]))
+    col = _workspace(grad_input, weight, grad_output.shape, 4 * numba.get_num_threads(), per_image=True)
+    with single_threaded():
+        conv2d_backward_input_gemm(grad_output, weight, grad_input, col, *args, _is_pointwise(weight, *args[:4]))
 
 
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
                            dilation_h, dilation_w, groups):
-    """grad_weight (D, C/groups, KH, KW) = grad_output @ im2col(input).T, per group, summed over the batch."""
+    """grad_weight (D, C/groups, KH, KW) = sum over the batch of grad_output @ im2col(input).T, per group."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if _use_direct(grad_weight, groups):
         return conv2d_backward_weight_direct(grad_output, input, grad_weight, *args)
-    N, D, OH, OW = grad_output.shape
-    D, Cg, KH, KW = grad_weight.shape
-    depth, Dg, columns = Cg * KH * KW, D // groups, N * OH * OW
-    rows = scratch("rows", (D, N, OH * OW), input.dtype)
-    col = scratch("col", (input.shape[1] * KH * KW, N, OH * OW), input.dtype)
-    output_to_rows(grad_output, rows)
-    im2col(input, col, *_window_args(grad_weight, *args[:6]))
-    for g in range(groups):
-        gemm(rows[g * Dg:(g + 1) * Dg].reshape(Dg, columns), col[g * depth:(g + 1) * depth].reshape(depth, columns).T,
-             grad_weight[g * Dg:(g + 1) * Dg].reshape(Dg, depth))
+    col = _workspace(input, grad_weight, grad_output.shape, WEIGHT_CHUNKS, per_image=False)
+    partial = scratch("partial", (col.shape[0], grad_weight.shape[0], grad_weight[0].size), input.dtype)
+    with single_threaded():
+        conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, *args,
+                                    _is_pointwise(grad_weight, *args[:4]))

@@ -5,7 +5,7 @@ passes are @njit.
 """
 from numba import njit
 
-from .blas import gemm
+from .blas import matmul as gemm
 
 _REDUCE = {"reassoc", "contract", "nsz"}
 

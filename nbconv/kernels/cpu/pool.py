@@ -9,10 +9,17 @@ import math
 
 from numba import njit, prange
 
+from .conv import valid_range
+
 
 @njit(parallel=True, cache=True)
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
-    """output = max over each window (NaN propagates); indices = where in the plane it came from."""
+    """output = max over each window (NaN propagates); indices = where in the plane it came from.
+
+    Ties and NaNs resolve to the first in the window's row-major order (taps run in (i, j) order for every
+    output). The loops run tap by tap over whole output rows, through views indexed from 0, with the
+    column range of each tap computed once per plane.
+    """
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     for task in prange(N * C):
@@ -20,25 +27,29 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
         c = task % C
         plane = input[n, c]
         for oh in range(OH):
-            h0 = oh * stride_h - padding_h
-            h_lo, h_hi = max(h0, 0), min(h0 + kernel_h, H)
+            first_h = max(oh * stride_h - padding_h, 0)
             for ow in range(OW):
-                w0 = ow * stride_w - padding_w
-                w_lo, w_hi = max(w0, 0), min(w0 + kernel_w, W)
-                best = -math.inf
-                best_index = h_lo * W + w_lo
-                for ih in range(h_lo, h_hi):
-                    for iw in range(w_lo, w_hi):
-                        value = plane[ih, iw]
-                        if value > best or value != value:
-                            best = value
-                            best_index = ih * W + iw
-                            if value != value:
-                                break
-                    if best != best:
-                        break
-                output[n, c, oh, ow] = best
-                indices[n, c, oh, ow] = best_index
+                output[n, c, oh, ow] = -math.inf
+                indices[n, c, oh, ow] = first_h * W + max(ow * stride_w - padding_w, 0)
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                offset = j - padding_w
+                lo, hi = valid_range(OW, W, stride_w, offset)
+                for oh in range(OH):
+                    ih = oh * stride_h - padding_h + i
+                    if ih < 0 or ih >= H or lo >= hi:
+                        continue
+                    source = plane[ih, lo * stride_w + offset:]
+                    best = output[n, c, oh, lo:hi]
+                    where = indices[n, c, oh, lo:hi]
+                    base = ih * W + lo * stride_w + offset
+                    for q in range(hi - lo):
+                        value = source[q * stride_w]
+                        current = best[q]
+                        current_where = where[q]  # loaded up front so that both updates become selects:
+                        take = (value > current) | ((value != value) & (current == current))
+                        best[q] = value if take else current  # a branch on random data mispredicts half
+                        where[q] = base + q * stride_w if take else current_where  # the time
 
 
 @njit(parallel=True, cache=True)
@@ -50,12 +61,13 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
     for task in prange(N * C):
         n = task // C
         c = task % C
-        plane = grad_input[n, c]
-        plane[:, :] = 0
+        plane = grad_input[n, c].reshape(H * W)
+        plane[:] = 0
         for oh in range(OH):
+            grad_row = grad_output[n, c, oh]
+            where = indices[n, c, oh]
             for ow in range(OW):
-                index = indices[n, c, oh, ow]
-                plane[index // W, index % W] += grad_output[n, c, oh, ow]
+                plane[where[ow]] += grad_row[ow]
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,97 @@
+"""The CPU convolution's im2col + GEMM machinery: row blocks, parallel chunks, the pointwise shortcut,
+thread-count independence and the fallback matrix product."""
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import nbconv.functional as F
+from nbconv.kernels.cpu import blas, conv
+from tests import reference
+
+# (N, C, H, W, D, K, stride, padding, dilation, groups); each runs with blocks of one output row
+CASES = [
+    (3, 4, 9, 7, 6, 3, 1, 1, 1, 1),
+    (2, 6, 11, 10, 4, 3, 2, 2, 2, 2),
+    (5, 3, 6, 6, 5, 1, 1, 0, 1, 1),   # pointwise: reads the input directly
+    (2, 4, 7, 5, 6, 1, 1, 0, 1, 2),   # pointwise with groups
+    (4, 2, 8, 9, 3, 1, 2, 1, 1, 1),   # 1x1 but strided and padded: goes through im2col
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("cache_bytes", [1, conv.CACHE_BYTES])
+def test_conv2d_row_blocks_match_reference(case, cache_bytes, monkeypatch, rng):
+    monkeypatch.setattr(conv, "CACHE_BYTES", cache_bytes)
+    N, C, H, W, D, K, stride, padding, dilation, groups = case
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((D, C // groups, K, K))
+    b = rng.standard_normal(D)
+    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = F.conv2d(x, w, b, **hyper)
+    pad = ((padding, padding), (padding, padding))
+    np.testing.assert_allclose(y, reference.conv2d(x, w, b, (stride, stride), pad, (dilation, dilation), groups),
+                               rtol=1e-12, atol=1e-12)
+    grad_y = rng.standard_normal(y.shape)
+    grad_x, grad_w, grad_b = F.conv2d_backward(grad_y, x, w, **hyper)
+    forward = lambda: F.conv2d(x, w, b, **hyper)  # noqa: E731
+    np.testing.assert_allclose(grad_x, reference.numerical_gradient(forward, x, grad_y), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_w, reference.numerical_gradient(forward, w, grad_y), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_b, grad_y.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
+def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
+    monkeypatch.setattr(conv, "CACHE_BYTES", 64)  # many tasks, so the chunks really split the sum
+    x = rng.standard_normal((7, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((7, 4, 9, 9)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            results.append(F.conv2d_backward(grad_y, x, w, padding=1)[1])
+    finally:
+        numba.set_num_threads(before)
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(blas.NO_TRANS, blas.NO_TRANS), (blas.TRANS, blas.NO_TRANS),
+                                             (blas.NO_TRANS, blas.TRANS), (blas.TRANS, blas.TRANS)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_reference_gemm_matches_numpy(trans_a, trans_b, beta, rng):
+    m, n, k, ld_extra = 5, 7, 3, 2
+    a = rng.standard_normal((k, m + ld_extra) if trans_a == blas.TRANS else (m, k + ld_extra))
+    b = rng.standard_normal((n, k + ld_extra) if trans_b == blas.TRANS else (k, n + ld_extra))
+    c = rng.standard_normal((m, n + ld_extra))
+    op_a = a[:, :m].T if trans_a == blas.TRANS else a[:, :k]
+    op_b = b[:, :k].T if trans_b == blas.TRANS else b[:, :n]
+    expected = c.copy()
+    expected[:, :n] = 1.5 * op_a @ op_b + beta * c[:, :n]
+    blas.reference_gemm(trans_a, trans_b, m, n, k, 1.5, a.ravel(), a.shape[1], b.ravel(), b.shape[1], beta,
+                        c.reshape(-1), c.shape[1])
+    np.testing.assert_allclose(c, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fallback_product_runs_the_kernels(tmp_path):
+    """Without an OpenBLAS nbconv can call (forced here), the kernels run on the compiled fallback."""
+    script = (
+        "import numpy as np, nbconv.functional as F\n"
+        "from nbconv.kernels.cpu import blas\n"
+        "from tests import reference\n"
+        "assert 'fallback' in blas.status(), blas.status()\n"
+        "rng = np.random.default_rng(0)\n"
+        "for dtype in (np.float32, np.float64):\n"
+        "    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype); w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)\n"
+        "    y = F.conv2d(x, w, padding=1)\n"
+        "    np.testing.assert_allclose(y, reference.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1))), rtol=1e-4, atol=1e-4)\n"
+        "    gx, gw, gb = F.conv2d_backward(np.ones_like(y), x, w, padding=1)\n"
+        "    assert np.isfinite(gx).all() and np.isfinite(gw).all()\n"
+        "print('ok')\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root,
+                            env={**os.environ, "NBCONV_BLAS": "numba"}, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

@@ -168,7 +168,7 @@ def fill_zero(array):
         array[q] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """col[(c, i, j), (oh - oh0)*OW + ow] = padded image[c, oh*sh + i*dh - ph, ow*sw + j*dw - pw] for the
@@ -206,7 +206,7 @@ def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, strid
                         window[ow] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """The adjoint of im2col_rows: grad_image[c, ih, iw] += every col entry that read (ih, iw)."""
@@ -253,8 +253,12 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
     input itself for a pointwise convolution, else `buffer` filled by im2col_rows."""
     if pointwise:
         return address(input, n * input[0].size + oh0 * out_w), input.shape[2] * input.shape[3]
-    im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
-                dilation_h, dilation_w)
+    if stride_w == 1:  # a literal 1 lets LLVM specialise the copy loops (4x faster on LeNet-5's layers)
+        im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, 1, padding_h, padding_w,
+                    dilation_h, dilation_w)
+    else:
+        im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h,
+                    padding_w, dilation_h, dilation_w)
     return address(buffer, 0), buffer.shape[1]
 
 
@@ -319,8 +323,12 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                     gemm(TRANS, NO_TRANS, depth, (oh1 - oh0) * OW, Dg, 1.0, address(weight, g * Dg * depth), depth,
                          address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P, 0.0,
                          address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], size)
-                col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, stride_w, padding_h, padding_w,
-                            dilation_h, dilation_w)
+                if stride_w == 1:  # see unrolled
+                    col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, 1, padding_h, padding_w,
+                                dilation_h, dilation_w)
+                else:
+                    col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, stride_w, padding_h,
+                                padding_w, dilation_h, dilation_w)
 
 
 @njit(parallel=True, cache=True)

@@ -7,49 +7,61 @@ which the caller chooses. Each task owns one (n, c) plane, so the backward scatt
 """
 import math
 
+import numpy as np
+
 from numba import njit, prange
 
 from .conv import valid_range
+
+
+@njit(cache=True, inline="always")
+def max_pool_tap(source, best, where, base, stride):
+    """One window tap over a run of outputs: best[q], where[q] take source[q*stride] if it is larger (or
+    the first NaN); where counts from base."""
+    for q in range(best.shape[0]):
+        value = source[q * stride]
+        current = best[q]
+        current_where = where[q]  # loaded up front so that both updates can become selects:
+        take = (value > current) | ((value != value) & (current == current))
+        best[q] = value if take else current  # a branch on random data mispredicts half the time
+        where[q] = base + q * stride if take else current_where
 
 
 @njit(parallel=True, cache=True)
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
     """output = max over each window (NaN propagates); indices = where in the plane it came from.
 
-    Ties and NaNs resolve to the first in the window's row-major order (taps run in (i, j) order for every
-    output). The loops run tap by tap over whole output rows, through views indexed from 0, with the
-    column range of each tap computed once per plane.
+    Ties and NaNs resolve to the first in the window's row-major order. The loops run tap by tap over a
+    whole output row, through views indexed from 0 (so no negative-index handling), with the outputs each
+    column tap reaches computed once per call.
     """
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
+    column_ranges = np.empty((kernel_w, 2), np.int64)  # [lo, hi) of the outputs each column tap reaches
+    for j in range(kernel_w):
+        column_ranges[j, 0], column_ranges[j, 1] = valid_range(OW, W, stride_w, j - padding_w)
     for task in prange(N * C):
         n = task // C
         c = task % C
-        plane = input[n, c]
+        plane, best_plane, where_plane = input[n, c], output[n, c], indices[n, c]
         for oh in range(OH):
-            first_h = max(oh * stride_h - padding_h, 0)
+            best, where = best_plane[oh], where_plane[oh]
+            h0 = oh * stride_h - padding_h
+            first_h = max(h0, 0)
             for ow in range(OW):
-                output[n, c, oh, ow] = -math.inf
-                indices[n, c, oh, ow] = first_h * W + max(ow * stride_w - padding_w, 0)
-        for i in range(kernel_h):
-            for j in range(kernel_w):
-                offset = j - padding_w
-                lo, hi = valid_range(OW, W, stride_w, offset)
-                for oh in range(OH):
-                    ih = oh * stride_h - padding_h + i
-                    if ih < 0 or ih >= H or lo >= hi:
+                best[ow] = -math.inf
+                where[ow] = first_h * W + max(ow * stride_w - padding_w, 0)
+            for ih in range(first_h, min(h0 + kernel_h, H)):
+                row = plane[ih]
+                for j in range(kernel_w):
+                    lo, hi = column_ranges[j, 0], column_ranges[j, 1]
+                    if lo >= hi:
                         continue
-                    source = plane[ih, lo * stride_w + offset:]
-                    best = output[n, c, oh, lo:hi]
-                    where = indices[n, c, oh, lo:hi]
-                    base = ih * W + lo * stride_w + offset
-                    for q in range(hi - lo):
-                        value = source[q * stride_w]
-                        current = best[q]
-                        current_where = where[q]  # loaded up front so that both updates become selects:
-                        take = (value > current) | ((value != value) & (current == current))
-                        best[q] = value if take else current  # a branch on random data mispredicts half
-                        where[q] = base + q * stride_w if take else current_where  # the time
+                    start = lo * stride_w + j - padding_w
+                    if stride_w == 2:  # a literal stride lets LLVM specialise the loop (the common 2x2 pool)
+                        max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, 2)
+                    else:
+                        max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, stride_w)
 
 
 @njit(parallel=True, cache=True)

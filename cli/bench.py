@@ -6,7 +6,7 @@ import numpy as np
 
 from nbconv import bench as cases
 
-from .common import device_option, resolve_device, set_threads, threads_option
+from .common import device_option, resolve_device, configure_cpu, threads_option
 
 EXAMPLES = """
 \b
@@ -32,7 +32,7 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
     """Time KERNELS (default conv2d = forward + backward) after a warm-up: median and spread, GFLOP/s and
     percent of this machine's sgemm rate measured in the same run."""
     device = resolve_device(device)
-    set_threads(threads)
+    configure_cpu(threads)
     try:
         conv_shapes = [cases.parse_shape(text, f"shape{k + 1}") for k, text in enumerate(shapes)] or cases.LAYER_SET
     except ValueError as error:

@@ -19,7 +19,9 @@ def resolve_device(device):
         raise click.ClickException(str(error))
 
 
-def set_threads(threads):
+def configure_cpu(threads):
+    """For the long-running commands: apply --threads and keep freed host memory for reuse."""
+    backend.keep_freed_host_memory()
     if threads is None:
         return
     import numba

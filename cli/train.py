@@ -9,7 +9,7 @@ from nbconv import checkpoint, models
 from nbconv.optim import SCHEDULES
 from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
 
-from .common import data_dir_option, device_option, load_data, resolve_device, set_threads, threads_option
+from .common import data_dir_option, device_option, load_data, resolve_device, configure_cpu, threads_option
 
 EXAMPLES = """
 \b
@@ -52,7 +52,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
           out, threads, resume, limit):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
-    set_threads(threads)
+    configure_cpu(threads)
     if resume:
         state = checkpoint.load(resume)
         config = TrainConfig(**state.config)

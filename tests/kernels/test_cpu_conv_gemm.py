@@ -1,5 +1,6 @@
-"""The CPU convolution's im2col + GEMM machinery: row blocks, parallel chunks, the pointwise shortcut,
-thread-count independence and the fallback matrix product."""
+"""The CPU convolution's im2col + GEMM machinery, both unrollings (wide rows for stride 1, output rows for
+any stride): row blocks, parallel chunks, the pointwise shortcut, thread-count independence and the
+fallback matrix product."""
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv.kernels.cpu import blas, conv
+from nbconv.kernels.cpu import blas, conv, conv_gemm
 from tests import reference
 
 # (N, C, H, W, D, K, stride, padding, dilation, groups); each runs with blocks of one output row
@@ -19,21 +20,41 @@ CASES = [
     (5, 3, 6, 6, 5, 1, 1, 0, 1, 1),   # pointwise: reads the input directly
     (2, 4, 7, 5, 6, 1, 1, 0, 1, 2),   # pointwise with groups
     (4, 2, 8, 9, 3, 1, 2, 1, 1, 1),   # 1x1 but strided and padded: goes through im2col
+    (3, 4, 9, 8, 6, (2, 3), 1, (2, 1), 2, 2),  # stride 1, non-square, dilated, grouped: the wide unrolling
+    (2, 1, 5, 4, 2, (5, 3), 1, (2, 1), 1, 1),  # kernel taller than the input, reaching only padding rows
 ]
 
 
+def _force(monkeypatch, algorithm):
+    """Run stride-1 convolutions through `algorithm` ('wide' or 'gemm') whatever the batch size."""
+    choose = conv._algorithm
+
+    def forced(input_shape, weight, stride_h, stride_w, *rest):
+        chosen = choose(input_shape, weight, stride_h, stride_w, *rest)
+        unit_stride = stride_h == stride_w == 1
+        return algorithm if chosen in ("wide", "gemm") and unit_stride else chosen
+    monkeypatch.setattr(conv, "_algorithm", forced)
+
+
+def _pair(value):
+    return value if isinstance(value, tuple) else (value, value)
+
+
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("cache_bytes", [1, conv.CACHE_BYTES])
-def test_conv2d_row_blocks_match_reference(case, cache_bytes, monkeypatch, rng):
-    monkeypatch.setattr(conv, "CACHE_BYTES", cache_bytes)
+@pytest.mark.parametrize("cache_bytes", [1, conv_gemm.CACHE_BYTES])
+@pytest.mark.parametrize("algorithm", ["wide", "gemm"])
+def test_conv2d_row_blocks_match_reference(case, cache_bytes, algorithm, monkeypatch, rng):
+    monkeypatch.setattr(conv_gemm, "CACHE_BYTES", cache_bytes)
+    _force(monkeypatch, algorithm)
     N, C, H, W, D, K, stride, padding, dilation, groups = case
+    K = _pair(K)
     x = rng.standard_normal((N, C, H, W))
-    w = rng.standard_normal((D, C // groups, K, K))
+    w = rng.standard_normal((D, C // groups) + K)
     b = rng.standard_normal(D)
     hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     y = F.conv2d(x, w, b, **hyper)
-    pad = ((padding, padding), (padding, padding))
-    np.testing.assert_allclose(y, reference.conv2d(x, w, b, (stride, stride), pad, (dilation, dilation), groups),
+    pad = tuple((p, p) for p in _pair(padding))
+    np.testing.assert_allclose(y, reference.conv2d(x, w, b, _pair(stride), pad, _pair(dilation), groups),
                                rtol=1e-12, atol=1e-12)
     grad_y = rng.standard_normal(y.shape)
     grad_x, grad_w, grad_b = F.conv2d_backward(grad_y, x, w, **hyper)
@@ -44,7 +65,7 @@ def test_conv2d_row_blocks_match_reference(case, cache_bytes, monkeypatch, rng):
 
 
 def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
-    monkeypatch.setattr(conv, "CACHE_BYTES", 64)  # many tasks, so the chunks really split the sum
+    monkeypatch.setattr(conv_gemm, "CACHE_BYTES", 64)  # many tasks, so the chunks really split the sum
     x = rng.standard_normal((7, 3, 9, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     grad_y = rng.standard_normal((7, 4, 9, 9)).astype(np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 
 from numba import njit, prange
 
-from .conv import valid_range
+from .shared import valid_range
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,50 @@
+"""Helpers shared by the CPU kernels: output ranges, chunking, zero fill, ordered partial sums."""
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def valid_range(out_size, in_size, stride, offset):
+    """Output positions o in [lo, hi) whose input position o*stride + offset lies in [0, in_size)."""
+    if stride == 1:  # no divisions: this runs for every tap of every im2col block
+        lo = max(0, -offset)
+        return lo, max(lo, min(out_size, in_size - offset))
+    if offset >= 0:
+        lo = 0
+    else:
+        lo = (-offset + stride - 1) // stride
+    last = in_size - 1 - offset
+    if last < 0:
+        return lo, lo
+    hi = min(out_size, last // stride + 1)
+    return lo, max(lo, hi)
+
+
+@njit(cache=True, inline="always")
+def fill_zero(array):
+    """array[:] = 0 for a 1-D array (an explicit loop: Numba's scalar slice assignment is far slower)."""
+    for q in range(array.shape[0]):
+        array[q] = 0
+
+
+@njit(cache=True, inline="always")
+def chunk_bounds(chunk, chunks, tasks):
+    """Tasks [first, last) of one of `chunks` near-equal contiguous chunks."""
+    return chunk * tasks // chunks, (chunk + 1) * tasks // chunks
+
+
+@njit(parallel=True, cache=True)
+def sum_partials(partial, grad_weight):
+    """grad_weight[g*Dg + dd, k] = sum over chunks, in chunk order, of partial[chunk, g, k, dd].
+
+    partial: (chunks, groups, C/groups*KH*KW, D/groups), the transposed per-chunk sums of the weight
+    gradient kernels; the fixed order makes the result independent of the thread count."""
+    chunks, groups, depth, Dg = partial.shape
+    flat = grad_weight.reshape((groups * Dg, depth))
+    for d in prange(groups * Dg):
+        g, dd = d // Dg, d % Dg
+        row = flat[d]
+        for k in range(depth):
+            total = partial[0, g, k, dd]
+            for chunk in range(1, chunks):
+                total += partial[chunk, g, k, dd]
+            row[k] = total

@@ -269,7 +269,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, retu
     where, dtype, x, _, squeeze = _pool_arrays(input)
     geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     output = backend.empty(geometry.output_shape, dtype, where)
-    indices = backend.empty(geometry.output_shape, np.int64, where)
+    indices = backend.empty(geometry.output_shape if return_indices else (0, 0, 0, 0), np.int64, where)
     backend.kernels(where).max_pool2d_forward(x, output, indices, *geometry.kernel_args)
     if return_indices:
         return _unbatched(output, squeeze), _unbatched(indices, squeeze)

@@ -29,6 +29,7 @@ def test_max_pool2d_forward_and_backward(case, dtype, rng):
     stride_pair = _pair(kernel) if stride is None else _pair(stride)
     expected = reference.pool2d(x, _pair(kernel), stride_pair, _pair(padding), y.shape, "max")
     np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(F.max_pool2d(x, kernel, stride, padding, ceil_mode), y)  # the values-only path
     assert indices.dtype == np.int64
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     grad_x = F.max_pool2d_backward(grad_y, x, kernel, stride, padding, ceil_mode)
@@ -65,11 +66,18 @@ def test_pool_output_sizes_follow_pytorch():
     assert F.max_pool2d(np.zeros((1, 1, 5, 5)), 2, 2, 1, ceil_mode=True).shape == (1, 1, 3, 3)
 
 
-def test_max_pool2d_propagates_nan():
-    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
-    x[0, 0, 0, 1] = np.nan
-    y = F.max_pool2d(x, 2)
-    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 1, 1] == 15
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_propagates_nan_and_picks_the_first(dtype):
+    x = np.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan  # window (0, 0): NaN after a number, then larger numbers
+    x[0, 0, 0, 2] = np.nan  # window (0, 1): NaN first, then another NaN
+    x[0, 0, 1, 3] = np.nan
+    x[0, 0, 2:, 0:2] = 7    # window (1, 0): a four-way tie
+    y, indices = F.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(np.isnan(y[0, 0]), [[True, True], [False, False]])
+    np.testing.assert_array_equal(indices[0, 0], [[1, 2], [8, 15]])
+    np.testing.assert_array_equal(F.max_pool2d(x, 2), y)
+    assert y[0, 0, 1, 0] == 7 and y[0, 0, 1, 1] == 15
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -190,6 +190,9 @@ class MaxPool2d(Layer):
 
     def forward(self, input):
         self.input = input
+        if not self.training:  # positions are only needed for a backward pass; finding them costs
+            self.indices = None  # (backward without them recomputes them)
+            return F.max_pool2d(input, **self.hyper)
         output, self.indices = F.max_pool2d(input, return_indices=True, **self.hyper)
         return output
 

@@ -20,7 +20,6 @@ import os
 from contextlib import contextmanager
 
 import llvmlite.binding as llvm
-import numpy as np
 from numba import carray, cfunc, njit, types
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -165,8 +164,3 @@ def single_threaded():
         if before != 1:
             BLAS.set_threads(before)
 
-
-def matmul(a, b, out):
-    """out = a @ b for 2-D numpy arrays (a, b may be transposed views; out C-contiguous), single-threaded."""
-    with single_threaded():
-        np.matmul(a, b, out=out)

@@ -1,40 +1,83 @@
-"""Fully connected layer kernels for the CPU. input (N, I), weight (O, I) as in PyTorch, bias (O,) or (0,), output (N, O).
+"""Fully connected layer kernels for the CPU. input (N, I), weight (O, I) as in PyTorch, bias (O,) or (0,),
+output (N, O).
 
-The matrix products go through numpy's BLAS (Numba's np.dot inside @njit would need SciPy); the bias
-passes are @njit.
+The products call the BLAS from inside @njit kernels (see blas.py), split by rows over parallel chunks
+when they are large enough to pay for a parallel launch.
 """
-from numba import njit
+import numba
+from numba import njit, prange
 
-from .blas import matmul as gemm
+from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from .shared import chunk_bounds
 
+PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
 _REDUCE = {"reassoc", "contract", "nsz"}
 
 
-@njit(cache=True)
-def add_bias_rows(output, bias):
-    """output[n, o] += bias[o] (nothing when bias is empty)."""
-    if bias.shape[0] == 0:
-        return
-    N, O = output.shape
-    for n in range(N):
-        for o in range(O):
-            output[n, o] += bias[o]
+def _chunks(rows, flops):
+    return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, numba.get_num_threads()))
+
+
+@njit(parallel=True, cache=True)
+def linear_forward_chunks(input, weight, bias, output, chunks):
+    """output[rows] = input[rows] @ weight.T (+ bias), the rows of N cut into `chunks`."""
+    N, I = input.shape
+    O = output.shape[1]
+    has_bias = bias.shape[0] > 0
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, N)
+        if has_bias:
+            for n in range(first, last):
+                output[n] = bias
+        if last > first:
+            gemm(NO_TRANS, TRANS, last - first, O, I, 1.0, address(input, first * I), I, address(weight, 0), I,
+                 1.0 if has_bias else 0.0, address(output, first * O), O, output.itemsize)
+
+
+@njit(parallel=True, cache=True)
+def linear_backward_input_chunks(grad_output, weight, grad_input, chunks):
+    """grad_input[rows] = grad_output[rows] (rows, O) @ weight (O, I)."""
+    N, O = grad_output.shape
+    I = weight.shape[1]
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, N)
+        if last > first:
+            gemm(NO_TRANS, NO_TRANS, last - first, I, O, 1.0, address(grad_output, first * O), O,
+                 address(weight, 0), I, 0.0, address(grad_input, first * I), I, grad_input.itemsize)
+
+
+@njit(parallel=True, cache=True)
+def linear_backward_weight_chunks(grad_output, input, grad_weight, chunks):
+    """grad_weight[rows] = grad_output.T[rows] (rows, N) @ input (N, I); the rows of O cut into `chunks`
+    (each chunk sums the whole batch itself, so no partial sums are needed)."""
+    N, O = grad_output.shape
+    I = input.shape[1]
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, O)
+        if last > first:
+            gemm(TRANS, NO_TRANS, last - first, I, N, 1.0, address(grad_output, first), O, address(input, 0), I,
+                 0.0, address(grad_weight, first * I), I, grad_weight.itemsize)
 
 
 def linear_forward(input, weight, bias, output):
     """output[n, o] = bias[o] + sum_i input[n, i] * weight[o, i]."""
-    gemm(input, weight.T, output)
-    add_bias_rows(output, bias)
+    N, I = input.shape
+    with single_threaded():
+        linear_forward_chunks(input, weight, bias, output, _chunks(N, 2.0 * N * I * output.shape[1]))
 
 
 def linear_backward_input(grad_output, weight, grad_input):
     """grad_input (N, I) = grad_output (N, O) @ weight (O, I)."""
-    gemm(grad_output, weight, grad_input)
+    N, O = grad_output.shape
+    with single_threaded():
+        linear_backward_input_chunks(grad_output, weight, grad_input, _chunks(N, 2.0 * N * O * weight.shape[1]))
 
 
 def linear_backward_weight(grad_output, input, grad_weight):
     """grad_weight (O, I) = grad_output.T (O, N) @ input (N, I)."""
-    gemm(grad_output.T, input, grad_weight)
+    N, O = grad_output.shape
+    with single_threaded():
+        linear_backward_weight_chunks(grad_output, input, grad_weight, _chunks(O, 2.0 * N * O * input.shape[1]))
 
 
 @njit(cache=True, fastmath=_REDUCE)

@@ -66,8 +66,12 @@ def parse_shape(text, name="custom"):
     return ConvShape(name, **values)
 
 
+SETTLE_SECONDS = 0.05  # lets another engine's OpenMP threads stop spinning before we time (they share the cores)
+
+
 def time_call(function, repeat, warmup=2, synchronize=None):
     """Seconds per call: (median, min, max) over `repeat` timed calls after `warmup` untimed ones."""
+    time.sleep(SETTLE_SECONDS)
     for _ in range(warmup):
         function()
     if synchronize:

@@ -6,8 +6,8 @@ uninitialised buffers.
 
 Algorithms, each in its own module:
 - conv_wide: stride 1 (most layers), im2col over whole padded rows, then matrix products;
-- conv_gemm: any stride, im2col over output rows, then matrix products; also 1x1 convolutions, which
-  need no unrolling, and batches too small to give every thread an image;
+- conv_gemm: any stride, im2col over output rows, then matrix products; used for strides above 1 and
+  for 1x1 convolutions, which need no unrolling;
 - conv_direct: loop nests for depthwise convolutions, where a product per group would be tiny.
 The products call numpy's BLAS single-threaded from inside the parallel kernels (see blas.py).
 """
@@ -44,7 +44,7 @@ def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, gr
         return "direct"
     if weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0:
         return "pointwise"  # conv_gemm reads the input itself as the unrolled matrix
-    if stride_h == stride_w == 1 and input_shape[0] >= numba.get_num_threads():
+    if stride_h == stride_w == 1:
         return "wide"
     return "gemm"
 
@@ -64,16 +64,21 @@ def _gemm_col(input, weight, output_shape, max_chunks, per_image):
     return scratch("col", (chunks, depth, block_rows * OW), input.dtype)
 
 
-def _wide_workspace(input_shape, weight, output_shape, padding_h, padding_w, dilation_w, dtype, max_chunks):
-    """conv_wide's buffers (padded, col, wide), one of each per parallel chunk; a task is one image."""
+def _wide_workspace(input_shape, weight, output_shape, padding_h, padding_w, dilation_h, dilation_w, dtype,
+                    max_chunks, whole_images):
+    """conv_wide's buffers (padded, col, wide), one of each per parallel chunk. Tasks are whole images
+    (whole_images, for the input gradient) or blocks of rows of an image; padded holds the padded rows
+    one task reads."""
     N, C, H, W = input_shape
     D, _, KH, KW = weight.shape
-    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    OH = output_shape[2]
+    padded_w = W + 2 * padding_w
     depth = C * KH * KW
-    block_rows = _block_rows(depth, padded_w, output_shape[2], np.dtype(dtype).itemsize)
-    chunks = max(1, min(N, max_chunks))
+    block_rows = _block_rows(depth, padded_w, OH, np.dtype(dtype).itemsize)
+    slab_rows = H + 2 * padding_h if whole_images else block_rows + (KH - 1) * dilation_h
+    chunks = max(1, min(N if whole_images else N * -(-OH // block_rows), max_chunks))
     slack = (KW - 1) * dilation_w
-    return (scratch("padded", (chunks, C * padded_h * padded_w + slack), dtype),
+    return (scratch("padded", (chunks, C * slab_rows * padded_w + slack), dtype),
             scratch("col", (chunks, depth, block_rows * padded_w), dtype),
             scratch("wide", (chunks, D, block_rows * padded_w), dtype))
 
@@ -88,8 +93,8 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     chunks = 4 * numba.get_num_threads()
     with single_threaded():
         if algorithm == "wide":
-            buffers = _wide_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_w,
-                                      input.dtype, chunks)
+            buffers = _wide_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_h,
+                                      dilation_w, input.dtype, chunks, whole_images=False)
             conv2d_forward_wide(input, weight, bias, output, *buffers, *args[2:])
         else:
             col = _gemm_col(input, weight, output.shape, chunks, per_image=False)
@@ -106,8 +111,8 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     chunks = 4 * numba.get_num_threads()
     with single_threaded():
         if algorithm == "wide":
-            buffers = _wide_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_w,
-                                      grad_output.dtype, chunks)
+            buffers = _wide_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_h,
+                                      dilation_w, grad_output.dtype, chunks, whole_images=True)
             conv2d_backward_input_wide(grad_output, weight, grad_input, *buffers, *args[2:])
         else:
             col = _gemm_col(grad_input, weight, grad_output.shape, chunks, per_image=True)
@@ -125,7 +130,7 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
     with single_threaded():
         if algorithm == "wide":
             padded, col, wide = _wide_workspace(input.shape, grad_weight, grad_output.shape, padding_h, padding_w,
-                                                dilation_w, input.dtype, chunks)
+                                                dilation_h, dilation_w, input.dtype, chunks, whole_images=False)
             partial = _partial_sums(col.shape[0], grad_weight, groups)
             conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wide, partial, *args[2:])
         else:

@@ -1,4 +1,5 @@
-"""2-D convolution by im2col + GEMM for the CPU, any stride.
+"""2-D convolution by im2col + GEMM for the CPU, any stride (the dispatcher sends it strided and 1x1
+convolutions; stride 1 goes to conv_wide).
 
 The batch is cut into tasks of one image and one block of its output rows, sized so that the block's
 unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each parallel chunk of tasks owns
@@ -8,13 +9,13 @@ no whole-batch col matrix, no re-layout pass, no second thread pool.
 from numba import njit, prange
 
 from .blas import NO_TRANS, TRANS, address, gemm
-from .shared import chunk_bounds, fill_zero, sum_partials, valid_range
+from .shared import chunk_bounds, fill_zero, sum_partials, task_rows, valid_range
 
 CACHE_BYTES = 512 * 1024  # a col block's budget: most of a core's L2
 WEIGHT_CHUNKS = 16  # partial weight gradients summed in a fixed order, whatever the thread count
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """col[(c, i, j), (oh - oh0)*OW + ow] = padded image[c, oh*sh + i*dh - ph, ow*sw + j*dw - pw] for the
@@ -52,7 +53,7 @@ def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, strid
                         window[ow] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """The adjoint of im2col_rows: grad_image[c, ih, iw] += every col entry that read (ih, iw)."""
@@ -78,27 +79,15 @@ def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, 
                             row[(ow_lo + q) * stride_w + offset_w] += inside[q]
 
 
-@njit(cache=True, inline="always")
-def task_rows(task, blocks, block_rows, out_h):
-    """(image n, output rows [oh0, oh1)) of a task: tasks run over images, then over blocks of rows."""
-    n = task // blocks
-    oh0 = (task % blocks) * block_rows
-    return n, oh0, min(out_h, oh0 + block_rows)
-
-
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h,
              padding_w, dilation_h, dilation_w):
     """(address, row stride in elements) of image n's unrolled windows for the output rows [oh0, oh1): the
     input itself for a pointwise convolution, else `buffer` filled by im2col_rows."""
     if pointwise:
         return address(input, n * input[0].size + oh0 * out_w), input.shape[2] * input.shape[3]
-    if stride_w == 1:  # a literal 1 lets LLVM specialise the copy loops (4x faster on LeNet-5's layers)
-        im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, 1, padding_h, padding_w,
-                    dilation_h, dilation_w)
-    else:
-        im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h,
-                    padding_w, dilation_h, dilation_w)
+    im2col_rows(input[n], buffer, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
+                dilation_h, dilation_w)
     return address(buffer, 0), buffer.shape[1]
 
 
@@ -163,12 +152,8 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                     gemm(TRANS, NO_TRANS, depth, (oh1 - oh0) * OW, Dg, 1.0, address(weight, g * Dg * depth), depth,
                          address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P, 0.0,
                          address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], size)
-                if stride_w == 1:  # see unrolled
-                    col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, 1, padding_h, padding_w,
-                                dilation_h, dilation_w)
-                else:
-                    col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, stride_w, padding_h,
-                                padding_w, dilation_h, dilation_w)
+                col2im_rows(buffer, grad_input[n], oh0, oh1, KH, KW, OW, stride_h, stride_w, padding_h, padding_w,
+                            dilation_h, dilation_w)
 
 
 @njit(parallel=True, cache=True)

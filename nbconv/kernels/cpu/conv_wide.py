@@ -8,33 +8,38 @@ whose results are dropped: the matrix products grow by Wp/OW (1.4x for LeNet-5's
 on 56x56), the unrolling gets about 4x cheaper. The extra columns of a gradient are zero, so they add
 nothing, and they only ever read inside the padded buffer, which has (KW-1)*dw zeros of slack at its end.
 
-Workspaces, one per parallel chunk: padded (C*Hp*Wp + slack,), col (C*KH*KW, block_rows*Wp) and wide
-(D, block_rows*Wp), the product's output before compaction or the output gradient spread to Wp columns.
-A task is one image, padded once and then unrolled block of rows by block of rows.
+Workspaces, one per parallel chunk: padded (C*slab*Wp + slack,), the padded rows a block of output rows
+reads (slab = block_rows + (KH-1)*dh of them), col (C*KH*KW, block_rows*Wp) and wide (D, block_rows*Wp),
+the product's output before compaction or the output gradient spread to Wp columns. A task of the
+forward and weight kernels is one block of rows of one image, as in conv_gemm; one of the input-gradient
+kernel is a whole image, whose padded gradient its blocks add into.
 """
 from numba import njit, prange
 
 from .blas import NO_TRANS, TRANS, address, gemm
-from .shared import chunk_bounds, fill_zero, sum_partials
+from .shared import chunk_bounds, fill_zero, sum_partials, task_rows
 
 
-@njit(cache=True, inline="always")
-def pad_image(image, padded, padding_h, padding_w, padded_h, padded_w):
-    """padded[c*Hp*Wp + (h + ph)*Wp + w + pw] = image[c, h, w], zero elsewhere (slack included)."""
+@njit(cache=True)
+def pad_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
+    """padded[c*rows*Wp + r*Wp + w + pw] = image[c, first_row + r - ph, w] for r < rows, zero where that
+    row or column lies in the padding (and in the slack after the last channel)."""
     C, H, W = image.shape
     fill_zero(padded)
     for c in range(C):
-        for h in range(H):
-            start = (c * padded_h + h + padding_h) * padded_w + padding_w
-            target = padded[start:start + W]
-            source = image[c, h]
-            for q in range(W):
-                target[q] = source[q]
+        for r in range(rows):
+            h = first_row + r - padding_h
+            if 0 <= h < H:
+                start = (c * rows + r) * padded_w + padding_w
+                target = padded[start:start + W]
+                source = image[c, h]
+                for q in range(W):
+                    target[q] = source[q]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def crop_image(padded, image, padding_h, padding_w, padded_h, padded_w):
-    """The adjoint of pad_image: image[c, h, w] = padded[c*Hp*Wp + (h + ph)*Wp + w + pw]."""
+    """The adjoint of pad_rows for a whole image: image[c, h, w] = padded[c*Hp*Wp + (h + ph)*Wp + w + pw]."""
     C, H, W = image.shape
     for c in range(C):
         for h in range(H):
@@ -45,9 +50,10 @@ def crop_image(padded, image, padding_h, padding_w, padded_h, padded_w):
                 target[q] = source[q]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def im2col_wide(padded, col, channels, oh0, rows, kernel_h, kernel_w, padded_h, padded_w, dilation_h, dilation_w):
-    """col[(c, i, j), r*Wp + x] = padded[c, oh0 + r + i*dh, x + j*dw] for r < rows, x < Wp."""
+    """col[(c, i, j), r*Wp + x] = padded[c, oh0 + r + i*dh, x + j*dw] for r < rows, x < Wp, where padded
+    holds padded_h rows a channel."""
     length = rows * padded_w
     for c in range(channels):
         for i in range(kernel_h):
@@ -59,7 +65,7 @@ def im2col_wide(padded, col, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                     target[q] = source[q]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, padded_w, dilation_h, dilation_w):
     """The adjoint of im2col_wide: padded[...] += each col entry at the position it was read from."""
     length = rows * padded_w
@@ -73,7 +79,7 @@ def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                     target[q] += source[q]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
     """wide[d, r*Wp + x] = grad_output[n, d, oh0 + r, x] for x < OW, zero for OW <= x < Wp."""
     D, OW = grad_output.shape[1], grad_output.shape[3]
@@ -91,40 +97,41 @@ def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
 @njit(parallel=True, cache=True)
 def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_h, padding_w, dilation_h,
                         dilation_w, groups):
-    """output[n] = weight @ wide-im2col(input[n]) (+ bias), compacted from Wp to OW columns; stride 1."""
+    """output[n, :, rows] = weight @ wide-im2col(input[n], rows) (+ bias), compacted from Wp to OW columns."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = output.shape[2], output.shape[3]
-    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    padded_w = W + 2 * padding_w
     depth, Dg = Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
+    blocks = (OH + block_rows - 1) // block_rows
     has_bias = bias.shape[0] > 0
     size = output.itemsize
     for chunk in prange(chunks):
-        image_buffer, buffer, product = padded[chunk], col[chunk], wide[chunk]
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            pad_image(input[n], image_buffer, padding_h, padding_w, padded_h, padded_w)
-            for oh0 in range(0, OH, block_rows):
-                rows = min(block_rows, OH - oh0)
-                im2col_wide(image_buffer, buffer, C, oh0, rows, KH, KW, padded_h, padded_w, dilation_h, dilation_w)
-                for g in range(groups):
-                    gemm(NO_TRANS, NO_TRANS, Dg, rows * padded_w, depth, 1.0, address(weight, g * Dg * depth), depth,
-                         address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], 0.0,
-                         address(product, g * Dg * product.shape[1]), product.shape[1], size)
-                for d in range(D):
-                    offset = bias[d] if has_bias else 0
-                    for r in range(rows):
-                        source = product[d, r * padded_w:r * padded_w + OW]
-                        target = output[n, d, oh0 + r]
-                        for q in range(OW):
-                            target[q] = source[q] + offset
+        slab, buffer, product = padded[chunk], col[chunk], wide[chunk]
+        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        for task in range(first, last):
+            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
+            rows, slab_rows = oh1 - oh0, oh1 - oh0 + (KH - 1) * dilation_h
+            pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
+            im2col_wide(slab, buffer, C, 0, rows, KH, KW, slab_rows, padded_w, dilation_h, dilation_w)
+            for g in range(groups):
+                gemm(NO_TRANS, NO_TRANS, Dg, rows * padded_w, depth, 1.0, address(weight, g * Dg * depth), depth,
+                     address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], 0.0,
+                     address(product, g * Dg * product.shape[1]), product.shape[1], size)
+            for d in range(D):
+                offset = bias[d] if has_bias else 0
+                for r in range(rows):
+                    source = product[d, r * padded_w:r * padded_w + OW]
+                    target = output[n, d, oh0 + r]
+                    for q in range(OW):
+                        target[q] = source[q] + offset
 
 
 @njit(parallel=True, cache=True)
 def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wide, padding_h, padding_w,
                                dilation_h, dilation_w, groups):
-    """grad_input[n] = crop(wide-col2im(weight.T @ spread(grad_output[n]))); stride 1."""
+    """grad_input[n] = crop(wide-col2im(weight.T @ spread(grad_output[n]))), a whole image a task."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH = grad_output.shape[2]
@@ -151,29 +158,30 @@ def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wid
 @njit(parallel=True, cache=True)
 def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wide, partial, padding_h, padding_w,
                                 dilation_h, dilation_w, groups):
-    """grad_weight = sum over images of spread(grad_output[n]) @ wide-im2col(input[n]).T; stride 1.
+    """grad_weight = sum over tasks of wide-im2col(input[n], rows) @ spread(grad_output[n, :, rows]).T.
 
     Like conv2d_backward_weight_gemm: transposed partial sums per chunk (groups, C/groups*KH*KW, D/groups),
     added in chunk order."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH = grad_output.shape[2]
-    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    padded_w = W + 2 * padding_w
     depth, Dg = Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
+    blocks = (OH + block_rows - 1) // block_rows
     size = input.itemsize
     for chunk in prange(chunks):
-        image_buffer, buffer, spread = padded[chunk], col[chunk], wide[chunk]
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            pad_image(input[n], image_buffer, padding_h, padding_w, padded_h, padded_w)
-            for oh0 in range(0, OH, block_rows):
-                rows = min(block_rows, OH - oh0)
-                im2col_wide(image_buffer, buffer, C, oh0, rows, KH, KW, padded_h, padded_w, dilation_h, dilation_w)
-                spread_rows(grad_output, spread, n, oh0, rows, padded_w)
-                for g in range(groups):
-                    gemm(NO_TRANS, TRANS, depth, Dg, rows * padded_w, 1.0,
-                         address(buffer, g * depth * buffer.shape[1]), buffer.shape[1],
-                         address(spread, g * Dg * spread.shape[1]), spread.shape[1],
-                         0.0 if n == first and oh0 == 0 else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
+        slab, buffer, spread = padded[chunk], col[chunk], wide[chunk]
+        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        for task in range(first, last):
+            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
+            rows, slab_rows = oh1 - oh0, oh1 - oh0 + (KH - 1) * dilation_h
+            pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
+            im2col_wide(slab, buffer, C, 0, rows, KH, KW, slab_rows, padded_w, dilation_h, dilation_w)
+            spread_rows(grad_output, spread, n, oh0, rows, padded_w)
+            for g in range(groups):
+                gemm(NO_TRANS, TRANS, depth, Dg, rows * padded_w, 1.0,
+                     address(buffer, g * depth * buffer.shape[1]), buffer.shape[1],
+                     address(spread, g * Dg * spread.shape[1]), spread.shape[1],
+                     0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
     sum_partials(partial, grad_weight)

@@ -73,12 +73,10 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
                     if lo >= hi:
                         continue
                     start = lo * stride_w + j - padding_w
-                    if not record:
-                        max_value_tap(row[start:], best[lo:hi], stride_w)
-                    elif stride_w == 2:  # a literal stride lets LLVM specialise the loop (the common 2x2 pool)
-                        max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, 2)
-                    else:
+                    if record:
                         max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, stride_w)
+                    else:
+                        max_value_tap(row[start:], best[lo:hi], stride_w)
 
 
 @njit(parallel=True, cache=True)

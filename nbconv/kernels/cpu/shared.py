@@ -32,6 +32,14 @@ def chunk_bounds(chunk, chunks, tasks):
     return chunk * tasks // chunks, (chunk + 1) * tasks // chunks
 
 
+@njit(cache=True, inline="always")
+def task_rows(task, blocks, block_rows, out_h):
+    """(image n, output rows [oh0, oh1)) of a task: tasks run over images, then over blocks of rows."""
+    n = task // blocks
+    oh0 = (task % blocks) * block_rows
+    return n, oh0, min(out_h, oh0 + block_rows)
+
+
 @njit(parallel=True, cache=True)
 def sum_partials(partial, grad_weight):
     """grad_weight[g*Dg + dd, k] = sum over chunks, in chunk order, of partial[chunk, g, k, dd].

@@ -47,6 +47,21 @@ def test_conv2d_cuda_matches_cpu(hyper, rng):
     _assert_same(F.conv2d_backward, rng.standard_normal(y.shape).astype(np.float32), x, w, **hyper)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_cuda_tiles_and_split_reduction(dtype, monkeypatch, rng):
+    """Shapes spanning several tiles on every axis (tiles are 4 x 4 under the simulator), and a weight
+    gradient whose reduction is split over the grid (partial sums added by a second kernel)."""
+    from nbconv.kernels.cuda import conv as cuda_conv
+    monkeypatch.setattr(cuda_conv, "SPLIT_COLUMNS", 8)
+    x = rng.standard_normal((2, 6, 5, 4)).astype(dtype)
+    w = rng.standard_normal((10, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(10).astype(dtype)
+    hyper = dict(padding=1, groups=2)
+    y = F.conv2d(x, w, b, **hyper)
+    _assert_same(F.conv2d, x, w, b, **hyper)
+    _assert_same(F.conv2d_backward, rng.standard_normal(y.shape).astype(dtype), x, w, **hyper)
+
+
 def test_conv1d_cuda_matches_cpu(rng):
     x = rng.standard_normal((1, 2, 9))
     w = rng.standard_normal((3, 2, 3))

@@ -1,4 +1,5 @@
-"""Peak and per-epoch resident memory of LeNet-5 training. Prints JSON: {"rss_mb_after_epoch": [...], "peak_mb": x}.
+"""Peak and per-epoch resident memory of LeNet-5 training, with the allocator setting `nbconv train` uses.
+Prints JSON: {"rss_mb_after_epoch": [...], "peak_mb": x}.
 
 Usage: python benchmarks/memory.py MNIST_DIR [EPOCHS]
 """
@@ -6,7 +7,7 @@ import json
 import resource
 import sys
 
-from nbconv import models
+from nbconv import backend, models
 from nbconv.data import load
 from nbconv.train import TrainConfig, fit, make_optimizer
 
@@ -20,6 +21,7 @@ def rss_mb():
 
 
 def main(directory, epochs):
+    backend.keep_freed_host_memory()
     splits = load("mnist", directory, download_missing=False, allow_sample=False)
     config = TrainConfig(epochs=epochs)
     model = models.build("lenet5")

@@ -7,7 +7,7 @@ handling prevents that.
 """
 from numba import njit, prange
 
-from .shared import valid_range
+from .shared import fill_plane, valid_range
 
 _REDUCE = {"reassoc", "contract", "nsz"}
 
@@ -49,7 +49,7 @@ def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, paddi
         d = task % D
         g = d // Dg
         out = output[n, d]
-        out[:, :] = bias[d] if has_bias else 0
+        fill_plane(out, bias[d] if has_bias else 0)
         for c in range(Cg):
             plane = input[n, g * Cg + c]
             for i in range(KH):
@@ -84,7 +84,7 @@ def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stri
         g = channel // Cg
         c = channel % Cg
         plane = grad_input[n, channel]
-        plane[:, :] = 0
+        fill_plane(plane, 0)
         for dd in range(Dg):
             d = g * Dg + dd
             grad_plane = grad_output[n, d]

@@ -28,7 +28,9 @@ def linear_forward_chunks(input, weight, bias, output, chunks):
         first, last = chunk_bounds(chunk, chunks, N)
         if has_bias:
             for n in range(first, last):
-                output[n] = bias
+                row = output[n]
+                for o in range(O):
+                    row[o] = bias[o]
         if last > first:
             gemm(NO_TRANS, TRANS, last - first, O, I, 1.0, address(input, first * I), I, address(weight, 0), I,
                  1.0 if has_bias else 0.0, address(output, first * O), O, output.itemsize)

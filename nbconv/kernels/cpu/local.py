@@ -5,6 +5,8 @@ bias (D, OH, OW) or (0,), output (N, D, OH, OW). Zero padding and stride as for 
 """
 from numba import njit, prange
 
+from .shared import fill, fill_plane
+
 _REDUCE = {"reassoc", "contract", "nsz"}
 
 
@@ -39,7 +41,7 @@ def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, strid
         n = task // C
         c = task % C
         plane = grad_input[n, c]
-        plane[:, :] = 0
+        fill_plane(plane, 0)
         for d in range(D):
             for oh in range(OH):
                 for ow in range(OW):
@@ -62,7 +64,10 @@ def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stri
         oh = position // OW
         ow = position % OW
         bank = grad_weight[oh, ow]
-        bank[:] = 0
+        for d in range(D):
+            for c in range(C):
+                for i in range(KH):
+                    fill(bank[d, c, i], 0)
         for n in range(N):
             for d in range(D):
                 g = grad_output[n, d, oh, ow]

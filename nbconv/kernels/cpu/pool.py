@@ -11,7 +11,7 @@ import numpy as np
 
 from numba import njit, prange
 
-from .shared import valid_range
+from .shared import fill, fill_plane, valid_range
 
 
 @njit(cache=True, inline="always")
@@ -89,7 +89,7 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
         n = task // C
         c = task % C
         plane = grad_input[n, c].reshape(H * W)
-        plane[:] = 0
+        fill(plane, 0)
         for oh in range(OH):
             grad_row = grad_output[n, c, oh]
             where = indices[n, c, oh]
@@ -140,7 +140,7 @@ def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, s
         n = task // C
         c = task % C
         plane = grad_input[n, c]
-        plane[:, :] = 0
+        fill_plane(plane, 0)
         for oh in range(OH):
             h_lo, h_hi, h_count = avg_pool_window(oh, stride_h, padding_h, kernel_h, H, count_include_pad)
             for ow in range(OW):
@@ -172,4 +172,4 @@ def global_avg_pool2d_backward(grad_output, grad_input):
     for task in prange(N * C):
         n = task // C
         c = task % C
-        grad_input[n, c, :, :] = grad_output[n, c, 0, 0] / (H * W)
+        fill_plane(grad_input[n, c], grad_output[n, c, 0, 0] / (H * W))

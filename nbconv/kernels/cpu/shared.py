@@ -20,10 +20,23 @@ def valid_range(out_size, in_size, stride, offset):
 
 
 @njit(cache=True, inline="always")
-def fill_zero(array):
-    """array[:] = 0 for a 1-D array (an explicit loop: Numba's scalar slice assignment is far slower)."""
+def fill(array, value):
+    """array[:] = value for a 1-D array, as an explicit loop: inside a parallel kernel, Numba turns a slice
+    assignment into a nested parallel loop, slow to run and slower to compile (2.5 s for one)."""
     for q in range(array.shape[0]):
-        array[q] = 0
+        array[q] = value
+
+
+@njit(cache=True, inline="always")
+def fill_plane(plane, value):
+    """plane[:, :] = value for a 2-D array (see fill)."""
+    for r in range(plane.shape[0]):
+        fill(plane[r], value)
+
+
+@njit(cache=True, inline="always")
+def fill_zero(array):
+    fill(array, 0)
 
 
 @njit(cache=True, inline="always")

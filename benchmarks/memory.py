@@ -4,7 +4,6 @@ Prints JSON: {"rss_mb_after_epoch": [...], "peak_mb": x}.
 Usage: python benchmarks/memory.py MNIST_DIR [EPOCHS]
 """
 import json
-import resource
 import sys
 
 from nbconv import backend, models
@@ -12,10 +11,14 @@ from nbconv.data import load
 from nbconv.train import TrainConfig, fit, make_optimizer
 
 
-def rss_mb():
+def status_mb(field):
+    """A memory figure of this process from /proc/self/status, in MB: VmRSS (now) or VmHWM (peak).
+
+    VmHWM rather than getrusage's ru_maxrss, which Linux carries over from the parent through fork and exec:
+    started from a big process (benchmarks/run.py with PyTorch loaded), it reported the parent's peak."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -27,10 +30,9 @@ def main(directory, epochs):
     model = models.build("lenet5")
     optimizer = make_optimizer(config, model.parameters())
     after = []
-    fit(model, optimizer, splits, config, on_epoch_end=lambda history: after.append(round(rss_mb(), 1)),
+    fit(model, optimizer, splits, config, on_epoch_end=lambda history: after.append(round(status_mb("VmRSS"), 1)),
         echo=lambda *a, **k: None, echo_progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rss_mb_after_epoch": after, "peak_mb": round(peak, 1)}))
+    print(json.dumps({"rss_mb_after_epoch": after, "peak_mb": round(status_mb("VmHWM"), 1)}))
 
 
 if __name__ == "__main__":

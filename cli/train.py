@@ -37,8 +37,8 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
-@click.option("--augment", type=click.IntRange(0, 8), default=0, show_default=True,
-              help="Shift training images randomly by up to this many pixels.")
+@click.option("--augment", type=click.IntRange(0, 8), default=1, show_default=True,
+              help="Shift training images randomly by up to this many pixels (0: no augmentation).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @data_dir_option
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)

@@ -72,3 +72,16 @@ def test_training_lowers_the_loss_and_repeats_exactly(rng):
     assert history[-1]["test_accuracy"] > 0.9
     again = _train(splits)
     assert [h["loss"] for h in again] == [h["loss"] for h in history]
+
+
+def test_shift_augment_moves_each_image_by_at_most_the_shift(rng):
+    from nbconv.train import shift_augment
+    images = rng.integers(1, 256, (20, 6, 5)).astype(np.uint8)  # no zeros, so the fill is visible
+    np.testing.assert_array_equal(shift_augment(images, 0, rng), images)
+    moved = shift_augment(images, 1, rng)
+    assert moved.shape == images.shape and moved.dtype == images.dtype
+    for original, shifted in zip(images, moved):
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if np.array_equal(np.roll(np.pad(original, 1), (dy, dx), (0, 1))[1:-1, 1:-1], shifted)]
+        assert matches, "each image is its original shifted by at most one pixel, zero-filled"
+    assert not np.array_equal(moved, images)

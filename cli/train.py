@@ -5,7 +5,7 @@ import time
 
 import click
 
-from nbconv import checkpoint, models
+from nbconv import checkpoint, jit_warmup, models
 from nbconv.optim import SCHEDULES
 from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
 
@@ -53,6 +53,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
     configure_cpu(threads)
+    helper = None
     if resume:
         state = checkpoint.load(resume)
         config = TrainConfig(**state.config)
@@ -67,14 +68,21 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, augment=augment, seed=seed)
+        helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
         try:
             net = models.build(model, input_shape=(1, 28, 28), seed=seed)
         except ValueError as error:
+            jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")
         history = []
         name = models.ALIASES.get(model.lower(), model.lower())
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
-    splits = load_data(config.dataset, data_dir)
+    try:
+        splits = load_data(config.dataset, data_dir)
+    except BaseException:
+        jit_warmup.stop(helper)
+        raise
+    jit_warmup.finish(helper, config)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
     net.to(device)

@@ -1,6 +1,6 @@
-"""The CPU convolution's im2col + GEMM machinery, both unrollings (wide rows for stride 1, output rows for
-any stride): row blocks, parallel chunks, the pointwise shortcut, thread-count independence and the
-fallback matrix product."""
+"""The CPU convolution's matrix-product algorithms: Winograd F(2x2, 3x3), the two unrollings (wide rows for
+stride 1, output rows for any stride), row blocks, parallel chunks, the pointwise shortcut, thread-count
+independence and the fallback matrix product."""
 import os
 import subprocess
 import sys
@@ -22,17 +22,23 @@ CASES = [
     (4, 2, 8, 9, 3, 1, 2, 1, 1, 1),   # 1x1 but strided and padded: goes through im2col
     (3, 4, 9, 8, 6, (2, 3), 1, (2, 1), 2, 2),  # stride 1, non-square, dilated, grouped: the wide unrolling
     (2, 1, 5, 4, 2, (5, 3), 1, (2, 1), 1, 1),  # kernel taller than the input, reaching only padding rows
+    (2, 16, 7, 9, 17, 3, 1, 1, 1, 1),  # Winograd-eligible (3x3, stride 1, 16+ channels): odd output sizes
+    (1, 16, 6, 5, 16, 3, 1, 0, 1, 1),
+    (2, 16, 5, 6, 16, 3, 1, 2, 1, 1),
+    (1, 16, 5, 5, 16, 3, 1, 3, 1, 1),  # padding 3: the input gradient is no Winograd convolution
 ]
 
 
 def _force(monkeypatch, algorithm):
-    """Run stride-1 convolutions through `algorithm` ('wide' or 'gemm') whatever the batch size."""
+    """Run stride-1 convolutions through `algorithm` ('wide' or 'gemm'); 'auto' leaves the choice alone."""
+    if algorithm == "auto":
+        return
     choose = conv._algorithm
 
     def forced(input_shape, weight, stride_h, stride_w, *rest):
         chosen = choose(input_shape, weight, stride_h, stride_w, *rest)
         unit_stride = stride_h == stride_w == 1
-        return algorithm if chosen in ("wide", "gemm") and unit_stride else chosen
+        return algorithm if chosen in ("winograd", "wide", "gemm") and unit_stride else chosen
     monkeypatch.setattr(conv, "_algorithm", forced)
 
 
@@ -42,7 +48,7 @@ def _pair(value):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("cache_bytes", [1, conv_gemm.CACHE_BYTES])
-@pytest.mark.parametrize("algorithm", ["wide", "gemm"])
+@pytest.mark.parametrize("algorithm", ["auto", "wide", "gemm"])
 def test_conv2d_row_blocks_match_reference(case, cache_bytes, algorithm, monkeypatch, rng):
     monkeypatch.setattr(conv_gemm, "CACHE_BYTES", cache_bytes)
     _force(monkeypatch, algorithm)
@@ -59,8 +65,10 @@ def test_conv2d_row_blocks_match_reference(case, cache_bytes, algorithm, monkeyp
     grad_y = rng.standard_normal(y.shape)
     grad_x, grad_w, grad_b = F.conv2d_backward(grad_y, x, w, **hyper)
     forward = lambda: F.conv2d(x, w, b, **hyper)  # noqa: E731
-    np.testing.assert_allclose(grad_x, reference.numerical_gradient(forward, x, grad_y), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(grad_w, reference.numerical_gradient(forward, w, grad_y), rtol=1e-6, atol=1e-7)
+    for got, array in ((grad_x, x), (grad_w, w)):
+        numerical = reference.numerical_gradient(forward, array, grad_y)
+        # central differences lose ~1e-7 of the largest gradient (sums over up to 16 channels here)
+        np.testing.assert_allclose(got, numerical, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(numerical).max()))
     np.testing.assert_allclose(grad_b, grad_y.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
@@ -116,3 +124,23 @@ def test_fallback_product_runs_the_kernels(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root,
                             env={**os.environ, "NBCONV_BLAS": "numba"}, timeout=600)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_winograd_serves_3x3_stride_1_layers_with_enough_channels(rng):
+    weight = np.zeros((16, 16, 3, 3), np.float32)
+    assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 2, 2, 1) == "wide"       # dilated
+    assert conv._algorithm((2, 8, 8, 8), weight[:, :8], 1, 1, 1, 1, 1, 1, 1) == "wide"  # too few channels
+    assert conv._algorithm((2, 16, 8, 8), weight, 2, 2, 1, 1, 1, 1, 1) == "gemm"       # strided
+
+
+def test_winograd_float32_error_stays_small(rng):
+    x = rng.standard_normal((2, 32, 15, 14)).astype(np.float32)
+    w = rng.standard_normal((24, 32, 3, 3)).astype(np.float32)
+    expected = reference.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(F.conv2d(x, w, padding=1), expected, rtol=0, atol=2e-6 * scale)
+    grad_y = rng.standard_normal(expected.shape).astype(np.float32)
+    grad_x = F.conv2d_backward(grad_y, x, w, padding=1)[0]
+    grad_x64 = F.conv2d_backward(grad_y.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=1)[0]
+    np.testing.assert_allclose(grad_x, grad_x64, rtol=0, atol=2e-6 * np.abs(grad_x64).max())

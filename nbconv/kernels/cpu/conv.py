@@ -5,6 +5,8 @@ output (N, D, OH, OW). Every kernel overwrites its outputs completely, so caller
 uninitialised buffers.
 
 Algorithms, each in its own module:
+- conv_winograd: 3x3 stride-1 layers with at least WINOGRAD_CHANNELS channels in and out, by Winograd's
+  F(2x2, 3x3) (2.25x less arithmetic), forward and input gradient;
 - conv_wide: stride 1 (most layers), im2col over whole padded rows, then matrix products;
 - conv_gemm: any stride, im2col over output rows, then matrix products; used for strides above 1 and
   for 1x1 convolutions, which need no unrolling;
@@ -20,9 +22,11 @@ from .blas import single_threaded
 from .conv_direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .conv_gemm import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from .conv_wide import conv2d_backward_input_wide, conv2d_backward_weight_wide, conv2d_forward_wide
+from .conv_winograd import conv2d_winograd, winograd_weights
 from .workspace import scratch
 
 _REDUCE = {"reassoc", "contract", "nsz"}
+WINOGRAD_CHANNELS = 16  # below this the 16 small products cost more than the transforms save
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)
@@ -38,13 +42,16 @@ def conv2d_backward_bias(grad_output, grad_bias):
         grad_bias[d] = total
 
 
-def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, groups):
-    """'direct', 'pointwise', 'wide' or 'gemm' for one convolution."""
+def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups):
+    """'direct', 'pointwise', 'winograd', 'wide' or 'gemm' for one convolution."""
     if groups > 1 and weight.shape[1] == 1:
         return "direct"
     if weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0:
         return "pointwise"  # conv_gemm reads the input itself as the unrolled matrix
     if stride_h == stride_w == 1:
+        if (weight.shape[2] == weight.shape[3] == 3 and dilation_h == dilation_w == 1 and groups == 1
+                and min(weight.shape[0], weight.shape[1]) >= WINOGRAD_CHANNELS):
+            return "winograd"
         return "wide"
     return "gemm"
 
@@ -62,6 +69,23 @@ def _gemm_col(input, weight, output_shape, max_chunks, per_image):
     block_rows = _block_rows(depth, OW, OH, input.dtype.itemsize)
     chunks = max(1, min(N if per_image else N * -(-OH // block_rows), max_chunks))
     return scratch("col", (chunks, depth, block_rows * OW), input.dtype)
+
+
+def _winograd(input, weight, bias, output, padding_h, padding_w, turned):
+    """conv_winograd over input (N, C', H', W') into output (N, D', OH', OW'), the filters `weight` transformed
+    (turned by 180 degrees, channel axes swapped, for the input gradient)."""
+    N, channels_in = input.shape[0], input.shape[1]
+    channels_out, out_h, out_w = output.shape[1], output.shape[2], output.shape[3]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    itemsize = input.dtype.itemsize
+    block_rows = max(1, min(tiles_h, conv_gemm.CACHE_BYTES // (16 * channels_in * tiles_w * itemsize)))
+    chunks = max(1, min(N * -(-tiles_h // block_rows), 4 * numba.get_num_threads()))
+    transformed = scratch("winograd_weights", (16, channels_out, channels_in), input.dtype)
+    winograd_weights(weight, transformed, turned)
+    padded = scratch("padded", (chunks, channels_in * (2 * block_rows + 2) * (2 * tiles_w + 2)), input.dtype)
+    patches = scratch("col", (chunks, 16, channels_in, block_rows * tiles_w), input.dtype)
+    products = scratch("wide", (chunks, 16, channels_out, block_rows * tiles_w), input.dtype)
+    conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w)
 
 
 def _wide_workspace(input_shape, weight, output_shape, padding_h, padding_w, dilation_h, dilation_w, dtype,
@@ -87,12 +111,14 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
                    dilation_h, dilation_w, groups):
     """output = conv2d(input, weight) + bias."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    algorithm = _algorithm(input.shape, weight, *args[:4], groups)
+    algorithm = _algorithm(input.shape, weight, *args)
     if algorithm == "direct":
         return conv2d_forward_direct(input, weight, bias, output, *args)
     chunks = 4 * numba.get_num_threads()
     with single_threaded():
-        if algorithm == "wide":
+        if algorithm == "winograd":
+            _winograd(input, weight, bias, output, padding_h, padding_w, turned=False)
+        elif algorithm == "wide":
             buffers = _wide_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, input.dtype, chunks, whole_images=False)
             conv2d_forward_wide(input, weight, bias, output, *buffers, *args[2:])
@@ -105,12 +131,15 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
                           dilation_h, dilation_w, groups):
     """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    algorithm = _algorithm(grad_input.shape, weight, *args[:4], groups)
+    algorithm = _algorithm(grad_input.shape, weight, *args)
     if algorithm == "direct":
         return conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
     chunks = 4 * numba.get_num_threads()
     with single_threaded():
-        if algorithm == "wide":
+        if algorithm == "winograd" and padding_h <= 2 and padding_w <= 2:  # a full correlation, padding 2 - p
+            _winograd(grad_output, weight, np.empty(0, grad_output.dtype), grad_input, 2 - padding_h,
+                      2 - padding_w, turned=True)
+        elif algorithm in ("winograd", "wide"):
             buffers = _wide_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, grad_output.dtype, chunks, whole_images=True)
             conv2d_backward_input_wide(grad_output, weight, grad_input, *buffers, *args[2:])
@@ -123,12 +152,12 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
                            dilation_h, dilation_w, groups):
     """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    algorithm = _algorithm(input.shape, grad_weight, *args[:4], groups)
+    algorithm = _algorithm(input.shape, grad_weight, *args)
     if algorithm == "direct":
         return conv2d_backward_weight_direct(grad_output, input, grad_weight, *args)
     chunks = conv_gemm.WEIGHT_CHUNKS  # fixed, so the sum's order does not depend on the thread count
     with single_threaded():
-        if algorithm == "wide":
+        if algorithm in ("winograd", "wide"):  # no Winograd for the weight gradient
             padded, col, wide = _wide_workspace(input.shape, grad_weight, grad_output.shape, padding_h, padding_w,
                                                 dilation_h, dilation_w, input.dtype, chunks, whole_images=False)
             partial = _partial_sums(col.shape[0], grad_weight, groups)

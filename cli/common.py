@@ -1,4 +1,6 @@
 """Options and helpers shared by the sub-commands."""
+import threading
+
 import click
 
 from nbconv import backend
@@ -36,3 +38,25 @@ def load_data(dataset, data_dir):
         return data.load(dataset, data_dir, echo=click.echo)
     except (data.DataUnavailableError, data.IDXError) as error:
         raise click.ClickException(str(error))
+
+
+def load_data_in_background(dataset, data_dir):
+    """Start load_data on a daemon thread (decompressing the IDX files releases the GIL, so it overlaps
+    with building the model); returns a function that waits for the data and returns it, or raises."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["splits"] = load_data(dataset, data_dir)
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="nbconv-data", daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["splits"]
+    return wait

@@ -9,7 +9,8 @@ from nbconv import checkpoint, jit_warmup, models
 from nbconv.optim import SCHEDULES
 from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
 
-from .common import data_dir_option, device_option, load_data, resolve_device, configure_cpu, threads_option
+from .common import (configure_cpu, data_dir_option, device_option, load_data, load_data_in_background,
+                     resolve_device, threads_option)
 
 EXAMPLES = """
 \b
@@ -53,7 +54,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
     configure_cpu(threads)
-    helper = None
+    helper, data = None, None
     if resume:
         state = checkpoint.load(resume)
         config = TrainConfig(**state.config)
@@ -68,6 +69,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, augment=augment, seed=seed)
+        data = load_data_in_background(config.dataset, data_dir)
         helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
         try:
             net = models.build(model, input_shape=(1, 28, 28), seed=seed)
@@ -78,7 +80,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         name = models.ALIASES.get(model.lower(), model.lower())
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
     try:
-        splits = load_data(config.dataset, data_dir)
+        splits = data() if data else load_data(config.dataset, data_dir)
     except BaseException:
         jit_warmup.stop(helper)
         raise

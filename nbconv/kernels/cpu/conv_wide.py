@@ -94,6 +94,19 @@ def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
                 target[q] = 0
 
 
+@njit(cache=True)
+def unroll_task(input, slab, col, task, blocks, block_rows, out_h, kernel_h, kernel_w, padding_h, padding_w,
+                dilation_h, dilation_w):
+    """Pad the input rows that one task's block of output rows reads into slab, and unroll them into col.
+    Returns (image n, first output row, number of rows)."""
+    n, oh0, oh1 = task_rows(task, blocks, block_rows, out_h)
+    rows, slab_rows = oh1 - oh0, oh1 - oh0 + (kernel_h - 1) * dilation_h
+    padded_w = input.shape[3] + 2 * padding_w
+    pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
+    im2col_wide(slab, col, input.shape[1], 0, rows, kernel_h, kernel_w, slab_rows, padded_w, dilation_h, dilation_w)
+    return n, oh0, rows
+
+
 @njit(parallel=True, cache=True)
 def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_h, padding_w, dilation_h,
                         dilation_w, groups):
@@ -111,10 +124,8 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
         slab, buffer, product = padded[chunk], col[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
-            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
-            rows, slab_rows = oh1 - oh0, oh1 - oh0 + (KH - 1) * dilation_h
-            pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
-            im2col_wide(slab, buffer, C, 0, rows, KH, KW, slab_rows, padded_w, dilation_h, dilation_w)
+            n, oh0, rows = unroll_task(input, slab, buffer, task, blocks, block_rows, OH, KH, KW, padding_h,
+                                       padding_w, dilation_h, dilation_w)
             for g in range(groups):
                 gemm(NO_TRANS, NO_TRANS, Dg, rows * padded_w, depth, 1.0, address(weight, g * Dg * depth), depth,
                      address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], 0.0,
@@ -174,10 +185,8 @@ def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wi
         slab, buffer, spread = padded[chunk], col[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
-            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
-            rows, slab_rows = oh1 - oh0, oh1 - oh0 + (KH - 1) * dilation_h
-            pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
-            im2col_wide(slab, buffer, C, 0, rows, KH, KW, slab_rows, padded_w, dilation_h, dilation_w)
+            n, oh0, rows = unroll_task(input, slab, buffer, task, blocks, block_rows, OH, KH, KW, padding_h,
+                                       padding_w, dilation_h, dilation_w)
             spread_rows(grad_output, spread, n, oh0, rows, padded_w)
             for g in range(groups):
                 gemm(NO_TRANS, TRANS, depth, Dg, rows * padded_w, 1.0,

@@ -30,6 +30,16 @@ SPLIT_COLUMNS = 64 * TILE  # reduction columns each block of the weight gradient
 _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 
+@cuda.jit(device=True)
+def _tap_position(oh, ow, k, kernel_w, taps, H, W, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
+    """(c, ih, iw, inside): the input position that window tap k = (c, i, j) of output (oh, ow) reads, and
+    whether it lies inside the input (not in the padding)."""
+    c, i, j = k // taps, (k % taps) // kernel_w, k % kernel_w
+    ih = oh * stride_h + i * dilation_h - padding_h
+    iw = ow * stride_w + j * dilation_w - padding_w
+    return c, ih, iw, 0 <= ih < H and 0 <= iw < W
+
+
 def _build(real, tile):
     """The three tiled kernels for one element type."""
 
@@ -58,10 +68,9 @@ def _build(real, tile):
             k = k0 + ty                          # unrolled[ty][tx] = input tap k of output position `column`
             value = real(0)
             if k < depth and column < columns:
-                c, i, j = k // taps, (k % taps) // KW, k % KW
-                ih = oh * stride_h + i * dilation_h - padding_h
-                iw = ow * stride_w + j * dilation_w - padding_w
-                if 0 <= ih < H and 0 <= iw < W:
+                c, ih, iw, inside = _tap_position(oh, ow, k, KW, taps, H, W, stride_h, stride_w, padding_h,
+                                                  padding_w, dilation_h, dilation_w)
+                if inside:
                     value = input[n, g * Cg + c, ih, iw]
             unrolled[ty, tx] = value
             cuda.syncthreads()
@@ -138,10 +147,9 @@ def _build(real, tile):
             value = real(0)
             if q < last and column < depth:
                 n, oh, ow = q // (OH * OW), (q // OW) % OH, q % OW
-                c, i, j = column // taps, (column % taps) // KW, column % KW
-                ih = oh * stride_h + i * dilation_h - padding_h
-                iw = ow * stride_w + j * dilation_w - padding_w
-                if 0 <= ih < H and 0 <= iw < W:
+                c, ih, iw, inside = _tap_position(oh, ow, column, KW, taps, H, W, stride_h, stride_w, padding_h,
+                                                  padding_w, dilation_h, dilation_w)
+                if inside:
                     value = input[n, g * Cg + c, ih, iw]
             unrolled[ty, tx] = value
             cuda.syncthreads()

@@ -78,11 +78,17 @@ def resolve(device=None):
     return device
 
 
+_cpu_kernels = None
+
+
 def kernels(backend):
     """The kernel module for 'cpu' or 'cuda'."""
+    global _cpu_kernels
     if backend == "cpu":
-        from .kernels import cpu
-        return cpu
+        if _cpu_kernels is None:  # imported on first use (it compiles or loads kernels), then kept
+            from .kernels import cpu
+            _cpu_kernels = cpu
+        return _cpu_kernels
     if backend == "cuda":
         resolve("cuda")
         from .kernels import cuda as cuda_kernels

@@ -15,6 +15,11 @@ def arrays(**named):
     float64). Returns (backend_name, dtype, {name: C-contiguous array}).
     """
     present = {name: value for name, value in named.items() if value is not None}
+    first = next(iter(present.values()), None)
+    if type(first) is np.ndarray and first.dtype in FLOAT_DTYPES and all(
+            type(value) is np.ndarray and value.dtype == first.dtype and value.flags.c_contiguous
+            for value in present.values()):
+        return "cpu", first.dtype, present  # the common case, checked in one pass
     backends = {}
     for name, value in present.items():
         if isinstance(value, np.ndarray):

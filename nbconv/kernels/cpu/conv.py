@@ -57,7 +57,7 @@ def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, di
 
 
 def _block_rows(depth, row_width, out_h, itemsize):
-    """How many output rows of unrolled windows fit the cache budget (at least one)."""
+    """How many of out_h rows, each depth x row_width values, fit the cache budget (at least one)."""
     return max(1, min(out_h, conv_gemm.CACHE_BYTES // (depth * row_width * itemsize)))
 
 
@@ -71,15 +71,14 @@ def _gemm_col(input, weight, output_shape, max_chunks, per_image):
     return scratch("col", (chunks, depth, block_rows * OW), input.dtype)
 
 
-def _winograd(input, weight, bias, output, padding_h, padding_w, turned):
+def _winograd(input, weight, bias, output, padding_h, padding_w, turned, max_chunks):
     """conv_winograd over input (N, C', H', W') into output (N, D', OH', OW'), the filters `weight` transformed
     (turned by 180 degrees, channel axes swapped, for the input gradient)."""
     N, channels_in = input.shape[0], input.shape[1]
     channels_out, out_h, out_w = output.shape[1], output.shape[2], output.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    itemsize = input.dtype.itemsize
-    block_rows = max(1, min(tiles_h, conv_gemm.CACHE_BYTES // (16 * channels_in * tiles_w * itemsize)))
-    chunks = max(1, min(N * -(-tiles_h // block_rows), 4 * numba.get_num_threads()))
+    block_rows = _block_rows(16 * channels_in, tiles_w, tiles_h, input.dtype.itemsize)  # rows of tiles
+    chunks = max(1, min(N * -(-tiles_h // block_rows), max_chunks))
     transformed = scratch("winograd_weights", (16, channels_out, channels_in), input.dtype)
     winograd_weights(weight, transformed, turned)
     padded = scratch("padded", (chunks, channels_in * (2 * block_rows + 2) * (2 * tiles_w + 2)), input.dtype)
@@ -117,7 +116,7 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     chunks = 4 * numba.get_num_threads()
     with single_threaded():
         if algorithm == "winograd":
-            _winograd(input, weight, bias, output, padding_h, padding_w, turned=False)
+            _winograd(input, weight, bias, output, padding_h, padding_w, turned=False, max_chunks=chunks)
         elif algorithm == "wide":
             buffers = _wide_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, input.dtype, chunks, whole_images=False)
@@ -138,7 +137,7 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     with single_threaded():
         if algorithm == "winograd" and padding_h <= 2 and padding_w <= 2:  # a full correlation, padding 2 - p
             _winograd(grad_output, weight, np.empty(0, grad_output.dtype), grad_input, 2 - padding_h,
-                      2 - padding_w, turned=True)
+                      2 - padding_w, turned=True, max_chunks=chunks)
         elif algorithm in ("winograd", "wide"):
             buffers = _wide_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, grad_output.dtype, chunks, whole_images=True)

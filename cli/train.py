@@ -1,4 +1,5 @@
 """`nbconv train`: train a model on MNIST or Fashion-MNIST with a live progress bar and checkpoints."""
+import gc
 import os
 import sys
 import time
@@ -101,6 +102,9 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         finished["history"] = list(history_so_far)
         checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
 
+    # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
+    # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
+    gc.freeze()
     started = time.perf_counter()
     try:
         history = fit(net, opt, splits, config, device, history, on_epoch_end=save)

@@ -3,6 +3,7 @@ import gzip
 import os
 import struct
 import tempfile
+import zlib
 
 import numpy as np
 
@@ -16,10 +17,13 @@ class IDXError(ValueError):
     """A file that is not a valid IDX file (bad magic number, dimensions or size)."""
 
 
-def _open(path):
+def _read_bytes(path):
+    """The file's bytes, decompressed when it is gzip-compressed. One gzip.decompress call, not a stream
+    read: it holds the GIL far less, so loading overlaps with other work (nbconv train builds the model
+    meanwhile)."""
     with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+        data = handle.read()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
 def read_idx(path):
@@ -29,9 +33,8 @@ def read_idx(path):
     """
     path = os.fspath(path)
     try:
-        with _open(path) as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:  # truncated or corrupt gzip stream
+        data = _read_bytes(path)
+    except (OSError, EOFError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise IDXError(f"{path}: cannot be read as an IDX file ({error})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
         raise IDXError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'none'})")

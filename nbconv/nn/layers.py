@@ -184,6 +184,8 @@ class Linear(Layer):
 
 
 class MaxPool2d(Layer):
+    takes_window_max = True
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         self.hyper = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
@@ -256,6 +258,7 @@ class _Activation(Layer):
 
 class ReLU(_Activation):
     function, token = "relu", "relu"
+    commutes_with_max = True
 
 
 class Sigmoid(_Activation):

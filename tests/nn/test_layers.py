@@ -105,3 +105,33 @@ def test_softmax_cross_entropy_value_gradient_and_labels(rng):
         F.softmax_cross_entropy(logits, np.array([0, 4, 1, 1, 2]))
     with pytest.raises(TypeError, match="labels must be an integer array"):
         F.softmax_cross_entropy(logits, labels.astype(np.float64))
+
+
+def test_relu_before_max_pool_runs_after_it_with_identical_results(rng):
+    """Sequential runs a ReLU followed by max pooling as pooling then ReLU: same output and gradients, also
+    for windows with no positive value, ties, and a window half outside the input."""
+    spec = "conv3k3p1,relu,maxpool3s2p1,conv4k2,relu,maxpool2,relu,fc5"
+    model = models.build(spec, input_shape=(2, 9, 9), seed=2, dtype=np.float64)
+    assert model.execution_order(len(model.layers)) == [0, 2, 1, 3, 5, 4, 6, 7, 8]
+    x = rng.standard_normal((3, 2, 9, 9))
+    x[0, :, :4, :4] = -1.0  # windows whose maximum is not positive
+    x[1, :, 2:6, 2:6] = 0.25  # ties
+    grad_logits = rng.standard_normal((3, 5))
+    results = []
+    for reorder in (True, False):
+        model.reorder = reorder
+        output = model.forward(x)
+        grad_x = model.backward(grad_logits)
+        results.append((output, grad_x, {key: p.grad.copy() for key, p in model.named_parameters().items()}))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    for key in results[0][2]:
+        np.testing.assert_array_equal(results[0][2][key], results[1][2][key], err_msg=key)
+    model.reorder = True
+    partial = model.forward(x, until="relu1")  # stopping between the two keeps the ReLU's own output
+    np.testing.assert_array_equal(partial, np.maximum(model.forward(x, until="conv1"), 0))
+    model.forward(x)
+    with pytest.raises(ValueError, match="until='relu1'"):
+        model.backward(np.ones_like(partial), start="relu1")
+    model.forward(x, until="relu1")
+    assert model.backward(np.ones_like(partial), start="relu1").shape == x.shape

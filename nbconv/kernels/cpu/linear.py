@@ -20,20 +20,22 @@ def _chunks(rows, flops):
 
 @njit(parallel=True, cache=True)
 def linear_forward_chunks(input, weight, bias, output, chunks):
-    """output[rows] = input[rows] @ weight.T (+ bias), the rows of N cut into `chunks`."""
+    """output[:, cols] = input @ weight[cols].T (+ bias[cols]), the O output columns cut into `chunks`: each
+    chunk then packs only its own rows of the weight, which costs more than the product at LeNet's sizes
+    (split by input rows instead, fc1's forward was 1.5x slower)."""
     N, I = input.shape
     O = output.shape[1]
     has_bias = bias.shape[0] > 0
     for chunk in prange(chunks):
-        first, last = chunk_bounds(chunk, chunks, N)
+        first, last = chunk_bounds(chunk, chunks, O)
         if has_bias:
-            for n in range(first, last):
+            for n in range(N):
                 row = output[n]
-                for o in range(O):
+                for o in range(first, last):
                     row[o] = bias[o]
         if last > first:
-            gemm(NO_TRANS, TRANS, last - first, O, I, 1.0, address(input, first * I), I, address(weight, 0), I,
-                 1.0 if has_bias else 0.0, address(output, first * O), O, output.itemsize)
+            gemm(NO_TRANS, TRANS, N, last - first, I, 1.0, address(input, 0), I, address(weight, first * I), I,
+                 1.0 if has_bias else 0.0, address(output, first), O, output.itemsize)
 
 
 @njit(parallel=True, cache=True)
@@ -65,7 +67,7 @@ def linear_forward(input, weight, bias, output):
     """output[n, o] = bias[o] + sum_i input[n, i] * weight[o, i]."""
     N, I = input.shape
     with single_threaded():
-        linear_forward_chunks(input, weight, bias, output, _chunks(N, 2.0 * N * I * output.shape[1]))
+        linear_forward_chunks(input, weight, bias, output, _chunks(output.shape[1], 2.0 * N * I * output.shape[1]))
 
 
 def linear_backward_input(grad_output, weight, grad_input):

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import backend
 from . import functional as F
+from .data.batch import shifted_batch
 from .optim import OPTIMIZERS, make_schedule
 
 # per-dataset pixel mean and standard deviation (of pixel / 255), as commonly used
@@ -115,8 +116,10 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             chosen = order[start:start + config.batch_size]
             if schedule is not None:
                 schedule.set_epoch(epoch + start / len(images))
-            pixels = images[chosen] if not config.augment else shift_augment(images[chosen], config.augment, rng)
-            batch = backend.transfer(normalize(pixels, config.mean, config.std, dtype), device)
+            shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
+                      else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
+            batch = backend.transfer(shifted_batch(images, chosen, shifts, config.augment, config.mean, config.std,
+                                                   dtype), device)
             batch_labels = labels[chosen]
             logits = model.forward(batch)
             loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))

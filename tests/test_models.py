@@ -85,3 +85,22 @@ def test_shift_augment_moves_each_image_by_at_most_the_shift(rng):
                    if np.array_equal(np.roll(np.pad(original, 1), (dy, dx), (0, 1))[1:-1, 1:-1], shifted)]
         assert matches, "each image is its original shifted by at most one pixel, zero-filled"
     assert not np.array_equal(moved, images)
+
+
+@pytest.mark.parametrize("max_shift", [0, 1, 3])
+def test_compiled_training_batch_equals_shift_augment_then_normalize(max_shift, rng):
+    from nbconv.data.batch import shifted_batch
+    from nbconv.train import normalize, shift_augment
+    images = rng.integers(0, 256, (30, 7, 9)).astype(np.uint8)
+    chosen = rng.permutation(30)[:11]
+    draws, same_draws = np.random.default_rng(4), np.random.default_rng(4)
+    expected = normalize(shift_augment(images[chosen], max_shift, draws), 0.13, 0.31)
+    shifts = same_draws.integers(0, 2 * max_shift + 1, (len(chosen), 2))
+    for dtype in (np.float32, np.float64):
+        got = shifted_batch(images, chosen, shifts, max_shift, 0.13, 0.31, dtype)
+        assert got.dtype == dtype and got.shape == (11, 1, 7, 9)
+        np.testing.assert_array_equal(got, normalize(shift_augment(images[chosen], max_shift,
+                                                                   np.random.default_rng(4)), 0.13, 0.31, dtype))
+    np.testing.assert_array_equal(shifted_batch(images, chosen, shifts, max_shift, 0.13, 0.31), expected)
+    with pytest.raises(IndexError, match="chosen"):
+        shifted_batch(images, np.array([30]), np.zeros((1, 2)), 0, 0.13, 0.31)

@@ -277,7 +277,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, retu
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None):
-    """Gradient of max_pool2d w.r.t. its input; pass the forward's indices to avoid recomputing them."""
+    """Gradient of max_pool2d w.r.t. its input; pass the forward's indices to avoid recomputing them
+    (each must be a position inside its input plane, 0 <= index < H * W)."""
+    return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, True)
+
+
+def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, check_indices):
+    """max_pool2d_backward; check_indices=False trusts indices made by max_pool2d (the MaxPool2d layer's own)."""
     where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
     geometry = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     checks.shape("grad_output", grad_y, geometry.output_shape)
@@ -290,6 +296,12 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
         if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
             raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
         indices = backend.contiguous(indices).reshape(geometry.output_shape)
+        if check_indices and indices.size:  # the kernel writes at these positions unchecked
+            values = backend.to_host(indices)
+            plane = x.shape[2] * x.shape[3]
+            if values.min() < 0 or values.max() >= plane:
+                raise ValueError(f"indices must be positions inside the input planes, 0 <= index < H*W = {plane}, "
+                                 f"got values in [{values.min()}, {values.max()}]")
     grad_input = backend.empty(x.shape, dtype, where)
     kernels.max_pool2d_backward(grad_y, indices, grad_input, *geometry.kernel_args)
     return _unbatched(grad_input, squeeze)

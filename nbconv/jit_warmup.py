@@ -119,10 +119,13 @@ def compile_backward(kinds, dtype=np.float32):
 
 
 def compile_step(config, dtype=np.float32):
-    """Run the loss and the optimizer update of `config` once, on tiny arrays."""
+    """Run the batch assembly, the loss and the optimizer update of `config` once, on tiny arrays."""
     from . import functional as F
+    from .data.batch import shifted_batch
     from .nn.module import Parameter
     from .train import make_optimizer
+    shifted_batch(np.zeros((1, 2, 2), np.uint8), np.zeros(1, np.int64), np.zeros((1, 2), np.int64), 0, 0.0, 1.0,
+                  dtype)
     F.softmax_cross_entropy(np.zeros((2, 3), dtype), np.zeros(2, np.int64))
     parameter = Parameter(np.zeros(4, dtype))
     parameter.grad = np.zeros(4, dtype)

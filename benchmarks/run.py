@@ -1,6 +1,6 @@
 """nbconv against PyTorch (CPU) on this machine; writes benchmarks/RESULTS.md and benchmarks/speed.png.
 
-Usage: python benchmarks/run.py [--mnist DIR] [--repeat N] [--skip-epoch]
+Usage: python benchmarks/run.py [--mnist DIR] [--repeat N] [--skip-epoch] [--epoch-pairs N]
 Needs PyTorch for the comparisons (pip install torch==2.13.0 here; never an nbconv dependency).
 Suites: the layer set (forward, and forward+backward), LeNet-5 training step and inference, one full-MNIST
 training epoch as a whole process, JIT compile time (cold and warm cache), peak memory.
@@ -16,7 +16,7 @@ import time
 
 import numba
 
-from nbconv import bench
+from nbconv import backend, bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -39,14 +39,24 @@ def run(command, env=None):
     return output, time.perf_counter() - started
 
 
-def epoch_comparison(mnist):
-    ours, seconds = run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1", "--device", "cpu",
-                         "--data-dir", mnist, "--out", os.path.join(tempfile.mkdtemp(), "m.npz")])
-    accuracy = float(ours.split("test accuracy ")[1].split("%")[0]) / 100
-    theirs, _ = run([sys.executable, os.path.join(HERE, "torch_lenet5.py"), mnist, "1"])
-    torch_seconds, torch_accuracy = (float(v) for v in theirs.split())
-    return {"nbconv_s": seconds, "nbconv_accuracy": accuracy, "torch_s": torch_seconds,
-            "torch_accuracy": torch_accuracy, "speed_vs_torch": torch_seconds / seconds}
+def epoch_comparison(mnist, pairs):
+    """Whole-process seconds of one training epoch, nbconv and PyTorch run alternately `pairs` times (this
+    machine's speed drifts by 20-40% over minutes, which alternation spreads over both). Returns the medians
+    and the median of the per-pair ratios."""
+    results = []
+    for _ in range(pairs):
+        ours, seconds = run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1", "--device", "cpu",
+                             "--data-dir", mnist, "--out", os.path.join(tempfile.mkdtemp(), "m.npz")])
+        accuracy = float(ours.split("test accuracy ")[1].split("%")[0]) / 100
+        theirs, _ = run([sys.executable, os.path.join(HERE, "torch_lenet5.py"), mnist, "1"])
+        torch_seconds, torch_accuracy = (float(v) for v in theirs.split())
+        results.append((seconds, accuracy, torch_seconds, torch_accuracy))
+        print(f"epoch pair: nbconv {seconds:.2f} s, torch {torch_seconds:.2f} s", flush=True)
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    return {"nbconv_s": median([r[0] for r in results]), "nbconv_accuracy": results[0][1],
+            "torch_s": median([r[2] for r in results]), "torch_accuracy": results[0][3],
+            "speed_vs_torch": median([r[2] / r[0] for r in results]), "pairs": pairs,
+            "ratios": [round(r[2] / r[0], 2) for r in results]}
 
 
 def compile_times(mnist):
@@ -87,9 +97,11 @@ def main():
     parser.add_argument("--mnist", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--skip-epoch", action="store_true")
+    parser.add_argument("--epoch-pairs", type=int, default=5, help="alternating nbconv/PyTorch epoch runs")
     args = parser.parse_args()
     if bench.torch_module() is None:
         sys.exit("PyTorch is not importable; install it for the comparison (pip install torch==2.13.0)")
+    backend.keep_freed_host_memory()  # as `nbconv train` and `nbconv bench` do
     sgemm = bench.sgemm_rate()
     layers = []
     for shape in bench.LAYER_SET:
@@ -99,7 +111,7 @@ def main():
         print(f"{shape.name}: forward {forward['gflops']:.1f} GFLOP/s ({forward['speed_vs_torch']:.2f}x torch), "
               f"fwd+bwd {both['gflops']:.1f} GFLOP/s ({both['speed_vs_torch']:.2f}x torch)", flush=True)
     lenet = bench.lenet5_cases(repeat=max(args.repeat, 20), compare_torch=True)
-    epoch = None if args.skip_epoch else epoch_comparison(args.mnist)
+    epoch = None if args.skip_epoch else epoch_comparison(args.mnist, args.epoch_pairs)
     compiling, first_step = compile_times(args.mnist)
     memory = json.loads(run([sys.executable, os.path.join(HERE, "memory.py"), args.mnist, "2"])[0])
 
@@ -124,6 +136,8 @@ def main():
         lines.append(f"| one full-MNIST epoch + test, whole process (`nbconv train lenet5 --epochs 1` vs "
                      f"`benchmarks/torch_lenet5.py`) | {epoch['nbconv_s']:.1f} s ({100 * epoch['nbconv_accuracy']:.2f}%) | "
                      f"{epoch['torch_s']:.1f} s ({100 * epoch['torch_accuracy']:.2f}%) | {epoch['speed_vs_torch']:.2f}x |")
+        lines += ["", f"The epoch row: medians of {epoch['pairs']} alternating runs of each; the ratio is the median "
+                      f"of the per-pair ratios ({', '.join(f'{r:.2f}' for r in epoch['ratios'])})."]
     lines += ["", "## Compile time and memory", "",
               f"- A first `nbconv train lenet5` on an empty JIT cache spends **{compiling:.1f} s** compiling (a short "
               f"run, `--epochs 1 --limit 640`, on an empty cache minus the same run on the filled cache); a second "

@@ -93,6 +93,8 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
     N, C, H, W = input_shape
     D, Cg, KH, KW = weight_shape
     groups = checks.integer("groups", groups, 1)
+    if C == 0:
+        raise ValueError(f"{input_name} must have at least one channel, got shape {tuple(input_shape)}")
     if C % groups or D % groups:
         raise ValueError(f"groups={groups} must divide both the input channels ({C}) and the output channels "
                          f"({D}, the first axis of {weight_name})")
@@ -295,6 +297,9 @@ def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_
     else:
         if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
             raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        if tuple(indices.shape) not in (geometry.output_shape, geometry.output_shape[1:] if squeeze else None):
+            raise ValueError(f"indices must have the pooled output's shape {geometry.output_shape}, "
+                             f"got {tuple(indices.shape)}")
         indices = backend.contiguous(indices).reshape(geometry.output_shape)
         if check_indices and indices.size:  # the kernel writes at these positions unchecked
             values = backend.to_host(indices)

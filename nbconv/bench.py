@@ -86,6 +86,25 @@ def time_call(function, repeat, warmup=2, synchronize=None):
     return statistics.median(samples), min(samples), max(samples)
 
 
+def compare_rounds(ours, theirs, repeat, rounds=5, synchronize=None):
+    """Time `ours` and, when given, `theirs` (another engine's version) in alternating rounds of `repeat`
+    calls, so that a drift in the machine's speed (20-40% over seconds on a shared VM) reaches both.
+
+    Returns (median, min, max) seconds per call of ours (median of the round medians, extremes of all
+    rounds) and, with theirs, (their median, the median of the per-round ratios theirs/ours); else None."""
+    ours_rounds, theirs_rounds = [], []
+    for _ in range(rounds if theirs is not None else 1):
+        ours_rounds.append(time_call(ours, repeat, synchronize=synchronize))
+        if theirs is not None:
+            theirs_rounds.append(time_call(theirs, repeat)[0])
+    timing = (statistics.median(r[0] for r in ours_rounds), min(r[1] for r in ours_rounds),
+              max(r[2] for r in ours_rounds))
+    if theirs is None:
+        return timing, None
+    return timing, (statistics.median(theirs_rounds),
+                    statistics.median(t / o[0] for o, t in zip(ours_rounds, theirs_rounds)))
+
+
 def sgemm_rate(size=1024, repeat=5):
     """The machine's float32 matrix-product rate in GFLOP/s through numpy's BLAS (its default threads)."""
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
@@ -131,12 +150,8 @@ def conv_case(shape, kernel, device="cpu", dtype=np.float32, repeat=10, compare_
     runs = {"conv2d_forward": (forward, 1), "conv2d_backward": (backward, 2),
             "conv2d": (lambda: (forward(), backward()), 3)}
     function, multiple = runs[kernel]
-    median, low, high = time_call(function, repeat, synchronize=_synchronize(device))
-    flops = shape.forward_flops() * multiple
-    result = {"kernel": kernel, "case": shape.name, "shape": shape.describe(), "device": device,
-              "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3,
-              "gflops": flops / median / 1e9}
     torch = torch_module() if compare_torch and device == "cpu" else None
+    torch_function = None
     if torch is not None:
         tx = torch.from_numpy(x).requires_grad_(kernel != "conv2d_forward")
         tw = torch.from_numpy(w).requires_grad_(kernel != "conv2d_forward")
@@ -158,9 +173,14 @@ def conv_case(shape, kernel, device="cpu", dtype=np.float32, repeat=10, compare_
 
         torch_function = {"conv2d_forward": torch_forward, "conv2d_backward": torch_backward,
                           "conv2d": torch_both}[kernel]
-        torch_median = time_call(torch_function, repeat)[0]
-        result.update({"torch_ms": torch_median * 1e3, "torch_gflops": flops / torch_median / 1e9,
-                       "speed_vs_torch": torch_median / median})
+    (median, low, high), theirs = compare_rounds(function, torch_function, repeat, synchronize=_synchronize(device))
+    flops = shape.forward_flops() * multiple
+    result = {"kernel": kernel, "case": shape.name, "shape": shape.describe(), "device": device,
+              "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3,
+              "gflops": flops / median / 1e9}
+    if theirs is not None:
+        result.update({"torch_ms": theirs[0] * 1e3, "torch_gflops": flops / theirs[0] / 1e9,
+                       "speed_vs_torch": theirs[1]})
     return result
 
 
@@ -181,12 +201,10 @@ def simple_case(kernel, device="cpu", dtype=np.float32, repeat=20, n=64, c=16, s
             "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "gflops": flops / median / 1e9}
 
 
-def lenet5_cases(device="cpu", repeat=20, compare_torch=False, rounds=5):
+def lenet5_cases(device="cpu", repeat=20, compare_torch=False):
     """LeNet-5 training step (batch 64, SGD with momentum) and inference (batch 256), in images/s.
 
-    With compare_torch, nbconv and PyTorch are timed in alternating rounds of `repeat` calls, so a drift in the
-    machine's speed (20-40% over seconds on a shared VM) reaches both; speed_vs_torch is the median of the
-    per-round ratios, median_ms the median of the per-round medians."""
+    With compare_torch, nbconv and PyTorch are timed in alternating rounds (compare_rounds)."""
     from . import models
     from .train import TrainConfig, make_optimizer
     rng = np.random.default_rng(0)
@@ -211,19 +229,13 @@ def lenet5_cases(device="cpu", repeat=20, compare_torch=False, rounds=5):
     results = []
     for case, function, torch_function, batch in (("lenet5-train-step", step, theirs[0], 64),
                                                   ("lenet5-inference", infer, theirs[1], 256)):
-        rounds_ours, rounds_theirs = [], []
-        for _ in range(rounds if torch_function else 1):
-            rounds_ours.append(time_call(function, repeat, warmup=3, synchronize=_synchronize(device)))
-            if torch_function:
-                rounds_theirs.append(time_call(torch_function, repeat, warmup=3)[0])
-        median = statistics.median(r[0] for r in rounds_ours)
+        (median, low, high), compared = compare_rounds(function, torch_function, repeat,
+                                                       synchronize=_synchronize(device))
         result = {"kernel": "lenet5", "case": case, "shape": f"batch {batch}", "device": device, "dtype": "float32",
-                  "median_ms": median * 1e3, "min_ms": min(r[1] for r in rounds_ours) * 1e3,
-                  "max_ms": max(r[2] for r in rounds_ours) * 1e3, "images_per_s": batch / median}
-        if torch_function:
-            torch_seconds = statistics.median(rounds_theirs)
-            result.update({"torch_ms": torch_seconds * 1e3, "torch_images_per_s": batch / torch_seconds,
-                           "speed_vs_torch": statistics.median(t / o[0] for o, t in zip(rounds_ours, rounds_theirs))})
+                  "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "images_per_s": batch / median}
+        if compared is not None:
+            result.update({"torch_ms": compared[0] * 1e3, "torch_images_per_s": batch / compared[0],
+                           "speed_vs_torch": compared[1]})
         results.append(result)
     return results
 

@@ -10,7 +10,8 @@ Algorithms, each in its own module:
 - conv_wide: stride 1 (most layers), im2col over whole padded rows, then matrix products;
 - conv_gemm: any stride, im2col over output rows, then matrix products; used for strides above 1 and
   for 1x1 convolutions, which need no unrolling;
-- conv_direct: loop nests for depthwise convolutions, where a product per group would be tiny.
+- conv_depthwise: depthwise 3x3 stride-1 layers, every tap unrolled;
+- conv_direct: loop nests for other depthwise convolutions, where a product per group would be tiny.
 The products call numpy's BLAS single-threaded from inside the parallel kernels (see blas.py).
 """
 import numba
@@ -19,6 +20,8 @@ from numba import njit, prange
 
 from . import conv_gemm
 from .blas import single_threaded
+from .conv_depthwise import (conv2d_backward_input_depthwise3x3, conv2d_backward_weight_depthwise3x3,
+                             conv2d_forward_depthwise3x3)
 from .conv_direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .conv_gemm import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
 from .conv_wide import conv2d_backward_input_wide, conv2d_backward_weight_wide, conv2d_forward_wide
@@ -44,8 +47,11 @@ def conv2d_backward_bias(grad_output, grad_bias):
 
 
 def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups):
-    """'direct', 'pointwise', 'winograd', 'wide' or 'gemm' for one convolution."""
+    """'depthwise3x3', 'direct', 'pointwise', 'winograd', 'wide' or 'gemm' for one convolution."""
     if groups > 1 and weight.shape[1] == 1:
+        if (weight.shape[0] == groups and weight.shape[2] == weight.shape[3] == 3 and stride_h == stride_w == 1
+                and dilation_h == dilation_w == 1 and padding_h <= 2 and padding_w <= 2):
+            return "depthwise3x3"
         return "direct"
     if weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0:
         return "pointwise"  # conv_gemm reads the input itself as the unrolled matrix
@@ -55,6 +61,14 @@ def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, di
             return "winograd"
         return "wide"
     return "gemm"
+
+
+def _depthwise_planes(input_shape, dtype):
+    """conv_depthwise's scratch, one zero-padded plane (H + 4, W + 4) per parallel chunk: room for the
+    input with padding up to 2 and for the output gradient padded by 2 - padding."""
+    N, C, H, W = input_shape
+    chunks = max(1, min(N * C, 4 * numba.get_num_threads()))
+    return scratch("padded", (chunks, H + 4, W + 4), dtype)
 
 
 def _block_rows(depth, row_width, out_h, itemsize):
@@ -112,6 +126,9 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     """output = conv2d(input, weight) + bias."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(input.shape, weight, *args)
+    if algorithm == "depthwise3x3":
+        return conv2d_forward_depthwise3x3(input, weight, bias, output, _depthwise_planes(input.shape, input.dtype),
+                                           padding_h, padding_w)
     if algorithm == "direct":
         return conv2d_forward_direct(input, weight, bias, output, *args)
     chunks = 4 * numba.get_num_threads()
@@ -132,6 +149,11 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(grad_input.shape, weight, *args)
+    if algorithm == "depthwise3x3":
+        turned = scratch("winograd_weights", (weight.shape[0], 3, 3), weight.dtype)
+        return conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned,
+                                                  _depthwise_planes(grad_input.shape, grad_input.dtype),
+                                                  padding_h, padding_w)
     if algorithm == "direct":
         return conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
     chunks = 4 * numba.get_num_threads()
@@ -153,6 +175,9 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
     """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(input.shape, grad_weight, *args)
+    if algorithm == "depthwise3x3":
+        return conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight,
+                                                   _depthwise_planes(input.shape, input.dtype), padding_h, padding_w)
     if algorithm == "direct":
         return conv2d_backward_weight_direct(grad_output, input, grad_weight, *args)
     chunks = conv_gemm.WEIGHT_CHUNKS  # fixed, so the sum's order does not depend on the thread count

@@ -1,0 +1,116 @@
+"""Depthwise 3x3 convolution, stride 1 (MobileNet's layer): one filter per channel, every tap unrolled.
+
+Each task pads one plane into a scratch buffer (so no tap needs a bounds test) and then computes a row
+of outputs in one loop over its columns, the nine products of every output in registers: nine loads and
+one store per output, where the general loop nest (conv_direct) loads and stores the output row once per
+tap (3x the memory traffic). The input gradient is the same loop over the output gradient padded by
+2 - padding, with the filter turned by 180 degrees; the weight gradient keeps nine sums over the same
+padded rows.
+
+Shapes as in nbconv.kernels.cpu.conv, with C input channels, D = C output channels, weight (C, 1, 3, 3);
+padded: (chunks, H + 2*pad_h, W + 2*pad_w) scratch, one plane per parallel chunk (sized by the caller for
+the larger of the two planes a kernel pads).
+"""
+from numba import njit, prange
+
+from .shared import chunk_bounds, fill_zero
+
+_CONTRACT = {"contract"}
+_REDUCE = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, inline="always")
+def pad_plane(plane, padded, pad_h, pad_w):
+    """padded[:H + 2*pad_h, :W + 2*pad_w] = plane with a zero border (columns beyond are zero too). The
+    buffer keeps its full width: a narrower 2-D view would have runtime strides, which stop LLVM from
+    vectorising the loops over its rows."""
+    H, W = plane.shape
+    for r in range(H + 2 * pad_h):
+        fill_zero(padded[r])
+    for h in range(H):
+        source, target = plane[h], padded[h + pad_h]
+        for q in range(W):
+            target[pad_w + q] = source[q]
+    return padded
+
+
+@njit(cache=True, inline="always", fastmath=_CONTRACT)
+def correlate_3x3(padded, taps, offset, output):
+    """output[oh, q] = offset + sum_{i,j} taps[i, j] * padded[oh + i, q + j]."""
+    t00, t01, t02 = taps[0, 0], taps[0, 1], taps[0, 2]
+    t10, t11, t12 = taps[1, 0], taps[1, 1], taps[1, 2]
+    t20, t21, t22 = taps[2, 0], taps[2, 1], taps[2, 2]
+    for oh in range(output.shape[0]):
+        top, middle, bottom = padded[oh], padded[oh + 1], padded[oh + 2]
+        top1, middle1, bottom1 = top[1:], middle[1:], bottom[1:]
+        top2, middle2, bottom2 = top[2:], middle[2:], bottom[2:]
+        row = output[oh]
+        for q in range(row.shape[0]):
+            row[q] = (offset + t00 * top[q] + t01 * top1[q] + t02 * top2[q]
+                      + t10 * middle[q] + t11 * middle1[q] + t12 * middle2[q]
+                      + t20 * bottom[q] + t21 * bottom1[q] + t22 * bottom2[q])
+
+
+@njit(parallel=True, cache=True)
+def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
+    """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
+    N, C = input.shape[0], input.shape[1]
+    has_bias = bias.shape[0] > 0
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, N * C)
+        for task in range(first, last):
+            n, c = task // C, task % C
+            view = pad_plane(input[n, c], padded[chunk], padding_h, padding_w)
+            correlate_3x3(view, weight[c, 0], bias[c] if has_bias else output.dtype.type(0), output[n, c])
+
+
+@njit(parallel=True, cache=True)
+def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, padded, padding_h, padding_w):
+    """grad_input[n, c] = the 3x3 correlation of grad_output[n, c], padded by 2 - padding, with weight[c, 0]
+    turned by 180 degrees (turned: (C, 3, 3) scratch for those filters). Needs padding <= 2."""
+    N, C = grad_output.shape[0], grad_output.shape[1]
+    for c in range(C):
+        for i in range(3):
+            for j in range(3):
+                turned[c, i, j] = weight[c, 0, 2 - i, 2 - j]
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, N * C)
+        for task in range(first, last):
+            n, c = task // C, task % C
+            view = pad_plane(grad_output[n, c], padded[chunk], 2 - padding_h, 2 - padding_w)
+            correlate_3x3(view, turned[c], grad_input.dtype.type(0), grad_input[n, c])
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
+def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
+    """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
+    A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
+    N, C = input.shape[0], input.shape[1]
+    OH = grad_output.shape[2]
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        first, last = chunk_bounds(chunk, chunks, C)
+        for c in range(first, last):
+            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = grad_weight.dtype.type(0)
+            for n in range(N):
+                view = pad_plane(input[n, c], padded[chunk], padding_h, padding_w)
+                for oh in range(OH):
+                    values = grad_output[n, c, oh]
+                    top, middle, bottom = view[oh], view[oh + 1], view[oh + 2]
+                    for q in range(values.shape[0]):
+                        g = values[q]
+                        s00 += g * top[q]
+                        s01 += g * top[q + 1]
+                        s02 += g * top[q + 2]
+                        s10 += g * middle[q]
+                        s11 += g * middle[q + 1]
+                        s12 += g * middle[q + 2]
+                        s20 += g * bottom[q]
+                        s21 += g * bottom[q + 1]
+                        s22 += g * bottom[q + 2]
+            target = grad_weight[c, 0]
+            target[0, 0], target[0, 1], target[0, 2] = s00, s01, s02
+            target[1, 0], target[1, 1], target[1, 2] = s10, s11, s12
+            target[2, 0], target[2, 1], target[2, 2] = s20, s21, s22

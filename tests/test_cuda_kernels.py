@@ -37,10 +37,12 @@ def _assert_same(function, *arrays, **kwargs):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("hyper", [dict(stride=2, padding=1), dict(stride=(1, 2), padding=(2, 0), dilation=2, groups=2)])
-def test_conv2d_cuda_matches_cpu(hyper, rng):
+@pytest.mark.parametrize("hyper,kernel", [(dict(stride=2, padding=1), (3, 2)),
+                                          (dict(stride=(1, 2), padding=(2, 0), dilation=2, groups=2), (3, 2)),
+                                          (dict(padding=(1, 0), groups=4), (3, 3))])  # the CPU's depthwise 3x3 path
+def test_conv2d_cuda_matches_cpu(hyper, kernel, rng):
     x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
-    w = rng.standard_normal((4, 4 // hyper.get("groups", 1), 3, 2)).astype(np.float32)
+    w = rng.standard_normal((4, 4 // hyper.get("groups", 1)) + kernel).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
     _assert_same(F.conv2d, x, w, b, **hyper)
     y = F.conv2d(x, w, b, **hyper)

@@ -150,7 +150,7 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(grad_input.shape, weight, *args)
     if algorithm == "depthwise3x3":
-        turned = scratch("winograd_weights", (weight.shape[0], 3, 3), weight.dtype)
+        turned = scratch("turned_filters", (weight.shape[0], 3, 3), weight.dtype)
         return conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned,
                                                   _depthwise_planes(grad_input.shape, grad_input.dtype),
                                                   padding_h, padding_w)

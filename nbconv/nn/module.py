@@ -78,6 +78,8 @@ class Layer:
 class Sequential(Layer):
     """Layers applied in order; names are unique and address layers (model['conv1'])."""
 
+    reorder = True  # run ReLU-then-max-pooling as pooling-then-ReLU (see execution_order)
+
     def __init__(self, layers):
         super().__init__()
         self.layers = list(layers)
@@ -110,8 +112,6 @@ class Sequential(Layer):
                 order.append(index)
                 index += 1
         return order
-
-    reorder = True
 
     def _index(self, name, argument):
         names = self.layer_names()

@@ -68,7 +68,7 @@ def _depthwise_planes(input_shape, dtype):
     input with padding up to 2 and for the output gradient padded by 2 - padding."""
     N, C, H, W = input_shape
     chunks = max(1, min(N * C, 4 * numba.get_num_threads()))
-    return scratch("padded", (chunks, H + 4, W + 4), dtype)
+    return scratch("padded", (chunks, (H + 4) * (W + 4)), dtype)
 
 
 def _block_rows(depth, row_width, out_h, itemsize):

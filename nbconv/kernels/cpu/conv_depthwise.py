@@ -1,19 +1,21 @@
 """Depthwise 3x3 convolution, stride 1 (MobileNet's layer): one filter per channel, every tap unrolled.
 
-Each task pads one plane into a scratch buffer (so no tap needs a bounds test) and then computes a row
-of outputs in one loop over its columns, the nine products of every output in registers: nine loads and
-one store per output, where the general loop nest (conv_direct) loads and stores the output row once per
-tap (3x the memory traffic). The input gradient is the same loop over the output gradient padded by
-2 - padding, with the filter turned by 180 degrees; the weight gradient keeps nine sums over the same
-padded rows.
+Each task pads one plane into a flat scratch buffer (conv_wide's pad_rows, so no tap needs a bounds test)
+and then computes a row of outputs in one loop over its columns, the nine products of every output in
+registers: nine loads and one store per output, where the general loop nest (conv_direct) loads and
+stores the output row once per tap (3x the memory traffic). The input gradient is the same loop over the
+output gradient padded by 2 - padding, with the filter turned by 180 degrees; the weight gradient keeps
+nine sums over the same padded rows.
 
 Shapes as in nbconv.kernels.cpu.conv, with C input channels, D = C output channels, weight (C, 1, 3, 3);
-padded: (chunks, H + 2*pad_h, W + 2*pad_w) scratch, one plane per parallel chunk (sized by the caller for
-the larger of the two planes a kernel pads).
+padded: (chunks, (H + 4) * (W + 4)) scratch, one padded plane per parallel chunk (room for the input
+padded by up to 2, and for the output gradient padded by 2 - padding). Rows in it are 1-D slices of a
+contiguous buffer, which LLVM vectorises; a 2-D view narrower than its buffer would have runtime strides.
 """
 from numba import njit, prange
 
-from .shared import chunk_bounds, fill_zero
+from .conv_wide import pad_rows
+from .shared import chunk_bounds
 
 _CONTRACT = {"contract"}
 _REDUCE = {"reassoc", "contract", "nsz"}
@@ -21,34 +23,26 @@ _REDUCE = {"reassoc", "contract", "nsz"}
 
 @njit(cache=True, inline="always")
 def pad_plane(plane, padded, pad_h, pad_w):
-    """padded[:H + 2*pad_h, :W + 2*pad_w] = plane with a zero border (columns beyond are zero too). The
-    buffer keeps its full width: a narrower 2-D view would have runtime strides, which stop LLVM from
-    vectorising the loops over its rows."""
+    """Pad one (H, W) plane into the flat buffer; returns the padded row length."""
     H, W = plane.shape
-    for r in range(H + 2 * pad_h):
-        fill_zero(padded[r])
-    for h in range(H):
-        source, target = plane[h], padded[h + pad_h]
-        for q in range(W):
-            target[pad_w + q] = source[q]
-    return padded
+    padded_w = W + 2 * pad_w
+    pad_rows(plane.reshape((1, H, W)), padded, 0, H + 2 * pad_h, pad_h, pad_w, padded_w)
+    return padded_w
 
 
 @njit(cache=True, inline="always", fastmath=_CONTRACT)
-def correlate_3x3(padded, taps, offset, output):
-    """output[oh, q] = offset + sum_{i,j} taps[i, j] * padded[oh + i, q + j]."""
+def correlate_3x3(padded, padded_w, taps, offset, output):
+    """output[oh, q] = offset + sum_{i,j} taps[i, j] * padded[(oh + i) * padded_w + q + j]."""
     t00, t01, t02 = taps[0, 0], taps[0, 1], taps[0, 2]
     t10, t11, t12 = taps[1, 0], taps[1, 1], taps[1, 2]
     t20, t21, t22 = taps[2, 0], taps[2, 1], taps[2, 2]
     for oh in range(output.shape[0]):
-        top, middle, bottom = padded[oh], padded[oh + 1], padded[oh + 2]
-        top1, middle1, bottom1 = top[1:], middle[1:], bottom[1:]
-        top2, middle2, bottom2 = top[2:], middle[2:], bottom[2:]
+        top, middle, bottom = padded[oh * padded_w:], padded[(oh + 1) * padded_w:], padded[(oh + 2) * padded_w:]
         row = output[oh]
         for q in range(row.shape[0]):
-            row[q] = (offset + t00 * top[q] + t01 * top1[q] + t02 * top2[q]
-                      + t10 * middle[q] + t11 * middle1[q] + t12 * middle2[q]
-                      + t20 * bottom[q] + t21 * bottom1[q] + t22 * bottom2[q])
+            row[q] = (offset + t00 * top[q] + t01 * top[q + 1] + t02 * top[q + 2]
+                      + t10 * middle[q] + t11 * middle[q + 1] + t12 * middle[q + 2]
+                      + t20 * bottom[q] + t21 * bottom[q + 1] + t22 * bottom[q + 2])
 
 
 @njit(parallel=True, cache=True)
@@ -61,8 +55,9 @@ def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, 
         first, last = chunk_bounds(chunk, chunks, N * C)
         for task in range(first, last):
             n, c = task // C, task % C
-            view = pad_plane(input[n, c], padded[chunk], padding_h, padding_w)
-            correlate_3x3(view, weight[c, 0], bias[c] if has_bias else output.dtype.type(0), output[n, c])
+            padded_w = pad_plane(input[n, c], padded[chunk], padding_h, padding_w)
+            correlate_3x3(padded[chunk], padded_w, weight[c, 0], bias[c] if has_bias else output.dtype.type(0),
+                          output[n, c])
 
 
 @njit(parallel=True, cache=True)
@@ -79,8 +74,8 @@ def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, 
         first, last = chunk_bounds(chunk, chunks, N * C)
         for task in range(first, last):
             n, c = task // C, task % C
-            view = pad_plane(grad_output[n, c], padded[chunk], 2 - padding_h, 2 - padding_w)
-            correlate_3x3(view, turned[c], grad_input.dtype.type(0), grad_input[n, c])
+            padded_w = pad_plane(grad_output[n, c], padded[chunk], 2 - padding_h, 2 - padding_w)
+            correlate_3x3(padded[chunk], padded_w, turned[c], grad_input.dtype.type(0), grad_input[n, c])
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)
@@ -91,14 +86,16 @@ def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded,
     OH = grad_output.shape[2]
     chunks = padded.shape[0]
     for chunk in prange(chunks):
+        buffer = padded[chunk]
         first, last = chunk_bounds(chunk, chunks, C)
         for c in range(first, last):
             s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = grad_weight.dtype.type(0)
             for n in range(N):
-                view = pad_plane(input[n, c], padded[chunk], padding_h, padding_w)
+                padded_w = pad_plane(input[n, c], buffer, padding_h, padding_w)
                 for oh in range(OH):
                     values = grad_output[n, c, oh]
-                    top, middle, bottom = view[oh], view[oh + 1], view[oh + 2]
+                    top, middle = buffer[oh * padded_w:], buffer[(oh + 1) * padded_w:]
+                    bottom = buffer[(oh + 2) * padded_w:]
                     for q in range(values.shape[0]):
                         g = values[q]
                         s00 += g * top[q]

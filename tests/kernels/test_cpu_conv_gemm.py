@@ -13,6 +13,15 @@ import nbconv.functional as F
 from nbconv.kernels.cpu import blas, conv, conv_gemm
 from tests import reference
 
+WINOGRAD_WORK = conv.WINOGRAD_WORK  # the real width threshold, before the fixture below lowers it
+
+
+@pytest.fixture(autouse=True)
+def winograd_on_small_images(monkeypatch):
+    """Let this file's small images take the Winograd path whenever they have the channels for it."""
+    monkeypatch.setattr(conv, "WINOGRAD_WORK", 0)
+
+
 # (N, C, H, W, D, K, stride, padding, dilation, groups); each runs with blocks of one output row
 CASES = [
     (3, 4, 9, 7, 6, 3, 1, 1, 1, 1),
@@ -126,9 +135,15 @@ def test_fallback_product_runs_the_kernels(tmp_path):
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
-def test_winograd_serves_3x3_stride_1_layers_with_enough_channels(rng):
+def test_winograd_serves_3x3_stride_1_layers_with_enough_channels(rng, monkeypatch):
     weight = np.zeros((16, 16, 3, 3), np.float32)
     assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    monkeypatch.setattr(conv, "WINOGRAD_WORK", WINOGRAD_WORK)  # the real rule: channels x output width
+    assert conv._algorithm((2, 16, 28, 28), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    assert conv._algorithm((2, 16, 14, 14), weight, 1, 1, 1, 1, 1, 1, 1) == "wide"
+    wider = np.zeros((32, 32, 3, 3), np.float32)
+    assert conv._algorithm((2, 32, 14, 14), wider, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    assert conv._algorithm((2, 32, 12, 12), wider, 1, 1, 0, 0, 1, 1, 1) == "wide"
     assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 2, 2, 1) == "wide"       # dilated
     assert conv._algorithm((2, 8, 8, 8), weight[:, :8], 1, 1, 1, 1, 1, 1, 1) == "wide"  # too few channels
     assert conv._algorithm((2, 16, 8, 8), weight, 2, 2, 1, 1, 1, 1, 1) == "gemm"       # strided

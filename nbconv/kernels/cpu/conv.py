@@ -5,8 +5,8 @@ output (N, D, OH, OW). Every kernel overwrites its outputs completely, so caller
 uninitialised buffers.
 
 Algorithms, each in its own module:
-- conv_winograd: 3x3 stride-1 layers with at least WINOGRAD_CHANNELS channels in and out, by Winograd's
-  F(2x2, 3x3) (2.25x less arithmetic), forward and input gradient;
+- conv_winograd: 3x3 stride-1 layers with enough channels and width (WINOGRAD_CHANNELS, WINOGRAD_WORK),
+  by Winograd's F(2x2, 3x3) (2.25x less arithmetic), forward and input gradient;
 - conv_wide: stride 1 (most layers), im2col over whole padded rows, then matrix products;
 - conv_gemm: any stride, im2col over output rows, then matrix products; used for strides above 1 and
   for 1x1 convolutions, which need no unrolling;
@@ -29,7 +29,12 @@ from .conv_winograd import conv2d_winograd, winograd_weights
 from .workspace import scratch
 
 _REDUCE = {"reassoc", "contract", "nsz"}
-WINOGRAD_CHANNELS = 16  # below this the 16 small products cost more than the transforms save
+# Winograd needs at least WINOGRAD_CHANNELS channels in and out, and min(channels) x output width of at
+# least WINOGRAD_WORK: its 16 products per block are min(C, D) deep and about OW/2 wide, and below that they
+# are too small for the transforms to pay (measured on 3x3 layers, forward + input gradient, Winograd against
+# the wide unrolling: 16 channels 1.25x at 56 wide, 1.03x at 28, 0.72x at 14; 32 channels 1.18x at 14).
+WINOGRAD_CHANNELS = 16
+WINOGRAD_WORK = 448
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)
@@ -56,8 +61,9 @@ def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, di
     if weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0:
         return "pointwise"  # conv_gemm reads the input itself as the unrolled matrix
     if stride_h == stride_w == 1:
+        channels, out_w = min(weight.shape[0], weight.shape[1]), input_shape[3] + 2 * padding_w - 2
         if (weight.shape[2] == weight.shape[3] == 3 and dilation_h == dilation_w == 1 and groups == 1
-                and min(weight.shape[0], weight.shape[1]) >= WINOGRAD_CHANNELS):
+                and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK):
             return "winograd"
         return "wide"
     return "gemm"

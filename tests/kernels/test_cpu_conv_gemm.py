@@ -13,12 +13,13 @@ import nbconv.functional as F
 from nbconv.kernels.cpu import blas, conv, conv_gemm
 from tests import reference
 
-WINOGRAD_WORK = conv.WINOGRAD_WORK  # the real width threshold, before the fixture below lowers it
+WINOGRAD_RULE = conv.WINOGRAD_CHANNELS, conv.WINOGRAD_WORK  # the real thresholds, before the fixture
 
 
 @pytest.fixture(autouse=True)
 def winograd_on_small_images(monkeypatch):
-    """Let this file's small images take the Winograd path whenever they have the channels for it."""
+    """Let this file's small images with 16 or more channels take the Winograd path."""
+    monkeypatch.setattr(conv, "WINOGRAD_CHANNELS", 16)
     monkeypatch.setattr(conv, "WINOGRAD_WORK", 0)
 
 
@@ -39,7 +40,8 @@ CASES = [
 
 
 def _force(monkeypatch, algorithm):
-    """Run stride-1 convolutions through `algorithm` ('wide' or 'gemm'); 'auto' leaves the choice alone."""
+    """Run stride-1 convolutions through `algorithm` ('shift', 'wide' or 'gemm'); 'auto' leaves the choice
+    alone."""
     if algorithm == "auto":
         return
     choose = conv._algorithm
@@ -47,7 +49,7 @@ def _force(monkeypatch, algorithm):
     def forced(input_shape, weight, stride_h, stride_w, *rest):
         chosen = choose(input_shape, weight, stride_h, stride_w, *rest)
         unit_stride = stride_h == stride_w == 1
-        return algorithm if chosen in ("winograd", "wide", "gemm") and unit_stride else chosen
+        return algorithm if chosen in ("winograd", "shift", "wide", "gemm") and unit_stride else chosen
     monkeypatch.setattr(conv, "_algorithm", forced)
 
 
@@ -57,7 +59,7 @@ def _pair(value):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("cache_bytes", [1, conv_gemm.CACHE_BYTES])
-@pytest.mark.parametrize("algorithm", ["auto", "wide", "gemm"])
+@pytest.mark.parametrize("algorithm", ["auto", "shift", "wide", "gemm"])
 def test_conv2d_row_blocks_match_reference(case, cache_bytes, algorithm, monkeypatch, rng):
     monkeypatch.setattr(conv_gemm, "CACHE_BYTES", cache_bytes)
     _force(monkeypatch, algorithm)
@@ -81,11 +83,12 @@ def test_conv2d_row_blocks_match_reference(case, cache_bytes, algorithm, monkeyp
     np.testing.assert_allclose(grad_b, grad_y.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
-def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
+@pytest.mark.parametrize("channels", [3, 16])  # conv_wide, conv_shift
+def test_weight_gradient_does_not_depend_on_thread_count(channels, monkeypatch, rng):
     monkeypatch.setattr(conv_gemm, "CACHE_BYTES", 64)  # many tasks, so the chunks really split the sum
-    x = rng.standard_normal((7, 3, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    grad_y = rng.standard_normal((7, 4, 9, 9)).astype(np.float32)
+    x = rng.standard_normal((7, channels, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((channels + 1, channels, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((7, channels + 1, 9, 9)).astype(np.float32)
     before = numba.get_num_threads()
     try:
         results = []
@@ -135,17 +138,21 @@ def test_fallback_product_runs_the_kernels(tmp_path):
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
-def test_winograd_serves_3x3_stride_1_layers_with_enough_channels(rng, monkeypatch):
+def test_stride_1_layers_choose_winograd_shift_or_wide(rng, monkeypatch):
     weight = np.zeros((16, 16, 3, 3), np.float32)
-    assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"
-    monkeypatch.setattr(conv, "WINOGRAD_WORK", WINOGRAD_WORK)  # the real rule: channels x output width
-    assert conv._algorithm((2, 16, 28, 28), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"
-    assert conv._algorithm((2, 16, 14, 14), weight, 1, 1, 1, 1, 1, 1, 1) == "wide"
-    wider = np.zeros((32, 32, 3, 3), np.float32)
-    assert conv._algorithm((2, 32, 14, 14), wider, 1, 1, 1, 1, 1, 1, 1) == "winograd"
-    assert conv._algorithm((2, 32, 12, 12), wider, 1, 1, 0, 0, 1, 1, 1) == "wide"
-    assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 2, 2, 1) == "wide"       # dilated
+    assert conv._algorithm((2, 16, 8, 8), weight, 1, 1, 1, 1, 1, 1, 1) == "winograd"  # this file's thresholds
+    monkeypatch.setattr(conv, "WINOGRAD_CHANNELS", WINOGRAD_RULE[0])  # the real rule
+    monkeypatch.setattr(conv, "WINOGRAD_WORK", WINOGRAD_RULE[1])
+    assert conv._algorithm((2, 16, 56, 56), weight, 1, 1, 1, 1, 1, 1, 1) == "shift"     # too few channels
+    wide32, wide64 = np.zeros((32, 32, 3, 3), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    assert conv._algorithm((2, 32, 28, 28), wide32, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    assert conv._algorithm((2, 32, 14, 14), wide32, 1, 1, 1, 1, 1, 1, 1) == "shift"     # too narrow
+    assert conv._algorithm((2, 64, 14, 14), wide64, 1, 1, 1, 1, 1, 1, 1) == "winograd"
+    assert conv._algorithm((2, 64, 7, 7), wide64, 1, 1, 1, 1, 1, 1, 1) == "shift"
+    assert conv._algorithm((2, 32, 28, 28), wide32, 1, 1, 1, 1, 2, 2, 1) == "shift"     # dilated
     assert conv._algorithm((2, 8, 8, 8), weight[:, :8], 1, 1, 1, 1, 1, 1, 1) == "wide"  # too few channels
+    assert conv._algorithm((2, 32, 8, 8), wide32[:, :16], 1, 1, 1, 1, 1, 1, 2) == "shift"  # 16 a group
+    assert conv._algorithm((2, 16, 8, 8), weight[:, :8], 1, 1, 1, 1, 1, 1, 2) == "wide"   # 8 a group
     assert conv._algorithm((2, 16, 8, 8), weight, 2, 2, 1, 1, 1, 1, 1) == "gemm"       # strided
 
 

@@ -7,7 +7,10 @@ uninitialised buffers.
 Algorithms, each in its own module:
 - conv_winograd: 3x3 stride-1 layers with enough channels and width (WINOGRAD_CHANNELS, WINOGRAD_WORK),
   by Winograd's F(2x2, 3x3) (2.25x less arithmetic), forward and input gradient;
-- conv_wide: stride 1 (most layers), im2col over whole padded rows, then matrix products;
+- conv_shift: stride 1 with 16 or more channels per group in and out: one matrix product per window tap
+  over shifted views of the padded image, nothing unrolled; also the input gradients Winograd leaves and
+  the weight gradients of layers with at most SHIFT_WEIGHT_CHANNELS channels;
+- conv_wide: other stride-1 layers and weight gradients, im2col over whole padded rows, then matrix products;
 - conv_gemm: any stride, im2col over output rows, then matrix products; used for strides above 1 and
   for 1x1 convolutions, which need no unrolling;
 - conv_depthwise: depthwise 3x3 stride-1 layers, every tap unrolled;
@@ -24,17 +27,24 @@ from .conv_depthwise import (conv2d_backward_input_depthwise3x3, conv2d_backward
                              conv2d_forward_depthwise3x3)
 from .conv_direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .conv_gemm import conv2d_backward_input_gemm, conv2d_backward_weight_gemm, conv2d_forward_gemm
+from .conv_shift import (conv2d_backward_input_shift, conv2d_backward_weight_shift, conv2d_forward_shift,
+                         sum_tap_partials, weight_taps)
 from .conv_wide import conv2d_backward_input_wide, conv2d_backward_weight_wide, conv2d_forward_wide
 from .conv_winograd import conv2d_winograd, winograd_weights
 from .workspace import scratch
 
 _REDUCE = {"reassoc", "contract", "nsz"}
-# Winograd needs at least WINOGRAD_CHANNELS channels in and out, and min(channels) x output width of at
-# least WINOGRAD_WORK: its 16 products per block are min(C, D) deep and about OW/2 wide, and below that they
-# are too small for the transforms to pay (measured on 3x3 layers, forward + input gradient, Winograd against
-# the wide unrolling: 16 channels 1.25x at 56 wide, 1.03x at 28, 0.72x at 14; 32 channels 1.18x at 14).
-WINOGRAD_CHANNELS = 16
-WINOGRAD_WORK = 448
+# Stride-1 layers: Winograd where it pays, else conv_shift with enough channels, else conv_wide. Measured
+# (forward + input gradient, 3x3, alternating runs), Winograd against conv_shift: 64 channels 1.26x at 14
+# wide but 0.49x at 7; 48 channels 1.10x at 14; 32 channels 1.06x at 28 and 0.91x at 14; 16 channels
+# 0.86x at 56 and 0.72x at 28. Its 16 products per block are min(C, D) deep and about OW/2 wide.
+WINOGRAD_CHANNELS = 32
+WINOGRAD_WORK = 672  # min(C, D) x output width
+SHIFT_CHANNELS = 16  # conv_shift's products are this deep (channels per group, in and out); below, conv_wide
+# The weight gradient by conv_shift packs the image once per tap inside the BLAS, against one big product
+# for conv_wide: it wins up to 32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at
+# 32 and 56 wide), and loses from 48 (0.85-0.9x at 48-128).
+SHIFT_WEIGHT_CHANNELS = 32
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)
@@ -61,12 +71,25 @@ def _algorithm(input_shape, weight, stride_h, stride_w, padding_h, padding_w, di
     if weight.shape[2] == weight.shape[3] == 1 and stride_h == stride_w == 1 and padding_h == padding_w == 0:
         return "pointwise"  # conv_gemm reads the input itself as the unrolled matrix
     if stride_h == stride_w == 1:
-        channels, out_w = min(weight.shape[0], weight.shape[1]), input_shape[3] + 2 * padding_w - 2
+        channels, out_w = min(weight.shape[0] // groups, weight.shape[1]), input_shape[3] + 2 * padding_w - 2
         if (weight.shape[2] == weight.shape[3] == 3 and dilation_h == dilation_w == 1 and groups == 1
                 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK):
             return "winograd"
-        return "wide"
+        return "shift" if channels >= SHIFT_CHANNELS else "wide"
     return "gemm"
+
+
+def _shift_workspace(input_shape, weight, output_shape, padding_h, padding_w, dilation_w, dtype, chunks):
+    """conv_shift's buffers (taps, padded, wide): the filters tap by tap (KH*KW, D, C/groups), filled here,
+    and per parallel chunk (at most one per image) a padded image with its slack and the Wp-wide product."""
+    N, C, H, W = input_shape
+    D, Cg, KH, KW = weight.shape
+    padded_w = W + 2 * padding_w
+    chunks = max(1, min(N, chunks))
+    taps = scratch("taps", (KH * KW, D, Cg), dtype)
+    weight_taps(weight, taps)
+    return (taps, scratch("padded", (chunks, C * (H + 2 * padding_h) * padded_w + (KW - 1) * dilation_w), dtype),
+            scratch("wide", (chunks, D, output_shape[2] * padded_w), dtype))
 
 
 def _depthwise_planes(input_shape, dtype):
@@ -141,6 +164,10 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     with single_threaded():
         if algorithm == "winograd":
             _winograd(input, weight, bias, output, padding_h, padding_w, turned=False, max_chunks=chunks)
+        elif algorithm == "shift":
+            buffers = _shift_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_w,
+                                       input.dtype, chunks)
+            conv2d_forward_shift(input, buffers[0], bias, output, *buffers[1:], weight.shape[3], *args[2:])
         elif algorithm == "wide":
             buffers = _wide_workspace(input.shape, weight, output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, input.dtype, chunks, whole_images=False)
@@ -167,7 +194,12 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
         if algorithm == "winograd" and padding_h <= 2 and padding_w <= 2:  # a full correlation, padding 2 - p
             _winograd(grad_output, weight, np.empty(0, grad_output.dtype), grad_input, 2 - padding_h,
                       2 - padding_w, turned=True, max_chunks=chunks)
-        elif algorithm in ("winograd", "wide"):
+        elif algorithm in ("winograd", "shift"):  # Winograd layers have the channels conv_shift needs
+            buffers = _shift_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_w,
+                                       grad_output.dtype, chunks)
+            conv2d_backward_input_shift(grad_output, buffers[0], grad_input, *buffers[1:], weight.shape[3],
+                                        *args[2:])
+        elif algorithm == "wide":
             buffers = _wide_workspace(grad_input.shape, weight, grad_output.shape, padding_h, padding_w, dilation_h,
                                       dilation_w, grad_output.dtype, chunks, whole_images=True)
             conv2d_backward_input_wide(grad_output, weight, grad_input, *buffers, *args[2:])
@@ -188,7 +220,14 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
         return conv2d_backward_weight_direct(grad_output, input, grad_weight, *args)
     chunks = conv_gemm.WEIGHT_CHUNKS  # fixed, so the sum's order does not depend on the thread count
     with single_threaded():
-        if algorithm in ("winograd", "wide"):  # no Winograd for the weight gradient
+        channels = min(grad_weight.shape[0] // groups, grad_weight.shape[1])
+        if algorithm in ("winograd", "shift") and channels <= SHIFT_WEIGHT_CHANNELS:  # no Winograd for weights
+            taps, padded, wide = _shift_workspace(input.shape, grad_weight, grad_output.shape, padding_h, padding_w,
+                                                  dilation_w, input.dtype, chunks)
+            partial = scratch("partial", (padded.shape[0],) + taps.shape, grad_weight.dtype)
+            conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, grad_weight.shape[3], *args[2:])
+            sum_tap_partials(partial, grad_weight)
+        elif algorithm in ("winograd", "shift", "wide"):
             padded, col, wide = _wide_workspace(input.shape, grad_weight, grad_output.shape, padding_h, padding_w,
                                                 dilation_h, dilation_w, input.dtype, chunks, whole_images=False)
             partial = _partial_sums(col.shape[0], grad_weight, groups)

@@ -1,0 +1,138 @@
+"""Stride-1 convolution as one matrix product per window tap, over shifted views of the padded image.
+
+In the zero-padded image (C, Hp, Wp) laid out flat, tap (i, j) of the output rows, taken Wp wide as in
+conv_wide, reads for channel c the contiguous run that starts at c*Hp*Wp + i*dh*Wp + j*dw and is
+OH*Wp long. Those runs, one per channel, form a (C, OH*Wp) matrix whose rows lie Hp*Wp apart: a matrix the
+BLAS takes as it is (leading dimension Hp*Wp). So
+
+    output (D, OH*Wp) = sum over taps t of weight_t (D, C) @ shifted_t (C, OH*Wp)
+
+with no unrolled copy at all: conv_wide writes and reads back KH*KW times the image (9x for a 3x3), which
+costs as much as the product when there are 16-32 channels. The products are C deep, so this pays only
+with enough channels (conv.py picks it from SHIFT_CHANNELS). The input gradient adds weight_t.T @ the
+spread output gradient into the padded gradient at each tap's offset; the weight gradient of tap t is
+the spread output gradient times shifted_t transposed.
+
+Workspaces, one per parallel chunk, a whole image a task: padded (C*Hp*Wp + slack,), the slack being the
+(KW-1)*dw columns the last tap reads past the last row; wide (D, OH*Wp), the product before compaction or
+the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = weight[d, c, i, j].
+"""
+from numba import njit, prange
+
+from .blas import NO_TRANS, TRANS, address, gemm
+from .conv_wide import crop_image, pad_rows, spread_rows
+from .shared import chunk_bounds, fill_zero
+
+
+@njit(parallel=True, cache=True)
+def weight_taps(weight, taps):
+    """taps[i*KW + j, d, c] = weight[d, c, i, j]."""
+    D, Cg, KH, KW = weight.shape
+    for d in prange(D):
+        for c in range(Cg):
+            for i in range(KH):
+                for j in range(KW):
+                    taps[i * KW + j, d, c] = weight[d, c, i, j]
+
+
+@njit(cache=True, inline="always")
+def tap_offset(tap, kernel_w, padded_w, dilation_h, dilation_w):
+    """Where tap (i, j) starts reading in a padded channel: i*dh*Wp + j*dw."""
+    return (tap // kernel_w) * dilation_h * padded_w + (tap % kernel_w) * dilation_w
+
+
+@njit(parallel=True, cache=True)
+def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padding_h, padding_w, dilation_h,
+                         dilation_w, groups):
+    """output[n] = sum over taps of taps[t] @ shifted_t(input[n]) (+ bias), compacted from Wp to OW columns."""
+    N, C, H, W = input.shape
+    T, D, Cg = taps.shape
+    OH, OW = output.shape[2], output.shape[3]
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
+    has_bias = bias.shape[0] > 0
+    size = output.itemsize
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        image, product = padded[chunk], wide[chunk]
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            for g in range(groups):
+                for t in range(T):
+                    gemm(NO_TRANS, NO_TRANS, Dg, length, Cg, 1.0, address(taps, (t * D + g * Dg) * Cg), Cg,
+                         address(image, g * Cg * plane + tap_offset(t, kernel_w, padded_w, dilation_h, dilation_w)),
+                         plane, 0.0 if t == 0 else 1.0, address(product, g * Dg * length), length, size)
+            for d in range(D):
+                offset = bias[d] if has_bias else 0
+                for r in range(OH):
+                    source = product[d, r * padded_w:r * padded_w + OW]
+                    target = output[n, d, r]
+                    for q in range(OW):
+                        target[q] = source[q] + offset
+
+
+@njit(parallel=True, cache=True)
+def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, kernel_w, padding_h, padding_w,
+                                dilation_h, dilation_w, groups):
+    """grad_input[n] = crop(sum over taps of taps[t].T @ spread(grad_output[n]), each added at the tap's offset)."""
+    N, C, H, W = grad_input.shape
+    T, D, Cg = taps.shape
+    OH = grad_output.shape[2]
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
+    size = grad_output.itemsize
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        image, spread = padded[chunk], wide[chunk]
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            spread_rows(grad_output, spread, n, 0, OH, padded_w)
+            fill_zero(image)
+            for g in range(groups):
+                for t in range(T):
+                    gemm(TRANS, NO_TRANS, Cg, length, Dg, 1.0, address(taps, (t * D + g * Dg) * Cg), Cg,
+                         address(spread, g * Dg * length), length, 1.0,
+                         address(image, g * Cg * plane + tap_offset(t, kernel_w, padded_w, dilation_h, dilation_w)),
+                         plane, size)
+            crop_image(image, grad_input[n], padding_h, padding_w, padded_h, padded_w)
+
+
+@njit(parallel=True, cache=True)
+def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kernel_w, padding_h, padding_w,
+                                 dilation_h, dilation_w, groups):
+    """partial[chunk, t] (D, C/groups) = sum over the chunk's images of spread(grad_output[n]) @
+    shifted_t(input[n]).T, per group; sum_tap_partials adds the chunks in order."""
+    N, C, H, W = input.shape
+    chunks, T, D, Cg = partial.shape
+    OH = grad_output.shape[2]
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
+    size = input.itemsize
+    for chunk in prange(chunks):
+        image, spread, sums = padded[chunk], wide[chunk], partial[chunk]
+        first, last = chunk_bounds(chunk, chunks, N)
+        if first == last:
+            fill_zero(sums.reshape(T * D * Cg))
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            spread_rows(grad_output, spread, n, 0, OH, padded_w)
+            for g in range(groups):
+                for t in range(T):
+                    gemm(NO_TRANS, TRANS, Dg, Cg, length, 1.0, address(spread, g * Dg * length), length,
+                         address(image, g * Cg * plane + tap_offset(t, kernel_w, padded_w, dilation_h, dilation_w)),
+                         plane, 0.0 if n == first else 1.0, address(sums, (t * D + g * Dg) * Cg), Cg, size)
+
+
+@njit(parallel=True, cache=True)
+def sum_tap_partials(partial, grad_weight):
+    """grad_weight[d, c, i, j] = sum over chunks, in chunk order, of partial[chunk, i*KW + j, d, c]."""
+    chunks, T, D, Cg = partial.shape
+    KW = grad_weight.shape[3]
+    for d in prange(D):
+        for c in range(Cg):
+            for t in range(T):
+                total = partial[0, t, d, c]
+                for chunk in range(1, chunks):
+                    total += partial[chunk, t, d, c]
+                grad_weight[d, c, t // KW, t % KW] = total

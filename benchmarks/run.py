@@ -110,7 +110,8 @@ def main():
         layers.append((shape, forward, both))
         print(f"{shape.name}: forward {forward['gflops']:.1f} GFLOP/s ({forward['speed_vs_torch']:.2f}x torch), "
               f"fwd+bwd {both['gflops']:.1f} GFLOP/s ({both['speed_vs_torch']:.2f}x torch)", flush=True)
-    lenet = bench.lenet5_cases(repeat=max(args.repeat, 20), compare_torch=True)
+    networks = bench.lenet5_cases(repeat=max(args.repeat, 20), compare_torch=True)
+    networks += bench.medium_cases(repeat=max(args.repeat, 20), compare_torch=True)
     epoch = None if args.skip_epoch else epoch_comparison(args.mnist, args.epoch_pairs)
     compiling, first_step = compile_times(args.mnist)
     memory = json.loads(run([sys.executable, os.path.join(HERE, "memory.py"), args.mnist, "2"])[0])
@@ -128,8 +129,10 @@ def main():
         lines.append(f"| {shape.name} | {shape.describe()} | {forward['gflops']:.1f} | "
                      f"{100 * forward['gflops'] / sgemm:.0f}% | {forward['speed_vs_torch']:.2f}x | "
                      f"{both['gflops']:.1f} | {both['speed_vs_torch']:.2f}x |")
-    lines += ["", "## LeNet-5", "", "| case | nbconv | PyTorch | ratio |", "|---|---:|---:|---:|"]
-    for result in lenet:
+    lines += ["", "## LeNet-5 and a medium network", "",
+              f"The medium network is `{bench.MEDIUM_SPEC}` (the lecture's pattern with n=2, m=2, k=1).", "",
+              "| case | nbconv | PyTorch | ratio |", "|---|---:|---:|---:|"]
+    for result in networks:
         lines.append(f"| {result['case']} ({result['shape']}) | {result['images_per_s']:,.0f} img/s | "
                      f"{result['torch_images_per_s']:,.0f} img/s | {result['speed_vs_torch']:.2f}x |")
     if epoch:
@@ -147,7 +150,7 @@ def main():
               f"{memory['rss_mb_after_epoch']} MB (`benchmarks/memory.py`).", "",
               "![speed relative to PyTorch](speed.png)", ""]
     rows = [(f"{shape.name} fwd+bwd", both["speed_vs_torch"]) for shape, _, both in layers]
-    rows += [(result["case"], result["speed_vs_torch"]) for result in lenet]
+    rows += [(result["case"], result["speed_vs_torch"]) for result in networks]
     if epoch:
         rows.append(("lenet5 epoch (process)", epoch["speed_vs_torch"]))
     chart(rows, os.path.join(HERE, "speed.png"))

@@ -12,6 +12,7 @@ EXAMPLES = """
 \b
   nbconv bench --preset layers --compare torch      the issue's layer set, forward+backward
   nbconv bench --preset lenet5 --compare torch      LeNet-5 training step and inference
+  nbconv bench --preset medium --compare torch      a medium network (four 16-channel 3x3 convolutions)
   nbconv bench conv2d_forward --shape n=8,c=64,h=56,w=56,d=64,k=3,p=1
   nbconv bench relu max_pool2d linear --json
 """
@@ -44,6 +45,8 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
     results = []
     if preset == "lenet5":
         results += cases.lenet5_cases(device, max(repeat, 10), compare_torch)
+    if preset == "medium":
+        results += cases.medium_cases(device, max(repeat, 10), compare_torch)
     else:
         chosen = kernels or ("conv2d",)
         for kernel in chosen:

@@ -47,7 +47,7 @@ LAYER_SET = (
     ConvShape("pointwise-1x1", 16, 256, 28, 28, 64, 1),
     ConvShape("depthwise-3x3", 16, 128, 56, 56, 128, 3, p=1, g=128),
 )
-PRESETS = ("layers", "lenet5")
+PRESETS = ("layers", "lenet5", "medium")
 
 
 def parse_shape(text, name="custom"):
@@ -201,14 +201,27 @@ def simple_case(kernel, device="cpu", dtype=np.float32, repeat=20, n=64, c=16, s
             "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "gflops": flops / median / 1e9}
 
 
-def lenet5_cases(device="cpu", repeat=20, compare_torch=False):
-    """LeNet-5 training step (batch 64, SGD with momentum) and inference (batch 256), in images/s.
+MEDIUM_SPEC = "[[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10"  # the lecture's pattern, n=2, m=2, k=1
 
-    With compare_torch, nbconv and PyTorch are timed in alternating rounds (compare_rounds)."""
+
+def lenet5_cases(device="cpu", repeat=20, compare_torch=False):
+    """LeNet-5 training step (batch 64, SGD with momentum) and inference (batch 256), in images/s."""
+    return network_cases("lenet5", "lenet5", torch_lenet5, device, repeat, compare_torch)
+
+
+def medium_cases(device="cpu", repeat=20, compare_torch=False):
+    """A medium network (MEDIUM_SPEC: four 16-channel 3x3 convolutions): training step and inference."""
+    return network_cases("medium", MEDIUM_SPEC, torch_medium, device, repeat, compare_torch)
+
+
+def network_cases(name, spec, torch_builder, device="cpu", repeat=20, compare_torch=False):
+    """A model's training step (batch 64, SGD with momentum) and inference (batch 256) on 1x28x28 inputs, in
+    images/s. With compare_torch, nbconv and PyTorch (the same network from torch_builder) are timed in
+    alternating rounds (compare_rounds)."""
     from . import models
     from .train import TrainConfig, make_optimizer
     rng = np.random.default_rng(0)
-    model = models.build("lenet5", seed=0).to(device)
+    model = models.build(spec, seed=0).to(device)
     optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
     x64 = backend.transfer(rng.standard_normal((64, 1, 28, 28)).astype(np.float32), device)
     labels = backend.transfer(rng.integers(0, 10, 64), device)
@@ -225,13 +238,13 @@ def lenet5_cases(device="cpu", repeat=20, compare_torch=False):
         model.forward(x256)
 
     torch = torch_module() if compare_torch and device == "cpu" else None
-    theirs = torch_lenet5_functions(torch) if torch is not None else (None, None)
+    theirs = torch_network_functions(torch, torch_builder(torch)) if torch is not None else (None, None)
     results = []
-    for case, function, torch_function, batch in (("lenet5-train-step", step, theirs[0], 64),
-                                                  ("lenet5-inference", infer, theirs[1], 256)):
+    for case, function, torch_function, batch in ((f"{name}-train-step", step, theirs[0], 64),
+                                                  (f"{name}-inference", infer, theirs[1], 256)):
         (median, low, high), compared = compare_rounds(function, torch_function, repeat,
                                                        synchronize=_synchronize(device))
-        result = {"kernel": "lenet5", "case": case, "shape": f"batch {batch}", "device": device, "dtype": "float32",
+        result = {"kernel": name, "case": case, "shape": f"batch {batch}", "device": device, "dtype": "float32",
                   "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "images_per_s": batch / median}
         if compared is not None:
             result.update({"torch_ms": compared[0] * 1e3, "torch_images_per_s": batch / compared[0],
@@ -247,9 +260,16 @@ def torch_lenet5(torch):
                          nn.Linear(84, 10))
 
 
-def torch_lenet5_functions(torch):
-    """PyTorch's LeNet-5 training step (batch 64) and inference (batch 256), as functions to time."""
-    model = torch_lenet5(torch)
+def torch_medium(torch):
+    """MEDIUM_SPEC in PyTorch."""
+    nn = torch.nn
+    convs = [layer for c in (1, 16, 16, 16) for layer in (nn.Conv2d(c, 16, 3, padding=1), nn.ReLU())]
+    return nn.Sequential(*convs[:4], nn.MaxPool2d(2), *convs[4:], nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(16 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def torch_network_functions(torch, model):
+    """PyTorch's training step (batch 64) and inference (batch 256) of `model`, as functions to time."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x64, labels = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     x256 = torch.randn(256, 1, 28, 28)

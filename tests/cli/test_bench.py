@@ -41,6 +41,21 @@ def test_lenet5_preset_runs():
     assert all(r["images_per_s"] > 0 for r in results)
 
 
+def test_medium_preset_runs_from_the_cli():
+    result = CliRunner().invoke(app, ["bench", "--preset", "medium", "--repeat", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"medium-train-step"' in result.output and '"medium-inference"' in result.output
+
+
+def test_torch_twins_have_the_same_parameter_shapes():
+    torch = pytest.importorskip("torch")
+    from nbconv import models
+    for spec, builder in (("lenet5", bench.torch_lenet5), (bench.MEDIUM_SPEC, bench.torch_medium)):
+        ours = [p.shape for p in models.build(spec).parameters()]
+        theirs = [tuple(p.shape) for p in builder(torch).parameters()]
+        assert ours == theirs, spec
+
+
 def test_compare_torch_adds_ratio_when_torch_is_installed():
     pytest.importorskip("torch")
     result = bench.conv_case(bench.parse_shape(TINY), "conv2d", repeat=1, compare_torch=True)

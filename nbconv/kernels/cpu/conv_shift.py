@@ -20,7 +20,7 @@ the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = 
 from numba import njit, prange
 
 from .blas import NO_TRANS, TRANS, address, gemm
-from .conv_wide import crop_image, pad_rows, spread_rows
+from .conv_wide import compact_rows, crop_image, pad_rows, spread_rows
 from .shared import chunk_bounds, fill_zero
 
 
@@ -47,10 +47,9 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
     """output[n] = sum over taps of taps[t] @ shifted_t(input[n]) (+ bias), compacted from Wp to OW columns."""
     N, C, H, W = input.shape
     T, D, Cg = taps.shape
-    OH, OW = output.shape[2], output.shape[3]
+    OH = output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
-    has_bias = bias.shape[0] > 0
     size = output.itemsize
     chunks = padded.shape[0]
     for chunk in prange(chunks):
@@ -63,13 +62,7 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
                     gemm(NO_TRANS, NO_TRANS, Dg, length, Cg, 1.0, address(taps, (t * D + g * Dg) * Cg), Cg,
                          address(image, g * Cg * plane + tap_offset(t, kernel_w, padded_w, dilation_h, dilation_w)),
                          plane, 0.0 if t == 0 else 1.0, address(product, g * Dg * length), length, size)
-            for d in range(D):
-                offset = bias[d] if has_bias else 0
-                for r in range(OH):
-                    source = product[d, r * padded_w:r * padded_w + OW]
-                    target = output[n, d, r]
-                    for q in range(OW):
-                        target[q] = source[q] + offset
+            compact_rows(product, output, n, 0, OH, padded_w, bias)
 
 
 @njit(parallel=True, cache=True)

@@ -79,6 +79,21 @@ def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                     target[q] += source[q]
 
 
+@njit(cache=True, inline="always")
+def compact_rows(product, output, n, oh0, rows, padded_w, bias):
+    """output[n, d, oh0 + r] = product[d, r*Wp : r*Wp + OW] + bias[d] (no bias when bias is empty): the
+    rows of a Wp-wide product without their extra columns."""
+    D, OW = output.shape[1], output.shape[3]
+    has_bias = bias.shape[0] > 0
+    for d in range(D):
+        offset = bias[d] if has_bias else 0
+        for r in range(rows):
+            source = product[d, r * padded_w:r * padded_w + OW]
+            target = output[n, d, oh0 + r]
+            for q in range(OW):
+                target[q] = source[q] + offset
+
+
 @njit(cache=True)
 def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
     """wide[d, r*Wp + x] = grad_output[n, d, oh0 + r, x] for x < OW, zero for OW <= x < Wp."""
@@ -113,12 +128,11 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
     """output[n, :, rows] = weight @ wide-im2col(input[n], rows) (+ bias), compacted from Wp to OW columns."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
-    OH, OW = output.shape[2], output.shape[3]
+    OH = output.shape[2]
     padded_w = W + 2 * padding_w
     depth, Dg = Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
     blocks = (OH + block_rows - 1) // block_rows
-    has_bias = bias.shape[0] > 0
     size = output.itemsize
     for chunk in prange(chunks):
         slab, buffer, product = padded[chunk], col[chunk], wide[chunk]
@@ -130,13 +144,7 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
                 gemm(NO_TRANS, NO_TRANS, Dg, rows * padded_w, depth, 1.0, address(weight, g * Dg * depth), depth,
                      address(buffer, g * depth * buffer.shape[1]), buffer.shape[1], 0.0,
                      address(product, g * Dg * product.shape[1]), product.shape[1], size)
-            for d in range(D):
-                offset = bias[d] if has_bias else 0
-                for r in range(rows):
-                    source = product[d, r * padded_w:r * padded_w + OW]
-                    target = output[n, d, oh0 + r]
-                    for q in range(OW):
-                        target[q] = source[q] + offset
+            compact_rows(product, output, n, oh0, rows, padded_w, bias)
 
 
 @njit(parallel=True, cache=True)

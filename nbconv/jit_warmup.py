@@ -18,7 +18,7 @@ import numpy as np
 from . import models
 
 WAIT_SECONDS = 300
-HELPER_KINDS = ("conv", "conv-gemm", "local", "maxpool", "avgpool", "gap")  # about half of a step's compile time
+HELPER_KINDS = ("conv", "conv-shift", "conv-gemm", "local", "maxpool", "avgpool", "gap")  # ~half a step's compiling
 
 
 def cache_is_cold():
@@ -32,18 +32,32 @@ def cache_is_cold():
         return False
 
 
-def layer_kinds(spec):
-    """The backward-kernel families a model spec needs: 'conv' (stride 1), 'conv-gemm' (strided or 1x1),
-    'local', 'maxpool', 'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
-    kinds = set()
+def layer_kinds(spec, in_channels=1):
+    """The backward-kernel families a model spec needs: 'conv' (stride 1, unrolled), 'conv-shift' (stride 1
+    with 16+ channels a group, see kernels/cpu/conv.py), 'conv-gemm' (strided or 1x1), 'local', 'maxpool',
+    'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
+    from .kernels.cpu import conv
+    kinds, channels = set(), in_channels
     for token in models.expand(models.resolve_spec(spec)):
         for kind, pattern in models._PATTERNS.items():
             match = pattern.match(token)
             if match and kind in ("conv", "conv1d"):
                 size, stride = match.group(2), match.group(3)
-                kinds.add("conv-gemm" if stride not in (None, "1", "1x1") or size in ("1", "1x1") else "conv")
+                out, groups = int(match.group(1)), int(match.group(6) or 1)
+                per_group = min(channels // groups, out // groups)
+                if stride not in (None, "1", "1x1") or size in ("1", "1x1"):
+                    kinds.add("conv-gemm")
+                elif kind == "conv" and per_group >= conv.SHIFT_CHANNELS:
+                    kinds.add("conv-shift")
+                    if per_group > conv.SHIFT_WEIGHT_CHANNELS:
+                        kinds.add("conv")  # its weight gradient unrolls
+                else:
+                    kinds.add("conv")
+                channels = out
             elif match:
                 kinds.add(kind)
+                if kind == "local":
+                    channels = int(match.group(1))
             if match:
                 break
         else:
@@ -102,6 +116,9 @@ def compile_backward(kinds, dtype=np.float32):
     for kind, stride, side in (("conv", 1, 4), ("conv-gemm", 2, 2)):
         if kind in kinds:
             F.conv2d_backward(np.ones((2, 2, side, side), dtype), x, w, stride=stride)
+    if "conv-shift" in kinds:  # 16 channels: conv_shift's input and weight gradients
+        F.conv2d_backward(np.ones((2, 16, 4, 4), dtype), rng.standard_normal((2, 16, 6, 6)).astype(dtype),
+                          rng.standard_normal((16, 16, 3, 3)).astype(dtype))
     if "local" in kinds:
         F.local_conv2d_backward(np.ones((2, 2, 4, 4), dtype), x, np.ones((4, 4, 2, 2, 3, 3), dtype))
     if "maxpool" in kinds:

@@ -16,6 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("lenet1", ["avgpool", "conv", "fc", "flatten", "tanh"]),
     ("conv16k3s2,relu,conv1d4k3,gap,fc2", ["conv", "conv-gemm", "fc", "gap", "relu"]),
     ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,fc10", ["conv-gemm", "dropout", "fc", "local", "lrelu", "sigmoid"]),
+    ("pattern:n=2,m=2,k=1", ["conv", "conv-shift", "fc", "maxpool", "relu"]),  # 1->16, then 16 and 32 channels
+    ("conv64k3,conv64k3p1,conv64k3g4", ["conv", "conv-shift"]),  # 64 channels: the weight gradient unrolls
+    ("conv32k3,conv32k3g4", ["conv"]),                           # 8 channels a group: unrolled
+    ("conv32k3,conv32k3g2", ["conv", "conv-shift"]),             # 16 a group
 ])
 def test_layer_kinds_name_the_backward_kernels_a_model_needs(spec, kinds):
     assert jit_warmup.layer_kinds(spec) == kinds

@@ -491,6 +491,113 @@ def local_conv2d_backward(grad_output, input, weight, stride=1, padding=0):
     return grad_input, grad_weight, grad_bias
 
 
+# ----------------------------------------------------------------------------- joining branches
+
+__all__ += ["add", "add_", "cat", "cat_backward"]
+
+
+def add(input, other):
+    """input + other, element-wise, for arrays of one shape, dtype and backend (a residual sum). Its
+    gradient reaches both operands unchanged, so there is no add_backward."""
+    return _elementwise("add_forward", input=input, other=other)
+
+
+def add_(input, other):
+    """input += other in place (input must be C-contiguous); returns input. A residual sum without a new array."""
+    where, dtype, a = checks.arrays(input=input, other=other)
+    if a["input"] is not input:
+        raise ValueError("input must be C-contiguous to be added to in place; use add() for a new array")
+    checks.shape("other", a["other"], tuple(input.shape))
+    flat_input = backend.flat(input)
+    backend.kernels(where).add_forward(flat_input, backend.flat(a["other"]), flat_input)
+    return input
+
+
+def _cat_dim(dim, ndim, name="dim"):
+    """dim (negative counts from the end, as in PyTorch) as an axis in [0, ndim)."""
+    dim = checks.integer(name, dim, -ndim)
+    if dim >= ndim:
+        raise ValueError(f"{name} must lie in [{-ndim}, {ndim}) for {ndim}-D arrays, got {dim}")
+    return dim % ndim
+
+
+def _folded(array, dim, extent):
+    """(outer, extent, inner) view of a contiguous array joined along `dim`."""
+    shape = tuple(array.shape)
+    outer = int(np.prod(shape[:dim], dtype=np.int64))
+    inner = int(np.prod(shape[dim + 1:], dtype=np.int64))
+    return array.reshape((outer, extent, inner))
+
+
+def cat(inputs, dim=1):
+    """Concatenate arrays along `dim` (default 1: channels of (N, C, H, W)), like torch.cat.
+
+    inputs: a list or tuple of arrays of one dtype and backend whose shapes agree except along dim.
+    Returns a new array; cat_backward(grad_output, [x.shape[dim] for x in inputs], dim) splits a gradient.
+    """
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise TypeError(f"inputs must be a non-empty list or tuple of arrays, got {type(inputs).__name__}"
+                        + (" (empty)" if isinstance(inputs, (list, tuple)) else ""))
+    where, dtype, a = checks.arrays(**{f"inputs[{k}]": array for k, array in enumerate(inputs)})
+    if len(a) != len(inputs):
+        raise TypeError("inputs must not hold None")
+    arrays = list(a.values())
+    first = tuple(arrays[0].shape)
+    if not first:
+        raise ValueError("inputs must be at least 1-D to be concatenated, got 0-D arrays")
+    dim = _cat_dim(dim, len(first))
+    for k, array in enumerate(arrays):
+        shape = tuple(array.shape)
+        if len(shape) != len(first) or shape[:dim] != first[:dim] or shape[dim + 1:] != first[dim + 1:]:
+            raise ValueError(f"inputs must have equal shapes except along dim={dim}: inputs[0] has shape {first}, "
+                             f"inputs[{k}] has {shape}")
+    total = sum(int(array.shape[dim]) for array in arrays)
+    output = backend.empty(first[:dim] + (total,) + first[dim + 1:], dtype, where)
+    folded_output = _folded(output, dim, total)
+    kernel = backend.kernels(where).cat_forward
+    offset = 0
+    for array in arrays:
+        extent = int(array.shape[dim])
+        if extent and array.size:
+            kernel(_folded(array, dim, extent), folded_output, offset)
+        offset += extent
+    return output
+
+
+def cat_backward(grad_output, sizes, dim=1):
+    """Split the gradient of cat into one gradient per input: sizes are the inputs' extents along dim.
+
+    Where a piece is already contiguous in grad_output (every axis before dim has size 1) it is returned
+    as a view rather than a copy.
+    """
+    where, dtype, a = checks.arrays(grad_output=grad_output)
+    grad_y = a["grad_output"]
+    shape = tuple(grad_y.shape)
+    if not shape:
+        raise ValueError("grad_output must be at least 1-D, got a 0-D array")
+    dim = _cat_dim(dim, len(shape))
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        raise TypeError(f"sizes must be a non-empty list or tuple of ints, got {sizes!r}")
+    sizes = [checks.integer(f"sizes[{k}]", size, 0) for k, size in enumerate(sizes)]
+    if sum(sizes) != shape[dim]:
+        raise ValueError(f"sizes must add up to grad_output's extent along dim={dim} ({shape[dim]}), "
+                         f"got {sizes} (sum {sum(sizes)})")
+    folded = _folded(grad_y, dim, shape[dim])
+    kernel = backend.kernels(where).cat_backward
+    grads, offset = [], 0
+    for extent in sizes:
+        piece_shape = shape[:dim] + (extent,) + shape[dim + 1:]
+        if folded.shape[0] == 1:
+            grads.append(folded[:, offset:offset + extent, :].reshape(piece_shape))
+        else:
+            grad = backend.empty(piece_shape, dtype, where)
+            if grad.size:
+                kernel(folded, _folded(grad, dim, extent), offset)
+            grads.append(grad)
+        offset += extent
+    return grads
+
+
 # ----------------------------------------------------------------------------- loss and dropout
 
 def softmax_cross_entropy(logits, labels):

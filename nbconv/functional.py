@@ -813,6 +813,11 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
 def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
     """Gradient of adaptive_max_pool2d w.r.t. its input; indices: the forward's, to avoid recomputing them
     (each a position inside its input plane, 0 <= index < H * W)."""
+    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, True)
+
+
+def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, check_indices):
+    """adaptive_max_pool2d_backward; check_indices=False trusts indices made by adaptive_max_pool2d."""
     where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
     shape = _adaptive_geometry(x, output_size)
     checks.shape("grad_output", grad_y, shape)
@@ -827,7 +832,7 @@ def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
         if tuple(indices.shape) not in (shape, shape[1:] if squeeze else None):
             raise ValueError(f"indices must have the pooled output's shape {shape}, got {tuple(indices.shape)}")
         indices = backend.contiguous(indices).reshape(shape)
-        if indices.size:  # the CPU kernel writes at these positions unchecked
+        if check_indices and indices.size:  # the CPU kernel writes at these positions unchecked
             values = backend.to_host(indices)
             plane = x.shape[2] * x.shape[3]
             if values.min() < 0 or values.max() >= plane:

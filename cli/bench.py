@@ -13,6 +13,7 @@ EXAMPLES = """
   nbconv bench --preset layers --compare torch      the issue's layer set, forward+backward
   nbconv bench --preset lenet5 --compare torch      LeNet-5 training step and inference
   nbconv bench --preset medium --compare torch      a medium network (four 16-channel 3x3 convolutions)
+  nbconv bench --preset batchnorm --compare torch   batch norm forward+backward (training) on ResNet shapes
   nbconv bench conv2d_forward --shape n=8,c=64,h=56,w=56,d=64,k=3,p=1
   nbconv bench relu max_pool2d linear --json
 """
@@ -47,6 +48,9 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
         results += cases.lenet5_cases(device, max(repeat, 10), compare_torch)
     if preset == "medium":
         results += cases.medium_cases(device, max(repeat, 10), compare_torch)
+    elif preset == "batchnorm":
+        results += [cases.batch_norm_case(shape, device, np.dtype(dtype), repeat, compare_torch)
+                    for shape in cases.BATCH_NORM_SET]
     else:
         chosen = kernels or ("conv2d",)
         for kernel in chosen:

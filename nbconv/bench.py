@@ -47,7 +47,7 @@ LAYER_SET = (
     ConvShape("pointwise-1x1", 16, 256, 28, 28, 64, 1),
     ConvShape("depthwise-3x3", 16, 128, 56, 56, 128, 3, p=1, g=128),
 )
-PRESETS = ("layers", "lenet5", "medium")
+PRESETS = ("layers", "lenet5", "medium", "batchnorm")
 
 
 def parse_shape(text, name="custom"):
@@ -285,3 +285,42 @@ def torch_network_functions(torch, model):
             model(x256)
 
     return step, infer
+
+
+BATCH_NORM_SET = ((8, 64, 56, 56), (128, 16, 32, 32))  # a ResNet-18 stage-1 and a CIFAR ResNet block input
+
+
+def batch_norm_case(shape, device="cpu", dtype=np.float32, repeat=10, compare_torch=False):
+    """Time batch norm forward + backward in training mode (batch statistics, running updates, the full
+    input gradient and the weight and bias gradients) on an (N, C, H, W) shape; with compare_torch,
+    against torch.nn.functional.batch_norm + autograd in alternating rounds."""
+    rng = np.random.default_rng(0)
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    grad_y = rng.standard_normal(shape).astype(dtype)
+    running_mean, running_var = np.zeros(c, dtype), np.ones(c, dtype)
+    weight, bias = np.ones(c, dtype), np.zeros(c, dtype)
+    arrays = [backend.transfer(a, device) for a in (x, grad_y, running_mean, running_var, weight, bias)]
+    x_d, g_d, mean_d, var_d, weight_d, bias_d = arrays
+
+    def ours():
+        _, stats = F.batch_norm(x_d, mean_d, var_d, weight_d, bias_d, training=True, return_stats=True)
+        F.batch_norm_backward(g_d, x_d, mean_d, var_d, weight_d, bias_d, training=True, stats=stats)
+
+    torch = torch_module() if compare_torch and device == "cpu" else None
+    theirs = None
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, weight, bias))
+        t_mean, t_var, tg = torch.from_numpy(running_mean.copy()), torch.from_numpy(running_var.copy()), \
+            torch.from_numpy(grad_y)
+
+        def theirs():
+            y = torch.nn.functional.batch_norm(tx, t_mean, t_var, tw, tb, training=True)
+            torch.autograd.grad(y, (tx, tw, tb), tg)
+
+    (median, low, high), compared = compare_rounds(ours, theirs, repeat, synchronize=_synchronize(device))
+    result = {"kernel": "batch_norm", "case": f"bn-{n}x{c}x{h}x{w}", "shape": f"{n}x{c}x{h}x{w}", "device": device,
+              "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3}
+    if compared is not None:
+        result.update({"torch_ms": compared[0] * 1e3, "speed_vs_torch": compared[1]})
+    return result

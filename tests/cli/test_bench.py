@@ -60,3 +60,13 @@ def test_compare_torch_adds_ratio_when_torch_is_installed():
     pytest.importorskip("torch")
     result = bench.conv_case(bench.parse_shape(TINY), "conv2d", repeat=1, compare_torch=True)
     assert result["speed_vs_torch"] > 0 and result["torch_ms"] > 0
+
+
+def test_batch_norm_case_times_forward_and_backward(monkeypatch):
+    result = bench.batch_norm_case((2, 3, 5, 4), repeat=1, compare_torch=False)
+    assert result["case"] == "bn-2x3x5x4" and result["kernel"] == "batch_norm"
+    assert 0 < result["min_ms"] <= result["median_ms"] <= result["max_ms"]
+    monkeypatch.setattr(bench, "BATCH_NORM_SET", ((2, 3, 4, 4),))
+    output = CliRunner().invoke(app, ["bench", "--preset", "batchnorm", "--repeat", "1", "--json", "--device", "cpu"])
+    assert output.exit_code == 0, output.output
+    assert [r["case"] for r in json.loads(output.output)["results"]] == ["bn-2x3x4x4"]

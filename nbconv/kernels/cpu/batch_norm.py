@@ -13,7 +13,7 @@ from numba import njit, prange
 _REDUCE = {"reassoc", "contract", "nsz"}  # lets the sums vectorise (their order does not matter here)
 
 
-@njit(cache=True, inline="always", fastmath=_REDUCE)
+@njit(cache=True, fastmath=_REDUCE)  # not inlined by Numba, which would drop these flags (LLVM still may)
 def channel_mean_and_variance(input, c):
     """(mean, biased variance) of input[:, c, :], in two passes (no cancellation from sum of squares)."""
     N, S = input.shape[0], input.shape[2]
@@ -50,14 +50,14 @@ def channel_statistics(input, running_mean, running_var, mean, invstd, c, moment
     return channel_mean, channel_invstd
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def batch_norm_stats(input, running_mean, running_var, mean, invstd, momentum, eps, training):
     """mean, invstd (C,) as batch_norm_forward would use them; running statistics updated as it would."""
     for c in prange(input.shape[1]):
         channel_statistics(input, running_mean, running_var, mean, invstd, c, momentum, eps, training)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def batch_norm_forward(input, weight, bias, running_mean, running_var, output, mean, invstd, momentum, eps,
                        training):
     """output = (input - mean) * invstd * weight + bias per channel; mean and invstd (C,) written with the

@@ -502,13 +502,22 @@ def add(input, other):
     return _elementwise("add_forward", input=input, other=other)
 
 
+def _writable_in_place(name, array, purpose):
+    """`array` itself (a Numba view of it for other device arrays) to be written in place; it must be
+    C-contiguous, since a contiguous copy would take the writes instead."""
+    target = array if isinstance(array, np.ndarray) else backend.as_device_array(array)
+    contiguous = target.flags.c_contiguous if isinstance(target, np.ndarray) else target.is_c_contiguous()
+    if not contiguous:
+        raise ValueError(f"{name} must be a C-contiguous array ({purpose})")
+    return target
+
+
 def add_(input, other):
     """input += other in place (input must be C-contiguous); returns input. A residual sum without a new array."""
     where, dtype, a = checks.arrays(input=input, other=other)
-    if a["input"] is not input:
-        raise ValueError("input must be C-contiguous to be added to in place; use add() for a new array")
+    target = _writable_in_place("input", input, "it is added to in place; use add() for a new array")
     checks.shape("other", a["other"], tuple(input.shape))
-    flat_input = backend.flat(input)
+    flat_input = backend.flat(target)
     backend.kernels(where).add_forward(flat_input, backend.flat(a["other"]), flat_input)
     return input
 
@@ -669,8 +678,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError("running_mean and running_var are needed when training=False")
     _check_values_per_channel(x, training)
     for name, given in (("running_mean", running_mean), ("running_var", running_var)):
-        if given is not None and a[name] is not given:
-            raise ValueError(f"{name} must be a C-contiguous array (it is updated in place)")
+        if given is not None:
+            a[name] = _writable_in_place(name, given, "it is updated in place")
     C = x.shape[1]
     empty = _empty_channels(dtype, where)
     output = backend.empty(x.shape, dtype, where)

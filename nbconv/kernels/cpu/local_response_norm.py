@@ -4,6 +4,8 @@ Shapes: input, output (N, C, S), S the positions per channel. With the channel w
 [c - size // 2, c + (size - 1) // 2] clipped to [0, C) (zero padding), denominator
 d[c] = k + alpha / size * sum over the window of input**2, and output = input * d ** -beta.
 """
+import math
+
 import numpy as np
 
 from numba import njit, prange
@@ -21,6 +23,17 @@ def window_square_sums(input, sums, n, c, size):
             sums[s] += row[s] * row[s]
 
 
+@njit(cache=True, inline="always")
+def inverse_power(value, beta):
+    """value ** -beta, through square roots for the usual beta = 0.75 and 0.5 (pow is several times slower)."""
+    if beta == 0.75:
+        root = math.sqrt(value)
+        return 1.0 / (root * math.sqrt(root))
+    if beta == 0.5:
+        return 1.0 / math.sqrt(value)
+    return value ** -beta
+
+
 @njit(parallel=True, cache=True)
 def local_response_norm_forward(input, output, size, alpha, beta, k):
     """output = input * (k + alpha / size * window sum of squares) ** -beta."""
@@ -31,7 +44,7 @@ def local_response_norm_forward(input, output, size, alpha, beta, k):
         target, row = output[n, c], input[n, c]
         window_square_sums(input, target, n, c, size)  # the output row holds the sums until overwritten
         for s in range(S):
-            target[s] = row[s] * (k + scale * target[s]) ** -beta
+            target[s] = row[s] * inverse_power(k + scale * target[s], beta)
 
 
 @njit(parallel=True, cache=True)
@@ -48,8 +61,9 @@ def local_response_norm_backward(grad_output, input, grad_input, size, alpha, be
         window_square_sums(input, share, n, c, size)
         for s in range(S):
             denominator = k + scale * share[s]
-            power = denominator ** (-beta - 1.0)
-            target[s] = grad_row[s] * power * denominator
+            power = inverse_power(denominator, beta)  # d ** -beta
+            target[s] = grad_row[s] * power
+            power /= denominator  # d ** (-beta - 1)
             share[s] = grad_row[s] * row[s] * power
     factor = 2.0 * scale * beta
     for task in prange(N * C):

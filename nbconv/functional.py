@@ -194,7 +194,7 @@ def _conv1d_views(input, weight, grad_output=None):
     if grad_output is not None:
         grad_y = a["grad_output"]
         checks.ndim("grad_output", grad_y, (x.ndim - (1 if squeeze else 0),), "like conv1d's output")
-        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[-2], 1, grad_y.shape[-1]))
+        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[grad_y.ndim - 2], 1, grad_y.shape[grad_y.ndim - 1]))
         views.append(grad_y)
     return views, squeeze
 

@@ -227,7 +227,7 @@ def compile_launch(dispatcher, launch, cc):
         return build
     gpu = GPUS.get(tuple(cc))
     if gpu is not None:
-        result = theoretical_occupancy(threads, build.registers, build.shared_bytes, gpu)
+        result = theoretical_occupancy(threads, build.registers, gpu.kernel_shared_bytes(build.shared_bytes), gpu)
         build.occupancy, build.blocks_per_sm, build.limited_by = result.occupancy, result.blocks, result.limited_by
     return build
 
@@ -288,7 +288,7 @@ def run(ccs=COMPUTE_CAPABILITIES, env=None, timeout=1800):
 def table(builds, cc=(9, 0)):
     """A markdown table of the builds for one compute capability (occupancy on that cc's GPU)."""
     gpu = GPUS[tuple(cc)]
-    lines = [f"| launcher | kernel | dtype | threads/block | registers | spill st/ld (B) | static smem (B) | "
+    lines = [f"| launcher | kernel | dtype | threads/block | registers | spill st/ld (B) | shared (B, cubin) | "
              f"blocks/SM | occupancy on {gpu.name} | limited by |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for build in builds:

@@ -20,12 +20,20 @@ class GPULimits:
     max_registers_per_thread: int
     shared_bytes_per_sm: int
     shared_allocation_unit: int
-    reserved_shared_bytes_per_block: int  # the runtime's own, on every block (compute capability >= 8.0)
+    reserved_shared_bytes_per_block: int  # the system's own, on every block (compute capability >= 8.0)
+    reservation_in_cubin: bool  # whether ptxas counts that reservation in a kernel's shared memory (sm_90 does)
     warp_size: int = 32
 
+    def kernel_shared_bytes(self, cubin_shared_bytes):
+        """The shared memory a kernel declares, from the size its cubin gives (which on sm_90 starts with
+        the system's reservation whenever the kernel uses shared memory at all)."""
+        if self.reservation_in_cubin and cubin_shared_bytes >= self.reserved_shared_bytes_per_block:
+            return cubin_shared_bytes - self.reserved_shared_bytes_per_block
+        return cubin_shared_bytes
 
-H100 = GPULimits("H100 (sm_90)", 2048, 64, 32, 65536, 256, 255, 228 * 1024, 128, 1024)
-A100 = GPULimits("A100 (sm_80)", 2048, 64, 32, 65536, 256, 255, 164 * 1024, 128, 1024)
+
+H100 = GPULimits("H100 (sm_90)", 2048, 64, 32, 65536, 256, 255, 228 * 1024, 128, 1024, True)
+A100 = GPULimits("A100 (sm_80)", 2048, 64, 32, 65536, 256, 255, 164 * 1024, 128, 1024, False)
 GPUS = {(9, 0): H100, (8, 0): A100}
 
 
@@ -43,7 +51,8 @@ def _round_up(value, unit):
 
 def theoretical_occupancy(threads_per_block, registers_per_thread, shared_bytes_per_block, gpu=H100):
     """Occupancy of a kernel launched with `threads_per_block` threads, using `registers_per_thread`
-    registers and `shared_bytes_per_block` bytes of shared memory (static plus dynamic) per block."""
+    registers and `shared_bytes_per_block` bytes of its own shared memory (static plus dynamic) per block;
+    the system's reservation per block is added here."""
     if not 1 <= threads_per_block <= 1024:
         raise ValueError(f"threads_per_block must lie in [1, 1024], got {threads_per_block}")
     if registers_per_thread > gpu.max_registers_per_thread:

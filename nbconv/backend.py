@@ -79,20 +79,23 @@ def resolve(device=None):
 
 
 _cpu_kernels = None
+_cuda_kernels = None
 
 
 def kernels(backend):
     """The kernel module for 'cpu' or 'cuda'."""
-    global _cpu_kernels
+    global _cpu_kernels, _cuda_kernels
     if backend == "cpu":
         if _cpu_kernels is None:  # imported on first use (it compiles or loads kernels), then kept
             from .kernels import cpu
             _cpu_kernels = cpu
         return _cpu_kernels
     if backend == "cuda":
-        resolve("cuda")
-        from .kernels import cuda as cuda_kernels
-        return cuda_kernels
+        if _cuda_kernels is None:  # checked usable once (every launch comes through here), then kept
+            resolve("cuda")
+            from .kernels import cuda as cuda_kernels
+            _cuda_kernels = cuda_kernels
+        return _cuda_kernels
     raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
 
 

@@ -22,6 +22,10 @@ def arrays(**named):
             type(value) is np.ndarray and value.dtype == first.dtype and value.flags.c_contiguous
             for value in present.values()):
         return "cpu", first.dtype, present  # the common case, checked in one pass
+    if hasattr(first, "is_c_contiguous") and getattr(first, "dtype", None) in FLOAT_DTYPES and all(
+            type(value) is type(first) and value.dtype == first.dtype and value.is_c_contiguous()
+            for value in present.values()):
+        return "cuda", np.dtype(first.dtype), present  # the same for Numba device arrays
     present = {name: backend.as_array(value, name) for name, value in present.items()}  # views, never copies
     backends = {name: "cpu" if isinstance(value, np.ndarray) else "cuda" for name, value in present.items()}
     if len(set(backends.values())) > 1:

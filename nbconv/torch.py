@@ -21,10 +21,11 @@ __all__ = ["Conv2d", "Conv1d", "Linear", "MaxPool2d", "AvgPool2d", "ReLU",
 
 
 def _array(tensor, name):
-    """A numpy or Numba device array over `tensor`'s memory (None stays None)."""
+    """A numpy or Numba device array over `tensor`'s memory (None stays None). A non-contiguous tensor
+    (e.g. the expanded gradient of a sum) is made contiguous by PyTorch first, on its own device."""
     if tensor is None:
         return None
-    return backend.as_array(tensor.detach(), name)
+    return backend.as_array(tensor.detach().contiguous(), name)
 
 
 def _tensor(array, like):

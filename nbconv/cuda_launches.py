@@ -75,11 +75,39 @@ def _workload(dtype, rng):
     output, mask = F.dropout(x, 0.5, rng)
     F.dropout_backward(device(*x.shape), mask)
 
+    if hasattr(F, "batch_norm"):  # the normalisation, adaptive pooling and combining layers, where present
+        _workload_norms_and_combinations(F, device, x)
+
     for optimizer in (optim.SGD, optim.Adam):
         for options in ({}, {"momentum": 0.9, "nesterov": True}) if optimizer is optim.SGD else ({},):
             parameter = Parameter(device(4, 3))
             parameter.grad = device(4, 3)
             optimizer([parameter], lr=0.1, **options).step()
+
+
+def _workload_norms_and_combinations(F, device, x):
+    """Batch and local response norms, adaptive pooling, residual sums and concatenation on x (2, 4, 7, 6)."""
+    from . import backend
+    F.add(x, device(*x.shape))
+    F.add_(device(*x.shape), x)
+    F.cat([x, device(2, 3, 7, 6)], dim=1)
+    F.cat_backward(device(2, 7, 7, 6), [4, 3], dim=1)
+    running_mean, running_var, weight, bias = device(4), device(4), device(4), device(4)
+    output, stats = F.batch_norm(x, running_mean, running_var, weight, bias, training=True, return_stats=True)
+    F.batch_norm(x, running_mean, running_var, training=False)
+    F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=True, stats=stats)
+    F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=False)
+    F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, training=True)
+    for beta in (0.75, 0.6):
+        F.local_response_norm(x, 3, beta=beta)
+        F.local_response_norm_backward(device(*x.shape), x, 3, beta=beta)
+    pooled = F.adaptive_avg_pool2d(x, (3, 2))
+    F.adaptive_avg_pool2d_backward(device(*pooled.shape), x, (3, 2))
+    pooled, indices = F.adaptive_max_pool2d(x, (3, 2), return_indices=True)
+    F.adaptive_max_pool2d(x, (3, 2))
+    F.adaptive_max_pool2d_backward(device(*pooled.shape), x, (3, 2))
+    F.adaptive_max_pool2d_backward(device(*pooled.shape), x, (3, 2),
+                                   indices=backend.to_device(np.zeros(pooled.shape, np.int64)))
 
 
 class Recorder:

@@ -150,3 +150,13 @@ def test_compile_environment_never_simulates():
     env = cuda_compile.compile_environment({"NUMBA_ENABLE_CUDASIM": "1", "NBCONV_CUDASIM_GPU_BLOCKS": "1"})
     assert env["NUMBA_ENABLE_CUDASIM"] == "0" and "NBCONV_CUDASIM_GPU_BLOCKS" not in env
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"  # the caller's own environment is untouched
+
+
+def test_launch_sizes_follow_small_blocks_not_the_simulator_flag():
+    """Block sizes chosen with backend.simulated() would be recorded at the simulator's size, so the resource
+    report would give the wrong occupancy: launchers ask launch.small_blocks() instead."""
+    import pathlib
+    import nbconv.kernels.cuda as package
+    offenders = [path.name for path in sorted(pathlib.Path(package.__file__).parent.glob("*.py"))
+                 if "simulated()" in path.read_text()]
+    assert offenders == [], f"use nbconv.kernels.cuda.launch.small_blocks() to size blocks in {offenders}"

@@ -160,3 +160,10 @@ def test_launch_sizes_follow_small_blocks_not_the_simulator_flag():
     offenders = [path.name for path in sorted(pathlib.Path(package.__file__).parent.glob("*.py"))
                  if "simulated()" in path.read_text()]
     assert offenders == [], f"use nbconv.kernels.cuda.launch.small_blocks() to size blocks in {offenders}"
+
+
+def test_without_the_toolkit_it_says_why(capsys):
+    """In a simulated process (as here) nothing compiles for GPUs: main reports why, with status 3."""
+    assert cuda_compile.main(["--json"]) == 3
+    result = json.loads(capsys.readouterr().out)
+    assert result["available"] is False and "simulator" in result["reason"]

@@ -25,12 +25,16 @@ from sections import replace_section  # noqa: E402
 NOTE = """The LeNet-5 step makes 44 kernel launches and 36 device allocations. On a GPU each launch adds Numba's
 dispatch (typing the arguments, marshalling them, the driver call) and each allocation a cuMemAlloc through
 Numba's default memory manager; at the ~100-200 us a Numba launch is known to cost, a LeNet-sized step is
-launch-bound (its kernels take well under a millisecond on an H100). `python benchmarks/gpu.py` measures,
+launch-bound (its arithmetic, about 0.16 GFLOP, is tens of microseconds at an H100's rates). `python benchmarks/gpu.py` measures,
 on a GPU, the launcher against the same kernel launched straight from its compiled overload, and an
 allocation; a pooling memory manager (RMM: `NUMBA_CUDA_MEMORY_MANAGER=rmm.allocators.numba`) takes
-cuMemAlloc out of the step. nbconv's own host code is what this table shows (on this shared 2-core
-machine, whose load makes it noisy): `backend.kernels('cuda')` is resolved once and kept, and
-`checks.arrays` takes contiguous Numba device arrays of one dtype in one pass."""
+cuMemAlloc out of the step. What numba-cuda 0.30 already caches: the configured launch per (grid, block)
+(`dispatcher.configure` is memoised) and the compiled overload per argument types (looked up by its C
+dispatcher); what it redoes on every launch is its Python `call` layer and the marshalling of each argument
+(`_Kernel._prepare_args`), which a direct overload launch does not avoid, hence the measurement before any
+change there. nbconv's own host code is what this table shows (on this shared 2-core machine, whose load
+makes it noisy): `backend.kernels('cuda')` is resolved once and kept, and `checks.arrays` takes contiguous
+Numba device arrays of one dtype in one pass."""
 
 
 class Counter:

@@ -71,15 +71,6 @@ class KernelBuild:
     error: str = ""
     log: str = field(default="", repr=False)
 
-    @property
-    def spills(self):
-        return self.spill_store_bytes + self.spill_load_bytes
-
-    @property
-    def dtype(self):
-        found = re.findall(r"float(?:32|64)", self.signature)
-        return found[0] if found else ""
-
 
 def numba_type(description):
     """The Numba type for a JSON argument description from nbconv.cuda_launches.argument_type."""

@@ -255,7 +255,8 @@ def report(device, results):
     lines = [f"## GPU: {device}", "",
              f"Command: `python benchmarks/gpu.py --write` (numba {numba.__version__}, Python "
              f"{platform.python_version()}{', PyTorch ' + results['torch'] if results.get('torch') else ', no CUDA PyTorch'}). "
-             "Ratios are PyTorch's time over nbconv's, timed in alternating rounds: above 1 means nbconv is faster.",
+             "Ratios are PyTorch's time over nbconv's, timed in alternating rounds: above 1 means nbconv is faster. "
+             "PyTorch runs in float32 like nbconv (TF32 off).",
              "", f"CUDA tests on the device ({', '.join(TEST_FILES)}): {results['tests']['summary']}", ""]
     if results.get("layers"):
         lines += ["| layer | shape | nbconv fwd+bwd ms | GFLOP/s | PyTorch ms | ratio |", "|---|---|---:|---:|---:|---:|"]
@@ -289,6 +290,9 @@ def main(argv=None):
         return 0
     deadline = time.perf_counter() + BUDGET_SECONDS
     torch = cuda_torch()
+    if torch is not None:  # float32 against float32: no TF32 in PyTorch's convolutions and products
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     results = {"torch": torch.__version__ if torch is not None else None}
     failed = False
     results["tests"] = run_tests(timeout=min(240, deadline - time.perf_counter()))

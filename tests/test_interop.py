@@ -8,6 +8,12 @@ import pytest
 import nbconv.functional as F
 from nbconv import backend
 
+try:
+    import torch
+except ImportError:  # PyTorch is optional: its tests skip, the others run
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+
 
 def test_buffer_protocol_objects_are_viewed_not_copied():
     values = array.array("d", [1.0, -2.0, 3.0])
@@ -72,9 +78,7 @@ def test_cuda_array_interface_inputs_run_on_the_device_without_copies(rng):
         F.conv2d(foreign, w)
 
 
-torch = pytest.importorskip("torch")
-
-
+@needs_torch
 def test_torch_cpu_tensors_are_viewed_not_copied():
     tensor = torch.randn(2, 3, 7, 6)
     view = backend.as_array(tensor, "input")
@@ -87,6 +91,31 @@ def test_torch_cpu_tensors_are_viewed_not_copied():
     assert np.isfinite(loss)
 
 
+@needs_torch
 def test_torch_tensors_that_require_grad_are_refused_clearly():
     with pytest.raises(TypeError, match=r"input could not be viewed .*detach"):
         F.relu(torch.randn(3, requires_grad=True))
+
+
+def _cuda_torch():
+    """PyTorch with a usable GPU, when this run is on the real device (NUMBA_ENABLE_CUDASIM=0)."""
+    return torch if torch is not None and not backend.simulated() and torch.cuda.is_available() else None
+
+
+@pytest.mark.skipif(_cuda_torch() is None, reason="needs a GPU, PyTorch with CUDA and NUMBA_ENABLE_CUDASIM=0")
+def test_torch_cuda_tensors_in_and_out_without_copies(monkeypatch):
+    import nbconv.torch as nbt
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare float32 with float32
+    x, w = torch.randn(2, 3, 7, 6, device="cuda"), torch.randn(4, 3, 3, 3, device="cuda")
+    assert backend.as_array(x, "input").__cuda_array_interface__["data"][0] == x.data_ptr()
+    y = F.conv2d(x, w, padding=1)
+    y_tensor = torch.as_tensor(y, device="cuda")
+    assert y_tensor.data_ptr() == y.__cuda_array_interface__["data"][0]
+    torch.testing.assert_close(y_tensor, torch.nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    ours, theirs = nbt.Conv2d(3, 4, 3, padding=1).cuda(), torch.nn.Conv2d(3, 4, 3, padding=1).cuda()
+    theirs.load_state_dict(ours.state_dict())
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (ours(x_ours) ** 2).sum().backward()
+    (theirs(x_theirs) ** 2).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_theirs.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-3)

@@ -310,7 +310,12 @@ def main(argv=None):
         result = {"available": False, "reason": reason, "builds": [], "problems": []}
         print(json.dumps(result) if options.json else f"cannot compile for GPUs here: {reason}")
         return 3
-    builds, problems = compile_all(record_launches(), ccs)
+    try:
+        recording = record_launches()
+    except RuntimeError as error:  # the workload itself failed: say so, naming what failed
+        builds, problems = [], [str(error)]
+    else:
+        builds, problems = compile_all(recording, ccs)
     rows = []
     for build in builds:
         row = asdict(build)

@@ -79,32 +79,111 @@ def resolve(device=None):
 
 
 _cpu_kernels = None
+_cuda_kernels = None
 
 
 def kernels(backend):
     """The kernel module for 'cpu' or 'cuda'."""
-    global _cpu_kernels
+    global _cpu_kernels, _cuda_kernels
     if backend == "cpu":
         if _cpu_kernels is None:  # imported on first use (it compiles or loads kernels), then kept
             from .kernels import cpu
             _cpu_kernels = cpu
         return _cpu_kernels
     if backend == "cuda":
-        resolve("cuda")
-        from .kernels import cuda as cuda_kernels
-        return cuda_kernels
+        if _cuda_kernels is None:  # checked usable once (every launch comes through here), then kept
+            resolve("cuda")
+            from .kernels import cuda as cuda_kernels
+            _cuda_kernels = cuda_kernels
+        return _cuda_kernels
     raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
 
 
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST, _DLPACK_CUDA_MANAGED = 1, 2, 3, 13  # DLPack device types
+
+
+def _dlpack_device_type(array):
+    """The DLPack device type `array` reports (None when it does not speak DLPack)."""
+    report = getattr(array, "__dlpack_device__", None)
+    if report is None or not hasattr(array, "__dlpack__"):
+        return None
+    try:
+        return int(report()[0])
+    except Exception:  # a broken or exotic exporter: not usable through DLPack
+        return None
+
+
 def is_device_array(array):
-    """True for Numba device arrays and other objects with __cuda_array_interface__."""
+    """True for Numba device arrays, objects with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy
+    arrays) and DLPack exporters whose memory lives on a CUDA device."""
     if isinstance(array, np.ndarray):
         return False
     if hasattr(array, "__cuda_array_interface__"):
         return True
     if type(array).__name__ == "FakeCUDAArray":  # the simulator's device array
         return True
-    return False
+    return _dlpack_device_type(array) in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED)
+
+
+def as_array(value, name="array"):
+    """`value` as a numpy array or a Numba device array, viewing its memory (never copying).
+
+    The one place where arrays from other libraries come in:
+    - numpy arrays and Numba device arrays are returned as they are;
+    - objects with __cuda_array_interface__ (PyTorch CUDA tensors, CuPy arrays) become Numba device arrays
+      over the same memory; if the exporter names a stream, Numba synchronises it first (its
+      NUMBA_CUDA_ARRAY_INTERFACE_SYNC setting, on by default), so work queued on it is finished;
+    - DLPack exporters on a CUDA device likewise (read through cuda.core's StridedMemoryView), and on
+      the CPU (PyTorch CPU tensors, JAX/TensorFlow host arrays) numpy views via np.from_dlpack;
+    - anything with the buffer protocol (array.array, memoryview, bytes-like) a numpy view via np.asarray.
+    Anything else raises TypeError naming `name`.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "copy_to_host") and hasattr(value, "is_c_contiguous"):
+        return value  # a Numba device array (real or simulated)
+    if hasattr(value, "__cuda_array_interface__") or type(value).__name__ == "FakeCUDAArray":
+        return as_device_array(value)
+    kind = _dlpack_device_type(value)
+    if kind in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED):
+        return _device_array_from_dlpack(value, name)
+    if kind in (_DLPACK_CPU, _DLPACK_CUDA_HOST):
+        try:
+            return np.from_dlpack(value)
+        except Exception as error:
+            raise TypeError(f"{name} could not be viewed as a numpy array through DLPack: {error} "
+                            "(a PyTorch tensor that requires grad needs .detach() first)") from error
+    if kind is None:
+        try:
+            memoryview(value)
+        except TypeError:
+            pass
+        else:
+            return np.asarray(value)
+    raise TypeError(f"{name} must be a numpy array or a CUDA device array (or an array exposing "
+                    f"__cuda_array_interface__, DLPack or the buffer protocol), got {type(value).__name__}")
+
+
+class _InterfaceOf:
+    """__cuda_array_interface__ for a DLPack export read through cuda.core, keeping the export alive."""
+
+    def __init__(self, view):
+        self.view = view
+        itemsize = np.dtype(view.dtype).itemsize
+        strides = None if view.strides is None else tuple(stride * itemsize for stride in view.strides)
+        self.__cuda_array_interface__ = {"shape": tuple(view.shape), "strides": strides,
+                                         "typestr": np.dtype(view.dtype).str, "data": (int(view.ptr), False),
+                                         "version": 3, "stream": None}
+
+
+def _device_array_from_dlpack(value, name):
+    from cuda.core.utils import StridedMemoryView
+    from numba import cuda
+    try:
+        view = StridedMemoryView.from_dlpack(value, stream_ptr=-1)  # -1: no stream ordering is asked
+    except Exception as error:
+        raise TypeError(f"{name} could not be viewed as a CUDA device array through DLPack: {error}") from error
+    return cuda.as_cuda_array(_InterfaceOf(view))
 
 
 def backend_of(array):
@@ -115,8 +194,22 @@ def as_device_array(array):
     """A Numba device array viewing `array` (which exposes __cuda_array_interface__)."""
     if hasattr(array, "copy_to_host") and hasattr(array, "is_c_contiguous"):
         return array  # already a Numba device array (real or simulated)
+    if simulated():  # the simulator's device memory is host memory: view it as numpy does
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(np.asarray(_HostInterface(array)))
     from numba import cuda
     return cuda.as_cuda_array(array)
+
+
+class _HostInterface:
+    """__array_interface__ over the memory an object's __cuda_array_interface__ describes (the simulator's
+    device memory lives on the host); keeps the object alive."""
+
+    def __init__(self, owner):
+        interface = owner.__cuda_array_interface__
+        self.owner = owner
+        self.__array_interface__ = {key: interface[key] for key in ("shape", "typestr", "data", "strides")
+                                    if key in interface} | {"version": 3}
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -167,8 +260,8 @@ def to_host(array):
     if isinstance(array, np.ndarray):
         return array
     if is_device_array(array):
-        return as_device_array(array).copy_to_host()
-    return np.asarray(array)
+        return as_array(array).copy_to_host()
+    return np.asarray(as_array(array))
 
 
 def transfer(array, backend):
@@ -180,7 +273,9 @@ def contiguous(array):
     """A C-contiguous version of `array` on its own backend, copying only when needed."""
     if isinstance(array, np.ndarray):
         return np.ascontiguousarray(array)
-    device = as_device_array(array)
+    device = as_array(array)
+    if isinstance(device, np.ndarray):
+        return np.ascontiguousarray(device)
     if device.is_c_contiguous():
         return device
     return to_device(device.copy_to_host())

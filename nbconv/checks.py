@@ -11,8 +11,10 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def arrays(**named):
     """Validate arrays given by name (None values are skipped).
 
-    All must be numpy arrays or device arrays (not a mix), of one floating dtype (float32 or
-    float64). Returns (backend_name, dtype, {name: C-contiguous array}).
+    All must be on one backend (not a mix), of one floating dtype (float32 or float64): numpy arrays
+    and device arrays, or other libraries' arrays that backend.as_array views without a copy (PyTorch
+    tensors, CuPy arrays, DLPack and buffer-protocol exporters). Returns (backend_name, dtype,
+    {name: C-contiguous numpy or Numba device array}).
     """
     present = {name: value for name, value in named.items() if value is not None}
     first = next(iter(present.values()), None)
@@ -20,14 +22,12 @@ def arrays(**named):
             type(value) is np.ndarray and value.dtype == first.dtype and value.flags.c_contiguous
             for value in present.values()):
         return "cpu", first.dtype, present  # the common case, checked in one pass
-    backends = {}
-    for name, value in present.items():
-        if isinstance(value, np.ndarray):
-            backends[name] = "cpu"
-        elif backend.is_device_array(value):
-            backends[name] = "cuda"
-        else:
-            raise TypeError(f"{name} must be a numpy array or a CUDA device array, got {type(value).__name__}")
+    if hasattr(first, "is_c_contiguous") and getattr(first, "dtype", None) in FLOAT_DTYPES and all(
+            type(value) is type(first) and value.dtype == first.dtype and value.is_c_contiguous()
+            for value in present.values()):
+        return "cuda", np.dtype(first.dtype), present  # the same for Numba device arrays
+    present = {name: backend.as_array(value, name) for name, value in present.items()}  # views, never copies
+    backends = {name: "cpu" if isinstance(value, np.ndarray) else "cuda" for name, value in present.items()}
     if len(set(backends.values())) > 1:
         described = ", ".join(f"{name} on {where}" for name, where in backends.items())
         raise TypeError(f"arrays must all be on one backend (all numpy or all CUDA device arrays); got {described}. "

@@ -194,7 +194,7 @@ def _conv1d_views(input, weight, grad_output=None):
     if grad_output is not None:
         grad_y = a["grad_output"]
         checks.ndim("grad_output", grad_y, (x.ndim - (1 if squeeze else 0),), "like conv1d's output")
-        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[-2], 1, grad_y.shape[-1]))
+        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[grad_y.ndim - 2], 1, grad_y.shape[grad_y.ndim - 1]))
         views.append(grad_y)
     return views, squeeze
 
@@ -295,6 +295,7 @@ def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_
         kernels.max_pool2d_forward(x, backend.empty(geometry.output_shape, dtype, where), indices,
                                    *geometry.kernel_args)
     else:
+        indices = backend.as_array(indices, "indices")
         if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
             raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
         if tuple(indices.shape) not in (geometry.output_shape, geometry.output_shape[1:] if squeeze else None):
@@ -864,6 +865,7 @@ def softmax_cross_entropy(logits, labels):
     where, dtype, a = checks.arrays(logits=logits)
     checks.ndim("logits", a["logits"], (2,), "(N, classes)")
     N, K = a["logits"].shape
+    labels = backend.as_array(labels, "labels")
     host_labels = backend.to_host(labels) if backend.is_device_array(labels) else labels
     if not isinstance(host_labels, np.ndarray) or not np.issubdtype(host_labels.dtype, np.integer):
         raise TypeError(f"labels must be an integer array, got {type(labels).__name__} "

@@ -5,10 +5,10 @@ import math
 
 from numba import cuda, float64
 
-from ... import backend
+from .launch import small_blocks
 
 # threads a block; the simulator runs each as a Python thread, so it gets few
-THREADS = 32 if backend.simulated() else 256
+THREADS = 32 if small_blocks() else 256
 
 
 @cuda.jit(device=True)

@@ -19,13 +19,12 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from ... import backend
-from .launch import grid_for
+from .launch import grid_for, small_blocks
 from .workspace import device_scratch
 
 # 16 x 16 = 256 threads a block on a GPU; 4 x 4 under the simulator, which runs every thread as a Python
 # thread (and where smaller tiles also exercise the tile edges on small test shapes).
-TILE = 4 if backend.simulated() else 16
+TILE = 4 if small_blocks() else 16
 SPLIT_COLUMNS = 64 * TILE  # reduction columns each block of the weight gradient sums at least
 _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
@@ -162,14 +161,13 @@ def _build(real, tile):
     return forward, backward_input, backward_weight
 
 
-_KERNELS = {}
+# Built for both element types up front (nothing compiles until a launch), so every kernel is reachable
+# from the module for nbconv.cuda_compile.
+_KERNELS = {dtype: _build(numba_type, TILE) for dtype, numba_type in _NUMBA_TYPES.items()}
 
 
 def _kernels(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in _KERNELS:
-        _KERNELS[dtype] = _build(_NUMBA_TYPES[dtype], TILE)
-    return _KERNELS[dtype]
+    return _KERNELS[np.dtype(dtype)]
 
 
 def _tiles(count):

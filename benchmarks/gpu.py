@@ -1,0 +1,320 @@
+"""Validate and time nbconv on a GPU in one command (under 10 minutes on one GPU).
+
+    python benchmarks/gpu.py            # print the results
+    python benchmarks/gpu.py --write    # and write them as a section of benchmarks/RESULTS.md
+
+On a machine with a usable CUDA GPU it:
+1. runs the CUDA test files on the real device (NUMBA_ENABLE_CUDASIM=0): the CPU/CUDA agreement tests,
+   interop and nbconv.torch;
+2. times the layer set (as `nbconv bench --preset layers --device cuda`: conv2d forward+backward) and,
+   when a CUDA build of PyTorch is importable, the same layers in PyTorch (cuDNN), in alternating rounds;
+3. times training steps of LeNet-5 (batch 64, 1x28x28) and of a ResNet-20-sized network (19 3x3
+   convolutions of 16/32/64 channels on 3x32x32, batch 128, without the skip connections) against the
+   same networks in PyTorch on the GPU;
+4. times one LeNet-5 epoch on full MNIST (a whole `nbconv train` process) on the GPU and on the CPU;
+5. measures the host cost of a launch of a tiny kernel (nbconv's launcher, the same kernel launched
+   straight from its compiled overload) and of a device allocation.
+
+Exit status: 0 when everything ran and passed, and also when there is no usable GPU (it says why and
+measures nothing); 1 when a step failed (failed tests, a crash); 2 on bad arguments.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from sections import replace_section  # noqa: E402
+
+SECTION = "benchmarks/gpu.py"
+BUDGET_SECONDS = 540
+TEST_FILES = ("tests/test_cuda_kernels.py", "tests/test_interop.py", "tests/test_torch.py")
+RESNET20_SIZED = ("[conv16k3p1,relu]*7,conv32k3s2p1,relu,[conv32k3p1,relu]*5,conv64k3s2p1,relu,"
+                  "[conv64k3p1,relu]*5,gap,flatten,fc10")
+
+
+def gpu_status():
+    from nbconv import backend
+    return backend.cuda_status()
+
+
+def cuda_torch():
+    """PyTorch when it is importable and has CUDA, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _synchronize_all(torch):
+    from numba import cuda
+
+    def synchronize():
+        cuda.synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+    return synchronize
+
+
+def run_tests(timeout):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", PYTHONUNBUFFERED="1")
+    started = time.perf_counter()
+    try:
+        completed = subprocess.run([sys.executable, "-m", "pytest", "-q", *TEST_FILES], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"passed": False, "summary": f"timed out after {timeout:.0f} s", "seconds": timeout}
+    lines = [line for line in completed.stdout.splitlines() if line.strip()]
+    return {"passed": completed.returncode == 0, "summary": lines[-1] if lines else completed.stderr[-500:],
+            "seconds": time.perf_counter() - started,
+            "output": completed.stdout[-3000:] if completed.returncode else ""}
+
+
+def layer_rows(torch, repeat=5):
+    """conv2d forward+backward per layer of the layer set: nbconv and PyTorch (cuDNN) on the GPU."""
+    from nbconv import bench
+    rows = []
+    synchronize = _synchronize_all(torch)
+    for shape in bench.LAYER_SET:
+        torch_both = None
+        if torch is not None:
+            x = torch.randn((shape.n, shape.c, shape.h, shape.w), device="cuda", requires_grad=True)
+            w = (torch.randn((shape.d, shape.c // shape.g, shape.k, shape.k), device="cuda") * 0.1).requires_grad_()
+            b = torch.zeros(shape.d, device="cuda", requires_grad=True)
+
+            def torch_both(x=x, w=w, b=b, shape=shape):
+                y = torch.nn.functional.conv2d(x, w, b, stride=shape.s, padding=shape.p, groups=shape.g)
+                y.backward(torch.ones_like(y))
+                torch.cuda.synchronize()
+
+        (median, _, _), compared = bench.compare_rounds(_conv_both(shape), torch_both, repeat,
+                                                        synchronize=synchronize)
+        row = {"layer": shape.name, "shape": shape.describe(), "nbconv_ms": median * 1e3,
+               "gflops": 3 * shape.forward_flops() / median / 1e9}
+        if compared is not None:
+            row.update({"torch_ms": compared[0] * 1e3, "ratio": compared[1]})
+        rows.append(row)
+    return rows
+
+
+def _conv_both(shape):
+    """nbconv's conv2d forward + backward on the GPU for one layer shape, as a function to time."""
+    import nbconv.functional as F
+    from nbconv import backend
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.standard_normal((shape.n, shape.c, shape.h, shape.w)).astype(np.float32))
+    w = backend.to_device((rng.standard_normal((shape.d, shape.c // shape.g, shape.k, shape.k)) * 0.1)
+                          .astype(np.float32))
+    b = backend.to_device(np.zeros(shape.d, np.float32))
+    hyper = dict(stride=shape.s, padding=shape.p, groups=shape.g)
+    grad_y = backend.to_device(np.ones(F.conv2d(x, w, b, **hyper).shape, np.float32))
+
+    def both():
+        F.conv2d(x, w, b, **hyper)
+        F.conv2d_backward(grad_y, x, w, **hyper)
+    return both
+
+
+def network_rows(torch, repeat=10):
+    """Training steps (SGD with momentum) of LeNet-5 and a ResNet-20-sized network, nbconv vs PyTorch."""
+    import nbconv.functional as F
+    from nbconv import backend, bench, models
+    from nbconv.train import TrainConfig, make_optimizer
+    rows = []
+    synchronize = _synchronize_all(torch)
+    for name, spec, input_shape, batch in (("lenet5", "lenet5", (1, 28, 28), 64),
+                                           ("resnet20-sized (no skips)", RESNET20_SIZED, (3, 32, 32), 128)):
+        rng = np.random.default_rng(0)
+        model = models.build(spec, input_shape=input_shape, seed=0).to("cuda")
+        optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
+        images = backend.to_device(rng.standard_normal((batch,) + input_shape).astype(np.float32))
+        labels = backend.to_device(rng.integers(0, 10, batch))
+
+        def step():
+            model.train()
+            _, grad = F.softmax_cross_entropy(model.forward(images), labels)
+            model.backward(grad, need_input_grad=False)
+            optimizer.step()
+
+        theirs = None
+        if torch is not None:
+            torch_model = _torch_twin(torch, model, input_shape).cuda()
+            torch_optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
+            torch_images = torch.randn((batch,) + input_shape, device="cuda")
+            torch_labels = torch.randint(0, 10, (batch,), device="cuda")
+
+            def theirs():
+                torch_optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(torch_model(torch_images), torch_labels).backward()
+                torch_optimizer.step()
+                torch.cuda.synchronize()
+
+        (median, _, _), compared = bench.compare_rounds(step, theirs, repeat, synchronize=synchronize)
+        row = {"network": name, "batch": batch, "nbconv_ms": median * 1e3, "images_per_s": batch / median}
+        if compared is not None:
+            row.update({"torch_ms": compared[0] * 1e3, "ratio": compared[1]})
+        rows.append(row)
+    return rows
+
+
+def _torch_twin(torch, model, input_shape):
+    """The same stack of layers in PyTorch (convolutions, ReLU, pooling, flatten, fully connected)."""
+    from nbconv.nn import layers
+    nn = torch.nn
+    modules = []
+    channels = input_shape[0]
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2d):
+            weight = layer.weight.value
+            modules.append(nn.Conv2d(channels, weight.shape[0], tuple(weight.shape[2:]), **_conv_options(layer)))
+            channels = weight.shape[0]
+        elif isinstance(layer, layers.ReLU):
+            modules.append(nn.ReLU())
+        elif isinstance(layer, layers.MaxPool2d):
+            modules.append(nn.MaxPool2d(layer.hyper["kernel_size"], layer.hyper["stride"]))
+        elif isinstance(layer, layers.GlobalAvgPool2d):
+            modules.append(nn.AdaptiveAvgPool2d(1))
+        elif isinstance(layer, layers.Flatten):
+            modules.append(nn.Flatten())
+        elif isinstance(layer, layers.Linear):
+            modules.append(nn.LazyLinear(layer.weight.value.shape[0]))
+        else:
+            raise ValueError(f"no PyTorch twin for {type(layer).__name__}")
+    twin = nn.Sequential(*modules)
+    twin(torch.zeros((1,) + tuple(input_shape)))  # materialise the lazy layers
+    return twin
+
+
+def _conv_options(layer):
+    hyper = getattr(layer, "hyper", {})
+    return {key: hyper[key] for key in ("stride", "padding", "dilation", "groups") if key in hyper}
+
+
+def epoch_rows(timeout):
+    """One LeNet-5 epoch and test pass, whole `nbconv train` processes, on the GPU and on the CPU."""
+    rows = []
+    for device in ("cuda", "cpu"):
+        started = time.perf_counter()
+        try:
+            completed = subprocess.run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1",
+                                        "--device", device, "--out", os.path.join("/tmp", f"gpu-bench-{device}.npz")],
+                                       cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rows.append({"device": device, "seconds": None, "summary": f"timed out after {timeout:.0f} s"})
+            continue
+        lines = [line for line in completed.stdout.splitlines() if "test" in line.lower()]
+        rows.append({"device": device, "seconds": time.perf_counter() - started if completed.returncode == 0 else None,
+                     "summary": (lines[-1] if lines else completed.stderr[-300:]).strip()})
+    return rows
+
+
+def launch_rows(repeat=2000):
+    """Host microseconds per launch of a tiny kernel (relu over 256 floats): through nbconv's launcher
+    (Numba's dispatcher: typing, configuration), straight from the compiled overload (what a cached
+    launch could save), and one device allocation (cuMemAlloc through Numba's default memory manager)."""
+    from numba import cuda
+    from nbconv import backend
+    from nbconv.kernels import cuda as cuda_kernels
+    from nbconv.kernels.cuda import activation
+    from nbconv.kernels.cuda.launch import grid_for
+    x = backend.to_device(np.ones(256, np.float32))
+    y = backend.empty((256,), np.float32, "cuda")
+    cuda_kernels.relu_forward(x, y)
+    cuda.synchronize()
+
+    def timed(function):
+        started = time.perf_counter()
+        for _ in range(repeat):
+            function()
+        cuda.synchronize()
+        return (time.perf_counter() - started) / repeat * 1e6
+
+    rows = [{"path": "nbconv launcher (relu_forward)", "microseconds": timed(lambda: cuda_kernels.relu_forward(x, y))}]
+    try:
+        overload = next(iter(activation._relu_forward.overloads.values()))
+        configured = activation._relu_forward[grid_for(256)]
+        rows.append({"path": "compiled overload launched directly", "microseconds": timed(
+            lambda: overload.launch((x, y), configured.griddim, configured.blockdim, configured.stream, 0))})
+    except Exception as error:  # an internal API of numba-cuda: report, do not fail the run
+        rows.append({"path": f"compiled overload launched directly: not measured ({error})", "microseconds": float("nan")})
+    rows.append({"path": "device allocation of 256 floats (cuda.device_array)",
+                 "microseconds": timed(lambda: cuda.device_array(256, np.float32))})
+    return rows
+
+
+def report(device, results):
+    import numba
+    lines = [f"## GPU: {device}", "",
+             f"Command: `python benchmarks/gpu.py --write` (numba {numba.__version__}, Python "
+             f"{platform.python_version()}{', PyTorch ' + results['torch'] if results.get('torch') else ', no CUDA PyTorch'}). "
+             "Ratios are PyTorch's time over nbconv's, timed in alternating rounds: above 1 means nbconv is faster. "
+             "PyTorch runs in float32 like nbconv (TF32 off).",
+             "", f"CUDA tests on the device ({', '.join(TEST_FILES)}): {results['tests']['summary']}", ""]
+    if results.get("layers"):
+        lines += ["| layer | shape | nbconv fwd+bwd ms | GFLOP/s | PyTorch ms | ratio |", "|---|---|---:|---:|---:|---:|"]
+        for row in results["layers"]:
+            lines.append(f"| {row['layer']} | {row['shape']} | {row['nbconv_ms']:.3f} | {row['gflops']:.0f} | "
+                         f"{row.get('torch_ms', float('nan')):.3f} | {row.get('ratio', float('nan')):.2f}x |")
+        lines.append("")
+    if results.get("networks"):
+        lines += ["| training step | batch | nbconv ms | images/s | PyTorch ms | ratio |", "|---|---:|---:|---:|---:|---:|"]
+        for row in results["networks"]:
+            lines.append(f"| {row['network']} | {row['batch']} | {row['nbconv_ms']:.3f} | {row['images_per_s']:,.0f} | "
+                         f"{row.get('torch_ms', float('nan')):.3f} | {row.get('ratio', float('nan')):.2f}x |")
+        lines.append("")
+    for row in results.get("epochs", []):
+        seconds = "failed" if row["seconds"] is None else f"{row['seconds']:.1f} s"
+        lines.append(f"- LeNet-5, one epoch + test, whole process on {row['device']}: {seconds} ({row['summary']})")
+    for row in results.get("launches", []):
+        lines.append(f"- host cost per call, {row['path']}: {row['microseconds']:.1f} us")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    options = parser.parse_args(argv)
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"  # the real device, whatever the caller's environment says
+    usable, reason = gpu_status()
+    if not usable:
+        print(f"no usable GPU here ({reason}): nothing to measure; run this on a machine with an NVIDIA GPU")
+        return 0
+    deadline = time.perf_counter() + BUDGET_SECONDS
+    torch = cuda_torch()
+    if torch is not None:  # float32 against float32: no TF32 in PyTorch's convolutions and products
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    results = {"torch": torch.__version__ if torch is not None else None}
+    failed = False
+    results["tests"] = run_tests(timeout=min(240, deadline - time.perf_counter()))
+    failed |= not results["tests"]["passed"]
+    steps = (("launches", lambda: launch_rows()), ("layers", lambda: layer_rows(torch)),
+             ("networks", lambda: network_rows(torch)),
+             ("epochs", lambda: epoch_rows(timeout=max(30, (deadline - time.perf_counter()) / 2))))
+    for name, step in steps:
+        if time.perf_counter() > deadline:
+            results[name + "_skipped"] = "out of time"
+            continue
+        try:
+            results[name] = step()
+        except Exception as error:  # one failed step must not lose the others' numbers
+            results[name + "_error"] = f"{type(error).__name__}: {error}"
+            failed = True
+    text = report(reason, results)
+    print(json.dumps(results, indent=1, default=str) if options.json else text)
+    if options.write:
+        replace_section(os.path.join(HERE, "RESULTS.md"), SECTION, text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

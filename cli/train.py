@@ -128,6 +128,9 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
                f"{len(splits.test_images):,} test images from {splits.source}; {config.optimizer} lr {config.lr:g}, "
                f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs"
                + (f"; {world.describe()}" if world.distributed else ""))
+    if world.distributed:
+        roster = world.roster()  # every process takes part
+        click.echo(f"processes: {roster}" if world.size <= 32 else f"processes: {roster[:2000]}...")
 
     finished = {"history": history}  # the latest complete-epoch history, for a save on Ctrl-C
 

@@ -106,6 +106,13 @@ def cuda_aware_mpi():
         return False
 
 
+class Terminated(Exception):
+    """The process received SIGTERM."""
+
+    def format_message(self):
+        return str(self)
+
+
 class SingleProcess:
     """The world of one process: no sharding, no communication. The training loop's default."""
 
@@ -240,7 +247,14 @@ class MPIWorld:
     @contextlib.contextmanager
     def guard(self):
         """An exception escaping on any process ends the whole job: a message naming the rank and the cause
-        on stderr, then MPI_Abort (the other processes may be waiting in a collective and would hang)."""
+        on stderr, then MPI_Abort (the other processes may be waiting in a collective and would hang).
+        SIGTERM (kill PID, a scheduler's time limit) becomes such an exception too."""
+        def terminated(signum, frame):
+            raise Terminated(f"terminated by {signal.Signals(signum).name}")
+        try:
+            signal.signal(signal.SIGTERM, terminated)
+        except ValueError:  # not the main thread
+            pass
         try:
             yield
         except SystemExit:
@@ -261,6 +275,12 @@ class MPIWorld:
 
     def describe(self):
         return f"{self.size} processes (MPI)"
+
+    def roster(self):
+        """'rank 0: pid 123 on node1, rank 1: ...': what a launcher's message about a killed process id means."""
+        import socket
+        entries = self.comm.allgather((os.getpid(), socket.gethostname()))
+        return ", ".join(f"rank {rank}: pid {pid} on {host}" for rank, (pid, host) in enumerate(entries))
 
 
 def scale(array, factor):

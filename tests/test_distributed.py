@@ -213,3 +213,18 @@ def test_ctrl_c_on_mpiexec_saves_like_a_single_process(tmp_path):
     assert process.returncode == 130, output
     assert output.count("interrupted: checkpoint saved") == 1  # rank 0 alone
     assert len(checkpoint.load(out).history) >= 1
+
+
+@needs_mpi
+@pytest.mark.parametrize("cuda_aware", ["0", "1"])
+def test_device_gradients_reduce_staged_or_straight_from_device_memory(tmp_path, cuda_aware):
+    """Under Numba's CUDA simulator: one GPU per process, buckets of device arrays, 7 images on 2 processes."""
+    out = str(tmp_path / "device.json")
+    env = dict(environment(), NUMBA_ENABLE_CUDASIM="1", NBCONV_MPI_CUDA_AWARE=cuda_aware)
+    result = subprocess.run(mpiexec(2) + [sys.executable, os.path.join(ROOT, "tests", "distributed_device.py"), out],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(out) as handle:
+        report = json.load(handle)
+    assert report["size"] == 2 and report["device"] == 0 and report["through_device"] == (cuda_aware == "1")
+    assert report["max_relative_error"] < 1e-5

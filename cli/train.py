@@ -79,7 +79,8 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     if device == "cuda" and world.distributed:
         distributed.select_local_device(world)
     if threads is None and world.distributed and device == "cpu":
-        threads = max(1, (os.cpu_count() or 1) // world.local_size)  # the node's cores shared by its processes
+        import numba
+        threads = max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // world.local_size))  # shared
     configure_cpu(threads)
     helper, data = None, None
     if resume:

@@ -16,7 +16,9 @@ Batch normalization (when a model has it) keeps per-process batch statistics, as
 DistributedDataParallel and Horovod do by default: synchronising them costs one extra Allreduce per batch
 normalization layer in the forward pass and one in the backward pass, a latency on the critical path of
 every layer, and only matters when a shard gets too small for stable statistics (a few images); with per-
-process statistics the results depend on K for models with batch normalization.
+process statistics the results depend on K for models with batch normalization. Their running statistics
+(layer attributes running_mean / running_var) are averaged over the processes before each test pass, so the
+evaluation and the checkpoint see one set.
 
 GPUs: one process per GPU; the local rank (rank among the processes on the same node) picks the device.
 Device gradients go to MPI directly through the CUDA array interface when the MPI is CUDA-aware
@@ -44,6 +46,7 @@ from . import backend
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 BUCKET_BYTES = 1 << 20  # gradients reduced together; 1 MiB: big enough to amortise latency, small enough to overlap
+RUNNING_STATISTICS = ("running_mean", "running_var")  # batch normalization's, averaged before each test pass
 INSTALL_HINT = 'pip install -e ".[mpi]" (mpi4py and MPICH from PyPI)'
 
 
@@ -138,6 +141,9 @@ class SingleProcess:
     def broadcast_parameters(self, model):
         pass
 
+    def average_running_statistics(self, model):
+        pass
+
     @contextlib.contextmanager
     def interrupt_flag(self):
         yield
@@ -209,6 +215,19 @@ class MPIWorld:
             host = np.ascontiguousarray(backend.to_host(parameter.value))
             self.comm.Bcast(host, root=0)
             parameter.value = backend.transfer(host, backend.backend_of(parameter.value))
+
+    def average_running_statistics(self, model):
+        """Average the layers' running_mean / running_var (batch normalization's, gathered per process from
+        its own shards) over the processes, so that evaluation and the checkpoint see one set."""
+        for layer in getattr(model, "layers", [model]):
+            for name in RUNNING_STATISTICS:
+                value = getattr(layer, name, None)
+                if value is None or not hasattr(value, "shape"):
+                    continue
+                host = np.ascontiguousarray(backend.to_host(value), dtype=np.float64)
+                self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+                averaged = (host / self.size).astype(value.dtype)
+                setattr(layer, name, backend.transfer(averaged, backend.backend_of(value)))
 
     # -- gradients ----------------------------------------------------------------------------------------
 

@@ -167,6 +167,7 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
         lr = schedule.set_epoch(epoch)
         stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
                             echo_progress, schedule, world)
+        world.average_running_statistics(model)
         predictions = predict(model, world.shard(splits.test_images), config.mean, config.std, device)
         test_accuracy = world.sum(int((predictions == world.shard(splits.test_labels)).sum())) / len(splits.test_labels)
         entry = {"epoch": epoch + 1, "lr": lr, **stats, "test_accuracy": test_accuracy}

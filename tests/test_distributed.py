@@ -228,3 +228,29 @@ def test_device_gradients_reduce_staged_or_straight_from_device_memory(tmp_path,
         report = json.load(handle)
     assert report["size"] == 2 and report["device"] == 0 and report["through_device"] == (cuda_aware == "1")
     assert report["max_relative_error"] < 1e-5
+
+
+@needs_mpi
+def test_running_statistics_are_averaged_over_the_processes():
+    code = """
+import numpy as np
+from nbconv import distributed
+from nbconv.nn.module import Layer, Sequential
+
+class Statistics(Layer):
+    pass
+
+world = distributed.MPIWorld()
+layer = Statistics()
+layer.name = "bn1"
+layer.running_mean = np.full(3, world.rank + 1.0, np.float32)
+layer.running_var = np.array([1.0, 2.0 * world.rank, 5.0], np.float32)
+world.average_running_statistics(Sequential([layer]))
+assert layer.running_mean.dtype == np.float32
+np.testing.assert_allclose(layer.running_mean, [1.5, 1.5, 1.5])
+np.testing.assert_allclose(layer.running_var, [1.0, 1.0, 5.0])
+print("averaged on rank", world.rank)
+"""
+    result = subprocess.run(mpiexec(2) + [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=environment())
+    assert result.returncode == 0 and result.stdout.count("averaged on rank") == 2, result.stdout + result.stderr

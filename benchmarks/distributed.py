@@ -6,7 +6,9 @@ runs, for each model, 1 process x 1 thread, 1 process x 2 threads, 2 processes x
 reductions overlapping backward) and 2 processes x 1 thread (blocking reductions after backward), one
 after the other in alternating rounds (the machine's load drifts; alternating spreads the drift over
 every configuration), and prints a markdown table: median images/s, the range over the rounds, and the
-ratio to one single-threaded process. Synthetic data (random images, fixed seed): the step's cost does not
+ratio to one single-threaded process; also each configuration's CPU time per step in its busiest process
+and the speed-up that CPU time implies on cores of its own (1x1's CPU time / this CPU time x threads per
+process), which the other processes sharing the machine disturb far less than wall-clock time. Synthetic data (random images, fixed seed): the step's cost does not
 depend on the pixels. Each run is `mpiexec -n K python benchmarks/distributed.py worker ...`.
 """
 import argparse
@@ -53,21 +55,24 @@ def worker(args):
     images = rng.standard_normal((batch_size, *shape)).astype(np.float32)
     labels = rng.integers(0, 10, batch_size)
     mine, my_labels = world.shard(images), world.shard(labels)
-    timings = []
+    timings, cpu = [], []
     for step in range(args.warmup + steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         logits = model.forward(mine)
         loss, grad_logits = F.softmax_cross_entropy(logits, my_labels)
         world.backward(model, grad_logits, len(mine), batch_size)
         world.step_totals(loss * len(mine), 0)
         optimizer.step()
         timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     timed = timings[args.warmup:]
     slowest = world.comm.allreduce(sum(timed), op=world.MPI.MAX) if world.distributed else sum(timed)
+    busiest = sum(cpu[args.warmup:])
+    busiest = world.comm.allreduce(busiest, op=world.MPI.MAX) if world.distributed else busiest
     if world.is_root:
         weights = sum(p.value.size for p in model.parameters())
         print(json.dumps({"images_per_s": batch_size * len(timed) / slowest, "step_ms": 1e3 * slowest / len(timed),
-                          "weights": weights}))
+                          "cpu_ms": 1e3 * busiest / len(timed), "weights": weights}))
 
 
 def launcher(processes):
@@ -96,14 +101,18 @@ def driver(args):
             for label, processes, threads, overlap in CONFIGS:
                 measured[label].append(run(model, processes, threads, overlap, args.steps))
         base = statistics.median(r["images_per_s"] for r in measured[CONFIGS[0][0]])
-        for label, *_ in CONFIGS:
+        base_cpu = statistics.median(r["cpu_ms"] for r in measured[CONFIGS[0][0]])
+        for label, processes, threads, overlap in CONFIGS:
             rates = [r["images_per_s"] for r in measured[label]]
             median = statistics.median(rates)
+            cpu_ms = statistics.median(r["cpu_ms"] for r in measured[label])
             rows.append(f"| {model} | {label} | {median:,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | "
-                        f"{statistics.median(r['step_ms'] for r in measured[label]):.1f} | {median / base:.2f}x |")
+                        f"{statistics.median(r['step_ms'] for r in measured[label]):.1f} | {cpu_ms:.1f} | "
+                        f"{median / base:.2f}x | {base_cpu / cpu_ms * threads:.2f}x |")
         print(f"{model}: {measured[CONFIGS[0][0]][0]['weights']:,} weights", file=sys.stderr)
-    table = "\n".join(["| model | configuration | images/s (median) | range over rounds | step ms | vs 1 x 1 |",
-                       "|---|---|---:|---:|---:|---:|", *rows])
+    table = "\n".join(["| model | configuration | images/s (median) | range over rounds | step ms | CPU ms/step, "
+                       "busiest process | vs 1 x 1 | vs 1 x 1, from CPU time |", "|---|---|---:|---:|---:|---:|---:|---:|",
+                       *rows])
     print(table)
     if args.out:
         with open(args.out, "w") as handle:

@@ -3,7 +3,8 @@
     python benchmarks/distributed.py [--rounds 3] [--models lenet5,resnet20] [--out FILE]
 
 runs, for each model, 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread (gradient
-reductions overlapping backward) and 2 processes x 1 thread (blocking reductions after backward), one
+reductions overlapping backward), 2 processes x 1 thread (blocking reductions after backward) and
+2 processes x 1 thread computing their shards without any reduction (not training: the compute alone), one
 after the other in alternating rounds (the machine's load drifts; alternating spreads the drift over
 every configuration), and prints a markdown table: median images/s, the range over the rounds, and the
 ratio to one single-threaded process; also each configuration's CPU time per step in its busiest process
@@ -29,11 +30,12 @@ MODELS = {
     "resnet20": ("conv16k3p1,relu,[conv16k3p1,relu]*6,conv32k3s2p1,relu,[conv32k3p1,relu]*5,"
                  "conv64k3s2p1,relu,[conv64k3p1,relu]*5,gap,fc10", (3, 32, 32), 64, 4),
 }
-CONFIGS = [  # (label, processes, threads per process, overlap)
+CONFIGS = [  # (label, processes, threads per process, overlap: True, False or None for no reduction at all)
     ("1 process x 1 thread", 1, 1, True),
     ("1 process x 2 threads", 1, 2, True),
     ("2 processes x 1 thread, overlapped", 2, 1, True),
     ("2 processes x 1 thread, blocking", 2, 1, False),
+    ("2 processes x 1 thread, no reduction (compute alone)", 2, 1, None),
 ]
 
 
@@ -60,8 +62,11 @@ def worker(args):
         started, cpu_started = time.perf_counter(), time.process_time()
         logits = model.forward(mine)
         loss, grad_logits = F.softmax_cross_entropy(logits, my_labels)
-        world.backward(model, grad_logits, len(mine), batch_size)
-        world.step_totals(loss * len(mine), 0)
+        if args.no_reduction:  # the shard's compute alone, to tell it from the reductions' cost
+            model.backward(grad_logits, need_input_grad=False)
+        else:
+            world.backward(model, grad_logits, len(mine), batch_size)
+            world.step_totals(loss * len(mine), 0)
         optimizer.step()
         timings.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
@@ -85,7 +90,7 @@ def launcher(processes):
 def run(model, processes, threads, overlap, steps):
     command = launcher(processes) + [os.path.abspath(__file__), "worker", "--model", model, "--threads", str(threads),
                                      "--processes", str(processes)] + \
-        ([] if overlap else ["--blocking"]) + (["--steps", str(steps)] if steps else [])
+        {True: [], False: ["--blocking"], None: ["--no-reduction"]}[overlap] + (["--steps", str(steps)] if steps else [])
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), PYTHONPATH=ROOT)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if result.returncode:
@@ -130,6 +135,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--blocking", action="store_true")
+    parser.add_argument("--no-reduction", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     (worker if args.mode == "worker" else driver)(args)

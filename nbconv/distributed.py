@@ -171,6 +171,10 @@ class MPIWorld:
         except ImportError as error:
             raise DistributedUnavailableError(f"distributed training needs mpi4py and an MPI: {INSTALL_HINT} "
                                               f"({error})") from None
+        if not MPI.Is_initialized():  # mpi_library() imported mpi4py without starting MPI
+            MPI.Init_thread()
+            import atexit
+            atexit.register(lambda: MPI.Is_finalized() or MPI.Finalize())
         self.MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()

@@ -254,3 +254,52 @@ print("averaged on rank", world.rank)
     result = subprocess.run(mpiexec(2) + [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env=environment())
     assert result.returncode == 0 and result.stdout.count("averaged on rank") == 2, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(distributed.mpi_library()[0] is None, reason="mpi4py or its MPI library is missing")
+@pytest.mark.parametrize("overlap", [True, False])
+def test_reductions_start_while_earlier_layers_still_run_backward(overlap):
+    """One process (MPI_COMM_SELF): the order of layer backwards and bucket reductions, as they happen."""
+    from mpi4py import MPI
+
+    from nbconv import models
+    from nbconv import functional as F
+
+    events = []
+
+    class RecordingComm:
+        def __init__(self, comm):
+            self.comm = comm
+
+        def __getattr__(self, name):
+            return getattr(self.comm, name)
+
+        def Iallreduce(self, *args, **kwargs):
+            events.append("reduce")
+            return self.comm.Iallreduce(*args, **kwargs)
+
+        def Allreduce(self, *args, **kwargs):
+            events.append("reduce")
+            return self.comm.Allreduce(*args, **kwargs)
+
+    model = models.build("conv4k3,relu,conv8k3,relu,flatten,fc16,relu,fc10", input_shape=(1, 12, 12), seed=0)
+    for layer in model.layers:
+        def logged(*args, _backward=layer.backward, _name=layer.name, **kwargs):
+            events.append(_name)
+            return _backward(*args, **kwargs)
+        layer.backward = logged
+    world = distributed.MPIWorld(comm=RecordingComm(MPI.COMM_SELF), bucket_bytes=1024, overlap=overlap)
+    images = np.random.default_rng(0).standard_normal((6, 1, 12, 12)).astype(np.float32)
+    expected = models.build("conv4k3,relu,conv8k3,relu,flatten,fc16,relu,fc10", input_shape=(1, 12, 12), seed=0)
+    for net in (model, expected):
+        loss, grad_logits = F.softmax_cross_entropy(net.forward(images), np.arange(6))
+        (world.backward(model, grad_logits, 6, 6) if net is model else net.backward(grad_logits, need_input_grad=False))
+    buckets = len(world._reducer.buckets)
+    assert buckets >= 3 and events.count("reduce") == buckets
+    if overlap:  # fc2's bucket starts right after fc2's backward, long before conv1's
+        assert events.index("reduce") == events.index("fc2") + 1 and events[-1] == "reduce"
+        assert events.index("reduce") < events.index("conv1")
+    else:
+        assert events[-buckets:] == ["reduce"] * buckets
+    for got, want in zip(model.parameters(), expected.parameters()):
+        np.testing.assert_array_equal(got.grad, want.grad)

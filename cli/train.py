@@ -152,7 +152,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         save(finished["history"])
         if world.is_root:
             click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(finished['history'])} complete epochs); "
-                   f"continue with: nbconv train --resume {out}", err=True)
+                       f"continue with: nbconv train --resume {out}", err=True)
         sys.exit(130)
     except TrainingDiverged as error:
         raise click.ClickException(str(error))

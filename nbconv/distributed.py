@@ -285,6 +285,8 @@ class MPIWorld:
         except BaseException as error:  # noqa: BLE001 - any failure must end the job
             message = getattr(error, "format_message", None)
             cause = message() if message else f"{type(error).__name__}: {error}"
+            if isinstance(error, KeyboardInterrupt):
+                cause = "interrupted (Ctrl-C) outside the training steps"
             if not isinstance(error, (KeyboardInterrupt,)) and not message:
                 traceback.print_exc(file=sys.stderr)
             self.abort(cause, 130 if isinstance(error, KeyboardInterrupt) else 1)

@@ -303,3 +303,21 @@ def test_reductions_start_while_earlier_layers_still_run_backward(overlap):
         assert events[-buckets:] == ["reduce"] * buckets
     for got, want in zip(model.parameters(), expected.parameters()):
         np.testing.assert_array_equal(got.grad, want.grad)
+
+
+def test_sequential_backward_calls_after_layer_in_backward_order_without_changing_gradients():
+    from nbconv import models
+    from nbconv import functional as F
+
+    spec = "conv4k3,relu,maxpool2,flatten,fc10"
+    images = np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    seen, grads = [], []
+    for after_layer in (None, lambda layer: seen.append(layer.name)):
+        model = models.build(spec, input_shape=(1, 8, 8), seed=0)
+        loss, grad_logits = F.softmax_cross_entropy(model.forward(images), np.array([1, 2, 3]))
+        model.backward(grad_logits, need_input_grad=False, after_layer=after_layer)
+        grads.append([p.grad for p in model.parameters()])
+    # the ReLU runs after the max pooling (execution_order), so backward meets it first
+    assert seen == ["fc1", "flatten1", "relu1", "pool1", "conv1"]
+    for with_hook, without in zip(grads[1], grads[0]):
+        np.testing.assert_array_equal(with_hook, without)

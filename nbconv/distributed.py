@@ -349,7 +349,12 @@ class GradientReducer:
             bucket.allocate(self.where, self.through_device)
 
     def begin(self):
+        """Before a backward pass: no reduction started, no gradient yet (a parameter that backward leaves
+        without one reduces as zeros, never as last step's values)."""
         self.pending, self.next_bucket, self.ready = [], 0, [0] * len(self.buckets)
+        for bucket in self.buckets:
+            for parameter in bucket.parameters:
+                parameter.grad = None
 
     def layer_done(self, layer):
         """After a layer's backward: its buckets may be complete; start every complete bucket in order."""

@@ -321,3 +321,15 @@ def test_sequential_backward_calls_after_layer_in_backward_order_without_changin
     assert seen == ["fc1", "flatten1", "relu1", "pool1", "conv1"]
     for with_hook, without in zip(grads[1], grads[0]):
         np.testing.assert_array_equal(with_hook, without)
+
+
+def test_info_names_the_mpi_library_or_how_to_install_one(monkeypatch):
+    from nbconv_cli.info import mpi_status
+    library, reason = distributed.mpi_library()
+    monkeypatch.setenv("PMI_SIZE", "3")
+    monkeypatch.setenv("PMI_RANK", "2")
+    status = mpi_status()
+    if library is None:
+        assert 'pip install -e ".[mpi]"' in status
+    else:
+        assert status.startswith(library.split()[0]) and "3 processes launched, this is rank 2" in status

@@ -57,7 +57,20 @@ def collect():
         "cuda": f"usable: {reason}" if usable else f"not usable: {reason}",
         "default device": default_device(),
         "jit cache": jit_cache_location(),
+        "mpi": mpi_status(),
     }
+
+
+def mpi_status():
+    """Which MPI library mpi4py runs on and how many processes the launcher started (without starting MPI)."""
+    from nbconv import distributed
+    library, reason = distributed.mpi_library()
+    if library is None:
+        return reason
+    size = distributed.launched_size()
+    processes = (f"{size} processes launched, this is rank {distributed.launched_rank()}" if size > 1 else
+                 "1 process (start several with mpiexec -n K)")
+    return f"{library}; {processes}"
 
 
 @click.command()

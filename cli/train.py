@@ -6,7 +6,7 @@ import time
 
 import click
 
-from nbconv import checkpoint, jit_warmup, models
+from nbconv import checkpoint, distributed, jit_warmup, models
 from nbconv.optim import SCHEDULES
 from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
 
@@ -24,6 +24,7 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
   nbconv train pattern:n=2,m=2,k=1 --device cuda
   nbconv train "[[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10"
   nbconv train --resume runs/lenet5.npz --epochs 8
+  mpiexec -n 4 nbconv train lenet       # 4 processes, one model; --batch-size stays the global batch
 """
 
 
@@ -50,10 +51,36 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue training from this checkpoint (its model, optimizer and history).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
-def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir, dataset,
-          out, threads, resume, limit):
+@click.option("--distributed", is_flag=True, default=False,
+              help="Train data-parallel over MPI (implied when started by mpiexec with several processes).")
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir,
+          dataset, out, threads, resume, limit, distributed):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
+    world = connect_world(distributed)
+    with world.guard():
+        train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment,
+                 seed, data_dir, dataset, out, threads, resume, limit)
+
+
+def connect_world(forced):
+    """This process's nbconv.distributed world; under mpiexec, only rank 0 writes to stdout."""
+    try:
+        world = distributed.connect(force=forced)
+    except distributed.DistributedUnavailableError as error:
+        raise click.ClickException(str(error))
+    if not world.is_root:
+        sys.stdout = open(os.devnull, "w")
+    return world
+
+
+def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed,
+             data_dir, dataset, out, threads, resume, limit):
     device = resolve_device(device)
+    if device == "cuda" and world.distributed:
+        distributed.select_local_device(world)
+    if threads is None and world.distributed and device == "cpu":
+        import numba
+        threads = max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // world.local_size))  # shared
     configure_cpu(threads)
     helper, data = None, None
     if resume:
@@ -70,8 +97,9 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, augment=augment, seed=seed)
-        data = load_data_in_background(config.dataset, data_dir)
-        helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
+        if world.is_root:  # the other processes load after rank 0, which may have to download the data
+            data = load_data_in_background(config.dataset, data_dir)
+            helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
         try:
             net = models.build(model, input_shape=(1, 28, 28), seed=seed)
         except ValueError as error:
@@ -81,7 +109,11 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         name = models.ALIASES.get(model.lower(), model.lower())
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
     try:
-        splits = data() if data else load_data(config.dataset, data_dir)
+        if world.is_root:
+            splits = data() if data else load_data(config.dataset, data_dir)
+        world.barrier()
+        if not world.is_root:
+            splits = load_data(config.dataset, data_dir)
     except BaseException:
         jit_warmup.stop(helper)
         raise
@@ -89,29 +121,38 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
     net.to(device)
+    world.broadcast_parameters(net)
     opt = make_optimizer(config, net.parameters())
     if resume and state.optimizer_state:
         opt.load_state_dict(state.optimizer_state)
     click.echo(f"training {config.model} ({net.spec()}) on {device}: {len(splits.train_images):,} training and "
                f"{len(splits.test_images):,} test images from {splits.source}; {config.optimizer} lr {config.lr:g}, "
-               f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs")
+               f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs"
+               + (f"; {world.describe()}" if world.distributed else ""))
+    if world.distributed:
+        roster = world.roster()  # every process takes part
+        click.echo(f"processes: {roster}" if world.size <= 32 else f"processes: {roster[:2000]}...")
 
     finished = {"history": history}  # the latest complete-epoch history, for a save on Ctrl-C
 
     def save(history_so_far):
         finished["history"] = list(history_so_far)
-        checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
+        if world.is_root:
+            checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
 
     # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
     gc.freeze()
     started = time.perf_counter()
     try:
-        history = fit(net, opt, splits, config, device, history, on_epoch_end=save)
+        with world.interrupt_flag():
+            history = fit(net, opt, splits, config, device, history, on_epoch_end=save,
+                          echo_progress=world.is_root, world=world)
     except KeyboardInterrupt:
         save(finished["history"])
-        click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(finished['history'])} complete epochs); "
-                   f"continue with: nbconv train --resume {out}", err=True)
+        if world.is_root:
+            click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(finished['history'])} complete epochs); "
+                       f"continue with: nbconv train --resume {out}", err=True)
         sys.exit(130)
     except TrainingDiverged as error:
         raise click.ClickException(str(error))

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import backend
 from . import functional as F
+from .distributed import SINGLE
 from .data.batch import shifted_batch
 from .optim import OPTIMIZERS, make_schedule
 
@@ -96,10 +97,14 @@ def confusion_matrix(labels, predictions, classes=10):
     return matrix
 
 
-def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True, schedule=None):
+def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True, schedule=None,
+                world=SINGLE, on_step=None):
     """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}.
 
-    With a schedule, the learning rate is set before every step from the fractional epoch.
+    With a schedule, the learning rate is set before every step from the fractional epoch. With a distributed
+    world (nbconv.distributed), this process trains on its shard of every global batch of config.batch_size
+    and the gradients, loss and accuracy are summed over the processes. on_step(step, loss) sees each step's
+    global-batch loss.
     """
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
@@ -119,18 +124,26 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
                 schedule.set_epoch(epoch + start / len(images))
             shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
                       else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
-            batch = backend.transfer(shifted_batch(images, chosen, shifts, config.augment, config.mean, config.std,
-                                                   dtype), device)
-            batch_labels = labels[chosen]
-            logits = model.forward(batch)
-            loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
+            mine, shifts = world.shard(chosen), world.shard(shifts)  # this process's part of the global batch
+            batch_labels = labels[mine]
+            loss, grad_logits, hits = 0.0, None, 0
+            if len(mine):
+                batch = backend.transfer(shifted_batch(images, mine, shifts, config.augment, config.mean, config.std,
+                                                       dtype), device)
+                logits = model.forward(batch)
+                loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
+                hits = int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
+            world.backward(model, grad_logits, len(mine), len(chosen))
+            loss_sum, hits = world.step_totals(loss * len(mine), hits)
+            loss = loss_sum / len(chosen)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
                                        f"training stopped (try a lower --lr than {optimizer.lr:g})")
-            model.backward(grad_logits, need_input_grad=False)
             optimizer.step()
-            total_loss += loss * len(chosen)
-            correct += int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
+            if on_step is not None:
+                on_step(step, loss)
+            total_loss += loss_sum
+            correct += hits
             seen += len(chosen)
             rate = seen / max(time.perf_counter() - started, 1e-9)
             status["text"] = f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
@@ -140,8 +153,9 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
 
 
 def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=click.echo,
-        echo_progress=True):
+        echo_progress=True, world=SINGLE):
     """Train for config.epochs epochs (continuing after len(history) finished ones); return the history.
+    With a distributed world, training and the test pass are sharded over its processes.
 
     Each history entry: epoch, lr, loss, accuracy (train), test_accuracy, seconds, images_per_s.
     on_epoch_end(history) runs after each epoch (the CLI saves a checkpoint there).
@@ -152,9 +166,10 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     for epoch in range(len(history), config.epochs):
         lr = schedule.set_epoch(epoch)
         stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
-                            echo_progress, schedule)
-        predictions = predict(model, splits.test_images, config.mean, config.std, device)
-        test_accuracy = float((predictions == splits.test_labels).mean())
+                            echo_progress, schedule, world)
+        world.average_running_statistics(model)
+        predictions = predict(model, world.shard(splits.test_images), config.mean, config.std, device)
+        test_accuracy = world.sum(int((predictions == world.shard(splits.test_labels)).sum())) / len(splits.test_labels)
         entry = {"epoch": epoch + 1, "lr": lr, **stats, "test_accuracy": test_accuracy}
         history.append(entry)
         echo(f"epoch {epoch + 1}/{config.epochs}  loss {stats['loss']:.4f}  train acc {100 * stats['accuracy']:.2f}%  "

@@ -128,12 +128,14 @@ class Sequential(Layer):
             input = self.layers[index].forward(input)
         return input
 
-    def backward(self, grad_output, start=None, need_input_grad=True):
+    def backward(self, grad_output, start=None, need_input_grad=True, after_layer=None):
         """Back-propagate through the layers in reverse (from layer `start` when given) to the model's input,
         in the reverse of the order the last forward ran them, which must have covered the same layers
         (forward(x, until=start) before backward(g, start=start)).
 
         need_input_grad=False (training) lets the first layer skip the input gradient; returns None then.
+        after_layer(layer), when given, runs as soon as each layer's backward is done (its parameters'
+        gradients are final then: data-parallel training starts reducing them while earlier layers run).
         """
         count = len(self.layers) if start is None else self._index(start, "start") + 1
         order = self.execution_order(count)
@@ -145,8 +147,12 @@ class Sequential(Layer):
             if position == 0 and not need_input_grad:
                 if layer.parameters():
                     layer.backward(grad_output, need_input_grad=False)
+                if after_layer is not None:
+                    after_layer(layer)
                 return None
             grad_output = layer.backward(grad_output)
+            if after_layer is not None:
+                after_layer(layer)
         return grad_output
 
     def named_parameters(self):

@@ -1,0 +1,453 @@
+"""Data-parallel training over MPI: K processes train one model, each on its shard of every global batch.
+
+Launched as `mpiexec -n K python -m nbconv train ...` (MPICH, Open MPI, Intel MPI; Slurm and PBS start
+mpiexec). Every process builds the same model from the same seed (rank 0's weights are broadcast once to
+be sure), reads the contiguous slice of each global batch that `shard_bounds` gives it, runs forward and
+backward on it, and the parameter gradients are summed with MPI Allreduce over flat buffers grouped into
+buckets, always started in the same order, so every process applies the same update and the run is
+reproducible. The loss is the mean over the global batch: each process scales its loss gradient by its
+share of the batch (n_rank / N), so uneven shards weigh right and the same command trains the same model
+whatever K is (up to float rounding in the sums).
+
+Overlap: a bucket's non-blocking Iallreduce starts as soon as backward has finished the layers holding its
+parameters, while the earlier layers still run backward.
+
+Batch normalization (when a model has it) keeps per-process batch statistics, as PyTorch's
+DistributedDataParallel and Horovod do by default: synchronising them costs one extra Allreduce per batch
+normalization layer in the forward pass and one in the backward pass, a latency on the critical path of
+every layer, and only matters when a shard gets too small for stable statistics (a few images); with per-
+process statistics the results depend on K for models with batch normalization. Their running statistics
+(layer attributes running_mean / running_var) are averaged over the processes before each test pass, so the
+evaluation and the checkpoint see one set.
+
+GPUs: one process per GPU; the local rank (rank among the processes on the same node) picks the device.
+Device gradients go to MPI directly through the CUDA array interface when the MPI is CUDA-aware
+(`cuda_aware_mpi`), else through one host staging buffer per bucket.
+
+Faults: `guard` turns an exception on any rank into a message naming the rank and the cause, then
+MPI_Abort, which ends every process of the job (mpiexec also ends the job when a process is killed).
+Ctrl-C: mpiexec forwards SIGINT to every process; `interrupt_flag` turns it into a flag that travels with
+each step's loss totals, so every process stops at the same step and rank 0 saves.
+
+Only this module imports mpi4py, and only when asked (`connect`): the rest of nbconv is single-process.
+"""
+import contextlib
+import os
+import signal
+import sys
+import traceback
+
+import numpy as np
+
+from . import backend
+
+# The environment variables launchers set to the number of processes: MPICH and Intel MPI (Hydra), Open MPI,
+# MVAPICH, and the PMI of Slurm's srun.
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+BUCKET_BYTES = 1 << 20  # gradients reduced together; 1 MiB: big enough to amortise latency, small enough to overlap
+RUNNING_STATISTICS = ("running_mean", "running_var")  # batch normalization's, averaged before each test pass
+INSTALL_HINT = 'pip install -e ".[mpi]" (mpi4py and MPICH from PyPI)'
+
+
+class DistributedUnavailableError(RuntimeError):
+    """mpi4py (or an MPI library for it) is missing."""
+
+
+def launched_size():
+    """The number of processes the launcher started (from its environment variables), 1 outside mpiexec."""
+    for name in SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def launched_rank():
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def shard_bounds(count, rank, size):
+    """[start, stop) of rank's contiguous share of `count` items: the first count % size ranks get one more."""
+    base, extra = divmod(count, size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def mpi_library():
+    """(a one-line description of the MPI library mpi4py runs on, or None, and why not when None).
+
+    Does not initialise MPI (MPI_Get_library_version may be called before MPI_Init)."""
+    try:
+        import mpi4py
+        if "mpi4py.MPI" not in sys.modules:
+            mpi4py.rc.initialize = False
+        from mpi4py import MPI
+    except ImportError as error:
+        return None, f"not installed ({error}); {INSTALL_HINT}"
+    except Exception as error:  # noqa: BLE001 - an mpi4py that finds no libmpi fails in various ways
+        return None, f"mpi4py {getattr(sys.modules.get('mpi4py'), '__version__', '?')} finds no MPI library: {error}"
+    version = MPI.Get_library_version().strip().splitlines()[0]
+    return f"{' '.join(version.split())} (MPI {'.'.join(map(str, MPI.Get_version()))}, mpi4py {mpi4py.__version__})", None
+
+
+def cuda_aware_mpi():
+    """True when MPI can read device memory (mpi4py's query where it has one; NBCONV_MPI_CUDA_AWARE=1/0
+    overrides, for MPIs that are CUDA-aware without saying so)."""
+    forced = os.environ.get("NBCONV_MPI_CUDA_AWARE")
+    if forced in ("0", "1"):
+        return forced == "1"
+    from mpi4py import MPI
+    query = getattr(MPI, "Query_cuda_support", None)
+    try:
+        return bool(query()) if query is not None else False
+    except Exception:  # noqa: BLE001 - not supported by this MPI
+        return False
+
+
+class Terminated(Exception):
+    """The process received SIGTERM."""
+
+    def format_message(self):
+        return str(self)
+
+
+class SingleProcess:
+    """The world of one process: no sharding, no communication. The training loop's default."""
+
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+    is_root = True
+    distributed = False
+
+    def shard(self, items):
+        return items
+
+    def backward(self, model, grad_logits, local_count, global_count):
+        model.backward(grad_logits, need_input_grad=False)
+
+    def step_totals(self, loss_sum, correct):
+        return loss_sum, correct
+
+    def sum(self, value):
+        return value
+
+    def barrier(self):
+        pass
+
+    def broadcast_parameters(self, model):
+        pass
+
+    def average_running_statistics(self, model):
+        pass
+
+    @contextlib.contextmanager
+    def interrupt_flag(self):
+        yield
+
+    @contextlib.contextmanager
+    def guard(self):
+        yield
+
+    def describe(self):
+        return "1 process"
+
+
+SINGLE = SingleProcess()
+
+
+class MPIWorld:
+    """K processes under MPI. `comm` defaults to MPI.COMM_WORLD; overlap=False reduces every bucket after the
+    whole backward pass (blocking Allreduce), for comparison."""
+
+    distributed = True
+
+    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=True):
+        try:
+            from mpi4py import MPI
+        except ImportError as error:
+            raise DistributedUnavailableError(f"distributed training needs mpi4py and an MPI: {INSTALL_HINT} "
+                                              f"({error})") from None
+        if not MPI.Is_initialized():  # mpi_library() imported mpi4py without starting MPI
+            MPI.Init_thread()
+            import atexit
+            atexit.register(lambda: MPI.Is_finalized() or MPI.Finalize())
+        self.MPI = MPI
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        local.Free()
+        self.is_root = self.rank == 0
+        self.bucket_bytes = int(bucket_bytes)
+        self.overlap = bool(overlap)
+        self.interrupted = False
+        self._reducer = None
+
+    # -- sharding and small totals ------------------------------------------------------------------------
+
+    def shard(self, items):
+        """This process's contiguous slice of `items` (a global batch's indices, the test set)."""
+        start, stop = shard_bounds(len(items), self.rank, self.size)
+        return items[start:stop]
+
+    def sum(self, value):
+        """`value` (a number) summed over the processes, as a float (exact for counts below 2**53)."""
+        total = np.empty(1)
+        self.comm.Allreduce(np.array([float(value)]), total, op=self.MPI.SUM)
+        return float(total[0])
+
+    def step_totals(self, loss_sum, correct):
+        """(loss summed over the global batch, correct predictions in it); raises KeyboardInterrupt on every
+        process, at the same step, when any of them received Ctrl-C."""
+        totals = np.empty(3)
+        self.comm.Allreduce(np.array([float(loss_sum), float(correct), float(self.interrupted)]), totals,
+                            op=self.MPI.SUM)
+        if totals[2]:
+            raise KeyboardInterrupt
+        return float(totals[0]), int(totals[1])
+
+    def barrier(self):
+        self.comm.Barrier()
+
+    def broadcast_parameters(self, model):
+        """Copy rank 0's parameters to every process (a no-op when they already agree, as they should)."""
+        for parameter in model.parameters():
+            host = np.ascontiguousarray(backend.to_host(parameter.value))
+            self.comm.Bcast(host, root=0)
+            parameter.value = backend.transfer(host, backend.backend_of(parameter.value))
+
+    def average_running_statistics(self, model):
+        """Average the layers' running_mean / running_var (batch normalization's, gathered per process from
+        its own shards) over the processes, so that evaluation and the checkpoint see one set."""
+        for layer in getattr(model, "layers", [model]):
+            for name in RUNNING_STATISTICS:
+                value = getattr(layer, name, None)
+                if value is None or not hasattr(value, "shape"):
+                    continue
+                host = np.ascontiguousarray(backend.to_host(value), dtype=np.float64)
+                self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+                averaged = (host / self.size).astype(value.dtype)
+                setattr(layer, name, backend.transfer(averaged, backend.backend_of(value)))
+
+    # -- gradients ----------------------------------------------------------------------------------------
+
+    def backward(self, model, grad_logits, local_count, global_count):
+        """Backward on this shard, then every parameter's .grad holds the global batch's gradient (summed
+        over the processes). grad_logits is the gradient of this shard's mean loss (None for an empty shard)."""
+        if self._reducer is None or self._reducer.model is not model:
+            self._reducer = GradientReducer(model, self.comm, self.bucket_bytes)
+        reducer = self._reducer
+        reducer.begin()
+        if local_count:
+            if local_count != global_count:
+                grad_logits = scale(grad_logits, local_count / global_count)
+            model.backward(grad_logits, need_input_grad=False,
+                           after_layer=reducer.layer_done if self.overlap else None)
+        reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
+
+    # -- Ctrl-C and faults -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def interrupt_flag(self):
+        """While inside: Ctrl-C sets a flag that step_totals shares (a second one interrupts at once)."""
+        def flag(signum, frame):
+            self.interrupted = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            previous = signal.signal(signal.SIGINT, flag)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def guard(self):
+        """An exception escaping on any process ends the whole job: a message naming the rank and the cause
+        on stderr, then MPI_Abort (the other processes may be waiting in a collective and would hang).
+        SIGTERM (kill PID, a scheduler's time limit) becomes such an exception too."""
+        def terminated(signum, frame):
+            raise Terminated(f"terminated by {signal.Signals(signum).name}")
+        try:
+            signal.signal(signal.SIGTERM, terminated)
+        except ValueError:  # not the main thread
+            pass
+        try:
+            yield
+        except SystemExit:
+            raise  # a deliberate exit (after a Ctrl-C every process takes together)
+        except BaseException as error:  # noqa: BLE001 - any failure must end the job
+            message = getattr(error, "format_message", None)
+            cause = message() if message else f"{type(error).__name__}: {error}"
+            if isinstance(error, KeyboardInterrupt):
+                cause = "interrupted (Ctrl-C) outside the training steps"
+            if not isinstance(error, (KeyboardInterrupt,)) and not message:
+                traceback.print_exc(file=sys.stderr)
+            self.abort(cause, 130 if isinstance(error, KeyboardInterrupt) else 1)
+
+    def abort(self, cause, code=1):
+        sys.stdout.flush()
+        sys.stderr.write(f"nbconv: rank {self.rank} of {self.size} failed: {cause}; ending all {self.size} "
+                         f"processes\n")
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+    def describe(self):
+        return f"{self.size} processes (MPI)"
+
+    def roster(self):
+        """'rank 0: pid 123 on node1, rank 1: ...': what a launcher's message about a killed process id means."""
+        import socket
+        entries = self.comm.allgather((os.getpid(), socket.gethostname()))
+        return ", ".join(f"rank {rank}: pid {pid} on {host}" for rank, (pid, host) in enumerate(entries))
+
+
+def scale(array, factor):
+    """array * factor, in place on the host (a small round trip for a device array: it is the logits' gradient)."""
+    if backend.is_device_array(array):
+        host = backend.to_host(array)
+        host *= host.dtype.type(factor)
+        return backend.to_device(host)
+    array *= array.dtype.type(factor)
+    return array
+
+
+class GradientReducer:
+    """Sums a model's parameter gradients over `comm`, bucket by bucket.
+
+    Buckets: the parameters in backward order (last layer first), cut into flat buffers of about
+    bucket_bytes and one dtype each. Bucket i's reduction always starts before bucket i + 1's, on every
+    process (non-blocking collectives must start in the same order everywhere). After `finish`, each
+    parameter's .grad is a view into its bucket.
+    """
+
+    def __init__(self, model, comm, bucket_bytes=BUCKET_BYTES):
+        from mpi4py import MPI
+        self.MPI, self.model, self.comm = MPI, model, comm
+        layers = [layer for layer in getattr(model, "layers", [model]) if layer.parameters()]
+        ordered = [(layer, parameter) for layer in reversed(layers) for parameter in layer.parameters()]
+        self.buckets, self.bucket_of = [], {}
+        for layer, parameter in ordered:
+            nbytes = parameter.value.size * parameter.value.dtype.itemsize
+            last = self.buckets[-1] if self.buckets else None
+            if last is None or last.dtype != parameter.value.dtype or last.nbytes + nbytes > bucket_bytes and last.nbytes:
+                last = Bucket(parameter.value.dtype)
+                self.buckets.append(last)
+            last.add(parameter)
+            self.bucket_of[id(parameter)] = len(self.buckets) - 1
+        self.layer_buckets = {id(layer): sorted({self.bucket_of[id(p)] for p in layer.parameters()})
+                              for layer in layers}
+        self.where = backend.backend_of(ordered[0][1].value) if ordered else "cpu"
+        self.through_device = self.where == "cuda" and cuda_aware_mpi()
+        for bucket in self.buckets:
+            bucket.allocate(self.where, self.through_device)
+
+    def begin(self):
+        """Before a backward pass: no reduction started, no gradient yet (a parameter that backward leaves
+        without one reduces as zeros, never as last step's values)."""
+        self.pending, self.next_bucket, self.ready = [], 0, [0] * len(self.buckets)
+        for bucket in self.buckets:
+            for parameter in bucket.parameters:
+                parameter.grad = None
+
+    def layer_done(self, layer):
+        """After a layer's backward: its buckets may be complete; start every complete bucket in order."""
+        for index in self.layer_buckets.get(id(layer), ()):
+            self.ready[index] += len([p for p in layer.parameters() if self.bucket_of[id(p)] == index])
+        while self.next_bucket < len(self.buckets) and \
+                self.ready[self.next_bucket] == len(self.buckets[self.next_bucket].parameters):
+            self._start(self.next_bucket, blocking=False)
+        if self.pending:
+            self.MPI.Request.Testall(self.pending)  # lets MPI progress the reductions already started
+
+    def _start(self, index, blocking, have_gradients=True):
+        bucket = self.buckets[index]
+        buffer = bucket.pack(have_gradients)
+        if blocking:
+            self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        else:
+            self.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM))
+        self.next_bucket = index + 1
+
+    def finish(self, have_gradients=True, blocking=False):
+        """Start the buckets not started yet (all of them without overlap, or for an empty shard), wait for
+        every reduction, and point each parameter's .grad at its reduced values."""
+        while self.next_bucket < len(self.buckets):
+            self._start(self.next_bucket, blocking, have_gradients)
+        if self.pending:
+            self.MPI.Request.Waitall(self.pending)
+        for bucket in self.buckets:
+            bucket.unpack()
+
+
+class Bucket:
+    """Some parameters' gradients side by side in one flat buffer (on the parameters' backend; with a host
+    copy for MPIs that cannot read device memory)."""
+
+    def __init__(self, dtype):
+        self.dtype, self.parameters, self.offsets, self.nbytes, self.size = np.dtype(dtype), [], [], 0, 0
+
+    def add(self, parameter):
+        self.parameters.append(parameter)
+        self.offsets.append(self.size)
+        self.size += parameter.value.size
+        self.nbytes = self.size * self.dtype.itemsize
+
+    def allocate(self, where, through_device):
+        self.where = where
+        self.flat = backend.empty((self.size,), self.dtype, where)
+        self.staging = None if where == "cpu" or through_device else np.empty(self.size, self.dtype)
+
+    def pack(self, have_gradients):
+        """Copy the gradients into the flat buffer (zeros for a process with no images in this batch, or for
+        a parameter backward left without a gradient); returns the buffer MPI reduces."""
+        for parameter, offset in zip(self.parameters, self.offsets):
+            size = parameter.value.size
+            grad = parameter.grad if have_gradients else None
+            if self.where == "cpu":
+                target = self.flat[offset:offset + size]
+                if grad is None:
+                    target[:] = 0
+                else:
+                    target[:] = np.asarray(grad).reshape(-1)
+            else:
+                source = np.zeros(size, self.dtype) if grad is None else \
+                    backend.flat(backend.contiguous(grad))
+                self.flat[offset:offset + size].copy_to_device(source)
+        if self.staging is None:
+            if self.where == "cuda":
+                from numba import cuda
+                cuda.synchronize()  # MPI reads device memory outside CUDA's stream order
+            return self.flat
+        self.flat.copy_to_host(self.staging)
+        return self.staging
+
+    def unpack(self):
+        if self.staging is not None:
+            self.flat.copy_to_device(self.staging)
+        for parameter, offset in zip(self.parameters, self.offsets):
+            parameter.grad = self.flat[offset:offset + parameter.value.size].reshape(parameter.value.shape)
+
+
+def connect(force=False, overlap=True):
+    """The world this process trains in: MPIWorld when launched by mpiexec with several processes or when
+    force is set (--distributed), else SINGLE. Raises DistributedUnavailableError when MPI is needed but
+    mpi4py is missing."""
+    if not force and launched_size() <= 1:
+        return SINGLE
+    return MPIWorld(overlap=overlap)
+
+
+def select_local_device(world):
+    """On a node with GPUs, the process's GPU: local rank modulo the number of GPUs."""
+    from numba import cuda
+    count = len(cuda.gpus)
+    if count:
+        cuda.select_device(world.local_rank % count)
+    return world.local_rank % count if count else None

@@ -1,0 +1,335 @@
+"""Data-parallel training (nbconv.distributed): sharding rules here; K-invariance, faults, Ctrl-C and resume
+with another number of processes by running mpiexec (skipped where mpi4py or mpiexec is missing)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from nbconv import checkpoint, distributed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "nbconv", "data", "sample")  # the 3,000 + 1,000 MNIST images shipped in the package
+STEPS_SCRIPT = os.path.join(ROOT, "tests", "distributed_steps.py")
+
+
+def find_mpiexec():
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")  # the mpich wheel's, in the venv
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
+def mpi_missing():
+    library, reason = distributed.mpi_library()
+    if library is None:
+        return f"MPI unavailable: {reason}"
+    if find_mpiexec() is None:
+        return "no mpiexec found"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
+
+
+def mpiexec(k):
+    """mpiexec -n k, oversubscribing (more processes than cores is fine for a test)."""
+    command = [find_mpiexec(), "-n", str(k)]
+    version = subprocess.run([command[0], "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" in version or "OpenRTE" in version:
+        command[1:1] = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    return command
+
+
+def environment():
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NBCONV_DATA_DIR", None)
+    return env
+
+
+def run_steps(tmp_path, k, *options, timeout=400):
+    """Per-step losses of one epoch, single-process (k=None) or on k MPI processes."""
+    out = str(tmp_path / f"steps-{k}-{len(options)}.json")
+    launcher = [sys.executable] if k is None else mpiexec(k) + [sys.executable]
+    extra = ["--single"] if k is None else []
+    result = subprocess.run(launcher + [STEPS_SCRIPT, SAMPLE, out, *extra, *options], capture_output=True,
+                            text=True, timeout=timeout, env=environment())
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(out) as handle:
+        return json.load(handle)
+
+
+def nbconv_command(k, *args):
+    launcher = [sys.executable] if k is None else mpiexec(k) + [sys.executable]
+    return launcher + ["-m", "nbconv", "train", *args, "--data-dir", SAMPLE, "--device", "cpu"]
+
+
+def test_shards_cover_the_batch_in_order_and_differ_by_at_most_one():
+    for count in (0, 1, 2, 7, 64, 65, 1001):
+        for size in (1, 2, 3, 4, 7, 16):
+            bounds = [distributed.shard_bounds(count, rank, size) for rank in range(size)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == count
+            assert all(bounds[r][1] == bounds[r + 1][0] for r in range(size - 1))
+            sizes = [stop - start for start, stop in bounds]
+            assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_single_process_world_changes_nothing():
+    items = np.arange(10)
+    assert distributed.SINGLE.shard(items) is items
+    assert distributed.SINGLE.step_totals(3.5, 2) == (3.5, 2) and not distributed.SINGLE.distributed
+    assert distributed.connect() is distributed.SINGLE or distributed.launched_size() > 1
+
+
+def test_connect_explains_a_missing_mpi4py(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(distributed.DistributedUnavailableError, match="mpi4py"):
+        distributed.MPIWorld()
+
+
+@needs_mpi
+def test_the_loss_curve_does_not_depend_on_the_number_of_processes(tmp_path):
+    """LeNet-5, batch 58, 51 steps (shards of 15, 15, 14, 14 on 4 processes), the last one a batch of 2
+    (1, 1, 0, 0: two processes without images contribute zeros)."""
+    options = ["--model", "lenet5", "--batch-size", "58", "--limit", "2902"]
+    single = run_steps(tmp_path, None, *options)
+    assert len(single["losses"]) == 51
+    reference = np.array(single["losses"])
+    for k in (2, 4):
+        result = run_steps(tmp_path, k, *options)
+        assert result["size"] == k and result["weights_agree"]
+        np.testing.assert_allclose(result["losses"], reference, rtol=1e-4)
+    assert reference[-1] < reference[0] / 2  # it trained
+
+
+@needs_mpi
+def test_blocking_and_small_buckets_reduce_to_the_same_bits(tmp_path):
+    """Bucketing and overlap change when reductions run, never what they sum (2 processes: a + b exactly)."""
+    overlapped = run_steps(tmp_path, 2, "--limit", "600")
+    blocking = run_steps(tmp_path, 2, "--limit", "600", "--no-overlap", "--bucket-bytes", "512")
+    assert overlapped["losses"] == blocking["losses"] and overlapped["fc_weight_sum"] == blocking["fc_weight_sum"]
+
+
+@needs_mpi
+def test_resume_with_another_number_of_processes(tmp_path):
+    """Epoch 1 on 2 processes, epoch 2 resumed on 1: the same history as 2 epochs on 1 process."""
+    args = ["lenet5", "--batch-size", "50", "--limit", "450", "--augment", "0", "--seed", "2", "--schedule", "constant"]
+    env = environment()
+    whole, split = str(tmp_path / "whole.npz"), str(tmp_path / "split.npz")
+    for command in (nbconv_command(None, *args, "--epochs", "2", "--out", whole),
+                    nbconv_command(2, *args, "--epochs", "1", "--out", split),
+                    nbconv_command(None, "--resume", split, "--epochs", "2", "--limit", "450")):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 processes (MPI)" not in result.stdout
+    whole_history, split_history = checkpoint.load(whole).history, checkpoint.load(split).history
+    assert [h["epoch"] for h in split_history] == [1, 2]
+    for key in ("loss", "accuracy", "test_accuracy"):
+        np.testing.assert_allclose([h[key] for h in split_history], [h[key] for h in whole_history], rtol=1e-4)
+
+
+def start_training(tmp_path, k, *args):
+    out = str(tmp_path / "run.npz")
+    process = subprocess.Popen(nbconv_command(k, "lenet5", "--epochs", "50", "--out", out, *args),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(),
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(out):  # the first epoch's checkpoint
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.2)
+    return process, out
+
+
+def rank_process(launcher, rank):
+    """The pid of the process of that rank under this mpiexec (a descendant with the rank in its environment)."""
+    parents, environments = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                parents[int(pid)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environments[int(pid)] = handle.read().split(b"\0")
+        except OSError:
+            continue
+    for pid, variables in environments.items():
+        if f"PMI_RANK={rank}".encode() in variables or f"OMPI_COMM_WORLD_RANK={rank}".encode() in variables:
+            ancestor = pid
+            while ancestor in parents and ancestor not in (0, 1, launcher.pid):
+                ancestor = parents[ancestor]
+            if ancestor == launcher.pid:
+                return pid
+    return None
+
+
+def finish(process, within):
+    try:
+        output = process.communicate(timeout=within)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"the job was still running {within} s later: {process.communicate()[0]}")
+    return output
+
+
+@needs_mpi
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank's process through /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_stays_intact(tmp_path, how):
+    process, out = start_training(tmp_path, 2, "--limit", "1500")
+    victim = rank_process(process, 1)
+    assert victim is not None
+    os.kill(victim, how)
+    started = time.monotonic()
+    output = finish(process, within=20)
+    assert time.monotonic() - started < 10 and process.returncode != 0
+    if how == signal.SIGTERM:
+        assert "rank 1 of 2 failed: terminated by SIGTERM" in output
+    else:  # the launcher names the process id; the job's first lines say which rank it was
+        assert f"rank 1: pid {victim}" in output and str(victim) in output.split(f"rank 1: pid {victim}", 1)[1]
+    assert len(checkpoint.load(out).history) >= 1
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_the_job_with_its_rank_and_cause(tmp_path):
+    """Rank 1 alone gets a model it cannot build while rank 0 waits for it: the job must not hang."""
+    command = mpiexec(1) + [sys.executable, "-m", "nbconv", "train", "lenet5", "--data-dir", SAMPLE] + \
+        [":", "-n", "1", sys.executable, "-m", "nbconv", "train", "conv4k3,wat", "--data-dir", SAMPLE]
+    if "--oversubscribe" in command:
+        pytest.skip("the MPMD form is tested with MPICH's mpiexec")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=environment(), start_new_session=True, cwd=str(tmp_path))
+    output = finish(process, within=120)
+    assert process.returncode != 0
+    assert "rank 1 of 2 failed" in output and "unknown layer token 'wat'" in output
+
+
+@needs_mpi
+def test_ctrl_c_on_mpiexec_saves_like_a_single_process(tmp_path):
+    process, out = start_training(tmp_path, 2, "--limit", "1500")
+    os.kill(process.pid, signal.SIGINT)
+    output = finish(process, within=30)
+    assert process.returncode == 130, output
+    assert output.count("interrupted: checkpoint saved") == 1  # rank 0 alone
+    assert len(checkpoint.load(out).history) >= 1
+
+
+@needs_mpi
+@pytest.mark.parametrize("cuda_aware", ["0", "1"])
+def test_device_gradients_reduce_staged_or_straight_from_device_memory(tmp_path, cuda_aware):
+    """Under Numba's CUDA simulator: one GPU per process, buckets of device arrays, 7 images on 2 processes."""
+    out = str(tmp_path / "device.json")
+    env = dict(environment(), NUMBA_ENABLE_CUDASIM="1", NBCONV_MPI_CUDA_AWARE=cuda_aware)
+    result = subprocess.run(mpiexec(2) + [sys.executable, os.path.join(ROOT, "tests", "distributed_device.py"), out],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(out) as handle:
+        report = json.load(handle)
+    assert report["size"] == 2 and report["device"] == 0 and report["through_device"] == (cuda_aware == "1")
+    assert report["max_relative_error"] < 1e-5
+
+
+@needs_mpi
+def test_running_statistics_are_averaged_over_the_processes():
+    code = """
+import numpy as np
+from nbconv import distributed
+from nbconv.nn.module import Layer, Sequential
+
+class Statistics(Layer):
+    pass
+
+world = distributed.MPIWorld()
+layer = Statistics()
+layer.name = "bn1"
+layer.running_mean = np.full(3, world.rank + 1.0, np.float32)
+layer.running_var = np.array([1.0, 2.0 * world.rank, 5.0], np.float32)
+world.average_running_statistics(Sequential([layer]))
+assert layer.running_mean.dtype == np.float32
+np.testing.assert_allclose(layer.running_mean, [1.5, 1.5, 1.5])
+np.testing.assert_allclose(layer.running_var, [1.0, 1.0, 5.0])
+print("averaged on rank", world.rank)
+"""
+    result = subprocess.run(mpiexec(2) + [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=environment())
+    assert result.returncode == 0 and result.stdout.count("averaged on rank") == 2, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(distributed.mpi_library()[0] is None, reason="mpi4py or its MPI library is missing")
+@pytest.mark.parametrize("overlap", [True, False])
+def test_reductions_start_while_earlier_layers_still_run_backward(overlap):
+    """One process (MPI_COMM_SELF): the order of layer backwards and bucket reductions, as they happen."""
+    from mpi4py import MPI
+
+    from nbconv import models
+    from nbconv import functional as F
+
+    events = []
+
+    class RecordingComm:
+        def __init__(self, comm):
+            self.comm = comm
+
+        def __getattr__(self, name):
+            return getattr(self.comm, name)
+
+        def Iallreduce(self, *args, **kwargs):
+            events.append("reduce")
+            return self.comm.Iallreduce(*args, **kwargs)
+
+        def Allreduce(self, *args, **kwargs):
+            events.append("reduce")
+            return self.comm.Allreduce(*args, **kwargs)
+
+    model = models.build("conv4k3,relu,conv8k3,relu,flatten,fc16,relu,fc10", input_shape=(1, 12, 12), seed=0)
+    for layer in model.layers:
+        def logged(*args, _backward=layer.backward, _name=layer.name, **kwargs):
+            events.append(_name)
+            return _backward(*args, **kwargs)
+        layer.backward = logged
+    world = distributed.MPIWorld(comm=RecordingComm(MPI.COMM_SELF), bucket_bytes=1024, overlap=overlap)
+    images = np.random.default_rng(0).standard_normal((6, 1, 12, 12)).astype(np.float32)
+    expected = models.build("conv4k3,relu,conv8k3,relu,flatten,fc16,relu,fc10", input_shape=(1, 12, 12), seed=0)
+    for net in (model, expected):
+        loss, grad_logits = F.softmax_cross_entropy(net.forward(images), np.arange(6))
+        (world.backward(model, grad_logits, 6, 6) if net is model else net.backward(grad_logits, need_input_grad=False))
+    buckets = len(world._reducer.buckets)
+    assert buckets >= 3 and events.count("reduce") == buckets
+    if overlap:  # fc2's bucket starts right after fc2's backward, long before conv1's
+        assert events.index("reduce") == events.index("fc2") + 1 and events[-1] == "reduce"
+        assert events.index("reduce") < events.index("conv1")
+    else:
+        assert events[-buckets:] == ["reduce"] * buckets
+    for got, want in zip(model.parameters(), expected.parameters()):
+        np.testing.assert_array_equal(got.grad, want.grad)
+
+
+def test_sequential_backward_calls_after_layer_in_backward_order_without_changing_gradients():
+    from nbconv import models
+    from nbconv import functional as F
+
+    spec = "conv4k3,relu,maxpool2,flatten,fc10"
+    images = np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    seen, grads = [], []
+    for after_layer in (None, lambda layer: seen.append(layer.name)):
+        model = models.build(spec, input_shape=(1, 8, 8), seed=0)
+        loss, grad_logits = F.softmax_cross_entropy(model.forward(images), np.array([1, 2, 3]))
+        model.backward(grad_logits, need_input_grad=False, after_layer=after_layer)
+        grads.append([p.grad for p in model.parameters()])
+    # the ReLU runs after the max pooling (execution_order), so backward meets it first
+    assert seen == ["fc1", "flatten1", "relu1", "pool1", "conv1"]
+    for with_hook, without in zip(grads[1], grads[0]):
+        np.testing.assert_array_equal(with_hook, without)
+
+
+def test_info_names_the_mpi_library_or_how_to_install_one(monkeypatch):
+    from nbconv_cli.info import mpi_status
+    library, reason = distributed.mpi_library()
+    monkeypatch.setenv("PMI_SIZE", "3")
+    monkeypatch.setenv("PMI_RANK", "2")
+    status = mpi_status()
+    if library is None:
+        assert 'pip install -e ".[mpi]"' in status
+    else:
+        assert status.startswith(library.split()[0]) and "3 processes launched, this is rank 2" in status

@@ -117,8 +117,9 @@ class _Archive:
         return str(value)
 
     def json(self, key):
+        text = self.text(key)
         try:
-            return json.loads(self.text(key))
+            return json.loads(text)
         except (ValueError, RecursionError) as error:
             raise CheckpointError(f"{self.path}: entry {key!r} is not valid JSON ({_reason(error)})") from None
 
@@ -155,14 +156,14 @@ class Checkpoint:
             raise CheckpointError(f"{path}: not an nbconv checkpoint: entry {missing[0]!r} is missing")
         version = archive.read("format_version", HEADER_ALLOWANCE)
         if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-            raise CheckpointError(f"{path}: format_version must be {FORMAT_VERSION}, got {version!r:.60}")
+            raise CheckpointError(f"{path}: format_version must be {FORMAT_VERSION}, got {version.tolist()!r:.60}")
         self.path = path
         self.spec = archive.text("spec")
         input_shape = archive.read("input_shape", HEADER_ALLOWANCE)
         if input_shape.dtype.kind not in "iu" or input_shape.ndim != 1 or len(input_shape) not in (2, 3) or \
                 (input_shape < 1).any():
             raise CheckpointError(f"{path}: input_shape must be 2 or 3 positive integers ((C, W) or (C, H, W)), "
-                                  f"got {input_shape!r:.80}")
+                                  f"got {input_shape.tolist()!r:.80}")
         self.input_shape = tuple(int(v) for v in input_shape)
         self.config = check_config(archive.json("config"), path)
         self.history = check_history(archive.json("history"), path)
@@ -176,11 +177,14 @@ class Checkpoint:
                                            self.config.get("batch_size", 64), path)
 
         parameter_keys = sorted(key for key in keys if key.startswith("param/"))
-        dtypes = {archive_dtype(archive, key) for key in parameter_keys}
-        if len(dtypes) > 1 or not dtypes <= set(PARAMETER_DTYPES):
-            raise CheckpointError(f"{path}: parameters must all be float32 or all float64, got "
-                                  f"{', '.join(sorted(str(d) for d in dtypes))}")
-        dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+        dtypes = {key: archive_dtype(archive, key) for key in parameter_keys}
+        dtype = dtypes[parameter_keys[0]] if parameter_keys else np.dtype(np.float32)
+        for key, found in dtypes.items():
+            if found not in PARAMETER_DTYPES:
+                raise CheckpointError(f"{path}: {key!r} is {found}; parameters must be float32 or float64")
+            if found != dtype:
+                raise CheckpointError(f"{path}: {key!r} is {found} but {parameter_keys[0]!r} is {dtype}; "
+                                      f"parameters must all have one dtype")
         try:
             self.model = models.build(self.spec, self.input_shape, dtype=dtype)
         except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as error:

@@ -1,0 +1,54 @@
+"""Checkpoints as untrusted input: every damaged or crafted file of a corpus raises one CheckpointError naming
+the entry at fault; valid ones round-trip exactly."""
+import json
+
+import numpy as np
+import pytest
+
+from nbconv import checkpoint
+from tests import damaged_checkpoints
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return damaged_checkpoints.corpus()
+
+
+def test_a_valid_checkpoint_round_trips(tmp_path):
+    for optimizer in ("sgd", "adam"):
+        arrays = damaged_checkpoints.valid_arrays(optimizer)
+        path = tmp_path / f"{optimizer}.npz"
+        path.write_bytes(damaged_checkpoints.npz_bytes(arrays))
+        state = checkpoint.load(str(path))
+        assert state.model.spec() == str(arrays["spec"]) and state.position is None
+        for key, value in state.model.state_dict().items():
+            assert np.array_equal(value, arrays[f"param/{key}"])
+        assert state.optimizer_state["step_count"] == 1
+        assert state.config == json.loads(str(arrays["config"]))
+
+
+def test_every_damaged_checkpoint_is_one_clear_error(corpus, tmp_path):
+    assert len(corpus) >= 35
+    for name, (data, expected) in corpus.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(data)
+        with pytest.raises(checkpoint.CheckpointError) as caught:
+            checkpoint.load(str(path))
+        message = str(caught.value)
+        assert expected in message and str(path) in message, (name, message)
+        assert "allow_pickle" not in message and "\n" not in message, (name, message)
+
+
+def test_save_then_load_keeps_the_position_inside_an_epoch(tmp_path):
+    from nbconv import models
+    model = models.build("fc10", (1, 4, 4))
+    position = {"epoch": 0, "step": 2, "train_images": 100, "loss_sum": 12.5, "correct": 7, "seen": 64,
+                "seconds": 0.25}
+    path = str(tmp_path / "p.npz")
+    checkpoint.save(path, model, (1, 4, 4), config={"batch_size": 32}, position=position)
+    assert checkpoint.load(path).position == position
+
+
+def test_a_missing_file_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load(str(tmp_path / "nowhere.npz"))

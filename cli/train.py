@@ -29,6 +29,14 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 """
 
 
+def check_out(out):
+    """An unwritable --out is reported before any work, not after the first epoch."""
+    try:
+        files.check_writable(out, "--out")
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
+
+
 @click.command(epilog=EXAMPLES)
 @click.argument("model", required=False)
 @device_option
@@ -68,6 +76,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history
         out = out or resume
+        check_out(out)
         if len(history) >= config.epochs:
             raise click.ClickException(f"{resume} already holds {len(history)} epochs; ask for more with --epochs")
     else:
@@ -76,6 +85,9 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, augment=augment, seed=seed)
+        name = models.ALIASES.get(model.lower(), model.lower())
+        out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
+        check_out(out)
         data = load_data_in_background(config.dataset, data_dir)
         helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
         try:
@@ -84,13 +96,6 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
             jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")
         history = []
-        name = models.ALIASES.get(model.lower(), model.lower())
-        out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
-    try:
-        files.check_writable(out, "--out")  # up front, not after the first epoch
-    except ValueError as error:
-        jit_warmup.stop(helper)
-        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
     try:
         splits = data() if data else load_data(config.dataset, data_dir)
     except BaseException:

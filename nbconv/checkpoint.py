@@ -20,7 +20,8 @@ from .files import atomic_write_bytes
 
 FORMAT_VERSION = 1
 PARAMETER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-METADATA_KEYS = ("format_version", "spec", "input_shape", "config", "history", "optim_scalars", "position")
+METADATA_KEYS = ("format_version", "spec", "input_shape", "config", "history", "optim_scalars", "position",
+                 "rng_state")
 MAX_METADATA_BYTES = 16 << 20  # a history of a million epochs would still fit
 HEADER_ALLOWANCE = 1 << 16  # room for an .npy header beside an array's data
 
@@ -47,6 +48,10 @@ def save(path, model, input_shape, optimizer=None, config=None, history=None, po
               "config": np.array(json.dumps(config or {})), "history": np.array(json.dumps(history or []))}
     if position is not None:
         arrays["position"] = np.array(json.dumps(position))
+    generators = random_layers(model)
+    if generators:  # dropout masks continue where they were, so a resumed run matches an uninterrupted one
+        arrays["rng_state"] = np.array(json.dumps({name: layer.rng.bit_generator.state
+                                                   for name, layer in generators.items()}))
     state = {f"param/{key}": value for key, value in model.state_dict().items()}
     if optimizer is not None:
         scalars = {}
@@ -64,6 +69,27 @@ def save(path, model, input_shape, optimizer=None, config=None, history=None, po
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def random_layers(model):
+    """{name: layer} of the model's layers that draw random numbers in training (their .rng)."""
+    return {layer.name: layer for layer in getattr(model, "layers", ())
+            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def _restore_generators(model, states, path):
+    layers = random_layers(model)
+    if not isinstance(states, dict) or set(states) != set(layers):
+        raise CheckpointError(f"{path}: 'rng_state' must hold one generator state for each of the layers "
+                              f"{', '.join(layers) or '(none)'}")
+    for name, state in states.items():
+        generator = layers[name].rng.bit_generator
+        try:
+            if not isinstance(state, dict) or state.get("bit_generator") != type(generator).__name__:
+                raise ValueError(f"not a {type(generator).__name__} state")
+            generator.state = state
+        except (ValueError, TypeError, OverflowError, KeyError) as error:
+            raise CheckpointError(f"{path}: 'rng_state' of layer {name!r} is invalid ({_reason(error)})") from None
 
 
 class _Archive:
@@ -199,6 +225,8 @@ class Checkpoint:
             raise CheckpointError(f"{path}: {what} (model {self.spec!r})")
         state = {key: self._array(archive, f"param/{key}", value.shape, dtype) for key, value in expected.items()}
         self.model.load_state_dict(state)
+        if "rng_state" in keys:
+            _restore_generators(self.model, archive.json("rng_state"), path)
         if self.optimizer_state is not None:
             self.optimizer_state.update(self._optimizer_arrays(archive, keys, list(expected.values()), dtype))
         elif any(key.startswith("optim/") for key in keys):

@@ -135,6 +135,8 @@ def corpus(seed=0):
         "position-outside-epoch": (npz_bytes(_changed(arrays, position=np.array(json.dumps(
             {"epoch": 1, "step": 99, "train_images": 128, "loss_sum": 1.0, "correct": 1, "seen": 3168,
              "seconds": 1.0})))), "position"),
+        "rng-state-for-no-layer": (npz_bytes(_changed(arrays, rng_state=np.array('{"dropout1": {}}'))),
+                                   "rng_state"),
         "pickled-object": (_zip_with({**entries, "config.npy": _npy(np.array([{"a": 1}], dtype=object),
                                                                     allow_pickle=True)}), "never unpickled"),
         "decompression-bomb": (_zip_with({**entries, "param/fc1.weight.npy": _npy(np.zeros((1, 10 ** 7),

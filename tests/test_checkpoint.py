@@ -49,6 +49,21 @@ def test_save_then_load_keeps_the_position_inside_an_epoch(tmp_path):
     assert checkpoint.load(path).position == position
 
 
+def test_a_crafted_generator_state_is_refused(tmp_path):
+    from nbconv import models
+    model = models.build("fc8,dropout,fc10", (1, 4, 4))
+    path = tmp_path / "d.npz"
+    checkpoint.save(str(path), model, (1, 4, 4))
+    assert checkpoint.load(str(path)).model["dropout1"].rng.bit_generator.state == \
+        model["dropout1"].rng.bit_generator.state
+    arrays = dict(np.load(str(path)))
+    for state in ({"bit_generator": "MT19937"}, {"bit_generator": "PCG64", "state": {"state": -1, "inc": "x"}}, 7):
+        arrays["rng_state"] = np.array(json.dumps({"dropout1": state}))
+        path.write_bytes(damaged_checkpoints.npz_bytes(arrays))
+        with pytest.raises(checkpoint.CheckpointError, match="'rng_state' of layer 'dropout1' is invalid"):
+            checkpoint.load(str(path))
+
+
 def test_a_missing_file_is_a_checkpoint_error(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
         checkpoint.load(str(tmp_path / "nowhere.npz"))

@@ -78,6 +78,19 @@ def test_ctrl_c_mid_run_then_resume_gives_the_uninterrupted_weights(tiny, tmp_pa
     _same_state(tmp_path / "full.npz", tmp_path / "cut.npz")
 
 
+def test_dropout_masks_continue_where_they_stopped(tiny, tmp_path, monkeypatch):
+    spec = "conv4k5s2,relu,dropout0.3,maxpool2,fc16,relu,dropout,fc10"
+    runner = CliRunner()
+    args = ["train", spec, "--batch-size", "32", "--data-dir", tiny, "--epochs", "2", "--device", "cpu"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "full.npz")]).exit_code == 0
+    real_step = _after_step(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "cut.npz")]).exit_code == 130
+    monkeypatch.setattr(optim.Optimizer, "step", real_step)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "cut.npz"), "--data-dir", tiny])
+    assert result.exit_code == 0, result.output
+    _same_state(tmp_path / "full.npz", tmp_path / "cut.npz")
+
+
 def test_a_second_ctrl_c_stops_at_once_and_saves_nothing_mid_step(tiny, tmp_path, monkeypatch):
     def interrupt():
         raise KeyboardInterrupt  # what a second Ctrl-C does, wherever it lands

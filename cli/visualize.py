@@ -2,7 +2,7 @@
 import click
 import numpy as np
 
-from nbconv import backend, checkpoint
+from nbconv import backend, checkpoint, files
 from nbconv.train import TrainConfig
 
 from .common import FiniteFloat, device_option, resolve_device, seed_option
@@ -67,6 +67,10 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
     except ImportError as error:
         raise click.ClickException(str(error))
     device = resolve_device(device)
+    try:
+        files.check_writable(out, "--out")
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
     try:
         state = checkpoint.load(checkpoint_path)
     except ValueError as error:

@@ -47,6 +47,12 @@ def test_visualize_bounds_its_options(small_checkpoint, tmp_path, args, expected
     _usage_error(["visualize", small_checkpoint, "filters", "--out", str(tmp_path / "x.png"), *args], expected)
 
 
+def test_visualize_checks_its_out_file_first(small_checkpoint, tmp_path):
+    (tmp_path / "file").write_text("")
+    _usage_error(["visualize", small_checkpoint, "filters", "--out", str(tmp_path / "file" / "x.png")], "--out",
+                 "cannot write")
+
+
 @pytest.mark.parametrize("shape,expected", [
     ("n=2,c=3,h=9,w=9,d=4,k=99", "k must lie in"), ("n=1,c=1,h=100000,w=8,d=1,k=3", "h must lie in"),
     ("n=0,c=3,h=9,w=9,d=4,k=3", "n must lie in"), ("n=2,c=3,h=9,w=9,d=4,k=12", "does not fit"),

@@ -164,7 +164,7 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             status["text"] = f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
             if stop_requested is not None and step + 1 < len(batches) and stop_requested():
                 raise TrainingInterrupted({"epoch": epoch, "step": step + 1, "train_images": len(images),
-                                           "loss_sum": total_loss, "correct": correct, "seen": seen,
+                                           "loss_sum": float(total_loss), "correct": int(correct), "seen": seen,
                                            "seconds": time.perf_counter() - started})
     seconds = time.perf_counter() - started
     return {"loss": total_loss / seen, "accuracy": correct / seen, "images_per_s": seen / seconds,

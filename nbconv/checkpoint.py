@@ -41,8 +41,12 @@ def save(path, model, input_shape, optimizer=None, config=None, history=None, po
     """Write a checkpoint to `path` (temporary file + rename: an interrupted save leaves the old one intact).
 
     position: where an interrupted epoch stopped (see train.fit), so that a resumed run continues exactly.
-    Raises NonFiniteWeights, writing nothing, when a parameter or optimizer state holds NaN or infinity.
+    Raises NonFiniteWeights, writing nothing, when a parameter or optimizer state holds NaN or infinity,
+    and CheckpointError for a config or position that load would refuse.
     """
+    check_config(dict(config or {}), path)  # what load would refuse is never written
+    if position is not None:
+        check_position(position, history or [], (config or {}).get("batch_size", 64), path)
     arrays = {"format_version": np.array(FORMAT_VERSION), "spec": np.array(model.spec()),
               "input_shape": np.array(input_shape, dtype=np.int64),
               "config": np.array(json.dumps(config or {})), "history": np.array(json.dumps(history or []))}
@@ -165,7 +169,7 @@ class Checkpoint:
     def __init__(self, path):
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint {path} does not exist")
+            raise CheckpointError(f"checkpoint {path} {'is not a file' if os.path.exists(path) else 'does not exist'}")
         archive = _Archive(path)
         try:
             self._read(archive, path)

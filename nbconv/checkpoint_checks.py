@@ -92,7 +92,8 @@ HISTORY_NUMBERS = ("lr", "loss", "accuracy", "test_accuracy", "seconds", "images
 
 
 def check_history(history, path):
-    """A list of per-epoch entries {epoch: 1, 2, ..., lr, loss, accuracy, ...}: JSON scalars, numbers finite."""
+    """A list of per-epoch entries {epoch: 1, 2, ..., lr, loss, accuracy, ...}: the numbers nbconv records
+    finite; other keys (which nbconv only displays) are left as they are."""
     if not isinstance(history, list) or len(history) > MAX_EPOCHS:
         raise CheckpointError(f"{path}: 'history' must be a JSON list of at most {MAX_EPOCHS} epochs")
     for index, entry in enumerate(history):
@@ -104,9 +105,6 @@ def check_history(history, path):
         for key in HISTORY_NUMBERS:
             if key in entry and not is_number(entry[key]):
                 raise CheckpointError(f"{where}: {key!r} must be a finite number, got {entry.get(key)!r:.40}")
-        for key, value in entry.items():
-            if not _is_scalar(value):
-                raise CheckpointError(f"{where}: {key!r} must be a JSON scalar (finite if a number)")
     return history
 
 

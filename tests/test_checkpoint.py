@@ -67,3 +67,12 @@ def test_a_crafted_generator_state_is_refused(tmp_path):
 def test_a_missing_file_is_a_checkpoint_error(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
         checkpoint.load(str(tmp_path / "nowhere.npz"))
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    from nbconv import models
+    model = models.build("fc10", (1, 4, 4))
+    for config in ({"colour": "blue"}, {"lr": float("inf")}, {"epochs": 0}):
+        with pytest.raises(checkpoint.CheckpointError):
+            checkpoint.save(str(tmp_path / "c.npz"), model, (1, 4, 4), config=config)
+    assert not (tmp_path / "c.npz").exists()

@@ -40,7 +40,8 @@ def parse_channels(text):
 def first_conv_layer(model):
     name = next((layer.name for layer in model.layers if layer.name.startswith("conv")), None)
     if name is None:
-        raise ValueError(f"the model has no convolution layer; name one with --layer ({', '.join(model.layer_names())})")
+        raise ValueError(f"the model has no convolution layer; name one with --layer "
+                         f"({', '.join(model.layer_names())})")
     return name
 
 

@@ -76,3 +76,34 @@ def test_save_refuses_what_load_would_refuse(tmp_path):
         with pytest.raises(checkpoint.CheckpointError):
             checkpoint.save(str(tmp_path / "c.npz"), model, (1, 4, 4), config=config)
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_random_damage_never_raises_anything_but_a_checkpoint_error(tmp_path):
+    """Seeded byte flips, truncations and insertions anywhere in a valid checkpoint (stored and deflated)."""
+    import io
+    arrays = damaged_checkpoints.valid_arrays("adam")
+    stored = damaged_checkpoints.npz_bytes(arrays)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    rng = np.random.default_rng(7)
+    path = tmp_path / "mutated.npz"
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(400):
+        data = bytearray(stored if trial % 2 else buffer.getvalue())
+        kind = trial % 3
+        position = int(rng.integers(0, len(data)))
+        if kind == 0:
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, len(data)))] ^= int(rng.integers(1, 256))
+        elif kind == 1:
+            del data[position:]
+        else:
+            data[position:position] = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+        try:
+            checkpoint.load(str(path))
+            outcomes["loaded"] += 1
+        except checkpoint.CheckpointError as error:
+            assert "allow_pickle" not in str(error) and "\n" not in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 300

@@ -111,11 +111,11 @@ class _Archive:
         except Exception as error:  # noqa: BLE001 - whatever parsing these bytes raises means a damaged file
             raise CheckpointError(f"{path}: not an nbconv checkpoint (not a readable .npz archive: "
                                   f"{_reason(error)})") from None
-        if len(set(names)) != len(names):
-            raise CheckpointError(f"{path}: the archive names an entry twice")
         bad = [name for name in names if not name.endswith(".npy")]
-        if bad:
-            raise CheckpointError(f"{path}: unexpected entry {bad[0]!r} (a checkpoint holds only .npy arrays)")
+        if bad or len(set(names)) != len(names):
+            self.zip.close()
+            raise CheckpointError(f"{path}: " + (f"unexpected entry {bad[0]!r} (a checkpoint holds only .npy arrays)"
+                                                 if bad else "the archive names an entry twice"))
         self.keys = [name[:-len(".npy")] for name in names]
 
     def close(self):

@@ -1,6 +1,7 @@
 """A corpus of damaged and crafted checkpoints, made from one valid checkpoint of a small trained model."""
 import io
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -65,6 +66,17 @@ def _zip_with(entries):
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _zip_with_duplicate(entries, name):
+    """A zip file of the entries with entry `name` stored twice (the second copy holding zeros)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        for key, data in entries.items():
+            archive.writestr(key, data)
+        archive.writestr(name, bytes(len(entries[name])))
     return buffer.getvalue()
 
 
@@ -137,6 +149,7 @@ def corpus(seed=0):
              "seconds": 1.0})))), "position"),
         "rng-state-for-no-layer": (npz_bytes(_changed(arrays, rng_state=np.array('{"dropout1": {}}'))),
                                    "rng_state"),
+        "duplicate-entry": (_zip_with_duplicate(entries, "param/fc1.weight.npy"), "twice"),
         "pickled-object": (_zip_with({**entries, "config.npy": _npy(np.array([{"a": 1}], dtype=object),
                                                                     allow_pickle=True)}), "never unpickled"),
         "decompression-bomb": (_zip_with({**entries, "param/fc1.weight.npy": _npy(np.zeros((1, 10 ** 7),

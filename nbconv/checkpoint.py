@@ -208,31 +208,34 @@ class Checkpoint:
 
         parameter_keys = sorted(key for key in keys if key.startswith("param/"))
         dtypes = {key: archive_dtype(archive, key) for key in parameter_keys}
-        dtype = dtypes[parameter_keys[0]] if parameter_keys else np.dtype(np.float32)
-        for key, found in dtypes.items():
-            if found not in PARAMETER_DTYPES:
-                raise CheckpointError(f"{path}: {key!r} is {found}; parameters must be float32 or float64")
-            if found != dtype:
-                raise CheckpointError(f"{path}: {key!r} is {found} but {parameter_keys[0]!r} is {dtype}; "
-                                      f"parameters must all have one dtype")
+        floating = [key for key, found in dtypes.items() if found in PARAMETER_DTYPES]
+        if not floating:
+            raise CheckpointError(f"{path}: {parameter_keys[0]!r} is {dtypes[parameter_keys[0]]}; parameters must be "
+                                  f"float32 or float64" if parameter_keys else f"{path}: it holds no parameters")
+        mixed = next((key for key in floating if dtypes[key] != dtypes[floating[0]]), None)
+        if mixed:
+            raise CheckpointError(f"{path}: {mixed!r} is {dtypes[mixed]} but {floating[0]!r} is "
+                                  f"{dtypes[floating[0]]}; parameters must all have one dtype")
+        dtype = dtypes[floating[0]]
         try:
             self.model = models.build(self.spec, self.input_shape, dtype=dtype)
         except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as error:
             raise CheckpointError(f"{path}: its model spec cannot be built: {_reason(error)}") from None
-        expected = {key: parameter.value for key, parameter in self.model.named_parameters().items()}
-        if not expected:
+        parameters = [parameter.value for parameter in self.model.named_parameters().values()]
+        if not parameters:
             raise CheckpointError(f"{path}: its model {self.spec!r} has no parameters")
+        expected = self.model.state_dict()  # the parameters, and any state a layer saves beside them
         if set(parameter_keys) != {f"param/{key}" for key in expected}:
             missing = sorted(set(expected) - {key[len("param/"):] for key in parameter_keys})
             unexpected = sorted({key[len("param/"):] for key in parameter_keys} - set(expected))
             what = f"entry 'param/{missing[0]}' is missing" if missing else f"unexpected entry 'param/{unexpected[0]}'"
             raise CheckpointError(f"{path}: {what} (model {self.spec!r})")
-        state = {key: self._array(archive, f"param/{key}", value.shape, dtype) for key, value in expected.items()}
+        state = {key: self._array(archive, f"param/{key}", value.shape, value.dtype) for key, value in expected.items()}
         self.model.load_state_dict(state)
         if "rng_state" in keys:
             _restore_generators(self.model, archive.json("rng_state"), path)
         if self.optimizer_state is not None:
-            self.optimizer_state.update(self._optimizer_arrays(archive, keys, list(expected.values()), dtype))
+            self.optimizer_state.update(self._optimizer_arrays(archive, keys, parameters, dtype))
         elif any(key.startswith("optim/") for key in keys):
             raise CheckpointError(f"{path}: optimizer arrays without 'optim_scalars'")
 

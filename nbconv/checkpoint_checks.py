@@ -42,6 +42,32 @@ def _one_of(choices):
     return check
 
 
+def _numbers(low=-math.inf, low_open=False, most=16):
+    """A finite number, or a list of 1 to `most` of them (per-channel values)."""
+    one = _number(low, low_open=low_open)
+
+    def check(value):
+        items = value if isinstance(value, list) and 0 < len(value) <= most else [value]
+        ok = all(one(item)[0] for item in items)
+        return ok, one(0)[1] + f" (or a list of 1 to {most} such numbers)"
+    return check
+
+
+def _dataset(value):
+    """A dataset name nbconv.data knows (its describe() accepts also parameterised names, where it has one)."""
+    from . import data
+    describe = getattr(data, "describe", None)
+    ok = isinstance(value, str) and len(value) <= 1024
+    if ok and describe is not None:
+        try:
+            describe(value)
+        except (ValueError, TypeError):
+            ok = False
+    elif ok:
+        ok = value in data.DATASETS
+    return ok, f"a dataset nbconv knows ({', '.join(data.DATASETS)}, ...)"
+
+
 def _text(max_length=1 << 16):
     def check(value):
         return isinstance(value, str) and 0 < len(value) <= max_length, f"a string of 1 to {max_length} characters"
@@ -50,13 +76,12 @@ def _text(max_length=1 << 16):
 
 def config_rules():
     """The rule for each training setting nbconv knows; settings added later are checked by their type."""
-    from .data import DATASETS
     from .optim import OPTIMIZERS, SCHEDULES
-    return {"model": _text(), "dataset": _one_of(set(DATASETS)), "epochs": _int_in(1, MAX_EPOCHS),
+    return {"model": _text(), "dataset": _dataset, "epochs": _int_in(1, MAX_EPOCHS),
             "batch_size": _int_in(1, 1 << 20), "optimizer": _one_of(set(OPTIMIZERS)),
             "lr": _number(0, low_open=True), "momentum": _number(0, 1), "weight_decay": _number(0),
             "schedule": _one_of(set(SCHEDULES)), "augment": _int_in(0, 8), "seed": _int_in(0, 2 ** 63 - 1),
-            "mean": _number(), "std": _number(0, low_open=True)}
+            "mean": _numbers(), "std": _numbers(0, low_open=True)}
 
 
 _BY_TYPE = {int: _int_in(-(2 ** 63), 2 ** 63 - 1), float: _number(), str: _text(), bool: lambda v: (
@@ -75,7 +100,7 @@ def check_config(config, path):
             raise CheckpointError(f"{path}: unknown config key {key!r}; known keys: {', '.join(fields)}")
         rule = rules.get(key) or _BY_TYPE.get(fields[key])
         if rule is None:
-            items = value if isinstance(value, list) and len(value) <= 16 else [value]
+            items = value if isinstance(value, list) and len(value) <= 1000 else [value]
             ok, expected = all(_is_scalar(item) for item in items), "a JSON scalar or a short list of them"
         else:
             ok, expected = rule(value)

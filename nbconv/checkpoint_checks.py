@@ -38,7 +38,7 @@ def _number(low=-math.inf, high=math.inf, low_open=False):
 
 def _one_of(choices):
     def check(value):
-        return value in choices, f"one of {', '.join(sorted(choices))}"
+        return isinstance(value, str) and value in choices, f"one of {', '.join(sorted(choices))}"
     return check
 
 

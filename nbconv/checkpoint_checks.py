@@ -18,7 +18,12 @@ def is_int(value):
 
 
 def is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number (JSON integers too large for a float are not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):
+        return abs(value) < 2 ** 1023
+    return math.isfinite(value)
 
 
 def _int_in(low, high):

@@ -112,6 +112,7 @@ def corpus(seed=0):
         "non-npy-entry": (_zip_with({**entries, "notes.txt": b"hello"}), "notes.txt"),
         "unknown-config-key": (npz_bytes(_json_changed(arrays, "config", colour="blue")), "'colour'"),
         "config-lr-nan": (npz_bytes(_json_changed(arrays, "config", lr=float("nan"))), "'lr'"),
+        "config-lr-huge-integer": (npz_bytes(_json_changed(arrays, "config", lr=10 ** 400)), "'lr'"),
         "config-epochs-negative": (npz_bytes(_json_changed(arrays, "config", epochs=-1)), "'epochs'"),
         "config-optimizer-unknown": (npz_bytes(_json_changed(arrays, "config", optimizer="rmsprop")), "'optimizer'"),
         "config-not-json": (npz_bytes(_changed(arrays, config=np.array("{lr: 1"))), "not valid JSON"),

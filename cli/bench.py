@@ -10,7 +10,7 @@ from .common import device_option, resolve_device, configure_cpu, threads_option
 
 EXAMPLES = """
 \b
-  nbconv bench --preset layers --compare torch      the issue's layer set, forward+backward
+  nbconv bench --preset layers --compare torch      the built-in layer set, forward+backward
   nbconv bench --preset lenet5 --compare torch      LeNet-5 training step and inference
   nbconv bench --preset medium --compare torch      a medium network (four 16-channel 3x3 convolutions)
   nbconv bench --preset batchnorm --compare torch   batch norm forward+backward (training) on ResNet shapes
@@ -46,7 +46,7 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
     results = []
     if preset == "lenet5":
         results += cases.lenet5_cases(device, max(repeat, 10), compare_torch)
-    if preset == "medium":
+    elif preset == "medium":
         results += cases.medium_cases(device, max(repeat, 10), compare_torch)
     elif preset == "batchnorm":
         results += [cases.batch_norm_case(shape, device, np.dtype(dtype), repeat, compare_torch)

@@ -1,4 +1,5 @@
 """Options and helpers shared by the sub-commands."""
+import math
 import threading
 
 import click
@@ -60,3 +61,19 @@ def load_data_in_background(dataset, data_dir):
             raise outcome["error"]
         return outcome["splits"]
     return wait
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also rejects nan and inf (which pass a range check, comparing false)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+seed_option = click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=0, show_default=True,
+                           help="Random seed (a non-negative integer).")

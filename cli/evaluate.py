@@ -3,10 +3,27 @@ import json
 
 import click
 
+import numpy as np
+
 from nbconv import backend, checkpoint
 from nbconv.train import TrainConfig, confusion_matrix, predict
 
 from .common import data_dir_option, device_option, load_data, resolve_device
+
+
+def check_fits_data(state, splits):
+    """A clear error unless the checkpoint's model takes the dataset's images and scores all its classes."""
+    image_shape = splits.test_images.shape[1:]
+    image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
+    if tuple(state.input_shape) != image_shape:
+        raise click.ClickException(f"{state.path}: the model takes inputs of shape {tuple(state.input_shape)}, "
+                                   f"but the dataset's images are {image_shape}")
+    classes = int(max(splits.train_labels.max(initial=0), splits.test_labels.max(initial=0))) + 1
+    state.model.eval()
+    scores = state.model.forward(np.zeros((1,) + image_shape, state.model.parameters()[0].value.dtype))
+    if scores.ndim != 2 or scores.shape[1] < classes:
+        raise click.ClickException(f"{state.path}: the model's output has shape {scores.shape[1:]} per image; "
+                                   f"scoring {classes} classes needs ({classes},)")
 
 
 @click.command(name="eval")
@@ -23,6 +40,7 @@ def evaluate(checkpoint_path, data_dir, device, as_json):
         raise click.ClickException(str(error))
     config = TrainConfig(**state.config) if state.config else TrainConfig()
     splits = load_data(config.dataset, data_dir)
+    check_fits_data(state, splits)
     model = state.model.to(device)
     predictions = predict(model, splits.test_images, config.mean, config.std, device)
     matrix = confusion_matrix(splits.test_labels, predictions, classes=int(backend.to_host(

@@ -6,12 +6,14 @@ import time
 
 import click
 
-from nbconv import checkpoint, distributed, jit_warmup, models
+from nbconv import checkpoint, distributed, files, jit_warmup, models
 from nbconv.optim import SCHEDULES
-from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
+from nbconv.train import TrainConfig, TrainingDiverged, TrainingInterrupted, fit, make_optimizer
 
-from .common import (configure_cpu, data_dir_option, device_option, load_data, load_data_in_background,
-                     resolve_device, threads_option)
+from .common import (FiniteFloat, configure_cpu, data_dir_option, device_option, load_data, load_data_in_background,
+                     resolve_device, seed_option, threads_option)
+from .evaluate import check_fits_data
+from .interrupts import StopAtStepBoundary, one_line_on_interrupt
 
 EXAMPLES = """
 \b
@@ -28,21 +30,29 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 """
 
 
+def check_out(out):
+    """An unwritable --out is reported before any work, not after the first epoch."""
+    try:
+        files.check_writable(out, "--out")
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
+
+
 @click.command(epilog=EXAMPLES)
 @click.argument("model", required=False)
 @device_option
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (default 5).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Learning rate (default: 0.02 for sgd, 0.001 for adam).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
-@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option("--momentum", type=FiniteFloat(0, 1), default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
 @click.option("--augment", type=click.IntRange(0, 8), default=1, show_default=True,
               help="Shift training images randomly by up to this many pixels (0: no augmentation).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @data_dir_option
 @click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -53,6 +63,7 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
 @click.option("--distributed", is_flag=True, default=False,
               help="Train data-parallel over MPI (implied when started by mpiexec with several processes).")
+@one_line_on_interrupt("interrupted before training started; nothing saved")
 def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir,
           dataset, out, threads, resume, limit, distributed):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
@@ -84,11 +95,16 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     configure_cpu(threads)
     helper, data = None, None
     if resume:
-        state = checkpoint.load(resume)
+        try:
+            state = checkpoint.load(resume)
+        except checkpoint.CheckpointError as error:
+            raise click.ClickException(str(error))
         config = TrainConfig(**state.config)
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history
         out = out or resume
+        if world.is_root:
+            check_out(out)
         if len(history) >= config.epochs:
             raise click.ClickException(f"{resume} already holds {len(history)} epochs; ask for more with --epochs")
     else:
@@ -97,17 +113,18 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                              schedule=schedule, augment=augment, seed=seed)
-        if world.is_root:  # the other processes load after rank 0, which may have to download the data
-            data = load_data_in_background(config.dataset, data_dir)
-            helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
+        name = models.ALIASES.get(model.lower(), model.lower())
+        out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
+        if world.is_root:
+            check_out(out)
+            data = load_data_in_background(config.dataset, data_dir)  # the other processes load after rank 0,
+            helper = jit_warmup.start(model, device)  # which may have to download the data; on a cold JIT cache
         try:
             net = models.build(model, input_shape=(1, 28, 28), seed=seed)
         except ValueError as error:
             jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")
         history = []
-        name = models.ALIASES.get(model.lower(), model.lower())
-        out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
     try:
         if world.is_root:
             splits = data() if data else load_data(config.dataset, data_dir)
@@ -120,6 +137,13 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     jit_warmup.finish(helper, config)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
+    if resume:
+        check_fits_data(state, splits)
+    position = state.position if resume else None
+    if position and position["train_images"] != len(splits.train_images):
+        raise click.ClickException(f"{resume} stopped inside epoch {position['epoch'] + 1} of a run over "
+                                   f"{position['train_images']:,} training images; resume it with the same data "
+                                   f"(here {len(splits.train_images):,}; see --limit)")
     net.to(device)
     world.broadcast_parameters(net)
     opt = make_optimizer(config, net.parameters())
@@ -133,29 +157,44 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         roster = world.roster()  # every process takes part
         click.echo(f"processes: {roster}" if world.size <= 32 else f"processes: {roster[:2000]}...")
 
-    finished = {"history": history}  # the latest complete-epoch history, for a save on Ctrl-C
+    finished = {"history": list(history)}  # the complete epochs, for the messages on Ctrl-C or divergence
 
-    def save(history_so_far):
+    def save(history_so_far, position=None):
         finished["history"] = list(history_so_far)
         if world.is_root:
-            checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
+            checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"], position)
+
+    def kept():
+        if finished["history"] and os.path.exists(out):
+            return f"{out} keeps the last good checkpoint ({len(finished['history'])} complete epochs)"
+        return "no checkpoint written" + (f" ({out} left as it was)" if os.path.exists(out) else "")
 
     # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
     gc.freeze()
     started = time.perf_counter()
     try:
-        with world.interrupt_flag():
-            history = fit(net, opt, splits, config, device, history, on_epoch_end=save,
-                          echo_progress=world.is_root, world=world)
-    except KeyboardInterrupt:
-        save(finished["history"])
+        # Ctrl-C: finish the step, save, exit (under MPI every process stops after the same step)
+        with StopAtStepBoundary() as local_stop, world.interrupt_flag():
+            stop_requested = world.stop_requested if world.distributed else local_stop
+            history = fit(net, opt, splits, config, device, history, on_epoch_end=save, echo_progress=world.is_root,
+                          world=world, position=position, stop_requested=stop_requested)
+    except TrainingInterrupted as interruption:
+        where = interruption.position
+        try:
+            save(finished["history"], where)
+        except checkpoint.NonFiniteWeights as error:
+            raise click.ClickException(f"interrupted, and the weights are not finite: {error}; {kept()}")
         if world.is_root:
-            click.echo(f"\ninterrupted: checkpoint saved to {out} ({len(finished['history'])} complete epochs); "
-                       f"continue with: nbconv train --resume {out}", err=True)
+            inside = f"step {where['step']} of epoch {where['epoch'] + 1}, " if where else ""
+            click.echo(f"\ninterrupted: checkpoint saved to {out} ({inside}{len(finished['history'])} complete "
+                       f"epochs); continue with: nbconv train --resume {out}", err=True)
         sys.exit(130)
-    except TrainingDiverged as error:
-        raise click.ClickException(str(error))
+    except KeyboardInterrupt:  # a second Ctrl-C: the state may be mid-step, so nothing is saved
+        click.echo(f"\ninterrupted mid-step: nothing saved; {kept()}", err=True)
+        sys.exit(130)
+    except (TrainingDiverged, checkpoint.NonFiniteWeights) as error:
+        raise click.ClickException(f"{error}; {kept()}")
     final = history[-1]
     click.echo(f"done in {time.perf_counter() - started:.1f} s: test accuracy {100 * final['test_accuracy']:.2f}% "
                f"after {final['epoch']} epochs; checkpoint {out}")

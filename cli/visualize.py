@@ -2,10 +2,13 @@
 import click
 import numpy as np
 
-from nbconv import backend, checkpoint
+from nbconv import backend, checkpoint, files
 from nbconv.train import TrainConfig
 
-from .common import device_option, resolve_device
+from .common import FiniteFloat, device_option, resolve_device, seed_option
+
+MAX_SCALE = 32  # pixel magnification; the pictures stay a few thousand pixels wide
+MAX_CHANNELS = 4096
 
 EXAMPLES = """
 \b
@@ -23,6 +26,9 @@ def parse_channels(text):
         try:
             if "-" in part:
                 first, last = (int(v) for v in part.split("-", 1))
+                if last - first >= MAX_CHANNELS:
+                    raise click.BadParameter(f"at most {MAX_CHANNELS} channels at once, got {part!r}",
+                                             param_hint="--channels")
                 channels.extend(range(first, last + 1))
             else:
                 channels.append(int(part))
@@ -31,18 +37,26 @@ def parse_channels(text):
     return channels
 
 
+def first_conv_layer(model):
+    name = next((layer.name for layer in model.layers if layer.name.startswith("conv")), None)
+    if name is None:
+        raise ValueError(f"the model has no convolution layer; name one with --layer "
+                         f"({', '.join(model.layer_names())})")
+    return name
+
+
 @click.command(epilog=EXAMPLES)
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(exists=True, dir_okay=False))
 @click.argument("what", type=click.Choice(["filters", "maximize", "class", "history"]))
 @click.option("--layer", default=None, help="Layer name for filters/maximize (default: the first conv layer).")
 @click.option("--channels", default=None, help="Channels (or classes) to show, e.g. '0-7,12' (default: all).")
 @click.option("--steps", type=click.IntRange(1), default=200, show_default=True, help="Gradient-ascent steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
               help="Ascent step size, relative to the mean gradient magnitude.")
-@click.option("--l2-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--l2-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
 @click.option("--jitter", type=click.IntRange(0), default=1, show_default=True, help="Random shift in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--scale", type=click.IntRange(1), default=4, show_default=True, help="Pixel magnification.")
+@seed_option
+@click.option("--scale", type=click.IntRange(1, MAX_SCALE), default=4, show_default=True, help="Pixel magnification.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitter, seed, scale, device, out):
@@ -55,6 +69,10 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         raise click.ClickException(str(error))
     device = resolve_device(device)
     try:
+        files.check_writable(out, "--out")
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
+    try:
         state = checkpoint.load(checkpoint_path)
     except ValueError as error:
         raise click.ClickException(str(error))
@@ -65,7 +83,7 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         if what == "history":
             image = viz.history_image(state.history)
         elif what == "filters":
-            layer = layer or next(l.name for l in model.layers if l.name.startswith("conv"))
+            layer = layer or first_conv_layer(model)
             weight = backend.to_host(model[layer].weight.value) if hasattr(model[layer], "weight") else None
             if weight is None or weight.ndim != 4:
                 raise ValueError(f"layer {layer!r} has no 2-D convolution filters; conv layers: "
@@ -84,7 +102,7 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
                 result = viz.class_images(model, chosen or None, **options)
                 labels = chosen or list(range(len(result.images)))
             else:
-                layer = layer or next(l.name for l in model.layers if l.name.startswith("conv"))
+                layer = layer or first_conv_layer(model)
                 if not chosen:
                     probe = model.forward(backend.transfer(np.zeros((1,) + state.input_shape, np.float32), device),
                                           until=layer) if layer in viz.target_layers(model) else None

@@ -50,20 +50,46 @@ LAYER_SET = (
 PRESETS = ("layers", "lenet5", "medium", "batchnorm")
 
 
+# what a benchmark shape may ask for: (least, most) per key, and the memory its arrays may take
+SHAPE_BOUNDS = {"n": (1, 4096), "c": (1, 1 << 16), "h": (1, 8192), "w": (1, 8192), "d": (1, 1 << 16),
+                "k": (1, 64), "s": (1, 64), "p": (0, 64), "g": (1, 1 << 16)}
+MAX_CASE_BYTES = 4 << 30
+
+
 def parse_shape(text, name="custom"):
-    """'n=8,c=64,h=56,w=56,d=64,k=3,s=1,p=1,g=1' -> ConvShape (s, p, g optional)."""
+    """'n=8,c=64,h=56,w=56,d=64,k=3,s=1,p=1,g=1' -> ConvShape (s, p, g optional), checked: every value within
+    SHAPE_BOUNDS, the window within the padded image, groups dividing both channel counts, and the case's
+    float32 arrays within MAX_CASE_BYTES. Raises ValueError naming the key."""
     values = {}
     for item in filter(None, text.replace(" ", "").split(",")):
         if "=" not in item:
             raise ValueError(f"--shape takes key=value pairs (n, c, h, w, d, k, s, p, g), got {item!r}")
         key, value = item.split("=", 1)
-        if key not in "n c h w d k s p g".split():
+        if key not in SHAPE_BOUNDS:
             raise ValueError(f"--shape: unknown key {key!r}; use n, c, h, w, d, k, s, p, g")
-        values[key] = int(value)
+        try:
+            values[key] = int(value)
+        except ValueError:
+            raise ValueError(f"--shape: {key} must be an integer, got {value!r}") from None
+        low, high = SHAPE_BOUNDS[key]
+        if not low <= values[key] <= high:
+            raise ValueError(f"--shape: {key} must lie in [{low}, {high}], got {values[key]}")
     missing = [key for key in "nchwdk" if key not in values]
     if missing:
         raise ValueError(f"--shape is missing {', '.join(missing)} (e.g. n=8,c=64,h=56,w=56,d=64,k=3,p=1)")
-    return ConvShape(name, **values)
+    shape = ConvShape(name, **values)
+    if shape.k > min(shape.h, shape.w) + 2 * shape.p:
+        raise ValueError(f"--shape: the {shape.k}x{shape.k} window (k) does not fit the {shape.h}x{shape.w} image "
+                         f"padded by {shape.p} (p)")
+    if shape.c % shape.g or shape.d % shape.g:
+        raise ValueError(f"--shape: groups g={shape.g} must divide both c={shape.c} and d={shape.d}")
+    oh, ow = shape.output_size
+    elements = shape.n * shape.c * shape.h * shape.w + 2 * shape.n * shape.d * oh * ow + \
+        shape.d * (shape.c // shape.g) * shape.k * shape.k
+    if 4 * elements > MAX_CASE_BYTES:
+        raise ValueError(f"--shape: the case's arrays would take {4 * elements / 2**30:.1f} GiB in float32, "
+                         f"more than the {MAX_CASE_BYTES >> 30} GiB a benchmark case may use")
+    return shape
 
 
 SETTLE_SECONDS = 0.05  # lets another engine's OpenMP threads stop spinning before we time (they share the cores)

@@ -184,7 +184,7 @@ class MPIWorld:
         self.is_root = self.rank == 0
         self.bucket_bytes = int(bucket_bytes)
         self.overlap = bool(overlap)
-        self.interrupted = False
+        self.interrupted = self.stop_agreed = False
         self._reducer = None
 
     # -- sharding and small totals ------------------------------------------------------------------------
@@ -201,14 +201,17 @@ class MPIWorld:
         return float(total[0])
 
     def step_totals(self, loss_sum, correct):
-        """(loss summed over the global batch, correct predictions in it); raises KeyboardInterrupt on every
-        process, at the same step, when any of them received Ctrl-C."""
+        """(loss summed over the global batch, correct predictions in it). Also agrees on whether any process
+        received Ctrl-C: stop_requested() then answers True on every process after the same step."""
         totals = np.empty(3)
         self.comm.Allreduce(np.array([float(loss_sum), float(correct), float(self.interrupted)]), totals,
                             op=self.MPI.SUM)
-        if totals[2]:
-            raise KeyboardInterrupt
+        self.stop_agreed = bool(totals[2])
         return float(totals[0]), int(totals[1])
+
+    def stop_requested(self):
+        """Whether any process received Ctrl-C, as agreed at the last step (the same answer everywhere)."""
+        return self.stop_agreed
 
     def barrier(self):
         self.comm.Barrier()

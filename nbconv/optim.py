@@ -55,6 +55,10 @@ class Optimizer:
         for index, parameter in enumerate(self.parameters):
             keys = [f"{index}.{name}" for name in self.slots]
             if all(key in state for key in keys):
+                for key in keys:  # the update kernels index these by the parameter's elements
+                    if np.shape(state[key]) != (parameter.value.size,):
+                        raise ValueError(f"optimizer state {key!r} must have shape ({parameter.value.size},) like "
+                                         f"parameter {index}, got {np.shape(state[key])}")
                 where = backend.backend_of(parameter.value)
                 self.state[index] = [backend.transfer(np.ascontiguousarray(state[key], parameter.value.dtype), where)
                                      for key in keys]

@@ -18,7 +18,22 @@ DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped between two steps because stop_requested() said so. .position is where, for a
+    checkpoint to resume from exactly (see train_epoch), or None when it stopped after a complete epoch."""
+
+    def __init__(self, position):
+        super().__init__("training interrupted")
+        self.position = position
+
+
+def non_finite_parameters(model):
+    """The names of the model's parameters that hold a NaN or an infinity (one pass over each, on the host)."""
+    return [name for name, parameter in model.named_parameters().items()
+            if not np.isfinite(backend.to_host(parameter.value)).all()]
 
 
 @dataclass
@@ -98,21 +113,31 @@ def confusion_matrix(labels, predictions, classes=10):
 
 
 def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True, schedule=None,
-                world=SINGLE, on_step=None):
+                world=SINGLE, on_step=None, position=None, stop_requested=None):
     """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}.
 
-    With a schedule, the learning rate is set before every step from the fractional epoch. With a distributed
-    world (nbconv.distributed), this process trains on its shard of every global batch of config.batch_size
-    and the gradients, loss and accuracy are summed over the processes. on_step(step, loss) sees each step's
-    global-batch loss.
+    With a schedule, the learning rate is set before every step from the fractional epoch. The data order
+    and augmentation come from a generator seeded by (config.seed, epoch). With a distributed world
+    (nbconv.distributed), this process trains on its shard of every global batch of config.batch_size and
+    the gradients, loss and accuracy are summed over the processes. on_step(step, loss) sees each step's
+    global-batch loss. position: this epoch's state when an earlier run was interrupted in it ({'epoch',
+    'step', 'train_images', 'loss_sum', 'correct', 'seen', 'seconds'}): its first `step` steps are skipped
+    (their random draws replayed), so the epoch ends as it would have without the interruption.
+    stop_requested(), when given, is asked after every step but the last; when it answers true,
+    TrainingInterrupted carries this epoch's position.
     """
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
     order = rng.permutation(len(images))
     batches = range(0, len(images), config.batch_size)
     dtype = model.parameters()[0].value.dtype.type
-    total_loss, correct, seen = 0.0, 0, 0
-    started = time.perf_counter()
+    done = position or {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+    if position is not None and (position["epoch"] != epoch or position["train_images"] != len(images)):
+        raise ValueError(f"the interrupted epoch {position['epoch'] + 1} ran over {position['train_images']:,} "
+                         f"training images; resuming it needs the same ones, got epoch {epoch + 1} over "
+                         f"{len(images):,}")
+    total_loss, correct, seen = done["loss_sum"], done["correct"], done["seen"]
+    started = time.perf_counter() - done["seconds"]
     status = {"text": ""}
     bar = click.progressbar(batches, label=f"epoch {epoch + 1}/{config.epochs}", file=click.get_text_stream("stderr"),
                             item_show_func=lambda _: status["text"], show_eta=True, width=24,
@@ -120,10 +145,12 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
     with bar:
         for step, start in enumerate(bar):
             chosen = order[start:start + config.batch_size]
-            if schedule is not None:
-                schedule.set_epoch(epoch + start / len(images))
             shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
                       else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
+            if step < done["step"]:
+                continue  # done before an interruption
+            if schedule is not None:
+                schedule.set_epoch(epoch + start / len(images))
             mine, shifts = world.shard(chosen), world.shard(shifts)  # this process's part of the global batch
             batch_labels = labels[mine]
             loss, grad_logits, hits = 0.0, None, 0
@@ -138,7 +165,7 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             loss = loss_sum / len(chosen)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
-                                       f"training stopped (try a lower --lr than {optimizer.lr:g})")
+                                       f"training stopped (try a lower --lr than {config.lr:g})")
             optimizer.step()
             if on_step is not None:
                 on_step(step, loss)
@@ -147,18 +174,25 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             seen += len(chosen)
             rate = seen / max(time.perf_counter() - started, 1e-9)
             status["text"] = f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
+            if stop_requested is not None and step + 1 < len(batches) and stop_requested():
+                raise TrainingInterrupted({"epoch": epoch, "step": step + 1, "train_images": len(images),
+                                           "loss_sum": float(total_loss), "correct": int(correct), "seen": seen,
+                                           "seconds": time.perf_counter() - started})
     seconds = time.perf_counter() - started
     return {"loss": total_loss / seen, "accuracy": correct / seen, "images_per_s": seen / seconds,
             "seconds": seconds}
 
 
 def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=click.echo,
-        echo_progress=True, world=SINGLE):
+        echo_progress=True, world=SINGLE, position=None, stop_requested=None):
     """Train for config.epochs epochs (continuing after len(history) finished ones); return the history.
     With a distributed world, training and the test pass are sharded over its processes.
 
     Each history entry: epoch, lr, loss, accuracy (train), test_accuracy, seconds, images_per_s.
-    on_epoch_end(history) runs after each epoch (the CLI saves a checkpoint there).
+    on_epoch_end(history) runs after each epoch (the CLI saves a checkpoint there), once the parameters
+    are checked to be finite (TrainingDiverged otherwise). position: where an interrupted epoch stopped
+    (see train_epoch). stop_requested(): asked after every step and epoch; when true, training stops with
+    TrainingInterrupted, between two steps, where model and optimizer are consistent.
     """
     history = list(history or [])
     schedule = make_schedule(config.schedule, optimizer, config.epochs)
@@ -166,7 +200,12 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     for epoch in range(len(history), config.epochs):
         lr = schedule.set_epoch(epoch)
         stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
-                            echo_progress, schedule, world)
+                            echo_progress, schedule, world=world, position=position, stop_requested=stop_requested)
+        position = None  # only the first epoch run here can be an interrupted one
+        bad = non_finite_parameters(model)
+        if bad:  # relu(NaN) is 0: a finite loss does not prove finite weights
+            raise TrainingDiverged(f"the weights became NaN or infinite during epoch {epoch + 1} "
+                                   f"({', '.join(bad[:3])}); training stopped (try a lower --lr than {config.lr:g})")
         world.average_running_statistics(model)
         predictions = predict(model, world.shard(splits.test_images), config.mean, config.std, device)
         test_accuracy = world.sum(int((predictions == world.shard(splits.test_labels)).sum())) / len(splits.test_labels)
@@ -177,4 +216,6 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
              f"({stats['images_per_s']:,.0f} img/s)")
         if on_epoch_end is not None:
             on_epoch_end(history)
+        if stop_requested is not None and epoch + 1 < config.epochs and stop_requested():
+            raise TrainingInterrupted(None)
     return history

@@ -175,7 +175,7 @@ def save_png(image, path):
     """Write a PIL image as PNG atomically."""
     import io
 
-    from .data.idx import atomic_write_bytes
+    from .files import atomic_write_bytes
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())

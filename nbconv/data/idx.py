@@ -2,7 +2,6 @@
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -64,15 +63,6 @@ def write_idx(path, array):
 
 
 def atomic_write_bytes(path, payload):
-    """Write bytes to `path` through a temporary file in the same directory and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Write bytes to `path` atomically (nbconv.files.atomic_write_bytes, importable from here too)."""
+    from ..files import atomic_write_bytes as write
+    write(path, payload)

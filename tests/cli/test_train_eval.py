@@ -42,35 +42,6 @@ def test_train_then_eval_then_resume(tiny, tmp_path):
     assert [h["epoch"] for h in resumed.history] == [1, 2] and resumed.optimizer_state["step_count"] == 16
 
 
-def test_ctrl_c_saves_and_resume_continues_exactly(tiny, tmp_path, monkeypatch):
-    """A run interrupted after its first epoch and resumed ends where an uninterrupted run does."""
-    import nbconv_cli.train as train_command
-    runner = CliRunner()
-    args = ["lenet1", "--batch-size", "32", "--data-dir", tiny, "--seed", "1", "--epochs", "2"]
-    runner.invoke(app, ["train", *args, "--out", str(tmp_path / "full.npz")])
-
-    real_save = checkpoint.save
-    interrupted = []
-
-    def save_then_interrupt(*a, **k):
-        real_save(*a, **k)
-        if not interrupted:
-            interrupted.append(True)
-            raise KeyboardInterrupt  # as if Ctrl-C came right after the first epoch
-
-    monkeypatch.setattr(train_command.checkpoint, "save", save_then_interrupt)
-    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "half.npz")])
-    assert result.exit_code == 130 and "interrupted: checkpoint saved" in result.output
-    monkeypatch.setattr(train_command.checkpoint, "save", real_save)
-    assert len(checkpoint.load(str(tmp_path / "half.npz")).history) == 1
-    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "half.npz"), "--data-dir", tiny])
-    assert result.exit_code == 0, result.output
-    full, half = checkpoint.load(str(tmp_path / "full.npz")), checkpoint.load(str(tmp_path / "half.npz"))
-    assert [h["loss"] for h in half.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-6)
-    np.testing.assert_allclose(half.model.state_dict()["fc1.weight"], full.model.state_dict()["fc1.weight"],
-                               rtol=1e-5, atol=1e-7)
-
-
 def test_same_seed_same_loss_curve(tiny, tmp_path):
     runner = CliRunner()
     losses = []

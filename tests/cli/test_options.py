@@ -1,0 +1,79 @@
+"""Command-line options are checked before any work: one clear line and exit status 2, no traceback."""
+import pytest
+from click.testing import CliRunner
+
+from nbconv import checkpoint, models
+from nbconv_cli.main import app
+
+
+def _usage_error(args, *expected):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    for text in expected:
+        assert text in result.output, result.output
+    return result
+
+
+@pytest.mark.parametrize("option", ["--lr", "--momentum", "--weight-decay"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1"])
+def test_train_rejects_non_finite_and_negative_rates(option, value, tmp_path):
+    _usage_error(["train", "lenet", option, value, "--out", str(tmp_path / "x.npz")], option)
+
+
+def test_a_negative_seed_is_a_bad_seed_not_a_bad_model(tmp_path):
+    result = _usage_error(["train", "lenet", "--seed", "-1", "--out", str(tmp_path / "x.npz")], "--seed")
+    assert "for 'MODEL'" not in result.output and "Invalid value for '--seed'" in result.output
+
+
+def test_an_unwritable_out_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = _usage_error(["train", "fc10", "--out", str(tmp_path / "file" / "run.npz"), "--data-dir",
+                           str(tmp_path)], "--out", "cannot write")
+    assert "epoch" not in result.output
+    _usage_error(["train", "fc10", "--out", str(tmp_path), "--data-dir", str(tmp_path)], "--out")
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    path = str(tmp_path / "small.npz")
+    checkpoint.save(path, models.build("conv2k3,relu,fc10", (1, 8, 8)), (1, 8, 8))
+    return path
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--scale", "100000"], "--scale"), (["--lr", "nan"], "--lr"), (["--l2-decay", "inf"], "--l2-decay"),
+    (["--seed", "-3"], "--seed"), (["--channels", "0-100000000"], "--channels")])
+def test_visualize_bounds_its_options(small_checkpoint, tmp_path, args, expected):
+    _usage_error(["visualize", small_checkpoint, "filters", "--out", str(tmp_path / "x.png"), *args], expected)
+
+
+def test_visualize_checks_its_out_file_first(small_checkpoint, tmp_path):
+    (tmp_path / "file").write_text("")
+    _usage_error(["visualize", small_checkpoint, "filters", "--out", str(tmp_path / "file" / "x.png")], "--out",
+                 "cannot write")
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ("n=2,c=3,h=9,w=9,d=4,k=99", "k must lie in"), ("n=1,c=1,h=100000,w=8,d=1,k=3", "h must lie in"),
+    ("n=0,c=3,h=9,w=9,d=4,k=3", "n must lie in"), ("n=2,c=3,h=9,w=9,d=4,k=12", "does not fit"),
+    ("n=2,c=3,h=9,w=9,d=4,k=3,g=2", "groups"), ("n=2,c=3,h=x,w=9,d=4,k=3", "h must be an integer"),
+    ("n=4096,c=4096,h=512,w=512,d=64,k=3", "GiB")])
+def test_bench_rejects_shapes_it_cannot_run(shape, expected):
+    _usage_error(["bench", "--shape", shape], "--shape", expected)
+
+
+def test_bench_lenet5_preset_runs_only_lenet5(monkeypatch):
+    from nbconv import bench
+    monkeypatch.setattr(bench, "lenet5_cases", lambda *a, **k: [{"case": "lenet5-train-step", "kernel": "step",
+                                                                 "median_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0}])
+    monkeypatch.setattr(bench, "sgemm_rate", lambda: 100.0)
+    ran = []
+    monkeypatch.setattr(bench, "conv_case", lambda *a, **k: ran.append(a))
+    result = CliRunner().invoke(app, ["bench", "--preset", "lenet5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert ran == [] and '"lenet5-train-step"' in result.output
+
+
+def test_bench_help_speaks_of_its_own_layer_set():
+    result = CliRunner().invoke(app, ["bench", "--help"])
+    assert "built-in layer set" in result.output and "issue" not in result.output

@@ -2,3 +2,4 @@
 from .layers import (AvgPool2d, Conv1d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, LeakyReLU, Linear,  # noqa: F401
                      LocallyConnected2d, MaxPool2d, ReLU, Sigmoid, Tanh)
 from .module import Layer, Parameter, Sequential  # noqa: F401
+from .graph import Concat, Residual  # noqa: F401

@@ -598,6 +598,124 @@ def cat_backward(grad_output, sizes, dim=1):
     return grads
 
 
+# ----------------------------------------------------------------------------- batch normalization
+
+__all__ += ["batch_norm", "batch_norm_backward"]
+
+
+def _batch_norm_arrays(input, running_mean, running_var, weight, bias, grad_output=None, stats=None):
+    """Validate batch_norm's arrays; return (backend, dtype, {name: array}, input as (N, C, S))."""
+    mean, invstd = (None, None) if stats is None else _stats_pair(stats)
+    where, dtype, a = checks.arrays(input=input, grad_output=grad_output, running_mean=running_mean,
+                                    running_var=running_var, weight=weight, bias=bias, mean=mean, invstd=invstd)
+    x = a["input"]
+    checks.ndim("input", x, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
+    N, C = x.shape[0], x.shape[1]
+    if C == 0:
+        raise ValueError(f"input must have at least one channel, got shape {tuple(x.shape)}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    for name in ("running_mean", "running_var", "weight", "bias", "mean", "invstd"):
+        if name in a:
+            checks.shape(name if name not in ("mean", "invstd") else f"stats' {name}", a[name], (C,))
+    if grad_output is not None:
+        checks.shape("grad_output", a["grad_output"], tuple(x.shape))
+    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    return where, dtype, a, x.reshape((N, C, S))
+
+
+def _stats_pair(stats):
+    if not isinstance(stats, (tuple, list)) or len(stats) != 2:
+        raise TypeError(f"stats must be the (mean, invstd) pair that batch_norm(..., return_stats=True) returns, "
+                        f"got {type(stats).__name__}")
+    return stats
+
+
+def _bn_hyper(training, momentum, eps):
+    momentum = checks.real("momentum", momentum)
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+    eps = checks.real("eps", eps)
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return int(bool(training)), momentum, eps
+
+
+def _check_values_per_channel(x, training):
+    if training and x.shape[0] * x.shape[2] <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input of shape "
+                         f"{(x.shape[0], x.shape[1]) + ((x.shape[2],) if x.shape[2] != 1 else ())} "
+                         f"(batch statistics need at least two values per channel)")
+
+
+def _empty_channels(dtype, where):
+    return backend.empty((0,), dtype, where)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               return_stats=False):
+    """Batch normalization over the channels (axis 1) of input (N, C), (N, C, L) or (N, C, H, W), as
+    torch.nn.functional.batch_norm: output = (input - mean) / sqrt(var + eps) * weight + bias.
+
+    training=True normalises with the batch's mean and biased variance and, when running_mean and
+    running_var (C,) are given, updates them IN PLACE: running = (1 - momentum) * running + momentum * batch,
+    with the unbiased batch variance. training=False uses running_mean and running_var. weight, bias: (C,)
+    or None. return_stats=True also returns (mean, invstd), the (C,) statistics used (invstd =
+    1 / sqrt(var + eps)), which batch_norm_backward accepts as stats= to skip recomputing them.
+    """
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias)
+    training, momentum, eps = _bn_hyper(training, momentum, eps)
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are needed when training=False")
+    _check_values_per_channel(x, training)
+    for name, given in (("running_mean", running_mean), ("running_var", running_var)):
+        if given is not None and a[name] is not given:
+            raise ValueError(f"{name} must be a C-contiguous array (it is updated in place)")
+    C = x.shape[1]
+    empty = _empty_channels(dtype, where)
+    output = backend.empty(x.shape, dtype, where)
+    mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+    backend.kernels(where).batch_norm_forward(x, a.get("weight", empty), a.get("bias", empty),
+                                              a.get("running_mean", empty), a.get("running_var", empty),
+                                              output, mean, invstd, momentum, eps, training)
+    output = output.reshape(tuple(a["input"].shape))
+    return (output, (mean, invstd)) if return_stats else output
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, bias=None, training=False,
+                        eps=1e-5, stats=None, need_input_grad=True):
+    """Gradients of batch_norm: (grad_input like input, grad_weight (C,) or None, grad_bias (C,) or None);
+    grad_weight is None when weight is, grad_bias when bias is.
+
+    training=True gives the full gradient through the batch statistics; training=False treats the running
+    statistics as constants. stats: the (mean, invstd) that batch_norm(..., return_stats=True) returned for
+    this input (recomputed when None; the running statistics are not touched). need_input_grad=False
+    returns None for grad_input.
+    """
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias,
+                                            grad_output=grad_output, stats=stats)
+    training, _, eps = _bn_hyper(training, 0.0, eps)
+    _check_values_per_channel(x, training)
+    C = x.shape[1]
+    kernels = backend.kernels(where)
+    empty = _empty_channels(dtype, where)
+    if stats is not None:
+        mean, invstd = a["mean"], a["invstd"]
+    else:
+        if not training and running_mean is None:
+            raise ValueError("running_mean and running_var are needed when training=False")
+        mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+        running = (empty, empty) if training else (a["running_mean"], a["running_var"])
+        kernels.batch_norm_stats(x, *running, mean, invstd, 0.0, eps, training)
+    grad_input = backend.empty(x.shape if need_input_grad else (0, 0, 0), dtype, where)
+    grad_weight = backend.empty((C,), dtype, where) if weight is not None else empty
+    grad_bias = backend.empty((C,), dtype, where) if bias is not None else empty
+    kernels.batch_norm_backward(a["grad_output"].reshape(x.shape), x, a.get("weight", empty), mean, invstd,
+                                grad_input, grad_weight, grad_bias, training)
+    return (grad_input.reshape(tuple(a["input"].shape)) if need_input_grad else None,
+            grad_weight if weight is not None else None, grad_bias if bias is not None else None)
+
+
 # ----------------------------------------------------------------------------- loss and dropout
 
 def softmax_cross_entropy(logits, labels):

@@ -79,3 +79,23 @@ def softmax_cross_entropy(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return -log_probabilities[np.arange(len(labels)), labels].mean()
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """Batch normalization over axis 1 in float64: (output, new running_mean, new running_var)."""
+    x = np.asarray(x, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+        count = x.size // x.shape[1]
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * variance * count / (count - 1)
+    else:
+        mean, variance = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+    output = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + eps)
+    if weight is not None:
+        output = output * np.asarray(weight, np.float64).reshape(shape)
+    if bias is not None:
+        output = output + np.asarray(bias, np.float64).reshape(shape)
+    return output, running_mean, running_var

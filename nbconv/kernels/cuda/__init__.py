@@ -1,6 +1,7 @@
 """CUDA launchers over @cuda.jit kernels. Same public names and parameters as nbconv.kernels.cpu: inputs,
 then preallocated outputs (overwritten), then scalar hyper-parameters."""
 from .activation import relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
+from .batch_norm import batch_norm_stats, batch_norm_forward, batch_norm_backward  # noqa: F401
 from .combine import add_forward, cat_forward, cat_backward  # noqa: F401
 from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_backward_bias  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
@@ -28,6 +29,9 @@ __all__ = [
     "add_forward",
     "cat_forward",
     "cat_backward",
+    "batch_norm_stats",
+    "batch_norm_forward",
+    "batch_norm_backward",
     "linear_forward",
     "linear_backward_input",
     "linear_backward_weight",

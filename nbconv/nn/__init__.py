@@ -2,5 +2,5 @@
 from .layers import (AvgPool2d, Conv1d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, LeakyReLU, Linear,  # noqa: F401
                      LocallyConnected2d, MaxPool2d, ReLU, Sigmoid, Tanh)
 from .norm import BatchNorm1d, BatchNorm2d  # noqa: F401
-from .module import Layer, Parameter, Sequential  # noqa: F401
+from .module import Layer, Parameter, Sequential, ShapeMismatch  # noqa: F401
 from .graph import Concat, Residual  # noqa: F401

@@ -69,9 +69,10 @@ def _same(layer, shape):
 
 
 def _batch_norm(layer, shape):
-    channels = layer.num_features
-    if len(shape) not in layer.input_ndims or shape[0] != channels:
-        raise ValueError(f"needs input with {channels} channels first, got shape {shape}")
+    if len(shape) + 1 not in layer.layouts or shape[0] != layer.num_features:
+        wanted = " or ".join(layer.layouts.values())
+        raise ValueError(f"needs input of layout {wanted} with {layer.num_features} channels, got shape {shape} "
+                         "(without the batch axis)")
     return tuple(shape)
 
 
@@ -79,7 +80,7 @@ _RULES = {"Conv2d": _conv2d, "Conv1d": _conv1d, "LocallyConnected2d": _local, "L
           "MaxPool2d": _pool, "AvgPool2d": _pool, "GlobalAvgPool2d": _global_pool,
           "AdaptiveAvgPool2d": _adaptive_pool, "AdaptiveMaxPool2d": _adaptive_pool, "Flatten": _flatten,
           "ReLU": _same, "Tanh": _same, "Sigmoid": _same, "LeakyReLU": _same, "Dropout": _same,
-          "LocalResponseNorm": _same}
+          "LocalResponseNorm": _same, "BatchNorm2d": _batch_norm, "BatchNorm1d": _batch_norm}
 
 
 def output_shape(layer, shape):
@@ -88,12 +89,6 @@ def output_shape(layer, shape):
     rule = _RULES.get(type(layer).__name__)
     if rule is not None:
         return tuple(int(size) for size in rule(layer, tuple(shape)))
-    if type(layer).__name__ in ("BatchNorm2d", "BatchNorm1d"):
-        channels = layer.named_buffers()["running_mean"].shape[0]
-        expected = (3,) if type(layer).__name__ == "BatchNorm2d" else (1, 2)
-        if len(shape) not in expected or shape[0] != channels:
-            raise ValueError(f"needs input of {channels} channels, got shape {shape}")
-        return tuple(shape)
     dtype = layer.parameters()[0].value.dtype if layer.parameters() else np.float32
     mode = layer.training
     layer.train(False)

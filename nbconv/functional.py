@@ -716,6 +716,134 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
             grad_weight if weight is not None else None, grad_bias if bias is not None else None)
 
 
+# ----------------------------------------------------------------------------- local response normalization
+
+__all__ += ["local_response_norm", "local_response_norm_backward"]
+
+
+def _lrn_arrays(input, size, alpha, beta, k, grad_output=None):
+    where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
+    x = a["input"]
+    if x.ndim < 3:
+        raise ValueError(f"input must be 3-D or more, with layout (N, C, L), (N, C, H, W), ..., "
+                         f"got shape {tuple(x.shape)}")
+    if grad_output is not None:
+        checks.shape("grad_output", a["grad_output"], tuple(x.shape))
+    hyper = (checks.integer("size", size, 1), checks.real("alpha", alpha), checks.real("beta", beta),
+             checks.real("k", k))
+    folded = (x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))
+    return where, dtype, a, folded, hyper
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalization across channels (AlexNet), as torch.nn.functional.local_response_norm:
+    output[:, c] = input[:, c] / (k + alpha / size * sum of input[:, c']**2 over
+    c' in [c - size // 2, c + (size - 1) // 2], channels outside [0, C) counting as zeros) ** beta.
+
+    input: (N, C, L), (N, C, H, W) or more axes; size >= 1 channels in the window.
+    """
+    where, dtype, a, folded, hyper = _lrn_arrays(input, size, alpha, beta, k)
+    output = backend.empty(folded, dtype, where)
+    if output.size:
+        backend.kernels(where).local_response_norm_forward(a["input"].reshape(folded), output, *hyper)
+    return output.reshape(tuple(a["input"].shape))
+
+
+def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Gradient of local_response_norm w.r.t. its input (like input)."""
+    where, dtype, a, folded, hyper = _lrn_arrays(input, size, alpha, beta, k, grad_output)
+    grad_input = backend.empty(folded, dtype, where)
+    if grad_input.size:
+        backend.kernels(where).local_response_norm_backward(a["grad_output"].reshape(folded),
+                                                            a["input"].reshape(folded), grad_input, *hyper)
+    return grad_input.reshape(tuple(a["input"].shape))
+
+
+# ----------------------------------------------------------------------------- adaptive pooling
+
+__all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_backward"]
+
+
+def _adaptive_geometry(x, output_size):
+    """(N, C, OH, OW) for output_size = int, (OH, OW) (None in a pair keeps that input size)."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(x.shape[2 + axis] if value is None else value for axis, value in enumerate(output_size))
+    OH, OW = checks.pair("output_size", output_size, 1)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"input must have a non-empty plane to pool, got shape {tuple(x.shape)}")
+    return (x.shape[0], x.shape[1], OH, OW)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling of (N, C, H, W) or (C, H, W) to output_size (int or (OH, OW)) with PyTorch's windows:
+    output row i averages input rows [floor(i * H / OH), ceil((i + 1) * H / OH)), likewise columns."""
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    output = backend.empty(_adaptive_geometry(x, output_size), dtype, where)
+    if output.size:
+        backend.kernels(where).adaptive_avg_pool2d_forward(x, output)
+    return _unbatched(output, squeeze)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input, output_size):
+    """Gradient of adaptive_avg_pool2d w.r.t. its input."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    checks.shape("grad_output", grad_y, _adaptive_geometry(x, output_size))
+    grad_input = backend.empty(x.shape, dtype, where)
+    if grad_input.size:
+        backend.kernels(where).adaptive_avg_pool2d_backward(grad_y, grad_input)
+    return _unbatched(grad_input, squeeze)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max pooling of (N, C, H, W) or (C, H, W) to output_size with adaptive_avg_pool2d's windows. With
+    return_indices=True also returns int64 indices (flat ih * W + iw within each plane), which
+    adaptive_max_pool2d_backward accepts to skip recomputing them."""
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    shape = _adaptive_geometry(x, output_size)
+    output = backend.empty(shape, dtype, where)
+    indices = backend.empty(shape if return_indices else (0, 0, 0, 0), np.int64, where)
+    if output.size:
+        backend.kernels(where).adaptive_max_pool2d_forward(x, output, indices)
+    if return_indices:
+        return _unbatched(output, squeeze), _unbatched(indices, squeeze)
+    return _unbatched(output, squeeze)
+
+
+def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
+    """Gradient of adaptive_max_pool2d w.r.t. its input; indices: the forward's, to avoid recomputing them
+    (each a position inside its input plane, 0 <= index < H * W)."""
+    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, True)
+
+
+def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, check_indices):
+    """adaptive_max_pool2d_backward; check_indices=False trusts indices made by adaptive_max_pool2d."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    shape = _adaptive_geometry(x, output_size)
+    checks.shape("grad_output", grad_y, shape)
+    kernels = backend.kernels(where)
+    if indices is None:
+        indices = backend.empty(shape, np.int64, where)
+        if indices.size:
+            kernels.adaptive_max_pool2d_forward(x, backend.empty(shape, dtype, where), indices)
+    else:
+        if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
+            raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        if tuple(indices.shape) not in (shape, shape[1:] if squeeze else None):
+            raise ValueError(f"indices must have the pooled output's shape {shape}, got {tuple(indices.shape)}")
+        indices = backend.contiguous(indices).reshape(shape)
+        if check_indices and indices.size:  # the CPU kernel writes at these positions unchecked
+            values = backend.to_host(indices)
+            plane = x.shape[2] * x.shape[3]
+            if values.min() < 0 or values.max() >= plane:
+                raise ValueError(f"indices must be positions inside the input planes, 0 <= index < H*W = {plane}, "
+                                 f"got values in [{values.min()}, {values.max()}]")
+    grad_input = backend.empty(x.shape, dtype, where)
+    if grad_input.size:
+        kernels.adaptive_max_pool2d_backward(grad_y, indices, grad_input)
+    return _unbatched(grad_input, squeeze)
+
+
 # ----------------------------------------------------------------------------- loss and dropout
 
 def softmax_cross_entropy(logits, labels):

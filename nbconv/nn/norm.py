@@ -104,3 +104,28 @@ class BatchNorm1d(_BatchNorm):
 
     token = "bn1d"
     layouts = {2: "(N, C)", 3: "(N, C, L)"}
+
+
+class LocalResponseNorm(Layer):
+    """Local response normalization across channels (torch.nn.LocalResponseNorm; AlexNet used size=5,
+    alpha=1e-4, beta=0.75, k=2): input (N, C, ...) of 3 or more axes, same shape out.
+
+    Spec token: `lrn<size>[a<alpha>][b<beta>][k<k>]`, fields at their defaults (alpha 1e-4, beta 0.75, k 1)
+    left out, e.g. `lrn5`, `lrn5k2` (AlexNet), `lrn3a0.001b0.5`.
+    """
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size = checks.integer("size", size, 1)
+        self.alpha, self.beta, self.k = checks.real("alpha", alpha), checks.real("beta", beta), checks.real("k", k)
+
+    def forward(self, input):
+        self.input = input
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def backward(self, grad_output):
+        return F.local_response_norm_backward(grad_output, self.input, self.size, self.alpha, self.beta, self.k)
+
+    def spec(self):
+        return f"lrn{self.size}" + "".join(f"{letter}{value:g}" for letter, value, default in (
+            ("a", self.alpha, 1e-4), ("b", self.beta, 0.75), ("k", self.k, 1.0)) if value != default)

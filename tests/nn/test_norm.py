@@ -101,3 +101,34 @@ def test_batch_norm_layer_specs_and_bad_input():
         nn.BatchNorm2d(3, eps=0)
     with pytest.raises(ValueError, match="num_features"):
         nn.BatchNorm2d(0)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.LocalResponseNorm(3, alpha=0.5, beta=0.75, k=2.0), (2, 5, 3, 2)),
+    (lambda: nn.LocalResponseNorm(2, alpha=1.0, beta=0.5), (3, 4, 5)),
+    (lambda: nn.AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5)),
+    (lambda: nn.AdaptiveAvgPool2d(4), (1, 2, 3, 3)),
+])
+def test_lrn_and_adaptive_layer_gradients(make, shape, rng):
+    _check_layer(make(), rng.standard_normal(shape), rng)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_adaptive_max_pool_layer(training, rng):
+    layer = nn.AdaptiveMaxPool2d((2, 3)).train(training)
+    x = rng.permutation(2 * 3 * 5 * 7).reshape(2, 3, 5, 7) * 0.01  # distinct values: one maximum per window
+    _check_layer(layer, x, rng)
+    assert (layer.indices is None) == (not training)
+
+
+def test_lrn_and_adaptive_specs():
+    assert nn.LocalResponseNorm(5).spec() == "lrn5"
+    assert nn.LocalResponseNorm(5, k=2).spec() == "lrn5k2"
+    assert nn.LocalResponseNorm(3, alpha=1e-3, beta=0.5).spec() == "lrn3a0.001b0.5"
+    assert nn.AdaptiveAvgPool2d(1).spec() == "adaptiveavgpool1"
+    assert nn.AdaptiveAvgPool2d((6, 6)).spec() == "adaptiveavgpool6"
+    assert nn.AdaptiveMaxPool2d((7, 5)).spec() == "adaptivemaxpool7x5"
+    with pytest.raises(ValueError, match="output_size"):
+        nn.AdaptiveAvgPool2d(0)
+    with pytest.raises(ValueError, match="size"):
+        nn.LocalResponseNorm(0)

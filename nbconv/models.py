@@ -57,7 +57,8 @@ _PATTERNS = {
     "fc": re.compile(r"^fc(\d+)$"),
     "bn": re.compile(r"^bn(1d)?(?:eps(\d*\.?\d*(?:e-?\d+)?))?(?:momentum(none|\d*\.?\d*))?(noaffine)?$"),
     "adaptivepool": re.compile(rf"^adaptive(avg|max)pool({_SIZE})$"),
-    "lrn": re.compile(r"^lrn(\d+)(?:a(\d*\.?\d*(?:e-?\d+)?))?(?:b(\d*\.?\d*))?(?:k(\d*\.?\d*))?$"),
+    "lrn": re.compile(r"^lrn(\d+)(?:a(\d*\.?\d*(?:e-?\d+)?))?(?:b(\d*\.?\d*(?:e-?\d+)?))?"
+                      r"(?:k(\d*\.?\d*(?:e-?\d+)?))?$"),
     "lrelu": re.compile(r"^lrelu(\d*\.?\d*(?:e-?\d+)?)$"),
     "dropout": re.compile(r"^dropout(\d*\.?\d*)$"),
 }
@@ -332,8 +333,11 @@ def build(spec, input_shape=(1, 28, 28), seed=0, init=None, dtype=np.float32, nu
             init = "glorot" if any(token in ("tanh", "sigmoid") for token in tokens) else "he"
         model = nn.Sequential(_build_sequence(tree, input_shape, np.random.default_rng(seed), init, dtype, budget, ""))
     activations = [0]
-    model.trace(input_shape, lambda path, layer, before, after: activations.__setitem__(
-        0, activations[0] + int(np.prod(after, dtype=np.float64))))
+    try:
+        model.trace(input_shape, lambda path, layer, before, after: activations.__setitem__(
+            0, activations[0] + int(np.prod(after, dtype=np.float64))))
+    except nn.ShapeMismatch as error:
+        raise ValueError(f"{name} does not admit input of shape {input_shape}: {error}") from None
     budget.check(f"the model has {budget.parameter_count:,} parameters and {activations[0]:,} activation values "
                  f"per sample", activations[0])
     return model

@@ -356,7 +356,7 @@ def _build_sequence(nodes, shape, rng, init, dtype, budget, path):
             except ValueError as error:
                 where = f"{path}." if path else ""
                 message = str(error).removeprefix("model spec: ")
-                raise ValueError(f"model spec: layer {node!r} (at {where}{_next_name(node, counts)}) "
+                raise ValueError(f"model spec: layer {where}{_next_name(node, counts)} ({node}) "
                                  f"does not fit input shape {shape}: {message}") from None
         elif node[0] == "res":
             block_path = f"{path}.res{counts.get('res', 0) + 1}" if path else f"res{counts.get('res', 0) + 1}"

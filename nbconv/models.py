@@ -432,3 +432,28 @@ def pattern(n=2, m=2, k=1, width=16, fc=64, classes=10, pool="max"):
     blocks = [f"[conv{width * 2 ** block}k3p1,relu]*{n},{pool}pool2" for block in range(m)]
     head = [f"[fc{fc},relu]*{k}"] if k else []
     return ",".join(blocks + head + [f"fc{classes}"])
+
+
+def load_weights(model, path, strict=True):
+    """Load a state dict stored as .npz ({name: array}, e.g. torchvision weights saved with
+    `np.savez(path, **{k: v.numpy() for k, v in torch_model.state_dict().items()})`) into `model`.
+
+    Never unpickles: object arrays are refused. Every key is checked (see Layer.load_state_dict); returns
+    (missing_keys, unexpected_keys), which strict=False skipped.
+    """
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ValueError("it holds one array, not named arrays")
+            state = {}
+            for key in archive.files:
+                try:
+                    state[key] = archive[key]
+                except ValueError:
+                    raise ValueError(f"array {key!r} holds Python objects, which nbconv does not load") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"weights file {path} does not exist") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
+    return model.load_state_dict(state, strict=strict)

@@ -91,3 +91,24 @@ def test_named_architecture_round_trips_through_a_checkpoint(tmp_path, rng):
         np.testing.assert_array_equal(restored[key], original[key], err_msg=key)
     x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(loaded.eval().forward(x), model.eval().forward(x), rtol=1e-6)
+
+
+def test_weights_from_npz_load_strictly_and_never_unpickle(tmp_path):
+    source = models.build("resnet20", input_shape=(3, 8, 8), seed=1)
+    target = models.build("resnet20", input_shape=(3, 8, 8), seed=2)
+    path = tmp_path / "weights.npz"
+    np.savez(path, **source.state_dict())
+    assert models.load_weights(target, str(path)) == ([], [])
+    for key, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[key], value)
+    np.savez(path, **{**source.state_dict(), "extra": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"unexpected keys \['extra'\]"):
+        models.load_weights(target, str(path))
+    assert models.load_weights(target, str(path), strict=False).unexpected_keys == ["extra"]
+    np.savez(path, **{"conv1.weight": np.array([object()] * 3)})
+    with pytest.raises(ValueError, match="holds Python objects") as error:
+        models.load_weights(target, str(path))
+    assert "allow_pickle" not in str(error.value)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="is not a .npz file"):
+        models.load_weights(target, str(tmp_path / "junk.npz"))

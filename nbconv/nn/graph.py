@@ -20,6 +20,15 @@ def _run_backward(layer, grad_output, need_input_grad):
     return None
 
 
+# Layers whose forward returns a new array that nothing else keeps, and whose backward returns a new input
+# gradient: a residual sum may add into those in place instead of allocating another array.
+_FRESH_RESULTS = ("Conv2d", "Conv1d", "Linear", "BatchNorm2d", "BatchNorm1d")
+
+
+def _fresh(layer):
+    return type(layer).__name__ in _FRESH_RESULTS
+
+
 def _sum(gradients):
     total = None
     for gradient in gradients:
@@ -81,7 +90,11 @@ class Residual(Layer):
 
     def forward(self, input):
         output = self.body.forward(input)
-        output = F.add(output, input if self.shortcut is None else self.shortcut.forward(input))
+        shortcut = input if self.shortcut is None else self.shortcut.forward(input)
+        if self.body.layers and _fresh(self.body.layers[-1]):
+            output = F.add_(output, shortcut)  # the body's own new array: no copy
+        else:
+            output = F.add(output, shortcut)
         return output if self.activation is None else self.activation.forward(output)
 
     def backward(self, grad_output, need_input_grad=True):
@@ -92,6 +105,8 @@ class Residual(Layer):
             grad_shortcut = grad_output if need_input_grad else None
         else:
             grad_shortcut = _run_backward(self.shortcut, grad_output, need_input_grad)
+        if grad_body is not None and grad_shortcut is not None and _fresh(self.body.layers[0]):
+            return F.add_(grad_body, grad_shortcut)
         return _sum([grad_body, grad_shortcut])
 
     def output_shape(self, input_shape):

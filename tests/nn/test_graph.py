@@ -149,3 +149,29 @@ def test_spec_of_containers():
     assert block.spec() == "res[conv4k3p1,relu,conv4k3p1|conv4k1],relu"
     cat = nn.Concat([[_conv(3, 2, k=1, padding=0, name="conv1")], [_conv(3, 3, name="conv1")]])
     assert cat.spec() == "cat[conv2k1|conv3k3p1]"
+
+
+def test_graph_on_cuda_matches_cpu(rng):
+    """Residual sums, concatenation and batch norm on device arrays (Numba's simulator without a GPU): the
+    same outputs, gradients, running statistics and state dict as on the CPU; load_state_dict keeps devices."""
+    from nbconv import backend, models
+    spec = "conv4k3p1,bn,relu,res[conv4k3p1,bn|conv4k1],relu,cat[conv2k1|res[conv4k1]],gap,fc3"
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    grad = rng.standard_normal((2, 3)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        model = models.build(spec, input_shape=(3, 5, 5), seed=2).to(device)
+        output = backend.to_host(model.forward(backend.transfer(x, device)))
+        grad_x = model.backward(backend.transfer(grad, device))
+        if device == "cuda":
+            assert backend.is_device_array(grad_x) and backend.is_device_array(model["bn1"].running_mean)
+        results.append((output, backend.to_host(grad_x), model.state_dict(),
+                        {key: backend.to_host(p.grad) for key, p in model.named_parameters().items()}))
+        model.load_state_dict(model.state_dict())
+        assert all(backend.backend_of(p.value) == device for p in model.parameters())
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-4, atol=1e-5)
+    for key in results[0][2]:
+        np.testing.assert_allclose(results[1][2][key], results[0][2][key], rtol=1e-4, atol=1e-5, err_msg=key)
+    for key in results[0][3]:
+        np.testing.assert_allclose(results[1][3][key], results[0][3][key], rtol=1e-3, atol=1e-5, err_msg=key)

@@ -126,7 +126,8 @@ GOOGLENET_MODULES = [  # name, in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool p
 
 def googlenet(make, in_channels, classes):
     """torchvision's GoogLeNet (Szegedy et al. 2014) without auxiliary heads."""
-    layers = [_basic_conv(make, "conv1", in_channels, 64, 7, 2, 3), _name(nn.MaxPool2d(3, 2, ceil_mode=True), "maxpool1"),
+    layers = [_basic_conv(make, "conv1", in_channels, 64, 7, 2, 3),
+              _name(nn.MaxPool2d(3, 2, ceil_mode=True), "maxpool1"),
               _basic_conv(make, "conv2", 64, 64, 1), _basic_conv(make, "conv3", 64, 192, 3, padding=1),
               _name(nn.MaxPool2d(3, 2, ceil_mode=True), "maxpool2")]
     for item in GOOGLENET_MODULES:

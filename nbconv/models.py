@@ -113,7 +113,8 @@ def _parse_sequence(text, position, closers):
             if any(not part for part in parts):
                 raise ValueError(f"model spec: an empty part in {kind}[...] in {text!r}")
             if kind == "res" and len(parts) > 2:
-                raise ValueError(f"model spec: res[BODY|SHORTCUT] has at most one '|', got {len(parts) - 1} in {text!r}")
+                raise ValueError(f"model spec: res[BODY|SHORTCUT] has at most one '|', got {len(parts) - 1} "
+                                 f"in {text!r}")
             nodes.append(("res", parts[0], parts[1] if len(parts) > 1 else None) if kind == "res" else ("cat", parts))
             count += part_count
         elif char == "[":
@@ -122,7 +123,8 @@ def _parse_sequence(text, position, closers):
                 raise ValueError(f"model spec: unclosed '[' in {text!r}")
             match = re.match(r"\]\*(\d+)", text[position:])
             if not match:
-                raise ValueError(f"model spec: a ']' must be followed by '*N' (at character {position + 1}) in {text!r}")
+                raise ValueError(f"model spec: a ']' must be followed by '*N' (at character {position + 1}) "
+                                 f"in {text!r}")
             repeats = int(match.group(1))
             if inner * repeats > MAX_LAYERS:
                 raise ValueError(f"model spec: [...]*{repeats} asks for {inner * repeats:,} layers; at most "

@@ -97,3 +97,60 @@ def test_new_layer_tokens_round_trip():
     model = models.build(spec, input_shape=(3, 9, 9))
     assert model.spec() == spec and model.output_shape((3, 9, 9)) == (3,)
     assert type(model["bn3"]).__name__ == "BatchNorm1d" and model["bn3"].eps == 0.001
+
+
+def _random_spec(rng, depth=0):
+    """A spec in the language's grammar with random layers and numbers (zeros and huge ones included), some of
+    which fit their input and some of which do not."""
+    number = lambda: rng.choice(["1", "2", "3", "1", "2", "3", "4", "0", "1x2", "99999999999"])  # noqa: E731
+    def token():
+        kind = rng.choice(["conv", "conv1d", "local", "maxpool", "avgpool", "adaptiveavgpool", "adaptivemaxpool",
+                           "bn", "bn1d", "lrn", "fc", "relu", "tanh", "gap", "flatten", "dropout", "lrelu"])
+        if kind in ("conv", "conv1d", "local"):
+            text = f"{kind}{number()}k{number()}"
+            text += rng.choice(["", "", f"s{number()}", f"p{number()}", f"d{number()}", f"g{number()}", "nobias",
+                                "psame"])
+        elif kind in ("maxpool", "avgpool"):
+            text = f"{kind}{number()}" + rng.choice(["", f"s{number()}", f"p{number()}", "ceil", "nopad"])
+        elif kind.startswith("adaptive") or kind in ("fc", "lrn"):
+            text = f"{kind}{number()}"
+        elif kind.startswith("bn"):
+            text = kind + rng.choice(["", "eps0", "eps0.001", "momentum2", "momentumnone", "noaffine"])
+        else:
+            text = kind + (rng.choice(["", "0.5", "2", "1e-3"]) if kind in ("dropout", "lrelu") else "")
+        return text
+    def sequence(limit):
+        return ",".join(item(limit) for _ in range(rng.randint(1, 3)))
+    def item(limit):
+        roll = rng.random()
+        if limit < 2 and roll < 0.15:
+            return f"res[{sequence(limit + 1)}" + (f"|{sequence(limit + 1)}" if rng.random() < 0.5 else "") + "]"
+        if limit < 2 and roll < 0.3:
+            return "cat[" + "|".join(sequence(limit + 1) for _ in range(rng.randint(1, 3))) + "]"
+        if limit < 2 and roll < 0.4:
+            return f"[{sequence(limit + 1)}]*{rng.choice(['0', '1', '3', '100000'])}"
+        return token()
+    return sequence(depth)
+
+
+def test_random_specs_build_or_fail_cleanly():
+    """Random specs in the grammar: each builds (and prints a spec that builds the same model) or raises
+    ValueError/TypeError, with nothing big allocated (max_bytes of 16 MiB)."""
+    from hypothesis import HealthCheck, given, settings, strategies
+
+    built = []
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategies.randoms(use_true_random=False), strategies.sampled_from([(3, 7, 6), (4, 9), (5,)]))
+    def check(rng, shape):
+        spec = _random_spec(rng)
+        try:
+            model = models.build(spec, input_shape=shape, max_bytes=1 << 24)
+        except (ValueError, TypeError):
+            return
+        built.append(spec)
+        assert models.build(model.spec(), input_shape=shape, max_bytes=1 << 24).spec() == model.spec()
+
+    check()
+    assert len(built) >= 20  # the generator reaches models that build, not only errors

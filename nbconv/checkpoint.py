@@ -50,7 +50,8 @@ class Checkpoint:
         self.input_shape = tuple(int(v) for v in contents["input_shape"])
         self.config = json.loads(str(contents["config"]))
         self.history = json.loads(str(contents["history"]))
-        dtype = next((value.dtype for key, value in contents.items() if key.startswith("param/")), np.float32)
+        dtype = next((value.dtype for key, value in contents.items()  # buffers such as counters are ints
+                      if key.startswith("param/") and value.dtype.kind == "f"), np.float32)
         self.model = models.build(self.spec, self.input_shape, dtype=dtype)
         self.model.load_state_dict({key[len("param/"):]: value for key, value in contents.items()
                                     if key.startswith("param/")})

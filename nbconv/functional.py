@@ -491,6 +491,359 @@ def local_conv2d_backward(grad_output, input, weight, stride=1, padding=0):
     return grad_input, grad_weight, grad_bias
 
 
+# ----------------------------------------------------------------------------- joining branches
+
+__all__ += ["add", "add_", "cat", "cat_backward"]
+
+
+def add(input, other):
+    """input + other, element-wise, for arrays of one shape, dtype and backend (a residual sum). Its
+    gradient reaches both operands unchanged, so there is no add_backward."""
+    return _elementwise("add_forward", input=input, other=other)
+
+
+def add_(input, other):
+    """input += other in place (input must be C-contiguous); returns input. A residual sum without a new array."""
+    where, dtype, a = checks.arrays(input=input, other=other)
+    if a["input"] is not input:
+        raise ValueError("input must be C-contiguous to be added to in place; use add() for a new array")
+    checks.shape("other", a["other"], tuple(input.shape))
+    flat_input = backend.flat(input)
+    backend.kernels(where).add_forward(flat_input, backend.flat(a["other"]), flat_input)
+    return input
+
+
+def _cat_dim(dim, ndim, name="dim"):
+    """dim (negative counts from the end, as in PyTorch) as an axis in [0, ndim)."""
+    dim = checks.integer(name, dim, -ndim)
+    if dim >= ndim:
+        raise ValueError(f"{name} must lie in [{-ndim}, {ndim}) for {ndim}-D arrays, got {dim}")
+    return dim % ndim
+
+
+def _folded(array, dim, extent):
+    """(outer, extent, inner) view of a contiguous array joined along `dim`."""
+    shape = tuple(array.shape)
+    outer = int(np.prod(shape[:dim], dtype=np.int64))
+    inner = int(np.prod(shape[dim + 1:], dtype=np.int64))
+    return array.reshape((outer, extent, inner))
+
+
+def cat(inputs, dim=1):
+    """Concatenate arrays along `dim` (default 1: channels of (N, C, H, W)), like torch.cat.
+
+    inputs: a list or tuple of arrays of one dtype and backend whose shapes agree except along dim.
+    Returns a new array; cat_backward(grad_output, [x.shape[dim] for x in inputs], dim) splits a gradient.
+    """
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise TypeError(f"inputs must be a non-empty list or tuple of arrays, got {type(inputs).__name__}"
+                        + (" (empty)" if isinstance(inputs, (list, tuple)) else ""))
+    where, dtype, a = checks.arrays(**{f"inputs[{k}]": array for k, array in enumerate(inputs)})
+    if len(a) != len(inputs):
+        raise TypeError("inputs must not hold None")
+    arrays = list(a.values())
+    first = tuple(arrays[0].shape)
+    if not first:
+        raise ValueError("inputs must be at least 1-D to be concatenated, got 0-D arrays")
+    dim = _cat_dim(dim, len(first))
+    for k, array in enumerate(arrays):
+        shape = tuple(array.shape)
+        if len(shape) != len(first) or shape[:dim] != first[:dim] or shape[dim + 1:] != first[dim + 1:]:
+            raise ValueError(f"inputs must have equal shapes except along dim={dim}: inputs[0] has shape {first}, "
+                             f"inputs[{k}] has {shape}")
+    total = sum(int(array.shape[dim]) for array in arrays)
+    output = backend.empty(first[:dim] + (total,) + first[dim + 1:], dtype, where)
+    folded_output = _folded(output, dim, total)
+    kernel = backend.kernels(where).cat_forward
+    offset = 0
+    for array in arrays:
+        extent = int(array.shape[dim])
+        if extent and array.size:
+            kernel(_folded(array, dim, extent), folded_output, offset)
+        offset += extent
+    return output
+
+
+def cat_backward(grad_output, sizes, dim=1):
+    """Split the gradient of cat into one gradient per input: sizes are the inputs' extents along dim.
+
+    Where a piece is already contiguous in grad_output (every axis before dim has size 1) it is returned
+    as a view rather than a copy.
+    """
+    where, dtype, a = checks.arrays(grad_output=grad_output)
+    grad_y = a["grad_output"]
+    shape = tuple(grad_y.shape)
+    if not shape:
+        raise ValueError("grad_output must be at least 1-D, got a 0-D array")
+    dim = _cat_dim(dim, len(shape))
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        raise TypeError(f"sizes must be a non-empty list or tuple of ints, got {sizes!r}")
+    sizes = [checks.integer(f"sizes[{k}]", size, 0) for k, size in enumerate(sizes)]
+    if sum(sizes) != shape[dim]:
+        raise ValueError(f"sizes must add up to grad_output's extent along dim={dim} ({shape[dim]}), "
+                         f"got {sizes} (sum {sum(sizes)})")
+    folded = _folded(grad_y, dim, shape[dim])
+    kernel = backend.kernels(where).cat_backward
+    grads, offset = [], 0
+    for extent in sizes:
+        piece_shape = shape[:dim] + (extent,) + shape[dim + 1:]
+        if folded.shape[0] == 1:
+            grads.append(folded[:, offset:offset + extent, :].reshape(piece_shape))
+        else:
+            grad = backend.empty(piece_shape, dtype, where)
+            if grad.size:
+                kernel(folded, _folded(grad, dim, extent), offset)
+            grads.append(grad)
+        offset += extent
+    return grads
+
+
+# ----------------------------------------------------------------------------- batch normalization
+
+__all__ += ["batch_norm", "batch_norm_backward"]
+
+
+def _batch_norm_arrays(input, running_mean, running_var, weight, bias, grad_output=None, stats=None):
+    """Validate batch_norm's arrays; return (backend, dtype, {name: array}, input as (N, C, S))."""
+    mean, invstd = (None, None) if stats is None else _stats_pair(stats)
+    where, dtype, a = checks.arrays(input=input, grad_output=grad_output, running_mean=running_mean,
+                                    running_var=running_var, weight=weight, bias=bias, mean=mean, invstd=invstd)
+    x = a["input"]
+    checks.ndim("input", x, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
+    N, C = x.shape[0], x.shape[1]
+    if C == 0:
+        raise ValueError(f"input must have at least one channel, got shape {tuple(x.shape)}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    for name in ("running_mean", "running_var", "weight", "bias", "mean", "invstd"):
+        if name in a:
+            checks.shape(name if name not in ("mean", "invstd") else f"stats' {name}", a[name], (C,))
+    if grad_output is not None:
+        checks.shape("grad_output", a["grad_output"], tuple(x.shape))
+    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    return where, dtype, a, x.reshape((N, C, S))
+
+
+def _stats_pair(stats):
+    if not isinstance(stats, (tuple, list)) or len(stats) != 2:
+        raise TypeError(f"stats must be the (mean, invstd) pair that batch_norm(..., return_stats=True) returns, "
+                        f"got {type(stats).__name__}")
+    return stats
+
+
+def _bn_hyper(training, momentum, eps):
+    momentum = checks.real("momentum", momentum)
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+    eps = checks.real("eps", eps)
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return int(bool(training)), momentum, eps
+
+
+def _check_values_per_channel(x, training):
+    if training and x.shape[0] * x.shape[2] <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input of shape "
+                         f"{(x.shape[0], x.shape[1]) + ((x.shape[2],) if x.shape[2] != 1 else ())} "
+                         f"(batch statistics need at least two values per channel)")
+
+
+def _empty_channels(dtype, where):
+    return backend.empty((0,), dtype, where)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               return_stats=False):
+    """Batch normalization over the channels (axis 1) of input (N, C), (N, C, L) or (N, C, H, W), as
+    torch.nn.functional.batch_norm: output = (input - mean) / sqrt(var + eps) * weight + bias.
+
+    training=True normalises with the batch's mean and biased variance and, when running_mean and
+    running_var (C,) are given, updates them IN PLACE: running = (1 - momentum) * running + momentum * batch,
+    with the unbiased batch variance. training=False uses running_mean and running_var. weight, bias: (C,)
+    or None. return_stats=True also returns (mean, invstd), the (C,) statistics used (invstd =
+    1 / sqrt(var + eps)), which batch_norm_backward accepts as stats= to skip recomputing them.
+    """
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias)
+    training, momentum, eps = _bn_hyper(training, momentum, eps)
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are needed when training=False")
+    _check_values_per_channel(x, training)
+    for name, given in (("running_mean", running_mean), ("running_var", running_var)):
+        if given is not None and a[name] is not given:
+            raise ValueError(f"{name} must be a C-contiguous array (it is updated in place)")
+    C = x.shape[1]
+    empty = _empty_channels(dtype, where)
+    output = backend.empty(x.shape, dtype, where)
+    mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+    backend.kernels(where).batch_norm_forward(x, a.get("weight", empty), a.get("bias", empty),
+                                              a.get("running_mean", empty), a.get("running_var", empty),
+                                              output, mean, invstd, momentum, eps, training)
+    output = output.reshape(tuple(a["input"].shape))
+    return (output, (mean, invstd)) if return_stats else output
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, bias=None, training=False,
+                        eps=1e-5, stats=None, need_input_grad=True):
+    """Gradients of batch_norm: (grad_input like input, grad_weight (C,) or None, grad_bias (C,) or None);
+    grad_weight is None when weight is, grad_bias when bias is.
+
+    training=True gives the full gradient through the batch statistics; training=False treats the running
+    statistics as constants. stats: the (mean, invstd) that batch_norm(..., return_stats=True) returned for
+    this input (recomputed when None; the running statistics are not touched). need_input_grad=False
+    returns None for grad_input.
+    """
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias,
+                                            grad_output=grad_output, stats=stats)
+    training, _, eps = _bn_hyper(training, 0.0, eps)
+    _check_values_per_channel(x, training)
+    C = x.shape[1]
+    kernels = backend.kernels(where)
+    empty = _empty_channels(dtype, where)
+    if stats is not None:
+        mean, invstd = a["mean"], a["invstd"]
+    else:
+        if not training and running_mean is None:
+            raise ValueError("running_mean and running_var are needed when training=False")
+        mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+        running = (empty, empty) if training else (a["running_mean"], a["running_var"])
+        kernels.batch_norm_stats(x, *running, mean, invstd, 0.0, eps, training)
+    grad_input = backend.empty(x.shape if need_input_grad else (0, 0, 0), dtype, where)
+    grad_weight = backend.empty((C,), dtype, where) if weight is not None else empty
+    grad_bias = backend.empty((C,), dtype, where) if bias is not None else empty
+    kernels.batch_norm_backward(a["grad_output"].reshape(x.shape), x, a.get("weight", empty), mean, invstd,
+                                grad_input, grad_weight, grad_bias, training)
+    return (grad_input.reshape(tuple(a["input"].shape)) if need_input_grad else None,
+            grad_weight if weight is not None else None, grad_bias if bias is not None else None)
+
+
+# ----------------------------------------------------------------------------- local response normalization
+
+__all__ += ["local_response_norm", "local_response_norm_backward"]
+
+
+def _lrn_arrays(input, size, alpha, beta, k, grad_output=None):
+    where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
+    x = a["input"]
+    if x.ndim < 3:
+        raise ValueError(f"input must be 3-D or more, with layout (N, C, L), (N, C, H, W), ..., "
+                         f"got shape {tuple(x.shape)}")
+    if grad_output is not None:
+        checks.shape("grad_output", a["grad_output"], tuple(x.shape))
+    hyper = (checks.integer("size", size, 1), checks.real("alpha", alpha), checks.real("beta", beta),
+             checks.real("k", k))
+    folded = (x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))
+    return where, dtype, a, folded, hyper
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalization across channels (AlexNet), as torch.nn.functional.local_response_norm:
+    output[:, c] = input[:, c] / (k + alpha / size * sum of input[:, c']**2 over
+    c' in [c - size // 2, c + (size - 1) // 2], channels outside [0, C) counting as zeros) ** beta.
+
+    input: (N, C, L), (N, C, H, W) or more axes; size >= 1 channels in the window.
+    """
+    where, dtype, a, folded, hyper = _lrn_arrays(input, size, alpha, beta, k)
+    output = backend.empty(folded, dtype, where)
+    if output.size:
+        backend.kernels(where).local_response_norm_forward(a["input"].reshape(folded), output, *hyper)
+    return output.reshape(tuple(a["input"].shape))
+
+
+def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Gradient of local_response_norm w.r.t. its input (like input)."""
+    where, dtype, a, folded, hyper = _lrn_arrays(input, size, alpha, beta, k, grad_output)
+    grad_input = backend.empty(folded, dtype, where)
+    if grad_input.size:
+        backend.kernels(where).local_response_norm_backward(a["grad_output"].reshape(folded),
+                                                            a["input"].reshape(folded), grad_input, *hyper)
+    return grad_input.reshape(tuple(a["input"].shape))
+
+
+# ----------------------------------------------------------------------------- adaptive pooling
+
+__all__ += ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
+            "adaptive_max_pool2d_backward"]
+
+
+def _adaptive_geometry(x, output_size):
+    """(N, C, OH, OW) for output_size = int, (OH, OW) (None in a pair keeps that input size)."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(x.shape[2 + axis] if value is None else value for axis, value in enumerate(output_size))
+    OH, OW = checks.pair("output_size", output_size, 1)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"input must have a non-empty plane to pool, got shape {tuple(x.shape)}")
+    return (x.shape[0], x.shape[1], OH, OW)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling of (N, C, H, W) or (C, H, W) to output_size (int or (OH, OW)) with PyTorch's windows:
+    output row i averages input rows [floor(i * H / OH), ceil((i + 1) * H / OH)), likewise columns."""
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    output = backend.empty(_adaptive_geometry(x, output_size), dtype, where)
+    if output.size:
+        backend.kernels(where).adaptive_avg_pool2d_forward(x, output)
+    return _unbatched(output, squeeze)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input, output_size):
+    """Gradient of adaptive_avg_pool2d w.r.t. its input."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    checks.shape("grad_output", grad_y, _adaptive_geometry(x, output_size))
+    grad_input = backend.empty(x.shape, dtype, where)
+    if grad_input.size:
+        backend.kernels(where).adaptive_avg_pool2d_backward(grad_y, grad_input)
+    return _unbatched(grad_input, squeeze)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max pooling of (N, C, H, W) or (C, H, W) to output_size with adaptive_avg_pool2d's windows. With
+    return_indices=True also returns int64 indices (flat ih * W + iw within each plane), which
+    adaptive_max_pool2d_backward accepts to skip recomputing them."""
+    where, dtype, x, _, squeeze = _pool_arrays(input)
+    shape = _adaptive_geometry(x, output_size)
+    output = backend.empty(shape, dtype, where)
+    indices = backend.empty(shape if return_indices else (0, 0, 0, 0), np.int64, where)
+    if output.size:
+        backend.kernels(where).adaptive_max_pool2d_forward(x, output, indices)
+    if return_indices:
+        return _unbatched(output, squeeze), _unbatched(indices, squeeze)
+    return _unbatched(output, squeeze)
+
+
+def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
+    """Gradient of adaptive_max_pool2d w.r.t. its input; indices: the forward's, to avoid recomputing them
+    (each a position inside its input plane, 0 <= index < H * W)."""
+    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, True)
+
+
+def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, check_indices):
+    """adaptive_max_pool2d_backward; check_indices=False trusts indices made by adaptive_max_pool2d."""
+    where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    shape = _adaptive_geometry(x, output_size)
+    checks.shape("grad_output", grad_y, shape)
+    kernels = backend.kernels(where)
+    if indices is None:
+        indices = backend.empty(shape, np.int64, where)
+        if indices.size:
+            kernels.adaptive_max_pool2d_forward(x, backend.empty(shape, dtype, where), indices)
+    else:
+        if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
+            raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        if tuple(indices.shape) not in (shape, shape[1:] if squeeze else None):
+            raise ValueError(f"indices must have the pooled output's shape {shape}, got {tuple(indices.shape)}")
+        indices = backend.contiguous(indices).reshape(shape)
+        if check_indices and indices.size:  # the CPU kernel writes at these positions unchecked
+            values = backend.to_host(indices)
+            plane = x.shape[2] * x.shape[3]
+            if values.min() < 0 or values.max() >= plane:
+                raise ValueError(f"indices must be positions inside the input planes, 0 <= index < H*W = {plane}, "
+                                 f"got values in [{values.min()}, {values.max()}]")
+    grad_input = backend.empty(x.shape, dtype, where)
+    if grad_input.size:
+        kernels.adaptive_max_pool2d_backward(grad_y, indices, grad_input)
+    return _unbatched(grad_input, squeeze)
+
+
 # ----------------------------------------------------------------------------- loss and dropout
 
 def softmax_cross_entropy(logits, labels):

@@ -1,23 +1,42 @@
-"""Models from a compact spec string, the LeNets, and the lecture's pattern builder.
+"""Models from a compact spec string, the LeNets, the lecture's pattern builder and, by name, the lecture's
+architectures (nbconv.architectures).
 
-Spec language: comma-separated layer tokens; `[tokens]*N` repeats a group N times (groups nest).
+Spec language: comma-separated layer tokens; `[tokens]*N` repeats a group N times (groups nest);
+`res[BODY]` is a residual block y = BODY(x) + x and `res[BODY|SHORTCUT]` one with y = BODY(x) + SHORTCUT(x);
+`cat[A|B|...]` runs branches A, B, ... on the same input and concatenates their outputs along channels.
+BODY, SHORTCUT and the branches are specs themselves, so blocks nest.
 
     conv<D>k<K>[s<S>][p<P>|psame|pvalid][d<DIL>][g<G>][nobias]   2-D convolution, D filters of K x K
     conv1d<D>k<K>[s<S>][p<P>][d<DIL>][g<G>]                          1-D convolution
     local<D>k<K>[s<S>][p<P>]                                         locally connected (unshared weights)
     maxpool<K>[s<S>][p<P>][ceil]   avgpool<K>[s<S>][p<P>][ceil][nopad]   gap (global average pool)
+    adaptiveavgpool<H>[x<W>]  adaptivemaxpool<H>[x<W>]                   adaptive pooling to H x W
+    bn[eps<E>][momentum<M>][noaffine]  bn1d...                          batch normalization (2-D, 1-D)
+    lrn<SIZE>[a<ALPHA>][b<BETA>][k<K>]                                   local response normalization
     relu  tanh  sigmoid  lrelu[<slope>]  dropout[<p>]  flatten  fc<N>
 
 Sizes may be `AxB` for (height, width). A Flatten is inserted before the first fc when needed.
 Example, the lecture's INPUT -> [[CONV -> RELU]*2 -> POOL]*2 -> [FC -> RELU]*1 -> FC:
 
     [[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10
+
+A basic residual block, one that halves the size with a projection shortcut, and an inception module:
+
+    res[conv16k3p1nobias,bn,relu,conv16k3p1nobias,bn],relu
+    res[conv32k3s2p1nobias,bn,relu,conv32k3p1nobias,bn|conv32k1s2nobias,bn],relu
+    cat[conv64k1|conv96k1,relu,conv128k3p1|conv16k1,relu,conv32k5p2|maxpool3s1p1,conv32k1]
+
+What a spec may ask for is bounded: at most MAX_LAYERS layers, and parameters plus one sample's activations
+within max_bytes (build's argument), checked before anything is allocated.
 """
 import re
 
 import numpy as np
 
 from . import nn
+
+MAX_LAYERS = 10_000
+MAX_BYTES = 8 << 30
 
 MODELS = {
     # LeCun et al. 1998, adapted to 28x28 input (pad 2 in the first layer) with ReLU and max pooling.
@@ -36,52 +55,114 @@ _PATTERNS = {
     "maxpool": re.compile(rf"^maxpool({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}))?(ceil)?$"),
     "avgpool": re.compile(rf"^avgpool({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}))?(ceil)?(nopad)?$"),
     "fc": re.compile(r"^fc(\d+)$"),
+    "bn": re.compile(r"^bn(1d)?(?:eps(\d*\.?\d*(?:e-?\d+)?))?(?:momentum(none|\d*\.?\d*))?(noaffine)?$"),
+    "adaptivepool": re.compile(rf"^adaptive(avg|max)pool({_SIZE})$"),
+    "lrn": re.compile(r"^lrn(\d+)(?:a(\d*\.?\d*(?:e-?\d+)?))?(?:b(\d*\.?\d*(?:e-?\d+)?))?"
+                      r"(?:k(\d*\.?\d*(?:e-?\d+)?))?$"),
     "lrelu": re.compile(r"^lrelu(\d*\.?\d*(?:e-?\d+)?)$"),
     "dropout": re.compile(r"^dropout(\d*\.?\d*)$"),
 }
 _SIMPLE = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gap": nn.GlobalAvgPool2d, "flatten": nn.Flatten}
-_NAME_PREFIX = {nn.Conv2d: "conv", nn.Conv1d: "conv", nn.LocallyConnected2d: "local", nn.MaxPool2d: "pool",
-                nn.AvgPool2d: "pool", nn.GlobalAvgPool2d: "gap", nn.Linear: "fc", nn.ReLU: "relu", nn.Tanh: "tanh",
-                nn.Sigmoid: "sigmoid", nn.LeakyReLU: "lrelu", nn.Dropout: "dropout", nn.Flatten: "flatten"}
+_NAME_PREFIX = {"Conv2d": "conv", "Conv1d": "conv", "LocallyConnected2d": "local", "MaxPool2d": "pool",
+                "AvgPool2d": "pool", "GlobalAvgPool2d": "gap", "Linear": "fc", "ReLU": "relu", "Tanh": "tanh",
+                "Sigmoid": "sigmoid", "LeakyReLU": "lrelu", "Dropout": "dropout", "Flatten": "flatten",
+                "BatchNorm2d": "bn", "BatchNorm1d": "bn", "LocalResponseNorm": "lrn", "AdaptiveAvgPool2d": "pool",
+                "AdaptiveMaxPool2d": "pool", "Residual": "res", "Concat": "cat"}
+
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def parse(spec):
+    """The spec as a tree: a list whose items are layer tokens (str), ('res', body, shortcut or None) and
+    ('cat', [branch, ...]), each body/shortcut/branch a list again; `[...]*N` groups are expanded. More than
+    MAX_LAYERS layers in all is a ValueError, found before anything is expanded."""
+    text = str(spec).replace(" ", "")
+    nodes, position, _ = _parse_sequence(text, 0, closers="")
+    return nodes
+
+
+def _parse_sequence(text, position, closers):
+    """Items up to one of `closers` (or the end when closers is empty): (nodes, position, layer count)."""
+    nodes, count = [], 0
+    while position < len(text):
+        char = text[position]
+        if char in closers:
+            return nodes, position, count
+        if char == ",":
+            position += 1
+            continue
+        if char in "]|":
+            what = "']'" if char == "]" else "'|' (it separates the parts of res[...] and cat[...] only)"
+            raise ValueError(f"model spec: unmatched {what} at character {position} in {text!r}")
+        if char == "*":
+            raise ValueError(f"model spec: '*N' must follow a ']' (at character {position}) in {text!r}")
+        if text.startswith(("res[", "cat["), position):
+            kind = text[position:position + 3]
+            parts, part_count = [], 1
+            position += 4
+            while True:
+                part, position, inner = _parse_sequence(text, position, closers="|]")
+                if position >= len(text):
+                    raise ValueError(f"model spec: unclosed '{kind}[' in {text!r}")
+                parts.append(part)
+                part_count += inner
+                position += 1
+                if text[position - 1] == "]":
+                    break
+            if any(not part for part in parts):
+                raise ValueError(f"model spec: an empty part in {kind}[...] in {text!r}")
+            if kind == "res" and len(parts) > 2:
+                raise ValueError(f"model spec: res[BODY|SHORTCUT] has at most one '|', got {len(parts) - 1} in {text!r}")
+            nodes.append(("res", parts[0], parts[1] if len(parts) > 1 else None) if kind == "res" else ("cat", parts))
+            count += part_count
+        elif char == "[":
+            inner_nodes, position, inner = _parse_sequence(text, position + 1, closers="]")
+            if position >= len(text):
+                raise ValueError(f"model spec: unclosed '[' in {text!r}")
+            match = re.match(r"\]\*(\d+)", text[position:])
+            if not match:
+                raise ValueError(f"model spec: a ']' must be followed by '*N' (at character {position + 1}) in {text!r}")
+            repeats = int(match.group(1))
+            if inner * repeats > MAX_LAYERS:
+                raise ValueError(f"model spec: [...]*{repeats} asks for {inner * repeats:,} layers; at most "
+                                 f"{MAX_LAYERS:,} are allowed")
+            nodes += inner_nodes * repeats
+            count += inner * repeats
+            position += match.end()
+        else:
+            match = re.compile(r"[^,\[\]|*]+").match(text, position)
+            token = match.group(0)
+            position = match.end()
+            if position < len(text) and text[position] == "[":
+                raise ValueError(f"model spec: {token!r} cannot open a '[' (only res[...] and cat[...] can) "
+                                 f"at character {position} in {text!r}")
+            nodes.append(token)
+            count += 1
+        if count > MAX_LAYERS:
+            raise ValueError(f"model spec: more than {MAX_LAYERS:,} layers")
+    if closers:
+        raise ValueError(f"model spec: unclosed '[' in {text!r}")
+    return nodes, position, count
 
 
 def expand(spec):
-    """The flat list of layer tokens in a spec, with `[...]*N` groups repeated."""
-    tokens, position = _expand(spec.replace(" ", ""), 0, top=True)
-    return tokens
+    """The flat list of layer tokens in a spec, with `[...]*N` groups repeated and the layers inside res[...]
+    and cat[...] blocks listed in order."""
+    def flatten(nodes):
+        for node in nodes:
+            if isinstance(node, str):
+                yield node
+            elif node[0] == "res":
+                yield from flatten(node[1])
+                yield from flatten(node[2] or [])
+            else:
+                for branch in node[1]:
+                    yield from flatten(branch)
+    return list(flatten(parse(spec)))
 
 
-def _expand(spec, position, top):
-    tokens, current = [], ""
-    while position < len(spec):
-        char = spec[position]
-        if char == "[":
-            inner, position = _expand(spec, position + 1, top=False)
-            match = re.match(r"\*(\d+)", spec[position:])
-            if not match:
-                raise ValueError(f"model spec: a ']' must be followed by '*N' (at character {position}) in {spec!r}")
-            tokens += inner * int(match.group(1))
-            position += match.end()
-            continue
-        if char == "]":
-            if top:
-                raise ValueError(f"model spec: unmatched ']' at character {position} in {spec!r}")
-            if current:
-                tokens.append(current)
-            return tokens, position + 1
-        if char == ",":
-            if current:
-                tokens.append(current)
-            current = ""
-        else:
-            current += char
-        position += 1
-    if not top:
-        raise ValueError(f"model spec: unclosed '[' in {spec!r}")
-    if current:
-        tokens.append(current)
-    return tokens, position
-
+# ----------------------------------------------------------------------------- building
 
 def _size(text):
     if text is None:
@@ -92,84 +173,226 @@ def _size(text):
     return parts[0] if len(parts) == 1 else parts
 
 
-def _layer(token, shape, rng, init, dtype):
-    """One layer from its token, given the shape (without batch) of its input."""
+def _at_least(token, what, value, minimum=1):
+    """A size from a token, which must be >= minimum ('s0', 'd0', 'g0', 'k0' are errors, not defaults)."""
+    if value is None or isinstance(value, str):
+        return value
+    for part in (value if isinstance(value, tuple) else (value,)):
+        if part < minimum:
+            raise ValueError(f"model spec: {token!r}: the {what} must be >= {minimum}, got {part}")
+    return value
+
+
+def _number(token, text, default):
+    if text in (None, ""):
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"model spec: {token!r}: {text!r} is not a number") from None
+
+
+def _layer(token, shape, rng, init, dtype, budget):
+    """One layer from its token, given the shape (without batch) of its input. Layers with weights have
+    their parameter count checked against the budget before anything is allocated."""
     if token in _SIMPLE:
         return _SIMPLE[token]()
-    for kind, pattern in _PATTERNS.items():
-        match = pattern.match(token)
+    for kind, regex in _PATTERNS.items():
+        match = regex.match(token)
         if not match:
             continue
         g = match.groups()
         if kind == "conv":
             _need(token, shape, 3)
-            return nn.Conv2d(shape[0], int(g[0]), _size(g[1]), stride=_size(g[2]) or 1, padding=_size(g[3]) or 0,
-                             dilation=_size(g[4]) or 1, groups=int(g[5] or 1), bias=g[6] is None, rng=rng,
-                             init=init, dtype=dtype)
+            out, size = _at_least(token, "filter count", int(g[0])), _at_least(token, "kernel size", _size(g[1]))
+            stride, dilation = _at_least(token, "stride", _size(g[2])), _at_least(token, "dilation", _size(g[4]))
+            groups = _at_least(token, "group count", int(g[5]) if g[5] is not None else 1)
+            if shape[0] % groups or out % groups:
+                raise ValueError(f"model spec: {token!r}: g{groups} must divide the input channels ({shape[0]}) "
+                                 f"and the filters ({out})")
+            kh, kw = size if isinstance(size, tuple) else (size, size)
+            budget.parameters(token, out * (shape[0] // groups * kh * kw + 1))
+            return nn.Conv2d(shape[0], out, size, stride=stride or 1, padding=_size(g[3]) or 0,
+                             dilation=dilation or 1, groups=groups, bias=g[6] is None, rng=rng, init=init, dtype=dtype)
         if kind == "conv1d":
             _need(token, shape, 2)
-            return nn.Conv1d(shape[0], int(g[0]), int(g[1]), stride=int(g[2] or 1), padding=_size(g[3]) or 0,
-                             dilation=int(g[4] or 1), groups=int(g[5] or 1), rng=rng, init=init, dtype=dtype)
+            out, size = _at_least(token, "filter count", int(g[0])), _at_least(token, "kernel size", int(g[1]))
+            stride = _at_least(token, "stride", int(g[2]) if g[2] else None)
+            dilation = _at_least(token, "dilation", int(g[4]) if g[4] else None)
+            groups = _at_least(token, "group count", int(g[5]) if g[5] is not None else 1)
+            if shape[0] % groups or out % groups:
+                raise ValueError(f"model spec: {token!r}: g{groups} must divide the input channels ({shape[0]}) "
+                                 f"and the filters ({out})")
+            budget.parameters(token, out * (shape[0] // groups * size + 1))
+            return nn.Conv1d(shape[0], out, size, stride=stride or 1, padding=_size(g[3]) or 0,
+                             dilation=dilation or 1, groups=groups, rng=rng, init=init, dtype=dtype)
         if kind == "local":
             _need(token, shape, 3)
-            return nn.LocallyConnected2d(shape[0], int(g[0]), _size(g[1]), shape[1:], stride=_size(g[2]) or 1,
-                                         padding=_size(g[3]) or 0, rng=rng, init=init, dtype=dtype)
-        if kind == "maxpool":
-            return nn.MaxPool2d(_size(g[0]), _size(g[1]), _size(g[2]) or 0, ceil_mode=g[3] is not None)
-        if kind == "avgpool":
-            return nn.AvgPool2d(_size(g[0]), _size(g[1]), _size(g[2]) or 0, ceil_mode=g[3] is not None,
+            out, size = _at_least(token, "filter count", int(g[0])), _at_least(token, "kernel size", _size(g[1]))
+            stride = _at_least(token, "stride", _size(g[2])) or 1
+            from . import functional as F
+            OH, OW = F.local_conv2d_output_size((1,) + shape, size, stride, _size(g[3]) or 0)
+            kh, kw = size if isinstance(size, tuple) else (size, size)
+            budget.parameters(token, OH * OW * out * (shape[0] * kh * kw + 1))
+            return nn.LocallyConnected2d(shape[0], out, size, shape[1:], stride=stride, padding=_size(g[3]) or 0,
+                                         rng=rng, init=init, dtype=dtype)
+        if kind in ("maxpool", "avgpool"):
+            size, stride = _at_least(token, "window", _size(g[0])), _at_least(token, "stride", _size(g[1]))
+            if kind == "maxpool":
+                return nn.MaxPool2d(size, stride, _size(g[2]) or 0, ceil_mode=g[3] is not None)
+            return nn.AvgPool2d(size, stride, _size(g[2]) or 0, ceil_mode=g[3] is not None,
                                 count_include_pad=g[4] is None)
         if kind == "fc":
             _need(token, shape, 1)
-            return nn.Linear(shape[0], int(g[0]), rng=rng, init=init, dtype=dtype)
+            out = _at_least(token, "output count", int(g[0]))
+            budget.parameters(token, out * (shape[0] + 1))
+            return nn.Linear(shape[0], out, rng=rng, init=init, dtype=dtype)
+        if kind == "bn":
+            _need(token, shape, (1, 2) if g[0] else 3)
+            momentum = None if g[2] == "none" else _number(token, g[2], 0.1)
+            layer = nn.BatchNorm1d if g[0] else nn.BatchNorm2d
+            return layer(shape[0], eps=_number(token, g[1], 1e-5), momentum=momentum, affine=g[3] is None, dtype=dtype)
+        if kind == "adaptivepool":
+            size = _at_least(token, "output size", _size(g[1]))
+            return getattr(nn, f"Adaptive{g[0].capitalize()}Pool2d")(size)
+        if kind == "lrn":
+            size = _at_least(token, "window", int(g[0]))
+            return nn.LocalResponseNorm(size, alpha=_number(token, g[1], 1e-4), beta=_number(token, g[2], 0.75),
+                                        k=_number(token, g[3], 1.0))
         if kind == "lrelu":
-            return nn.LeakyReLU(float(g[0]) if g[0] else 0.01)
+            return nn.LeakyReLU(_number(token, g[0], 0.01))
         if kind == "dropout":
-            return nn.Dropout(float(g[0]) if g[0] else 0.5, rng=rng)
+            return nn.Dropout(_number(token, g[0], 0.5), rng=rng)
     raise ValueError(f"model spec: unknown layer token {token!r}; see nbconv.models for the spec language")
 
 
 def _need(token, shape, ndim):
-    if len(shape) != ndim:
+    ndims = ndim if isinstance(ndim, tuple) else (ndim,)
+    if len(shape) not in ndims:
         layouts = {1: "(features,)", 2: "(C, W)", 3: "(C, H, W)"}
-        raise ValueError(f"model spec: {token!r} needs input of layout {layouts[ndim]}, "
+        raise ValueError(f"model spec: {token!r} needs input of layout {' or '.join(layouts[n] for n in ndims)}, "
                          f"but the layers before it produce shape {shape}")
 
 
-def build(spec, input_shape=(1, 28, 28), seed=0, init=None, dtype=np.float32):
-    """A Sequential model from a named model ('lenet5', 'lenet1', 'lenet') or a spec string.
+class _Budget:
+    """Bytes a model may take: parameters (counted before each is allocated) plus one sample's activations."""
+
+    def __init__(self, max_bytes, itemsize):
+        self.max_bytes, self.itemsize, self.parameter_count = max_bytes, itemsize, 0
+
+    def parameters(self, token, count):
+        self.parameter_count += count
+        self.check(f"its weights bring the model to {self.parameter_count:,} parameters")
+
+    def check(self, what, activation_count=0):
+        total = (self.parameter_count + activation_count) * self.itemsize
+        if total > self.max_bytes:
+            raise ValueError(f"model spec: {what}: {total / 2 ** 30:,.1f} GiB with one sample's activations; "
+                             f"at most {self.max_bytes / 2 ** 30:g} GiB is allowed (build's max_bytes)")
+
+
+def _check_input_shape(input_shape):
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
+        raise TypeError(f"input_shape must be a tuple (C, H, W), (C, W) or (features,), got {input_shape!r}")
+    shape = tuple(input_shape)
+    if not 1 <= len(shape) <= 3 or any(isinstance(size, bool) or not isinstance(size, (int, np.integer))
+                                       or size < 1 for size in shape):
+        raise ValueError(f"input_shape must be 1 to 3 positive ints (C, H, W), (C, W) or (features,), "
+                         f"got {input_shape!r}")
+    return tuple(int(size) for size in shape)
+
+
+def build(spec, input_shape=(1, 28, 28), seed=0, init=None, dtype=np.float32, num_classes=None,
+          max_bytes=MAX_BYTES):
+    """A Sequential model from a named model ('lenet5', 'lenet1', 'lenet', an architecture of
+    nbconv.architectures such as 'resnet20' or 'resnet20:classes=100') or a spec string.
 
     input_shape is (C, H, W) for images or (C, W) for sequences, without the batch axis. Layers are
-    named by kind and position: conv1, relu1, pool1, ..., fc3. init: 'he' (default) or 'glorot'
-    (default for models whose activations are tanh or sigmoid).
+    named by kind and position: conv1, relu1, pool1, ..., fc3 (res1, cat1 for blocks; inside them, the
+    counts start again). init: 'he' (default) or 'glorot' (default for models whose activations are tanh or
+    sigmoid). num_classes: the outputs of a named architecture (its default otherwise). The whole model is
+    checked against input_shape before it is returned: a layer that does not fit is a ValueError naming it
+    and both shapes, and so is a model whose parameters and one sample's activations exceed max_bytes.
     """
-    spec = resolve_spec(spec)
-    tokens = expand(spec)
-    if not tokens:
-        raise ValueError("model spec is empty")
-    if init is None:
-        init = "glorot" if any(token in ("tanh", "sigmoid") for token in tokens) else "he"
-    rng = np.random.default_rng(seed)
-    shape = tuple(input_shape)
+    from . import architectures
+    input_shape = _check_input_shape(input_shape)
+    budget = _Budget(max_bytes, np.dtype(dtype).itemsize)
+    name, options = architectures.parse_name(spec)
+    if name is not None:
+        if num_classes is not None:
+            options.setdefault("classes", num_classes)
+        model = architectures.build(name, input_shape, seed=seed, dtype=dtype, **options)
+        budget.parameter_count = sum(parameter.value.size for parameter in model.parameters())
+    else:
+        spec = resolve_spec(spec)
+        tree = parse(spec)
+        tokens = expand(spec)
+        if not tokens:
+            raise ValueError("model spec is empty")
+        if init is None:
+            init = "glorot" if any(token in ("tanh", "sigmoid") for token in tokens) else "he"
+        model = nn.Sequential(_build_sequence(tree, input_shape, np.random.default_rng(seed), init, dtype, budget, ""))
+    activations = [0]
+    try:
+        model.trace(input_shape, lambda path, layer, before, after: activations.__setitem__(
+            0, activations[0] + int(np.prod(after, dtype=np.float64))))
+    except nn.ShapeMismatch as error:
+        raise ValueError(f"{name} does not admit input of shape {input_shape}: {error}") from None
+    budget.check(f"the model has {budget.parameter_count:,} parameters and {activations[0]:,} activation values "
+                 f"per sample", activations[0])
+    return model
+
+
+def _build_sequence(nodes, shape, rng, init, dtype, budget, path):
+    """Layers for a list of nodes over an input of `shape`, each checked against its input as it is added."""
     layers, counts = [], {}
-    probe = np.zeros((1,) + shape, dtype)
-    for token in tokens:
-        if token.startswith("fc") and len(shape) > 1:
+    for node in nodes:
+        if isinstance(node, str) and node.startswith("fc") and len(shape) > 1:
             layers.append(_named(nn.Flatten(), counts))
-            probe = layers[-1].forward(probe)
-            shape = probe.shape[1:]
-        layer = _named(_layer(token, shape, rng, init, dtype), counts)
+            shape = layers[-1].output_shape(shape)
+        if isinstance(node, str):
+            try:
+                layer = _layer(node, shape, rng, init, dtype, budget)
+            except ValueError as error:
+                where = f"{path}." if path else ""
+                message = str(error).removeprefix("model spec: ")
+                raise ValueError(f"model spec: layer {node!r} (at {where}{_next_name(node, counts)}) "
+                                 f"does not fit input shape {shape}: {message}") from None
+        elif node[0] == "res":
+            block_path = f"{path}.res{counts.get('res', 0) + 1}" if path else f"res{counts.get('res', 0) + 1}"
+            body = _build_sequence(node[1], shape, rng, init, dtype, budget, block_path)
+            shortcut = None if node[2] is None else nn.Sequential(
+                _build_sequence(node[2], shape, rng, init, dtype, budget, f"{block_path}.shortcut"))
+            layer = nn.Residual(body, shortcut)
+        else:
+            block_path = f"{path}.cat{counts.get('cat', 0) + 1}" if path else f"cat{counts.get('cat', 0) + 1}"
+            layer = nn.Concat([nn.Sequential(_build_sequence(branch, shape, rng, init, dtype, budget,
+                                                             f"{block_path}.branch{index + 1}"))
+                               for index, branch in enumerate(node[1])])
+        _named(layer, counts)
         try:
-            probe = layer.forward(probe)
+            shape = layer.output_shape(shape)
         except ValueError as error:
-            raise ValueError(f"model spec: layer {token!r} ({layer.name}) does not fit input shape {shape}: {error}")
-        shape = probe.shape[1:]
+            detail = error.detail if isinstance(error, nn.ShapeMismatch) else str(error)
+            where = f"{path}." if path else ""
+            raise ValueError(f"model spec: layer {where}{layer.name} ({layer.spec()}) does not fit input shape "
+                             f"{shape}: {detail}") from None
         layers.append(layer)
-    return nn.Sequential(layers)
+    return layers
+
+
+def _next_name(token, counts):
+    for kind, prefix in (("conv", "conv"), ("local", "local"), ("maxpool", "pool"), ("avgpool", "pool"),
+                         ("adaptive", "pool"), ("fc", "fc"), ("bn", "bn"), ("lrn", "lrn"), ("lrelu", "lrelu"),
+                         ("dropout", "dropout"), ("relu", "relu"), ("tanh", "tanh"), ("sigmoid", "sigmoid"),
+                         ("gap", "gap"), ("flatten", "flatten")):
+        if token.startswith(kind):
+            return f"{prefix}{counts.get(prefix, 0) + 1}"
+    return token
 
 
 def _named(layer, counts):
-    prefix = _NAME_PREFIX[type(layer)]
+    prefix = _NAME_PREFIX[type(layer).__name__]
     counts[prefix] = counts.get(prefix, 0) + 1
     layer.name = f"{prefix}{counts[prefix]}"
     return layer
@@ -183,11 +406,16 @@ def resolve_spec(name_or_spec):
         return MODELS[key]
     if key.startswith("pattern:"):
         options = {}
+        known = ("n", "m", "k", "width", "fc", "classes")
         for item in filter(None, key[len("pattern:"):].split(",")):
-            if "=" not in item:
-                raise ValueError(f"pattern options are name=value pairs (n, m, k, width, fc, classes), got {item!r}")
-            name, value = item.split("=", 1)
-            options[name.strip()] = int(value)
+            name, _, value = item.partition("=")
+            name = name.strip()
+            if not _ or name not in known:
+                raise ValueError(f"pattern options are name=value pairs with names {', '.join(known)}; got {item!r}")
+            try:
+                options[name] = int(value)
+            except ValueError:
+                raise ValueError(f"pattern option {name} must be an int, got {value!r}") from None
         return pattern(**options)
     return text
 

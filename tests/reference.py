@@ -79,3 +79,55 @@ def softmax_cross_entropy(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return -log_probabilities[np.arange(len(labels)), labels].mean()
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """Batch normalization over axis 1 in float64: (output, new running_mean, new running_var)."""
+    x = np.asarray(x, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+        count = x.size // x.shape[1]
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * variance * count / (count - 1)
+    else:
+        mean, variance = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+    output = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + eps)
+    if weight is not None:
+        output = output * np.asarray(weight, np.float64).reshape(shape)
+    if bias is not None:
+        output = output + np.asarray(bias, np.float64).reshape(shape)
+    return output, running_mean, running_var
+
+
+def local_response_norm(x, size, alpha, beta, k):
+    """Local response normalization across channels, one channel window at a time, in float64."""
+    x = np.asarray(x, np.float64)
+    C = x.shape[1]
+    out = np.empty_like(x)
+    for c in range(C):
+        window = x[:, max(c - size // 2, 0):min(c + (size - 1) // 2 + 1, C)]
+        out[:, c] = x[:, c] / (k + alpha / size * np.sum(window ** 2, axis=1)) ** beta
+    return out
+
+
+def adaptive_pool2d(x, output_size, mode):
+    """Adaptive max or average pooling with PyTorch's windows: (output, flat indices of the maxima)."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    out = np.zeros((N, C, OH, OW))
+    indices = np.zeros((N, C, OH, OW), np.int64)
+    for oh in range(OH):
+        h0, h1 = int(np.floor(oh * H / OH)), int(np.ceil((oh + 1) * H / OH))
+        for ow in range(OW):
+            w0, w1 = int(np.floor(ow * W / OW)), int(np.ceil((ow + 1) * W / OW))
+            window = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
+            if mode == "max":
+                out[:, :, oh, ow] = window.max(axis=2)
+                position = window.argmax(axis=2)
+                indices[:, :, oh, ow] = (h0 + position // (w1 - w0)) * W + w0 + position % (w1 - w0)
+            else:
+                out[:, :, oh, ow] = window.mean(axis=2)
+    return out, indices

@@ -1,4 +1,7 @@
 """Layers with forward and backward passes over nbconv's kernels."""
 from .layers import (AvgPool2d, Conv1d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, LeakyReLU, Linear,  # noqa: F401
                      LocallyConnected2d, MaxPool2d, ReLU, Sigmoid, Tanh)
-from .module import Layer, Parameter, Sequential  # noqa: F401
+from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d  # noqa: F401
+from .norm import BatchNorm1d, BatchNorm2d, LocalResponseNorm  # noqa: F401
+from .module import Layer, Parameter, Sequential, ShapeMismatch  # noqa: F401
+from .graph import Concat, Residual  # noqa: F401

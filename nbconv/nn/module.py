@@ -3,10 +3,17 @@
 A layer keeps what its backward needs from the last forward; `backward(grad_output)` returns the
 gradient w.r.t. the layer's input and stores the parameters' gradients in `param.grad`
 (overwritten on each backward, not accumulated).
+
+Weights travel as a state dict: {hierarchical name: numpy array}, parameters and buffers (e.g. batch
+norm's running statistics) alike, names joined with dots from the containers down ("layer1.0.conv1.weight").
 """
+from collections import namedtuple
+
 import numpy as np
 
 from .. import backend
+
+LoadResult = namedtuple("LoadResult", "missing_keys unexpected_keys")
 
 
 class Parameter:
@@ -52,20 +59,95 @@ class Layer:
         """{'weight': Parameter, ...} for this layer (empty for layers without weights)."""
         return {}
 
+    def named_buffers(self):
+        """{'running_mean': array, ...}: state that is not trained but saved (the live arrays, which
+        load_state_dict overwrites in place). Empty by default."""
+        return {}
+
+    def children(self):
+        """[(name, layer), ...]: the layers inside a container, in the order they run (empty for a leaf)."""
+        return []
+
     def parameters(self):
         return list(self.named_parameters().values())
 
     def train(self, mode=True):
         self.training = mode
+        for _, child in self.children():
+            child.train(mode)
         return self
 
     def eval(self):
         return self.train(False)
 
     def to(self, device):
-        for parameter in self.parameters():
-            parameter.to(device)
+        if self.children():
+            for _, child in self.children():
+                child.to(device)
+        else:
+            for parameter in self.parameters():
+                parameter.to(device)
         return self
+
+    def output_shape(self, input_shape):
+        """The shape (without the batch axis) this layer gives for an input of `input_shape` (also without
+        it), computed without running the layer; ValueError when the input does not fit."""
+        from .shapes import output_shape
+        return output_shape(self, tuple(input_shape))
+
+    def trace(self, input_shape, visit=None, prefix=""):
+        """output_shape, calling visit(path, layer, input_shape, output_shape) for this layer (containers: for
+        each layer inside, then for themselves)."""
+        output = self.output_shape(input_shape)
+        if visit is not None:
+            visit(prefix or self.name or "", self, tuple(input_shape), output)
+        return output
+
+    def state_dict(self):
+        """{name: numpy array}: every parameter and buffer, copied to the host."""
+        state = {key: np.array(backend.to_host(parameter.value)) for key, parameter in self.named_parameters().items()}
+        state.update({key: np.array(backend.to_host(buffer)) for key, buffer in self.named_buffers().items()})
+        return state
+
+    def load_state_dict(self, state, strict=True):
+        """Load {name: array} into the parameters and buffers (cast to their dtypes, kept on their devices).
+
+        Every key is checked before anything changes: a key of the model missing from `state`, a key of
+        `state` the model does not have (both only with strict=True), or an array of the wrong shape is a
+        ValueError naming it. Returns (missing_keys, unexpected_keys): what strict=False skipped.
+        """
+        if not hasattr(state, "keys"):
+            raise TypeError(f"state must be a mapping of names to arrays, got {type(state).__name__}")
+        parameters, buffers = self.named_parameters(), self.named_buffers()
+        expected = {key: parameter.shape for key, parameter in parameters.items()}
+        expected.update({key: tuple(buffer.shape) for key, buffer in buffers.items()})
+        missing = [key for key in expected if key not in state]
+        unexpected = [key for key in state if key not in expected]
+        if strict and (missing or unexpected):
+            raise ValueError("state does not fit the model: "
+                             + "; ".join(part for part in (f"missing keys {missing}" if missing else "",
+                                                           f"unexpected keys {unexpected}" if unexpected else "")
+                                         if part))
+        values = {}
+        for key in expected:
+            if key not in state:
+                continue
+            value = state[key]
+            if not isinstance(value, np.ndarray):
+                value = backend.to_host(value) if backend.is_device_array(value) else np.asarray(value)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"state[{key!r}] must hold numbers, got dtype {value.dtype}")
+            if tuple(value.shape) != expected[key]:
+                raise ValueError(f"state[{key!r}] must have shape {expected[key]}, got {tuple(value.shape)}")
+            values[key] = value
+        for key, value in values.items():
+            if key in parameters:
+                parameter = parameters[key]
+                where = backend.backend_of(parameter.value)
+                parameter.value = backend.transfer(np.ascontiguousarray(value, dtype=parameter.value.dtype), where)
+            else:
+                _copy_into(buffers[key], value)
+        return LoadResult(missing, unexpected)
 
     def spec(self):
         """This layer's token in the model spec language (nbconv.models)."""
@@ -80,17 +162,24 @@ class Sequential(Layer):
 
     reorder = True  # run ReLU-then-max-pooling as pooling-then-ReLU (see execution_order)
 
-    def __init__(self, layers):
+    architecture = None  # "resnet20:classes=10" for a model built by name (see nbconv.models.build)
+
+    def __init__(self, layers, name=None):
         super().__init__()
+        self.name = name
         self.layers = list(layers)
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names) or None in names:
             raise ValueError(f"layers must have unique names, got {names}")
 
     def __getitem__(self, name):
+        """The layer of that name; a dotted path reaches into containers ('layer1.0.conv1')."""
+        head, _, rest = str(name).partition(".")
         for layer in self.layers:
             if layer.name == name:
                 return layer
+            if rest and layer.name == head:
+                return _descend(layer, rest)
         raise KeyError(f"no layer named {name!r}; layers are: {', '.join(self.layer_names())}")
 
     def layer_names(self):
@@ -153,31 +242,70 @@ class Sequential(Layer):
         return {f"{layer.name}.{key}": parameter
                 for layer in self.layers for key, parameter in layer.named_parameters().items()}
 
-    def train(self, mode=True):
-        super().train(mode)
+    def named_buffers(self):
+        return {f"{layer.name}.{key}": buffer
+                for layer in self.layers for key, buffer in layer.named_buffers().items()}
+
+    def children(self):
+        return [(layer.name, layer) for layer in self.layers]
+
+    def output_shape(self, input_shape):
+        return self.trace(input_shape)
+
+    def trace(self, input_shape, visit=None, prefix=""):
+        shape = tuple(input_shape)
         for layer in self.layers:
-            layer.train(mode)
-        return self
+            shape = trace_child(layer, shape, visit, prefix)
+        if visit is not None and prefix:
+            visit(prefix, self, tuple(input_shape), shape)
+        return shape
 
     def spec(self):
+        """The model in the spec language (nbconv.models); a named architecture gives its name and options."""
+        if self.architecture is not None:
+            return self.architecture
         return ",".join(layer.spec() for layer in self.layers)
-
-    def state_dict(self):
-        """{'conv1.weight': numpy array, ...} copied to the host."""
-        return {key: np.array(backend.to_host(parameter.value)) for key, parameter in self.named_parameters().items()}
-
-    def load_state_dict(self, state):
-        parameters = self.named_parameters()
-        missing = sorted(set(parameters) - set(state))
-        unexpected = sorted(set(state) - set(parameters))
-        if missing or unexpected:
-            raise ValueError(f"state does not fit the model: missing {missing}, unexpected {unexpected}")
-        for key, parameter in parameters.items():
-            value = np.asarray(state[key])
-            if value.shape != parameter.shape:
-                raise ValueError(f"{key} must have shape {parameter.shape}, got {value.shape}")
-            where = backend.backend_of(parameter.value)
-            parameter.value = backend.transfer(np.ascontiguousarray(value, dtype=parameter.value.dtype), where)
 
     def __repr__(self):
         return "\n".join(repr(layer) for layer in self.layers)
+
+
+class ShapeMismatch(ValueError):
+    """A layer that does not fit its input: `path` names it from the outermost container down."""
+
+    def __init__(self, path, layer, input_shape, detail):
+        self.path, self.layer, self.input_shape, self.detail = list(path), layer, tuple(input_shape), detail
+        super().__init__(str(self))
+
+    def __str__(self):
+        return (f"layer {'.'.join(self.path)} ({self.layer.spec()}) does not fit its input of shape "
+                f"{self.input_shape}: {self.detail}")
+
+
+def trace_child(layer, input_shape, visit, prefix):
+    """layer.trace with its path, turning a plain ValueError into a ShapeMismatch that names the layer."""
+    path = f"{prefix}.{layer.name}" if prefix and layer.name else (layer.name or prefix)
+    try:
+        return layer.trace(input_shape, visit, path)
+    except ShapeMismatch:
+        raise
+    except ValueError as error:
+        raise ShapeMismatch(path.split("."), layer, input_shape, str(error)) from None
+
+
+def _copy_into(buffer, value):
+    """Overwrite a buffer in place with `value` cast to its dtype, on the buffer's backend."""
+    if isinstance(buffer, np.ndarray):
+        buffer[...] = value.astype(buffer.dtype, copy=False)
+    else:
+        buffer.copy_to_device(np.ascontiguousarray(value, dtype=buffer.dtype))
+
+
+def _descend(layer, path):
+    for part in path.split("."):
+        found = dict(layer.children()).get(part)
+        if found is None:
+            raise KeyError(f"no layer named {part!r} inside {layer.name!r}; it holds: "
+                           f"{', '.join(name for name, _ in layer.children()) or 'nothing'}")
+        layer = found
+    return layer

@@ -1,0 +1,99 @@
+"""Adaptive pooling for the CPU: any output size, PyTorch's windows.
+
+Shapes: input (N, C, H, W), output (N, C, OH, OW). Output row i pools input rows
+[floor(i * H / OH), ceil((i + 1) * H / OH)), likewise columns; windows may overlap. Max pooling writes
+indices (the flat position ih * W + iw of each maximum in its plane; ties and NaNs: the first in row-major
+order), or nothing when indices is empty, (0, 0, 0, 0). One task per (n, c) plane, so backward scatters
+do not race.
+"""
+import math
+
+import numpy as np
+
+from numba import njit, prange
+
+from .shared import fill_plane
+
+
+@njit(cache=True, inline="always")
+def adaptive_window(o, size, out_size):
+    """[start, end) of output position o's window along an axis of `size` pooled to `out_size`."""
+    return (o * size) // out_size, ((o + 1) * size + out_size - 1) // out_size
+
+
+@njit(parallel=True, cache=True)
+def adaptive_avg_pool2d_forward(input, output):
+    N, C, H, W = input.shape
+    OH, OW = output.shape[2], output.shape[3]
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        plane = input[n, c]
+        for oh in range(OH):
+            h0, h1 = adaptive_window(oh, H, OH)
+            for ow in range(OW):
+                w0, w1 = adaptive_window(ow, W, OW)
+                total = 0.0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        total += plane[ih, iw]
+                output[n, c, oh, ow] = total / ((h1 - h0) * (w1 - w0))
+
+
+@njit(parallel=True, cache=True)
+def adaptive_avg_pool2d_backward(grad_output, grad_input):
+    N, C, H, W = grad_input.shape
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        plane = grad_input[n, c]
+        fill_plane(plane, 0)
+        for oh in range(OH):
+            h0, h1 = adaptive_window(oh, H, OH)
+            for ow in range(OW):
+                w0, w1 = adaptive_window(ow, W, OW)
+                share = grad_output[n, c, oh, ow] / ((h1 - h0) * (w1 - w0))
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        plane[ih, iw] += share
+
+
+@njit(parallel=True, cache=True)
+def adaptive_max_pool2d_forward(input, output, indices):
+    N, C, H, W = input.shape
+    OH, OW = output.shape[2], output.shape[3]
+    record = indices.shape[0] > 0
+    if not record:
+        indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder for the typing of the loop below
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        plane = input[n, c]
+        for oh in range(OH):
+            h0, h1 = adaptive_window(oh, H, OH)
+            for ow in range(OW):
+                w0, w1 = adaptive_window(ow, W, OW)
+                best = -math.inf
+                where = h0 * W + w0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        value = plane[ih, iw]
+                        if value > best or (value != value and best == best):
+                            best = value
+                            where = ih * W + iw
+                output[n, c, oh, ow] = best
+                if record:
+                    indices[n, c, oh, ow] = where
+
+
+@njit(parallel=True, cache=True)
+def adaptive_max_pool2d_backward(grad_output, indices, grad_input):
+    """grad_input: each output gradient routed to the position its maximum came from."""
+    N, C, H, W = grad_input.shape
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        plane = grad_input[n, c].reshape(H * W)
+        for q in range(H * W):
+            plane[q] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                plane[indices[n, c, oh, ow]] += grad_output[n, c, oh, ow]

@@ -97,6 +97,85 @@ def _sequential(model, graph, name, probe):
     return name, probe
 
 
+def _residual(block, graph, name, probe):
+    body, body_probe = _sequential(block.body, graph, name, probe)
+    shortcut = name if block.shortcut is None else export_layer(block.shortcut, graph, name, probe)[0]
+    output = graph.node("Add", [body, shortcut], f"{block.name or 'res'}.sum")
+    if block.activation is not None:
+        output, _ = export_layer(block.activation, graph, output, body_probe)
+    return output, block.forward(probe)
+
+
+def _concat(block, graph, name, probe):
+    branches = [export_layer(branch, graph, name, probe)[0] for branch in block.branches]
+    return graph.node("Concat", branches, block.name or "cat", axis=1), block.forward(probe)
+
+
+def _batch_norm(layer, graph, name, probe):
+    channels = layer.num_features
+    ones, zeros = np.ones(channels, graph.dtype), np.zeros(channels, graph.dtype)
+    scale = graph.weight(f"{layer.name}.weight", layer.weight) if layer.affine else graph.constant(
+        f"{layer.name}.weight", ones)
+    shift = graph.weight(f"{layer.name}.bias", layer.bias) if layer.affine else graph.constant(
+        f"{layer.name}.bias", zeros)
+    mean = graph.constant(f"{layer.name}.running_mean", np.asarray(backend.to_host(layer.running_mean), graph.dtype))
+    variance = graph.constant(f"{layer.name}.running_var", np.asarray(backend.to_host(layer.running_var), graph.dtype))
+    momentum = 0.1 if layer.momentum is None else layer.momentum  # ONNX's momentum weighs the running value
+    output = graph.node("BatchNormalization", [name, scale, shift, mean, variance], layer.name,
+                        epsilon=float(layer.eps), momentum=float(1.0 - momentum))
+    return output, layer.forward(probe)
+
+
+def _local_response_norm(layer, graph, name, probe):
+    output = graph.node("LRN", [name], layer.name, size=layer.size, alpha=float(layer.alpha), beta=float(layer.beta),
+                        bias=float(layer.k))
+    return output, layer.forward(probe)
+
+
+def adaptive_windows(size, out_size):
+    """PyTorch's adaptive pooling windows along one axis: [(start, end), ...] for each output position."""
+    return [(index * size // out_size, -(-(index + 1) * size // out_size)) for index in range(out_size)]
+
+
+def adaptive_avg_matrix(height, width, out_height, out_width, dtype):
+    """(H*W, OH*OW) matrix whose product with a flattened plane is its adaptive average pooling."""
+    matrix = np.zeros((height * width, out_height * out_width), dtype)
+    for i, (top, bottom) in enumerate(adaptive_windows(height, out_height)):
+        for j, (left, right) in enumerate(adaptive_windows(width, out_width)):
+            window = np.zeros((height, width), dtype)
+            window[top:bottom, left:right] = 1.0 / ((bottom - top) * (right - left))
+            matrix[:, i * out_width + j] = window.ravel()
+    return matrix
+
+
+def _adaptive_pool(op_type, global_op_type):
+    """Adaptive pooling: the global op for a 1x1 output, an ordinary pooling where the plane divides evenly
+    into the output (every window then has the same size and stride); otherwise, for averages, a product of
+    each flattened plane with the pooling matrix. Uneven maximum pooling has no ONNX form."""
+    def export(layer, graph, name, probe):
+        (height, width), (out_height, out_width) = probe.shape[2:], layer.output_size
+        if (out_height, out_width) == (1, 1):
+            return graph.node(global_op_type, [name], layer.name), layer.forward(probe)
+        if height % out_height == 0 and width % out_width == 0:
+            kernel = [height // out_height, width // out_width]
+            return graph.node(op_type, [name], layer.name, kernel_shape=kernel, strides=kernel), layer.forward(probe)
+        if op_type != "AveragePool":
+            raise ValueError(f"layer {layer.name} ({layer.spec()}): adaptive max pooling of a {height}x{width} "
+                             f"plane to {out_height}x{out_width} has windows of different sizes, which ONNX pooling "
+                             f"cannot express; export for an input size whose plane divides evenly")
+        channels = probe.shape[1]
+        flat = graph.node("Reshape", [name, graph.constant(f"{layer.name}.planes",
+                                                           np.array([-1, channels, height * width]))],
+                          f"{layer.name}.planes")
+        pooled = graph.node("MatMul", [flat, graph.constant(f"{layer.name}.windows", adaptive_avg_matrix(
+            height, width, out_height, out_width, graph.dtype))], f"{layer.name}.pooled")
+        output = graph.node("Reshape", [pooled, graph.constant(f"{layer.name}.shape",
+                                                               np.array([-1, channels, out_height, out_width]))],
+                            layer.name)
+        return output, layer.forward(probe)
+    return export
+
+
 def _conv_pads(geometry):
     """ONNX pads [top, left, bottom, right] of a ConvGeometry ('same' adds its extra row/column at the end)."""
     (ph, pw), extra_h, extra_w = geometry.padding, geometry.extra_h, geometry.extra_w
@@ -187,6 +266,11 @@ def _simple(op_type, **attributes):
     return export
 
 
+def _clip_relu6(layer, graph, name, probe):
+    bounds = [graph.constant(f"{layer.name}.{end}", np.array(value, graph.dtype)) for end, value in (("min", 0), ("max", 6))]
+    return graph.node("Clip", [name] + bounds, layer.name), layer.forward(probe)
+
+
 def _dropout(layer, graph, name, probe):
     ratio = graph.constant(f"{layer.name}.ratio", np.array(layer.probability, graph.dtype))
     return graph.node("Dropout", [name, ratio], layer.name), layer.forward(probe)
@@ -194,6 +278,13 @@ def _dropout(layer, graph, name, probe):
 
 EXPORTERS = {
     nn.Sequential: _sequential,
+    nn.Residual: _residual,
+    nn.Concat: _concat,
+    nn.BatchNorm2d: _batch_norm,
+    nn.BatchNorm1d: _batch_norm,
+    nn.LocalResponseNorm: _local_response_norm,
+    nn.AdaptiveAvgPool2d: _adaptive_pool("AveragePool", "GlobalAveragePool"),
+    nn.AdaptiveMaxPool2d: _adaptive_pool("MaxPool", "GlobalMaxPool"),
     nn.Conv2d: _conv2d,
     nn.Conv1d: _conv1d,
     nn.LocallyConnected2d: _local,
@@ -202,6 +293,7 @@ EXPORTERS = {
     nn.AvgPool2d: _avg_pool,
     nn.GlobalAvgPool2d: _simple("GlobalAveragePool"),
     nn.ReLU: _simple("Relu"),
+    nn.ReLU6: _clip_relu6,
     nn.Sigmoid: _simple("Sigmoid"),
     nn.Tanh: _simple("Tanh"),
     nn.LeakyReLU: _simple("LeakyRelu", alpha=lambda layer: float(layer.negative_slope)),

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .. import models
-from .export import require_onnx
+from .export import adaptive_avg_matrix, require_onnx
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
@@ -142,44 +142,60 @@ class _Graph:
         return items, tensor, None
 
     def _is_merge(self, node):
-        variable = [name for name in node.input if name and name not in self.constants]
-        return node.op_type in ("Add", "Sum", "Concat") and len(variable) > 1
+        return node.op_type in ("Add", "Sum", "Concat") and len(self._variable_inputs(node)) > 1
 
     def _fork(self, tensor, consumers, items):
-        """Branches leaving `tensor` that meet again at one Add (a residual block) or Concat (branches)."""
-        branches, merge = [], None
+        """Branches leaving `tensor` that meet again: each Add (a residual block) or Concat (branches) that
+        all its inputs reach from `tensor` becomes one container, innermost first, until one remains; its
+        container is appended to `items` and its output returned (None after recording a problem)."""
+        branches = []  # (items, the tensor it ends at, the merge node it reaches)
         for node in consumers:
             if self._is_merge(node):
-                branch_items, end, meets = [], tensor, node
+                branches.append(([], tensor, node))
             else:
                 leaf = self._leaf(node) or Leaf(None)
                 rest, end, meets = self._chain(leaf.end or node.output[0])
-                branch_items = ([leaf] if leaf.token else []) + rest
-            if meets is None or (merge is not None and meets is not merge):
+                branches.append((([leaf] if leaf.token else []) + rest, end, meets))
+        while True:
+            if any(meets is None for _, _, meets in branches):
                 self.problems.append(f"branches leaving {tensor!r} do not meet again at one Add or Concat "
                                      f"(nbconv models nest residual sums and concatenations)")
                 return None
-            merge = meets
-            branches.append((list(merge.input).index(end), branch_items))
-        branches.sort(key=lambda pair: pair[0])
-        variable = [name for name in merge.input if name and name not in self.constants]
-        if len(branches) != len(variable):
-            self.problems.append(f"{merge.op_type} node {merge.name!r} joins {len(variable)} tensors, "
-                                 f"{len(branches)} of which come from {tensor!r}")
-            return None
+            merges = {id(meets): meets for _, _, meets in branches}
+            complete = [merge for merge in merges.values()
+                        if sum(meets is merge for _, _, meets in branches) == len(self._variable_inputs(merge))]
+            if not complete:
+                merge = next(iter(merges.values()))
+                self.problems.append(f"{merge.op_type} node {merge.name!r} joins {len(self._variable_inputs(merge))} "
+                                     f"tensors, not all of which come from {tensor!r}")
+                return None
+            merge = complete[0]
+            joined = sorted((list(merge.input).index(end), part) for part, end, meets in branches if meets is merge)
+            container = self._container(merge, [part for _, part in joined])
+            if container is None:
+                return None
+            if len(merges) == 1:
+                items.append(container)
+                return merge.output[0]
+            rest, end, meets = self._chain(merge.output[0])
+            branches = [branch for branch in branches if branch[2] is not merge] + [([container] + rest, end, meets)]
+
+    def _variable_inputs(self, node):
+        return [name for name in node.input if name and name not in self.constants]
+
+    def _container(self, merge, parts):
+        """('cat', branches) or ('res', body, shortcut) for a merge node joining `parts`, or None (a problem)."""
         if merge.op_type == "Concat":
             if self._axis(merge) != 1:
                 self.problems.append(f"Concat node {merge.name!r}: only concatenation along channels (axis 1)")
                 return None
-            items.append(("cat", [branch for _, branch in branches]))
-        else:
-            if len(branches) != 2:
-                self.problems.append(f"{merge.op_type} node {merge.name!r}: a residual sum adds exactly two tensors")
-                return None
-            (_, first), (_, second) = branches
-            body, shortcut = (first, second) if len(first) >= len(second) else (second, first)
-            items.append(("res", body, shortcut))
-        return merge.output[0]
+            return ("cat", parts)
+        if len(parts) != 2:
+            self.problems.append(f"{merge.op_type} node {merge.name!r}: a residual sum adds exactly two tensors")
+            return None
+        first, second = parts
+        body, shortcut = (first, second) if len(first) >= len(second) else (second, first)
+        return ("res", body, shortcut)
 
     def _axis(self, node):
         axis = self._attributes(node).get("axis", 1)
@@ -295,6 +311,20 @@ class _Graph:
         bias = np.broadcast_to(bias * attributes.get("beta", 1.0), (weight.shape[0],))
         return Leaf(f"fc{weight.shape[0]}", {"weight": weight, "bias": bias})
 
+    def _adaptive_average(self, reshape, product):
+        """The Leaf of an adaptive average pooling written as nbconv exports an uneven one (Reshape to planes,
+        MatMul with the pooling matrix, Reshape to maps), or None."""
+        after = self._single_consumer(product.output[0], "Reshape")
+        shape_in, shape_out = self._input_shape(reshape), self.shapes.get(after.output[0]) if after else None
+        matrix = self.constants.get(product.input[1])
+        if after is None or len(shape_in) != 4 or shape_out is None or len(shape_out) != 4 or matrix is None:
+            return None
+        (height, width), (out_height, out_width) = shape_in[2:], shape_out[2:]
+        expected = adaptive_avg_matrix(height, width, out_height, out_width, np.float64)
+        if matrix.shape != expected.shape or not np.allclose(matrix, expected, rtol=1e-6, atol=0):
+            return None
+        return Leaf(f"adaptiveavgpool{_size((out_height, out_width))}", end=after.output[0])
+
     def _op_MatMul(self, node, attributes):
         weight = self._weight(node, 1, "second input")
         if weight.ndim != 2 or len(self._input_shape(node)) != 2:
@@ -380,6 +410,11 @@ class _Graph:
 
     def _op_Reshape(self, node, attributes):
         shape_in, shape_out = self._input_shape(node), self.shapes.get(node.output[0])
+        product = self._single_consumer(node.output[0], "MatMul")
+        if product is not None:
+            pooling = self._adaptive_average(node, product)
+            if pooling is not None:
+                return pooling
         if shape_out is None or len(shape_out) != 2 or (
                 shape_out[1] is not None and shape_out[1] != int(np.prod(shape_in[1:]))):
             raise _Unsupported(f"a reshape from {_show(shape_in)} to {_show(shape_out)} (only flattening to "
@@ -395,8 +430,48 @@ class _Graph:
             raise _Unsupported("the mask output")
         return Leaf(f"dropout{float(ratio)!r}")
 
+    def _op_Clip(self, node, attributes):
+        if attributes:  # opset < 11 kept the bounds as attributes
+            low, high = attributes.get("min", -np.inf), attributes.get("max", np.inf)
+        else:
+            bounds = [self._weight(node, index, what) for index, what in ((1, "minimum"), (2, "maximum"))]
+            low, high = (float(-np.inf if bounds[0] is None else bounds[0]),
+                         float(np.inf if bounds[1] is None else bounds[1]))
+        if low == 0 and high == 6:
+            return Leaf("relu6")
+        if low == 0 and high == np.inf:
+            return Leaf("relu")
+        raise _Unsupported(f"Clip to [{low}, {high}] (nbconv has Clip(0, 6) as ReLU6 and Clip(0, inf) as ReLU)")
+
     def _op_Identity(self, node, attributes):
         return Leaf(None)
+
+    def _op_GlobalMaxPool(self, node, attributes):
+        return Leaf("adaptivemaxpool1")
+
+    def _op_BatchNormalization(self, node, attributes):
+        self._only(attributes, ("epsilon", "momentum", "training_mode"), "BatchNormalization")
+        if attributes.get("training_mode", 0):
+            raise _Unsupported("training_mode=1 (nbconv imports inference graphs)")
+        if len(node.output) > 1 and any(node.output[1:]):
+            raise _Unsupported("the running statistics outputs")
+        scale, shift, mean, variance = (self._weight(node, index, what) for index, what in
+                                        ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+        rank = len(self._input_shape(node))
+        token = "bn" if rank == 4 else "bn1d" if rank in (2, 3) else None
+        if token is None:
+            raise _Unsupported(f"batch normalization of a rank-{rank} tensor")
+        eps = float(attributes.get("epsilon", 1e-5))
+        momentum = round(1.0 - float(attributes.get("momentum", 0.9)), 6)
+        token += ("" if np.float32(eps) == np.float32(1e-5) else f"eps{eps!r}") + (
+            "" if momentum == 0.1 else f"momentum{momentum:f}".rstrip("0"))
+        return Leaf(token, {"weight": scale, "bias": shift, "running_mean": mean, "running_var": variance})
+
+    def _op_LRN(self, node, attributes):
+        size = int(attributes["size"])
+        alpha, beta, bias = (float(attributes.get(key, default)) for key, default in
+                             (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+        return Leaf(f"lrn{size}a{alpha!r}b{beta!r}k{bias!r}")
 
     def _op_Softmax(self, node, attributes):
         axis = attributes.get("axis", -1)
@@ -431,7 +506,12 @@ def _spec(items):
 def _item_spec(item):
     if isinstance(item, Leaf):
         return item.token
-    raise UnsupportedModel("residual sums and concatenations need nbconv's graph layers")
+    if item[0] == "res":
+        _, body, shortcut = item
+        return f"res[{_spec(body)}" + (f"|{_spec(shortcut)}" if shortcut else "") + "]"
+    if any(not branch for branch in item[1]):
+        raise UnsupportedModel("a concatenation that passes its input through unchanged as one branch")
+    return "cat[" + "|".join(_spec(branch) for branch in item[1]) + "]"
 
 
 def _leaves(items):
@@ -445,23 +525,21 @@ def _leaves(items):
 
 
 def _model_layers(layer):
-    """The model's layers that hold weights or compute, in spec order."""
-    children = getattr(layer, "layers", None)
-    if children is None:
+    """The model's innermost layers, in spec order."""
+    children = layer.children()
+    if not children:
         yield layer
-        return
-    for child in children:
+    for _, child in children:
         yield from _model_layers(child)
 
 
 def _fill(model, items):
+    """Copy each leaf's weights into the layer built from its token (both lists are in spec order)."""
     weighted = [leaf for leaf in _leaves(items) if leaf.weights]
-    layers = [layer for layer in _model_layers(model) if layer.named_parameters()]
+    layers = [layer for layer in _model_layers(model) if layer.named_parameters() or layer.named_buffers()]
     if len(weighted) != len(layers):
         raise AssertionError(f"{len(weighted)} weighted nodes but {len(layers)} weighted layers were built")
     for leaf, layer in zip(weighted, layers):
-        for key, parameter in layer.named_parameters().items():
-            value = np.asarray(leaf.weights[key], dtype=parameter.value.dtype)
-            if value.shape != parameter.shape:
-                value = value.reshape(parameter.shape)
-            parameter.value = np.ascontiguousarray(value)
+        current = layer.state_dict()
+        layer.load_state_dict({key: np.asarray(value).reshape(current[key].shape)
+                               for key, value in leaf.weights.items()}, strict=False)

@@ -211,3 +211,100 @@ def test_damaged_files_are_a_clear_error(content, tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         nbonnx.load("/nonexistent/model.onnx")
+
+
+def _torch_styles():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Basic(nn.Module):  # ResNet's basic block, with a projection when the shape changes
+        def __init__(self, c, d, stride):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, d, 3, stride, 1, bias=False), nn.BatchNorm2d(d)
+            self.conv2, self.bn2 = nn.Conv2d(d, d, 3, 1, 1, bias=False), nn.BatchNorm2d(d)
+            self.downsample = None if stride == 1 and c == d else nn.Sequential(
+                nn.Conv2d(c, d, 1, stride, bias=False), nn.BatchNorm2d(d))
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+    class Inception(nn.Module):  # GoogLeNet's module
+        def __init__(self, c):
+            super().__init__()
+            self.b1 = nn.Conv2d(c, 4, 1)
+            self.b2 = nn.Sequential(nn.Conv2d(c, 3, 1), nn.ReLU(), nn.Conv2d(3, 6, 3, padding=1))
+            self.b3 = nn.Sequential(nn.Conv2d(c, 2, 1), nn.ReLU(), nn.Conv2d(2, 3, 5, padding=2))
+            self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), nn.Conv2d(c, 3, 1))
+
+        def forward(self, x):
+            return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+    resnet = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), Basic(8, 8, 1),
+                           Basic(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+    googlenet = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), Inception(8),  # (PyTorch writes LRN as 12 ops)
+                              nn.MaxPool2d(3, 2, ceil_mode=True), Inception(16), nn.AdaptiveAvgPool2d((1, 1)),
+                              nn.Flatten(), nn.Dropout(0.4), nn.Linear(16, 5))
+    vgg = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                        nn.AdaptiveAvgPool2d((3, 3)), nn.Flatten(), nn.Linear(72, 16), nn.ReLU(), nn.Dropout(),
+                        nn.Linear(16, 5))
+    for net in (resnet, googlenet, vgg):  # batch norm with statistics worth exporting
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return {"resnet": resnet, "googlenet": googlenet, "vgg": vgg}
+
+
+@pytest.mark.parametrize("style", ["resnet", "googlenet", "vgg"])
+def test_pytorch_exports_of_the_lecture_styles(style, tmp_path):
+    torch = pytest.importorskip("torch")
+    net = _torch_styles()[style]
+    model = _torch_export(net, (3, 24, 24), tmp_path / f"{style}.onnx")
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        expected = net.eval()(x).numpy()
+    imported = nbonnx.load(tmp_path / f"{style}.onnx")
+    assert relative_error(imported.forward(x.numpy()), expected) <= 1e-4
+    _check_against_onnxruntime(model, (3, 24, 24))
+    if style == "resnet":
+        assert imported.spec().count("res[") == 2
+
+
+@pytest.mark.parametrize("op_type, inputs, initializers, attributes", [
+    ("BatchNormalization", ["x", "s", "b", "m", "v"], None, dict(epsilon=1e-3)),
+    ("LRN", ["x"], [], dict(size=3, alpha=1e-3, beta=0.6, bias=1.5)),
+    ("GlobalMaxPool", ["x"], [], {}),
+    ("Clip", ["x", "low", "high"], [("low", np.array(0, np.float32)), ("high", np.array(6, np.float32))], {}),
+])
+def test_normalization_and_clip(op_type, inputs, initializers, attributes):
+    if initializers is None:
+        initializers = [("s", _weights(4)), ("b", _weights(4)), ("m", _weights(4)),
+                        ("v", RNG.uniform(0.5, 2, 4).astype(np.float32))]
+    model = _graph([helper.make_node(op_type, inputs, ["y"], **attributes)], (4, 5, 6), initializers)
+    _check_against_onnxruntime(model, (4, 5, 6))
+
+
+def test_residual_and_concatenation_built_with_onnx_helper():
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Add", ["r", "x"], ["sum"]),  # identity shortcut, listed second
+             helper.make_node("Conv", ["sum", "w2"], ["left"]),
+             helper.make_node("Concat", ["left", "sum"], ["y"], axis=1, name="keeps_its_input")]
+    model = _graph(nodes, (3, 5, 5), [("w1", _weights(3, 3, 3, 3)), ("w2", _weights(2, 3, 1, 1))])
+    with pytest.raises(ValueError, match="passes its input through unchanged"):
+        nbonnx.to_model(model)
+    nodes[-1] = helper.make_node("Conv", ["sum", "w3"], ["right"])
+    nodes.append(helper.make_node("Concat", ["left", "right"], ["y"], axis=1))
+    model = _graph(nodes, (3, 5, 5), [("w1", _weights(3, 3, 3, 3)), ("w2", _weights(2, 3, 1, 1)),
+                                      ("w3", _weights(4, 3, 1, 1))])
+    assert nbonnx.to_model(model).spec().startswith("res[")
+    _check_against_onnxruntime(model, (3, 5, 5))
+
+
+def test_a_sum_of_three_branches_is_a_clear_error():
+    nodes = [helper.make_node("Conv", ["x", f"w{k}"], [f"b{k}"]) for k in range(3)]
+    nodes.append(helper.make_node("Sum", ["b0", "b1", "b2"], ["y"], name="three_way"))
+    with pytest.raises(ValueError, match="three_way.: a residual sum adds exactly two tensors"):
+        nbonnx.to_model(_graph(nodes, (3, 5, 5), [(f"w{k}", _weights(2, 3, 1, 1)) for k in range(3)]))

@@ -7,6 +7,7 @@ from .bench import bench
 from .evaluate import evaluate
 from .info import info
 from .onnx_io import export, import_
+from .predict import predict
 from .train import train
 from .visualize import visualize
 
@@ -24,6 +25,7 @@ app.add_command(evaluate)
 app.add_command(visualize)
 app.add_command(export)
 app.add_command(import_)
+app.add_command(predict)
 
 
 def main():

@@ -6,6 +6,8 @@ from nbconv import __version__
 from .bench import bench
 from .evaluate import evaluate
 from .info import info
+from .onnx_io import export, import_
+from .predict import predict
 from .summary import summary_command
 from .train import train
 from .visualize import visualize
@@ -23,6 +25,9 @@ app.add_command(train)
 app.add_command(evaluate)
 app.add_command(visualize)
 app.add_command(summary_command)
+app.add_command(export)
+app.add_command(import_)
+app.add_command(predict)
 
 
 def main():

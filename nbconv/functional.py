@@ -16,7 +16,7 @@ __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "global_avg_pool2d", "global_avg_pool2d_backward",
-    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward",
+    "relu", "relu_backward", "relu6", "relu6_backward", "leaky_relu", "leaky_relu_backward",
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "linear", "linear_backward", "local_conv2d", "local_conv2d_backward",
     "softmax_cross_entropy", "dropout", "dropout_backward",
@@ -375,6 +375,15 @@ def relu(input):
 
 def relu_backward(grad_output, input):
     return _elementwise("relu_backward", grad_output=grad_output, input=input)
+
+
+def relu6(input):
+    """min(max(input, 0), 6), element-wise, any shape (MobileNet's activation; ONNX's Clip(0, 6))."""
+    return _elementwise("relu6_forward", input=input)
+
+
+def relu6_backward(grad_output, input):
+    return _elementwise("relu6_backward", grad_output=grad_output, input=input)
 
 
 def leaky_relu(input, negative_slope=0.01):

@@ -13,7 +13,7 @@ BODY, SHORTCUT and the branches are specs themselves, so blocks nest.
     adaptiveavgpool<H>[x<W>]  adaptivemaxpool<H>[x<W>]                   adaptive pooling to H x W
     bn[eps<E>][momentum<M>][noaffine]  bn1d...                          batch normalization (2-D, 1-D)
     lrn<SIZE>[a<ALPHA>][b<BETA>][k<K>]                                   local response normalization
-    relu  tanh  sigmoid  lrelu[<slope>]  dropout[<p>]  flatten  fc<N>
+    relu  relu6  tanh  sigmoid  lrelu[<slope>]  dropout[<p>]  flatten  fc<N>
 
 Sizes may be `AxB` for (height, width). A Flatten is inserted before the first fc when needed.
 Example, the lecture's INPUT -> [[CONV -> RELU]*2 -> POOL]*2 -> [FC -> RELU]*1 -> FC:
@@ -62,9 +62,9 @@ _PATTERNS = {
     "lrelu": re.compile(r"^lrelu(\d*\.?\d*(?:e-?\d+)?)$"),
     "dropout": re.compile(r"^dropout(\d*\.?\d*)$"),
 }
-_SIMPLE = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gap": nn.GlobalAvgPool2d, "flatten": nn.Flatten}
+_SIMPLE = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gap": nn.GlobalAvgPool2d, "flatten": nn.Flatten}
 _NAME_PREFIX = {"Conv2d": "conv", "Conv1d": "conv", "LocallyConnected2d": "local", "MaxPool2d": "pool",
-                "AvgPool2d": "pool", "GlobalAvgPool2d": "gap", "Linear": "fc", "ReLU": "relu", "Tanh": "tanh",
+                "AvgPool2d": "pool", "GlobalAvgPool2d": "gap", "Linear": "fc", "ReLU": "relu", "ReLU6": "relu", "Tanh": "tanh",
                 "Sigmoid": "sigmoid", "LeakyReLU": "lrelu", "Dropout": "dropout", "Flatten": "flatten",
                 "BatchNorm2d": "bn", "BatchNorm1d": "bn", "LocalResponseNorm": "lrn", "AdaptiveAvgPool2d": "pool",
                 "AdaptiveMaxPool2d": "pool", "Residual": "res", "Concat": "cat"}

@@ -7,6 +7,7 @@ from tests import reference
 
 FORMULAS = {
     "relu": (lambda x: np.maximum(x, 0), {}),
+    "relu6": (lambda x: np.clip(x, 0, 6), {}),
     "leaky_relu": (lambda x: np.where(x > 0, x, 0.2 * x), {"negative_slope": 0.2}),
     "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), {}),
     "tanh": (np.tanh, {}),
@@ -17,8 +18,8 @@ FORMULAS = {
 @pytest.mark.parametrize("name", sorted(FORMULAS))
 def test_activation_forward_and_backward(name, dtype, rng):
     formula, kwargs = FORMULAS[name]
-    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
-    x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from the ReLU kink
+    x = 4 * rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    x[(np.abs(x) < 1e-3) | (np.abs(x - 6) < 1e-3)] = 0.5  # keep finite differences away from the kinks
     forward = getattr(F, name)
     backward = getattr(F, name + "_backward")
     y = forward(x, **kwargs)

@@ -89,7 +89,7 @@ def test_global_avg_pool_cuda_matches_cpu(rng):
     _assert_same(F.global_avg_pool2d_backward, rng.standard_normal((2, 3, 1, 1)).astype(np.float32), x)
 
 
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "leaky_relu", "sigmoid", "tanh"])
 def test_activations_cuda_match_cpu(name, rng):
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     _assert_same(getattr(F, name), x)

@@ -263,6 +263,10 @@ class ReLU(_Activation):
     commutes_with_max = True
 
 
+class ReLU6(_Activation):
+    function, token = "relu6", "relu6"
+
+
 class Sigmoid(_Activation):
     function, token = "sigmoid", "sigmoid"
 

@@ -79,7 +79,7 @@ def _batch_norm(layer, shape):
 _RULES = {"Conv2d": _conv2d, "Conv1d": _conv1d, "LocallyConnected2d": _local, "Linear": _linear,
           "MaxPool2d": _pool, "AvgPool2d": _pool, "GlobalAvgPool2d": _global_pool,
           "AdaptiveAvgPool2d": _adaptive_pool, "AdaptiveMaxPool2d": _adaptive_pool, "Flatten": _flatten,
-          "ReLU": _same, "Tanh": _same, "Sigmoid": _same, "LeakyReLU": _same, "Dropout": _same,
+          "ReLU": _same, "ReLU6": _same, "Tanh": _same, "Sigmoid": _same, "LeakyReLU": _same, "Dropout": _same,
           "LocalResponseNorm": _same, "BatchNorm2d": _batch_norm, "BatchNorm1d": _batch_norm}
 
 

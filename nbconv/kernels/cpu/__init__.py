@@ -1,6 +1,6 @@
 """CPU kernels (@njit). Same public names and parameters as nbconv.kernels.cuda: inputs, then
 preallocated outputs (overwritten), then scalar hyper-parameters."""
-from .activation import relu_forward, relu_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
+from .activation import relu_forward, relu_backward, relu6_forward, relu6_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
 from .adaptive_pool import adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward, adaptive_max_pool2d_forward, adaptive_max_pool2d_backward  # noqa: F401
 from .batch_norm import batch_norm_stats, batch_norm_forward, batch_norm_backward  # noqa: F401
 from .combine import add_forward, cat_forward, cat_backward  # noqa: F401
@@ -16,6 +16,8 @@ from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, a
 __all__ = [
     "relu_forward",
     "relu_backward",
+    "relu6_forward",
+    "relu6_backward",
     "leaky_relu_forward",
     "leaky_relu_backward",
     "sigmoid_forward",

@@ -38,6 +38,29 @@ def relu_backward(grad_output, input, grad_input):
 
 
 @cuda.jit(cache=True)
+def _relu6_forward(input, output):
+    k = cuda.grid(1)
+    if k < input.shape[0]:
+        value = input[k]
+        output[k] = 0 if value <= 0 else (6 if value >= 6 else value)
+
+
+def relu6_forward(input, output):
+    _relu6_forward[grid_for(input.shape[0])](input, output)
+
+
+@cuda.jit(cache=True)
+def _relu6_backward(grad_output, input, grad_input):
+    k = cuda.grid(1)
+    if k < input.shape[0]:
+        grad_input[k] = grad_output[k] if 0 < input[k] < 6 else 0
+
+
+def relu6_backward(grad_output, input, grad_input):
+    _relu6_backward[grid_for(input.shape[0])](grad_output, input, grad_input)
+
+
+@cuda.jit(cache=True)
 def _leaky_relu_forward(input, output, negative_slope):
     k = cuda.grid(1)
     if k < input.shape[0]:

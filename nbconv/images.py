@@ -1,0 +1,104 @@
+"""Image files in and out of models: reading with Pillow, the usual preprocessing (resize the shorter side,
+centre crop, per-channel mean/std), and a plain bilinear resize of (C, H, W) arrays that needs no Pillow.
+
+Reading and writing files needs the viz extra (`pip install "nbconv[viz]"`).
+"""
+import io
+import os
+
+import numpy as np
+
+from .data.idx import atomic_write_bytes
+
+# torchvision's ImageNet preprocessing: resize the shorter side to 256, crop 224, these mean/std
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_RESIZE = 256 / 224
+MAX_PIXELS = 50_000_000  # bigger files are refused before decoding (Pillow's own bomb check warns at 89M)
+
+
+def require_pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError('reading and writing images needs Pillow: pip install "nbconv[viz]"') from None
+    return Image
+
+
+def read_image(path, channels):
+    """The image at `path` as uint8 (channels, H, W): 3 channels as RGB, 1 as grey. ValueError naming the
+    file when it is not an image Pillow can read, or is larger than MAX_PIXELS."""
+    Image = require_pillow()
+    path = os.fspath(path)
+    if channels not in (1, 3):
+        raise ValueError(f"images can feed models with 1 or 3 input channels, this one has {channels}")
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ValueError(f"{path}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} "
+                                 f"nbconv reads")
+            array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    except (OSError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ValueError(f"{path}: not an image nbconv can read ({error})") from None
+    return array.transpose(2, 0, 1).copy() if array.ndim == 3 else array[None].copy()
+
+
+def resize(image, height, width):
+    """Bilinear resize of a float (C, H, W) array to (C, height, width) (pixel centres aligned, as Pillow
+    and PyTorch's align_corners=False)."""
+    image = np.asarray(image, np.float64)
+    return np.einsum("yh,chw,xw->cyx", _interpolation(image.shape[1], height), image,
+                     _interpolation(image.shape[2], width))
+
+
+def _interpolation(size, new_size):
+    """(new_size, size) matrix of bilinear weights along one axis."""
+    matrix = np.zeros((new_size, size))
+    centres = (np.arange(new_size) + 0.5) * size / new_size - 0.5
+    centres = np.clip(centres, 0, size - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    fraction = centres - low
+    matrix[np.arange(new_size), low] += 1 - fraction
+    matrix[np.arange(new_size), high] += fraction
+    return matrix
+
+
+def fit(image, height, width, resize_ratio=1.0):
+    """Resize a (C, H, W) image so its shorter side is `resize_ratio` times the target's, then crop the
+    centre (height, width): the classic classification preprocessing. Returns floats in the input's range."""
+    _, source_height, source_width = image.shape
+    scale = resize_ratio * max(height / source_height, width / source_width)
+    new_height = max(height, int(round(source_height * scale)))
+    new_width = max(width, int(round(source_width * scale)))
+    resized = resize(image, new_height, new_width)
+    top, left = (new_height - height) // 2, (new_width - width) // 2
+    return resized[:, top:top + height, left:left + width]
+
+
+def normalize(pixels, mean, std):
+    """(C, H, W) pixels in [0, 255] -> (pixel/255 - mean) / std per channel (mean/std: numbers or per channel)."""
+    channels = pixels.shape[0]
+    mean = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
+    std = np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
+    return (np.asarray(pixels, np.float64) / 255.0 - mean) / std
+
+
+def to_pil(pixels):
+    """A Pillow image of (C, H, W) values in [0, 1], C = 1 or 3."""
+    Image = require_pillow()
+    array = np.clip(np.asarray(pixels, np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+
+
+def write_image(pixels, path):
+    """Write (C, H, W) values in [0, 1] as an 8-bit image (PNG, JPEG, ... by the file's extension), atomically."""
+    Image = require_pillow()
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise ValueError(f"{path}: unknown image extension {extension!r} (use .png or .jpg)")
+    buffer = io.BytesIO()
+    to_pil(pixels).save(buffer, format=image_format)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,34 @@
+"""`nbconv export` and `nbconv import` round trip through checkpoints."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nbconv import checkpoint, models
+from nbconv_cli.main import app
+
+pytest.importorskip("onnx", reason="the onnx extra is not installed")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+
+def test_export_then_import_gives_the_same_model(tmp_path):
+    model = models.build("conv4k3p1,relu,maxpool2,fc10", (1, 12, 12), seed=2)
+    saved = str(tmp_path / "model.npz")
+    checkpoint.save(saved, model, (1, 12, 12))
+    exported, imported = str(tmp_path / "model.onnx"), str(tmp_path / "back.npz")
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", saved, exported])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["import", exported, "--out", imported])
+    assert result.exit_code == 0, result.output
+    back = checkpoint.load(imported)
+    x = np.random.default_rng(0).standard_normal((2, 1, 12, 12)).astype(np.float32)
+    assert back.input_shape == (1, 12, 12)
+    np.testing.assert_array_equal(back.model.eval().forward(x), model.eval().forward(x))
+
+
+def test_import_of_a_damaged_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    result = CliRunner().invoke(app, ["import", str(bad), "--out", str(tmp_path / "x.npz")])
+    assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.npz").exists()

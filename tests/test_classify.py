@@ -1,0 +1,93 @@
+"""Image preprocessing, top-k classification and `nbconv predict`."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nbconv import checkpoint, classify, images, models
+from nbconv_cli.main import app
+
+PIL = pytest.importorskip("PIL.Image", reason="Pillow (the viz extra) is not installed")
+
+
+def test_resize_matches_pillow_bilinear_on_a_smooth_image():
+    y, x = np.mgrid[0:40, 0:60]
+    image = (np.sin(x / 9.0) + np.cos(y / 7.0) + 2) * 60
+    ours = images.resize(image[None], 25, 33)[0]
+    theirs = np.asarray(PIL.fromarray(image.astype(np.float32), mode="F").resize((33, 25), PIL.BILINEAR,
+                                                                              reducing_gap=None))
+    assert np.abs(ours - theirs).max() < 2.0  # Pillow widens its filter when shrinking: close, not equal
+
+
+def test_resize_keeps_constants_and_identity():
+    image = np.random.default_rng(0).uniform(size=(3, 7, 9))
+    np.testing.assert_allclose(images.resize(image, 7, 9), image)
+    np.testing.assert_allclose(images.resize(np.full((1, 5, 5), 3.0), 11, 2), 3.0)
+
+
+def test_fit_resizes_the_shorter_side_then_crops_the_centre():
+    image = np.zeros((3, 100, 200))
+    image[:, :, 90:110] = 255  # a bright vertical band in the middle
+    out = images.fit(image, 50, 50)
+    assert out.shape == (3, 50, 50)
+    assert out[:, :, 25].min() > 200 and out[:, :, 0].max() < 1
+
+
+def test_preprocessing_rules():
+    assert classify.Preprocessing.for_model((3, 224, 224)).mean == images.IMAGENET_MEAN
+    assert classify.Preprocessing.for_model((1, 28, 28), 0.1307, 0.3081).std == 0.3081
+    assert classify.Preprocessing.for_model((3, 32, 32)).resize_ratio == 1.0
+
+
+def test_write_then_read_an_image(tmp_path):
+    pixels = np.random.default_rng(1).uniform(size=(3, 6, 5))
+    images.write_image(pixels, tmp_path / "a.png")
+    back = images.read_image(tmp_path / "a.png", 3)
+    assert back.shape == (3, 6, 5) and np.abs(back / 255.0 - pixels).max() <= 0.5 / 255 + 1e-9
+    assert images.read_image(tmp_path / "a.png", 1).shape == (1, 6, 5)
+    with pytest.raises(ValueError, match="unknown image extension"):
+        images.write_image(pixels, tmp_path / "a.unknown")
+
+
+def test_bad_image_files_are_clear_errors(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="bad.png: not an image"):
+        images.read_image(tmp_path / "bad.png", 3)
+    with pytest.raises(ValueError, match="1 or 3 input channels"):
+        images.read_image(tmp_path / "bad.png", 2)
+
+
+def test_top_classes_are_sorted_probabilities():
+    model = models.build("conv4k3,relu,gap,flatten,fc7", (3, 12, 12), seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 12, 12))
+    classes, probabilities = classify.top_classes(model, x, top=3)
+    assert classes.shape == probabilities.shape == (4, 3)
+    assert np.all(np.diff(probabilities, axis=1) <= 0) and np.all(probabilities > 0)
+    everything = classify.top_classes(model, x, top=100)[1]
+    np.testing.assert_allclose(everything.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_predict_command(tmp_path):
+    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
+    saved = tmp_path / "m.npz"
+    checkpoint.save(str(saved), model, (3, 16, 16), config={"class_names": ["cat", "dog", "bird"]})
+    for k in range(2):
+        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), tmp_path / f"{k}.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", str(saved), str(tmp_path / "0.png"), str(tmp_path / "1.png"),
+                                 "--top", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert len(lines) == 2 and all(len(line["predictions"]) == 2 for line in lines)
+    assert {p["label"] for line in lines for p in line["predictions"]} <= {"cat", "dog", "bird"}
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    result = runner.invoke(app, ["predict", str(saved), str(tmp_path / "0.png"), "--labels", str(labels)])
+    assert result.exit_code == 0 and result.output.count("%") == 3 and "a " in result.output
+    labels.write_text("a\nb\n")
+    result = runner.invoke(app, ["predict", str(saved), str(tmp_path / "0.png"), "--labels", str(labels)])
+    assert result.exit_code == 1 and "2 labels for a model with 3 classes" in result.output
+    (tmp_path / "text.png").write_text("hello")
+    result = runner.invoke(app, ["predict", str(saved), str(tmp_path / "text.png")])
+    assert result.exit_code == 1 and "not an image" in result.output and "Traceback" not in result.output

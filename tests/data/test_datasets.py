@@ -65,10 +65,11 @@ class _Server:
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No NBCONV_DATA_DIR and an empty per-user cache."""
+    """No NBCONV_DATA_DIR, an empty per-user cache, and an empty directory `data`."""
     monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
     monkeypatch.delenv(datasets.ENV_MIRRORS, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "data").mkdir()  # a --data-dir must exist: nbconv does not create it
     return tmp_path
 
 
@@ -90,7 +91,7 @@ def _quiet(*args, **kwargs):
 def test_files_found_in_data_dir_or_dataset_subdirectory(isolated, monkeypatch):
     make_tiny_mnist(str(isolated / "root" / "mnist"))
     splits = datasets.load("mnist", data_dir=str(isolated / "root"), download_missing=False, allow_sample=False)
-    assert splits.train_images.shape == (64, 28, 28) and splits.test_labels.dtype == np.int64
+    assert splits.train_images.shape == (64, 1, 28, 28) and splits.test_labels.dtype == np.int64
     monkeypatch.setenv(datasets.ENV_DATA_DIR, str(isolated / "root"))
     assert datasets.load("mnist", download_missing=False, allow_sample=False).source.endswith("mnist")
 
@@ -99,7 +100,7 @@ def test_download_verifies_and_tries_the_next_mirror(isolated, served):
     with _Server({}) as dead, _Server(served) as live:
         splits = datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(dead.url, live.url), echo=_quiet)
     assert len(dead.requests) == 4 and len(live.requests) == 4
-    assert splits.train_images.shape == (64, 28, 28)
+    assert splits.train_images.shape == (64, 1, 28, 28)
     assert sorted(os.listdir(isolated / "data")) == sorted(served)
 
 
@@ -130,7 +131,7 @@ def test_interrupted_download_leaves_no_partial_file(isolated, served):
 def test_offline_falls_back_loudly_to_the_shipped_sample(isolated, capsys):
     with _Server({}) as server:  # every file missing: as good as offline
         splits = datasets.load("mnist", mirrors=(server.url,))
-    assert splits.is_sample and splits.train_images.shape == (3000, 28, 28)
+    assert splits.is_sample and splits.train_images.shape == (3000, 1, 28, 28)
     assert np.bincount(splits.train_labels).tolist() == [300] * 10
     assert np.bincount(splits.test_labels).tolist() == [100] * 10
     assert "WARNING" in capsys.readouterr().err

@@ -3,8 +3,8 @@ import json
 
 import click
 
-from nbconv import backend, checkpoint
-from nbconv.train import TrainConfig, confusion_matrix, predict
+from nbconv import checkpoint
+from nbconv.train import TrainConfig, check_outputs, confusion_matrix, predict
 
 from .common import data_dir_option, device_option, load_data, resolve_device
 
@@ -22,20 +22,26 @@ def evaluate(checkpoint_path, data_dir, device, as_json):
     except ValueError as error:
         raise click.ClickException(str(error))
     config = TrainConfig(**state.config) if state.config else TrainConfig()
-    splits = load_data(config.dataset, data_dir)
+    splits = load_data(config.dataset, data_dir, state.input_shape)
+    names = list(config.class_names or splits.class_names)
+    try:
+        check_outputs(state.model, state.input_shape, len(names), config.dataset)
+    except ValueError as error:
+        raise click.ClickException(f"{checkpoint_path}: {error}")
     model = state.model.to(device)
     predictions = predict(model, splits.test_images, config.mean, config.std, device)
-    matrix = confusion_matrix(splits.test_labels, predictions, classes=int(backend.to_host(
-        model.parameters()[-1].value).shape[0]))
+    matrix = confusion_matrix(splits.test_labels, predictions, classes=len(names))
     correct = int((predictions == splits.test_labels).sum())
     n = len(predictions)
     if as_json:
         click.echo(json.dumps({"accuracy": correct / n, "n": n, "correct": correct, "dataset": config.dataset,
                                "source": splits.source, "checkpoint": checkpoint_path, "device": device,
-                               "confusion_matrix": matrix.tolist()}))
+                               "classes": [str(name) for name in names], "confusion_matrix": matrix.tolist()}))
         return
     click.echo(f"{checkpoint_path}: test accuracy {100 * correct / n:.2f}% ({correct:,}/{n:,}) on {config.dataset} "
                f"from {splits.source}")
+    if [str(name) for name in names] != [str(k) for k in range(len(names))]:
+        click.echo("classes: " + ", ".join(f"{k} {name}" for k, name in enumerate(names)))
     click.echo("confusion matrix (rows: true class, columns: predicted)")
     click.echo("      " + "".join(f"{k:>6}" for k in range(matrix.shape[1])))
     for k, row in enumerate(matrix):

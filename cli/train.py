@@ -1,4 +1,5 @@
-"""`nbconv train`: train a model on MNIST or Fashion-MNIST with a live progress bar and checkpoints."""
+"""`nbconv train`: train a model on a dataset (MNIST, Fashion-MNIST, CIFAR-10/100, synthetic) with a live
+progress bar and checkpoints."""
 import gc
 import os
 import sys
@@ -7,11 +8,12 @@ import time
 import click
 
 from nbconv import checkpoint, jit_warmup, models
+from nbconv.data import describe
 from nbconv.optim import SCHEDULES
-from nbconv.train import TrainConfig, TrainingDiverged, fit, make_optimizer
+from nbconv.train import TrainConfig, TrainingDiverged, build_for_dataset, check_outputs, fit, make_optimizer
 
-from .common import (configure_cpu, data_dir_option, device_option, load_data, load_data_in_background,
-                     resolve_device, threads_option)
+from .common import (configure_cpu, data_dir_option, dataset_option, device_option, load_data,
+                     load_data_in_background, resolve_device, threads_option)
 
 EXAMPLES = """
 \b
@@ -23,6 +25,7 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
   nbconv train lenet1 --epochs 3 --optimizer adam
   nbconv train pattern:n=2,m=2,k=1 --device cuda
   nbconv train "[[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10"
+  nbconv train "[conv32k3p1,relu,maxpool2]*3,fc10" --dataset cifar10 --nesterov
   nbconv train --resume runs/lenet5.npz --epochs 8
 """
 
@@ -39,19 +42,23 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
-@click.option("--augment", type=click.IntRange(0, 8), default=1, show_default=True,
-              help="Shift training images randomly by up to this many pixels (0: no augmentation).")
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD).")
+@click.option("--augment", type=click.IntRange(0, 8), default=None,
+              help="Shift training images randomly by up to this many pixels, the same as a random crop of the "
+                   "image padded by as many (0: none; default: MNIST 1, CIFAR 4, synthetic 0).")
+@click.option("--flip/--no-flip", default=None,
+              help="Mirror training images left to right at random (default: on for CIFAR).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @data_dir_option
-@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@dataset_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file (default: runs/MODEL.npz, or the --resume file).")
 @threads_option
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue training from this checkpoint (its model, optimizer and history).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
-def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir, dataset,
-          out, threads, resume, limit):
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, nesterov, augment, flip,
+          seed, data_dir, dataset, out, threads, resume, limit):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
     configure_cpu(threads)
@@ -61,19 +68,25 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         config = TrainConfig(**state.config)
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history
+        input_shape = state.input_shape
         out = out or resume
         if len(history) >= config.epochs:
             raise click.ClickException(f"{resume} already holds {len(history)} epochs; ask for more with --epochs")
     else:
         if model is None:
             raise click.UsageError("give a MODEL to train (e.g. lenet) or --resume CHECKPOINT")
+        if nesterov and (optimizer != "sgd" or momentum <= 0):
+            raise click.BadParameter("Nesterov momentum needs --optimizer sgd and --momentum > 0",
+                                     param_hint="--nesterov")
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                             schedule=schedule, augment=augment, seed=seed)
-        data = load_data_in_background(config.dataset, data_dir)
+                             schedule=schedule, augment=augment, seed=seed, nesterov=nesterov, flip=flip)
+        info = describe(config.dataset)
+        input_shape = info.shape
+        data = load_data_in_background(config.dataset, data_dir, input_shape)
         helper = jit_warmup.start(model, device)  # on a cold JIT cache: the backward kernels, in parallel
         try:
-            net = models.build(model, input_shape=(1, 28, 28), seed=seed)
+            net = build_for_dataset(model, info, seed)
         except ValueError as error:
             jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")
@@ -81,10 +94,16 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
         name = models.ALIASES.get(model.lower(), model.lower())
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
     try:
-        splits = data() if data else load_data(config.dataset, data_dir)
+        splits = data() if data else load_data(config.dataset, data_dir, input_shape)
+        check_outputs(net, input_shape, len(config.class_names or splits.class_names), config.dataset)
+    except ValueError as error:
+        jit_warmup.stop(helper)
+        raise click.ClickException(str(error))
     except BaseException:
         jit_warmup.stop(helper)
         raise
+    if splits.class_names:
+        config.class_names = list(splits.class_names)
     jit_warmup.finish(helper, config)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
@@ -100,7 +119,7 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
 
     def save(history_so_far):
         finished["history"] = list(history_so_far)
-        checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"])
+        checkpoint.save(out, net, input_shape, opt, config.as_dict(), finished["history"])
 
     # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).

@@ -72,6 +72,26 @@ def make_optimizer(config, parameters):
     return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def build_for_dataset(spec, info, seed=0):
+    """models.build for a dataset (an nbconv.data.describe result): its input shape, and its class count
+    for the named architectures that take one."""
+    import inspect
+
+    from . import models
+    options = {"num_classes": info.num_classes} if "num_classes" in inspect.signature(models.build).parameters else {}
+    return models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
+
+
+def check_outputs(model, input_shape, classes, dataset):
+    """ValueError unless the model gives one score per class of the dataset for inputs of input_shape."""
+    dtype = model.parameters()[0].value.dtype if model.parameters() else np.float32
+    model.eval()
+    outputs = backend.to_host(model.forward(np.zeros((1,) + tuple(input_shape), dtype))).shape
+    if len(outputs) != 2 or outputs[1] != classes:
+        raise ValueError(f"the model's output is {'x'.join(map(str, outputs[1:]))} per image, {dataset} has "
+                         f"{classes} classes: end the model with fc{classes}")
+
+
 def normalize(images, mean, std, dtype=np.float32):
     """uint8 images (N, C, H, W) (or (N, H, W): C = 1) -> (N, C, H, W) floats, (pixel/255 - mean) / std per
     channel (mean, std: numbers or one per channel)."""

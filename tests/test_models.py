@@ -145,3 +145,12 @@ def test_training_on_synthetic_colour_images_raises_accuracy():
     history = fit(model, make_optimizer(config, model.parameters()), splits, config, echo=lambda *a, **k: None,
                   echo_progress=False)
     assert history[0]["test_accuracy"] > 0.5 and history[-1]["test_accuracy"] > 0.8
+
+
+def test_shifts_wider_than_the_image_give_padding_only(rng):
+    from nbconv.data.batch import shifted_batch
+    images = rng.integers(0, 256, (4, 2, 3, 2)).astype(np.uint8)
+    offsets = np.array([[0, 0], [16, 16], [0, 16], [8, 0]])
+    got = shifted_batch(images, np.arange(4), offsets, 8, (0.5, 0.2), (0.25, 0.5), np.float64, [True, False, True, False])
+    np.testing.assert_array_equal(got[:, 0], np.full((4, 3, 2), -2.0))
+    np.testing.assert_array_equal(got[:, 1], np.full((4, 3, 2), -0.4))

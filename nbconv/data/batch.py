@@ -4,6 +4,8 @@ zero-padded image), horizontal flip, per-channel normalisation.
 The same arithmetic as `nbconv.train.shift_augment` followed by `nbconv.train.normalize` (a test holds
 them equal, bit for bit), without the numpy intermediates: ~10x faster, ~0.1 ms of a LeNet-5 step.
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -17,6 +19,13 @@ def _shifted_batch(images, chosen, offsets, flips, max_shift, scale, shift, outp
     for k in range(chosen.shape[0]):
         image = images[chosen[k]]
         dy, dx = offsets[k, 0] - max_shift, offsets[k, 1] - max_shift
+        flip = flips[k]
+        # the output columns that read inside the image, [low, high); the rest is padding
+        low, high = (max(0, dx), min(W, W + dx)) if flip else (max(0, -dx), min(W, W - dx))
+        low = min(low, W)  # a shift wider than the image: every column is padding
+        high = max(high, low)
+        start = W - high + dx if flip else low + dx  # the first source column read
+        count = high - low
         for c in range(C):
             plane, target = image[c], output[k, c]
             channel_scale, channel_shift = scale[c], shift[c]
@@ -25,29 +34,29 @@ def _shifted_batch(images, chosen, offsets, flips, max_shift, scale, shift, outp
                 source_h = h + dy
                 row = target[h]
                 if source_h < 0 or source_h >= H:
-                    for w in range(W):
-                        row[w] = zero
+                    row[:] = zero
                     continue
-                source = plane[source_h]
-                if flips[k]:
-                    for w in range(W):
-                        source_w = W - 1 - w + dx
-                        if 0 <= source_w < W:
-                            row[w] = row.dtype.type(source[source_w]) * channel_scale - channel_shift
-                        else:
-                            row[w] = zero
+                row[:low] = zero
+                row[high:] = zero
+                # slices, so that every index below is provably >= 0 (contiguous loads, a vectorised loop)
+                inside, source = row[low:high], plane[source_h, start:start + count]
+                if flip:
+                    for j in range(count):
+                        inside[j] = row.dtype.type(source[count - 1 - j]) * channel_scale - channel_shift
                 else:
-                    for w in range(W):
-                        source_w = w + dx
-                        if 0 <= source_w < W:
-                            row[w] = row.dtype.type(source[source_w]) * channel_scale - channel_shift
-                        else:
-                            row[w] = zero
+                    for j in range(count):
+                        inside[j] = row.dtype.type(source[j]) * channel_scale - channel_shift
 
 
 def channel_constants(mean, std, channels, dtype=np.float32):
     """(scale, shift) arrays (channels,) of `dtype` with pixel * scale - shift = (pixel/255 - mean) / std;
-    mean and std are numbers or one per channel."""
+    mean and std are numbers or one per channel. Read-only arrays, computed once per set of arguments."""
+    key = (tuple(np.ravel(mean).tolist()), tuple(np.ravel(std).tolist()), int(channels), np.dtype(dtype).str)
+    return _channel_constants(*key)
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_constants(mean, std, channels, dtype):
     mean = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (channels,)) if np.size(mean) == 1 else \
         np.asarray(mean, np.float64)
     std = np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (channels,)) if np.size(std) == 1 else \
@@ -58,8 +67,10 @@ def channel_constants(mean, std, channels, dtype=np.float32):
     if not np.all(np.isfinite(mean)) or not np.all(std > 0) or not np.all(np.isfinite(std)):
         raise ValueError(f"std must be positive and mean and std finite, got mean {mean.tolist()}, std {std.tolist()}")
     dtype = np.dtype(dtype).type
-    return (np.array([dtype(1.0 / (255.0 * s)) for s in std], dtype),
-            np.array([dtype(m / s) for m, s in zip(mean, std)], dtype))
+    scale = np.array([dtype(1.0 / (255.0 * s)) for s in std], dtype)
+    shift = np.array([dtype(m / s) for m, s in zip(mean, std)], dtype)
+    scale.flags.writeable = shift.flags.writeable = False
+    return scale, shift
 
 
 def shifted_batch(images, chosen, offsets, max_shift, mean, std, dtype=np.float32, flips=None):

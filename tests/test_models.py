@@ -154,3 +154,22 @@ def test_shifts_wider_than_the_image_give_padding_only(rng):
     got = shifted_batch(images, np.arange(4), offsets, 8, (0.5, 0.2), (0.25, 0.5), np.float64, [True, False, True, False])
     np.testing.assert_array_equal(got[:, 0], np.full((4, 3, 2), -2.0))
     np.testing.assert_array_equal(got[:, 1], np.full((4, 3, 2), -0.4))
+
+
+def test_models_are_built_for_the_dataset_and_must_score_its_classes(monkeypatch):
+    from nbconv.data import describe
+    from nbconv.train import build_for_dataset, check_outputs
+    model = build_for_dataset("conv4k3,relu,fc10", describe("cifar10"))
+    assert model.forward(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
+    check_outputs(model, (3, 32, 32), 10, "cifar10")
+    with pytest.raises(ValueError, match="cifar100 has 100 classes: end the model with fc100"):
+        check_outputs(model, (3, 32, 32), 100, "cifar100")
+    seen = {}
+
+    def build_with_classes(spec, input_shape=(1, 28, 28), num_classes=10, seed=0):  # a named-architecture build
+        seen.update(spec=spec, input_shape=input_shape, num_classes=num_classes)
+        return "built"
+
+    monkeypatch.setattr(models, "build", build_with_classes)
+    assert build_for_dataset("resnet20", describe("cifar100")) == "built"
+    assert seen == {"spec": "resnet20", "input_shape": (3, 32, 32), "num_classes": 100}

@@ -173,3 +173,33 @@ def test_models_are_built_for_the_dataset_and_must_score_its_classes(monkeypatch
     monkeypatch.setattr(models, "build", build_with_classes)
     assert build_for_dataset("resnet20", describe("cifar100")) == "built"
     assert seen == {"spec": "resnet20", "input_shape": (3, 32, 32), "num_classes": 100}
+
+
+def test_batch_pipeline_on_random_shapes_shifts_and_flips():
+    """Any image size (odd ones included), channel count, shift (wider than the image too) and flips: the
+    compiled batch equals pad-crop-mirror-normalise in numpy."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from nbconv.data.batch import shifted_batch
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(st.integers(1, 5), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(0, 10),
+                      st.integers(0, 2 ** 32 - 1))
+    def check(count, channels, height, width, max_shift, seed):
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (count + 2, channels, height, width)).astype(np.uint8)
+        chosen = rng.integers(0, count + 2, count)
+        offsets = rng.integers(0, 2 * max_shift + 1, (count, 2))
+        flips = rng.integers(0, 2, count).astype(bool)
+        mean, std = rng.uniform(0, 1, channels), rng.uniform(0.1, 1, channels)
+        got = shifted_batch(images, chosen, offsets, max_shift, mean, std, np.float64, flips)
+        padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+        for k, index in enumerate(chosen):
+            dy, dx = offsets[k]
+            crop = padded[index, :, dy:dy + height, dx:dx + width].astype(np.float64)
+            crop = crop[:, :, ::-1] if flips[k] else crop
+            np.testing.assert_allclose(got[k], (crop / 255 - mean[:, None, None]) / std[:, None, None],
+                                       rtol=1e-12, atol=1e-12)
+
+    check()

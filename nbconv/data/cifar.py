@@ -9,6 +9,7 @@ import gzip
 import io
 import os
 import tarfile
+import tempfile
 import zlib
 
 import numpy as np
@@ -20,10 +21,9 @@ SHAPE = (3, 32, 32)
 PIXELS = SHAPE[0] * SHAPE[1] * SHAPE[2]
 
 
-def read_records(path, label_bytes, classes, max_records=60000):
-    """uint8 images (N, 3, 32, 32) and int64 labels (N,) of a CIFAR binary file; with 2 label bytes
-    (CIFAR-100) the second, fine label. Raises DataFileError naming the file when its size is not a whole
-    number of records, it holds none or more than `max_records`, or a label is not below `classes`."""
+def record_count(path, label_bytes, max_records=60000):
+    """The number of records in a CIFAR binary file, from its size; DataFileError naming the file when the
+    size is not a whole number of records, or it holds none or more than `max_records`."""
     record = label_bytes + PIXELS
     size = os.path.getsize(path)
     if size == 0 or size % record:
@@ -33,10 +33,23 @@ def read_records(path, label_bytes, classes, max_records=60000):
     if size // record > max_records:
         raise DataFileError(f"{path}: {size // record:,} records, more than the {max_records:,} this dataset's "
                             "files hold")
-    records = np.fromfile(path, np.uint8).reshape(-1, record)
-    labels = records[:, label_bytes - 1].astype(np.int64)
+    return size // record
+
+
+def read_records(path, label_bytes, classes, max_records=60000, images=None, labels=None):
+    """uint8 images (N, 3, 32, 32) and int64 labels (N,) of a CIFAR binary file; with 2 label bytes
+    (CIFAR-100) the second, fine label. Written into `images` and `labels` when given (of N rows: several
+    files then fill one array without a concatenated copy). Raises DataFileError naming the file when its
+    size is not a whole number of records, it holds none or more than `max_records`, or a label is not
+    below `classes`."""
+    count = record_count(path, label_bytes, max_records)
+    records = np.fromfile(path, np.uint8).reshape(count, label_bytes + PIXELS)
+    labels = np.empty(count, np.int64) if labels is None else labels
+    labels[:] = records[:, label_bytes - 1]
     check_labels(path, labels, classes)
-    return np.ascontiguousarray(records[:, label_bytes:]).reshape((-1,) + SHAPE), labels
+    images = np.empty((count,) + SHAPE, np.uint8) if images is None else images
+    images.reshape(count, PIXELS)[:] = records[:, label_bytes:]
+    return images, labels
 
 
 def check_labels(path, labels, classes):
@@ -87,6 +100,24 @@ class _BoundedReader(io.RawIOBase):
         return len(data)
 
 
+def _copy_atomically(source, size, path, what):
+    """Copy `size` bytes from a stream to `path` through a temporary file and a rename, 1 MiB at a time."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(handle, "wb") as out:
+            left = size
+            while left:
+                block = source.read(min(left, 1 << 20))
+                if not block:
+                    raise DataFileError(f"{what} is truncated")
+                out.write(block)
+                left -= len(block)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
 def extract(archive, directory, members, max_total):
     """Extract the regular files named in `members` ({path in the archive: largest accepted size}) from a
     .tar.gz into `directory`, under their base names, each atomically. Nothing else is written: no path
@@ -108,10 +139,8 @@ def extract(archive, directory, members, max_total):
                 if member.size > members[name]:
                     raise DataFileError(f"{archive}: {name} announces {member.size:,} bytes, more than the "
                                         f"{members[name]:,} it may hold")
-                payload = tar.extractfile(member).read(member.size)
-                if len(payload) != member.size:
-                    raise DataFileError(f"{archive}: {name} is truncated")
-                atomic_write_bytes(os.path.join(directory, os.path.basename(name)), payload)
+                _copy_atomically(tar.extractfile(member), member.size,
+                                 os.path.join(directory, os.path.basename(name)), f"{archive}: {name}")
                 found.add(name)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataFileError(f"{archive}: cannot be extracted as a .tar.gz archive ({error})") from None

@@ -308,11 +308,16 @@ def _cifar_folder(info, directory):
 
 def _read_cifar(info, folder):
     def split(names):
-        parts = [cifar.read_records(os.path.join(folder, name), info.label_bytes, info.num_classes,
-                                    info.records_per_file[name]) for name in names]
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([images for images, _ in parts]), np.concatenate([labels for _, labels in parts])
+        paths = [os.path.join(folder, name) for name in names]
+        counts = [cifar.record_count(path, info.label_bytes, info.records_per_file[name])
+                  for path, name in zip(paths, names)]
+        images, labels = np.empty((sum(counts),) + cifar.SHAPE, np.uint8), np.empty(sum(counts), np.int64)
+        start = 0
+        for path, name, count in zip(paths, names, counts):
+            cifar.read_records(path, info.label_bytes, info.num_classes, info.records_per_file[name],
+                               images[start:start + count], labels[start:start + count])
+            start += count
+        return images, labels
 
     train_images, train_labels = split(info.train_files)
     test_images, test_labels = split(info.test_files)

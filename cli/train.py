@@ -9,7 +9,7 @@ import click
 
 from nbconv import checkpoint, jit_warmup, models
 from nbconv.data import describe
-from nbconv.optim import SCHEDULES
+from nbconv.optim import DECAY_ON, SCHEDULES
 from nbconv.train import TrainConfig, TrainingDiverged, build_for_dataset, check_outputs, fit, make_optimizer
 
 from .common import (configure_cpu, data_dir_option, dataset_option, device_option, load_data,
@@ -40,6 +40,9 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
 @click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option("--decay-on", type=click.Choice(DECAY_ON), default="all", show_default=True,
+              help="Weight decay on all parameters (as PyTorch), or only on weights: conv and fc weights, not "
+                   "biases or batch-norm scales and shifts.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD).")
@@ -57,8 +60,8 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue training from this checkpoint (its model, optimizer and history).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
-def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, nesterov, augment, flip,
-          seed, data_dir, dataset, out, threads, resume, limit):
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule, nesterov, augment,
+          flip, seed, data_dir, dataset, out, threads, resume, limit):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     device = resolve_device(device)
     configure_cpu(threads)
@@ -80,7 +83,8 @@ def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_dec
                                      param_hint="--nesterov")
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                             schedule=schedule, augment=augment, seed=seed, nesterov=nesterov, flip=flip)
+                             schedule=schedule, augment=augment, seed=seed, nesterov=nesterov, flip=flip,
+                             decay_on=decay_on)
         info = describe(config.dataset)
         input_shape = info.shape
         data = load_data_in_background(config.dataset, data_dir, input_shape)

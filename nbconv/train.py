@@ -40,6 +40,7 @@ class TrainConfig:
     nesterov: bool = False
     flip: bool = None
     class_names: list = None
+    decay_on: str = "all"  # weight decay on "all" parameters, or only on "weights" (not biases, batch-norm)
 
     def __post_init__(self):
         from .data import describe
@@ -68,8 +69,8 @@ def make_optimizer(config, parameters):
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
     if config.optimizer == "sgd":
         return OPTIMIZERS["sgd"](parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                                 nesterov=config.nesterov)
-    return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay)
+                                 nesterov=config.nesterov, decay_on=config.decay_on)
+    return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay, decay_on=config.decay_on)
 
 
 def build_for_dataset(spec, info, seed=0):

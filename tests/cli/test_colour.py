@@ -35,12 +35,14 @@ def test_synthetic_colour_train_eval_resume_visualize(tmp_path):
     runner = CliRunner()
     out = str(tmp_path / "colour.npz")
     result = runner.invoke(app, ["train", SPEC, "--dataset", SYNTHETIC, "--epochs", "1", "--batch-size", "32",
-                                 "--nesterov", "--flip", "--augment", "2", "--out", out, "--device", "cpu"])
+                                 "--nesterov", "--flip", "--augment", "2", "--decay-on", "weights", "--out", out,
+                                 "--device", "cpu"])
     assert result.exit_code == 0, result.output
     state = checkpoint.load(out)
     assert state.input_shape == (3, 16, 16)
     assert state.config["mean"] == [0.5] * 3 and state.config["class_names"] == ["0", "1", "2", "3"]
     assert state.config["nesterov"] is True and state.config["flip"] is True and state.config["augment"] == 2
+    assert state.config["decay_on"] == "weights"
 
     report = json.loads(runner.invoke(app, ["eval", out, "--json"]).output)
     assert report["n"] == 64 and report["classes"] == ["0", "1", "2", "3"]

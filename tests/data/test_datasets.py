@@ -166,7 +166,7 @@ def test_a_trickling_server_fails_by_the_deadline_and_leaves_nothing(isolated):
         started = time.monotonic()
         with pytest.raises(download.DownloadError, match="deadline"):
             download.download_file(server.url + "slow.gz", destination, {"0" * 32}, connect_timeout=5, deadline=1.0)
-        assert time.monotonic() - started < 1.0 + 0.5
+        assert time.monotonic() - started < 3.0  # the whole body would take 8 s
     assert os.listdir(isolated / "data") == []
 
 

@@ -8,8 +8,8 @@ from nbconv import backend
 
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Backend (default: $NBCONV_DEVICE, else auto: CUDA when usable, else CPU).")
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                               help="Directory holding the dataset's IDX files (default: $NBCONV_DATA_DIR, "
+data_dir_option = click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
+                               help="Existing directory holding the dataset's files (default: $NBCONV_DATA_DIR, "
                                     "then the per-user cache, downloading when missing).")
 threads_option = click.option("--threads", type=click.IntRange(1), default=None,
                               help="CPU threads for the kernels (default: all cores).")
@@ -33,22 +33,47 @@ def configure_cpu(threads):
     numba.set_num_threads(threads)
 
 
-def load_data(dataset, data_dir):
+class DatasetName(click.ParamType):
+    """mnist, fashion-mnist, cifar10, cifar100 or synthetic:CxHxW:K[:TRAIN[:TEST]]."""
+    name = "DATASET"
+
+    def convert(self, value, param, ctx):
+        from nbconv.data import describe
+        try:
+            return describe(value).name
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+dataset_option = click.option(
+    "--dataset", type=DatasetName(), default="mnist", show_default=True,
+    help="mnist, fashion-mnist, cifar10, cifar100, or synthetic:CxHxW:CLASSES[:TRAIN[:TEST]] "
+         "(e.g. synthetic:3x32x32:10).")
+
+
+def load_data(dataset, data_dir, input_shape=None):
+    """The dataset's Splits, or a one-line error: missing, damaged, or (input_shape (C, H, W) given) of
+    images another size than a model's input."""
     from nbconv import data
     try:
-        return data.load(dataset, data_dir, echo=click.echo)
-    except (data.DataUnavailableError, data.IDXError) as error:
+        splits = data.load(dataset, data_dir, echo=click.echo)
+    except (data.DataUnavailableError, data.DataFileError, ValueError) as error:
         raise click.ClickException(str(error))
+    found = tuple(splits.train_images.shape[1:])
+    if input_shape is not None and found != tuple(input_shape):
+        raise click.ClickException(f"{dataset} images are {'x'.join(map(str, found))}, the model takes "
+                                   f"{'x'.join(map(str, input_shape))}")
+    return splits
 
 
-def load_data_in_background(dataset, data_dir):
+def load_data_in_background(dataset, data_dir, input_shape=None):
     """Start load_data on a daemon thread (decompressing the IDX files releases the GIL, so it overlaps
     with building the model); returns a function that waits for the data and returns it, or raises."""
     outcome = {}
 
     def work():
         try:
-            outcome["splits"] = load_data(dataset, data_dir)
+            outcome["splits"] = load_data(dataset, data_dir, input_shape)
         except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = error
 

@@ -3,27 +3,23 @@ import json
 
 import click
 
-import numpy as np
-
-from nbconv import backend, checkpoint
-from nbconv.train import TrainConfig, confusion_matrix, predict
+from nbconv import checkpoint
+from nbconv.train import TrainConfig, check_outputs, confusion_matrix, predict
 
 from .common import data_dir_option, device_option, load_data, resolve_device
 
 
-def check_fits_data(state, splits):
-    """A clear error unless the checkpoint's model takes the dataset's images and scores all its classes."""
-    image_shape = splits.test_images.shape[1:]
-    image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
+def check_fits_data(state, splits, classes):
+    """A clear error unless the checkpoint's model takes the dataset's images and gives one score for each of
+    its `classes` classes."""
+    image_shape = tuple(splits.test_images.shape[1:])
     if tuple(state.input_shape) != image_shape:
         raise click.ClickException(f"{state.path}: the model takes inputs of shape {tuple(state.input_shape)}, "
                                    f"but the dataset's images are {image_shape}")
-    classes = int(max(splits.train_labels.max(initial=0), splits.test_labels.max(initial=0))) + 1
-    state.model.eval()
-    scores = state.model.forward(np.zeros((1,) + image_shape, state.model.parameters()[0].value.dtype))
-    if scores.ndim != 2 or scores.shape[1] < classes:
-        raise click.ClickException(f"{state.path}: the model's output has shape {scores.shape[1:]} per image; "
-                                   f"scoring {classes} classes needs ({classes},)")
+    try:
+        check_outputs(state.model, state.input_shape, classes, state.config.get("dataset", "the dataset"))
+    except ValueError as error:
+        raise click.ClickException(f"{state.path}: {error}")
 
 
 @click.command(name="eval")
@@ -39,21 +35,23 @@ def evaluate(checkpoint_path, data_dir, device, as_json):
     except ValueError as error:
         raise click.ClickException(str(error))
     config = TrainConfig(**state.config) if state.config else TrainConfig()
-    splits = load_data(config.dataset, data_dir)
-    check_fits_data(state, splits)
+    splits = load_data(config.dataset, data_dir, state.input_shape)
+    names = list(config.class_names or splits.class_names)
+    check_fits_data(state, splits, len(names))
     model = state.model.to(device)
     predictions = predict(model, splits.test_images, config.mean, config.std, device)
-    matrix = confusion_matrix(splits.test_labels, predictions, classes=int(backend.to_host(
-        model.parameters()[-1].value).shape[0]))
+    matrix = confusion_matrix(splits.test_labels, predictions, classes=len(names))
     correct = int((predictions == splits.test_labels).sum())
     n = len(predictions)
     if as_json:
         click.echo(json.dumps({"accuracy": correct / n, "n": n, "correct": correct, "dataset": config.dataset,
                                "source": splits.source, "checkpoint": checkpoint_path, "device": device,
-                               "confusion_matrix": matrix.tolist()}))
+                               "classes": [str(name) for name in names], "confusion_matrix": matrix.tolist()}))
         return
     click.echo(f"{checkpoint_path}: test accuracy {100 * correct / n:.2f}% ({correct:,}/{n:,}) on {config.dataset} "
                f"from {splits.source}")
+    if [str(name) for name in names] != [str(k) for k in range(len(names))]:
+        click.echo("classes: " + ", ".join(f"{k} {name}" for k, name in enumerate(names)))
     click.echo("confusion matrix (rows: true class, columns: predicted)")
     click.echo("      " + "".join(f"{k:>6}" for k in range(matrix.shape[1])))
     for k, row in enumerate(matrix):

@@ -7,11 +7,13 @@ import time
 import click
 
 from nbconv import checkpoint, distributed, files, jit_warmup, models
-from nbconv.optim import SCHEDULES
-from nbconv.train import TrainConfig, TrainingDiverged, TrainingInterrupted, fit, make_optimizer
+from nbconv.data import describe
+from nbconv.optim import DECAY_ON, SCHEDULES
+from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset, check_outputs, fit,
+                          make_optimizer)
 
-from .common import (FiniteFloat, configure_cpu, data_dir_option, device_option, load_data, load_data_in_background,
-                     resolve_device, seed_option, threads_option)
+from .common import (FiniteFloat, configure_cpu, data_dir_option, dataset_option, device_option, load_data,
+                     load_data_in_background, resolve_device, seed_option, threads_option)
 from .evaluate import check_fits_data
 from .interrupts import StopAtStepBoundary, one_line_on_interrupt
 
@@ -25,6 +27,8 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
   nbconv train lenet1 --epochs 3 --optimizer adam
   nbconv train pattern:n=2,m=2,k=1 --device cuda
   nbconv train "[[conv16k3p1,relu]*2,maxpool2]*2,[fc64,relu]*1,fc10"
+  nbconv train "[conv32k3p1,relu,maxpool2]*3,fc10" --dataset cifar10 --nesterov
+  nbconv train resnet20 --dataset cifar10
   nbconv train --resume runs/lenet5.npz --epochs 8
   mpiexec -n 4 nbconv train lenet       # 4 processes, one model; --batch-size stays the global batch
 """
@@ -48,13 +52,20 @@ def check_out(out):
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
 @click.option("--momentum", type=FiniteFloat(0, 1), default=0.9, show_default=True, help="SGD momentum.")
 @click.option("--weight-decay", type=FiniteFloat(min=0), default=5e-4, show_default=True)
+@click.option("--decay-on", type=click.Choice(DECAY_ON), default="all", show_default=True,
+              help="Weight decay on all parameters (as PyTorch), or only on weights: conv and fc weights, not "
+                   "biases or batch-norm scales and shifts.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule over the epochs.")
-@click.option("--augment", type=click.IntRange(0, 8), default=1, show_default=True,
-              help="Shift training images randomly by up to this many pixels (0: no augmentation).")
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (SGD).")
+@click.option("--augment", type=click.IntRange(0, 8), default=None,
+              help="Shift training images randomly by up to this many pixels, the same as a random crop of the "
+                   "image padded by as many (0: none; default: MNIST 1, CIFAR 4, synthetic 0).")
+@click.option("--flip/--no-flip", default=None,
+              help="Mirror training images left to right at random (default: on for CIFAR).")
 @seed_option
 @data_dir_option
-@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@dataset_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file (default: runs/MODEL.npz, or the --resume file).")
 @threads_option
@@ -64,13 +75,13 @@ def check_out(out):
 @click.option("--distributed", is_flag=True, default=False,
               help="Train data-parallel over MPI (implied when started by mpiexec with several processes).")
 @one_line_on_interrupt("interrupted before training started; nothing saved")
-def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed, data_dir,
-          dataset, out, threads, resume, limit, distributed):
+def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule, nesterov,
+          augment, flip, seed, data_dir, dataset, out, threads, resume, limit, distributed):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
     world = connect_world(distributed)
     with world.guard():
-        train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment,
-                 seed, data_dir, dataset, out, threads, resume, limit)
+        train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
+                 nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit)
 
 
 def connect_world(forced):
@@ -84,8 +95,8 @@ def connect_world(forced):
     return world
 
 
-def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, augment, seed,
-             data_dir, dataset, out, threads, resume, limit):
+def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
+             nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit):
     device = resolve_device(device)
     if device == "cuda" and world.distributed:
         distributed.select_local_device(world)
@@ -102,6 +113,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         config = TrainConfig(**state.config)
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history
+        input_shape = state.input_shape
         out = out or resume
         if world.is_root:
             check_out(out)
@@ -110,35 +122,48 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     else:
         if model is None:
             raise click.UsageError("give a MODEL to train (e.g. lenet) or --resume CHECKPOINT")
+        if nesterov and (optimizer != "sgd" or momentum <= 0):
+            raise click.BadParameter("Nesterov momentum needs --optimizer sgd and --momentum > 0",
+                                     param_hint="--nesterov")
         config = TrainConfig(model=model, dataset=dataset, epochs=epochs or 5, batch_size=batch_size,
                              optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                             schedule=schedule, augment=augment, seed=seed)
+                             schedule=schedule, augment=augment, seed=seed, nesterov=nesterov, flip=flip,
+                             decay_on=decay_on)
+        info = describe(config.dataset)
+        input_shape = info.shape
         name = models.ALIASES.get(model.lower(), model.lower())
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
         if world.is_root:
             check_out(out)
-            data = load_data_in_background(config.dataset, data_dir)  # the other processes load after rank 0,
+            data = load_data_in_background(config.dataset, data_dir, input_shape)  # the others load after rank 0,
             helper = jit_warmup.start(model, device)  # which may have to download the data; on a cold JIT cache
         try:
-            net = models.build(model, input_shape=(1, 28, 28), seed=seed)
+            net = build_for_dataset(model, info, seed)
         except ValueError as error:
             jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")
         history = []
     try:
         if world.is_root:
-            splits = data() if data else load_data(config.dataset, data_dir)
+            splits = data() if data else load_data(config.dataset, data_dir, input_shape)
         world.barrier()
         if not world.is_root:
-            splits = load_data(config.dataset, data_dir)
+            splits = load_data(config.dataset, data_dir, input_shape)
+        if not resume:
+            check_outputs(net, input_shape, len(config.class_names or splits.class_names), config.dataset)
+    except ValueError as error:
+        jit_warmup.stop(helper)
+        raise click.ClickException(str(error))
     except BaseException:
         jit_warmup.stop(helper)
         raise
+    if splits.class_names and not resume:
+        config.class_names = list(splits.class_names)
     jit_warmup.finish(helper, config)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
     if resume:
-        check_fits_data(state, splits)
+        check_fits_data(state, splits, len(config.class_names or splits.class_names))
     position = state.position if resume else None
     if position and position["train_images"] != len(splits.train_images):
         raise click.ClickException(f"{resume} stopped inside epoch {position['epoch'] + 1} of a run over "
@@ -162,7 +187,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     def save(history_so_far, position=None):
         finished["history"] = list(history_so_far)
         if world.is_root:
-            checkpoint.save(out, net, (1, 28, 28), opt, config.as_dict(), finished["history"], position)
+            checkpoint.save(out, net, input_shape, opt, config.as_dict(), finished["history"], position)
 
     def kept():
         if finished["history"] and os.path.exists(out):

@@ -101,6 +101,8 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
             if what == "class":
                 result = viz.class_images(model, chosen or None, **options)
                 labels = chosen or list(range(len(result.images)))
+                names = config.class_names or []
+                labels = [names[c] if c < len(names) else c for c in labels]
             else:
                 layer = layer or first_conv_layer(model)
                 if not chosen:

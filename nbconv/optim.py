@@ -29,6 +29,14 @@ class Optimizer:
             self.state[index] = [backend.zeros((value.size,), value.dtype, where) for _ in self.slots]
         return self.state[index]
 
+    # weight_decay applies to every parameter (PyTorch's default), or with decay_on="weights" only to those
+    # of two or more dimensions (convolution and fully connected weights), not to biases and batch-norm scales
+    # and shifts, which have one.
+    decay_on = "all"
+
+    def _decay_for(self, parameter):
+        return self.weight_decay if self.decay_on == "all" or len(parameter.shape) > 1 else 0.0
+
     def step(self):
         """Apply one update from each parameter's .grad."""
         self.step_count += 1
@@ -37,7 +45,7 @@ class Optimizer:
                 continue
             kernels = backend.kernels(backend.backend_of(parameter.value))
             self._update(kernels, backend.flat(parameter.value), backend.flat(backend.contiguous(parameter.grad)),
-                         self._slots_for(index))
+                         self._slots_for(index), self._decay_for(parameter))
 
     def state_dict(self):
         state = {"type": type(self).__name__, "lr": self.lr, "step_count": self.step_count}
@@ -68,28 +76,39 @@ class SGD(Optimizer):
     """SGD with optional momentum, Nesterov momentum and L2 weight decay (PyTorch's update rule)."""
     slots = ("velocity",)
 
-    def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False, decay_on="all"):
         super().__init__(parameters, lr)
         if nesterov and momentum <= 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
+        self.decay_on = _check_decay_on(decay_on)
 
-    def _update(self, kernels, param, grad, slots):
-        kernels.sgd_update(param, grad, slots[0], self.lr, self.momentum, self.weight_decay, int(self.nesterov))
+    def _update(self, kernels, param, grad, slots, weight_decay):
+        kernels.sgd_update(param, grad, slots[0], self.lr, self.momentum, weight_decay, int(self.nesterov))
 
 
 class Adam(Optimizer):
     """Adam with bias correction and L2 weight decay folded into the gradient (PyTorch's Adam)."""
     slots = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay_on="all"):
         super().__init__(parameters, lr)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
+        self.decay_on = _check_decay_on(decay_on)
 
-    def _update(self, kernels, param, grad, slots):
+    def _update(self, kernels, param, grad, slots, weight_decay):
         kernels.adam_update(param, grad, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps,
-                            self.weight_decay, self.step_count)
+                            weight_decay, self.step_count)
+
+
+DECAY_ON = ("all", "weights")
+
+
+def _check_decay_on(decay_on):
+    if decay_on not in DECAY_ON:
+        raise ValueError(f"decay_on must be one of {', '.join(DECAY_ON)}, got {decay_on!r}")
+    return decay_on
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -8,12 +8,10 @@ import numpy as np
 
 from . import backend
 from . import functional as F
+from .data.batch import channel_constants, shifted_batch
 from .distributed import SINGLE
-from .data.batch import shifted_batch
 from .optim import OPTIMIZERS, make_schedule
 
-# per-dataset pixel mean and standard deviation (of pixel / 255), as commonly used
-NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
 
@@ -38,6 +36,10 @@ def non_finite_parameters(model):
 
 @dataclass
 class TrainConfig:
+    """What a run trains on and how. Fields left None take the dataset's defaults (nbconv.data.describe):
+    mean/std (per channel, of pixel/255; a number for one-channel datasets), augment (random shift in
+    pixels: MNIST 1, CIFAR 4, the standard random crop of the image padded by 4), flip (random horizontal
+    flip: CIFAR), class_names."""
     model: str = "lenet5"
     dataset: str = "mnist"
     epochs: int = 5
@@ -47,17 +49,32 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
-    augment: int = 1  # random shifts of up to 1 pixel: 99.17-99.23% on 3 seeds, against 98.98-99.11% without
+    augment: int = None  # MNIST: shifts of up to 1 pixel: 99.17-99.23% on 3 seeds, against 98.98-99.11% without
     seed: int = 0
-    mean: float = field(default=None)
-    std: float = field(default=None)
+    mean: object = field(default=None)
+    std: object = field(default=None)
+    nesterov: bool = False
+    flip: bool = None
+    class_names: list = None
+    decay_on: str = "all"  # weight decay on "all" parameters, or only on "weights" (not biases, batch-norm)
 
     def __post_init__(self):
+        from .data import describe
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
-        mean, std = NORMALIZATION.get(self.dataset, (0.5, 0.5))
-        self.mean = mean if self.mean is None else self.mean
-        self.std = std if self.std is None else self.std
+        try:
+            info = describe(self.dataset)
+        except ValueError:
+            info = None
+        if info is None:
+            defaults = (0.5, 0.5, 0, False, None)
+        else:
+            one = len(info.mean) == 1  # one channel: plain numbers, as checkpoints always held them
+            defaults = (info.mean[0] if one else list(info.mean), info.std[0] if one else list(info.std),
+                        info.augment, info.flip, list(info.class_names))
+        for name, default in zip(("mean", "std", "augment", "flip", "class_names"), defaults):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
 
     def as_dict(self):
         return asdict(self)
@@ -67,28 +84,52 @@ def make_optimizer(config, parameters):
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
     if config.optimizer == "sgd":
-        return OPTIMIZERS["sgd"](parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return OPTIMIZERS["sgd"](parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                 nesterov=config.nesterov, decay_on=config.decay_on)
+    return OPTIMIZERS["adam"](parameters, lr=config.lr, weight_decay=config.weight_decay, decay_on=config.decay_on)
+
+
+def build_for_dataset(spec, info, seed=0):
+    """models.build for a dataset (an nbconv.data.describe result): its input shape, and its class count
+    for the named architectures that take one."""
+    import inspect
+
+    from . import models
+    options = {"num_classes": info.num_classes} if "num_classes" in inspect.signature(models.build).parameters else {}
+    return models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
+
+
+def check_outputs(model, input_shape, classes, dataset):
+    """ValueError unless the model gives one score per class of the dataset for inputs of input_shape."""
+    dtype = model.parameters()[0].value.dtype if model.parameters() else np.float32
+    model.eval()
+    outputs = backend.to_host(model.forward(np.zeros((1,) + tuple(input_shape), dtype))).shape
+    if len(outputs) != 2 or outputs[1] != classes:
+        raise ValueError(f"the model's output is {'x'.join(map(str, outputs[1:]))} per image, {dataset} has "
+                         f"{classes} classes: end the model with fc{classes}")
 
 
 def normalize(images, mean, std, dtype=np.float32):
-    """uint8 images (N, H, W) -> (N, 1, H, W) floats, (pixel/255 - mean) / std."""
-    scaled = images.astype(dtype) * dtype(1.0 / (255.0 * std)) - dtype(mean / std)
-    return scaled.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
+    """uint8 images (N, C, H, W) (or (N, H, W): C = 1) -> (N, C, H, W) floats, (pixel/255 - mean) / std per
+    channel (mean, std: numbers or one per channel)."""
+    if images.ndim == 3:
+        images = images.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
+    scale, shift = channel_constants(mean, std, images.shape[1], dtype)
+    return images.astype(dtype) * scale[:, None, None] - shift[:, None, None]
 
 
 def shift_augment(images, max_shift, rng):
-    """Each uint8 image (N, H, W) moved by a random whole-pixel offset in [-max_shift, max_shift] per axis,
-    zero-filled where it moves in from outside."""
-    N, H, W = images.shape
-    padded = np.zeros((N, H + 2 * max_shift, W + 2 * max_shift), images.dtype)
-    padded[:, max_shift:max_shift + H, max_shift:max_shift + W] = images
+    """Each uint8 image (N, H, W) or (N, C, H, W) moved by a random whole-pixel offset in [-max_shift,
+    max_shift] per axis, zero-filled where it moves in from outside."""
+    N, H, W = images.shape[0], images.shape[-2], images.shape[-1]
+    padded = np.zeros(images.shape[:-2] + (H + 2 * max_shift, W + 2 * max_shift), images.dtype)
+    padded[..., max_shift:max_shift + H, max_shift:max_shift + W] = images
     offsets = rng.integers(0, 2 * max_shift + 1, (N, 2))
     shifted = np.empty_like(images)
     for dy in range(2 * max_shift + 1):  # one slice copy per offset: 3x faster than a gather per pixel
         for dx in range(2 * max_shift + 1):
             chosen = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
-            shifted[chosen] = padded[chosen, dy:dy + H, dx:dx + W]
+            shifted[chosen] = padded[chosen, ..., dy:dy + H, dx:dx + W]
     return shifted
 
 
@@ -147,16 +188,18 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
             chosen = order[start:start + config.batch_size]
             shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
                       else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
+            flips = rng.integers(0, 2, len(chosen)).astype(bool) if config.flip else None
             if step < done["step"]:
-                continue  # done before an interruption
+                continue  # done before an interruption (its random draws replayed above)
             if schedule is not None:
                 schedule.set_epoch(epoch + start / len(images))
             mine, shifts = world.shard(chosen), world.shard(shifts)  # this process's part of the global batch
+            flips = None if flips is None else world.shard(flips)
             batch_labels = labels[mine]
             loss, grad_logits, hits = 0.0, None, 0
             if len(mine):
                 batch = backend.transfer(shifted_batch(images, mine, shifts, config.augment, config.mean, config.std,
-                                                       dtype), device)
+                                                       dtype, flips), device)
                 logits = model.forward(batch)
                 loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
                 hits = int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())

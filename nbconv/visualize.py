@@ -52,11 +52,21 @@ def _objective_and_grad(output, channels):
     return values, grad
 
 
+def _per_channel(values, name, channels):
+    """mean or std as an array broadcasting over (K, C, H, W): a number, or one value per channel."""
+    array = np.asarray(values, np.float64).reshape(-1)
+    if array.size not in (1, channels):
+        raise ValueError(f"{name} must be a number or {channels} values (one per input channel), got {array.size}")
+    return array.reshape(-1, 1, 1)
+
+
 def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0, steps=100, lr=0.05,
              l2_decay=1e-4, jitter=1, clip=True, seed=0, device="cpu"):
     """Gradient ascent on the input for each channel in `channels` of layer `layer` (class scores when
-    `layer` is the last layer). Returns an AscentResult. mean/std: the model's input normalisation."""
+    `layer` is the last layer). Returns an AscentResult. mean/std: the model's input normalisation, a
+    number or one value per input channel (of pixel values in [0, 1])."""
     channels = [int(c) for c in channels]
+    mean, std = _per_channel(mean, "mean", input_shape[0]), _per_channel(std, "std", input_shape[0])
     _check_target(model, layer, channels, input_shape)
     model.eval()
     rng = np.random.default_rng(seed)
@@ -102,28 +112,32 @@ def _pillow():
 
 
 def grid_image(tiles, columns=None, scale=4, padding=2, labels=None, normalize_each=True):
-    """A PIL image of tiles (K, H, W) (or (K, 1, H, W)) in a grid, each tile scaled to [0, 255],
-    magnified `scale` times, with an optional caption above each."""
+    """A PIL image of tiles (K, H, W) or (K, C, H, W) in a grid, each tile scaled to [0, 255], magnified
+    `scale` times, with an optional caption above each. Three channels are drawn in colour (red, green,
+    blue, scaled together), one in grey; other counts as the grey mean of their channels."""
     Image, ImageDraw = _pillow()
     tiles = np.asarray(tiles, dtype=np.float64)
     if tiles.ndim == 4:
-        tiles = tiles.mean(axis=1) if tiles.shape[1] != 1 else tiles[:, 0]
-    count, height, width = tiles.shape
+        tiles = tiles.transpose(0, 2, 3, 1) if tiles.shape[1] == 3 else \
+            tiles.mean(axis=1) if tiles.shape[1] != 1 else tiles[:, 0]
+    colour = tiles.ndim == 4
+    mode, background, ink = ("RGB", (40, 40, 40), (255, 255, 255)) if colour else ("L", 40, 255)
+    count, height, width = tiles.shape[:3]
     columns = columns or int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / columns))
     caption = 12 if labels else 0
     cell_h, cell_w = height * scale + padding + caption, width * scale + padding
-    canvas = Image.new("L", (columns * cell_w + padding, rows * cell_h + padding), color=40)
+    canvas = Image.new(mode, (columns * cell_w + padding, rows * cell_h + padding), color=background)
     draw = ImageDraw.Draw(canvas)
     low_all, high_all = tiles.min(), tiles.max()
     for k in range(count):
         low, high = (tiles[k].min(), tiles[k].max()) if normalize_each else (low_all, high_all)
         pixels = np.uint8(np.round(255 * (tiles[k] - low) / max(high - low, 1e-12)))
-        tile = Image.fromarray(pixels, "L").resize((width * scale, height * scale), Image.NEAREST)
+        tile = Image.fromarray(pixels, mode).resize((width * scale, height * scale), Image.NEAREST)
         row, column = divmod(k, columns)
         x0, y0 = padding + column * cell_w, padding + row * cell_h
         if labels:
-            draw.text((x0, y0), str(labels[k]), fill=255)
+            draw.text((x0, y0), str(labels[k]), fill=ink)
         canvas.paste(tile, (x0, y0 + caption))
     return canvas
 

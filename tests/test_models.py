@@ -104,3 +104,102 @@ def test_compiled_training_batch_equals_shift_augment_then_normalize(max_shift, 
     np.testing.assert_array_equal(shifted_batch(images, chosen, shifts, max_shift, 0.13, 0.31), expected)
     with pytest.raises(IndexError, match="chosen"):
         shifted_batch(images, np.array([30]), np.zeros((1, 2)), 0, 0.13, 0.31)
+
+
+@pytest.mark.parametrize("max_shift", [0, 4])
+def test_compiled_colour_batch_equals_crop_flip_then_per_channel_normalize(max_shift, rng):
+    """Per-channel mean/std, a shift of up to max_shift (a random crop of the image zero-padded by
+    max_shift) and a horizontal flip, against numpy: pad, crop, mirror, normalise in float64."""
+    from nbconv.data.batch import shifted_batch
+    images = rng.integers(0, 256, (25, 3, 9, 7)).astype(np.uint8)
+    chosen = rng.permutation(25)[:13]
+    offsets = rng.integers(0, 2 * max_shift + 1, (13, 2))
+    flips = rng.integers(0, 2, 13).astype(bool)
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    got = shifted_batch(images, chosen, offsets, max_shift, mean, std, np.float64, flips)
+    padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+    for k, index in enumerate(chosen):
+        dy, dx = offsets[k]
+        crop = padded[index, :, dy:dy + 9, dx:dx + 7].astype(np.float64)
+        if flips[k]:
+            crop = crop[:, :, ::-1]
+        expected = (crop / 255.0 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+        np.testing.assert_allclose(got[k], expected, rtol=1e-12, atol=1e-12)
+    assert flips.any() and not flips.all()
+    from nbconv.train import normalize
+    np.testing.assert_array_equal(shifted_batch(images, chosen, np.full((13, 2), max_shift), max_shift, mean, std),
+                                  normalize(images[chosen], mean, std))
+    with pytest.raises(ValueError, match="one per channel"):
+        shifted_batch(images, chosen, offsets, max_shift, (0.5, 0.5), std)
+    with pytest.raises(ValueError, match="offsets must be in"):
+        shifted_batch(images, chosen, offsets + 2 * max_shift + 1, max_shift, mean, std)
+
+
+def test_training_on_synthetic_colour_images_raises_accuracy():
+    from nbconv import data
+    splits = data.load("synthetic:3x12x12:4:600:200")
+    config = TrainConfig(model="conv8k3p1,relu,maxpool2,conv8k3p1,relu,maxpool2,fc4",
+                         dataset="synthetic:3x12x12:4:600:200", epochs=2, batch_size=32, lr=0.05, flip=True, augment=1)
+    assert config.mean == [0.5, 0.5, 0.5] and config.class_names == ["0", "1", "2", "3"]
+    model = models.build(config.model, input_shape=(3, 12, 12))
+    history = fit(model, make_optimizer(config, model.parameters()), splits, config, echo=lambda *a, **k: None,
+                  echo_progress=False)
+    assert history[0]["test_accuracy"] > 0.5 and history[-1]["test_accuracy"] > 0.8
+
+
+def test_shifts_wider_than_the_image_give_padding_only(rng):
+    from nbconv.data.batch import shifted_batch
+    images = rng.integers(0, 256, (4, 2, 3, 2)).astype(np.uint8)
+    offsets = np.array([[0, 0], [16, 16], [0, 16], [8, 0]])
+    got = shifted_batch(images, np.arange(4), offsets, 8, (0.5, 0.2), (0.25, 0.5), np.float64, [True, False, True, False])
+    np.testing.assert_array_equal(got[:, 0], np.full((4, 3, 2), -2.0))
+    np.testing.assert_array_equal(got[:, 1], np.full((4, 3, 2), -0.4))
+
+
+def test_models_are_built_for_the_dataset_and_must_score_its_classes(monkeypatch):
+    from nbconv.data import describe
+    from nbconv.train import build_for_dataset, check_outputs
+    model = build_for_dataset("conv4k3,relu,fc10", describe("cifar10"))
+    assert model.forward(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
+    check_outputs(model, (3, 32, 32), 10, "cifar10")
+    with pytest.raises(ValueError, match="cifar100 has 100 classes: end the model with fc100"):
+        check_outputs(model, (3, 32, 32), 100, "cifar100")
+    seen = {}
+
+    def build_with_classes(spec, input_shape=(1, 28, 28), num_classes=10, seed=0):  # a named-architecture build
+        seen.update(spec=spec, input_shape=input_shape, num_classes=num_classes)
+        return "built"
+
+    monkeypatch.setattr(models, "build", build_with_classes)
+    assert build_for_dataset("resnet20", describe("cifar100")) == "built"
+    assert seen == {"spec": "resnet20", "input_shape": (3, 32, 32), "num_classes": 100}
+
+
+def test_batch_pipeline_on_random_shapes_shifts_and_flips():
+    """Any image size (odd ones included), channel count, shift (wider than the image too) and flips: the
+    compiled batch equals pad-crop-mirror-normalise in numpy."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from nbconv.data.batch import shifted_batch
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(st.integers(1, 5), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(0, 10),
+                      st.integers(0, 2 ** 32 - 1))
+    def check(count, channels, height, width, max_shift, seed):
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (count + 2, channels, height, width)).astype(np.uint8)
+        chosen = rng.integers(0, count + 2, count)
+        offsets = rng.integers(0, 2 * max_shift + 1, (count, 2))
+        flips = rng.integers(0, 2, count).astype(bool)
+        mean, std = rng.uniform(0, 1, channels), rng.uniform(0.1, 1, channels)
+        got = shifted_batch(images, chosen, offsets, max_shift, mean, std, np.float64, flips)
+        padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+        for k, index in enumerate(chosen):
+            dy, dx = offsets[k]
+            crop = padded[index, :, dy:dy + height, dx:dx + width].astype(np.float64)
+            crop = crop[:, :, ::-1] if flips[k] else crop
+            np.testing.assert_allclose(got[k], (crop / 255 - mean[:, None, None]) / std[:, None, None],
+                                       rtol=1e-12, atol=1e-12)
+
+    check()

@@ -60,3 +60,59 @@ def test_schedules():
     assert cosine.lr_at(0) == 1.0 and cosine.lr_at(2) == pytest.approx(0.5) and cosine.lr_at(4) == pytest.approx(0)
     cosine.set_epoch(2)
     assert optimizer.lr == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_sgd_matches_torch_optim_sgd(nesterov, device, rng):
+    """nbconv's SGD (CPU kernel, and the CUDA kernel under the simulator where no GPU is present) against
+    torch.optim.SGD itself, in float64, over several steps."""
+    torch = pytest.importorskip("torch")
+    from nbconv import backend
+    lr, momentum, decay = 0.05, 0.9, 0.01
+    start = rng.standard_normal(7)
+    grads = [rng.standard_normal(7) for _ in range(5)]
+    parameter = Parameter(backend.transfer(start.copy(), device))
+    optimizer = SGD([parameter], lr=lr, momentum=momentum, weight_decay=decay, nesterov=nesterov)
+    reference = torch.nn.Parameter(torch.tensor(start.copy(), dtype=torch.float64))
+    torch_optimizer = torch.optim.SGD([reference], lr=lr, momentum=momentum, weight_decay=decay, nesterov=nesterov)
+    for grad in grads:
+        parameter.grad = backend.transfer(grad, device)
+        optimizer.step()
+        reference.grad = torch.tensor(grad, dtype=torch.float64)
+        torch_optimizer.step()
+        np.testing.assert_allclose(backend.to_host(parameter.value), reference.detach().numpy(), rtol=1e-12,
+                                   atol=1e-14)
+
+
+def test_nesterov_reaches_the_optimizer_from_the_config():
+    from nbconv.train import TrainConfig, make_optimizer
+    optimizer = make_optimizer(TrainConfig(nesterov=True), [Parameter(np.zeros(2))])
+    assert optimizer.nesterov and optimizer.momentum == 0.9
+    with pytest.raises(ValueError, match="nesterov"):
+        make_optimizer(TrainConfig(nesterov=True, momentum=0.0), [Parameter(np.zeros(2))])
+
+
+@pytest.mark.parametrize("optimizer_class", [SGD, Adam])
+def test_decay_on_weights_spares_biases_as_torch_parameter_groups_do(optimizer_class, rng):
+    """decay_on='weights': decay on parameters of 2+ dimensions only; against torch with the 1-D ones in a
+    parameter group of weight_decay 0 (skipped without torch)."""
+    torch = pytest.importorskip("torch")
+    weight, bias = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    ours = [Parameter(weight.copy()), Parameter(bias.copy())]
+    options = dict(lr=0.05, momentum=0.9, nesterov=True) if optimizer_class is SGD else dict(lr=0.05)
+    optimizer = optimizer_class(ours, weight_decay=0.1, decay_on="weights", **options)
+    theirs = [torch.nn.Parameter(torch.tensor(weight)), torch.nn.Parameter(torch.tensor(bias))]
+    torch_class = torch.optim.SGD if optimizer_class is SGD else torch.optim.Adam
+    reference = torch_class([{"params": [theirs[0]]}, {"params": [theirs[1]], "weight_decay": 0.0}], weight_decay=0.1,
+                            **options)
+    for _ in range(4):
+        grads = [rng.standard_normal((3, 4)), rng.standard_normal(3)]
+        for parameter, tensor, grad in zip(ours, theirs, grads):
+            parameter.grad, tensor.grad = grad, torch.tensor(grad)
+        optimizer.step()
+        reference.step()
+    for parameter, tensor in zip(ours, theirs):
+        np.testing.assert_allclose(parameter.value, tensor.detach().numpy(), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="decay_on must be one of all, weights"):
+        optimizer_class(ours, decay_on="biases")

@@ -80,3 +80,21 @@ def test_without_pillow_the_cli_names_the_extra(small_checkpoint, tmp_path, monk
     monkeypatch.setitem(sys.modules, "PIL", None)
     result = CliRunner().invoke(app, ["visualize", small_checkpoint, "history", "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 1 and "nbconv[viz]" in result.output
+
+
+def test_colour_models_ascend_with_per_channel_normalisation_and_draw_in_colour():
+    pytest.importorskip("PIL")
+    model = models.build("conv4k3,relu,maxpool2,fc3", input_shape=(3, 10, 10), seed=1)
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    result = visualize.class_images(model, input_shape=(3, 10, 10), mean=mean, std=std, steps=5, jitter=1)
+    assert result.images.shape == (3, 3, 10, 10) and np.all(result.objectives[-1] > result.objectives[0])
+    with pytest.raises(ValueError, match="3 values"):
+        visualize.maximize(model, "conv1", [0], input_shape=(3, 10, 10), mean=(0.5, 0.5), std=std)
+    tiles = np.zeros((2, 3, 4, 4))
+    tiles[0, 0] = 1.0  # all red
+    tiles[1, 2, :2] = 1.0  # blue on top, black below
+    image = visualize.grid_image(tiles, columns=2, scale=1, padding=0)
+    assert image.mode == "RGB" and image.size == (8, 4)
+    assert image.getpixel((0, 0)) == (255, 0, 0) and image.getpixel((4, 0)) == (0, 0, 255)
+    assert image.getpixel((4, 3)) == (0, 0, 0)
+    assert visualize.grid_image(tiles[:, :1], scale=1, padding=0).mode == "L"

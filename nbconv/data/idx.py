@@ -6,47 +6,90 @@ import zlib
 
 import numpy as np
 
+from .errors import DataFileError
+
 # IDX type codes -> big-endian numpy dtypes
 _TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _CODES = {dtype.newbyteorder("=").str: code for code, dtype in _TYPES.items()}
 
 
-class IDXError(ValueError):
+# Deflate cannot compress better than about 1032:1, so a .gz file whose header announces more than this
+# many times its own size is damaged or crafted; and no IDX file nbconv reads comes near this bound.
+MAX_DEFLATE_RATIO = 1032
+MAX_IDX_BYTES = 2 << 30
+
+
+class IDXError(DataFileError):
     """A file that is not a valid IDX file (bad magic number, dimensions or size)."""
 
 
-def _read_bytes(path):
-    """The file's bytes, decompressed when it is gzip-compressed. One gzip.decompress call, not a stream
-    read: it holds the GIL far less, so loading overlaps with other work (nbconv train builds the model
-    meanwhile)."""
+def _header_size(head):
+    """The IDX header's length in bytes from its first four bytes (magic number checked by the caller)."""
+    return 4 + 4 * head[3] if len(head) >= 4 else 4
+
+
+def _check_magic(path, head):
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
+        raise IDXError(f"{path}: not an IDX file (bad magic number {head[:4].hex() or 'none'})")
+
+
+def _declared(path, header):
+    """(dtype, shape, total bytes) an IDX header announces."""
+    dtype, ndim = _TYPES[header[2]], header[3]
+    if ndim == 0 or len(header) < 4 + 4 * ndim:
+        raise IDXError(f"{path}: IDX header announces {ndim} dimensions but the file ends after {len(header)} bytes")
+    shape = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
+    return dtype, shape, 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _read_gzip_bounded(path, compressed, max_bytes):
+    """Decompress an IDX .gz payload, never producing more than its IDX header declares (plus one byte,
+    to see trailing data): a gzip bomb fails after its header, not after filling memory."""
+    inflater = zlib.decompressobj(wbits=31)
+    head = inflater.decompress(compressed, 4)
+    _check_magic(path, head)
+    header_size = _header_size(head)
+    head += inflater.decompress(inflater.unconsumed_tail, header_size - len(head))
+    _, shape, expected = _declared(path, head)
+    if expected > max_bytes or expected > MAX_DEFLATE_RATIO * max(len(compressed), 1) + header_size:
+        raise IDXError(f"{path}: IDX header announces shape {shape} ({expected:,} bytes), more than "
+                       f"{'nbconv reads from one file' if expected > max_bytes else 'a file of this size can hold'}")
+    body = inflater.decompress(inflater.unconsumed_tail, expected - len(head) + 1)
+    data = head + body
+    if len(data) > expected:
+        raise IDXError(f"{path}: IDX shape {shape} needs {expected} bytes, the file holds more (trailing data)")
+    if not inflater.eof and len(data) == expected and inflater.decompress(inflater.unconsumed_tail, 1):
+        raise IDXError(f"{path}: IDX shape {shape} needs {expected} bytes, the file holds more (trailing data)")
+    if not inflater.eof and len(data) < expected:
+        raise IDXError(f"{path}: IDX shape {shape} needs {expected} bytes, the file holds {len(data)} (truncated)")
+    return data
+
+
+def _read_bytes(path, max_bytes=MAX_IDX_BYTES):
+    """The file's bytes, decompressed when it is gzip-compressed (bounded by the IDX header's size)."""
     with open(path, "rb") as handle:
         data = handle.read()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return _read_gzip_bounded(path, data, max_bytes) if data[:2] == b"\x1f\x8b" else data
 
 
-def read_idx(path):
+def read_idx(path, max_bytes=MAX_IDX_BYTES):
     """The array stored in an IDX file (optionally .gz), in native byte order.
 
-    Raises IDXError naming the file when the magic number, the dimensions or the size are wrong.
+    Raises IDXError naming the file when the magic number, the dimensions or the size are wrong, or when
+    the file would decompress to more than its header declares or than `max_bytes`.
     """
     path = os.fspath(path)
     try:
-        data = _read_bytes(path)
+        data = _read_bytes(path, max_bytes)
     except (OSError, EOFError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise IDXError(f"{path}: cannot be read as an IDX file ({error})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
-        raise IDXError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'none'})")
-    dtype, ndim = _TYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise IDXError(f"{path}: IDX header announces {ndim} dimensions but the file ends after {len(data)} bytes")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    _check_magic(path, data)
+    dtype, shape, expected = _declared(path, data)
     if len(data) != expected:
         raise IDXError(f"{path}: IDX shape {shape} needs {expected} bytes, the file holds {len(data)} "
                        f"({'truncated' if len(data) < expected else 'trailing data'})")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype, offset=_header_size(data)).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def write_idx(path, array):

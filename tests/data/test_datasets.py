@@ -4,11 +4,12 @@ import hashlib
 import http.server
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from nbconv.data import datasets
+from nbconv.data import DataFileError, datasets, download
 from nbconv.data.idx import read_idx, write_idx
 
 
@@ -28,9 +29,10 @@ def make_tiny_mnist(directory, n_train=64, n_test=32, seed=0):
 
 
 class _Server:
-    """Serves files from a dict {name: bytes}; `truncate` names files whose body is cut off mid-way."""
+    """Serves files from a dict {name: bytes}; `truncate` names files whose body is cut off mid-way,
+    `trickle` files sent one byte every `interval` seconds (for at most 40 bytes, then cut off)."""
 
-    def __init__(self, files, truncate=()):
+    def __init__(self, files, truncate=(), trickle=(), interval=0.25):
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,6 +46,15 @@ class _Server:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if name in trickle:
+                    for byte in body[:40]:
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(interval)
+                    return
                 self.wfile.write(body[:len(body) // 2] if name in truncate else body)
 
             def log_message(self, *args):
@@ -65,10 +76,11 @@ class _Server:
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No NBCONV_DATA_DIR and an empty per-user cache."""
+    """No NBCONV_DATA_DIR, an empty per-user cache, and an empty directory `data`."""
     monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
     monkeypatch.delenv(datasets.ENV_MIRRORS, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "data").mkdir()  # a --data-dir must exist: nbconv does not create it
     return tmp_path
 
 
@@ -90,7 +102,7 @@ def _quiet(*args, **kwargs):
 def test_files_found_in_data_dir_or_dataset_subdirectory(isolated, monkeypatch):
     make_tiny_mnist(str(isolated / "root" / "mnist"))
     splits = datasets.load("mnist", data_dir=str(isolated / "root"), download_missing=False, allow_sample=False)
-    assert splits.train_images.shape == (64, 28, 28) and splits.test_labels.dtype == np.int64
+    assert splits.train_images.shape == (64, 1, 28, 28) and splits.test_labels.dtype == np.int64
     monkeypatch.setenv(datasets.ENV_DATA_DIR, str(isolated / "root"))
     assert datasets.load("mnist", download_missing=False, allow_sample=False).source.endswith("mnist")
 
@@ -99,7 +111,7 @@ def test_download_verifies_and_tries_the_next_mirror(isolated, served):
     with _Server({}) as dead, _Server(served) as live:
         splits = datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(dead.url, live.url), echo=_quiet)
     assert len(dead.requests) == 4 and len(live.requests) == 4
-    assert splits.train_images.shape == (64, 28, 28)
+    assert splits.train_images.shape == (64, 1, 28, 28)
     assert sorted(os.listdir(isolated / "data")) == sorted(served)
 
 
@@ -130,7 +142,7 @@ def test_interrupted_download_leaves_no_partial_file(isolated, served):
 def test_offline_falls_back_loudly_to_the_shipped_sample(isolated, capsys):
     with _Server({}) as server:  # every file missing: as good as offline
         splits = datasets.load("mnist", mirrors=(server.url,))
-    assert splits.is_sample and splits.train_images.shape == (3000, 28, 28)
+    assert splits.is_sample and splits.train_images.shape == (3000, 1, 28, 28)
     assert np.bincount(splits.train_labels).tolist() == [300] * 10
     assert np.bincount(splits.test_labels).tolist() == [100] * 10
     assert "WARNING" in capsys.readouterr().err
@@ -146,3 +158,89 @@ def test_fashion_mnist_has_no_sample_fallback(isolated):
     with _Server({}) as server:
         with pytest.raises(datasets.DataUnavailableError, match="fashion-mnist was not found"):
             datasets.load("fashion-mnist", mirrors=(server.url,), echo=_quiet)
+
+
+def test_a_trickling_server_fails_by_the_deadline_and_leaves_nothing(isolated):
+    destination = str(isolated / "data" / "slow.gz")
+    with _Server({"slow.gz": bytes(1000)}, trickle={"slow.gz"}, interval=0.2) as server:
+        started = time.monotonic()
+        with pytest.raises(download.DownloadError, match="deadline"):
+            download.download_file(server.url + "slow.gz", destination, {"0" * 32}, connect_timeout=5, deadline=1.0)
+        assert time.monotonic() - started < 3.0  # the whole body would take 8 s
+    assert os.listdir(isolated / "data") == []
+
+
+def test_a_silent_server_fails_by_the_connection_timeout(isolated):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    try:
+        started = time.monotonic()
+        with pytest.raises(download.DownloadError):
+            download.download_file(f"http://127.0.0.1:{listener.getsockname()[1]}/x.gz",
+                                   str(isolated / "data" / "x.gz"), {"0" * 32}, connect_timeout=0.5, deadline=60)
+        assert time.monotonic() - started < 3
+    finally:
+        listener.close()
+    assert os.listdir(isolated / "data") == []
+
+
+def test_stale_partial_downloads_are_removed(isolated, served):
+    stale = isolated / "data" / ".train-images-idx3-ubyte.gz.abc123.part"
+    stale.write_bytes(b"left by a killed run")
+    with _Server(served) as server:
+        datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), echo=_quiet)
+    assert not stale.exists() and not [f for f in os.listdir(isolated / "data") if f.startswith(".")]
+
+
+def test_a_missing_data_dir_is_an_error_and_is_not_created(isolated):
+    missing = isolated / "no" / "such"
+    with pytest.raises(datasets.DataUnavailableError, match="does not exist"):
+        datasets.load("mnist", data_dir=str(missing))
+    assert not (isolated / "no").exists()
+
+
+def _write_split(directory, images, labels, split="test"):
+    files = datasets.DATASETS["mnist"].files
+    write_idx(os.path.join(directory, files[f"{split}_images"]), images)
+    write_idx(os.path.join(directory, files[f"{split}_labels"]), labels)
+
+
+@pytest.mark.parametrize("problem,message", [
+    ("labels-200", r"t10k-labels-idx1-ubyte.gz: labels must be 0..9, found 200 at record 3"),
+    ("32x32", r"t10k-images-idx3-ubyte.gz: test images are 32x32, mnist images are 28x28"),
+    ("count", r"32 test images but 31 labels"),
+    ("float-labels", r"labels must be integers"),
+])
+def test_files_that_do_not_belong_to_the_dataset_are_clear_errors(isolated, problem, message):
+    directory = make_tiny_mnist(str(isolated / "data"))
+    labels = np.arange(32, dtype=np.uint8) % 10
+    images = np.zeros((32, 28, 28), np.uint8)
+    if problem == "labels-200":
+        labels[3] = 200
+    elif problem == "32x32":
+        images = np.zeros((32, 32, 32), np.uint8)
+    elif problem == "count":
+        labels = labels[:31]
+    else:
+        labels = labels.astype(np.float32)
+    _write_split(directory, images, labels)
+    with pytest.raises(DataFileError, match=message):
+        datasets.load("mnist", data_dir=directory, download_missing=False)
+
+
+def test_synthetic_data_is_deterministic_and_shaped_by_its_name():
+    first = datasets.load("synthetic:3x10x12:4:50:20")
+    second = datasets.load("synthetic:3x10x12:4:50:20")
+    assert first.train_images.shape == (50, 3, 10, 12) and first.test_images.shape == (20, 3, 10, 12)
+    np.testing.assert_array_equal(first.train_images, second.train_images)
+    np.testing.assert_array_equal(first.test_labels, second.test_labels)
+    assert set(np.unique(first.train_labels)) <= {0, 1, 2, 3} and first.class_names == ("0", "1", "2", "3")
+    assert not np.array_equal(first.train_images[:20], first.test_images)
+    assert not np.array_equal(datasets.load("synthetic:3x10x12:4:50:20", seed=1).train_images, first.train_images)
+    info = datasets.describe("synthetic:3x10x12:4")
+    assert info.shape == (3, 10, 12) and info.num_classes == 4 and len(info.mean) == 3
+    for bad in ("synthetic:3x10:4", "synthetic:0x8x8:4", "synthetic:3x8x8:1", "synthetic:1x4096x4096:2:1000"):
+        with pytest.raises(ValueError, match="synthetic"):
+            datasets.describe(bad)

@@ -43,3 +43,32 @@ def test_truncated_gzip_names_the_file(tmp_path):
     path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 200]) + bytes(200))[:-12])
     with pytest.raises(IDXError, match="images.gz"):
         read_idx(path)
+
+
+def test_gzip_bomb_stops_at_the_size_its_header_declares(tmp_path):
+    """A header announcing one 28x28 image followed by 200 MiB of zeros (200 kB compressed) fails on the
+    bytes past the declared size; nothing near 200 MiB is decompressed."""
+    import tracemalloc
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    import zlib
+    compressor = zlib.compressobj(9, wbits=31)
+    parts = [compressor.compress(bytes([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28]))]
+    block = bytes(1 << 20)
+    parts += [compressor.compress(block) for _ in range(200)]
+    path.write_bytes(b"".join(parts) + compressor.flush())
+    assert path.stat().st_size < 1_000_000
+    tracemalloc.start()
+    with pytest.raises(IDXError, match="trailing data"):
+        read_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+def test_header_announcing_more_than_the_file_can_hold_is_refused_at_once(tmp_path):
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 3, 232, 0, 0, 3, 232]) + bytes(100)))
+    with pytest.raises(IDXError, match="more than a file of this size can hold"):
+        read_idx(path)
+    with pytest.raises(IDXError, match="more than nbconv reads"):
+        read_idx(path, max_bytes=1000)

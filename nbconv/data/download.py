@@ -1,0 +1,139 @@
+"""Downloading one file: md5-verified, atomic, with a progress bar, a connection timeout and an overall
+deadline, leaving nothing behind on failure."""
+import glob
+import hashlib
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import click
+
+CONNECT_TIMEOUT = 30.0       # seconds to connect, and the longest wait for any single read
+DEADLINE = 30 * 60.0         # seconds for a whole file (CIFAR's 170 MB at ~100 kB/s)
+ENV_DEADLINE = "NBCONV_DOWNLOAD_DEADLINE"
+
+
+class DownloadError(IOError):
+    """A download that failed: unreachable, too slow, cut short or not matching its checksum."""
+
+
+def default_deadline():
+    """The per-file deadline in seconds: $NBCONV_DOWNLOAD_DEADLINE, else 30 minutes."""
+    value = os.environ.get(ENV_DEADLINE)
+    if value:
+        try:
+            seconds = float(value)
+            if seconds > 0:
+                return seconds
+        except ValueError:
+            pass
+        raise ValueError(f"{ENV_DEADLINE} must be a positive number of seconds, got {value!r}")
+    return DEADLINE
+
+
+def _socket_of(response):
+    """The socket under a urllib response, to give each read only the time left before the deadline
+    (None where urllib's internals differ: reads then wait at most the connection timeout each)."""
+    try:
+        return response.fp.raw._sock
+    except AttributeError:
+        return None
+
+
+def remove_stale_parts(destination):
+    """Remove partial downloads of `destination` left by a process that was killed mid-download."""
+    directory, name = os.path.split(os.path.abspath(destination))
+    for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.part")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _md5s(path):
+    """[md5 of the file, and of its decompressed contents when it is a small gzip file] (IDX files are
+    published with either)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+        handle.seek(0)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    sums = [digest.hexdigest()]
+    if magic == b"\x1f\x8b" and os.path.getsize(path) < 64 << 20:
+        import gzip
+        import zlib
+        try:
+            with gzip.open(path, "rb") as handle:
+                inner = hashlib.md5()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    inner.update(block)
+                    if handle.tell() > 1 << 30:  # a decompression bomb is simply not a match
+                        break
+                else:
+                    sums.append(inner.hexdigest())
+        except (OSError, EOFError, zlib.error):
+            pass
+    return sums
+
+
+def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEOUT, deadline=None, label=None):
+    """Fetch `url` to `destination` with a progress bar; verify the md5 and rename into place.
+
+    The directory of `destination` must exist. Connecting, and each read, wait at most `connect_timeout`
+    seconds; the whole file must arrive within `deadline` seconds (default: default_deadline()). On any
+    failure (network, deadline, md5 mismatch, interruption) DownloadError is raised (KeyboardInterrupt
+    passes through), nothing is left at `destination` and no partial file remains beside it.
+    """
+    deadline = default_deadline() if deadline is None else float(deadline)
+    directory = os.path.dirname(os.path.abspath(destination))
+    if not os.path.isdir(directory):
+        raise DownloadError(f"cannot download {url}: directory {directory} does not exist")
+    remove_stale_parts(destination)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(destination)}.", suffix=".part")
+    ends_at = time.monotonic() + deadline
+
+    def time_left():
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise DownloadError(f"{url}: not complete after the {deadline:g} s deadline "
+                                f"(set {ENV_DEADLINE} to allow longer)")
+        return left
+
+    try:
+        received = 0
+        with os.fdopen(handle, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=min(connect_timeout, time_left()))
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                raise DownloadError(f"{url}: {getattr(error, 'reason', error)}") from None
+            with response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                sock = _socket_of(response)
+                with click.progressbar(length=total, label=label or os.path.basename(destination),
+                                       file=click.get_text_stream("stderr")) as bar:
+                    while True:
+                        if sock is not None:
+                            sock.settimeout(min(connect_timeout, time_left()))
+                        try:
+                            chunk = response.read1(1 << 16)
+                        except (OSError, ValueError) as error:
+                            time_left()  # a read cut short by the deadline reports the deadline
+                            raise DownloadError(f"{url}: {error}") from None
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                        time_left()
+        if total is not None and received != total:
+            raise DownloadError(f"{url}: download ended after {received} of {total} bytes")
+        found = _md5s(temporary)
+        if not set(found) & set(accepted_md5s):
+            raise DownloadError(f"{url}: md5 {found[0]} does not match the published checksum")
+        os.replace(temporary, destination)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -56,9 +56,9 @@ def _saved(tmp_path, spec, input_shape):
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_a_valid_checkpoint_that_does_not_fit_the_data_is_one_clear_line(tmp_path, tiny, command):
     path = _saved(tmp_path, "conv2k3,relu,fc10", (1, 12, 12))
-    _one_clear_line(CliRunner().invoke(app, COMMANDS[command](path, tiny)), "inputs of shape (1, 12, 12)")
+    _one_clear_line(CliRunner().invoke(app, COMMANDS[command](path, tiny)), "the model takes 1x12x12")
     path = _saved(tmp_path, "conv2k3,relu,fc5", (1, 28, 28))
-    _one_clear_line(CliRunner().invoke(app, COMMANDS[command](path, tiny)), "scoring 10 classes")
+    _one_clear_line(CliRunner().invoke(app, COMMANDS[command](path, tiny)), "has 10 classes")
 
 
 def test_visualize_a_model_without_convolutions_is_one_clear_line(tmp_path):

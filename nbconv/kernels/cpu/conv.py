@@ -212,6 +212,9 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
                            dilation_h, dilation_w, groups):
     """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if grad_output.size == 0:  # an empty batch: a sum of nothing (the chunked kernels would leave it unwritten)
+        grad_weight[...] = 0
+        return
     algorithm = _algorithm(input.shape, grad_weight, *args)
     if algorithm == "depthwise3x3":
         return conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight,

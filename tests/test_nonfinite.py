@@ -98,3 +98,44 @@ def test_nonfinite_values_in_the_locally_connected_layer(where):
         _assert_matches(F.local_conv2d(x, w, stride=stride, padding=padding), expected_y, f"output, {where}")
         _assert_matches(grad_x, expected_grad_x, f"grad_input, {where}")
         _assert_matches(grad_w, expected_grad_w, f"grad_weight, {where}")
+
+
+def test_activations_and_pooling_pass_nan_on():
+    x = np.array([[[[np.nan, -1.0], [2.0, -np.inf]]]], np.float32)
+    assert np.isnan(F.relu(x)[0, 0, 0, 0]) and F.relu(x)[0, 0, 1, 1] == 0
+    assert np.isnan(F.leaky_relu(x)[0, 0, 0, 0]) and np.isnan(F.tanh(x)[0, 0, 0, 0])
+    assert np.isnan(F.max_pool2d(x, 2)).all() and np.isnan(F.avg_pool2d(x, 2)).all()
+    assert F.relu_backward(np.ones_like(x), x)[0, 0, 0, 0] == 0  # the gradient where the input is not > 0
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+def test_cuda_kernels_follow_the_same_definition(where):
+    """The CUDA twins (under the simulator in CI): convolution and locally connected layer, small shapes."""
+    from nbconv import backend
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    _sprinkle({"input": x, "weight": w, "grad_output": grad_y}[where], rng, 2)
+    ref_hyper = _reference_hyper(w.shape, dict(padding=1))
+    device = [backend.to_device(a) for a in (grad_y, x, w)]
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected_y = reference.conv2d(x, w, **ref_hyper)
+    _assert_matches(backend.to_host(F.conv2d(device[1], device[2], padding=1)), expected_y, f"cuda output, {where}")
+    grad_x, grad_w, _ = (backend.to_host(a) for a in F.conv2d_backward(*device, padding=1))
+    _assert_matches(grad_x, reference.conv2d_backward_input(grad_y, w, x.shape, **ref_hyper), f"cuda grad_input, {where}")
+    _assert_matches(grad_w, reference.conv2d_backward_weight(grad_y, x, w.shape, **ref_hyper), f"cuda grad_weight, {where}")
+    local_w = rng.standard_normal((2, 3, 2, 2, 3, 3)).astype(np.float32)
+    local_grad_y = rng.standard_normal((1, 2, 2, 3)).astype(np.float32)
+    special = {"input": x, "weight": local_w, "grad_output": local_grad_y}[where]
+    if where != "input":
+        _sprinkle(special, rng, 2)
+    hyper = dict(stride=2, padding=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected_local = reference.local_conv2d(x, local_w, stride=(2, 2), padding=(1, 1))
+    got_local = backend.to_host(F.local_conv2d(backend.to_device(x), backend.to_device(local_w), **hyper))
+    _assert_matches(got_local, expected_local, f"cuda local output, {where}")
+    expected_grads = reference.local_conv2d_backward(local_grad_y, x, local_w, (2, 2), (1, 1))
+    got_grads = F.local_conv2d_backward(*(backend.to_device(a) for a in (local_grad_y, x, local_w)), **hyper)
+    for got, expected, what in zip(got_grads, expected_grads, ("grad_input", "grad_weight")):
+        _assert_matches(backend.to_host(got), expected, f"cuda local {what}, {where}")

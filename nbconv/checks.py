@@ -1,5 +1,7 @@
 """Argument validation shared by the public API: every failure names the argument and what was expected."""
+import functools
 import numbers
+import os
 
 import numpy as np
 
@@ -120,9 +122,9 @@ def fits_in_memory(what, shape, dtype, culprits):
                          f"({needed / 2 ** 30:.1f} GiB), more than this machine's memory")
 
 
+@functools.lru_cache(maxsize=1)
 def physical_memory():
     try:
-        import os
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
         return 2 ** 40

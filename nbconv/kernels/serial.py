@@ -16,9 +16,9 @@ LAUNCH_LOCK = threading.Lock()
 
 def _serialized(kernel):
     @functools.wraps(kernel)
-    def call(*args):
+    def call(*args, **kwargs):
         with LAUNCH_LOCK:
-            return kernel(*args)
+            return kernel(*args, **kwargs)
     return call
 
 

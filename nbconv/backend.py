@@ -83,18 +83,21 @@ _cuda_kernels = None
 
 
 def kernels(backend):
-    """The kernel module for 'cpu' or 'cuda'."""
+    """The kernels for 'cpu' or 'cuda': the module's public functions, one call at a time across Python
+    threads (see nbconv.kernels.serial)."""
     global _cpu_kernels, _cuda_kernels
     if backend == "cpu":
         if _cpu_kernels is None:  # imported on first use (it compiles or loads kernels), then kept
             from .kernels import cpu
-            _cpu_kernels = cpu
+            from .kernels.serial import Serialized
+            _cpu_kernels = Serialized(cpu)
         return _cpu_kernels
     if backend == "cuda":
         if _cuda_kernels is None:  # checked usable once (every launch comes through here), then kept
             resolve("cuda")
             from .kernels import cuda as cuda_kernels
-            _cuda_kernels = cuda_kernels
+            from .kernels.serial import Serialized
+            _cuda_kernels = Serialized(cuda_kernels)
         return _cuda_kernels
     raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
 

@@ -1,22 +1,41 @@
 """Argument validation shared by the public API: every failure names the argument and what was expected."""
+import functools
 import numbers
+import os
 
 import numpy as np
 
 from . import backend
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Hyper-parameters (strides, paddings, sizes) are passed to the compiled kernels as 64-bit ints, and the
+# index arithmetic multiplies them: anything past this bound is a mistake, never a layer.
+MAX_HYPER_PARAMETER = 2 ** 31 - 1
 
 
-def arrays(**named):
-    """Validate arrays given by name (None values are skipped).
+class _Absent:
+    """Marks an array argument that is not part of a call (unlike None, which a user passed)."""
+
+    def __repr__(self):
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+
+
+def arrays(optional=(), **named):
+    """Validate arrays given by name. ABSENT values are skipped, and so are None values of the names in
+    `optional` (such as a bias); any other None is a TypeError naming the argument.
 
     All must be on one backend (not a mix), of one floating dtype (float32 or float64): numpy arrays
     and device arrays, or other libraries' arrays that backend.as_array views without a copy (PyTorch
     tensors, CuPy arrays, DLPack and buffer-protocol exporters). Returns (backend_name, dtype,
     {name: C-contiguous numpy or Numba device array}).
     """
-    present = {name: value for name, value in named.items() if value is not None}
+    for name, value in named.items():
+        if value is None and name not in optional:
+            raise TypeError(f"{name} must be a numpy array or a CUDA device array, got None")
+    present = {name: value for name, value in named.items() if value is not None and value is not ABSENT}
     first = next(iter(present.values()), None)
     if type(first) is np.ndarray and first.dtype in FLOAT_DTYPES and all(
             type(value) is np.ndarray and value.dtype == first.dtype and value.flags.c_contiguous
@@ -57,11 +76,13 @@ def shape(name, array, expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(array.shape)}")
 
 
-def integer(name, value, minimum):
+def integer(name, value, minimum, maximum=MAX_HYPER_PARAMETER):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -72,6 +93,66 @@ def pair(name, value, minimum, size=2):
             raise ValueError(f"{name} must be an int or a tuple of {size} ints, got {value!r}")
         return tuple(integer(name, item, minimum) for item in value)
     return (integer(name, value, minimum),) * size
+
+
+def spatial(name, shape, first_axis=2):
+    """Image inputs need planes with at least one pixel: a window over an empty plane has nothing to take
+    (PyTorch refuses them too); empty batches are fine."""
+    if any(size == 0 for size in tuple(shape)[first_axis:]):
+        raise ValueError(f"{name} must have non-empty spatial dimensions (H, W >= 1), got shape {tuple(shape)}")
+
+
+def nonempty(name, shape):
+    """Filters need every axis non-empty: at least one output channel and one tap along each spatial axis."""
+    if any(size == 0 for size in tuple(shape)):
+        raise ValueError(f"{name} must not have a zero-size axis, got shape {tuple(shape)}")
+
+
+def fits_in_memory(what, shape, dtype, culprits):
+    """A ValueError naming the hyper-parameters in `culprits` ({name: value}) when an array of `shape`
+    could never be allocated here (larger than the machine's physical memory), instead of a MemoryError
+    or a page-faulting allocation later."""
+    size = 1
+    for extent in shape:
+        size *= int(extent)
+    needed = size * np.dtype(dtype).itemsize
+    if needed > physical_memory():
+        named = ", ".join(f"{name}={value}" for name, value in culprits.items())
+        raise ValueError(f"{named} make {what} of shape {tuple(int(e) for e in shape)} "
+                         f"({needed / 2 ** 30:.1f} GiB), more than this machine's memory")
+
+
+@functools.lru_cache(maxsize=1)
+def physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 2 ** 40
+
+
+def int64_array(name, value, where):
+    """An int64 array on backend `where` (for indices), else a TypeError naming the argument."""
+    if not (isinstance(value, np.ndarray) or backend.is_device_array(value)):
+        raise TypeError(f"{name} must be an int64 numpy array or CUDA device array, got {type(value).__name__}")
+    if backend.backend_of(value) != where or np.dtype(value.dtype) != np.int64:
+        raise TypeError(f"{name} must be an int64 array on the same backend as input ({where}), "
+                        f"got {np.dtype(value.dtype)} on {backend.backend_of(value)}")
+    return value
+
+
+def generator(name, value):
+    """A numpy random Generator or legacy RandomState, else a TypeError naming the argument."""
+    if not isinstance(value, (np.random.Generator, np.random.RandomState)):
+        raise TypeError(f"{name} must be a numpy random Generator (np.random.default_rng(seed)) or a "
+                        f"RandomState, got {type(value).__name__}")
+    return value
+
+
+def uniform_float32(rng, size):
+    """size float32 draws in [0, 1) from a Generator or a RandomState."""
+    if isinstance(rng, np.random.Generator):
+        return rng.random(size, dtype=np.float32)
+    return rng.random_sample(size).astype(np.float32)
 
 
 def real(name, value):

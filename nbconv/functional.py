@@ -92,9 +92,11 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
     input_name, weight_name = names
     N, C, H, W = input_shape
     D, Cg, KH, KW = weight_shape
+    checks.spatial(input_name, input_shape)
     groups = checks.integer("groups", groups, 1)
     if C == 0:
         raise ValueError(f"{input_name} must have at least one channel, got shape {tuple(input_shape)}")
+    checks.nonempty(weight_name, weight_shape)
     if C % groups or D % groups:
         raise ValueError(f"groups={groups} must divide both the input channels ({C}) and the output channels "
                          f"({D}, the first axis of {weight_name})")
@@ -119,11 +121,12 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
         pad = checks.pair("padding", padding, 0)
     OH = _output_size(f"{weight_name} height vs {input_name} height", H + extra[0], KH, stride[0], pad[0], dilation[0])
     OW = _output_size(f"{weight_name} width vs {input_name} width", W + extra[1], KW, stride[1], pad[1], dilation[1])
+    checks.fits_in_memory("the output", (N, D, OH, OW), np.float32, {"padding": pad, "stride": stride})
     return ConvGeometry(stride, pad, dilation, groups, extra[0], extra[1], (N, D, OH, OW))
 
 
 def _conv2d(input, weight, bias, stride, padding, dilation, groups):
-    where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias)
+    where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias, optional=("bias",))
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
     geometry = conv_geometry(x.shape, a["weight"].shape, stride, padding, dilation, groups)
@@ -184,14 +187,14 @@ def _as_2d_hyper(name, value, minimum, fill):
     return (fill, checks.pair(name, value, minimum, size=1)[0])
 
 
-def _conv1d_views(input, weight, grad_output=None):
+def _conv1d_views(input, weight, grad_output=checks.ABSENT):
     """(N, C, 1, W) and (D, Cg, 1, K) views of 1-D convolution arrays, after validating their layouts."""
     _, _, a = checks.arrays(input=input, weight=weight, grad_output=grad_output)
     x, squeeze = _batched("input", a["input"], 1, "(N, C, W) or (C, W)")
     checks.ndim("weight", a["weight"], (3,), "(D, C/groups, k)")
     views = [x.reshape((x.shape[0], x.shape[1], 1, x.shape[2])),
              a["weight"].reshape((a["weight"].shape[0], a["weight"].shape[1], 1, a["weight"].shape[2]))]
-    if grad_output is not None:
+    if grad_output is not checks.ABSENT:
         grad_y = a["grad_output"]
         checks.ndim("grad_output", grad_y, (x.ndim - (1 if squeeze else 0),), "like conv1d's output")
         grad_y = grad_y.reshape((x.shape[0], grad_y.shape[grad_y.ndim - 2], 1, grad_y.shape[grad_y.ndim - 1]))
@@ -241,6 +244,7 @@ class PoolGeometry:
 def pool_geometry(input_shape, kernel_size, stride, padding, ceil_mode):
     """Validate pooling hyper-parameters against an (N, C, H, W) shape; return its PoolGeometry."""
     N, C, H, W = input_shape
+    checks.spatial("input", input_shape)
     kernel = checks.pair("kernel_size", kernel_size, 1)
     stride = kernel if stride is None else checks.pair("stride", stride, 1)
     padding = checks.pair("padding", padding, 0)
@@ -253,7 +257,7 @@ def pool_geometry(input_shape, kernel_size, stride, padding, ceil_mode):
     return PoolGeometry(kernel, stride, padding, (N, C, OH, OW))
 
 
-def _pool_arrays(input, grad_output=None):
+def _pool_arrays(input, grad_output=checks.ABSENT):
     where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     grad_y = a.get("grad_output")
@@ -295,9 +299,7 @@ def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_
         kernels.max_pool2d_forward(x, backend.empty(geometry.output_shape, dtype, where), indices,
                                    *geometry.kernel_args)
     else:
-        indices = backend.as_array(indices, "indices")
-        if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
-            raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        indices = checks.int64_array("indices", backend.as_array(indices, "indices"), where)
         if tuple(indices.shape) not in (geometry.output_shape, geometry.output_shape[1:] if squeeze else None):
             raise ValueError(f"indices must have the pooled output's shape {geometry.output_shape}, "
                              f"got {tuple(indices.shape)}")
@@ -339,6 +341,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 def global_avg_pool2d(input):
     """Mean of each (H, W) plane: (N, C, H, W) -> (N, C, 1, 1) (like adaptive_avg_pool2d(input, 1))."""
     where, dtype, x, _, squeeze = _pool_arrays(input)
+    checks.spatial("input", x.shape)
     output = backend.empty((x.shape[0], x.shape[1], 1, 1), dtype, where)
     backend.kernels(where).global_avg_pool2d_forward(x, output)
     return _unbatched(output, squeeze)
@@ -347,6 +350,7 @@ def global_avg_pool2d(input):
 def global_avg_pool2d_backward(grad_output, input):
     """Gradient of global_avg_pool2d: grad_output (N, C, 1, 1) spread evenly over each plane."""
     where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
+    checks.spatial("input", x.shape)
     checks.shape("grad_output", grad_y, (x.shape[0], x.shape[1], 1, 1))
     grad_input = backend.empty(x.shape, dtype, where)
     backend.kernels(where).global_avg_pool2d_backward(grad_y, grad_input)
@@ -415,8 +419,9 @@ def tanh_backward(grad_output, input):
 
 # ----------------------------------------------------------------------------- fully connected
 
-def _linear_arrays(input, weight, grad_output=None, bias=None):
-    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias)
+def _linear_arrays(input, weight, grad_output=checks.ABSENT, bias=checks.ABSENT):
+    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias,
+                                    optional=("bias",))
     checks.ndim("input", a["input"], (2,), "(N, in_features)")
     checks.ndim("weight", a["weight"], (2,), "(out_features, in_features)")
     if a["weight"].shape[1] != a["input"].shape[1]:
@@ -464,10 +469,13 @@ def local_conv2d_output_size(input_shape, kernel_size, stride=1, padding=0):
             _output_size("kernel_size width vs input width", input_shape[3], kernel[1], stride[1], padding[1]))
 
 
-def _local_arrays(input, weight, stride, padding, grad_output=None, bias=None):
-    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias)
+def _local_arrays(input, weight, stride, padding, grad_output=checks.ABSENT, bias=checks.ABSENT):
+    where, dtype, a = checks.arrays(input=input, weight=weight, grad_output=grad_output, bias=bias,
+                                    optional=("bias",))
     checks.ndim("input", a["input"], (4,), "(N, C, H, W)")
     checks.ndim("weight", a["weight"], (6,), "(OH, OW, D, C, kh, kw)")
+    checks.spatial("input", a["input"].shape)
+    checks.nonempty("weight", a["weight"].shape)
     OH, OW, D, C, KH, KW = a["weight"].shape
     expected = local_conv2d_output_size(a["input"].shape, (KH, KW), stride, padding) + (D, a["input"].shape[1], KH, KW)
     checks.shape("weight", a["weight"], expected)
@@ -487,15 +495,18 @@ def local_conv2d(input, weight, bias=None, stride=1, padding=0):
     return output
 
 
-def local_conv2d_backward(grad_output, input, weight, stride=1, padding=0):
-    """Gradients of local_conv2d: (grad_input, grad_weight, grad_bias (D, OH, OW))."""
+def local_conv2d_backward(grad_output, input, weight, stride=1, padding=0, need_input_grad=True):
+    """Gradients of local_conv2d: (grad_input or None when need_input_grad=False, grad_weight,
+    grad_bias (D, OH, OW))."""
     where, dtype, a, output_shape, hyper = _local_arrays(input, weight, stride, padding, grad_output=grad_output)
     checks.shape("grad_output", a["grad_output"], output_shape)
     kernels = backend.kernels(where)
-    grad_input = backend.empty(a["input"].shape, dtype, where)
+    grad_input = None
     grad_weight = backend.empty(a["weight"].shape, dtype, where)
     grad_bias = backend.empty(output_shape[1:], dtype, where)
-    kernels.local_conv2d_backward_input(a["grad_output"], a["weight"], grad_input, *hyper)
+    if need_input_grad:
+        grad_input = backend.empty(a["input"].shape, dtype, where)
+        kernels.local_conv2d_backward_input(a["grad_output"], a["weight"], grad_input, *hyper)
     kernels.local_conv2d_backward_weight(a["grad_output"], a["input"], grad_weight, *hyper)
     kernels.local_conv2d_backward_bias(a["grad_output"], grad_bias)
     return grad_input, grad_weight, grad_bias
@@ -896,14 +907,16 @@ def softmax_cross_entropy(logits, labels):
 def dropout(input, probability, rng):
     """Inverted dropout: zero each element with `probability`, scale the rest by 1 / (1 - probability).
 
-    rng: a numpy Generator (the noise is drawn on the host, so runs are reproducible on both backends).
+    rng: a numpy Generator or a legacy RandomState (the noise is drawn on the host, so runs are reproducible
+    on both backends).
     Returns (output, mask); dropout_backward takes the mask.
     """
     probability = checks.real("probability", probability)
     if not 0.0 <= probability < 1.0:
         raise ValueError(f"probability must lie in [0, 1), got {probability}")
     where, dtype, a = checks.arrays(input=input)
-    noise = backend.transfer(rng.random(a["input"].size, dtype=np.float32).astype(dtype, copy=False), where)
+    checks.generator("rng", rng)
+    noise = backend.transfer(checks.uniform_float32(rng, a["input"].size).astype(dtype, copy=False), where)
     output = backend.empty(a["input"].shape, dtype, where)
     mask = backend.empty(a["input"].shape, dtype, where)
     backend.kernels(where).dropout_forward(backend.flat(a["input"]), noise, backend.flat(output), backend.flat(mask),

@@ -131,3 +131,71 @@ def adaptive_pool2d(x, output_size, mode):
             else:
                 out[:, :, oh, ow] = window.mean(axis=2)
     return out, indices
+
+def _padded_taps(shape, stride, padding, dilation, kernel):
+    """For each tap (i, j): the (row, column) slices of the explicitly padded input that it reads for every
+    output position."""
+    Hp = shape[2] + padding[0][0] + padding[0][1]
+    Wp = shape[3] + padding[1][0] + padding[1][1]
+    OH = (Hp - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    OW = (Wp - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (OH - 1) + 1, stride[0])
+            cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (OW - 1) + 1, stride[1])
+            yield i, j, rows, cols
+
+
+def conv2d_backward_weight(grad_output, x, weight_shape, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
+                           groups=1):
+    """d loss / d weight by the definition: the sum over n, oh, ow of grad_output times the explicitly padded
+    input (every product taken, those with padding zeros included, so inf * 0 gives NaN as in PyTorch)."""
+    g = np.asarray(grad_output, np.float64)
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), padding[0], padding[1]))
+    D, Cg, KH, KW = weight_shape
+    Dg = D // groups
+    out = np.zeros(weight_shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i, j, rows, cols in _padded_taps(x.shape, stride, padding, dilation, (KH, KW)):
+            for group in range(groups):
+                window = xp[:, group * Cg:(group + 1) * Cg, rows, cols]
+                out[group * Dg:(group + 1) * Dg, :, i, j] = np.einsum("ndhw,nchw->dc", g[:, group * Dg:(group + 1) * Dg],
+                                                                      window)
+    return out
+
+
+def conv2d_backward_input(grad_output, weight, input_shape, stride=(1, 1), padding=((0, 0), (0, 0)),
+                          dilation=(1, 1), groups=1):
+    """d loss / d input by the definition: every output's gradient times every filter tap, added at the padded
+    position the tap read, then the padding cropped (only real outputs contribute)."""
+    g = np.asarray(grad_output, np.float64)
+    w = np.asarray(weight, np.float64)
+    N, C, H, W = input_shape
+    D, Cg, KH, KW = w.shape
+    Dg = D // groups
+    grad = np.zeros((N, C, H + sum(padding[0]), W + sum(padding[1])))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i, j, rows, cols in _padded_taps(input_shape, stride, padding, dilation, (KH, KW)):
+            for group in range(groups):
+                grad[:, group * Cg:(group + 1) * Cg, rows, cols] += np.einsum(
+                    "ndhw,dc->nchw", g[:, group * Dg:(group + 1) * Dg], w[group * Dg:(group + 1) * Dg, :, i, j])
+    return grad[:, :, padding[0][0]:padding[0][0] + H, padding[1][0]:padding[1][0] + W]
+
+
+def local_conv2d_backward(grad_output, x, w, stride=(1, 1), padding=(0, 0)):
+    """(grad_input, grad_weight) of local_conv2d by the definition over the explicitly padded input."""
+    g = np.asarray(grad_output, np.float64)
+    w = np.asarray(w, np.float64)
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    OH, OW, D, C, KH, KW = w.shape
+    grad_input = np.zeros(xp.shape)
+    grad_weight = np.zeros(w.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for oh in range(OH):
+            for ow in range(OW):
+                rows = slice(oh * stride[0], oh * stride[0] + KH)
+                cols = slice(ow * stride[1], ow * stride[1] + KW)
+                grad_weight[oh, ow] = np.einsum("nd,ncij->dcij", g[:, :, oh, ow], xp[:, :, rows, cols])
+                grad_input[:, :, rows, cols] += np.einsum("nd,dcij->ncij", g[:, :, oh, ow], w[oh, ow])
+    H, W = x.shape[2], x.shape[3]
+    return grad_input[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W], grad_weight

@@ -44,6 +44,35 @@ W = np.zeros((4, 3, 3, 3), np.float32)
     (lambda: F.relu(np.zeros(3, np.int64)), TypeError, ["input", "float32"]),
     (lambda: F.relu_backward(np.zeros(3), np.zeros(4)), ValueError, ["input", "(3,)"]),
     (lambda: F.leaky_relu(X, negative_slope="a"), TypeError, ["negative_slope"]),
+    (lambda: F.conv2d(None, W), TypeError, ["input", "got None"]),
+    (lambda: F.conv2d(X, None), TypeError, ["weight", "got None"]),
+    (lambda: F.conv2d_backward(None, X, W), TypeError, ["grad_output", "got None"]),
+    (lambda: F.max_pool2d_backward(None, X, 2), TypeError, ["grad_output", "got None"]),
+    (lambda: F.linear_backward(None, np.zeros((2, 3)), np.zeros((4, 3))), TypeError, ["grad_output", "got None"]),
+    (lambda: F.relu(None), TypeError, ["input", "got None"]),
+    (lambda: F.dropout_backward(np.zeros(3), None), TypeError, ["mask", "got None"]),
+    (lambda: F.max_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), X, 2, indices=[[0]]), TypeError,
+     ["indices", "int64", "list"]),
+    (lambda: F.max_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), X, 2, indices=1.5), TypeError,
+     ["indices", "float"]),
+    (lambda: F.max_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), X, 2, indices=np.zeros((2, 3, 4, 4))),
+     TypeError, ["indices", "int64", "float64"]),
+    (lambda: F.dropout(X, 0.5, None), TypeError, ["rng", "Generator"]),
+    (lambda: F.dropout(X, 0.5, 42), TypeError, ["rng", "int"]),
+    (lambda: F.conv2d(X, np.zeros((4, 3, 0, 3), np.float32)), ValueError, ["weight", "zero-size"]),
+    (lambda: F.conv2d(X, np.zeros((0, 3, 3, 3), np.float32)), ValueError, ["weight", "zero-size"]),
+    (lambda: F.local_conv2d(X, np.zeros((8, 8, 4, 3, 0, 1), np.float32)), ValueError, ["weight", "zero-size"]),
+    (lambda: F.conv2d(X, W, stride=2 ** 64), ValueError, ["stride", "<="]),
+    (lambda: F.conv2d(X, W, stride=(1, 2 ** 63)), ValueError, ["stride", "<="]),
+    (lambda: F.max_pool2d(X, 2, stride=2 ** 64), ValueError, ["stride"]),
+    (lambda: F.avg_pool2d(X, 2 ** 40), ValueError, ["kernel_size"]),
+    (lambda: F.conv2d(X, W, dilation=2 ** 64), ValueError, ["dilation"]),
+    (lambda: F.conv2d(X, W, groups=2 ** 64), ValueError, ["groups"]),
+    (lambda: F.conv2d(X, W, padding=2 ** 64), ValueError, ["padding"]),
+    (lambda: F.conv2d(X, W, padding=10 ** 6), ValueError, ["padding=(1000000, 1000000)", "memory"]),
+    (lambda: F.conv1d(np.zeros((2, 3, 8), np.float32), np.zeros((4, 3, 3), np.float32), padding=10 ** 9),
+     ValueError, ["padding", "memory"]),
+    (lambda: F.global_avg_pool2d(np.zeros((2, 3, 0, 4), np.float32)), ValueError, ["input", "non-empty"]),
 ])
 def test_bad_input_names_the_argument(call, error, words):
     with pytest.raises(error) as raised:
@@ -76,3 +105,8 @@ def test_auto_without_a_driver_picks_the_cpu_without_asking_cuda(monkeypatch):
     monkeypatch.setattr(backend, "_driver_library_present", lambda: False)
     monkeypatch.setattr(backend, "cuda_status", no_call)
     assert backend.resolve("auto") == "cpu"
+
+
+def test_dropout_accepts_a_legacy_random_state():
+    output, mask = F.dropout(np.ones((4, 5), np.float32), 0.5, np.random.RandomState(0))
+    assert set(np.unique(mask)) <= {0.0, 2.0} and np.array_equal(output, mask)

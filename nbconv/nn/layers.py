@@ -137,9 +137,10 @@ class LocallyConnected2d(Layer):
         self.input = input
         return F.local_conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, need_input_grad=True):
         grad_input, self.weight.grad, grad_bias = F.local_conv2d_backward(grad_output, self.input,
-                                                                          self.weight.value, **self.hyper)
+                                                                          self.weight.value, **self.hyper,
+                                                                          need_input_grad=need_input_grad)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

@@ -135,3 +135,24 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results(rng):
         model.backward(np.ones_like(partial), start="relu1")
     model.forward(x, until="relu1")
     assert model.backward(np.ones_like(partial), start="relu1").shape == x.shape
+
+
+def test_locally_connected_first_layer_trains_in_a_sequential_model(rng):
+    """A training step skips the first layer's input gradient (need_input_grad=False): LocallyConnected2d
+    must accept that, still set its parameter gradients, and the loss must go down."""
+    from nbconv import optim
+    model = models.build("local4k3,relu,fc10", input_shape=(1, 8, 8), seed=0)
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    labels = rng.integers(0, 10, 16)
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(5):
+        loss, grad_logits = F.softmax_cross_entropy(model.forward(x), labels)
+        assert model.backward(grad_logits, need_input_grad=False) is None
+        assert all(parameter.grad is not None for parameter in model.parameters())
+        optimizer.step()
+        losses.append(loss)
+    assert losses[-1] < losses[0]
+    grad_input, grad_weight, _ = F.local_conv2d_backward(
+        np.ones((2, 3, 4, 4)), np.ones((2, 2, 6, 6)), np.ones((4, 4, 3, 2, 3, 3)), need_input_grad=False)
+    assert grad_input is None and grad_weight.shape == (4, 4, 3, 2, 3, 3)

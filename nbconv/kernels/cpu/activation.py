@@ -8,7 +8,7 @@ from numba import njit, prange
 def relu_forward(input, output):
     for k in prange(input.shape[0]):
         value = input[k]
-        output[k] = value if value > 0 else 0
+        output[k] = 0 if value <= 0 else value  # NaN stays NaN, as in PyTorch
 
 
 @njit(parallel=True, cache=True)

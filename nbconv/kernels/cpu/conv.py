@@ -16,6 +16,14 @@ Algorithms, each in its own module:
 - conv_depthwise: depthwise 3x3 stride-1 layers, every tap unrolled;
 - conv_direct: loop nests for other depthwise convolutions, where a product per group would be tiny.
 The products call numpy's BLAS single-threaded from inside the parallel kernels (see blas.py).
+
+Non-finite values follow the definition (README, "Guarantees"): the output and the weight gradient are sums
+of products with the explicitly zero-padded input (an inf weight meets the padding: NaN), the input gradient
+a sum over the (output, tap) pairs that cover each pixel. The fast algorithms compute extra products (the
+Wp - OW columns of conv_wide/conv_shift, Winograd's tile transforms, conv_direct's skipped padding) that
+only matter when a value is not finite; so each public kernel checks its result (and the array that
+multiplies padding or extra zeros) in one pass, and when anything is not finite recomputes by the
+definition with conv_direct's loop nests over an explicitly padded input. Finite data never takes that path.
 """
 import numba
 import numpy as np
@@ -31,6 +39,7 @@ from .conv_shift import (conv2d_backward_input_shift, conv2d_backward_weight_shi
                          sum_tap_partials, weight_taps)
 from .conv_wide import conv2d_backward_input_wide, conv2d_backward_weight_wide, conv2d_forward_wide
 from .conv_winograd import conv2d_winograd, winograd_weights
+from .finite import all_finite
 from .workspace import scratch
 
 _REDUCE = {"reassoc", "contract", "nsz"}
@@ -150,9 +159,22 @@ def _wide_workspace(input_shape, weight, output_shape, padding_h, padding_w, dil
             scratch("wide", (chunks, D, block_rows * padded_w), dtype))
 
 
+def _explicitly_padded(input, padding_h, padding_w):
+    return np.pad(input, ((0, 0), (0, 0), (padding_h, padding_h), (padding_w, padding_w)))
+
+
 def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
                    dilation_h, dilation_w, groups):
     """output = conv2d(input, weight) + bias."""
+    _forward_fast(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
+                  groups)
+    if not all_finite(output, weight):  # by the definition: every product with the padded input
+        conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
+                              stride_w, 0, 0, dilation_h, dilation_w, groups)
+
+
+def _forward_fast(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
+                  dilation_h, dilation_w, groups):
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(input.shape, weight, *args)
     if algorithm == "depthwise3x3":
@@ -180,6 +202,14 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
 def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
                           dilation_h, dilation_w, groups):
     """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW)."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    _backward_input_fast(grad_output, weight, grad_input, *args)
+    if not all_finite(grad_input, weight):  # by the definition: only the (output, tap) pairs covering a pixel
+        conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
+
+
+def _backward_input_fast(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
+                         dilation_h, dilation_w, groups):
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(grad_input.shape, weight, *args)
     if algorithm == "depthwise3x3":
@@ -211,6 +241,18 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
                            dilation_h, dilation_w, groups):
     """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if grad_output.size == 0:  # an empty batch: a sum of nothing (the chunked kernels would leave it unwritten)
+        grad_weight[...] = 0
+        return
+    _backward_weight_fast(grad_output, input, grad_weight, *args)
+    if not all_finite(grad_weight, grad_output):  # by the definition: every product with the padded input
+        conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,
+                                      stride_h, stride_w, 0, 0, dilation_h, dilation_w, groups)
+
+
+def _backward_weight_fast(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
+                          dilation_h, dilation_w, groups):
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     algorithm = _algorithm(input.shape, grad_weight, *args)
     if algorithm == "depthwise3x3":

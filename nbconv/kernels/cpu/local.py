@@ -1,7 +1,9 @@
 """Locally connected 2-D layer kernels for the CPU: a convolution whose weights are not shared across positions.
 
 Shapes: input (N, C, H, W), weight (OH, OW, D, C, KH, KW) — one filter bank per output position —,
-bias (D, OH, OW) or (0,), output (N, D, OH, OW). Zero padding and stride as for conv2d.
+bias (D, OH, OW) or (0,), output (N, D, OH, OW). Zero padding and stride as for conv2d; as there, the
+padding's zeros are multiplied in (weight * 0 and grad_output * 0), so a NaN or inf meeting the padding gives
+NaN, as the definition over the explicitly padded input does.
 """
 from numba import njit, prange
 
@@ -24,12 +26,13 @@ def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, paddin
                 for c in range(C):
                     for i in range(KH):
                         ih = oh * stride_h + i - padding_h
-                        if ih < 0 or ih >= H:
-                            continue
+                        inside_h = 0 <= ih < H
                         for j in range(KW):
                             iw = ow * stride_w + j - padding_w
-                            if 0 <= iw < W:
+                            if inside_h and 0 <= iw < W:
                                 total += weight[oh, ow, d, c, i, j] * input[n, c, ih, iw]
+                            else:  # a padding zero
+                                total += weight[oh, ow, d, c, i, j] * 0
                 output[n, d, oh, ow] = total + bias[d, oh, ow] if has_bias else total
 
 
@@ -74,12 +77,13 @@ def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stri
                 for c in range(C):
                     for i in range(KH):
                         ih = oh * stride_h + i - padding_h
-                        if ih < 0 or ih >= H:
-                            continue
+                        inside_h = 0 <= ih < H
                         for j in range(KW):
                             iw = ow * stride_w + j - padding_w
-                            if 0 <= iw < W:
+                            if inside_h and 0 <= iw < W:
                                 bank[d, c, i, j] += g * input[n, c, ih, iw]
+                            else:  # a padding zero
+                                bank[d, c, i, j] += g * 0
 
 
 @njit(parallel=True, cache=True)

@@ -146,19 +146,26 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
 @njit(parallel=True, cache=True)
 def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, stride_h, stride_w,
                         padding_h, padding_w):
-    """grad_input: each output gradient is routed to the input position its maximum came from."""
+    """grad_input: each output gradient is routed to the input position its maximum came from.
+    Positions outside the plane (which max_pool2d_forward never makes) are skipped: a scatter must not
+    write outside its output whatever it is given."""
     N, C, H, W = grad_input.shape
-    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    OH, OW = min(grad_output.shape[2], indices.shape[2]), min(grad_output.shape[3], indices.shape[3])
+    if min(grad_output.shape[0], indices.shape[0]) < N or min(grad_output.shape[1], indices.shape[1]) < C:
+        OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
+    plane_size = H * W
     for task in prange(N * C):
         n = task // C
         c = task % C
-        plane = grad_input[n, c].reshape(H * W)
+        plane = grad_input[n, c].reshape(plane_size)
         fill(plane, 0)
         for oh in range(OH):
             grad_row = grad_output[n, c, oh]
             where = indices[n, c, oh]
             for ow in range(OW):
-                plane[where[ow]] += grad_row[ow]
+                position = where[ow]
+                if 0 <= position < plane_size:
+                    plane[position] += grad_row[ow]
 
 
 @njit(cache=True, inline="always")

@@ -19,7 +19,7 @@ def _relu_forward(input, output):
     k = cuda.grid(1)
     if k < input.shape[0]:
         value = input[k]
-        output[k] = value if value > 0 else 0
+        output[k] = 0 if value <= 0 else value  # NaN stays NaN, as in PyTorch
 
 
 def relu_forward(input, output):

@@ -17,7 +17,7 @@ Groups run on the grid's z axis. The shared tiles take the arrays' dtype, so ker
 import math
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import cuda, float32, float64, int8
 
 from .launch import grid_for, small_blocks
 from .workspace import device_scratch
@@ -95,6 +95,7 @@ def _build(real, tile):
         n, ih, iw = column // (H * W), (column // W) % H, column % W
         weights = cuda.shared.array((tile, tile), real)
         gradients = cuda.shared.array((tile, tile), real)
+        covers = cuda.shared.array((tile, tile), int8)  # whether output tap r reads input `column` at all
         total = real(0)
         for r0 in range(0, reduction, tile):
             r = r0 + tx                          # weights[ty][tx] = weight[g*Dg + dd, row, i, j], r = (dd, i, j)
@@ -104,6 +105,7 @@ def _build(real, tile):
             weights[ty, tx] = value
             r = r0 + ty                          # gradients[ty][tx]: the output tap r that reads input `column`
             value = real(0)
+            covered = 0
             if r < reduction and column < columns:
                 dd, i, j = r // taps, (r % taps) // KW, r % KW
                 reach_h = ih + padding_h - i * dilation_h
@@ -112,10 +114,13 @@ def _build(real, tile):
                     oh, ow = reach_h // stride_h, reach_w // stride_w
                     if oh < OH and ow < OW:
                         value = grad_output[n, g * Dg + dd, oh, ow]
+                        covered = 1
             gradients[ty, tx] = value
+            covers[ty, tx] = covered
             cuda.syncthreads()
-            for rr in range(tile):
-                total += weights[ty, rr] * gradients[rr, tx]
+            for rr in range(tile):  # only covering pairs count: an inf weight must not meet the zeros between
+                product = weights[ty, rr] * gradients[rr, tx]
+                total += product if covers[rr, tx] else real(0)
             cuda.syncthreads()
         if row < Cg and column < columns:
             grad_input[n, g * Cg + row, ih, iw] = total

@@ -19,12 +19,12 @@ def _local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, paddi
     for c in range(C):
         for i in range(KH):
             ih = oh * stride_h + i - padding_h
-            if ih < 0 or ih >= H:
-                continue
             for j in range(KW):
                 iw = ow * stride_w + j - padding_w
-                if 0 <= iw < W:
+                if 0 <= ih < H and 0 <= iw < W:
                     total += weight[oh, ow, d, c, i, j] * input[n, c, ih, iw]
+                else:  # a padding zero, multiplied in as the definition does (inf weight: NaN)
+                    total += weight[oh, ow, d, c, i, j] * 0.0
     output[n, d, oh, ow] = total
 
 
@@ -80,9 +80,9 @@ def _local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, str
     ih = oh * stride_h + i - padding_h
     iw = ow * stride_w + j - padding_w
     total = 0.0
-    if 0 <= ih < H and 0 <= iw < W:
-        for n in range(N):
-            total += grad_output[n, d, oh, ow] * input[n, c, ih, iw]
+    inside = 0 <= ih < H and 0 <= iw < W
+    for n in range(N):  # outside, a padding zero multiplied in (an inf output gradient gives NaN)
+        total += grad_output[n, d, oh, ow] * (input[n, c, ih, iw] if inside else 0.0)
     grad_weight[oh, ow, d, c, i, j] = total
 
 

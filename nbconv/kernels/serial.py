@@ -1,0 +1,34 @@
+"""One kernel call at a time across Python threads: the kernel modules as the public API sees them.
+
+Every CPU kernel is a parallel loop over all of Numba's threads and the convolutions share scratch buffers
+(nbconv.kernels.workspace), so two Python threads calling kernels at once would gain no speed (they
+would only oversubscribe the cores) and would overwrite each other's scratch; with Numba's `workqueue`
+threading layer, concurrent parallel calls even abort the process. A process-wide lock around each call
+costs a fraction of a microsecond (benchmarks/NOTES.md) and keeps one set of scratch buffers however many
+threads there are. The CUDA kernels share their scratch too, and go through the same lock, so each call's
+launches reach the stream as one group.
+"""
+import functools
+import threading
+
+LAUNCH_LOCK = threading.Lock()
+
+
+def _serialized(kernel):
+    @functools.wraps(kernel)
+    def call(*args, **kwargs):
+        with LAUNCH_LOCK:
+            return kernel(*args, **kwargs)
+    return call
+
+
+class Serialized:
+    """The public kernels of `module` (its __all__), each run under LAUNCH_LOCK; other attributes pass through."""
+
+    def __init__(self, module):
+        self.module = module
+        for name in module.__all__:
+            setattr(self, name, _serialized(getattr(module, name)))
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)

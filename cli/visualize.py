@@ -3,6 +3,7 @@ import click
 import numpy as np
 
 from nbconv import backend, checkpoint, files
+from nbconv.nn import prefix_model
 from nbconv.train import TrainConfig
 
 from .common import FiniteFloat, device_option, resolve_device, seed_option
@@ -16,7 +17,11 @@ EXAMPLES = """
   nbconv visualize runs/lenet5.npz maximize --layer conv2 --channels 0-15 --out conv2.png
   nbconv visualize runs/lenet5.npz class --out classes.png
   nbconv visualize runs/lenet5.npz history --out history.png
+  nbconv visualize runs/vgg16.npz maximize --layer features.10 --channels 0-7 --out conv3_1.png
+  nbconv visualize runs/vgg16.npz dream --image photo.jpg --layer features.22 --out dream.png
+  nbconv visualize runs/vgg16.npz dream --image photo.jpg --layer features.22 --frames 30 --out dream.gif
 """
+MAX_DREAM_SIDE = 1024  # a bigger image is shrunk to this on its long side before dreaming
 
 
 def parse_channels(text):
@@ -37,31 +42,61 @@ def parse_channels(text):
     return channels
 
 
+def conv_layers(model):
+    """Dotted names of the model's 2-D convolutions, in the order they run."""
+    from nbconv.nn import Conv2d
+    return [path for path, layer in model.named_layers() if isinstance(layer, Conv2d)]
+
+
 def first_conv_layer(model):
-    name = next((layer.name for layer in model.layers if layer.name.startswith("conv")), None)
-    if name is None:
+    names = conv_layers(model)
+    if not names:
         raise ValueError(f"the model has no convolution layer; name one with --layer "
                          f"({', '.join(model.layer_names())})")
-    return name
+    return names[0]
+
+
+def input_normalisation(state):
+    """(mean, std) of the model's inputs: its dataset's, or for a model without one (an imported network)
+    ImageNet's for colour inputs of 100 pixels or more, 0.5/0.5 otherwise."""
+    from nbconv.classify import Preprocessing
+    if state.config:
+        config = TrainConfig(**state.config)
+        return config.mean, config.std
+    preprocessing = Preprocessing.for_model(state.input_shape)
+    return preprocessing.mean, preprocessing.std
 
 
 @click.command(epilog=EXAMPLES)
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(exists=True, dir_okay=False))
-@click.argument("what", type=click.Choice(["filters", "maximize", "class", "history"]))
-@click.option("--layer", default=None, help="Layer name for filters/maximize (default: the first conv layer).")
+@click.argument("what", type=click.Choice(["filters", "maximize", "class", "history", "dream"]))
+@click.option("--layer", default=None, help="Layer name for filters/maximize/dream, dotted inside blocks "
+                                            "('features.10'; default: the first conv layer).")
 @click.option("--channels", default=None, help="Channels (or classes) to show, e.g. '0-7,12' (default: all).")
-@click.option("--steps", type=click.IntRange(1), default=200, show_default=True, help="Gradient-ascent steps.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
-              help="Ascent step size, relative to the mean gradient magnitude.")
+@click.option("--steps", type=click.IntRange(1, 100_000), default=None,
+              help="Gradient-ascent steps (default: 200; dream: 10 per octave).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Ascent step size, relative to the mean gradient magnitude (default: 0.05; dream: 0.01).")
 @click.option("--l2-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
-@click.option("--jitter", type=click.IntRange(0), default=1, show_default=True, help="Random shift in pixels.")
+@click.option("--jitter", type=click.IntRange(0, 1000), default=None,
+              help="Random shift in pixels (default: 1; dream: 16).")
+@click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="dream: the picture to start from.")
+@click.option("--octaves", type=click.IntRange(1, 12), default=4, show_default=True, help="dream: scales.")
+@click.option("--octave-scale", type=FiniteFloat(min=1, min_open=True, max=4), default=1.4, show_default=True,
+              help="dream: size ratio between successive scales.")
+@click.option("--frames", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="dream: frames, each zoomed into the last (several: numbered PNGs, or one animated .gif).")
+@click.option("--zoom", type=FiniteFloat(min=1, max=2), default=1.05, show_default=True,
+              help="dream: zoom between frames.")
 @seed_option
 @click.option("--scale", type=click.IntRange(1, MAX_SCALE), default=4, show_default=True, help="Pixel magnification.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
-def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitter, seed, scale, device, out):
+def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitter, image_path, octaves, octave_scale,
+              frames, zoom, seed, scale, device, out):
     """Draw a CHECKPOINT's first-layer filters, maximum-response inputs of a layer's channels, one
-    image per class, or its training history, as a PNG."""
+    image per class, its training history, or a Deep Dream of an --image, as a PNG (or a GIF of frames)."""
     from nbconv import visualize as viz
     try:
         viz._pillow()
@@ -78,7 +113,12 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         raise click.ClickException(str(error))
     model = state.model
     config = TrainConfig(**state.config) if state.config else TrainConfig()
+    mean, std = input_normalisation(state)
     chosen = parse_channels(channels)
+    if what == "dream":
+        return dream(model, state, layer, image_path, mean, std, steps or 10, lr or 0.01,
+                     16 if jitter is None else jitter, octaves, octave_scale, frames, zoom, seed, device, out)
+    steps, lr, jitter = steps or 200, lr or 0.05, 1 if jitter is None else jitter
     try:
         if what == "history":
             image = viz.history_image(state.history)
@@ -87,7 +127,7 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
             weight = backend.to_host(model[layer].weight.value) if hasattr(model[layer], "weight") else None
             if weight is None or weight.ndim != 4:
                 raise ValueError(f"layer {layer!r} has no 2-D convolution filters; conv layers: "
-                                 f"{', '.join(n for n in model.layer_names() if n.startswith('conv'))}")
+                                 f"{', '.join(conv_layers(model))}")
             chosen = chosen or list(range(weight.shape[0]))
             bad = [c for c in chosen if not 0 <= c < weight.shape[0]]
             if bad:
@@ -96,7 +136,7 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
             image = viz.grid_image(weight[chosen], scale=scale * 4, labels=[str(c) for c in chosen])
         else:
             model.to(device)
-            options = dict(input_shape=state.input_shape, mean=config.mean, std=config.std, steps=steps, lr=lr,
+            options = dict(input_shape=state.input_shape, mean=mean, std=std, steps=steps, lr=lr,
                            l2_decay=l2_decay, jitter=jitter, seed=seed, device=device)
             if what == "class":
                 result = viz.class_images(model, chosen or None, **options)
@@ -105,10 +145,8 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
                 labels = [names[c] if c < len(names) else c for c in labels]
             else:
                 layer = layer or first_conv_layer(model)
-                if not chosen:
-                    probe = model.forward(backend.transfer(np.zeros((1,) + state.input_shape, np.float32), device),
-                                          until=layer) if layer in viz.target_layers(model) else None
-                    chosen = list(range(probe.shape[1])) if probe is not None else [0]
+                if not chosen and layer in viz.target_layers(model):
+                    chosen = list(range(prefix_model(model, layer).output_shape(state.input_shape)[0]))
                 result = viz.maximize(model, layer, chosen, **options)
                 labels = chosen
             gain = result.objectives[-1] - result.objectives[0]
@@ -119,3 +157,54 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         raise click.ClickException(str(error).strip('"'))
     viz.save_png(image, out)
     click.echo(f"wrote {out} ({image.size[0]}x{image.size[1]})")
+
+
+def dream(model, state, layer, image_path, mean, std, steps, lr, jitter, octaves, octave_scale, frames, zoom, seed,
+          device, out):
+    """The `dream` picture(s): --image dreamed at layer --layer, one PNG, numbered PNGs, or an animated GIF."""
+    from nbconv import dream as deep_dream, images
+    if image_path is None:
+        raise click.UsageError("dream needs --image: the picture to start from")
+    channels = state.input_shape[0]
+    try:
+        layer = layer or first_conv_layer(model)
+        pixels = images.read_image(image_path, channels).astype(np.float64) / 255.0
+        longest = max(pixels.shape[1:])
+        if longest > MAX_DREAM_SIDE:
+            pixels = images.resize(pixels, round(pixels.shape[1] * MAX_DREAM_SIDE / longest),
+                                   round(pixels.shape[2] * MAX_DREAM_SIDE / longest))
+        model.to(device)
+        with click.progressbar(length=frames * octaves * steps, label="dreaming", file=click.get_text_stream("stderr"),
+                               show_eta=True, width=24) as bar:
+            def progress(done, total):
+                bar.length = total
+                bar.update(done - bar.pos)
+            results = deep_dream.dream_frames(model, layer, pixels, mean, std, frames=frames, zoom_factor=zoom,
+                                              progress=progress, octaves=octaves, octave_scale=octave_scale,
+                                              steps=steps, lr=lr, jitter=jitter, seed=seed, device=device)
+        written = write_frames(results, out)
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(str(error).strip('"'))
+    click.echo(f"wrote {written}")
+
+
+def write_frames(frames, out):
+    """One image to `out`; several as an animated GIF when `out` ends in .gif, else out-000.png, out-001.png, ..."""
+    import io
+    import os
+
+    from nbconv import images
+    if len(frames) == 1:
+        images.write_image(frames[0], out)
+        return out
+    stem, extension = os.path.splitext(out)
+    if extension.lower() == ".gif":
+        pictures = [images.to_pil(frame) for frame in frames]
+        buffer = io.BytesIO()
+        pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=80, loop=0)
+        files.atomic_write_bytes(out, buffer.getvalue())
+        return f"{out} ({len(frames)} frames)"
+    names = [f"{stem}-{index:03d}{extension or '.png'}" for index in range(len(frames))]
+    for frame, name in zip(frames, names):
+        images.write_image(frame, name)
+    return f"{names[0]} ... {names[-1]}"

@@ -8,33 +8,9 @@ animation, each frame zooms into the centre of the last dream and dreams again.
 """
 import numpy as np
 
-from . import backend, nn
+from . import backend
 from .images import resize
-
-
-def prefix(model, path):
-    """A Sequential that runs `model` up to the layer at dotted `path` ('conv3', 'features.10',
-    'layer2.1') and returns that layer's output. It shares the model's layers. A path may go down through
-    Sequential containers only: a layer inside a residual block or a branch has no output of its own."""
-    parts = str(path).split(".")
-    container, kept = model, []
-    for depth, part in enumerate(parts):
-        names = [name for name, _ in container.children()] if isinstance(container, nn.Sequential) else []
-        if part not in names:
-            where = ".".join(parts[:depth]) or "the model"
-            if not names:
-                raise ValueError(f"layer {path!r}: {where} is not a sequence of layers, so {part!r} inside it "
-                                 f"has no output of its own")
-            raise ValueError(f"layer {path!r}: {where} has no layer {part!r}; its layers are: {', '.join(names)}")
-        index = names.index(part)
-        kept.append((container, container.layers[:index]))
-        container = container.layers[index]
-    layers = [container]
-    for outer, before in reversed(kept[1:]):
-        layers = [nn.Sequential(before + layers, name=outer.name)]
-    top = nn.Sequential(kept[0][1] + layers)
-    top.reorder = False  # the output asked for is the layer's own (a ReLU's, before any pooling)
-    return top
+from .nn import prefix_model
 
 
 def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, steps=10, lr=0.01, jitter=16,
@@ -44,7 +20,7 @@ def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, 
 
     Octaves too small for the layers up to `layer` are left out. progress(done, total) is called after each
     step. lr is the step size in pixel units, relative to the mean gradient magnitude."""
-    truncated = prefix(model, layer).eval()
+    truncated = prefix_model(model, layer).eval()
     pixels = np.asarray(pixels, np.float64)
     channels, height, width = pixels.shape
     mean = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)

@@ -633,11 +633,12 @@ def cat_backward(grad_output, sizes, dim=1):
 __all__ += ["batch_norm", "batch_norm_backward"]
 
 
-def _batch_norm_arrays(input, running_mean, running_var, weight, bias, grad_output=None, stats=None):
+def _batch_norm_arrays(input, running_mean, running_var, weight, bias, grad_output=checks.ABSENT, stats=None):
     """Validate batch_norm's arrays; return (backend, dtype, {name: array}, input as (N, C, S))."""
-    mean, invstd = (None, None) if stats is None else _stats_pair(stats)
+    mean, invstd = (checks.ABSENT, checks.ABSENT) if stats is None else _stats_pair(stats)
     where, dtype, a = checks.arrays(input=input, grad_output=grad_output, running_mean=running_mean,
-                                    running_var=running_var, weight=weight, bias=bias, mean=mean, invstd=invstd)
+                                    running_var=running_var, weight=weight, bias=bias, mean=mean, invstd=invstd,
+                                    optional=("running_mean", "running_var", "weight", "bias"))
     x = a["input"]
     checks.ndim("input", x, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
     N, C = x.shape[0], x.shape[1]
@@ -648,7 +649,7 @@ def _batch_norm_arrays(input, running_mean, running_var, weight, bias, grad_outp
     for name in ("running_mean", "running_var", "weight", "bias", "mean", "invstd"):
         if name in a:
             checks.shape(name if name not in ("mean", "invstd") else f"stats' {name}", a[name], (C,))
-    if grad_output is not None:
+    if grad_output is not checks.ABSENT:
         checks.shape("grad_output", a["grad_output"], tuple(x.shape))
     S = int(np.prod(x.shape[2:], dtype=np.int64))
     return where, dtype, a, x.reshape((N, C, S))
@@ -751,13 +752,13 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
 __all__ += ["local_response_norm", "local_response_norm_backward"]
 
 
-def _lrn_arrays(input, size, alpha, beta, k, grad_output=None):
+def _lrn_arrays(input, size, alpha, beta, k, grad_output=checks.ABSENT):
     where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
     x = a["input"]
     if x.ndim < 3:
         raise ValueError(f"input must be 3-D or more, with layout (N, C, L), (N, C, H, W), ..., "
                          f"got shape {tuple(x.shape)}")
-    if grad_output is not None:
+    if grad_output is not checks.ABSENT:
         checks.shape("grad_output", a["grad_output"], tuple(x.shape))
     hyper = (checks.integer("size", size, 1), checks.real("alpha", alpha), checks.real("beta", beta),
              checks.real("k", k))

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .data.idx import atomic_write_bytes
+from .files import atomic_write_bytes
 
 # torchvision's ImageNet preprocessing: resize the shorter side to 256, crop 224, these mean/std
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
+from .nn import Dropout, Flatten, Sequential, prefix_model
 
 
 @dataclass
@@ -20,16 +21,24 @@ class AscentResult:
 
 
 def target_layers(model):
-    """Names of the layers whose outputs have channels (or units) to maximise."""
-    return [layer.name for layer in model.layers if not layer.name.startswith(("flatten", "dropout"))]
+    """Dotted names of the layers whose outputs have channels (or units) to maximise: every layer reached
+    through sequences of layers ('conv2', 'features.10', 'layer2.1'), but flattening and dropout."""
+    names, inside = [], {""}
+    for path, layer in model.named_layers():
+        if path.rpartition(".")[0] not in inside:
+            continue  # inside a residual block or a branch: no output of its own
+        if isinstance(layer, Sequential):
+            inside.add(path)
+        if not isinstance(layer, (Flatten, Dropout)):
+            names.append(path)
+    return names
 
 
 def _check_target(model, layer, channels, input_shape):
     names = target_layers(model)
     if layer not in names:
         raise ValueError(f"layer {layer!r} does not exist or has no channels; valid layers: {', '.join(names)}")
-    probe = model.forward(np.zeros((1,) + tuple(input_shape), model.parameters()[0].value.dtype), until=layer)
-    count = probe.shape[1]
+    count = prefix_model(model, layer).output_shape(tuple(input_shape))[0]
     bad = [c for c in channels if not 0 <= c < count]
     if bad:
         raise ValueError(f"channel(s) {bad} out of range: layer {layer!r} has {count} channels, valid 0..{count - 1}")
@@ -69,6 +78,7 @@ def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0,
     mean, std = _per_channel(mean, "mean", input_shape[0]), _per_channel(std, "std", input_shape[0])
     _check_target(model, layer, channels, input_shape)
     model.eval()
+    truncated = prefix_model(model, layer)
     rng = np.random.default_rng(seed)
     dtype = model.parameters()[0].value.dtype
     x = rng.uniform(0.0, 1.0, (len(channels),) + tuple(input_shape))
@@ -77,12 +87,12 @@ def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0,
         shift = tuple(rng.integers(-jitter, jitter + 1, 2)) if jitter and step < steps else (0, 0)
         shifted = np.roll(x, shift, axis=(2, 3))
         normalized = backend.transfer(((shifted - mean) / std).astype(dtype), device)
-        output = backend.to_host(model.forward(normalized, until=layer))
+        output = backend.to_host(truncated.forward(normalized))
         values, grad_output = _objective_and_grad(output, channels)
         objectives.append(values)
         if step == steps:
             break
-        grad_input = backend.to_host(model.backward(backend.transfer(grad_output, device), start=layer))
+        grad_input = backend.to_host(truncated.backward(backend.transfer(grad_output, device)))
         grad = np.roll(grad_input.astype(np.float64) / std, (-shift[0], -shift[1]), axis=(2, 3))
         scale = np.abs(grad).mean(axis=(1, 2, 3), keepdims=True) + 1e-12
         x = x + lr * grad / scale

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from nbconv import dream, models
+from nbconv.nn import prefix_model
 
 
 def _model():
@@ -13,8 +14,8 @@ def _model():
 def test_prefix_runs_the_model_up_to_a_layer():
     model = _model().eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    np.testing.assert_array_equal(dream.prefix(model, "relu1").forward(x), model.forward(x, until="relu1"))
-    np.testing.assert_array_equal(dream.prefix(model, "cat1").forward(x), model.forward(x, until="cat1"))
+    np.testing.assert_array_equal(prefix_model(model, "relu1").forward(x), model.forward(x, until="relu1"))
+    np.testing.assert_array_equal(prefix_model(model, "cat1").forward(x), model.forward(x, until="cat1"))
 
 
 def test_prefix_reaches_into_nested_sequences():
@@ -24,22 +25,22 @@ def test_prefix_reaches_into_nested_sequences():
     expected = x
     for layer in features.layers[:4]:
         expected = layer.forward(expected)
-    np.testing.assert_allclose(dream.prefix(model, "features.3").forward(x), expected, rtol=1e-6)
+    np.testing.assert_allclose(prefix_model(model, "features.3").forward(x), expected, rtol=1e-6)
 
 
 def test_prefix_errors_name_the_path():
     model = _model()
     with pytest.raises(ValueError, match="no layer 'nope'"):
-        dream.prefix(model, "nope")
+        prefix_model(model, "nope")
     with pytest.raises(ValueError, match="res1 is not a sequence of layers"):
-        dream.prefix(model, "res1.conv1")
+        prefix_model(model, "res1.conv1")
 
 
 def test_dreaming_raises_the_layers_activation():
     model = _model()
     rng = np.random.default_rng(3)
     pixels = rng.uniform(0.3, 0.7, (3, 24, 20))
-    truncated = dream.prefix(model, "res1")
+    truncated = prefix_model(model, "res1")
 
     def energy(image):
         return float((truncated.forward(((image - 0.5) / 0.25)[None].astype(np.float32)) ** 2).sum())
@@ -71,3 +72,46 @@ def test_frames_zoom_into_the_last_dream():
     assert not np.allclose(frames[0], frames[1])
     flat = np.full((1, 8, 8), 0.25)
     np.testing.assert_allclose(dream.zoom(flat, 1.5), 0.25)
+
+
+def test_dream_command_writes_a_picture_and_frames(tmp_path):
+    pytest.importorskip("PIL")
+    from click.testing import CliRunner
+
+    from nbconv import checkpoint, images
+    from nbconv_cli.main import app
+    model = models.build("conv6k3p1,relu,maxpool2,conv6k3p1,relu", (3, 16, 16), seed=0)
+    saved = str(tmp_path / "m.npz")
+    checkpoint.save(saved, model, (3, 16, 16))
+    images.write_image(np.random.default_rng(0).uniform(size=(3, 20, 24)), tmp_path / "in.png")
+    runner = CliRunner()
+    base = ["visualize", saved, "dream", "--image", str(tmp_path / "in.png"), "--layer", "relu2", "--octaves", "2",
+            "--steps", "2"]
+    result = runner.invoke(app, base + ["--out", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    assert images.read_image(tmp_path / "out.png", 3).shape == (3, 20, 24)
+    result = runner.invoke(app, base + ["--frames", "3", "--out", str(tmp_path / "anim.gif")])
+    assert result.exit_code == 0 and "3 frames" in result.output, result.output
+    result = runner.invoke(app, base + ["--frames", "2", "--out", str(tmp_path / "f.png")])
+    assert result.exit_code == 0 and (tmp_path / "f-001.png").exists(), result.output
+    result = runner.invoke(app, ["visualize", saved, "dream", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "needs --image" in result.output
+    result = runner.invoke(app, base[:-4] + ["--layer", "nope", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 1 and "no layer 'nope'" in result.output and "Traceback" not in result.output
+
+
+def test_visualize_reaches_layers_inside_named_architectures(tmp_path):
+    pytest.importorskip("PIL")
+    from click.testing import CliRunner
+
+    from nbconv import checkpoint
+    from nbconv_cli.main import app
+    model = models.build("vgg11", (3, 32, 32), seed=0, num_classes=4)
+    saved = str(tmp_path / "vgg.npz")
+    checkpoint.save(saved, model, (3, 32, 32))
+    runner = CliRunner()
+    result = runner.invoke(app, ["visualize", saved, "filters", "--out", str(tmp_path / "f.png")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["visualize", saved, "maximize", "--layer", "features.3", "--channels", "0-1",
+                                 "--steps", "2", "--out", str(tmp_path / "m.png")])
+    assert result.exit_code == 0 and "ascent steps" in result.output, result.output

@@ -71,6 +71,13 @@ class Layer:
     def parameters(self):
         return list(self.named_parameters().values())
 
+    def named_layers(self, prefix=""):
+        """(dotted path, layer) for every layer inside this one, depth first, in the order they run."""
+        for name, child in self.children():
+            path = f"{prefix}.{name}" if prefix else name
+            yield path, child
+            yield from child.named_layers(path)
+
     def train(self, mode=True):
         self.training = mode
         for _, child in self.children():
@@ -274,6 +281,31 @@ class Sequential(Layer):
 
     def __repr__(self):
         return "\n".join(repr(layer) for layer in self.layers)
+
+
+def prefix_model(model, path):
+    """A Sequential that runs `model` up to the layer at dotted `path` ('conv3', 'features.10',
+    'layer2.1') and returns that layer's output. It shares the model's layers. A path may go down through
+    Sequential containers only: a layer inside a residual block or a branch has no output of its own."""
+    parts = str(path).split(".")
+    container, kept = model, []
+    for depth, part in enumerate(parts):
+        names = [name for name, _ in container.children()] if isinstance(container, Sequential) else []
+        if part not in names:
+            where = ".".join(parts[:depth]) or "the model"
+            if not names:
+                raise ValueError(f"layer {path!r}: {where} is not a sequence of layers, so {part!r} inside it "
+                                 f"has no output of its own")
+            raise ValueError(f"layer {path!r}: {where} has no layer {part!r}; its layers are: {', '.join(names)}")
+        index = names.index(part)
+        kept.append((container, container.layers[:index]))
+        container = container.layers[index]
+    layers = [container]
+    for outer, before in reversed(kept[1:]):
+        layers = [Sequential(before + layers, name=outer.name)]
+    top = Sequential(kept[0][1] + layers)
+    top.reorder = False  # the output asked for is the layer's own (a ReLU's, before any pooling)
+    return top
 
 
 class ShapeMismatch(ValueError):

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import backend, checks, nn
 from .. import functional as F
-from ..data.idx import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 OPSET = 17
 

@@ -130,7 +130,8 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
 def test_non_finite_weights_keep_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     from nbconv import backend
 
-    def poison():  # as a diverging update would, in the second epoch
+    def poison():  # as a diverging update would, at the last step of the second epoch (a NaN weight seen by
+        # a later forward pass gives a NaN loss, which stops training by its own check)
         backend.flat(optim_holder[0].parameters[0].value)[0] = np.nan
     optim_holder = []
     real_init = optim.Optimizer.__init__
@@ -139,7 +140,7 @@ def test_non_finite_weights_keep_the_last_good_checkpoint(tiny, tmp_path, monkey
         real_init(self, *args, **kwargs)
         optim_holder.append(self)
     monkeypatch.setattr(optim.Optimizer, "__init__", init)
-    _after_step(monkeypatch, STEPS_PER_EPOCH + 2, poison)
+    _after_step(monkeypatch, 2 * STEPS_PER_EPOCH, poison)
     out = tmp_path / "run.npz"
     result = CliRunner().invoke(app, _args(tiny, out))
     assert result.exit_code == 1 and "weights became NaN or infinite during epoch 2 (conv1.weight)" in result.output

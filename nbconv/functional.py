@@ -803,7 +803,9 @@ def _adaptive_geometry(x, output_size):
     OH, OW = checks.pair("output_size", output_size, 1)
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"input must have a non-empty plane to pool, got shape {tuple(x.shape)}")
-    return (x.shape[0], x.shape[1], OH, OW)
+    shape = (x.shape[0], x.shape[1], OH, OW)
+    checks.fits_in_memory("the output", shape, x.dtype, {"output_size": (OH, OW)})
+    return shape
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -858,8 +860,7 @@ def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, chec
         if indices.size:
             kernels.adaptive_max_pool2d_forward(x, backend.empty(shape, dtype, where), indices)
     else:
-        if backend.backend_of(indices) != where or np.dtype(indices.dtype) != np.int64:
-            raise TypeError(f"indices must be an int64 array on the same backend as input ({where})")
+        indices = checks.int64_array("indices", backend.as_array(indices, "indices"), where)
         if tuple(indices.shape) not in (shape, shape[1:] if squeeze else None):
             raise ValueError(f"indices must have the pooled output's shape {shape}, got {tuple(indices.shape)}")
         indices = backend.contiguous(indices).reshape(shape)

@@ -53,7 +53,7 @@ def _workload(dtype, rng):
     F.global_avg_pool2d(x)
     F.global_avg_pool2d_backward(device(2, 4, 1, 1), x)
 
-    for name in ("relu", "sigmoid", "tanh"):
+    for name in ("relu", "relu6", "sigmoid", "tanh"):
         getattr(F, name)(x)
         getattr(F, f"{name}_backward")(device(*x.shape), x)
     F.leaky_relu(x, 0.1)

@@ -288,6 +288,16 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, True)
 
 
+def _user_indices(indices, where):
+    """Pooling indices given by a caller, as an int64 array on `where` (other libraries' arrays viewed as
+    backend.as_array does), else a TypeError saying what is expected."""
+    try:
+        indices = backend.as_array(indices, "indices")
+    except TypeError:
+        pass  # not an array of any kind: int64_array's message says what is expected
+    return checks.int64_array("indices", indices, where)
+
+
 def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, check_indices):
     """max_pool2d_backward; check_indices=False trusts indices made by max_pool2d (the MaxPool2d layer's own)."""
     where, dtype, x, grad_y, squeeze = _pool_arrays(input, grad_output)
@@ -299,7 +309,7 @@ def _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_
         kernels.max_pool2d_forward(x, backend.empty(geometry.output_shape, dtype, where), indices,
                                    *geometry.kernel_args)
     else:
-        indices = checks.int64_array("indices", backend.as_array(indices, "indices"), where)
+        indices = _user_indices(indices, where)
         if tuple(indices.shape) not in (geometry.output_shape, geometry.output_shape[1:] if squeeze else None):
             raise ValueError(f"indices must have the pooled output's shape {geometry.output_shape}, "
                              f"got {tuple(indices.shape)}")
@@ -860,7 +870,7 @@ def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, chec
         if indices.size:
             kernels.adaptive_max_pool2d_forward(x, backend.empty(shape, dtype, where), indices)
     else:
-        indices = checks.int64_array("indices", backend.as_array(indices, "indices"), where)
+        indices = _user_indices(indices, where)
         if tuple(indices.shape) not in (shape, shape[1:] if squeeze else None):
             raise ValueError(f"indices must have the pooled output's shape {shape}, got {tuple(indices.shape)}")
         indices = backend.contiguous(indices).reshape(shape)

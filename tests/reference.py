@@ -199,3 +199,64 @@ def local_conv2d_backward(grad_output, x, w, stride=(1, 1), padding=(0, 0)):
                 grad_input[:, :, rows, cols] += np.einsum("nd,dcij->ncij", g[:, :, oh, ow], w[oh, ow])
     H, W = x.shape[2], x.shape[3]
     return grad_input[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W], grad_weight
+
+
+def batch_norm_backward(grad_output, x, mean, invstd, weight, training):
+    """(grad_input, grad_weight, grad_bias) of batch normalization over axis 1 in float64, given the (C,)
+    statistics used by the forward pass. training=True differentiates through the batch mean and biased
+    variance (the statistics must be the batch's); training=False treats them as constants."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(grad_output, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    mean = np.asarray(mean, np.float64).reshape(shape)
+    invstd = np.asarray(invstd, np.float64).reshape(shape)
+    normalized = (x - mean) * invstd
+    scale = np.ones(shape) if weight is None else np.asarray(weight, np.float64).reshape(shape)
+    grad_normalized = g * scale
+    if training:
+        grad_input = invstd * (grad_normalized - grad_normalized.mean(axis=axes, keepdims=True)
+                               - normalized * (grad_normalized * normalized).mean(axis=axes, keepdims=True))
+    else:
+        grad_input = grad_normalized * invstd
+    return grad_input, (g * normalized).sum(axis=axes), g.sum(axis=axes)
+
+
+def local_response_norm_backward(grad_output, x, size, alpha, beta, k):
+    """d loss / d input of local_response_norm in float64: output[c] = x[c] * D[c] ** -beta with
+    D[c] = k + alpha / size * sum of x[j] ** 2 over j in [c - size // 2, c + (size - 1) // 2]."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(grad_output, np.float64)
+    C = x.shape[1]
+    denominator = np.empty_like(x)
+    for c in range(C):
+        window = x[:, max(c - size // 2, 0):min(c + (size - 1) // 2 + 1, C)]
+        denominator[:, c] = k + alpha / size * np.sum(window ** 2, axis=1)
+    through_denominator = g * x * denominator ** (-beta - 1)
+    grad = g * denominator ** -beta
+    for j in range(C):  # x[j] sits in the windows of channels c in [j - (size - 1) // 2, j + size // 2]
+        windows = through_denominator[:, max(j - (size - 1) // 2, 0):min(j + size // 2 + 1, C)]
+        grad[:, j] -= 2 * alpha * beta / size * x[:, j] * np.sum(windows, axis=1)
+    return grad
+
+
+def adaptive_pool2d_backward(grad_output, x, mode):
+    """d loss / d input of adaptive max (to the first maximum of each window) or average pooling, in float64."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(grad_output, np.float64)
+    N, C, H, W = x.shape
+    OH, OW = g.shape[2], g.shape[3]
+    grad = np.zeros_like(x)
+    _, indices = adaptive_pool2d(x, (OH, OW), "max")
+    for oh in range(OH):
+        h0, h1 = int(np.floor(oh * H / OH)), int(np.ceil((oh + 1) * H / OH))
+        for ow in range(OW):
+            w0, w1 = int(np.floor(ow * W / OW)), int(np.ceil((ow + 1) * W / OW))
+            if mode == "max":
+                for n in range(N):
+                    for c in range(C):
+                        index = indices[n, c, oh, ow]
+                        grad[n, c, index // W, index % W] += g[n, c, oh, ow]
+            else:
+                grad[:, :, h0:h1, w0:w1] += g[:, :, oh, ow][:, :, None, None] / ((h1 - h0) * (w1 - w0))
+    return grad

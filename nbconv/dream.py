@@ -10,7 +10,7 @@ import numpy as np
 
 from . import backend
 from .images import resize
-from .nn import prefix_model
+from .nn import input_gradients_only, prefix_model
 
 
 def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, steps=10, lr=0.01, jitter=16,
@@ -32,23 +32,24 @@ def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, 
     if not sizes:
         raise ValueError(f"a {height}x{width} image is too small for the layers up to {layer!r}")
     rng = np.random.default_rng(seed)
-    total, done = len(sizes) * steps, 0
-    detail = np.zeros((channels,) + sizes[0])
-    for size in sizes:
-        base = resize(pixels, *size)
-        image = base + resize(detail, *size)
-        for _ in range(steps):
-            shift = tuple(int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
-            shifted = np.roll(image, shift, axis=(1, 2))
-            normalized = backend.transfer((((shifted - mean) / std)[None]).astype(dtype), device)
-            activations = truncated.forward(normalized)
-            grad = backend.to_host(truncated.backward(activations))[0].astype(np.float64) / std
-            grad = np.roll(grad, (-shift[0], -shift[1]), axis=(1, 2))
-            image = np.clip(image + lr * grad / (np.abs(grad).mean() + 1e-12), 0.0, 1.0)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        detail = image - base
+    with input_gradients_only(truncated):
+        total, done = len(sizes) * steps, 0
+        detail = np.zeros((channels,) + sizes[0])
+        for size in sizes:
+            base = resize(pixels, *size)
+            image = base + resize(detail, *size)
+            for _ in range(steps):
+                shift = tuple(int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
+                shifted = np.roll(image, shift, axis=(1, 2))
+                normalized = backend.transfer((((shifted - mean) / std)[None]).astype(dtype), device)
+                activations = truncated.forward(normalized)
+                grad = backend.to_host(truncated.backward(activations))[0].astype(np.float64) / std
+                grad = np.roll(grad, (-shift[0], -shift[1]), axis=(1, 2))
+                image = np.clip(image + lr * grad / (np.abs(grad).mean() + 1e-12), 0.0, 1.0)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            detail = image - base
     return image
 
 

@@ -142,7 +142,8 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups):
     return _unbatched(output, squeeze)
 
 
-def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad=True):
+def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad=True,
+                     need_weight_grad=True):
     where, dtype, a = checks.arrays(grad_output=grad_output, input=input, weight=weight)
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -151,10 +152,12 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     checks.shape("grad_output", grad_y, geometry.output_shape)
     kernels = backend.kernels(where)
     padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
-    grad_weight = backend.empty(a["weight"].shape, dtype, where)
-    grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
-    kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
-    kernels.conv2d_backward_bias(grad_y, grad_bias)
+    grad_weight = grad_bias = None
+    if need_weight_grad:
+        grad_weight = backend.empty(a["weight"].shape, dtype, where)
+        grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
+        kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
+        kernels.conv2d_backward_bias(grad_y, grad_bias)
     if not need_input_grad:
         return None, grad_weight, grad_bias
     grad_input = backend.empty(padded.shape, dtype, where)
@@ -172,12 +175,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
-def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True):
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True,
+                    need_weight_grad=True):
     """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,)).
 
-    need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer.
+    need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer;
+    need_weight_grad=False skips grad_weight and grad_bias (None), e.g. for gradient ascent on the input.
     """
-    return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad)
+    return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad,
+                            bool(need_weight_grad))
 
 
 def _as_2d_hyper(name, value, minimum, fill):

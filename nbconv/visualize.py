@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
-from .nn import Dropout, Flatten, Sequential, prefix_model
+from .nn import Dropout, Flatten, Sequential, input_gradients_only, prefix_model
 
 
 @dataclass
@@ -82,24 +82,25 @@ def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0,
     rng = np.random.default_rng(seed)
     dtype = model.parameters()[0].value.dtype
     x = rng.uniform(0.0, 1.0, (len(channels),) + tuple(input_shape))
-    objectives = []
-    for step in range(steps + 1):
-        shift = tuple(rng.integers(-jitter, jitter + 1, 2)) if jitter and step < steps else (0, 0)
-        shifted = np.roll(x, shift, axis=(2, 3))
-        normalized = backend.transfer(((shifted - mean) / std).astype(dtype), device)
-        output = backend.to_host(truncated.forward(normalized))
-        values, grad_output = _objective_and_grad(output, channels)
-        objectives.append(values)
-        if step == steps:
-            break
-        grad_input = backend.to_host(truncated.backward(backend.transfer(grad_output, device)))
-        grad = np.roll(grad_input.astype(np.float64) / std, (-shift[0], -shift[1]), axis=(2, 3))
-        scale = np.abs(grad).mean(axis=(1, 2, 3), keepdims=True) + 1e-12
-        x = x + lr * grad / scale
-        if l2_decay:
-            x = x * (1.0 - l2_decay)
-        if clip:
-            x = np.clip(x, 0.0, 1.0)
+    with input_gradients_only(truncated):
+        objectives = []
+        for step in range(steps + 1):
+            shift = tuple(rng.integers(-jitter, jitter + 1, 2)) if jitter and step < steps else (0, 0)
+            shifted = np.roll(x, shift, axis=(2, 3))
+            normalized = backend.transfer(((shifted - mean) / std).astype(dtype), device)
+            output = backend.to_host(truncated.forward(normalized))
+            values, grad_output = _objective_and_grad(output, channels)
+            objectives.append(values)
+            if step == steps:
+                break
+            grad_input = backend.to_host(truncated.backward(backend.transfer(grad_output, device)))
+            grad = np.roll(grad_input.astype(np.float64) / std, (-shift[0], -shift[1]), axis=(2, 3))
+            scale = np.abs(grad).mean(axis=(1, 2, 3), keepdims=True) + 1e-12
+            x = x + lr * grad / scale
+            if l2_decay:
+                x = x * (1.0 - l2_decay)
+            if clip:
+                x = np.clip(x, 0.0, 1.0)
     return AscentResult(x, np.array(objectives))
 
 

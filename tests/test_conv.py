@@ -120,3 +120,13 @@ def test_depthwise_3x3_cases_take_their_own_kernels():
                               1, 1, *_pair(case[8]), 1, 1, case[10])
               for case in CASES if case[10] > 1 and case[5:7] == (3, 3) and case[7] == 1 and case[9] == 1]
     assert chosen == ["depthwise3x3", "depthwise3x3", "depthwise3x3", "direct"]
+
+
+def test_backward_without_the_weight_gradient_gives_the_same_input_gradient(rng):
+    x = rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((6, 2, 3, 3))
+    grad_y = rng.standard_normal(F.conv2d(x, w, stride=2, padding=1, groups=2).shape)
+    full = F.conv2d_backward(grad_y, x, w, stride=2, padding=1, groups=2)
+    only_input = F.conv2d_backward(grad_y, x, w, stride=2, padding=1, groups=2, need_weight_grad=False)
+    np.testing.assert_array_equal(only_input[0], full[0])
+    assert only_input[1] is None and only_input[2] is None

@@ -115,3 +115,14 @@ def test_visualize_reaches_layers_inside_named_architectures(tmp_path):
     result = runner.invoke(app, ["visualize", saved, "maximize", "--layer", "features.3", "--channels", "0-1",
                                  "--steps", "2", "--out", str(tmp_path / "m.png")])
     assert result.exit_code == 0 and "ascent steps" in result.output, result.output
+
+
+def test_the_ascent_skips_parameter_gradients_and_restores_them():
+    from nbconv.nn import input_gradients_only
+    model = _model()
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    with input_gradients_only(model):
+        model.backward(np.ones_like(model.forward(x)))
+        assert model["conv1"].weight.grad is None
+    model.backward(np.ones_like(model.forward(x)))
+    assert model["conv1"].weight.grad is not None and model["conv1"].param_grads

@@ -56,7 +56,8 @@ class Conv2d(Layer):
 
     def backward(self, grad_output, need_input_grad=True):
         grad_input, self.weight.grad, grad_bias = F.conv2d_backward(grad_output, self.input, self.weight.value,
-                                                                    need_input_grad=need_input_grad, **self.hyper)
+                                                                    need_input_grad=need_input_grad,
+                                                                    need_weight_grad=self.param_grads, **self.hyper)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

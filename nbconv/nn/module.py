@@ -7,6 +7,7 @@ gradient w.r.t. the layer's input and stores the parameters' gradients in `param
 Weights travel as a state dict: {hierarchical name: numpy array}, parameters and buffers (e.g. batch
 norm's running statistics) alike, names joined with dots from the containers down ("layer1.0.conv1.weight").
 """
+import contextlib
 from collections import namedtuple
 
 import numpy as np
@@ -36,6 +37,7 @@ class Layer:
     """Base class: forward/backward, train/eval mode, parameters, device moves."""
 
     name = None
+    param_grads = True  # False (see input_gradients_only): backward leaves the parameters' gradients out
     # Sequential may run a layer with commutes_with_max after a following layer with takes_window_max
     # (ReLU then max pooling): relu(max(S)) == max(relu(S)) with the same gradient, on 4x fewer values.
     commutes_with_max = False
@@ -281,6 +283,20 @@ class Sequential(Layer):
 
     def __repr__(self):
         return "\n".join(repr(layer) for layer in self.layers)
+
+
+@contextlib.contextmanager
+def input_gradients_only(model):
+    """Within: the model's backward passes give the input gradient alone, without the parameters' (their
+    .grad left None where a layer can skip them): for gradient ascent on the input, which never steps."""
+    layers = [model] + [layer for _, layer in model.named_layers()]
+    for layer in layers:
+        layer.param_grads = False
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("param_grads", None)
 
 
 def prefix_model(model, path):

@@ -9,7 +9,7 @@ animation, each frame zooms into the centre of the last dream and dreams again.
 import numpy as np
 
 from . import backend
-from .images import resize
+from .images import per_channel, resize
 from .nn import input_gradients_only, prefix_model
 
 
@@ -23,8 +23,7 @@ def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, 
     truncated = prefix_model(model, layer).eval()
     pixels = np.asarray(pixels, np.float64)
     channels, height, width = pixels.shape
-    mean = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
-    std = np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
+    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels)
     dtype = next((p.value.dtype for p in model.parameters()), np.float32)
     sizes = [(max(1, round(height / octave_scale ** k)), max(1, round(width / octave_scale ** k)))
              for k in range(octaves)][::-1]

@@ -76,11 +76,18 @@ def fit(image, height, width, resize_ratio=1.0):
     return resized[:, top:top + height, left:left + width]
 
 
+def per_channel(values, name, channels):
+    """mean or std as an array broadcasting over (C, H, W) or (K, C, H, W): a number, or one value per channel."""
+    array = np.asarray(values, np.float64).reshape(-1)
+    if array.size not in (1, channels):
+        raise ValueError(f"{name} must be a number or {channels} values (one per input channel), got {array.size}")
+    return array.reshape(-1, 1, 1)
+
+
 def normalize(pixels, mean, std):
     """(C, H, W) pixels in [0, 255] -> (pixel/255 - mean) / std per channel (mean/std: numbers or per channel)."""
     channels = pixels.shape[0]
-    mean = np.broadcast_to(np.asarray(mean, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
-    std = np.broadcast_to(np.asarray(std, np.float64).reshape(-1), (channels,)).reshape(-1, 1, 1)
+    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels)
     return (np.asarray(pixels, np.float64) / 255.0 - mean) / std
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
+from .images import per_channel
 from .nn import Dropout, Flatten, Sequential, input_gradients_only, prefix_model
 
 
@@ -61,21 +62,13 @@ def _objective_and_grad(output, channels):
     return values, grad
 
 
-def _per_channel(values, name, channels):
-    """mean or std as an array broadcasting over (K, C, H, W): a number, or one value per channel."""
-    array = np.asarray(values, np.float64).reshape(-1)
-    if array.size not in (1, channels):
-        raise ValueError(f"{name} must be a number or {channels} values (one per input channel), got {array.size}")
-    return array.reshape(-1, 1, 1)
-
-
 def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0, steps=100, lr=0.05,
              l2_decay=1e-4, jitter=1, clip=True, seed=0, device="cpu"):
     """Gradient ascent on the input for each channel in `channels` of layer `layer` (class scores when
     `layer` is the last layer). Returns an AscentResult. mean/std: the model's input normalisation, a
     number or one value per input channel (of pixel values in [0, 1])."""
     channels = [int(c) for c in channels]
-    mean, std = _per_channel(mean, "mean", input_shape[0]), _per_channel(std, "std", input_shape[0])
+    mean, std = per_channel(mean, "mean", input_shape[0]), per_channel(std, "std", input_shape[0])
     _check_target(model, layer, channels, input_shape)
     model.eval()
     truncated = prefix_model(model, layer)

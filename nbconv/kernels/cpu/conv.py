@@ -39,6 +39,7 @@ from .conv_shift import (conv2d_backward_input_shift, conv2d_backward_weight_shi
                          sum_tap_partials, weight_taps)
 from .conv_wide import conv2d_backward_input_wide, conv2d_backward_weight_wide, conv2d_forward_wide
 from .conv_winograd import conv2d_winograd, winograd_weights
+from . import conv_winograd_weight
 from .finite import all_finite
 from .workspace import scratch
 
@@ -54,6 +55,7 @@ SHIFT_CHANNELS = 16  # conv_shift's products are this deep (channels per group, 
 # for conv_wide: it wins up to 32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at
 # 32 and 56 wide), and loses from 48 (0.85-0.9x at 48-128).
 SHIFT_WEIGHT_CHANNELS = 32
+WINOGRAD_WEIGHT_CHANNELS = 32  # Winograd layers from this many channels take conv_winograd_weight's gradient
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)
@@ -263,7 +265,9 @@ def _backward_weight_fast(grad_output, input, grad_weight, stride_h, stride_w, p
     chunks = conv_gemm.WEIGHT_CHUNKS  # fixed, so the sum's order does not depend on the thread count
     with single_threaded():
         channels = min(grad_weight.shape[0] // groups, grad_weight.shape[1])
-        if algorithm in ("winograd", "shift") and channels <= SHIFT_WEIGHT_CHANNELS:  # no Winograd for weights
+        if algorithm == "winograd" and channels >= WINOGRAD_WEIGHT_CHANNELS:
+            _winograd_weight(grad_output, input, grad_weight, padding_h, padding_w)
+        elif algorithm in ("winograd", "shift") and channels <= SHIFT_WEIGHT_CHANNELS:
             taps, padded, wide = _shift_workspace(input.shape, grad_weight, grad_output.shape, padding_h, padding_w,
                                                   dilation_w, input.dtype, chunks)
             partial = scratch("partial", (padded.shape[0],) + taps.shape, grad_weight.dtype)
@@ -279,6 +283,15 @@ def _backward_weight_fast(grad_output, input, grad_weight, stride_h, stride_w, p
             partial = _partial_sums(col.shape[0], grad_weight, groups)
             conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, *args,
                                         algorithm == "pointwise")
+
+
+def _winograd_weight(grad_output, input, grad_weight, padding_h, padding_w):
+    """conv_winograd_weight over the batch, its buffers from the scratch."""
+    shapes = conv_winograd_weight.workspace_shapes(input.shape, grad_output.shape, grad_weight.shape[0],
+                                                   input.dtype.itemsize, 4 * numba.get_num_threads())
+    buffers = [scratch(name, shape, input.dtype) for name, shape in zip(("padded", "col", "wide", "partial"), shapes)]
+    conv_winograd_weight.conv2d_backward_weight_winograd(grad_output, input, grad_weight, *buffers, padding_h,
+                                                         padding_w)
 
 
 def _partial_sums(chunks, grad_weight, groups):

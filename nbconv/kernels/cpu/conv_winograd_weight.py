@@ -41,63 +41,72 @@ def _pad_plane(source, plane, top, left, rows, cols):
 
 
 @njit(cache=True)
-def _transform_input_plane(plane, input_tiles, c, first_tile, tiles_h, tiles_w):
+def _input_columns(row, out0, out1, out2, out3):
+    """The column half of B^T d B along one row of (B^T d): out_b[tw] = (row[2tw..2tw+3] B)[b]. Separate
+    loops with one source and four targets, so that LLVM vectorises them (stride-2 loads)."""
+    for tw in range(out0.shape[0]):
+        middle = row[2 * tw + 2]
+        out0[tw] = row[2 * tw] - middle
+        out1[tw] = row[2 * tw + 1] + middle
+        out2[tw] = middle - row[2 * tw + 1]
+        out3[tw] = row[2 * tw + 1] - row[2 * tw + 3]
+
+
+@njit(cache=True)
+def _transform_input_plane(plane, rows, input_tiles, c, first_tile, tiles_h, tiles_w):
     """input_tiles[4a + b, c, first_tile + tr*TW + tw] = (B^T d B)[a, b] for the 4x4 patch d at rows 2tr..,
-    columns 2tw.. of plane, a padded (2TH + 2) x (2TW + 2) plane laid out flat."""
+    columns 2tw.. of plane, a padded (2TH + 2) x (2TW + 2) plane laid out flat. rows: (4, 2TW + 2) scratch
+    for the row half, B^T d, of one row of tiles. B^T's rows: (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0),
+    (0, 1, 0, -1)."""
     cols = 2 * tiles_w + 2
+    first, second, third, fourth = rows[0], rows[1], rows[2], rows[3]
     for tr in range(tiles_h):
         start = 2 * tr * cols
         row0 = plane[start:start + cols]
         row1 = plane[start + cols:start + 2 * cols]
         row2 = plane[start + 2 * cols:start + 3 * cols]
         row3 = plane[start + 3 * cols:start + 4 * cols]
-        base = first_tile + tr * tiles_w
-        for tw in range(tiles_w):
-            w = 2 * tw
-            # B^T d: row combinations, column by column
-            p0, p1, p2, p3 = row0[w] - row2[w], row0[w + 1] - row2[w + 1], row0[w + 2] - row2[w + 2], \
-                row0[w + 3] - row2[w + 3]
-            q0, q1, q2, q3 = row1[w] + row2[w], row1[w + 1] + row2[w + 1], row1[w + 2] + row2[w + 2], \
-                row1[w + 3] + row2[w + 3]
-            s0, s1, s2, s3 = row2[w] - row1[w], row2[w + 1] - row1[w + 1], row2[w + 2] - row1[w + 2], \
-                row2[w + 3] - row1[w + 3]
-            u0, u1, u2, u3 = row1[w] - row3[w], row1[w + 1] - row3[w + 1], row1[w + 2] - row3[w + 2], \
-                row1[w + 3] - row3[w + 3]
-            # (B^T d) B: the same combinations across the columns of each row
-            t = base + tw
-            input_tiles[0, c, t], input_tiles[1, c, t] = p0 - p2, p1 + p2
-            input_tiles[2, c, t], input_tiles[3, c, t] = p2 - p1, p1 - p3
-            input_tiles[4, c, t], input_tiles[5, c, t] = q0 - q2, q1 + q2
-            input_tiles[6, c, t], input_tiles[7, c, t] = q2 - q1, q1 - q3
-            input_tiles[8, c, t], input_tiles[9, c, t] = s0 - s2, s1 + s2
-            input_tiles[10, c, t], input_tiles[11, c, t] = s2 - s1, s1 - s3
-            input_tiles[12, c, t], input_tiles[13, c, t] = u0 - u2, u1 + u2
-            input_tiles[14, c, t], input_tiles[15, c, t] = u2 - u1, u1 - u3
+        for w in range(cols):
+            first[w] = row0[w] - row2[w]
+            second[w] = row1[w] + row2[w]
+            third[w] = row2[w] - row1[w]
+            fourth[w] = row1[w] - row3[w]
+        lo, hi = first_tile + tr * tiles_w, first_tile + (tr + 1) * tiles_w
+        for a, row in enumerate((first, second, third, fourth)):
+            _input_columns(row, input_tiles[4 * a, c, lo:hi], input_tiles[4 * a + 1, c, lo:hi],
+                           input_tiles[4 * a + 2, c, lo:hi], input_tiles[4 * a + 3, c, lo:hi])
 
 
 @njit(cache=True)
-def _transform_output_plane(plane, output_tiles, d, first_tile, tiles_h, tiles_w):
+def _output_columns(row, out0, out1, out2, out3):
+    """The column half of A y A^T along one row of (A y): out_b[tw] = (row[2tw..2tw+1] A^T)[b]."""
+    for tw in range(out0.shape[0]):
+        left, right = row[2 * tw], row[2 * tw + 1]
+        out0[tw] = left
+        out1[tw] = left + right
+        out2[tw] = left - right
+        out3[tw] = -right
+
+
+@njit(cache=True)
+def _transform_output_plane(plane, rows, output_tiles, d, first_tile, tiles_h, tiles_w):
     """output_tiles[4a + b, d, first_tile + tr*TW + tw] = (A y A^T)[a, b] for the 2x2 tile y at rows 2tr..,
-    columns 2tw.. of plane, a zero-padded 2TH x 2TW plane laid out flat. A's rows: (1, 0), (1, 1), (1, -1),
-    (0, -1)."""
+    columns 2tw.. of plane, a zero-padded 2TH x 2TW plane laid out flat; rows: (4, >= 2TW) scratch. A's rows:
+    (1, 0), (1, 1), (1, -1), (0, -1)."""
     cols = 2 * tiles_w
+    first, second, third, fourth = rows[0], rows[1], rows[2], rows[3]
     for tr in range(tiles_h):
         top = plane[2 * tr * cols:(2 * tr + 1) * cols]
         bottom = plane[(2 * tr + 1) * cols:(2 * tr + 2) * cols]
-        base = first_tile + tr * tiles_w
-        for tw in range(tiles_w):
-            y00, y01, y10, y11 = top[2 * tw], top[2 * tw + 1], bottom[2 * tw], bottom[2 * tw + 1]
-            # A y: rows y0, y0 + y1, y0 - y1, -y1 (of two columns each)
-            r0, r1, r2, r3 = y00 + y10, y00 - y10, y01 + y11, y01 - y11  # sums/differences down each column
-            t = base + tw
-            output_tiles[0, d, t], output_tiles[1, d, t] = y00, y00 + y01
-            output_tiles[2, d, t], output_tiles[3, d, t] = y00 - y01, -y01
-            output_tiles[4, d, t], output_tiles[5, d, t] = r0, r0 + r2
-            output_tiles[6, d, t], output_tiles[7, d, t] = r0 - r2, -r2
-            output_tiles[8, d, t], output_tiles[9, d, t] = r1, r1 + r3
-            output_tiles[10, d, t], output_tiles[11, d, t] = r1 - r3, -r3
-            output_tiles[12, d, t], output_tiles[13, d, t] = -y10, -y10 - y11
-            output_tiles[14, d, t], output_tiles[15, d, t] = y11 - y10, y11
+        for w in range(cols):
+            first[w] = top[w]
+            second[w] = top[w] + bottom[w]
+            third[w] = top[w] - bottom[w]
+            fourth[w] = -bottom[w]
+        lo, hi = first_tile + tr * tiles_w, first_tile + (tr + 1) * tiles_w
+        for a, row in enumerate((first, second, third, fourth)):
+            _output_columns(row, output_tiles[4 * a, d, lo:hi], output_tiles[4 * a + 1, d, lo:hi],
+                            output_tiles[4 * a + 2, d, lo:hi], output_tiles[4 * a + 3, d, lo:hi])
 
 
 @njit(cache=True, inline="always")
@@ -137,18 +146,18 @@ def _transform_block(input, grad_output, planes, input_tiles, output_tiles, firs
     output_size = 4 * per_image
     chunks = planes.shape[0]
     for chunk in prange(chunks):
-        plane = planes[chunk]
+        plane, rows = planes[chunk, :input_size], planes[chunk, input_size:].reshape((4, 2 * tiles_w + 2))
         first, last = chunk_bounds(chunk, chunks, images * (C + D))
         for task in range(first, last):
             n, channel = task // (C + D), task % (C + D)
             if channel < C:
-                _pad_plane(input[first_image + n, channel], plane[:input_size], padding_h, padding_w,
-                           2 * tiles_h + 2, 2 * tiles_w + 2)
-                _transform_input_plane(plane, input_tiles, channel, n * per_image, tiles_h, tiles_w)
+                _pad_plane(input[first_image + n, channel], plane, padding_h, padding_w, 2 * tiles_h + 2,
+                           2 * tiles_w + 2)
+                _transform_input_plane(plane, rows, input_tiles, channel, n * per_image, tiles_h, tiles_w)
             else:
                 _pad_plane(grad_output[first_image + n, channel - C], plane[:output_size], 0, 0, 2 * tiles_h,
                            2 * tiles_w)
-                _transform_output_plane(plane, output_tiles, channel - C, n * per_image, tiles_h, tiles_w)
+                _transform_output_plane(plane, rows, output_tiles, channel - C, n * per_image, tiles_h, tiles_w)
 
 
 @njit(parallel=True, cache=True)
@@ -183,7 +192,7 @@ def conv2d_backward_weight_winograd(grad_output, input, grad_weight, planes, inp
 def workspace_shapes(input_shape, output_shape, channels_out, itemsize, chunks):
     """Shapes of (planes, input_tiles, output_tiles, sums) for conv2d_backward_weight_winograd: blocks of
     whole images whose transformed tiles take about BLOCK_BYTES (at least one image), planes for `chunks`
-    parallel chunks."""
+    parallel chunks (each a padded plane and 4 rows of scratch)."""
     N, C = input_shape[0], input_shape[1]
     tiles_h, tiles_w = (output_shape[2] + 1) // 2, (output_shape[3] + 1) // 2
     per_image = tiles_h * tiles_w
@@ -191,5 +200,5 @@ def workspace_shapes(input_shape, output_shape, channels_out, itemsize, chunks):
     block_images = max(1, min(N, BLOCK_BYTES // image_bytes))
     capacity = block_images * per_image
     chunks = max(1, min(chunks, block_images * (C + channels_out)))
-    return ((chunks, (2 * tiles_h + 2) * (2 * tiles_w + 2)), (16, C, capacity), (16, channels_out, capacity),
+    return ((chunks, (2 * tiles_h + 6) * (2 * tiles_w + 2)), (16, C, capacity), (16, channels_out, capacity),
             (16, channels_out, C))

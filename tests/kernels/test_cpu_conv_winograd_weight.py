@@ -110,3 +110,21 @@ def test_wide_winograd_layers_take_the_winograd_weight_gradient(monkeypatch, rng
         w = np.zeros(weight_shape, np.float32)
         conv.conv2d_backward_weight(np.zeros((2, weight_shape[0]) + shape[2:], np.float32), x, w, 1, 1, 1, 1, 1, 1, 1)
         assert calls == ([weight_shape] if taken else [])
+
+
+def test_unrolled_weight_gradients_keep_few_partial_sums_when_they_are_large():
+    """The im2col weight kernels' partial sums (one per chunk) stay within PARTIAL_BYTES, at least 2 chunks."""
+    assert conv._weight_chunks(np.empty((16, 16, 3, 3), np.float32)) == conv.conv_gemm.WEIGHT_CHUNKS
+    assert conv._weight_chunks(np.empty((256, 128, 3, 3), np.float32)) == 7       # 1.2 MB each
+    assert conv._weight_chunks(np.empty((512, 256, 3, 3), np.float32)) == 2       # 4.7 MB each
+
+
+def test_partial_sums_add_in_chunk_order(rng):
+    from nbconv.kernels.cpu.shared import sum_partials
+    partial = rng.standard_normal((5, 2, 7, 3)).astype(np.float32)  # (chunks, groups, depth, D/groups)
+    expected = partial[0].copy()
+    for chunk in range(1, 5):
+        expected += partial[chunk]  # float32, in order: the sums must match bit for bit
+    grad_weight = np.empty((6, 7, 1, 1), np.float32)
+    sum_partials(partial, grad_weight)
+    np.testing.assert_array_equal(grad_weight.reshape(6, 7), expected.transpose(0, 2, 1).reshape(6, 7))

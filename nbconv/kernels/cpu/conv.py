@@ -55,6 +55,7 @@ SHIFT_CHANNELS = 16  # conv_shift's products are this deep (channels per group, 
 # for conv_wide: it wins up to 32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at
 # 32 and 56 wide), and loses from 48 (0.85-0.9x at 48-128).
 SHIFT_WEIGHT_CHANNELS = 32
+PARTIAL_BYTES = 8 * 1024 * 1024  # the unrolled weight gradients' partial sums, all chunks together
 WINOGRAD_WEIGHT_CHANNELS = 32  # Winograd layers from this many channels take conv_winograd_weight's gradient
 
 
@@ -262,7 +263,7 @@ def _backward_weight_fast(grad_output, input, grad_weight, stride_h, stride_w, p
                                                    _depthwise_planes(input.shape, input.dtype), padding_h, padding_w)
     if algorithm == "direct":
         return conv2d_backward_weight_direct(grad_output, input, grad_weight, *args)
-    chunks = conv_gemm.WEIGHT_CHUNKS  # fixed, so the sum's order does not depend on the thread count
+    chunks = _weight_chunks(grad_weight)  # from the shape alone, so the sum's order ignores the thread count
     with single_threaded():
         channels = min(grad_weight.shape[0] // groups, grad_weight.shape[1])
         if algorithm == "winograd" and channels >= WINOGRAD_WEIGHT_CHANNELS:
@@ -292,6 +293,14 @@ def _winograd_weight(grad_output, input, grad_weight, padding_h, padding_w):
     buffers = [scratch(name, shape, input.dtype) for name, shape in zip(("padded", "col", "wide", "partial"), shapes)]
     conv_winograd_weight.conv2d_backward_weight_winograd(grad_output, input, grad_weight, *buffers, padding_h,
                                                          padding_w)
+
+
+def _weight_chunks(grad_weight):
+    """How many partial weight gradients the unrolled weight kernels sum: conv_gemm.WEIGHT_CHUNKS, fewer
+    (but at least 2) when they would take more than PARTIAL_BYTES together. Beyond the cache they are written
+    and summed from memory: a 512-channel stride-2 layer (8 x 256 x 14 x 14) took 410 ms with 8 partials of
+    4.7 MB and 68 ms with 2 (one thread)."""
+    return max(2, min(conv_gemm.WEIGHT_CHUNKS, PARTIAL_BYTES // (grad_weight.size * grad_weight.itemsize)))
 
 
 def _partial_sums(chunks, grad_weight, groups):

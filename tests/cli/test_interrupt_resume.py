@@ -179,8 +179,13 @@ def test_ctrl_c_before_training_prints_one_line(tiny, tmp_path, monkeypatch):
     assert not (tmp_path / "run.npz").exists()
 
 
-def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line():
-    """`python -m nbconv`, with Ctrl-C arriving while Numba is imported (made certain by an import hook)."""
+@pytest.mark.parametrize("start", ["runpy.run_module('nbconv', run_name='__main__', alter_sys=True)",
+                                   "from importlib.metadata import entry_points\n"
+                                   "entry_points(group='console_scripts')['nbconv'].load()()"],
+                         ids=["python -m nbconv", "console script"])
+def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line(start):
+    """Ctrl-C arriving while Numba is imported (made certain by an import hook), for `python -m nbconv` and
+    for the installed `nbconv` console script's entry point."""
     code = ("import builtins, runpy, sys\n"
             "real_import = builtins.__import__\n"
             "def interrupted(name, *args, **kwargs):\n"
@@ -188,7 +193,6 @@ def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line():
             "        raise KeyboardInterrupt\n"
             "    return real_import(name, *args, **kwargs)\n"
             "builtins.__import__ = interrupted\n"
-            "sys.argv = ['nbconv', 'info']\n"
-            "runpy.run_module('nbconv', run_name='__main__', alter_sys=True)\n")
+            "sys.argv = ['nbconv', 'info']\n" + start + "\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and done.stderr.strip() == "interrupted while starting; nothing done", done.stderr

@@ -1,6 +1,7 @@
-"""The weight gradient of a 3x3, stride-1 convolution by Winograd's F(2x2, 3x3), for the CPU.
+"""The weight gradient of a 3x3, stride-1, undilated, ungrouped convolution by Winograd's F(2x2, 3x3), for
+the CPU.
 
-The forward pass (conv_winograd) computes a 2x2 output tile as A^T [U * V] A, with U = G g G^T the
+The forward pass (winograd.py) computes a 2x2 output tile as A^T [U * V] A, with U = G g G^T the
 transformed filter and V = B^T d B the transformed 4x4 input patch under the tile. Its adjoint with respect
 to g is the weight gradient: for output gradient tiles y (2x2, zero past the output's edge),
 
@@ -20,8 +21,9 @@ A last pass turns `sums` into the 3x3 gradients.
 """
 from numba import njit, prange
 
-from .blas import NO_TRANS, TRANS, address, gemm
-from .shared import chunk_bounds, fill_zero
+from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..shared import chunk_bounds, fill_zero
+from .blocks import CHUNKS_PER_THREAD
 
 BLOCK_BYTES = 16 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images
 
@@ -175,7 +177,7 @@ def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
 def conv2d_backward_weight_winograd(grad_output, input, grad_weight, planes, input_tiles, output_tiles, sums,
                                     padding_h, padding_w):
     """grad_weight (D, C, 3, 3) of the 3x3 stride-1 convolution of input (N, C, H, W) with output gradient
-    grad_output (N, D, OH, OW), summed over the batch. Buffers (see `workspace_shapes`): planes (chunks,
+    grad_output (N, D, OH, OW), summed over the batch. Buffers (see `buffers`): planes (chunks,
     plane), input_tiles (16, C, capacity), output_tiles (16, D, capacity), sums (16, D, C); capacity is a
     whole number of images' tiles. Call with the BLAS single-threaded (blas.single_threaded)."""
     N = input.shape[0]
@@ -189,16 +191,35 @@ def conv2d_backward_weight_winograd(grad_output, input, grad_weight, planes, inp
     _untransform_sums(sums, grad_weight)
 
 
-def workspace_shapes(input_shape, output_shape, channels_out, itemsize, chunks):
-    """Shapes of (planes, input_tiles, output_tiles, sums) for conv2d_backward_weight_winograd: blocks of
-    whole images whose transformed tiles take about BLOCK_BYTES (at least one image), planes for `chunks`
-    parallel chunks (each a padded plane and 4 rows of scratch)."""
-    N, C = input_shape[0], input_shape[1]
-    tiles_h, tiles_w = (output_shape[2] + 1) // 2, (output_shape[3] + 1) // 2
+# The plan's surface: applies, buffers and the weight-gradient pass (see plan.py).
+def applies(pass_, convolution):
+    """The weight gradient of 3x3, stride-1, undilated, ungrouped layers (any padding)."""
+    _, _, KH, KW = convolution.weight_shape
+    return (pass_ == "backward_weight" and KH == KW == 3 and convolution.stride_h == convolution.stride_w == 1
+            and convolution.dilation_h == convolution.dilation_w == 1 and convolution.groups == 1)
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer: planes (chunks, plane), a padded plane and 4 rows of
+    scratch per parallel chunk; input_tiles (16, C, capacity) and output_tiles (16, D, capacity), the
+    transformed tiles of one block of whole images (about BLOCK_BYTES, at least one image); sums (16, D, C)."""
+    N, C, _, _ = convolution.input_shape
+    D = convolution.weight_shape[0]
+    _, _, out_h, out_w = convolution.output_shape
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     per_image = tiles_h * tiles_w
-    image_bytes = 16 * (C + channels_out) * per_image * itemsize
-    block_images = max(1, min(N, BLOCK_BYTES // image_bytes))
+    block_images = max(1, min(N, BLOCK_BYTES // (16 * (C + D) * per_image * itemsize)))
     capacity = block_images * per_image
-    chunks = max(1, min(chunks, block_images * (C + channels_out)))
-    return ((chunks, (2 * tiles_h + 6) * (2 * tiles_w + 2)), (16, C, capacity), (16, channels_out, capacity),
-            (16, channels_out, C))
+    chunks = max(1, min(CHUNKS_PER_THREAD * threads, block_images * (C + D)))
+    return (("planes", "padded", (chunks, (2 * tiles_h + 6) * (2 * tiles_w + 2))),
+            ("input_tiles", "col", (16, C, capacity)),
+            ("output_tiles", "wide", (16, D, capacity)),
+            ("sums", "partial", (16, D, C)))
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    convolution = plan.convolution
+    with single_threaded():
+        conv2d_backward_weight_winograd(grad_output, input, grad_weight, buffers["planes"], buffers["input_tiles"],
+                                        buffers["output_tiles"], buffers["sums"], convolution.padding_h,
+                                        convolution.padding_w)

@@ -25,7 +25,7 @@ from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero
 from .blocks import CHUNKS_PER_THREAD
 
-BLOCK_BYTES = 16 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images
+BLOCK_BYTES = 64 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images (see NOTES.md 19)
 
 
 @njit(cache=True)

@@ -333,3 +333,24 @@ def test_info_names_the_mpi_library_or_how_to_install_one(monkeypatch):
         assert 'pip install -e ".[mpi]"' in status
     else:
         assert status.startswith(library.split()[0]) and "3 processes launched, this is rank 2" in status
+
+
+@needs_mpi
+def test_scaling_benchmark_times_every_configuration_in_one_job():
+    """benchmarks/distributed.py's worker: every configuration timed in the same mpiexec job, each block with
+    positive rates (a smoke test of the benchmark the scaling table comes from, not a timing)."""
+    script = os.path.join(ROOT, "benchmarks", "distributed.py")
+    sys.path.insert(0, os.path.dirname(script))
+    try:
+        import distributed as benchmark
+    finally:
+        sys.path.remove(os.path.dirname(script))
+    result = subprocess.run(mpiexec(2) + [sys.executable, script, "worker", "--model", "lenet5", "--steps", "1",
+                                          "--blocks", "2"], capture_output=True, text=True, timeout=300,
+                            env=dict(environment(), NUMBA_NUM_THREADS="2"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["weights"] == 61_706
+    for label, *_ in benchmark.CONFIGS:
+        assert len(measured[label]["images_per_s"]) == 2 and min(measured[label]["images_per_s"]) > 0
+        assert min(measured[label]["cpu_ms"]) > 0

@@ -13,6 +13,8 @@ came from the moment of the run, not from the configuration. Before every block 
 - 1 process x 2 threads: the same with two Numba threads;
 - 2 processes x 1 thread, overlapped: each process its half, gradients reduced while backward runs;
 - 2 processes x 1 thread, blocking: reductions after the whole backward pass;
+- 2 processes x 1 thread, overlapped, shares balanced by speed: MPIWorld(balance=True), each batch shared in
+  proportion to the processes' measured speeds (updated every 2 steps here);
 - 2 processes x 1 thread, no reduction (compute alone): each process its half, no communication at all;
 - 2 processes x 1 thread, whole batch each, no reduction: what the two cores deliver together when both
   compute at once (the machine's ceiling for any parallel training: a pair of vCPUs that share a core or
@@ -49,6 +51,7 @@ CONFIGS = [
     ("1 process x 2 threads", 1, 2, "all", None),
     ("2 processes x 1 thread, overlapped", 2, 1, "shard", "overlap"),
     ("2 processes x 1 thread, blocking", 2, 1, "shard", "blocking"),
+    ("2 processes x 1 thread, overlapped, shares balanced by speed", 2, 1, "shard", "balanced"),
     ("2 processes x 1 thread, no reduction (compute alone)", 2, 1, "shard", None),
     ("2 processes x 1 thread, whole batch each, no reduction (the machine's ceiling)", 2, 1, "all", None),
 ]
@@ -88,7 +91,7 @@ def measure(args, world):
     import numba
     import numpy as np
 
-    from nbconv import models
+    from nbconv import distributed, models
     from nbconv import functional as F
     from nbconv.train import TrainConfig, make_optimizer
 
@@ -103,6 +106,8 @@ def measure(args, world):
     images = rng.standard_normal((batch_size, *shape)).astype(np.float32)
     labels = rng.integers(0, 10, batch_size)
     shard, shard_labels = world.shard(images), world.shard(labels)
+    # shares follow the processes' speeds, updated every 2 steps so that they settle within a short run
+    balanced = distributed.MPIWorld(comm=comm, balance=True, balance_every=2)
 
     def step(config):
         label, processes, threads, share, reduction = config
@@ -110,13 +115,16 @@ def measure(args, world):
             return
         numba.set_num_threads(threads)
         batch, batch_labels = (images, labels) if share == "all" else (shard, shard_labels)
+        if reduction == "balanced":
+            batch, batch_labels = balanced.shard(images), balanced.shard(labels)
         loss, grad_logits = F.softmax_cross_entropy(model.forward(batch), batch_labels)
         if reduction is None:
             model.backward(grad_logits, need_input_grad=False)
         else:
-            world.overlap = reduction == "overlap"
-            world.backward(model, grad_logits, len(batch), batch_size)
-            world.step_totals(loss * len(batch), 0)
+            reducing = balanced if reduction == "balanced" else world
+            reducing.overlap = reduction != "blocking"
+            reducing.backward(model, grad_logits, len(batch), batch_size)
+            reducing.step_totals(loss * len(batch), 0)
         optimizer.step()
 
     for config in CONFIGS:  # warm-up: every kernel for both batch sizes loaded or compiled

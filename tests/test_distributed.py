@@ -145,6 +145,11 @@ def test_balance_is_off_unless_asked(monkeypatch):
     monkeypatch.setenv("NBCONV_MPI_BALANCE", "yes")
     with pytest.raises(ValueError, match="NBCONV_MPI_BALANCE"):
         distributed.balance_requested()
+    import click
+    from nbconv_cli.train import connect_world
+    monkeypatch.setenv("PMI_SIZE", "2")  # as under mpiexec: the setting is read before MPI starts
+    with pytest.raises(click.ClickException, match="NBCONV_MPI_BALANCE='yes': expected 0 or 1"):
+        connect_world(False)
 
 
 @needs_mpi

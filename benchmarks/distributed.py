@@ -6,8 +6,10 @@ Each round is one `mpiexec -n 2` job (`benchmarks/distributed.py worker`) that r
 turn, in blocks of a few training steps, alternating them block after block (the configurations' order
 rotates every block), so that all of them meet the same machine: on a machine whose speed drifts (other jobs,
 a hypervisor moving the two vCPUs), separate runs per configuration measured differences of up to 1.4x that
-came from the moment of the run, not from the configuration. Before every block the two processes meet
-(waiting asleep, not polling), so a block starts with both of them ready. The configurations:
+came from the moment of the run, not from the configuration. Every block starts after a 50 ms rest (OpenMP's
+idle threads spin for a while after the 2-thread configuration) and one untimed step (a process that sat out
+the previous blocks starts with cold caches), and both processes meet before that step and before the timed
+steps (waiting asleep, not polling), so that a block starts with both of them ready. The configurations:
 
 - 1 process x 1 thread: rank 0 trains on the whole global batch, rank 1 sleeps;
 - 1 process x 2 threads: the same with two Numba threads;
@@ -56,6 +58,9 @@ CONFIGS = [
     ("2 processes x 1 thread, whole batch each, no reduction (the machine's ceiling)", 2, 1, "all", None),
 ]
 BASE, CEILING = CONFIGS[0][0], CONFIGS[-1][0]
+# rest before each block: OpenMP's idle threads spin for milliseconds after the 2-thread configuration's last
+# parallel loop (libgomp's GOMP_SPINCOUNT) and would slow down whatever block comes next
+SETTLE_SECONDS = 0.05
 
 
 def meet(comm, poll_seconds=0.0005):
@@ -135,6 +140,9 @@ def measure(args, world):
     for block in range(blocks):
         rotation = block % len(CONFIGS)
         for config in CONFIGS[rotation:] + CONFIGS[:rotation]:
+            time.sleep(SETTLE_SECONDS)
+            meet(comm)
+            step(config)  # untimed: the process that sat out the last blocks finds its caches cold
             meet(comm)
             started, cpu_started = time.perf_counter(), time.process_time()
             for _ in range(steps):

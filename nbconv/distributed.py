@@ -7,7 +7,8 @@ backward on it, and the parameter gradients are summed with MPI Allreduce over f
 buckets, always started in the same order, so every process applies the same update and the run is
 reproducible. The loss is the mean over the global batch: each process scales its loss gradient by its
 share of the batch (n_rank / N), so uneven shards weigh right and the same command trains the same model
-whatever K is (up to float rounding in the sums).
+whatever K is (up to float rounding in the sums). With balance=True (NBCONV_MPI_BALANCE=1) the slices follow
+the processes' measured speeds instead of being even (see MPIWorld).
 
 Overlap: a bucket's non-blocking Iallreduce starts as soon as backward has finished the layers holding its
 parameters, while the earlier layers still run backward.

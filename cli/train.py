@@ -136,7 +136,8 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         if world.is_root:
             check_out(out)
             data = load_data_in_background(config.dataset, data_dir, input_shape)  # the others load after rank 0,
-            helper = jit_warmup.start(model, device)  # which may have to download the data; on a cold JIT cache
+            helper = jit_warmup.start(model, device, input_shape)  # which may have to download the data; on a
+            # cold JIT cache
         try:
             net = build_for_dataset(model, info, seed)
         except ValueError as error:
@@ -159,7 +160,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         raise
     if splits.class_names and not resume:
         config.class_names = list(splits.class_names)
-    jit_warmup.finish(helper, config)
+    jit_warmup.finish(helper, config, net)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
     if resume:

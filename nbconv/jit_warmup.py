@@ -24,7 +24,7 @@ HELPER_KINDS = ("local", "maxpool", "avgpool", "gap")
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
-               "Dropout": "dropout", "Linear": "fc"}
+               "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
@@ -52,7 +52,7 @@ def convolution_kernels(model, input_shape):
 
 def layer_kinds(model):
     """The backward-kernel families of the model's other layers: 'local', 'maxpool', 'avgpool', 'gap',
-    'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
+    'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc', 'bn' (training-mode batch norm, both passes)."""
     return sorted({LAYER_KINDS[type(layer).__name__] for _, layer in model.named_layers()
                    if type(layer).__name__ in LAYER_KINDS})
 
@@ -123,8 +123,8 @@ def stop(helper):
 
 
 def compile_backward(kinds, dtype=np.float32):
-    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (no forward kernels:
-    those are the main process's share)."""
+    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (forward kernels only
+    where checking the built model, which runs it in eval mode, leaves them: batch norm's training pass)."""
     from . import functional as F
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
@@ -140,6 +140,11 @@ def compile_backward(kinds, dtype=np.float32):
                            ("lrelu", F.leaky_relu_backward), ("dropout", F.dropout_backward)):
         if kind in kinds:
             backward(x, x)
+    if "bn" in kinds:  # the training forward too: building the model only ran the eval one
+        running_mean, running_var, scale, shift = (np.zeros(2, dtype), np.ones(2, dtype), np.ones(2, dtype),
+                                                   np.zeros(2, dtype))
+        _, stats = F.batch_norm(x, running_mean, running_var, scale, shift, training=True, return_stats=True)
+        F.batch_norm_backward(x, x, running_mean, running_var, scale, shift, training=True, stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
 

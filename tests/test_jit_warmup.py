@@ -62,6 +62,7 @@ def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
 @pytest.mark.parametrize("spec,input_shape,kinds", [
     ("lenet5", (1, 28, 28), ["fc", "maxpool", "relu"]),
     ("lenet1", (1, 28, 28), ["avgpool", "fc", "tanh"]),
+    ("resnet20", (3, 32, 32), ["bn", "fc", "gap", "relu"]),
     ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,gap,fc10", (2, 7, 7), ["dropout", "fc", "gap", "local", "lrelu",
                                                                          "sigmoid"]),
 ])

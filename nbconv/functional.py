@@ -375,62 +375,64 @@ def global_avg_pool2d_backward(grad_output, input):
 
 # ----------------------------------------------------------------------------- activations
 
-def _elementwise(kernel_name, *scalars, **named):
-    """Run an element-wise kernel over flat views of arrays of one shape; return a new array of that shape."""
+def _elementwise(kernel_of, *scalars, **named):
+    """Run an element-wise kernel, kernel_of(the backend's kernels module), over flat views of arrays of one
+    shape; return a new array of that shape."""
     where, dtype, a = checks.arrays(**named)
     first_name = next(iter(named))
     shape = tuple(a[first_name].shape)
     for name, array in a.items():
         checks.shape(name, array, shape)
     output = backend.empty(shape, dtype, where)
-    kernel = getattr(backend.kernels(where), kernel_name)
+    kernel = kernel_of(backend.kernels(where))
     kernel(*(backend.flat(array) for array in a.values()), backend.flat(output), *scalars)
     return output
 
 
 def relu(input):
     """max(input, 0), element-wise, any shape."""
-    return _elementwise("relu_forward", input=input)
+    return _elementwise(lambda kernels: kernels.relu_forward, input=input)
 
 
 def relu_backward(grad_output, input):
-    return _elementwise("relu_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.relu_backward, grad_output=grad_output, input=input)
 
 
 def relu6(input):
     """min(max(input, 0), 6), element-wise, any shape (MobileNet's activation; ONNX's Clip(0, 6))."""
-    return _elementwise("relu6_forward", input=input)
+    return _elementwise(lambda kernels: kernels.relu6_forward, input=input)
 
 
 def relu6_backward(grad_output, input):
-    return _elementwise("relu6_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.relu6_backward, grad_output=grad_output, input=input)
 
 
 def leaky_relu(input, negative_slope=0.01):
     """input where positive, negative_slope * input elsewhere."""
-    return _elementwise("leaky_relu_forward", checks.real("negative_slope", negative_slope), input=input)
+    return _elementwise(lambda kernels: kernels.leaky_relu_forward, checks.real("negative_slope", negative_slope),
+                        input=input)
 
 
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
-    return _elementwise("leaky_relu_backward", checks.real("negative_slope", negative_slope),
+    return _elementwise(lambda kernels: kernels.leaky_relu_backward, checks.real("negative_slope", negative_slope),
                         grad_output=grad_output, input=input)
 
 
 def sigmoid(input):
     """1 / (1 + exp(-input)), computed without overflow."""
-    return _elementwise("sigmoid_forward", input=input)
+    return _elementwise(lambda kernels: kernels.sigmoid_forward, input=input)
 
 
 def sigmoid_backward(grad_output, input):
-    return _elementwise("sigmoid_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.sigmoid_backward, grad_output=grad_output, input=input)
 
 
 def tanh(input):
-    return _elementwise("tanh_forward", input=input)
+    return _elementwise(lambda kernels: kernels.tanh_forward, input=input)
 
 
 def tanh_backward(grad_output, input):
-    return _elementwise("tanh_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.tanh_backward, grad_output=grad_output, input=input)
 
 
 # ----------------------------------------------------------------------------- fully connected
@@ -536,7 +538,7 @@ __all__ += ["add", "add_", "cat", "cat_backward"]
 def add(input, other):
     """input + other, element-wise, for arrays of one shape, dtype and backend (a residual sum). Its
     gradient reaches both operands unchanged, so there is no add_backward."""
-    return _elementwise("add_forward", input=input, other=other)
+    return _elementwise(lambda kernels: kernels.add_forward, input=input, other=other)
 
 
 def _writable_in_place(name, array, purpose):
@@ -943,4 +945,4 @@ def dropout(input, probability, rng):
 
 
 def dropout_backward(grad_output, mask):
-    return _elementwise("dropout_backward", grad_output=grad_output, mask=mask)
+    return _elementwise(lambda kernels: kernels.dropout_backward, grad_output=grad_output, mask=mask)

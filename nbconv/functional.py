@@ -288,10 +288,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, retu
     return _unbatched(output, squeeze)
 
 
-def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None):
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None,
+                        check_indices=True):
     """Gradient of max_pool2d w.r.t. its input; pass the forward's indices to avoid recomputing them
-    (each must be a position inside its input plane, 0 <= index < H * W)."""
-    return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, True)
+    (each must be a position inside its input plane, 0 <= index < H * W). check_indices=False skips that
+    check, for indices max_pool2d itself returned (a layer's own forward)."""
+    return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices,
+                                bool(check_indices))
 
 
 def _user_indices(indices, where):
@@ -861,10 +864,11 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _unbatched(output, squeeze)
 
 
-def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
+def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None, check_indices=True):
     """Gradient of adaptive_max_pool2d w.r.t. its input; indices: the forward's, to avoid recomputing them
-    (each a position inside its input plane, 0 <= index < H * W)."""
-    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, True)
+    (each a position inside its input plane, 0 <= index < H * W). check_indices=False skips that check, for
+    indices adaptive_max_pool2d itself returned."""
+    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, bool(check_indices))
 
 
 def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, check_indices):

@@ -202,8 +202,8 @@ class MaxPool2d(Layer):
 
     def backward(self, grad_output):
         h = self.hyper
-        return F._max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
-                                      h["ceil_mode"], self.indices, check_indices=False)  # made by its forward
+        return F.max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
+                                     h["ceil_mode"], self.indices, check_indices=False)  # made by its forward
 
     def spec(self):
         h = self.hyper

@@ -52,8 +52,10 @@ def _driver_library_present():
 
 
 def simulated():
-    """True when Numba's CUDA simulator stands in for a GPU."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    """True when Numba's CUDA simulator stands in for a GPU: Numba's own setting, read from
+    NUMBA_ENABLE_CUDASIM when numba was first imported (a later change to the variable does not switch it)."""
+    import numba
+    return bool(numba.config.ENABLE_CUDASIM)
 
 
 def resolve(device=None):

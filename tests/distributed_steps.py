@@ -35,7 +35,7 @@ config = TrainConfig(model=args.model, epochs=1, batch_size=args.batch_size, aug
 model = models.build(args.model, input_shape=(1, 28, 28), seed=0, dtype=np.float64 if args.float64 else np.float32)
 optimizer = make_optimizer(config, model.parameters())
 losses = []
-train_epoch(model, optimizer, images, labels, config, 0, echo_progress=False, world=world,
+train_epoch(model, optimizer, images, labels, config, 0, progress=None, world=world,
             on_step=lambda step, loss: losses.append(loss))
 agree = True
 for parameter in model.parameters():

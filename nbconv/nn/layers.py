@@ -7,25 +7,9 @@ import numpy as np
 
 from .. import backend, checks
 from .. import functional as F
+from ..spec_grammar import pair as _pair, token_args as _token_args
 from .init import initial_weight
 from .module import Layer, Parameter, WeightedLayer
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
-def _token_args(**values):
-    """'s2p1'-style suffix for a spec token, leaving out defaults (given as None)."""
-    parts = []
-    for letter, value in values.items():
-        if value is None:
-            continue
-        value = _pair(value) if not isinstance(value, str) else value
-        if isinstance(value, tuple) and value[0] == value[1]:
-            value = value[0]
-        parts.append(f"{letter}{value if not isinstance(value, tuple) else f'{value[0]}x{value[1]}'}")
-    return "".join(parts)
 
 
 class Conv2d(WeightedLayer):

@@ -16,9 +16,10 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 
 import nbconv.functional as F  # noqa: E402
-from nbconv import backend, models  # noqa: E402
+from nbconv import models  # noqa: E402
 from nbconv.data.batch import shifted_batch  # noqa: E402
 from nbconv.train import TrainConfig, make_optimizer  # noqa: E402
+from nbconv_cli.memory import keep_freed_host_memory  # noqa: E402
 
 SPEC = ("conv16k3p1,relu,[conv16k3p1,relu]*6,conv32k3s2p1,relu,[conv32k3p1,relu]*5,"
         "conv64k3s2p1,relu,[conv64k3p1,relu]*5,gap,fc10")
@@ -33,7 +34,7 @@ def status_mb(field):
 
 
 def main(steps=3, batch=128):
-    backend.keep_freed_host_memory()
+    keep_freed_host_memory()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50000, 3, 32, 32), dtype=np.uint8)  # CIFAR-10's training set size
     labels = rng.integers(0, 10, 50000)

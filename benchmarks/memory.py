@@ -6,9 +6,10 @@ Usage: python benchmarks/memory.py MNIST_DIR [EPOCHS]
 import json
 import sys
 
-from nbconv import backend, models
+from nbconv import models
 from nbconv.data import load
 from nbconv.train import TrainConfig, fit, make_optimizer
+from nbconv_cli.memory import keep_freed_host_memory
 
 
 def status_mb(field):
@@ -24,14 +25,14 @@ def status_mb(field):
 
 
 def main(directory, epochs):
-    backend.keep_freed_host_memory()
+    keep_freed_host_memory()
     splits = load("mnist", directory, download_missing=False, allow_sample=False)
     config = TrainConfig(epochs=epochs)
     model = models.build("lenet5")
     optimizer = make_optimizer(config, model.parameters())
     after = []
     fit(model, optimizer, splits, config, on_epoch_end=lambda history: after.append(round(status_mb("VmRSS"), 1)),
-        echo=lambda *a, **k: None, echo_progress=False)
+        echo=lambda *a, **k: None)
     print(json.dumps({"rss_mb_after_epoch": after, "peak_mb": round(status_mb("VmHWM"), 1)}))
 
 

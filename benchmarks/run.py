@@ -16,7 +16,8 @@ import time
 
 import numba
 
-from nbconv import backend, bench
+from nbconv import bench
+from nbconv_cli.memory import keep_freed_host_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -101,7 +102,7 @@ def main():
     args = parser.parse_args()
     if bench.torch_module() is None:
         sys.exit("PyTorch is not importable; install it for the comparison (pip install torch==2.13.0)")
-    backend.keep_freed_host_memory()  # as `nbconv train` and `nbconv bench` do
+    keep_freed_host_memory()  # as `nbconv train` and `nbconv bench` do
     sgemm = bench.sgemm_rate()
     layers = []
     for shape in bench.LAYER_SET:

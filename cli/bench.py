@@ -16,6 +16,8 @@ EXAMPLES = """
   nbconv bench --preset batchnorm --compare torch   batch norm forward+backward (training) on ResNet shapes
   nbconv bench conv2d_forward --shape n=8,c=64,h=56,w=56,d=64,k=3,p=1
   nbconv bench relu max_pool2d linear --json
+  nbconv bench conv2d --shape n=8,c=64,h=28,w=28,d=64,k=3,p=1 --algorithm all
+                                                    every CPU algorithm that applies, per pass, side by side
 """
 
 
@@ -30,7 +32,10 @@ EXAMPLES = """
 @click.option("--compare", type=click.Choice(["torch"]), default=None, help="Also time PyTorch (CPU) when installed.")
 @threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_json):
+@click.option("--algorithm", "algorithms", default=None, metavar="all|NAME[,NAME...]",
+              help="Time these CPU convolution algorithms (all: every one that applies) for each pass of each "
+                   "shape, the plan's choice marked with *.")
+def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_json, algorithms):
     """Time KERNELS (default conv2d = forward + backward) after a warm-up: median and spread, GFLOP/s and
     percent of this machine's sgemm rate measured in the same run."""
     device = resolve_device(device)
@@ -39,6 +44,8 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
         conv_shapes = [cases.parse_shape(text, f"shape{k + 1}") for k, text in enumerate(shapes)] or cases.LAYER_SET
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--shape")
+    if algorithms is not None:
+        return _bench_algorithms(kernels, preset, conv_shapes, device, np.dtype(dtype), repeat, algorithms, as_json)
     compare_torch = compare == "torch"
     if compare_torch and cases.torch_module() is None:
         click.echo("--compare torch: PyTorch is not importable here; showing nbconv alone", err=True)
@@ -75,3 +82,33 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
         if "speed_vs_torch" in r:
             line += f"   torch {r['torch_ms']:8.3f} ms -> {r['speed_vs_torch']:.2f}x torch"
         click.echo(line)
+
+
+def _bench_algorithms(kernels, preset, conv_shapes, device, dtype, repeat, algorithms, as_json):
+    """`--algorithm`: every chosen CPU convolution algorithm timed per pass and shape, side by side."""
+    from nbconv.kernels.cpu.conv.plan import ALGORITHMS
+    if device != "cpu":
+        raise click.UsageError("--algorithm times the CPU convolution algorithms: use it with --device cpu")
+    if preset is not None or any(not kernel.startswith("conv2d") for kernel in kernels):
+        raise click.UsageError("--algorithm times convolutions: give conv2d, conv2d_forward or conv2d_backward "
+                               "and --shape, not a preset or other kernels")
+    if algorithms != "all":
+        algorithms = [name.strip() for name in algorithms.split(",") if name.strip()]
+        unknown = [name for name in algorithms if name not in ALGORITHMS]
+        if unknown or not algorithms:
+            raise click.BadParameter(f"unknown algorithm {', '.join(unknown) or repr('')}; choose all or from "
+                                     f"{', '.join(ALGORITHMS)}", param_hint="--algorithm")
+    results = []
+    for kernel in kernels or ("conv2d",):
+        for shape in conv_shapes:
+            results += cases.algorithm_cases(shape, kernel, dtype, repeat, algorithms)
+    if as_json:
+        click.echo(json.dumps({"results": results}, indent=1))
+        return
+    if not results:
+        click.echo("none of those algorithms applies to these shapes")
+    for r in results:
+        mark = "*" if r["chosen"] else " "
+        click.echo(f"{r['case']:<18} {r['pass']:<16} {mark}{r['algorithm']:<13} {r['median_ms']:9.3f} ms "
+                   f"[{r['min_ms']:.3f}-{r['max_ms']:.3f}] {r['gflops']:7.1f} GFLOP/s "
+                   f"{r['buffer_bytes'] / 2**20:8.2f} MiB buffers")

@@ -6,6 +6,8 @@ import click
 
 from nbconv import backend
 
+from .memory import keep_freed_host_memory
+
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Backend (default: $NBCONV_DEVICE, else auto: CUDA when usable, else CPU).")
 data_dir_option = click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
@@ -24,7 +26,7 @@ def resolve_device(device):
 
 def configure_cpu(threads):
     """For the long-running commands: apply --threads and keep freed host memory for reuse."""
-    backend.keep_freed_host_memory()
+    keep_freed_host_memory()
     if threads is None:
         return
     import numba

@@ -7,6 +7,7 @@ from .bench import bench
 from .evaluate import evaluate
 from .info import info
 from .onnx_io import export, import_
+from .plan import plan_command
 from .predict import predict
 from .summary import summary_command
 from .train import train
@@ -28,6 +29,7 @@ app.add_command(summary_command)
 app.add_command(export)
 app.add_command(import_)
 app.add_command(predict)
+app.add_command(plan_command)
 
 
 def main():

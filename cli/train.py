@@ -16,6 +16,7 @@ from .common import (FiniteFloat, configure_cpu, data_dir_option, dataset_option
                      load_data_in_background, resolve_device, seed_option, threads_option)
 from .evaluate import check_fits_data
 from .interrupts import StopAtStepBoundary, one_line_on_interrupt
+from .progress import EpochProgress
 
 EXAMPLES = """
 \b
@@ -136,7 +137,8 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         if world.is_root:
             check_out(out)
             data = load_data_in_background(config.dataset, data_dir, input_shape)  # the others load after rank 0,
-            helper = jit_warmup.start(model, device)  # which may have to download the data; on a cold JIT cache
+            helper = jit_warmup.start(model, device, input_shape)  # which may have to download the data; on a
+            # cold JIT cache
         try:
             net = build_for_dataset(model, info, seed)
         except ValueError as error:
@@ -159,7 +161,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         raise
     if splits.class_names and not resume:
         config.class_names = list(splits.class_names)
-    jit_warmup.finish(helper, config)
+    jit_warmup.finish(helper, config, net)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]
     if resume:
@@ -198,12 +200,17 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
     gc.freeze()
     started = time.perf_counter()
+    progress = EpochProgress(config.epochs) if world.is_root else None
     try:
         # Ctrl-C: finish the step, save, exit (under MPI every process stops after the same step)
         with StopAtStepBoundary() as local_stop, world.interrupt_flag():
             stop_requested = world.stop_requested if world.distributed else local_stop
-            history = fit(net, opt, splits, config, device, history, on_epoch_end=save, echo_progress=world.is_root,
-                          world=world, position=position, stop_requested=stop_requested)
+            try:
+                history = fit(net, opt, splits, config, device, history, on_epoch_end=save, echo=click.echo,
+                              progress=progress, world=world, position=position, stop_requested=stop_requested)
+            finally:
+                if progress is not None:
+                    progress.close()  # an interrupted epoch's bar, before the messages below
     except TrainingInterrupted as interruption:
         where = interruption.position
         try:

@@ -350,3 +350,50 @@ def batch_norm_case(shape, device="cpu", dtype=np.float32, repeat=10, compare_to
     if compared is not None:
         result.update({"torch_ms": compared[0] * 1e3, "speed_vs_torch": compared[1]})
     return result
+
+
+# Convolution algorithms side by side: every algorithm the plan could run for one layer and pass.
+CONV_PASSES = {"conv2d_forward": ("forward",), "conv2d_backward": ("backward_input", "backward_weight"),
+               "conv2d": ("forward", "backward_input", "backward_weight")}
+
+
+def time_plan(chosen, repeat, dtype=np.float32):
+    """(median, min, max) seconds of one pass run by a plan (nbconv.kernels.cpu.conv.plan), on random data."""
+    from .kernels.cpu.conv import dispatch
+    rng = np.random.default_rng(0)
+    convolution = chosen.convolution
+    x = rng.standard_normal(convolution.input_shape).astype(dtype)
+    w = rng.standard_normal(convolution.weight_shape).astype(dtype)
+    grad_y = rng.standard_normal(convolution.output_shape).astype(dtype)
+    if chosen.pass_ == "forward":
+        bias, output = np.zeros(w.shape[0], dtype), np.empty_like(grad_y)
+        run = lambda: dispatch.run_forward(chosen, x, w, bias, output)  # noqa: E731
+    elif chosen.pass_ == "backward_input":
+        grad_input = np.empty_like(x)
+        run = lambda: dispatch.run_backward_input(chosen, grad_y, w, grad_input)  # noqa: E731
+    else:
+        grad_weight = np.empty_like(w)
+        run = lambda: dispatch.run_backward_weight(chosen, grad_y, x, grad_weight)  # noqa: E731
+    return time_call(run, repeat)
+
+
+def algorithm_cases(shape, kernel, dtype, repeat, algorithms="all"):
+    """Time each algorithm that applies to each pass of `kernel` on a ConvShape (CPU), side by side: one
+    result per (pass, algorithm), the plan's own choice marked. algorithms: 'all' or a list of names."""
+    from .kernels.cpu.conv import plan as planning
+    hyper = (shape.s, shape.s, shape.p, shape.p, 1, 1, shape.g)
+    input_shape, weight_shape = (shape.n, shape.c, shape.h, shape.w), (shape.d, shape.c // shape.g, shape.k, shape.k)
+    results = []
+    for pass_ in CONV_PASSES[kernel]:
+        chosen = planning.plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype)
+        names = planning.applicable(pass_, chosen.convolution)
+        if algorithms != "all":
+            names = [name for name in names if name in algorithms]
+        for name in names:
+            forced = planning.plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=name)
+            median, low, high = time_plan(forced, repeat, dtype)
+            results.append({"case": shape.name, "shape": shape.describe(), "pass": pass_, "algorithm": name,
+                            "chosen": name == chosen.algorithm, "buffer_bytes": forced.nbytes,
+                            "median_ms": 1e3 * median, "min_ms": 1e3 * low, "max_ms": 1e3 * high,
+                            "gflops": shape.forward_flops() / median / 1e9})
+    return results

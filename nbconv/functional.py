@@ -288,10 +288,13 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, retu
     return _unbatched(output, squeeze)
 
 
-def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None):
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False, indices=None,
+                        check_indices=True):
     """Gradient of max_pool2d w.r.t. its input; pass the forward's indices to avoid recomputing them
-    (each must be a position inside its input plane, 0 <= index < H * W)."""
-    return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices, True)
+    (each must be a position inside its input plane, 0 <= index < H * W). check_indices=False skips that
+    check, for indices max_pool2d itself returned (a layer's own forward)."""
+    return _max_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, indices,
+                                bool(check_indices))
 
 
 def _user_indices(indices, where):
@@ -375,62 +378,64 @@ def global_avg_pool2d_backward(grad_output, input):
 
 # ----------------------------------------------------------------------------- activations
 
-def _elementwise(kernel_name, *scalars, **named):
-    """Run an element-wise kernel over flat views of arrays of one shape; return a new array of that shape."""
+def _elementwise(kernel_of, *scalars, **named):
+    """Run an element-wise kernel, kernel_of(the backend's kernels module), over flat views of arrays of one
+    shape; return a new array of that shape."""
     where, dtype, a = checks.arrays(**named)
     first_name = next(iter(named))
     shape = tuple(a[first_name].shape)
     for name, array in a.items():
         checks.shape(name, array, shape)
     output = backend.empty(shape, dtype, where)
-    kernel = getattr(backend.kernels(where), kernel_name)
+    kernel = kernel_of(backend.kernels(where))
     kernel(*(backend.flat(array) for array in a.values()), backend.flat(output), *scalars)
     return output
 
 
 def relu(input):
     """max(input, 0), element-wise, any shape."""
-    return _elementwise("relu_forward", input=input)
+    return _elementwise(lambda kernels: kernels.relu_forward, input=input)
 
 
 def relu_backward(grad_output, input):
-    return _elementwise("relu_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.relu_backward, grad_output=grad_output, input=input)
 
 
 def relu6(input):
     """min(max(input, 0), 6), element-wise, any shape (MobileNet's activation; ONNX's Clip(0, 6))."""
-    return _elementwise("relu6_forward", input=input)
+    return _elementwise(lambda kernels: kernels.relu6_forward, input=input)
 
 
 def relu6_backward(grad_output, input):
-    return _elementwise("relu6_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.relu6_backward, grad_output=grad_output, input=input)
 
 
 def leaky_relu(input, negative_slope=0.01):
     """input where positive, negative_slope * input elsewhere."""
-    return _elementwise("leaky_relu_forward", checks.real("negative_slope", negative_slope), input=input)
+    return _elementwise(lambda kernels: kernels.leaky_relu_forward, checks.real("negative_slope", negative_slope),
+                        input=input)
 
 
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
-    return _elementwise("leaky_relu_backward", checks.real("negative_slope", negative_slope),
+    return _elementwise(lambda kernels: kernels.leaky_relu_backward, checks.real("negative_slope", negative_slope),
                         grad_output=grad_output, input=input)
 
 
 def sigmoid(input):
     """1 / (1 + exp(-input)), computed without overflow."""
-    return _elementwise("sigmoid_forward", input=input)
+    return _elementwise(lambda kernels: kernels.sigmoid_forward, input=input)
 
 
 def sigmoid_backward(grad_output, input):
-    return _elementwise("sigmoid_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.sigmoid_backward, grad_output=grad_output, input=input)
 
 
 def tanh(input):
-    return _elementwise("tanh_forward", input=input)
+    return _elementwise(lambda kernels: kernels.tanh_forward, input=input)
 
 
 def tanh_backward(grad_output, input):
-    return _elementwise("tanh_backward", grad_output=grad_output, input=input)
+    return _elementwise(lambda kernels: kernels.tanh_backward, grad_output=grad_output, input=input)
 
 
 # ----------------------------------------------------------------------------- fully connected
@@ -536,7 +541,7 @@ __all__ += ["add", "add_", "cat", "cat_backward"]
 def add(input, other):
     """input + other, element-wise, for arrays of one shape, dtype and backend (a residual sum). Its
     gradient reaches both operands unchanged, so there is no add_backward."""
-    return _elementwise("add_forward", input=input, other=other)
+    return _elementwise(lambda kernels: kernels.add_forward, input=input, other=other)
 
 
 def _writable_in_place(name, array, purpose):
@@ -859,10 +864,11 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return _unbatched(output, squeeze)
 
 
-def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
+def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None, check_indices=True):
     """Gradient of adaptive_max_pool2d w.r.t. its input; indices: the forward's, to avoid recomputing them
-    (each a position inside its input plane, 0 <= index < H * W)."""
-    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, True)
+    (each a position inside its input plane, 0 <= index < H * W). check_indices=False skips that check, for
+    indices adaptive_max_pool2d itself returned."""
+    return _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, bool(check_indices))
 
 
 def _adaptive_max_pool2d_backward(grad_output, input, output_size, indices, check_indices):
@@ -943,4 +949,4 @@ def dropout(input, probability, rng):
 
 
 def dropout_backward(grad_output, mask):
-    return _elementwise("dropout_backward", grad_output=grad_output, mask=mask)
+    return _elementwise(lambda kernels: kernels.dropout_backward, grad_output=grad_output, mask=mask)

@@ -1,13 +1,14 @@
 """Compile a training step's kernels in two processes at once when Numba's cache is cold.
 
-On an empty JIT cache, a LeNet-5 training step compiles about 14 parallel kernels: ~15 s on a 2-core
-machine, nearly all of it single-threaded (Numba's front end is Python). Numba's cache lives on disk and
-is shared by processes, so `nbconv train` starts `python -m nbconv.jit_warmup KIND...`, a helper that runs
-the costliest backward kernels (convolutions, pooling) once on tiny arrays, while the main process builds
-the model (which compiles the forward kernels) and then compiles the cheaper rest of a step itself
-(`finish`). Numba compiles per argument type, not per shape, so the tiny arrays give the training step's
-own compilations; the main process then loads the helper's from the cache. If the helper fails, the main
-process simply compiles those kernels itself, later.
+On an empty JIT cache, a training step compiles a dozen or more parallel kernels, nearly all of it
+single-threaded (Numba's front end is Python). Numba's cache lives on disk and is shared by processes, so
+`nbconv train` starts `python -m nbconv.jit_warmup MODEL CxHxW`, a helper that builds the model, asks the
+convolution plan which algorithm each convolution's backward passes will run (nbconv.model_plans), and runs
+each of those once on tiny arrays, with the pooling and locally connected backward kernels; meanwhile the
+main process builds the model and checks it (which compiles the forward kernels), then compiles the cheaper
+rest of a step itself (`finish`). Numba compiles per argument type, not per shape, so the tiny arrays give
+the training step's own compilations; the main process then loads the helper's from the cache. If the
+helper fails, the main process simply compiles those kernels itself, later.
 """
 import os
 import subprocess
@@ -18,7 +19,17 @@ import numpy as np
 from . import models
 
 WAIT_SECONDS = 300
-HELPER_KINDS = ("conv", "conv-shift", "conv-gemm", "local", "maxpool", "avgpool", "gap")  # ~half a step's compiling
+# Besides the convolutions' backward passes, the helper compiles these (about half a step's compiling in all).
+HELPER_KINDS = ("local", "maxpool", "avgpool", "gap")
+# The backward-kernel family of each other layer type (layers not named here compile in the first step).
+LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
+               "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
+               "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
+# A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
+_TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
+         "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
+         "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1))}
+_TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
 
 
 def cache_is_cold():
@@ -32,59 +43,64 @@ def cache_is_cold():
         return False
 
 
-def layer_kinds(spec, in_channels=1):
-    """The backward-kernel families a model spec needs: 'conv' (stride 1, unrolled), 'conv-shift' (stride 1
-    with 16+ channels a group, see kernels/cpu/conv/plan.py), 'conv-gemm' (strided or 1x1), 'local', 'maxpool',
-    'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
-    from .kernels.cpu.conv import plan as conv
-    kinds, channels = set(), in_channels
-    for token in models.expand(models.resolve_spec(spec)):
-        for kind, pattern in models._PATTERNS.items():
-            match = pattern.match(token)
-            if match and kind in ("conv", "conv1d"):
-                size, stride = match.group(2), match.group(3)
-                out, groups = int(match.group(1)), int(match.group(6) or 1)
-                per_group = min(channels // groups, out // groups)
-                if stride not in (None, "1", "1x1") or size in ("1", "1x1"):
-                    kinds.add("conv-gemm")
-                elif kind == "conv" and per_group >= conv.SHIFT_CHANNELS:
-                    kinds.add("conv-shift")
-                    if per_group > conv.SHIFT_WEIGHT_CHANNELS:
-                        kinds.add("conv")  # its weight gradient unrolls
-                else:
-                    kinds.add("conv")
-                channels = out
-            elif match:
-                kinds.add(kind)
-                if kind == "local":
-                    channels = int(match.group(1))
-            if match:
-                break
-        else:
-            if token not in models._SIMPLE:
-                raise ValueError(f"unknown layer token {token!r}")
-            kinds.add(token)  # relu, tanh, sigmoid, gap, flatten
-    return sorted(kinds)
+def convolution_kernels(model, input_shape):
+    """The CPU convolution kernels a training step of `model` runs: sorted (pass, algorithm, dtype name)."""
+    from .model_plans import layer_plans
+    return sorted({(entry.plan.pass_, entry.plan.algorithm, np.dtype(entry.layer.weight.value.dtype).name)
+                   for entry in layer_plans(model, input_shape)})
 
 
-def start(spec, device="cpu"):
-    """Start the helper for a model spec when it can help (CPU, cold cache); returns it or None."""
+def layer_kinds(model):
+    """The backward-kernel families of the model's other layers: 'local', 'maxpool', 'avgpool', 'gap',
+    'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc', 'bn' (training-mode batch norm, both passes)."""
+    return sorted({LAYER_KINDS[type(layer).__name__] for _, layer in model.named_layers()
+                   if type(layer).__name__ in LAYER_KINDS})
+
+
+def start(spec, device="cpu", input_shape=(1, 28, 28)):
+    """Start the helper for a model spec and input shape (C, H, W) when it can help (CPU, cold cache);
+    returns it or None. A spec that does not build makes the helper exit at once (the main process
+    reports it)."""
     if device != "cpu" or not cache_is_cold():
         return None
-    try:
-        kinds = [kind for kind in layer_kinds(spec) if kind in HELPER_KINDS]
-    except ValueError:
-        return None  # a bad spec: the main process reports it
-    return subprocess.Popen([sys.executable, "-m", "nbconv.jit_warmup", *kinds], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    return subprocess.Popen([sys.executable, "-m", "nbconv.jit_warmup", spec, "x".join(map(str, input_shape))],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
 
 
-def finish(helper, config):
+def warm_up(spec, input_shape):
+    """The helper's work: the backward passes of the model's convolutions, as planned, and HELPER_KINDS."""
+    model = models.build(spec, input_shape=input_shape)
+    compile_convolutions([kernel for kernel in convolution_kernels(model, input_shape) if kernel[0] != "forward"])
+    compile_backward([kind for kind in layer_kinds(model) if kind in HELPER_KINDS])
+
+
+def compile_convolutions(kernels):
+    """Run each (pass, algorithm, dtype name) convolution kernel once, on tiny arrays."""
+    from .kernels.cpu.conv import dispatch
+    from .kernels.cpu.conv.plan import plan
+    rng = np.random.default_rng(0)
+    for pass_, algorithm, dtype in kernels:
+        input_shape, weight_shape, hyper = _TINY.get(algorithm, _TINY_STRIDE_1)
+        chosen = plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=algorithm)
+        x = rng.standard_normal(input_shape).astype(dtype)
+        w = rng.standard_normal(weight_shape).astype(dtype)
+        grad_y = rng.standard_normal(chosen.convolution.output_shape).astype(dtype)
+        if pass_ == "forward":
+            dispatch.run_forward(chosen, x, w, np.zeros(weight_shape[0], dtype), np.empty_like(grad_y))
+        elif pass_ == "backward_input":
+            dispatch.run_backward_input(chosen, grad_y, w, np.empty_like(x))
+        else:
+            dispatch.run_backward_weight(chosen, grad_y, x, np.empty_like(w))
+            dispatch.conv2d_backward_bias(grad_y, np.empty(weight_shape[0], dtype))
+
+
+def finish(helper, config, model):
     """With a helper running: compile the rest of a training step here (the layer kinds the helper leaves,
     the loss, the optimizer), then wait for the helper. Without one, nothing to do."""
     if helper is None:
         return
-    compile_backward([kind for kind in layer_kinds(config.model) if kind not in HELPER_KINDS])
+    compile_backward([kind for kind in layer_kinds(model) if kind not in HELPER_KINDS])
     compile_step(config)
     wait(helper)
 
@@ -107,18 +123,11 @@ def stop(helper):
 
 
 def compile_backward(kinds, dtype=np.float32):
-    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (no forward kernels:
-    those are the main process's share)."""
+    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (forward kernels only
+    where checking the built model, which runs it in eval mode, leaves them: batch norm's training pass)."""
     from . import functional as F
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
-    w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
-    for kind, stride, side in (("conv", 1, 4), ("conv-gemm", 2, 2)):
-        if kind in kinds:
-            F.conv2d_backward(np.ones((2, 2, side, side), dtype), x, w, stride=stride)
-    if "conv-shift" in kinds:  # 16 channels: conv_shift's input and weight gradients
-        F.conv2d_backward(np.ones((2, 16, 4, 4), dtype), rng.standard_normal((2, 16, 6, 6)).astype(dtype),
-                          rng.standard_normal((16, 16, 3, 3)).astype(dtype))
     if "local" in kinds:
         F.local_conv2d_backward(np.ones((2, 2, 4, 4), dtype), x, np.ones((4, 4, 2, 2, 3, 3), dtype))
     if "maxpool" in kinds:
@@ -131,6 +140,11 @@ def compile_backward(kinds, dtype=np.float32):
                            ("lrelu", F.leaky_relu_backward), ("dropout", F.dropout_backward)):
         if kind in kinds:
             backward(x, x)
+    if "bn" in kinds:  # the training forward too: building the model only ran the eval one
+        running_mean, running_var, scale, shift = (np.zeros(2, dtype), np.ones(2, dtype), np.ones(2, dtype),
+                                                   np.zeros(2, dtype))
+        _, stats = F.batch_norm(x, running_mean, running_var, scale, shift, training=True, return_stats=True)
+        F.batch_norm_backward(x, x, running_mean, running_var, scale, shift, training=True, stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
 
@@ -150,4 +164,4 @@ def compile_step(config, dtype=np.float32):
 
 
 if __name__ == "__main__":
-    compile_backward(set(sys.argv[1:]))
+    warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")))

@@ -34,6 +34,7 @@ import re
 import numpy as np
 
 from . import nn
+from .spec_grammar import PATTERNS as _PATTERNS, parse_size as _size  # the token grammar, shared with printing
 
 MAX_LAYERS = 10_000
 MAX_BYTES = 8 << 30
@@ -46,22 +47,6 @@ MODELS = {
 }
 ALIASES = {"lenet": "lenet5"}
 
-_SIZE = r"\d+(?:x\d+)?"
-_PATTERNS = {
-    "conv1d": re.compile(rf"^conv1d(\d+)k(\d+)(?:s(\d+))?(?:p(\d+|same|valid))?(?:d(\d+))?(?:g(\d+))?$"),
-    "conv": re.compile(rf"^conv(\d+)k({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}|same|valid))?(?:d({_SIZE}))?(?:g(\d+))?"
-                       rf"(nobias)?$"),
-    "local": re.compile(rf"^local(\d+)k({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}))?$"),
-    "maxpool": re.compile(rf"^maxpool({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}))?(ceil)?$"),
-    "avgpool": re.compile(rf"^avgpool({_SIZE})(?:s({_SIZE}))?(?:p({_SIZE}))?(ceil)?(nopad)?$"),
-    "fc": re.compile(r"^fc(\d+)$"),
-    "bn": re.compile(r"^bn(1d)?(?:eps(\d*\.?\d*(?:e-?\d+)?))?(?:momentum(none|\d*\.?\d*))?(noaffine)?$"),
-    "adaptivepool": re.compile(rf"^adaptive(avg|max)pool({_SIZE})$"),
-    "lrn": re.compile(r"^lrn(\d+)(?:a(\d*\.?\d*(?:e-?\d+)?))?(?:b(\d*\.?\d*(?:e-?\d+)?))?"
-                      r"(?:k(\d*\.?\d*(?:e-?\d+)?))?$"),
-    "lrelu": re.compile(r"^lrelu(\d*\.?\d*(?:e-?\d+)?)$"),
-    "dropout": re.compile(r"^dropout(\d*\.?\d*)$"),
-}
 _SIMPLE = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gap": nn.GlobalAvgPool2d, "flatten": nn.Flatten}
 _NAME_PREFIX = {"Conv2d": "conv", "Conv1d": "conv", "LocallyConnected2d": "local", "MaxPool2d": "pool",
                 "AvgPool2d": "pool", "GlobalAvgPool2d": "gap", "Linear": "fc", "ReLU": "relu", "ReLU6": "relu", "Tanh": "tanh",
@@ -165,15 +150,6 @@ def expand(spec):
 
 
 # ----------------------------------------------------------------------------- building
-
-def _size(text):
-    if text is None:
-        return None
-    if text in ("same", "valid"):
-        return text
-    parts = tuple(int(part) for part in text.split("x"))
-    return parts[0] if len(parts) == 1 else parts
-
 
 def _at_least(token, what, value, minimum=1):
     """A size from a token, which must be >= minimum ('s0', 'd0', 'g0', 'k0' are errors, not defaults)."""

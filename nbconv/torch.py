@@ -96,7 +96,7 @@ class _MaxPool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (input,) = ctx.saved_tensors
-        grad_input = F._max_pool2d_backward(_array(grad_output, "grad_output"), _array(input, "input"),
+        grad_input = F.max_pool2d_backward(_array(grad_output, "grad_output"), _array(input, "input"),
                                             *ctx.hyper, ctx.indices, check_indices=False)  # made by forward
         return _tensor(grad_input, input), None, None, None, None
 

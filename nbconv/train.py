@@ -3,7 +3,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import click
 import numpy as np
 
 from . import backend
@@ -153,7 +152,7 @@ def confusion_matrix(labels, predictions, classes=10):
     return matrix
 
 
-def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", echo_progress=True, schedule=None,
+def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", progress=None, schedule=None,
                 world=SINGLE, on_step=None, position=None, stop_requested=None):
     """One pass over the shuffled training set. Returns {'loss', 'accuracy', 'images_per_s', 'seconds'}.
 
@@ -165,7 +164,9 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
     'step', 'train_images', 'loss_sum', 'correct', 'seen', 'seconds'}): its first `step` steps are skipped
     (their random draws replayed), so the epoch ends as it would have without the interruption.
     stop_requested(), when given, is asked after every step but the last; when it answers true,
-    TrainingInterrupted carries this epoch's position.
+    TrainingInterrupted carries this epoch's position. progress(epoch, steps_done, steps, status), when
+    given, hears where the epoch stands: once before the first step it runs, then after every step, with
+    a status line of the running loss, accuracy and speed (the CLI draws its progress bar from it).
     """
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
@@ -179,55 +180,54 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", e
                          f"{len(images):,}")
     total_loss, correct, seen = done["loss_sum"], done["correct"], done["seen"]
     started = time.perf_counter() - done["seconds"]
-    status = {"text": ""}
-    bar = click.progressbar(batches, label=f"epoch {epoch + 1}/{config.epochs}", file=click.get_text_stream("stderr"),
-                            item_show_func=lambda _: status["text"], show_eta=True, width=24,
-                            hidden=not echo_progress)
-    with bar:
-        for step, start in enumerate(bar):
-            chosen = order[start:start + config.batch_size]
-            shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
-                      else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
-            flips = rng.integers(0, 2, len(chosen)).astype(bool) if config.flip else None
-            if step < done["step"]:
-                continue  # done before an interruption (its random draws replayed above)
-            if schedule is not None:
-                schedule.set_epoch(epoch + start / len(images))
-            mine, shifts = world.shard(chosen), world.shard(shifts)  # this process's part of the global batch
-            flips = None if flips is None else world.shard(flips)
-            batch_labels = labels[mine]
-            loss, grad_logits, hits = 0.0, None, 0
-            if len(mine):
-                batch = backend.transfer(shifted_batch(images, mine, shifts, config.augment, config.mean, config.std,
-                                                       dtype, flips), device)
-                logits = model.forward(batch)
-                loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
-                hits = int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
-            world.backward(model, grad_logits, len(mine), len(chosen))
-            loss_sum, hits = world.step_totals(loss * len(mine), hits)
-            loss = loss_sum / len(chosen)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
-                                       f"training stopped (try a lower --lr than {config.lr:g})")
-            optimizer.step()
-            if on_step is not None:
-                on_step(step, loss)
-            total_loss += loss_sum
-            correct += hits
-            seen += len(chosen)
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            status["text"] = f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
-            if stop_requested is not None and step + 1 < len(batches) and stop_requested():
-                raise TrainingInterrupted({"epoch": epoch, "step": step + 1, "train_images": len(images),
-                                           "loss_sum": float(total_loss), "correct": int(correct), "seen": seen,
-                                           "seconds": time.perf_counter() - started})
+    if progress is not None:
+        progress(epoch, done["step"], len(batches), "")
+    for step, start in enumerate(batches):
+        chosen = order[start:start + config.batch_size]
+        shifts = (rng.integers(0, 2 * config.augment + 1, (len(chosen), 2)) if config.augment
+                  else np.zeros((len(chosen), 2), np.int64))  # the draws shift_augment would make
+        flips = rng.integers(0, 2, len(chosen)).astype(bool) if config.flip else None
+        if step < done["step"]:
+            continue  # done before an interruption (its random draws replayed above)
+        if schedule is not None:
+            schedule.set_epoch(epoch + start / len(images))
+        mine, shifts = world.shard(chosen), world.shard(shifts)  # this process's part of the global batch
+        flips = None if flips is None else world.shard(flips)
+        batch_labels = labels[mine]
+        loss, grad_logits, hits = 0.0, None, 0
+        if len(mine):
+            batch = backend.transfer(shifted_batch(images, mine, shifts, config.augment, config.mean, config.std,
+                                                   dtype, flips), device)
+            logits = model.forward(batch)
+            loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
+            hits = int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
+        world.backward(model, grad_logits, len(mine), len(chosen))
+        loss_sum, hits = world.step_totals(loss * len(mine), hits)
+        loss = loss_sum / len(chosen)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
+                                   f"training stopped (try a lower --lr than {config.lr:g})")
+        optimizer.step()
+        if on_step is not None:
+            on_step(step, loss)
+        total_loss += loss_sum
+        correct += hits
+        seen += len(chosen)
+        rate = seen / max(time.perf_counter() - started, 1e-9)
+        if progress is not None:
+            progress(epoch, step + 1, len(batches),
+                     f"loss {total_loss / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s")
+        if stop_requested is not None and step + 1 < len(batches) and stop_requested():
+            raise TrainingInterrupted({"epoch": epoch, "step": step + 1, "train_images": len(images),
+                                       "loss_sum": float(total_loss), "correct": int(correct), "seen": seen,
+                                       "seconds": time.perf_counter() - started})
     seconds = time.perf_counter() - started
     return {"loss": total_loss / seen, "accuracy": correct / seen, "images_per_s": seen / seconds,
             "seconds": seconds}
 
 
-def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=click.echo,
-        echo_progress=True, world=SINGLE, position=None, stop_requested=None):
+def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=print,
+        progress=None, world=SINGLE, position=None, stop_requested=None):
     """Train for config.epochs epochs (continuing after len(history) finished ones); return the history.
     With a distributed world, training and the test pass are sharded over its processes.
 
@@ -235,7 +235,8 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     on_epoch_end(history) runs after each epoch (the CLI saves a checkpoint there), once the parameters
     are checked to be finite (TrainingDiverged otherwise). position: where an interrupted epoch stopped
     (see train_epoch). stop_requested(): asked after every step and epoch; when true, training stops with
-    TrainingInterrupted, between two steps, where model and optimizer are consistent.
+    TrainingInterrupted, between two steps, where model and optimizer are consistent. echo(line) prints each
+    epoch's summary; progress: see train_epoch.
     """
     history = list(history or [])
     schedule = make_schedule(config.schedule, optimizer, config.epochs)
@@ -243,7 +244,7 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     for epoch in range(len(history), config.epochs):
         lr = schedule.set_epoch(epoch)
         stats = train_epoch(model, optimizer, splits.train_images, splits.train_labels, config, epoch, device,
-                            echo_progress, schedule, world=world, position=position, stop_requested=stop_requested)
+                            progress, schedule, world=world, position=position, stop_requested=stop_requested)
         position = None  # only the first epoch run here can be an interrupted one
         bad = non_finite_parameters(model)
         if bad:  # relu(NaN) is 0: a finite loss does not prove finite weights

@@ -50,7 +50,7 @@ def on_step(step, loss):
         time.sleep(0.02)
 
 
-train_epoch(model, optimizer, images, labels, config, 0, echo_progress=False, world=world, on_step=on_step)
+train_epoch(model, optimizer, images, labels, config, 0, progress=None, world=world, on_step=on_step)
 agree = True
 for parameter in model.parameters():
     mine = np.ascontiguousarray(parameter.value)

@@ -93,7 +93,8 @@ def test_unknown_device_name():
 
 
 def test_auto_never_picks_the_simulator(monkeypatch):
-    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    import numba
+    monkeypatch.setattr(numba.config, "ENABLE_CUDASIM", 1)
     assert backend.resolve("auto") == "cpu"
     assert backend.resolve("cuda") == "cuda"  # still usable when asked for by name
 
@@ -101,7 +102,7 @@ def test_auto_never_picks_the_simulator(monkeypatch):
 def test_auto_without_a_driver_picks_the_cpu_without_asking_cuda(monkeypatch):
     def no_call():
         raise AssertionError("cuda_status must not run when no driver library exists")
-    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(backend, "simulated", lambda: False)
     monkeypatch.setattr(backend, "_driver_library_present", lambda: False)
     monkeypatch.setattr(backend, "cuda_status", no_call)
     assert backend.resolve("auto") == "cpu"

@@ -1,34 +1,80 @@
-"""The cold-cache compile helper of `nbconv train`."""
+"""The cold-cache compile helper of `nbconv train`: it compiles what the convolution plan will run."""
 import glob
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from nbconv import jit_warmup
+from nbconv import architectures, jit_warmup, models
+from nbconv.model_plans import layer_plans
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import ALGORITHMS, PASSES, plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_INPUTS = {"lenet5": (1, 28, 28), "lenet1": (1, 28, 28), "alexnet": (3, 64, 64)}  # others: 3x32x32
+NAMED = sorted(models.MODELS) + sorted(architectures.ARCHITECTURES)
 
 
-@pytest.mark.parametrize("spec,kinds", [
-    ("lenet5", ["conv", "fc", "flatten", "maxpool", "relu"]),
-    ("lenet1", ["avgpool", "conv", "fc", "flatten", "tanh"]),
-    ("conv16k3s2,relu,conv1d4k3,gap,fc2", ["conv", "conv-gemm", "fc", "gap", "relu"]),
-    ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,fc10", ["conv-gemm", "dropout", "fc", "local", "lrelu", "sigmoid"]),
-    ("pattern:n=2,m=2,k=1", ["conv", "conv-shift", "fc", "maxpool", "relu"]),  # 1->16, then 16 and 32 channels
-    ("conv64k3,conv64k3p1,conv64k3g4", ["conv", "conv-shift"]),  # 64 channels: the weight gradient unrolls
-    ("conv32k3,conv32k3g4", ["conv"]),                           # 8 channels a group: unrolled
-    ("conv32k3,conv32k3g2", ["conv", "conv-shift"]),             # 16 a group
+def _dispatched_in_one_step(model, input_shape, monkeypatch):
+    """(pass, algorithm, dtype name) of every convolution kernel one training step runs, recorded from the
+    public kernels' calls to the plan."""
+    seen = set()
+
+    def recording(pass_, *args, **options):
+        chosen = plan(pass_, *args, **options)
+        seen.add((pass_, chosen.algorithm, np.dtype(options["dtype"]).name))
+        return chosen
+    monkeypatch.setattr(dispatch, "plan", recording)
+    x = np.random.default_rng(0).standard_normal((2,) + input_shape).astype(np.float32)
+    model.train()
+    logits = model.forward(x)
+    model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
+    return sorted(seen)
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_warm_up_compiles_exactly_what_a_training_step_runs(name, monkeypatch):
+    input_shape = SMALL_INPUTS.get(name, (3, 32, 32))
+    model = models.build(name if name in models.MODELS else f"{name}:classes=10", input_shape=input_shape)
+    planned = jit_warmup.convolution_kernels(model, input_shape)
+    assert planned == _dispatched_in_one_step(model, input_shape, monkeypatch)
+
+
+def test_convolutions_reading_the_input_skip_their_input_gradient():
+    model = models.build("res[conv4k3p1,relu,conv4k3p1|conv4k1],conv8k3s2,relu,gap,fc2", input_shape=(4, 9, 9))
+    passes = [(entry.path, entry.plan.pass_) for entry in layer_plans(model, (4, 9, 9))]
+    assert passes == [
+        ("res1.conv1", "forward"), ("res1.conv1", "backward_weight"),   # reads the input: no input gradient
+        ("res1.conv2", "forward"), ("res1.conv2", "backward_weight"), ("res1.conv2", "backward_input"),
+        ("res1.shortcut.conv1", "forward"), ("res1.shortcut.conv1", "backward_weight"),  # reads the input too
+        ("conv1", "forward"), ("conv1", "backward_weight"), ("conv1", "backward_input"),
+    ]
+
+
+def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
+    kernels = [(pass_, name, "float32") for name in ALGORITHMS for pass_ in PASSES if name != "winograd"
+               or pass_ != "backward_weight"]
+    jit_warmup.compile_convolutions(kernels)  # each one forced through the plan: a ValueError if it did not apply
+
+
+@pytest.mark.parametrize("spec,input_shape,kinds", [
+    ("lenet5", (1, 28, 28), ["fc", "maxpool", "relu"]),
+    ("lenet1", (1, 28, 28), ["avgpool", "fc", "tanh"]),
+    ("resnet20", (3, 32, 32), ["bn", "fc", "gap", "relu"]),
+    ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,gap,fc10", (2, 7, 7), ["dropout", "fc", "gap", "local", "lrelu",
+                                                                         "sigmoid"]),
 ])
-def test_layer_kinds_name_the_backward_kernels_a_model_needs(spec, kinds):
-    assert jit_warmup.layer_kinds(spec) == kinds
+def test_layer_kinds_name_the_other_backward_kernels(spec, input_shape, kinds):
+    assert jit_warmup.layer_kinds(models.build(spec, input_shape=input_shape)) == kinds
 
 
-def test_no_helper_on_the_gpu_or_for_a_bad_spec(monkeypatch):
+def test_no_helper_on_the_gpu_and_a_bad_spec_ends_the_helper(monkeypatch):
     monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)
     assert jit_warmup.start("lenet5", device="cuda") is None
-    assert jit_warmup.start("conv8k3,nonsense", device="cpu") is None
+    helper = jit_warmup.start("conv8k3,nonsense", device="cpu")
+    assert helper.wait(timeout=600) != 0  # the main process reports the spec
     jit_warmup.wait(None)
     jit_warmup.stop(None)
 
@@ -36,10 +82,11 @@ def test_no_helper_on_the_gpu_or_for_a_bad_spec(monkeypatch):
 def test_helper_fills_the_shared_cache(tmp_path):
     """Run with an empty cache, the helper leaves the kernels it compiled in Numba's cache on disk."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0"}
-    result = subprocess.run([sys.executable, "-m", "nbconv.jit_warmup", "maxpool"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "nbconv.jit_warmup", "maxpool2,flatten,fc10", "1x6x6"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert glob.glob(os.path.join(str(tmp_path), "**", "*max_pool2d_backward*.nbi"), recursive=True)
     cold = subprocess.run([sys.executable, "-c", "from nbconv import jit_warmup; print(jit_warmup.cache_is_cold())"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert cold.stdout.strip() == "True"  # the convolution kernels are still uncompiled there
+

@@ -58,11 +58,18 @@ def _synthetic_splits(rng, n=256):
     return Splits(images, labels, images[:64], labels[:64], "synthetic")
 
 
-def _train(splits, seed=0, epochs=2):
+def _train(splits, seed=0, epochs=2, progress=None):
     config = TrainConfig(model="conv4k3,relu,maxpool2,fc2", epochs=epochs, batch_size=32, lr=0.05, seed=seed)
     model = models.build(config.model, input_shape=(1, 12, 12), seed=seed)
     optimizer = make_optimizer(config, model.parameters())
-    return fit(model, optimizer, splits, config, echo=lambda *a, **k: None, echo_progress=False)
+    return fit(model, optimizer, splits, config, echo=lambda *a, **k: None, progress=progress)
+
+
+def test_training_reports_its_progress_through_the_callback(rng):
+    reports = []
+    _train(_synthetic_splits(rng, n=96), epochs=2, progress=lambda *report: reports.append(report))
+    assert [report[:3] for report in reports] == [(epoch, step, 3) for epoch in range(2) for step in range(4)]
+    assert reports[0][3] == "" and reports[-1][3].startswith("loss ") and reports[-1][3].endswith(" img/s")
 
 
 def test_training_lowers_the_loss_and_repeats_exactly(rng):
@@ -143,7 +150,7 @@ def test_training_on_synthetic_colour_images_raises_accuracy():
     assert config.mean == [0.5, 0.5, 0.5] and config.class_names == ["0", "1", "2", "3"]
     model = models.build(config.model, input_shape=(3, 12, 12))
     history = fit(model, make_optimizer(config, model.parameters()), splits, config, echo=lambda *a, **k: None,
-                  echo_progress=False)
+                  progress=None)
     assert history[0]["test_accuracy"] > 0.5 and history[-1]["test_accuracy"] > 0.8
 
 

@@ -14,8 +14,8 @@ import zlib
 
 import numpy as np
 
+from ..files import atomic_write_bytes
 from .errors import DataFileError
-from .idx import atomic_write_bytes
 
 SHAPE = (3, 32, 32)
 PIXELS = SHAPE[0] * SHAPE[1] * SHAPE[2]

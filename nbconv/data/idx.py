@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 
+from ..files import atomic_write_bytes
 from .errors import DataFileError
 
 # IDX type codes -> big-endian numpy dtypes
@@ -103,9 +104,3 @@ def write_idx(path, array):
     if str(path).endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)
     atomic_write_bytes(path, payload)
-
-
-def atomic_write_bytes(path, payload):
-    """Write bytes to `path` atomically (nbconv.files.atomic_write_bytes, importable from here too)."""
-    from ..files import atomic_write_bytes as write
-    write(path, payload)

@@ -45,5 +45,5 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
         return output
 
     def backward(self, grad_output):
-        return F._adaptive_max_pool2d_backward(grad_output, self.input, self.output_size, self.indices,
-                                               check_indices=False)  # made by its own forward
+        return F.adaptive_max_pool2d_backward(grad_output, self.input, self.output_size, self.indices,
+                                              check_indices=False)  # made by its own forward

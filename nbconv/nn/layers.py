@@ -7,28 +7,12 @@ import numpy as np
 
 from .. import backend, checks
 from .. import functional as F
+from ..spec_grammar import pair as _pair, token_args as _token_args
 from .init import initial_weight
-from .module import Layer, Parameter
+from .module import Layer, Parameter, WeightedLayer
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
-def _token_args(**values):
-    """'s2p1'-style suffix for a spec token, leaving out defaults (given as None)."""
-    parts = []
-    for letter, value in values.items():
-        if value is None:
-            continue
-        value = _pair(value) if not isinstance(value, str) else value
-        if isinstance(value, tuple) and value[0] == value[1]:
-            value = value[0]
-        parts.append(f"{letter}{value if not isinstance(value, tuple) else f'{value[0]}x{value[1]}'}")
-    return "".join(parts)
-
-
-class Conv2d(Layer):
+class Conv2d(WeightedLayer):
     """2-D convolution: (N, C, H, W) -> (N, D, OH, OW). weight (D, C/groups, kh, kw), bias (D,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
@@ -46,9 +30,6 @@ class Conv2d(Layer):
         self.bias = Parameter(np.zeros(out_channels, dtype)) if bias else None
         self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-
-    def named_parameters(self):
-        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
 
     def forward(self, input):
         self.input = input
@@ -73,7 +54,7 @@ class Conv2d(Layer):
             g=None if h["groups"] == 1 else h["groups"]) + ("" if self.bias is not None else "nobias"))
 
 
-class Conv1d(Layer):
+class Conv1d(WeightedLayer):
     """1-D convolution: (N, C, W) -> (N, D, OW). weight (D, C/groups, k), bias (D,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
@@ -89,9 +70,6 @@ class Conv1d(Layer):
         self.bias = Parameter(np.zeros(out_channels, dtype)) if bias else None
         self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         self.out_channels, self.kernel_size = out_channels, kernel_size
-
-    def named_parameters(self):
-        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
 
     def forward(self, input):
         self.input = input
@@ -111,7 +89,7 @@ class Conv1d(Layer):
             d=None if h["dilation"] == 1 else h["dilation"], g=None if h["groups"] == 1 else h["groups"])
 
 
-class LocallyConnected2d(Layer):
+class LocallyConnected2d(WeightedLayer):
     """Like Conv2d, but every output position has its own filters (no weight sharing).
 
     input (N, C, H, W) -> (N, D, OH, OW); weight (OH, OW, D, C, kh, kw); bias (D, OH, OW).
@@ -130,9 +108,6 @@ class LocallyConnected2d(Layer):
         self.bias = Parameter(np.zeros((out_channels, OH, OW), dtype)) if bias else None
         self.hyper = dict(stride=stride, padding=padding)
         self.out_channels, self.kernel_size, self.input_size = out_channels, (kh, kw), (H, W)
-
-    def named_parameters(self):
-        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
 
     def forward(self, input):
         self.input = input
@@ -154,7 +129,7 @@ class LocallyConnected2d(Layer):
             p=None if self.hyper["padding"] in (0, (0, 0)) else self.hyper["padding"])
 
 
-class Linear(Layer):
+class Linear(WeightedLayer):
     """Fully connected: (N, in_features) -> (N, out_features). weight (out, in), bias (out,)."""
 
     def __init__(self, in_features, out_features, bias=True, rng=None, init="he", dtype=np.float32):
@@ -166,9 +141,6 @@ class Linear(Layer):
                                                dtype))
         self.bias = Parameter(np.zeros(out_features, dtype)) if bias else None
         self.out_features = out_features
-
-    def named_parameters(self):
-        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
 
     def forward(self, input):
         self.input = input
@@ -202,8 +174,8 @@ class MaxPool2d(Layer):
 
     def backward(self, grad_output):
         h = self.hyper
-        return F._max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
-                                      h["ceil_mode"], self.indices, check_indices=False)  # made by its forward
+        return F.max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
+                                     h["ceil_mode"], self.indices, check_indices=False)  # made by its forward
 
     def spec(self):
         h = self.hyper

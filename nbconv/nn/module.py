@@ -166,6 +166,14 @@ class Layer:
         return f"{self.name or type(self).__name__}: {self.spec()}"
 
 
+class WeightedLayer(Layer):
+    """A layer with trained weights: the Parameter `weight` and the Parameter `bias`, or None for no bias
+    (convolutions, locally connected and fully connected layers). Subclasses set both in __init__."""
+
+    def named_parameters(self):
+        return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+
+
 class Sequential(Layer):
     """Layers applied in order; names are unique and address layers (model['conv1'])."""
 

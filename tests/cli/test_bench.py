@@ -70,3 +70,30 @@ def test_batch_norm_case_times_forward_and_backward(monkeypatch):
     output = CliRunner().invoke(app, ["bench", "--preset", "batchnorm", "--repeat", "1", "--json", "--device", "cpu"])
     assert output.exit_code == 0, output.output
     assert [r["case"] for r in json.loads(output.output)["results"]] == ["bn-2x3x4x4"]
+
+
+def test_algorithm_all_times_every_applicable_algorithm_side_by_side():
+    from nbconv.kernels.cpu.conv.plan import applicable, plan
+    result = CliRunner().invoke(app, ["bench", "conv2d", "--shape", TINY, "--repeat", "1", "--device", "cpu",
+                                      "--algorithm", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["results"]
+    for pass_ in ("forward", "backward_input", "backward_weight"):
+        chosen = plan(pass_, (2, 3, 9, 9), (4, 3, 3, 3), 1, 1, 1, 1)
+        timed = [row["algorithm"] for row in rows if row["pass"] == pass_]
+        assert timed == applicable(pass_, chosen.convolution)
+        assert [row["algorithm"] for row in rows if row["pass"] == pass_ and row["chosen"]] == [chosen.algorithm]
+    assert all(row["median_ms"] > 0 and row["buffer_bytes"] >= 0 for row in rows)
+
+
+def test_algorithm_names_are_checked_and_marked_in_text():
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "conv2d_forward", "--shape", "n=2,c=3,h=9,w=9,d=4,k=3,s=2,p=1",
+                                 "--repeat", "1", "--device", "cpu", "--algorithm", "gemm,direct,shift"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and " direct" in lines[0] and "*gemm" in lines[1]  # in the plan's order; no shift (stride 2)
+    bad = runner.invoke(app, ["bench", "--shape", TINY, "--device", "cpu", "--algorithm", "fft"])
+    assert bad.exit_code == 2 and "unknown algorithm fft" in bad.output
+    preset = runner.invoke(app, ["bench", "--preset", "lenet5", "--device", "cpu", "--algorithm", "all"])
+    assert preset.exit_code == 2 and "--algorithm times convolutions" in preset.output

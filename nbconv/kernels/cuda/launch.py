@@ -1,6 +1,8 @@
 """Grid/block choice shared by the CUDA launchers."""
 import os
 
+import numba
+
 THREADS_PER_BLOCK = 256
 GPU_BLOCKS_VARIABLE = "NBCONV_CUDASIM_GPU_BLOCKS"
 
@@ -14,4 +16,4 @@ def small_blocks():
     """Whether launchers should use simulator-sized blocks: under Numba's simulator, which runs each thread
     as a Python thread, unless NBCONV_CUDASIM_GPU_BLOCKS=1 asks for the blocks a GPU gets (as the launch
     recorder of nbconv.cuda_launches does, so that it records the GPU's launch configurations)."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and os.environ.get(GPU_BLOCKS_VARIABLE) != "1"
+    return bool(numba.config.ENABLE_CUDASIM) and os.environ.get(GPU_BLOCKS_VARIABLE) != "1"

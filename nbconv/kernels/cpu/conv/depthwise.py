@@ -2,7 +2,7 @@
 
 Each task pads one plane into a flat scratch buffer (rows.pad_rows, so no tap needs a bounds test)
 and then computes a row of outputs in one loop over its columns, the nine products of every output in
-registers: nine loads and one store per output, where the general loop nest (conv_direct) loads and
+registers: nine loads and one store per output, where the general loop nest (direct.py) loads and
 stores the output row once per tap (3x the memory traffic). The input gradient is the same loop over the
 output gradient padded by 2 - padding, with the filter turned by 180 degrees; the weight gradient keeps
 nine sums over the same padded rows.

@@ -1,13 +1,13 @@
 """Stride-1 convolution as one matrix product per window tap, over shifted views of the padded image.
 
 In the zero-padded image (C, Hp, Wp) laid out flat, tap (i, j) of the output rows, taken Wp wide as in
-conv_wide, reads for channel c the contiguous run that starts at c*Hp*Wp + i*dh*Wp + j*dw and is
+wide.py, reads for channel c the contiguous run that starts at c*Hp*Wp + i*dh*Wp + j*dw and is
 OH*Wp long. Those runs, one per channel, form a (C, OH*Wp) matrix whose rows lie Hp*Wp apart: a matrix the
 BLAS takes as it is (leading dimension Hp*Wp). So
 
     output (D, OH*Wp) = sum over taps t of weight_t (D, C) @ shifted_t (C, OH*Wp)
 
-with no unrolled copy at all: conv_wide writes and reads back KH*KW times the image (9x for a 3x3), which
+with no unrolled copy at all: wide.py writes and reads back KH*KW times the image (9x for a 3x3), which
 costs as much as the product when there are 16-32 channels. The products are C deep, so this pays only
 with enough channels (plan.py picks it from SHIFT_CHANNELS). The input gradient adds weight_t.T @ the
 spread output gradient into the padded gradient at each tap's offset; the weight gradient of tap t is

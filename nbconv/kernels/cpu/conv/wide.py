@@ -11,7 +11,7 @@ nothing, and they only ever read inside the padded buffer, which has (KW-1)*dw z
 Workspaces, one per parallel chunk: padded (C*slab*Wp + slack,), the padded rows a block of output rows
 reads (slab = block_rows + (KH-1)*dh of them), col (C*KH*KW, block_rows*Wp) and wide (D, block_rows*Wp),
 the product's output before compaction or the output gradient spread to Wp columns. A task of the
-forward and weight kernels is one block of rows of one image, as in conv_gemm; one of the input-gradient
+forward and weight kernels is one block of rows of one image, as in gemm.py; one of the input-gradient
 kernel is a whole image, whose padded gradient its blocks add into.
 """
 from numba import njit, prange

@@ -80,6 +80,8 @@ def main():
     import click  # noqa: F401
     import numpy as np
     from nbconv_cli import main as _cli  # noqa: F401  (what `python -m nbconv` imports)
+    from nbconv.startup import skip_numba_scipy_blas
+    skip_numba_scipy_blas()  # as the app's main() does
     from nbconv_cli.common import configure_cpu
     from nbconv import backend, checkpoint, models
     from nbconv import functional as F

@@ -7,6 +7,8 @@ import time
 import numpy as np
 
 from nbconv.kernels.cpu import conv
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import plan
 from nbconv.kernels.cpu.finite import all_finite
 
 rng = np.random.default_rng(0)
@@ -30,9 +32,12 @@ def _cases():
             "checked": lambda: (conv.conv2d_forward(x, w, bias, y, *args),
                                 conv.conv2d_backward_input(grad_y, w, grad_x, *args),
                                 conv.conv2d_backward_weight(grad_y, x, grad_w, *args)),
-            "fast only": lambda: (conv._forward_fast(x, w, bias, y, *args),
-                                  conv._backward_input_fast(grad_y, w, grad_x, *args),
-                                  conv._backward_weight_fast(grad_y, x, grad_w, *args)),
+            "fast only": lambda: (dispatch.run_forward(plan("forward", x.shape, w.shape, *args, dtype=x.dtype),
+                                                       x, w, bias, y),
+                                  dispatch.run_backward_input(plan("backward_input", x.shape, w.shape, *args,
+                                                                   dtype=x.dtype), grad_y, w, grad_x),
+                                  dispatch.run_backward_weight(plan("backward_weight", x.shape, w.shape, *args,
+                                                                    dtype=x.dtype), grad_y, x, grad_w)),
             "the checks alone": lambda: (all_finite(y, w), all_finite(grad_x, w), all_finite(grad_w, grad_y)),
         }
 

@@ -214,7 +214,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
             inside = f"step {where['step']} of epoch {where['epoch'] + 1}, " if where else ""
             click.echo(f"\ninterrupted: checkpoint saved to {out} ({inside}{len(finished['history'])} complete "
                        f"epochs); continue with: nbconv train --resume {out}", err=True)
-        sys.exit(130)
+        sys.exit(local_stop.exit_status)
     except KeyboardInterrupt:  # a second Ctrl-C: the state may be mid-step, so nothing is saved
         click.echo(f"\ninterrupted mid-step: nothing saved; {kept()}", err=True)
         sys.exit(130)

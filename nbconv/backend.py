@@ -273,12 +273,11 @@ def transfer(array, backend):
 
 
 def contiguous(array):
-    """A C-contiguous version of `array` on its own backend, copying only when needed."""
-    if isinstance(array, np.ndarray):
-        return np.ascontiguousarray(array)
+    """A C-contiguous version of `array` on its own backend, copying only when needed; 0-d stays 0-d (which
+    np.ascontiguousarray would make 1-d)."""
     device = as_array(array)
     if isinstance(device, np.ndarray):
-        return np.ascontiguousarray(device)
+        return device if device.flags.c_contiguous else np.ascontiguousarray(device)
     if device.is_c_contiguous():
         return device
     return to_device(device.copy_to_host())

@@ -25,18 +25,18 @@ def cache_is_cold():
     """True when the convolution's weight-gradient kernel has nothing in Numba's cache for its current source.
 
     Reads Numba's cache index through private attributes; if they ever move, this answers False (no helper)."""
-    from .kernels.cpu import conv_wide
+    from .kernels.cpu.conv import wide
     try:
-        return not conv_wide.conv2d_backward_weight_wide._cache._cache_file._load_index()
+        return not wide.conv2d_backward_weight_wide._cache._cache_file._load_index()
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 
 
 def layer_kinds(spec, in_channels=1):
     """The backward-kernel families a model spec needs: 'conv' (stride 1, unrolled), 'conv-shift' (stride 1
-    with 16+ channels a group, see kernels/cpu/conv.py), 'conv-gemm' (strided or 1x1), 'local', 'maxpool',
+    with 16+ channels a group, see kernels/cpu/conv/plan.py), 'conv-gemm' (strided or 1x1), 'local', 'maxpool',
     'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
-    from .kernels.cpu import conv
+    from .kernels.cpu.conv import plan as conv
     kinds, channels = set(), in_channels
     for token in models.expand(models.resolve_spec(spec)):
         for kind, pattern in models._PATTERNS.items():

@@ -37,42 +37,33 @@ def _tensor(array, like):
     return torch.as_tensor(array, device=like.device)
 
 
-class _Conv2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        ctx.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        ctx.save_for_backward(input, weight)
-        ctx.has_bias = bias is not None
-        output = F.conv2d(_array(input, "input"), _array(weight, "weight"), _array(bias, "bias"), **ctx.hyper)
-        return _tensor(output, input)
+def _convolution_function(forward, backward, name):
+    """An autograd Function running nbconv's `forward(input, weight, bias, **hyper)` and its
+    `backward(grad_output, input, weight, need_input_grad=..., **hyper)` (conv1d or conv2d)."""
+    class Convolution(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+            ctx.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+            ctx.save_for_backward(input, weight)
+            ctx.has_bias = bias is not None
+            output = forward(_array(input, "input"), _array(weight, "weight"), _array(bias, "bias"), **ctx.hyper)
+            return _tensor(output, input)
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        grad_input, grad_weight, grad_bias = F.conv2d_backward(
-            _array(grad_output, "grad_output"), _array(input, "input"), _array(weight, "weight"),
-            need_input_grad=ctx.needs_input_grad[0], **ctx.hyper)
-        return (_tensor(grad_input, input), _tensor(grad_weight, input),
-                _tensor(grad_bias, input) if ctx.has_bias else None, None, None, None, None)
+        @staticmethod
+        def backward(ctx, grad_output):
+            input, weight = ctx.saved_tensors
+            grad_input, grad_weight, grad_bias = backward(
+                _array(grad_output, "grad_output"), _array(input, "input"), _array(weight, "weight"),
+                need_input_grad=ctx.needs_input_grad[0], **ctx.hyper)
+            return (_tensor(grad_input, input), _tensor(grad_weight, input),
+                    _tensor(grad_bias, input) if ctx.has_bias else None, None, None, None, None)
+
+    Convolution.__name__ = Convolution.__qualname__ = name
+    return Convolution
 
 
-class _Conv1d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        ctx.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        ctx.save_for_backward(input, weight)
-        ctx.has_bias = bias is not None
-        output = F.conv1d(_array(input, "input"), _array(weight, "weight"), _array(bias, "bias"), **ctx.hyper)
-        return _tensor(output, input)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        grad_input, grad_weight, grad_bias = F.conv1d_backward(
-            _array(grad_output, "grad_output"), _array(input, "input"), _array(weight, "weight"),
-            need_input_grad=ctx.needs_input_grad[0], **ctx.hyper)
-        return (_tensor(grad_input, input), _tensor(grad_weight, input),
-                _tensor(grad_bias, input) if ctx.has_bias else None, None, None, None, None)
+_Conv2d = _convolution_function(F.conv2d, F.conv2d_backward, "_Conv2d")
+_Conv1d = _convolution_function(F.conv1d, F.conv1d_backward, "_Conv1d")
 
 
 class _Linear(torch.autograd.Function):

@@ -35,3 +35,15 @@ def test_activation_forward_and_backward(name, dtype, rng):
 def test_sigmoid_does_not_overflow():
     y = F.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     np.testing.assert_allclose(y, [0.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+@pytest.mark.parametrize("make", [np.float32, lambda value: np.array(value, np.float32)], ids=["scalar", "0-d"])
+def test_activations_keep_a_zero_dimensional_shape(name, make):
+    """A numpy scalar or 0-d array gives a 0-d result, as numpy and PyTorch do, not shape (1,)."""
+    formula, kwargs = FORMULAS[name]
+    y = getattr(F, name)(make(-1.5), **kwargs)
+    assert y.shape == () and y.dtype == np.float32
+    np.testing.assert_allclose(y, formula(np.float64(-1.5)), rtol=1e-6)
+    grad = getattr(F, name + "_backward")(make(1.0), make(-1.5), **kwargs)
+    assert grad.shape == ()

@@ -10,10 +10,10 @@ CASES = [
     (1, 1, 5, 5, 1, 3, 3, 1, 0, 1, 1),
     (2, 3, 7, 9, 4, 3, 2, 2, 1, 1, 1),
     (3, 4, 11, 8, 6, 3, 3, (2, 1), (1, 2), (2, 1), 2),
-    (1, 6, 9, 10, 6, 3, 3, 1, 1, 1, 6),          # depthwise 3x3 (conv_depthwise)
+    (1, 6, 9, 10, 6, 3, 3, 1, 1, 1, 6),          # depthwise 3x3 (conv/depthwise.py)
     (3, 5, 7, 4, 5, 3, 3, 1, (0, 2), 1, 5),      # depthwise 3x3, padding differing per axis
     (2, 3, 3, 6, 3, 3, 3, 1, 2, 1, 3),           # depthwise 3x3, padding 2
-    (2, 2, 6, 7, 4, 3, 3, 1, 1, 1, 2),           # depthwise, two filters a channel (conv_direct)
+    (2, 2, 6, 7, 4, 3, 3, 1, 1, 1, 2),           # depthwise, two filters a channel (conv/direct.py)
     (2, 2, 6, 13, 5, 1, 4, (1, 3), (0, 2), (1, 2), 1),
     (1, 3, 8, 8, 3, 5, 5, 3, 2, 1, 3),
     (2, 4, 10, 7, 4, 2, 3, 2, 0, (2, 2), 4),
@@ -115,9 +115,9 @@ def test_conv1d_same_padding_unbatched(rng):
 
 
 def test_depthwise_3x3_cases_take_their_own_kernels():
-    from nbconv.kernels.cpu import conv
-    chosen = [conv._algorithm((case[0], case[1], case[2], case[3]), np.empty((case[4], case[1] // case[10], 3, 3)),
-                              1, 1, *_pair(case[8]), 1, 1, case[10])
+    from nbconv.kernels.cpu.conv.plan import plan
+    chosen = [plan("forward", case[:4], (case[4], case[1] // case[10], 3, 3), 1, 1, *_pair(case[8]), 1, 1,
+                   case[10]).algorithm
               for case in CASES if case[10] > 1 and case[5:7] == (3, 3) and case[7] == 1 and case[9] == 1]
     assert chosen == ["depthwise3x3", "depthwise3x3", "depthwise3x3", "direct"]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv.kernels.cpu import conv
+from nbconv.kernels.cpu.conv.plan import PASSES, plan
 
 THREADS, CALLS = 4, 12
 
@@ -21,7 +21,7 @@ def _conv_case(rng, input_shape, weight_shape, **hyper):
     return call
 
 
-# (input shape, weight shape, hyper-parameters, the path conv.py picks)
+# (input shape, weight shape, hyper-parameters, the algorithm the plan picks for the forward pass)
 CONV_CASES = [
     ((2, 32, 22, 22), (32, 32, 3, 3), dict(padding=1), "winograd"),
     ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=1), "shift"),
@@ -36,7 +36,7 @@ CONV_CASES = [
 def test_the_cases_cover_every_convolution_path():
     for input_shape, weight_shape, hyper, path in CONV_CASES:
         args = (hyper.get("stride", 1),) * 2 + (hyper.get("padding", 0),) * 2 + (1, 1, hyper.get("groups", 1))
-        assert conv._algorithm(input_shape, np.empty(weight_shape), *args) == path
+        assert plan(PASSES[0], input_shape, weight_shape, *args).algorithm == path
 
 
 def _other_calls(rng):

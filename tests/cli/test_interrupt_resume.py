@@ -1,6 +1,6 @@
 """Ctrl-C during `nbconv train`: the checkpoint holds one consistent state (the step inside the epoch and the
 data order), and `--resume` ends bit for bit where an uninterrupted run ends; non-finite weights stop
-training and keep the last good checkpoint; Ctrl-C before training prints one line."""
+training and keep the last good checkpoint; Ctrl-C before training prints one line; SIGTERM stops like Ctrl-C."""
 import os
 import signal
 import subprocess
@@ -75,6 +75,24 @@ def test_ctrl_c_mid_run_then_resume_gives_the_uninterrupted_weights(tiny, tmp_pa
     assert result.exit_code == 0, result.output
     resumed = checkpoint.load(str(tmp_path / "cut.npz"))
     assert resumed.position is None and resumed.optimizer_state["step_count"] == 3 * STEPS_PER_EPOCH
+    _same_state(tmp_path / "full.npz", tmp_path / "cut.npz")
+
+
+def test_sigterm_stops_like_ctrl_c_and_resume_gives_the_uninterrupted_weights(tiny, tmp_path, monkeypatch):
+    """Batch schedulers (Slurm, PBS) and `kill` end a job with SIGTERM: training saves the same consistent
+    state as for Ctrl-C and exits with the status a SIGTERM gives (143)."""
+    runner = CliRunner()
+    assert runner.invoke(app, _args(tiny, tmp_path / "full.npz")).exit_code == 0
+    real_step = _after_step(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    result = runner.invoke(app, _args(tiny, tmp_path / "cut.npz"))
+    assert result.exit_code == 143, result.output
+    assert "interrupted: checkpoint saved" in result.output and "Traceback" not in result.output
+    cut = checkpoint.load(str(tmp_path / "cut.npz"))
+    assert cut.optimizer_state["step_count"] == 6 and cut.position["step"] == 6 - STEPS_PER_EPOCH
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    monkeypatch.setattr(optim.Optimizer, "step", real_step)
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "cut.npz"), "--data-dir", tiny])
+    assert result.exit_code == 0, result.output
     _same_state(tmp_path / "full.npz", tmp_path / "cut.npz")
 
 
@@ -161,8 +179,13 @@ def test_ctrl_c_before_training_prints_one_line(tiny, tmp_path, monkeypatch):
     assert not (tmp_path / "run.npz").exists()
 
 
-def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line():
-    """`python -m nbconv`, with Ctrl-C arriving while Numba is imported (made certain by an import hook)."""
+@pytest.mark.parametrize("start", ["runpy.run_module('nbconv', run_name='__main__', alter_sys=True)",
+                                   "from importlib.metadata import entry_points\n"
+                                   "entry_points(group='console_scripts')['nbconv'].load()()"],
+                         ids=["python -m nbconv", "console script"])
+def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line(start):
+    """Ctrl-C arriving while Numba is imported (made certain by an import hook), for `python -m nbconv` and
+    for the installed `nbconv` console script's entry point."""
     code = ("import builtins, runpy, sys\n"
             "real_import = builtins.__import__\n"
             "def interrupted(name, *args, **kwargs):\n"
@@ -170,7 +193,6 @@ def test_ctrl_c_while_the_command_loads_its_libraries_prints_one_line():
             "        raise KeyboardInterrupt\n"
             "    return real_import(name, *args, **kwargs)\n"
             "builtins.__import__ = interrupted\n"
-            "sys.argv = ['nbconv', 'info']\n"
-            "runpy.run_module('nbconv', run_name='__main__', alter_sys=True)\n")
+            "sys.argv = ['nbconv', 'info']\n" + start + "\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and done.stderr.strip() == "interrupted while starting; nothing done", done.stderr

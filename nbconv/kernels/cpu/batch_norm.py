@@ -10,7 +10,7 @@ import math
 
 from numba import njit, prange
 
-_REDUCE = {"reassoc", "contract", "nsz"}  # lets the sums vectorise (their order does not matter here)
+from .fastmath import REDUCE as _REDUCE  # lets the sums vectorise (their order does not matter here)
 
 
 @njit(cache=True, fastmath=_REDUCE)  # not inlined by Numba, which would drop these flags (LLVM still may)

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 import llvmlite.binding as llvm
 from numba import carray, cfunc, njit, types
 
+from .fastmath import CONTRACT
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 _INT, _ADDRESS = types.int64, types.intp
@@ -55,7 +57,7 @@ def gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, itemsiz
         dgemm_external(ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True, fastmath=CONTRACT)
 def reference_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """The fallback product over flat arrays, same meaning as `gemm` (layout is always row-major)."""
     for i in range(m):

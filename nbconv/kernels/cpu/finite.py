@@ -1,8 +1,7 @@
 """Whether arrays hold only finite values: one vectorised pass, no branches, no temporary arrays."""
 from numba import njit
 
-# reassoc lets the sum vectorise; x * 0 -> 0 would need nnan/nsz, which are not given, so NaN and inf survive
-_REASSOC = {"reassoc"}
+from .fastmath import REASSOC as _REASSOC  # reassoc lets the sum vectorise; x * 0 stays NaN for inf and NaN
 
 
 @njit(cache=True, inline="always", fastmath=_REASSOC)

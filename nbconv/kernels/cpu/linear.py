@@ -8,10 +8,10 @@ import numba
 from numba import njit, prange
 
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
 
 PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
-_REDUCE = {"reassoc", "contract", "nsz"}
 
 
 def _chunks(rows, flops):

@@ -7,9 +7,8 @@ NaN, as the definition over the explicitly padded input does.
 """
 from numba import njit, prange
 
+from .fastmath import REDUCE as _REDUCE
 from .shared import fill, fill_plane
-
-_REDUCE = {"reassoc", "contract", "nsz"}
 
 
 @njit(parallel=True, cache=True, fastmath=_REDUCE)

@@ -1,4 +1,4 @@
-"""3x3, stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) for the CPU.
+"""3x3, stride-1, undilated, ungrouped convolution by Winograd's minimal filtering F(2x2, 3x3) for the CPU.
 
 Each 2x2 block of outputs ("tile") of one channel pair is computed from the 4x4 input patch under it as
 A^T [ (G g G^T) * (B^T d B) ] A, where g is the 3x3 filter and * multiplies element-wise. Summed over input
@@ -9,13 +9,17 @@ position xi of the 4x4 transformed patch: 16 multiply-adds per 4 outputs per cha
 Tasks are blocks of tile rows of one image; each parallel chunk pads the input rows its block reads
 (`pad_rows`), transforms its patches into V, runs the 16 products with the BLAS and transforms the results
 into the output. The input gradient is the same computation on the output gradient, with the filters
-turned by 180 degrees and their channel axes swapped, and padding 2 - p.
+turned by 180 degrees and their channel axes swapped, and padding 2 - p (so only for padding <= 2).
+There is no Winograd weight gradient.
 """
 from numba import njit, prange
 
-from .blas import NO_TRANS, address, gemm
-from .conv_wide import pad_rows
-from .shared import chunk_bounds
+import numpy as np
+
+from ..blas import NO_TRANS, address, gemm, single_threaded
+from ..shared import chunk_bounds
+from .blocks import block_rows, max_chunks
+from .rows import pad_rows
 
 
 @njit(parallel=True, cache=True)
@@ -168,3 +172,55 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
                      address(transformed_patches, xi * C * block), block, 0.0,
                      address(tile_products, xi * D * block), block, size)
             untransform_tiles(tile_products, output, bias, n, tr0, rows, tiles_w)
+
+
+# The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
+def applies(pass_, convolution):
+    """3x3, stride 1, no dilation, no groups; the input gradient only with padding <= 2 (a full correlation
+    of the output gradient, padded by 2 - padding); no weight gradient."""
+    _, _, KH, KW = convolution.weight_shape
+    shape = (KH == KW == 3 and convolution.stride_h == convolution.stride_w == 1
+             and convolution.dilation_h == convolution.dilation_w == 1 and convolution.groups == 1)
+    if pass_ == "backward_input":
+        return shape and convolution.padding_h <= 2 and convolution.padding_w <= 2
+    return shape and pass_ == "forward"
+
+
+def _sides(pass_, convolution):
+    """(N, channels in, channels out, output height, output width) of the Winograd convolution a pass runs:
+    the layer itself, or for the input gradient the output gradient (N, D, OH, OW) into (N, C, H, W)."""
+    N, C, H, W = convolution.input_shape
+    _, D, OH, OW = convolution.output_shape
+    return (N, D, C, H, W) if pass_ == "backward_input" else (N, C, D, OH, OW)
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer: filters (16, D', C'), the transformed filters; per
+    parallel chunk, a block of whole rows of tiles: padded (C'*(2*block_rows + 2)*(2*TW + 2),), the input
+    rows it reads; patches (16, C', block_rows*TW), the transformed patches; products (16, D', same)."""
+    N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    rows = block_rows(16 * channels_in, tiles_w, tiles_h, itemsize)  # rows of tiles
+    chunks = max(1, min(N * -(-tiles_h // rows), max_chunks(pass_, threads)))
+    return (("filters", "winograd_weights", (16, channels_out, channels_in)),
+            ("padded", "padded", (chunks, channels_in * (2 * rows + 2) * (2 * tiles_w + 2))),
+            ("patches", "col", (chunks, 16, channels_in, rows * tiles_w)),
+            ("products", "wide", (chunks, 16, channels_out, rows * tiles_w)))
+
+
+def _run(input, weight, bias, output, buffers, padding_h, padding_w, turned):
+    winograd_weights(weight, buffers["filters"], turned)
+    with single_threaded():
+        conv2d_winograd(input, buffers["filters"], bias, output, buffers["padded"], buffers["patches"],
+                        buffers["products"], padding_h, padding_w)
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    convolution = plan.convolution
+    _run(input, weight, bias, output, buffers, convolution.padding_h, convolution.padding_w, turned=False)
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    convolution = plan.convolution
+    _run(grad_output, weight, np.empty(0, grad_output.dtype), grad_input, buffers, 2 - convolution.padding_h,
+         2 - convolution.padding_w, turned=True)

@@ -1,24 +1,23 @@
 """Depthwise 3x3 convolution, stride 1 (MobileNet's layer): one filter per channel, every tap unrolled.
 
-Each task pads one plane into a flat scratch buffer (conv_wide's pad_rows, so no tap needs a bounds test)
+Each task pads one plane into a flat scratch buffer (rows.pad_rows, so no tap needs a bounds test)
 and then computes a row of outputs in one loop over its columns, the nine products of every output in
 registers: nine loads and one store per output, where the general loop nest (conv_direct) loads and
 stores the output row once per tap (3x the memory traffic). The input gradient is the same loop over the
 output gradient padded by 2 - padding, with the filter turned by 180 degrees; the weight gradient keeps
 nine sums over the same padded rows.
 
-Shapes as in nbconv.kernels.cpu.conv, with C input channels, D = C output channels, weight (C, 1, 3, 3);
+Shapes as in nbconv.kernels.cpu.conv.dispatch, with C input channels, D = C output channels, weight (C, 1, 3, 3);
 padded: (chunks, (H + 4) * (W + 4)) scratch, one padded plane per parallel chunk (room for the input
 padded by up to 2, and for the output gradient padded by 2 - padding). Rows in it are 1-D slices of a
 contiguous buffer, which LLVM vectorises; a 2-D view narrower than its buffer would have runtime strides.
 """
 from numba import njit, prange
 
-from .conv_wide import pad_rows
-from .shared import chunk_bounds
-
-_CONTRACT = {"contract"}
-_REDUCE = {"reassoc", "contract", "nsz"}
+from ..fastmath import CONTRACT as _CONTRACT, REDUCE as _REDUCE
+from ..shared import chunk_bounds
+from .blocks import CHUNKS_PER_THREAD
+from .rows import pad_rows
 
 
 @njit(cache=True, inline="always")
@@ -111,3 +110,40 @@ def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded,
             target[0, 0], target[0, 1], target[0, 2] = s00, s01, s02
             target[1, 0], target[1, 1], target[1, 2] = s10, s11, s12
             target[2, 0], target[2, 1], target[2, 2] = s20, s21, s22
+
+
+# The plan's surface: applies, buffers and the three passes (see plan.py).
+def applies(pass_, convolution):
+    """One 3x3 filter per channel (weight (C, 1, 3, 3), groups = C), stride 1, no dilation, padding <= 2."""
+    D, Cg, KH, KW = convolution.weight_shape
+    return (convolution.groups > 1 and Cg == 1 and D == convolution.groups and KH == KW == 3
+            and convolution.stride_h == convolution.stride_w == 1
+            and convolution.dilation_h == convolution.dilation_w == 1
+            and convolution.padding_h <= 2 and convolution.padding_w <= 2)
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer: planes (chunks, (H + 4)*(W + 4)), one zero-padded plane
+    per parallel chunk (room for the input padded by up to 2 and for the output gradient padded by
+    2 - padding); the input gradient adds turned_filters (C, 3, 3)."""
+    N, C, H, W = convolution.input_shape
+    chunks = max(1, min(N * C, CHUNKS_PER_THREAD * threads))
+    planes = ("planes", "padded", (chunks, (H + 4) * (W + 4)))
+    if pass_ == "backward_input":
+        return (("turned_filters", "turned_filters", (convolution.weight_shape[0], 3, 3)), planes)
+    return (planes,)
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    conv2d_forward_depthwise3x3(input, weight, bias, output, buffers["planes"], plan.convolution.padding_h,
+                                plan.convolution.padding_w)
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, buffers["turned_filters"],
+                                       buffers["planes"], plan.convolution.padding_h, plan.convolution.padding_w)
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, buffers["planes"],
+                                        plan.convolution.padding_h, plan.convolution.padding_w)

@@ -1,5 +1,5 @@
-"""2-D convolution by im2col + GEMM for the CPU, any stride (the dispatcher sends it strided and 1x1
-convolutions; stride 1 goes to conv_wide).
+"""2-D convolution by im2col + GEMM for the CPU, any stride (the plan sends it strided convolutions, and
+1x1 stride-1 unpadded ones as "pointwise", which read the input itself as the unrolled matrix).
 
 The batch is cut into tasks of one image and one block of its output rows, sized so that the block's
 unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each parallel chunk of tasks owns
@@ -8,11 +8,9 @@ no whole-batch col matrix, no re-layout pass, no second thread pool.
 """
 from numba import njit, prange
 
-from .blas import NO_TRANS, TRANS, address, gemm
-from .shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
-
-CACHE_BYTES = 1024 * 1024  # a col block's budget: a core's L2 (measured best of 0.25-4 MB on VGG/ResNet layers)
-WEIGHT_CHUNKS = 16  # partial weight gradients summed in a fixed order, whatever the thread count
+from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
+from .blocks import block_rows, max_chunks
 
 
 @njit(cache=True)
@@ -183,3 +181,53 @@ def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, s
                      source_ld, address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P,
                      0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
     sum_partials(partial, grad_weight)
+
+
+# The plan's surface: applies, buffers and the three passes (see plan.py). "gemm" and "pointwise" both run here.
+def applies(pass_, convolution):
+    """im2col applies to every convolution and pass."""
+    return True
+
+
+def applies_pointwise(pass_, convolution):
+    """The pointwise shortcut: 1x1, stride-1, unpadded convolutions."""
+    _, _, KH, KW = convolution.weight_shape
+    return (KH == KW == 1 and convolution.stride_h == convolution.stride_w == 1
+            and convolution.padding_h == convolution.padding_w == 0)
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer: col (chunks, C*KH*KW, block_rows*OW), one block of
+    unrolled windows per parallel chunk (its first axis sets the chunks, even for pointwise, which leaves
+    it unread); the weight gradient adds partial_sums (chunks, groups, C/groups*KH*KW, D/groups). Tasks
+    are whole images for the input gradient, else (image, block of rows) pairs."""
+    N, C = convolution.input_shape[:2]
+    D, Cg, KH, KW = convolution.weight_shape
+    _, _, OH, OW = convolution.output_shape
+    depth = C * KH * KW
+    rows = block_rows(depth, OW, OH, itemsize)
+    tasks = N if pass_ == "backward_input" else N * -(-OH // rows)
+    chunks = max(1, min(tasks, max_chunks(pass_, threads)))
+    col = ("col", "col", (chunks, depth, rows * OW))
+    if pass_ == "backward_weight":
+        groups = convolution.groups
+        return col, ("partial_sums", "partial", (chunks, groups, Cg * KH * KW, D // groups))
+    return (col,)
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    with single_threaded():
+        conv2d_forward_gemm(input, weight, bias, output, buffers["col"], *plan.convolution.hyper,
+                            plan.algorithm == "pointwise")
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    with single_threaded():
+        conv2d_backward_input_gemm(grad_output, weight, grad_input, buffers["col"], *plan.convolution.hyper,
+                                   plan.algorithm == "pointwise")
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    with single_threaded():
+        conv2d_backward_weight_gemm(grad_output, input, grad_weight, buffers["col"], buffers["partial_sums"],
+                                    *plan.convolution.hyper, plan.algorithm == "pointwise")

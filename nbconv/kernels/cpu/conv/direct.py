@@ -1,15 +1,15 @@
 """Direct (loop-nest) 2-D convolution kernels for the CPU, used for depthwise convolutions (one input
-channel per group), where a matrix product per group would be tiny.
+channel per group) that depthwise.py does not take, where a matrix product per group would be tiny;
+also the definition the public kernels recompute non-finite results by. Any shape, no buffers.
 
-Shapes as in nbconv.kernels.cpu.conv. The inner loops run over views, with a literal 1 passed for unit
-strides so that LLVM specialises (and vectorises) them; with computed indices, Numba's negative-index
+Shapes as in nbconv.kernels.cpu.conv.dispatch. The inner loops run over views, with a literal 1 passed for
+unit strides so that LLVM specialises (and vectorises) them; with computed indices, Numba's negative-index
 handling prevents that.
 """
 from numba import njit, prange
 
-from .shared import fill_plane, valid_range
-
-_REDUCE = {"reassoc", "contract", "nsz"}
+from ..fastmath import REDUCE as _REDUCE
+from ..shared import fill_plane, valid_range
 
 
 @njit(cache=True, inline="always")
@@ -137,3 +137,26 @@ def conv2d_backward_weight_direct(grad_output, input, grad_weight, stride_h, str
                             else:
                                 total += strided_dot(values, source, stride_w)
                 grad_weight[d, c, i, j] = total
+
+
+# The plan's surface: applies, buffers and the three passes (see plan.py).
+def applies(pass_, convolution):
+    """Every convolution and pass."""
+    return True
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """None: the loop nests write straight into their outputs."""
+    return ()
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    conv2d_forward_direct(input, weight, bias, output, *plan.convolution.hyper)
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    conv2d_backward_input_direct(grad_output, weight, grad_input, *plan.convolution.hyper)
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    conv2d_backward_weight_direct(grad_output, input, grad_weight, *plan.convolution.hyper)

@@ -16,38 +16,10 @@ kernel is a whole image, whose padded gradient its blocks add into.
 """
 from numba import njit, prange
 
-from .blas import NO_TRANS, TRANS, address, gemm
-from .shared import chunk_bounds, fill_zero, sum_partials, task_rows
-
-
-@njit(cache=True)
-def pad_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
-    """padded[c*rows*Wp + r*Wp + w + pw] = image[c, first_row + r - ph, w] for r < rows, zero where that
-    row or column lies in the padding (and in the slack after the last channel)."""
-    C, H, W = image.shape
-    fill_zero(padded)
-    for c in range(C):
-        for r in range(rows):
-            h = first_row + r - padding_h
-            if 0 <= h < H:
-                start = (c * rows + r) * padded_w + padding_w
-                target = padded[start:start + W]
-                source = image[c, h]
-                for q in range(W):
-                    target[q] = source[q]
-
-
-@njit(cache=True)
-def crop_image(padded, image, padding_h, padding_w, padded_h, padded_w):
-    """The adjoint of pad_rows for a whole image: image[c, h, w] = padded[c*Hp*Wp + (h + ph)*Wp + w + pw]."""
-    C, H, W = image.shape
-    for c in range(C):
-        for h in range(H):
-            start = (c * padded_h + h + padding_h) * padded_w + padding_w
-            source = padded[start:start + W]
-            target = image[c, h]
-            for q in range(W):
-                target[q] = source[q]
+from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..shared import chunk_bounds, fill_zero, sum_partials, task_rows
+from .blocks import block_rows, max_chunks
+from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
 @njit(cache=True)
@@ -77,36 +49,6 @@ def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                 source = col[(c * kernel_h + i) * kernel_w + j]
                 for q in range(length):
                     target[q] += source[q]
-
-
-@njit(cache=True, inline="always")
-def compact_rows(product, output, n, oh0, rows, padded_w, bias):
-    """output[n, d, oh0 + r] = product[d, r*Wp : r*Wp + OW] + bias[d] (no bias when bias is empty): the
-    rows of a Wp-wide product without their extra columns."""
-    D, OW = output.shape[1], output.shape[3]
-    has_bias = bias.shape[0] > 0
-    for d in range(D):
-        offset = bias[d] if has_bias else 0
-        for r in range(rows):
-            source = product[d, r * padded_w:r * padded_w + OW]
-            target = output[n, d, oh0 + r]
-            for q in range(OW):
-                target[q] = source[q] + offset
-
-
-@njit(cache=True)
-def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
-    """wide[d, r*Wp + x] = grad_output[n, d, oh0 + r, x] for x < OW, zero for OW <= x < Wp."""
-    D, OW = grad_output.shape[1], grad_output.shape[3]
-    for d in range(D):
-        target_row = wide[d]
-        for r in range(rows):
-            target = target_row[r * padded_w:(r + 1) * padded_w]
-            source = grad_output[n, d, oh0 + r]
-            for q in range(OW):
-                target[q] = source[q]
-            for q in range(OW, padded_w):
-                target[q] = 0
 
 
 @njit(cache=True)
@@ -202,3 +144,51 @@ def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wi
                      address(spread, g * Dg * spread.shape[1]), spread.shape[1],
                      0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
     sum_partials(partial, grad_weight)
+
+
+# The plan's surface: applies, buffers and the three passes (see plan.py).
+def applies(pass_, convolution):
+    """Stride 1, every pass."""
+    return convolution.stride_h == convolution.stride_w == 1
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: padded (C*slab*Wp +
+    slack,), the padded rows a task reads; col (C*KH*KW, block_rows*Wp); wide (D, block_rows*Wp); the
+    weight gradient adds partial_sums (chunks, groups, C/groups*KH*KW, D/groups). Tasks are whole images
+    for the input gradient (slab = Hp), else blocks of rows of an image."""
+    N, C, H, W = convolution.input_shape
+    D, Cg, KH, KW = convolution.weight_shape
+    OH = convolution.output_shape[2]
+    padded_w = W + 2 * convolution.padding_w
+    depth = C * KH * KW
+    rows = block_rows(depth, padded_w, OH, itemsize)
+    whole_images = pass_ == "backward_input"
+    slab_rows = H + 2 * convolution.padding_h if whole_images else rows + (KH - 1) * convolution.dilation_h
+    chunks = max(1, min(N if whole_images else N * -(-OH // rows), max_chunks(pass_, threads)))
+    slack = (KW - 1) * convolution.dilation_w
+    own = (("padded", "padded", (chunks, C * slab_rows * padded_w + slack)),
+           ("col", "col", (chunks, depth, rows * padded_w)),
+           ("wide", "wide", (chunks, D, rows * padded_w)))
+    if pass_ == "backward_weight":
+        groups = convolution.groups
+        return own + (("partial_sums", "partial", (chunks, groups, Cg * KH * KW, D // groups)),)
+    return own
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    with single_threaded():
+        conv2d_forward_wide(input, weight, bias, output, buffers["padded"], buffers["col"], buffers["wide"],
+                            *plan.convolution.hyper[2:])
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    with single_threaded():
+        conv2d_backward_input_wide(grad_output, weight, grad_input, buffers["padded"], buffers["col"],
+                                   buffers["wide"], *plan.convolution.hyper[2:])
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    with single_threaded():
+        conv2d_backward_weight_wide(grad_output, input, grad_weight, buffers["padded"], buffers["col"],
+                                    buffers["wide"], buffers["partial_sums"], *plan.convolution.hyper[2:])

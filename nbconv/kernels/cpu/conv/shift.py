@@ -9,7 +9,7 @@ BLAS takes as it is (leading dimension Hp*Wp). So
 
 with no unrolled copy at all: conv_wide writes and reads back KH*KW times the image (9x for a 3x3), which
 costs as much as the product when there are 16-32 channels. The products are C deep, so this pays only
-with enough channels (conv.py picks it from SHIFT_CHANNELS). The input gradient adds weight_t.T @ the
+with enough channels (plan.py picks it from SHIFT_CHANNELS). The input gradient adds weight_t.T @ the
 spread output gradient into the padded gradient at each tap's offset; the weight gradient of tap t is
 the spread output gradient times shifted_t transposed.
 
@@ -19,9 +19,10 @@ the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = 
 """
 from numba import njit, prange
 
-from .blas import NO_TRANS, TRANS, address, gemm
-from .conv_wide import compact_rows, crop_image, pad_rows, spread_rows
-from .shared import chunk_bounds, fill_zero
+from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..shared import chunk_bounds, fill_zero
+from .blocks import max_chunks
+from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
 @njit(parallel=True, cache=True)
@@ -129,3 +130,47 @@ def sum_tap_partials(partial, grad_weight):
                 for chunk in range(1, chunks):
                     total += partial[chunk, t, d, c]
                 grad_weight[d, c, t // KW, t % KW] = total
+
+
+# The plan's surface: applies, buffers and the three passes (see plan.py).
+def applies(pass_, convolution):
+    """Stride 1, every pass."""
+    return convolution.stride_h == convolution.stride_w == 1
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer. Per parallel chunk (at most one per image): padded
+    (C*Hp*Wp + slack,), a padded image; wide (D, OH*Wp), the product or the spread output gradient.
+    Forward and input gradient: taps (KH*KW, D, C/groups), the filters tap by tap; the weight gradient
+    instead partial_sums (chunks, KH*KW, D, C/groups), summed by sum_tap_partials."""
+    N, C, H, W = convolution.input_shape
+    D, Cg, KH, KW = convolution.weight_shape
+    padded_w = W + 2 * convolution.padding_w
+    chunks = max(1, min(N, max_chunks(pass_, threads)))
+    slack = (KW - 1) * convolution.dilation_w
+    images = (("padded", "padded", (chunks, C * (H + 2 * convolution.padding_h) * padded_w + slack)),
+              ("wide", "wide", (chunks, D, convolution.output_shape[2] * padded_w)))
+    if pass_ == "backward_weight":
+        return images + (("partial_sums", "partial", (chunks, KH * KW, D, Cg)),)
+    return (("taps", "taps", (KH * KW, D, Cg)),) + images
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    weight_taps(weight, buffers["taps"])
+    with single_threaded():
+        conv2d_forward_shift(input, buffers["taps"], bias, output, buffers["padded"], buffers["wide"],
+                             weight.shape[3], *plan.convolution.hyper[2:])
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    weight_taps(weight, buffers["taps"])
+    with single_threaded():
+        conv2d_backward_input_shift(grad_output, buffers["taps"], grad_input, buffers["padded"], buffers["wide"],
+                                    weight.shape[3], *plan.convolution.hyper[2:])
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    with single_threaded():
+        conv2d_backward_weight_shift(grad_output, input, buffers["partial_sums"], buffers["padded"],
+                                     buffers["wide"], grad_weight.shape[3], *plan.convolution.hyper[2:])
+        sum_tap_partials(buffers["partial_sums"], grad_weight)

@@ -1,0 +1,109 @@
+"""2-D convolution (cross-correlation) kernels for the CPU: the public kernels, which run what plan.py picks.
+
+Shapes: input (N, C, H, W), weight (D, C // groups, KH, KW), bias (D,) or (0,) for none,
+output (N, D, OH, OW). Every kernel overwrites its outputs completely, so callers may pass
+uninitialised buffers.
+
+Algorithms, each in its own module with the same surface (applies, buffers, forward, backward_input,
+backward_weight), chosen per pass by plan.py (the rules and their measurements are documented there):
+- winograd.py: 3x3 stride-1 layers with enough channels and width, Winograd's F(2x2, 3x3) (2.25x less
+  arithmetic), forward and input gradient;
+- shift.py: stride 1 with 16 or more channels per group: one matrix product per window tap over shifted
+  views of the padded image, nothing unrolled; also the input gradients Winograd leaves and the weight
+  gradients of layers with at most SHIFT_WEIGHT_CHANNELS channels;
+- wide.py: other stride-1 layers and weight gradients, im2col over whole padded rows, then matrix products;
+- gemm.py: any stride, im2col over output rows, then matrix products; used for strides above 1 and
+  ("pointwise") for 1x1 convolutions, which need no unrolling;
+- depthwise.py: depthwise 3x3 stride-1 layers, every tap unrolled;
+- direct.py: loop nests for other depthwise convolutions, where a product per group would be tiny.
+rows.py holds the row and padding helpers the stride-1 algorithms share, blocks.py the cache and chunk
+sizes. The products call numpy's BLAS single-threaded from inside the parallel kernels (see blas.py).
+
+Non-finite values follow the definition (README, "Guarantees"): the output and the weight gradient are sums
+of products with the explicitly zero-padded input (an inf weight meets the padding: NaN), the input gradient
+a sum over the (output, tap) pairs that cover each pixel. The fast algorithms compute extra products (the
+Wp - OW columns of wide/shift, Winograd's tile transforms, direct's skipped padding) that
+only matter when a value is not finite; so each public kernel checks its result (and the array that
+multiplies padding or extra zeros) in one pass, and when anything is not finite recomputes by the
+definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..fastmath import REDUCE
+from ..finite import all_finite
+from ..workspace import scratch
+from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
+from .plan import plan
+
+
+@njit(parallel=True, cache=True, fastmath=REDUCE)
+def conv2d_backward_bias(grad_output, grad_bias):
+    """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW."""
+    N, D, OH, OW = grad_output.shape
+    planes = grad_output.reshape((N, D, OH * OW))  # one flat loop a plane vectorizes; (oh, ow) loops did not
+    for d in prange(D):
+        total = grad_bias.dtype.type(0)
+        for n in range(N):
+            plane = planes[n, d]
+            for q in range(plane.shape[0]):
+                total += plane[q]
+        grad_bias[d] = total
+
+
+def buffers(chosen):
+    """The plan's buffers as scratch arrays, by name."""
+    return {buffer.name: scratch(buffer.slot, buffer.shape, buffer.dtype) for buffer in chosen.buffers}
+
+
+def run_forward(chosen, input, weight, bias, output):
+    """output = conv2d(input, weight) + bias by the plan's algorithm, without the non-finite check."""
+    chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen)
+
+
+def run_backward_input(chosen, grad_output, weight, grad_input):
+    """grad_input by the plan's algorithm, without the non-finite check."""
+    chosen.module.backward_input(grad_output, weight, grad_input, buffers(chosen), chosen)
+
+
+def run_backward_weight(chosen, grad_output, input, grad_weight):
+    """grad_weight by the plan's algorithm, without the empty-batch and non-finite checks."""
+    chosen.module.backward_weight(grad_output, input, grad_weight, buffers(chosen), chosen)
+
+
+def _explicitly_padded(input, padding_h, padding_w):
+    return np.pad(input, ((0, 0), (0, 0), (padding_h, padding_h), (padding_w, padding_w)))
+
+
+def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
+                   dilation_h, dilation_w, groups):
+    """output = conv2d(input, weight) + bias."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    run_forward(plan("forward", input.shape, weight.shape, *args, dtype=input.dtype), input, weight, bias, output)
+    if not all_finite(output, weight):  # by the definition: every product with the padded input
+        conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
+                              stride_w, 0, 0, dilation_h, dilation_w, groups)
+
+
+def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
+                          dilation_h, dilation_w, groups):
+    """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW)."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    run_backward_input(plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype),
+                       grad_output, weight, grad_input)
+    if not all_finite(grad_input, weight):  # by the definition: only the (output, tap) pairs covering a pixel
+        conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
+
+
+def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
+                           dilation_h, dilation_w, groups):
+    """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if grad_output.size == 0:  # an empty batch: a sum of nothing (the chunked kernels would leave it unwritten)
+        grad_weight[...] = 0
+        return
+    run_backward_weight(plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype),
+                        grad_output, input, grad_weight)
+    if not all_finite(grad_weight, grad_output):  # by the definition: every product with the padded input
+        conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,
+                                      stride_h, stride_w, 0, 0, dilation_h, dilation_w, groups)

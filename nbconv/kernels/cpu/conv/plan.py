@@ -1,0 +1,167 @@
+"""The convolution plan: for one convolution and one pass, which algorithm runs and which buffers it needs.
+
+This is the only place the choice and its thresholds live; the public kernels (dispatch.py), the JIT
+warm-up, the tests and `nbconv plan` / `nbconv bench --algorithm` all ask `plan()`.
+
+Passes: "forward" (output from input), "backward_input" (input gradient), "backward_weight" (weight
+gradient). The choice, in order:
+- depthwise (one input channel per group): 'depthwise3x3' for one 3x3 filter per channel, stride 1, no
+  dilation, padding <= 2 (every tap unrolled, depthwise.py); else 'direct' (loop nests, direct.py);
+- 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
+- stride 1, with c = min(output, input) channels per group:
+  - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
+    and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
+    (else 'shift'); the weight gradient as below for c >= SHIFT_CHANNELS;
+  - else 'shift' (one product per window tap, shift.py) when c >= SHIFT_CHANNELS: forward and input
+    gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
+  - else 'wide' (im2col over whole padded rows, wide.py), every pass;
+- any other stride: 'gemm' (im2col over output rows, gemm.py).
+
+Measurements behind the thresholds (forward + input gradient, 3x3, alternating runs): Winograd against
+shift: 64 channels 1.26x at 14 wide but 0.49x at 7; 48 channels 1.10x at 14; 32 channels 1.06x at 28 and
+0.91x at 14; 16 channels 0.86x at 56 and 0.72x at 28. Its 16 products per block are c deep and about OW/2
+wide. shift's products are c deep, so below SHIFT_CHANNELS the unrolling (wide) wins. The weight gradient
+by shift packs the image once per tap inside the BLAS, against one big product for wide: it wins up to
+32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at 32 and 56 wide), and loses
+from 48 (0.85-0.9x at 48-128).
+
+A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
+named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
+and a wide layer's unrolled rows use the same "col" memory), so a model holds one of each slot at a time.
+"""
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from . import depthwise, direct, gemm, shift, wide, winograd
+
+PASSES = ("forward", "backward_input", "backward_weight")
+
+WINOGRAD_CHANNELS = 32
+WINOGRAD_WORK = 672  # min(C, D) x output width
+SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
+SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
+
+
+class Algorithm(NamedTuple):
+    """One algorithm: the module that runs it (buffers and passes) and whether it applies to a pass."""
+    name: str
+    module: object
+    applies: object  # applies(pass_, convolution) -> bool
+
+
+ALGORITHMS = {algorithm.name: algorithm for algorithm in (
+    Algorithm("depthwise3x3", depthwise, depthwise.applies),
+    Algorithm("direct", direct, direct.applies),
+    Algorithm("pointwise", gemm, gemm.applies_pointwise),
+    Algorithm("winograd", winograd, winograd.applies),
+    Algorithm("shift", shift, shift.applies),
+    Algorithm("wide", wide, wide.applies),
+    Algorithm("gemm", gemm, gemm.applies),
+)}
+
+
+class Convolution(NamedTuple):
+    """One convolution's geometry: input (N, C, H, W), weight (D, C/groups, KH, KW) and hyper-parameters."""
+    input_shape: tuple
+    weight_shape: tuple
+    stride_h: int = 1
+    stride_w: int = 1
+    padding_h: int = 0
+    padding_w: int = 0
+    dilation_h: int = 1
+    dilation_w: int = 1
+    groups: int = 1
+
+    @property
+    def hyper(self):
+        """(stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups), the kernels' order."""
+        return self[2:]
+
+    @property
+    def output_shape(self):
+        N, _, H, W = self.input_shape
+        D, _, KH, KW = self.weight_shape
+        return (N, D, (H + 2 * self.padding_h - self.dilation_h * (KH - 1) - 1) // self.stride_h + 1,
+                (W + 2 * self.padding_w - self.dilation_w * (KW - 1) - 1) // self.stride_w + 1)
+
+
+class Buffer(NamedTuple):
+    """One scratch array of a plan: what it holds, the scratch slot it borrows, its shape and dtype."""
+    name: str
+    slot: str
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def nbytes(self):
+        size = 1
+        for extent in self.shape:
+            size *= extent
+        return size * self.dtype.itemsize
+
+
+class Plan(NamedTuple):
+    """What runs for one convolution and pass: the algorithm and its buffers."""
+    pass_: str
+    algorithm: str
+    convolution: Convolution
+    buffers: tuple
+
+    @property
+    def module(self):
+        return ALGORITHMS[self.algorithm].module
+
+    @property
+    def nbytes(self):
+        return sum(buffer.nbytes for buffer in self.buffers)
+
+
+def choose(pass_, convolution):
+    """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
+    D, Cg, KH, KW = convolution.weight_shape
+    groups = convolution.groups
+    if groups > 1 and Cg == 1:
+        return "depthwise3x3" if depthwise.applies(pass_, convolution) else "direct"
+    if gemm.applies_pointwise(pass_, convolution):
+        return "pointwise"
+    if convolution.stride_h == convolution.stride_w == 1:
+        channels = min(D // groups, Cg)
+        out_w = convolution.input_shape[3] + 2 * convolution.padding_w - 2  # a 3x3 layer's output width
+        winograd_layer = (KH == KW == 3 and convolution.dilation_h == convolution.dilation_w == 1 and groups == 1
+                          and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK)
+        if pass_ == "backward_weight":  # no Winograd weight gradient
+            return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
+                else "wide"
+        if winograd_layer and winograd.applies(pass_, convolution):
+            return "winograd"
+        return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else "wide"
+    return "gemm"
+
+
+def applicable(pass_, convolution):
+    """The names of the algorithms that can run this pass of this convolution, in ALGORITHMS' order."""
+    return [name for name, algorithm in ALGORITHMS.items() if algorithm.applies(pass_, convolution)]
+
+
+def plan(pass_, input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, padding_w=0, dilation_h=1,
+         dilation_w=1, groups=1, dtype=np.float32, algorithm=None, threads=None):
+    """The Plan for one pass ('forward', 'backward_input' or 'backward_weight') of the convolution of an
+    input (N, C, H, W) with a weight (D, C/groups, KH, KW): the chosen algorithm, or `algorithm` when given
+    (a ValueError if it does not apply), and its buffers for `threads` (default: Numba's thread count)."""
+    if pass_ not in PASSES:
+        raise ValueError(f"pass_ must be one of {', '.join(PASSES)}, got {pass_!r}")
+    convolution = Convolution(tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
+                              dilation_h, dilation_w, groups)
+    if algorithm is None:
+        algorithm = choose(pass_, convolution)
+    elif algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    elif not ALGORITHMS[algorithm].applies(pass_, convolution):
+        raise ValueError(f"algorithm {algorithm!r} does not apply to the {pass_} pass of {convolution}")
+    dtype = np.dtype(dtype)
+    threads = numba.get_num_threads() if threads is None else threads
+    buffers = tuple(Buffer(name, slot, shape, dtype) for name, slot, shape
+                    in ALGORITHMS[algorithm].module.buffers(pass_, convolution, dtype.itemsize, threads))
+    return Plan(pass_, algorithm, convolution, buffers)

@@ -1,0 +1,138 @@
+"""conv/plan.py: every (shape class, pass) gets the algorithm the plan documents, and buffers that fit it."""
+import numpy as np
+import pytest
+
+from nbconv.kernels.cpu.conv import dispatch, plan as planning
+from nbconv.kernels.cpu.conv.plan import ALGORITHMS, PASSES, applicable, plan
+
+FORWARD, INPUT, WEIGHT = PASSES
+
+# (shape class, input (N, C, H, W), weight (D, C/groups, KH, KW), (stride, padding, dilation, groups),
+#  algorithm per pass: forward, input gradient, weight gradient)
+CLASSES = [
+    ("depthwise 3x3", (2, 32, 14, 14), (32, 1, 3, 3), (1, 1, 1, 32), ("depthwise3x3",) * 3),
+    ("depthwise 3x3, padding 2", (2, 8, 9, 9), (8, 1, 3, 3), (1, 2, 1, 8), ("depthwise3x3",) * 3),
+    ("depthwise 3x3, padding 3", (2, 8, 9, 9), (8, 1, 3, 3), (1, 3, 1, 8), ("direct",) * 3),
+    ("depthwise 3x3, strided", (2, 32, 14, 14), (32, 1, 3, 3), (2, 1, 1, 32), ("direct",) * 3),
+    ("depthwise 5x5", (2, 32, 14, 14), (32, 1, 5, 5), (1, 2, 1, 32), ("direct",) * 3),
+    ("depthwise, two filters a channel", (2, 8, 9, 9), (16, 1, 3, 3), (1, 1, 1, 8), ("direct",) * 3),
+    ("pointwise 1x1", (2, 64, 14, 14), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise",) * 3),
+    ("pointwise 1x1, grouped", (2, 64, 14, 14), (64, 16, 1, 1), (1, 0, 1, 4), ("pointwise",) * 3),
+    ("1x1, strided", (2, 64, 14, 14), (128, 64, 1, 1), (2, 0, 1, 1), ("gemm",) * 3),
+    ("1x1, padded", (2, 64, 14, 14), (128, 64, 1, 1), (1, 1, 1, 1), ("shift", "shift", "wide")),
+    ("3x3, strided", (2, 64, 28, 28), (128, 64, 3, 3), (2, 1, 1, 1), ("gemm",) * 3),
+    ("7x7 stem, strided", (2, 3, 32, 32), (64, 3, 7, 7), (2, 3, 1, 1), ("gemm",) * 3),
+    ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "wide")),
+    ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "shift")),
+    ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "wide")),
+    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("shift", "shift", "wide")),
+    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
+    ("3x3, 16 channels: too few for Winograd", (2, 16, 56, 56), (16, 16, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
+    ("3x3 dilated, 32 channels", (2, 32, 28, 28), (32, 32, 3, 3), (1, 2, 2, 1), ("shift",) * 3),
+    ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
+    ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
+    ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
+    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("wide",) * 3),
+    ("3x3 from 3 channels", (2, 3, 32, 32), (64, 3, 3, 3), (1, 1, 1, 1), ("wide",) * 3),
+]
+
+
+def _hyper(stride, padding, dilation, groups):
+    return (stride, stride, padding, padding, dilation, dilation, groups)
+
+
+@pytest.mark.parametrize("name,input_shape,weight_shape,hyper,algorithms", CLASSES, ids=[c[0] for c in CLASSES])
+def test_every_shape_class_gets_its_documented_algorithm(name, input_shape, weight_shape, hyper, algorithms):
+    for pass_, algorithm in zip(PASSES, algorithms):
+        chosen = plan(pass_, input_shape, weight_shape, *_hyper(*hyper))
+        assert (pass_, chosen.algorithm) == (pass_, algorithm)
+        assert chosen.algorithm in applicable(pass_, chosen.convolution)
+
+
+def test_the_classes_cover_every_algorithm_and_pass():
+    covered = {(pass_, algorithms[i]) for *_, algorithms in CLASSES for i, pass_ in enumerate(PASSES)}
+    for name in ALGORITHMS:
+        for pass_ in PASSES:
+            if name == "winograd" and pass_ == WEIGHT:
+                continue  # no Winograd weight gradient
+            assert (pass_, name) in covered
+
+
+def test_winograd_thresholds_at_their_boundaries():
+    """Winograd from WINOGRAD_CHANNELS channels and channels x output width >= WINOGRAD_WORK."""
+    channels, work = planning.WINOGRAD_CHANNELS, planning.WINOGRAD_WORK
+    width = -(-work // channels)  # the narrowest output that qualifies
+    at = plan(FORWARD, (1, channels, width, width), (channels, channels, 3, 3), 1, 1, 1, 1)
+    narrower = plan(FORWARD, (1, channels, width - 1, width - 1), (channels, channels, 3, 3), 1, 1, 1, 1)
+    fewer = plan(FORWARD, (1, channels - 1, 64, 64), (channels - 1, channels - 1, 3, 3), 1, 1, 1, 1)
+    assert (at.algorithm, narrower.algorithm, fewer.algorithm) == ("winograd", "shift", "shift")
+
+
+def test_shift_thresholds_at_their_boundaries():
+    shift, shift_weight = planning.SHIFT_CHANNELS, planning.SHIFT_WEIGHT_CHANNELS
+    assert plan(FORWARD, (1, shift, 8, 8), (shift, shift, 3, 3), 1, 1, 1, 1).algorithm == "shift"
+    assert plan(FORWARD, (1, shift - 1, 8, 8), (shift, shift - 1, 3, 3), 1, 1, 1, 1).algorithm == "wide"
+    assert plan(FORWARD, (1, 64, 8, 8), (shift - 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # few outputs
+    narrow = (1, 64, 4, 4)  # too narrow for Winograd
+    assert plan(WEIGHT, narrow, (shift_weight, 64, 3, 3), 1, 1, 1, 1).algorithm == "shift"
+    assert plan(WEIGHT, narrow, (shift_weight + 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "wide"
+
+
+def test_thresholds_are_read_at_each_call(monkeypatch):
+    monkeypatch.setattr(planning, "WINOGRAD_CHANNELS", 16)
+    monkeypatch.setattr(planning, "WINOGRAD_WORK", 0)
+    assert plan(FORWARD, (2, 16, 8, 8), (16, 16, 3, 3), 1, 1, 1, 1).algorithm == "winograd"
+
+
+def test_applicable_lists_what_can_run():
+    strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
+    assert applicable(FORWARD, strided) == ["direct", "gemm"]
+    depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
+    assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "gemm"]
+    layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
+    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "gemm"]
+    assert applicable(WEIGHT, layer) == ["direct", "shift", "wide", "gemm"]
+
+
+def test_bad_requests_are_value_errors():
+    with pytest.raises(ValueError, match="pass_ must be one of"):
+        plan("sideways", (1, 1, 5, 5), (1, 1, 3, 3))
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        plan(FORWARD, (1, 1, 5, 5), (1, 1, 3, 3), algorithm="fft")
+    with pytest.raises(ValueError, match="does not apply"):
+        plan(FORWARD, (1, 1, 5, 5), (1, 1, 3, 3), 2, 2, algorithm="shift")
+
+
+@pytest.mark.parametrize("name,input_shape,weight_shape,hyper,algorithms", CLASSES, ids=[c[0] for c in CLASSES])
+def test_buffers_are_named_sized_and_counted_in_bytes(name, input_shape, weight_shape, hyper, algorithms):
+    for pass_ in PASSES:
+        chosen = plan(pass_, input_shape, weight_shape, *_hyper(*hyper), dtype=np.float64, threads=3)
+        names = [buffer.name for buffer in chosen.buffers]
+        assert len(set(names)) == len(names)
+        slots = [buffer.slot for buffer in chosen.buffers]
+        assert len(set(slots)) == len(slots)  # a plan never hands out one scratch slot twice
+        assert all(min(buffer.shape) >= 1 and buffer.dtype == np.float64 for buffer in chosen.buffers)
+        assert chosen.nbytes == sum(8 * int(np.prod(buffer.shape)) for buffer in chosen.buffers)
+        assert (chosen.nbytes == 0) == (chosen.algorithm == "direct")
+
+
+def test_the_public_kernels_run_what_the_plan_says(monkeypatch, rng):
+    ran = []
+
+    def recording(pass_, original):
+        def run(*args):
+            ran.append((pass_, args[-1].algorithm))  # the last argument is the plan
+            return original(*args)
+        return run
+    for algorithm in ALGORITHMS.values():
+        for pass_ in PASSES:
+            if hasattr(algorithm.module, pass_):
+                monkeypatch.setattr(algorithm.module, pass_, recording(pass_, getattr(algorithm.module, pass_)))
+    x = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    y = np.empty((2, 64, 14, 14), np.float32)
+    hyper = (1, 1, 1, 1, 1, 1, 1)
+    dispatch.conv2d_forward(x, w, np.empty(0, np.float32), y, *hyper)
+    dispatch.conv2d_backward_input(y, w, np.empty_like(x), *hyper)
+    dispatch.conv2d_backward_weight(y, x, np.empty_like(w), *hyper)
+    assert ran == [(FORWARD, "winograd"), (INPUT, "winograd"), (WEIGHT, "wide")]

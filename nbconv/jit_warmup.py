@@ -18,7 +18,8 @@ import numpy as np
 from . import models
 
 WAIT_SECONDS = 300
-HELPER_KINDS = ("conv", "conv-shift", "conv-gemm", "local", "maxpool", "avgpool", "gap")  # ~half a step's compiling
+HELPER_KINDS = ("conv", "conv-flat", "conv-shift", "conv-gemm", "local", "maxpool", "avgpool",
+                "gap")  # ~half a step's compiling
 
 
 def cache_is_cold():
@@ -33,9 +34,10 @@ def cache_is_cold():
 
 
 def layer_kinds(spec, in_channels=1):
-    """The backward-kernel families a model spec needs: 'conv' (stride 1, unrolled), 'conv-shift' (stride 1
-    with 16+ channels a group, see kernels/cpu/conv/plan.py), 'conv-gemm' (strided or 1x1), 'local', 'maxpool',
-    'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
+    """The backward-kernel families a model spec needs: 'conv' (stride 1, unrolled), 'conv-flat' (stride 1,
+    one group, few output channels and taps: flat.py's weight gradient, the unrolled input gradient),
+    'conv-shift' (stride 1 with 16+ channels a group, see kernels/cpu/conv/plan.py), 'conv-gemm' (strided or
+    1x1), 'local', 'maxpool', 'avgpool', 'gap', 'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc'."""
     from .kernels.cpu.conv import plan as conv
     kinds, channels = set(), in_channels
     for token in models.expand(models.resolve_spec(spec)):
@@ -45,8 +47,12 @@ def layer_kinds(spec, in_channels=1):
                 size, stride = match.group(2), match.group(3)
                 out, groups = int(match.group(1)), int(match.group(6) or 1)
                 per_group = min(channels // groups, out // groups)
+                sides = [int(side) for side in size.split("x")]
+                area = sides[0] if kind == "conv1d" else sides[0] * sides[-1]  # taps of a filter channel
                 if stride not in (None, "1", "1x1") or size in ("1", "1x1"):
                     kinds.add("conv-gemm")
+                elif groups == 1 and out <= conv.FLAT_CHANNELS and channels * area <= conv.FLAT_TAPS:
+                    kinds.add("conv-flat")
                 elif kind == "conv" and per_group >= conv.SHIFT_CHANNELS:
                     kinds.add("conv-shift")
                     if per_group > conv.SHIFT_WEIGHT_CHANNELS:
@@ -110,12 +116,16 @@ def compile_backward(kinds, dtype=np.float32):
     """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (no forward kernels:
     those are the main process's share)."""
     from . import functional as F
+    from .kernels.cpu.conv import plan as conv
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
     w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
-    for kind, stride, side in (("conv", 1, 4), ("conv-gemm", 2, 2)):
+    for kind, stride, side in (("conv-flat", 1, 4), ("conv-gemm", 2, 2)):
         if kind in kinds:
             F.conv2d_backward(np.ones((2, 2, side, side), dtype), x, w, stride=stride)
+    if "conv" in kinds:  # more output channels than flat.py takes: the unrolled weight gradient
+        wide = rng.standard_normal((conv.FLAT_CHANNELS + 1, 2, 3, 3)).astype(dtype)
+        F.conv2d_backward(np.ones((2, conv.FLAT_CHANNELS + 1, 4, 4), dtype), x, wide)
     if "conv-shift" in kinds:  # 16 channels: conv_shift's input and weight gradients
         F.conv2d_backward(np.ones((2, 16, 4, 4), dtype), rng.standard_normal((2, 16, 6, 6)).astype(dtype),
                           rng.standard_normal((16, 16, 3, 3)).astype(dtype))

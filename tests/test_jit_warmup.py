@@ -12,9 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("spec,kinds", [
-    ("lenet5", ["conv", "fc", "flatten", "maxpool", "relu"]),
-    ("lenet1", ["avgpool", "conv", "fc", "flatten", "tanh"]),
-    ("conv16k3s2,relu,conv1d4k3,gap,fc2", ["conv", "conv-gemm", "fc", "gap", "relu"]),
+    ("lenet5", ["conv", "conv-flat", "fc", "flatten", "maxpool", "relu"]),  # 1 -> 6 channels: conv_flat
+    ("lenet1", ["avgpool", "conv", "conv-flat", "fc", "flatten", "tanh"]),
+    ("conv16k3s2,relu,conv1d4k3,gap,fc2", ["conv-flat", "conv-gemm", "fc", "gap", "relu"]),  # 16 x 3 taps, 4 out
+    ("conv9k3,conv8k3,conv4k3", ["conv", "conv-flat"]),  # 9 out, then 9 x 9 = 81 taps: unrolled; 72 taps: flat
     ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,fc10", ["conv-gemm", "dropout", "fc", "local", "lrelu", "sigmoid"]),
     ("pattern:n=2,m=2,k=1", ["conv", "conv-shift", "fc", "maxpool", "relu"]),  # 1->16, then 16 and 32 channels
     ("conv64k3,conv64k3p1,conv64k3g4", ["conv", "conv-shift"]),  # 64 channels: the weight gradient unrolls

@@ -14,6 +14,9 @@ gradient). The choice, in order:
     (else 'shift'); the weight gradient as below for c >= SHIFT_CHANNELS;
   - else 'shift' (one product per window tap, shift.py) when c >= SHIFT_CHANNELS: forward and input
     gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
+  - 'flat' (vectorised loops over the flat padded image, flat.py) for the forward pass and the weight
+    gradient of ungrouped layers with at most FLAT_CHANNELS output channels and FLAT_TAPS = C*KH*KW taps a
+    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide';
   - else 'wide' (im2col over whole padded rows, wide.py), every pass;
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
@@ -23,7 +26,10 @@ shift: 64 channels 1.26x at 14 wide but 0.49x at 7; 48 channels 1.10x at 14; 32 
 wide. shift's products are c deep, so below SHIFT_CHANNELS the unrolling (wide) wins. The weight gradient
 by shift packs the image once per tap inside the BLAS, against one big product for wide: it wins up to
 32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at 32 and 56 wide), and loses
-from 48 (0.85-0.9x at 48-128).
+from 48 (0.85-0.9x at 48-128). flat against wide on LeNet-5's first layer (64x1x28x28 -> 6, 5x5, padding 2),
+forward + weight gradient, one thread, alternating rounds: 1.83x; the products of wide have a 6-long side
+there, which OpenBLAS runs at ~16 GFLOP/s. On LeNet-5's second layer (6 -> 16) wide stays ahead: flat's
+forward 0.46x, its weight gradient 0.9-1.05x.
 
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
@@ -34,7 +40,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import depthwise, direct, gemm, shift, wide, winograd
+from . import depthwise, direct, flat, gemm, shift, wide, winograd
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -42,6 +48,8 @@ WINOGRAD_CHANNELS = 32
 WINOGRAD_WORK = 672  # min(C, D) x output width
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
+FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
+FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 
 
 class Algorithm(NamedTuple):
@@ -57,6 +65,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("pointwise", gemm, gemm.applies_pointwise),
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("shift", shift, shift.applies),
+    Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
     Algorithm("gemm", gemm, gemm.applies),
 )}
@@ -127,6 +136,8 @@ def choose(pass_, convolution):
     if gemm.applies_pointwise(pass_, convolution):
         return "pointwise"
     if convolution.stride_h == convolution.stride_w == 1:
+        if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
+            return "flat"
         channels = min(D // groups, Cg)
         out_w = convolution.input_shape[3] + 2 * convolution.padding_w - 2  # a 3x3 layer's output width
         winograd_layer = (KH == KW == 3 and convolution.dilation_h == convolution.dilation_w == 1 and groups == 1

@@ -7,7 +7,8 @@ backward on it, and the parameter gradients are summed with MPI Allreduce over f
 buckets, always started in the same order, so every process applies the same update and the run is
 reproducible. The loss is the mean over the global batch: each process scales its loss gradient by its
 share of the batch (n_rank / N), so uneven shards weigh right and the same command trains the same model
-whatever K is (up to float rounding in the sums).
+whatever K is (up to float rounding in the sums). With balance=True (NBCONV_MPI_BALANCE=1) the slices follow
+the processes' measured speeds instead of being even (see MPIWorld).
 
 Overlap: a bucket's non-blocking Iallreduce starts as soon as backward has finished the layers holding its
 parameters, while the earlier layers still run backward.
@@ -35,6 +36,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -48,6 +50,8 @@ RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PM
 BUCKET_BYTES = 1 << 20  # gradients reduced together; 1 MiB: big enough to amortise latency, small enough to overlap
 RUNNING_STATISTICS = ("running_mean", "running_var")  # batch normalization's, averaged before each test pass
 INSTALL_HINT = 'pip install -e ".[mpi]" (mpi4py and MPICH from PyPI)'
+BALANCE_EVERY = 8  # steps between two updates of the shares when balancing by speed
+MINIMUM_SHARE = 0.1  # when balancing, no process takes less than this fraction of an even share
 
 
 class DistributedUnavailableError(RuntimeError):
@@ -76,6 +80,23 @@ def shard_bounds(count, rank, size):
     base, extra = divmod(count, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+def weighted_shard_bounds(count, rank, shares):
+    """[start, stop) of rank's contiguous share of `count` items when the processes take the fractions
+    `shares` (summing to 1) of every batch; the same on every process for the same shares."""
+    cuts = np.rint(np.cumsum(shares, dtype=np.float64) * count).astype(np.int64)
+    cuts = np.minimum(np.maximum.accumulate(cuts), count)
+    cuts[-1] = count
+    return (int(cuts[rank - 1]) if rank else 0), int(cuts[rank])
+
+
+def balance_requested():
+    """NBCONV_MPI_BALANCE=1: share each batch by the processes' measured speeds (MPIWorld(balance=True))."""
+    value = os.environ.get("NBCONV_MPI_BALANCE", "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"NBCONV_MPI_BALANCE={value!r}: expected 0 or 1")
+    return value == "1"
 
 
 def mpi_library():
@@ -161,11 +182,20 @@ SINGLE = SingleProcess()
 
 class MPIWorld:
     """K processes under MPI. `comm` defaults to MPI.COMM_WORLD; overlap=False reduces every bucket after the
-    whole backward pass (blocking Allreduce), for comparison."""
+    whole backward pass (blocking Allreduce), for comparison.
+
+    balance=True shares every batch by the processes' measured speeds instead of evenly: each step, every
+    process times its own work (from taking its shard to the moment its gradients are ready),
+    the times travel with the step's loss totals, and every balance_every steps the shares become
+    proportional to the processes' images per second over those steps (the same shares on every process,
+    computed from the same numbers). For processes on cores of unequal speed (a shared machine, vCPUs that
+    share a physical core, mixed nodes): a synchronous step lasts as long as the slowest process. The loss
+    curve stays that of the global batch (uneven shards are weighted by their size), but which process
+    sums which images depends on timing, so runs agree to float rounding, not to the bit."""
 
     distributed = True
 
-    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=True):
+    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=True, balance=False, balance_every=BALANCE_EVERY):
         try:
             from mpi4py import MPI
         except ImportError as error:
@@ -186,28 +216,64 @@ class MPIWorld:
         self.overlap = bool(overlap)
         self.interrupted = self.stop_agreed = False
         self._reducer = None
+        self.balance, self.balance_every = bool(balance), int(balance_every)
+        self.shares = np.full(self.size, 1.0 / self.size)  # of every batch, by rank; updated when balancing
+        self._step_started = self._computed = None  # this step's start, and its compute seconds and images
+        self._image_seconds = []  # per step: every process's seconds per image (0: not measured)
 
     # -- sharding and small totals ------------------------------------------------------------------------
 
     def shard(self, items):
         """This process's contiguous slice of `items` (a global batch's indices, the test set)."""
-        start, stop = shard_bounds(len(items), self.rank, self.size)
+        if self.balance:
+            if self._step_started is None:  # a step's work starts when its process takes its shard
+                self._step_started = time.perf_counter()
+            start, stop = weighted_shard_bounds(len(items), self.rank, self.shares)
+        else:
+            start, stop = shard_bounds(len(items), self.rank, self.size)
         return items[start:stop]
 
     def sum(self, value):
         """`value` (a number) summed over the processes, as a float (exact for counts below 2**53)."""
         total = np.empty(1)
         self.comm.Allreduce(np.array([float(value)]), total, op=self.MPI.SUM)
+        self._step_started = None  # shards taken for an evaluation are not a training step
         return float(total[0])
 
     def step_totals(self, loss_sum, correct):
         """(loss summed over the global batch, correct predictions in it). Also agrees on whether any process
         received Ctrl-C: stop_requested() then answers True on every process after the same step."""
-        totals = np.empty(3)
-        self.comm.Allreduce(np.array([float(loss_sum), float(correct), float(self.interrupted)]), totals,
-                            op=self.MPI.SUM)
+        sent = np.zeros(3 + (self.size if self.balance else 0))
+        sent[:3] = float(loss_sum), float(correct), float(self.interrupted)
+        if self.balance and self._computed is not None and self._computed[1]:
+            sent[3 + self.rank] = self._computed[0] / self._computed[1]
+        totals = np.empty_like(sent)
+        self.comm.Allreduce(sent, totals, op=self.MPI.SUM)
         self.stop_agreed = bool(totals[2])
+        if self.balance:
+            self._rebalance(totals[3:])
         return float(totals[0]), int(totals[1])
+
+    def _rebalance(self, image_seconds):
+        """Record every process's seconds per image of this step; every balance_every steps, make the shares
+        proportional to the processes' speeds (processes not measured in some step keep their share)."""
+        self._image_seconds.append(image_seconds)
+        self._computed = self._step_started = None
+        if len(self._image_seconds) < self.balance_every:
+            return
+        seconds = np.array(self._image_seconds)
+        self._image_seconds = []
+        measured = (seconds > 0).all(axis=0)
+        if not measured.any():
+            return
+        speed = np.zeros(self.size)
+        speed[measured] = 1.0 / np.median(seconds[:, measured], axis=0)
+        # unmeasured processes keep their share; the measured ones split the rest by speed
+        free = 1.0 - self.shares[~measured].sum()
+        shares = self.shares.copy()
+        shares[measured] = free * speed[measured] / speed[measured].sum()
+        shares = np.maximum(shares, MINIMUM_SHARE / self.size)  # a process with no images could not be timed
+        self.shares = shares / shares.sum()
 
     def stop_requested(self):
         """Whether any process received Ctrl-C, as agreed at the last step (the same answer everywhere)."""
@@ -250,6 +316,8 @@ class MPIWorld:
                 grad_logits = scale(grad_logits, local_count / global_count)
             model.backward(grad_logits, need_input_grad=False,
                            after_layer=reducer.layer_done if self.overlap else None)
+        if self.balance and self._step_started is not None:
+            self._computed = (time.perf_counter() - self._step_started, local_count)
         reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
 
     # -- Ctrl-C and faults -------------------------------------------------------------------------------
@@ -438,13 +506,13 @@ class Bucket:
             parameter.grad = self.flat[offset:offset + parameter.value.size].reshape(parameter.value.shape)
 
 
-def connect(force=False, overlap=True):
+def connect(force=False, overlap=True, balance=None):
     """The world this process trains in: MPIWorld when launched by mpiexec with several processes or when
     force is set (--distributed), else SINGLE. Raises DistributedUnavailableError when MPI is needed but
-    mpi4py is missing."""
+    mpi4py is missing. balance: share batches by speed (MPIWorld); None reads NBCONV_MPI_BALANCE."""
     if not force and launched_size() <= 1:
         return SINGLE
-    return MPIWorld(overlap=overlap)
+    return MPIWorld(overlap=overlap, balance=balance_requested() if balance is None else balance)
 
 
 def select_local_device(world):

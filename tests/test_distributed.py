@@ -113,6 +113,45 @@ def test_blocking_and_small_buckets_reduce_to_the_same_bits(tmp_path):
     assert overlapped["losses"] == blocking["losses"] and overlapped["fc_weight_sum"] == blocking["fc_weight_sum"]
 
 
+def test_weighted_shards_cover_the_batch_in_order_and_follow_the_shares():
+    for count in (0, 1, 2, 7, 58, 64, 1001):
+        for shares in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4, [0.6, 0.1, 0.3], [0.999, 0.001], [1 / 3] * 3):
+            bounds = [distributed.weighted_shard_bounds(count, rank, np.array(shares)) for rank in range(len(shares))]
+            assert bounds[0][0] == 0 and bounds[-1][1] == count
+            assert all(bounds[r][1] == bounds[r + 1][0] for r in range(len(shares) - 1))
+            assert all(start <= stop for start, stop in bounds)
+            sizes = np.array([stop - start for start, stop in bounds])
+            assert np.abs(sizes - np.array(shares) * count).max() <= 1  # each within one image of its share
+    assert distributed.weighted_shard_bounds(64, 1, np.array([0.5, 0.5])) == distributed.shard_bounds(64, 1, 2)
+
+
+@needs_mpi
+def test_balancing_gives_a_slower_process_fewer_images_and_keeps_the_loss_curve(tmp_path):
+    """Rank 1 sleeps 20 ms a step: balancing by speed moves images to rank 0, and the loss curve stays the
+    single process's (uneven shards weigh by their size), with every process holding the same weights."""
+    options = ["--model", "lenet5", "--batch-size", "58", "--limit", "2902"]
+    single = run_steps(tmp_path, None, *options)
+    balanced = run_steps(tmp_path, 2, *options, "--balance-every", "2", "--slow-rank", "1")
+    assert balanced["weights_agree"]
+    np.testing.assert_allclose(balanced["losses"], single["losses"], rtol=1e-4)
+    assert balanced["root_shards"][0] == 29 and max(balanced["root_shards"][-10:]) > 40
+
+
+def test_balance_is_off_unless_asked(monkeypatch):
+    monkeypatch.delenv("NBCONV_MPI_BALANCE", raising=False)
+    assert distributed.balance_requested() is False
+    monkeypatch.setenv("NBCONV_MPI_BALANCE", "1")
+    assert distributed.balance_requested() is True
+    monkeypatch.setenv("NBCONV_MPI_BALANCE", "yes")
+    with pytest.raises(ValueError, match="NBCONV_MPI_BALANCE"):
+        distributed.balance_requested()
+    import click
+    from nbconv_cli.train import connect_world
+    monkeypatch.setenv("PMI_SIZE", "2")  # as under mpiexec: the setting is read before MPI starts
+    with pytest.raises(click.ClickException, match="NBCONV_MPI_BALANCE='yes': expected 0 or 1"):
+        connect_world(False)
+
+
 @needs_mpi
 def test_resume_with_another_number_of_processes(tmp_path):
     """Epoch 1 on 2 processes, epoch 2 resumed on 1: the same history as 2 epochs on 1 process."""
@@ -333,3 +372,24 @@ def test_info_names_the_mpi_library_or_how_to_install_one(monkeypatch):
         assert 'pip install -e ".[mpi]"' in status
     else:
         assert status.startswith(library.split()[0]) and "3 processes launched, this is rank 2" in status
+
+
+@needs_mpi
+def test_scaling_benchmark_times_every_configuration_in_one_job():
+    """benchmarks/distributed.py's worker: every configuration timed in the same mpiexec job, each block with
+    positive rates (a smoke test of the benchmark the scaling table comes from, not a timing)."""
+    script = os.path.join(ROOT, "benchmarks", "distributed.py")
+    sys.path.insert(0, os.path.dirname(script))
+    try:
+        import distributed as benchmark
+    finally:
+        sys.path.remove(os.path.dirname(script))
+    result = subprocess.run(mpiexec(2) + [sys.executable, script, "worker", "--model", "lenet5", "--steps", "1",
+                                          "--blocks", "2"], capture_output=True, text=True, timeout=300,
+                            env=dict(environment(), NUMBA_NUM_THREADS="2"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["weights"] == 61_706
+    for label, *_ in benchmark.CONFIGS:
+        assert len(measured[label]["images_per_s"]) == 2 and min(measured[label]["images_per_s"]) > 0
+        assert min(measured[label]["cpu_ms"]) > 0

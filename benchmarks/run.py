@@ -54,8 +54,10 @@ def epoch_comparison(mnist, pairs):
         results.append((seconds, accuracy, torch_seconds, torch_accuracy))
         print(f"epoch pair: nbconv {seconds:.2f} s, torch {torch_seconds:.2f} s", flush=True)
     median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
-    return {"nbconv_s": median([r[0] for r in results]), "nbconv_accuracy": results[0][1],
-            "torch_s": median([r[2] for r in results]), "torch_accuracy": results[0][3],
+    ours, theirs = [r[0] for r in results], [r[2] for r in results]
+    return {"nbconv_s": median(ours), "nbconv_min_s": min(ours), "nbconv_max_s": max(ours),
+            "nbconv_accuracy": results[0][1], "torch_s": median(theirs), "torch_min_s": min(theirs),
+            "torch_max_s": max(theirs), "torch_accuracy": results[0][3],
             "speed_vs_torch": median([r[2] / r[0] for r in results]), "pairs": pairs,
             "ratios": [round(r[2] / r[0], 2) for r in results]}
 
@@ -71,6 +73,18 @@ def compile_times(mnist):
     _, warm = run(command, {"NUMBA_CACHE_DIR": cache})
     first_step, _ = run([sys.executable, os.path.join(HERE, "first_step.py")], {"NUMBA_CACHE_DIR": cache})
     return cold - warm, float(first_step)
+
+
+def spread_text(result, prefix):
+    """'median [min-max]' milliseconds of one engine's timing in a result dict (prefix '' or 'torch_')."""
+    return (f"{result[prefix + 'median_ms' if not prefix else 'torch_ms']:.3f} "
+            f"[{result[prefix + 'min_ms']:.3f}-{result[prefix + 'max_ms']:.3f}]")
+
+
+def ratio_text(result):
+    """'median [min-max]' of a result's speed ratio against PyTorch over the rounds."""
+    return (f"{result['speed_vs_torch']:.2f}x [{result['speed_vs_torch_min']:.2f}-"
+            f"{result['speed_vs_torch_max']:.2f}]")
 
 
 def chart(rows, path):
@@ -124,22 +138,29 @@ def main():
              "Produced by `python benchmarks/run.py` (rerun it to refresh this file). Ratios are speed relative to "
              "PyTorch: above 1 means nbconv is faster.", "",
              "## Convolution layers (float32)", "",
-             "| layer | shape | forward GFLOP/s | % of sgemm | forward vs torch | fwd+bwd GFLOP/s | fwd+bwd vs torch |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "Times are median [min-max] ms per call over all rounds; ratios the median [min-max] of the rounds' "
+             "ratios.", "",
+             "| layer | shape | forward GFLOP/s | % of sgemm | forward vs torch | fwd+bwd nbconv ms | fwd+bwd PyTorch ms "
+             "| fwd+bwd GFLOP/s | fwd+bwd vs torch |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for shape, forward, both in layers:
         lines.append(f"| {shape.name} | {shape.describe()} | {forward['gflops']:.1f} | "
-                     f"{100 * forward['gflops'] / sgemm:.0f}% | {forward['speed_vs_torch']:.2f}x | "
-                     f"{both['gflops']:.1f} | {both['speed_vs_torch']:.2f}x |")
+                     f"{100 * forward['gflops'] / sgemm:.0f}% | {ratio_text(forward)} | {spread_text(both, '')} | "
+                     f"{spread_text(both, 'torch_')} | {both['gflops']:.1f} | {ratio_text(both)} |")
     lines += ["", "## LeNet-5 and a medium network", "",
               f"The medium network is `{bench.MEDIUM_SPEC}` (the lecture's pattern with n=2, m=2, k=1).", "",
-              "| case | nbconv | PyTorch | ratio |", "|---|---:|---:|---:|"]
+              "| case | nbconv | PyTorch | nbconv ms | PyTorch ms | ratio |", "|---|---:|---:|---:|---:|---:|"]
     for result in networks:
         lines.append(f"| {result['case']} ({result['shape']}) | {result['images_per_s']:,.0f} img/s | "
-                     f"{result['torch_images_per_s']:,.0f} img/s | {result['speed_vs_torch']:.2f}x |")
+                     f"{result['torch_images_per_s']:,.0f} img/s | {spread_text(result, '')} | "
+                     f"{spread_text(result, 'torch_')} | {ratio_text(result)} |")
     if epoch:
         lines.append(f"| one full-MNIST epoch + test, whole process (`nbconv train lenet5 --epochs 1` vs "
                      f"`benchmarks/torch_lenet5.py`) | {epoch['nbconv_s']:.1f} s ({100 * epoch['nbconv_accuracy']:.2f}%) | "
-                     f"{epoch['torch_s']:.1f} s ({100 * epoch['torch_accuracy']:.2f}%) | {epoch['speed_vs_torch']:.2f}x |")
+                     f"{epoch['torch_s']:.1f} s ({100 * epoch['torch_accuracy']:.2f}%) | "
+                     f"{1e3 * epoch['nbconv_s']:.0f} [{1e3 * epoch['nbconv_min_s']:.0f}-{1e3 * epoch['nbconv_max_s']:.0f}] | "
+                     f"{1e3 * epoch['torch_s']:.0f} [{1e3 * epoch['torch_min_s']:.0f}-{1e3 * epoch['torch_max_s']:.0f}] | "
+                     f"{epoch['speed_vs_torch']:.2f}x [{min(epoch['ratios']):.2f}-{max(epoch['ratios']):.2f}] |")
         lines += ["", f"The epoch row: medians of {epoch['pairs']} alternating runs of each; the ratio is the median "
                       f"of the per-pair ratios ({', '.join(f'{r:.2f}' for r in epoch['ratios'])})."]
     lines += ["", "## Compile time and memory", "",

@@ -36,8 +36,10 @@ EXAMPLES = """
               help="Time these CPU convolution algorithms (all: every one that applies) for each pass of each "
                    "shape, the plan's choice marked with *.")
 def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_json, algorithms):
-    """Time KERNELS (default conv2d = forward + backward) after a warm-up: median and spread, GFLOP/s and
-    percent of this machine's sgemm rate measured in the same run."""
+    """Time KERNELS (default conv2d = forward + backward) after a warm-up: median [min-max], GFLOP/s and
+    percent of this machine's sgemm rate measured in the same run. With --compare torch, nbconv and PyTorch
+    run in alternating rounds; PyTorch's median [min-max] and the speed ratio (median [min-max] over the
+    rounds) follow."""
     device = resolve_device(device)
     configure_cpu(threads)
     try:
@@ -80,7 +82,8 @@ def bench(kernels, preset, shapes, device, dtype, repeat, compare, threads, as_j
         if "images_per_s" in r:
             line += f" {r['images_per_s']:10,.0f} img/s"
         if "speed_vs_torch" in r:
-            line += f"   torch {r['torch_ms']:8.3f} ms -> {r['speed_vs_torch']:.2f}x torch"
+            line += (f"   torch {r['torch_ms']:8.3f} ms [{r['torch_min_ms']:.3f}-{r['torch_max_ms']:.3f}] -> "
+                     f"{r['speed_vs_torch']:.2f}x torch [{r['speed_vs_torch_min']:.2f}-{r['speed_vs_torch_max']:.2f}]")
         click.echo(line)
 
 

@@ -2,6 +2,7 @@
 the same work in PyTorch when it is importable (never a dependency)."""
 import statistics
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,23 +113,39 @@ def time_call(function, repeat, warmup=2, synchronize=None):
     return statistics.median(samples), min(samples), max(samples)
 
 
+class Comparison(namedtuple("Comparison", "median ratio low high ratio_low ratio_high")):
+    """The other engine's seconds per call (median of its round medians, min and max over all its calls) and
+    the speed ratio theirs/ours (median, min and max over the rounds' ratios of medians)."""
+
+
 def compare_rounds(ours, theirs, repeat, rounds=5, synchronize=None):
     """Time `ours` and, when given, `theirs` (another engine's version) in alternating rounds of `repeat`
     calls, so that a drift in the machine's speed (20-40% over seconds on a shared VM) reaches both.
 
     Returns (median, min, max) seconds per call of ours (median of the round medians, extremes of all
-    rounds) and, with theirs, (their median, the median of the per-round ratios theirs/ours); else None."""
+    rounds) and, with theirs, a Comparison (its first two fields: their median, the median of the per-round
+    ratios theirs/ours); else None."""
     ours_rounds, theirs_rounds = [], []
     for _ in range(rounds if theirs is not None else 1):
         ours_rounds.append(time_call(ours, repeat, synchronize=synchronize))
         if theirs is not None:
-            theirs_rounds.append(time_call(theirs, repeat)[0])
+            theirs_rounds.append(time_call(theirs, repeat))
     timing = (statistics.median(r[0] for r in ours_rounds), min(r[1] for r in ours_rounds),
               max(r[2] for r in ours_rounds))
     if theirs is None:
         return timing, None
-    return timing, (statistics.median(theirs_rounds),
-                    statistics.median(t / o[0] for o, t in zip(ours_rounds, theirs_rounds)))
+    ratios = [t[0] / o[0] for o, t in zip(ours_rounds, theirs_rounds)]
+    return timing, Comparison(statistics.median(t[0] for t in theirs_rounds), statistics.median(ratios),
+                              min(t[1] for t in theirs_rounds), max(t[2] for t in theirs_rounds),
+                              min(ratios), max(ratios))
+
+
+def comparison_fields(compared):
+    """The result-dict fields of a Comparison: torch_ms (median), torch_min_ms, torch_max_ms, speed_vs_torch
+    (median ratio) and its range over the rounds, speed_vs_torch_min/_max."""
+    return {"torch_ms": compared.median * 1e3, "torch_min_ms": compared.low * 1e3,
+            "torch_max_ms": compared.high * 1e3, "speed_vs_torch": compared.ratio,
+            "speed_vs_torch_min": compared.ratio_low, "speed_vs_torch_max": compared.ratio_high}
 
 
 def sgemm_rate(size=1024, repeat=5):
@@ -205,8 +222,7 @@ def conv_case(shape, kernel, device="cpu", dtype=np.float32, repeat=10, compare_
               "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3,
               "gflops": flops / median / 1e9}
     if theirs is not None:
-        result.update({"torch_ms": theirs[0] * 1e3, "torch_gflops": flops / theirs[0] / 1e9,
-                       "speed_vs_torch": theirs[1]})
+        result.update({**comparison_fields(theirs), "torch_gflops": flops / theirs.median / 1e9})
     return result
 
 
@@ -273,8 +289,7 @@ def network_cases(name, spec, torch_builder, device="cpu", repeat=20, compare_to
         result = {"kernel": name, "case": case, "shape": f"batch {batch}", "device": device, "dtype": "float32",
                   "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3, "images_per_s": batch / median}
         if compared is not None:
-            result.update({"torch_ms": compared[0] * 1e3, "torch_images_per_s": batch / compared[0],
-                           "speed_vs_torch": compared[1]})
+            result.update({**comparison_fields(compared), "torch_images_per_s": batch / compared.median})
         results.append(result)
     return results
 
@@ -348,7 +363,7 @@ def batch_norm_case(shape, device="cpu", dtype=np.float32, repeat=10, compare_to
     result = {"kernel": "batch_norm", "case": f"bn-{n}x{c}x{h}x{w}", "shape": f"{n}x{c}x{h}x{w}", "device": device,
               "dtype": np.dtype(dtype).name, "median_ms": median * 1e3, "min_ms": low * 1e3, "max_ms": high * 1e3}
     if compared is not None:
-        result.update({"torch_ms": compared[0] * 1e3, "speed_vs_torch": compared[1]})
+        result.update(comparison_fields(compared))
     return result
 
 

@@ -126,6 +126,7 @@ def compile_backward(kinds, dtype=np.float32):
     """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (forward kernels only
     where checking the built model, which runs it in eval mode, leaves them: batch norm's training pass)."""
     from . import functional as F
+    from .kernels.cpu.conv import plan as conv
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
     if "local" in kinds:

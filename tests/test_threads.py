@@ -25,7 +25,8 @@ def _conv_case(rng, input_shape, weight_shape, **hyper):
 CONV_CASES = [
     ((2, 32, 22, 22), (32, 32, 3, 3), dict(padding=1), "winograd"),
     ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=1), "shift"),
-    ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "wide"),
+    ((2, 3, 9, 10), (9, 3, 3, 3), dict(padding=1), "wide"),
+    ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),
     ((2, 5, 6, 7), (4, 5, 1, 1), dict(), "pointwise"),
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6), "depthwise3x3"),

@@ -97,3 +97,35 @@ def test_algorithm_names_are_checked_and_marked_in_text():
     assert bad.exit_code == 2 and "unknown algorithm fft" in bad.output
     preset = runner.invoke(app, ["bench", "--preset", "lenet5", "--device", "cpu", "--algorithm", "all"])
     assert preset.exit_code == 2 and "--algorithm times convolutions" in preset.output
+
+
+def test_compare_rounds_reports_both_engines_min_median_max_and_the_ratio_range(monkeypatch):
+    # a fake clock: ours takes 1 s a call in every round, theirs 2, 3, 4, 5, 6 s in its five rounds
+    now = {"t": 0.0}
+    theirs_round = {"k": 0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now["t"])
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+
+    def ours():
+        now["t"] += 1.0
+
+    def theirs():
+        now["t"] += 2.0 + theirs_round["k"] // 4  # 4 calls a round: 2 warm-up + 2 timed
+        theirs_round["k"] += 1
+
+    (median, low, high), compared = bench.compare_rounds(ours, theirs, repeat=2, rounds=5)
+    assert (median, low, high) == (1.0, 1.0, 1.0)
+    assert (compared.median, compared.low, compared.high) == (4.0, 2.0, 6.0)
+    assert (compared.ratio, compared.ratio_low, compared.ratio_high) == (4.0, 2.0, 6.0)
+    assert compared[0] == compared.median and compared[1] == compared.ratio  # the old (median, ratio) reading
+    fields = bench.comparison_fields(compared)
+    assert fields["torch_min_ms"] == 2000.0 and fields["speed_vs_torch_max"] == 6.0
+
+
+def test_compare_torch_prints_ranges_for_both_engines():
+    pytest.importorskip("torch")
+    output = CliRunner().invoke(app, ["bench", "conv2d", "--shape", TINY, "--repeat", "1", "--compare", "torch",
+                                      "--device", "cpu"])
+    assert output.exit_code == 0, output.output
+    line = [text for text in output.output.splitlines() if text.startswith("shape1")][0]
+    assert line.count("[") == 3 and "x torch [" in line

@@ -15,6 +15,9 @@ gradient). The choice, in order:
     winograd_weight.py);
   - else 'shift' (one product per window tap, shift.py) when c >= SHIFT_CHANNELS: forward and input
     gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
+  - 'flat' (vectorised loops over the flat padded image, flat.py) for the forward pass and the weight
+    gradient of ungrouped layers with at most FLAT_CHANNELS output channels and FLAT_TAPS = C*KH*KW taps a
+    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide';
   - else 'wide' (im2col over whole padded rows, wide.py), every pass;
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
@@ -29,6 +32,10 @@ alternating): 1.15x on 8 x 64 x 56 x 56 (wide), 7-10x on 256-512 channels at 14 
 partial sums then spilled from the cache); but 0.46-0.57x on ResNet-20's narrow layers (128 images of
 16-64 channels, 32-8 wide, against shift and wide), where its tile transforms cost more than the products
 save: so it follows the forward's Winograd rule.
+flat against wide on LeNet-5's first layer (64x1x28x28 -> 6, 5x5, padding 2),
+forward + weight gradient, one thread, alternating rounds: 1.83x; the products of wide have a 6-long side
+there, which OpenBLAS runs at ~16 GFLOP/s. On LeNet-5's second layer (6 -> 16) wide stays ahead: flat's
+forward 0.46x, its weight gradient 0.9-1.05x.
 
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
@@ -39,7 +46,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import depthwise, direct, gemm, shift, wide, winograd, winograd_weight
+from . import depthwise, direct, flat, gemm, shift, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -47,6 +54,8 @@ WINOGRAD_CHANNELS = 32
 WINOGRAD_WORK = 672  # min(C, D) x output width
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
+FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
+FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 
 
 class Algorithm(NamedTuple):
@@ -63,6 +72,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
     Algorithm("shift", shift, shift.applies),
+    Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
     Algorithm("gemm", gemm, gemm.applies),
 )}
@@ -133,6 +143,8 @@ def choose(pass_, convolution):
     if gemm.applies_pointwise(pass_, convolution):
         return "pointwise"
     if convolution.stride_h == convolution.stride_w == 1:
+        if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
+            return "flat"
         channels = min(D // groups, Cg)
         out_w = convolution.input_shape[3] + 2 * convolution.padding_w - 2  # a 3x3 layer's output width
         winograd_layer = (KH == KW == 3 and convolution.dilation_h == convolution.dilation_w == 1 and groups == 1

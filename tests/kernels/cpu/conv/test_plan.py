@@ -33,6 +33,10 @@ CLASSES = [
     ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
     ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
     ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("wide",) * 3),
+    ("5x5, 1 -> 6 channels (LeNet-5's first layer)", (2, 1, 28, 28), (6, 1, 5, 5), (1, 2, 1, 1),
+     ("flat", "wide", "flat")),
+    ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "wide", "flat")),
+    ("3x3, 8 -> 4 channels, grouped", (2, 8, 9, 9), (4, 4, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
     ("3x3 from 3 channels", (2, 3, 32, 32), (64, 3, 3, 3), (1, 1, 1, 1), ("wide",) * 3),
 ]
 
@@ -53,8 +57,8 @@ def test_the_classes_cover_every_algorithm_and_pass():
     covered = {(pass_, algorithms[i]) for *_, algorithms in CLASSES for i, pass_ in enumerate(PASSES)}
     for name in ALGORITHMS:
         for pass_ in PASSES:
-            if (name == "winograd") == (pass_ == WEIGHT) and name in ("winograd", "winograd_weight"):
-                continue  # Winograd's weight gradient is an algorithm of its own
+            if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
+                continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
             assert (pass_, name) in covered
 
 
@@ -91,7 +95,7 @@ def test_applicable_lists_what_can_run():
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
     assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "gemm"]
-    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "wide", "gemm"]
+    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "gemm"]
 
 
 def test_bad_requests_are_value_errors():
@@ -136,3 +140,18 @@ def test_the_public_kernels_run_what_the_plan_says(monkeypatch, rng):
     dispatch.conv2d_backward_input(y, w, np.empty_like(x), *hyper)
     dispatch.conv2d_backward_weight(y, x, np.empty_like(w), *hyper)
     assert ran == [(FORWARD, "winograd"), (INPUT, "winograd"), (WEIGHT, "winograd_weight")]
+
+
+
+def test_flat_thresholds_at_their_boundaries():
+    """flat for at most FLAT_CHANNELS output channels and FLAT_TAPS taps a filter, one group, stride 1."""
+    channels, taps = planning.FLAT_CHANNELS, planning.FLAT_TAPS
+    inputs = taps // 25  # 5x5 filters: the most input channels within FLAT_TAPS
+    image = (2, inputs, 12, 12)
+    assert plan(FORWARD, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
+    assert plan(WEIGHT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
+    assert plan(INPUT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "wide"
+    assert plan(FORWARD, image, (channels + 1, inputs, 5, 5), 1, 1, 2, 2).algorithm == "wide"  # more outputs
+    more_taps = (2, inputs + 1, 12, 12)
+    assert plan(FORWARD, more_taps, (channels, inputs + 1, 5, 5), 1, 1, 2, 2).algorithm == "wide"
+    assert plan(FORWARD, image, (channels, inputs, 5, 5), 2, 2, 2, 2).algorithm == "gemm"  # strided

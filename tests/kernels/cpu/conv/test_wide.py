@@ -26,11 +26,13 @@ def test_wide_matches_reference(case, cache_bytes, monkeypatch, rng):
     check("wide", case, rng, finite_differences=case is STRIDE_1[1])
 
 
-def weight_gradients_under_thread_counts(channels, rng):
-    """The weight gradient of a stride-1 3x3 layer with `channels` channels, run with 1 and with all threads."""
+def weight_gradients_under_thread_counts(channels, rng, out=None):
+    """The weight gradient of a stride-1 3x3 layer with `channels` channels in and `out` (default channels + 1)
+    out, run with 1 and with all threads."""
+    out = channels + 1 if out is None else out
     x = rng.standard_normal((7, channels, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((channels + 1, channels, 3, 3)).astype(np.float32)
-    grad_y = rng.standard_normal((7, channels + 1, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((out, channels, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((7, out, 9, 9)).astype(np.float32)
     before = numba.get_num_threads()
     try:
         results = []
@@ -44,6 +46,6 @@ def weight_gradients_under_thread_counts(channels, rng):
 
 def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
     monkeypatch.setattr(blocks, "CACHE_BYTES", 64)  # many tasks, so the chunks really split the sum
-    assert plan("backward_weight", (7, 3, 9, 9), (4, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"
-    results = weight_gradients_under_thread_counts(3, rng)
+    assert plan("backward_weight", (7, 3, 9, 9), (9, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"
+    results = weight_gradients_under_thread_counts(3, rng, out=9)
     assert all(np.array_equal(results[0], other) for other in results[1:])

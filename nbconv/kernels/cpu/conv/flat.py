@@ -1,0 +1,191 @@
+"""Stride-1 convolution with few output channels, as vectorised loops over the flat padded image.
+
+In the zero-padded image (C, Hp, Wp) laid out flat, tap (c, i, j) of all output rows, taken Wp wide as in
+wide.py, reads the one contiguous run that starts at c*Hp*Wp + i*dh*Wp + j*dw and is OH*Wp long (see
+shift.py). With few output channels (LeNet-5's first layer: 1 -> 6) the matrix products of wide.py and
+gemm.py have one side 6 long, where OpenBLAS runs at a fifth of its rate, so here the same sums are
+plain loops that LLVM vectorises over those long runs, and nothing is unrolled:
+
+- forward: the Wp-wide output row of channel d is the sum over taps t of weight[d, t] * run_t, four taps a
+  pass (five loads and a store for four multiply-adds), then compacted from Wp to OW columns (+ bias);
+- weight gradient: grad_weight[d, t] is the dot product of run_t with channel d of the output gradient
+  spread to Wp columns (zeros in the extra ones), for four channels d at a time (five loads for four
+  multiply-adds), summed over the images in fixed chunks as in wide.py, so the result does not depend on
+  the thread count.
+The input gradient is not done here (plan.py gives it to wide.py).
+
+Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + slack,), the slack being the
+(KW-1)*dw values the last tap reads past the last row; wide (D, OH*Wp), the output before compaction or the
+spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, D), added in chunk order by
+shared.sum_partials. Groups: one (plan.py sends only such layers here).
+"""
+from numba import njit, prange
+
+from ..fastmath import REDUCE
+from ..shared import chunk_bounds, sum_partials
+from .blocks import max_chunks
+from .rows import compact_rows, pad_rows, spread_rows
+
+
+@njit(cache=True, inline="always")
+def tap_start(tap, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w):
+    """Where tap t = (c*KH + i)*KW + j starts in the flat padded image: c*Hp*Wp + i*dh*Wp + j*dw."""
+    taps = kernel_h * kernel_w
+    within = tap % taps
+    return (tap // taps) * plane + (within // kernel_w) * dilation_h * padded_w + (within % kernel_w) * dilation_w
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def add_four_taps(row, w0, x0, w1, x1, w2, x2, w3, x3):
+    for q in range(row.shape[0]):
+        row[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def add_tap(row, w0, x0):
+    for q in range(row.shape[0]):
+        row[q] += w0 * x0[q]
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def dots_four(run, s0, s1, s2, s3):
+    """(run . s0, run . s1, run . s2, run . s3) in one pass over run."""
+    a0 = a1 = a2 = a3 = run.dtype.type(0)
+    for q in range(run.shape[0]):
+        value = run[q]
+        a0 += s0[q] * value
+        a1 += s1[q] * value
+        a2 += s2[q] * value
+        a3 += s3[q] * value
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def dots_two(run, s0, s1):
+    a0 = a1 = run.dtype.type(0)
+    for q in range(run.shape[0]):
+        value = run[q]
+        a0 += s0[q] * value
+        a1 += s1[q] * value
+    return a0, a1
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def dot(run, s0):
+    a0 = run.dtype.type(0)
+    for q in range(run.shape[0]):
+        a0 += s0[q] * run[q]
+    return a0
+
+
+@njit(parallel=True, cache=True, fastmath=REDUCE)
+def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
+    """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
+    N, C, H, W = input.shape
+    D, _, KH, KW = weight.shape
+    OH = output.shape[2]
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane, length, taps = padded_h * padded_w, OH * padded_w, C * KH * KW
+    filters = weight.reshape((D, taps))
+    chunks = padded.shape[0]
+    for chunk in prange(chunks):
+        image, product = padded[chunk], wide[chunk]
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            for d in range(D):
+                row = product[d, :length]
+                for q in range(length):
+                    row[q] = 0
+                t = 0
+                while t + 4 <= taps:
+                    s0 = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
+                    s1 = tap_start(t + 1, KH, KW, plane, padded_w, dilation_h, dilation_w)
+                    s2 = tap_start(t + 2, KH, KW, plane, padded_w, dilation_h, dilation_w)
+                    s3 = tap_start(t + 3, KH, KW, plane, padded_w, dilation_h, dilation_w)
+                    add_four_taps(row, filters[d, t], image[s0:s0 + length], filters[d, t + 1],
+                                  image[s1:s1 + length], filters[d, t + 2], image[s2:s2 + length],
+                                  filters[d, t + 3], image[s3:s3 + length])
+                    t += 4
+                while t < taps:
+                    s0 = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
+                    add_tap(row, filters[d, t], image[s0:s0 + length])
+                    t += 1
+            compact_rows(product, output, n, 0, OH, padded_w, bias)
+
+
+@njit(parallel=True, cache=True, fastmath=REDUCE)
+def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,
+                                dilation_h, dilation_w):
+    """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
+    shared.sum_partials then adds the chunks in order into grad_weight."""
+    N, C, H, W = input.shape
+    D, OH = grad_output.shape[1], grad_output.shape[2]
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane, length, taps = padded_h * padded_w, OH * padded_w, C * kernel_h * kernel_w
+    chunks = partial.shape[0]
+    for chunk in prange(chunks):
+        image, spread, sums = padded[chunk], wide[chunk], partial[chunk, 0]
+        for t in range(taps):
+            for d in range(D):
+                sums[t, d] = 0
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            spread_rows(grad_output, spread, n, 0, OH, padded_w)
+            for t in range(taps):
+                start = tap_start(t, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w)
+                run = image[start:start + length]
+                d = 0
+                while d + 4 <= D:
+                    a0, a1, a2, a3 = dots_four(run, spread[d, :length], spread[d + 1, :length],
+                                               spread[d + 2, :length], spread[d + 3, :length])
+                    sums[t, d] += a0
+                    sums[t, d + 1] += a1
+                    sums[t, d + 2] += a2
+                    sums[t, d + 3] += a3
+                    d += 4
+                if d + 2 <= D:
+                    a0, a1 = dots_two(run, spread[d, :length], spread[d + 1, :length])
+                    sums[t, d] += a0
+                    sums[t, d + 1] += a1
+                    d += 2
+                if d < D:
+                    sums[t, d] += dot(run, spread[d, :length])
+
+
+# The plan's surface: applies, buffers and the forward and weight-gradient passes (see plan.py).
+def applies(pass_, convolution):
+    """Stride 1, one group; the forward pass and the weight gradient (no input gradient)."""
+    return (pass_ != "backward_input" and convolution.stride_h == convolution.stride_w == 1
+            and convolution.groups == 1)
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer, per parallel chunk (at most one per image): padded
+    (C*Hp*Wp + slack,), a padded image; wide (D, OH*Wp), the Wp-wide output or the spread output gradient;
+    the weight gradient adds partial_sums (chunks, 1, C*KH*KW, D), summed by shared.sum_partials."""
+    N, C, H, W = convolution.input_shape
+    D, _, KH, KW = convolution.weight_shape
+    padded_w = W + 2 * convolution.padding_w
+    chunks = max(1, min(N, max_chunks(pass_, threads)))
+    slack = (KW - 1) * convolution.dilation_w
+    own = (("padded", "padded", (chunks, C * (H + 2 * convolution.padding_h) * padded_w + slack)),
+           ("wide", "wide", (chunks, D, convolution.output_shape[2] * padded_w)))
+    if pass_ == "backward_weight":
+        return own + (("partial_sums", "partial", (chunks, 1, C * KH * KW, D)),)
+    return own
+
+
+def forward(input, weight, bias, output, buffers, plan):
+    convolution = plan.convolution
+    conv2d_forward_flat(input, weight, bias, output, buffers["padded"], buffers["wide"], convolution.padding_h,
+                        convolution.padding_w, convolution.dilation_h, convolution.dilation_w)
+
+
+def backward_weight(grad_output, input, grad_weight, buffers, plan):
+    convolution = plan.convolution
+    conv2d_backward_weight_flat(grad_output, input, buffers["partial_sums"], buffers["padded"], buffers["wide"],
+                                grad_weight.shape[2], grad_weight.shape[3], convolution.padding_h,
+                                convolution.padding_w, convolution.dilation_h, convolution.dilation_w)
+    sum_partials(buffers["partial_sums"], grad_weight)

@@ -238,8 +238,13 @@ def keep_freed_host_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
 
 
 def empty(shape, dtype, backend):
+    """An uninitialised array; on the CUDA backend from the device pool (nbconv.device_pool), which
+    recycles the memory of arrays nothing uses any more."""
     if backend == "cpu":
         return np.empty(shape, dtype=dtype)
+    from . import device_pool
+    if device_pool.enabled():
+        return device_pool.pool().empty(shape, dtype)
     from numba import cuda
     return cuda.device_array(shape, dtype=dtype)
 

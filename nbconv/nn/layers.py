@@ -55,9 +55,11 @@ class Conv2d(Layer):
         return F.conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
 
     def backward(self, grad_output, need_input_grad=True):
-        grad_input, self.weight.grad, grad_bias = F.conv2d_backward(grad_output, self.input, self.weight.value,
-                                                                    need_input_grad=need_input_grad,
-                                                                    need_weight_grad=self.param_grads, **self.hyper)
+        h = self.hyper
+        grad_input, self.weight.grad, grad_bias = F._conv2d_backward(
+            grad_output, self.input, self.weight.value, h["stride"], h["padding"], h["dilation"], h["groups"],
+            need_input_grad, bool(self.param_grads), self.weight.grad_buffer,
+            None if self.bias is None else self.bias.grad_buffer)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
@@ -175,8 +177,9 @@ class Linear(Layer):
         return F.linear(input, self.weight.value, None if self.bias is None else self.bias.value)
 
     def backward(self, grad_output, need_input_grad=True):
-        grad_input, self.weight.grad, grad_bias = F.linear_backward(grad_output, self.input, self.weight.value,
-                                                                    need_input_grad)
+        grad_input, self.weight.grad, grad_bias = F._linear_backward(
+            grad_output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
+            None if self.bias is None else self.bias.grad_buffer)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

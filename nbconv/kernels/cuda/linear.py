@@ -75,3 +75,29 @@ def _linear_backward_bias(grad_output, grad_bias):
 
 def linear_backward_bias(grad_output, grad_bias):
     _linear_backward_bias[grid_for(grad_bias.size)](grad_output, grad_bias)
+
+
+@cuda.jit(cache=True)
+def _linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
+    """_linear_backward_weight, with the threads of column i = 0 also summing grad_bias[o]."""
+    N, O = grad_output.shape
+    I = input.shape[1]
+    index = cuda.grid(1)
+    if index >= O * I:
+        return
+    o = index // I
+    i = index % I
+    total = 0.0
+    for n in range(N):
+        total += grad_output[n, o] * input[n, i]
+    grad_weight[o, i] = total
+    if i == 0:
+        bias_total = 0.0
+        for n in range(N):
+            bias_total += grad_output[n, o]
+        grad_bias[o] = bias_total
+
+
+def linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
+    """linear_backward_weight and linear_backward_bias in one launch."""
+    _linear_backward_weight_bias[grid_for(grad_weight.size)](grad_output, input, grad_weight, grad_bias)

@@ -24,8 +24,10 @@ from sections import replace_section  # noqa: E402
 
 NOTE = """Allocations are new device arrays (`numba.cuda.device_array` calls) in a call made after one
 warm-up call. Before the changes below (commit 0c5a7cc, same command) the LeNet-5 step made 44 kernel
-launches and 36 device allocations; now 30 and 0: the bias gradients ride in the weight gradients' launches
-(`conv2d_backward_weight_bias`, `linear_backward_weight_bias`: 5 launches fewer), the optimizer updates
+launches and 36 device allocations; now 26 and 0: the bias gradients ride in the weight gradients' launches
+(`conv2d_backward_weight_bias`, `linear_backward_weight_bias`: 5 launches fewer), a fully connected layer
+followed by a ReLU runs as one layer on the CUDA backend (`linear_relu_forward`, `linear_relu_backward_input`,
+`linear_relu_backward_weight_bias`: the ReLU's two launches go, twice in LeNet-5), the optimizer updates
 every parameter in one launch over flat parameter, gradient and state buffers that Conv2d and Linear write
 their gradients into (`sgd_update_flat`, `adam_update_flat`: 10 launches become 1, and no gradient arrays
 are allocated), and the CUDA backend's arrays come from a pool (`nbconv.device_pool`) that hands a block out
@@ -34,9 +36,9 @@ epoch adds one set of blocks. The host time column is nbconv's own Python around
 2-core machine (noisy; the simulator's kernel configuration is part of it, memoised by Numba on a GPU).
 
 On a GPU each launch also costs Numba's dispatch (typing and marshalling the arguments, the driver call):
-at the ~100-200 us a Numba launch is reported to cost, the 30 launches of a LeNet-5 step are still 3-6 ms of
-host time against tens of microseconds of arithmetic, so the step stays launch-bound, now by about a third
-less; without the pool each of the 36 allocations was a cuMemAlloc and the deferred frees a synchronising
+at the ~100-200 us a Numba launch is reported to cost, the 26 launches of a LeNet-5 step are still 3-5 ms of
+host time against tens of microseconds of arithmetic, so the step stays launch-bound, with 41% fewer launches
+than before; without the pool each of the 36 allocations was a cuMemAlloc and the deferred frees a synchronising
 cuMemFree every few steps. `python benchmarks/gpu.py` measures on a GPU, in one command: host microseconds per
 launch through nbconv's launcher, through Numba's configured kernel, straight from the compiled overload,
 and CuPy's and PyTorch's launches of the same relu when importable; an allocation from Numba and from the

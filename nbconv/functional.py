@@ -485,6 +485,38 @@ def _linear_backward(grad_output, input, weight, need_input_grad=True, grad_weig
     return grad_input, grad_weight, grad_bias
 
 
+def _linear_relu(input, weight, bias=None):
+    """relu(linear(input, weight, bias)) in one kernel call (nn.Sequential runs Linear then ReLU so)."""
+    where, dtype, a = _linear_arrays(input, weight, bias=bias)
+    out_features = a["weight"].shape[0]
+    if bias is not None:
+        checks.shape("bias", a["bias"], (out_features,))
+    output = backend.empty((a["input"].shape[0], out_features), dtype, where)
+    bias_array = a["bias"] if bias is not None else backend.empty((0,), dtype, where)
+    backend.kernels(where).linear_relu_forward(a["input"], a["weight"], bias_array, output)
+    return output
+
+
+def _linear_relu_backward(grad_output, output, input, weight, need_input_grad=True, grad_weight_out=None,
+                          grad_bias_out=None):
+    """Gradients of relu(linear(input)) from the ReLU's output gradient and its output (N, O):
+    (grad_input or None, grad_weight, grad_bias), in one or two kernel calls."""
+    where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
+    shape = (a["input"].shape[0], a["weight"].shape[0])
+    checks.shape("grad_output", a["grad_output"], shape)
+    _, _, b = checks.arrays(grad_output=a["grad_output"], output=output)
+    checks.shape("output", b["output"], shape)
+    kernels = backend.kernels(where)
+    grad_input = None
+    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
+    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+    if need_input_grad:
+        grad_input = backend.empty(a["input"].shape, dtype, where)
+        kernels.linear_relu_backward_input(a["grad_output"], b["output"], a["weight"], grad_input)
+    kernels.linear_relu_backward_weight_bias(a["grad_output"], b["output"], a["input"], grad_weight, grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
 # ----------------------------------------------------------------------------- locally connected
 
 def local_conv2d_output_size(input_shape, kernel_size, stride=1, padding=0):

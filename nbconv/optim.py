@@ -58,9 +58,11 @@ class Optimizer:
         parameters = self.parameters
         if not parameters or any(parameter.grad is None for parameter in parameters):
             return False
-        dtype = parameters[0].value.dtype
-        if any(not backend.is_device_array(parameter.value) or parameter.value.dtype != dtype
-               or not backend.is_device_array(parameter.grad) for parameter in parameters):
+        first = parameters[0].value
+        kind, dtype = type(first), first.dtype
+        if not backend.is_device_array(first) or any(  # one kind of device array throughout: checked by type
+                type(parameter.value) is not kind or type(parameter.grad) is not kind or parameter.value.dtype != dtype
+                for parameter in parameters):
             return False
         decays = [self._decay_for(parameter) for parameter in parameters]
         if self.flat is None or not self.flat.holds(parameters, self.state, decays):

@@ -39,8 +39,14 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiled):
                            for build in compiled["builds"]), (launcher, cc, dtype)
 
 
-def test_convolution_kernels_do_not_spill(compiled):
-    convolutions = [build for build in compiled["builds"] if "conv" in build["launcher"]]
+FUSED_LAUNCHERS = ("linear_backward_weight_bias", "linear_relu_forward", "linear_relu_backward_input",
+                   "linear_relu_backward_weight_bias", "sgd_update_flat", "adam_update_flat")
+
+
+def test_convolution_and_fused_kernels_do_not_spill(compiled):
+    convolutions = [build for build in compiled["builds"]
+                    if "conv" in build["launcher"] or build["launcher"] in FUSED_LAUNCHERS]
+    assert {build["launcher"] for build in convolutions} >= set(FUSED_LAUNCHERS) | {"conv2d_backward_weight_bias"}
     assert convolutions
     spilling = [f"{build['kernel']} {build['signature']} sm_{build['cc'][0]}{build['cc'][1]}: "
                 f"{build['spill_store_bytes']} B stored, {build['spill_load_bytes']} B loaded"

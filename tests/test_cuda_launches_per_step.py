@@ -70,6 +70,58 @@ def test_linear_backward_weight_bias_matches_the_float64_reference(where, dtype,
                                atol=tolerance)
 
 
+@pytest.mark.parametrize("where", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_relu_kernels_match_the_float64_reference(where, dtype, with_bias, rng):
+    x = rng.standard_normal((6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 5)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype) if with_bias else np.zeros(0, dtype)
+    kernels = _kernels(where)
+    output = _on(where, np.full((6, 4), np.nan, dtype))
+    kernels.linear_relu_forward(_on(where, x), _on(where, w), _on(where, b), output)
+    pre = x.astype(np.float64) @ w.T.astype(np.float64) + (b if with_bias else 0)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(backend.to_host(output), np.maximum(pre, 0), rtol=tolerance, atol=tolerance)
+    grad_y = rng.standard_normal((6, 4)).astype(dtype)
+    masked = np.where(pre > 0, grad_y.astype(np.float64), 0.0)
+    grad_x = _on(where, np.full(x.shape, np.nan, dtype))
+    grad_w, grad_b = _on(where, np.full(w.shape, np.nan, dtype)), _on(where, np.full(4, np.nan, dtype))
+    kernels.linear_relu_backward_input(_on(where, grad_y), output, _on(where, w), grad_x)
+    kernels.linear_relu_backward_weight_bias(_on(where, grad_y), output, _on(where, x), grad_w, grad_b)
+    np.testing.assert_allclose(backend.to_host(grad_x), masked @ w.astype(np.float64), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(backend.to_host(grad_w), masked.T @ x.astype(np.float64), rtol=tolerance,
+                               atol=tolerance)
+    np.testing.assert_allclose(backend.to_host(grad_b), masked.sum(axis=0), rtol=tolerance, atol=tolerance)
+
+
+def test_sequential_fuses_linear_and_relu_on_cuda_only_where_both_run(rng):
+    """fc then relu run as one layer on the CUDA backend: same outputs and gradients as the CPU's separate
+    layers, also for forward(until=the ReLU), and backward(start=the Linear) after a fused forward (the
+    gradient is then the Linear's own output's, so the ReLU's mask must not apply)."""
+    spec = "flatten,fc6,relu,fc3"
+    x = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    grad = rng.standard_normal((3, 3)).astype(np.float32)
+    results = {}
+    for where in BACKENDS:
+        model = models.build(spec, input_shape=(2, 2, 2), seed=2).to(where)
+        y = model.forward(backend.transfer(x, where))
+        grad_x = model.backward(backend.transfer(grad, where))
+        assert model._fused == ({1} if where == "cuda" else set())
+        hidden = model.forward(backend.transfer(x, where), until=model.layer_names()[2])
+        grad_hidden = rng.standard_normal(hidden.shape).astype(np.float32) if where == "cpu" else results["cpu"][4]
+        model.forward(backend.transfer(x, where))
+        before_relu = model.backward(backend.transfer(grad_hidden, where), start=model.layer_names()[1])
+        results[where] = (backend.to_host(y), backend.to_host(grad_x), model.state_dict(),
+                          {k: backend.to_host(p.grad) for k, p in model.named_parameters().items()}, grad_hidden,
+                          backend.to_host(hidden), backend.to_host(before_relu))
+    cpu, cuda = results["cpu"], results["cuda"]
+    for index in (0, 1, 5, 6):
+        np.testing.assert_allclose(cuda[index], cpu[index], rtol=1e-5, atol=1e-6)
+    for key in cpu[3]:
+        np.testing.assert_allclose(cuda[3][key], cpu[3][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_fused_bias_gradient_agrees_with_finite_differences(rng):
     """d/d bias of sum(conv2d(x, w, b) * grad_y), by central differences in float64, on the CUDA backend."""
     x, w, b = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
@@ -249,10 +301,12 @@ def test_lenet5_step_launch_count_and_no_allocations_once_warm(monkeypatch):
     kernel_launches.clear()
     calls = _count_launchers(step)
     assert pool.allocations == before
-    assert len(kernel_launches) == 30  # 44 before the fusions: 11 forward, 1 loss, 17 backward, 1 update
+    assert len(kernel_launches) == 26  # 44 before the fusions: 9 forward, 1 loss, 15 backward, 1 update
     assert calls["sgd_update_flat"] == 1 and "sgd_update" not in calls
     assert "conv2d_backward_bias" not in calls and "linear_backward_bias" not in calls
-    assert calls["conv2d_backward_weight_bias"] == 2 and calls["linear_backward_weight_bias"] == 3
+    assert calls["conv2d_backward_weight_bias"] == 2 and calls["linear_backward_weight_bias"] == 1
+    assert calls["linear_relu_forward"] == 2 and calls["linear_relu_backward_weight_bias"] == 2
+    assert "linear_forward" in calls and calls["relu_forward"] == 2  # fc10; the ReLUs after the poolings
 
 
 # ----------------------------------------------------------------------------- the device pool

@@ -184,6 +184,25 @@ class Linear(Layer):
             self.bias.grad = grad_bias
         return grad_input
 
+    def fuses_with(self, following, input):
+        # on the CUDA backend, where each kernel launch costs more than a small layer's arithmetic
+        return type(following) is ReLU and backend.is_device_array(input)
+
+    def forward_fused(self, input):
+        """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
+        self.input = input
+        self.output = F._linear_relu(input, self.weight.value, None if self.bias is None else self.bias.value)
+        return self.output
+
+    def backward_fused(self, grad_output, need_input_grad=True):
+        """The input gradient of relu(linear(input)) from the ReLU's output gradient; sets the parameters'."""
+        grad_input, self.weight.grad, grad_bias = F._linear_relu_backward(
+            grad_output, self.output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
+            None if self.bias is None else self.bias.grad_buffer)
+        if self.bias is not None:
+            self.bias.grad = grad_bias
+        return grad_input
+
     def spec(self):
         return f"fc{self.out_features}"
 

@@ -8,7 +8,7 @@ from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight,
 from .conv import conv2d_backward_weight_bias  # noqa: F401
 from .dropout import dropout_forward, dropout_backward  # noqa: F401
 from .linear import linear_forward, linear_backward_input, linear_backward_weight, linear_backward_bias  # noqa: F401
-from .linear import linear_backward_weight_bias  # noqa: F401
+from .linear import linear_backward_weight_bias, linear_relu_forward, linear_relu_backward_input, linear_relu_backward_weight_bias  # noqa: F401
 from .local import local_conv2d_forward, local_conv2d_backward_input, local_conv2d_backward_weight, local_conv2d_backward_bias  # noqa: F401
 from .local_response_norm import local_response_norm_forward, local_response_norm_backward  # noqa: F401
 from .loss import softmax_cross_entropy  # noqa: F401
@@ -50,6 +50,9 @@ __all__ = [
     "linear_backward_weight",
     "linear_backward_bias",
     "linear_backward_weight_bias",
+    "linear_relu_forward",
+    "linear_relu_backward_input",
+    "linear_relu_backward_weight_bias",
     "local_conv2d_forward",
     "local_conv2d_backward_input",
     "local_conv2d_backward_weight",

@@ -22,8 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from sections import replace_section  # noqa: E402
 
-NOTE = """Allocations are new device arrays (`numba.cuda.device_array` calls) in a call made after one
-warm-up call. Before the changes below (commit 0c5a7cc, same command) the LeNet-5 step made 44 kernel
+NOTE = """Allocations are new device arrays (`numba.cuda.device_array` calls) in a call made after two
+warm-up calls. Before the changes below (commit 0c5a7cc, same command) the LeNet-5 step made 44 kernel
 launches and 36 device allocations; now 26 and 0: the bias gradients ride in the weight gradients' launches
 (`conv2d_backward_weight_bias`, `linear_backward_weight_bias`: 5 launches fewer), a fully connected layer
 followed by a ReLU runs as one layer on the CUDA backend (`linear_relu_forward`, `linear_relu_backward_input`,
@@ -33,7 +33,11 @@ their gradients into (`sgd_update_flat`, `adam_update_flat`: 10 launches become 
 are allocated), and the CUDA backend's arrays come from a pool (`nbconv.device_pool`) that hands a block out
 again once no array or view of it is alive, so a steady step allocates nothing, the last smaller batch of an
 epoch adds one set of blocks. The host time column is nbconv's own Python around the launches on this shared
-2-core machine (noisy; the simulator's kernel configuration is part of it, memoised by Numba on a GPU).
+2-core machine, with the simulator's kernel configuration and array wrappers in it (Numba memoises the first
+on a GPU). It is noisy: in three alternating runs of this script on the code before and after the changes,
+taken while the machine's load average was about 15, the LeNet-5 step's host time ranged 9-35 ms before and
+7-35 ms after, so those times compare nothing; the counts are exact. Under the simulator a pooled array costs
+more host time than a fresh one (the simulator's allocation is a numpy `empty`); on a GPU `gpu.py` measures both.
 
 On a GPU each launch also costs Numba's dispatch (typing and marshalling the arguments, the driver call):
 at the ~100-200 us a Numba launch is reported to cost, the 26 launches of a LeNet-5 step are still 3-5 ms of
@@ -112,7 +116,8 @@ def main():
                                    ("F.conv2d + F.conv2d_backward, LeNet-5 conv1",
                                     lambda: F.conv2d_backward(F.conv2d(x, w, b, padding=2), x, w, padding=2), 300),
                                    ("LeNet-5 training step (batch 64)", step, 100)):
-        function()  # warm: the device pool holds what a call needs from the second call on
+        function()  # warm: the device pool holds what a call needs once the arrays of the call before it
+        function()  # (which layers keep for their backward) are released by the next one
         counter.launches = counter.allocations = 0
         function()
         launches, allocations = counter.launches, counter.allocations

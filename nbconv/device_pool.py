@@ -60,16 +60,20 @@ class DevicePool:
         """An uninitialised C-contiguous device array of `shape` and `dtype`, from an unused block when one
         of that element type and count exists."""
         dtype = np.dtype(dtype)
-        shape = tuple(int(extent) for extent in shape)
+        shape = tuple(map(int, shape))
         size = math.prod(shape)
         key = (dtype, size)
+        if size == 0 and not self._simulated:  # Numba puts no memory behind an empty array: nothing to pool
+            return self._allocate(0, dtype).reshape(shape)
         if self.usable is None:
             self._check_liveness(dtype)
         if not self.usable:  # another Numba's internals: plain allocations, never a wrong reuse
             self.allocations += 1
             return self._allocate(size, dtype).reshape(shape)
         with self._lock:
-            blocks = self._blocks.setdefault(key, [])
+            blocks = self._blocks.get(key)
+            if blocks is None:
+                blocks = self._blocks[key] = []
             for block in blocks:
                 if self._unused(block):
                     self.reuses += 1
@@ -104,7 +108,10 @@ class DevicePool:
     def _hand_out(self, block, size, shape):
         # a slice, not the block itself: on a GPU it takes its own reference to the memory (refct), which
         # every reshape or view of the returned array keeps alive; under the simulator a numpy view of it
-        return block[0:size].reshape(shape)
+        if self._simulated:
+            return type(block)(block._ary[:size].reshape(shape))
+        piece = block[0:size]
+        return piece if len(shape) == 1 else piece.reshape(shape)
 
     def _allocate_block(self, size, dtype):
         try:

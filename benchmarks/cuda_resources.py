@@ -9,6 +9,7 @@ No GPU needed: each kernel is compiled for sm_90 (and sm_80) the way `tests/test
 import argparse
 import os
 import platform
+import re
 import sys
 from collections import defaultdict
 
@@ -29,13 +30,21 @@ def _pair(values):
     return values[0] if len(set(values)) == 1 else " / ".join(values)
 
 
+def _main_dtype(signature):
+    """'float32' or 'float64': the first floating type in a kernel's signature."""
+    found = re.search(r"float(?:32|64)", signature)
+    return found.group() if found else "float32"
+
+
 def table(builds, cc):
     """One row per kernel (float32 / float64 where they differ) for one compute capability."""
     gpu = GPUS[cc]
     rows = defaultdict(dict)
     for build in builds:
         if tuple(build["cc"]) == cc and not build["error"]:
-            dtype = "float64" if "float64" in build["signature"] else "float32"
+            # the first floating type in the signature is the main array's (scratch arguments, such as the
+            # weight gradient's float64 bias partials, may take another)
+            dtype = _main_dtype(build["signature"])
             rows[(build["launcher"], build["kernel"].replace(f"{cuda_compile.PACKAGE}.", ""))].setdefault(dtype, build)
     lines = [f"| launcher | kernel | threads/block | registers | spills st/ld (B) | shared (B) | blocks/SM | "
              f"occupancy on {gpu.name.split()[0]} | limited by |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]

@@ -12,8 +12,12 @@ On a machine with a usable CUDA GPU it:
    convolutions of 16/32/64 channels on 3x32x32, batch 128, without the skip connections) against the
    same networks in PyTorch on the GPU;
 4. times one LeNet-5 epoch on full MNIST (a whole `nbconv train` process) on the GPU and on the CPU;
-5. measures the host cost of a launch of a tiny kernel (nbconv's launcher, the same kernel launched
-   straight from its compiled overload) and of a device allocation.
+5. measures the host cost of a launch of a tiny kernel (nbconv's launcher, Numba's configured kernel
+   called directly, the same kernel launched straight from its compiled overload, CuPy's and PyTorch's
+   launches of the same operation when they are importable with CUDA) and of a device allocation (Numba's,
+   nbconv's device pool);
+6. profiles a LeNet-5 training step on the device: kernel launches and new device allocations a step,
+   host time to issue it against the time to run it, with nbconv's device pool and without.
 
 Exit status: 0 when everything ran and passed, and also when there is no usable GPU (it says why and
 measures nothing); 1 when a step failed (failed tests, a crash); 2 on bad arguments.
@@ -35,7 +39,8 @@ from sections import replace_section  # noqa: E402
 
 SECTION = "benchmarks/gpu.py"
 BUDGET_SECONDS = 540
-TEST_FILES = ("tests/test_cuda_kernels.py", "tests/test_interop.py", "tests/test_torch.py")
+TEST_FILES = ("tests/test_cuda_kernels.py", "tests/test_cuda_launches_per_step.py", "tests/test_interop.py",
+              "tests/test_torch.py")
 RESNET20_SIZED = ("[conv16k3p1,relu]*7,conv32k3s2p1,relu,[conv32k3p1,relu]*5,conv64k3s2p1,relu,"
                   "[conv64k3p1,relu]*5,gap,flatten,fc10")
 
@@ -245,9 +250,109 @@ def launch_rows(repeat=2000):
             lambda: overload.launch((x, y), configured.griddim, configured.blockdim, configured.stream, 0))})
     except Exception as error:  # an internal API of numba-cuda: report, do not fail the run
         rows.append({"path": f"compiled overload launched directly: not measured ({error})", "microseconds": float("nan")})
+    configured = activation._relu_forward[grid_for(256)]
+    rows.insert(1, {"path": "Numba's configured kernel called directly (no nbconv code)",
+                    "microseconds": timed(lambda: configured(x, y))})
+    rows += _foreign_launch_rows(timed)
     rows.append({"path": "device allocation of 256 floats (cuda.device_array)",
                  "microseconds": timed(lambda: cuda.device_array(256, np.float32))})
+    rows.append({"path": "device allocation of 256 floats from nbconv's pool (backend.empty, steady state)",
+                 "microseconds": timed(lambda: backend.empty((256,), np.float32, "cuda"))})
     return rows
+
+
+def _foreign_launch_rows(timed):
+    """The same relu over 256 floats launched by CuPy (an element-wise kernel) and PyTorch, when present."""
+    rows = []
+    try:
+        import cupy
+        x = cupy.ones(256, cupy.float32)
+        y = cupy.empty_like(x)
+        relu = cupy.ElementwiseKernel("float32 x", "float32 y", "y = x > 0 ? x : 0", "nbconv_bench_relu")
+        relu(x, y)
+        rows.append({"path": f"CuPy {cupy.__version__} element-wise kernel launch",
+                     "microseconds": timed(lambda: relu(x, y))})
+    except Exception as error:  # absent, or without a usable CUDA: say so
+        rows.append({"path": f"CuPy launch: not measured ({type(error).__name__}: {error})"[:160],
+                     "microseconds": float("nan")})
+    torch = cuda_torch()
+    if torch is not None:
+        t = torch.ones(256, device="cuda")
+        out = torch.empty_like(t)
+        rows.append({"path": f"PyTorch {torch.__version__} torch.clamp_min(out=) launch (a relu)",
+                     "microseconds": timed(lambda: torch.clamp_min(t, 0, out=out))})
+    return rows
+
+
+def step_rows(repeat=30):
+    """A LeNet-5 training step (batch 64, SGD with momentum) on the device: kernel launches and new device
+    allocations a step (the third, once warm), the host time to issue a step (no synchronisation) and the
+    time to run it (synchronised), with nbconv's device pool and without (NBCONV_DEVICE_POOL=0)."""
+    from numba import cuda
+    import nbconv.functional as F
+    from nbconv import backend, device_pool, models
+    from nbconv.train import TrainConfig, make_optimizer
+    rows = []
+    for pooled in (True, False):
+        os.environ[device_pool.ENV_VARIABLE] = "1" if pooled else "0"
+        try:
+            rng = np.random.default_rng(0)
+            model = models.build("lenet5", seed=0).to("cuda")
+            optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
+            images = backend.to_device(rng.standard_normal((64, 1, 28, 28)).astype(np.float32))
+            labels = backend.to_device(rng.integers(0, 10, 64))
+
+            def step():
+                model.train()
+                _, grad = F.softmax_cross_entropy(model.forward(images), labels)
+                model.backward(grad, need_input_grad=False)
+                optimizer.step()
+
+            step()
+            step()
+            cuda.synchronize()
+            launches, allocations = _count_launches_and_allocations(step)
+            issued = []
+            run = []
+            for _ in range(repeat):
+                cuda.synchronize()
+                started = time.perf_counter()
+                step()
+                issued.append(time.perf_counter() - started)
+                cuda.synchronize()
+                run.append(time.perf_counter() - started)
+            rows.append({"pool": pooled, "launches": launches, "allocations": allocations,
+                         "host_ms": float(np.median(issued)) * 1e3, "step_ms": float(np.median(run)) * 1e3})
+        finally:
+            os.environ.pop(device_pool.ENV_VARIABLE, None)
+    return rows
+
+
+def _count_launches_and_allocations(function):
+    """(kernel launches, cuMemAlloc-backed allocations) while `function` runs: launches through Numba's
+    configured kernels, allocations through numba.cuda.device_array (what nbconv's pool calls on a miss)."""
+    from numba import cuda
+    from numba.cuda import dispatcher
+    counts = {"launches": 0, "allocations": 0}
+    original_call = dispatcher._LaunchConfiguration.__call__
+    original_alloc = cuda.device_array
+
+    def call(self, *args):
+        counts["launches"] += 1
+        return original_call(self, *args)
+
+    def device_array(*args, **kwargs):
+        counts["allocations"] += 1
+        return original_alloc(*args, **kwargs)
+    dispatcher._LaunchConfiguration.__call__ = call
+    cuda.device_array = device_array
+    try:
+        function()
+        cuda.synchronize()
+    finally:
+        dispatcher._LaunchConfiguration.__call__ = original_call
+        cuda.device_array = original_alloc
+    return counts["launches"], counts["allocations"]
 
 
 def report(device, results):
@@ -275,6 +380,11 @@ def report(device, results):
         lines.append(f"- LeNet-5, one epoch + test, whole process on {row['device']}: {seconds} ({row['summary']})")
     for row in results.get("launches", []):
         lines.append(f"- host cost per call, {row['path']}: {row['microseconds']:.1f} us")
+    for row in results.get("steps", []):
+        lines.append(f"- LeNet-5 training step (batch 64) {'with' if row['pool'] else 'without'} nbconv's device pool: "
+                     f"{row['launches']} kernel launches, {row['allocations']} new device allocations a step; "
+                     f"{row['host_ms']:.2f} ms to issue, {row['step_ms']:.2f} ms to run "
+                     f"({'launch-bound' if row['host_ms'] > 0.8 * row['step_ms'] else 'device-bound'})")
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +407,7 @@ def main(argv=None):
     failed = False
     results["tests"] = run_tests(timeout=min(240, deadline - time.perf_counter()))
     failed |= not results["tests"]["passed"]
-    steps = (("launches", lambda: launch_rows()), ("layers", lambda: layer_rows(torch)),
+    steps = (("launches", lambda: launch_rows()), ("steps", lambda: step_rows()), ("layers", lambda: layer_rows(torch)),
              ("networks", lambda: network_rows(torch)),
              ("epochs", lambda: epoch_rows(timeout=max(30, (deadline - time.perf_counter()) / 2))))
     for name, step in steps:

@@ -22,19 +22,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from sections import replace_section  # noqa: E402
 
-NOTE = """The LeNet-5 step makes 44 kernel launches and 36 device allocations. On a GPU each launch adds Numba's
-dispatch (typing the arguments, marshalling them, the driver call) and each allocation a cuMemAlloc through
-Numba's default memory manager; at the ~100-200 us a Numba launch is known to cost, a LeNet-sized step is
-launch-bound (its arithmetic, about 0.16 GFLOP, is tens of microseconds at an H100's rates). `python benchmarks/gpu.py` measures,
-on a GPU, the launcher against the same kernel launched straight from its compiled overload, and an
-allocation; a pooling memory manager (RMM: `NUMBA_CUDA_MEMORY_MANAGER=rmm.allocators.numba`) takes
-cuMemAlloc out of the step. What numba-cuda 0.30 already caches: the configured launch per (grid, block)
-(`dispatcher.configure` is memoised) and the compiled overload per argument types (looked up by its C
-dispatcher); what it redoes on every launch is its Python `call` layer and the marshalling of each argument
-(`_Kernel._prepare_args`), which a direct overload launch does not avoid, hence the measurement before any
-change there. nbconv's own host code is what this table shows (on this shared 2-core machine, whose load
-makes it noisy): `backend.kernels('cuda')` is resolved once and kept, and `checks.arrays` takes contiguous
-Numba device arrays of one dtype in one pass."""
+NOTE = """Allocations are new device arrays (`numba.cuda.device_array` calls) in a call made after two
+warm-up calls. Before the changes below (commit 0c5a7cc, same command) the LeNet-5 step made 44 kernel
+launches and 36 device allocations; now 26 and 0: the bias gradients ride in the weight gradients' launches
+(`conv2d_backward_weight_bias`, `linear_backward_weight_bias`: 5 launches fewer), a fully connected layer
+followed by a ReLU runs as one layer on the CUDA backend (`linear_relu_forward`, `linear_relu_backward_input`,
+`linear_relu_backward_weight_bias`: the ReLU's two launches go, twice in LeNet-5), the optimizer updates
+every parameter in one launch over flat parameter, gradient and state buffers that Conv2d and Linear write
+their gradients into (`sgd_update_flat`, `adam_update_flat`: 10 launches become 1, and no gradient arrays
+are allocated), and the CUDA backend's arrays come from a pool (`nbconv.device_pool`) that hands a block out
+again once no array or view of it is alive, so a steady step allocates nothing, the last smaller batch of an
+epoch adds one set of blocks. The host time column is nbconv's own Python around the launches on this shared
+2-core machine, with the simulator's kernel configuration and array wrappers in it (Numba memoises the first
+on a GPU). It is noisy: in three alternating runs of this script on the code before and after the changes,
+taken while the machine's load average was about 15, the LeNet-5 step's host time ranged 9-35 ms before and
+7-35 ms after, so those times compare nothing; the counts are exact. Under the simulator a pooled array costs
+more host time than a fresh one (the simulator's allocation is a numpy `empty`); on a GPU `gpu.py` measures both.
+
+On a GPU each launch also costs Numba's dispatch (typing and marshalling the arguments, the driver call):
+at the ~100-200 us a Numba launch is reported to cost, the 26 launches of a LeNet-5 step are still 3-5 ms of
+host time against tens of microseconds of arithmetic, so the step stays launch-bound, with 41% fewer launches
+than before; without the pool each of the 36 allocations was a cuMemAlloc and the deferred frees a synchronising
+cuMemFree every few steps. `python benchmarks/gpu.py` measures on a GPU, in one command: host microseconds per
+launch through nbconv's launcher, through Numba's configured kernel, straight from the compiled overload,
+and CuPy's and PyTorch's launches of the same relu when importable; an allocation from Numba and from the
+pool; and the LeNet-5 step's launches, allocations, time to issue and time to run, with the pool and without.
+Launch-bound shows as issue time close to run time."""
 
 
 class Counter:
@@ -103,6 +116,8 @@ def main():
                                    ("F.conv2d + F.conv2d_backward, LeNet-5 conv1",
                                     lambda: F.conv2d_backward(F.conv2d(x, w, b, padding=2), x, w, padding=2), 300),
                                    ("LeNet-5 training step (batch 64)", step, 100)):
+        function()  # warm: the device pool holds what a call needs once the arrays of the call before it
+        function()  # (which layers keep for their backward) are released by the next one
         counter.launches = counter.allocations = 0
         function()
         launches, allocations = counter.launches, counter.allocations

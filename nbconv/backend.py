@@ -218,8 +218,13 @@ class _HostInterface:
 
 
 def empty(shape, dtype, backend):
+    """An uninitialised array; on the CUDA backend from the device pool (nbconv.device_pool), which
+    recycles the memory of arrays nothing uses any more."""
     if backend == "cpu":
         return np.empty(shape, dtype=dtype)
+    from . import device_pool
+    if device_pool.enabled():
+        return device_pool.pool().empty(shape, dtype)
     from numba import cuda
     return cuda.device_array(shape, dtype=dtype)
 

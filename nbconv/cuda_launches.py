@@ -64,6 +64,9 @@ def _workload(dtype, rng):
     F.linear(features, weight)
     F.linear_backward(device(3, 4), features, weight)
     F.linear_backward(device(3, 4), features, weight, need_input_grad=False)
+    rectified = F._linear_relu(features, weight, device(4))  # Linear then ReLU inside nn.Sequential
+    F._linear_relu(features, weight)
+    F._linear_relu_backward(device(3, 4), rectified, features, weight)
 
     local_weight = device(3, 2, 2, 4, 3, 3)  # (OH, OW, D, C, kh, kw) for 7x6 input, stride 2
     F.local_conv2d(x, local_weight, device(2, 3, 2), stride=2)
@@ -80,9 +83,20 @@ def _workload(dtype, rng):
 
     for optimizer in (optim.SGD, optim.Adam):
         for options in ({}, {"momentum": 0.9, "nesterov": True}) if optimizer is optim.SGD else ({},):
-            parameter = Parameter(device(4, 3))
-            parameter.grad = device(4, 3)
-            optimizer([parameter], lr=0.1, **options).step()
+            parameter, bias = Parameter(device(4, 3)), Parameter(device(4))
+            parameter.grad, bias.grad = device(4, 3), device(4)
+            optimizer([parameter, bias], lr=0.1, weight_decay=0.01, decay_on="weights", **options).step()  # flat
+            frozen = Parameter(device(2))  # no gradient: one launch a parameter
+            optimizer([parameter, frozen], lr=0.1, **options).step()
+
+    # launchers that the functional API reaches only through their fused versions (kept for callers of the
+    # kernel modules)
+    kernels = backend.kernels("cuda")
+    grad_y = device(*y.shape)
+    kernels.conv2d_backward_weight(grad_y, x, device(*w.shape), 2, 1, 1, 1, 1, 2, 2)
+    kernels.conv2d_backward_bias(grad_y, device(6))
+    kernels.linear_backward_weight(device(3, 4), features, device(4, 5))
+    kernels.linear_backward_bias(device(3, 4), device(4))
 
 
 def _workload_norms_and_combinations(F, device, x):

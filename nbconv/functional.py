@@ -142,8 +142,17 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups):
     return _unbatched(output, squeeze)
 
 
+def _out_or_empty(out, shape, dtype, where):
+    """`out` when it is an array of this shape and dtype on this backend (a layer's gradient buffer, see
+    Parameter.grad_buffer), else a new array."""
+    if out is not None and tuple(out.shape) == tuple(shape) and np.dtype(out.dtype) == dtype and \
+            backend.backend_of(out) == where:
+        return out
+    return backend.empty(shape, dtype, where)
+
+
 def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad=True,
-                     need_weight_grad=True):
+                     need_weight_grad=True, grad_weight_out=None, grad_bias_out=None):
     where, dtype, a = checks.arrays(grad_output=grad_output, input=input, weight=weight)
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -154,10 +163,9 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
     grad_weight = grad_bias = None
     if need_weight_grad:
-        grad_weight = backend.empty(a["weight"].shape, dtype, where)
-        grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
-        kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
-        kernels.conv2d_backward_bias(grad_y, grad_bias)
+        grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
+        grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+        kernels.conv2d_backward_weight_bias(grad_y, padded, grad_weight, grad_bias, *geometry.kernel_args)
     if not need_input_grad:
         return None, grad_weight, grad_bias
     grad_input = backend.empty(padded.shape, dtype, where)
@@ -465,17 +473,52 @@ def linear(input, weight, bias=None):
 
 def linear_backward(grad_output, input, weight, need_input_grad=True):
     """Gradients of linear: (grad_input (N, I) or None, grad_weight (O, I), grad_bias (O,))."""
+    return _linear_backward(grad_output, input, weight, need_input_grad)
+
+
+def _linear_backward(grad_output, input, weight, need_input_grad=True, grad_weight_out=None, grad_bias_out=None):
     where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
     checks.shape("grad_output", a["grad_output"], (a["input"].shape[0], a["weight"].shape[0]))
     kernels = backend.kernels(where)
     grad_input = None
-    grad_weight = backend.empty(a["weight"].shape, dtype, where)
-    grad_bias = backend.empty((a["weight"].shape[0],), dtype, where)
+    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
+    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
     if need_input_grad:
         grad_input = backend.empty(a["input"].shape, dtype, where)
         kernels.linear_backward_input(a["grad_output"], a["weight"], grad_input)
-    kernels.linear_backward_weight(a["grad_output"], a["input"], grad_weight)
-    kernels.linear_backward_bias(a["grad_output"], grad_bias)
+    kernels.linear_backward_weight_bias(a["grad_output"], a["input"], grad_weight, grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+def _linear_relu(input, weight, bias=None):
+    """relu(linear(input, weight, bias)) in one kernel call (nn.Sequential runs Linear then ReLU so)."""
+    where, dtype, a = _linear_arrays(input, weight, bias=bias)
+    out_features = a["weight"].shape[0]
+    if bias is not None:
+        checks.shape("bias", a["bias"], (out_features,))
+    output = backend.empty((a["input"].shape[0], out_features), dtype, where)
+    bias_array = a["bias"] if bias is not None else backend.empty((0,), dtype, where)
+    backend.kernels(where).linear_relu_forward(a["input"], a["weight"], bias_array, output)
+    return output
+
+
+def _linear_relu_backward(grad_output, output, input, weight, need_input_grad=True, grad_weight_out=None,
+                          grad_bias_out=None):
+    """Gradients of relu(linear(input)) from the ReLU's output gradient and its output (N, O):
+    (grad_input or None, grad_weight, grad_bias), in one or two kernel calls."""
+    where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
+    shape = (a["input"].shape[0], a["weight"].shape[0])
+    checks.shape("grad_output", a["grad_output"], shape)
+    _, _, b = checks.arrays(grad_output=a["grad_output"], output=output)
+    checks.shape("output", b["output"], shape)
+    kernels = backend.kernels(where)
+    grad_input = None
+    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
+    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+    if need_input_grad:
+        grad_input = backend.empty(a["input"].shape, dtype, where)
+        kernels.linear_relu_backward_input(a["grad_output"], b["output"], a["weight"], grad_input)
+    kernels.linear_relu_backward_weight_bias(a["grad_output"], b["output"], a["input"], grad_weight, grad_bias)
     return grad_input, grad_weight, grad_bias
 
 

@@ -37,15 +37,44 @@ class Optimizer:
     def _decay_for(self, parameter):
         return self.weight_decay if self.decay_on == "all" or len(parameter.shape) > 1 else 0.0
 
+    flat = None  # nbconv.flat_parameters.FlatBuffers, on the CUDA backend
+
     def step(self):
-        """Apply one update from each parameter's .grad."""
+        """Apply one update from each parameter's .grad: on the CUDA backend one launch for all of them (over
+        flat buffers, see nbconv.flat_parameters) when every parameter has a gradient, else one a parameter."""
         self.step_count += 1
+        if self._flat_step():
+            return
         for index, parameter in enumerate(self.parameters):
             if parameter.grad is None:
                 continue
             kernels = backend.kernels(backend.backend_of(parameter.value))
             self._update(kernels, backend.flat(parameter.value), backend.flat(backend.contiguous(parameter.grad)),
                          self._slots_for(index), self._decay_for(parameter))
+
+    def _flat_step(self):
+        """Update every parameter in one launch when they are all on the CUDA backend, of one dtype, with a
+        gradient each; False (nothing done) otherwise."""
+        parameters = self.parameters
+        if not parameters or any(parameter.grad is None for parameter in parameters):
+            return False
+        first = parameters[0].value
+        kind, dtype = type(first), first.dtype
+        if not backend.is_device_array(first) or any(  # one kind of device array throughout: checked by type
+                type(parameter.value) is not kind or type(parameter.grad) is not kind or parameter.value.dtype != dtype
+                for parameter in parameters):
+            return False
+        decays = [self._decay_for(parameter) for parameter in parameters]
+        if self.flat is None or not self.flat.holds(parameters, self.state, decays):
+            from .flat_parameters import FlatBuffers
+            if self.flat is not None:
+                self.flat.detach()
+            states = [self._slots_for(index) for index in range(len(parameters))]
+            self.flat = FlatBuffers(parameters, states, len(self.slots), decays)
+            self.state = list(self.flat.states)
+        self.flat.gather_grads()
+        self._update_flat(backend.kernels("cuda"), self.flat)
+        return True
 
     def state_dict(self):
         state = {"type": type(self).__name__, "lr": self.lr, "step_count": self.step_count}
@@ -86,6 +115,10 @@ class SGD(Optimizer):
     def _update(self, kernels, param, grad, slots, weight_decay):
         kernels.sgd_update(param, grad, slots[0], self.lr, self.momentum, weight_decay, int(self.nesterov))
 
+    def _update_flat(self, kernels, flat):
+        kernels.sgd_update_flat(flat.values, flat.grads, flat.slots[0], flat.segment_ends, flat.segment_decay,
+                                self.lr, self.momentum, int(self.nesterov))
+
 
 class Adam(Optimizer):
     """Adam with bias correction and L2 weight decay folded into the gradient (PyTorch's Adam)."""
@@ -100,6 +133,10 @@ class Adam(Optimizer):
     def _update(self, kernels, param, grad, slots, weight_decay):
         kernels.adam_update(param, grad, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps,
                             weight_decay, self.step_count)
+
+    def _update_flat(self, kernels, flat):
+        kernels.adam_update_flat(flat.values, flat.grads, flat.slots[0], flat.slots[1], flat.segment_ends,
+                                 flat.segment_decay, self.lr, self.beta1, self.beta2, self.eps, self.step_count)
 
 
 DECAY_ON = ("all", "weights")

@@ -3,6 +3,7 @@ a kernel that fails to compile, a launcher or kernel with no recorded signature,
 convolution kernel fails here. Needs the toolkit extra (`pip install "nbconv[cuda]"`); skipped without."""
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -35,12 +36,24 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiled):
     for launcher in cuda_kernels.__all__:
         for cc in ([8, 0], [9, 0]):
             for dtype in ("float32", "float64"):
-                assert any(build["launcher"] == launcher and build["cc"] == cc and dtype in build["signature"]
+                assert any(build["launcher"] == launcher and build["cc"] == cc and _main_dtype(build) == dtype
                            for build in compiled["builds"]), (launcher, cc, dtype)
 
 
-def test_convolution_kernels_do_not_spill(compiled):
-    convolutions = [build for build in compiled["builds"] if "conv" in build["launcher"]]
+def _main_dtype(build):
+    """The first floating type of a build's signature: its main array's (scratch arrays may differ)."""
+    found = re.search(r"float(?:32|64)", build["signature"])
+    return found.group() if found else None
+
+
+FUSED_LAUNCHERS = ("linear_backward_weight_bias", "linear_relu_forward", "linear_relu_backward_input",
+                   "linear_relu_backward_weight_bias", "sgd_update_flat", "adam_update_flat")
+
+
+def test_convolution_and_fused_kernels_do_not_spill(compiled):
+    convolutions = [build for build in compiled["builds"]
+                    if "conv" in build["launcher"] or build["launcher"] in FUSED_LAUNCHERS]
+    assert {build["launcher"] for build in convolutions} >= set(FUSED_LAUNCHERS) | {"conv2d_backward_weight_bias"}
     assert convolutions
     spilling = [f"{build['kernel']} {build['signature']} sm_{build['cc'][0]}{build['cc'][1]}: "
                 f"{build['spill_store_bytes']} B stored, {build['spill_load_bytes']} B loaded"

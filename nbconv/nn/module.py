@@ -18,7 +18,14 @@ LoadResult = namedtuple("LoadResult", "missing_keys unexpected_keys")
 
 
 class Parameter:
-    """A trainable array (`value`) and its latest gradient (`grad`), on one backend."""
+    """A trainable array (`value`) and its latest gradient (`grad`), on one backend.
+
+    `grad_buffer`, when an optimizer sets it (on the CUDA backend: a view of its flat gradient buffer,
+    see nbconv.optim), is where the layers write the gradient, so that `grad` is that buffer and one
+    launch updates every parameter; it is overwritten by each backward pass.
+    """
+
+    grad_buffer = None
 
     def __init__(self, value):
         self.value = value
@@ -56,6 +63,11 @@ class Layer:
         """The gradient w.r.t. the last forward's input. Layers with weights also accept
         need_input_grad=False, which skips that gradient (returns None) and only sets param.grad."""
         raise NotImplementedError
+
+    def fuses_with(self, following, input):
+        """Whether this layer runs `following` (the layer Sequential runs next) inside its own kernel calls for
+        this input: then Sequential calls forward_fused and backward_fused instead of both layers' own."""
+        return False
 
     def named_parameters(self):
         """{'weight': Parameter, ...} for this layer (empty for layers without weights)."""
@@ -229,9 +241,18 @@ class Sequential(Layer):
         """Run the layers (see execution_order); with `until`, stop after the layer of that name and return
         its output."""
         count = len(self.layers) if until is None else self._index(until, "until") + 1
-        self._last_order = self.execution_order(count)
-        for index in self._last_order:
-            input = self.layers[index].forward(input)
+        order = self._last_order = self.execution_order(count)
+        self._fused = set()  # positions in `order` whose layer also ran the next one (see Layer.fuses_with)
+        position = 0
+        while position < len(order):
+            layer = self.layers[order[position]]
+            if position + 1 < len(order) and layer.fuses_with(self.layers[order[position + 1]], input):
+                input = layer.forward_fused(input)
+                self._fused.add(position)
+                position += 2
+            else:
+                input = layer.forward(input)
+                position += 1
         return input
 
     def backward(self, grad_output, start=None, need_input_grad=True, after_layer=None):
@@ -248,15 +269,21 @@ class Sequential(Layer):
         if getattr(self, "_last_order", None) is not None and self._last_order[:len(order)] != order:
             raise ValueError(f"backward(start={start!r}) needs the forward pass to stop at the same layer: "
                              f"call forward(..., until={start!r}) first")
+        fused = {position for position in getattr(self, "_fused", ()) if position + 1 < len(order)}
         for position in range(len(order) - 1, -1, -1):
             layer = self.layers[order[position]]
+            if position - 1 in fused:  # ran inside the layer before it, whose backward covers both
+                if after_layer is not None:
+                    after_layer(layer)
+                continue
+            backward = layer.backward_fused if position in fused else layer.backward
             if position == 0 and not need_input_grad:
                 if layer.parameters():
-                    layer.backward(grad_output, need_input_grad=False)
+                    backward(grad_output, need_input_grad=False)
                 if after_layer is not None:
                     after_layer(layer)
                 return None
-            grad_output = layer.backward(grad_output)
+            grad_output = backward(grad_output)
             if after_layer is not None:
                 after_layer(layer)
         return grad_output

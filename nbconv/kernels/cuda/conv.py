@@ -126,8 +126,8 @@ def _build(real, tile):
             grad_input[n, g * Cg + row, ih, iw] = total
 
     @cuda.jit
-    def backward_weight(grad_output, input, partial, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                        dilation_h, dilation_w, groups):
+    def backward_weight(grad_output, input, partial, partial_bias, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                        padding_w, dilation_h, dilation_w, groups):
         N, C, H, W = input.shape
         D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
         splits, depth = partial.shape[0], partial.shape[2]
@@ -141,6 +141,11 @@ def _build(real, tile):
         gradients = cuda.shared.array((tile, tile), real)
         unrolled = cuda.shared.array((tile, tile), real)
         total = real(0)
+        # the bias gradient rides along: the threads of column 0 also sum the grad_output tiles every block
+        # loads anyway (the rows of their channel), into one partial sum per split (float64, as the
+        # separate bias kernel sums)
+        sums_bias = partial_bias.shape[0] > 0 and column == 0
+        bias_total = 0.0
         for q0 in range(first, last, tile):
             q = q0 + tx                          # gradients[ty][tx] = grad_output[n, g*Dg + row, oh, ow], q = (n, oh, ow)
             value = real(0)
@@ -159,9 +164,14 @@ def _build(real, tile):
             cuda.syncthreads()
             for qq in range(tile):
                 total += gradients[ty, qq] * unrolled[qq, tx]
+            if sums_bias:
+                for qq in range(tile):
+                    bias_total += gradients[ty, qq]
             cuda.syncthreads()
         if row < Dg and column < depth:
             partial[split, g * Dg + row, column] = total
+        if sums_bias and row < Dg:
+            partial_bias[split, g * Dg + row] = bias_total
 
     return forward, backward_input, backward_weight
 
@@ -180,12 +190,18 @@ def _tiles(count):
 
 
 @cuda.jit(cache=True)
-def _sum_partials(partial, grad_weight):
-    """grad_weight (D, Cg, KH, KW) = partial (splits, D, Cg*KH*KW) summed over splits, in order."""
+def _sum_partials(partial, grad_weight, partial_bias, grad_bias):
+    """grad_weight (D, Cg, KH, KW) = partial (splits, D, Cg*KH*KW) summed over splits, in order; likewise
+    grad_bias (D,) from partial_bias (splits, D) when grad_bias is not empty."""
     D, Cg, KH, KW = grad_weight.shape
     index = cuda.grid(1)
     if index >= D * Cg * KH * KW:
         return
+    if index < grad_bias.shape[0]:
+        bias_total = partial_bias[0, index]
+        for split in range(1, partial_bias.shape[0]):
+            bias_total += partial_bias[split, index]
+        grad_bias[index] = bias_total
     d, k = index // (Cg * KH * KW), index % (Cg * KH * KW)
     total = partial[0, d, k]
     for split in range(1, partial.shape[0]):
@@ -239,16 +255,34 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
 
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
                            dilation_h, dilation_w, groups):
+    _backward_weight(grad_output, input, grad_weight, None, stride_h, stride_w, padding_h, padding_w,
+                     dilation_h, dilation_w, groups)
+
+
+def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
+                                dilation_h, dilation_w, groups):
+    """conv2d_backward_weight and conv2d_backward_bias in the weight gradient's two launches."""
+    _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
+                     dilation_h, dilation_w, groups)
+
+
+def _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
+                     dilation_h, dilation_w, groups):
     N, D, OH, OW = grad_output.shape
     _, Cg, KH, KW = grad_weight.shape
     depth = Cg * KH * KW
     splits = max(1, min(64, (N * OH * OW) // SPLIT_COLUMNS))
     partial = device_scratch("conv_weight_partial", (splits, D, depth), grad_weight.dtype)
+    if grad_bias is None:
+        partial_bias = device_scratch("conv_bias_partial", (0, D), np.float64)
+        grad_bias = device_scratch("conv_bias_absent", (0,), grad_weight.dtype)
+    else:
+        partial_bias = device_scratch("conv_bias_partial", (splits, D), np.float64)
     backward_weight = _kernels(grad_weight.dtype)[2]
     grid = (_tiles(depth), _tiles(D // groups), groups * splits)
-    backward_weight[grid, (TILE, TILE)](grad_output, input, partial, KH, KW, stride_h, stride_w, padding_h,
-                                        padding_w, dilation_h, dilation_w, groups)
-    _sum_partials[grid_for(grad_weight.size)](partial, grad_weight)
+    backward_weight[grid, (TILE, TILE)](grad_output, input, partial, partial_bias, KH, KW, stride_h, stride_w,
+                                        padding_h, padding_w, dilation_h, dilation_w, groups)
+    _sum_partials[grid_for(grad_weight.size)](partial, grad_weight, partial_bias, grad_bias)
 
 
 def conv2d_backward_bias(grad_output, grad_bias):

@@ -38,3 +38,56 @@ def _adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight
 def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
     _adam_update[grid_for(param.shape[0])](param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                                            1.0 - beta1 ** step, 1.0 - beta2 ** step)
+
+
+@cuda.jit(device=True, inline=True)
+def _segment_of(k, segment_ends):
+    """The segment holding flat index k: the first s with k < segment_ends[s] (binary search)."""
+    low, high = 0, segment_ends.shape[0] - 1
+    while low < high:
+        middle = (low + high) // 2
+        if k < segment_ends[middle]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@cuda.jit(cache=True)
+def _sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
+    k = cuda.grid(1)
+    if k >= param.shape[0]:
+        return
+    weight_decay = segment_decay[_segment_of(k, segment_ends)]
+    g = grad[k] + weight_decay * param[k]
+    v = momentum * velocity[k] + g
+    velocity[k] = v
+    step = g + momentum * v if nesterov else v
+    param[k] -= lr * step
+
+
+def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
+    """sgd_update over all of a model's parameters (flat buffers) in one launch."""
+    _sgd_update_flat[grid_for(param.shape[0])](param, grad, velocity, segment_ends, segment_decay, lr, momentum,
+                                               nesterov)
+
+
+@cuda.jit(cache=True)
+def _adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps,
+                      correction1, correction2):
+    k = cuda.grid(1)
+    if k >= param.shape[0]:
+        return
+    weight_decay = segment_decay[_segment_of(k, segment_ends)]
+    g = grad[k] + weight_decay * param[k]
+    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
+    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
+    exp_avg[k] = m
+    exp_avg_sq[k] = v
+    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+
+
+def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps, step):
+    """adam_update over all of a model's parameters (flat buffers) in one launch."""
+    _adam_update_flat[grid_for(param.shape[0])](param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr,
+                                                beta1, beta2, eps, 1.0 - beta1 ** step, 1.0 - beta2 ** step)

@@ -1,0 +1,75 @@
+"""One flat device buffer each for a model's parameters, their gradients and the optimizer's state, so that
+one kernel launch updates every parameter (nbconv.optim on the CUDA backend).
+
+The parameters' `value` and the optimizer's state arrays become views of the flat buffers; each parameter's
+`grad_buffer` is its view of the flat gradient buffer, which Conv2d and Linear write their gradients into.
+Whatever replaces one of these views later (load_state_dict, model.to, an optimizer state loaded from a
+checkpoint, a gradient computed elsewhere) is noticed by identity: a replaced value or state array makes
+the optimizer build the buffers again around the new arrays, and a gradient that is not the parameter's
+view is copied into it before the launch. Parameters: one backend ('cuda'), one dtype.
+"""
+import numpy as np
+
+from . import backend
+
+
+class FlatBuffers:
+    """Flat parameter, gradient and state buffers over `parameters`, with `slot_count` state arrays each."""
+
+    def __init__(self, parameters, states, slot_count, decays):
+        """parameters: the Parameters; states: each parameter's current state arrays (flat, one per slot);
+        decays: each parameter's weight decay. Copies values and state into the new buffers and points the
+        parameters and the returned `states` at views of them."""
+        self.parameters = list(parameters)
+        dtype = np.dtype(self.parameters[0].value.dtype)
+        sizes = [int(parameter.value.size) for parameter in self.parameters]
+        ends = np.cumsum(sizes).astype(np.int64)
+        total = int(ends[-1]) if len(ends) else 0
+        self.dtype = dtype
+        self.values = backend.empty((total,), dtype, "cuda")
+        self.grads = backend.empty((total,), dtype, "cuda")
+        self.slots = [backend.empty((total,), dtype, "cuda") for _ in range(slot_count)]
+        self.segment_ends = backend.to_device(ends)
+        self.segment_decay = backend.to_device(np.asarray(decays, np.float64))
+        self.decays = tuple(float(decay) for decay in decays)
+        self.value_views, self.grad_views, self.states = [], [], []
+        start = 0
+        for parameter, size, state in zip(self.parameters, sizes, states):
+            shape = tuple(parameter.value.shape)
+            value = self.values[start:start + size].reshape(shape)
+            value.copy_to_device(backend.contiguous(parameter.value))
+            parameter.value = value
+            grad = self.grads[start:start + size].reshape(shape)
+            parameter.grad_buffer = grad
+            slots = []
+            for flat, array in zip(self.slots, state):
+                view = flat[start:start + size]
+                view.copy_to_device(array)
+                slots.append(view)
+            self.value_views.append(value)
+            self.grad_views.append(grad)
+            self.states.append(slots)
+            start += size
+
+    def holds(self, parameters, states, decays):
+        """Whether these buffers still are the parameters' values and state, with the same decays."""
+        if len(parameters) != len(self.parameters) or tuple(decays) != self.decays:
+            return False
+        for parameter, mine, value, slots, state in zip(parameters, self.parameters, self.value_views, self.states,
+                                                        states):
+            if parameter is not mine or parameter.value is not value or state is None or \
+                    len(state) != len(slots) or any(a is not b for a, b in zip(state, slots)):
+                return False
+        return True
+
+    def gather_grads(self):
+        """Make the flat gradient buffer hold every parameter's .grad (copying those written elsewhere)."""
+        for parameter, view in zip(self.parameters, self.grad_views):
+            if parameter.grad is not view:
+                view.copy_to_device(backend.contiguous(parameter.grad).reshape(view.shape))
+
+    def detach(self):
+        """Stop the layers writing into the gradient buffer (the buffers are given up)."""
+        for parameter, view in zip(self.parameters, self.grad_views):
+            if parameter.grad_buffer is view:
+                parameter.grad_buffer = None

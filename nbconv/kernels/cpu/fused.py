@@ -1,0 +1,98 @@
+"""Fused kernels: one call where the CUDA backend saves launches, the CPU twins of their CUDA versions.
+
+The convolution's and the fully connected layer's weight and bias gradients come from one call (on a GPU
+the bias gradient rides in the weight gradient's launches); the optimizers update every parameter of a
+model in one call over flat buffers that hold all parameters back to back, with the weight decay of each
+parameter's segment (segment_ends[s] is the end of segment s, increasing; segment_decay[s] its decay);
+a fully connected layer followed by a ReLU runs as one layer (the backward takes the ReLU's output, whose
+positive entries are where the gradient passes).
+"""
+import math
+
+from numba import njit, prange
+
+import numpy as np
+
+from .activation import relu_backward, relu_forward
+from .conv import conv2d_backward_bias, conv2d_backward_weight
+from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward
+
+
+def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
+                                dilation_h, dilation_w, groups):
+    """conv2d_backward_weight into grad_weight (D, C/groups, KH, KW), conv2d_backward_bias into grad_bias (D,)."""
+    conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
+                           dilation_h, dilation_w, groups)
+    conv2d_backward_bias(grad_output, grad_bias)
+
+
+def linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
+    """linear_backward_weight into grad_weight (O, I), linear_backward_bias into grad_bias (O,)."""
+    linear_backward_weight(grad_output, input, grad_weight)
+    linear_backward_bias(grad_output, grad_bias)
+
+
+def linear_relu_forward(input, weight, bias, output):
+    """output (N, O) = relu(input (N, I) @ weight (O, I).T + bias)."""
+    linear_forward(input, weight, bias, output)
+    flat = output.reshape(-1)
+    relu_forward(flat, flat)
+
+
+def _masked(grad_output, output):
+    """grad_output where the ReLU's output is positive, else 0 (relu_backward, given the output)."""
+    masked = np.empty_like(grad_output)
+    relu_backward(grad_output.reshape(-1), output.reshape(-1), masked.reshape(-1))
+    return masked
+
+
+def linear_relu_backward_input(grad_output, output, weight, grad_input):
+    """grad_input (N, I) of relu(linear(input)), from the ReLU's output gradient and output (N, O)."""
+    linear_backward_input(_masked(grad_output, output), weight, grad_input)
+
+
+def linear_relu_backward_weight_bias(grad_output, output, input, grad_weight, grad_bias):
+    """grad_weight (O, I) and grad_bias (O,) of relu(linear(input))."""
+    masked = _masked(grad_output, output)
+    linear_backward_weight(masked, input, grad_weight)
+    linear_backward_bias(masked, grad_bias)
+
+
+@njit(cache=True)
+def segment_of(k, segment_ends):
+    """The segment holding flat index k: the first s with k < segment_ends[s] (binary search)."""
+    low, high = 0, segment_ends.shape[0] - 1
+    while low < high:
+        middle = (low + high) // 2
+        if k < segment_ends[middle]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@njit(parallel=True, cache=True)
+def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
+    """sgd_update over all parameters at once (flat param, grad, velocity), each segment with its decay."""
+    for k in prange(param.shape[0]):
+        weight_decay = segment_decay[segment_of(k, segment_ends)]
+        g = grad[k] + weight_decay * param[k]
+        v = momentum * velocity[k] + g
+        velocity[k] = v
+        step = g + momentum * v if nesterov else v
+        param[k] -= lr * step
+
+
+@njit(parallel=True, cache=True)
+def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps, step):
+    """adam_update over all parameters at once (flat buffers), each segment with its decay."""
+    correction1 = 1.0 - beta1 ** step
+    correction2 = 1.0 - beta2 ** step
+    for k in prange(param.shape[0]):
+        weight_decay = segment_decay[segment_of(k, segment_ends)]
+        g = grad[k] + weight_decay * param[k]
+        m = beta1 * exp_avg[k] + (1.0 - beta1) * g
+        v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
+        exp_avg[k] = m
+        exp_avg_sq[k] = v
+        param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)

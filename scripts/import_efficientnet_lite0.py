@@ -186,7 +186,8 @@ def nbconv_state(model, sources, torch_state):
             field = key.rsplit(".", 1)[1]
             source_key = f"{source}.{field}"
             if source_key not in torch_state:
-                if field == "num_batches_tracked":
+                if field == "num_batches_tracked":  # older files lack the counter: keep the model's
+                    state[key] = target[key]
                     continue
                 raise SystemExit(f"{source_key} missing from the weights file (for {key})")
             value = torch_state[source_key]

@@ -4,8 +4,10 @@ in alternating rounds in one process, all engines with the same number of thread
     python benchmarks/onnx_resnet50.py [--rounds 5] [--repeat 3]
 
 The ONNX file is nbconv's own resnet50 (random weights, running statistics spread out) exported and
-imported back, so the model nbconv runs is an imported one; PyTorch runs the same topology built with
-torch.nn (random weights: only the time is compared here, the outputs are compared in the tests)."""
+imported back, so the model nbconv runs is an imported one, run by `nbconv.nn.infer` (eval mode, batch
+norm and activations applied in place; `--forward` also times `model.forward`); PyTorch runs the same
+topology built with torch.nn (random weights: only the time is compared here, the outputs are compared in
+the tests)."""
 import argparse
 import os
 import statistics
@@ -15,7 +17,7 @@ import time
 import numba
 import numpy as np
 
-from nbconv import models
+from nbconv import models, nn
 from nbconv import onnx as nbonnx
 
 
@@ -58,6 +60,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--forward", action="store_true", help="also time model.forward (against nn.infer)")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
     import onnxruntime
@@ -83,7 +86,9 @@ def main():
           f"median of {arguments.repeat} calls per round")
     for batch in (int(b) for b in arguments.batches.split(",")):
         x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
-        engines = {"nbconv": lambda: model.forward(x), "onnxruntime": lambda: session.run(None, {"input": x})}
+        engines = {"nbconv": lambda: nn.infer(model, x), "onnxruntime": lambda: session.run(None, {"input": x})}
+        if arguments.forward:  # the same model through forward, which keeps what a backward pass needs
+            engines["nbconv forward"] = lambda: model.forward(x)
         if twin is not None:
             tx = torch.from_numpy(x)
             engines["pytorch"] = lambda: twin(tx)

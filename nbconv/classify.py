@@ -41,7 +41,8 @@ def top_classes(model, inputs, top=5, device="cpu"):
     """(classes (N, top), probabilities (N, top)) for float inputs (N, C, H, W), best first, in eval mode."""
     model.eval()
     dtype = next((p.value.dtype for p in model.parameters()), np.float32)
-    scores = backend.to_host(model.forward(backend.transfer(np.ascontiguousarray(inputs, dtype), device)))
+    from .nn import infer
+    scores = backend.to_host(infer(model, backend.transfer(np.ascontiguousarray(inputs, dtype), device)))
     scores = np.asarray(scores, np.float64).reshape(len(inputs), -1)
     probabilities = softmax(scores)
     top = min(top, probabilities.shape[1])

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import backend
 from . import functional as F
+from . import nn
 from .data.batch import channel_constants, shifted_batch
 from .distributed import SINGLE
 from .optim import OPTIMIZERS, make_schedule
@@ -141,7 +142,7 @@ def predict(model, images, mean, std, device="cpu", batch_size=256):
     dtype = model.parameters()[0].value.dtype.type
     for start in range(0, len(images), batch_size):
         batch = backend.transfer(normalize(images[start:start + batch_size], mean, std, dtype), device)
-        predictions[start:start + batch_size] = backend.to_host(model.forward(batch)).argmax(axis=1)
+        predictions[start:start + batch_size] = backend.to_host(nn.infer(model, batch)).argmax(axis=1)
     return predictions
 
 

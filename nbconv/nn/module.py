@@ -242,6 +242,7 @@ class Sequential(Layer):
         its output."""
         count = len(self.layers) if until is None else self._index(until, "until") + 1
         order = self._last_order = self.execution_order(count)
+        self._inferred = False
         self._fused = set()  # positions in `order` whose layer also ran the next one (see Layer.fuses_with)
         position = 0
         while position < len(order):
@@ -264,6 +265,8 @@ class Sequential(Layer):
         after_layer(layer), when given, runs as soon as each layer's backward is done (its parameters'
         gradients are final then: data-parallel training starts reducing them while earlier layers run).
         """
+        if getattr(self, "_inferred", False):
+            raise ValueError("backward needs a forward pass first: nn.infer keeps nothing for a backward pass")
         count = len(self.layers) if start is None else self._index(start, "start") + 1
         order = self.execution_order(count)
         if getattr(self, "_last_order", None) is not None and self._last_order[:len(order)] != order:

@@ -1,0 +1,86 @@
+"""nn.infer: the same outputs as eval-mode forward, bit for bit, with batch norm, activations and residual
+sums applied in place; the input left untouched; no backward after it until forward runs again."""
+import numpy as np
+import pytest
+
+from nbconv import backend, models, nn
+
+SPECS = {
+    "resnet-style": ("conv8k3p1nobias,bn,relu,res[conv8k3p1nobias,bn,relu,conv8k3p1nobias,bn],relu,"
+                     "res[conv16k3s2p1nobias,bn,relu,conv16k3p1nobias,bn|conv16k1s2nobias,bn],relu,maxpool2,gap,fc5",
+                     (3, 9, 11)),
+    "mobilenet-style": ("conv8k3s2p1,bneps0.001,relu6,res[conv16k1nobias,bn,relu6,conv16k3p1g16nobias,bn,relu6,"
+                        "conv8k1nobias,bn],conv12k1,bn,gap,dropout0.2,fc4", (3, 13, 7)),
+    "fully connected with bn1d": ("flatten,fc12,bn1d,relu,fc3", (2, 3, 3)),
+    "branches and norms after them": ("cat[conv4k1,bn,relu|conv4k3p1,relu],bn,relu,res[conv8k1],relu6,gap,fc3",
+                                      (3, 5, 6)),
+    "block activation inside the residual": ("conv4k3p1,res[conv4k3p1,bn,lrelu0.1,conv4k1,bn],relu,avgpool2,"
+                                             "flatten,fc2", (1, 6, 6)),
+}
+
+
+def _model(spec, input_shape, seed=0):
+    model = models.build(spec, input_shape=input_shape, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("running_var"):
+            state[key] = rng.uniform(0.5, 2.0, value.shape).astype(value.dtype)
+        elif key.endswith("num_batches_tracked"):
+            state[key] = value
+        else:
+            state[key] = rng.standard_normal(value.shape).astype(value.dtype)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_infer_gives_eval_forward_exactly(name, rng):
+    spec, input_shape = SPECS[name]
+    model = _model(spec, input_shape)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch,) + input_shape).astype(np.float32)
+        kept = x.copy()
+        expected = model.forward(x)
+        got = nn.infer(model, x)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(x, kept)
+        np.testing.assert_array_equal(nn.infer(model, x), expected)  # nothing it ran in place carried over
+
+
+def test_infer_matches_a_named_architecture(rng):
+    model = models.build("resnet18", (3, 16, 16), num_classes=7, seed=3).eval()
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
+
+
+def test_backward_after_infer_needs_a_forward_first(rng):
+    spec, input_shape = SPECS["resnet-style"]
+    model = _model(spec, input_shape)
+    x = rng.standard_normal((2,) + input_shape).astype(np.float32)
+    output = nn.infer(model, x)
+    with pytest.raises(ValueError, match="forward pass first"):
+        model.backward(np.ones_like(output))
+    output = model.forward(x)
+    assert model.backward(np.ones_like(output)).shape == x.shape
+
+
+def test_training_mode_runs_the_ordinary_forward(rng):
+    spec, input_shape = SPECS["resnet-style"]
+    model = _model(spec, input_shape).train()
+    twin = _model(spec, input_shape).train()
+    x = rng.standard_normal((4,) + input_shape).astype(np.float32)
+    np.testing.assert_array_equal(nn.infer(model, x), twin.forward(x))  # batch statistics, running ones updated
+    np.testing.assert_array_equal(model.state_dict()["bn1.running_mean"], twin.state_dict()["bn1.running_mean"])
+
+
+def test_infer_on_the_cuda_backend_matches_the_cpu(rng):
+    if not backend.cuda_status()[0]:
+        pytest.skip("no CUDA backend (real or simulated)")
+    input_shape = (2, 4, 3)  # the simulator runs a thread per element: keep it tiny
+    model = _model("conv3k3p1nobias,bn,relu6,res[conv3k1nobias,bn],relu,gap,fc2", input_shape)
+    x = rng.standard_normal((2,) + input_shape).astype(np.float32)
+    expected = nn.infer(model, x)
+    model.to("cuda")
+    got = backend.to_host(nn.infer(model, backend.to_device(x)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

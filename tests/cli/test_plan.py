@@ -16,9 +16,9 @@ def test_plan_lists_each_layer_and_pass_with_the_plans_algorithm():
     expected = [(entry.path, entry.plan.pass_, entry.plan.algorithm)
                 for entry in layer_plans(models.build("lenet5", input_shape=(1, 28, 28)), (1, 28, 28), 8)]
     assert rows == expected
-    assert rows[:2] == [("conv1", "forward", "wide"), ("conv1", "backward_weight", "wide")]  # no input gradient
+    assert rows[:2] == [("conv1", "forward", "flat"), ("conv1", "backward_weight", "flat")]  # no input gradient
     assert all(row["buffer_bytes"] > 0 and row["ms"] > 0 and not row["measured"] for row in report["plans"])
-    assert report["plans"][0]["buffers"]["col"][0] >= 1
+    assert report["plans"][0]["buffers"]["padded"][0] >= 1
 
 
 def test_plan_measures_and_prints_a_table():

@@ -64,9 +64,9 @@ def _workload(dtype, rng):
     F.linear(features, weight)
     F.linear_backward(device(3, 4), features, weight)
     F.linear_backward(device(3, 4), features, weight, need_input_grad=False)
-    rectified = F._linear_relu(features, weight, device(4))  # Linear then ReLU inside nn.Sequential
-    F._linear_relu(features, weight)
-    F._linear_relu_backward(device(3, 4), rectified, features, weight)
+    rectified = F.linear_relu(features, weight, device(4))  # Linear then ReLU inside nn.Sequential
+    F.linear_relu(features, weight)
+    F.linear_relu_backward(device(3, 4), rectified, features, weight)
 
     local_weight = device(3, 2, 2, 4, 3, 3)  # (OH, OW, D, C, kh, kw) for 7x6 input, stride 2
     F.local_conv2d(x, local_weight, device(2, 3, 2), stride=2)

@@ -18,7 +18,7 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward",
     "relu", "relu_backward", "relu6", "relu6_backward", "leaky_relu", "leaky_relu_backward",
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
-    "linear", "linear_backward", "local_conv2d", "local_conv2d_backward",
+    "linear", "linear_backward", "linear_relu", "linear_relu_backward", "local_conv2d", "local_conv2d_backward",
     "softmax_cross_entropy", "dropout", "dropout_backward",
 ]
 
@@ -184,14 +184,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True,
-                    need_weight_grad=True):
+                    need_weight_grad=True, grad_weight_out=None, grad_bias_out=None):
     """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,)).
 
     need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer;
     need_weight_grad=False skips grad_weight and grad_bias (None), e.g. for gradient ascent on the input.
+    grad_weight_out, grad_bias_out: arrays to write those gradients into (an optimizer's flat gradient
+    buffer, see Parameter.grad_buffer), used when they have the gradient's shape, dtype and backend; otherwise
+    new arrays are returned.
     """
     return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad,
-                            bool(need_weight_grad))
+                            bool(need_weight_grad), grad_weight_out, grad_bias_out)
 
 
 def _as_2d_hyper(name, value, minimum, fill):
@@ -471,12 +474,9 @@ def linear(input, weight, bias=None):
     return output
 
 
-def linear_backward(grad_output, input, weight, need_input_grad=True):
-    """Gradients of linear: (grad_input (N, I) or None, grad_weight (O, I), grad_bias (O,))."""
-    return _linear_backward(grad_output, input, weight, need_input_grad)
-
-
-def _linear_backward(grad_output, input, weight, need_input_grad=True, grad_weight_out=None, grad_bias_out=None):
+def linear_backward(grad_output, input, weight, need_input_grad=True, grad_weight_out=None, grad_bias_out=None):
+    """Gradients of linear: (grad_input (N, I) or None, grad_weight (O, I), grad_bias (O,)); grad_weight_out
+    and grad_bias_out as for conv2d_backward."""
     where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
     checks.shape("grad_output", a["grad_output"], (a["input"].shape[0], a["weight"].shape[0]))
     kernels = backend.kernels(where)
@@ -490,7 +490,7 @@ def _linear_backward(grad_output, input, weight, need_input_grad=True, grad_weig
     return grad_input, grad_weight, grad_bias
 
 
-def _linear_relu(input, weight, bias=None):
+def linear_relu(input, weight, bias=None):
     """relu(linear(input, weight, bias)) in one kernel call (nn.Sequential runs Linear then ReLU so)."""
     where, dtype, a = _linear_arrays(input, weight, bias=bias)
     out_features = a["weight"].shape[0]
@@ -502,8 +502,8 @@ def _linear_relu(input, weight, bias=None):
     return output
 
 
-def _linear_relu_backward(grad_output, output, input, weight, need_input_grad=True, grad_weight_out=None,
-                          grad_bias_out=None):
+def linear_relu_backward(grad_output, output, input, weight, need_input_grad=True, grad_weight_out=None,
+                         grad_bias_out=None):
     """Gradients of relu(linear(input)) from the ReLU's output gradient and its output (N, O):
     (grad_input or None, grad_weight, grad_bias), in one or two kernel calls."""
     where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)

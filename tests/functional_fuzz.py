@@ -347,6 +347,32 @@ def _linear_case(draw, name):
                 check=lambda result: _close(result, x64 @ w64.T + (0 if bias is None else bias), dtype))
 
 
+def _linear_relu_case(draw, name):
+    """linear_relu(x, w, b) = max(x w^T + b, 0); its backward takes the ReLU's output gradient and output."""
+    dtype = _dtype(draw)
+    N, I, O = draw(st.integers(0, 3)), draw(st.integers(0, 4)), draw(st.integers(0, 4))
+    x, w = _array(draw, (N, I), dtype), _array(draw, (O, I), dtype)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    bias = draw(st.one_of(st.none(), st.just(_array(draw, (O,), dtype))))
+    pre = x64 @ w64.T + (0 if bias is None else bias)
+    if name.endswith("_backward"):
+        grad_y, output = _array(draw, (N, O), dtype), np.maximum(pre, 0).astype(dtype)
+        need = draw(st.booleans())
+        grad_pre = grad_y.astype(np.float64) * (output > 0)
+
+        def check(result):
+            if need:
+                _close(result[0], grad_pre @ w64, dtype)
+            else:
+                assert result[0] is None
+            _close(result[1], grad_pre.T @ x64, dtype)
+            _close(result[2], grad_pre.sum(axis=0), dtype)
+        return Case(name, [_maybe_broken(draw, grad_y), _maybe_broken(draw, output), _maybe_broken(draw, x),
+                           _maybe_broken(draw, w), need], check=check)
+    return Case(name, [_maybe_broken(draw, x), _maybe_broken(draw, w), bias],
+                check=lambda result: _close(result, np.maximum(pre, 0), dtype))
+
+
 def _local_gathered(x, w, stride, padding):
     """(the input taps each output position reads, (N, C, OH, KH, OW, KW), zero outside the input; the
     (row, column) each reads; whether it lies inside): local_conv2d's windows read without padding the input
@@ -688,10 +714,11 @@ def _adaptive_case(draw, name):
 
     def check(result):
         out_size = _adaptive_output_size(shape, output_size)
-        if N * shape[1] == 0:  # nothing to pool (the reference would still walk every output position)
-            expected, expected_indices = np.zeros(shape[:2] + out_size), np.zeros(shape[:2] + out_size, np.int64)
-        else:
-            expected, expected_indices = reference.adaptive_pool2d(x, out_size, mode)
+        if N * shape[1] == 0:  # nothing to pool: an empty result of the right shape (any output size)
+            for array in (result if kwargs.get("return_indices") else (result,)):
+                assert array.size == 0 and tuple(array.shape[-2:]) == tuple(out_size), f"shape {array.shape}"
+            return
+        expected, expected_indices = reference.adaptive_pool2d(x, out_size, mode)
         if kwargs.get("return_indices"):
             result, indices = result
             assert np.asarray(indices).dtype == np.int64, f"indices of dtype {np.asarray(indices).dtype}"
@@ -709,6 +736,8 @@ def _builder(name):
         return _global_pool_case
     if name.replace("_backward", "") in ACTIVATIONS:
         return _activation_case
+    if name.startswith("linear_relu"):
+        return _linear_relu_case
     if name.startswith("linear"):
         return _linear_case
     if name.startswith("local_conv2d"):

@@ -37,7 +37,7 @@ class Conv2d(WeightedLayer):
 
     def backward(self, grad_output, need_input_grad=True):
         h = self.hyper
-        grad_input, self.weight.grad, grad_bias = F._conv2d_backward(
+        grad_input, self.weight.grad, grad_bias = F.conv2d_backward(
             grad_output, self.input, self.weight.value, h["stride"], h["padding"], h["dilation"], h["groups"],
             need_input_grad, bool(self.param_grads), self.weight.grad_buffer,
             None if self.bias is None else self.bias.grad_buffer)
@@ -149,7 +149,7 @@ class Linear(WeightedLayer):
         return F.linear(input, self.weight.value, None if self.bias is None else self.bias.value)
 
     def backward(self, grad_output, need_input_grad=True):
-        grad_input, self.weight.grad, grad_bias = F._linear_backward(
+        grad_input, self.weight.grad, grad_bias = F.linear_backward(
             grad_output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
             None if self.bias is None else self.bias.grad_buffer)
         if self.bias is not None:
@@ -163,12 +163,12 @@ class Linear(WeightedLayer):
     def forward_fused(self, input):
         """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
         self.input = input
-        self.output = F._linear_relu(input, self.weight.value, None if self.bias is None else self.bias.value)
+        self.output = F.linear_relu(input, self.weight.value, None if self.bias is None else self.bias.value)
         return self.output
 
     def backward_fused(self, grad_output, need_input_grad=True):
         """The input gradient of relu(linear(input)) from the ReLU's output gradient; sets the parameters'."""
-        grad_input, self.weight.grad, grad_bias = F._linear_relu_backward(
+        grad_input, self.weight.grad, grad_bias = F.linear_relu_backward(
             grad_output, self.output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
             None if self.bias is None else self.bias.grad_buffer)
         if self.bias is not None:

@@ -7,7 +7,6 @@ parameter's segment (segment_ends[s] is the end of segment s, increasing; segmen
 a fully connected layer followed by a ReLU runs as one layer (the backward takes the ReLU's output, whose
 positive entries are where the gradient passes).
 """
-import math
 
 from numba import njit, prange
 
@@ -16,6 +15,7 @@ import numpy as np
 from .activation import relu_backward, relu_forward
 from .conv import conv2d_backward_bias, conv2d_backward_weight
 from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward
+from .optim import adam_step, sgd_step
 
 
 def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
@@ -75,12 +75,7 @@ def segment_of(k, segment_ends):
 def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
     """sgd_update over all parameters at once (flat param, grad, velocity), each segment with its decay."""
     for k in prange(param.shape[0]):
-        weight_decay = segment_decay[segment_of(k, segment_ends)]
-        g = grad[k] + weight_decay * param[k]
-        v = momentum * velocity[k] + g
-        velocity[k] = v
-        step = g + momentum * v if nesterov else v
-        param[k] -= lr * step
+        sgd_step(k, param, grad, velocity, lr, momentum, segment_decay[segment_of(k, segment_ends)], nesterov)
 
 
 @njit(parallel=True, cache=True)
@@ -89,10 +84,5 @@ def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_dec
     correction1 = 1.0 - beta1 ** step
     correction2 = 1.0 - beta2 ** step
     for k in prange(param.shape[0]):
-        weight_decay = segment_decay[segment_of(k, segment_ends)]
-        g = grad[k] + weight_decay * param[k]
-        m = beta1 * exp_avg[k] + (1.0 - beta1) * g
-        v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
-        exp_avg[k] = m
-        exp_avg_sq[k] = v
-        param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+        adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                  segment_decay[segment_of(k, segment_ends)], correction1, correction2)

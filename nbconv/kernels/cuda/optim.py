@@ -6,16 +6,31 @@ from numba import cuda
 from .launch import grid_for
 
 
-@cuda.jit(cache=True)
-def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
-    k = cuda.grid(1)
-    if k >= param.shape[0]:
-        return
+@cuda.jit(device=True, inline=True)
+def _sgd_step(k, param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    """SGD's rule for the value at index k (as the CPU's sgd_step)."""
     g = grad[k] + weight_decay * param[k]
     v = momentum * velocity[k] + g
     velocity[k] = v
-    step = g + momentum * v if nesterov else v
-    param[k] -= lr * step
+    param[k] -= lr * (g + momentum * v if nesterov else v)
+
+
+@cuda.jit(device=True, inline=True)
+def _adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """Adam's rule for the value at index k (as the CPU's adam_step)."""
+    g = grad[k] + weight_decay * param[k]
+    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
+    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
+    exp_avg[k] = m
+    exp_avg_sq[k] = v
+    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+
+
+@cuda.jit(cache=True)
+def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    k = cuda.grid(1)
+    if k < param.shape[0]:
+        _sgd_step(k, param, grad, velocity, lr, momentum, weight_decay, nesterov)
 
 
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
@@ -25,14 +40,9 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
 @cuda.jit(cache=True)
 def _adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
     k = cuda.grid(1)
-    if k >= param.shape[0]:
-        return
-    g = grad[k] + weight_decay * param[k]
-    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
-    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
-    exp_avg[k] = m
-    exp_avg_sq[k] = v
-    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+    if k < param.shape[0]:
+        _adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, correction1,
+                   correction2)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
@@ -56,14 +66,8 @@ def _segment_of(k, segment_ends):
 @cuda.jit(cache=True)
 def _sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
     k = cuda.grid(1)
-    if k >= param.shape[0]:
-        return
-    weight_decay = segment_decay[_segment_of(k, segment_ends)]
-    g = grad[k] + weight_decay * param[k]
-    v = momentum * velocity[k] + g
-    velocity[k] = v
-    step = g + momentum * v if nesterov else v
-    param[k] -= lr * step
+    if k < param.shape[0]:
+        _sgd_step(k, param, grad, velocity, lr, momentum, segment_decay[_segment_of(k, segment_ends)], nesterov)
 
 
 def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
@@ -76,15 +80,9 @@ def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, mome
 def _adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps,
                       correction1, correction2):
     k = cuda.grid(1)
-    if k >= param.shape[0]:
-        return
-    weight_decay = segment_decay[_segment_of(k, segment_ends)]
-    g = grad[k] + weight_decay * param[k]
-    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
-    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
-    exp_avg[k] = m
-    exp_avg_sq[k] = v
-    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+    if k < param.shape[0]:
+        _adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                   segment_decay[_segment_of(k, segment_ends)], correction1, correction2)
 
 
 def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps, step):

@@ -464,62 +464,65 @@ def _linear_arrays(input, weight, grad_output=checks.ABSENT, bias=checks.ABSENT)
 
 def linear(input, weight, bias=None):
     """Fully connected layer: input (N, I) @ weight (O, I).T + bias (O,) -> (N, O)."""
+    return _linear_forward(lambda kernels: kernels.linear_forward, input, weight, bias)
+
+
+def _linear_forward(kernel_of, input, weight, bias):
+    """Validate a fully connected layer's arrays, run kernel_of(kernels) into a new (N, O) output."""
     where, dtype, a = _linear_arrays(input, weight, bias=bias)
     out_features = a["weight"].shape[0]
     if bias is not None:
         checks.shape("bias", a["bias"], (out_features,))
     output = backend.empty((a["input"].shape[0], out_features), dtype, where)
     bias_array = a["bias"] if bias is not None else backend.empty((0,), dtype, where)
-    backend.kernels(where).linear_forward(a["input"], a["weight"], bias_array, output)
+    kernel_of(backend.kernels(where))(a["input"], a["weight"], bias_array, output)
     return output
 
 
 def linear_backward(grad_output, input, weight, need_input_grad=True, grad_weight_out=None, grad_bias_out=None):
     """Gradients of linear: (grad_input (N, I) or None, grad_weight (O, I), grad_bias (O,)); grad_weight_out
     and grad_bias_out as for conv2d_backward."""
+    return _linear_backward(lambda kernels: (kernels.linear_backward_input, kernels.linear_backward_weight_bias),
+                            grad_output, None, input, weight, need_input_grad, grad_weight_out, grad_bias_out)
+
+
+def _linear_backward(kernels_of, grad_output, output, input, weight, need_input_grad, grad_weight_out,
+                     grad_bias_out):
+    """A fully connected layer's gradients by kernels_of(kernels) = (input-gradient kernel, weight-and-bias
+    kernel); with the ReLU's `output` (N, O) given (not None), the kernels take it after grad_output."""
     where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
-    checks.shape("grad_output", a["grad_output"], (a["input"].shape[0], a["weight"].shape[0]))
-    kernels = backend.kernels(where)
+    shape = (a["input"].shape[0], a["weight"].shape[0])
+    checks.shape("grad_output", a["grad_output"], shape)
+    masks = ()
+    if output is not None:
+        _, _, b = checks.arrays(grad_output=a["grad_output"], output=output)
+        checks.shape("output", b["output"], shape)
+        masks = (b["output"],)
+    input_kernel, weight_bias_kernel = kernels_of(backend.kernels(where))
     grad_input = None
     grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
     grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
     if need_input_grad:
         grad_input = backend.empty(a["input"].shape, dtype, where)
-        kernels.linear_backward_input(a["grad_output"], a["weight"], grad_input)
-    kernels.linear_backward_weight_bias(a["grad_output"], a["input"], grad_weight, grad_bias)
+        input_kernel(a["grad_output"], *masks, a["weight"], grad_input)
+    weight_bias_kernel(a["grad_output"], *masks, a["input"], grad_weight, grad_bias)
     return grad_input, grad_weight, grad_bias
 
 
 def linear_relu(input, weight, bias=None):
     """relu(linear(input, weight, bias)) in one kernel call (nn.Sequential runs Linear then ReLU so)."""
-    where, dtype, a = _linear_arrays(input, weight, bias=bias)
-    out_features = a["weight"].shape[0]
-    if bias is not None:
-        checks.shape("bias", a["bias"], (out_features,))
-    output = backend.empty((a["input"].shape[0], out_features), dtype, where)
-    bias_array = a["bias"] if bias is not None else backend.empty((0,), dtype, where)
-    backend.kernels(where).linear_relu_forward(a["input"], a["weight"], bias_array, output)
-    return output
+    return _linear_forward(lambda kernels: kernels.linear_relu_forward, input, weight, bias)
 
 
 def linear_relu_backward(grad_output, output, input, weight, need_input_grad=True, grad_weight_out=None,
                          grad_bias_out=None):
     """Gradients of relu(linear(input)) from the ReLU's output gradient and its output (N, O):
     (grad_input or None, grad_weight, grad_bias), in one or two kernel calls."""
-    where, dtype, a = _linear_arrays(input, weight, grad_output=grad_output)
-    shape = (a["input"].shape[0], a["weight"].shape[0])
-    checks.shape("grad_output", a["grad_output"], shape)
-    _, _, b = checks.arrays(grad_output=a["grad_output"], output=output)
-    checks.shape("output", b["output"], shape)
-    kernels = backend.kernels(where)
-    grad_input = None
-    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
-    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
-    if need_input_grad:
-        grad_input = backend.empty(a["input"].shape, dtype, where)
-        kernels.linear_relu_backward_input(a["grad_output"], b["output"], a["weight"], grad_input)
-    kernels.linear_relu_backward_weight_bias(a["grad_output"], b["output"], a["input"], grad_weight, grad_bias)
-    return grad_input, grad_weight, grad_bias
+    if output is None:
+        raise TypeError("output must be a numpy array or a CUDA device array, got None")
+    return _linear_backward(
+        lambda kernels: (kernels.linear_relu_backward_input, kernels.linear_relu_backward_weight_bias),
+        grad_output, output, input, weight, need_input_grad, grad_weight_out, grad_bias_out)
 
 
 # ----------------------------------------------------------------------------- locally connected

@@ -5,19 +5,24 @@
 
 On a machine with a usable CUDA GPU it:
 1. runs the CUDA test files on the real device (NUMBA_ENABLE_CUDASIM=0): the CPU/CUDA agreement tests,
-   interop and nbconv.torch;
+   interop and nbconv.torch, in a child process (pytest-xdist workers when installed) while the timings
+   below run, since compiling the kernels is most of its time;
 2. times the layer set (as `nbconv bench --preset layers --device cuda`: conv2d forward+backward) and,
    when a CUDA build of PyTorch is importable, the same layers in PyTorch (cuDNN), in alternating rounds;
 3. times training steps of LeNet-5 (batch 64, 1x28x28) and of a ResNet-20-sized network (19 3x3
    convolutions of 16/32/64 channels on 3x32x32, batch 128, without the skip connections) against the
    same networks in PyTorch on the GPU;
-4. times one LeNet-5 epoch on full MNIST (a whole `nbconv train` process) on the GPU and on the CPU;
+4. times one LeNet-5 epoch on full MNIST (a whole `nbconv train` process) on the GPU and on the CPU, each
+   with a cold and then a warm JIT cache;
 5. measures the host cost of a launch of a tiny kernel (nbconv's launcher, Numba's configured kernel
    called directly, the same kernel launched straight from its compiled overload, CuPy's and PyTorch's
    launches of the same operation when they are importable with CUDA) and of a device allocation (Numba's,
    nbconv's device pool);
 6. profiles a LeNet-5 training step on the device: kernel launches and new device allocations a step,
    host time to issue it against the time to run it, with nbconv's device pool and without.
+
+`--budget SECONDS` bounds the whole run; `--out DIR` keeps results.json and section.md there after every
+step, so that a run cut short keeps what it measured.
 
 Exit status: 0 when everything ran and passed, and also when there is no usable GPU (it says why and
 measures nothing); 1 when a step failed (failed tests, a crash); 2 on bad arguments.
@@ -39,6 +44,7 @@ from sections import replace_section  # noqa: E402
 
 SECTION = "benchmarks/gpu.py"
 BUDGET_SECONDS = 540
+EPOCH_SECONDS = 150  # kept for the whole-process epochs at the end
 TEST_FILES = ("tests/test_cuda_kernels.py", "tests/test_cuda_launches_per_step.py", "tests/test_interop.py",
               "tests/test_torch.py")
 RESNET20_SIZED = ("[conv16k3p1,relu]*7,conv32k3s2p1,relu,[conv32k3p1,relu]*5,conv64k3s2p1,relu,"
@@ -69,18 +75,39 @@ def _synchronize_all(torch):
     return synchronize
 
 
-def run_tests(timeout):
+def start_tests():
+    """Start the CUDA test files on the real device in a child process (several pytest-xdist workers when
+    xdist is installed, since compiling the kernels dominates); returns (process, started, log path)."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", PYTHONUNBUFFERED="1")
-    started = time.perf_counter()
+    workers = []
     try:
-        completed = subprocess.run([sys.executable, "-m", "pytest", "-q", *TEST_FILES], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, timeout=timeout)
+        import xdist  # noqa: F401
+        workers = ["-n", str(max(1, min(6, (os.cpu_count() or 2) // 2)))]
+    except ImportError:
+        pass
+    log_path = os.path.join("/tmp", "nbconv-gpu-tests.log")
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers,
+                                *TEST_FILES], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return process, time.perf_counter(), log_path
+
+
+def finish_tests(running, timeout):
+    """Wait for the test run started by start_tests, at most `timeout` seconds more."""
+    process, started, log_path = running
+    try:
+        process.wait(timeout=max(1, timeout))
     except subprocess.TimeoutExpired:
-        return {"passed": False, "summary": f"timed out after {timeout:.0f} s", "seconds": timeout}
-    lines = [line for line in completed.stdout.splitlines() if line.strip()]
-    return {"passed": completed.returncode == 0, "summary": lines[-1] if lines else completed.stderr[-500:],
+        process.kill()
+        process.wait()
+        output = open(log_path).read()
+        return {"passed": False, "summary": f"timed out after {time.perf_counter() - started:.0f} s",
+                "seconds": time.perf_counter() - started, "output": output[-3000:]}
+    output = open(log_path).read()
+    lines = [line for line in output.splitlines() if line.strip()]
+    return {"passed": process.returncode == 0, "summary": lines[-1] if lines else "no output",
             "seconds": time.perf_counter() - started,
-            "output": completed.stdout[-3000:] if completed.returncode else ""}
+            "output": output[-3000:] if process.returncode else ""}
 
 
 def layer_rows(torch, repeat=5):
@@ -105,7 +132,8 @@ def layer_rows(torch, repeat=5):
         row = {"layer": shape.name, "shape": shape.describe(), "nbconv_ms": median * 1e3,
                "gflops": 3 * shape.forward_flops() / median / 1e9}
         if compared is not None:
-            row.update({"torch_ms": compared[0] * 1e3, "ratio": compared[1]})
+            row.update({"torch_ms": compared.median * 1e3, "ratio": compared.ratio,
+                        "ratio_low": compared.ratio_low, "ratio_high": compared.ratio_high})
         rows.append(row)
     return rows
 
@@ -165,7 +193,8 @@ def network_rows(torch, repeat=10):
         (median, _, _), compared = bench.compare_rounds(step, theirs, repeat, synchronize=synchronize)
         row = {"network": name, "batch": batch, "nbconv_ms": median * 1e3, "images_per_s": batch / median}
         if compared is not None:
-            row.update({"torch_ms": compared[0] * 1e3, "ratio": compared[1]})
+            row.update({"torch_ms": compared.median * 1e3, "ratio": compared.ratio,
+                        "ratio_low": compared.ratio_low, "ratio_high": compared.ratio_high})
         rows.append(row)
     return rows
 
@@ -203,21 +232,28 @@ def _conv_options(layer):
     return {key: hyper[key] for key in ("stride", "padding", "dilation", "groups") if key in hyper}
 
 
-def epoch_rows(timeout):
-    """One LeNet-5 epoch and test pass, whole `nbconv train` processes, on the GPU and on the CPU."""
+def epoch_rows(deadline):
+    """One LeNet-5 epoch and test pass as whole `nbconv train` processes on the GPU and on the CPU, each run
+    twice: first on an empty or partly filled JIT cache (cold), then with every kernel cached (warm)."""
     rows = []
     for device in ("cuda", "cpu"):
-        started = time.perf_counter()
-        try:
-            completed = subprocess.run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1",
-                                        "--device", device, "--out", os.path.join("/tmp", f"gpu-bench-{device}.npz")],
-                                       cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            rows.append({"device": device, "seconds": None, "summary": f"timed out after {timeout:.0f} s"})
-            continue
-        lines = [line for line in completed.stdout.splitlines() if "test" in line.lower()]
-        rows.append({"device": device, "seconds": time.perf_counter() - started if completed.returncode == 0 else None,
-                     "summary": (lines[-1] if lines else completed.stderr[-300:]).strip()})
+        for run in ("cold", "warm"):
+            timeout = deadline - time.perf_counter()
+            if timeout < 20:
+                rows.append({"device": device, "run": run, "seconds": None, "summary": "skipped: out of time"})
+                continue
+            started = time.perf_counter()
+            try:
+                completed = subprocess.run([sys.executable, "-m", "nbconv", "train", "lenet5", "--epochs", "1",
+                                            "--device", device, "--out", os.path.join("/tmp", f"gpu-bench-{device}.npz")],
+                                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                rows.append({"device": device, "run": run, "seconds": None, "summary": f"timed out after {timeout:.0f} s"})
+                continue
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("done in")]
+            rows.append({"device": device, "run": run,
+                         "seconds": time.perf_counter() - started if completed.returncode == 0 else None,
+                         "summary": (lines[-1] if lines else completed.stderr[-300:]).strip()})
     return rows
 
 
@@ -355,29 +391,43 @@ def _count_launches_and_allocations(function):
     return counts["launches"], counts["allocations"]
 
 
+def _ratio(row):
+    if "ratio" not in row:
+        return "n/a"
+    return f"{row['ratio']:.2f}x [{row['ratio_low']:.2f}-{row['ratio_high']:.2f}]"
+
+
 def report(device, results):
     import numba
     lines = [f"## GPU: {device}", "",
-             f"Command: `python benchmarks/gpu.py --write` (numba {numba.__version__}, Python "
-             f"{platform.python_version()}{', PyTorch ' + results['torch'] if results.get('torch') else ', no CUDA PyTorch'}). "
-             "Ratios are PyTorch's time over nbconv's, timed in alternating rounds: above 1 means nbconv is faster. "
-             "PyTorch runs in float32 like nbconv (TF32 off).",
-             "", f"CUDA tests on the device ({', '.join(TEST_FILES)}): {results['tests']['summary']}", ""]
+             f"Command: `python benchmarks/gpu.py --write` (numba {numba.__version__}, numba-cuda "
+             f"{results.get('numba_cuda', '?')}, Python {platform.python_version()}, host with {os.cpu_count()} "
+             f"logical CPUs{', PyTorch ' + results['torch'] if results.get('torch') else ', no CUDA PyTorch'}). "
+             "Ratios are PyTorch's time over nbconv's, median of 5 alternating rounds with the range over the "
+             "rounds in brackets: above 1 means nbconv is faster. PyTorch runs in float32 like nbconv (TF32 off).",
+             ""]
+    if results.get("tests"):
+        lines += [f"CUDA tests on the device ({', '.join(TEST_FILES)}): {results['tests']['summary']} "
+                  f"({results['tests']['seconds']:.0f} s)", ""]
     if results.get("layers"):
         lines += ["| layer | shape | nbconv fwd+bwd ms | GFLOP/s | PyTorch ms | ratio |", "|---|---|---:|---:|---:|---:|"]
         for row in results["layers"]:
             lines.append(f"| {row['layer']} | {row['shape']} | {row['nbconv_ms']:.3f} | {row['gflops']:.0f} | "
-                         f"{row.get('torch_ms', float('nan')):.3f} | {row.get('ratio', float('nan')):.2f}x |")
+                         f"{row.get('torch_ms', float('nan')):.3f} | {_ratio(row)} |")
         lines.append("")
     if results.get("networks"):
         lines += ["| training step | batch | nbconv ms | images/s | PyTorch ms | ratio |", "|---|---:|---:|---:|---:|---:|"]
         for row in results["networks"]:
             lines.append(f"| {row['network']} | {row['batch']} | {row['nbconv_ms']:.3f} | {row['images_per_s']:,.0f} | "
-                         f"{row.get('torch_ms', float('nan')):.3f} | {row.get('ratio', float('nan')):.2f}x |")
+                         f"{row.get('torch_ms', float('nan')):.3f} | {_ratio(row)} |")
         lines.append("")
     for row in results.get("epochs", []):
-        seconds = "failed" if row["seconds"] is None else f"{row['seconds']:.1f} s"
-        lines.append(f"- LeNet-5, one epoch + test, whole process on {row['device']}: {seconds} ({row['summary']})")
+        seconds = "not measured" if row["seconds"] is None else f"{row['seconds']:.1f} s"
+        lines.append(f"- LeNet-5, one epoch + test, whole `nbconv train` process on {row['device']} ({row['run']} "
+                     f"JIT cache): {seconds} ({row['summary']})")
+    warm = {row["device"]: row["seconds"] for row in results.get("epochs", []) if row["run"] == "warm"}
+    if warm.get("cuda") and warm.get("cpu"):
+        lines.append(f"- warm whole-process epoch, GPU against this host's CPU: {warm['cpu'] / warm['cuda']:.1f}x")
     for row in results.get("launches", []):
         lines.append(f"- host cost per call, {row['path']}: {row['microseconds']:.1f} us")
     for row in results.get("steps", []):
@@ -385,40 +435,68 @@ def report(device, results):
                      f"{row['launches']} kernel launches, {row['allocations']} new device allocations a step; "
                      f"{row['host_ms']:.2f} ms to issue, {row['step_ms']:.2f} ms to run "
                      f"({'launch-bound' if row['host_ms'] > 0.8 * row['step_ms'] else 'device-bound'})")
+    for key, value in results.items():
+        if key.endswith(("_error", "_skipped")):
+            lines.append(f"- {key.rsplit('_', 1)[0]}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def _numba_cuda_version():
+    try:
+        from importlib.metadata import version
+        return version("numba-cuda")
+    except Exception:  # numba's built-in CUDA target, or no metadata
+        return "built into numba"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--out", metavar="DIR", help="also keep results.json and section.md in DIR, updated "
+                        "after every step (so an interrupted run keeps what it measured)")
+    parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, metavar="SECONDS",
+                        help=f"stop starting new steps after this many seconds (default {BUDGET_SECONDS})")
     options = parser.parse_args(argv)
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"  # the real device, whatever the caller's environment says
     usable, reason = gpu_status()
     if not usable:
         print(f"no usable GPU here ({reason}): nothing to measure; run this on a machine with an NVIDIA GPU")
         return 0
-    deadline = time.perf_counter() + BUDGET_SECONDS
+    deadline = time.perf_counter() + options.budget
     torch = cuda_torch()
     if torch is not None:  # float32 against float32: no TF32 in PyTorch's convolutions and products
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    results = {"torch": torch.__version__ if torch is not None else None}
+    results = {"torch": torch.__version__ if torch is not None else None, "numba_cuda": _numba_cuda_version()}
+
+    def keep():
+        if options.out:
+            os.makedirs(options.out, exist_ok=True)
+            with open(os.path.join(options.out, "results.json"), "w") as out:
+                json.dump(results, out, indent=1, default=str)
+            with open(os.path.join(options.out, "section.md"), "w") as out:
+                out.write(report(reason, results))
+
     failed = False
-    results["tests"] = run_tests(timeout=min(240, deadline - time.perf_counter()))
-    failed |= not results["tests"]["passed"]
+    tests = start_tests()  # compiles on other cores while this process times
     steps = (("launches", lambda: launch_rows()), ("steps", lambda: step_rows()), ("layers", lambda: layer_rows(torch)),
              ("networks", lambda: network_rows(torch)),
-             ("epochs", lambda: epoch_rows(timeout=max(30, (deadline - time.perf_counter()) / 2))))
+             ("tests", lambda: finish_tests(tests, deadline - EPOCH_SECONDS - time.perf_counter())),
+             ("epochs", lambda: epoch_rows(deadline)))
     for name, step in steps:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline and name != "tests":
             results[name + "_skipped"] = "out of time"
             continue
         try:
             results[name] = step()
+            if name == "tests":
+                failed |= not results["tests"]["passed"]
         except Exception as error:  # one failed step must not lose the others' numbers
             results[name + "_error"] = f"{type(error).__name__}: {error}"
             failed = True
+        print(f"[gpu.py] {name} done at {options.budget - (deadline - time.perf_counter()):.0f} s", flush=True)
+        keep()
     text = report(reason, results)
     print(json.dumps(results, indent=1, default=str) if options.json else text)
     if options.write:

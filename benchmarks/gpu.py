@@ -364,6 +364,42 @@ def step_rows(repeat=30):
     return rows
 
 
+def host_profile(steps=50, top=30):
+    """Where the host time of a LeNet-5 training step on the device goes: cProfile over `steps` steps, the
+    `top` functions by own time (text)."""
+    import cProfile
+    import io
+    import pstats
+    from numba import cuda
+    import nbconv.functional as F
+    from nbconv import backend, models
+    from nbconv.train import TrainConfig, make_optimizer
+    rng = np.random.default_rng(0)
+    model = models.build("lenet5", seed=0).to("cuda")
+    optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
+    images = backend.to_device(rng.standard_normal((64, 1, 28, 28)).astype(np.float32))
+    labels = backend.to_device(rng.integers(0, 10, 64))
+
+    def step():
+        model.train()
+        _, grad = F.softmax_cross_entropy(model.forward(images), labels)
+        model.backward(grad, need_input_grad=False)
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    cuda.synchronize()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step()
+    cuda.synchronize()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
 def _count_launches_and_allocations(function):
     """(kernel launches, cuMemAlloc-backed allocations) while `function` runs: launches through Numba's
     configured kernels, allocations through numba.cuda.device_array (what nbconv's pool calls on a miss)."""
@@ -435,6 +471,9 @@ def report(device, results):
                      f"{row['launches']} kernel launches, {row['allocations']} new device allocations a step; "
                      f"{row['host_ms']:.2f} ms to issue, {row['step_ms']:.2f} ms to run "
                      f"({'launch-bound' if row['host_ms'] > 0.8 * row['step_ms'] else 'device-bound'})")
+    if results.get("profile"):
+        lines += ["", "Host time of 50 LeNet-5 training steps on the device, by function (cProfile, own time):", "",
+                  "```", *[line for line in results["profile"].splitlines() if line.strip()][:24], "```"]
     for key, value in results.items():
         if key.endswith(("_error", "_skipped")):
             lines.append(f"- {key.rsplit('_', 1)[0]}: {value}")
@@ -482,6 +521,7 @@ def main(argv=None):
     tests = start_tests()  # compiles on other cores while this process times
     steps = (("launches", lambda: launch_rows()), ("steps", lambda: step_rows()), ("layers", lambda: layer_rows(torch)),
              ("networks", lambda: network_rows(torch)),
+             ("profile", lambda: host_profile()),
              ("tests", lambda: finish_tests(tests, deadline - EPOCH_SECONDS - time.perf_counter())),
              ("epochs", lambda: epoch_rows(deadline)))
     for name, step in steps:

@@ -38,6 +38,10 @@ def _workload(dtype, rng):
     F.conv2d(x, w, None, padding="same", groups=2)                        # no bias; odd 'same' padding
     F.conv2d_backward(device(*y.shape), x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
     F.conv2d_backward(device(2, 6, 7, 6), x, w, padding="same", groups=2, need_input_grad=False)
+    wide_x, wide_w = device(1, 48, 3, 3), device(48, 48, 1, 1)  # 48 channels: the tall tile shape
+    F.conv2d_backward(F.conv2d(wide_x, wide_w, device(48)), wide_x, wide_w)
+    depthwise_w = device(4, 1, 3, 3)                               # depthwise: the direct kernels
+    F.conv2d_backward(F.conv2d(x, depthwise_w, b[:4], padding=1, groups=4), x, depthwise_w, padding=1, groups=4)
     signal = device(2, 3, 9)
     F.conv1d(signal, device(4, 3, 3), device(4), stride=2, padding=1)
     F.conv1d_backward(device(2, 4, 5), signal, device(4, 3, 3), stride=2, padding=1)
@@ -183,8 +187,8 @@ def _dim3(dims):
 
 
 def closure_types(function):
-    """The Numba types a kernel built by a factory closes over (e.g. its shared tiles' element type), as
-    strings: what tells apart two kernels made from one Python function."""
+    """The Numba types and integers a kernel built by a factory closes over (e.g. its shared tiles' element
+    type and sizes), as strings: what tells apart two kernels made from one Python function."""
     from numba.core import types
     cells = function.__closure__ or ()
     found = []
@@ -193,8 +197,8 @@ def closure_types(function):
             value = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        if isinstance(value, types.Type):
-            found.append(str(value))
+        if isinstance(value, types.Type) or (isinstance(value, int) and not isinstance(value, bool)):
+            found.append(str(value))  # element types, and tile sizes of kernels built per tile shape
     return found
 
 

@@ -49,16 +49,22 @@ def test_conv2d_cuda_matches_cpu(hyper, kernel, rng):
     _assert_same(F.conv2d_backward, rng.standard_normal(y.shape).astype(np.float32), x, w, **hyper)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv2d_cuda_tiles_and_split_reduction(dtype, monkeypatch, rng):
-    """Shapes spanning several tiles on every axis (tiles are 4 x 4 under the simulator), and a weight
-    gradient whose reduction is split over the grid (partial sums added by a second kernel)."""
+@pytest.mark.parametrize("dtype,input_shape,weight_shape,hyper", [
+    (np.float32, (2, 6, 5, 4), (10, 3, 3, 2), dict(padding=1, groups=2)),      # narrow tiles
+    (np.float64, (2, 6, 5, 4), (10, 3, 3, 2), dict(padding=1, groups=2)),
+    (np.float32, (2, 7, 9, 8), (13, 7, 3, 3), dict(stride=2, padding=1)),      # tall tiles, several of them
+    (np.float64, (3, 14, 6, 7), (14, 2, 2, 3), dict(padding=(1, 0), dilation=(2, 1), groups=7)),
+    (np.float32, (2, 5, 9, 7), (5, 1, 3, 3), dict(stride=2, padding=2, dilation=2, groups=5)),  # depthwise
+])
+def test_conv2d_cuda_tiles_and_split_reduction(dtype, input_shape, weight_shape, hyper, monkeypatch, rng):
+    """Shapes spanning several tiles on every axis (the simulator's tiles are 8 x 8 and 4 x 16, with 2 x 2
+    results a thread), both tile shapes and the depthwise kernels, and a weight gradient whose reduction is
+    split over the grid (partial sums added by a second kernel)."""
     from nbconv.kernels.cuda import conv as cuda_conv
     monkeypatch.setattr(cuda_conv, "SPLIT_COLUMNS", 8)
-    x = rng.standard_normal((2, 6, 5, 4)).astype(dtype)
-    w = rng.standard_normal((10, 3, 3, 2)).astype(dtype)
-    b = rng.standard_normal(10).astype(dtype)
-    hyper = dict(padding=1, groups=2)
+    x = rng.standard_normal(input_shape).astype(dtype)
+    w = rng.standard_normal(weight_shape).astype(dtype)
+    b = rng.standard_normal(weight_shape[0]).astype(dtype)
     y = F.conv2d(x, w, b, **hyper)
     _assert_same(F.conv2d, x, w, b, **hyper)
     _assert_same(F.conv2d_backward, rng.standard_normal(y.shape).astype(dtype), x, w, **hyper)

@@ -1,18 +1,25 @@
 """2-D convolution kernels for NVIDIA GPUs, the CUDA twins of nbconv.kernels.cpu.conv.
 
-Same names, parameters and shapes as the CPU kernels. Each kernel is an implicit matrix product tiled
-through shared memory: a block of TILE x TILE threads owns a TILE x TILE tile of the result, and for each
-step along the reduction, the threads load one tile of each operand into shared memory together (every
-global value is read once per block instead of once per thread), synchronise, and accumulate. The
-operands are never materialised: each tile element is gathered from the input, weight or output
-gradient by index arithmetic (im2col on the fly), with zeros for padding.
+Same names, parameters and shapes as the CPU kernels. Each pass is an implicit matrix product (the
+unrolled operand is never materialised: each element is gathered by index arithmetic, im2col on the fly,
+with zeros for padding), tiled twice:
+- a block of TY x TX threads owns a BM x BN tile of the result (BM = TY*TM rows, BN = TX*TN columns);
+  for each step of BK along the reduction, its threads load one BK x BM tile of each operand into shared
+  memory together (every global value read once per block), synchronise and accumulate;
+- each thread owns TM x TN results in registers (rows ty + i*TY, columns tx + j*TX), so that every value
+  it reads from shared memory serves TN (or TM) multiply-adds instead of one.
+Each thread gathers the unrolled operand for one fixed column, so it decomposes that column's position
+once, not at every step. Two tile shapes: 64 x 64 for passes with at least 48 result rows (channels), and
+16 x 128 for narrow ones (LeNet's 6 and 16 channels, a colour input's 3), where a 64-row tile would idle.
 
 - forward: output[n, d, p] = sum over k = (c, i, j) of weight[d, k] * unrolled_input[k, (n, p)];
 - input gradient, gather form (no atomics): grad_input[n, c, q] = sum over r = (d, i, j) of
   weight[d, c, i, j] * grad_output[n, d, the output position whose window tap (i, j) reads q];
 - weight gradient: grad_weight[d, k] = sum over (n, p) of grad_output[n, d, p] * unrolled_input[k, (n, p)],
   the long reduction split over the grid into partial sums that a second kernel adds in a fixed order.
-Groups run on the grid's z axis. The shared tiles take the arrays' dtype, so kernels are built per dtype.
+Groups run on the grid's z axis. Depthwise convolutions (one input and one output channel a group) have
+their own direct kernels: as a matrix product each group would be a single row.
+The shared tiles take the arrays' dtype, so kernels are built per dtype and tile shape.
 """
 import math
 
@@ -22,25 +29,86 @@ from numba import cuda, float32, float64, int8
 from .launch import grid_for, small_blocks
 from .workspace import device_scratch
 
-# 16 x 16 = 256 threads a block on a GPU; 4 x 4 under the simulator, which runs every thread as a Python
-# thread (and where smaller tiles also exercise the tile edges on small test shapes).
-TILE = 4 if small_blocks() else 16
-SPLIT_COLUMNS = 64 * TILE  # reduction columns each block of the weight gradient sums at least
+SPLIT_COLUMNS = 256  # reduction columns each block of the weight gradient sums at least
+TARGET_BLOCKS = 512  # blocks a weight gradient launch aims for (an H100 has 132 multiprocessors)
 _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 
-@cuda.jit(device=True)
-def _tap_position(oh, ow, k, kernel_w, taps, H, W, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
-    """(c, ih, iw, inside): the input position that window tap k = (c, i, j) of output (oh, ow) reads, and
-    whether it lies inside the input (not in the padding)."""
-    c, i, j = k // taps, (k % taps) // kernel_w, k % kernel_w
-    ih = oh * stride_h + i * dilation_h - padding_h
-    iw = ow * stride_w + j * dilation_w - padding_w
-    return c, ih, iw, 0 <= ih < H and 0 <= iw < W
+class Tiles:
+    """One tile shape: TY x TX threads, TM x TN results each, steps of BK along the reduction."""
+
+    def __init__(self, name, ty, tx, tm, tn, bk):
+        self.name, self.ty, self.tx, self.tm, self.tn, self.bk = name, ty, tx, tm, tn, bk
+        self.rows, self.columns, self.threads = ty * tm, tx * tn, ty * tx
+        assert self.threads % self.columns == 0 and (bk * self.columns) % self.threads == 0
 
 
-def _build(real, tile):
-    """The three tiled kernels for one element type."""
+# Under the simulator, which runs every thread as a Python thread, small tiles (that also exercise the tile
+# edges and the register blocking on small test shapes).
+if small_blocks():
+    TALL, NARROW = Tiles("tall", 4, 4, 2, 2, 4), Tiles("narrow", 2, 8, 2, 2, 4)
+    TALL_FROM_ROWS = 6
+else:
+    TALL, NARROW = Tiles("tall", 16, 16, 4, 4, 8), Tiles("narrow", 8, 32, 2, 4, 8)
+    TALL_FROM_ROWS = 48
+DEPTHWISE_THREADS = 4 * 4 if small_blocks() else 256
+
+
+def _tiles_for(rows):
+    return TALL if rows >= TALL_FROM_ROWS else NARROW
+
+
+@cuda.jit(device=True, inline=True)
+def _tap(k, taps, kernel_w):
+    """(c, i, j) of the reduction index k = (c, i, j) over taps = kernel_h * kernel_w window taps."""
+    c = k // taps
+    t = k - c * taps
+    i = t // kernel_w
+    return c, i, t - i * kernel_w
+
+
+@cuda.jit(device=True, inline=True)
+def _position(column, height, width):
+    """(n, h, w) of the column index (n, h, w) over maps of height x width."""
+    plane = height * width
+    n = column // plane
+    rest = column - n * plane
+    h = rest // width
+    return n, h, rest - h * width
+
+
+def _build(real, tiles):
+    """The three tiled kernels for one element type and one tile shape."""
+    TY, TX, TM, TN, BK = tiles.ty, tiles.tx, tiles.tm, tiles.tn, tiles.bk
+    BM, BN, NT = tiles.rows, tiles.columns, tiles.threads
+    A_LOADS = (BM * BK + NT - 1) // NT       # loads a thread makes of the BK x BM row-operand tile
+    B_LOADS = BK * BN // NT                  # and of the BK x BN column-operand tile, all in one column
+    B_ROW_STEP = NT // BN
+    RESULTS = TM * TN
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_tiles(rows_tile, columns_tile, acc, ty, tx):
+        a = cuda.local.array(TM, real)
+        b = cuda.local.array(TN, real)
+        for kk in range(BK):
+            for i in range(TM):
+                a[i] = rows_tile[kk, ty + i * TY]
+            for j in range(TN):
+                b[j] = columns_tile[kk, tx + j * TX]
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i * TN + j] += a[i] * b[j]
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_covered(rows_tile, columns_tile, covers, acc, ty, tx):
+        """multiply_tiles over the pairs whose cover flag is set only (an inf or NaN weight must not meet
+        the zeros of the taps that do not read a pixel)."""
+        for kk in range(BK):
+            for i in range(TM):
+                a = rows_tile[kk, ty + i * TY]
+                for j in range(TN):
+                    if covers[kk, tx + j * TX]:
+                        acc[i * TN + j] += a * columns_tile[kk, tx + j * TX]
 
     @cuda.jit
     def forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
@@ -48,37 +116,54 @@ def _build(real, tile):
         N, C, H, W = input.shape
         D, Cg, KH, KW = weight.shape
         OH, OW = output.shape[2], output.shape[3]
-        Dg, depth, taps = D // groups, Cg * KH * KW, KH * KW
-        columns = N * OH * OW
+        Dg, taps = D // groups, KH * KW
+        depth, columns = Cg * taps, N * OH * OW
         g = cuda.blockIdx.z
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty        # output channel within the group
-        column = cuda.blockIdx.x * tile + tx     # (n, oh, ow)
-        n, oh, ow = column // (OH * OW), (column // OW) % OH, column % OW
-        weights = cuda.shared.array((tile, tile), real)
-        unrolled = cuda.shared.array((tile, tile), real)
-        total = real(0)
-        for k0 in range(0, depth, tile):
-            k = k0 + tx                          # weights[ty][tx] = weight[g*Dg + row, k]
-            value = real(0)
-            if row < Dg and k < depth:
-                value = weight[g * Dg + row, k // taps, (k % taps) // KW, k % KW]
-            weights[ty, tx] = value
-            k = k0 + ty                          # unrolled[ty][tx] = input tap k of output position `column`
-            value = real(0)
-            if k < depth and column < columns:
-                c, ih, iw, inside = _tap_position(oh, ow, k, KW, taps, H, W, stride_h, stride_w, padding_h,
-                                                  padding_w, dilation_h, dilation_w)
-                if inside:
-                    value = input[n, g * Cg + c, ih, iw]
-            unrolled[ty, tx] = value
+        thread = ty * TX + tx
+        row0, column0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+        weights = cuda.shared.array((BK, BM), real)
+        unrolled = cuda.shared.array((BK, BN), real)
+        acc = cuda.local.array(RESULTS, real)
+        for e in range(RESULTS):
+            acc[e] = real(0)
+        my_column = thread % BN                  # the column of the unrolled input this thread gathers
+        column = column0 + my_column
+        n, oh, ow = _position(column, OH, OW)
+        top, left = oh * stride_h - padding_h, ow * stride_w - padding_w
+        for k0 in range(0, depth, BK):
+            for load in range(A_LOADS):          # weights[kk][r] = weight[g*Dg + row0 + r, k0 + kk]
+                e = thread + load * NT
+                if e < BM * BK:
+                    kk, r = e % BK, e // BK
+                    k, row = k0 + kk, row0 + r
+                    value = real(0)
+                    if row < Dg and k < depth:
+                        c, i, j = _tap(k, taps, KW)
+                        value = weight[g * Dg + row, c, i, j]
+                    weights[kk, r] = value
+            for load in range(B_LOADS):          # unrolled[kk][my_column] = input tap k0 + kk of `column`
+                kk = thread // BN + load * B_ROW_STEP
+                k = k0 + kk
+                value = real(0)
+                if k < depth and column < columns:
+                    c, i, j = _tap(k, taps, KW)
+                    ih, iw = top + i * dilation_h, left + j * dilation_w
+                    if 0 <= ih < H and 0 <= iw < W:
+                        value = input[n, g * Cg + c, ih, iw]
+                unrolled[kk, my_column] = value
             cuda.syncthreads()
-            for kk in range(tile):
-                total += weights[ty, kk] * unrolled[kk, tx]
+            multiply_tiles(weights, unrolled, acc, ty, tx)
             cuda.syncthreads()
-        if row < Dg and column < columns:
-            d = g * Dg + row
-            output[n, d, oh, ow] = total + (bias[d] if bias.shape[0] > 0 else real(0))
+        for j in range(TN):
+            column = column0 + tx + j * TX
+            if column < columns:
+                n, oh, ow = _position(column, OH, OW)
+                for i in range(TM):
+                    row = row0 + ty + i * TY
+                    if row < Dg:
+                        d = g * Dg + row
+                        output[n, d, oh, ow] = acc[i * TN + j] + (bias[d] if bias.shape[0] > 0 else real(0))
 
     @cuda.jit
     def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
@@ -90,40 +175,61 @@ def _build(real, tile):
         reduction, columns = Dg * taps, N * H * W
         g = cuda.blockIdx.z
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty        # input channel within the group
-        column = cuda.blockIdx.x * tile + tx     # (n, ih, iw)
-        n, ih, iw = column // (H * W), (column // W) % H, column % W
-        weights = cuda.shared.array((tile, tile), real)
-        gradients = cuda.shared.array((tile, tile), real)
-        covers = cuda.shared.array((tile, tile), int8)  # whether output tap r reads input `column` at all
-        total = real(0)
-        for r0 in range(0, reduction, tile):
-            r = r0 + tx                          # weights[ty][tx] = weight[g*Dg + dd, row, i, j], r = (dd, i, j)
-            value = real(0)
-            if row < Cg and r < reduction:
-                value = weight[g * Dg + r // taps, row, (r % taps) // KW, r % KW]
-            weights[ty, tx] = value
-            r = r0 + ty                          # gradients[ty][tx]: the output tap r that reads input `column`
-            value = real(0)
-            covered = 0
-            if r < reduction and column < columns:
-                dd, i, j = r // taps, (r % taps) // KW, r % KW
-                reach_h = ih + padding_h - i * dilation_h
-                reach_w = iw + padding_w - j * dilation_w
-                if reach_h >= 0 and reach_w >= 0 and reach_h % stride_h == 0 and reach_w % stride_w == 0:
-                    oh, ow = reach_h // stride_h, reach_w // stride_w
-                    if oh < OH and ow < OW:
-                        value = grad_output[n, g * Dg + dd, oh, ow]
-                        covered = 1
-            gradients[ty, tx] = value
-            covers[ty, tx] = covered
+        thread = ty * TX + tx
+        row0, column0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+        weights = cuda.shared.array((BK, BM), real)
+        gradients = cuda.shared.array((BK, BN), real)
+        covers = cuda.shared.array((BK, BN), int8)   # whether output tap r reads input `column` at all
+        acc = cuda.local.array(RESULTS, real)
+        for e in range(RESULTS):
+            acc[e] = real(0)
+        my_column = thread % BN
+        column = column0 + my_column
+        n, ih, iw = _position(column, H, W)
+        for r0 in range(0, reduction, BK):
+            finite = 1
+            for load in range(A_LOADS):          # weights[rr][c] = weight[g*Dg + dd, row0 + c, i, j], r = (dd, i, j)
+                e = thread + load * NT
+                if e < BM * BK:
+                    rr, c = e % BK, e // BK
+                    r, row = r0 + rr, row0 + c
+                    value = real(0)
+                    if row < Cg and r < reduction:
+                        dd, i, j = _tap(r, taps, KW)
+                        value = weight[g * Dg + dd, row, i, j]
+                        if (value - value) != real(0):  # inf or NaN
+                            finite = 0
+                    weights[rr, c] = value
+            for load in range(B_LOADS):          # gradients[rr][my_column]: the output tap r that reads `column`
+                rr = thread // BN + load * B_ROW_STEP
+                r = r0 + rr
+                value = real(0)
+                covered = 0
+                if r < reduction and column < columns:
+                    dd, i, j = _tap(r, taps, KW)
+                    reach_h = ih + padding_h - i * dilation_h
+                    reach_w = iw + padding_w - j * dilation_w
+                    if reach_h >= 0 and reach_w >= 0 and reach_h % stride_h == 0 and reach_w % stride_w == 0:
+                        oh, ow = reach_h // stride_h, reach_w // stride_w
+                        if oh < OH and ow < OW:
+                            value = grad_output[n, g * Dg + dd, oh, ow]
+                            covered = 1
+                gradients[rr, my_column] = value
+                covers[rr, my_column] = covered
+            # one block-wide vote doubles as the barrier: the masked product only where a weight is not finite
+            if cuda.syncthreads_and(finite):
+                multiply_tiles(weights, gradients, acc, ty, tx)
+            else:
+                multiply_covered(weights, gradients, covers, acc, ty, tx)
             cuda.syncthreads()
-            for rr in range(tile):  # only covering pairs count: an inf weight must not meet the zeros between
-                product = weights[ty, rr] * gradients[rr, tx]
-                total += product if covers[rr, tx] else real(0)
-            cuda.syncthreads()
-        if row < Cg and column < columns:
-            grad_input[n, g * Cg + row, ih, iw] = total
+        for j in range(TN):
+            column = column0 + tx + j * TX
+            if column < columns:
+                n, ih, iw = _position(column, H, W)
+                for i in range(TM):
+                    row = row0 + ty + i * TY
+                    if row < Cg:
+                        grad_input[n, g * Cg + row, ih, iw] = acc[i * TN + j]
 
     @cuda.jit
     def backward_weight(grad_output, input, partial, partial_bias, kernel_h, kernel_w, stride_h, stride_w, padding_h,
@@ -136,57 +242,172 @@ def _build(real, tile):
         g, split = cuda.blockIdx.z % groups, cuda.blockIdx.z // groups
         first, last = split * columns // splits, (split + 1) * columns // splits
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty        # output channel within the group
-        column = cuda.blockIdx.x * tile + tx     # k = (c, i, j)
-        gradients = cuda.shared.array((tile, tile), real)
-        unrolled = cuda.shared.array((tile, tile), real)
-        total = real(0)
-        # the bias gradient rides along: the threads of column 0 also sum the grad_output tiles every block
-        # loads anyway (the rows of their channel), into one partial sum per split (float64, as the
+        thread = ty * TX + tx
+        row0, column0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+        gradients = cuda.shared.array((BK, BM), real)
+        unrolled = cuda.shared.array((BK, BN), real)
+        acc = cuda.local.array(RESULTS, real)
+        for e in range(RESULTS):
+            acc[e] = real(0)
+        my_column = thread % BN                  # the tap k = (c, i, j) this thread gathers
+        k = column0 + my_column
+        c, i, j = _tap(k, taps, KW)
+        # the bias gradient rides along: in the blocks of the first column tile, thread r also sums row r
+        # of every grad_output tile the block loads anyway, into one partial sum per split (float64, as the
         # separate bias kernel sums)
-        sums_bias = partial_bias.shape[0] > 0 and column == 0
+        sums_bias = partial_bias.shape[0] > 0 and cuda.blockIdx.x == 0 and thread < BM
         bias_total = 0.0
-        for q0 in range(first, last, tile):
-            q = q0 + tx                          # gradients[ty][tx] = grad_output[n, g*Dg + row, oh, ow], q = (n, oh, ow)
-            value = real(0)
-            if row < Dg and q < last:
-                value = grad_output[q // (OH * OW), g * Dg + row, (q // OW) % OH, q % OW]
-            gradients[ty, tx] = value
-            q = q0 + ty                          # unrolled[ty][tx] = input tap `column` of output position q
-            value = real(0)
-            if q < last and column < depth:
-                n, oh, ow = q // (OH * OW), (q // OW) % OH, q % OW
-                c, ih, iw, inside = _tap_position(oh, ow, column, KW, taps, H, W, stride_h, stride_w, padding_h,
-                                                  padding_w, dilation_h, dilation_w)
-                if inside:
-                    value = input[n, g * Cg + c, ih, iw]
-            unrolled[ty, tx] = value
+        for q0 in range(first, last, BK):
+            for load in range(A_LOADS):          # gradients[qq][r] = grad_output[n, g*Dg + row0 + r, oh, ow], q = (n, oh, ow)
+                e = thread + load * NT
+                if e < BM * BK:
+                    qq, r = e % BK, e // BK
+                    q, row = q0 + qq, row0 + r
+                    value = real(0)
+                    if row < Dg and q < last:
+                        n, oh, ow = _position(q, OH, OW)
+                        value = grad_output[n, g * Dg + row, oh, ow]
+                    gradients[qq, r] = value
+            for load in range(B_LOADS):          # unrolled[qq][my_column] = input tap k of output position q
+                qq = thread // BN + load * B_ROW_STEP
+                q = q0 + qq
+                value = real(0)
+                if q < last and k < depth:
+                    n, oh, ow = _position(q, OH, OW)
+                    ih = oh * stride_h - padding_h + i * dilation_h
+                    iw = ow * stride_w - padding_w + j * dilation_w
+                    if 0 <= ih < H and 0 <= iw < W:
+                        value = input[n, g * Cg + c, ih, iw]
+                unrolled[qq, my_column] = value
             cuda.syncthreads()
-            for qq in range(tile):
-                total += gradients[ty, qq] * unrolled[qq, tx]
+            multiply_tiles(gradients, unrolled, acc, ty, tx)
             if sums_bias:
-                for qq in range(tile):
-                    bias_total += gradients[ty, qq]
+                for qq in range(BK):
+                    bias_total += gradients[qq, thread]
             cuda.syncthreads()
-        if row < Dg and column < depth:
-            partial[split, g * Dg + row, column] = total
-        if sums_bias and row < Dg:
-            partial_bias[split, g * Dg + row] = bias_total
+        for j in range(TN):
+            column = column0 + tx + j * TX
+            if column < depth:
+                for i in range(TM):
+                    row = row0 + ty + i * TY
+                    if row < Dg:
+                        partial[split, g * Dg + row, column] = acc[i * TN + j]
+        if sums_bias and row0 + thread < Dg:
+            partial_bias[split, g * Dg + row0 + thread] = bias_total
 
     return forward, backward_input, backward_weight
 
 
-# Built for both element types up front (nothing compiles until a launch), so every kernel is reachable
-# from the module for nbconv.cuda_compile.
-_KERNELS = {dtype: _build(numba_type, TILE) for dtype, numba_type in _NUMBA_TYPES.items()}
+def _build_depthwise(real):
+    """Direct kernels for depthwise convolutions (groups == channels == filters): one thread per result."""
+
+    @cuda.jit
+    def forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
+                groups):
+        N, D, OH, OW = output.shape
+        H, W = input.shape[2], input.shape[3]
+        KH, KW = weight.shape[2], weight.shape[3]
+        index = cuda.grid(1)
+        if index >= N * D * OH * OW:
+            return
+        nd, oh, ow = _position(index, OH, OW)
+        n, d = nd // D, nd % D
+        total = real(0)
+        for i in range(KH):
+            ih = oh * stride_h - padding_h + i * dilation_h
+            for j in range(KW):
+                iw = ow * stride_w - padding_w + j * dilation_w
+                value = real(0)
+                if 0 <= ih < H and 0 <= iw < W:
+                    value = input[n, d, ih, iw]
+                total += weight[d, 0, i, j] * value   # every product, padding included (the definition)
+        output[n, d, oh, ow] = total + (bias[d] if bias.shape[0] > 0 else real(0))
+
+    @cuda.jit
+    def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                       dilation_w, groups):
+        N, C, H, W = grad_input.shape
+        OH, OW = grad_output.shape[2], grad_output.shape[3]
+        KH, KW = weight.shape[2], weight.shape[3]
+        index = cuda.grid(1)
+        if index >= N * C * H * W:
+            return
+        nc, ih, iw = _position(index, H, W)
+        n, c = nc // C, nc % C
+        total = real(0)
+        for i in range(KH):
+            reach_h = ih + padding_h - i * dilation_h
+            if reach_h < 0 or reach_h % stride_h != 0 or reach_h // stride_h >= OH:
+                continue
+            for j in range(KW):
+                reach_w = iw + padding_w - j * dilation_w
+                if reach_w < 0 or reach_w % stride_w != 0 or reach_w // stride_w >= OW:
+                    continue
+                total += weight[c, 0, i, j] * grad_output[n, c, reach_h // stride_h, reach_w // stride_w]
+        grad_input[n, c, ih, iw] = total
+
+    @cuda.jit
+    def backward_weight(grad_output, input, partial, partial_bias, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                        padding_w, dilation_h, dilation_w, groups):
+        """One block per (tap, channel, split): a strided share per thread, then a tree in shared memory."""
+        N, C, H, W = input.shape
+        OH, OW = grad_output.shape[2], grad_output.shape[3]
+        splits, taps = partial.shape[0], kernel_h * kernel_w
+        columns = N * OH * OW
+        tap, d, split = cuda.blockIdx.x, cuda.blockIdx.y, cuda.blockIdx.z
+        first, last = split * columns // splits, (split + 1) * columns // splits
+        t = cuda.threadIdx.x
+        i, j = tap // kernel_w, tap % kernel_w
+        bias_row = tap == taps                 # the extra tap row sums the bias gradient
+        shares = cuda.shared.array(DEPTHWISE_THREADS, float64)
+        total = 0.0
+        for q in range(first + t, last, DEPTHWISE_THREADS):
+            n, oh, ow = _position(q, OH, OW)
+            gradient = grad_output[n, d, oh, ow]
+            if bias_row:
+                total += gradient
+            else:
+                ih = oh * stride_h - padding_h + i * dilation_h
+                iw = ow * stride_w - padding_w + j * dilation_w
+                value = real(0)
+                if 0 <= ih < H and 0 <= iw < W:
+                    value = input[n, d, ih, iw]
+                total += gradient * value
+        shares[t] = total
+        cuda.syncthreads()
+        width = DEPTHWISE_THREADS // 2
+        while width > 0:
+            if t < width:
+                shares[t] += shares[t + width]
+            cuda.syncthreads()
+            width //= 2
+        if t == 0:
+            if bias_row:
+                if partial_bias.shape[0] > 0:
+                    partial_bias[split, d] = shares[0]
+            else:
+                partial[split, d, tap] = shares[0]
+
+    return forward, backward_input, backward_weight
 
 
-def _kernels(dtype):
-    return _KERNELS[np.dtype(dtype)]
+# Built for every element type and tile shape up front (nothing compiles until a launch), so every kernel
+# is reachable from the module for nbconv.cuda_compile.
+_KERNELS = {(dtype, tiles.name): _build(numba_type, tiles)
+            for dtype, numba_type in _NUMBA_TYPES.items() for tiles in (TALL, NARROW)}
+_DEPTHWISE = {dtype: _build_depthwise(numba_type) for dtype, numba_type in _NUMBA_TYPES.items()}
 
 
-def _tiles(count):
-    return max(1, math.ceil(count / TILE))
+def _is_depthwise(channels, filters, groups):
+    return groups > 1 and channels == groups and filters == groups
+
+
+def _kernels(dtype, tiles):
+    return _KERNELS[(np.dtype(dtype), tiles.name)]
+
+
+def _grid(columns, rows, tiles, depth):
+    return (max(1, math.ceil(columns / tiles.columns)), max(1, math.ceil(rows / tiles.rows)), depth)
 
 
 @cuda.jit(cache=True)
@@ -238,19 +459,28 @@ def _conv2d_backward_bias(grad_output, grad_bias):
 def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
                    dilation_h, dilation_w, groups):
     N, D, OH, OW = output.shape
-    forward = _kernels(output.dtype)[0]
-    grid = (_tiles(N * OH * OW), _tiles(D // groups), groups)
-    forward[grid, (TILE, TILE)](input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
-                                dilation_h, dilation_w, groups)
+    hyper = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if _is_depthwise(input.shape[1], D, groups):
+        _DEPTHWISE[np.dtype(output.dtype)][0][grid_for(output.size, DEPTHWISE_THREADS)](input, weight, bias, output,
+                                                                                        *hyper)
+        return
+    tiles = _tiles_for(D // groups)
+    forward = _kernels(output.dtype, tiles)[0]
+    forward[_grid(N * OH * OW, D // groups, tiles, groups), (tiles.tx, tiles.ty)](input, weight, bias, output, *hyper)
 
 
 def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
                           dilation_h, dilation_w, groups):
     N, C, H, W = grad_input.shape
-    backward_input = _kernels(grad_input.dtype)[1]
-    grid = (_tiles(N * H * W), _tiles(C // groups), groups)
-    backward_input[grid, (TILE, TILE)](grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
-                                       dilation_h, dilation_w, groups)
+    hyper = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if _is_depthwise(C, weight.shape[0], groups):
+        _DEPTHWISE[np.dtype(grad_input.dtype)][1][grid_for(grad_input.size, DEPTHWISE_THREADS)](
+            grad_output, weight, grad_input, *hyper)
+        return
+    tiles = _tiles_for(C // groups)
+    backward_input = _kernels(grad_input.dtype, tiles)[1]
+    backward_input[_grid(N * H * W, C // groups, tiles, groups), (tiles.tx, tiles.ty)](
+        grad_output, weight, grad_input, *hyper)
 
 
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
@@ -271,17 +501,29 @@ def _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, strid
     N, D, OH, OW = grad_output.shape
     _, Cg, KH, KW = grad_weight.shape
     depth = Cg * KH * KW
-    splits = max(1, min(64, (N * OH * OW) // SPLIT_COLUMNS))
+    depthwise = _is_depthwise(input.shape[1], D, groups)
+    # enough blocks to fill the device: the fewer blocks the result needs, the more ways the reduction splits
+    if depthwise:
+        result_blocks = (KH * KW + 1) * D
+    else:
+        tiles = _tiles_for(D // groups)
+        columns, rows, _ = _grid(depth, D // groups, tiles, groups)
+        result_blocks = columns * rows * groups
+    splits = max(1, min(64, (N * OH * OW) // SPLIT_COLUMNS, -(-TARGET_BLOCKS // result_blocks)))
     partial = device_scratch("conv_weight_partial", (splits, D, depth), grad_weight.dtype)
     if grad_bias is None:
         partial_bias = device_scratch("conv_bias_partial", (0, D), np.float64)
         grad_bias = device_scratch("conv_bias_absent", (0,), grad_weight.dtype)
     else:
         partial_bias = device_scratch("conv_bias_partial", (splits, D), np.float64)
-    backward_weight = _kernels(grad_weight.dtype)[2]
-    grid = (_tiles(depth), _tiles(D // groups), groups * splits)
-    backward_weight[grid, (TILE, TILE)](grad_output, input, partial, partial_bias, KH, KW, stride_h, stride_w,
-                                        padding_h, padding_w, dilation_h, dilation_w, groups)
+    hyper = (KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    if depthwise:
+        kernel = _DEPTHWISE[np.dtype(grad_weight.dtype)][2]
+        kernel[(KH * KW + 1, D, splits), DEPTHWISE_THREADS](grad_output, input, partial, partial_bias, *hyper)
+    else:
+        backward_weight = _kernels(grad_weight.dtype, tiles)[2]
+        backward_weight[_grid(depth, D // groups, tiles, groups * splits), (tiles.tx, tiles.ty)](
+            grad_output, input, partial, partial_bias, *hyper)
     _sum_partials[grid_for(grad_weight.size)](partial, grad_weight, partial_bias, grad_bias)
 
 

@@ -138,6 +138,33 @@ def layer_rows(torch, repeat=5):
     return rows
 
 
+def pass_rows(repeat=10):
+    """nbconv's conv2d per pass on the GPU (forward, input gradient, weight+bias gradient), per layer of the
+    layer set: where the time of layer_rows goes."""
+    import nbconv.functional as F
+    from nbconv import backend, bench
+    from numba import cuda
+    rows = []
+    for shape in bench.LAYER_SET:
+        rng = np.random.default_rng(0)
+        x = backend.to_device(rng.standard_normal((shape.n, shape.c, shape.h, shape.w)).astype(np.float32))
+        w = backend.to_device((rng.standard_normal((shape.d, shape.c // shape.g, shape.k, shape.k)) * 0.1)
+                              .astype(np.float32))
+        b = backend.to_device(np.zeros(shape.d, np.float32))
+        hyper = dict(stride=shape.s, padding=shape.p, groups=shape.g)
+        grad_y = backend.to_device(np.ones(F.conv2d(x, w, b, **hyper).shape, np.float32))
+        passes = {"forward": lambda: F.conv2d(x, w, b, **hyper),
+                  "input": lambda: F.conv2d_backward(grad_y, x, w, need_weight_grad=False, **hyper),
+                  "weight": lambda: F.conv2d_backward(grad_y, x, w, need_input_grad=False, **hyper)}
+        row = {"layer": shape.name}
+        for name, function in passes.items():
+            median, _, _ = bench.time_call(function, repeat, synchronize=cuda.synchronize)
+            row[name + "_ms"] = median * 1e3
+            row[name + "_gflops"] = shape.forward_flops() / median / 1e9
+        rows.append(row)
+    return rows
+
+
 def _conv_both(shape):
     """nbconv's conv2d forward + backward on the GPU for one layer shape, as a function to time."""
     import nbconv.functional as F
@@ -451,6 +478,13 @@ def report(device, results):
             lines.append(f"| {row['layer']} | {row['shape']} | {row['nbconv_ms']:.3f} | {row['gflops']:.0f} | "
                          f"{row.get('torch_ms', float('nan')):.3f} | {_ratio(row)} |")
         lines.append("")
+    if results.get("passes"):
+        lines += ["| layer | forward ms (GFLOP/s) | input gradient ms (GFLOP/s) | weight+bias gradient ms (GFLOP/s) |",
+                  "|---|---:|---:|---:|"]
+        for row in results["passes"]:
+            lines.append(f"| {row['layer']} | " + " | ".join(
+                f"{row[name + '_ms']:.3f} ({row[name + '_gflops']:.0f})" for name in ("forward", "input", "weight")) + " |")
+        lines.append("")
     if results.get("networks"):
         lines += ["| training step | batch | nbconv ms | images/s | PyTorch ms | ratio |", "|---|---:|---:|---:|---:|---:|"]
         for row in results["networks"]:
@@ -521,7 +555,7 @@ def main(argv=None):
     tests = start_tests()  # compiles on other cores while this process times
     steps = (("launches", lambda: launch_rows()), ("steps", lambda: step_rows()), ("layers", lambda: layer_rows(torch)),
              ("networks", lambda: network_rows(torch)),
-             ("profile", lambda: host_profile()),
+             ("passes", lambda: pass_rows()), ("profile", lambda: host_profile()),
              ("tests", lambda: finish_tests(tests, deadline - EPOCH_SECONDS - time.perf_counter())),
              ("epochs", lambda: epoch_rows(deadline)))
     for name, step in steps:

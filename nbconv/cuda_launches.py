@@ -40,6 +40,8 @@ def _workload(dtype, rng):
     F.conv2d_backward(device(2, 6, 7, 6), x, w, padding="same", groups=2, need_input_grad=False)
     wide_x, wide_w = device(1, 48, 3, 3), device(48, 48, 1, 1)  # 48 channels: the tall tile shape
     F.conv2d_backward(F.conv2d(wide_x, wide_w, device(48)), wide_x, wide_w)
+    F.conv2d_backward(device(1, 48, 2, 2), wide_x, wide_w, stride=2, dilation=2)
+    F.conv2d_backward(device(2, 6, 2, 2), x, w, stride=2, dilation=2, groups=2)  # stride and dilation on one axis
     depthwise_w = device(4, 1, 3, 3)                               # depthwise: the direct kernels
     F.conv2d_backward(F.conv2d(x, depthwise_w, b[:4], padding=1, groups=4), x, depthwise_w, padding=1, groups=4)
     signal = device(2, 3, 9)

@@ -86,8 +86,13 @@ def test_recorder_notes_each_launch_with_gpu_blocks_and_launcher():
     recording = json.loads(with_gpu_blocks.stdout)
     assert set(recording["launchers_called"]) == set(recording["launchers"])
     forward = [launch for launch in recording["launches"] if launch["launcher"] == "conv2d_forward"]
-    assert {tuple(launch["closure_types"]) for launch in forward} == {("float32",), ("float64",)}
-    assert all(launch["block"] == [16, 16, 1] for launch in forward)  # the GPU's tile, not the simulator's
+    tiled = [launch for launch in forward if "_build.<locals>" in launch["qualname"]]
+    # both element types, both tile shapes (their sizes are closed over too), and the depthwise kernels
+    assert {launch["closure_types"][-1] for launch in tiled} == {"float32", "float64"}
+    assert len({tuple(launch["closure_types"]) for launch in tiled}) == 4
+    assert any("_build_depthwise" in launch["qualname"] for launch in forward)
+    # the GPU's blocks, not the simulator's: 16 x 16 and 32 x 8 threads
+    assert {tuple(launch["block"]) for launch in tiled} == {(16, 16, 1), (32, 8, 1)}
     relu = next(launch for launch in recording["launches"] if launch["launcher"] == "relu_forward")
     assert relu["args"][0] in ({"dtype": "float32", "ndim": 1, "layout": "C"},
                                {"dtype": "float64", "ndim": 1, "layout": "C"})

@@ -55,6 +55,8 @@ def test_conv2d_cuda_matches_cpu(hyper, kernel, rng):
     (np.float32, (2, 7, 9, 8), (13, 7, 3, 3), dict(stride=2, padding=1)),      # tall tiles, several of them
     (np.float64, (3, 14, 6, 7), (14, 2, 2, 3), dict(padding=(1, 0), dilation=(2, 1), groups=7)),
     (np.float32, (2, 5, 9, 7), (5, 1, 3, 3), dict(stride=2, padding=2, dilation=2, groups=5)),  # depthwise
+    (np.float32, (2, 7, 11, 9), (9, 7, 2, 4), dict(stride=(3, 2), padding=(2, 1))),  # phases without taps
+    (np.float64, (1, 3, 10, 11), (4, 3, 3, 3), dict(stride=(2, 1), dilation=(2, 3), padding=(1, 2))),  # general
 ])
 def test_conv2d_cuda_tiles_and_split_reduction(dtype, input_shape, weight_shape, hyper, monkeypatch, rng):
     """Shapes spanning several tiles on every axis (the simulator's tiles are 8 x 8 and 4 x 16, with 2 x 2

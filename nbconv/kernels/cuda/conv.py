@@ -68,6 +68,23 @@ def _tap(k, taps, kernel_w):
 
 
 @cuda.jit(device=True, inline=True)
+def _advance(high, middle, low, step_high, step_middle, step_low, middle_radix, low_radix):
+    """(high, middle, low) + (step_high, step_middle, step_low) in the mixed radix (., middle_radix,
+    low_radix), both in range: one compare and carry per digit instead of a division."""
+    low += step_low
+    carry = 0
+    if low >= low_radix:
+        low -= low_radix
+        carry = 1
+    middle += step_middle + carry
+    carry = 0
+    if middle >= middle_radix:
+        middle -= middle_radix
+        carry = 1
+    return high + step_high + carry, middle, low
+
+
+@cuda.jit(device=True, inline=True)
 def _position(column, height, width):
     """(n, h, w) of the column index (n, h, w) over maps of height x width."""
     plane = height * width
@@ -78,7 +95,12 @@ def _position(column, height, width):
 
 
 def _build(real, tiles):
-    """The three tiled kernels for one element type and one tile shape."""
+    """The three tiled kernels for one element type and one tile shape.
+
+    Index arithmetic is most of a naive kernel's instructions (a 64-bit division by a runtime divisor
+    costs dozens), so each thread decomposes the reduction positions it loads only once, before the loop,
+    and then steps them by BK in mixed radix (one compare and carry per digit), with the digits of BK
+    worked out once too."""
     TY, TX, TM, TN, BK = tiles.ty, tiles.tx, tiles.tm, tiles.tn, tiles.bk
     BM, BN, NT = tiles.rows, tiles.columns, tiles.threads
     A_LOADS = (BM * BK + NT - 1) // NT       # loads a thread makes of the BK x BM row-operand tile
@@ -127,31 +149,44 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
-        my_column = thread % BN                  # the column of the unrolled input this thread gathers
+        step_c, step_i, step_j = _tap(BK, taps, KW)
+        # the weight tile positions this thread loads: (kk, r) fixed, k = k0 + kk stepped in (c, i, j)
+        a_c = cuda.local.array(A_LOADS, np.int64)
+        a_i = cuda.local.array(A_LOADS, np.int64)
+        a_j = cuda.local.array(A_LOADS, np.int64)
+        for load in range(A_LOADS):
+            a_c[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, taps, KW)
+        # the unrolled-input column this thread gathers, and its taps k = k0 + kk in (c, i, j)
+        my_column = thread % BN
         column = column0 + my_column
         n, oh, ow = _position(column, OH, OW)
         top, left = oh * stride_h - padding_h, ow * stride_w - padding_w
+        b_c = cuda.local.array(B_LOADS, np.int64)
+        b_i = cuda.local.array(B_LOADS, np.int64)
+        b_j = cuda.local.array(B_LOADS, np.int64)
+        for load in range(B_LOADS):
+            b_c[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, taps, KW)
         for k0 in range(0, depth, BK):
             for load in range(A_LOADS):          # weights[kk][r] = weight[g*Dg + row0 + r, k0 + kk]
                 e = thread + load * NT
                 if e < BM * BK:
                     kk, r = e % BK, e // BK
-                    k, row = k0 + kk, row0 + r
                     value = real(0)
-                    if row < Dg and k < depth:
-                        c, i, j = _tap(k, taps, KW)
-                        value = weight[g * Dg + row, c, i, j]
+                    if row0 + r < Dg and k0 + kk < depth:
+                        value = weight[g * Dg + row0 + r, a_c[load], a_i[load], a_j[load]]
                     weights[kk, r] = value
+                a_c[load], a_i[load], a_j[load] = _advance(a_c[load], a_i[load], a_j[load], step_c, step_i,
+                                                           step_j, KH, KW)
             for load in range(B_LOADS):          # unrolled[kk][my_column] = input tap k0 + kk of `column`
                 kk = thread // BN + load * B_ROW_STEP
-                k = k0 + kk
                 value = real(0)
-                if k < depth and column < columns:
-                    c, i, j = _tap(k, taps, KW)
-                    ih, iw = top + i * dilation_h, left + j * dilation_w
+                if k0 + kk < depth and column < columns:
+                    ih, iw = top + b_i[load] * dilation_h, left + b_j[load] * dilation_w
                     if 0 <= ih < H and 0 <= iw < W:
-                        value = input[n, g * Cg + c, ih, iw]
+                        value = input[n, g * Cg + b_c[load], ih, iw]
                 unrolled[kk, my_column] = value
+                b_c[load], b_i[load], b_j[load] = _advance(b_c[load], b_i[load], b_j[load], step_c, step_i,
+                                                           step_j, KH, KW)
             cuda.syncthreads()
             multiply_tiles(weights, unrolled, acc, ty, tx)
             cuda.syncthreads()
@@ -166,8 +201,10 @@ def _build(real, tiles):
                         output[n, d, oh, ow] = acc[i * TN + j] + (bias[d] if bias.shape[0] > 0 else real(0))
 
     @cuda.jit
-    def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                       dilation_w, groups):
+    def backward_input_general(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
+                               dilation_h, dilation_w, groups):
+        """The input gradient for any stride and dilation: every tap r = (dd, i, j), with a test of whether
+        it reads the pixel (used where an axis has both a stride and a dilation above 1)."""
         N, C, H, W = grad_input.shape
         D, Cg, KH, KW = weight.shape
         OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -183,39 +220,51 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
+        step_d, step_i, step_j = _tap(BK, taps, KW)
+        # the weight tile positions this thread loads: r = r0 + rr stepped in (dd, i, j)
+        a_d = cuda.local.array(A_LOADS, np.int64)
+        a_i = cuda.local.array(A_LOADS, np.int64)
+        a_j = cuda.local.array(A_LOADS, np.int64)
+        for load in range(A_LOADS):
+            a_d[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, taps, KW)
         my_column = thread % BN
         column = column0 + my_column
         n, ih, iw = _position(column, H, W)
+        b_d = cuda.local.array(B_LOADS, np.int64)
+        b_i = cuda.local.array(B_LOADS, np.int64)
+        b_j = cuda.local.array(B_LOADS, np.int64)
+        for load in range(B_LOADS):
+            b_d[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, taps, KW)
         for r0 in range(0, reduction, BK):
             finite = 1
             for load in range(A_LOADS):          # weights[rr][c] = weight[g*Dg + dd, row0 + c, i, j], r = (dd, i, j)
                 e = thread + load * NT
                 if e < BM * BK:
                     rr, c = e % BK, e // BK
-                    r, row = r0 + rr, row0 + c
                     value = real(0)
-                    if row < Cg and r < reduction:
-                        dd, i, j = _tap(r, taps, KW)
-                        value = weight[g * Dg + dd, row, i, j]
+                    if row0 + c < Cg and r0 + rr < reduction:
+                        value = weight[g * Dg + a_d[load], row0 + c, a_i[load], a_j[load]]
                         if (value - value) != real(0):  # inf or NaN
                             finite = 0
                     weights[rr, c] = value
+                a_d[load], a_i[load], a_j[load] = _advance(a_d[load], a_i[load], a_j[load], step_d, step_i,
+                                                           step_j, KH, KW)
             for load in range(B_LOADS):          # gradients[rr][my_column]: the output tap r that reads `column`
                 rr = thread // BN + load * B_ROW_STEP
-                r = r0 + rr
                 value = real(0)
                 covered = 0
-                if r < reduction and column < columns:
-                    dd, i, j = _tap(r, taps, KW)
-                    reach_h = ih + padding_h - i * dilation_h
-                    reach_w = iw + padding_w - j * dilation_w
+                if r0 + rr < reduction and column < columns:
+                    reach_h = ih + padding_h - b_i[load] * dilation_h
+                    reach_w = iw + padding_w - b_j[load] * dilation_w
                     if reach_h >= 0 and reach_w >= 0 and reach_h % stride_h == 0 and reach_w % stride_w == 0:
                         oh, ow = reach_h // stride_h, reach_w // stride_w
                         if oh < OH and ow < OW:
-                            value = grad_output[n, g * Dg + dd, oh, ow]
+                            value = grad_output[n, g * Dg + b_d[load], oh, ow]
                             covered = 1
                 gradients[rr, my_column] = value
                 covers[rr, my_column] = covered
+                b_d[load], b_i[load], b_j[load] = _advance(b_d[load], b_i[load], b_j[load], step_d, step_i,
+                                                           step_j, KH, KW)
             # one block-wide vote doubles as the barrier: the masked product only where a weight is not finite
             if cuda.syncthreads_and(finite):
                 multiply_tiles(weights, gradients, acc, ty, tx)
@@ -230,6 +279,105 @@ def _build(real, tiles):
                     row = row0 + ty + i * TY
                     if row < Cg:
                         grad_input[n, g * Cg + row, ih, iw] = acc[i * TN + j]
+
+    @cuda.jit
+    def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                       dilation_w, groups):
+        """The input gradient where each axis has stride 1 or dilation 1, by phases: the pixels ih whose
+        (ih + padding_h) % stride_h is the same, rh, are read only by the taps i = rh, rh + stride_h, ...,
+        so each phase (rh, rw), on the grid's z axis with the group, is a matrix product over just those
+        taps (1/stride_h/stride_w of them) with no divisions: output row oh = base_h + a - ii for pixel
+        ih = h_start + a*stride_h and tap i = rh + ii*stride_h. With stride 1 there is one phase and
+        oh = ih + padding_h - i*dilation_h."""
+        N, C, H, W = grad_input.shape
+        D, Cg, KH, KW = weight.shape
+        OH, OW = grad_output.shape[2], grad_output.shape[3]
+        Dg = D // groups
+        g = cuda.blockIdx.z % groups
+        phase = cuda.blockIdx.z // groups
+        phases_w = stride_w if dilation_w == 1 else 1
+        rh, rw = phase // phases_w, phase % phases_w
+        if dilation_h == 1:                     # taps i = i_start + ii*i_step, pixels ih = h_start + a*h_step
+            i_start, i_step, h_start, h_step = rh, stride_h, (rh - padding_h) % stride_h, stride_h
+            base_h, tap_h = ((rh - padding_h) % stride_h + padding_h - rh) // stride_h, 1
+        else:                                   # stride 1
+            i_start, i_step, h_start, h_step, base_h, tap_h = 0, 1, 0, 1, padding_h, dilation_h
+        if dilation_w == 1:
+            j_start, j_step, w_start, w_step = rw, stride_w, (rw - padding_w) % stride_w, stride_w
+            base_w, tap_w = ((rw - padding_w) % stride_w + padding_w - rw) // stride_w, 1
+        else:
+            j_start, j_step, w_start, w_step, base_w, tap_w = 0, 1, 0, 1, padding_w, dilation_w
+        KHp = max(0, (KH - i_start + i_step - 1) // i_step)
+        KWp = max(0, (KW - j_start + j_step - 1) // j_step)
+        Hp = max(0, (H - h_start + h_step - 1) // h_step)
+        Wp = max(0, (W - w_start + w_step - 1) // w_step)
+        reduction, columns = Dg * KHp * KWp, N * Hp * Wp
+        KHd, KWd, Hd, Wd = max(KHp, 1), max(KWp, 1), max(Hp, 1), max(Wp, 1)  # divisors when a phase is empty
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        thread = ty * TX + tx
+        row0, column0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
+        weights = cuda.shared.array((BK, BM), real)
+        gradients = cuda.shared.array((BK, BN), real)
+        covers = cuda.shared.array((BK, BN), int8)   # whether output tap r reads input `column` at all
+        acc = cuda.local.array(RESULTS, real)
+        for e in range(RESULTS):
+            acc[e] = real(0)
+        step_d, step_i, step_j = _tap(BK, KHd * KWd, KWd)
+        a_d = cuda.local.array(A_LOADS, np.int64)
+        a_i = cuda.local.array(A_LOADS, np.int64)
+        a_j = cuda.local.array(A_LOADS, np.int64)
+        for load in range(A_LOADS):
+            a_d[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, KHd * KWd, KWd)
+        my_column = thread % BN
+        column = column0 + my_column
+        n, a, b = _position(column, Hd, Wd)
+        b_d = cuda.local.array(B_LOADS, np.int64)
+        b_i = cuda.local.array(B_LOADS, np.int64)
+        b_j = cuda.local.array(B_LOADS, np.int64)
+        for load in range(B_LOADS):
+            b_d[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, KHd * KWd, KWd)
+        for r0 in range(0, reduction, BK):
+            finite = 1
+            for load in range(A_LOADS):          # weights[rr][c] = weight[g*Dg + dd, row0 + c, i, j]
+                e = thread + load * NT
+                if e < BM * BK:
+                    rr, c = e % BK, e // BK
+                    value = real(0)
+                    if row0 + c < Cg and r0 + rr < reduction:
+                        value = weight[g * Dg + a_d[load], row0 + c, i_start + a_i[load] * i_step,
+                                       j_start + a_j[load] * j_step]
+                        if (value - value) != real(0):  # inf or NaN
+                            finite = 0
+                    weights[rr, c] = value
+                a_d[load], a_i[load], a_j[load] = _advance(a_d[load], a_i[load], a_j[load], step_d, step_i,
+                                                           step_j, KHd, KWd)
+            for load in range(B_LOADS):          # gradients[rr][my_column]: output tap r of pixel `column`
+                rr = thread // BN + load * B_ROW_STEP
+                value = real(0)
+                covered = 0
+                if r0 + rr < reduction and column < columns:
+                    oh = base_h + a - b_i[load] * tap_h
+                    ow = base_w + b - b_j[load] * tap_w
+                    if 0 <= oh < OH and 0 <= ow < OW:
+                        value = grad_output[n, g * Dg + b_d[load], oh, ow]
+                        covered = 1
+                gradients[rr, my_column] = value
+                covers[rr, my_column] = covered
+                b_d[load], b_i[load], b_j[load] = _advance(b_d[load], b_i[load], b_j[load], step_d, step_i,
+                                                           step_j, KHd, KWd)
+            if cuda.syncthreads_and(finite):
+                multiply_tiles(weights, gradients, acc, ty, tx)
+            else:
+                multiply_covered(weights, gradients, covers, acc, ty, tx)
+            cuda.syncthreads()
+        for jj in range(TN):
+            column = column0 + tx + jj * TX
+            if column < columns:
+                n, a, b = _position(column, Hd, Wd)
+                for ii in range(TM):
+                    row = row0 + ty + ii * TY
+                    if row < Cg:
+                        grad_input[n, g * Cg + row, h_start + a * h_step, w_start + b * w_step] = acc[ii * TN + jj]
 
     @cuda.jit
     def backward_weight(grad_output, input, partial, partial_bias, kernel_h, kernel_w, stride_h, stride_w, padding_h,
@@ -249,53 +397,65 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
+        step_n, step_h, step_w = _position(BK, OH, OW)
+        # the output positions q = q0 + qq this thread loads, stepped in (n, oh, ow)
+        a_n = cuda.local.array(A_LOADS, np.int64)
+        a_h = cuda.local.array(A_LOADS, np.int64)
+        a_w = cuda.local.array(A_LOADS, np.int64)
+        for load in range(A_LOADS):
+            a_n[load], a_h[load], a_w[load] = _position(first + (thread + load * NT) % BK, OH, OW)
         my_column = thread % BN                  # the tap k = (c, i, j) this thread gathers
         k = column0 + my_column
         c, i, j = _tap(k, taps, KW)
+        b_n = cuda.local.array(B_LOADS, np.int64)
+        b_h = cuda.local.array(B_LOADS, np.int64)
+        b_w = cuda.local.array(B_LOADS, np.int64)
+        for load in range(B_LOADS):
+            b_n[load], b_h[load], b_w[load] = _position(first + thread // BN + load * B_ROW_STEP, OH, OW)
         # the bias gradient rides along: in the blocks of the first column tile, thread r also sums row r
         # of every grad_output tile the block loads anyway, into one partial sum per split (float64, as the
         # separate bias kernel sums)
         sums_bias = partial_bias.shape[0] > 0 and cuda.blockIdx.x == 0 and thread < BM
         bias_total = 0.0
         for q0 in range(first, last, BK):
-            for load in range(A_LOADS):          # gradients[qq][r] = grad_output[n, g*Dg + row0 + r, oh, ow], q = (n, oh, ow)
+            for load in range(A_LOADS):          # gradients[qq][r] = grad_output[n, g*Dg + row0 + r, oh, ow]
                 e = thread + load * NT
                 if e < BM * BK:
                     qq, r = e % BK, e // BK
-                    q, row = q0 + qq, row0 + r
                     value = real(0)
-                    if row < Dg and q < last:
-                        n, oh, ow = _position(q, OH, OW)
-                        value = grad_output[n, g * Dg + row, oh, ow]
+                    if row0 + r < Dg and q0 + qq < last:
+                        value = grad_output[a_n[load], g * Dg + row0 + r, a_h[load], a_w[load]]
                     gradients[qq, r] = value
+                a_n[load], a_h[load], a_w[load] = _advance(a_n[load], a_h[load], a_w[load], step_n, step_h,
+                                                           step_w, OH, OW)
             for load in range(B_LOADS):          # unrolled[qq][my_column] = input tap k of output position q
                 qq = thread // BN + load * B_ROW_STEP
-                q = q0 + qq
                 value = real(0)
-                if q < last and k < depth:
-                    n, oh, ow = _position(q, OH, OW)
-                    ih = oh * stride_h - padding_h + i * dilation_h
-                    iw = ow * stride_w - padding_w + j * dilation_w
+                if q0 + qq < last and k < depth:
+                    ih = b_h[load] * stride_h - padding_h + i * dilation_h
+                    iw = b_w[load] * stride_w - padding_w + j * dilation_w
                     if 0 <= ih < H and 0 <= iw < W:
-                        value = input[n, g * Cg + c, ih, iw]
+                        value = input[b_n[load], g * Cg + c, ih, iw]
                 unrolled[qq, my_column] = value
+                b_n[load], b_h[load], b_w[load] = _advance(b_n[load], b_h[load], b_w[load], step_n, step_h,
+                                                           step_w, OH, OW)
             cuda.syncthreads()
             multiply_tiles(gradients, unrolled, acc, ty, tx)
             if sums_bias:
                 for qq in range(BK):
                     bias_total += gradients[qq, thread]
             cuda.syncthreads()
-        for j in range(TN):
-            column = column0 + tx + j * TX
+        for jj in range(TN):
+            column = column0 + tx + jj * TX
             if column < depth:
-                for i in range(TM):
-                    row = row0 + ty + i * TY
+                for ii in range(TM):
+                    row = row0 + ty + ii * TY
                     if row < Dg:
-                        partial[split, g * Dg + row, column] = acc[i * TN + j]
+                        partial[split, g * Dg + row, column] = acc[ii * TN + jj]
         if sums_bias and row0 + thread < Dg:
             partial_bias[split, g * Dg + row0 + thread] = bias_total
 
-    return forward, backward_input, backward_weight
+    return forward, backward_input, backward_weight, backward_input_general
 
 
 def _build_depthwise(real):
@@ -478,9 +638,15 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
             grad_output, weight, grad_input, *hyper)
         return
     tiles = _tiles_for(C // groups)
-    backward_input = _kernels(grad_input.dtype, tiles)[1]
-    backward_input[_grid(N * H * W, C // groups, tiles, groups), (tiles.tx, tiles.ty)](
-        grad_output, weight, grad_input, *hyper)
+    kernels = _kernels(grad_input.dtype, tiles)
+    if (stride_h == 1 or dilation_h == 1) and (stride_w == 1 or dilation_w == 1):
+        phases_h, phases_w = (stride_h if dilation_h == 1 else 1), (stride_w if dilation_w == 1 else 1)
+        pixels = N * (-(-H // phases_h)) * (-(-W // phases_w))  # the most a phase has
+        kernels[1][_grid(pixels, C // groups, tiles, groups * phases_h * phases_w), (tiles.tx, tiles.ty)](
+            grad_output, weight, grad_input, *hyper)
+    else:
+        kernels[3][_grid(N * H * W, C // groups, tiles, groups), (tiles.tx, tiles.ty)](
+            grad_output, weight, grad_input, *hyper)
 
 
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,

@@ -22,6 +22,7 @@ their own direct kernels: as a matrix product each group would be a single row.
 The shared tiles take the arrays' dtype, so kernels are built per dtype and tile shape.
 """
 import math
+import os
 
 import numpy as np
 from numba import cuda, float32, float64, int8
@@ -45,11 +46,28 @@ class Tiles:
 
 # Under the simulator, which runs every thread as a Python thread, small tiles (that also exercise the tile
 # edges and the register blocking on small test shapes).
+TILES_VARIABLE = "NBCONV_CUDA_TILES"
+
+
+def _gpu_tiles():
+    """The tall and narrow tile shapes for a GPU: NBCONV_CUDA_TILES="ty,tx,tm,tn,bk/ty,tx,tm,tn,bk" overrides
+    them (for benchmarks/gpu_tiles.py, which times the candidates)."""
+    text = os.environ.get(TILES_VARIABLE, "")
+    if not text:
+        return Tiles("tall", 16, 16, 4, 4, 8), Tiles("narrow", 8, 32, 2, 4, 8)
+    try:
+        tall, narrow = ([int(part) for part in shape.split(",")] for shape in text.split("/"))
+        return Tiles("tall", *tall), Tiles("narrow", *narrow)
+    except (ValueError, TypeError, AssertionError):
+        raise ValueError(f"{TILES_VARIABLE} must read 'ty,tx,tm,tn,bk/ty,tx,tm,tn,bk' with threads a multiple "
+                         f"of the tile's columns, got {text!r}") from None
+
+
 if small_blocks():
     TALL, NARROW = Tiles("tall", 4, 4, 2, 2, 4), Tiles("narrow", 2, 8, 2, 2, 4)
     TALL_FROM_ROWS = 6
 else:
-    TALL, NARROW = Tiles("tall", 16, 16, 4, 4, 8), Tiles("narrow", 8, 32, 2, 4, 8)
+    TALL, NARROW = _gpu_tiles()
     TALL_FROM_ROWS = 48
 DEPTHWISE_THREADS = 4 * 4 if small_blocks() else 256
 
@@ -459,7 +477,9 @@ def _build(real, tiles):
 
 
 def _build_depthwise(real):
-    """Direct kernels for depthwise convolutions (groups == channels == filters): one thread per result."""
+    """Direct kernels for depthwise convolutions (groups == channels == filters). The grid's x axis runs
+    over the positions of one map and its y axis over the (image, channel) planes, so that a thread finds
+    its position with one division and its plane with another."""
 
     @cuda.jit
     def forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
@@ -467,21 +487,25 @@ def _build_depthwise(real):
         N, D, OH, OW = output.shape
         H, W = input.shape[2], input.shape[3]
         KH, KW = weight.shape[2], weight.shape[3]
-        index = cuda.grid(1)
-        if index >= N * D * OH * OW:
+        position = cuda.grid(1)
+        if position >= OH * OW:
             return
-        nd, oh, ow = _position(index, OH, OW)
-        n, d = nd // D, nd % D
-        total = real(0)
-        for i in range(KH):
-            ih = oh * stride_h - padding_h + i * dilation_h
-            for j in range(KW):
-                iw = ow * stride_w - padding_w + j * dilation_w
-                value = real(0)
-                if 0 <= ih < H and 0 <= iw < W:
-                    value = input[n, d, ih, iw]
-                total += weight[d, 0, i, j] * value   # every product, padding included (the definition)
-        output[n, d, oh, ow] = total + (bias[d] if bias.shape[0] > 0 else real(0))
+        oh = position // OW
+        ow = position - oh * OW
+        top, left = oh * stride_h - padding_h, ow * stride_w - padding_w
+        for plane in range(cuda.blockIdx.y, N * D, cuda.gridDim.y):
+            n = plane // D
+            d = plane - n * D
+            total = real(0)
+            for i in range(KH):
+                ih = top + i * dilation_h
+                for j in range(KW):
+                    iw = left + j * dilation_w
+                    value = real(0)
+                    if 0 <= ih < H and 0 <= iw < W:
+                        value = input[n, d, ih, iw]
+                    total += weight[d, 0, i, j] * value   # every product, padding included (the definition)
+            output[n, d, oh, ow] = total + (bias[d] if bias.shape[0] > 0 else real(0))
 
     @cuda.jit
     def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
@@ -489,50 +513,55 @@ def _build_depthwise(real):
         N, C, H, W = grad_input.shape
         OH, OW = grad_output.shape[2], grad_output.shape[3]
         KH, KW = weight.shape[2], weight.shape[3]
-        index = cuda.grid(1)
-        if index >= N * C * H * W:
+        position = cuda.grid(1)
+        if position >= H * W:
             return
-        nc, ih, iw = _position(index, H, W)
-        n, c = nc // C, nc % C
-        total = real(0)
-        for i in range(KH):
-            reach_h = ih + padding_h - i * dilation_h
-            if reach_h < 0 or reach_h % stride_h != 0 or reach_h // stride_h >= OH:
-                continue
-            for j in range(KW):
-                reach_w = iw + padding_w - j * dilation_w
-                if reach_w < 0 or reach_w % stride_w != 0 or reach_w // stride_w >= OW:
+        ih = position // W
+        iw = position - ih * W
+        for plane in range(cuda.blockIdx.y, N * C, cuda.gridDim.y):
+            n = plane // C
+            c = plane - n * C
+            total = real(0)
+            for i in range(KH):
+                reach_h = ih + padding_h - i * dilation_h
+                if reach_h < 0 or reach_h % stride_h != 0 or reach_h // stride_h >= OH:
                     continue
-                total += weight[c, 0, i, j] * grad_output[n, c, reach_h // stride_h, reach_w // stride_w]
-        grad_input[n, c, ih, iw] = total
+                for j in range(KW):
+                    reach_w = iw + padding_w - j * dilation_w
+                    if reach_w < 0 or reach_w % stride_w != 0 or reach_w // stride_w >= OW:
+                        continue
+                    total += weight[c, 0, i, j] * grad_output[n, c, reach_h // stride_h, reach_w // stride_w]
+            grad_input[n, c, ih, iw] = total
 
     @cuda.jit
     def backward_weight(grad_output, input, partial, partial_bias, kernel_h, kernel_w, stride_h, stride_w, padding_h,
                         padding_w, dilation_h, dilation_w, groups):
-        """One block per (tap, channel, split): a strided share per thread, then a tree in shared memory."""
+        """One block per (tap, channel, split of the images): a strided share of each map per thread, then
+        a tree in shared memory."""
         N, C, H, W = input.shape
         OH, OW = grad_output.shape[2], grad_output.shape[3]
         splits, taps = partial.shape[0], kernel_h * kernel_w
-        columns = N * OH * OW
         tap, d, split = cuda.blockIdx.x, cuda.blockIdx.y, cuda.blockIdx.z
-        first, last = split * columns // splits, (split + 1) * columns // splits
+        first, last = split * N // splits, (split + 1) * N // splits
         t = cuda.threadIdx.x
         i, j = tap // kernel_w, tap % kernel_w
         bias_row = tap == taps                 # the extra tap row sums the bias gradient
         shares = cuda.shared.array(DEPTHWISE_THREADS, float64)
         total = 0.0
-        for q in range(first + t, last, DEPTHWISE_THREADS):
-            n, oh, ow = _position(q, OH, OW)
-            gradient = grad_output[n, d, oh, ow]
-            if bias_row:
-                total += gradient
-            else:
-                ih = oh * stride_h - padding_h + i * dilation_h
-                iw = ow * stride_w - padding_w + j * dilation_w
-                value = real(0)
-                if 0 <= ih < H and 0 <= iw < W:
-                    value = input[n, d, ih, iw]
-                total += gradient * value
+        for n in range(first, last):
+            for position in range(t, OH * OW, DEPTHWISE_THREADS):
+                oh = position // OW
+                ow = position - oh * OW
+                gradient = grad_output[n, d, oh, ow]
+                if bias_row:
+                    total += gradient
+                else:
+                    ih = oh * stride_h - padding_h + i * dilation_h
+                    iw = ow * stride_w - padding_w + j * dilation_w
+                    value = real(0)
+                    if 0 <= ih < H and 0 <= iw < W:
+                        value = input[n, d, ih, iw]
+                    total += gradient * value
         shares[t] = total
         cuda.syncthreads()
         width = DEPTHWISE_THREADS // 2
@@ -556,6 +585,12 @@ def _build_depthwise(real):
 _KERNELS = {(dtype, tiles.name): _build(numba_type, tiles)
             for dtype, numba_type in _NUMBA_TYPES.items() for tiles in (TALL, NARROW)}
 _DEPTHWISE = {dtype: _build_depthwise(numba_type) for dtype, numba_type in _NUMBA_TYPES.items()}
+
+
+def _plane_grid(positions, planes):
+    """(blocks over the positions of a map, blocks over the planes: at most the grid's y limit, each block
+    looping over the planes a stride apart)."""
+    return (max(1, math.ceil(positions / DEPTHWISE_THREADS)), max(1, min(planes, 65535)))
 
 
 def _is_depthwise(channels, filters, groups):
@@ -621,8 +656,8 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     N, D, OH, OW = output.shape
     hyper = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if _is_depthwise(input.shape[1], D, groups):
-        _DEPTHWISE[np.dtype(output.dtype)][0][grid_for(output.size, DEPTHWISE_THREADS)](input, weight, bias, output,
-                                                                                        *hyper)
+        _DEPTHWISE[np.dtype(output.dtype)][0][_plane_grid(OH * OW, N * D), DEPTHWISE_THREADS](
+            input, weight, bias, output, *hyper)
         return
     tiles = _tiles_for(D // groups)
     forward = _kernels(output.dtype, tiles)[0]
@@ -634,7 +669,7 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     N, C, H, W = grad_input.shape
     hyper = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if _is_depthwise(C, weight.shape[0], groups):
-        _DEPTHWISE[np.dtype(grad_input.dtype)][1][grid_for(grad_input.size, DEPTHWISE_THREADS)](
+        _DEPTHWISE[np.dtype(grad_input.dtype)][1][_plane_grid(H * W, N * C), DEPTHWISE_THREADS](
             grad_output, weight, grad_input, *hyper)
         return
     tiles = _tiles_for(C // groups)
@@ -676,6 +711,8 @@ def _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, strid
         columns, rows, _ = _grid(depth, D // groups, tiles, groups)
         result_blocks = columns * rows * groups
     splits = max(1, min(64, (N * OH * OW) // SPLIT_COLUMNS, -(-TARGET_BLOCKS // result_blocks)))
+    if depthwise:
+        splits = max(1, min(splits, N))  # the depthwise kernel splits the images
     partial = device_scratch("conv_weight_partial", (splits, D, depth), grad_weight.dtype)
     if grad_bias is None:
         partial_bias = device_scratch("conv_bias_partial", (0, D), np.float64)

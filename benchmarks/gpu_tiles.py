@@ -37,6 +37,8 @@ def measure_here():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", metavar="DIR")
+    parser.add_argument("--best", metavar="FILE", help="write the fastest candidate (least total time over the "
+                        "layers and passes) there, as NBCONV_CUDA_TILES reads it")
     parser.add_argument("--measure-here", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.measure_here:
@@ -61,6 +63,14 @@ def main(argv=None):
             lines.append(f"| {result['tall']} / {result['narrow']} | {row['layer']} | {row['forward_ms']:.3f} | "
                          f"{row['input_ms']:.3f} | {row['weight_ms']:.3f} |")
     print("\n".join(lines))
+    measured = [result for result in results if result.get("rows")]
+    if measured:
+        fastest = min(measured, key=lambda result: sum(row[name + "_ms"] for row in result["rows"]
+                                                        for name in ("forward", "input", "weight")))
+        print(f"fastest: {fastest['tall']}/{fastest['narrow']}")
+        if options.best:
+            with open(options.best, "w") as out:
+                out.write(f"{fastest['tall']}/{fastest['narrow']}")
     if options.out:
         with open(os.path.join(options.out, "tiles.json"), "w") as out:
             json.dump(results, out, indent=1)

@@ -99,6 +99,15 @@ def balance_requested():
     return value == "1"
 
 
+def overlap_requested():
+    """NBCONV_MPI_OVERLAP=1 or 0 forces reducing during backward on or off; unset (or "auto"): None, the
+    world decides (MPIWorld: on when the processes span several nodes)."""
+    value = os.environ.get("NBCONV_MPI_OVERLAP", "auto")
+    if value not in ("0", "1", "auto"):
+        raise ValueError(f"NBCONV_MPI_OVERLAP={value!r}: expected 0, 1 or auto")
+    return None if value == "auto" else value == "1"
+
+
 def mpi_library():
     """(a one-line description of the MPI library mpi4py runs on, or None, and why not when None).
 
@@ -181,8 +190,14 @@ SINGLE = SingleProcess()
 
 
 class MPIWorld:
-    """K processes under MPI. `comm` defaults to MPI.COMM_WORLD; overlap=False reduces every bucket after the
-    whole backward pass (blocking Allreduce), for comparison.
+    """K processes under MPI. `comm` defaults to MPI.COMM_WORLD.
+
+    overlap: reduce each bucket as soon as backward has produced it (non-blocking Allreduce, progressed
+    between layers), or, False, every bucket after the whole backward pass (blocking Allreduce). None (the
+    default) overlaps only when the processes span several nodes: within one node a reduction is a
+    shared-memory copy of well under a millisecond, nothing to hide, and polling for it costs the cores
+    the computation needs (benchmarks/distributed.py measured blocking ahead on one machine); between nodes
+    a reduction can take as long as backward, and hiding it pays (docs/distributed.md, cost model).
 
     balance=True shares every batch by the processes' measured speeds instead of evenly: each step, every
     process times its own work (from taking its shard to the moment its gradients are ready),
@@ -195,7 +210,7 @@ class MPIWorld:
 
     distributed = True
 
-    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=True, balance=False, balance_every=BALANCE_EVERY):
+    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY):
         try:
             from mpi4py import MPI
         except ImportError as error:
@@ -213,7 +228,8 @@ class MPIWorld:
         local.Free()
         self.is_root = self.rank == 0
         self.bucket_bytes = int(bucket_bytes)
-        self.overlap = bool(overlap)
+        self.nodes = self.comm.allreduce(1 if self.local_rank == 0 else 0)  # the nodes the processes span
+        self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
         self.interrupted = self.stop_agreed = False
         self._reducer = None
         self.balance, self.balance_every = bool(balance), int(balance_every)
@@ -506,13 +522,15 @@ class Bucket:
             parameter.grad = self.flat[offset:offset + parameter.value.size].reshape(parameter.value.shape)
 
 
-def connect(force=False, overlap=True, balance=None):
+def connect(force=False, overlap=None, balance=None):
     """The world this process trains in: MPIWorld when launched by mpiexec with several processes or when
     force is set (--distributed), else SINGLE. Raises DistributedUnavailableError when MPI is needed but
-    mpi4py is missing. balance: share batches by speed (MPIWorld); None reads NBCONV_MPI_BALANCE."""
+    mpi4py is missing. overlap: see MPIWorld; None reads NBCONV_MPI_OVERLAP (unset: overlap across nodes
+    only). balance: share batches by speed (MPIWorld); None reads NBCONV_MPI_BALANCE."""
     if not force and launched_size() <= 1:
         return SINGLE
-    return MPIWorld(overlap=overlap, balance=balance_requested() if balance is None else balance)
+    return MPIWorld(overlap=overlap_requested() if overlap is None else overlap,
+                    balance=balance_requested() if balance is None else balance)
 
 
 def select_local_device(world):

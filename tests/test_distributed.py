@@ -152,6 +152,26 @@ def test_balance_is_off_unless_asked(monkeypatch):
         connect_world(False)
 
 
+def test_overlap_follows_the_environment_or_is_left_to_the_world(monkeypatch):
+    monkeypatch.delenv("NBCONV_MPI_OVERLAP", raising=False)
+    assert distributed.overlap_requested() is None
+    for value, expected in (("auto", None), ("1", True), ("0", False)):
+        monkeypatch.setenv("NBCONV_MPI_OVERLAP", value)
+        assert distributed.overlap_requested() is expected
+    monkeypatch.setenv("NBCONV_MPI_OVERLAP", "on")
+    with pytest.raises(ValueError, match="NBCONV_MPI_OVERLAP='on': expected 0, 1 or auto"):
+        distributed.overlap_requested()
+
+
+@needs_mpi
+def test_overlap_is_on_across_nodes_only():
+    """One node (every process shares memory): blocking reductions unless asked; an explicit choice wins."""
+    from mpi4py import MPI
+    world = distributed.MPIWorld(comm=MPI.COMM_SELF)
+    assert world.nodes == 1 and world.overlap is False
+    assert distributed.MPIWorld(comm=MPI.COMM_SELF, overlap=True).overlap is True
+
+
 @needs_mpi
 def test_resume_with_another_number_of_processes(tmp_path):
     """Epoch 1 on 2 processes, epoch 2 resumed on 1: the same history as 2 epochs on 1 process."""

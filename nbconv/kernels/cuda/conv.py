@@ -219,94 +219,15 @@ def _build(real, tiles):
                         output[n, d, oh, ow] = acc[i * TN + j] + (bias[d] if bias.shape[0] > 0 else real(0))
 
     @cuda.jit
-    def backward_input_general(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
-                               dilation_h, dilation_w, groups):
-        """The input gradient for any stride and dilation: every tap r = (dd, i, j), with a test of whether
-        it reads the pixel (used where an axis has both a stride and a dilation above 1)."""
-        N, C, H, W = grad_input.shape
-        D, Cg, KH, KW = weight.shape
-        OH, OW = grad_output.shape[2], grad_output.shape[3]
-        Dg, taps = D // groups, KH * KW
-        reduction, columns = Dg * taps, N * H * W
-        g = cuda.blockIdx.z
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        thread = ty * TX + tx
-        row0, column0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN
-        weights = cuda.shared.array((BK, BM), real)
-        gradients = cuda.shared.array((BK, BN), real)
-        covers = cuda.shared.array((BK, BN), int8)   # whether output tap r reads input `column` at all
-        acc = cuda.local.array(RESULTS, real)
-        for e in range(RESULTS):
-            acc[e] = real(0)
-        step_d, step_i, step_j = _tap(BK, taps, KW)
-        # the weight tile positions this thread loads: r = r0 + rr stepped in (dd, i, j)
-        a_d = cuda.local.array(A_LOADS, np.int64)
-        a_i = cuda.local.array(A_LOADS, np.int64)
-        a_j = cuda.local.array(A_LOADS, np.int64)
-        for load in range(A_LOADS):
-            a_d[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, taps, KW)
-        my_column = thread % BN
-        column = column0 + my_column
-        n, ih, iw = _position(column, H, W)
-        b_d = cuda.local.array(B_LOADS, np.int64)
-        b_i = cuda.local.array(B_LOADS, np.int64)
-        b_j = cuda.local.array(B_LOADS, np.int64)
-        for load in range(B_LOADS):
-            b_d[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, taps, KW)
-        for r0 in range(0, reduction, BK):
-            finite = 1
-            for load in range(A_LOADS):          # weights[rr][c] = weight[g*Dg + dd, row0 + c, i, j], r = (dd, i, j)
-                e = thread + load * NT
-                if e < BM * BK:
-                    rr, c = e % BK, e // BK
-                    value = real(0)
-                    if row0 + c < Cg and r0 + rr < reduction:
-                        value = weight[g * Dg + a_d[load], row0 + c, a_i[load], a_j[load]]
-                        if (value - value) != real(0):  # inf or NaN
-                            finite = 0
-                    weights[rr, c] = value
-                a_d[load], a_i[load], a_j[load] = _advance(a_d[load], a_i[load], a_j[load], step_d, step_i,
-                                                           step_j, KH, KW)
-            for load in range(B_LOADS):          # gradients[rr][my_column]: the output tap r that reads `column`
-                rr = thread // BN + load * B_ROW_STEP
-                value = real(0)
-                covered = 0
-                if r0 + rr < reduction and column < columns:
-                    reach_h = ih + padding_h - b_i[load] * dilation_h
-                    reach_w = iw + padding_w - b_j[load] * dilation_w
-                    if reach_h >= 0 and reach_w >= 0 and reach_h % stride_h == 0 and reach_w % stride_w == 0:
-                        oh, ow = reach_h // stride_h, reach_w // stride_w
-                        if oh < OH and ow < OW:
-                            value = grad_output[n, g * Dg + b_d[load], oh, ow]
-                            covered = 1
-                gradients[rr, my_column] = value
-                covers[rr, my_column] = covered
-                b_d[load], b_i[load], b_j[load] = _advance(b_d[load], b_i[load], b_j[load], step_d, step_i,
-                                                           step_j, KH, KW)
-            # one block-wide vote doubles as the barrier: the masked product only where a weight is not finite
-            if cuda.syncthreads_and(finite):
-                multiply_tiles(weights, gradients, acc, ty, tx)
-            else:
-                multiply_covered(weights, gradients, covers, acc, ty, tx)
-            cuda.syncthreads()
-        for j in range(TN):
-            column = column0 + tx + j * TX
-            if column < columns:
-                n, ih, iw = _position(column, H, W)
-                for i in range(TM):
-                    row = row0 + ty + i * TY
-                    if row < Cg:
-                        grad_input[n, g * Cg + row, ih, iw] = acc[i * TN + j]
-
-    @cuda.jit
     def backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w, dilation_h,
                        dilation_w, groups):
-        """The input gradient where each axis has stride 1 or dilation 1, by phases: the pixels ih whose
+        """The input gradient by phases where an axis has stride 1 or dilation 1: the pixels ih whose
         (ih + padding_h) % stride_h is the same, rh, are read only by the taps i = rh, rh + stride_h, ...,
         so each phase (rh, rw), on the grid's z axis with the group, is a matrix product over just those
         taps (1/stride_h/stride_w of them) with no divisions: output row oh = base_h + a - ii for pixel
         ih = h_start + a*stride_h and tap i = rh + ii*stride_h. With stride 1 there is one phase and
-        oh = ih + padding_h - i*dilation_h."""
+        oh = ih + padding_h - i*dilation_h. An axis with both a stride and a dilation above 1 has one phase
+        too and tests each tap: whether (ih + padding_h - i*dilation_h) is a multiple of the stride."""
         N, C, H, W = grad_input.shape
         D, Cg, KH, KW = weight.shape
         OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -315,10 +236,12 @@ def _build(real, tiles):
         phase = cuda.blockIdx.z // groups
         phases_w = stride_w if dilation_w == 1 else 1
         rh, rw = phase // phases_w, phase % phases_w
+        tested_h = stride_h > 1 and dilation_h > 1  # an axis whose taps are tested one by one
+        tested_w = stride_w > 1 and dilation_w > 1
         if dilation_h == 1:                     # taps i = i_start + ii*i_step, pixels ih = h_start + a*h_step
             i_start, i_step, h_start, h_step = rh, stride_h, (rh - padding_h) % stride_h, stride_h
             base_h, tap_h = ((rh - padding_h) % stride_h + padding_h - rh) // stride_h, 1
-        else:                                   # stride 1
+        else:                                   # stride 1 (or tested)
             i_start, i_step, h_start, h_step, base_h, tap_h = 0, 1, 0, 1, padding_h, dilation_h
         if dilation_w == 1:
             j_start, j_step, w_start, w_step = rw, stride_w, (rw - padding_w) % stride_w, stride_w
@@ -374,8 +297,12 @@ def _build(real, tiles):
                 value = real(0)
                 covered = 0
                 if r0 + rr < reduction and column < columns:
-                    oh = base_h + a - b_i[load] * tap_h
+                    oh = base_h + a - b_i[load] * tap_h  # for a tested axis: the stride's multiple, if it is one
+                    if tested_h:
+                        oh = oh // stride_h if oh >= 0 and oh % stride_h == 0 else -1
                     ow = base_w + b - b_j[load] * tap_w
+                    if tested_w:
+                        ow = ow // stride_w if ow >= 0 and ow % stride_w == 0 else -1
                     if 0 <= oh < OH and 0 <= ow < OW:
                         value = grad_output[n, g * Dg + b_d[load], oh, ow]
                         covered = 1
@@ -473,7 +400,7 @@ def _build(real, tiles):
         if sums_bias and row0 + thread < Dg:
             partial_bias[split, g * Dg + row0 + thread] = bias_total
 
-    return forward, backward_input, backward_weight, backward_input_general
+    return forward, backward_input, backward_weight
 
 
 def _build_depthwise(real):
@@ -673,15 +600,11 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
             grad_output, weight, grad_input, *hyper)
         return
     tiles = _tiles_for(C // groups)
-    kernels = _kernels(grad_input.dtype, tiles)
-    if (stride_h == 1 or dilation_h == 1) and (stride_w == 1 or dilation_w == 1):
-        phases_h, phases_w = (stride_h if dilation_h == 1 else 1), (stride_w if dilation_w == 1 else 1)
-        pixels = N * (-(-H // phases_h)) * (-(-W // phases_w))  # the most a phase has
-        kernels[1][_grid(pixels, C // groups, tiles, groups * phases_h * phases_w), (tiles.tx, tiles.ty)](
-            grad_output, weight, grad_input, *hyper)
-    else:
-        kernels[3][_grid(N * H * W, C // groups, tiles, groups), (tiles.tx, tiles.ty)](
-            grad_output, weight, grad_input, *hyper)
+    backward_input = _kernels(grad_input.dtype, tiles)[1]
+    phases_h, phases_w = (stride_h if dilation_h == 1 else 1), (stride_w if dilation_w == 1 else 1)
+    pixels = N * (-(-H // phases_h)) * (-(-W // phases_w))  # the most a phase has
+    backward_input[_grid(pixels, C // groups, tiles, groups * phases_h * phases_w), (tiles.tx, tiles.ty)](
+        grad_output, weight, grad_input, *hyper)
 
 
 def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,

@@ -183,26 +183,34 @@ def _conv_both(shape):
     return both
 
 
+def _training_step(spec, input_shape, batch):
+    """(model, step): a network built from `spec` on the GPU and a function running one training step of it
+    (forward, softmax cross-entropy, backward, SGD with momentum) on a fixed random batch."""
+    import nbconv.functional as F
+    from nbconv import backend, models
+    from nbconv.train import TrainConfig, make_optimizer
+    rng = np.random.default_rng(0)
+    model = models.build(spec, input_shape=input_shape, seed=0).to("cuda")
+    optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
+    images = backend.to_device(rng.standard_normal((batch,) + tuple(input_shape)).astype(np.float32))
+    labels = backend.to_device(rng.integers(0, 10, batch))
+
+    def step():
+        model.train()
+        _, grad = F.softmax_cross_entropy(model.forward(images), labels)
+        model.backward(grad, need_input_grad=False)
+        optimizer.step()
+    return model, step
+
+
 def network_rows(torch, repeat=10):
     """Training steps (SGD with momentum) of LeNet-5 and a ResNet-20-sized network, nbconv vs PyTorch."""
-    import nbconv.functional as F
-    from nbconv import backend, bench, models
-    from nbconv.train import TrainConfig, make_optimizer
+    from nbconv import bench
     rows = []
     synchronize = _synchronize_all(torch)
     for name, spec, input_shape, batch in (("lenet5", "lenet5", (1, 28, 28), 64),
                                            ("resnet20-sized (no skips)", RESNET20_SIZED, (3, 32, 32), 128)):
-        rng = np.random.default_rng(0)
-        model = models.build(spec, input_shape=input_shape, seed=0).to("cuda")
-        optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
-        images = backend.to_device(rng.standard_normal((batch,) + input_shape).astype(np.float32))
-        labels = backend.to_device(rng.integers(0, 10, batch))
-
-        def step():
-            model.train()
-            _, grad = F.softmax_cross_entropy(model.forward(images), labels)
-            model.backward(grad, need_input_grad=False)
-            optimizer.step()
+        model, step = _training_step(spec, input_shape, batch)
 
         theirs = None
         if torch is not None:
@@ -352,25 +360,12 @@ def step_rows(repeat=30):
     allocations a step (the third, once warm), the host time to issue a step (no synchronisation) and the
     time to run it (synchronised), with nbconv's device pool and without (NBCONV_DEVICE_POOL=0)."""
     from numba import cuda
-    import nbconv.functional as F
-    from nbconv import backend, device_pool, models
-    from nbconv.train import TrainConfig, make_optimizer
+    from nbconv import device_pool
     rows = []
     for pooled in (True, False):
         os.environ[device_pool.ENV_VARIABLE] = "1" if pooled else "0"
         try:
-            rng = np.random.default_rng(0)
-            model = models.build("lenet5", seed=0).to("cuda")
-            optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
-            images = backend.to_device(rng.standard_normal((64, 1, 28, 28)).astype(np.float32))
-            labels = backend.to_device(rng.integers(0, 10, 64))
-
-            def step():
-                model.train()
-                _, grad = F.softmax_cross_entropy(model.forward(images), labels)
-                model.backward(grad, need_input_grad=False)
-                optimizer.step()
-
+            _, step = _training_step("lenet5", (1, 28, 28), 64)
             step()
             step()
             cuda.synchronize()
@@ -398,21 +393,7 @@ def host_profile(steps=50, top=30):
     import io
     import pstats
     from numba import cuda
-    import nbconv.functional as F
-    from nbconv import backend, models
-    from nbconv.train import TrainConfig, make_optimizer
-    rng = np.random.default_rng(0)
-    model = models.build("lenet5", seed=0).to("cuda")
-    optimizer = make_optimizer(TrainConfig(lr=0.01), model.parameters())
-    images = backend.to_device(rng.standard_normal((64, 1, 28, 28)).astype(np.float32))
-    labels = backend.to_device(rng.integers(0, 10, 64))
-
-    def step():
-        model.train()
-        _, grad = F.softmax_cross_entropy(model.forward(images), labels)
-        model.backward(grad, need_input_grad=False)
-        optimizer.step()
-
+    _, step = _training_step("lenet5", (1, 28, 28), 64)
     for _ in range(3):
         step()
     cuda.synchronize()

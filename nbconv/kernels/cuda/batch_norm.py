@@ -5,27 +5,7 @@ import math
 
 from numba import cuda, float64
 
-from .launch import small_blocks
-
-# threads a block; the simulator runs each as a Python thread, so it gets few
-THREADS = 32 if small_blocks() else 256
-
-
-@cuda.jit(device=True)
-def _block_sum(shared, value):
-    """The sum of `value` over the block's threads, returned to every thread."""
-    t = cuda.threadIdx.x
-    shared[t] = value
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if t < step:
-            shared[t] += shared[t + step]
-        cuda.syncthreads()
-        step //= 2
-    total = shared[0]
-    cuda.syncthreads()  # every thread has read the total before the array is reused
-    return total
+from .reduce import REDUCE_THREADS as THREADS, block_sum
 
 
 @cuda.jit(device=True)
@@ -37,12 +17,12 @@ def _channel_statistics(input, running_mean, running_var, mean, invstd, shared, 
         total = 0.0
         for k in range(t, count, THREADS):
             total += input[k // S, c, k % S]
-        channel_mean = _block_sum(shared, total) / count
+        channel_mean = block_sum(shared, total) / count
         squares = 0.0
         for k in range(t, count, THREADS):
             deviation = input[k // S, c, k % S] - channel_mean
             squares += deviation * deviation
-        variance = _block_sum(shared, squares) / count
+        variance = block_sum(shared, squares) / count
     else:
         channel_mean, variance = float64(running_mean[c]), float64(running_var[c])
     channel_invstd = 1.0 / math.sqrt(variance + eps)
@@ -103,8 +83,8 @@ def _batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, g
             g = grad_output[k // S, c, k % S]
             sum_grad += g
             sum_grad_centered += g * (input[k // S, c, k % S] - channel_mean)
-        sum_grad = _block_sum(shared, sum_grad)
-        sum_grad_centered = _block_sum(shared, sum_grad_centered)
+        sum_grad = block_sum(shared, sum_grad)
+        sum_grad_centered = block_sum(shared, sum_grad_centered)
     if t == 0:
         if grad_weight.shape[0] > 0:
             grad_weight[c] = sum_grad_centered * channel_invstd

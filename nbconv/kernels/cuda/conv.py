@@ -28,6 +28,7 @@ import numpy as np
 from numba import cuda, float32, float64, int8
 
 from .launch import grid_for, small_blocks
+from .reduce import REDUCE_THREADS, block_sum
 from .workspace import device_scratch
 
 SPLIT_COLUMNS = 256  # reduction columns each block of the weight gradient sums at least
@@ -473,10 +474,10 @@ def _build_depthwise(real):
         t = cuda.threadIdx.x
         i, j = tap // kernel_w, tap % kernel_w
         bias_row = tap == taps                 # the extra tap row sums the bias gradient
-        shares = cuda.shared.array(DEPTHWISE_THREADS, float64)
+        shares = cuda.shared.array(REDUCE_THREADS, float64)
         total = 0.0
         for n in range(first, last):
-            for position in range(t, OH * OW, DEPTHWISE_THREADS):
+            for position in range(t, OH * OW, REDUCE_THREADS):
                 oh = position // OW
                 ow = position - oh * OW
                 gradient = grad_output[n, d, oh, ow]
@@ -489,20 +490,13 @@ def _build_depthwise(real):
                     if 0 <= ih < H and 0 <= iw < W:
                         value = input[n, d, ih, iw]
                     total += gradient * value
-        shares[t] = total
-        cuda.syncthreads()
-        width = DEPTHWISE_THREADS // 2
-        while width > 0:
-            if t < width:
-                shares[t] += shares[t + width]
-            cuda.syncthreads()
-            width //= 2
+        total = block_sum(shares, total)
         if t == 0:
             if bias_row:
                 if partial_bias.shape[0] > 0:
-                    partial_bias[split, d] = shares[0]
+                    partial_bias[split, d] = total
             else:
-                partial[split, d, tap] = shares[0]
+                partial[split, d, tap] = total
 
     return forward, backward_input, backward_weight
 
@@ -552,9 +546,6 @@ def _sum_partials(partial, grad_weight, partial_bias, grad_bias):
     grad_weight[d, k // (KH * KW), (k % (KH * KW)) // KW, k % KW] = total
 
 
-BIAS_THREADS = 128
-
-
 @cuda.jit(cache=True)
 def _conv2d_backward_bias(grad_output, grad_bias):
     """One block per channel d: its threads sum strided shares of grad_output[:, d], then a tree in shared
@@ -562,20 +553,15 @@ def _conv2d_backward_bias(grad_output, grad_bias):
     N, D, OH, OW = grad_output.shape
     d = cuda.blockIdx.x
     t = cuda.threadIdx.x
-    shares = cuda.shared.array(BIAS_THREADS, float64)
+    shares = cuda.shared.array(REDUCE_THREADS, float64)
     total = 0.0
-    for q in range(t, N * OH * OW, BIAS_THREADS):
-        total += grad_output[q // (OH * OW), d, (q // OW) % OH, q % OW]
-    shares[t] = total
-    cuda.syncthreads()
-    width = BIAS_THREADS // 2
-    while width > 0:
-        if t < width:
-            shares[t] += shares[t + width]
-        cuda.syncthreads()
-        width //= 2
+    for n in range(N):
+        for position in range(t, OH * OW, REDUCE_THREADS):
+            oh = position // OW
+            total += grad_output[n, d, oh, position - oh * OW]
+    total = block_sum(shares, total)
     if t == 0:
-        grad_bias[d] = shares[0]
+        grad_bias[d] = total
 
 
 def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
@@ -645,7 +631,7 @@ def _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, strid
     hyper = (KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     if depthwise:
         kernel = _DEPTHWISE[np.dtype(grad_weight.dtype)][2]
-        kernel[(KH * KW + 1, D, splits), DEPTHWISE_THREADS](grad_output, input, partial, partial_bias, *hyper)
+        kernel[(KH * KW + 1, D, splits), REDUCE_THREADS](grad_output, input, partial, partial_bias, *hyper)
     else:
         backward_weight = _kernels(grad_weight.dtype, tiles)[2]
         backward_weight[_grid(depth, D // groups, tiles, groups * splits), (tiles.tx, tiles.ty)](
@@ -654,4 +640,4 @@ def _backward_weight(grad_output, input, grad_weight, grad_bias, stride_h, strid
 
 
 def conv2d_backward_bias(grad_output, grad_bias):
-    _conv2d_backward_bias[grad_bias.shape[0], BIAS_THREADS](grad_output, grad_bias)
+    _conv2d_backward_bias[grad_bias.shape[0], REDUCE_THREADS](grad_output, grad_bias)

@@ -106,9 +106,32 @@ class LoadTimer:
         dispatcher.Dispatcher.compile = compile
 
 
+def watch_first_step(found):
+    """Record into `found` the wall and CPU seconds since start at the end of the first optimizer step of
+    `nbconv train` (the training step's last call)."""
+    import nbconv_cli.train as cli_train
+    make_optimizer = cli_train.make_optimizer
+
+    def watched(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        step = optimizer.step
+
+        def first_step(*step_args, **step_kwargs):
+            result = step(*step_args, **step_kwargs)
+            if not found:
+                found.update(first_step_s=round(time.perf_counter() - STARTED, 2),
+                             first_step_cpu_s=round(time.process_time() - STARTED_CPU, 2))
+            return result
+        optimizer.step = first_step
+        return optimizer
+    cli_train.make_optimizer = watched
+
+
 def main(argv):
     from nbconv import jit_warmup
     jit_warmup.start = lambda *args, **kwargs: None  # every compile in this process, where it is recorded
+    first_step = {}
+    watch_first_step(first_step)
     recorder, loads = CompileRecorder(), LoadTimer()
     event.register("numba:compile", recorder)
     passes = PassRecorder()
@@ -136,7 +159,7 @@ def main(argv):
             print(f"  {spent:7.2f}  {name}", file=sys.stderr)
         load_cpu = sum(row[2] for row in loads.loads)
         print(json.dumps({
-            "wall_s": round(total_wall, 2), "cpu_s": round(total_cpu, 2),
+            "wall_s": round(total_wall, 2), "cpu_s": round(total_cpu, 2), **first_step,
             "import_numba_cpu_s": round(IMPORTED_NUMBA_CPU, 2), "import_cpu_s": round(imported_cpu, 2),
             "compiled": len(recorder.compiles), "compile_cpu_s": round(sum(r[3] for r in recorder.compiles), 2),
             "compiled_by_group": {group: [count, round(spent, 2)] for group, (count, spent) in by_group.items()},

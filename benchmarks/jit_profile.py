@@ -163,7 +163,8 @@ def main(argv):
             "import_numba_cpu_s": round(IMPORTED_NUMBA_CPU, 2), "import_cpu_s": round(imported_cpu, 2),
             "compiled": len(recorder.compiles), "compile_cpu_s": round(sum(r[3] for r in recorder.compiles), 2),
             "compiled_by_group": {group: [count, round(spent, 2)] for group, (count, spent) in by_group.items()},
-            "llvm_cpu_s": round(passes.llvm_cpu, 2), "cache_loads": len(loads.loads), "cache_load_cpu_s": round(load_cpu, 2)}))
+            "llvm_cpu_s": round(passes.llvm_cpu, 2), "cache_loads": len(loads.loads),
+            "cache_load_cpu_s": round(load_cpu, 2)}))
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def _out_or_empty(out, shape, dtype, where):
 
 
 def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad=True,
-                     need_weight_grad=True, grad_weight_out=None, grad_bias_out=None):
+                     need_weight_grad=True, grad_weight_out=None, grad_bias_out=None, need_bias_grad=True):
     where, dtype, a = checks.arrays(grad_output=grad_output, input=input, weight=weight)
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -164,8 +164,11 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     grad_weight = grad_bias = None
     if need_weight_grad:
         grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
-        grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
-        kernels.conv2d_backward_weight_bias(grad_y, padded, grad_weight, grad_bias, *geometry.kernel_args)
+        if need_bias_grad:
+            grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+            kernels.conv2d_backward_weight_bias(grad_y, padded, grad_weight, grad_bias, *geometry.kernel_args)
+        else:  # a layer without bias: no pass over grad_output for a sum nobody reads
+            kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
     if not need_input_grad:
         return None, grad_weight, grad_bias
     grad_input = backend.empty(padded.shape, dtype, where)
@@ -184,17 +187,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True,
-                    need_weight_grad=True, grad_weight_out=None, grad_bias_out=None):
+                    need_weight_grad=True, grad_weight_out=None, grad_bias_out=None, need_bias_grad=True):
     """Gradients of conv2d: (grad_input like input, grad_weight like weight, grad_bias (D,)).
 
     need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer;
     need_weight_grad=False skips grad_weight and grad_bias (None), e.g. for gradient ascent on the input.
     grad_weight_out, grad_bias_out: arrays to write those gradients into (an optimizer's flat gradient
     buffer, see Parameter.grad_buffer), used when they have the gradient's shape, dtype and backend; otherwise
-    new arrays are returned.
+    new arrays are returned. need_bias_grad=False (a convolution without bias) skips grad_bias (None).
     """
     return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad,
-                            bool(need_weight_grad), grad_weight_out, grad_bias_out)
+                            bool(need_weight_grad), grad_weight_out, grad_bias_out, bool(need_bias_grad))
 
 
 def _as_2d_hyper(name, value, minimum, fill):

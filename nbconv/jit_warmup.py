@@ -50,6 +50,14 @@ def convolution_kernels(model, input_shape):
                    for entry in layer_plans(model, input_shape)})
 
 
+def needs_bias_gradient(model):
+    """True when a training step of `model` runs the convolutions' bias-gradient kernel: some Conv2d has a
+    bias, or some Conv1d (whose backward always returns one)."""
+    from .nn import Conv1d, Conv2d
+    return any(isinstance(layer, Conv1d) or (isinstance(layer, Conv2d) and layer.bias is not None)
+               for _, layer in model.named_layers())
+
+
 def layer_kinds(model):
     """The backward-kernel families of the model's other layers: 'local', 'maxpool', 'avgpool', 'gap',
     'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc', 'bn' (training-mode batch norm, both passes)."""
@@ -71,12 +79,14 @@ def start(spec, device="cpu", input_shape=(1, 28, 28)):
 def warm_up(spec, input_shape):
     """The helper's work: the backward passes of the model's convolutions, as planned, and HELPER_KINDS."""
     model = models.build(spec, input_shape=input_shape)
-    compile_convolutions([kernel for kernel in convolution_kernels(model, input_shape) if kernel[0] != "forward"])
+    compile_convolutions([kernel for kernel in convolution_kernels(model, input_shape) if kernel[0] != "forward"],
+                         bias=needs_bias_gradient(model))
     compile_backward([kind for kind in layer_kinds(model) if kind in HELPER_KINDS])
 
 
-def compile_convolutions(kernels):
-    """Run each (pass, algorithm, dtype name) convolution kernel once, on tiny arrays."""
+def compile_convolutions(kernels, bias=True):
+    """Run each (pass, algorithm, dtype name) convolution kernel once, on tiny arrays; with `bias`, the
+    bias-gradient kernel beside each weight gradient."""
     from .kernels.cpu.conv import dispatch
     from .kernels.cpu.conv.plan import plan
     rng = np.random.default_rng(0)
@@ -92,7 +102,8 @@ def compile_convolutions(kernels):
             dispatch.run_backward_input(chosen, grad_y, w, np.empty_like(x))
         else:
             dispatch.run_backward_weight(chosen, grad_y, x, np.empty_like(w))
-            dispatch.conv2d_backward_bias(grad_y, np.empty(weight_shape[0], dtype))
+            if bias:
+                dispatch.conv2d_backward_bias(grad_y, np.empty(weight_shape[0], dtype))
 
 
 def finish(helper, config, model):

@@ -130,3 +130,30 @@ def test_backward_without_the_weight_gradient_gives_the_same_input_gradient(rng)
     only_input = F.conv2d_backward(grad_y, x, w, stride=2, padding=1, groups=2, need_weight_grad=False)
     np.testing.assert_array_equal(only_input[0], full[0])
     assert only_input[1] is None and only_input[2] is None
+
+
+def test_backward_without_the_bias_gradient_gives_the_same_weight_and_input_gradients(rng):
+    x = rng.standard_normal((3, 5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+    for hyper in ({"padding": 1}, {"stride": 2, "padding": 1}):
+        grad_y = rng.standard_normal(F.conv2d(x, w, **hyper).shape).astype(np.float32)
+        full = F.conv2d_backward(grad_y, x, w, **hyper)
+        without_bias = F.conv2d_backward(grad_y, x, w, need_bias_grad=False, **hyper)
+        np.testing.assert_array_equal(without_bias[0], full[0])
+        np.testing.assert_array_equal(without_bias[1], full[1])
+        assert without_bias[2] is None and full[2] is not None
+
+
+def test_a_convolution_layer_without_bias_skips_the_bias_gradient(rng, monkeypatch):
+    from nbconv import backend
+    from nbconv.nn import Conv2d
+    kernels, calls = backend.kernels("cpu"), []
+    fused = kernels.conv2d_backward_weight_bias
+    monkeypatch.setattr(kernels, "conv2d_backward_weight_bias", lambda *args: calls.append(args) or fused(*args))
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    layer = Conv2d(3, 4, 3, padding=1, bias=False, rng=rng)
+    layer.backward(np.ones_like(layer.forward(x)))
+    assert calls == [] and layer.weight.grad is not None
+    with_bias = Conv2d(3, 4, 3, padding=1, rng=rng)
+    with_bias.backward(np.ones_like(with_bias.forward(x)))
+    assert len(calls) == 1  # the layer with a bias asks for it

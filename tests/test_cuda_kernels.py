@@ -126,8 +126,9 @@ def test_linear_local_loss_dropout_cuda_match_cpu(rng):
     _assert_same(F.dropout_backward, x, mask)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_one_training_step_on_cuda_matches_cpu(optimizer, rng):
+@pytest.mark.parametrize("optimizer,spec", [("sgd", "conv2k3,relu,maxpool2,fc2"), ("adam", "conv2k3,relu,maxpool2,fc2"),
+                                            ("sgd", "conv2k3nobias,relu,conv2k3p1nobias,maxpool2,fc2")])
+def test_one_training_step_on_cuda_matches_cpu(optimizer, spec, rng):
     from nbconv import models
     from nbconv.train import TrainConfig, make_optimizer
     config = TrainConfig(optimizer=optimizer)
@@ -135,7 +136,7 @@ def test_one_training_step_on_cuda_matches_cpu(optimizer, rng):
     labels = np.array([1, 0], np.int64)
     results = []
     for device in ("cpu", "cuda"):
-        model = models.build("conv2k3,relu,maxpool2,fc2", input_shape=(1, 6, 6), seed=4).to(device)
+        model = models.build(spec, input_shape=(1, 6, 6), seed=4).to(device)
         opt = make_optimizer(config, model.parameters())
         logits = model.forward(backend.transfer(x, device))
         loss, grad = F.softmax_cross_entropy(logits, backend.transfer(labels, device))

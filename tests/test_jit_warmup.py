@@ -72,6 +72,15 @@ def test_layer_kinds_name_the_other_backward_kernels(spec, input_shape, kinds):
     assert jit_warmup.layer_kinds(models.build(spec, input_shape=input_shape)) == kinds
 
 
+@pytest.mark.parametrize("spec,input_shape,needed", [
+    ("resnet20", (3, 32, 32), False),  # every convolution without bias
+    ("lenet5", (1, 28, 28), True),
+    ("conv1d4k3,flatten,fc2", (2, 9), True),  # a Conv1d always returns its bias gradient
+])
+def test_the_bias_gradient_kernel_is_compiled_only_for_convolutions_with_bias(spec, input_shape, needed):
+    assert jit_warmup.needs_bias_gradient(models.build(spec, input_shape=input_shape)) == needed
+
+
 def test_no_helper_on_the_gpu_and_a_bad_spec_ends_the_helper(monkeypatch):
     monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)
     assert jit_warmup.start("lenet5", device="cuda") is None

@@ -40,7 +40,7 @@ class Conv2d(WeightedLayer):
         grad_input, self.weight.grad, grad_bias = F.conv2d_backward(
             grad_output, self.input, self.weight.value, h["stride"], h["padding"], h["dilation"], h["groups"],
             need_input_grad, bool(self.param_grads), self.weight.grad_buffer,
-            None if self.bias is None else self.bias.grad_buffer)
+            None if self.bias is None else self.bias.grad_buffer, need_bias_grad=self.bias is not None)
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

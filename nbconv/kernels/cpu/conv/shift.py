@@ -17,11 +17,16 @@ Workspaces, one per parallel chunk, a whole image a task: padded (C*Hp*Wp + slac
 (KW-1)*dw columns the last tap reads past the last row; wide (D, OH*Wp), the product before compaction or
 the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = weight[d, c, i, j].
 """
+import numpy as np
 from numba import njit, prange
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero
 from .blocks import max_chunks
+
+# Row 0 as an int64, not a literal 0: a literal argument compiles pad_rows and spread_rows once more (a
+# Literal[int](0) overload beside wide.py's int64 one), a second of cold JIT time for nothing.
+FIRST_ROW = np.int64(0)
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
@@ -57,7 +62,7 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
         image, product = padded[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            pad_rows(input[n], image, FIRST_ROW, padded_h, padding_h, padding_w, padded_w)
             for g in range(groups):
                 for t in range(T):
                     gemm(NO_TRANS, NO_TRANS, Dg, length, Cg, 1.0, address(taps, (t * D + g * Dg) * Cg), Cg,
@@ -81,7 +86,7 @@ def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, ker
         image, spread = padded[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            spread_rows(grad_output, spread, n, 0, OH, padded_w)
+            spread_rows(grad_output, spread, n, FIRST_ROW, OH, padded_w)
             fill_zero(image)
             for g in range(groups):
                 for t in range(T):
@@ -109,8 +114,8 @@ def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kern
         if first == last:
             fill_zero(sums.reshape(T * D * Cg))
         for n in range(first, last):
-            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
-            spread_rows(grad_output, spread, n, 0, OH, padded_w)
+            pad_rows(input[n], image, FIRST_ROW, padded_h, padding_h, padding_w, padded_w)
+            spread_rows(grad_output, spread, n, FIRST_ROW, OH, padded_w)
             for g in range(groups):
                 for t in range(T):
                     gemm(NO_TRANS, TRANS, Dg, Cg, length, 1.0, address(spread, g * Dg * length), length,

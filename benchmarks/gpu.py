@@ -142,17 +142,11 @@ def pass_rows(repeat=10):
     """nbconv's conv2d per pass on the GPU (forward, input gradient, weight+bias gradient), per layer of the
     layer set: where the time of layer_rows goes."""
     import nbconv.functional as F
-    from nbconv import backend, bench
+    from nbconv import bench
     from numba import cuda
     rows = []
     for shape in bench.LAYER_SET:
-        rng = np.random.default_rng(0)
-        x = backend.to_device(rng.standard_normal((shape.n, shape.c, shape.h, shape.w)).astype(np.float32))
-        w = backend.to_device((rng.standard_normal((shape.d, shape.c // shape.g, shape.k, shape.k)) * 0.1)
-                              .astype(np.float32))
-        b = backend.to_device(np.zeros(shape.d, np.float32))
-        hyper = dict(stride=shape.s, padding=shape.p, groups=shape.g)
-        grad_y = backend.to_device(np.ones(F.conv2d(x, w, b, **hyper).shape, np.float32))
+        x, w, b, hyper, grad_y = _layer_arrays(shape)
         passes = {"forward": lambda: F.conv2d(x, w, b, **hyper),
                   "input": lambda: F.conv2d_backward(grad_y, x, w, need_weight_grad=False, **hyper),
                   "weight": lambda: F.conv2d_backward(grad_y, x, w, need_input_grad=False, **hyper)}
@@ -165,8 +159,9 @@ def pass_rows(repeat=10):
     return rows
 
 
-def _conv_both(shape):
-    """nbconv's conv2d forward + backward on the GPU for one layer shape, as a function to time."""
+def _layer_arrays(shape):
+    """(input, weight, bias, hyper-parameters, output gradient) on the GPU for one layer shape: random
+    input and weights, zero bias, an output gradient of ones."""
     import nbconv.functional as F
     from nbconv import backend
     rng = np.random.default_rng(0)
@@ -176,6 +171,13 @@ def _conv_both(shape):
     b = backend.to_device(np.zeros(shape.d, np.float32))
     hyper = dict(stride=shape.s, padding=shape.p, groups=shape.g)
     grad_y = backend.to_device(np.ones(F.conv2d(x, w, b, **hyper).shape, np.float32))
+    return x, w, b, hyper, grad_y
+
+
+def _conv_both(shape):
+    """nbconv's conv2d forward + backward on the GPU for one layer shape, as a function to time."""
+    import nbconv.functional as F
+    x, w, b, hyper, grad_y = _layer_arrays(shape)
 
     def both():
         F.conv2d(x, w, b, **hyper)

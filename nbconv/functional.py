@@ -819,6 +819,86 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
 __all__ += ["local_response_norm", "local_response_norm_backward"]
 
 
+# Inference: eval-mode batch normalization as a per-channel scale and shift, fused with a residual sum and
+# a ReLU in one pass (nbconv.nn.infer runs ResNets' normalisations, sums and activations through it).
+
+_SCALE_SHIFT_ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
+
+__all__ += ["batch_norm_scale_shift", "scale_shift"]
+
+
+def batch_norm_scale_shift(running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    """(scale, shift), each (C,), with batch_norm(x, running_mean, running_var, weight, bias, training=False)
+    == x * scale[c] + shift[c] per channel c: scale = weight / sqrt(running_var + eps), shift = bias -
+    running_mean * scale; computed in float64, returned in the arrays' dtype on their backend."""
+    where, dtype, a = checks.arrays(running_mean=running_mean, running_var=running_var, weight=weight, bias=bias,
+                                    optional=("weight", "bias"))
+    checks.ndim("running_mean", a["running_mean"], (1,), "(C,)")
+    C = a["running_mean"].shape[0]
+    for name in ("running_var", "weight", "bias"):
+        if name in a:
+            checks.shape(name, a[name], (C,))
+    eps = checks.real("eps", eps)
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    host = {name: np.asarray(backend.to_host(value), np.float64) for name, value in a.items()}
+    with np.errstate(invalid="ignore", divide="ignore"):  # a negative variance gives NaN, as batch_norm does
+        scale = 1.0 / np.sqrt(host["running_var"] + eps)
+        if "weight" in host:
+            scale = scale * host["weight"]
+        shift = (host["bias"] if "bias" in host else 0.0) - host["running_mean"] * scale
+    return (backend.transfer(np.ascontiguousarray(scale, dtype), where),
+            backend.transfer(np.ascontiguousarray(shift, dtype), where))
+
+
+def scale_shift(input, scale=None, shift=None, residual=None, activation=None, out=None):
+    """activation(input * scale[c] + shift[c] + residual) per channel c of axis 1, in one pass: an eval-mode
+    batch normalization (scale and shift from batch_norm_scale_shift), a residual sum and a ReLU at once.
+
+    input (N, C, ...) with at least two axes; scale, shift (C,) or None (1 and 0); residual shaped like input
+    or None; activation None, 'relu' or 'relu6'. The scaled value is rounded to the dtype before the residual
+    is added, as separate batch_norm and add calls round it. out: None for a new array, or a C-contiguous
+    array shaped like input to write into: input itself (or residual) for an update in place. Returns it.
+    """
+    if not (activation is None or isinstance(activation, str)) or activation not in _SCALE_SHIFT_ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'relu6', got {activation!r}")
+    where, dtype, a = checks.arrays(input=input, scale=scale, shift=shift, residual=residual, out=out,
+                                    optional=("scale", "shift", "residual", "out"))
+    x = a["input"]
+    checks.ndim("input", x, tuple(range(2, 33)), "(N, C, ...) with at least two axes")
+    N, C = x.shape[0], x.shape[1]
+    for name in ("scale", "shift"):
+        if name in a:
+            checks.shape(name, a[name], (C,))
+    if "residual" in a:
+        checks.shape("residual", a["residual"], tuple(x.shape))
+    if out is None:
+        output = backend.empty(tuple(x.shape), dtype, where)
+    else:
+        output = _writable_in_place("out", out, "the result is written into it")
+        checks.shape("out", output, tuple(x.shape))
+        for name in ("input", "residual"):
+            if name in a and _overlaps_elsewhere(output, a[name]):
+                raise ValueError(f"out must be {name} itself or not overlap it (each element is read where it "
+                                 "is written)")
+    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    empty = _empty_channels(dtype, where)
+    residual_view = a["residual"].reshape((N, C, S)) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
+    backend.kernels(where).scale_shift_forward(
+        x.reshape((N, C, S)), a.get("scale", empty), a.get("shift", empty), residual_view,
+        output.reshape((N, C, S)), _SCALE_SHIFT_ACTIVATIONS[activation])
+    return output if out is None else out
+
+
+def _overlaps_elsewhere(output, other):
+    """Whether two host arrays share memory without being the same elements in the same order."""
+    if not isinstance(output, np.ndarray) or not isinstance(other, np.ndarray):
+        return False  # device arrays: only the same array or separate ones are made by nbconv
+    same = (output.__array_interface__["data"][0] == other.__array_interface__["data"][0]
+            and output.strides == other.strides)
+    return not same and np.may_share_memory(output, other)
+
+
 def _lrn_arrays(input, size, alpha, beta, k, grad_output=checks.ABSENT):
     where, dtype, a = checks.arrays(input=input, grad_output=grad_output)
     x = a["input"]

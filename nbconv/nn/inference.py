@@ -1,21 +1,31 @@
 """Inference: a model's output when no backward pass follows (prediction, evaluation, benchmarks).
 
-`infer(model, input)` gives what `model.eval().forward(input)` gives, with less memory traffic:
+`infer(model, input)` gives what `model.eval().forward(input)` gives, with less memory traffic and fewer
+kernel launches:
 
-- a batch normalization right after a convolution or fully connected layer normalises that layer's new
-  output in place (its running statistics, as in eval mode) instead of writing a new array;
-- a ReLU or ReLU6 after such a layer (or after a residual sum into one) works in place too;
-- a residual sum adds the shortcut into the body's new output, then applies the block's activation in place.
+- a batch normalization right after a convolution or fully connected layer becomes a per-channel scale and
+  shift (`functional.batch_norm_scale_shift`, computed once per version of its weights and running
+  statistics) applied in place to that layer's new output, by one `scale_shift` kernel that also applies
+  the ReLU or ReLU6 after it;
+- a residual block's last batch normalization, its sum with the shortcut and the block's ReLU are that same
+  one pass over the body's new output;
+- a ReLU or ReLU6 after such a layer (or after a residual sum into one) works in place too.
 
-Batch normalization is not folded into the convolution's weights: folded weights would have to be
-recomputed (or a cache invalidated) whenever the parameters or running statistics change, and the pass
-over the convolution's output that applies the per-channel scale and shift in place costs about what the
-ReLU pass after a folded convolution would cost anyway. Models keep their batch-norm layers, so they train
-and fine-tune as they are.
+Batch normalization is not folded into the convolution's weights: every batch normalization of the
+networks this serves is followed by an activation or a residual sum, so the pass over the convolution's
+output stays, and applying the scale and shift in it costs next to nothing; folded weights would instead
+be a second copy of every convolution's weights, rebuilt whenever they change (optimizer steps,
+`load_state_dict`, a user's own edits), which cannot be noticed without reading them.
+
+The scale and shift are cached on the batch-norm layer with a copy of the (C,) arrays they came from and
+recomputed when any of those differs from its copy, so a change by any means is seen; the comparison reads
+4 C values, far less than the pass it saves.
 
 Nothing is kept for a backward pass: after `infer`, `backward` raises until `forward` runs again. A model in
 training mode runs its ordinary `forward` (batch statistics, dropout).
 """
+import numpy as np
+
 from .. import backend
 from .. import functional as F
 from .graph import Residual
@@ -84,42 +94,57 @@ def _sequence(layers, input, skip_last_norm=False):
 
 
 def _residual(block, input, activation):
-    """activation(body(input) + shortcut(input)), adding into the body's fresh output in place."""
+    """activation(body(input) + shortcut(input)), into the body's fresh output in place: its last batch norm,
+    the sum and a ReLU/ReLU6 in one pass when the body ends in a fresh output and a batch norm."""
     (output, fresh), norm = _sequence(block.body.layers, input, skip_last_norm=True)
-    if norm is not None:
-        _normalize_in_place(norm, output, None)
     shortcut = input if block.shortcut is None else _run(block.shortcut, input)[0]
+    activations = [layer for layer in (block.activation, activation) if layer is not None]
     if fresh:
-        F.add_(output, shortcut)
+        fused = activations[0] if activations and isinstance(activations[0], (ReLU, ReLU6)) else None
+        _scale_shift_in_place(norm, output, fused, shortcut)
+        if fused is not None:
+            activations = activations[1:]
     else:
         output = F.add(output, shortcut)
-    for layer in (block.activation, activation):
-        if layer is not None:
-            if isinstance(layer, (ReLU, ReLU6)):
-                _activate_in_place(layer, output)
-            else:
-                output = layer.forward(output)
+    for layer in activations:
+        if isinstance(layer, (ReLU, ReLU6)):
+            _activate_in_place(layer, output)
+        else:
+            output = layer.forward(output)
     return output
 
 
 def _normalize_in_place(norm, output, activation):
-    """output = norm(output) with the running statistics, in place; then the activation, in place."""
-    if output.ndim not in norm.layouts or output.shape[1] != norm.num_features:
-        norm._check_input(output)  # raises the layer's own message
-    where = backend.backend_of(output)
-    channels = output.shape[1]
-    positions = 1
-    for extent in output.shape[2:]:
-        positions *= extent
-    view = output.reshape((output.shape[0], channels, positions))
-    dtype = output.dtype
-    empty = backend.empty((0,), dtype, where)
-    statistics = backend.empty((channels,), dtype, where), backend.empty((channels,), dtype, where)
-    backend.kernels(where).batch_norm_forward(
-        view, empty if norm.weight is None else norm.weight.value, empty if norm.bias is None else norm.bias.value,
-        norm.running_mean, norm.running_var, view, *statistics, 0.0, norm.eps, 0)
-    if activation is not None:
-        _activate_in_place(activation, output)
+    """output = activation(norm(output)) with the running statistics, in place, in one pass."""
+    _scale_shift_in_place(norm, output, activation, None)
+
+
+def _scale_shift_in_place(norm, output, activation, residual):
+    """output = activation(norm(output) + residual) in place; norm, activation and residual may be None."""
+    scale = shift = None
+    if norm is not None:
+        if output.ndim not in norm.layouts or output.shape[1] != norm.num_features:
+            norm._check_input(output)  # raises the layer's own message
+        scale, shift = _scale_and_shift(norm)
+    name = None if activation is None else ("relu6" if isinstance(activation, ReLU6) else "relu")
+    F.scale_shift(output, scale, shift, residual, name, out=output)
+
+
+def _scale_and_shift(norm):
+    """The eval-mode (scale, shift) of a batch-norm layer, cached on it and recomputed when its weights, running
+    statistics, eps or backend are not those they were computed from."""
+    sources = (norm.running_mean, norm.running_var, None if norm.weight is None else norm.weight.value,
+               None if norm.bias is None else norm.bias.value)
+    key = (norm.eps, backend.backend_of(norm.running_mean))
+    cached = getattr(norm, "_inference_scale_shift", None)
+    if cached is not None and cached[0] == key and all(
+            (source is None) == (copy is None) and (source is None or np.array_equal(backend.to_host(source), copy))
+            for source, copy in zip(sources, cached[1])):
+        return cached[2]
+    copies = tuple(None if source is None else np.array(backend.to_host(source)) for source in sources)
+    scale_shift = F.batch_norm_scale_shift(*sources, eps=norm.eps)
+    norm._inference_scale_shift = (key, copies, scale_shift)
+    return scale_shift
 
 
 def _activate_in_place(activation, output):

@@ -125,7 +125,9 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
     return ConvGeometry(stride, pad, dilation, groups, extra[0], extra[1], (N, D, OH, OW))
 
 
-def _conv2d(input, weight, bias, stride, padding, dilation, groups):
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=None):
+    """conv2d; `prepared`: a dict kept per version of the weight (nbconv.nn.infer), on the CPU reused for
+    what depends on the weight alone (see kernels.cpu.conv.dispatch.conv2d_forward_prepared)."""
     where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias, optional=("bias",))
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -137,6 +139,11 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups):
         bias_array = a["bias"]
         checks.shape("bias", bias_array, (D,))
     output = backend.empty(geometry.output_shape, dtype, where)
+    if prepared is not None and where == "cpu":
+        from .kernels.cpu.conv.dispatch import conv2d_forward_prepared
+        conv2d_forward_prepared(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"], bias_array, output,
+                                prepared, *geometry.kernel_args)
+        return _unbatched(output, squeeze)
     backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
                                           bias_array, output, *geometry.kernel_args)
     return _unbatched(output, squeeze)

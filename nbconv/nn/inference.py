@@ -17,6 +17,12 @@ output stays, and applying the scale and shift in it costs next to nothing; fold
 be a second copy of every convolution's weights, rebuilt whenever they change (optimizer steps,
 `load_state_dict`, a user's own edits), which cannot be noticed without reading them.
 
+A convolution keeps, per version of its weight (`Parameter.version`, which assigning a new array, an
+optimizer step, `load_state_dict` and `Parameter.mark_changed()` advance), what depends on the weight
+alone: on the CPU, its finiteness (checked once, then only the output is) and a Winograd layer's
+transformed filters (computed once instead of at every call). An edit of a weight in place by other means
+must be followed by `mark_changed()` (or a new array assigned) for `infer` to see it.
+
 The scale and shift are cached on the batch-norm layer with a copy of the (C,) arrays they came from and
 recomputed when any of those differs from its copy, so a change by any means is seen; the comparison reads
 4 C values, far less than the pass it saves.
@@ -60,8 +66,22 @@ def _run(layer, input):
         return _sequence(layer.layers, input)
     if isinstance(layer, Residual):
         return _residual(layer, input, None), True
-    output = layer.forward(input)
+    output = _convolve(layer, input) if type(layer) is Conv2d else layer.forward(input)
     return output, isinstance(layer, _FRESH)
+
+
+def _convolve(layer, input):
+    """The convolution layer's output, with what depends on its weight alone (on the CPU: the weight's
+    finiteness check, a Winograd layer's transformed filters) kept on the layer for as long as the weight's
+    Parameter.version and array stay the same."""
+    weight = layer.weight
+    key = (id(weight.value), weight.version)
+    cached = getattr(layer, "_inference_prepared", None)
+    if cached is None or cached[0] != key:
+        cached = layer._inference_prepared = (key, {})
+    hyper = layer.hyper
+    return F._conv2d(input, weight.value, None if layer.bias is None else layer.bias.value, hyper["stride"],
+                     hyper["padding"], hyper["dilation"], hyper["groups"], prepared=cached[1])
 
 
 def _sequence(layers, input, skip_last_norm=False):

@@ -114,3 +114,42 @@ def test_infer_on_the_cuda_backend_matches_the_cpu(rng):
     model.to("cuda")
     got = backend.to_host(nn.infer(model, backend.to_device(x)))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_convolution_weights_follow_every_change_of_the_weight(rng):
+    from nbconv import optim
+    from nbconv.kernels.cpu.conv.plan import plan
+    model = _model("conv32k3p1nobias,bn,relu,conv8k1,gap,fc3", (32, 5, 21))  # a Winograd layer, then pointwise
+    convolution = model.layers[0]
+    assert plan("forward", (2, 32, 5, 21), convolution.weight.shape, 1, 1, 1, 1).algorithm == "winograd"
+    x = rng.standard_normal((2, 32, 5, 21)).astype(np.float32)
+    previous = nn.infer(model, x)
+    _assert_close(previous, model.forward(x))
+    steps = [lambda: (convolution.weight.value.__setitem__((0, 0), 3.0), convolution.weight.mark_changed()),
+             lambda: setattr(convolution.weight, "value", convolution.weight.value * 0.5),
+             lambda: model.load_state_dict({key: value * 1.5 if key.endswith("weight") else value
+                                            for key, value in model.state_dict().items()})]
+    optimizer = optim.SGD([parameter for parameter in model.parameters()], lr=0.5)
+
+    def optimizer_step():
+        output = model.forward(x)
+        model.backward(np.ones_like(output))
+        optimizer.step()
+    for step in steps + [optimizer_step]:
+        version = convolution.weight.version
+        step()
+        assert convolution.weight.version > version
+        got = nn.infer(model, x)
+        _assert_close(got, model.eval().forward(x))
+        assert not np.allclose(got, previous)
+        previous = got
+
+
+def test_prepared_convolution_with_a_non_finite_weight_follows_the_definition(rng):
+    model = _model("conv32k3p1nobias,relu,gap,fc3", (32, 4, 21))
+    model.layers[0].weight.value[1, 2, 0, 0] = np.inf
+    model.layers[0].weight.mark_changed()
+    x = rng.standard_normal((1, 32, 4, 21)).astype(np.float32)
+    x[0, 2, :, :] = 0  # an inf weight that meets only zeros and the padding: NaN by the definition
+    np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
+    assert np.isnan(nn.infer(model, x)).all()

@@ -34,6 +34,7 @@ from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
+from . import winograd
 from .plan import plan
 
 
@@ -81,6 +82,27 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     run_forward(plan("forward", input.shape, weight.shape, *args, dtype=input.dtype), input, weight, bias, output)
     if not all_finite(output, weight):  # by the definition: every product with the padded input
+        conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
+                              stride_w, 0, 0, dilation_h, dilation_w, groups)
+
+
+def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
+                            dilation_h, dilation_w, groups):
+    """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
+    (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness and a
+    Winograd layer's transformed filters, is computed on first use and kept there."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
+    if "finite" not in prepared:
+        prepared["finite"] = bool(all_finite(weight, weight[:0]))
+    if chosen.algorithm == "winograd":
+        key = "winograd filters"  # they depend on the weight alone, not on the batch
+        if key not in prepared:
+            prepared[key] = winograd.transformed_filters(weight, chosen)
+        winograd.run_transformed(input, prepared[key], bias, output, buffers(chosen), padding_h, padding_w)
+    else:
+        run_forward(chosen, input, weight, bias, output)
+    if not (prepared["finite"] and all_finite(output, output.reshape(output.size)[:0])):
         conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
 

@@ -215,11 +215,23 @@ def buffers(pass_, convolution, itemsize, threads):
 
 def _run(input, weight, bias, output, buffers, padding_h, padding_w, turned):
     winograd_weights(weight, buffers["filters"], turned)
+    run_transformed(input, buffers["filters"], bias, output, buffers, padding_h, padding_w)
+
+
+def transformed_filters(weight, plan):
+    """A new array of the forward pass's transformed filters (16, D, C), for callers that keep them."""
+    filters = np.empty(next(buffer.shape for buffer in plan.buffers if buffer.name == "filters"), weight.dtype)
+    winograd_weights(weight, filters, False)
+    return filters
+
+
+def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w):
+    """The convolution with filters already transformed (by winograd_weights); buffers as the plan's."""
     tiles_h, tiles_w = (output.shape[2] + 1) // 2, (output.shape[3] + 1) // 2
     tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[3] // tiles_w))
     parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
     with single_threaded():
-        conv2d_winograd(input, buffers["filters"], bias, output, buffers["padded"], buffers["patches"],
+        conv2d_winograd(input, filters, bias, output, buffers["padded"], buffers["patches"],
                         buffers["products"], padding_h, padding_w, parts)
 
 

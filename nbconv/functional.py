@@ -125,9 +125,11 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
     return ConvGeometry(stride, pad, dilation, groups, extra[0], extra[1], (N, D, OH, OW))
 
 
-def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=None):
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=None, epilogue=None):
     """conv2d; `prepared`: a dict kept per version of the weight (nbconv.nn.infer), on the CPU reused for
-    what depends on the weight alone (see kernels.cpu.conv.dispatch.conv2d_forward_prepared)."""
+    what depends on the weight alone (see kernels.cpu.conv.dispatch.conv2d_forward_prepared); epilogue:
+    None or (scale, shift, residual, activation) as scale_shift takes them, applied to the output in place
+    (on the CPU inside the convolution kernels where they can)."""
     where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias, optional=("bias",))
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -142,7 +144,13 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=Non
     if prepared is not None and where == "cpu":
         from .kernels.cpu.conv.dispatch import conv2d_forward_prepared
         conv2d_forward_prepared(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"], bias_array, output,
-                                prepared, *geometry.kernel_args)
+                                prepared, *geometry.kernel_args,
+                                epilogue=None if epilogue is None else _epilogue_arrays(epilogue, output))
+        return _unbatched(output, squeeze)
+    if epilogue is not None:
+        backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
+                                              bias_array, output, *geometry.kernel_args)
+        scale_shift(output, *epilogue, out=output)
         return _unbatched(output, squeeze)
     backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
                                           bias_array, output, *geometry.kernel_args)
@@ -897,13 +905,33 @@ def scale_shift(input, scale=None, shift=None, residual=None, activation=None, o
     return output if out is None else out
 
 
+def _epilogue_arrays(epilogue, output):
+    """(scale, shift, residual, activation) for the CPU convolution kernels' epilogue, validated against the
+    convolution's new output (N, D, OH, OW): absent arrays empty, residual as (N, D, OH*OW), activation 0/1/2."""
+    scale, shift, residual, activation = epilogue
+    if not (activation is None or isinstance(activation, str)) or activation not in _SCALE_SHIFT_ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'relu6', got {activation!r}")
+    _, dtype, a = checks.arrays(output=output, scale=scale, shift=shift, residual=residual,
+                                optional=("scale", "shift", "residual"))
+    N, D, OH, OW = output.shape
+    for name in ("scale", "shift"):
+        if name in a:
+            checks.shape(name, a[name], (D,))
+    if "residual" in a:
+        checks.shape("residual", a["residual"], tuple(output.shape))
+    empty = np.empty(0, dtype)
+    return (a.get("scale", empty), a.get("shift", empty),
+            a["residual"].reshape((N, D, OH * OW)) if "residual" in a else np.empty((0, 0, 0), dtype),
+            _SCALE_SHIFT_ACTIVATIONS[activation])
+
+
 def _overlaps_elsewhere(output, other):
     """Whether two host arrays share memory without being the same elements in the same order."""
-    if not isinstance(output, np.ndarray) or not isinstance(other, np.ndarray):
+    if output is other or not isinstance(output, np.ndarray) or not isinstance(other, np.ndarray):
         return False  # device arrays: only the same array or separate ones are made by nbconv
-    same = (output.__array_interface__["data"][0] == other.__array_interface__["data"][0]
-            and output.strides == other.strides)
-    return not same and np.may_share_memory(output, other)
+    if not np.may_share_memory(output, other):
+        return False
+    return not (output.ctypes.data == other.ctypes.data and output.strides == other.strides)
 
 
 def _lrn_arrays(input, size, alpha, beta, k, grad_output=checks.ABSENT):

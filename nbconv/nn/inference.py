@@ -37,7 +37,7 @@ from .. import functional as F
 from .graph import Residual
 from .layers import Conv1d, Conv2d, Linear, ReLU, ReLU6
 from .module import Sequential
-from .norm import _BatchNorm
+from .norm import BatchNorm2d, _BatchNorm
 
 # Layers whose forward returns a new array that nothing else holds: inference may overwrite it.
 _FRESH = (Conv2d, Conv1d, Linear)
@@ -70,10 +70,11 @@ def _run(layer, input):
     return output, isinstance(layer, _FRESH)
 
 
-def _convolve(layer, input):
+def _convolve(layer, input, epilogue=None):
     """The convolution layer's output, with what depends on its weight alone (on the CPU: the weight's
     finiteness check, a Winograd layer's transformed filters) kept on the layer for as long as the weight's
-    Parameter.version and array stay the same."""
+    Parameter.version and array stay the same; then `epilogue` (scale, shift, residual, activation name),
+    on the CPU inside the convolution kernels where they allow it."""
     weight = layer.weight
     key = (id(weight.value), weight.version)
     cached = getattr(layer, "_inference_prepared", None)
@@ -81,13 +82,17 @@ def _convolve(layer, input):
         cached = layer._inference_prepared = (key, {})
     hyper = layer.hyper
     return F._conv2d(input, weight.value, None if layer.bias is None else layer.bias.value, hyper["stride"],
-                     hyper["padding"], hyper["dilation"], hyper["groups"], prepared=cached[1])
+                     hyper["padding"], hyper["dilation"], hyper["groups"], prepared=cached[1], epilogue=epilogue)
 
 
-def _sequence(layers, input, skip_last_norm=False):
-    """Run `layers` in order, fusing norms and activations into fresh outputs. With skip_last_norm, a final
-    batch norm after a fresh output is left out and returned: ((output, fresh), norm or None)."""
-    output, fresh, index, pending = input, False, 0, None
+def _activation_name(layer):
+    return None if layer is None else ("relu6" if isinstance(layer, ReLU6) else "relu")
+
+
+def _sequence(layers, input, tail=None):
+    """Run `layers` in order, fusing batch norms, activations and (with tail = (residual, ReLU/ReLU6 layer or
+    None)) a residual sum and activation after the last layer into fresh outputs: (output, fresh)."""
+    output, fresh, index, tail_done = input, False, 0, tail is None
     while index < len(layers):
         layer = layers[index]
         following = layers[index + 1] if index + 1 < len(layers) else None
@@ -96,10 +101,25 @@ def _sequence(layers, input, skip_last_norm=False):
             output, fresh = _residual(layer, output, activation), True
             index += 2 if activation is not None else 1
             continue
+        if type(layer) is Conv2d and isinstance(following, BatchNorm2d) and \
+                following.num_features == layer.weight.shape[0]:  # convolution, batch norm (and more) at once
+            scale, shift = _scale_and_shift(following)
+            index += 2
+            if index == len(layers) and not tail_done:
+                epilogue, tail_done = (scale, shift, tail[0], _activation_name(tail[1])), True
+            else:
+                after = layers[index] if index < len(layers) else None
+                activation = after if isinstance(after, (ReLU, ReLU6)) else None
+                index += activation is not None
+                epilogue = (scale, shift, None, _activation_name(activation))
+            output, fresh = _convolve(layer, output, epilogue), True
+            continue
         if isinstance(layer, _BatchNorm) and fresh:
-            if skip_last_norm and index == len(layers) - 1:
-                pending = layer
-                break
+            if index == len(layers) - 1 and not tail_done:
+                _scale_shift_in_place(layer, output, tail[1], tail[0])
+                tail_done = True
+                index += 1
+                continue
             activation = following if isinstance(following, (ReLU, ReLU6)) else None
             _normalize_in_place(layer, output, activation)
             index += 2 if activation is not None else 1
@@ -110,23 +130,25 @@ def _sequence(layers, input, skip_last_norm=False):
             continue
         output, fresh = _run(layer, output)
         index += 1
-    return (output, fresh) if not skip_last_norm else ((output, fresh), pending)
+    if not tail_done:
+        residual, activation = tail
+        if fresh:
+            _scale_shift_in_place(None, output, activation, residual)
+        else:
+            output, fresh = F.add(output, residual), True
+            if activation is not None:
+                _activate_in_place(activation, output)
+    return output, fresh
 
 
 def _residual(block, input, activation):
-    """activation(body(input) + shortcut(input)), into the body's fresh output in place: its last batch norm,
-    the sum and a ReLU/ReLU6 in one pass when the body ends in a fresh output and a batch norm."""
-    (output, fresh), norm = _sequence(block.body.layers, input, skip_last_norm=True)
+    """activation(body(input) + shortcut(input)): the shortcut first, then the body, whose last convolution
+    (or batch norm, or a pass over its fresh output) also adds the shortcut and applies a ReLU/ReLU6."""
     shortcut = input if block.shortcut is None else _run(block.shortcut, input)[0]
     activations = [layer for layer in (block.activation, activation) if layer is not None]
-    if fresh:
-        fused = activations[0] if activations and isinstance(activations[0], (ReLU, ReLU6)) else None
-        _scale_shift_in_place(norm, output, fused, shortcut)
-        if fused is not None:
-            activations = activations[1:]
-    else:
-        output = F.add(output, shortcut)
-    for layer in activations:
+    fused = activations[0] if activations and isinstance(activations[0], (ReLU, ReLU6)) else None
+    output, _ = _sequence(block.body.layers, input, tail=(shortcut, fused))
+    for layer in activations[1:] if fused is not None else activations:
         if isinstance(layer, (ReLU, ReLU6)):
             _activate_in_place(layer, output)
         else:

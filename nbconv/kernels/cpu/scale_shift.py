@@ -7,6 +7,7 @@ scale and shift (C,), or (0,) for none (scale 1, shift 0); residual (N, C, S), o
 activation: 0 none, 1 ReLU, 2 ReLU6. output may be input itself (in place), and residual may be either.
 One task per (n, c) row of S values, so batch 1 still splits over the channels.
 """
+import numpy as np
 from numba import njit, prange
 
 NO_ACTIVATION, RELU, RELU6 = 0, 1, 2
@@ -33,3 +34,38 @@ def scale_shift_forward(input, scale, shift, residual, output, activation):
             elif activation == RELU6:
                 value = zero if value <= zero else (six if value >= six else value)
             target[s] = value
+
+
+@njit(cache=True, inline="always")
+def scale_shift_span(target, residual, factor, offset, summed, activation):
+    """target = activation(target * factor + offset + residual) over one span of a channel, in place (the
+    convolution kernels' epilogue; residual is read only when summed)."""
+    zero, six = target.dtype.type(0), target.dtype.type(6)
+    for s in range(target.shape[0]):
+        value = target.dtype.type(target[s] * factor + offset)
+        if summed:
+            value += residual[s]
+        if activation == RELU:
+            value = zero if value <= zero else value
+        elif activation == RELU6:
+            value = zero if value <= zero else (six if value >= six else value)
+        target[s] = value
+
+
+@njit(cache=True, inline="always")
+def epilogue_span(output, n, d, start, stop, scale, shift, residual, activation):
+    """The epilogue on output[n, d, start:stop] of a (N, D, P) output: scale and shift of channel d (each
+    (D,) or (0,) for none), the residual (N, D, P) or (0, 0, 0) for none, the activation; nothing when all
+    are absent."""
+    scaled, shifted, summed = scale.shape[0] > 0, shift.shape[0] > 0, residual.shape[0] > 0
+    if not (scaled or shifted or summed or activation != NO_ACTIVATION):
+        return
+    factor = scale[d] if scaled else output.dtype.type(1)
+    offset = shift[d] if shifted else output.dtype.type(0)
+    scale_shift_span(output[n, d, start:stop], residual[n, d, start:stop] if summed else output[n, d, 0:0],
+                     factor, offset, summed, activation)
+
+
+def no_epilogue(dtype):
+    """The epilogue arguments (scale, shift, residual, activation) that leave a convolution's output as is."""
+    return np.empty(0, dtype), np.empty(0, dtype), np.empty((0, 0, 0), dtype), NO_ACTIVATION

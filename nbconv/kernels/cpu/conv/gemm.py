@@ -10,6 +10,7 @@ import numba
 from numba import njit, prange
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
 from .blocks import block_rows, channel_parts, max_chunks
 
@@ -92,12 +93,14 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
 
 @njit(parallel=True, cache=True)
 def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, padding_h, padding_w,
-                        dilation_h, dilation_w, groups, pointwise, parts):
+                        dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual, activation):
     """output[n, group g's Dg channels, rows] = weight_g (Dg, Cg*KH*KW) @ col_g (Cg*KH*KW, rows*OW) + bias.
 
     col: (chunks, C*KH*KW, block_rows*OW) workspace; pointwise (1x1, stride 1, no padding) reads the
     input directly. Each (image, block of rows) task is cut into `parts` slices of every group's Dg output
-    channels (see blocks.channel_parts), each its own task.
+    channels (see blocks.channel_parts), each its own task. Then each task applies the epilogue of
+    scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
+    (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
     """
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
@@ -124,6 +127,8 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
                      address(weight, (g * Dg + d0) * depth), depth, source + g * depth * source_ld * size,
                      source_ld, 1.0 if has_bias else 0.0, address(output, (n * D + g * Dg + d0) * P + oh0 * OW), P,
                      size)
+                for d in range(g * Dg + d0, g * Dg + d1):
+                    epilogue_span(flat_output, n, d, oh0 * OW, oh1 * OW, scale, shift, residual, activation)
 
 
 @njit(parallel=True, cache=True)
@@ -221,7 +226,9 @@ def buffers(pass_, convolution, itemsize, threads):
     return (col,)
 
 
-def forward(input, weight, bias, output, buffers, plan):
+def forward(input, weight, bias, output, buffers, plan, epilogue=None):
+    """output = conv2d(input, weight) + bias, then `epilogue` (scale, shift, residual, activation as
+    conv2d_forward_gemm takes them) when given."""
     convolution = plan.convolution
     _, _, OH, OW = convolution.output_shape
     col = buffers["col"]
@@ -229,7 +236,7 @@ def forward(input, weight, bias, output, buffers, plan):
     parts = channel_parts(tasks, convolution.weight_shape[0] // convolution.groups, numba.get_num_threads())
     with single_threaded():
         conv2d_forward_gemm(input, weight, bias, output, col, *convolution.hyper, plan.algorithm == "pointwise",
-                            parts)
+                            parts, *(epilogue or no_epilogue(output.dtype)))
 
 
 def backward_input(grad_output, weight, grad_input, buffers, plan):

@@ -18,6 +18,7 @@ from numba import njit, prange
 import numpy as np
 
 from ..blas import NO_TRANS, address, gemm, single_threaded
+from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
 from .blocks import block_rows, channel_parts, max_chunks
 from .rows import pad_rows
@@ -145,12 +146,14 @@ def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tile
 
 
 @njit(parallel=True, cache=True)
-def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts):
+def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
+                    scale, shift, residual, activation):
     """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
     `winograd_weights` turned into transformed (16, D, C), plus bias. padded, patches, products: one buffer
     per parallel chunk, (chunks, C*slab_rows*padded_w), (chunks, 16, C, block) and (chunks, 16, D, block),
     a block holding whole rows of tiles. Each (image, block) task is cut into `parts` slices of the D output
-    channels (see blocks.channel_parts), each its own task, which transforms its patches itself."""
+    channels (see blocks.channel_parts), each its own task, which transforms its patches itself and then
+    applies the epilogue of scale_shift.epilogue_span to the output rows it wrote (see gemm.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     tiles_h, tiles_w = (OH + 1) // 2, (OW + 1) // 2
@@ -159,6 +162,7 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
     block_rows = block // tiles_w
     blocks = (tiles_h + block_rows - 1) // block_rows
     size = output.itemsize
+    flat_output = output.reshape((N, D, OH * OW))
     for chunk in prange(chunks):
         slab, transformed_patches, tile_products = padded[chunk], patches[chunk], products[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
@@ -175,6 +179,9 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
                      address(transformed_patches, xi * C * block), block, 0.0,
                      address(tile_products, (xi * D + d0) * block), block, size)
             untransform_tiles(tile_products, output, bias, n, tr0, rows, tiles_w, d0, d1)
+            for d in range(d0, d1):
+                epilogue_span(flat_output, n, d, 2 * tr0 * OW, min(OH, 2 * (tr0 + rows)) * OW, scale, shift,
+                              residual, activation)
 
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
@@ -225,14 +232,15 @@ def transformed_filters(weight, plan):
     return filters
 
 
-def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w):
-    """The convolution with filters already transformed (by winograd_weights); buffers as the plan's."""
+def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w, epilogue=None):
+    """The convolution with filters already transformed (by winograd_weights); buffers as the plan's;
+    epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
     tiles_h, tiles_w = (output.shape[2] + 1) // 2, (output.shape[3] + 1) // 2
     tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[3] // tiles_w))
     parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
     with single_threaded():
         conv2d_winograd(input, filters, bias, output, buffers["padded"], buffers["patches"],
-                        buffers["products"], padding_h, padding_w, parts)
+                        buffers["products"], padding_h, padding_w, parts, *(epilogue or no_epilogue(output.dtype)))
 
 
 def forward(input, weight, bias, output, buffers, plan):

@@ -6,8 +6,9 @@ Wraps every leaf layer's forward with a timer, runs the model `--calls` times af
 the median time per layer group: convolutions by kind and map size, batch normalization, ReLU, residual
 sums, pooling, the classifier; then the whole forward against `nn.infer`, alternating. "Python per call" is the time of the nbconv.functional call minus its
 kernel: the same call made on a 1x1 image, where the kernel does almost nothing, measured separately.
-With --infer the timed calls are those of `nn.infer` (convolutions, pooling, the classifier, and the fused
-batch-norm/residual/ReLU passes, grouped as "scale_shift ...") instead of `forward`.
+With --infer the timed calls are those of `nn.infer` instead of `forward`: convolutions (with the batch
+norm, residual sum and ReLU their kernels apply, "+ bn+relu"), pooling, the classifier, and any separate
+batch-norm/residual/ReLU passes ("scale_shift ...").
 """
 import argparse
 import collections
@@ -63,8 +64,19 @@ def main():
             return output
         layer.forward = timed
     sequence = [0]  # the fused passes' order within one call names them
-    originals = inference._scale_shift_in_place, inference._activate_in_place
+    originals = inference._scale_shift_in_place, inference._activate_in_place, inference._convolve
     if arguments.infer:
+        def timed_convolution(layer, input, epilogue=None):
+            start = time.perf_counter()
+            output = originals[2](layer, input, epilogue)
+            sequence[0] += 1
+            fused = "" if epilogue is None else " + " + "+".join(
+                part for part, present in (("bn", epilogue[0] is not None), ("residual", epilogue[2] is not None),
+                                           ("relu", epilogue[3] is not None)) if present)
+            records[(sequence[0], group_name(layer, input.shape) + fused)].append(time.perf_counter() - start)
+            return output
+        inference._convolve = timed_convolution
+
         def timed_pass(norm, output, activation, residual):
             start = time.perf_counter()
             originals[0](norm, output, activation, residual)
@@ -90,7 +102,7 @@ def main():
         run()
         totals.append(time.perf_counter() - start)
     if arguments.infer:
-        inference._scale_shift_in_place, inference._activate_in_place = originals
+        inference._scale_shift_in_place, inference._activate_in_place, inference._convolve = originals
     groups = collections.defaultdict(lambda: [0.0, 0])
     for (path, group), times in records.items():
         groups[group][0] += statistics.median(times)

@@ -3,13 +3,15 @@
 `infer(model, input)` gives what `model.eval().forward(input)` gives, with less memory traffic and fewer
 kernel launches:
 
-- a batch normalization right after a convolution or fully connected layer becomes a per-channel scale and
-  shift (`functional.batch_norm_scale_shift`, computed once per version of its weights and running
-  statistics) applied in place to that layer's new output, by one `scale_shift` kernel that also applies
-  the ReLU or ReLU6 after it;
-- a residual block's last batch normalization, its sum with the shortcut and the block's ReLU are that same
-  one pass over the body's new output;
-- a ReLU or ReLU6 after such a layer (or after a residual sum into one) works in place too.
+- a batch normalization right after a 2-D convolution becomes a per-channel scale and shift
+  (`functional.batch_norm_scale_shift`, computed once per version of its weights and running statistics)
+  that the convolution's own kernel applies, with the ReLU or ReLU6 after it, to each block of output it
+  has just written (gemm, pointwise and Winograd layers on the CPU; other algorithms and the CUDA backend
+  run one `scale_shift` pass after the convolution);
+- a residual block's shortcut runs first, so that the body's last convolution also adds it and applies the
+  block's ReLU in that same epilogue;
+- a batch normalization after another fresh output (a fully connected layer, a 1-D convolution) is one
+  `scale_shift` pass in place, with the activation; a ReLU or ReLU6 after a fresh output works in place.
 
 Batch normalization is not folded into the convolution's weights: every batch normalization of the
 networks this serves is followed by an activation or a residual sum, so the pass over the convolution's

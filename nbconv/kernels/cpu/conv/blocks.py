@@ -29,6 +29,6 @@ def channel_parts(tasks, channels, threads):
     threads (batch 1 on 7x7 to 14x14 maps: one task) still keeps every thread busy: 1 when there are tasks
     enough, else up to one slice a thread, each of at least MIN_PART_CHANNELS channels. A slice repeats its
     task's unrolling or transform, which costs about 1/(2 x channels) of its products."""
-    if tasks >= threads:
+    if tasks >= threads or tasks == 0:  # (an empty batch has no tasks)
         return 1
     return max(1, min(-(-threads // tasks), channels // MIN_PART_CHANNELS))

@@ -12,6 +12,7 @@ def test_slices_only_when_there_are_fewer_tasks_than_threads():
     assert blocks.channel_parts(tasks=1, channels=512, threads=16) == 512 // blocks.MIN_PART_CHANNELS
     assert blocks.channel_parts(tasks=3, channels=1024, threads=8) == 3
     assert blocks.channel_parts(tasks=1, channels=blocks.MIN_PART_CHANNELS * 2 - 1, threads=4) == 1
+    assert blocks.channel_parts(tasks=0, channels=2048, threads=2) == 1  # an empty batch
 
 
 @pytest.mark.parametrize("parts", [2, 3, 17])

@@ -1,11 +1,14 @@
 """Where an imported ResNet-50's inference time goes, layer by layer (CPU).
 
-    python benchmarks/profile_resnet50.py [--batch 1] [--calls 5]
+    python benchmarks/profile_resnet50.py [--batch 1] [--calls 5] [--infer]
 
 Wraps every leaf layer's forward with a timer, runs the model `--calls` times after a warm-up, and prints
 the median time per layer group: convolutions by kind and map size, batch normalization, ReLU, residual
 sums, pooling, the classifier; then the whole forward against `nn.infer`, alternating. "Python per call" is the time of the nbconv.functional call minus its
 kernel: the same call made on a 1x1 image, where the kernel does almost nothing, measured separately.
+With --infer the timed calls are those of `nn.infer` instead of `forward`: convolutions (with the batch
+norm, residual sum and ReLU their kernels apply, "+ bn+relu"), pooling, the classifier, and any separate
+batch-norm/residual/ReLU passes ("scale_shift ...").
 """
 import argparse
 import collections
@@ -20,6 +23,7 @@ from nbconv import functional as F
 from nbconv import models
 from nbconv import nn
 from nbconv import onnx as nbonnx
+from nbconv.nn import inference
 
 
 def imported_resnet50():
@@ -44,6 +48,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--infer", action="store_true", help="profile nn.infer instead of forward")
     arguments = parser.parse_args()
     model = imported_resnet50()
     x = np.random.default_rng(0).standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
@@ -58,20 +63,54 @@ def main():
             records[(_path, group_name(_layer, input.shape))].append(time.perf_counter() - start)
             return output
         layer.forward = timed
-    model.forward(x)
-    records.clear()
+    sequence = [0]  # the fused passes' order within one call names them
+    originals = inference._scale_shift_in_place, inference._activate_in_place, inference._convolve
+    if arguments.infer:
+        def timed_convolution(layer, input, epilogue=None):
+            start = time.perf_counter()
+            output = originals[2](layer, input, epilogue)
+            sequence[0] += 1
+            fused = "" if epilogue is None else " + " + "+".join(
+                part for part, present in (("bn", epilogue[0] is not None), ("residual", epilogue[2] is not None),
+                                           ("relu", epilogue[3] is not None)) if present)
+            records[(sequence[0], group_name(layer, input.shape) + fused)].append(time.perf_counter() - start)
+            return output
+        inference._convolve = timed_convolution
+
+        def timed_pass(norm, output, activation, residual):
+            start = time.perf_counter()
+            originals[0](norm, output, activation, residual)
+            kind = "+".join(part for part, present in (("bn", norm), ("residual", residual is not None),
+                                                       ("relu", activation)) if present is not None and present is not False)
+            sequence[0] += 1
+            records[(sequence[0], f"scale_shift {kind} {output.shape[2]}x{output.shape[3]}")].append(
+                time.perf_counter() - start)
+
+        def timed_activation(activation, output):
+            start = time.perf_counter()
+            originals[1](activation, output)
+            sequence[0] += 1
+            records[(sequence[0], "ReLU in place")].append(time.perf_counter() - start)
+        inference._scale_shift_in_place, inference._activate_in_place = timed_pass, timed_activation
+    run = (lambda: nn.infer(model, x)) if arguments.infer else (lambda: model.forward(x))
+    run()
+    records.clear()  # (the warm-up call's)
     totals = []
     for _ in range(arguments.calls):
+        sequence[0] = 0
         start = time.perf_counter()
-        model.forward(x)
+        run()
         totals.append(time.perf_counter() - start)
+    if arguments.infer:
+        inference._scale_shift_in_place, inference._activate_in_place, inference._convolve = originals
     groups = collections.defaultdict(lambda: [0.0, 0])
     for (path, group), times in records.items():
         groups[group][0] += statistics.median(times)
         groups[group][1] += 1
     total = statistics.median(totals)
     leaf_sum = sum(seconds for seconds, _ in groups.values())
-    print(f"ResNet-50 imported, batch {arguments.batch}: {1e3 * total:.1f} ms per forward (median of "
+    print(f"ResNet-50 imported, batch {arguments.batch}, {'nn.infer' if arguments.infer else 'forward'}: "
+          f"{1e3 * total:.1f} ms per call (median of "
           f"{arguments.calls}); leaf layers {1e3 * leaf_sum:.1f} ms, containers (residual sums) "
           f"{1e3 * (total - leaf_sum):.1f} ms")
     print(f"{'group':28s} {'layers':>6s} {'ms':>8s} {'share':>6s}")

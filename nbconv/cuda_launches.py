@@ -118,6 +118,9 @@ def _workload_norms_and_combinations(F, device, x):
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=True, stats=stats)
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=False)
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, training=True)
+    if hasattr(F, "scale_shift"):  # eval batch norm + residual + ReLU in one pass (nn.infer)
+        F.scale_shift(x, weight, bias, device(*x.shape), activation="relu")
+        F.scale_shift(x, activation="relu6", out=x)
     for beta in (0.75, 0.6):
         F.local_response_norm(x, 3, beta=beta)
         F.local_response_norm_backward(device(*x.shape), x, 3, beta=beta)

@@ -125,7 +125,11 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
     return ConvGeometry(stride, pad, dilation, groups, extra[0], extra[1], (N, D, OH, OW))
 
 
-def _conv2d(input, weight, bias, stride, padding, dilation, groups):
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=None, epilogue=None):
+    """conv2d; `prepared`: a dict kept per version of the weight (nbconv.nn.infer), on the CPU reused for
+    what depends on the weight alone (see kernels.cpu.conv.dispatch.conv2d_forward_prepared); epilogue:
+    None or (scale, shift, residual, activation) as scale_shift takes them, applied to the output in place
+    (on the CPU inside the convolution kernels where they can)."""
     where, dtype, a = checks.arrays(input=input, weight=weight, bias=bias, optional=("bias",))
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
@@ -137,6 +141,17 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups):
         bias_array = a["bias"]
         checks.shape("bias", bias_array, (D,))
     output = backend.empty(geometry.output_shape, dtype, where)
+    if prepared is not None and where == "cpu":
+        from .kernels.cpu.conv.dispatch import conv2d_forward_prepared
+        conv2d_forward_prepared(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"], bias_array, output,
+                                prepared, *geometry.kernel_args,
+                                epilogue=None if epilogue is None else _epilogue_arrays(epilogue, output))
+        return _unbatched(output, squeeze)
+    if epilogue is not None:
+        backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
+                                              bias_array, output, *geometry.kernel_args)
+        scale_shift(output, *epilogue, out=output)
+        return _unbatched(output, squeeze)
     backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],
                                           bias_array, output, *geometry.kernel_args)
     return _unbatched(output, squeeze)
@@ -820,6 +835,106 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
 # ----------------------------------------------------------------------------- local response normalization
 
 __all__ += ["local_response_norm", "local_response_norm_backward"]
+
+
+# Inference: eval-mode batch normalization as a per-channel scale and shift, fused with a residual sum and
+# a ReLU in one pass (nbconv.nn.infer runs ResNets' normalisations, sums and activations through it).
+
+_SCALE_SHIFT_ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
+
+__all__ += ["batch_norm_scale_shift", "scale_shift"]
+
+
+def batch_norm_scale_shift(running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    """(scale, shift), each (C,), with batch_norm(x, running_mean, running_var, weight, bias, training=False)
+    == x * scale[c] + shift[c] per channel c: scale = weight / sqrt(running_var + eps), shift = bias -
+    running_mean * scale; computed in float64, returned in the arrays' dtype on their backend."""
+    where, dtype, a = checks.arrays(running_mean=running_mean, running_var=running_var, weight=weight, bias=bias,
+                                    optional=("weight", "bias"))
+    checks.ndim("running_mean", a["running_mean"], (1,), "(C,)")
+    C = a["running_mean"].shape[0]
+    for name in ("running_var", "weight", "bias"):
+        if name in a:
+            checks.shape(name, a[name], (C,))
+    eps = checks.real("eps", eps)
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    host = {name: np.asarray(backend.to_host(value), np.float64) for name, value in a.items()}
+    with np.errstate(invalid="ignore", divide="ignore"):  # a negative variance gives NaN, as batch_norm does
+        scale = 1.0 / np.sqrt(host["running_var"] + eps)
+        if "weight" in host:
+            scale = scale * host["weight"]
+        shift = (host["bias"] if "bias" in host else 0.0) - host["running_mean"] * scale
+    return (backend.transfer(np.ascontiguousarray(scale, dtype), where),
+            backend.transfer(np.ascontiguousarray(shift, dtype), where))
+
+
+def scale_shift(input, scale=None, shift=None, residual=None, activation=None, out=None):
+    """activation(input * scale[c] + shift[c] + residual) per channel c of axis 1, in one pass: an eval-mode
+    batch normalization (scale and shift from batch_norm_scale_shift), a residual sum and a ReLU at once.
+
+    input (N, C, ...) with at least two axes; scale, shift (C,) or None (1 and 0); residual shaped like input
+    or None; activation None, 'relu' or 'relu6'. The scaled value is rounded to the dtype before the residual
+    is added, as separate batch_norm and add calls round it. out: None for a new array, or a C-contiguous
+    array shaped like input to write into: input itself (or residual) for an update in place. Returns it.
+    """
+    if not (activation is None or isinstance(activation, str)) or activation not in _SCALE_SHIFT_ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'relu6', got {activation!r}")
+    where, dtype, a = checks.arrays(input=input, scale=scale, shift=shift, residual=residual, out=out,
+                                    optional=("scale", "shift", "residual", "out"))
+    x = a["input"]
+    checks.ndim("input", x, tuple(range(2, 33)), "(N, C, ...) with at least two axes")
+    N, C = x.shape[0], x.shape[1]
+    for name in ("scale", "shift"):
+        if name in a:
+            checks.shape(name, a[name], (C,))
+    if "residual" in a:
+        checks.shape("residual", a["residual"], tuple(x.shape))
+    if out is None:
+        output = backend.empty(tuple(x.shape), dtype, where)
+    else:
+        output = _writable_in_place("out", out, "the result is written into it")
+        checks.shape("out", output, tuple(x.shape))
+        for name in ("input", "residual"):
+            if name in a and _overlaps_elsewhere(output, a[name]):
+                raise ValueError(f"out must be {name} itself or not overlap it (each element is read where it "
+                                 "is written)")
+    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    empty = _empty_channels(dtype, where)
+    residual_view = a["residual"].reshape((N, C, S)) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
+    backend.kernels(where).scale_shift_forward(
+        x.reshape((N, C, S)), a.get("scale", empty), a.get("shift", empty), residual_view,
+        output.reshape((N, C, S)), _SCALE_SHIFT_ACTIVATIONS[activation])
+    return output if out is None else out
+
+
+def _epilogue_arrays(epilogue, output):
+    """(scale, shift, residual, activation) for the CPU convolution kernels' epilogue, validated against the
+    convolution's new output (N, D, OH, OW): absent arrays empty, residual as (N, D, OH*OW), activation 0/1/2."""
+    scale, shift, residual, activation = epilogue
+    if not (activation is None or isinstance(activation, str)) or activation not in _SCALE_SHIFT_ACTIVATIONS:
+        raise ValueError(f"activation must be None, 'relu' or 'relu6', got {activation!r}")
+    _, dtype, a = checks.arrays(output=output, scale=scale, shift=shift, residual=residual,
+                                optional=("scale", "shift", "residual"))
+    N, D, OH, OW = output.shape
+    for name in ("scale", "shift"):
+        if name in a:
+            checks.shape(name, a[name], (D,))
+    if "residual" in a:
+        checks.shape("residual", a["residual"], tuple(output.shape))
+    empty = np.empty(0, dtype)
+    return (a.get("scale", empty), a.get("shift", empty),
+            a["residual"].reshape((N, D, OH * OW)) if "residual" in a else np.empty((0, 0, 0), dtype),
+            _SCALE_SHIFT_ACTIVATIONS[activation])
+
+
+def _overlaps_elsewhere(output, other):
+    """Whether two host arrays share memory without being the same elements in the same order."""
+    if output is other or not isinstance(output, np.ndarray) or not isinstance(other, np.ndarray):
+        return False  # device arrays: only the same array or separate ones are made by nbconv
+    if not np.may_share_memory(output, other):
+        return False
+    return not (output.ctypes.data == other.ctypes.data and output.strides == other.strides)
 
 
 def _lrn_arrays(input, size, alpha, beta, k, grad_output=checks.ABSENT):

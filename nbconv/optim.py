@@ -43,6 +43,9 @@ class Optimizer:
         """Apply one update from each parameter's .grad: on the CUDA backend one launch for all of them (over
         flat buffers, see nbconv.flat_parameters) when every parameter has a gradient, else one a parameter."""
         self.step_count += 1
+        for parameter in self.parameters:  # updated in place below: say so to caches of derived values
+            if parameter.grad is not None:
+                parameter.mark_changed()
         if self._flat_step():
             return
         for index, parameter in enumerate(self.parameters):

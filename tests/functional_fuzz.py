@@ -556,6 +556,64 @@ def _cat_case(draw, name):
 
 # ----------------------------------------------------------------------------- normalization
 
+def _scale_shift_case(draw, name):
+    """scale_shift (per-channel scale and shift, residual, ReLU) and batch_norm_scale_shift."""
+    dtype = _dtype(draw)
+    wild = _wild(draw)
+    C = _mostly(draw, wild, [1, 2, 3], [0])
+    given = {}  # argument name -> (C,) array as drawn, when of the right length
+
+    def channels(name, positive=False):
+        """A (C,) array, or sometimes one of the wrong length, or None when optional."""
+        length = _mostly(draw, wild, [C], [C + 1])
+        values = _array(draw, (length,), dtype)
+        values = (np.abs(values) + 0.1).astype(dtype) if positive else values
+        if length == C:
+            given[name] = values.astype(np.float64)
+        return values
+
+    if name == "batch_norm_scale_shift":
+        mean, var = channels("mean"), channels("var", positive=True)
+        kwargs = {key: draw(st.one_of(st.none(), st.just(channels(key)))) for key in ("weight", "bias")}
+        kwargs["eps"] = _mostly(draw, wild, [1e-5, 1e-3, 0.5], [0, -1e-5, float("nan"), "a", None])
+
+        def check(result):
+            for key in ("mean", "var") + tuple(key for key in ("weight", "bias") if kwargs[key] is not None):
+                assert key in given, f"{key} of the wrong length accepted for {C} channels"
+            scale = 1 / np.sqrt(given["var"] + kwargs["eps"]) * (1.0 if kwargs["weight"] is None else given["weight"])
+            _close(result[0], scale, dtype)
+            _close(result[1], (0.0 if kwargs["bias"] is None else given["bias"]) - given["mean"] * scale, dtype)
+        return Case(name, [_broken(draw, wild, mean), _broken(draw, wild, var)], kwargs, check)
+
+    shape = (draw(st.integers(0, 3)), C) + tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=2)))
+    x = _array(draw, shape, dtype)
+    scale = draw(st.one_of(st.none(), st.just(channels("scale"))))
+    shift = draw(st.one_of(st.none(), st.just(channels("shift"))))
+    residual_shape = _mostly(draw, wild, [shape], [shape + (1,), (shape[0] + 1,) + shape[1:]])
+    residual = draw(st.one_of(st.none(), st.just(_array(draw, residual_shape, dtype))))
+    activation = _mostly(draw, wild, [None, "relu", "relu6"], ["gelu", 1, "", "RELU"])
+    in_place = draw(st.booleans())
+    out = x if in_place else None
+    x64 = x.astype(np.float64)  # before an in-place call overwrites x
+
+    def check(result):
+        for key, array in (("scale", scale), ("shift", shift)):
+            assert array is None or key in given, f"{key} of the wrong length accepted for {C} channels"
+        assert residual is None or residual_shape == shape, f"residual {residual_shape} accepted for {shape}"
+        channel = (1, C) + (1,) * (len(shape) - 2)
+        expected = x64 * (1.0 if scale is None else given["scale"].reshape(channel))
+        expected = expected + (0.0 if shift is None else given["shift"].reshape(channel))
+        expected = expected + (0.0 if residual is None else residual.astype(np.float64))
+        if activation is not None:
+            expected = np.maximum(expected, 0.0)
+        if activation == "relu6":
+            expected = np.minimum(expected, 6.0)
+        if in_place:
+            assert result is x, "scale_shift(out=input) did not return input"
+        _close(result, expected, dtype)
+    return Case(name, [_broken(draw, wild, x), scale, shift, residual, activation], {"out": out}, check)
+
+
 def _batch_norm_case(draw, name):
     dtype = _dtype(draw)
     spatial = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=2)))
@@ -750,6 +808,8 @@ def _builder(name):
         return _add_case
     if name.startswith("cat"):
         return _cat_case
+    if name in ("scale_shift", "batch_norm_scale_shift"):
+        return _scale_shift_case
     if name.startswith("batch_norm"):
         return _batch_norm_case
     if name.startswith("local_response_norm"):

@@ -150,3 +150,16 @@ def test_one_training_step_on_cuda_matches_cpu(optimizer, spec, rng):
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-4, atol=1e-6)
     for key in results[0][2]:
         np.testing.assert_allclose(results[1][2][key], results[0][2][key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+def test_scale_shift_cuda_matches_cpu(activation, rng):
+    x = rng.standard_normal((2, 5, 3, 7)).astype(np.float32) * 4
+    scale, shift = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    residual = rng.standard_normal(x.shape).astype(np.float32)
+    _assert_same(F.scale_shift, x, scale, shift, residual, activation=activation)
+    _assert_same(F.scale_shift, x, activation=activation)
+    _assert_same(F.batch_norm_scale_shift, scale, np.abs(shift) + 0.5, x[0, :, 0, 0], scale)
+    on_device = backend.to_device(x)
+    F.scale_shift(on_device, scale=backend.to_device(scale), residual=backend.to_device(residual), out=on_device)
+    np.testing.assert_allclose(backend.to_host(on_device), F.scale_shift(x, scale, None, residual), rtol=1e-6)

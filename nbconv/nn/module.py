@@ -28,8 +28,25 @@ class Parameter:
     grad_buffer = None
 
     def __init__(self, value):
+        self.version = 0
         self.value = value
         self.grad = None
+
+    # `version` counts the changes of the value: a new array assigned, an optimizer step, load_state_dict, or
+    # mark_changed() after an edit in place. Caches of values derived from the weights (nn.infer's prepared
+    # convolution weights) compare it to know they are still valid.
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, array):
+        self._value = array
+        self.version += 1
+
+    def mark_changed(self):
+        """Say that the value was edited in place (`param.value[...] = ...`), which nothing else can notice."""
+        self.version += 1
 
     @property
     def shape(self):

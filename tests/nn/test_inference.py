@@ -1,5 +1,6 @@
-"""nn.infer: the same outputs as eval-mode forward, bit for bit, with batch norm, activations and residual
-sums applied in place; the input left untouched; no backward after it until forward runs again."""
+"""nn.infer: the same outputs as eval-mode forward (to float32 rounding: batch norm runs as a scale and
+shift rounded to the dtype), with batch norm, activations and residual sums applied in place in one pass;
+the cached scale and shift follow any change of the weights or running statistics; the input left untouched; no backward after it until forward runs again."""
 import numpy as np
 import pytest
 
@@ -34,8 +35,14 @@ def _model(spec, input_shape, seed=0):
     return model.eval()
 
 
+def _assert_close(got, expected):
+    """Equal up to the rounding of a float32 scale and shift (relative to the output's scale)."""
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
 @pytest.mark.parametrize("name", SPECS)
-def test_infer_gives_eval_forward_exactly(name, rng):
+def test_infer_gives_eval_forward(name, rng):
     spec, input_shape = SPECS[name]
     model = _model(spec, input_shape)
     for batch in (1, 3):
@@ -43,15 +50,38 @@ def test_infer_gives_eval_forward_exactly(name, rng):
         kept = x.copy()
         expected = model.forward(x)
         got = nn.infer(model, x)
-        np.testing.assert_array_equal(got, expected)
+        _assert_close(got, expected)
         np.testing.assert_array_equal(x, kept)
-        np.testing.assert_array_equal(nn.infer(model, x), expected)  # nothing it ran in place carried over
+        np.testing.assert_array_equal(nn.infer(model, x), got)  # nothing it ran in place carried over
 
 
 def test_infer_matches_a_named_architecture(rng):
     model = models.build("resnet18", (3, 16, 16), num_classes=7, seed=3).eval()
     x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
-    np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
+    _assert_close(nn.infer(model, x), model.forward(x))
+
+
+def test_cached_scale_and_shift_follow_every_change_of_the_batch_norm(rng):
+    spec, input_shape = SPECS["resnet-style"]
+    model = _model(spec, input_shape)
+    x = rng.standard_normal((2,) + input_shape).astype(np.float32)
+    before = nn.infer(model, x)
+    norm = model.bn1 if hasattr(model, "bn1") else next(layer for _, layer in model.named_layers()
+                                                         if isinstance(layer, nn.BatchNorm2d))
+    changes = [lambda: norm.running_var.__setitem__(Ellipsis, norm.running_var * 3),   # in place, by hand
+               lambda: norm.running_mean.__setitem__(0, 5.0),
+               lambda: norm.weight.value.__setitem__(1, -2.0),
+               lambda: setattr(norm.bias, "value", norm.bias.value + 1),                  # a new array
+               lambda: setattr(norm, "eps", 0.5),
+               lambda: model.load_state_dict({key: value * 0.5 if key.endswith("bias") else value
+                                              for key, value in model.state_dict().items()})]
+    previous = before
+    for change in changes:
+        change()
+        got = nn.infer(model, x)
+        _assert_close(got, model.forward(x))
+        assert not np.allclose(got, previous)
+        previous = got
 
 
 def test_backward_after_infer_needs_a_forward_first(rng):
@@ -84,3 +114,42 @@ def test_infer_on_the_cuda_backend_matches_the_cpu(rng):
     model.to("cuda")
     got = backend.to_host(nn.infer(model, backend.to_device(x)))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_convolution_weights_follow_every_change_of_the_weight(rng):
+    from nbconv import optim
+    from nbconv.kernels.cpu.conv.plan import plan
+    model = _model("conv32k3p1nobias,bn,relu,conv8k1,gap,fc3", (32, 5, 21))  # a Winograd layer, then pointwise
+    convolution = model.layers[0]
+    assert plan("forward", (2, 32, 5, 21), convolution.weight.shape, 1, 1, 1, 1).algorithm == "winograd"
+    x = rng.standard_normal((2, 32, 5, 21)).astype(np.float32)
+    previous = nn.infer(model, x)
+    _assert_close(previous, model.forward(x))
+    steps = [lambda: (convolution.weight.value.__setitem__((0, 0), 3.0), convolution.weight.mark_changed()),
+             lambda: setattr(convolution.weight, "value", convolution.weight.value * 0.5),
+             lambda: model.load_state_dict({key: value * 1.5 if key.endswith("weight") else value
+                                            for key, value in model.state_dict().items()})]
+    optimizer = optim.SGD([parameter for parameter in model.parameters()], lr=0.5)
+
+    def optimizer_step():
+        output = model.forward(x)
+        model.backward(np.ones_like(output))
+        optimizer.step()
+    for step in steps + [optimizer_step]:
+        version = convolution.weight.version
+        step()
+        assert convolution.weight.version > version
+        got = nn.infer(model, x)
+        _assert_close(got, model.eval().forward(x))
+        assert not np.allclose(got, previous)
+        previous = got
+
+
+def test_prepared_convolution_with_a_non_finite_weight_follows_the_definition(rng):
+    model = _model("conv32k3p1nobias,relu,gap,fc3", (32, 4, 21))
+    model.layers[0].weight.value[1, 2, 0, 0] = np.inf
+    model.layers[0].weight.mark_changed()
+    x = rng.standard_normal((1, 32, 4, 21)).astype(np.float32)
+    x[0, 2, :, :] = 0  # an inf weight that meets only zeros and the padding: NaN by the definition
+    np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
+    assert np.isnan(nn.infer(model, x)).all()

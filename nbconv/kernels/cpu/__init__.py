@@ -13,6 +13,7 @@ from .loss import softmax_cross_entropy  # noqa: F401
 from .optim import sgd_update, adam_update  # noqa: F401
 from .fused import conv2d_backward_weight_bias, linear_backward_weight_bias, sgd_update_flat, adam_update_flat  # noqa: F401
 from .fused import linear_relu_forward, linear_relu_backward_input, linear_relu_backward_weight_bias  # noqa: F401
+from .scale_shift import scale_shift_forward  # noqa: F401
 from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "batch_norm_stats",
     "batch_norm_forward",
     "batch_norm_backward",
+    "scale_shift_forward",
     "local_response_norm_forward",
     "local_response_norm_backward",
     "adaptive_avg_pool2d_forward",

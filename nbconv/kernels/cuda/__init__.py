@@ -13,6 +13,7 @@ from .local import local_conv2d_forward, local_conv2d_backward_input, local_conv
 from .local_response_norm import local_response_norm_forward, local_response_norm_backward  # noqa: F401
 from .loss import softmax_cross_entropy  # noqa: F401
 from .optim import sgd_update, adam_update, sgd_update_flat, adam_update_flat  # noqa: F401
+from .scale_shift import scale_shift_forward  # noqa: F401
 from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "batch_norm_stats",
     "batch_norm_forward",
     "batch_norm_backward",
+    "scale_shift_forward",
     "local_response_norm_forward",
     "local_response_norm_backward",
     "adaptive_avg_pool2d_forward",

@@ -20,3 +20,15 @@ def max_chunks(pass_, threads, partial_bytes=0):
     if pass_ == "backward_weight":
         return max(2, min(WEIGHT_CHUNKS, PARTIAL_BYTES // max(1, partial_bytes)))
     return CHUNKS_PER_THREAD * threads
+
+MIN_PART_CHANNELS = 64  # a slice of output channels a task may be cut into keeps at least this many
+
+
+def channel_parts(tasks, channels, threads):
+    """How many slices of its output channels each task is cut into, so that a pass with fewer tasks than
+    threads (batch 1 on 7x7 to 14x14 maps: one task) still keeps every thread busy: 1 when there are tasks
+    enough, else up to one slice a thread, each of at least MIN_PART_CHANNELS channels. A slice repeats its
+    task's unrolling or transform, which costs about 1/(2 x channels) of its products."""
+    if tasks >= threads or tasks == 0:  # (an empty batch has no tasks)
+        return 1
+    return max(1, min(-(-threads // tasks), channels // MIN_PART_CHANNELS))

@@ -32,8 +32,10 @@ from numba import njit, prange
 
 from ..fastmath import REDUCE
 from ..finite import all_finite
+from ..scale_shift import scale_shift_forward
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
+from . import winograd
 from .plan import plan
 
 
@@ -83,6 +85,47 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     if not all_finite(output, weight):  # by the definition: every product with the padded input
         conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
+
+
+def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
+                            dilation_h, dilation_w, groups, epilogue=None):
+    """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
+    (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness and a
+    Winograd layer's transformed filters, is computed on first use and kept there.
+
+    epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
+    0/1/2) applied to the output as scale_shift_forward would: inside the gemm and Winograd kernels, to each
+    block of output while it is in the cache, else by a pass after them. With an epilogue the non-finite check
+    reads the input too, since an activation can turn a non-finite output finite."""
+    args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+    chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
+    if "finite" not in prepared:
+        prepared["finite"] = bool(all_finite(weight, weight[:0]))
+    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise")
+    if chosen.algorithm == "winograd":
+        key = "winograd filters"  # they depend on the weight alone, not on the batch
+        if key not in prepared:
+            prepared[key] = winograd.transformed_filters(weight, chosen)
+        winograd.run_transformed(input, prepared[key], bias, output, buffers(chosen), padding_h, padding_w,
+                                 epilogue if fused else None)
+    elif fused:
+        chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
+    else:
+        run_forward(chosen, input, weight, bias, output)
+    if prepared["finite"] and all_finite(output, input if fused else output.reshape(output.size)[:0]):
+        if epilogue is not None and not fused:
+            _apply_epilogue(output, epilogue)
+        return
+    conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h, stride_w,
+                          0, 0, dilation_h, dilation_w, groups)
+    if epilogue is not None:
+        _apply_epilogue(output, epilogue)
+
+
+def _apply_epilogue(output, epilogue):
+    N, D = output.shape[0], output.shape[1]
+    flat = output.reshape((N, D, output.shape[2] * output.shape[3]))
+    scale_shift_forward(flat, epilogue[0], epilogue[1], epilogue[2], flat, epilogue[3])
 
 
 def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,

@@ -6,11 +6,13 @@ unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each para
 one col buffer and calls the single-threaded BLAS itself, writing straight into the (N, D, OH*OW) output:
 no whole-batch col matrix, no re-layout pass, no second thread pool.
 """
+import numba
 from numba import njit, prange
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
-from .blocks import block_rows, max_chunks
+from .blocks import block_rows, channel_parts, max_chunks
 
 
 @njit(cache=True)
@@ -91,11 +93,14 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
 
 @njit(parallel=True, cache=True)
 def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, padding_h, padding_w,
-                        dilation_h, dilation_w, groups, pointwise):
+                        dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual, activation):
     """output[n, group g's Dg channels, rows] = weight_g (Dg, Cg*KH*KW) @ col_g (Cg*KH*KW, rows*OW) + bias.
 
     col: (chunks, C*KH*KW, block_rows*OW) workspace; pointwise (1x1, stride 1, no padding) reads the
-    input directly.
+    input directly. Each (image, block of rows) task is cut into `parts` slices of every group's Dg output
+    channels (see blocks.channel_parts), each its own task. Then each task applies the epilogue of
+    scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
+    (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
     """
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
@@ -108,18 +113,22 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
     flat_output = output.reshape((N, D, P))
     for chunk in prange(chunks):
         buffer = col[chunk]
-        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
-            n, oh0, oh1 = task_rows(task, blocks, block_rows, OH)
+            n, oh0, oh1 = task_rows(task // parts, blocks, block_rows, OH)
+            d0, d1 = chunk_bounds(task % parts, parts, Dg)  # this task's slice of each group's channels
             source, source_ld = unrolled(input, buffer, n, oh0, oh1, pointwise, KH, KW, OW, stride_h, stride_w,
                                          padding_h, padding_w, dilation_h, dilation_w)
-            if has_bias:
-                for d in range(D):
-                    fill(flat_output[n, d, oh0 * OW:oh1 * OW], bias[d])
             for g in range(groups):
-                gemm(NO_TRANS, NO_TRANS, Dg, (oh1 - oh0) * OW, depth, 1.0, address(weight, g * Dg * depth), depth,
-                     source + g * depth * source_ld * size, source_ld, 1.0 if has_bias else 0.0,
-                     address(output, (n * D + g * Dg) * P + oh0 * OW), P, size)
+                if has_bias:
+                    for d in range(g * Dg + d0, g * Dg + d1):
+                        fill(flat_output[n, d, oh0 * OW:oh1 * OW], bias[d])
+                gemm(NO_TRANS, NO_TRANS, d1 - d0, (oh1 - oh0) * OW, depth, 1.0,
+                     address(weight, (g * Dg + d0) * depth), depth, source + g * depth * source_ld * size,
+                     source_ld, 1.0 if has_bias else 0.0, address(output, (n * D + g * Dg + d0) * P + oh0 * OW), P,
+                     size)
+                for d in range(g * Dg + d0, g * Dg + d1):
+                    epilogue_span(flat_output, n, d, oh0 * OW, oh1 * OW, scale, shift, residual, activation)
 
 
 @njit(parallel=True, cache=True)
@@ -207,6 +216,8 @@ def buffers(pass_, convolution, itemsize, threads):
     depth = C * KH * KW
     rows = block_rows(depth, OW, OH, itemsize)
     tasks = N if pass_ == "backward_input" else N * -(-OH // rows)
+    if pass_ == "forward":
+        tasks *= channel_parts(tasks, D // convolution.groups, threads)
     chunks = max(1, min(tasks, max_chunks(pass_, threads, Cg * KH * KW * D * itemsize)))
     col = ("col", "col", (chunks, depth, rows * OW))
     if pass_ == "backward_weight":
@@ -215,10 +226,17 @@ def buffers(pass_, convolution, itemsize, threads):
     return (col,)
 
 
-def forward(input, weight, bias, output, buffers, plan):
+def forward(input, weight, bias, output, buffers, plan, epilogue=None):
+    """output = conv2d(input, weight) + bias, then `epilogue` (scale, shift, residual, activation as
+    conv2d_forward_gemm takes them) when given."""
+    convolution = plan.convolution
+    _, _, OH, OW = convolution.output_shape
+    col = buffers["col"]
+    tasks = convolution.input_shape[0] * -(-OH // (col.shape[2] // OW))
+    parts = channel_parts(tasks, convolution.weight_shape[0] // convolution.groups, numba.get_num_threads())
     with single_threaded():
-        conv2d_forward_gemm(input, weight, bias, output, buffers["col"], *plan.convolution.hyper,
-                            plan.algorithm == "pointwise")
+        conv2d_forward_gemm(input, weight, bias, output, col, *convolution.hyper, plan.algorithm == "pointwise",
+                            parts, *(epilogue or no_epilogue(output.dtype)))
 
 
 def backward_input(grad_output, weight, grad_input, buffers, plan):

@@ -12,13 +12,15 @@ into the output. The input gradient is the same computation on the output gradie
 turned by 180 degrees and their channel axes swapped, and padding 2 - p (so only for padding <= 2).
 The weight gradient by the same transforms is winograd_weight.py.
 """
+import numba
 from numba import njit, prange
 
 import numpy as np
 
 from ..blas import NO_TRANS, address, gemm, single_threaded
+from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
-from .blocks import block_rows, max_chunks
+from .blocks import block_rows, channel_parts, max_chunks
 from .rows import pad_rows
 
 
@@ -112,12 +114,12 @@ def transform_patches(slab, patches, channels, tile_rows, tiles_w, slab_rows, pa
 
 
 @njit(cache=True)
-def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tiles_w):
+def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tiles_w, d0, d1):
     """output[n, d, 2(tr) + i, 2tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:, d, tile], where it
-    falls inside the output. products: (16, D, >= tile_rows*TW)."""
-    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    falls inside the output, for the channels d in [d0, d1). products: (16, D, >= tile_rows*TW)."""
+    OH, OW = output.shape[2], output.shape[3]
     has_bias = bias.shape[0] > 0
-    for d in range(D):
+    for d in range(d0, d1):
         offset = bias[d] if has_bias else 0
         for r in range(tile_rows):
             oh = 2 * (first_tile_row + r)
@@ -144,11 +146,14 @@ def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tile
 
 
 @njit(parallel=True, cache=True)
-def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w):
+def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
+                    scale, shift, residual, activation):
     """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
     `winograd_weights` turned into transformed (16, D, C), plus bias. padded, patches, products: one buffer
     per parallel chunk, (chunks, C*slab_rows*padded_w), (chunks, 16, C, block) and (chunks, 16, D, block),
-    a block holding whole rows of tiles."""
+    a block holding whole rows of tiles. Each (image, block) task is cut into `parts` slices of the D output
+    channels (see blocks.channel_parts), each its own task, which transforms its patches itself and then
+    applies the epilogue of scale_shift.epilogue_span to the output rows it wrote (see gemm.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     tiles_h, tiles_w = (OH + 1) // 2, (OW + 1) // 2
@@ -157,21 +162,26 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
     block_rows = block // tiles_w
     blocks = (tiles_h + block_rows - 1) // block_rows
     size = output.itemsize
+    flat_output = output.reshape((N, D, OH * OW))
     for chunk in prange(chunks):
         slab, transformed_patches, tile_products = padded[chunk], patches[chunk], products[chunk]
-        first, last = chunk_bounds(chunk, chunks, N * blocks)
+        first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
-            n = task // blocks
-            tr0 = (task % blocks) * block_rows
+            n = task // (blocks * parts)
+            tr0 = (task // parts % blocks) * block_rows
+            d0, d1 = chunk_bounds(task % parts, parts, D)
             rows = min(block_rows, tiles_h - tr0)
             slab_rows = 2 * rows + 2
             pad_rows(input[n], slab, 2 * tr0, slab_rows, padding_h, padding_w, padded_w)
             transform_patches(slab, transformed_patches, C, rows, tiles_w, slab_rows, padded_w)
             for xi in range(16):
-                gemm(NO_TRANS, NO_TRANS, D, rows * tiles_w, C, 1.0, address(transformed, xi * D * C), C,
+                gemm(NO_TRANS, NO_TRANS, d1 - d0, rows * tiles_w, C, 1.0, address(transformed, (xi * D + d0) * C), C,
                      address(transformed_patches, xi * C * block), block, 0.0,
-                     address(tile_products, xi * D * block), block, size)
-            untransform_tiles(tile_products, output, bias, n, tr0, rows, tiles_w)
+                     address(tile_products, (xi * D + d0) * block), block, size)
+            untransform_tiles(tile_products, output, bias, n, tr0, rows, tiles_w, d0, d1)
+            for d in range(d0, d1):
+                epilogue_span(flat_output, n, d, 2 * tr0 * OW, min(OH, 2 * (tr0 + rows)) * OW, scale, shift,
+                              residual, activation)
 
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
@@ -201,7 +211,9 @@ def buffers(pass_, convolution, itemsize, threads):
     N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     rows = block_rows(16 * channels_in, tiles_w, tiles_h, itemsize)  # rows of tiles
-    chunks = max(1, min(N * -(-tiles_h // rows), max_chunks(pass_, threads)))
+    tasks = N * -(-tiles_h // rows)
+    tasks *= channel_parts(tasks, channels_out, threads)
+    chunks = max(1, min(tasks, max_chunks(pass_, threads)))
     return (("filters", "winograd_weights", (16, channels_out, channels_in)),
             ("padded", "padded", (chunks, channels_in * (2 * rows + 2) * (2 * tiles_w + 2))),
             ("patches", "col", (chunks, 16, channels_in, rows * tiles_w)),
@@ -210,9 +222,25 @@ def buffers(pass_, convolution, itemsize, threads):
 
 def _run(input, weight, bias, output, buffers, padding_h, padding_w, turned):
     winograd_weights(weight, buffers["filters"], turned)
+    run_transformed(input, buffers["filters"], bias, output, buffers, padding_h, padding_w)
+
+
+def transformed_filters(weight, plan):
+    """A new array of the forward pass's transformed filters (16, D, C), for callers that keep them."""
+    filters = np.empty(next(buffer.shape for buffer in plan.buffers if buffer.name == "filters"), weight.dtype)
+    winograd_weights(weight, filters, False)
+    return filters
+
+
+def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w, epilogue=None):
+    """The convolution with filters already transformed (by winograd_weights); buffers as the plan's;
+    epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
+    tiles_h, tiles_w = (output.shape[2] + 1) // 2, (output.shape[3] + 1) // 2
+    tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[3] // tiles_w))
+    parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
     with single_threaded():
-        conv2d_winograd(input, buffers["filters"], bias, output, buffers["padded"], buffers["patches"],
-                        buffers["products"], padding_h, padding_w)
+        conv2d_winograd(input, filters, bias, output, buffers["padded"], buffers["patches"],
+                        buffers["products"], padding_h, padding_w, parts, *(epilogue or no_epilogue(output.dtype)))
 
 
 def forward(input, weight, bias, output, buffers, plan):

@@ -1,0 +1,65 @@
+"""nn.infer of this checkout against an older nbconv's, and both against onnxruntime, on the imported
+ResNet-50 (3x224x224), in alternating rounds in one process: a before/after ratio that a loaded machine
+does not bend, since both sides share every round's load.
+
+    git worktree add /tmp/before COMMIT && mkdir /tmp/old && cp -r /tmp/before/nbconv /tmp/old/nbconv_before
+    python benchmarks/infer_before_after.py /tmp/old ROUNDS REPEAT BATCHES     # e.g. /tmp/old 3 2 1,8
+
+The older package is imported under the name nbconv_before (its modules import each other relatively).
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+import onnxruntime
+
+sys.path.insert(0, sys.argv[1])
+import nbconv_before  # noqa: E402,F401
+from nbconv import models, nn  # noqa: E402
+from nbconv import onnx as nbonnx  # noqa: E402
+
+rounds, repeat, batches = int(sys.argv[2]), int(sys.argv[3]), [int(b) for b in sys.argv[4].split(",")]
+rng = np.random.default_rng(0)
+src = models.build("resnet50", (3, 224, 224), seed=0).eval()
+for name, buffer in src.named_buffers().items():
+    if name.endswith("running_var"):
+        buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
+threads = numba.get_num_threads()
+with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, "r.onnx")
+    nbonnx.save(src, path, (3, 224, 224))
+    model = nbonnx.load(path).eval()
+    from nbconv_before import onnx as old_onnx, nn as old_nn
+    old_model = old_onnx.load(path).eval()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+print(f"{threads} threads; {rounds} rounds of {repeat} calls, alternating", flush=True)
+for batch in batches:
+    x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    engines = {"after": lambda: nn.infer(model, x), "before": lambda: old_nn.infer(old_model, x),
+               "onnxruntime": lambda: session.run(None, {"input": x})}
+    results = {name: run() for name, run in engines.items()}
+    a, b = results["after"], results["before"]
+    print(f"batch {batch}: outputs agree to {np.abs(a - b).max() / np.abs(b).max():.1e} (relative)", flush=True)
+    times = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, run in engines.items():
+            ts = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                run()
+                ts.append(time.perf_counter() - start)
+            times[name].append(statistics.median(ts))
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+    def ratio(other):
+        r = [o / n for o, n in zip(times[other], times["after"])]
+        return f"{statistics.median(r):.2f}x (rounds {min(r):.2f}-{max(r):.2f})"
+    print(f"batch {batch}: after {med['after']:.0f} ms, before {med['before']:.0f} ms -> after is {ratio('before')} "
+          f"faster; onnxruntime {med['onnxruntime']:.0f} ms: after {ratio('onnxruntime')}, before "
+          f"{statistics.median([o / n for o, n in zip(times['onnxruntime'], times['before'])]):.2f}x", flush=True)

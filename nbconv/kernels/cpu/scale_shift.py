@@ -1,0 +1,71 @@
+"""Per-channel scale and shift, an optional residual sum and an optional ReLU in one pass (CPU): what an
+eval-mode batch normalization, the residual sum after it and the activation after that do, without an
+array or a pass between them.
+
+Shapes: input and output (N, C, S), S the positions per channel (H * W for images, 1 for features);
+scale and shift (C,), or (0,) for none (scale 1, shift 0); residual (N, C, S), or (0, 0, 0) for none.
+activation: 0 none, 1 ReLU, 2 ReLU6. output may be input itself (in place), and residual may be either.
+One task per (n, c) row of S values, so batch 1 still splits over the channels.
+"""
+import numpy as np
+from numba import njit, prange
+
+NO_ACTIVATION, RELU, RELU6 = 0, 1, 2
+
+
+@njit(parallel=True, cache=True)
+def scale_shift_forward(input, scale, shift, residual, output, activation):
+    """output = activation(input * scale[c] + shift[c] + residual), per channel c of axis 1; the scaled
+    value is rounded to the output's type before the residual is added (as two separate layers would)."""
+    N, C, S = input.shape
+    zero, six = output.dtype.type(0), output.dtype.type(6)
+    scaled, shifted, summed = scale.shape[0] > 0, shift.shape[0] > 0, residual.shape[0] > 0
+    for task in prange(N * C):
+        n, c = task // C, task % C
+        factor = scale[c] if scaled else output.dtype.type(1)
+        offset = shift[c] if shifted else zero
+        source, target = input[n, c], output[n, c]
+        for s in range(S):
+            value = output.dtype.type(source[s] * factor + offset)
+            if summed:
+                value += residual[n, c, s]
+            if activation == RELU:
+                value = zero if value <= zero else value  # NaN fails the test and passes through
+            elif activation == RELU6:
+                value = zero if value <= zero else (six if value >= six else value)
+            target[s] = value
+
+
+@njit(cache=True, inline="always")
+def scale_shift_span(target, residual, factor, offset, summed, activation):
+    """target = activation(target * factor + offset + residual) over one span of a channel, in place (the
+    convolution kernels' epilogue; residual is read only when summed)."""
+    zero, six = target.dtype.type(0), target.dtype.type(6)
+    for s in range(target.shape[0]):
+        value = target.dtype.type(target[s] * factor + offset)
+        if summed:
+            value += residual[s]
+        if activation == RELU:
+            value = zero if value <= zero else value
+        elif activation == RELU6:
+            value = zero if value <= zero else (six if value >= six else value)
+        target[s] = value
+
+
+@njit(cache=True, inline="always")
+def epilogue_span(output, n, d, start, stop, scale, shift, residual, activation):
+    """The epilogue on output[n, d, start:stop] of a (N, D, P) output: scale and shift of channel d (each
+    (D,) or (0,) for none), the residual (N, D, P) or (0, 0, 0) for none, the activation; nothing when all
+    are absent."""
+    scaled, shifted, summed = scale.shape[0] > 0, shift.shape[0] > 0, residual.shape[0] > 0
+    if not (scaled or shifted or summed or activation != NO_ACTIVATION):
+        return
+    factor = scale[d] if scaled else output.dtype.type(1)
+    offset = shift[d] if shifted else output.dtype.type(0)
+    scale_shift_span(output[n, d, start:stop], residual[n, d, start:stop] if summed else output[n, d, 0:0],
+                     factor, offset, summed, activation)
+
+
+def no_epilogue(dtype):
+    """The epilogue arguments (scale, shift, residual, activation) that leave a convolution's output as is."""
+    return np.empty(0, dtype), np.empty(0, dtype), np.empty((0, 0, 0), dtype), NO_ACTIVATION

@@ -51,3 +51,31 @@ def add_block(typingctx, target, target_start, source, source_start):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def add_block_from(typingctx, target, target_start, source, source_start, skip):
+    """target[target_start + k] += source[source_start + k] for skip <= k < 8 (flat arrays; all 8 values of
+    both blocks are read, the first `skip` target values are written back unchanged)."""
+    signature = types.void(target, target_start, source, source_start, skip)
+
+    def codegen(context, builder, signature, args):
+        target_value, target_index, source_value, source_index, skip_value = args
+        element = context.get_data_type(signature.args[0].dtype)
+        vector = ir.VectorType(element, BLOCK)
+        align = context.get_abi_sizeof(element)
+        target_pointer = builder.bitcast(
+            _element_pointer(context, builder, signature.args[0], target_value, target_index), vector.as_pointer())
+        source_pointer = builder.bitcast(
+            _element_pointer(context, builder, signature.args[2], source_value, source_index), vector.as_pointer())
+        lanes = ir.Constant(ir.VectorType(skip_value.type, BLOCK), [ir.Constant(skip_value.type, k) for k in range(BLOCK)])
+        first = builder.insert_element(ir.Constant(ir.VectorType(skip_value.type, BLOCK), ir.Undefined),
+                                       skip_value, ir.Constant(ir.IntType(32), 0))
+        skips = builder.shuffle_vector(first, first, ir.Constant(ir.VectorType(ir.IntType(32), BLOCK), [0] * BLOCK))
+        added = builder.select(builder.icmp_signed(">=", lanes, skips), builder.load(source_pointer, align=align),
+                               ir.Constant(vector, [ir.Constant(element, 0.0)] * BLOCK))
+        total = builder.fadd(builder.load(target_pointer, align=align), added)
+        builder.store(total, target_pointer, align=align)
+        return context.get_dummy_value()
+
+    return signature, codegen

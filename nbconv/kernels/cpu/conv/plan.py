@@ -17,11 +17,10 @@ gradient). The choice, in order:
     gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
   - 'flat' (vectorised loops over the flat padded image, flat.py) for the forward pass and the weight
     gradient of ungrouped layers with at most FLAT_CHANNELS output channels and FLAT_TAPS = C*KH*KW taps a
-    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide';
-  - else 'wide' (im2col over whole padded rows, wide.py), every pass, except the forward pass and the
-    weight gradient where wide's padded rows are at least STRIPS_WASTE times the output width (its
-    products would be that much larger: LeNet-5's second layer, 14 / 10): 'strips' (im2col over output
-    rows copied as 8-value blocks, strips.py);
+    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide' or 'strips';
+  - else 'wide' (im2col over whole padded rows, wide.py), every pass, or, where wide's padded rows are at
+    least STRIPS_WASTE times the output width (its products would be that much larger: LeNet-5's second
+    layer, 14 / 10), 'strips' (im2col over output rows copied as 8-value blocks, strips.py);
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
 Measurements behind the thresholds (forward + input gradient, 3x3, alternating runs): Winograd against
@@ -139,11 +138,10 @@ class Plan(NamedTuple):
         return sum(buffer.nbytes for buffer in self.buffers)
 
 
-def _unrolled(pass_, convolution):
-    """'strips' or 'wide' for a stride-1 layer that unrolls: wide's products are Wp/OW times larger. The
-    input gradient stays on wide: its scatter of OW-long runs costs strips more than the products save."""
+def _unrolled(convolution):
+    """'strips' or 'wide' for a stride-1 layer that unrolls: wide's products are Wp/OW times larger."""
     padded_w, out_w = convolution.input_shape[3] + 2 * convolution.padding_w, convolution.output_shape[3]
-    return "strips" if pass_ != "backward_input" and padded_w >= STRIPS_WASTE * out_w else "wide"
+    return "strips" if padded_w >= STRIPS_WASTE * out_w else "wide"
 
 
 def choose(pass_, convolution):
@@ -165,10 +163,10 @@ def choose(pass_, convolution):
             if winograd_layer:
                 return "winograd_weight"
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
-                else _unrolled(pass_, convolution)
+                else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
             return "winograd"
-        return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(pass_, convolution)
+        return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
     return "gemm"
 
 

@@ -32,10 +32,10 @@ CLASSES = [
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
     ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
     ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
-    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("strips", "wide", "strips")),
+    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("strips",) * 3),
     ("5x5, 1 -> 6 channels (LeNet-5's first layer)", (2, 1, 28, 28), (6, 1, 5, 5), (1, 2, 1, 1),
      ("flat", "wide", "flat")),
-    ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "wide", "flat")),
+    ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "strips", "flat")),
     ("3x3, 8 -> 4 channels, grouped", (2, 8, 9, 9), (4, 4, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
     ("3x3 from 3 channels", (2, 3, 32, 32), (64, 3, 3, 3), (1, 1, 1, 1), ("wide",) * 3),
 ]
@@ -57,8 +57,8 @@ def test_the_classes_cover_every_algorithm_and_pass():
     covered = {(pass_, algorithms[i]) for *_, algorithms in CLASSES for i, pass_ in enumerate(PASSES)}
     for name in ALGORITHMS:
         for pass_ in PASSES:
-            if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT), ("strips", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
-                continue  # Winograd's weight gradient is an algorithm of its own; no flat or strips input gradient
+            if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
+                continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
             assert (pass_, name) in covered
 
 
@@ -73,13 +73,12 @@ def test_winograd_thresholds_at_their_boundaries():
 
 
 def test_strips_threshold_at_its_boundary():
-    """strips for the forward pass and weight gradient once the padded width reaches STRIPS_WASTE output widths."""
+    """strips once the padded width reaches STRIPS_WASTE output widths."""
     for width in range(3, 40):
         out_w = width + 2 - 2  # 3x3, padding 1
         expected = "strips" if width + 2 >= planning.STRIPS_WASTE * out_w else "wide"
-        for pass_ in (FORWARD, WEIGHT):
+        for pass_ in PASSES:
             assert plan(pass_, (1, 4, width, width), (16, 4, 3, 3), 1, 1, 1, 1).algorithm == expected
-        assert plan(INPUT, (1, 4, width, width), (16, 4, 3, 3), 1, 1, 1, 1).algorithm == "wide"
 
 
 def test_shift_thresholds_at_their_boundaries():
@@ -161,7 +160,7 @@ def test_flat_thresholds_at_their_boundaries():
     image = (2, inputs, 12, 12)
     assert plan(FORWARD, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
     assert plan(WEIGHT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
-    assert plan(INPUT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "wide"
+    assert plan(INPUT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "strips"  # 16 / 12
     assert plan(FORWARD, image, (channels + 1, inputs, 5, 5), 1, 1, 2, 2).algorithm == "strips"  # more outputs
     more_taps = (2, inputs + 1, 12, 12)
     assert plan(FORWARD, more_taps, (channels, inputs + 1, 5, 5), 1, 1, 2, 2).algorithm == "strips"

@@ -18,6 +18,7 @@ CASES = [
     (1, 2, 7, 19, 3, (3, 3), 1, 0, (1, 2), 1),     # unpadded, OW = 15: two blocks, dilated along the row
     (1, 16, 5, 5, 16, 3, 1, 3, 1, 1),              # padding 3
     (2, 3, 4, 12, 4, (1, 5), 1, 0, 1, 1),          # unpadded, OW = 8: exactly one block
+    (1, 2, 3, 21, 3, (1, 5), 1, 0, 1, 1),          # unpadded, OW = 17: two blocks and a masked last one
 ]
 
 
@@ -51,10 +52,9 @@ def test_unpadded_strips_read_only_the_image(rng):
 
 
 def test_plan_sends_lenet5_second_layer_here():
-    for pass_ in ("forward", "backward_weight"):
+    for pass_ in ("forward", "backward_input", "backward_weight"):
         assert plan(pass_, (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "strips"
         assert plan(pass_, (8, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # 34 / 32 wide
-    assert plan("backward_input", (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "wide"
 
 
 def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):

@@ -33,14 +33,14 @@ _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd
 
 
 def cache_is_cold():
-    """True when neither of wide's backward kernels (the weight gradient; the input gradient, which LeNet-5's
-    second layer runs) has anything in Numba's cache for its current source.
+    """True when neither wide's nor strips' weight-gradient kernel (strips: LeNet-5's second layer, which
+    runs no wide kernel) has anything in Numba's cache for its current source.
 
     Reads Numba's cache index through private attributes; if they ever move, this answers False (no helper)."""
-    from .kernels.cpu.conv import wide
+    from .kernels.cpu.conv import strips, wide
     try:
         return not any(kernel._cache._cache_file._load_index() for kernel in
-                       (wide.conv2d_backward_weight_wide, wide.conv2d_backward_input_wide))
+                       (wide.conv2d_backward_weight_wide, strips.conv2d_backward_weight_strips))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 

@@ -33,12 +33,14 @@ _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd
 
 
 def cache_is_cold():
-    """True when the convolution's weight-gradient kernel has nothing in Numba's cache for its current source.
+    """True when neither wide's nor strips' weight-gradient kernel (strips: LeNet-5's second layer, which
+    runs no wide kernel) has anything in Numba's cache for its current source.
 
     Reads Numba's cache index through private attributes; if they ever move, this answers False (no helper)."""
-    from .kernels.cpu.conv import wide
+    from .kernels.cpu.conv import strips, wide
     try:
-        return not wide.conv2d_backward_weight_wide._cache._cache_file._load_index()
+        return not any(kernel._cache._cache_file._load_index() for kernel in
+                       (wide.conv2d_backward_weight_wide, strips.conv2d_backward_weight_strips))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 

@@ -21,6 +21,7 @@ CASES = CONV_CASES + [
     ((2, 16, 7, 8), (16, 16, 2, 2), dict(padding="same"), "shift"),
     ((1, 3, 9, 8), (9, 3, 3, 2), dict(padding=2, dilation=2), "wide"),
     ((1, 3, 9, 8), (2, 3, 3, 2), dict(padding=2, dilation=2), "flat"),
+    ((1, 3, 5, 5), (9, 3, 3, 3), dict(padding=1), "strips"),
     ((1, 4, 6, 6), (4, 1, 3, 3), dict(padding=2, groups=4), "depthwise3x3"),
     ((2, 4, 7, 9), (6, 2, 3, 3), dict(stride=(2, 1), padding=(3, 1), groups=2), "gemm"),
 ]

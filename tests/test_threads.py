@@ -27,6 +27,7 @@ CONV_CASES = [
     ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=1), "shift"),
     ((2, 3, 9, 10), (9, 3, 3, 3), dict(padding=1), "wide"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),
+    ((2, 6, 14, 14), (16, 6, 5, 5), dict(), "strips"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),
     ((2, 5, 6, 7), (4, 5, 1, 1), dict(), "pointwise"),
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6), "depthwise3x3"),

@@ -17,8 +17,10 @@ gradient). The choice, in order:
     gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
   - 'flat' (vectorised loops over the flat padded image, flat.py) for the forward pass and the weight
     gradient of ungrouped layers with at most FLAT_CHANNELS output channels and FLAT_TAPS = C*KH*KW taps a
-    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide';
-  - else 'wide' (im2col over whole padded rows, wide.py), every pass;
+    filter (LeNet-5's first layer, 1 -> 6 channels 5x5); their input gradient goes to 'wide' or 'strips';
+  - else 'wide' (im2col over whole padded rows, wide.py), every pass, or, where wide's padded rows are at
+    least STRIPS_WASTE times the output width (its products would be that much larger: LeNet-5's second
+    layer, 14 / 10), 'strips' (im2col over output rows copied as 8-value blocks, strips.py);
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
 Measurements behind the thresholds (forward + input gradient, 3x3, alternating runs): Winograd against
@@ -46,7 +48,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import depthwise, direct, flat, gemm, shift, wide, winograd, winograd_weight
+from . import depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -56,6 +58,7 @@ SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in an
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
 FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
+STRIPS_WASTE = 1.3  # strips instead of wide when the padded width is at least this many output widths
 
 
 class Algorithm(NamedTuple):
@@ -74,6 +77,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("shift", shift, shift.applies),
     Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
+    Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
 )}
 
@@ -134,6 +138,12 @@ class Plan(NamedTuple):
         return sum(buffer.nbytes for buffer in self.buffers)
 
 
+def _unrolled(convolution):
+    """'strips' or 'wide' for a stride-1 layer that unrolls: wide's products are Wp/OW times larger."""
+    padded_w, out_w = convolution.input_shape[3] + 2 * convolution.padding_w, convolution.output_shape[3]
+    return "strips" if padded_w >= STRIPS_WASTE * out_w else "wide"
+
+
 def choose(pass_, convolution):
     """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
@@ -153,10 +163,10 @@ def choose(pass_, convolution):
             if winograd_layer:
                 return "winograd_weight"
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
-                else "wide"
+                else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
             return "winograd"
-        return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else "wide"
+        return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
     return "gemm"
 
 

@@ -32,10 +32,10 @@ CLASSES = [
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
     ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
     ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
-    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("wide",) * 3),
+    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("strips",) * 3),
     ("5x5, 1 -> 6 channels (LeNet-5's first layer)", (2, 1, 28, 28), (6, 1, 5, 5), (1, 2, 1, 1),
      ("flat", "wide", "flat")),
-    ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "wide", "flat")),
+    ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "strips", "flat")),
     ("3x3, 8 -> 4 channels, grouped", (2, 8, 9, 9), (4, 4, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
     ("3x3 from 3 channels", (2, 3, 32, 32), (64, 3, 3, 3), (1, 1, 1, 1), ("wide",) * 3),
 ]
@@ -72,14 +72,24 @@ def test_winograd_thresholds_at_their_boundaries():
     assert (at.algorithm, narrower.algorithm, fewer.algorithm) == ("winograd", "shift", "shift")
 
 
+def test_strips_threshold_at_its_boundary():
+    """strips once the padded width reaches STRIPS_WASTE output widths."""
+    for width in range(3, 40):
+        out_w = width + 2 - 2  # 3x3, padding 1
+        expected = "strips" if width + 2 >= planning.STRIPS_WASTE * out_w else "wide"
+        for pass_ in PASSES:
+            assert plan(pass_, (1, 4, width, width), (16, 4, 3, 3), 1, 1, 1, 1).algorithm == expected
+
+
 def test_shift_thresholds_at_their_boundaries():
     shift, shift_weight = planning.SHIFT_CHANNELS, planning.SHIFT_WEIGHT_CHANNELS
     assert plan(FORWARD, (1, shift, 8, 8), (shift, shift, 3, 3), 1, 1, 1, 1).algorithm == "shift"
     assert plan(FORWARD, (1, shift - 1, 8, 8), (shift, shift - 1, 3, 3), 1, 1, 1, 1).algorithm == "wide"
     assert plan(FORWARD, (1, 64, 8, 8), (shift - 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # few outputs
-    narrow = (1, 64, 4, 4)  # too narrow for Winograd
+    narrow = (1, 64, 7, 7)  # too narrow for Winograd
     assert plan(WEIGHT, narrow, (shift_weight, 64, 3, 3), 1, 1, 1, 1).algorithm == "shift"
     assert plan(WEIGHT, narrow, (shift_weight + 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "wide"
+    assert plan(WEIGHT, (1, 64, 4, 4), (shift_weight + 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "strips"  # 6 / 4
 
 
 def test_thresholds_are_read_at_each_call(monkeypatch):
@@ -92,10 +102,10 @@ def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
     assert applicable(FORWARD, strided) == ["direct", "gemm"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
-    assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "gemm"]
+    assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "gemm"]
-    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "gemm"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm"]
+    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm"]
 
 
 def test_bad_requests_are_value_errors():
@@ -150,8 +160,8 @@ def test_flat_thresholds_at_their_boundaries():
     image = (2, inputs, 12, 12)
     assert plan(FORWARD, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
     assert plan(WEIGHT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "flat"
-    assert plan(INPUT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "wide"
-    assert plan(FORWARD, image, (channels + 1, inputs, 5, 5), 1, 1, 2, 2).algorithm == "wide"  # more outputs
+    assert plan(INPUT, image, (channels, inputs, 5, 5), 1, 1, 2, 2).algorithm == "strips"  # 16 / 12
+    assert plan(FORWARD, image, (channels + 1, inputs, 5, 5), 1, 1, 2, 2).algorithm == "strips"  # more outputs
     more_taps = (2, inputs + 1, 12, 12)
-    assert plan(FORWARD, more_taps, (channels, inputs + 1, 5, 5), 1, 1, 2, 2).algorithm == "wide"
+    assert plan(FORWARD, more_taps, (channels, inputs + 1, 5, 5), 1, 1, 2, 2).algorithm == "strips"
     assert plan(FORWARD, image, (channels, inputs, 5, 5), 2, 2, 2, 2).algorithm == "gemm"  # strided

@@ -26,19 +26,20 @@ def test_wide_matches_reference(case, cache_bytes, monkeypatch, rng):
     check("wide", case, rng, finite_differences=case is STRIDE_1[1])
 
 
-def weight_gradients_under_thread_counts(channels, rng, out=None):
-    """The weight gradient of a stride-1 3x3 layer with `channels` channels in and `out` (default channels + 1)
-    out, run with 1 and with all threads."""
+def weight_gradients_under_thread_counts(channels, rng, out=None, kernel=3, padding=1):
+    """The weight gradient of a stride-1 kernel x kernel layer (9x9 input) with `channels` channels in and
+    `out` (default channels + 1) out, run with 1 and with all threads."""
     out = channels + 1 if out is None else out
     x = rng.standard_normal((7, channels, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((out, channels, 3, 3)).astype(np.float32)
-    grad_y = rng.standard_normal((7, out, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((out, channels, kernel, kernel)).astype(np.float32)
+    size = 9 + 2 * padding - kernel + 1
+    grad_y = rng.standard_normal((7, out, size, size)).astype(np.float32)
     before = numba.get_num_threads()
     try:
         results = []
         for threads in sorted({1, before}):
             numba.set_num_threads(threads)
-            results.append(F.conv2d_backward(grad_y, x, w, padding=1)[1])
+            results.append(F.conv2d_backward(grad_y, x, w, padding=padding)[1])
     finally:
         numba.set_num_threads(before)
     return results

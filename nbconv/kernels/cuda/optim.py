@@ -1,29 +1,12 @@
 """Optimizer update kernels for NVIDIA GPUs; twins of nbconv.kernels.cpu.optim (one thread per parameter)."""
-import math
-
 from numba import cuda
 
+from .. import optim_rules
 from .launch import grid_for
 
 
-@cuda.jit(device=True, inline=True)
-def _sgd_step(k, param, grad, velocity, lr, momentum, weight_decay, nesterov):
-    """SGD's rule for the value at index k (as the CPU's sgd_step)."""
-    g = grad[k] + weight_decay * param[k]
-    v = momentum * velocity[k] + g
-    velocity[k] = v
-    param[k] -= lr * (g + momentum * v if nesterov else v)
-
-
-@cuda.jit(device=True, inline=True)
-def _adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
-    """Adam's rule for the value at index k (as the CPU's adam_step)."""
-    g = grad[k] + weight_decay * param[k]
-    m = beta1 * exp_avg[k] + (1.0 - beta1) * g
-    v = beta2 * exp_avg_sq[k] + (1.0 - beta2) * g * g
-    exp_avg[k] = m
-    exp_avg_sq[k] = v
-    param[k] -= lr * (m / correction1) / (math.sqrt(v / correction2) + eps)
+_sgd_step = cuda.jit(device=True, inline=True)(optim_rules.sgd_step)
+_adam_step = cuda.jit(device=True, inline=True)(optim_rules.adam_step)
 
 
 @cuda.jit(cache=True)

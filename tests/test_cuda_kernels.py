@@ -1,5 +1,8 @@
 """The CUDA kernels: one contract with the CPU kernels, and the same results (under the simulator in CI)."""
 import inspect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +166,15 @@ def test_scale_shift_cuda_matches_cpu(activation, rng):
     on_device = backend.to_device(x)
     F.scale_shift(on_device, scale=backend.to_device(scale), residual=backend.to_device(residual), out=on_device)
     np.testing.assert_allclose(backend.to_host(on_device), F.scale_shift(x, scale, None, residual), rtol=1e-6)
+
+
+@pytest.mark.parametrize("tiles", ["bad", "0,16,4,4,8/8,32,2,4,8", "16,16,4,4,3/8,32,2,4,8", "64,32,1,1,8/8,32,2,4,8"])
+def test_tile_shapes_from_the_environment_are_checked(tiles):
+    """NBCONV_CUDA_TILES (benchmarks/gpu_tiles.py) names tile shapes; one the kernels cannot load whole is a
+    clear error when the module is imported for a GPU, not a kernel that skips part of its operands."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", NBCONV_CUDA_TILES=tiles)
+    completed = subprocess.run([sys.executable, "-c", "import nbconv.kernels.cuda.conv"], env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    assert "NBCONV_CUDA_TILES must read 'ty,tx,tm,tn,bk/ty,tx,tm,tn,bk'" in completed.stderr
+    assert repr(tiles) in completed.stderr

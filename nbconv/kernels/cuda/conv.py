@@ -42,7 +42,11 @@ class Tiles:
     def __init__(self, name, ty, tx, tm, tn, bk):
         self.name, self.ty, self.tx, self.tm, self.tn, self.bk = name, ty, tx, tm, tn, bk
         self.rows, self.columns, self.threads = ty * tm, tx * tn, ty * tx
-        assert self.threads % self.columns == 0 and (bk * self.columns) % self.threads == 0
+        # each thread gathers its column operand in one column: threads must cover whole rows of the tile
+        if min(ty, tx, tm, tn, bk) < 1 or self.threads > 1024 or self.threads % self.columns or \
+                (bk * self.columns) % self.threads:
+            raise ValueError(f"tile shape {name}: {ty}x{tx} threads with {tm}x{tn} results each and steps of "
+                             f"{bk} do not divide into whole loads")
 
 
 # Under the simulator, which runs every thread as a Python thread, small tiles (that also exercise the tile
@@ -59,9 +63,9 @@ def _gpu_tiles():
     try:
         tall, narrow = ([int(part) for part in shape.split(",")] for shape in text.split("/"))
         return Tiles("tall", *tall), Tiles("narrow", *narrow)
-    except (ValueError, TypeError, AssertionError):
-        raise ValueError(f"{TILES_VARIABLE} must read 'ty,tx,tm,tn,bk/ty,tx,tm,tn,bk' with threads a multiple "
-                         f"of the tile's columns, got {text!r}") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"{TILES_VARIABLE} must read 'ty,tx,tm,tn,bk/ty,tx,tm,tn,bk' (positive, at most 1024 "
+                         f"threads, a multiple of the tile's columns), got {text!r}") from None
 
 
 if small_blocks():

@@ -89,7 +89,7 @@ def connect_world(forced):
     """This process's nbconv.distributed world; under mpiexec, only rank 0 writes to stdout."""
     try:
         world = distributed.connect(force=forced)
-    except (distributed.DistributedUnavailableError, ValueError) as error:  # ValueError: NBCONV_MPI_BALANCE
+    except (distributed.DistributedUnavailableError, ValueError) as error:  # ValueError: NBCONV_MPI_BALANCE, _OVERLAP
         raise click.ClickException(str(error))
     if not world.is_root:
         sys.stdout = open(os.devnull, "w")

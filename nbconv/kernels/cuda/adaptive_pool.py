@@ -6,6 +6,7 @@ import math
 
 from numba import cuda
 
+from .indexing import unravel4
 from .launch import grid_for
 
 
@@ -27,7 +28,7 @@ def _adaptive_avg_pool2d_forward(input, output):
     index = cuda.grid(1)
     if index >= N * C * OH * OW:
         return
-    ow, oh, c, n = index % OW, (index // OW) % OH, (index // (OW * OH)) % C, index // (OW * OH * C)
+    n, c, oh, ow = unravel4(index, C, OH, OW)
     h0, h1 = _window(oh, H, OH)
     w0, w1 = _window(ow, W, OW)
     total = 0.0
@@ -48,7 +49,7 @@ def _adaptive_avg_pool2d_backward(grad_output, grad_input):
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    iw, ih, c, n = index % W, (index // W) % H, (index // (W * H)) % C, index // (W * H * C)
+    n, c, ih, iw = unravel4(index, C, H, W)
     oh_lo, oh_hi = _covering(ih, H, OH)
     ow_lo, ow_hi = _covering(iw, W, OW)
     total = 0.0
@@ -71,7 +72,7 @@ def _adaptive_max_pool2d_forward(input, output, indices):
     index = cuda.grid(1)
     if index >= N * C * OH * OW:
         return
-    ow, oh, c, n = index % OW, (index // OW) % OH, (index // (OW * OH)) % C, index // (OW * OH * C)
+    n, c, oh, ow = unravel4(index, C, OH, OW)
     h0, h1 = _window(oh, H, OH)
     w0, w1 = _window(ow, W, OW)
     best = -math.inf
@@ -98,7 +99,7 @@ def _adaptive_max_pool2d_backward(grad_output, indices, grad_input):
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    iw, ih, c, n = index % W, (index // W) % H, (index // (W * H)) % C, index // (W * H * C)
+    n, c, ih, iw = unravel4(index, C, H, W)
     oh_lo, oh_hi = _covering(ih, H, OH)
     ow_lo, ow_hi = _covering(iw, W, OW)
     flat = ih * W + iw

@@ -2,6 +2,7 @@
 per element. Concatenation arrays are (outer, extent, inner) views, as on the CPU."""
 from numba import cuda
 
+from .indexing import unravel3
 from .launch import grid_for
 
 
@@ -21,9 +22,7 @@ def _cat_forward(input, output, offset):
     outer, extent, inner = input.shape
     index = cuda.grid(1)
     if index < outer * extent * inner:
-        q = index % inner
-        e = (index // inner) % extent
-        a = index // (inner * extent)
+        a, e, q = unravel3(index, extent, inner)
         output[a, offset + e, q] = input[a, e, q]
 
 
@@ -36,9 +35,7 @@ def _cat_backward(grad_output, grad_input, offset):
     outer, extent, inner = grad_input.shape
     index = cuda.grid(1)
     if index < outer * extent * inner:
-        q = index % inner
-        e = (index // inner) % extent
-        a = index // (inner * extent)
+        a, e, q = unravel3(index, extent, inner)
         grad_input[a, e, q] = grad_output[a, offset + e, q]
 
 

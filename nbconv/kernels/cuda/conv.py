@@ -27,6 +27,7 @@ import os
 import numpy as np
 from numba import cuda, float32, float64, int8
 
+from .indexing import unravel3
 from .launch import grid_for, small_blocks
 from .reduce import REDUCE_THREADS, block_sum
 from .workspace import device_scratch
@@ -82,15 +83,6 @@ def _tiles_for(rows):
 
 
 @cuda.jit(device=True, inline=True)
-def _tap(k, taps, kernel_w):
-    """(c, i, j) of the reduction index k = (c, i, j) over taps = kernel_h * kernel_w window taps."""
-    c = k // taps
-    t = k - c * taps
-    i = t // kernel_w
-    return c, i, t - i * kernel_w
-
-
-@cuda.jit(device=True, inline=True)
 def _advance(high, middle, low, step_high, step_middle, step_low, middle_radix, low_radix):
     """(high, middle, low) + (step_high, step_middle, step_low) in the mixed radix (., middle_radix,
     low_radix), both in range: one compare and carry per digit instead of a division."""
@@ -105,16 +97,6 @@ def _advance(high, middle, low, step_high, step_middle, step_low, middle_radix, 
         middle -= middle_radix
         carry = 1
     return high + step_high + carry, middle, low
-
-
-@cuda.jit(device=True, inline=True)
-def _position(column, height, width):
-    """(n, h, w) of the column index (n, h, w) over maps of height x width."""
-    plane = height * width
-    n = column // plane
-    rest = column - n * plane
-    h = rest // width
-    return n, h, rest - h * width
 
 
 def _build(real, tiles):
@@ -172,23 +154,23 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
-        step_c, step_i, step_j = _tap(BK, taps, KW)
+        step_c, step_i, step_j = unravel3(BK, KH, KW)
         # the weight tile positions this thread loads: (kk, r) fixed, k = k0 + kk stepped in (c, i, j)
         a_c = cuda.local.array(A_LOADS, np.int64)
         a_i = cuda.local.array(A_LOADS, np.int64)
         a_j = cuda.local.array(A_LOADS, np.int64)
         for load in range(A_LOADS):
-            a_c[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, taps, KW)
+            a_c[load], a_i[load], a_j[load] = unravel3((thread + load * NT) % BK, KH, KW)
         # the unrolled-input column this thread gathers, and its taps k = k0 + kk in (c, i, j)
         my_column = thread % BN
         column = column0 + my_column
-        n, oh, ow = _position(column, OH, OW)
+        n, oh, ow = unravel3(column, OH, OW)
         top, left = oh * stride_h - padding_h, ow * stride_w - padding_w
         b_c = cuda.local.array(B_LOADS, np.int64)
         b_i = cuda.local.array(B_LOADS, np.int64)
         b_j = cuda.local.array(B_LOADS, np.int64)
         for load in range(B_LOADS):
-            b_c[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, taps, KW)
+            b_c[load], b_i[load], b_j[load] = unravel3(thread // BN + load * B_ROW_STEP, KH, KW)
         for k0 in range(0, depth, BK):
             for load in range(A_LOADS):          # weights[kk][r] = weight[g*Dg + row0 + r, k0 + kk]
                 e = thread + load * NT
@@ -216,7 +198,7 @@ def _build(real, tiles):
         for j in range(TN):
             column = column0 + tx + j * TX
             if column < columns:
-                n, oh, ow = _position(column, OH, OW)
+                n, oh, ow = unravel3(column, OH, OW)
                 for i in range(TM):
                     row = row0 + ty + i * TY
                     if row < Dg:
@@ -268,20 +250,20 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
-        step_d, step_i, step_j = _tap(BK, KHd * KWd, KWd)
+        step_d, step_i, step_j = unravel3(BK, KHd, KWd)
         a_d = cuda.local.array(A_LOADS, np.int64)
         a_i = cuda.local.array(A_LOADS, np.int64)
         a_j = cuda.local.array(A_LOADS, np.int64)
         for load in range(A_LOADS):
-            a_d[load], a_i[load], a_j[load] = _tap((thread + load * NT) % BK, KHd * KWd, KWd)
+            a_d[load], a_i[load], a_j[load] = unravel3((thread + load * NT) % BK, KHd, KWd)
         my_column = thread % BN
         column = column0 + my_column
-        n, a, b = _position(column, Hd, Wd)
+        n, a, b = unravel3(column, Hd, Wd)
         b_d = cuda.local.array(B_LOADS, np.int64)
         b_i = cuda.local.array(B_LOADS, np.int64)
         b_j = cuda.local.array(B_LOADS, np.int64)
         for load in range(B_LOADS):
-            b_d[load], b_i[load], b_j[load] = _tap(thread // BN + load * B_ROW_STEP, KHd * KWd, KWd)
+            b_d[load], b_i[load], b_j[load] = unravel3(thread // BN + load * B_ROW_STEP, KHd, KWd)
         for r0 in range(0, reduction, BK):
             finite = 1
             for load in range(A_LOADS):          # weights[rr][c] = weight[g*Dg + dd, row0 + c, i, j]
@@ -323,7 +305,7 @@ def _build(real, tiles):
         for jj in range(TN):
             column = column0 + tx + jj * TX
             if column < columns:
-                n, a, b = _position(column, Hd, Wd)
+                n, a, b = unravel3(column, Hd, Wd)
                 for ii in range(TM):
                     row = row0 + ty + ii * TY
                     if row < Cg:
@@ -335,7 +317,7 @@ def _build(real, tiles):
         N, C, H, W = input.shape
         D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
         splits, depth = partial.shape[0], partial.shape[2]
-        Dg, Cg, taps, KW = D // groups, C // groups, kernel_h * kernel_w, kernel_w
+        Dg, Cg, KW = D // groups, C // groups, kernel_w
         columns = N * OH * OW
         g, split = cuda.blockIdx.z % groups, cuda.blockIdx.z // groups
         first, last = split * columns // splits, (split + 1) * columns // splits
@@ -347,21 +329,21 @@ def _build(real, tiles):
         acc = cuda.local.array(RESULTS, real)
         for e in range(RESULTS):
             acc[e] = real(0)
-        step_n, step_h, step_w = _position(BK, OH, OW)
+        step_n, step_h, step_w = unravel3(BK, OH, OW)
         # the output positions q = q0 + qq this thread loads, stepped in (n, oh, ow)
         a_n = cuda.local.array(A_LOADS, np.int64)
         a_h = cuda.local.array(A_LOADS, np.int64)
         a_w = cuda.local.array(A_LOADS, np.int64)
         for load in range(A_LOADS):
-            a_n[load], a_h[load], a_w[load] = _position(first + (thread + load * NT) % BK, OH, OW)
+            a_n[load], a_h[load], a_w[load] = unravel3(first + (thread + load * NT) % BK, OH, OW)
         my_column = thread % BN                  # the tap k = (c, i, j) this thread gathers
         k = column0 + my_column
-        c, i, j = _tap(k, taps, KW)
+        c, i, j = unravel3(k, kernel_h, KW)
         b_n = cuda.local.array(B_LOADS, np.int64)
         b_h = cuda.local.array(B_LOADS, np.int64)
         b_w = cuda.local.array(B_LOADS, np.int64)
         for load in range(B_LOADS):
-            b_n[load], b_h[load], b_w[load] = _position(first + thread // BN + load * B_ROW_STEP, OH, OW)
+            b_n[load], b_h[load], b_w[load] = unravel3(first + thread // BN + load * B_ROW_STEP, OH, OW)
         # the bias gradient rides along: in the blocks of the first column tile, thread r also sums row r
         # of every grad_output tile the block loads anyway, into one partial sum per split (float64, as the
         # separate bias kernel sums)

@@ -1,6 +1,7 @@
 """Locally connected 2-D layer kernels for NVIDIA GPUs; twins of nbconv.kernels.cpu.local (gather form, no atomics)."""
 from numba import cuda
 
+from .indexing import unravel3, unravel4
 from .launch import grid_for
 
 
@@ -11,10 +12,7 @@ def _local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, paddi
     index = cuda.grid(1)
     if index >= N * D * OH * OW:
         return
-    ow = index % OW
-    oh = (index // OW) % OH
-    d = (index // (OW * OH)) % D
-    n = index // (OW * OH * D)
+    n, d, oh, ow = unravel4(index, D, OH, OW)
     total = bias[d, oh, ow] if bias.shape[0] > 0 else 0.0
     for c in range(C):
         for i in range(KH):
@@ -39,10 +37,7 @@ def _local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, stri
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    iw = index % W
-    ih = (index // W) % H
-    c = (index // (W * H)) % C
-    n = index // (W * H * C)
+    n, c, ih, iw = unravel4(index, C, H, W)
     total = 0.0
     for i in range(KH):
         t_h = ih + padding_h - i
@@ -71,12 +66,9 @@ def _local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, str
     index = cuda.grid(1)
     if index >= OH * OW * D * C * KH * KW:
         return
-    j = index % KW
-    i = (index // KW) % KH
-    c = (index // (KW * KH)) % C
-    d = (index // (KW * KH * C)) % D
-    ow = (index // (KW * KH * C * D)) % OW
-    oh = index // (KW * KH * C * D * OW)
+    position, d, c, tap = unravel4(index, D, C, KH * KW)  # position = (oh, ow), tap = (i, j)
+    oh, ow = position // OW, position % OW
+    i, j = tap // KW, tap % KW
     ih = oh * stride_h + i - padding_h
     iw = ow * stride_w + j - padding_w
     total = 0.0
@@ -97,9 +89,7 @@ def _local_conv2d_backward_bias(grad_output, grad_bias):
     index = cuda.grid(1)
     if index >= D * OH * OW:
         return
-    ow = index % OW
-    oh = (index // OW) % OH
-    d = index // (OW * OH)
+    d, oh, ow = unravel3(index, OH, OW)
     total = 0.0
     for n in range(N):
         total += grad_output[n, d, oh, ow]

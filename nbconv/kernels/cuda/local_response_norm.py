@@ -2,6 +2,7 @@
 (same shapes and formulas); one thread per element."""
 from numba import cuda
 
+from .indexing import unravel3
 from .launch import grid_for
 
 
@@ -19,7 +20,7 @@ def _local_response_norm_forward(input, output, size, alpha, beta, k):
     N, C, S = input.shape
     index = cuda.grid(1)
     if index < N * C * S:
-        s, c, n = index % S, (index // S) % C, index // (S * C)
+        n, c, s = unravel3(index, C, S)
         output[n, c, s] = input[n, c, s] * (k + alpha / size * _window_square_sum(input, n, c, s, size)) ** -beta
 
 
@@ -33,7 +34,7 @@ def _local_response_norm_weigh(grad_output, input, grad_input, weighted, size, a
     N, C, S = input.shape
     index = cuda.grid(1)
     if index < N * C * S:
-        s, c, n = index % S, (index // S) % C, index // (S * C)
+        n, c, s = unravel3(index, C, S)
         denominator = k + alpha / size * _window_square_sum(input, n, c, s, size)
         power = denominator ** (-beta - 1.0)
         grad_input[n, c, s] = grad_output[n, c, s] * power * denominator
@@ -45,7 +46,7 @@ def _local_response_norm_gather(input, weighted, grad_input, size, alpha, beta):
     N, C, S = input.shape
     index = cuda.grid(1)
     if index < N * C * S:
-        s, j, n = index % S, (index // S) % C, index // (S * C)
+        n, j, s = unravel3(index, C, S)
         total = 0.0
         for c in range(max(j - (size - 1) // 2, 0), min(j + size // 2 + 1, C)):
             total += weighted[n, c, s]

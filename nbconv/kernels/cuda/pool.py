@@ -7,6 +7,7 @@ import math
 
 from numba import cuda
 
+from .indexing import unravel4
 from .launch import grid_for
 
 
@@ -37,10 +38,7 @@ def _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, st
     index = cuda.grid(1)
     if index >= N * C * OH * OW:
         return
-    ow = index % OW
-    oh = (index // OW) % OH
-    c = (index // (OW * OH)) % C
-    n = index // (OW * OH * C)
+    n, c, oh, ow = unravel4(index, C, OH, OW)
     h0 = oh * stride_h - padding_h
     w0 = ow * stride_w - padding_w
     h_lo, h_hi = max(h0, 0), min(h0 + kernel_h, H)
@@ -73,10 +71,7 @@ def _max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, s
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    iw = index % W
-    ih = (index // W) % H
-    c = (index // (W * H)) % C
-    n = index // (W * H * C)
+    n, c, ih, iw = unravel4(index, C, H, W)
     oh_lo, oh_hi = _covering_windows(ih, padding_h, kernel_h, stride_h, OH)
     ow_lo, ow_hi = _covering_windows(iw, padding_w, kernel_w, stride_w, OW)
     flat = ih * W + iw
@@ -102,10 +97,7 @@ def _avg_pool2d_forward(input, output, kernel_h, kernel_w, stride_h, stride_w, p
     index = cuda.grid(1)
     if index >= N * C * OH * OW:
         return
-    ow = index % OW
-    oh = (index // OW) % OH
-    c = (index // (OW * OH)) % C
-    n = index // (OW * OH * C)
+    n, c, oh, ow = unravel4(index, C, OH, OW)
     h_lo, h_hi, h_count = _avg_window(oh, stride_h, padding_h, kernel_h, H, count_include_pad)
     w_lo, w_hi, w_count = _avg_window(ow, stride_w, padding_w, kernel_w, W, count_include_pad)
     total = 0.0
@@ -129,10 +121,7 @@ def _avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, 
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    iw = index % W
-    ih = (index // W) % H
-    c = (index // (W * H)) % C
-    n = index // (W * H * C)
+    n, c, ih, iw = unravel4(index, C, H, W)
     oh_lo, oh_hi = _covering_windows(ih, padding_h, kernel_h, stride_h, OH)
     ow_lo, ow_hi = _covering_windows(iw, padding_w, kernel_w, stride_w, OW)
     total = 0.0
@@ -175,9 +164,8 @@ def _global_avg_pool2d_backward(grad_output, grad_input):
     index = cuda.grid(1)
     if index >= N * C * H * W:
         return
-    c = (index // (W * H)) % C
-    n = index // (W * H * C)
-    grad_input[n, c, (index // W) % H, index % W] = grad_output[n, c, 0, 0] / (H * W)
+    n, c, ih, iw = unravel4(index, C, H, W)
+    grad_input[n, c, ih, iw] = grad_output[n, c, 0, 0] / (H * W)
 
 
 def global_avg_pool2d_backward(grad_output, grad_input):

@@ -2,6 +2,7 @@
 CUDA twin of nbconv.kernels.cpu.scale_shift (same shapes and rules): one thread per element."""
 from numba import cuda
 
+from .indexing import unravel3
 from .launch import grid_for
 
 
@@ -10,9 +11,7 @@ def _scale_shift_forward(input, scale, shift, residual, output, activation):
     N, C, S = input.shape
     k = cuda.grid(1)
     if k < N * C * S:
-        s = k % S
-        c = (k // S) % C
-        n = k // (S * C)
+        n, c, s = unravel3(k, C, S)
         zero, six = output.dtype.type(0), output.dtype.type(6)
         factor = scale[c] if scale.shape[0] > 0 else output.dtype.type(1)
         offset = shift[c] if shift.shape[0] > 0 else zero

@@ -156,9 +156,9 @@ def _build(real, tiles):
             acc[e] = real(0)
         step_c, step_i, step_j = unravel3(BK, KH, KW)
         # the weight tile positions this thread loads: (kk, r) fixed, k = k0 + kk stepped in (c, i, j)
-        a_c = cuda.local.array(A_LOADS, np.int64)
-        a_i = cuda.local.array(A_LOADS, np.int64)
-        a_j = cuda.local.array(A_LOADS, np.int64)
+        a_c = cuda.local.array(A_LOADS, np.int32)
+        a_i = cuda.local.array(A_LOADS, np.int32)
+        a_j = cuda.local.array(A_LOADS, np.int32)
         for load in range(A_LOADS):
             a_c[load], a_i[load], a_j[load] = unravel3((thread + load * NT) % BK, KH, KW)
         # the unrolled-input column this thread gathers, and its taps k = k0 + kk in (c, i, j)
@@ -166,9 +166,9 @@ def _build(real, tiles):
         column = column0 + my_column
         n, oh, ow = unravel3(column, OH, OW)
         top, left = oh * stride_h - padding_h, ow * stride_w - padding_w
-        b_c = cuda.local.array(B_LOADS, np.int64)
-        b_i = cuda.local.array(B_LOADS, np.int64)
-        b_j = cuda.local.array(B_LOADS, np.int64)
+        b_c = cuda.local.array(B_LOADS, np.int32)
+        b_i = cuda.local.array(B_LOADS, np.int32)
+        b_j = cuda.local.array(B_LOADS, np.int32)
         for load in range(B_LOADS):
             b_c[load], b_i[load], b_j[load] = unravel3(thread // BN + load * B_ROW_STEP, KH, KW)
         for k0 in range(0, depth, BK):
@@ -251,17 +251,17 @@ def _build(real, tiles):
         for e in range(RESULTS):
             acc[e] = real(0)
         step_d, step_i, step_j = unravel3(BK, KHd, KWd)
-        a_d = cuda.local.array(A_LOADS, np.int64)
-        a_i = cuda.local.array(A_LOADS, np.int64)
-        a_j = cuda.local.array(A_LOADS, np.int64)
+        a_d = cuda.local.array(A_LOADS, np.int32)
+        a_i = cuda.local.array(A_LOADS, np.int32)
+        a_j = cuda.local.array(A_LOADS, np.int32)
         for load in range(A_LOADS):
             a_d[load], a_i[load], a_j[load] = unravel3((thread + load * NT) % BK, KHd, KWd)
         my_column = thread % BN
         column = column0 + my_column
         n, a, b = unravel3(column, Hd, Wd)
-        b_d = cuda.local.array(B_LOADS, np.int64)
-        b_i = cuda.local.array(B_LOADS, np.int64)
-        b_j = cuda.local.array(B_LOADS, np.int64)
+        b_d = cuda.local.array(B_LOADS, np.int32)
+        b_i = cuda.local.array(B_LOADS, np.int32)
+        b_j = cuda.local.array(B_LOADS, np.int32)
         for load in range(B_LOADS):
             b_d[load], b_i[load], b_j[load] = unravel3(thread // BN + load * B_ROW_STEP, KHd, KWd)
         for r0 in range(0, reduction, BK):
@@ -331,17 +331,17 @@ def _build(real, tiles):
             acc[e] = real(0)
         step_n, step_h, step_w = unravel3(BK, OH, OW)
         # the output positions q = q0 + qq this thread loads, stepped in (n, oh, ow)
-        a_n = cuda.local.array(A_LOADS, np.int64)
-        a_h = cuda.local.array(A_LOADS, np.int64)
-        a_w = cuda.local.array(A_LOADS, np.int64)
+        a_n = cuda.local.array(A_LOADS, np.int32)
+        a_h = cuda.local.array(A_LOADS, np.int32)
+        a_w = cuda.local.array(A_LOADS, np.int32)
         for load in range(A_LOADS):
             a_n[load], a_h[load], a_w[load] = unravel3(first + (thread + load * NT) % BK, OH, OW)
         my_column = thread % BN                  # the tap k = (c, i, j) this thread gathers
         k = column0 + my_column
         c, i, j = unravel3(k, kernel_h, KW)
-        b_n = cuda.local.array(B_LOADS, np.int64)
-        b_h = cuda.local.array(B_LOADS, np.int64)
-        b_w = cuda.local.array(B_LOADS, np.int64)
+        b_n = cuda.local.array(B_LOADS, np.int32)
+        b_h = cuda.local.array(B_LOADS, np.int32)
+        b_w = cuda.local.array(B_LOADS, np.int32)
         for load in range(B_LOADS):
             b_n[load], b_h[load], b_w[load] = unravel3(first + thread // BN + load * B_ROW_STEP, OH, OW)
         # the bias gradient rides along: in the blocks of the first column tile, thread r also sums row r

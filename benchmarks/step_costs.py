@@ -1,0 +1,122 @@
+"""What one LeNet-5 training step costs per phase, at two batch sizes: the part that scales with the batch and
+the fixed part that does not (Python per layer, validation, the optimizer, the loss's readback).
+
+    NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py [--batches 64,128] [--steps 300] [--profile]
+
+The step is the training loop's own (nbconv.train.train_epoch's body: batch assembly, forward, loss, hits,
+backward through the world, step totals, optimizer), on synthetic MNIST-shaped data. Each phase is timed in
+thread CPU time (what a loaded machine inflates least) and wall time; medians over the steps. Two batch
+sizes give the fixed cost per step by extrapolating to an empty batch: fixed = 2 * t(64) - t(128).
+--profile adds cProfile's 25 most expensive functions by own time, per step.
+"""
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+
+import numpy as np
+
+
+def phases(model, optimizer, world, images, labels, batch_size, steps, rng):
+    """{phase: [thread CPU seconds per step]} and the same for wall time, over `steps` training steps."""
+    from nbconv import functional as F
+    from nbconv.data.batch import shifted_batch
+
+    cpu = {name: [] for name in ("batch", "forward", "loss", "backward", "totals", "optimizer", "step")}
+    wall = {name: [] for name in cpu}
+    dtype = np.float32
+    for _ in range(steps):
+        chosen = rng.integers(0, len(images), batch_size)
+        shifts = rng.integers(0, 3, (batch_size, 2))
+        marks = [(time.perf_counter(), time.thread_time())]
+
+        def mark():
+            marks.append((time.perf_counter(), time.thread_time()))
+
+        mine, shifts = world.shard(chosen), world.shard(shifts)
+        batch = shifted_batch(images, mine, shifts, 1, 0.1307, 0.3081, dtype, None)
+        batch_labels = labels[mine]
+        mark()
+        logits = model.forward(batch)
+        mark()
+        loss, grad_logits = F.softmax_cross_entropy(logits, batch_labels)
+        hits = int((logits.argmax(axis=1) == batch_labels).sum())
+        mark()
+        world.backward(model, grad_logits, len(mine), len(chosen))
+        mark()
+        world.step_totals(loss * len(mine), hits)
+        mark()
+        optimizer.step()
+        mark()
+        for index, name in enumerate(("batch", "forward", "loss", "backward", "totals", "optimizer")):
+            wall[name].append(marks[index + 1][0] - marks[index][0])
+            cpu[name].append(marks[index + 1][1] - marks[index][1])
+        wall["step"].append(marks[-1][0] - marks[0][0])
+        cpu["step"].append(marks[-1][1] - marks[0][1])
+    return cpu, wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--mpi", action="store_true", help="under mpiexec -n K: each process its shard of every "
+                        "batch, blocking reductions; rank 0 reports (the batch sizes are global)")
+    args = parser.parse_args()
+
+    from nbconv import models
+    from nbconv.distributed import SINGLE, MPIWorld
+    world = MPIWorld(overlap=False) if args.mpi else SINGLE
+    from nbconv.train import TrainConfig, make_optimizer
+
+    data_rng = np.random.default_rng(0)
+    images = data_rng.integers(0, 256, (4096, 1, 28, 28), dtype=np.uint8)
+    labels = data_rng.integers(0, 10, 4096)
+    sizes = [int(size) for size in args.batches.split(",")]
+    results = {}
+    for batch_size in sizes:
+        model = models.build(args.model, input_shape=(1, 28, 28), seed=0)
+        model.train()
+        optimizer = make_optimizer(TrainConfig(model=args.model), model.parameters())
+        rng = np.random.default_rng(1)
+        phases(model, optimizer, world, images, labels, batch_size, 20, rng)  # warm-up: kernels loaded
+        cpu, wall = phases(model, optimizer, world, images, labels, batch_size, args.steps, rng)
+        results[batch_size] = cpu, wall
+        if args.profile and world.is_root:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            phases(model, optimizer, world, images, labels, batch_size, 100, rng)
+            profiler.disable()
+        elif args.profile:
+            phases(model, optimizer, world, images, labels, batch_size, 100, rng)
+        if args.profile and world.is_root:
+            print(f"\n# cProfile, batch {batch_size}, 100 steps (own time, ms per step)")
+            stats = pstats.Stats(profiler)
+            ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])
+            rows = ranked[:25] + [row for row in ranked[25:] if "distributed" in row[0][0] or "mpi4py" in row[0][2]
+                                  or "optim.py" in row[0][0]]
+            for (filename, line, function), (calls, _, own, cumulative, _) in rows:
+                print(f"{own * 10:8.3f} own {cumulative * 10:8.3f} cum {calls / 100:6.1f} calls  "
+                      f"{filename.split('nbconv/')[-1]}:{line} {function}")
+    if not world.is_root:
+        return
+    names = list(results[sizes[0]][0])
+    print(f"\nmedian ms per step, thread CPU (wall), {args.steps} steps, batch sizes {sizes}")
+    print("| phase | " + " | ".join(f"batch {size}" for size in sizes) +
+          (" | fixed (2 t(a) - t(b)) |" if len(sizes) == 2 else " |"))
+    print("|---|" + "---:|" * (len(sizes) + (len(sizes) == 2)))
+    for name in names:
+        cells = [f"{1e3 * statistics.median(results[size][0][name]):.3f} "
+                 f"({1e3 * statistics.median(results[size][1][name]):.3f})" for size in sizes]
+        if len(sizes) == 2:
+            a, b = (statistics.median(results[size][0][name]) for size in sizes)
+            ratio = sizes[1] / sizes[0]
+            cells.append(f"{1e3 * (ratio * a - b) / (ratio - 1):.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

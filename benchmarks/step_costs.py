@@ -7,12 +7,22 @@ The step is the training loop's own (nbconv.train.train_epoch's body: batch asse
 backward through the world, step totals, optimizer), on synthetic MNIST-shaped data. Each phase is timed in
 thread CPU time (what a loaded machine inflates least) and wall time; medians over the steps. Two batch
 sizes give the fixed cost per step by extrapolating to an empty batch: fixed = 2 * t(64) - t(128).
---profile adds cProfile's 25 most expensive functions by own time, per step.
+--profile adds cProfile's 25 most expensive functions by own time, per step. --mpi runs under mpiexec (each
+process its shard of every batch, blocking reductions; rank 0 reports).
+
+    python benchmarks/step_costs.py --against OTHER_TREE [--rounds 5]
+
+times this tree and another checkout (a copy of this script in its benchmarks/) in alternating child
+processes, one thread each, and prints each phase's median over the rounds of the per-round medians.
 """
 import argparse
 import cProfile
+import json
+import os
 import pstats
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -63,9 +73,14 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print {batch: {phase: CPU ms}} only")
+    parser.add_argument("--against", default=None, help="another tree to compare with, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mpi", action="store_true", help="under mpiexec -n K: each process its shard of every "
                         "batch, blocking reductions; rank 0 reports (the batch sizes are global)")
     args = parser.parse_args()
+    if args.against:
+        return compare(args)
 
     from nbconv import models
     from nbconv.distributed import SINGLE, MPIWorld
@@ -103,6 +118,10 @@ def main():
                       f"{filename.split('nbconv/')[-1]}:{line} {function}")
     if not world.is_root:
         return
+    if args.json:
+        print(json.dumps({size: {name: 1e3 * statistics.median(values) for name, values in results[size][0].items()}
+                          for size in sizes}))
+        return
     names = list(results[sizes[0]][0])
     print(f"\nmedian ms per step, thread CPU (wall), {args.steps} steps, batch sizes {sizes}")
     print("| phase | " + " | ".join(f"batch {size}" for size in sizes) +
@@ -116,6 +135,33 @@ def main():
             ratio = sizes[1] / sizes[0]
             cells.append(f"{1e3 * (ratio * a - b) / (ratio - 1):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def compare(args):
+    """This tree against args.against, alternating child processes (NUMBA_NUM_THREADS=1)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"this tree": here, "other tree": os.path.abspath(args.against)}
+    runs = {label: [] for label in trees}
+    for round_number in range(args.rounds):
+        for label, tree in (list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]):
+            env = dict(os.environ, NUMBA_NUM_THREADS="1", PYTHONPATH=tree)
+            command = [sys.executable, os.path.join(tree, "benchmarks", "step_costs.py"), "--json", "--batches",
+                       args.batches, "--steps", str(args.steps), "--model", args.model]
+            out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=tree).stdout
+            runs[label].append(json.loads(out.strip().splitlines()[-1]))
+    sizes = list(runs["this tree"][0])
+    print(f"median over {args.rounds} alternating rounds of each round's median thread CPU ms per step "
+          f"[min-max over rounds]; this tree {here}, other tree {trees['other tree']}")
+    print("| batch | phase | this tree | other tree | this / other |")
+    print("|---|---|---:|---:|---:|")
+    for size in sizes:
+        for phase in runs["this tree"][0][size]:
+            mine = [run[size][phase] for run in runs["this tree"]]
+            theirs = [run[size][phase] for run in runs["other tree"]]
+            ratios = [a / b for a, b in zip(mine, theirs) if b]
+            print(f"| {size} | {phase} | {statistics.median(mine):.3f} [{min(mine):.3f}-{max(mine):.3f}] | "
+                  f"{statistics.median(theirs):.3f} [{min(theirs):.3f}-{max(theirs):.3f}] | "
+                  f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] |")
 
 
 if __name__ == "__main__":

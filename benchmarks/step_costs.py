@@ -4,7 +4,8 @@ the fixed part that does not (Python per layer, validation, the optimizer, the l
     NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py [--batches 64,128] [--steps 300] [--profile]
 
 The step is the training loop's own (nbconv.train.train_epoch's body: batch assembly, forward, loss, hits,
-backward through the world, step totals, optimizer), on synthetic MNIST-shaped data. Each phase is timed in
+backward through the world, the reduction (packing, MPI, unpacking: GradientReducer.finish), step totals,
+optimizer), on synthetic MNIST-shaped data. Each phase is timed in
 thread CPU time (what a loaded machine inflates least) and wall time; medians over the steps. Two batch
 sizes give the fixed cost per step by extrapolating to an empty batch: fixed = 2 * t(64) - t(128).
 --profile adds cProfile's 25 most expensive functions by own time, per step. --mpi runs under mpiexec (each
@@ -13,10 +14,18 @@ process its shard of every batch, blocking reductions; rank 0 reports).
     python benchmarks/step_costs.py --against OTHER_TREE [--rounds 5]
 
 times this tree and another checkout (a copy of this script in its benchmarks/) in alternating child
-processes, one thread each, and prints each phase's median over the rounds of the per-round medians.
+processes, one thread each, and prints each phase's median over the rounds of the per-round medians. With
+--mpi, each child is a world of one MPI process (no partner to wait for): the reduction's own costs alone.
+
+    NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py --ab [--blocks 30]
+
+compares, in one process and in alternating blocks of 10 steps (what a loaded machine disturbs least), the
+step with and without each of two changes: the optimizer over flat buffers (against one kernel call a
+parameter) and the remembered convolution and pooling geometry (against checking it every call).
 """
 import argparse
 import cProfile
+import inspect
 import json
 import os
 import pstats
@@ -33,10 +42,24 @@ def phases(model, optimizer, world, images, labels, batch_size, steps, rng):
     from nbconv import functional as F
     from nbconv.data.batch import shifted_batch
 
-    cpu = {name: [] for name in ("batch", "forward", "loss", "backward", "totals", "optimizer", "step")}
+    cpu = {name: [] for name in ("batch", "forward", "loss", "backward", "reduction", "totals", "optimizer",
+                                 "step")}
     wall = {name: [] for name in cpu}
     dtype = np.float32
+    takes_totals = "totals" in inspect.signature(world.backward).parameters
+    reduction = [0.0, 0.0]  # this step's (wall, CPU) seconds in the reducer's finish: packing, MPI, unpacking
+    if world.distributed:
+        world.backward(model, None, 0, 1)  # makes the world's reducer, to time its finish
+        finish = world._reducer.finish
+
+        def timed_finish(*args, **kwargs):
+            started = time.perf_counter(), time.thread_time()
+            finish(*args, **kwargs)
+            reduction[0] += time.perf_counter() - started[0]
+            reduction[1] += time.thread_time() - started[1]
+        world._reducer.finish = timed_finish
     for _ in range(steps):
+        reduction[:] = [0.0, 0.0]
         chosen = rng.integers(0, len(images), batch_size)
         shifts = rng.integers(0, 3, (batch_size, 2))
         marks = [(time.perf_counter(), time.thread_time())]
@@ -53,7 +76,10 @@ def phases(model, optimizer, world, images, labels, batch_size, steps, rng):
         loss, grad_logits = F.softmax_cross_entropy(logits, batch_labels)
         hits = int((logits.argmax(axis=1) == batch_labels).sum())
         mark()
-        world.backward(model, grad_logits, len(mine), len(chosen))
+        if takes_totals:
+            world.backward(model, grad_logits, len(mine), len(chosen), totals=(loss * len(mine), hits))
+        else:  # a tree from before the totals travelled with the gradients
+            world.backward(model, grad_logits, len(mine), len(chosen))
         mark()
         world.step_totals(loss * len(mine), hits)
         mark()
@@ -62,6 +88,10 @@ def phases(model, optimizer, world, images, labels, batch_size, steps, rng):
         for index, name in enumerate(("batch", "forward", "loss", "backward", "totals", "optimizer")):
             wall[name].append(marks[index + 1][0] - marks[index][0])
             cpu[name].append(marks[index + 1][1] - marks[index][1])
+        wall["backward"][-1] -= reduction[0]
+        cpu["backward"][-1] -= reduction[1]
+        wall["reduction"].append(reduction[0])
+        cpu["reduction"].append(reduction[1])
         wall["step"].append(marks[-1][0] - marks[0][0])
         cpu["step"].append(marks[-1][1] - marks[0][1])
     return cpu, wall
@@ -76,11 +106,15 @@ def main():
     parser.add_argument("--json", action="store_true", help="print {batch: {phase: CPU ms}} only")
     parser.add_argument("--against", default=None, help="another tree to compare with, in alternating rounds")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ab", action="store_true", help="in-process A/B of the flat optimizer and the geometry")
+    parser.add_argument("--blocks", type=int, default=30)
     parser.add_argument("--mpi", action="store_true", help="under mpiexec -n K: each process its shard of every "
                         "batch, blocking reductions; rank 0 reports (the batch sizes are global)")
     args = parser.parse_args()
     if args.against:
         return compare(args)
+    if args.ab:
+        return in_process_ab(args)
 
     from nbconv import models
     from nbconv.distributed import SINGLE, MPIWorld
@@ -146,7 +180,7 @@ def compare(args):
         for label, tree in (list(trees.items()) if round_number % 2 == 0 else list(trees.items())[::-1]):
             env = dict(os.environ, NUMBA_NUM_THREADS="1", PYTHONPATH=tree)
             command = [sys.executable, os.path.join(tree, "benchmarks", "step_costs.py"), "--json", "--batches",
-                       args.batches, "--steps", str(args.steps), "--model", args.model]
+                       args.batches, "--steps", str(args.steps), "--model", args.model] + (["--mpi"] if args.mpi else [])
             out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=tree).stdout
             runs[label].append(json.loads(out.strip().splitlines()[-1]))
     sizes = list(runs["this tree"][0])
@@ -158,10 +192,56 @@ def compare(args):
         for phase in runs["this tree"][0][size]:
             mine = [run[size][phase] for run in runs["this tree"]]
             theirs = [run[size][phase] for run in runs["other tree"]]
-            ratios = [a / b for a, b in zip(mine, theirs) if b]
+            ratios = [a / b for a, b in zip(mine, theirs) if b] or [float("nan")]
             print(f"| {size} | {phase} | {statistics.median(mine):.3f} [{min(mine):.3f}-{max(mine):.3f}] | "
                   f"{statistics.median(theirs):.3f} [{min(theirs):.3f}-{max(theirs):.3f}] | "
                   f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] |")
+
+
+def in_process_ab(args):
+    """Each change on and off in the same process, alternating blocks of 10 steps; medians of the blocks'
+    median thread CPU ms per step, and of the per-block ratios."""
+    from nbconv import functional, models
+    from nbconv.distributed import SINGLE
+    from nbconv.train import TrainConfig, make_optimizer
+
+    data_rng = np.random.default_rng(0)
+    images = data_rng.integers(0, 256, (4096, 1, 28, 28), dtype=np.uint8)
+    labels = data_rng.integers(0, 10, 4096)
+    batch_size = int(args.batches.split(",")[0])
+    remembered = functional.conv_geometry, functional.pool_geometry
+    plain = tuple(function.__wrapped__ for function in remembered)
+
+    def trainer(flat):
+        model = models.build(args.model, input_shape=(1, 28, 28), seed=0)
+        optimizer = make_optimizer(TrainConfig(model=args.model), model.parameters())
+        if not flat:
+            optimizer._flat_step = lambda: False  # one kernel call a parameter, as before the flat buffers
+        return model, optimizer
+
+    cases = {"flat optimizer": {"on": (trainer(True), remembered), "off": (trainer(False), remembered)},
+             "remembered geometry": {"on": (trainer(True), remembered), "off": (trainer(True), plain)}}
+    rng = np.random.default_rng(1)
+    print(f"batch {batch_size}, one process, {args.blocks} alternating blocks of 10 steps each way: median thread "
+          f"CPU ms per step, on / off ratio median [min-max over blocks]")
+    for case, settings in cases.items():
+        times = {"on": {}, "off": {}}
+        for (model, optimizer), geometry in settings.values():
+            functional.conv_geometry, functional.pool_geometry = geometry
+            phases(model, optimizer, SINGLE, images, labels, batch_size, 20, rng)  # warm-up
+        for block in range(args.blocks):
+            for name in (("on", "off") if block % 2 == 0 else ("off", "on")):
+                (model, optimizer), geometry = settings[name]
+                functional.conv_geometry, functional.pool_geometry = geometry
+                cpu, _ = phases(model, optimizer, SINGLE, images, labels, batch_size, 10, rng)
+                for phase in ("forward", "backward", "optimizer", "step"):
+                    times[name].setdefault(phase, []).append(statistics.median(cpu[phase]))
+        functional.conv_geometry, functional.pool_geometry = remembered
+        for phase in ("forward", "backward", "optimizer", "step"):
+            on, off = times["on"][phase], times["off"][phase]
+            ratios = [a / b for a, b in zip(on, off)]
+            print(f"{case}: {phase} {1e3 * statistics.median(on):.3f} against {1e3 * statistics.median(off):.3f} ms: "
+                  f"{statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]")
 
 
 if __name__ == "__main__":

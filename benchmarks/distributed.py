@@ -128,8 +128,8 @@ def measure(args, world):
         else:
             reducing = balanced if reduction == "balanced" else world
             reducing.overlap = reduction != "blocking"
-            reducing.backward(model, grad_logits, len(batch), batch_size)
-            reducing.step_totals(loss * len(batch), 0)
+            reducing.backward(model, grad_logits, len(batch), batch_size, totals=(loss * len(batch), 0))
+            reducing.step_totals(loss * len(batch), 0)  # as the training loop does: reduced with the gradients
         optimizer.step()
 
     for config in CONFIGS:  # warm-up: every kernel for both batch sizes loaded or compiled

@@ -156,7 +156,7 @@ class SingleProcess:
     def shard(self, items):
         return items
 
-    def backward(self, model, grad_logits, local_count, global_count):
+    def backward(self, model, grad_logits, local_count, global_count, totals=None):
         model.backward(grad_logits, need_input_grad=False)
 
     def step_totals(self, loss_sum, correct):
@@ -232,6 +232,7 @@ class MPIWorld:
         self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
         self.interrupted = self.stop_agreed = False
         self._reducer = None
+        self._totals = None  # this step's totals, reduced alongside its gradients (see backward)
         self.balance, self.balance_every = bool(balance), int(balance_every)
         self.shares = np.full(self.size, 1.0 / self.size)  # of every batch, by rank; updated when balancing
         self._step_started = self._computed = None  # this step's start, and its compute seconds and images
@@ -258,7 +259,13 @@ class MPIWorld:
 
     def step_totals(self, loss_sum, correct):
         """(loss summed over the global batch, correct predictions in it). Also agrees on whether any process
-        received Ctrl-C: stop_requested() then answers True on every process after the same step."""
+        received Ctrl-C: stop_requested() then answers True on every process after the same step. When this
+        step's backward was given the same totals, they were reduced with its gradients, and this returns them
+        without another collective."""
+        if self._totals is not None:
+            totals, self._totals = self._totals, None
+            self.stop_agreed = bool(totals[2])
+            return float(totals[0]), int(totals[1])
         sent = np.zeros(3 + (self.size if self.balance else 0))
         sent[:3] = float(loss_sum), float(correct), float(self.interrupted)
         if self.balance and self._computed is not None and self._computed[1]:
@@ -320,13 +327,22 @@ class MPIWorld:
 
     # -- gradients ----------------------------------------------------------------------------------------
 
-    def backward(self, model, grad_logits, local_count, global_count):
+    def backward(self, model, grad_logits, local_count, global_count, totals=None):
         """Backward on this shard, then every parameter's .grad holds the global batch's gradient (summed
-        over the processes). grad_logits is the gradient of this shard's mean loss (None for an empty shard)."""
+        over the processes). grad_logits is the gradient of this shard's mean loss (None for an empty shard).
+
+        totals: (this shard's loss sum, its correct predictions), known before backward: their reduction (with
+        the Ctrl-C flag) starts first and completes with the gradients', so that the step's step_totals needs
+        no collective (and no meeting) of its own. Not with balance=True, whose totals carry the time of the
+        backward pass."""
         if self._reducer is None or self._reducer.model is not model:
             self._reducer = GradientReducer(model, self.comm, self.bucket_bytes)
         reducer = self._reducer
         reducer.begin()
+        self._totals = None
+        if totals is not None and not self.balance:  # started first on every process, whatever its shard
+            self._totals = np.array([float(totals[0]), float(totals[1]), float(self.interrupted)])
+            reducer.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._totals, op=self.MPI.SUM))
         if local_count:
             if local_count != global_count:
                 grad_logits = scale(grad_logits, local_count / global_count)
@@ -411,7 +427,9 @@ class GradientReducer:
     Buckets: the parameters in backward order (last layer first), cut into flat buffers of about
     bucket_bytes and one dtype each. Bucket i's reduction always starts before bucket i + 1's, on every
     process (non-blocking collectives must start in the same order everywhere). After `finish`, each
-    parameter's .grad is a view into its bucket.
+    parameter's .grad is a view into its bucket, or, where the layers wrote the gradients into an optimizer's
+    flat buffer (the CPU optimizers' from their first step on, nbconv.flat_parameters), that buffer's view,
+    reduced in place: no copies in or out.
     """
 
     def __init__(self, model, comm, bucket_bytes=BUCKET_BYTES):
@@ -492,8 +510,20 @@ class Bucket:
         self.staging = None if where == "cpu" or through_device else np.empty(self.size, self.dtype)
 
     def pack(self, have_gradients):
-        """Copy the gradients into the flat buffer (zeros for a process with no images in this batch, or for
-        a parameter backward left without a gradient); returns the buffer MPI reduces."""
+        """Make the buffer MPI reduces hold the gradients (zeros for a process with no images in this batch, or
+        for a parameter backward left without a gradient) and return it: where the layers wrote the gradients
+        side by side into one flat buffer (an optimizer's, nbconv.flat_parameters), that part of it, in
+        place; else this bucket's own buffer, the gradients copied in."""
+        region = self._written_region() if self.where == "cpu" else None
+        self.in_place = region is not None
+        if region is not None:
+            for parameter in self.parameters:
+                grad, view = parameter.grad if have_gradients else None, parameter.grad_buffer
+                if grad is None:
+                    view[...] = 0
+                elif grad is not view:
+                    view[...] = np.asarray(grad).reshape(view.shape)
+            return region
         for parameter, offset in zip(self.parameters, self.offsets):
             size = parameter.value.size
             grad = parameter.grad if have_gradients else None
@@ -515,11 +545,48 @@ class Bucket:
         self.flat.copy_to_host(self.staging)
         return self.staging
 
+    _region_of = _region = None  # the gradient buffers _written_region last saw, and the region they tile
+
+    def _written_region(self):
+        """The 1-D numpy array that the parameters' gradient buffers (Parameter.grad_buffer) tile exactly, in
+        any order, without gaps (one flat buffer's neighbouring views); None when they do not."""
+        buffers = tuple(parameter.grad_buffer for parameter in self.parameters)
+        if self._region_of is not None and len(buffers) == len(self._region_of) and \
+                all(a is b for a, b in zip(buffers, self._region_of)):
+            return self._region
+        self._region_of, self._region = buffers, _tiled_region(buffers, self.parameters, self.dtype)
+        return self._region
+
     def unpack(self):
+        if getattr(self, "in_place", False):
+            for parameter in self.parameters:
+                parameter.grad = parameter.grad_buffer
+            return
         if self.staging is not None:
             self.flat.copy_to_device(self.staging)
         for parameter, offset in zip(self.parameters, self.offsets):
             parameter.grad = self.flat[offset:offset + parameter.value.size].reshape(parameter.value.shape)
+
+
+def _tiled_region(buffers, parameters, dtype):
+    """A 1-D view of the memory that `buffers` (one per parameter, its shape) cover together, when they are
+    C-contiguous numpy views of one base array, of `dtype`, side by side without gaps or overlaps; else None."""
+    if not buffers or any(type(buffer) is not np.ndarray or buffer.dtype != dtype or not buffer.flags.c_contiguous
+                          or buffer.shape != parameter.value.shape for buffer, parameter in zip(buffers, parameters)):
+        return None
+    base = buffers[0].base
+    if base is None or base.ndim != 1 or base.dtype != dtype or not base.flags.c_contiguous or \
+            any(buffer.base is not base for buffer in buffers):
+        return None
+    origin, itemsize = base.__array_interface__["data"][0], dtype.itemsize
+    spans = sorted(((buffer.__array_interface__["data"][0] - origin) // itemsize, buffer.size) for buffer in buffers)
+    for (start, size), (following, _) in zip(spans, spans[1:]):
+        if start + size != following:
+            return None
+    start, stop = spans[0][0], spans[-1][0] + spans[-1][1]
+    if start < 0 or stop > base.size:
+        return None
+    return base[start:stop]
 
 
 def connect(force=False, overlap=None, balance=None):

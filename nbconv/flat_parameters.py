@@ -1,5 +1,6 @@
-"""One flat device buffer each for a model's parameters, their gradients and the optimizer's state, so that
-one kernel launch updates every parameter (nbconv.optim on the CUDA backend).
+"""One flat buffer each for a model's parameters, their gradients and the optimizer's state, so that one kernel
+call updates every parameter (nbconv.optim), and data-parallel training reduces the gradients where the
+layers wrote them (nbconv.distributed), without packing them into buffers of its own.
 
 The parameters' `value` and the optimizer's state arrays become views of the flat buffers; each parameter's
 `grad_buffer` is its view of the flat gradient buffer, which Conv2d and Linear write their gradients into.
@@ -21,30 +22,39 @@ class FlatBuffers:
         decays: each parameter's weight decay. Copies values and state into the new buffers and points the
         parameters and the returned `states` at views of them."""
         self.parameters = list(parameters)
+        self.where = where = backend.backend_of(self.parameters[0].value)
         dtype = np.dtype(self.parameters[0].value.dtype)
         sizes = [int(parameter.value.size) for parameter in self.parameters]
         ends = np.cumsum(sizes).astype(np.int64)
         total = int(ends[-1]) if len(ends) else 0
         self.dtype = dtype
-        self.values = backend.empty((total,), dtype, "cuda")
-        self.grads = backend.empty((total,), dtype, "cuda")
-        self.slots = [backend.empty((total,), dtype, "cuda") for _ in range(slot_count)]
-        self.segment_ends = backend.to_device(ends)
-        self.segment_decay = backend.to_device(np.asarray(decays, np.float64))
+        self.values = backend.empty((total,), dtype, where)
+        self.grads = backend.empty((total,), dtype, where)
+        self.slots = [backend.empty((total,), dtype, where) for _ in range(slot_count)]
+        self.segment_ends = backend.transfer(ends, where)
+        self.segment_decay = backend.transfer(np.asarray(decays, np.float64), where)
         self.decays = tuple(float(decay) for decay in decays)
+        # runs of neighbouring parameters with the same decay, (start, stop, decay): on the CPU each run is one
+        # call of the plain update kernel, which vectorises (the segmented one looks up every value's decay)
+        self.runs = []
+        for start, stop, decay in zip([0, *ends[:-1].tolist()], ends.tolist(), self.decays):
+            if self.runs and self.runs[-1][2] == decay:
+                self.runs[-1] = (self.runs[-1][0], stop, decay)
+            else:
+                self.runs.append((start, stop, decay))
         self.value_views, self.grad_views, self.states = [], [], []
         start = 0
         for parameter, size, state in zip(self.parameters, sizes, states):
             shape = tuple(parameter.value.shape)
             value = self.values[start:start + size].reshape(shape)
-            value.copy_to_device(backend.contiguous(parameter.value))
+            _copy(value, parameter.value)
             parameter.value = value
             grad = self.grads[start:start + size].reshape(shape)
             parameter.grad_buffer = grad
             slots = []
             for flat, array in zip(self.slots, state):
                 view = flat[start:start + size]
-                view.copy_to_device(array)
+                _copy(view, array)
                 slots.append(view)
             self.value_views.append(value)
             self.grad_views.append(grad)
@@ -66,10 +76,18 @@ class FlatBuffers:
         """Make the flat gradient buffer hold every parameter's .grad (copying those written elsewhere)."""
         for parameter, view in zip(self.parameters, self.grad_views):
             if parameter.grad is not view:
-                view.copy_to_device(backend.contiguous(parameter.grad).reshape(view.shape))
+                _copy(view, parameter.grad)
 
     def detach(self):
         """Stop the layers writing into the gradient buffer (the buffers are given up)."""
         for parameter, view in zip(self.parameters, self.grad_views):
             if parameter.grad_buffer is view:
                 parameter.grad_buffer = None
+
+
+def _copy(target, source):
+    """Copy `source` (same size, on target's backend) into `target`, whatever their shapes."""
+    if isinstance(target, np.ndarray):
+        target[...] = np.asarray(source).reshape(target.shape)
+    else:
+        target.copy_to_device(backend.contiguous(source).reshape(target.shape))

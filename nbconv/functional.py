@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend, checks
+from .remembered import remembered
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
@@ -87,6 +88,7 @@ class ConvGeometry:
                 self.dilation[0], self.dilation[1], self.groups)
 
 
+@remembered  # a training step asks the same every time: checked once per set of arguments
 def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, names=("input", "weight")):
     """Validate a 2-D convolution's shapes and hyper-parameters; return its ConvGeometry."""
     input_name, weight_name = names
@@ -276,6 +278,7 @@ class PoolGeometry:
         return self.kernel + self.stride + self.padding
 
 
+@remembered
 def pool_geometry(input_shape, kernel_size, stride, padding, ceil_mode):
     """Validate pooling hyper-parameters against an (N, C, H, W) shape; return its PoolGeometry."""
     N, C, H, W = input_shape

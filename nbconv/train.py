@@ -202,8 +202,8 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", p
             logits = model.forward(batch)
             loss, grad_logits = F.softmax_cross_entropy(logits, backend.transfer(batch_labels, device))
             hits = int((backend.to_host(logits).argmax(axis=1) == batch_labels).sum())
-        world.backward(model, grad_logits, len(mine), len(chosen))
-        loss_sum, hits = world.step_totals(loss * len(mine), hits)
+        world.backward(model, grad_logits, len(mine), len(chosen), totals=(loss * len(mine), hits))
+        loss_sum, hits = world.step_totals(loss * len(mine), hits)  # reduced with the gradients
         loss = loss_sum / len(chosen)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "

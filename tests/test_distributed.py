@@ -413,3 +413,65 @@ def test_scaling_benchmark_times_every_configuration_in_one_job():
     for label, *_ in benchmark.CONFIGS:
         assert len(measured[label]["images_per_s"]) == 2 and min(measured[label]["images_per_s"]) > 0
         assert min(measured[label]["cpu_ms"]) > 0
+
+
+@pytest.mark.skipif(distributed.mpi_library()[0] is None, reason="mpi4py or its MPI library is missing")
+@pytest.mark.parametrize("overlap", [True, False])
+def test_gradients_reduce_in_the_optimizers_flat_buffer_and_totals_travel_with_them(overlap):
+    """One process (MPI_COMM_SELF): from the optimizer's first step on, the layers write their gradients into its
+    flat buffer and the reduction sums them there (no packing, .grad stays the optimizer's view); the step's
+    totals reduce alongside, so step_totals starts no collective; the gradients and the updates match a model
+    trained without any world, bit for bit."""
+    from mpi4py import MPI
+
+    from nbconv import functional as F
+    from nbconv import models
+    from nbconv.train import TrainConfig, make_optimizer
+
+    collectives = []
+
+    class RecordingComm:
+        def __init__(self, comm):
+            self.comm = comm
+
+        def __getattr__(self, name):
+            return getattr(self.comm, name)
+
+        def Iallreduce(self, send, receive, op):
+            collectives.append(receive)
+            return self.comm.Iallreduce(send, receive, op=op)
+
+        def Allreduce(self, send, receive, op):
+            collectives.append(receive)
+            return self.comm.Allreduce(send, receive, op=op)
+
+    spec = "conv4k3,relu,maxpool2,flatten,fc16,relu,fc10"
+    world = distributed.MPIWorld(comm=RecordingComm(MPI.COMM_SELF), overlap=overlap)
+    images = np.random.default_rng(0).standard_normal((5, 1, 10, 10)).astype(np.float32)
+    labels = np.array([0, 3, 1, 9, 4])
+    nets = [models.build(spec, input_shape=(1, 10, 10), seed=0) for _ in range(2)]
+    optimizers = [make_optimizer(TrainConfig(model=spec), net.parameters()) for net in nets]
+    for step in range(3):
+        collectives.clear()
+        for net, optimizer in zip(nets, optimizers):
+            logits = net.forward(images)
+            loss, grad_logits = F.softmax_cross_entropy(logits, labels)
+            if net is nets[0]:
+                world.backward(net, grad_logits, 5, 5, totals=(loss * 5, 2))
+                assert world.step_totals(loss * 5, 2) == (pytest.approx(loss * 5), 2)
+            else:
+                net.backward(grad_logits, need_input_grad=False)
+            for got, want in zip(nets[0].parameters(), nets[1].parameters()):
+                if net is nets[1]:
+                    np.testing.assert_array_equal(got.grad, want.grad)
+            optimizer.step()
+        assert len(collectives) == 2  # the totals and one bucket: step_totals added none
+        reduced = collectives[1]
+        flat = optimizers[0].flat
+        if step == 0:  # before the first step the layers had no flat buffer to write into: copied into the bucket
+            assert flat is None or reduced.base is not flat.grads
+        else:
+            assert reduced.base is flat.grads and reduced.size == flat.grads.size  # summed where the layers wrote
+            assert all(parameter.grad is parameter.grad_buffer for parameter in nets[0].parameters())
+    for got, want in zip(nets[0].parameters(), nets[1].parameters()):
+        np.testing.assert_array_equal(got.value, want.value)

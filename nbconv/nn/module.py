@@ -20,9 +20,10 @@ LoadResult = namedtuple("LoadResult", "missing_keys unexpected_keys")
 class Parameter:
     """A trainable array (`value`) and its latest gradient (`grad`), on one backend.
 
-    `grad_buffer`, when an optimizer sets it (on the CUDA backend: a view of its flat gradient buffer,
-    see nbconv.optim), is where the layers write the gradient, so that `grad` is that buffer and one
-    launch updates every parameter; it is overwritten by each backward pass.
+    `grad_buffer`, when an optimizer sets it (a view of its flat gradient buffer, see nbconv.optim and
+    nbconv.flat_parameters), is where the layers write the gradient, so that `grad` is that buffer, one
+    kernel call updates every parameter and data-parallel training reduces the gradients in place; it is
+    overwritten by each backward pass.
     """
 
     grad_buffer = None

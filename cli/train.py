@@ -199,6 +199,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
     gc.freeze()
+    gc.enable()  # off since the process started, when run as `nbconv train` (nbconv.startup)
     started = time.perf_counter()
     progress = EpochProgress(config.epochs) if world.is_root else None
     try:

@@ -99,6 +99,8 @@ def connect_world(forced):
 def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
              nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit):
     device = resolve_device(device)
+    if device != "cpu":
+        gc.enable()  # collecting again for CUDA's compiles, which nbconv.startup's listener does not hear of
     if device == "cuda" and world.distributed:
         distributed.select_local_device(world)
     if threads is None and world.distributed and device == "cpu":

@@ -78,8 +78,9 @@ _compile_listener = []
 
 
 def collect_when_numba_compiles():
-    """From now on, Numba's starting to compile a kernel switches the collector on (imports Numba). Once per
-    process."""
+    """From now on, Numba's starting to compile a CPU kernel switches the collector on (imports Numba). Once
+    per process. (numba-cuda announces its compiles elsewhere: `nbconv train --device cuda` switches the
+    collector on itself.)"""
     if _compile_listener:
         return
     from numba.core import event

@@ -1,6 +1,7 @@
 """Warm-cache start of `nbconv train`, two source trees in alternating rounds: seconds from the process's start
-to the end of its first training step (the first optimizer step), and to the end of the process, in wall and
-CPU seconds (CPU: user + system of the whole process, interpreter start included).
+to the start of training (`training`: the model built and checked, the data loaded), to the end of its first
+training step (`first_step`: the first optimizer step), and to the end of the process, in wall and CPU seconds
+(CPU: user + system of the whole process, interpreter start included).
 
 Each tree is a directory holding the packages `nbconv` and `nbconv_cli` (a checkout with a link
 `nbconv_cli -> cli` beside `nbconv`, e.g. `git archive OLD | tar -x -C /tmp/old && ln -s cli
@@ -25,7 +26,7 @@ import time
 # Runs `python -m nbconv ARGS` in this process after installing an import hook that wraps
 # nbconv.optim.Optimizer.step once the module is loaded (importing it here first would change what is timed).
 PROBE = r"""
-import importlib.abc, importlib.machinery, json, os, resource, runpy, sys, time
+import gc, importlib.abc, importlib.machinery, json, os, resource, runpy, sys, time
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -59,6 +60,12 @@ class Hook(importlib.abc.MetaPathFinder):
         return spec
 
 sys.meta_path.insert(0, Hook())
+freeze = gc.freeze
+
+def training_starts():  # nbconv train freezes the objects alive just before its first epoch
+    marks.setdefault("training", (time.time() - LAUNCHED, cpu()))
+    freeze()
+gc.freeze = training_starts
 sys.argv = ["nbconv"] + sys.argv[1:]
 try:
     runpy.run_module("nbconv", run_name="__main__", alter_sys=True)
@@ -109,14 +116,14 @@ def main(argv):
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for tree, runs in results.items():
         figures = [f"{name} {kind} {spread([run[name][index] for run in runs if name in run])}"
-                   for name in ("first_step", "end") for index, kind in ((0, "wall"), (1, "CPU"))
+                   for name in ("training", "first_step", "end") for index, kind in ((0, "wall"), (1, "CPU"))
                    if any(name in run for run in runs)]
         print(f"{tree}: " + "; ".join(figures))
     first = trees[0]
     for other in trees[1:]:
         pairs = list(zip(results[first], results[other]))
         ratios = [f"{name} {kind} {spread([a[name][index] / b[name][index] for a, b in pairs if name in a])}"
-                  for name in ("first_step", "end") for index, kind in ((0, "wall"), (1, "CPU"))
+                  for name in ("training", "first_step", "end") for index, kind in ((0, "wall"), (1, "CPU"))
                   if all(name in a for a, _ in pairs)]
         print(f"{first} / {other}: " + "; ".join(ratios))
 

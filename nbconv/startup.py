@@ -56,6 +56,18 @@ def skip_numba_optional_imports():
 
 
 
+
+def skip_numba_extensions():
+    """Tell Numba that its third-party extensions are loaded, without looking for them: on its first compile
+    or cache load it reads the metadata of every installed distribution for `numba_extensions` entry points
+    (127 distributions here: ~50 ms), and nbconv's kernels use none. For the command line app only. Returns
+    False when Numba had already looked (nothing changes)."""
+    from numba.core import entrypoints
+    if getattr(entrypoints, "_already_initialized", True):
+        return False
+    entrypoints._already_initialized = True
+    return True
+
 # Python's cyclic garbage collector, run during a start, scans again and again the ~180,000 objects that
 # importing numpy, Numba and the kernels and loading kernels from Numba's cache create: ~0.2 s of CPU
 # (~275 collections) on ResNet-20's warm start, which leaves ~1,000 unreachable objects. Compiling, on the

@@ -133,3 +133,22 @@ print(gc.isenabled())
 def test_the_garbage_collector_comes_back_on_when_numba_compiles():
     out = subprocess.run([sys.executable, "-c", PROGRAM_GC], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "1", "True", "True"]
+
+
+PROGRAM_EXTENSIONS = """
+import numpy as np
+from nbconv.startup import skip_numba_extensions
+print(skip_numba_extensions(), skip_numba_extensions())
+import importlib.metadata
+calls = []
+real = importlib.metadata.entry_points
+importlib.metadata.entry_points = lambda *a, **k: calls.append(1) or real(*a, **k)
+import nbconv.functional as F
+print(F.relu(np.array([-1.0, 2.0], np.float32)).tolist(), len(calls))
+"""
+
+
+def test_numba_does_not_look_for_extensions_and_kernels_still_run():
+    out = subprocess.run([sys.executable, "-c", PROGRAM_EXTENSIONS], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["True False", "[0.0, 2.0] 0"]

@@ -152,3 +152,10 @@ def test_numba_does_not_look_for_extensions_and_kernels_still_run():
     out = subprocess.run([sys.executable, "-c", PROGRAM_EXTENSIONS], capture_output=True, text=True,
                          check=True).stdout.split("\n")
     assert out[:2] == ["True False", "[0.0, 2.0] 0"]
+
+
+def test_the_library_s_training_modules_load_no_gpu_onnx_imaging_torch_or_network_code():
+    program = ("import sys\nimport nbconv.train, nbconv.functional, nbconv.models\n"
+               f"print([name for name in {list(NOT_FOR_TRAINING[:9])!r} if name in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -55,8 +55,6 @@ def skip_numba_optional_imports():
     return blocked
 
 
-
-
 def skip_numba_extensions():
     """Tell Numba that its third-party extensions are loaded, without looking for them: on its first compile
     or cache load it reads the metadata of every installed distribution for `numba_extensions` entry points
@@ -67,6 +65,7 @@ def skip_numba_extensions():
         return False
     entrypoints._already_initialized = True
     return True
+
 
 # Python's cyclic garbage collector, run during a start, scans again and again the ~180,000 objects that
 # importing numpy, Numba and the kernels and loading kernels from Numba's cache create: ~0.2 s of CPU

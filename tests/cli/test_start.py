@@ -1,5 +1,6 @@
 """What `nbconv` loads at start: each sub-command's module on its own, no CUDA, ONNX, imaging or PyTorch code
 for a CPU training run, Numba without PyYAML/cffi, and the garbage collector off only while nothing compiles."""
+import ast
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ def run_nbconv(*args, cwd=None):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("LOADED "), done.stdout
     loaded, collecting = last[len("LOADED "):].rsplit(" GC ", 1)
-    return eval(loaded), collecting == "True", done.stdout
+    return ast.literal_eval(loaded), collecting == "True", done.stdout
 
 
 def test_every_sub_command_is_listed_and_loads_under_its_name():
@@ -66,7 +67,7 @@ def test_a_cpu_training_run_loads_nothing_it_does_not_run_and_collects_garbage_w
     assert collecting is True
 
 
-def test_other_commands_have_the_garbage_collector_back_once_loaded(tmp_path):
+def test_other_commands_have_the_garbage_collector_back_once_loaded():
     loaded, collecting, out = run_nbconv("summary", "lenet5")
     assert collecting is True and "nbconv.bench" not in loaded
 

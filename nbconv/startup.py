@@ -73,32 +73,45 @@ def skip_numba_extensions():
 # other hand, leaves much cyclic garbage (Numba's IR, LLVM modules), so the collector comes back on for it.
 
 
+_paused = []  # [True] while the collector is off by pause_garbage_collector()
+
+
 def pause_garbage_collector():
     """Switch Python's cyclic garbage collector off for a process's start (imports nothing, so that it can come
     first); resume_garbage_collector() switches it on again, and so does the first kernel Numba compiles
-    (not a cache load) once collect_when_numba_compiles() has been called."""
-    gc.disable()
+    (not a cache load) once collect_when_numba_compiles() has been called. Does nothing when the collector
+    is already off (somebody else's choice, left alone)."""
+    if gc.isenabled() and not _paused:
+        gc.disable()
+        _paused.append(True)
+
+
+def garbage_collector_paused():
+    """True between pause_garbage_collector() and the collector's coming back on."""
+    return bool(_paused)
 
 
 def resume_garbage_collector():
-    """Switch the collector on again (also when it was never off)."""
-    gc.enable()
+    """Switch the collector on again if pause_garbage_collector() switched it off (else nothing changes)."""
+    if _paused:
+        _paused.clear()
+        gc.enable()
 
 
 _compile_listener = []
 
 
 def collect_when_numba_compiles():
-    """From now on, Numba's starting to compile a CPU kernel switches the collector on (imports Numba). Once
-    per process. (numba-cuda announces its compiles elsewhere: `nbconv train --device cuda` switches the
-    collector on itself.)"""
+    """From now on, Numba's starting to compile a CPU kernel resumes a paused collector (imports Numba). Once
+    per process. (numba-cuda announces its compiles elsewhere: `nbconv train --device cuda` resumes the
+    collector itself.)"""
     if _compile_listener:
         return
     from numba.core import event
 
     class ResumeWhenCompiling(event.Listener):
         def on_start(self, ev):
-            gc.enable()
+            resume_garbage_collector()
 
         def on_end(self, ev):
             pass

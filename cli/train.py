@@ -6,7 +6,7 @@ import time
 
 import click
 
-from nbconv import checkpoint, distributed, files, jit_warmup, models
+from nbconv import checkpoint, distributed, files, jit_warmup, models, startup
 from nbconv.data import describe
 from nbconv.optim import DECAY_ON, SCHEDULES
 from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset, check_outputs, fit,
@@ -99,6 +99,8 @@ def connect_world(forced):
 def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
              nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit):
     device = resolve_device(device)
+    if device != "cpu":
+        startup.resume_garbage_collector()  # for CUDA's compiles, which nbconv.startup's listener does not hear of
     if device == "cuda" and world.distributed:
         distributed.select_local_device(world)
     if threads is None and world.distributed and device == "cpu":
@@ -199,6 +201,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     # Everything alive now (Numba's compiled-function objects, the dataset) lives to the end: kept out of the
     # garbage collector's full passes during training, and out of the final one at exit (0.2 s).
     gc.freeze()
+    startup.resume_garbage_collector()  # paused since the process started, when run as `nbconv train`
     started = time.perf_counter()
     progress = EpochProgress(config.epochs) if world.is_root else None
     try:

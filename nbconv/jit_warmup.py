@@ -178,4 +178,8 @@ def compile_step(config, dtype=np.float32):
 
 
 if __name__ == "__main__":
+    from . import startup  # like the app that starts it, this process runs only nbconv's kernels
+    startup.skip_numba_optional_imports()
+    startup.skip_numba_scipy_blas()
+    startup.skip_numba_extensions()
     warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")))

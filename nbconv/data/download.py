@@ -5,8 +5,6 @@ import hashlib
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import click
 
@@ -87,6 +85,8 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
     failure (network, deadline, md5 mismatch, interruption) DownloadError is raised (KeyboardInterrupt
     passes through), nothing is left at `destination` and no partial file remains beside it.
     """
+    import urllib.error  # here, not at the top: a run whose data is on disk never loads urllib and http
+    import urllib.request
     deadline = default_deadline() if deadline is None else float(deadline)
     directory = os.path.dirname(os.path.abspath(destination))
     if not os.path.isdir(directory):

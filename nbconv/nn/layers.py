@@ -500,6 +500,8 @@ class Flatten(Layer):
         return input.reshape((self.input_shape[0], math.prod(self.input_shape[1:])))
 
     def backward(self, grad_output):
+        if type(grad_output) is np.ndarray and grad_output.flags.c_contiguous:  # the common case, no look-ups
+            return grad_output.reshape(self.input_shape)
         return backend.contiguous(grad_output).reshape(self.input_shape)
 
     def spec(self):

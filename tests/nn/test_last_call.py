@@ -1,5 +1,7 @@
 """Layers that call their kernels directly for the shapes of their last call (nbconv.nn.last_call): the same
 bits as the validated path, the same errors for bad input, and outputs that later calls never overwrite."""
+import copy
+import pickle
 import re
 import threading
 
@@ -203,3 +205,16 @@ def test_threads_sharing_a_layer_get_their_own_outputs(rng):
         thread.join()
     for result, wanted in zip(results, expected):
         np.testing.assert_array_equal(result, wanted)
+
+
+def test_copies_and_pickles_of_a_used_layer_leave_the_remembered_calls_behind(rng):
+    layer = _conv(rng, np.float32)
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    y = layer.forward(x)
+    layer.backward(np.ones_like(y))
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert twin._last_forward is None and twin._last_backward is None
+        for _ in range(2):
+            assert np.array_equal(twin.forward(x), y)
+        twin.weight.value[...] = 0  # its own weight array: the original's results stay
+        assert np.array_equal(layer.forward(x), y)

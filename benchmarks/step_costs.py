@@ -20,8 +20,9 @@ processes, one thread each, and prints each phase's median over the rounds of th
     NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py --ab [--blocks 30]
 
 compares, in one process and in alternating blocks of 10 steps (what a loaded machine disturbs least), the
-step with and without each of two changes: the optimizer over flat buffers (against one kernel call a
-parameter) and the remembered convolution and pooling geometry (against checking it every call).
+step with and without each of three changes: the optimizer over flat buffers (against one kernel call a
+parameter), the remembered convolution and pooling geometry (against checking it every call) and the layers'
+remembered last calls (nbconv.nn.last_call: direct kernel calls, against the validated path every call).
 """
 import argparse
 import cProfile
@@ -221,22 +222,32 @@ def in_process_ab(args):
 
     cases = {"flat optimizer": {"on": (trainer(True), remembered), "off": (trainer(False), remembered)},
              "remembered geometry": {"on": (trainer(True), remembered), "off": (trainer(True), plain)}}
+    from nbconv.nn import layers
+    last_call_key = getattr(layers, "host_key", None)  # a tree from before the layers remembered calls has none
+    if last_call_key is not None:
+        cases["remembered layer calls"] = {"on": (trainer(True), remembered), "off": (trainer(True), remembered)}
+
+    def settle(case, name, geometry):
+        functional.conv_geometry, functional.pool_geometry = geometry
+        if last_call_key is not None:  # off: no key, so every call takes the validated path and remembers nothing
+            layers.host_key = (lambda array: None) if (case, name) == ("remembered layer calls", "off") \
+                else last_call_key
     rng = np.random.default_rng(1)
     print(f"batch {batch_size}, one process, {args.blocks} alternating blocks of 10 steps each way: median thread "
           f"CPU ms per step, on / off ratio median [min-max over blocks]")
     for case, settings in cases.items():
         times = {"on": {}, "off": {}}
-        for (model, optimizer), geometry in settings.values():
-            functional.conv_geometry, functional.pool_geometry = geometry
+        for name, ((model, optimizer), geometry) in settings.items():
+            settle(case, name, geometry)
             phases(model, optimizer, SINGLE, images, labels, batch_size, 20, rng)  # warm-up
         for block in range(args.blocks):
             for name in (("on", "off") if block % 2 == 0 else ("off", "on")):
                 (model, optimizer), geometry = settings[name]
-                functional.conv_geometry, functional.pool_geometry = geometry
+                settle(case, name, geometry)
                 cpu, _ = phases(model, optimizer, SINGLE, images, labels, batch_size, 10, rng)
                 for phase in ("forward", "backward", "optimizer", "step"):
                     times[name].setdefault(phase, []).append(statistics.median(cpu[phase]))
-        functional.conv_geometry, functional.pool_geometry = remembered
+        settle(case, "on", remembered)
         for phase in ("forward", "backward", "optimizer", "step"):
             on, off = times["on"][phase], times["off"][phase]
             ratios = [a / b for a, b in zip(on, off)]

@@ -3,13 +3,27 @@
 Every layer runs on the backend its input lives on (numpy -> CPU kernels, device arrays -> CUDA
 kernels); parameters must be on the same backend (model.to(device)). Shapes are PyTorch's.
 """
+import math
+
 import numpy as np
 
 from .. import backend, checks
 from .. import functional as F
+from .last_call import LastCall, host_key, identity, plan_for
 from ..spec_grammar import pair as _pair, token_args as _token_args
 from .init import initial_weight
 from .module import Layer, Parameter, WeightedLayer
+
+
+def _plain(*arrays):
+    """Whether every array that is not None is a C-contiguous numpy array (the validated path would pass
+    anything else on as a contiguous copy or a view, which a remembered call must not skip)."""
+    return all(array is None or host_key(array) is not None for array in arrays)
+
+
+def _fits(buffer, shape, dtype):
+    """Whether the validated path writes a gradient into `buffer` (see functional._out_or_empty)."""
+    return type(buffer) is np.ndarray and buffer.shape == tuple(shape) and buffer.dtype == dtype
 
 
 class Conv2d(WeightedLayer):
@@ -31,19 +45,83 @@ class Conv2d(WeightedLayer):
         self.hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
 
+    _last_forward = _last_backward = None  # see nbconv.nn.last_call
+
     def forward(self, input):
         self.input = input
-        return F.conv2d(input, self.weight.value, None if self.bias is None else self.bias.value, **self.hyper)
+        weight, bias = self.weight.value, None if self.bias is None else self.bias.value
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, identity(weight), identity(bias),
+                                              tuple(self.hyper.values()))
+        plan = plan_for(self._last_forward, key)
+        if plan is not None:
+            kernel, bias_array, output_shape, kernel_args = plan
+            output = np.empty(output_shape, input.dtype)
+            kernel(input, weight, bias_array, output, *kernel_args)
+            return output
+        output = F.conv2d(input, weight, bias, **self.hyper)
+        if key is not None and input.ndim == 4 and _plain(weight, bias):
+            geometry = self._geometry(input, weight)
+            if geometry.extra_h == 0 and geometry.extra_w == 0:  # else the input is padded on the right: copied
+                bias_array = np.empty((0,), input.dtype) if bias is None else bias
+                self._last_forward = LastCall(key, (weight, bias), (
+                    backend.kernels("cpu").conv2d_forward, bias_array, geometry.output_shape, geometry.kernel_args))
+        return output
+
+    def _geometry(self, input, weight):
+        h = self.hyper
+        return F.conv_geometry(input.shape, weight.shape, h["stride"], h["padding"], h["dilation"], h["groups"])
 
     def backward(self, grad_output, need_input_grad=True):
         h = self.hyper
-        grad_input, self.weight.grad, grad_bias = F.conv2d_backward(
-            grad_output, self.input, self.weight.value, h["stride"], h["padding"], h["dilation"], h["groups"],
-            need_input_grad, bool(self.param_grads), self.weight.grad_buffer,
-            None if self.bias is None else self.bias.grad_buffer, need_bias_grad=self.bias is not None)
+        input, weight = self.input, self.weight.value
+        need_weight_grad = bool(self.param_grads)
+        grad_weight_buffer = self.weight.grad_buffer
+        grad_bias_buffer = None if self.bias is None else self.bias.grad_buffer
+        grad_key, input_key = host_key(grad_output), host_key(input)
+        key = None if grad_key is None or input_key is None else (
+            grad_key, input_key, identity(weight), identity(grad_weight_buffer), identity(grad_bias_buffer),
+            self.bias is None, bool(need_input_grad), need_weight_grad, tuple(h.values()))
+        plan = plan_for(self._last_backward, key)
+        if plan is not None:
+            grad_input, self.weight.grad, grad_bias = self._backward_direct(plan, grad_output, input, weight,
+                                                                            grad_weight_buffer, grad_bias_buffer)
+        else:
+            grad_input, self.weight.grad, grad_bias = F.conv2d_backward(
+                grad_output, input, weight, h["stride"], h["padding"], h["dilation"], h["groups"],
+                need_input_grad, need_weight_grad, grad_weight_buffer, grad_bias_buffer,
+                need_bias_grad=self.bias is not None)
+            if key is not None and input.ndim == 4 and _plain(weight):
+                geometry = self._geometry(input, weight)
+                if geometry.extra_h == 0 and geometry.extra_w == 0:
+                    dtype = input.dtype
+                    self._last_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
+                        backend.kernels("cpu"), geometry.kernel_args,
+                        _fits(grad_weight_buffer, weight.shape, dtype),
+                        _fits(grad_bias_buffer, (weight.shape[0],), dtype),
+                        bool(need_input_grad), need_weight_grad, self.bias is not None))
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
+
+    @staticmethod
+    def _backward_direct(plan, grad_output, input, weight, grad_weight_buffer, grad_bias_buffer):
+        """F.conv2d_backward's kernel calls for the arguments `plan` was worked out for."""
+        kernels, kernel_args, weight_buffer_fits, bias_buffer_fits, need_input_grad, need_weight_grad, \
+            need_bias_grad = plan
+        dtype = input.dtype
+        grad_weight = grad_bias = grad_input = None
+        if need_weight_grad:
+            grad_weight = grad_weight_buffer if weight_buffer_fits else np.empty(weight.shape, dtype)
+            if need_bias_grad:
+                grad_bias = grad_bias_buffer if bias_buffer_fits else np.empty((weight.shape[0],), dtype)
+                kernels.conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, *kernel_args)
+            else:
+                kernels.conv2d_backward_weight(grad_output, input, grad_weight, *kernel_args)
+        if need_input_grad:
+            grad_input = np.empty(input.shape, dtype)
+            kernels.conv2d_backward_input(grad_output, weight, grad_input, *kernel_args)
+        return grad_input, grad_weight, grad_bias
 
     def spec(self):
         h = self.hyper
@@ -144,14 +222,54 @@ class Linear(WeightedLayer):
         self.bias = Parameter(np.zeros(out_features, dtype)) if bias else None
         self.out_features = out_features
 
+    _last_forward = _last_backward = None  # see nbconv.nn.last_call
+
     def forward(self, input):
         self.input = input
-        return F.linear(input, self.weight.value, None if self.bias is None else self.bias.value)
+        weight, bias = self.weight.value, None if self.bias is None else self.bias.value
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, identity(weight), identity(bias))
+        plan = plan_for(self._last_forward, key)
+        if plan is not None:
+            kernel, bias_array, output_shape = plan
+            output = np.empty(output_shape, input.dtype)
+            kernel(input, weight, bias_array, output)
+            return output
+        output = F.linear(input, weight, bias)
+        if key is not None and _plain(weight, bias):
+            bias_array = np.empty((0,), input.dtype) if bias is None else bias
+            self._last_forward = LastCall(key, (weight, bias), (backend.kernels("cpu").linear_forward, bias_array,
+                                                                output.shape))
+        return output
 
     def backward(self, grad_output, need_input_grad=True):
-        grad_input, self.weight.grad, grad_bias = F.linear_backward(
-            grad_output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
-            None if self.bias is None else self.bias.grad_buffer)
+        input, weight = self.input, self.weight.value
+        grad_weight_buffer = self.weight.grad_buffer
+        grad_bias_buffer = None if self.bias is None else self.bias.grad_buffer
+        grad_key, input_key = host_key(grad_output), host_key(input)
+        key = None if grad_key is None or input_key is None else (
+            grad_key, input_key, identity(weight), identity(grad_weight_buffer), identity(grad_bias_buffer),
+            bool(need_input_grad))
+        plan = plan_for(self._last_backward, key)
+        if plan is not None:
+            kernels, weight_buffer_fits, bias_buffer_fits = plan
+            dtype = input.dtype
+            grad_weight = grad_weight_buffer if weight_buffer_fits else np.empty(weight.shape, dtype)
+            grad_bias = grad_bias_buffer if bias_buffer_fits else np.empty((weight.shape[0],), dtype)
+            grad_input = None
+            if need_input_grad:
+                grad_input = np.empty(input.shape, dtype)
+                kernels.linear_backward_input(grad_output, weight, grad_input)
+            kernels.linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias)
+        else:
+            grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, input, weight, need_input_grad,
+                                                                   grad_weight_buffer, grad_bias_buffer)
+            if key is not None and _plain(weight):
+                dtype = input.dtype
+                self._last_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
+                    backend.kernels("cpu"), _fits(grad_weight_buffer, weight.shape, dtype),
+                    _fits(grad_bias_buffer, (weight.shape[0],), dtype)))
+        self.weight.grad = grad_weight
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
@@ -186,18 +304,50 @@ class MaxPool2d(Layer):
         super().__init__()
         self.hyper = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
 
+    _last_forward = _last_backward = None  # see nbconv.nn.last_call
+
     def forward(self, input):
         self.input = input
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, self.training, tuple(self.hyper.values()))
+        plan = plan_for(self._last_forward, key)
+        if plan is not None:
+            kernel, output_shape, no_indices, kernel_args = plan
+            output = np.empty(output_shape, input.dtype)
+            indices = np.empty(output_shape, np.int64) if no_indices is None else no_indices
+            kernel(input, output, indices, *kernel_args)
+            self.indices = None if no_indices is not None else indices
+            return output
         if not self.training:  # positions are only needed for a backward pass; finding them costs
             self.indices = None  # (backward without them recomputes them)
-            return F.max_pool2d(input, **self.hyper)
-        output, self.indices = F.max_pool2d(input, return_indices=True, **self.hyper)
+            output = F.max_pool2d(input, **self.hyper)
+        else:
+            output, self.indices = F.max_pool2d(input, return_indices=True, **self.hyper)
+        if key is not None and input.ndim == 4:
+            geometry = _pool_geometry(input, self.hyper)
+            no_indices = None if self.training else np.empty((0, 0, 0, 0), np.int64)  # nothing is written there
+            self._last_forward = LastCall(key, (), (backend.kernels("cpu").max_pool2d_forward, geometry.output_shape,
+                                                    no_indices, geometry.kernel_args))
         return output
 
     def backward(self, grad_output):
         h = self.hyper
-        return F.max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
-                                     h["ceil_mode"], self.indices, check_indices=False)  # made by its forward
+        indices = self.indices
+        grad_key, input_key = host_key(grad_output), host_key(self.input)
+        key = None if grad_key is None or input_key is None or host_key(indices) is None else (
+            grad_key, input_key, indices.shape, indices.dtype, tuple(h.values()))
+        plan = plan_for(self._last_backward, key)
+        if plan is not None:
+            kernel, kernel_args = plan
+            grad_input = np.empty(self.input.shape, grad_output.dtype)
+            kernel(grad_output, indices, grad_input, *kernel_args)
+            return grad_input
+        grad_input = F.max_pool2d_backward(grad_output, self.input, h["kernel_size"], h["stride"], h["padding"],
+                                           h["ceil_mode"], indices, check_indices=False)  # made by its forward
+        if key is not None and self.input.ndim == 4:
+            geometry = _pool_geometry(self.input, h)
+            self._last_backward = LastCall(key, (), (backend.kernels("cpu").max_pool2d_backward, geometry.kernel_args))
+        return grad_input
 
     def spec(self):
         h = self.hyper
@@ -211,18 +361,53 @@ class AvgPool2d(Layer):
         self.hyper = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
                           count_include_pad=count_include_pad)
 
+    _last_forward = _last_backward = None  # see nbconv.nn.last_call
+
     def forward(self, input):
         self.input = input
-        return F.avg_pool2d(input, **self.hyper)
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, tuple(self.hyper.values()))
+        plan = plan_for(self._last_forward, key)
+        if plan is not None:
+            kernel, output_shape, kernel_args = plan
+            output = np.empty(output_shape, input.dtype)
+            kernel(input, output, *kernel_args)
+            return output
+        output = F.avg_pool2d(input, **self.hyper)
+        if key is not None and input.ndim == 4:
+            geometry = _pool_geometry(input, self.hyper)
+            self._last_forward = LastCall(key, (), (backend.kernels("cpu").avg_pool2d_forward, geometry.output_shape,
+                                                    geometry.kernel_args + (self._include_pad(),)))
+        return output
 
     def backward(self, grad_output):
-        return F.avg_pool2d_backward(grad_output, self.input, **self.hyper)
+        grad_key, input_key = host_key(grad_output), host_key(self.input)
+        key = None if grad_key is None or input_key is None else (grad_key, input_key, tuple(self.hyper.values()))
+        plan = plan_for(self._last_backward, key)
+        if plan is not None:
+            kernel, kernel_args = plan
+            grad_input = np.empty(self.input.shape, grad_output.dtype)
+            kernel(grad_output, grad_input, *kernel_args)
+            return grad_input
+        grad_input = F.avg_pool2d_backward(grad_output, self.input, **self.hyper)
+        if key is not None and self.input.ndim == 4:
+            geometry = _pool_geometry(self.input, self.hyper)
+            self._last_backward = LastCall(key, (), (backend.kernels("cpu").avg_pool2d_backward,
+                                                     geometry.kernel_args + (self._include_pad(),)))
+        return grad_input
+
+    def _include_pad(self):
+        return int(bool(self.hyper["count_include_pad"]))
 
     def spec(self):
         h = self.hyper
         return f"avgpool{_token_args(k=h['kernel_size'])[1:]}" + _token_args(
             s=h["stride"], p=None if h["padding"] in (0, (0, 0)) else h["padding"]) + (
             "ceil" if h["ceil_mode"] else "") + ("" if h["count_include_pad"] else "nopad")
+
+
+def _pool_geometry(input, hyper):
+    return F.pool_geometry(input.shape, hyper["kernel_size"], hyper["stride"], hyper["padding"], hyper["ceil_mode"])
 
 
 class GlobalAvgPool2d(Layer):
@@ -240,15 +425,35 @@ class GlobalAvgPool2d(Layer):
 
 
 class _Activation(Layer):
-    function = None
+    function = None  # the name in nbconv.functional; its kernels are function + "_forward" and "_backward"
     token = None
+    _last_forward = _last_backward = None  # see nbconv.nn.last_call
 
     def forward(self, input):
         self.input = input
-        return getattr(F, self.function)(input)
+        key = host_key(input)
+        kernel = plan_for(self._last_forward, key)
+        if kernel is not None:
+            output = np.empty(input.shape, input.dtype)
+            kernel(input.reshape(-1), output.reshape(-1))
+            return output
+        output = getattr(F, self.function)(input)
+        if key is not None:
+            self._last_forward = LastCall(key, (), getattr(backend.kernels("cpu"), self.function + "_forward"))
+        return output
 
     def backward(self, grad_output):
-        return getattr(F, self.function + "_backward")(grad_output, self.input)
+        grad_key, input_key = host_key(grad_output), host_key(self.input)
+        key = None if grad_key is None or input_key is None else (grad_key, input_key)
+        kernel = plan_for(self._last_backward, key)
+        if kernel is not None:
+            grad_input = np.empty(grad_output.shape, grad_output.dtype)
+            kernel(grad_output.reshape(-1), self.input.reshape(-1), grad_input.reshape(-1))
+            return grad_input
+        grad_input = getattr(F, self.function + "_backward")(grad_output, self.input)
+        if key is not None:
+            self._last_backward = LastCall(key, (), getattr(backend.kernels("cpu"), self.function + "_backward"))
+        return grad_input
 
     def spec(self):
         return self.token
@@ -292,9 +497,11 @@ class Flatten(Layer):
 
     def forward(self, input):
         self.input_shape = tuple(input.shape)
-        return input.reshape((self.input_shape[0], int(np.prod(self.input_shape[1:]))))
+        return input.reshape((self.input_shape[0], math.prod(self.input_shape[1:])))
 
     def backward(self, grad_output):
+        if type(grad_output) is np.ndarray and grad_output.flags.c_contiguous:  # the common case, no look-ups
+            return grad_output.reshape(self.input_shape)
         return backend.contiguous(grad_output).reshape(self.input_shape)
 
     def spec(self):

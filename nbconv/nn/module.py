@@ -74,6 +74,14 @@ class Layer:
     def __call__(self, input):
         return self.forward(input)
 
+    def __getstate__(self):
+        """Copies and pickles leave out the remembered last calls (nbconv.nn.last_call): they name arrays by
+        identity and hold kernel callables, and a copy remembers its own."""
+        state = dict(self.__dict__)
+        state.pop("_last_forward", None)
+        state.pop("_last_backward", None)
+        return state
+
     def forward(self, input):
         raise NotImplementedError
 

@@ -50,8 +50,9 @@ print(json.dumps({"ms": 1000 * sorted(walls)[len(walls) // 2], "best_ms": 1000 *
 
 def run(tree, arguments):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
-    out = subprocess.run([sys.executable, "-c", CHILD] + arguments, env=env, capture_output=True, text=True,
-                         check=True)
+    # run from the tree itself: `python -c` puts the working directory first on sys.path
+    out = subprocess.run([sys.executable, "-c", CHILD] + arguments, env=env, cwd=os.path.abspath(tree),
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -150,7 +150,9 @@ def test_non_finite_weights_keep_the_last_good_checkpoint(tiny, tmp_path, monkey
 
     def poison():  # as a diverging update would, at the last step of the second epoch (a NaN weight seen by
         # a later forward pass gives a NaN loss, which stops training by its own check)
-        backend.flat(optim_holder[0].parameters[0].value)[0] = np.nan
+        # the training run's optimizer (on an empty JIT cache the warm-up builds a one-parameter one first)
+        training = next(holder for holder in optim_holder if len(holder.parameters) > 1)
+        backend.flat(training.parameters[0].value)[0] = np.nan
     optim_holder = []
     real_init = optim.Optimizer.__init__
 

@@ -23,6 +23,15 @@ def tiny(tmp_path_factory):
     return make_tiny_mnist(str(tmp_path_factory.mktemp("data") / "mnist"), n_train=128, n_test=40)
 
 
+@pytest.fixture(autouse=True)
+def foreground_ctrl_c():
+    """Ctrl-C handled as in a foreground terminal, also where the test runner was started in the background
+    (a background job starts with SIGINT ignored, and nbconv rightly leaves an ignored SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _args(tiny, out, optimizer="sgd"):
     return ["train", SPEC, "--batch-size", "32", "--data-dir", tiny, "--seed", "5", "--epochs", "3",
             "--optimizer", optimizer, "--out", str(out), "--device", "cpu"]

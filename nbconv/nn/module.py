@@ -212,6 +212,19 @@ class WeightedLayer(Layer):
         return {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
 
 
+_NO_REGION = contextlib.nullcontext()
+
+
+def single_threaded_blas(array):
+    """For a pass over numpy arrays, the region in which the CPU kernels run OpenBLAS on one thread, entered
+    once for all the layers (nbconv.kernels.cpu.blas.single_threaded: the kernels' own regions inside it
+    cost a counter); a region that does nothing for device arrays."""
+    if type(array) is not np.ndarray:
+        return _NO_REGION
+    from ..kernels.cpu.blas import single_threaded
+    return single_threaded()
+
+
 class Sequential(Layer):
     """Layers applied in order; names are unique and address layers (model['conv1'])."""
 
@@ -271,15 +284,16 @@ class Sequential(Layer):
         self._inferred = False
         self._fused = set()  # positions in `order` whose layer also ran the next one (see Layer.fuses_with)
         position = 0
-        while position < len(order):
-            layer = self.layers[order[position]]
-            if position + 1 < len(order) and layer.fuses_with(self.layers[order[position + 1]], input):
-                input = layer.forward_fused(input)
-                self._fused.add(position)
-                position += 2
-            else:
-                input = layer.forward(input)
-                position += 1
+        with single_threaded_blas(input):
+            while position < len(order):
+                layer = self.layers[order[position]]
+                if position + 1 < len(order) and layer.fuses_with(self.layers[order[position + 1]], input):
+                    input = layer.forward_fused(input)
+                    self._fused.add(position)
+                    position += 2
+                else:
+                    input = layer.forward(input)
+                    position += 1
         return input
 
     def backward(self, grad_output, start=None, need_input_grad=True, after_layer=None):
@@ -299,6 +313,10 @@ class Sequential(Layer):
             raise ValueError(f"backward(start={start!r}) needs the forward pass to stop at the same layer: "
                              f"call forward(..., until={start!r}) first")
         fused = {position for position in getattr(self, "_fused", ()) if position + 1 < len(order)}
+        with single_threaded_blas(grad_output):
+            return self._backward_layers(order, fused, grad_output, need_input_grad, after_layer)
+
+    def _backward_layers(self, order, fused, grad_output, need_input_grad, after_layer):
         for position in range(len(order) - 1, -1, -1):
             layer = self.layers[order[position]]
             if position - 1 in fused:  # ran inside the layer before it, whose backward covers both

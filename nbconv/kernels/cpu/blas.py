@@ -13,11 +13,13 @@ follow whichever implementation this process registered.
 Why single-threaded: OpenBLAS's worker threads spin for a while after each call, and Numba's threads
 that run right after then fight them for the same cores (a LeNet-5 training step took 103 ms instead of
 14 ms on 2 cores). The switch goes through OpenBLAS's C API for the duration of a kernel and is undone
-afterwards, leaving the user's numpy as it was.
+afterwards, leaving the user's numpy as it was. Regions nest: a model's forward and backward pass
+(nn.Sequential) enter one around all their layers, and the kernels' own regions inside it then cost a
+counter, not two calls into OpenBLAS each (24 kernel regions a LeNet-5 training step).
 """
 import ctypes
 import os
-from contextlib import contextmanager
+import threading
 
 import llvmlite.binding as llvm
 from numba import carray, cfunc, njit, types
@@ -151,18 +153,42 @@ def status():
     return f"{BLAS.description} (numpy's own setting: {BLAS.get_threads()} threads)"
 
 
-@contextmanager
+class _SingleThreadedRegion:
+    """The process's regions where OpenBLAS runs on one thread, counted across nesting and Python threads: the
+    first to enter sets one thread (noting numpy's setting), the last to leave restores numpy's setting; in
+    between, entering and leaving only count. The setting is process-wide, as OpenBLAS's own is."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._before = 1
+
+    def __enter__(self):
+        if BLAS.set_threads is None:
+            return self
+        with self._lock:
+            if self._depth == 0:
+                self._before = BLAS.get_threads()
+                if self._before != 1:
+                    BLAS.set_threads(1)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exception):
+        if BLAS.set_threads is None:
+            return False
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._before != 1:
+                BLAS.set_threads(self._before)
+        return False
+
+
+_REGION = _SingleThreadedRegion()
+
+
 def single_threaded():
-    """Run OpenBLAS on one thread for the duration (no-op for the fallback)."""
-    if BLAS.set_threads is None:
-        yield
-        return
-    before = BLAS.get_threads()
-    if before != 1:
-        BLAS.set_threads(1)
-    try:
-        yield
-    finally:
-        if before != 1:
-            BLAS.set_threads(before)
+    """A context manager: OpenBLAS on one thread for the duration (no-op for the fallback). Nested and
+    concurrent regions share one switch: numpy's own setting comes back when the last of them ends."""
+    return _REGION
 

@@ -53,9 +53,24 @@ def conv2d_backward_bias(grad_output, grad_bias):
         grad_bias[d] = total
 
 
+VIEWS_REMEMBERED = 256  # plans whose buffers' views are kept (each only while the scratch memory stays)
+_views = {}  # id(plan) -> (plan, scratch generation, {name: view}); the plan is held so its id is not reused
+
+
 def buffers(chosen):
-    """The plan's buffers as scratch arrays, by name."""
-    return {buffer.name: scratch(buffer.slot, buffer.shape, buffer.dtype) for buffer in chosen.buffers}
+    """The plan's buffers as scratch arrays, by name. The same views are handed out again for as long as the
+    scratch memory under them stays (scratch.generation); once a buffer grows, every kept view is dropped,
+    so that none keeps an old buffer alive. Callers hold the launch lock (nbconv.kernels.serial), as for
+    the scratch memory itself."""
+    kept = _views.get(id(chosen))
+    if kept is not None and kept[0] is chosen and kept[1] == scratch.generation:
+        return kept[2]
+    generation = scratch.generation
+    views = {buffer.name: scratch(buffer.slot, buffer.shape, buffer.dtype) for buffer in chosen.buffers}
+    if scratch.generation != generation or len(_views) >= VIEWS_REMEMBERED:
+        _views.clear()
+    _views[id(chosen)] = (chosen, scratch.generation, views)
+    return views
 
 
 def run_forward(chosen, input, weight, bias, output):

@@ -42,13 +42,22 @@ forward 0.46x, its weight gradient 0.9-1.05x.
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
 and a wide layer's unrolled rows use the same "col" memory), so a model holds one of each slot at a time.
+
+Plans are remembered: a training step asks for the same few plans on every call, and working one out (the
+choice, the buffers' sizes) cost ~10 us a call, more than a small layer's Python everywhere else. The key
+is every argument, the thread count and the settings the choice and the buffers' sizes read (SETTINGS:
+tests and benchmarks change them at run time); at most PLANS_REMEMBERED plans, the least recently used
+forgotten first. A Plan is immutable, so threads share them.
 """
+import functools
+import operator
+import sys
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from . import depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
+from . import blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -59,6 +68,7 @@ SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels p
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
 FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 STRIPS_WASTE = 1.3  # strips instead of wide when the padded width is at least this many output widths
+PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
 class Algorithm(NamedTuple):
@@ -175,11 +185,59 @@ def applicable(pass_, convolution):
     return [name for name, algorithm in ALGORITHMS.items() if algorithm.applies(pass_, convolution)]
 
 
+# every module-level setting that choose() or an algorithm's `buffers` reads, directly or through blocks.py's
+# helpers, by module: their values are part of a remembered plan's key (a test checks this list against the
+# modules' upper-case numbers)
+SETTINGS = (
+    (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
+                             "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE")),
+    (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
+              "block_rows", "max_chunks", "channel_parts")),
+    (depthwise, ("CHUNKS_PER_THREAD",)),
+    (flat, ("max_chunks",)),
+    (gemm, ("block_rows", "channel_parts", "max_chunks")),
+    (shift, ("max_chunks",)),
+    (strips, ("STRIP", "block_rows", "max_chunks")),
+    (wide, ("block_rows", "max_chunks")),
+    (winograd, ("block_rows", "channel_parts", "max_chunks")),
+    (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
+)
+_SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
+
+
+def _settings():
+    """The current values of SETTINGS (one C call per module: this runs on every plan())."""
+    return tuple([read(namespace) for namespace, read in _SETTING_READERS])
+
+
 def plan(pass_, input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, padding_w=0, dilation_h=1,
          dilation_w=1, groups=1, dtype=np.float32, algorithm=None, threads=None):
     """The Plan for one pass ('forward', 'backward_input' or 'backward_weight') of the convolution of an
     input (N, C, H, W) with a weight (D, C/groups, KH, KW): the chosen algorithm, or `algorithm` when given
-    (a ValueError if it does not apply), and its buffers for `threads` (default: Numba's thread count)."""
+    (a ValueError if it does not apply), and its buffers for `threads` (default: Numba's thread count).
+    Remembered per arguments, thread count and settings (see the module docstring)."""
+    threads = numba.get_num_threads() if threads is None else threads
+    return _remembered(pass_, tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
+                       dilation_h, dilation_w, groups, dtype, algorithm, threads,
+                       _settings())
+
+
+def forget_plans():
+    """Forget every remembered plan (they are worked out again when next asked for)."""
+    _remembered.cache_clear()
+
+
+@functools.lru_cache(maxsize=PLANS_REMEMBERED, typed=True)
+def _remembered(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
+                groups, dtype, algorithm, threads, settings):
+    """plan()'s work; `settings` (the values of SETTINGS) is only part of the key. Errors are not
+    remembered."""
+    return _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                       dilation_w, groups, dtype, algorithm, threads)
+
+
+def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
+                groups, dtype, algorithm, threads):
     if pass_ not in PASSES:
         raise ValueError(f"pass_ must be one of {', '.join(PASSES)}, got {pass_!r}")
     convolution = Convolution(tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
@@ -191,7 +249,6 @@ def plan(pass_, input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, 
     elif not ALGORITHMS[algorithm].applies(pass_, convolution):
         raise ValueError(f"algorithm {algorithm!r} does not apply to the {pass_} pass of {convolution}")
     dtype = np.dtype(dtype)
-    threads = numba.get_num_threads() if threads is None else threads
     buffers = tuple(Buffer(name, slot, shape, dtype) for name, slot, shape
                     in ALGORITHMS[algorithm].module.buffers(pass_, convolution, dtype.itemsize, threads))
     return Plan(pass_, algorithm, convolution, buffers)

@@ -188,6 +188,39 @@ def test_lenet5_training_steps_are_bit_identical_to_the_validated_path(monkeypat
         assert np.array_equal(remembered[key], validated[key]), key
 
 
+def test_models_training_on_several_threads_at_once_give_each_ones_bits_alone():
+    """Remembered convolution plans and scratch views are shared by every thread: models training at once,
+    at batch sizes that need different plans and grow the scratch while the others run, end with the weights
+    each gets alone."""
+    from nbconv.kernels.cpu.conv import plan as planning
+
+    def train(batch, results):
+        model = models.build("lenet5", input_shape=(1, 28, 28), seed=batch)
+        optimizer = make_optimizer(TrainConfig(model="lenet5"), model.parameters())
+        data = np.random.default_rng(batch)
+        for _ in range(3):
+            x = data.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+            loss, grad = F.softmax_cross_entropy(model.forward(x), data.integers(0, 10, batch))
+            model.backward(grad, need_input_grad=False)
+            optimizer.step()
+        results[batch] = model.state_dict()
+
+    batches = (1, 7, 32, 61)
+    alone = {}
+    for batch in batches:
+        train(batch, alone)
+    planning.forget_plans()
+    together = {}
+    threads = [threading.Thread(target=train, args=(batch, together)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for batch in batches:
+        for key in alone[batch]:
+            assert np.array_equal(together[batch][key], alone[batch][key]), (batch, key)
+
+
 def test_threads_sharing_a_layer_get_their_own_outputs(rng):
     layer = _conv(rng, np.float32)
     inputs = [rng.standard_normal((2, 3, 9, 7)).astype(np.float32) for _ in range(8)]

@@ -165,3 +165,75 @@ def test_flat_thresholds_at_their_boundaries():
     more_taps = (2, inputs + 1, 12, 12)
     assert plan(FORWARD, more_taps, (channels, inputs + 1, 5, 5), 1, 1, 2, 2).algorithm == "strips"
     assert plan(FORWARD, image, (channels, inputs, 5, 5), 2, 2, 2, 2).algorithm == "gemm"  # strided
+
+
+def _uppercase_numbers_read(function, seen):
+    """(module name, global name) of every upper-case int or float global that `function` reads, following the
+    nbconv functions it calls by name (their globals in their own modules)."""
+    import types
+    if function in seen:
+        return set()
+    seen.add(function)
+    namespace, found, codes = function.__globals__, set(), [function.__code__]
+    while codes:
+        code = codes.pop()
+        codes += [constant for constant in code.co_consts if isinstance(constant, types.CodeType)]
+        for name in code.co_names:
+            value = namespace.get(name)
+            if isinstance(value, types.FunctionType) and value.__module__.startswith("nbconv"):
+                found |= _uppercase_numbers_read(value, seen)
+            elif name.isupper() and type(value) in (int, float):
+                found.add((namespace["__name__"], name))
+    return found
+
+
+def test_every_setting_the_plan_reads_is_part_of_its_key():
+    """The choice and every algorithm's buffers read these numbers at plan time: a remembered plan must be
+    keyed on each, so that a setting changed at run time is planned afresh."""
+    listed = {(module.__name__, name) for module, names in planning.SETTINGS for name in names}
+    seen, read = set(), set()
+    for function in [planning.choose, planning._worked_out] + [
+            getattr(algorithm.module, "buffers") for algorithm in ALGORITHMS.values()] + [
+            algorithm.applies for algorithm in ALGORITHMS.values()]:
+        read |= _uppercase_numbers_read(function, seen)
+    assert ("nbconv.kernels.cpu.conv.blocks", "CACHE_BYTES") in read  # the walk reaches the helpers' settings
+    assert read - listed == set()
+
+
+def test_plans_are_remembered_per_arguments_thread_count_and_settings(monkeypatch):
+    args = (FORWARD, (2, 6, 14, 14), (16, 6, 5, 5), 1, 1, 0, 0, 1, 1, 1)
+    first = plan(*args)
+    assert plan(*args) is first and plan(*args, dtype=np.float32) is first
+    batch = (FORWARD, (64, 6, 14, 14)) + args[2:]
+    assert plan(*batch, threads=1).buffers != plan(*batch, threads=8).buffers  # sized per thread count
+    assert plan(*args, dtype=np.float64).buffers[0].dtype == np.float64
+    monkeypatch.setattr(planning, "STRIPS_WASTE", float("inf"))  # wide, as before strips existed
+    assert plan(*args).algorithm == "wide"
+    monkeypatch.setattr(planning, "STRIPS_WASTE", 1.3)
+    assert plan(*args) is first
+    planning.forget_plans()
+    assert plan(*args) == first and plan(*args) is not first
+
+
+def test_a_failed_plan_is_not_remembered():
+    for _ in range(2):
+        with pytest.raises(ValueError, match="pass_ must be one of"):
+            plan("sideways", (2, 3, 8, 8), (4, 3, 3, 3))
+        with pytest.raises(ValueError, match="does not apply"):
+            plan(FORWARD, (2, 3, 8, 8), (4, 3, 3, 3), algorithm="pointwise")
+
+
+def test_buffers_are_the_same_views_until_the_scratch_grows():
+    """dispatch hands out a plan's views again while the scratch under them stays; once a buffer grows, the
+    views are taken afresh from the new memory (and none keeps the old buffer alive)."""
+    small = plan(FORWARD, (1, 6, 14, 14), (16, 6, 5, 5))
+    views = dispatch.buffers(small)
+    assert dispatch.buffers(small) is views
+    big = plan(FORWARD, (4 * 1024, 6, 14, 14), (16, 6, 5, 5))  # needs more of the same slots
+    big_views = dispatch.buffers(big)
+    again = dispatch.buffers(small)
+    assert again is not views
+    for buffer in small.buffers:
+        assert again[buffer.name].shape == buffer.shape
+        assert np.shares_memory(again[buffer.name], big_views[buffer.name])
+    assert len(dispatch._views) <= dispatch.VIEWS_REMEMBERED

@@ -20,9 +20,11 @@ processes, one thread each, and prints each phase's median over the rounds of th
     NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py --ab [--blocks 30]
 
 compares, in one process and in alternating blocks of 10 steps (what a loaded machine disturbs least), the
-step with and without each of three changes: the optimizer over flat buffers (against one kernel call a
-parameter), the remembered convolution and pooling geometry (against checking it every call) and the layers'
-remembered last calls (nbconv.nn.last_call: direct kernel calls, against the validated path every call).
+step with and without each of four changes: the optimizer over flat buffers (against one kernel call a
+parameter), the remembered convolution and pooling geometry (against checking it every call), the layers'
+remembered last calls (nbconv.nn.last_call: direct kernel calls, against the validated path every call),
+and the remembered convolution plans, their scratch views and one single-threaded-BLAS switch per pass
+(against a plan, views and a switch for every kernel call).
 """
 import argparse
 import cProfile
@@ -227,8 +229,15 @@ def in_process_ab(args):
     if last_call_key is not None:
         cases["remembered layer calls"] = {"on": (trainer(True), remembered), "off": (trainer(True), remembered)}
 
+    per_call = _per_call_costs()  # a tree from before the remembered plans has none
+    if per_call is not None:
+        cases["remembered plans, views, one BLAS switch a pass"] = {
+            "on": (trainer(True), remembered), "off": (trainer(True), remembered)}
+
     def settle(case, name, geometry):
         functional.conv_geometry, functional.pool_geometry = geometry
+        if per_call is not None:
+            per_call(case == "remembered plans, views, one BLAS switch a pass" and name == "off")
         if last_call_key is not None:  # off: no key, so every call takes the validated path and remembers nothing
             layers.host_key = (lambda array: None) if (case, name) == ("remembered layer calls", "off") \
                 else last_call_key
@@ -253,6 +262,51 @@ def in_process_ab(args):
             ratios = [a / b for a, b in zip(on, off)]
             print(f"{case}: {phase} {1e3 * statistics.median(on):.3f} against {1e3 * statistics.median(off):.3f} ms: "
                   f"{statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]")
+
+
+def _per_call_costs():
+    """None in a tree without remembered convolution plans; else a switch(off) that puts back (off=True) or
+    takes away (off=False) what the convolution dispatch and the BLAS switch cost per call before: the plan
+    worked out on every call, the scratch views taken on every call, OpenBLAS switched to one thread and
+    back around every kernel that multiplies matrices (no region around the pass)."""
+    import contextlib
+
+    from nbconv.kernels.cpu import blas, linear
+    from nbconv.kernels.cpu.conv import dispatch, gemm, plan as planning, shift, strips, wide, winograd, \
+        winograd_weight
+    from nbconv.kernels.cpu.workspace import scratch
+    from nbconv.nn import module
+    if not hasattr(planning, "forget_plans"):
+        return None
+    remembered = dispatch.plan, dispatch.buffers, blas.single_threaded, module.single_threaded_blas
+    users = (linear, gemm, shift, strips, wide, winograd, winograd_weight)
+
+    def plan_every_call(pass_, input_shape, weight_shape, *hyper, dtype=np.float32, algorithm=None, threads=None):
+        import numba
+        return planning._worked_out(pass_, tuple(input_shape), tuple(weight_shape), *hyper, dtype, algorithm,
+                                    numba.get_num_threads() if threads is None else threads)
+
+    def views_every_call(chosen):
+        return {buffer.name: scratch(buffer.slot, buffer.shape, buffer.dtype) for buffer in chosen.buffers}
+
+    @contextlib.contextmanager
+    def switch_every_call():
+        before = blas.BLAS.get_threads()
+        if before != 1:
+            blas.BLAS.set_threads(1)
+        try:
+            yield
+        finally:
+            if before != 1:
+                blas.BLAS.set_threads(before)
+
+    def switch(off):
+        plan, buffers, single_threaded, region = (plan_every_call, views_every_call, switch_every_call,
+                                                  lambda array: contextlib.nullcontext()) if off else remembered
+        dispatch.plan, dispatch.buffers, module.single_threaded_blas = plan, buffers, region
+        for user in users:
+            user.single_threaded = single_threaded
+    return switch
 
 
 if __name__ == "__main__":

@@ -145,9 +145,12 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=Non
     output = backend.empty(geometry.output_shape, dtype, where)
     if prepared is not None and where == "cpu":
         from .kernels.cpu.conv.dispatch import conv2d_forward_prepared
-        conv2d_forward_prepared(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"], bias_array, output,
-                                prepared, *geometry.kernel_args,
-                                epilogue=None if epilogue is None else _epilogue_arrays(epilogue, output))
+        from .kernels.serial import LAUNCH_LOCK  # the scratch memory is shared, as for every kernel call
+        padded, epilogue_arrays = _pad_right(x, geometry.extra_h, geometry.extra_w), \
+            None if epilogue is None else _epilogue_arrays(epilogue, output)
+        with LAUNCH_LOCK:
+            conv2d_forward_prepared(padded, a["weight"], bias_array, output, prepared, *geometry.kernel_args,
+                                    epilogue=epilogue_arrays)
         return _unbatched(output, squeeze)
     if epilogue is not None:
         backend.kernels(where).conv2d_forward(_pad_right(x, geometry.extra_h, geometry.extra_w), a["weight"],

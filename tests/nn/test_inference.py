@@ -153,3 +153,38 @@ def test_prepared_convolution_with_a_non_finite_weight_follows_the_definition(rn
     x[0, 2, :, :] = 0  # an inf weight that meets only zeros and the padding: NaN by the definition
     np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
     assert np.isnan(nn.infer(model, x)).all()
+
+
+def test_infer_beside_convolutions_on_other_threads_gives_its_own_results(rng):
+    """nn.infer's convolutions (which keep prepared weights) share the scratch memory with every other
+    convolution call: run at once from several threads, with shapes that need the same scratch slots at
+    different sizes, each gets the results it gets alone."""
+    import threading
+
+    import nbconv.functional as F
+    model = _model(*SPECS["resnet-style"])
+    images = [rng.standard_normal((batch, 3, 9, 11)).astype(np.float32) for batch in (1, 5)]
+    expected = [nn.infer(model, x) for x in images]
+    x_other = rng.standard_normal((7, 8, 13, 12)).astype(np.float32)
+    w_other = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    expected_other = F.conv2d(x_other, w_other, padding=1)
+    failures, start = [], threading.Barrier(3)
+
+    def infer(index):
+        start.wait()
+        for _ in range(25):
+            if not np.array_equal(nn.infer(model, images[index]), expected[index]):
+                failures.append(index)
+
+    def convolve():
+        start.wait()
+        for _ in range(25):
+            if not np.array_equal(F.conv2d(x_other, w_other, padding=1), expected_other):
+                failures.append("conv2d")
+    threads = [threading.Thread(target=infer, args=(0,)), threading.Thread(target=infer, args=(1,)),
+               threading.Thread(target=convolve)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures

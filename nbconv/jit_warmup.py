@@ -40,7 +40,7 @@ def cache_is_cold():
     from .kernels.cpu.conv import strips, wide
     try:
         return not any(kernel._cache._cache_file._load_index() for kernel in
-                       (wide.conv2d_backward_weight_wide, strips.conv2d_backward_weight_strips))
+                       (wide.conv2d_backward_weight_wide_span, strips.conv2d_backward_weight_strips_span))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 

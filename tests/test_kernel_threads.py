@@ -1,0 +1,131 @@
+"""The CPU kernels' thread runtime (nbconv.kernels.cpu.threads): every part runs exactly once, errors reach the
+caller, one thread is a direct call, several Python threads may call at once."""
+import threading
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from nbconv.kernels.cpu import relu_forward
+from nbconv.kernels.cpu import threads
+from nbconv.kernels.cpu.shared import chunk_bounds
+
+
+@njit(nogil=True, cache=True)
+def _count_span(span_part, span_parts, counts):
+    """counts[i] += 1 for every i of this part's slice."""
+    first, last = chunk_bounds(span_part, span_parts, counts.shape[0])
+    for i in range(first, last):
+        counts[i] += 1
+
+
+@njit(nogil=True, cache=True)
+def _fail_span(span_part, span_parts, failing_part, done):
+    done[span_part] = 1
+    if span_part == failing_part:
+        raise ValueError("part failed")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 16])
+@pytest.mark.parametrize("size", [0, 1, 5, 1000])
+def test_the_parts_cover_the_range_exactly_once(parts, size):
+    counts = np.zeros(size, np.int64)
+    threads.parallel_parts(_count_span, parts, counts)
+    assert np.array_equal(counts, np.ones(size, np.int64))
+
+
+def test_one_part_is_a_direct_call_on_the_calling_thread():
+    seen = []
+
+    def kernel(span_part, span_parts):
+        seen.append((span_part, span_parts, threading.current_thread()))
+    threads.parallel_parts(kernel, 1)
+    assert seen == [(0, 1, threading.current_thread())]
+
+
+def test_work_below_the_threshold_runs_on_one_thread():
+    assert threads.thread_count(threads.MIN_PARALLEL_WORK - 1) == 1
+    assert threads.thread_count(threads.MIN_PARALLEL_WORK) == numba.get_num_threads()
+
+
+@pytest.mark.parametrize("failing_part", [0, 1, 2])
+def test_an_exception_in_any_part_reaches_the_caller_after_every_part_ran(failing_part):
+    done = np.zeros(3, np.int64)
+    with pytest.raises(ValueError, match="part failed"):
+        threads.parallel_parts(_fail_span, 3, failing_part, done)
+    assert done.tolist() == [1, 1, 1]
+
+
+def test_parts_run_on_other_threads_at_once():
+    """With 2 parts, part 1 runs on a worker while the caller runs part 0: each waits for the other."""
+    both = threading.Barrier(2, timeout=30)
+    names = [None, None]
+
+    def kernel(span_part, span_parts):
+        names[span_part] = threading.current_thread().name
+        both.wait()
+    threads.parallel_parts(kernel, 2)
+    assert names[0] == threading.current_thread().name and names[1] != names[0]
+
+
+def test_concurrent_callers_from_python_threads_get_their_own_results(rng):
+    """Element-wise kernels above the threshold, called from several Python threads at once, outside any lock."""
+    size = 3 * threads.MIN_PARALLEL_WORK + 5
+    inputs = [rng.standard_normal(size).astype(np.float32) for _ in range(6)]
+    expected = [np.maximum(x, 0) for x in inputs]
+    failures = []
+    start = threading.Barrier(len(inputs))
+
+    def worker(index):
+        output = np.empty_like(inputs[index])
+        start.wait()
+        for _ in range(20):
+            output[:] = np.nan
+            relu_forward(inputs[index], output)
+            if not np.array_equal(output, expected[index]):
+                failures.append(index)
+    workers = [threading.Thread(target=worker, args=(index,)) for index in range(len(inputs))]
+    for worker_thread in workers:
+        worker_thread.start()
+    for worker_thread in workers:
+        worker_thread.join()
+    assert not failures
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    """A weight gradient (fixed-order partial sums) with 1 and 2 threads: bit for bit the same."""
+    import nbconv.functional as F
+    x = rng.standard_normal((4, 16, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((4, 16, 9, 9)).astype(np.float32)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for count in (1, before):
+            numba.set_num_threads(count)
+            results.append(F.conv2d_backward(grad_y, x, w, padding=1))
+    finally:
+        numba.set_num_threads(before)
+    for one, many in zip(*results):
+        assert np.array_equal(one, many)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
+    """The parent's worker threads do not exist in a forked child: the child starts its own."""
+    import os
+    counts = np.zeros(100, np.int64)
+    threads.parallel_parts(_count_span, 2, counts)  # the parent's workers are running
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when every part ran once (killed by the alarm if it hangs)
+        import signal
+        signal.alarm(60)
+        try:
+            child_counts = np.zeros(100, np.int64)
+            threads.parallel_parts(_count_span, 2, child_counts)
+            os._exit(0 if np.array_equal(child_counts, np.ones(100, np.int64)) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

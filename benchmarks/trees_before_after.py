@@ -8,6 +8,7 @@ on the same (possibly loaded) machine at the same moments.
 Usage:
   python benchmarks/trees_before_after.py OLD_TREE NEW_TREE MODEL CxHxW BATCH THREADS ROUNDS [STEPS]
 e.g. python benchmarks/trees_before_after.py /tmp/old . resnet20 3x32x32 128 2 5
+MODEL:infer (e.g. resnet50:infer) times `nn.infer` in eval mode (1000 classes) instead of a training step.
 OLD_TREE, NEW_TREE: directories holding an `nbconv` package (put first on PYTHONPATH for their child).
 """
 import json
@@ -23,9 +24,10 @@ import numpy as np
 import nbconv.functional as F
 from nbconv import models
 from nbconv.train import TrainConfig, make_optimizer
-name, shape, batch, threads, steps = sys.argv[1], tuple(int(v) for v in sys.argv[2].split("x")), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name, infer = sys.argv[1].split(":")[0], sys.argv[1].endswith(":infer")
+shape, batch, threads, steps = tuple(int(v) for v in sys.argv[2].split("x")), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 numba.set_num_threads(threads)
-model = models.build(name, input_shape=shape, num_classes=10, seed=0)
+model = models.build(name, input_shape=shape, num_classes=1000 if infer else 10, seed=0)
 model.train()
 optimizer = make_optimizer(TrainConfig(), model.parameters())
 rng = np.random.default_rng(0)
@@ -35,6 +37,11 @@ def step():
     _, grad = F.softmax_cross_entropy(model.forward(x), labels)
     model.backward(grad, need_input_grad=False)
     optimizer.step()
+if infer:  # inference instead: nn.infer in eval mode
+    from nbconv import nn
+    model.eval()
+    def step():
+        nn.infer(model, x)
 for _ in range(2):
     step()
 walls, cpus = [], []

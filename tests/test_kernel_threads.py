@@ -1,6 +1,8 @@
-"""The CPU kernels' thread runtime (nbconv.kernels.cpu.threads): every part runs exactly once, errors reach the
-caller, one thread is a direct call, several Python threads may call at once."""
+"""The CPU kernels' thread runtime (nbconv.kernels.cpu.threads, nbconv.kernels.cpu.spin): every part runs
+exactly once, errors reach the caller, one thread is a direct call, several Python threads may call at once,
+waits that spin end in bounded time, and an idle process uses no CPU."""
 import threading
+import time
 
 import numba
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from numba import njit
 
 from nbconv.kernels.cpu import relu_forward
-from nbconv.kernels.cpu import threads
+from nbconv.kernels.cpu import spin, threads
 from nbconv.kernels.cpu.shared import chunk_bounds
 
 
@@ -129,3 +131,77 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
+    counters = np.zeros((2, 16), np.int64)
+    assert spin.reached(counters, 0, 2, 1, 0, 0)            # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0)        # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0)            # no rows: trivially so
+    start = time.perf_counter()
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000)  # gives up after its 2 ms
+    assert 0.002 <= time.perf_counter() - start < 5
+
+    def raise_them():
+        time.sleep(0.02)
+        counters[1, 1] = 1
+        time.sleep(0.02)
+        counters[0, 1] = 3
+    raiser = threading.Thread(target=raise_them)
+    start = time.perf_counter()
+    raiser.start()
+    try:
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000)  # returns when both rows get there, not at 30 s
+    finally:
+        raiser.join()
+    assert time.perf_counter() - start < 20
+
+
+def test_parts_longer_than_the_spin_and_workers_woken_from_sleep():
+    """A worker part that outlasts the caller's spin (the caller blocks, the worker wakes it), then a call after
+    the workers stopped spinning and blocked (the caller wakes them)."""
+    def kernel(span_part, span_parts, done):
+        if span_part == 1:
+            time.sleep(0.05)
+        done[span_part] += 1
+    done = np.zeros(2, np.int64)
+    threads.parallel_parts(kernel, 2, done)
+    time.sleep(20 * threads.SPIN_NS / 1e9 + 0.05)
+    threads.parallel_parts(kernel, 2, done)
+    assert done.tolist() == [2, 2]
+
+
+def test_an_idle_process_uses_no_cpu_after_parallel_calls():
+    counts = np.zeros(1000, np.int64)
+    for _ in range(50):
+        threads.parallel_parts(_count_span, 2, counts)
+    time.sleep(10 * threads.SPIN_NS / 1e9 + 0.05)  # the workers' spinning ends within SPIN_NS
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    assert busy < 0.1, f"an idle process used {busy:.0%} of a core"
+
+
+def test_a_call_while_another_owns_the_workers_runs_its_parts_on_its_own_thread():
+    """While one call waits inside its worker's part, a second call from another thread completes alone."""
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def slow(span_part, span_parts):
+        if span_part == 1:
+            inside.set()
+            assert release.wait(30)
+
+    def quick(span_part, span_parts):
+        seen.append((span_part, threading.current_thread().name))
+    first = threading.Thread(target=threads.parallel_parts, args=(slow, 2))
+    first.start()
+    try:
+        assert inside.wait(30)
+        second = threading.Thread(target=threads.parallel_parts, args=(quick, 2), name="second caller")
+        second.start()
+        second.join(30)
+        assert seen == [(0, "second caller"), (1, "second caller")]
+    finally:
+        release.set()
+        first.join(30)

@@ -134,12 +134,12 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
 
 
 def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
-    counters = np.zeros((2, 16), np.int64)
-    assert spin.reached(counters, 0, 2, 1, 0, 0)            # already so: no spinning
-    assert not spin.reached(counters, 0, 2, 1, 1, 0)        # not so and no time to wait
-    assert spin.reached(counters, 0, 0, 1, 1, 0)            # no rows: trivially so
+    counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
+    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec)            # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec)        # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec)            # no rows: trivially so
     start = time.perf_counter()
-    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000)  # gives up after its 2 ms
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec)  # gives up after its 2 ms
     assert 0.002 <= time.perf_counter() - start < 5
 
     def raise_them():
@@ -151,7 +151,7 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     start = time.perf_counter()
     raiser.start()
     try:
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000)  # returns when both rows get there, not at 30 s
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)  # returns when both rows get there, not at 30 s
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20

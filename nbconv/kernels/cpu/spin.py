@@ -14,7 +14,6 @@ every pass.
 import sys
 import time
 
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -59,9 +58,9 @@ def _now_ns(timespec):
 
 
 @njit(nogil=True, cache=True)
-def reached(counters, first_row, last_row, column, target, spin_ns):
+def reached(counters, first_row, last_row, column, target, spin_ns, timespec):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
-    spin_ns nanoseconds until it is so (the GIL released)."""
+    spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values."""
     row = first_row
     while row < last_row and counters[row, column] >= target:
         row += 1
@@ -69,7 +68,6 @@ def reached(counters, first_row, last_row, column, target, spin_ns):
         return True
     if spin_ns <= 0:
         return False
-    timespec = np.empty(2, np.int64)
     start = _now_ns(timespec)
     while True:
         _yield_core()

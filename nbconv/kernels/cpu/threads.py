@@ -64,6 +64,7 @@ class Workers:
         self.caller_asleep = False       # whether the caller stopped spinning and waits on self.wake
         self.busy = threading.Lock()     # held by the call that owns the workers
         self.wake = threading.Condition()
+        self.timespec = np.zeros(2, np.int64)  # the calling side's clock scratch (used under self.busy)
         self.threads = [threading.Thread(target=self._work, args=(row,), name=f"nbconv-kernel-{row + 1}",
                                          daemon=True) for row in range(count)]
         for thread in self.threads:
@@ -71,9 +72,10 @@ class Workers:
 
     def _work(self, row):
         counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
+        timespec = np.zeros(2, np.int64)
         seen = 0
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS):
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
@@ -116,10 +118,10 @@ class Workers:
                 first_error = error
         else:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
-        if not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS):
+        if not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
             with self.wake:
                 self.caller_asleep = True
-                while not spin.reached(counters, 0, workers, _DONE, call, 0):
+                while not spin.reached(counters, 0, workers, _DONE, call, 0, self.timespec):
                     self.wake.wait()
                 self.caller_asleep = False
         self.job = None  # let go of the call's arrays

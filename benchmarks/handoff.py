@@ -8,6 +8,7 @@ parallel_parts of another threads.py (e.g. an older one, loaded from PATH). Also
 threads start to beat one for a ReLU, and the process's CPU use while idle after a call.
 
 Usage: python benchmarks/handoff.py [--threads 2] [--calls 2000] [--rounds 5] [--executor PATH]
+                                   [--variants direct,prange,...] [--no-relu]
 """
 import argparse
 import importlib.util
@@ -49,6 +50,9 @@ def main():
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--executor", help="another threads.py to compare (its parallel_parts)")
+    parser.add_argument("--variants", help="comma-separated names to time (default: all); one per process keeps "
+                        "one engine's spinning threads from slowing another's")
+    parser.add_argument("--no-relu", action="store_true", help="skip the ReLU sizes")
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
     values = np.zeros(16, np.int64)
@@ -62,6 +66,8 @@ def main():
         other = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(other)
         variants["other threads.py"] = lambda: other.parallel_parts(add_one_span, args.threads, values)
+    if args.variants:
+        variants = {name: call for name, call in variants.items() if name in args.variants.split(",")}
     for call in variants.values():  # compile, start the threads
         per_call_us(call, 50)
     results = {name: [] for name in variants}
@@ -74,7 +80,7 @@ def main():
         print(f"  {name:16s} {statistics.median(times):7.1f} [{min(times):.1f}-{max(times):.1f}]")
 
     print("ReLU through parallel_parts, 1 part against all threads: median us per call")
-    for size in (4096, 16384, 32768, 65536, 131072, 524288):
+    for size in () if args.no_relu else (4096, 16384, 32768, 65536, 131072, 524288):
         x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
         y = np.empty_like(x)
         one, many = [], []

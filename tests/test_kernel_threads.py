@@ -205,3 +205,34 @@ def test_a_call_while_another_owns_the_workers_runs_its_parts_on_its_own_thread(
     finally:
         release.set()
         first.join(30)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs setitimer")
+def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
+    """A signal handler that raises (as Ctrl-C does) while the caller waits for a worker's long part: the
+    exception reaches the caller once the part is done, and the next call gets the workers to itself."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    def slow(span_part, span_parts, done):
+        if span_part == 1:
+            time.sleep(0.3)
+        done[span_part] += 1
+    done = np.zeros(2, np.int64)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            threads.parallel_parts(slow, 2, done)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert done.tolist() == [1, 1]
+    counts = np.zeros(1000, np.int64)
+    threads.parallel_parts(_count_span, 2, counts)
+    assert np.array_equal(counts, np.ones(1000, np.int64))

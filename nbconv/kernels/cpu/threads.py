@@ -30,6 +30,7 @@ convolutions share scratch buffers.)
 """
 import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -119,10 +120,17 @@ class Workers:
         else:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         if not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
-            with self.wake:
-                self.caller_asleep = True
-                while not spin.reached(counters, 0, workers, _DONE, call, 0, self.timespec):
-                    self.wake.wait()
+            try:
+                with self.wake:
+                    self.caller_asleep = True
+                    while not spin.reached(counters, 0, workers, _DONE, call, 0, self.timespec):
+                        self.wake.wait()
+            except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
+                while not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
+                    time.sleep(0.001)  # the next call may not own the workers before they are done
+                self.errors[:workers] = [None] * workers
+                raise
+            finally:
                 self.caller_asleep = False
         self.job = None  # let go of the call's arrays
         errors = self.errors

@@ -236,3 +236,9 @@ def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
     counts = np.zeros(1000, np.int64)
     threads.parallel_parts(_count_span, 2, counts)
     assert np.array_equal(counts, np.ones(1000, np.int64))
+
+
+def test_compile_wait_starts_no_thread():
+    before = threading.active_count()
+    threads.compile_wait()
+    assert threading.active_count() == before

@@ -179,6 +179,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
+def compile_wait():
+    """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
+    warm-up helper does this first, so that a process on an empty cache loads it instead of compiling it."""
+    spin.reached(np.zeros((1, _ROW), np.int64), 0, 1, _DONE, 0, 0, np.zeros(2, np.int64))
+
+
 def thread_count(work):
     """How many parts a call of `work` (see MIN_PARALLEL_WORK) is cut into: 1 below MIN_PARALLEL_WORK, else
     numba.get_num_threads()."""

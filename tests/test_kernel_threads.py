@@ -151,7 +151,8 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     start = time.perf_counter()
     raiser.start()
     try:
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)  # returns when both rows get there, not at 30 s
+        # returns when both rows get there, not at 30 s
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20

@@ -34,10 +34,8 @@ def collect():
 
     import nbconv
     from nbconv import backend
-    from nbconv.kernels import cpu
     from nbconv.kernels.cpu import blas
 
-    cpu.relu_forward(np.zeros(8, np.float32), np.empty(8, np.float32))  # the threading layer is chosen on first use
     usable, reason = backend.cuda_status()
     try:
         import numba_cuda
@@ -51,7 +49,7 @@ def collect():
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
         "numba-cuda": numba_cuda_version,
-        "threading layer": numba.threading_layer(),
+        "threading layer": "nbconv.kernels.cpu.threads (Python threads running compiled kernels without the GIL)",
         "threads": f"{numba.get_num_threads()} (of {os.cpu_count()} CPUs; NUMBA_NUM_THREADS or --threads to change)",
         "matrix product": blas.status(),
         "cuda": f"usable: {reason}" if usable else f"not usable: {reason}",

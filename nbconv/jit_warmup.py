@@ -40,7 +40,7 @@ def cache_is_cold():
     from .kernels.cpu.conv import strips, wide
     try:
         return not any(kernel._cache._cache_file._load_index() for kernel in
-                       (wide.conv2d_backward_weight_wide, strips.conv2d_backward_weight_strips))
+                       (wide.conv2d_backward_weight_wide_span, strips.conv2d_backward_weight_strips_span))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 
@@ -79,7 +79,10 @@ def start(spec, device="cpu", input_shape=(1, 28, 28)):
 
 
 def warm_up(spec, input_shape):
-    """The helper's work: the backward passes of the model's convolutions, as planned, and HELPER_KINDS."""
+    """The helper's work: the kernel threads' wait, the backward passes of the model's convolutions, as
+    planned, and HELPER_KINDS."""
+    from .kernels.cpu import threads
+    threads.compile_wait()  # first: the main process needs it at its first parallel call
     model = models.build(spec, input_shape=input_shape)
     compile_convolutions([kernel for kernel in convolution_kernels(model, input_shape) if kernel[0] != "forward"],
                          bias=needs_bias_gradient(model))

@@ -1,12 +1,12 @@
 """One kernel call at a time across Python threads: the kernel modules as the public API sees them.
 
-Every CPU kernel is a parallel loop over all of Numba's threads and the convolutions share scratch buffers
-(nbconv.kernels.workspace), so two Python threads calling kernels at once would gain no speed (they
-would only oversubscribe the cores) and would overwrite each other's scratch; with Numba's `workqueue`
-threading layer, concurrent parallel calls even abort the process. A process-wide lock around each call
-costs a fraction of a microsecond (benchmarks/NOTES.md) and keeps one set of scratch buffers however many
-threads there are. The CUDA kernels share their scratch too, and go through the same lock, so each call's
-launches reach the stream as one group.
+Every CPU kernel already spreads its work over all of the kernel threads (nbconv.kernels.cpu.threads) and
+the convolutions share scratch buffers (nbconv.kernels.workspace), so two Python threads calling kernels at
+once would gain no speed (they would only oversubscribe the cores) and would overwrite each other's
+scratch. (The kernels' own thread runtime is safe under concurrent calls; the lock is for the scratch.)
+A process-wide lock around each call costs a fraction of a microsecond (benchmarks/NOTES.md) and keeps one
+set of scratch buffers however many threads there are. The CUDA kernels share their scratch too, and go
+through the same lock, so each call's launches reach the stream as one group.
 """
 import functools
 import threading

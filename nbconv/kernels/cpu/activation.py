@@ -1,46 +1,101 @@
 """Element-wise activation kernels for the CPU over flat (1-D, contiguous) arrays of equal length."""
 import math
 
-from numba import njit, prange
+from numba import njit
+
+from .shared import chunk_bounds
+from .threads import parallel_parts, thread_count
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu_forward_span(span_part, span_parts, input, output):
+    """relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    input_part = input[span_first:span_last]
+    output_part = output[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        value = input_part[k]
+        output_part[k] = 0 if value <= 0 else value  # NaN stays NaN, as in PyTorch
+
+
 def relu_forward(input, output):
-    for k in prange(input.shape[0]):
-        value = input[k]
-        output[k] = 0 if value <= 0 else value  # NaN stays NaN, as in PyTorch
+    parallel_parts(relu_forward_span, thread_count(input.size), input, output)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu_backward_span(span_part, span_parts, grad_output, input, grad_input):
+    """relu_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    grad_output_part = grad_output[span_first:span_last]
+    input_part = input[span_first:span_last]
+    grad_input_part = grad_input[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        grad_input_part[k] = grad_output_part[k] if input_part[k] > 0 else 0
+
+
 def relu_backward(grad_output, input, grad_input):
-    for k in prange(input.shape[0]):
-        grad_input[k] = grad_output[k] if input[k] > 0 else 0
+    parallel_parts(relu_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu6_forward_span(span_part, span_parts, input, output):
+    """relu6_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    input_part = input[span_first:span_last]
+    output_part = output[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        value = input_part[k]  # NaN fails both tests and passes through
+        output_part[k] = 0 if value <= 0 else (6 if value >= 6 else value)
+
+
 def relu6_forward(input, output):
-    for k in prange(input.shape[0]):
-        value = input[k]  # NaN fails both tests and passes through
-        output[k] = 0 if value <= 0 else (6 if value >= 6 else value)
+    parallel_parts(relu6_forward_span, thread_count(input.size), input, output)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu6_backward_span(span_part, span_parts, grad_output, input, grad_input):
+    """relu6_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    grad_output_part = grad_output[span_first:span_last]
+    input_part = input[span_first:span_last]
+    grad_input_part = grad_input[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        grad_input_part[k] = grad_output_part[k] if 0 < input_part[k] < 6 else 0
+
+
 def relu6_backward(grad_output, input, grad_input):
-    for k in prange(input.shape[0]):
-        grad_input[k] = grad_output[k] if 0 < input[k] < 6 else 0
+    parallel_parts(relu6_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def leaky_relu_forward_span(span_part, span_parts, input, output, negative_slope):
+    """leaky_relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    input_part = input[span_first:span_last]
+    output_part = output[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        value = input_part[k]
+        output_part[k] = value if value > 0 else value * negative_slope
+
+
 def leaky_relu_forward(input, output, negative_slope):
-    for k in prange(input.shape[0]):
-        value = input[k]
-        output[k] = value if value > 0 else value * negative_slope
+    parallel_parts(leaky_relu_forward_span, thread_count(input.size), input, output, negative_slope)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def leaky_relu_backward_span(span_part, span_parts, grad_output, input, grad_input, negative_slope):
+    """leaky_relu_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    grad_output_part = grad_output[span_first:span_last]
+    input_part = input[span_first:span_last]
+    grad_input_part = grad_input[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        grad_input_part[k] = grad_output_part[k] if input_part[k] > 0 else grad_output_part[k] * negative_slope
+
+
 def leaky_relu_backward(grad_output, input, grad_input, negative_slope):
-    for k in prange(input.shape[0]):
-        grad_input[k] = grad_output[k] if input[k] > 0 else grad_output[k] * negative_slope
+    parallel_parts(leaky_relu_backward_span, thread_count(grad_output.size), grad_output, input, grad_input,
+                   negative_slope)
 
 
 @njit(cache=True, inline="always")
@@ -51,27 +106,61 @@ def stable_sigmoid(value):
     return exp_value / (1.0 + exp_value)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def sigmoid_forward_span(span_part, span_parts, input, output):
+    """sigmoid_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    input_part = input[span_first:span_last]
+    output_part = output[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        output_part[k] = stable_sigmoid(input_part[k])
+
+
 def sigmoid_forward(input, output):
-    for k in prange(input.shape[0]):
-        output[k] = stable_sigmoid(input[k])
+    parallel_parts(sigmoid_forward_span, thread_count(input.size), input, output)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def sigmoid_backward_span(span_part, span_parts, grad_output, input, grad_input):
+    """sigmoid_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    grad_output_part = grad_output[span_first:span_last]
+    input_part = input[span_first:span_last]
+    grad_input_part = grad_input[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        s = stable_sigmoid(input_part[k])
+        grad_input_part[k] = grad_output_part[k] * s * (1.0 - s)
+
+
 def sigmoid_backward(grad_output, input, grad_input):
-    for k in prange(input.shape[0]):
-        s = stable_sigmoid(input[k])
-        grad_input[k] = grad_output[k] * s * (1.0 - s)
+    parallel_parts(sigmoid_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def tanh_forward_span(span_part, span_parts, input, output):
+    """tanh_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    input_part = input[span_first:span_last]
+    output_part = output[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        output_part[k] = math.tanh(input_part[k])
+
+
 def tanh_forward(input, output):
-    for k in prange(input.shape[0]):
-        output[k] = math.tanh(input[k])
+    parallel_parts(tanh_forward_span, thread_count(input.size), input, output)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def tanh_backward_span(span_part, span_parts, grad_output, input, grad_input):
+    """tanh_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
+    grad_output_part = grad_output[span_first:span_last]
+    input_part = input[span_first:span_last]
+    grad_input_part = grad_input[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        t = math.tanh(input_part[k])
+        grad_input_part[k] = grad_output_part[k] * (1.0 - t * t)
+
+
 def tanh_backward(grad_output, input, grad_input):
-    for k in prange(input.shape[0]):
-        t = math.tanh(input[k])
-        grad_input[k] = grad_output[k] * (1.0 - t * t)
+    parallel_parts(tanh_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)

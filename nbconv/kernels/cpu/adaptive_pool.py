@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 
-from numba import njit, prange
+from numba import njit
 
-from .shared import fill_plane
+from .shared import chunk_bounds, fill_plane
+from .threads import parallel_parts, thread_count
 
 
 @njit(cache=True, inline="always")
@@ -21,11 +22,13 @@ def adaptive_window(o, size, out_size):
     return (o * size) // out_size, ((o + 1) * size + out_size - 1) // out_size
 
 
-@njit(parallel=True, cache=True)
-def adaptive_avg_pool2d_forward(input, output):
+@njit(nogil=True, cache=True, error_model="numpy")
+def adaptive_avg_pool2d_forward_span(span_part, span_parts, input, output):
+    """adaptive_avg_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         plane = input[n, c]
         for oh in range(OH):
@@ -39,11 +42,17 @@ def adaptive_avg_pool2d_forward(input, output):
                 output[n, c, oh, ow] = total / ((h1 - h0) * (w1 - w0))
 
 
-@njit(parallel=True, cache=True)
-def adaptive_avg_pool2d_backward(grad_output, grad_input):
+def adaptive_avg_pool2d_forward(input, output):
+    parallel_parts(adaptive_avg_pool2d_forward_span, thread_count(input.size), input, output)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def adaptive_avg_pool2d_backward_span(span_part, span_parts, grad_output, grad_input):
+    """adaptive_avg_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         plane = grad_input[n, c]
         fill_plane(plane, 0)
@@ -57,14 +66,20 @@ def adaptive_avg_pool2d_backward(grad_output, grad_input):
                         plane[ih, iw] += share
 
 
-@njit(parallel=True, cache=True)
-def adaptive_max_pool2d_forward(input, output, indices):
+def adaptive_avg_pool2d_backward(grad_output, grad_input):
+    parallel_parts(adaptive_avg_pool2d_backward_span, thread_count(grad_output.size), grad_output, grad_input)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def adaptive_max_pool2d_forward_span(span_part, span_parts, input, output, indices):
+    """adaptive_max_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
     if not record:
         indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder for the typing of the loop below
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         plane = input[n, c]
         for oh in range(OH):
@@ -84,12 +99,17 @@ def adaptive_max_pool2d_forward(input, output, indices):
                     indices[n, c, oh, ow] = where
 
 
-@njit(parallel=True, cache=True)
-def adaptive_max_pool2d_backward(grad_output, indices, grad_input):
-    """grad_input: each output gradient routed to the position its maximum came from."""
+def adaptive_max_pool2d_forward(input, output, indices):
+    parallel_parts(adaptive_max_pool2d_forward_span, thread_count(input.size), input, output, indices)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def adaptive_max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input):
+    """adaptive_max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         plane = grad_input[n, c].reshape(H * W)
         for q in range(H * W):
@@ -97,3 +117,8 @@ def adaptive_max_pool2d_backward(grad_output, indices, grad_input):
         for oh in range(OH):
             for ow in range(OW):
                 plane[indices[n, c, oh, ow]] += grad_output[n, c, oh, ow]
+
+
+def adaptive_max_pool2d_backward(grad_output, indices, grad_input):
+    """grad_input: each output gradient routed to the position its maximum came from."""
+    parallel_parts(adaptive_max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input)

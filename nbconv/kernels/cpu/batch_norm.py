@@ -8,9 +8,11 @@ channel, whose N * S values stay in cache between its passes; sums run in float6
 """
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from .fastmath import REDUCE as _REDUCE  # lets the sums vectorise (their order does not matter here)
+from .shared import chunk_bounds
+from .threads import parallel_parts, thread_count
 
 
 @njit(cache=True, fastmath=_REDUCE)  # not inlined by Numba, which would drop these flags (LLVM still may)
@@ -50,21 +52,28 @@ def channel_statistics(input, running_mean, running_var, mean, invstd, c, moment
     return channel_mean, channel_invstd
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def batch_norm_stats(input, running_mean, running_var, mean, invstd, momentum, eps, training):
-    """mean, invstd (C,) as batch_norm_forward would use them; running statistics updated as it would."""
-    for c in prange(input.shape[1]):
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def batch_norm_stats_span(span_part, span_parts, input, running_mean, running_var, mean, invstd, momentum, eps,
+                          training):
+    """batch_norm_stats over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[1])
+    for c in range(span_first, span_last):
         channel_statistics(input, running_mean, running_var, mean, invstd, c, momentum, eps, training)
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def batch_norm_forward(input, weight, bias, running_mean, running_var, output, mean, invstd, momentum, eps,
-                       training):
-    """output = (input - mean) * invstd * weight + bias per channel; mean and invstd (C,) written with the
-    statistics used (training=1: the batch's, and running_mean/running_var updated in place with momentum;
-    training=0: the running ones)."""
+def batch_norm_stats(input, running_mean, running_var, mean, invstd, momentum, eps, training):
+    """mean, invstd (C,) as batch_norm_forward would use them; running statistics updated as it would."""
+    parallel_parts(batch_norm_stats_span, thread_count(input.size), input, running_mean, running_var, mean, invstd,
+                   momentum, eps, training)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def batch_norm_forward_span(span_part, span_parts, input, weight, bias, running_mean, running_var, output, mean, invstd,
+                            momentum, eps, training):
+    """batch_norm_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, S = input.shape
-    for c in prange(C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, C)
+    for c in range(span_first, span_last):
         channel_mean, channel_invstd = channel_statistics(input, running_mean, running_var, mean, invstd, c,
                                                           momentum, eps, training)
         scale = channel_invstd * (weight[c] if weight.shape[0] > 0 else 1.0)
@@ -75,16 +84,23 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, output, m
                 target[s] = source[s] * scale + shift
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):
-    """Gradients of batch_norm_forward given the statistics it used. grad_weight = sum(grad_output * xhat),
-    grad_bias = sum(grad_output) per channel (skipped when empty, (0,)); grad_input (skipped when empty,
-    (0, 0, 0)) is the full batch-statistics gradient when training=1,
-    weight * invstd * (grad_output - mean(grad_output) - xhat * mean(grad_output * xhat)),
-    and grad_output * weight * invstd with fixed (running) statistics when training=0."""
+def batch_norm_forward(input, weight, bias, running_mean, running_var, output, mean, invstd, momentum, eps,
+                       training):
+    """output = (input - mean) * invstd * weight + bias per channel; mean and invstd (C,) written with the
+    statistics used (training=1: the batch's, and running_mean/running_var updated in place with momentum;
+    training=0: the running ones)."""
+    parallel_parts(batch_norm_forward_span, thread_count(input.size), input, weight, bias, running_mean, running_var,
+                   output, mean, invstd, momentum, eps, training)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def batch_norm_backward_span(span_part, span_parts, grad_output, input, weight, mean, invstd, grad_input, grad_weight,
+                             grad_bias, training):
+    """batch_norm_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, S = input.shape
     count = N * S
-    for c in prange(C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, C)
+    for c in range(span_first, span_last):
         channel_mean, channel_invstd = mean[c], invstd[c]
         scale = channel_invstd * (weight[c] if weight.shape[0] > 0 else 1.0)
         sum_grad = 0.0
@@ -114,3 +130,13 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, gr
                 grad_row, target = grad_output[n, c], grad_input[n, c]
                 for s in range(S):
                     target[s] = grad_row[s] * scale
+
+
+def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):
+    """Gradients of batch_norm_forward given the statistics it used. grad_weight = sum(grad_output * xhat),
+    grad_bias = sum(grad_output) per channel (skipped when empty, (0,)); grad_input (skipped when empty,
+    (0, 0, 0)) is the full batch-statistics gradient when training=1,
+    weight * invstd * (grad_output - mean(grad_output) - xhat * mean(grad_output * xhat)),
+    and grad_output * weight * invstd with fixed (running) statistics when training=0."""
+    parallel_parts(batch_norm_backward_span, thread_count(grad_output.size), grad_output, input, weight, mean, invstd,
+                   grad_input, grad_weight, grad_bias, training)

@@ -8,7 +8,7 @@ a fully connected layer followed by a ReLU runs as one layer (the backward takes
 positive entries are where the gradient passes).
 """
 
-from numba import njit, prange
+from numba import njit
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from .activation import relu_backward, relu_forward
 from .conv import conv2d_backward_bias, conv2d_backward_weight
 from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward
 from .optim import adam_step, sgd_step
+from .shared import chunk_bounds
+from .threads import parallel_parts, thread_count
 
 
 def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
@@ -71,18 +73,42 @@ def segment_of(k, segment_ends):
     return low
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
+def sgd_update_flat_span(span_part, span_parts, param, grad, velocity, segment_ends, segment_decay, lr, momentum,
+                         nesterov):
+    """sgd_update_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    span_first, span_last = chunk_bounds(span_part, span_parts, param.shape[0])
+    param_part = param[span_first:span_last]
+    grad_part = grad[span_first:span_last]
+    velocity_part = velocity[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        sgd_step(k, param_part, grad_part, velocity_part, lr, momentum, segment_decay[segment_of(span_first + k,
+                 segment_ends)], nesterov)
+
+
 def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, momentum, nesterov):
     """sgd_update over all parameters at once (flat param, grad, velocity), each segment with its decay."""
-    for k in prange(param.shape[0]):
-        sgd_step(k, param, grad, velocity, lr, momentum, segment_decay[segment_of(k, segment_ends)], nesterov)
+    parallel_parts(sgd_update_flat_span, thread_count(param.size), param, grad, velocity, segment_ends, segment_decay,
+                   lr, momentum, nesterov)
 
 
-@njit(parallel=True, cache=True)
-def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps, step):
-    """adam_update over all parameters at once (flat buffers), each segment with its decay."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def adam_update_flat_span(span_part, span_parts, param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr,
+                          beta1, beta2, eps, step):
+    """adam_update_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     correction1 = 1.0 - beta1 ** step
     correction2 = 1.0 - beta2 ** step
-    for k in prange(param.shape[0]):
-        adam_step(k, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                  segment_decay[segment_of(k, segment_ends)], correction1, correction2)
+    span_first, span_last = chunk_bounds(span_part, span_parts, param.shape[0])
+    param_part = param[span_first:span_last]
+    grad_part = grad[span_first:span_last]
+    exp_avg_part = exp_avg[span_first:span_last]
+    exp_avg_sq_part = exp_avg_sq[span_first:span_last]
+    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+        adam_step(k, param_part, grad_part, exp_avg_part, exp_avg_sq_part, lr, beta1, beta2, eps,
+                  segment_decay[segment_of(span_first + k, segment_ends)], correction1, correction2)
+
+
+def adam_update_flat(param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr, beta1, beta2, eps, step):
+    """adam_update over all parameters at once (flat buffers), each segment with its decay."""
+    parallel_parts(adam_update_flat_span, thread_count(param.size), param, grad, exp_avg, exp_avg_sq, segment_ends,
+                   segment_decay, lr, beta1, beta2, eps, step)

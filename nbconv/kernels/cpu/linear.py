@@ -5,11 +5,12 @@ The products call the BLAS from inside @njit kernels (see blas.py), split by row
 when they are large enough to pay for a parallel launch.
 """
 import numba
-from numba import njit, prange
+from numba import njit
 
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
+from .threads import parallel_parts
 
 PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
 
@@ -18,15 +19,14 @@ def _chunks(rows, flops):
     return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, numba.get_num_threads()))
 
 
-@njit(parallel=True, cache=True)
-def linear_forward_chunks(input, weight, bias, output, chunks):
-    """output[:, cols] = input @ weight[cols].T (+ bias[cols]), the O output columns cut into `chunks`: each
-    chunk then packs only its own rows of the weight, which costs more than the product at LeNet's sizes
-    (split by input rows instead, fc1's forward was 1.5x slower)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, output, chunks):
+    """linear_forward_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, I = input.shape
     O = output.shape[1]
     has_bias = bias.shape[0] > 0
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         first, last = chunk_bounds(chunk, chunks, O)
         if has_bias:
             for n in range(N):
@@ -38,29 +38,48 @@ def linear_forward_chunks(input, weight, bias, output, chunks):
                  1.0 if has_bias else 0.0, address(output, first), O, output.itemsize)
 
 
-@njit(parallel=True, cache=True)
-def linear_backward_input_chunks(grad_output, weight, grad_input, chunks):
-    """grad_input[rows] = grad_output[rows] (rows, O) @ weight (O, I)."""
+def linear_forward_chunks(input, weight, bias, output, chunks):
+    """output[:, cols] = input @ weight[cols].T (+ bias[cols]), the O output columns cut into `chunks`: each
+    chunk then packs only its own rows of the weight, which costs more than the product at LeNet's sizes
+    (split by input rows instead, fc1's forward was 1.5x slower)."""
+    parallel_parts(linear_forward_chunks_span, chunks, input, weight, bias, output, chunks)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def linear_backward_input_chunks_span(span_part, span_parts, grad_output, weight, grad_input, chunks):
+    """linear_backward_input_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, O = grad_output.shape
     I = weight.shape[1]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         first, last = chunk_bounds(chunk, chunks, N)
         if last > first:
             gemm(NO_TRANS, NO_TRANS, last - first, I, O, 1.0, address(grad_output, first * O), O,
                  address(weight, 0), I, 0.0, address(grad_input, first * I), I, grad_input.itemsize)
 
 
-@njit(parallel=True, cache=True)
-def linear_backward_weight_chunks(grad_output, input, grad_weight, chunks):
-    """grad_weight[rows] = grad_output.T[rows] (rows, N) @ input (N, I); the rows of O cut into `chunks`
-    (each chunk sums the whole batch itself, so no partial sums are needed)."""
+def linear_backward_input_chunks(grad_output, weight, grad_input, chunks):
+    """grad_input[rows] = grad_output[rows] (rows, O) @ weight (O, I)."""
+    parallel_parts(linear_backward_input_chunks_span, chunks, grad_output, weight, grad_input, chunks)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def linear_backward_weight_chunks_span(span_part, span_parts, grad_output, input, grad_weight, chunks):
+    """linear_backward_weight_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, O = grad_output.shape
     I = input.shape[1]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         first, last = chunk_bounds(chunk, chunks, O)
         if last > first:
             gemm(TRANS, NO_TRANS, last - first, I, N, 1.0, address(grad_output, first), O, address(input, 0), I,
                  0.0, address(grad_weight, first * I), I, grad_weight.itemsize)
+
+
+def linear_backward_weight_chunks(grad_output, input, grad_weight, chunks):
+    """grad_weight[rows] = grad_output.T[rows] (rows, N) @ input (N, I); the rows of O cut into `chunks`
+    (each chunk sums the whole batch itself, so no partial sums are needed)."""
+    parallel_parts(linear_backward_weight_chunks_span, chunks, grad_output, input, grad_weight, chunks)
 
 
 def linear_forward(input, weight, bias, output):

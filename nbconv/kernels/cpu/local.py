@@ -5,18 +5,22 @@ bias (D, OH, OW) or (0,), output (N, D, OH, OW). Zero padding and stride as for 
 padding's zeros are multiplied in (weight * 0 and grad_output * 0), so a NaN or inf meeting the padding gives
 NaN, as the definition over the explicitly padded input does.
 """
-from numba import njit, prange
+from numba import njit
 
 from .fastmath import REDUCE as _REDUCE
-from .shared import fill, fill_plane
+from .shared import chunk_bounds, fill, fill_plane
+from .threads import parallel_parts, thread_count
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w):
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def local_conv2d_forward_span(span_part, span_parts, input, weight, bias, output, stride_h, stride_w, padding_h,
+                              padding_w):
+    """local_conv2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW, D, _, KH, KW = weight.shape
     has_bias = bias.shape[0] > 0
-    for task in prange(N * D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * D)
+    for task in range(span_first, span_last):
         n = task // D
         d = task % D
         for oh in range(OH):
@@ -35,11 +39,19 @@ def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, paddin
                 output[n, d, oh, ow] = total + bias[d, oh, ow] if has_bias else total
 
 
-@njit(parallel=True, cache=True)
-def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w):
+def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w):
+    parallel_parts(local_conv2d_forward_span, thread_count(input.size), input, weight, bias, output, stride_h, stride_w,
+                   padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def local_conv2d_backward_input_span(span_part, span_parts, grad_output, weight, grad_input, stride_h, stride_w,
+                                     padding_h, padding_w):
+    """local_conv2d_backward_input over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW, D, _, KH, KW = weight.shape
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         c = task % C
         plane = grad_input[n, c]
@@ -58,11 +70,19 @@ def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, strid
                                 plane[ih, iw] += g * weight[oh, ow, d, c, i, j]
 
 
-@njit(parallel=True, cache=True)
-def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w):
+def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w):
+    parallel_parts(local_conv2d_backward_input_span, thread_count(grad_output.size), grad_output, weight, grad_input,
+                   stride_h, stride_w, padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def local_conv2d_backward_weight_span(span_part, span_parts, grad_output, input, grad_weight, stride_h, stride_w,
+                                      padding_h, padding_w):
+    """local_conv2d_backward_weight over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW, D, _, KH, KW = grad_weight.shape
-    for position in prange(OH * OW):
+    span_first, span_last = chunk_bounds(span_part, span_parts, OH * OW)
+    for position in range(span_first, span_last):
         oh = position // OW
         ow = position % OW
         bank = grad_weight[oh, ow]
@@ -85,11 +105,22 @@ def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stri
                                 bank[d, c, i, j] += g * 0
 
 
-@njit(parallel=True, cache=True)
-def local_conv2d_backward_bias(grad_output, grad_bias):
-    """grad_bias (D, OH, OW) = grad_output (N, D, OH, OW) summed over N."""
+def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w):
+    parallel_parts(local_conv2d_backward_weight_span, thread_count(grad_output.size), grad_output, input, grad_weight,
+                   stride_h, stride_w, padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def local_conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
+    """local_conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, D, OH, OW = grad_output.shape
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         grad_bias[d] = 0
         for n in range(N):
             grad_bias[d] += grad_output[n, d]
+
+
+def local_conv2d_backward_bias(grad_output, grad_bias):
+    """grad_bias (D, OH, OW) = grad_output (N, D, OH, OW) summed over N."""
+    parallel_parts(local_conv2d_backward_bias_span, thread_count(grad_output.size), grad_output, grad_bias)

@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 
-from numba import njit, prange
+from numba import njit
 
-from .shared import fill, fill_plane, valid_range
+from .shared import chunk_bounds, fill, fill_plane, valid_range
+from .threads import parallel_parts, thread_count
 
 
 @njit(cache=True, inline="always")
@@ -47,18 +48,16 @@ def _has_nan(a, b, c, d):
     return np.int64(a != a) | np.int64(b != b) | np.int64(c != c) | np.int64(d != d)
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_forward_2x2(input, output, indices):
-    """max_pool2d_forward for 2x2 windows with stride 2 and every window inside the input (the common
-    pooling layer): each output's four values at once, a row of outputs in a loop free of branches (the
-    maximum from max(), its position from equality tests turned into arithmetic). A row that holds a NaN,
-    which real data almost never does, is redone afterwards with the branches NaN needs."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
+    """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
     if not record:
         indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder view for the typing of the loop below
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         plane = input[n, c]
         for oh in range(OH):
@@ -89,6 +88,14 @@ def max_pool2d_forward_2x2(input, output, indices):
                             where[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
 
 
+def max_pool2d_forward_2x2(input, output, indices):
+    """max_pool2d_forward for 2x2 windows with stride 2 and every window inside the input (the common
+    pooling layer): each output's four values at once, a row of outputs in a loop free of branches (the
+    maximum from max(), its position from equality tests turned into arithmetic). A row that holds a NaN,
+    which real data almost never does, is redone afterwards with the branches NaN needs."""
+    parallel_parts(max_pool2d_forward_2x2_span, thread_count(input.size), input, output, indices)
+
+
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
     """output = max over each window (NaN propagates); indices = where in the plane it came from, or
     nothing when indices is empty, (0, 0, 0, 0) (inference needs no positions and runs 2.5x faster).
@@ -100,15 +107,10 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
     max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h,
-                               padding_w):
-    """max_pool2d_forward for any window, stride and padding.
-
-    Ties and NaNs resolve to the first in the window's row-major order. The loops run tap by tap over a
-    whole output row, through views indexed from 0 (so no negative-index handling), with the outputs each
-    column tap reaches computed once per call.
-    """
+@njit(nogil=True, cache=True, error_model="numpy")
+def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indices, kernel_h, kernel_w, stride_h,
+                                    stride_w, padding_h, padding_w):
+    """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
@@ -117,7 +119,8 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
     column_ranges = np.empty((kernel_w, 2), np.int64)  # [lo, hi) of the outputs each column tap reaches
     for j in range(kernel_w):
         column_ranges[j, 0], column_ranges[j, 1] = valid_range(OW, W, stride_w, j - padding_w)
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         c = task % C
         plane, best_plane = input[n, c], output[n, c]
@@ -143,18 +146,29 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
                         max_value_tap(row[start:], best[lo:hi], stride_w)
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, stride_h, stride_w,
-                        padding_h, padding_w):
-    """grad_input: each output gradient is routed to the input position its maximum came from.
-    Positions outside the plane (which max_pool2d_forward never makes) are skipped: a scatter must not
-    write outside its output whatever it is given."""
+def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                               padding_w):
+    """max_pool2d_forward for any window, stride and padding.
+
+    Ties and NaNs resolve to the first in the window's row-major order. The loops run tap by tap over a
+    whole output row, through views indexed from 0 (so no negative-index handling), with the outputs each
+    column tap reaches computed once per call.
+    """
+    parallel_parts(max_pool2d_forward_windows_span, thread_count(input.size), input, output, indices, kernel_h,
+                   kernel_w, stride_h, stride_w, padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input, kernel_h, kernel_w, stride_h,
+                             stride_w, padding_h, padding_w):
+    """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW = min(grad_output.shape[2], indices.shape[2]), min(grad_output.shape[3], indices.shape[3])
     if min(grad_output.shape[0], indices.shape[0]) < N or min(grad_output.shape[1], indices.shape[1]) < C:
         OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
     plane_size = H * W
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         c = task % C
         plane = grad_input[n, c].reshape(plane_size)
@@ -166,6 +180,15 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
                 position = where[ow]
                 if 0 <= position < plane_size:
                     plane[position] += grad_row[ow]
+
+
+def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, stride_h, stride_w,
+                        padding_h, padding_w):
+    """grad_input: each output gradient is routed to the input position its maximum came from.
+    Positions outside the plane (which max_pool2d_forward never makes) are skipped: a scatter must not
+    write outside its output whatever it is given."""
+    parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
+                   kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
 @njit(cache=True, inline="always")
@@ -180,13 +203,14 @@ def avg_pool_window(o, stride, padding, kernel, size, count_include_pad):
     return lo, hi, hi - lo
 
 
-@njit(parallel=True, cache=True)
-def avg_pool2d_forward(input, output, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                       count_include_pad):
-    """output = window mean; the divisor counts padding cells when count_include_pad is 1 (PyTorch's rule)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def avg_pool2d_forward_span(span_part, span_parts, input, output, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                            padding_w, count_include_pad):
+    """avg_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         c = task % C
         plane = input[n, c]
@@ -201,13 +225,21 @@ def avg_pool2d_forward(input, output, kernel_h, kernel_w, stride_h, stride_w, pa
                 output[n, c, oh, ow] = total / max(h_count * w_count, 1)
 
 
-@njit(parallel=True, cache=True)
-def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                        count_include_pad):
-    """grad_input: each output gradient spread evenly (by the forward's divisor) over its window."""
+def avg_pool2d_forward(input, output, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
+                       count_include_pad):
+    """output = window mean; the divisor counts padding cells when count_include_pad is 1 (PyTorch's rule)."""
+    parallel_parts(avg_pool2d_forward_span, thread_count(input.size), input, output, kernel_h, kernel_w, stride_h,
+                   stride_w, padding_h, padding_w, count_include_pad)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def avg_pool2d_backward_span(span_part, span_parts, grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
+                             padding_h, padding_w, count_include_pad):
+    """avg_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         c = task % C
         plane = grad_input[n, c]
@@ -220,6 +252,13 @@ def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, s
                 for ih in range(h_lo, h_hi):
                     for iw in range(w_lo, w_hi):
                         plane[ih, iw] += share
+
+
+def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
+                        count_include_pad):
+    """grad_input: each output gradient spread evenly (by the forward's divisor) over its window."""
+    parallel_parts(avg_pool2d_backward_span, thread_count(grad_output.size), grad_output, grad_input, kernel_h,
+                   kernel_w, stride_h, stride_w, padding_h, padding_w, count_include_pad)
 
 
 # serial: a pass over a small map (N*C*H*W of a network's last block) costs less than

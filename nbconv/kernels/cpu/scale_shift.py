@@ -8,19 +8,22 @@ activation: 0 none, 1 ReLU, 2 ReLU6. output may be input itself (in place), and 
 One task per (n, c) row of S values, so batch 1 still splits over the channels.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .shared import chunk_bounds
+from .threads import parallel_parts, thread_count
 
 NO_ACTIVATION, RELU, RELU6 = 0, 1, 2
 
 
-@njit(parallel=True, cache=True)
-def scale_shift_forward(input, scale, shift, residual, output, activation):
-    """output = activation(input * scale[c] + shift[c] + residual), per channel c of axis 1; the scaled
-    value is rounded to the output's type before the residual is added (as two separate layers would)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def scale_shift_forward_span(span_part, span_parts, input, scale, shift, residual, output, activation):
+    """scale_shift_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, S = input.shape
     zero, six = output.dtype.type(0), output.dtype.type(6)
     scaled, shifted, summed = scale.shape[0] > 0, shift.shape[0] > 0, residual.shape[0] > 0
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n, c = task // C, task % C
         factor = scale[c] if scaled else output.dtype.type(1)
         offset = shift[c] if shifted else zero
@@ -34,6 +37,13 @@ def scale_shift_forward(input, scale, shift, residual, output, activation):
             elif activation == RELU6:
                 value = zero if value <= zero else (six if value >= six else value)
             target[s] = value
+
+
+def scale_shift_forward(input, scale, shift, residual, output, activation):
+    """output = activation(input * scale[c] + shift[c] + residual), per channel c of axis 1; the scaled
+    value is rounded to the output's type before the residual is added (as two separate layers would)."""
+    parallel_parts(scale_shift_forward_span, thread_count(input.size), input, scale, shift, residual, output,
+                   activation)
 
 
 @njit(cache=True, inline="always")

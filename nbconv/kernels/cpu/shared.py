@@ -1,5 +1,7 @@
 """Helpers shared by the CPU kernels: output ranges, chunking, zero fill, ordered partial sums."""
-from numba import njit, prange
+from numba import njit
+
+from .threads import parallel_parts, thread_count
 
 
 @njit(cache=True, inline="always")
@@ -53,17 +55,13 @@ def task_rows(task, blocks, block_rows, out_h):
     return n, oh0, min(out_h, oh0 + block_rows)
 
 
-@njit(parallel=True, cache=True)
-def sum_partials(partial, grad_weight):
-    """grad_weight[g*Dg + dd, k] = sum over chunks, in chunk order, of partial[chunk, g, k, dd].
-
-    partial: (chunks, groups, C/groups*KH*KW, D/groups), the transposed per-chunk sums of the weight
-    gradient kernels; the fixed order makes the result independent of the thread count. The sums run
-    along partial's contiguous rows (into chunk 0's, which this overwrites), so each partial value is read
-    once: summing down its columns read a new cache line per value, seconds for 512-channel layers."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def sum_partials_span(span_part, span_parts, partial, grad_weight):
+    """sum_partials over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     chunks, groups, depth, Dg = partial.shape
     flat = grad_weight.reshape((groups * Dg, depth))
-    for row in prange(groups * depth):
+    span_first, span_last = chunk_bounds(span_part, span_parts, groups * depth)
+    for row in range(span_first, span_last):
         g, k = row // depth, row % depth
         total = partial[0, g, k]
         for chunk in range(1, chunks):
@@ -72,3 +70,13 @@ def sum_partials(partial, grad_weight):
                 total[dd] += source[dd]
         for dd in range(Dg):
             flat[g * Dg + dd, k] = total[dd]
+
+
+def sum_partials(partial, grad_weight):
+    """grad_weight[g*Dg + dd, k] = sum over chunks, in chunk order, of partial[chunk, g, k, dd].
+
+    partial: (chunks, groups, C/groups*KH*KW, D/groups), the transposed per-chunk sums of the weight
+    gradient kernels; the fixed order makes the result independent of the thread count. The sums run
+    along partial's contiguous rows (into chunk 0's, which this overwrites), so each partial value is read
+    once: summing down its columns read a new cache line per value, seconds for 512-channel layers."""
+    parallel_parts(sum_partials_span, thread_count(partial.size), partial, grad_weight)

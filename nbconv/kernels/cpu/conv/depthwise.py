@@ -12,10 +12,12 @@ padded: (chunks, (H + 4) * (W + 4)) scratch, one padded plane per parallel chunk
 padded by up to 2, and for the output gradient padded by 2 - padding). Rows in it are 1-D slices of a
 contiguous buffer, which LLVM vectorises; a 2-D view narrower than its buffer would have runtime strides.
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..fastmath import CONTRACT as _CONTRACT, REDUCE as _REDUCE
 from ..shared import chunk_bounds
+from ..threads import parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 from .rows import pad_rows
 
@@ -44,13 +46,14 @@ def correlate_3x3(padded, padded_w, taps, offset, output):
                       + t20 * bottom[q] + t21 * bottom[q + 1] + t22 * bottom[q + 2])
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
-    """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_depthwise3x3_span(span_part, span_parts, input, weight, bias, output, padded, padding_h, padding_w):
+    """conv2d_forward_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C = input.shape[0], input.shape[1]
     has_bias = bias.shape[0] > 0
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         first, last = chunk_bounds(chunk, chunks, N * C)
         for task in range(first, last):
             n, c = task // C, task % C
@@ -59,17 +62,24 @@ def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, 
                           output[n, c])
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, padded, padding_h, padding_w):
-    """grad_input[n, c] = the 3x3 correlation of grad_output[n, c], padded by 2 - padding, with weight[c, 0]
-    turned by 180 degrees (turned: (C, 3, 3) scratch for those filters). Needs padding <= 2."""
+def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
+    """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
+    parallel_parts(conv2d_forward_depthwise3x3_span, numba.get_num_threads(), input, weight, bias, output, padded,
+                   padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_depthwise3x3_span(span_part, span_parts, grad_output, weight, grad_input, turned, padded,
+                                            padding_h, padding_w):
+    """conv2d_backward_input_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C = grad_output.shape[0], grad_output.shape[1]
     for c in range(C):
         for i in range(3):
             for j in range(3):
                 turned[c, i, j] = weight[c, 0, 2 - i, 2 - j]
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         first, last = chunk_bounds(chunk, chunks, N * C)
         for task in range(first, last):
             n, c = task // C, task % C
@@ -77,14 +87,22 @@ def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, 
             correlate_3x3(padded[chunk], padded_w, turned[c], grad_input.dtype.type(0), grad_input[n, c])
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
-    """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
-    A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
+def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, padded, padding_h, padding_w):
+    """grad_input[n, c] = the 3x3 correlation of grad_output[n, c], padded by 2 - padding, with weight[c, 0]
+    turned by 180 degrees (turned: (C, 3, 3) scratch for those filters). Needs padding <= 2."""
+    parallel_parts(conv2d_backward_input_depthwise3x3_span, numba.get_num_threads(), grad_output, weight, grad_input,
+                   turned, padded, padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output, input, grad_weight, padded, padding_h,
+                                             padding_w):
+    """conv2d_backward_weight_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C = input.shape[0], input.shape[1]
     OH = grad_output.shape[2]
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         buffer = padded[chunk]
         first, last = chunk_bounds(chunk, chunks, C)
         for c in range(first, last):
@@ -110,6 +128,13 @@ def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded,
             target[0, 0], target[0, 1], target[0, 2] = s00, s01, s02
             target[1, 0], target[1, 1], target[1, 2] = s10, s11, s12
             target[2, 0], target[2, 1], target[2, 2] = s20, s21, s22
+
+
+def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
+    """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
+    A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
+    parallel_parts(conv2d_backward_weight_depthwise3x3_span, numba.get_num_threads(), grad_output, input, grad_weight,
+                   padded, padding_h, padding_w)
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).

@@ -6,10 +6,12 @@ Shapes as in nbconv.kernels.cpu.conv.dispatch. The inner loops run over views, w
 unit strides so that LLVM specialises (and vectorises) them; with computed indices, Numba's negative-index
 handling prevents that.
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..fastmath import REDUCE as _REDUCE
-from ..shared import fill_plane, valid_range
+from ..shared import chunk_bounds, fill_plane, valid_range
+from ..threads import parallel_parts
 
 
 @njit(cache=True, inline="always")
@@ -35,16 +37,17 @@ def scatter_add(target, values, scale, stride):
         target[q * stride] += scale * values[q]
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
-                          dilation_h, dilation_w, groups):
-    """output[n, d] = bias[d] + sum_{c, i, j} weight[d, c, i, j] * padded_input[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_direct_span(span_part, span_parts, input, weight, bias, output, stride_h, stride_w, padding_h,
+                               padding_w, dilation_h, dilation_w, groups):
+    """conv2d_forward_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = output.shape[2], output.shape[3]
     Dg = D // groups
     has_bias = bias.shape[0] > 0
-    for task in prange(N * D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * D)
+    for task in range(span_first, span_last):
         n = task // D
         d = task % D
         g = d // Dg
@@ -70,15 +73,23 @@ def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, paddi
                             scaled_add(target, source, w, stride_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
-                                 dilation_h, dilation_w, groups):
-    """grad_input (N, C, H, W) from grad_output (N, D, OH, OW); each task owns one input plane."""
+def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
+                          dilation_h, dilation_w, groups):
+    """output[n, d] = bias[d] + sum_{c, i, j} weight[d, c, i, j] * padded_input[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]."""
+    parallel_parts(conv2d_forward_direct_span, numba.get_num_threads(), input, weight, bias, output, stride_h, stride_w,
+                   padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_direct_span(span_part, span_parts, grad_output, weight, grad_input, stride_h, stride_w,
+                                      padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_input_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     Dg = D // groups
-    for task in prange(N * C):
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
         n = task // C
         channel = task % C
         g = channel // Cg
@@ -106,15 +117,23 @@ def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stri
                             scatter_add(target, values, w, stride_w)
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def conv2d_backward_weight_direct(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
-                                  dilation_h, dilation_w, groups):
-    """grad_weight (D, C // groups, KH, KW), summed over the batch; each task owns one (d, c) filter slice."""
+def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
+                                 dilation_h, dilation_w, groups):
+    """grad_input (N, C, H, W) from grad_output (N, D, OH, OW); each task owns one input plane."""
+    parallel_parts(conv2d_backward_input_direct_span, numba.get_num_threads(), grad_output, weight, grad_input,
+                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+def conv2d_backward_weight_direct_span(span_part, span_parts, grad_output, input, grad_weight, stride_h, stride_w,
+                                       padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_weight_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     Dg = D // groups
-    for task in prange(D * Cg):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D * Cg)
+    for task in range(span_first, span_last):
         d = task // Cg
         c = task % Cg
         channel = (d // Dg) * Cg + c
@@ -137,6 +156,13 @@ def conv2d_backward_weight_direct(grad_output, input, grad_weight, stride_h, str
                             else:
                                 total += strided_dot(values, source, stride_w)
                 grad_weight[d, c, i, j] = total
+
+
+def conv2d_backward_weight_direct(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
+                                  dilation_h, dilation_w, groups):
+    """grad_weight (D, C // groups, KH, KW), summed over the batch; each task owns one (d, c) filter slice."""
+    parallel_parts(conv2d_backward_weight_direct_span, numba.get_num_threads(), grad_output, input, grad_weight,
+                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).

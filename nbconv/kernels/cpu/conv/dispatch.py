@@ -28,29 +28,38 @@ multiplies padding or extra zeros) in one pass, and when anything is not finite 
 definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
 """
 import numpy as np
-from numba import njit, prange
+import numba
+from numba import njit
 
+from . import winograd
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
+from ..shared import chunk_bounds
+from ..threads import parallel_parts
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
-from . import winograd
 from .plan import plan
 
 
-@njit(parallel=True, cache=True, fastmath=REDUCE)
-def conv2d_backward_bias(grad_output, grad_bias):
-    """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW."""
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+def conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
+    """conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, D, OH, OW = grad_output.shape
     planes = grad_output.reshape((N, D, OH * OW))  # one flat loop a plane vectorizes; (oh, ow) loops did not
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         total = grad_bias.dtype.type(0)
         for n in range(N):
             plane = planes[n, d]
             for q in range(plane.shape[0]):
                 total += plane[q]
         grad_bias[d] = total
+
+
+def conv2d_backward_bias(grad_output, grad_bias):
+    """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW."""
+    parallel_parts(conv2d_backward_bias_span, numba.get_num_threads(), grad_output, grad_bias)
 
 
 VIEWS_REMEMBERED = 256  # plans whose buffers' views are kept (each only while the scratch memory stays)

@@ -19,10 +19,12 @@ Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + sla
 spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, D), added in chunk order by
 shared.sum_partials. Groups: one (plan.py sends only such layers here).
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..fastmath import REDUCE
 from ..shared import chunk_bounds, sum_partials
+from ..threads import parallel_parts
 from .blocks import max_chunks
 from .rows import compact_rows, pad_rows, spread_rows
 
@@ -78,9 +80,10 @@ def dot(run, s0):
     return a0
 
 
-@njit(parallel=True, cache=True, fastmath=REDUCE)
-def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
-    """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+def conv2d_forward_flat_span(span_part, span_parts, input, weight, bias, output, padded, wide, padding_h, padding_w,
+                             dilation_h, dilation_w):
+    """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, _, KH, KW = weight.shape
     OH = output.shape[2]
@@ -88,7 +91,8 @@ def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, pa
     plane, length, taps = padded_h * padded_w, OH * padded_w, C * KH * KW
     filters = weight.reshape((D, taps))
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image, product = padded[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -114,17 +118,23 @@ def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, pa
             compact_rows(product, output, n, 0, OH, padded_w, bias)
 
 
-@njit(parallel=True, cache=True, fastmath=REDUCE)
-def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,
-                                dilation_h, dilation_w):
-    """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
-    shared.sum_partials then adds the chunks in order into grad_weight."""
+def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
+    """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
+    parallel_parts(conv2d_forward_flat_span, numba.get_num_threads(), input, weight, bias, output, padded, wide,
+                   padding_h, padding_w, dilation_h, dilation_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, padded, wide, kernel_h,
+                                     kernel_w, padding_h, padding_w, dilation_h, dilation_w):
+    """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, OH = grad_output.shape[1], grad_output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     plane, length, taps = padded_h * padded_w, OH * padded_w, C * kernel_h * kernel_w
     chunks = partial.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image, spread, sums = padded[chunk], wide[chunk], partial[chunk, 0]
         for t in range(taps):
             for d in range(D):
@@ -152,6 +162,14 @@ def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kerne
                     d += 2
                 if d < D:
                     sums[t, d] += dot(run, spread[d, :length])
+
+
+def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,
+                                dilation_h, dilation_w):
+    """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
+    shared.sum_partials then adds the chunks in order into grad_weight."""
+    parallel_parts(conv2d_backward_weight_flat_span, numba.get_num_threads(), grad_output, input, partial, padded, wide,
+                   kernel_h, kernel_w, padding_h, padding_w, dilation_h, dilation_w)
 
 
 # The plan's surface: applies, buffers and the forward and weight-gradient passes (see plan.py).

@@ -7,11 +7,12 @@ one col buffer and calls the single-threaded BLAS itself, writing straight into 
 no whole-batch col matrix, no re-layout pass, no second thread pool.
 """
 import numba
-from numba import njit, prange
+from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
+from ..threads import parallel_parts
 from .blocks import block_rows, channel_parts, max_chunks
 
 
@@ -91,17 +92,11 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
     return address(buffer, 0), buffer.shape[1]
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, padding_h, padding_w,
-                        dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual, activation):
-    """output[n, group g's Dg channels, rows] = weight_g (Dg, Cg*KH*KW) @ col_g (Cg*KH*KW, rows*OW) + bias.
-
-    col: (chunks, C*KH*KW, block_rows*OW) workspace; pointwise (1x1, stride 1, no padding) reads the
-    input directly. Each (image, block of rows) task is cut into `parts` slices of every group's Dg output
-    channels (see blocks.channel_parts), each its own task. Then each task applies the epilogue of
-    scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
-    (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
-    """
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_gemm_span(span_part, span_parts, input, weight, bias, output, col, stride_h, stride_w, padding_h,
+                             padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual,
+                             activation):
+    """conv2d_forward_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = output.shape[2], output.shape[3]
@@ -111,7 +106,8 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
     has_bias = bias.shape[0] > 0
     size = output.itemsize
     flat_output = output.reshape((N, D, P))
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
@@ -131,18 +127,33 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
                     epilogue_span(flat_output, n, d, oh0 * OW, oh1 * OW, scale, shift, residual, activation)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, stride_w, padding_h, padding_w,
-                               dilation_h, dilation_w, groups, pointwise):
-    """grad_input[n] = col2im(weight_g.T @ grad_output[n, g]) per group. A task is a whole image, so the
-    scatter of overlapping windows never races."""
+def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, padding_h, padding_w,
+                        dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual, activation):
+    """output[n, group g's Dg channels, rows] = weight_g (Dg, Cg*KH*KW) @ col_g (Cg*KH*KW, rows*OW) + bias.
+
+    col: (chunks, C*KH*KW, block_rows*OW) workspace; pointwise (1x1, stride 1, no padding) reads the
+    input directly. Each (image, block of rows) task is cut into `parts` slices of every group's Dg output
+    channels (see blocks.channel_parts), each its own task. Then each task applies the epilogue of
+    scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
+    (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
+    """
+    parallel_parts(conv2d_forward_gemm_span, numba.get_num_threads(), input, weight, bias, output, col, stride_h,
+                   stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift,
+                   residual, activation)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_gemm_span(span_part, span_parts, grad_output, weight, grad_input, col, stride_h, stride_w,
+                                    padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
+    """conv2d_backward_input_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     P, depth, Dg = OH * OW, Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // OW
     size = grad_output.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -164,13 +175,18 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                             dilation_h, dilation_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, stride_h, stride_w, padding_h,
-                                padding_w, dilation_h, dilation_w, groups, pointwise):
-    """grad_weight_g = sum over tasks of grad_output[n, g, rows] @ col_g(rows).T. Each chunk sums its tasks,
-    transposed, into partial[chunk] (groups, C/groups*KH*KW, D/groups): with the long side first the small
-    products run twice as fast on LeNet-5's layers. The partials are then added in chunk order, so the
-    result does not depend on how many threads ran the chunks."""
+def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, stride_w, padding_h, padding_w,
+                               dilation_h, dilation_w, groups, pointwise):
+    """grad_input[n] = col2im(weight_g.T @ grad_output[n, g]) per group. A task is a whole image, so the
+    scatter of overlapping windows never races."""
+    parallel_parts(conv2d_backward_input_gemm_span, numba.get_num_threads(), grad_output, weight, grad_input, col,
+                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_weight_gemm_span(span_part, span_parts, grad_output, input, grad_weight, col, partial, stride_h,
+                                     stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
+    """conv2d_backward_weight_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -178,7 +194,8 @@ def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, s
     chunks, block_rows = col.shape[0], col.shape[2] // OW
     blocks = (OH + block_rows - 1) // block_rows
     size = input.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -189,6 +206,16 @@ def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, s
                 gemm(NO_TRANS, TRANS, depth, Dg, (oh1 - oh0) * OW, 1.0, source + g * depth * source_ld * size,
                      source_ld, address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P,
                      0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
+
+
+def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, stride_h, stride_w, padding_h,
+                                padding_w, dilation_h, dilation_w, groups, pointwise):
+    """grad_weight_g = sum over tasks of grad_output[n, g, rows] @ col_g(rows).T. Each chunk sums its tasks,
+    transposed, into partial[chunk] (groups, C/groups*KH*KW, D/groups): with the long side first the small
+    products run twice as fast on LeNet-5's layers. The partials are then added in chunk order, so the
+    result does not depend on how many threads ran the chunks."""
+    parallel_parts(conv2d_backward_weight_gemm_span, numba.get_num_threads(), grad_output, input, grad_weight, col,
+                   partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
     sum_partials(partial, grad_weight)
 
 

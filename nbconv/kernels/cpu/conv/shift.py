@@ -18,7 +18,8 @@ Workspaces, one per parallel chunk, a whole image a task: padded (C*Hp*Wp + slac
 the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = weight[d, c, i, j].
 """
 import numpy as np
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero
@@ -27,18 +28,25 @@ from .blocks import max_chunks
 # Row 0 as an int64, not a literal 0: a literal argument compiles pad_rows and spread_rows once more (a
 # Literal[int](0) overload beside wide.py's int64 one), a second of cold JIT time for nothing.
 FIRST_ROW = np.int64(0)
+from ..threads import parallel_parts
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
-@njit(parallel=True, cache=True)
-def weight_taps(weight, taps):
-    """taps[i*KW + j, d, c] = weight[d, c, i, j]."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def weight_taps_span(span_part, span_parts, weight, taps):
+    """weight_taps over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, Cg, KH, KW = weight.shape
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         for c in range(Cg):
             for i in range(KH):
                 for j in range(KW):
                     taps[i * KW + j, d, c] = weight[d, c, i, j]
+
+
+def weight_taps(weight, taps):
+    """taps[i*KW + j, d, c] = weight[d, c, i, j]."""
+    parallel_parts(weight_taps_span, numba.get_num_threads(), weight, taps)
 
 
 @njit(cache=True, inline="always")
@@ -47,10 +55,10 @@ def tap_offset(tap, kernel_w, padded_w, dilation_h, dilation_w):
     return (tap // kernel_w) * dilation_h * padded_w + (tap % kernel_w) * dilation_w
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padding_h, padding_w, dilation_h,
-                         dilation_w, groups):
-    """output[n] = sum over taps of taps[t] @ shifted_t(input[n]) (+ bias), compacted from Wp to OW columns."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_shift_span(span_part, span_parts, input, taps, bias, output, padded, wide, kernel_w, padding_h,
+                              padding_w, dilation_h, dilation_w, groups):
+    """conv2d_forward_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     T, D, Cg = taps.shape
     OH = output.shape[2]
@@ -58,7 +66,8 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
     plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
     size = output.itemsize
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image, product = padded[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -71,10 +80,17 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
             compact_rows(product, output, n, 0, OH, padded_w, bias)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, kernel_w, padding_h, padding_w,
-                                dilation_h, dilation_w, groups):
-    """grad_input[n] = crop(sum over taps of taps[t].T @ spread(grad_output[n]), each added at the tap's offset)."""
+def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padding_h, padding_w, dilation_h,
+                         dilation_w, groups):
+    """output[n] = sum over taps of taps[t] @ shifted_t(input[n]) (+ bias), compacted from Wp to OW columns."""
+    parallel_parts(conv2d_forward_shift_span, numba.get_num_threads(), input, taps, bias, output, padded, wide,
+                   kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_shift_span(span_part, span_parts, grad_output, taps, grad_input, padded, wide, kernel_w,
+                                     padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_input_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     T, D, Cg = taps.shape
     OH = grad_output.shape[2]
@@ -82,7 +98,8 @@ def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, ker
     plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
     size = grad_output.itemsize
     chunks = padded.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image, spread = padded[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -97,18 +114,25 @@ def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, ker
             crop_image(image, grad_input[n], padding_h, padding_w, padded_h, padded_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kernel_w, padding_h, padding_w,
-                                 dilation_h, dilation_w, groups):
-    """partial[chunk, t] (D, C/groups) = sum over the chunk's images of spread(grad_output[n]) @
-    shifted_t(input[n]).T, per group; sum_tap_partials adds the chunks in order."""
+def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, kernel_w, padding_h, padding_w,
+                                dilation_h, dilation_w, groups):
+    """grad_input[n] = crop(sum over taps of taps[t].T @ spread(grad_output[n]), each added at the tap's offset)."""
+    parallel_parts(conv2d_backward_input_shift_span, numba.get_num_threads(), grad_output, taps, grad_input, padded,
+                   wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_weight_shift_span(span_part, span_parts, grad_output, input, partial, padded, wide, kernel_w,
+                                      padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_weight_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     chunks, T, D, Cg = partial.shape
     OH = grad_output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     plane, length, Dg = padded_h * padded_w, OH * padded_w, D // groups
     size = input.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image, spread, sums = padded[chunk], wide[chunk], partial[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         if first == last:
@@ -123,18 +147,32 @@ def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kern
                          plane, 0.0 if n == first else 1.0, address(sums, (t * D + g * Dg) * Cg), Cg, size)
 
 
-@njit(parallel=True, cache=True)
-def sum_tap_partials(partial, grad_weight):
-    """grad_weight[d, c, i, j] = sum over chunks, in chunk order, of partial[chunk, i*KW + j, d, c]."""
+def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kernel_w, padding_h, padding_w,
+                                 dilation_h, dilation_w, groups):
+    """partial[chunk, t] (D, C/groups) = sum over the chunk's images of spread(grad_output[n]) @
+    shifted_t(input[n]).T, per group; sum_tap_partials adds the chunks in order."""
+    parallel_parts(conv2d_backward_weight_shift_span, numba.get_num_threads(), grad_output, input, partial, padded,
+                   wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sum_tap_partials_span(span_part, span_parts, partial, grad_weight):
+    """sum_tap_partials over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     chunks, T, D, Cg = partial.shape
     KW = grad_weight.shape[3]
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         for c in range(Cg):
             for t in range(T):
                 total = partial[0, t, d, c]
                 for chunk in range(1, chunks):
                     total += partial[chunk, t, d, c]
                 grad_weight[d, c, t // KW, t % KW] = total
+
+
+def sum_tap_partials(partial, grad_weight):
+    """grad_weight[d, c, i, j] = sum over chunks, in chunk order, of partial[chunk, i*KW + j, d, c]."""
+    parallel_parts(sum_tap_partials_span, numba.get_num_threads(), partial, grad_weight)
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).

@@ -18,10 +18,12 @@ block_rows + (KH-1)*dh of them; a whole padded image for the input gradient; unu
 (C*KH*KW, block_rows*OW + STRIP). Tasks are blocks of output rows of an image for the forward and weight
 gradient, whole images for the input gradient, as in wide.py.
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill, fill_zero, sum_partials, task_rows
+from ..threads import parallel_parts
 from ..vector_blocks import BLOCK, add_block, add_block_from, copy_block
 from .blocks import block_rows, max_chunks
 from .rows import crop_image, pad_rows
@@ -119,10 +121,10 @@ def unroll_task(input, slab, col, n, oh0, rows, kernel_h, kernel_w, out_w, paddi
                       dilation_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, padding_w, dilation_h, dilation_w,
-                          groups):
-    """output[n, g's channels, rows] = weight_g @ col_g(input[n], rows) + bias, written in place."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_strips_span(span_part, span_parts, input, weight, bias, output, padded, col, padding_h, padding_w,
+                               dilation_h, dilation_w, groups):
+    """conv2d_forward_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = output.shape[2], output.shape[3]
@@ -132,7 +134,8 @@ def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, p
     has_bias = bias.shape[0] > 0
     size = output.itemsize
     flat_output = output.reshape((N, D, P))
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         slab, buffer = padded[chunk], col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -148,11 +151,17 @@ def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, p
                      address(output, (n * D + g * Dg) * P + oh0 * OW), P, size)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, padding_h, padding_w, dilation_h,
-                                 dilation_w, groups):
-    """grad_input[n] = crop(col2im(weight_g.T @ grad_output[n, g])) per group, a whole image a task; without
-    padding the scatter adds straight into grad_input[n]."""
+def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, padding_w, dilation_h, dilation_w,
+                          groups):
+    """output[n, g's channels, rows] = weight_g @ col_g(input[n], rows) + bias, written in place."""
+    parallel_parts(conv2d_forward_strips_span, numba.get_num_threads(), input, weight, bias, output, padded, col,
+                   padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_strips_span(span_part, span_parts, grad_output, weight, grad_input, padded, col, padding_h,
+                                      padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_input_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -161,7 +170,8 @@ def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, p
     unpadded = padding_h == 0 and padding_w == 0
     chunks, block_rows = col.shape[0], (col.shape[2] - STRIP) // OW
     size = grad_output.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image_buffer, buffer = padded[chunk], col[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -178,11 +188,18 @@ def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, p
                 crop_image(image_buffer, grad_input[n], padding_h, padding_w, padded_h, padded_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_weight_strips(grad_output, input, grad_weight, padded, col, partial, padding_h, padding_w,
-                                  dilation_h, dilation_w, groups):
-    """grad_weight = sum over tasks of col(input[n], rows) @ grad_output[n, :, rows].T, as transposed partial
-    sums per chunk (groups, C/groups*KH*KW, D/groups) added in chunk order (see wide.py)."""
+def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, padding_h, padding_w, dilation_h,
+                                 dilation_w, groups):
+    """grad_input[n] = crop(col2im(weight_g.T @ grad_output[n, g])) per group, a whole image a task; without
+    padding the scatter adds straight into grad_input[n]."""
+    parallel_parts(conv2d_backward_input_strips_span, numba.get_num_threads(), grad_output, weight, grad_input, padded,
+                   col, padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_weight_strips_span(span_part, span_parts, grad_output, input, grad_weight, padded, col, partial,
+                                       padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_weight_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -190,7 +207,8 @@ def conv2d_backward_weight_strips(grad_output, input, grad_weight, padded, col, 
     chunks, block_rows = col.shape[0], (col.shape[2] - STRIP) // OW
     blocks = (OH + block_rows - 1) // block_rows
     size = input.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         slab, buffer = padded[chunk], col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -202,6 +220,14 @@ def conv2d_backward_weight_strips(grad_output, input, grad_weight, padded, col, 
                      address(buffer, g * depth * buffer.shape[1]), buffer.shape[1],
                      address(grad_output, (n * D + g * Dg) * P + oh0 * OW), P,
                      0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
+
+
+def conv2d_backward_weight_strips(grad_output, input, grad_weight, padded, col, partial, padding_h, padding_w,
+                                  dilation_h, dilation_w, groups):
+    """grad_weight = sum over tasks of col(input[n], rows) @ grad_output[n, :, rows].T, as transposed partial
+    sums per chunk (groups, C/groups*KH*KW, D/groups) added in chunk order (see wide.py)."""
+    parallel_parts(conv2d_backward_weight_strips_span, numba.get_num_threads(), grad_output, input, grad_weight, padded,
+                   col, partial, padding_h, padding_w, dilation_h, dilation_w, groups)
     sum_partials(partial, grad_weight)
 
 

@@ -14,10 +14,12 @@ the product's output before compaction or the output gradient spread to Wp colum
 forward and weight kernels is one block of rows of one image, as in gemm.py; one of the input-gradient
 kernel is a whole image, whose padded gradient its blocks add into.
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero, sum_partials, task_rows
+from ..threads import parallel_parts
 from .blocks import block_rows, max_chunks
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
@@ -64,10 +66,10 @@ def unroll_task(input, slab, col, task, blocks, block_rows, out_h, kernel_h, ker
     return n, oh0, rows
 
 
-@njit(parallel=True, cache=True)
-def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_h, padding_w, dilation_h,
-                        dilation_w, groups):
-    """output[n, :, rows] = weight @ wide-im2col(input[n], rows) (+ bias), compacted from Wp to OW columns."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_forward_wide_span(span_part, span_parts, input, weight, bias, output, padded, col, wide, padding_h,
+                             padding_w, dilation_h, dilation_w, groups):
+    """conv2d_forward_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH = output.shape[2]
@@ -76,7 +78,8 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
     blocks = (OH + block_rows - 1) // block_rows
     size = output.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         slab, buffer, product = padded[chunk], col[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -89,10 +92,17 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
             compact_rows(product, output, n, oh0, rows, padded_w, bias)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wide, padding_h, padding_w,
-                               dilation_h, dilation_w, groups):
-    """grad_input[n] = crop(wide-col2im(weight.T @ spread(grad_output[n]))), a whole image a task."""
+def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_h, padding_w, dilation_h,
+                        dilation_w, groups):
+    """output[n, :, rows] = weight @ wide-im2col(input[n], rows) (+ bias), compacted from Wp to OW columns."""
+    parallel_parts(conv2d_forward_wide_span, numba.get_num_threads(), input, weight, bias, output, padded, col, wide,
+                   padding_h, padding_w, dilation_h, dilation_w, groups)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_wide_span(span_part, span_parts, grad_output, weight, grad_input, padded, col, wide,
+                                    padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_input_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH = grad_output.shape[2]
@@ -100,7 +110,8 @@ def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wid
     depth, Dg = Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
     size = grad_output.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         image_buffer, buffer, spread = padded[chunk], col[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -116,13 +127,17 @@ def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wid
             crop_image(image_buffer, grad_input[n], padding_h, padding_w, padded_h, padded_w)
 
 
-@njit(parallel=True, cache=True)
-def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wide, partial, padding_h, padding_w,
-                                dilation_h, dilation_w, groups):
-    """grad_weight = sum over tasks of wide-im2col(input[n], rows) @ spread(grad_output[n, :, rows]).T.
+def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wide, padding_h, padding_w,
+                               dilation_h, dilation_w, groups):
+    """grad_input[n] = crop(wide-col2im(weight.T @ spread(grad_output[n]))), a whole image a task."""
+    parallel_parts(conv2d_backward_input_wide_span, numba.get_num_threads(), grad_output, weight, grad_input, padded,
+                   col, wide, padding_h, padding_w, dilation_h, dilation_w, groups)
 
-    Like conv2d_backward_weight_gemm: transposed partial sums per chunk (groups, C/groups*KH*KW, D/groups),
-    added in chunk order."""
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_weight_wide_span(span_part, span_parts, grad_output, input, grad_weight, padded, col, wide, partial,
+                                     padding_h, padding_w, dilation_h, dilation_w, groups):
+    """conv2d_backward_weight_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH = grad_output.shape[2]
@@ -131,7 +146,8 @@ def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wi
     chunks, block_rows = col.shape[0], col.shape[2] // padded_w
     blocks = (OH + block_rows - 1) // block_rows
     size = input.itemsize
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         slab, buffer, spread = padded[chunk], col[chunk], wide[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -143,6 +159,16 @@ def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wi
                      address(buffer, g * depth * buffer.shape[1]), buffer.shape[1],
                      address(spread, g * Dg * spread.shape[1]), spread.shape[1],
                      0.0 if task == first else 1.0, address(partial[chunk], g * depth * Dg), Dg, size)
+
+
+def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wide, partial, padding_h, padding_w,
+                                dilation_h, dilation_w, groups):
+    """grad_weight = sum over tasks of wide-im2col(input[n], rows) @ spread(grad_output[n, :, rows]).T.
+
+    Like conv2d_backward_weight_gemm: transposed partial sums per chunk (groups, C/groups*KH*KW, D/groups),
+    added in chunk order."""
+    parallel_parts(conv2d_backward_weight_wide_span, numba.get_num_threads(), grad_output, input, grad_weight, padded,
+                   col, wide, partial, padding_h, padding_w, dilation_h, dilation_w, groups)
     sum_partials(partial, grad_weight)
 
 

@@ -13,23 +13,24 @@ turned by 180 degrees and their channel axes swapped, and padding 2 - p (so only
 The weight gradient by the same transforms is winograd_weight.py.
 """
 import numba
-from numba import njit, prange
+from numba import njit
 
 import numpy as np
 
 from ..blas import NO_TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
+from ..threads import parallel_parts
 from .blocks import block_rows, channel_parts, max_chunks
 from .rows import pad_rows
 
 
-@njit(parallel=True, cache=True)
-def winograd_weights(weight, transformed, turned):
-    """transformed[4a + b, d, c] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
-    rotated by 180 degrees (the filters of the input gradient). transformed: (16, D', C')."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def winograd_weights_span(span_part, span_parts, weight, transformed, turned):
+    """winograd_weights over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = transformed.shape[1], transformed.shape[2]
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         for c in range(C):
             g = weight[c, d] if turned else weight[d, c]
             for a in range(4):
@@ -60,6 +61,12 @@ def winograd_weights(weight, transformed, turned):
                 transformed[4 * a + 1, d, c] = 0.5 * (r0 + r1 + r2)
                 transformed[4 * a + 2, d, c] = 0.5 * (r0 - r1 + r2)
                 transformed[4 * a + 3, d, c] = r2
+
+
+def winograd_weights(weight, transformed, turned):
+    """transformed[4a + b, d, c] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
+    rotated by 180 degrees (the filters of the input gradient). transformed: (16, D', C')."""
+    parallel_parts(winograd_weights_span, numba.get_num_threads(), weight, transformed, turned)
 
 
 @njit(cache=True)
@@ -145,15 +152,10 @@ def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tile
                     top[ow + 1] = a1 - a2 - a3 + offset
 
 
-@njit(parallel=True, cache=True)
-def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
-                    scale, shift, residual, activation):
-    """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
-    `winograd_weights` turned into transformed (16, D, C), plus bias. padded, patches, products: one buffer
-    per parallel chunk, (chunks, C*slab_rows*padded_w), (chunks, 16, C, block) and (chunks, 16, D, block),
-    a block holding whole rows of tiles. Each (image, block) task is cut into `parts` slices of the D output
-    channels (see blocks.channel_parts), each its own task, which transforms its patches itself and then
-    applies the epilogue of scale_shift.epilogue_span to the output rows it wrote (see gemm.py)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_winograd_span(span_part, span_parts, input, transformed, bias, output, padded, patches, products, padding_h,
+                         padding_w, parts, scale, shift, residual, activation):
+    """conv2d_winograd over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     tiles_h, tiles_w = (OH + 1) // 2, (OW + 1) // 2
@@ -163,7 +165,8 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
     blocks = (tiles_h + block_rows - 1) // block_rows
     size = output.itemsize
     flat_output = output.reshape((N, D, OH * OW))
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         slab, transformed_patches, tile_products = padded[chunk], patches[chunk], products[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
@@ -182,6 +185,18 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
             for d in range(d0, d1):
                 epilogue_span(flat_output, n, d, 2 * tr0 * OW, min(OH, 2 * (tr0 + rows)) * OW, scale, shift,
                               residual, activation)
+
+
+def conv2d_winograd(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
+                    scale, shift, residual, activation):
+    """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
+    `winograd_weights` turned into transformed (16, D, C), plus bias. padded, patches, products: one buffer
+    per parallel chunk, (chunks, C*slab_rows*padded_w), (chunks, 16, C, block) and (chunks, 16, D, block),
+    a block holding whole rows of tiles. Each (image, block) task is cut into `parts` slices of the D output
+    channels (see blocks.channel_parts), each its own task, which transforms its patches itself and then
+    applies the epilogue of scale_shift.epilogue_span to the output rows it wrote (see gemm.py)."""
+    parallel_parts(conv2d_winograd_span, numba.get_num_threads(), input, transformed, bias, output, padded, patches,
+                   products, padding_h, padding_w, parts, scale, shift, residual, activation)
 
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).

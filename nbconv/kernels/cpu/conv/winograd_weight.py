@@ -19,10 +19,12 @@ single-threaded BLAS call, so the result does not depend on the thread count, an
 partial gradients (16 x 9C x D floats each, 150 MB at 512 channels, for the unrolled weight gradient).
 A last pass turns `sums` into the 3x3 gradients.
 """
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero
+from ..threads import parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 
 BLOCK_BYTES = 64 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images (see NOTES.md 19)
@@ -119,11 +121,12 @@ def _g_transpose_column(sums, b, d, c):
     return m0 + half, 0.5 * (m1 - m2), half + m3
 
 
-@njit(parallel=True, cache=True)
-def _untransform_sums(sums, grad_weight):
-    """grad_weight[d, c] (3x3) = G^T m G for m = sums[:, d, c] (4x4)."""
+@njit(nogil=True, cache=True, error_model="numpy")
+def _untransform_sums_span(span_part, span_parts, sums, grad_weight):
+    """_untransform_sums over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = grad_weight.shape[0], grad_weight.shape[1]
-    for d in prange(D):
+    span_first, span_last = chunk_bounds(span_part, span_parts, D)
+    for d in range(span_first, span_last):
         for c in range(C):
             target = grad_weight[d, c]
             a0, a1, a2 = _g_transpose_column(sums, 0, d, c)
@@ -136,10 +139,15 @@ def _untransform_sums(sums, grad_weight):
             target[2, 0], target[2, 1], target[2, 2] = a2 + 0.5 * (b2 + c2), 0.5 * (b2 - c2), 0.5 * (b2 + c2) + d2
 
 
-@njit(parallel=True, cache=True)
-def _transform_block(input, grad_output, planes, input_tiles, output_tiles, first_image, images, padding_h,
-                     padding_w):
-    """Transform the input and output-gradient planes of images [first_image, first_image + images)."""
+def _untransform_sums(sums, grad_weight):
+    """grad_weight[d, c] (3x3) = G^T m G for m = sums[:, d, c] (4x4)."""
+    parallel_parts(_untransform_sums_span, numba.get_num_threads(), sums, grad_weight)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _transform_block_span(span_part, span_parts, input, grad_output, planes, input_tiles, output_tiles, first_image,
+                          images, padding_h, padding_w):
+    """_transform_block over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     C, D = input.shape[1], grad_output.shape[1]
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     tiles_h, tiles_w = (OH + 1) // 2, (OW + 1) // 2
@@ -147,7 +155,8 @@ def _transform_block(input, grad_output, planes, input_tiles, output_tiles, firs
     input_size = (2 * tiles_h + 2) * (2 * tiles_w + 2)
     output_size = 4 * per_image
     chunks = planes.shape[0]
-    for chunk in prange(chunks):
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
         plane, rows = planes[chunk, :input_size], planes[chunk, input_size:].reshape((4, 2 * tiles_w + 2))
         first, last = chunk_bounds(chunk, chunks, images * (C + D))
         for task in range(first, last):
@@ -162,16 +171,29 @@ def _transform_block(input, grad_output, planes, input_tiles, output_tiles, firs
                 _transform_output_plane(plane, rows, output_tiles, channel - C, n * per_image, tiles_h, tiles_w)
 
 
-@njit(parallel=True, cache=True)
-def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
-    """sums[xi] (D, C) (+)= output_tiles[xi, :, :tiles] @ input_tiles[xi, :, :tiles].T for the 16 xi."""
+def _transform_block(input, grad_output, planes, input_tiles, output_tiles, first_image, images, padding_h,
+                     padding_w):
+    """Transform the input and output-gradient planes of images [first_image, first_image + images)."""
+    parallel_parts(_transform_block_span, numba.get_num_threads(), input, grad_output, planes, input_tiles,
+                   output_tiles, first_image, images, padding_h, padding_w)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _multiply_block_span(span_part, span_parts, input_tiles, output_tiles, sums, tiles, accumulate):
+    """_multiply_block over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     C, capacity = input_tiles.shape[1], input_tiles.shape[2]
     D = output_tiles.shape[1]
     size = sums.itemsize
-    for xi in prange(16):
+    span_first, span_last = chunk_bounds(span_part, span_parts, 16)
+    for xi in range(span_first, span_last):
         gemm(NO_TRANS, TRANS, D, C, tiles, 1.0, address(output_tiles, xi * D * capacity), capacity,
              address(input_tiles, xi * C * capacity), capacity, 1.0 if accumulate else 0.0,
              address(sums, xi * D * C), C, size)
+
+
+def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
+    """sums[xi] (D, C) (+)= output_tiles[xi, :, :tiles] @ input_tiles[xi, :, :tiles].T for the 16 xi."""
+    parallel_parts(_multiply_block_span, numba.get_num_threads(), input_tiles, output_tiles, sums, tiles, accumulate)
 
 
 def conv2d_backward_weight_winograd(grad_output, input, grad_weight, planes, input_tiles, output_tiles, sums,

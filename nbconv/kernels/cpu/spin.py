@@ -1,0 +1,84 @@
+"""Bounded spin-waits in compiled code with the GIL released: how kernel threads wait for each other briefly.
+
+A thread that waits here polls a counter in a shared int64 array without holding the GIL, so the thread that
+will change the counter runs Python freely meanwhile, and the waiter notices the change within a microsecond
+instead of the tens of microseconds a sleeping thread can take to wake (futex, scheduler, and on a virtual
+machine an interrupt to a halted core). Every wait ends after `spin_ns` nanoseconds whatever
+happens; the callers then block on a threading.Condition, so an idle process burns no CPU.
+
+The loop calls the C library's sched_yield and clock_gettime (by symbol, so the compiled code caches like any
+other): yielding lets a thread that waits for this core run at once (on a loaded machine the thread being
+waited for may be that thread), and both calls are opaque to LLVM, which therefore reloads the counter on
+every pass.
+"""
+import sys
+import time
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# Spinning needs a monotonic clock readable from compiled code: POSIX clock_gettime. Elsewhere (Windows) the
+# waits give up at once and the callers block.
+SPIN_SUPPORTED = sys.platform != "win32" and hasattr(time, "CLOCK_MONOTONIC")
+CLOCK_ID = time.CLOCK_MONOTONIC if SPIN_SUPPORTED else 0
+
+
+@intrinsic
+def _yield_core(typingctx):
+    """sched_yield(): if another runnable thread waits for this core (a loaded machine, or more threads than
+    cores), it runs now instead of after this thread's time slice; otherwise returns at once."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                                  "sched_yield")
+        builder.call(function, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _clock_gettime(typingctx, clock_id, timespec):
+    """clock_gettime(clock_id, timespec.ctypes.data): fills timespec (int64 seconds, int64 nanoseconds)."""
+    def codegen(context, builder, signature, args):
+        clock_type = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(clock_type, [clock_type, cgutils.voidptr_t]), "clock_gettime")
+        array = context.make_array(signature.args[1])(context, builder, args[1])
+        builder.call(function, [builder.trunc(args[0], clock_type),
+                                builder.bitcast(array.data, cgutils.voidptr_t)])
+        return context.get_dummy_value()
+    return types.void(clock_id, timespec), codegen
+
+
+@njit(cache=True, inline="always")
+def _now_ns(timespec):
+    _clock_gettime(CLOCK_ID, timespec)
+    return timespec[0] * 1000000000 + timespec[1]
+
+
+@njit(nogil=True, cache=True)
+def reached(counters, first_row, last_row, column, target, spin_ns, timespec):
+    """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
+    spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values."""
+    row = first_row
+    while row < last_row and counters[row, column] >= target:
+        row += 1
+    if row == last_row:
+        return True
+    if spin_ns <= 0:
+        return False
+    start = _now_ns(timespec)
+    while True:
+        _yield_core()
+        while row < last_row and counters[row, column] >= target:
+            row += 1
+        if row == last_row:
+            return True
+        if _now_ns(timespec) - start >= spin_ns:
+            return False
+
+
+if not SPIN_SUPPORTED:  # no clock_gettime or sched_yield to link against: look once, never spin
+    def reached(counters, first_row, last_row, column, target, spin_ns, timespec):  # noqa: F811
+        return bool((counters[first_row:last_row, column] >= target).all())

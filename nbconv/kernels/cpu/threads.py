@@ -1,0 +1,211 @@
+"""The CPU kernels' parallelism: serial compiled span kernels, run on slices of their outer loop by kernel threads.
+
+A parallel kernel is two parts: a serial `@njit(nogil=True)` kernel `NAME_span(part, parts, ...)` that runs
+the part-th of `parts` near-equal contiguous slices of its outer loop (shared.chunk_bounds: the static
+schedule a `prange` had), and a Python function `NAME(...)`, with the kernel's public name and parameters,
+that calls `parallel_parts(NAME_span, thread_count(work), ...)`. parallel_parts runs part 0 on the calling
+thread and the others on persistent worker threads, waits for all of them, and re-raises the first exception
+any part raised. The span kernels release the GIL, so the parts run at once on different cores. The thread
+count is `numba.get_num_threads()`, which `--threads` and NUMBA_NUM_THREADS set; 1 is a direct call.
+
+Why not `@njit(parallel=True)`: Numba lowers every `prange` loop into four LLVM modules, each optimised and
+compiled on its own, about 1-1.5 s of compiling per parallel kernel whatever its loop holds, against
+0.1-0.3 s for the same loop serial, and loading one from the cache costs more too (benchmarks/NOTES.md,
+"Serial span kernels on Python threads instead of prange"). The span kernels compile with
+error_model="numpy", as Numba compiles a prange loop's body.
+
+The hand-off: a network step makes tens to hundreds of parallel calls of 0.1-1 ms (ResNet-50 inference 55
+an image, a resnet20 training step 210), so what a call costs beyond its work matters. The caller writes the
+call's job (kernel, parts, arguments) and raises each worker's `posted` count, in a row of `counters` that
+the worker owns; the worker, which after each part spins for up to SPIN_NS with the GIL released
+(nbconv.kernels.cpu.spin) watching that count, runs its part and raises `done`; the caller, after its own
+part, spins the same way until every worker's `done` reaches the call's number. No future, queue or lock per
+call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on the 2-core test
+machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took 30-100 us). A thread that
+spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU.
+
+Calls from several Python threads at once are safe: one call at a time owns the workers, and a call that
+finds them busy runs all of its parts on its own thread, in order (same results, no waiting, no deadlock).
+(The public kernels still run one at a time, under nbconv.kernels.serial.LAUNCH_LOCK, because the
+convolutions share scratch buffers.)
+"""
+import os
+import threading
+import time
+
+import numba
+import numpy as np
+
+from . import spin
+
+# Below this much work (the caller's measure: elements for element-wise and per-plane kernels) a call runs on
+# the calling thread alone: a ReLU over 128 K float32 values takes about 20 us on one core, so two threads
+# save about 10 us, just more than a hand-off costs (benchmarks/handoff.py; benchmarks/NOTES.md, "Kernel
+# threads that spin").
+MIN_PARALLEL_WORK = 1 << 17
+
+# How long a waiting thread spins before it blocks: longer than the Python between two kernel calls of a
+# network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
+SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
+
+# Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line).
+_POSTED, _DONE = 0, 1
+_ROW = 16
+
+
+class Workers:
+    """The process's kernel worker threads (daemons), started on first use; `count` of them."""
+
+    def __init__(self, count):
+        self.count = count
+        self.counters = np.zeros((count, _ROW), np.int64)  # read by the spinning threads without the GIL
+        self.job = None                  # (span_kernel, parts, args) of the current call
+        self.errors = [None] * count     # the exception each worker's parts of the current call raised
+        self.calls = 0                   # the number of the current call: what `posted` and `done` count to
+        self.asleep = [False] * count    # which workers stopped spinning and wait on self.wake
+        self.caller_asleep = False       # whether the caller stopped spinning and waits on self.wake
+        self.busy = threading.Lock()     # held by the call that owns the workers
+        self.wake = threading.Condition()
+        self.timespec = np.zeros(2, np.int64)  # the calling side's clock scratch (used under self.busy)
+        self.threads = [threading.Thread(target=self._work, args=(row,), name=f"nbconv-kernel-{row + 1}",
+                                         daemon=True) for row in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self, row):
+        counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
+        timespec = np.zeros(2, np.int64)
+        seen = 0
+        while True:
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec):
+                with wake:
+                    asleep[row] = True
+                    while counters[row, _POSTED] <= seen:
+                        wake.wait()
+                    asleep[row] = False
+            seen = int(counters[row, _POSTED])
+            span_kernel, parts, args = self.job
+            threads = min(parts, self.count + 1)
+            if parts == threads:  # one part each: the usual case
+                try:
+                    span_kernel(row + 1, parts, *args)
+                except BaseException as error:  # noqa: B902 - handed to the caller, which raises it
+                    self.errors[row] = error
+            else:
+                self.errors[row] = _run_parts(span_kernel, range(row + 1, parts, threads), parts, args)
+            counters[row, _DONE] = seen
+            if self.caller_asleep:
+                with wake:
+                    wake.notify_all()
+
+    def run(self, span_kernel, parts, args):
+        """span_kernel(part, parts, *args) for part in range(parts): with T = min(parts, count + 1) threads,
+        part p on thread p % T, thread 0 being the caller (which holds self.busy)."""
+        counters = self.counters
+        threads = min(parts, self.count + 1)
+        workers = threads - 1
+        self.calls += 1
+        call = self.calls
+        self.job = (span_kernel, parts, args)
+        for row in range(workers):
+            counters[row, _POSTED] = call
+        if True in self.asleep:
+            with self.wake:
+                self.wake.notify_all()
+        if parts == threads:
+            first_error = None
+            try:
+                span_kernel(0, parts, *args)
+            except BaseException as error:  # noqa: B902 - raised below, once every part has finished
+                first_error = error
+        else:
+            first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
+        if not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
+            try:
+                with self.wake:
+                    self.caller_asleep = True
+                    while not spin.reached(counters, 0, workers, _DONE, call, 0, self.timespec):
+                        self.wake.wait()
+            except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
+                while not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
+                    time.sleep(0.001)  # the next call may not own the workers before they are done
+                self.errors[:workers] = [None] * workers
+                raise
+            finally:
+                self.caller_asleep = False
+        self.job = None  # let go of the call's arrays
+        errors = self.errors
+        if first_error is None and errors.count(None) == len(errors):
+            return
+        worker_errors = errors[:workers]
+        errors[:workers] = [None] * workers
+        for error in [first_error] + worker_errors:
+            if error is not None:
+                raise error
+
+
+def _run_parts(span_kernel, own_parts, parts, args):
+    """span_kernel(part, parts, *args) for each part of own_parts, all of them whatever happens; returns the
+    first exception raised, or None."""
+    first_error = None
+    for part in own_parts:
+        try:
+            span_kernel(part, parts, *args)
+        except BaseException as error:  # noqa: B902 - the caller raises it, once every part has finished
+            if first_error is None:
+                first_error = error
+    return first_error
+
+
+_workers = None
+_workers_lock = threading.Lock()
+
+
+def _get_workers():
+    global _workers
+    if _workers is None:
+        with _workers_lock:
+            if _workers is None:
+                _workers = Workers(max(1, numba.config.NUMBA_NUM_THREADS - 1))
+    return _workers
+
+
+def _forget_workers():
+    """In a forked child the workers are gone: start new ones on first use."""
+    global _workers, _workers_lock
+    _workers, _workers_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+def compile_wait():
+    """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
+    warm-up helper does this first, so that a process on an empty cache loads it instead of compiling it."""
+    spin.reached(np.zeros((1, _ROW), np.int64), 0, 1, _DONE, 0, 0, np.zeros(2, np.int64))
+
+
+def thread_count(work):
+    """How many parts a call of `work` (see MIN_PARALLEL_WORK) is cut into: 1 below MIN_PARALLEL_WORK, else
+    numba.get_num_threads()."""
+    return 1 if work < MIN_PARALLEL_WORK else numba.get_num_threads()
+
+
+def parallel_parts(span_kernel, parts, *args):
+    """span_kernel(part, parts, *args) for every part in range(parts), at once: part 0 on the calling thread,
+    the others on the worker threads. Returns when all are done; an exception from any part is raised here
+    (the first part's before the workers'). If another call owns the workers, the parts run here in order."""
+    if parts <= 1:
+        span_kernel(0, 1, *args)
+        return
+    workers = _get_workers()
+    if not workers.busy.acquire(blocking=False):
+        error = _run_parts(span_kernel, range(parts), parts, args)
+        if error is not None:
+            raise error
+        return
+    try:
+        workers.run(span_kernel, parts, args)
+    finally:
+        workers.busy.release()

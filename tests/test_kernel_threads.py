@@ -1,0 +1,245 @@
+"""The CPU kernels' thread runtime (nbconv.kernels.cpu.threads, nbconv.kernels.cpu.spin): every part runs
+exactly once, errors reach the caller, one thread is a direct call, several Python threads may call at once,
+waits that spin end in bounded time, and an idle process uses no CPU."""
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from nbconv.kernels.cpu import relu_forward
+from nbconv.kernels.cpu import spin, threads
+from nbconv.kernels.cpu.shared import chunk_bounds
+
+
+@njit(nogil=True, cache=True)
+def _count_span(span_part, span_parts, counts):
+    """counts[i] += 1 for every i of this part's slice."""
+    first, last = chunk_bounds(span_part, span_parts, counts.shape[0])
+    for i in range(first, last):
+        counts[i] += 1
+
+
+@njit(nogil=True, cache=True)
+def _fail_span(span_part, span_parts, failing_part, done):
+    done[span_part] = 1
+    if span_part == failing_part:
+        raise ValueError("part failed")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 16])
+@pytest.mark.parametrize("size", [0, 1, 5, 1000])
+def test_the_parts_cover_the_range_exactly_once(parts, size):
+    counts = np.zeros(size, np.int64)
+    threads.parallel_parts(_count_span, parts, counts)
+    assert np.array_equal(counts, np.ones(size, np.int64))
+
+
+def test_one_part_is_a_direct_call_on_the_calling_thread():
+    seen = []
+
+    def kernel(span_part, span_parts):
+        seen.append((span_part, span_parts, threading.current_thread()))
+    threads.parallel_parts(kernel, 1)
+    assert seen == [(0, 1, threading.current_thread())]
+
+
+def test_work_below_the_threshold_runs_on_one_thread():
+    assert threads.thread_count(threads.MIN_PARALLEL_WORK - 1) == 1
+    assert threads.thread_count(threads.MIN_PARALLEL_WORK) == numba.get_num_threads()
+
+
+@pytest.mark.parametrize("failing_part", [0, 1, 2])
+def test_an_exception_in_any_part_reaches_the_caller_after_every_part_ran(failing_part):
+    done = np.zeros(3, np.int64)
+    with pytest.raises(ValueError, match="part failed"):
+        threads.parallel_parts(_fail_span, 3, failing_part, done)
+    assert done.tolist() == [1, 1, 1]
+
+
+def test_parts_run_on_other_threads_at_once():
+    """With 2 parts, part 1 runs on a worker while the caller runs part 0: each waits for the other."""
+    both = threading.Barrier(2, timeout=30)
+    names = [None, None]
+
+    def kernel(span_part, span_parts):
+        names[span_part] = threading.current_thread().name
+        both.wait()
+    threads.parallel_parts(kernel, 2)
+    assert names[0] == threading.current_thread().name and names[1] != names[0]
+
+
+def test_concurrent_callers_from_python_threads_get_their_own_results(rng):
+    """Element-wise kernels above the threshold, called from several Python threads at once, outside any lock."""
+    size = 3 * threads.MIN_PARALLEL_WORK + 5
+    inputs = [rng.standard_normal(size).astype(np.float32) for _ in range(6)]
+    expected = [np.maximum(x, 0) for x in inputs]
+    failures = []
+    start = threading.Barrier(len(inputs))
+
+    def worker(index):
+        output = np.empty_like(inputs[index])
+        start.wait()
+        for _ in range(20):
+            output[:] = np.nan
+            relu_forward(inputs[index], output)
+            if not np.array_equal(output, expected[index]):
+                failures.append(index)
+    workers = [threading.Thread(target=worker, args=(index,)) for index in range(len(inputs))]
+    for worker_thread in workers:
+        worker_thread.start()
+    for worker_thread in workers:
+        worker_thread.join()
+    assert not failures
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    """A weight gradient (fixed-order partial sums) with 1 and 2 threads: bit for bit the same."""
+    import nbconv.functional as F
+    x = rng.standard_normal((4, 16, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    grad_y = rng.standard_normal((4, 16, 9, 9)).astype(np.float32)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for count in (1, before):
+            numba.set_num_threads(count)
+            results.append(F.conv2d_backward(grad_y, x, w, padding=1))
+    finally:
+        numba.set_num_threads(before)
+    for one, many in zip(*results):
+        assert np.array_equal(one, many)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
+    """The parent's worker threads do not exist in a forked child: the child starts its own."""
+    import os
+    counts = np.zeros(100, np.int64)
+    threads.parallel_parts(_count_span, 2, counts)  # the parent's workers are running
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when every part ran once (killed by the alarm if it hangs)
+        import signal
+        signal.alarm(60)
+        try:
+            child_counts = np.zeros(100, np.int64)
+            threads.parallel_parts(_count_span, 2, child_counts)
+            os._exit(0 if np.array_equal(child_counts, np.ones(100, np.int64)) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
+    counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
+    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec)            # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec)        # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec)            # no rows: trivially so
+    start = time.perf_counter()
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec)  # gives up after its 2 ms
+    assert 0.002 <= time.perf_counter() - start < 5
+
+    def raise_them():
+        time.sleep(0.02)
+        counters[1, 1] = 1
+        time.sleep(0.02)
+        counters[0, 1] = 3
+    raiser = threading.Thread(target=raise_them)
+    start = time.perf_counter()
+    raiser.start()
+    try:
+        # returns when both rows get there, not at 30 s
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)
+    finally:
+        raiser.join()
+    assert time.perf_counter() - start < 20
+
+
+def test_parts_longer_than_the_spin_and_workers_woken_from_sleep():
+    """A worker part that outlasts the caller's spin (the caller blocks, the worker wakes it), then a call after
+    the workers stopped spinning and blocked (the caller wakes them)."""
+    def kernel(span_part, span_parts, done):
+        if span_part == 1:
+            time.sleep(0.05)
+        done[span_part] += 1
+    done = np.zeros(2, np.int64)
+    threads.parallel_parts(kernel, 2, done)
+    time.sleep(20 * threads.SPIN_NS / 1e9 + 0.05)
+    threads.parallel_parts(kernel, 2, done)
+    assert done.tolist() == [2, 2]
+
+
+def test_an_idle_process_uses_no_cpu_after_parallel_calls():
+    counts = np.zeros(1000, np.int64)
+    for _ in range(50):
+        threads.parallel_parts(_count_span, 2, counts)
+    time.sleep(10 * threads.SPIN_NS / 1e9 + 0.05)  # the workers' spinning ends within SPIN_NS
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    assert busy < 0.1, f"an idle process used {busy:.0%} of a core"
+
+
+def test_a_call_while_another_owns_the_workers_runs_its_parts_on_its_own_thread():
+    """While one call waits inside its worker's part, a second call from another thread completes alone."""
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def slow(span_part, span_parts):
+        if span_part == 1:
+            inside.set()
+            assert release.wait(30)
+
+    def quick(span_part, span_parts):
+        seen.append((span_part, threading.current_thread().name))
+    first = threading.Thread(target=threads.parallel_parts, args=(slow, 2))
+    first.start()
+    try:
+        assert inside.wait(30)
+        second = threading.Thread(target=threads.parallel_parts, args=(quick, 2), name="second caller")
+        second.start()
+        second.join(30)
+        assert seen == [(0, "second caller"), (1, "second caller")]
+    finally:
+        release.set()
+        first.join(30)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs setitimer")
+def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
+    """A signal handler that raises (as Ctrl-C does) while the caller waits for a worker's long part: the
+    exception reaches the caller once the part is done, and the next call gets the workers to itself."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    def slow(span_part, span_parts, done):
+        if span_part == 1:
+            time.sleep(0.3)
+        done[span_part] += 1
+    done = np.zeros(2, np.int64)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            threads.parallel_parts(slow, 2, done)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert done.tolist() == [1, 1]
+    counts = np.zeros(1000, np.int64)
+    threads.parallel_parts(_count_span, 2, counts)
+    assert np.array_equal(counts, np.ones(1000, np.int64))
+
+
+def test_compile_wait_starts_no_thread():
+    before = threading.active_count()
+    threads.compile_wait()
+    assert threading.active_count() == before

@@ -1,10 +1,12 @@
-"""ResNet-20's training step with and without batch norm's fusions (bn + relu in one pass; a residual block's
-closing bn + sum + relu in one pass), against PyTorch, in one process, in alternating rounds.
+"""ResNet-20's training step with and without this round's changes, against PyTorch, in one process, in
+alternating rounds: batch norm's fusions (bn + relu in one pass; a residual block's closing bn + sum + relu
+in one pass) and the plan's 'strips' for narrow 3x3 layers (STRIPS_NARROW, STRIPS_NARROW_WEIGHT).
 
-Prints the median step of each (forward, loss, backward, as benchmarks/networks.py times it) and the median of
-the per-round ratios. Without the fusions, the layers run exactly as before they existed.
+Cases: 'both' (the tree as it is), 'fusions' (the plan's narrow rule off), 'neither' (the layers and the plan
+as before the changes), 'torch'. Prints the median step of each (forward, loss, backward, as
+benchmarks/networks.py times it) and the medians of the per-round ratios.
 
-Usage: python benchmarks/resnet20_fusion.py [--rounds 9] [--batch 128] [--threads N] [--clock wall|thread]
+Usage: python benchmarks/resnet20_changes.py [--rounds 9] [--batch 128] [--threads N] [--clock wall|thread]
 """
 import argparse
 import os
@@ -17,6 +19,7 @@ import torch
 
 from nbconv import functional as F
 from nbconv import models
+from nbconv.kernels.cpu.conv import plan as planning
 from nbconv.nn.graph import Residual
 from nbconv.nn.norm import _BatchNorm
 
@@ -69,15 +72,17 @@ def main():
         twin.zero_grad(set_to_none=True)
         loss_function(twin(x_torch), labels_torch).backward()
 
-    def fused():
-        fusions(True)
-        nbconv_once()
+    narrow = planning.STRIPS_NARROW, planning.STRIPS_NARROW_WEIGHT
 
-    def unfused():
-        fusions(False)
-        nbconv_once()
+    def configured(fused, strips):
+        def once():
+            fusions(fused)
+            planning.STRIPS_NARROW, planning.STRIPS_NARROW_WEIGHT = narrow if strips else (0, 0)
+            nbconv_once()
+        return once
 
-    cases = (("fused", fused), ("unfused", unfused), ("torch", torch_once))
+    cases = (("both", configured(True, True)), ("fusions", configured(True, False)),
+             ("neither", configured(False, False)), ("torch", torch_once))
     for _, once in cases:
         once()
     times = {label: [] for label, _ in cases}
@@ -87,11 +92,13 @@ def main():
             once()
             times[label].append(clock() - started)
     fusions(True)
+    planning.STRIPS_NARROW, planning.STRIPS_NARROW_WEIGHT = narrow
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {arguments.clock} clock, batch "
           f"{arguments.batch}, {arguments.rounds} rounds")
     for label, _ in cases:
         print(f"  {label:8s} median {statistics.median(times[label]) * 1e3:8.1f} ms")
-    for a, b in (("unfused", "fused"), ("torch", "fused"), ("torch", "unfused")):
+    for a, b in (("neither", "both"), ("neither", "fusions"), ("fusions", "both"), ("torch", "both"),
+                 ("torch", "neither")):
         ratios = [x / y for x, y in zip(times[a], times[b])]
         print(f"  {a} / {b}: median {statistics.median(ratios):.3f}x [{min(ratios):.3f}-{max(ratios):.3f}]")
 

@@ -155,3 +155,19 @@ def test_on_cuda_matches_cpu(shape, training, rng):
     for e, g in zip(expected, got):
         assert backend.is_device_array(g)
         np.testing.assert_allclose(backend.to_host(g), e, rtol=1e-4, atol=1e-5)
+
+
+def test_concurrent_calls_from_threads(rng):
+    from concurrent.futures import ThreadPoolExecutor
+    inputs = [(rng.standard_normal((4, 3, 5, 5)) * (k + 1), rng.standard_normal((4, 3, 5, 5))) for k in range(8)]
+
+    def both(pair):
+        x, residual = pair
+        output, stats = F.batch_norm_relu(x, None, None, training=True, residual=residual, return_stats=True)
+        return output, F.batch_norm_relu_backward(residual, output, x, None, None, training=True, stats=stats)[0]
+    expected = [both(pair) for pair in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(both, inputs))
+    for e, g in zip(expected, got):
+        for a, b in zip(e, g):
+            np.testing.assert_array_equal(a, b)

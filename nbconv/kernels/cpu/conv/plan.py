@@ -39,7 +39,7 @@ save: so it follows the forward's Winograd rule.
 On ResNet-20's layers (batch 128; 16, 32, 64 channels at 32, 16, 8 wide), alternating rounds, one thread
 (thread CPU time) and two (wall time), loaded machine, strips against the previous choice: weight gradient
 1.10-1.25x at all three (against shift at 16 and 32 channels, wide at 64); forward and input gradient
-1.05-1.25x at 16 and 8 wide (against shift), even at 32 wide (0.93-1.03x: shift kept there).
+1.05-1.25x at 16 and 8 wide (against shift); at 32 wide 0.93-1.03x (shift kept there).
 flat against wide on LeNet-5's first layer (64x1x28x28 -> 6, 5x5, padding 2),
 forward + weight gradient, one thread, alternating rounds: 1.83x; the products of wide have a 6-long side
 there, which OpenBLAS runs at ~16 GFLOP/s. On LeNet-5's second layer (6 -> 16) wide stays ahead: flat's

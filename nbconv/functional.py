@@ -838,6 +838,80 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
             grad_weight if weight is not None else None, grad_bias if bias is not None else None)
 
 
+# Batch normalization fused with a ReLU (and a residual sum before it): the layers run a ResNet's
+# normalise-add-rectify in one pass when training, and its backward in one call.
+
+__all__ += ["batch_norm_relu", "batch_norm_relu_backward"]
+
+
+def _same_shape_array(name, value, x_array, where, dtype):
+    """`value` as a C-contiguous array of x's shape, backend and dtype (else a clear error naming it)."""
+    value_where, value_dtype, a = checks.arrays(**{name: value})
+    if value_where != where:
+        raise TypeError(f"{name} must be on the same backend as input ({where})")
+    if value_dtype != dtype:
+        raise TypeError(f"{name} must have input's dtype {dtype}, got {value_dtype}")
+    checks.shape(name, a[name], tuple(x_array.shape))
+    return a[name]
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5, residual=None, return_stats=False):
+    """relu(batch_norm(input, ...) + residual) in one pass (residual None: relu(batch_norm(input, ...))), with
+    batch_norm's arguments, rules and running-statistics update; the same values as the separate calls (bit
+    for bit; the backward up to the order of its sums). residual: an array shaped like input, or None. return_stats=True also returns (mean, invstd)
+    for batch_norm_relu_backward's stats=."""
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias)
+    training, momentum, eps = _bn_hyper(training, momentum, eps)
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are needed when training=False")
+    _check_values_per_channel(x, training)
+    for name, given in (("running_mean", running_mean), ("running_var", running_var)):
+        if given is not None:
+            a[name] = _writable_in_place(name, given, "it is updated in place")
+    empty = _empty_channels(dtype, where)
+    residual_array = backend.empty((0, 0, 0), dtype, where) if residual is None else \
+        _same_shape_array("residual", residual, a["input"], where, dtype).reshape(x.shape)
+    C = x.shape[1]
+    output = backend.empty(x.shape, dtype, where)
+    mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+    backend.kernels(where).batch_norm_relu_forward(x, a.get("weight", empty), a.get("bias", empty),
+                                                   a.get("running_mean", empty), a.get("running_var", empty),
+                                                   residual_array, output, mean, invstd, momentum, eps, training)
+    output = output.reshape(tuple(a["input"].shape))
+    return (output, (mean, invstd)) if return_stats else output
+
+
+def batch_norm_relu_backward(grad_output, output, input, running_mean, running_var, weight=None, bias=None,
+                             training=False, eps=1e-5, stats=None, need_input_grad=True):
+    """Gradients of relu(batch_norm(input, ...)) given its output: batch_norm_backward's (grad_input, grad_weight,
+    grad_bias) for the gradient that passes the ReLU, grad_output where output > 0. `output` is
+    batch_norm_relu's (without a residual), stats= the (mean, invstd) it returned (recomputed when None)."""
+    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias,
+                                            grad_output=grad_output, stats=stats)
+    output_array = _same_shape_array("output", output, a["input"], where, dtype).reshape(x.shape)
+    training, _, eps = _bn_hyper(training, 0.0, eps)
+    _check_values_per_channel(x, training)
+    C = x.shape[1]
+    kernels = backend.kernels(where)
+    empty = _empty_channels(dtype, where)
+    if stats is not None:
+        mean, invstd = a["mean"], a["invstd"]
+    else:
+        if not training and running_mean is None:
+            raise ValueError("running_mean and running_var are needed when training=False")
+        mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
+        running = (empty, empty) if training else (a["running_mean"], a["running_var"])
+        kernels.batch_norm_stats(x, *running, mean, invstd, 0.0, eps, training)
+    grad_input = backend.empty(x.shape if need_input_grad else (0, 0, 0), dtype, where)
+    grad_weight = backend.empty((C,), dtype, where) if weight is not None else empty
+    grad_bias = backend.empty((C,), dtype, where) if bias is not None else empty
+    kernels.batch_norm_relu_backward(a["grad_output"].reshape(x.shape), output_array, x, a.get("weight", empty),
+                                     mean, invstd, grad_input, grad_weight, grad_bias, training)
+    return (grad_input.reshape(tuple(a["input"].shape)) if need_input_grad else None,
+            grad_weight if weight is not None else None, grad_bias if bias is not None else None)
+
+
 # ----------------------------------------------------------------------------- local response normalization
 
 __all__ += ["local_response_norm", "local_response_norm_backward"]

@@ -162,6 +162,9 @@ def compile_backward(kinds, dtype=np.float32):
                                                    np.zeros(2, dtype))
         _, stats = F.batch_norm(x, running_mean, running_var, scale, shift, training=True, return_stats=True)
         F.batch_norm_backward(x, x, running_mean, running_var, scale, shift, training=True, stats=stats)
+        output, stats = F.batch_norm_relu(x, running_mean, running_var, scale, shift, training=True, residual=x,
+                                          return_stats=True)  # a batch norm before a ReLU, or closing a residual block
+        F.batch_norm_relu_backward(x, output, x, running_mean, running_var, scale, shift, training=True, stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
 

@@ -647,18 +647,25 @@ def _batch_norm_case(draw, name):
             mean, variance = running_mean.astype(np.float64), running_var.astype(np.float64)
         return mean, 1 / np.sqrt(variance + usable_eps)
 
-    if name == "batch_norm":
+    if name in ("batch_norm", "batch_norm_relu"):
         momentum = _mostly(draw, wild, [0.1, 0.1, 0.0, 1.0, 0.5], [-0.1, 1.5, float("nan"), "a", None])
         return_stats = draw(st.booleans())
         saved = [None if a is None else a.copy() for a in (running_mean, running_var)]
         kwargs = dict(weight=weight, bias=bias, training=training, momentum=momentum, eps=eps,
                       return_stats=return_stats)
+        residual = None
+        if name == "batch_norm_relu":  # relu(batch_norm(x) + residual)
+            residual = draw(st.one_of(st.none(), st.just(_array(draw, _mostly(draw, wild, [shape], [shape + (1,)]),
+                                                                    dtype))))
+            kwargs["residual"] = _broken(draw, wild, residual) if residual is not None else None
 
         def check(result):
             given_mean, given_var = saved if has_running else (np.zeros(C), np.ones(C))
             expected, new_mean, new_var = reference.batch_norm(
                 x, given_mean.astype(np.float64), given_var.astype(np.float64), weight, bias, bool(training),
                 momentum, eps)
+            if name == "batch_norm_relu":
+                expected = np.maximum(expected + (0 if residual is None else residual), 0)
             if return_stats:
                 result, (mean, invstd) = result
                 expected_mean, expected_invstd = statistics()
@@ -683,12 +690,15 @@ def _batch_norm_case(draw, name):
     kwargs = dict(weight=weight, bias=bias, training=training, eps=eps, stats=stats,
                   need_input_grad=need_input_grad)
 
+    gate = _array(draw, _mostly(draw, wild, [shape], [shape[:-1]]), dtype)  # the fused forward's output
+
     def check(result):
         if stats is not None:
             mean, invstd = stats
         else:
             mean, invstd = statistics()
-        expected = reference.batch_norm_backward(grad_y, x, mean, invstd, weight, bool(training))
+        passed = grad_y * (gate > 0) if name == "batch_norm_relu_backward" else grad_y
+        expected = reference.batch_norm_backward(passed, x, mean, invstd, weight, bool(training))
         if need_input_grad:
             _close(result[0], expected[0], dtype)
         else:
@@ -698,8 +708,10 @@ def _batch_norm_case(draw, name):
                 assert got is None, "a gradient for an absent weight or bias"
             else:
                 _close(got, wanted, dtype)
-    return Case(name, [_broken(draw, wild, grad_y), _broken(draw, wild, x), running_mean, running_var], kwargs,
-                check)
+    arrays = [_broken(draw, wild, grad_y), _broken(draw, wild, x), running_mean, running_var]
+    if name == "batch_norm_relu_backward":
+        arrays.insert(1, _broken(draw, wild, gate))
+    return Case(name, arrays, kwargs, check)
 
 
 def _lrn_case(draw, name):

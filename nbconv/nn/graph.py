@@ -8,7 +8,9 @@ Gradients flow through every path: the input gradient is the sum of what each pa
 identity shortcut passes grad_output on unchanged).
 """
 from .. import functional as F
+from .layers import ReLU
 from .module import Layer, Sequential, ShapeMismatch, trace_child
+from .norm import _BatchNorm
 
 
 def _run_backward(layer, grad_output, need_input_grad):
@@ -88,7 +90,42 @@ class Residual(Layer):
             named.update({f"{self.shortcut.name}.{key}": value for key, value in self.shortcut.named_buffers().items()})
         return named
 
+    def _fused_tail(self):
+        """The body's last layer when it is a batch norm, which can run the sum and a ReLU after it in one
+        pass (a ResNet block's bn2, sum and ReLU), else None."""
+        last = self.body.layers[-1] if self.body.layers else None
+        return last if isinstance(last, _BatchNorm) else None
+
+    def fuses_with(self, following, input):
+        # a ReLU after the block (a spec's res[...],relu) runs inside the body's closing batch norm
+        return self.activation is None and type(following) is ReLU and self._fused_tail() is not None
+
+    def forward_fused(self, input):
+        """relu(self.forward(input)), the sum and the ReLU inside the body's closing batch norm."""
+        return self._forward_sum_relu(input, self._fused_tail())
+
+    def backward_fused(self, grad_output, need_input_grad=True):
+        return self.backward(grad_output, need_input_grad=need_input_grad)
+
+    def _forward_sum_relu(self, input, tail):
+        """relu(body(input) + shortcut(input)) with the body's last layer, a batch norm, run as
+        batch_norm_relu with the shortcut as its residual; keeps the output (the ReLU's gradient gate)."""
+        self._fused_sum = True
+        layers = self.body.layers  # all but the last, leaving the body ready for a backward over all of them
+        if len(layers) > 1:
+            hidden = self.body.forward(input, until=layers[-2].name)
+        else:
+            hidden, self.body._fused = input, set()
+        self.body._last_order, self.body._inferred = self.body.execution_order(len(layers)), False
+        shortcut = input if self.shortcut is None else self.shortcut.forward(input)
+        self.output = tail.forward_fused(hidden, residual=shortcut)
+        return self.output
+
     def forward(self, input):
+        tail = self._fused_tail()
+        if tail is not None and type(self.activation) is ReLU:
+            return self._forward_sum_relu(input, tail)
+        self._fused_sum = False
         output = self.body.forward(input)
         shortcut = input if self.shortcut is None else self.shortcut.forward(input)
         if self.body.layers and _fresh(self.body.layers[-1]):
@@ -98,7 +135,9 @@ class Residual(Layer):
         return output if self.activation is None else self.activation.forward(output)
 
     def backward(self, grad_output, need_input_grad=True):
-        if self.activation is not None:
+        if getattr(self, "_fused_sum", False):  # the ReLU's gradient gate from its output: positive where its input was
+            grad_output = F.relu_backward(grad_output, self.output)
+        elif self.activation is not None:
             grad_output = self.activation.backward(grad_output)
         grad_body = self.body.backward(grad_output, need_input_grad=need_input_grad)
         if self.shortcut is None:

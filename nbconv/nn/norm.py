@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import backend, checks
 from .. import functional as F
+from .layers import ReLU
 from .module import Layer, Parameter
 
 
@@ -73,6 +74,38 @@ class _BatchNorm(Layer):
     def backward(self, grad_output, need_input_grad=True):
         grad_input, grad_weight, grad_bias = F.batch_norm_backward(
             grad_output, self.input, self.running_mean, self.running_var,
+            None if self.weight is None else self.weight.value, None if self.bias is None else self.bias.value,
+            training=self.forward_training, eps=self.eps, stats=self.stats, need_input_grad=need_input_grad)
+        if self.affine:
+            self.weight.grad, self.bias.grad = grad_weight, grad_bias
+        return grad_input
+
+    def fuses_with(self, following, input):
+        # normalise and rectify in one pass (one call for both backward): a ResNet's conv, bn, relu
+        return type(following) is ReLU
+
+    def forward_fused(self, input, residual=None):
+        """relu(self.forward(input) + residual) in one pass (residual None: relu(self.forward(input))); keeps
+        the output for backward_fused."""
+        self._check_input(input)
+        self.forward_training = self.training
+        momentum = self.momentum
+        if self.training and momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked + 1)
+        output, self.stats = F.batch_norm_relu(
+            input, self.running_mean, self.running_var, None if self.weight is None else self.weight.value,
+            None if self.bias is None else self.bias.value, training=self.training,
+            momentum=0.0 if momentum is None else momentum, eps=self.eps, residual=residual, return_stats=True)
+        if self.training:
+            self.num_batches_tracked[...] += 1
+        self.input, self.output = input, output
+        return output
+
+    def backward_fused(self, grad_output, need_input_grad=True):
+        """The input gradient of relu(self.forward(input)) from the ReLU's output gradient; sets the
+        parameters' gradients."""
+        grad_input, grad_weight, grad_bias = F.batch_norm_relu_backward(
+            grad_output, self.output, self.input, self.running_mean, self.running_var,
             None if self.weight is None else self.weight.value, None if self.bias is None else self.bias.value,
             training=self.forward_training, eps=self.eps, stats=self.stats, need_input_grad=need_input_grad)
         if self.affine:

@@ -3,6 +3,7 @@ then preallocated outputs (overwritten), then scalar hyper-parameters."""
 from .activation import relu_forward, relu_backward, relu6_forward, relu6_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
 from .adaptive_pool import adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward, adaptive_max_pool2d_forward, adaptive_max_pool2d_backward  # noqa: F401
 from .batch_norm import batch_norm_stats, batch_norm_forward, batch_norm_backward  # noqa: F401
+from .batch_norm_relu import batch_norm_relu_forward, batch_norm_relu_backward  # noqa: F401
 from .combine import add_forward, cat_forward, cat_backward  # noqa: F401
 from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_backward_bias  # noqa: F401
 from .conv import conv2d_backward_weight_bias  # noqa: F401
@@ -40,6 +41,8 @@ __all__ = [
     "batch_norm_stats",
     "batch_norm_forward",
     "batch_norm_backward",
+    "batch_norm_relu_forward",
+    "batch_norm_relu_backward",
     "scale_shift_forward",
     "local_response_norm_forward",
     "local_response_norm_backward",

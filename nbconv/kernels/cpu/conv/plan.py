@@ -13,6 +13,8 @@ gradient). The choice, in order:
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
     (else 'shift'); for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3) too,
     winograd_weight.py);
+  - 'strips' for 3x3 undilated ungrouped layers with c >= SHIFT_CHANNELS that are not Winograd's, when the
+    output is at most STRIPS_NARROW wide (the weight gradient: STRIPS_NARROW_WEIGHT);
   - else 'shift' (one product per window tap, shift.py) when c >= SHIFT_CHANNELS: forward and input
     gradient; the weight gradient too while c <= SHIFT_WEIGHT_CHANNELS, 'wide' above;
   - 'flat' (vectorised loops over the flat padded image, flat.py) for the forward pass and the weight
@@ -34,6 +36,10 @@ alternating): 1.15x on 8 x 64 x 56 x 56 (wide), 7-10x on 256-512 channels at 14 
 partial sums then spilled from the cache); but 0.46-0.57x on ResNet-20's narrow layers (128 images of
 16-64 channels, 32-8 wide, against shift and wide), where its tile transforms cost more than the products
 save: so it follows the forward's Winograd rule.
+On ResNet-20's layers (batch 128; 16, 32, 64 channels at 32, 16, 8 wide), alternating rounds, one thread
+(thread CPU time) and two (wall time), loaded machine, strips against the previous choice: weight gradient
+1.10-1.25x at all three (against shift at 16 and 32 channels, wide at 64); forward and input gradient
+1.05-1.25x at 16 and 8 wide (against shift); at 32 wide 0.93-1.03x (shift kept there).
 flat against wide on LeNet-5's first layer (64x1x28x28 -> 6, 5x5, padding 2),
 forward + weight gradient, one thread, alternating rounds: 1.83x; the products of wide have a 6-long side
 there, which OpenBLAS runs at ~16 GFLOP/s. On LeNet-5's second layer (6 -> 16) wide stays ahead: flat's
@@ -68,6 +74,8 @@ SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels p
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
 FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 STRIPS_WASTE = 1.3  # strips instead of wide when the padded width is at least this many output widths
+STRIPS_NARROW = 16  # 3x3 layers short of Winograd with 16+ channels: strips up to this output width,
+STRIPS_NARROW_WEIGHT = 32  # ... and their weight gradient up to this one
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -169,6 +177,10 @@ def choose(pass_, convolution):
         out_w = convolution.input_shape[3] + 2 * convolution.padding_w - 2  # a 3x3 layer's output width
         winograd_layer = (KH == KW == 3 and convolution.dilation_h == convolution.dilation_w == 1 and groups == 1
                           and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK)
+        narrow = (KH == KW == 3 and convolution.dilation_h == convolution.dilation_w == 1 and groups == 1
+                  and not winograd_layer and channels >= SHIFT_CHANNELS)  # ResNet-20's layers: 16-64 wide, 8-32 wide
+        if narrow and out_w <= (STRIPS_NARROW_WEIGHT if pass_ == "backward_weight" else STRIPS_NARROW):
+            return "strips"
         if pass_ == "backward_weight":
             if winograd_layer:
                 return "winograd_weight"
@@ -190,7 +202,8 @@ def applicable(pass_, convolution):
 # modules' upper-case numbers)
 SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
-                             "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE")),
+                             "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
+                             "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),

@@ -25,8 +25,10 @@ CLASSES = [
     ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd_weight")),
-    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("shift", "shift", "wide")),
-    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
+    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("strips",) * 3),
+    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("strips",) * 3),
+    ("3x3, 16 channels 32 wide (ResNet-20)", (2, 16, 32, 32), (16, 16, 3, 3), (1, 1, 1, 1), ("shift", "shift", "strips")),
+    ("3x3, 32 channels 17 wide", (2, 32, 17, 17), (32, 32, 3, 3), (1, 1, 1, 1), ("shift", "shift", "strips")),
     ("3x3, 16 channels: too few for Winograd", (2, 16, 56, 56), (16, 16, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
     ("3x3 dilated, 32 channels", (2, 32, 28, 28), (32, 32, 3, 3), (1, 2, 2, 1), ("shift",) * 3),
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
@@ -81,7 +83,25 @@ def test_strips_threshold_at_its_boundary():
             assert plan(pass_, (1, 4, width, width), (16, 4, 3, 3), 1, 1, 1, 1).algorithm == expected
 
 
-def test_shift_thresholds_at_their_boundaries():
+def test_strips_for_narrow_layers_at_their_boundaries():
+    """3x3 layers short of Winograd with SHIFT_CHANNELS or more: strips up to STRIPS_NARROW output columns, the
+    weight gradient up to STRIPS_NARROW_WEIGHT; not for fewer channels, groups or dilation."""
+    channels = planning.SHIFT_CHANNELS
+    for pass_, limit in ((FORWARD, planning.STRIPS_NARROW), (INPUT, planning.STRIPS_NARROW),
+                         (WEIGHT, planning.STRIPS_NARROW_WEIGHT)):
+        at = plan(pass_, (1, channels, limit, limit), (channels, channels, 3, 3), 1, 1, 1, 1)
+        wider = plan(pass_, (1, channels, limit + 1, limit + 1), (channels, channels, 3, 3), 1, 1, 1, 1)
+        assert (at.algorithm, wider.algorithm) == ("strips", "shift"), pass_
+        assert plan(pass_, (1, channels, 8, 8), (channels, channels, 3, 3), *_hyper(1, 2, 2, 1)).algorithm == "shift"
+        assert plan(pass_, (1, 2 * channels, 8, 8), (2 * channels, channels, 3, 3),
+                    *_hyper(1, 1, 1, 2)).algorithm == "shift"
+        assert plan(pass_, (1, channels - 1, 8, 8), (channels, channels - 1, 3, 3),
+                    *_hyper(1, 1, 1, 1)).algorithm == "wide"
+
+
+def test_shift_thresholds_at_their_boundaries(monkeypatch):
+    monkeypatch.setattr(planning, "STRIPS_NARROW", 0)  # the rules below it, for the narrow layers of this test
+    monkeypatch.setattr(planning, "STRIPS_NARROW_WEIGHT", 0)
     shift, shift_weight = planning.SHIFT_CHANNELS, planning.SHIFT_WEIGHT_CHANNELS
     assert plan(FORWARD, (1, shift, 8, 8), (shift, shift, 3, 3), 1, 1, 1, 1).algorithm == "shift"
     assert plan(FORWARD, (1, shift - 1, 8, 8), (shift, shift - 1, 3, 3), 1, 1, 1, 1).algorithm == "wide"

@@ -785,6 +785,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     or None. return_stats=True also returns (mean, invstd), the (C,) statistics used (invstd =
     1 / sqrt(var + eps)), which batch_norm_backward accepts as stats= to skip recomputing them.
     """
+    return _batch_norm_forward_call(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                                    return_stats, relu=False, residual=None)
+
+
+def _batch_norm_forward_call(input, running_mean, running_var, weight, bias, training, momentum, eps, return_stats,
+                             relu, residual):
+    """batch_norm (relu=False) or batch_norm_relu (relu=True, residual an array or None): checks, allocation
+    and the kernel call."""
     where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias)
     training, momentum, eps = _bn_hyper(training, momentum, eps)
     if not training and running_mean is None:
@@ -797,9 +805,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     empty = _empty_channels(dtype, where)
     output = backend.empty(x.shape, dtype, where)
     mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
-    backend.kernels(where).batch_norm_forward(x, a.get("weight", empty), a.get("bias", empty),
-                                              a.get("running_mean", empty), a.get("running_var", empty),
-                                              output, mean, invstd, momentum, eps, training)
+    kernels = backend.kernels(where)
+    arrays = (x, a.get("weight", empty), a.get("bias", empty), a.get("running_mean", empty),
+              a.get("running_var", empty))
+    if relu:
+        residual_array = backend.empty((0, 0, 0), dtype, where) if residual is None else \
+            _same_shape_array("residual", residual, a["input"], where, dtype).reshape(x.shape)
+        kernels.batch_norm_relu_forward(*arrays, residual_array, output, mean, invstd, momentum, eps, training)
+    else:
+        kernels.batch_norm_forward(*arrays, output, mean, invstd, momentum, eps, training)
     output = output.reshape(tuple(a["input"].shape))
     return (output, (mean, invstd)) if return_stats else output
 
@@ -814,8 +828,18 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     this input (recomputed when None; the running statistics are not touched). need_input_grad=False
     returns None for grad_input.
     """
+    return _batch_norm_backward_call(grad_output, input, running_mean, running_var, weight, bias, training, eps,
+                                     stats, need_input_grad, relu=False, output=None)
+
+
+def _batch_norm_backward_call(grad_output, input, running_mean, running_var, weight, bias, training, eps, stats,
+                              need_input_grad, relu, output):
+    """batch_norm_backward (relu=False) or batch_norm_relu_backward (relu=True, output: the fused forward's):
+    checks, statistics when not given, allocation and the kernel call."""
     where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias,
                                             grad_output=grad_output, stats=stats)
+    if relu:
+        output = _same_shape_array("output", output, a["input"], where, dtype).reshape(x.shape)
     training, _, eps = _bn_hyper(training, 0.0, eps)
     _check_values_per_channel(x, training)
     C = x.shape[1]
@@ -832,8 +856,13 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     grad_input = backend.empty(x.shape if need_input_grad else (0, 0, 0), dtype, where)
     grad_weight = backend.empty((C,), dtype, where) if weight is not None else empty
     grad_bias = backend.empty((C,), dtype, where) if bias is not None else empty
-    kernels.batch_norm_backward(a["grad_output"].reshape(x.shape), x, a.get("weight", empty), mean, invstd,
-                                grad_input, grad_weight, grad_bias, training)
+    grad = a["grad_output"].reshape(x.shape)
+    if not relu:
+        kernels.batch_norm_backward(grad, x, a.get("weight", empty), mean, invstd, grad_input, grad_weight,
+                                    grad_bias, training)
+    else:
+        kernels.batch_norm_relu_backward(grad, output, x, a.get("weight", empty), mean, invstd, grad_input,
+                                         grad_weight, grad_bias, training)
     return (grad_input.reshape(tuple(a["input"].shape)) if need_input_grad else None,
             grad_weight if weight is not None else None, grad_bias if bias is not None else None)
 
@@ -859,27 +888,10 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
                     eps=1e-5, residual=None, return_stats=False):
     """relu(batch_norm(input, ...) + residual) in one pass (residual None: relu(batch_norm(input, ...))), with
     batch_norm's arguments, rules and running-statistics update; the same values as the separate calls (bit
-    for bit; the backward up to the order of its sums). residual: an array shaped like input, or None. return_stats=True also returns (mean, invstd)
-    for batch_norm_relu_backward's stats=."""
-    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias)
-    training, momentum, eps = _bn_hyper(training, momentum, eps)
-    if not training and running_mean is None:
-        raise ValueError("running_mean and running_var are needed when training=False")
-    _check_values_per_channel(x, training)
-    for name, given in (("running_mean", running_mean), ("running_var", running_var)):
-        if given is not None:
-            a[name] = _writable_in_place(name, given, "it is updated in place")
-    empty = _empty_channels(dtype, where)
-    residual_array = backend.empty((0, 0, 0), dtype, where) if residual is None else \
-        _same_shape_array("residual", residual, a["input"], where, dtype).reshape(x.shape)
-    C = x.shape[1]
-    output = backend.empty(x.shape, dtype, where)
-    mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
-    backend.kernels(where).batch_norm_relu_forward(x, a.get("weight", empty), a.get("bias", empty),
-                                                   a.get("running_mean", empty), a.get("running_var", empty),
-                                                   residual_array, output, mean, invstd, momentum, eps, training)
-    output = output.reshape(tuple(a["input"].shape))
-    return (output, (mean, invstd)) if return_stats else output
+    for bit; the backward up to the order of its sums). residual: an array shaped like input, or None.
+    return_stats=True also returns (mean, invstd) for batch_norm_relu_backward's stats=."""
+    return _batch_norm_forward_call(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                                    return_stats, relu=True, residual=residual)
 
 
 def batch_norm_relu_backward(grad_output, output, input, running_mean, running_var, weight=None, bias=None,
@@ -887,29 +899,8 @@ def batch_norm_relu_backward(grad_output, output, input, running_mean, running_v
     """Gradients of relu(batch_norm(input, ...)) given its output: batch_norm_backward's (grad_input, grad_weight,
     grad_bias) for the gradient that passes the ReLU, grad_output where output > 0. `output` is
     batch_norm_relu's (without a residual), stats= the (mean, invstd) it returned (recomputed when None)."""
-    where, dtype, a, x = _batch_norm_arrays(input, running_mean, running_var, weight, bias,
-                                            grad_output=grad_output, stats=stats)
-    output_array = _same_shape_array("output", output, a["input"], where, dtype).reshape(x.shape)
-    training, _, eps = _bn_hyper(training, 0.0, eps)
-    _check_values_per_channel(x, training)
-    C = x.shape[1]
-    kernels = backend.kernels(where)
-    empty = _empty_channels(dtype, where)
-    if stats is not None:
-        mean, invstd = a["mean"], a["invstd"]
-    else:
-        if not training and running_mean is None:
-            raise ValueError("running_mean and running_var are needed when training=False")
-        mean, invstd = backend.empty((C,), dtype, where), backend.empty((C,), dtype, where)
-        running = (empty, empty) if training else (a["running_mean"], a["running_var"])
-        kernels.batch_norm_stats(x, *running, mean, invstd, 0.0, eps, training)
-    grad_input = backend.empty(x.shape if need_input_grad else (0, 0, 0), dtype, where)
-    grad_weight = backend.empty((C,), dtype, where) if weight is not None else empty
-    grad_bias = backend.empty((C,), dtype, where) if bias is not None else empty
-    kernels.batch_norm_relu_backward(a["grad_output"].reshape(x.shape), output_array, x, a.get("weight", empty),
-                                     mean, invstd, grad_input, grad_weight, grad_bias, training)
-    return (grad_input.reshape(tuple(a["input"].shape)) if need_input_grad else None,
-            grad_weight if weight is not None else None, grad_bias if bias is not None else None)
+    return _batch_norm_backward_call(grad_output, input, running_mean, running_var, weight, bias, training, eps,
+                                     stats, need_input_grad, relu=True, output=output)
 
 
 # ----------------------------------------------------------------------------- local response normalization

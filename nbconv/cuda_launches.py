@@ -118,6 +118,13 @@ def _workload_norms_and_combinations(F, device, x):
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=True, stats=stats)
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, weight, bias, training=False)
     F.batch_norm_backward(device(*x.shape), x, running_mean, running_var, training=True)
+    if hasattr(F, "batch_norm_relu"):  # batch norm, residual sum and ReLU in one pass (training)
+        rectified, stats = F.batch_norm_relu(x, running_mean, running_var, weight, bias, training=True,
+                                             residual=device(*x.shape), return_stats=True)
+        F.batch_norm_relu(x, running_mean, running_var, training=False)
+        F.batch_norm_relu_backward(device(*x.shape), rectified, x, running_mean, running_var, weight, bias,
+                                   training=True, stats=stats)
+        F.batch_norm_relu_backward(device(*x.shape), rectified, x, running_mean, running_var, training=False)
     if hasattr(F, "scale_shift"):  # eval batch norm + residual + ReLU in one pass (nn.infer)
         F.scale_shift(x, weight, bias, device(*x.shape), activation="relu")
         F.scale_shift(x, activation="relu6", out=x)

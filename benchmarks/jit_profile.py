@@ -9,6 +9,12 @@ cold picture, again for the warm one:
     NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/jit_profile.py train resnet20 \
         --dataset synthetic:3x32x32:10:64:64 --epochs 1 --batch-size 64 --out /tmp/r20.npz
 
+To see the split that a user's cold `nbconv train` makes, set JIT_PROFILE_HELPER to a file name: the JIT
+helper then runs too, itself under this profiler (`jit_profile.py warmup MODEL CxHxW`), and writes its report
+to that file; the main process's report adds the seconds it waited for the helper. The helper alone:
+
+    NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/jit_profile.py warmup resnet20 3x32x32
+
 CPU seconds (process_time) are the figures to trust on a shared machine.
 """
 import time
@@ -127,11 +133,47 @@ def watch_first_step(found):
     cli_train.make_optimizer = watched
 
 
-def main(argv):
+def profiled_helper(report, waited):
+    """jit_warmup's start and wait replaced: the helper runs under this profiler, its report into `report`,
+    and `waited` collects the wall seconds the main process waits for it."""
+    import os
+    import subprocess
     from nbconv import jit_warmup
-    jit_warmup.start = lambda *args, **kwargs: None  # every compile in this process, where it is recorded
+    start, wait = jit_warmup.start, jit_warmup.wait
+
+    def profiled_start(spec, device="cpu", input_shape=(1, 28, 28)):
+        if device != "cpu" or not jit_warmup.cache_is_cold():
+            return None
+        with open(report, "w") as out:
+            return subprocess.Popen([sys.executable, os.path.abspath(__file__), "warmup", spec,
+                                     "x".join(map(str, input_shape))], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=out)
+
+    def timed_wait(helper):
+        began = time.perf_counter()
+        wait(helper)
+        waited["helper_wait_s"] = round(time.perf_counter() - began, 2)
+        waited["helper_done_at_s"] = round(time.perf_counter() - STARTED, 2)
+    jit_warmup.start, jit_warmup.wait = profiled_start, timed_wait
+
+
+def main(argv):
+    import os
+    from nbconv import jit_warmup
+    waited = {}
+    helper_report = os.environ.get("JIT_PROFILE_HELPER")
+    if argv and argv[0] == "warmup":
+        from nbconv import startup  # as `python -m nbconv.jit_warmup` does
+        startup.skip_numba_optional_imports()
+        startup.skip_numba_scipy_blas()
+        startup.skip_numba_extensions()
+    elif helper_report:
+        profiled_helper(helper_report, waited)
+    else:
+        jit_warmup.start = lambda *args, **kwargs: None  # every compile in this process, where it is recorded
     first_step = {}
-    watch_first_step(first_step)
+    if argv and argv[0] != "warmup":
+        watch_first_step(first_step)
     recorder, loads = CompileRecorder(), LoadTimer()
     event.register("numba:compile", recorder)
     passes = PassRecorder()
@@ -143,7 +185,10 @@ def main(argv):
     skip_numba_scipy_blas()
     imported_cpu = time.process_time() - STARTED_CPU
     try:
-        app(argv, standalone_mode=False)
+        if argv and argv[0] == "warmup":
+            jit_warmup.warm_up(argv[1], tuple(int(size) for size in argv[2].split("x")))
+        else:
+            app(argv, standalone_mode=False)
     finally:
         total_cpu, total_wall = time.process_time() - STARTED_CPU, time.perf_counter() - STARTED
         by_group = collections.defaultdict(lambda: [0, 0.0])
@@ -159,7 +204,7 @@ def main(argv):
             print(f"  {spent:7.2f}  {name}", file=sys.stderr)
         load_cpu = sum(row[2] for row in loads.loads)
         print(json.dumps({
-            "wall_s": round(total_wall, 2), "cpu_s": round(total_cpu, 2), **first_step,
+            "wall_s": round(total_wall, 2), "cpu_s": round(total_cpu, 2), **first_step, **waited,
             "import_numba_cpu_s": round(IMPORTED_NUMBA_CPU, 2), "import_cpu_s": round(imported_cpu, 2),
             "compiled": len(recorder.compiles), "compile_cpu_s": round(sum(r[3] for r in recorder.compiles), 2),
             "compiled_by_group": {group: [count, round(spent, 2)] for group, (count, spent) in by_group.items()},

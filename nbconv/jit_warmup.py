@@ -19,8 +19,19 @@ import numpy as np
 from . import models
 
 WAIT_SECONDS = 300
-# Besides the convolutions' backward passes, the helper compiles these (about half a step's compiling in all).
-HELPER_KINDS = ("local", "maxpool", "avgpool", "gap")
+# Besides the convolutions' backward passes, the helper compiles these (about half a step's compiling in all):
+# batch norm's and the fully connected layers' backward passes too.
+HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
+# The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
+# passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
+# (strips' unroll_task, gemm's unrolled, wide's unroll_task) is compiled once, by whichever process gets to it
+# first, the other loading it from the cache if it is there by then. Checking ResNet-20 compiles wide, shift and
+# gemm before strips: the helper starts with strips' weight gradient (its unroll_task is then in the cache when
+# the main process reaches strips' forward), and leaves gemm's and wide's weight gradients to the end, when the
+# main process has compiled their forwards.
+_HELPER_ORDER = (("backward_weight", "strips"), ("backward_input", "strips"), ("backward_input", "direct"),
+                 ("backward_input", "winograd"), ("backward_input", "shift"), ("backward_input", "gemm"))
+_HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
@@ -84,9 +95,22 @@ def warm_up(spec, input_shape):
     from .kernels.cpu import threads
     threads.compile_wait()  # first: the main process needs it at its first parallel call
     model = models.build(spec, input_shape=input_shape)
-    compile_convolutions([kernel for kernel in convolution_kernels(model, input_shape) if kernel[0] != "forward"],
-                         bias=needs_bias_gradient(model))
+    first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
+                                if kernel[0] != "forward"])
+    bias = needs_bias_gradient(model)
+    compile_convolutions(first, bias=bias)
     compile_backward([kind for kind in layer_kinds(model) if kind in HELPER_KINDS])
+    compile_convolutions(last, bias=bias)
+
+
+def helper_order(kernels):
+    """The helper's (pass, algorithm, dtype name) convolution kernels as (first, last): those to compile
+    before the other layer kinds, in _HELPER_ORDER and then as given, and those to compile after them,
+    _HELPER_LAST's."""
+    last = [kernel for kernel in kernels if kernel[:2] in _HELPER_LAST]
+    ordered = sorted((kernel for kernel in kernels if kernel[:2] in _HELPER_ORDER),
+                     key=lambda kernel: _HELPER_ORDER.index(kernel[:2]))
+    return ordered + [kernel for kernel in kernels if kernel not in ordered and kernel not in last], last
 
 
 def compile_convolutions(kernels, bias=True):
@@ -139,8 +163,9 @@ def stop(helper):
 
 
 def compile_backward(kinds, dtype=np.float32):
-    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (forward kernels only
-    where checking the built model, which runs it in eval mode, leaves them: batch norm's training pass)."""
+    """Run the backward kernels of these layer kinds once, on tiny arrays of `dtype` (their forward kernels
+    compile where the main process checks the built model: batch norm runs the same kernels in eval mode
+    as in training)."""
     from . import functional as F
     from .kernels.cpu.conv import plan as conv
     rng = np.random.default_rng(0)
@@ -157,14 +182,14 @@ def compile_backward(kinds, dtype=np.float32):
                            ("lrelu", F.leaky_relu_backward), ("dropout", F.dropout_backward)):
         if kind in kinds:
             backward(x, x)
-    if "bn" in kinds:  # the training forward too: building the model only ran the eval one
+    if "bn" in kinds:  # the backward passes only: the eval-mode check of the model ran the (shared) forward kernels
         running_mean, running_var, scale, shift = (np.zeros(2, dtype), np.ones(2, dtype), np.ones(2, dtype),
                                                    np.zeros(2, dtype))
-        _, stats = F.batch_norm(x, running_mean, running_var, scale, shift, training=True, return_stats=True)
+        stats = (np.zeros(2, dtype), np.ones(2, dtype))  # (mean, invstd), as the training forward returns them
         F.batch_norm_backward(x, x, running_mean, running_var, scale, shift, training=True, stats=stats)
-        output, stats = F.batch_norm_relu(x, running_mean, running_var, scale, shift, training=True, residual=x,
-                                          return_stats=True)  # a batch norm before a ReLU, or closing a residual block
-        F.batch_norm_relu_backward(x, output, x, running_mean, running_var, scale, shift, training=True, stats=stats)
+        # a batch norm before a ReLU, or closing a residual block
+        F.batch_norm_relu_backward(x, np.abs(x), x, running_mean, running_var, scale, shift, training=True,
+                                   stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
 

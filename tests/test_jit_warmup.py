@@ -101,3 +101,39 @@ def test_helper_fills_the_shared_cache(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert cold.stdout.strip() == "True"  # the convolution kernels are still uncompiled there
 
+
+
+def test_the_helper_compiles_strips_weight_gradient_first_and_gemm_and_wide_weight_gradients_last():
+    model = models.build("resnet20", input_shape=(3, 32, 32))
+    backward = [kernel for kernel in jit_warmup.convolution_kernels(model, (3, 32, 32)) if kernel[0] != "forward"]
+    first, last = jit_warmup.helper_order(backward)
+    assert sorted(first + last) == sorted(backward)  # each kernel once
+    assert first[0] == ("backward_weight", "strips", "float32")  # its row helper, before the main process needs it
+    assert last == [("backward_weight", "gemm", "float32"), ("backward_weight", "wide", "float32")]
+
+
+def test_strips_compiles_one_im2col_for_padded_and_unpadded_inputs():
+    """Both branches of strips' unroll_task call im2col_strips with int64 arguments (a literal 0 would be a
+    second overload to compile)."""
+    import numba
+    from nbconv.kernels.cpu.conv import strips
+    arrays = [numba.typeof(np.zeros((1,) * ndim, np.float32)) for ndim in (4, 1, 2)]  # input, slab, col
+    fresh = numba.njit(strips.unroll_task.py_func)  # typed here, not loaded whole from the cache with its callees
+    fresh.compile(tuple(arrays) + (numba.int64,) * 10)
+    float32 = [signature for signature in strips.im2col_strips.signatures if tuple(signature[:2]) == tuple(arrays[1:])]
+    assert len(float32) == 1, float32  # other tests may have compiled other dtypes and layouts
+
+
+def test_the_helper_compiles_batch_norm_backward_as_a_training_step_runs_it():
+    """The helper's batch norm backward passes (with given statistics) are the overloads a step compiles."""
+    from nbconv.kernels.cpu import batch_norm, batch_norm_relu
+    jit_warmup.compile_backward(["bn"])
+    compiled = {kernel: set(kernel.signatures) for kernel in (batch_norm.batch_norm_backward_span,
+                                                              batch_norm_relu.batch_norm_relu_backward_span)}
+    model = models.build("resnet20", input_shape=(3, 8, 8))
+    model.train()
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    logits = model.forward(x)
+    model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
+    for kernel, signatures in compiled.items():
+        assert signatures and set(kernel.signatures) == signatures, kernel

@@ -117,8 +117,8 @@ def unroll_task(input, slab, col, n, oh0, rows, kernel_h, kernel_w, out_w, paddi
     else:
         slab_rows, padded_w = rows + (kernel_h - 1) * dilation_h, W + 2 * padding_w
         pad_rows(input[n], slab, oh0, slab_rows, padding_h, padding_w, padded_w)
-        im2col_strips(slab, col, C, 0, rows, kernel_h, kernel_w, slab_rows, padded_w, out_w, dilation_h,
-                      dilation_w)
+        im2col_strips(slab, col, C, numba.int64(0), rows, kernel_h, kernel_w, slab_rows, padded_w, out_w,
+                      dilation_h, dilation_w)  # an int64 0, not a literal: one im2col_strips for both branches
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

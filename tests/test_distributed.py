@@ -246,7 +246,11 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_stays_intact(tmp_path, ho
     if how == signal.SIGTERM:
         assert "rank 1 of 2 failed: terminated by SIGTERM" in output
     else:  # the launcher names the process id; the job's first lines say which rank it was
-        assert f"rank 1: pid {victim}" in output and str(victim) in output.split(f"rank 1: pid {victim}", 1)[1]
+        assert f"rank 1: pid {victim}" in output
+        after_start = output.split(f"rank 1: pid {victim}", 1)[1]
+        # MPICH may end the job from the surviving rank first, when its shared-memory read of the killed
+        # process's buffer fails (ESRCH), and then does not report the kill itself
+        assert str(victim) in after_start or "process_vm_readv failed (errno 3)" in after_start, after_start
     assert len(checkpoint.load(out).history) >= 1
 
 

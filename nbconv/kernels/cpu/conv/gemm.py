@@ -13,7 +13,7 @@ from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
 from ..threads import parallel_parts
-from .blocks import block_rows, channel_parts, max_chunks
+from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
 
 @njit(cache=True)
@@ -242,6 +242,8 @@ def buffers(pass_, convolution, itemsize, threads):
     _, _, OH, OW = convolution.output_shape
     depth = C * KH * KW
     rows = block_rows(depth, OW, OH, itemsize)
+    if pass_ == "forward":
+        rows = balanced_rows(rows, OH, N, D // convolution.groups, threads)
     tasks = N if pass_ == "backward_input" else N * -(-OH // rows)
     if pass_ == "forward":
         tasks *= channel_parts(tasks, D // convolution.groups, threads)

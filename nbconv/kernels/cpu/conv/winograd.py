@@ -21,7 +21,7 @@ from ..blas import NO_TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
-from .blocks import block_rows, channel_parts, max_chunks
+from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 from .rows import pad_rows
 
 
@@ -225,7 +225,8 @@ def buffers(pass_, convolution, itemsize, threads):
     rows it reads; patches (16, C', block_rows*TW), the transformed patches; products (16, D', same)."""
     N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    rows = block_rows(16 * channels_in, tiles_w, tiles_h, itemsize)  # rows of tiles
+    rows = balanced_rows(block_rows(16 * channels_in, tiles_w, tiles_h, itemsize), tiles_h, N, channels_out,
+                         threads)  # rows of tiles
     tasks = N * -(-tiles_h // rows)
     tasks *= channel_parts(tasks, channels_out, threads)
     chunks = max(1, min(tasks, max_chunks(pass_, threads)))

@@ -26,3 +26,35 @@ def test_passes_with_channel_slices_match_the_reference(algorithm, case, passes,
     for module in (gemm, winograd):
         monkeypatch.setattr(module, "channel_parts", lambda tasks, channels, threads: min(parts, channels))
     check(algorithm, case, rng, passes=passes, tolerance=1e-11)
+
+
+def test_balanced_rows_share_blocks_evenly_among_threads():
+    # near-equal blocks: 112 rows in blocks of 15 (7 of 15 and one of 7) become 8 blocks of 14
+    assert blocks.balanced_rows(15, 112, images=1, channels=64, threads=2) == 14
+    # 28 rows in blocks of 18: one thread would get 18, the other 10; two of 14
+    assert blocks.balanced_rows(18, 28, images=1, channels=128, threads=2) == 14
+    # one block of 56 rows and too few channels to slice: two blocks
+    assert blocks.balanced_rows(73, 56, images=1, channels=64, threads=2) == 28
+    # one block whose output channels channel_parts slices: left whole
+    assert blocks.balanced_rows(9, 7, images=1, channels=256, threads=2) == 7
+    # three tasks for two threads: four
+    assert blocks.balanced_rows(10, 27, images=1, channels=32, threads=2) == 7
+    # enough tasks already (a batch): only evened out
+    assert blocks.balanced_rows(18, 28, images=8, channels=128, threads=2) == 14
+    # never more blocks than rows, never more rows than given
+    assert blocks.balanced_rows(1, 3, images=1, channels=16, threads=16) == 1
+    for rows, out_h, images, channels, threads in [(5, 17, 1, 8, 3), (40, 40, 3, 200, 4), (2, 9, 2, 64, 2)]:
+        balanced = blocks.balanced_rows(rows, out_h, images, channels, threads)
+        assert 1 <= balanced <= rows
+
+
+@pytest.mark.parametrize("algorithm,case,passes", [
+    ("pointwise", (1, 5, 29, 3, 17, 1, 1, 0, 1, 1), ("forward",)),
+    ("gemm", (1, 4, 31, 7, 9, 3, 2, 1, 1, 1), ("forward", "backward_input")),
+    ("winograd", (1, 8, 27, 9, 12, 3, 1, 1, 1, 1), ("forward", "backward_input")),
+])
+def test_passes_with_balanced_blocks_match_the_reference(algorithm, case, passes, monkeypatch, rng):
+    """A small cache budget cuts a batch-1 image into several blocks, evened out and made a multiple of the
+    thread count: each pass still computes every output once."""
+    monkeypatch.setattr(blocks, "CACHE_BYTES", 2048)
+    check(algorithm, case, rng, passes=passes, tolerance=1e-11)

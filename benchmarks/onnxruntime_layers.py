@@ -1,0 +1,97 @@
+"""Where onnxruntime's time goes on the imported ResNet-50 (3x224x224), node by node, from its own profiler
+(`SessionOptions.enable_profiling`), summed per kind of node like benchmarks/infer_calls.py's table.
+
+    python benchmarks/onnxruntime_layers.py [--batch 1] [--runs 10]
+
+onnxruntime fuses a convolution with its batch norm (folded into the weights), ReLU and residual sum
+(FusedConv); each of its nodes is listed under its op type, kernel size, stride, input map and output
+channels, with the median over the runs of its kernel time.
+"""
+import argparse
+import collections
+import json
+import os
+import statistics
+import tempfile
+
+import numba
+import numpy as np
+import onnx
+import onnxruntime
+
+from nbconv import models
+from nbconv import onnx as nbonnx
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=10)
+    arguments = parser.parse_args()
+    rng = np.random.default_rng(0)
+    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
+    for name, buffer in source.named_buffers().items():
+        if name.endswith("running_var"):
+            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
+    x = rng.standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
+    threads = numba.get_num_threads()
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "resnet50.onnx")
+        nbonnx.save(source, path, (3, 224, 224))
+        graph = onnx.load(path).graph
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(directory, "profile")
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        for _ in range(3):
+            session.run(None, {input_name: x})
+        profile_path = session.end_profiling()
+        options.enable_profiling = True
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        for _ in range(arguments.runs):
+            session.run(None, {input_name: x})
+        with open(session.end_profiling()) as file:
+            events = json.load(file)
+    del profile_path
+    weights = {initializer.name: tuple(initializer.dims) for initializer in graph.initializer}
+    runs = collections.defaultdict(list)
+    details = {}
+    order = []
+    whole = []
+    for event in events:
+        if event.get("cat") == "Session" and event["name"] == "model_run":
+            whole.append(event["dur"] / 1e3)
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        node = event["name"][:-len("_kernel_time")]
+        if node not in details:
+            order.append(node)
+            args = event.get("args", {})
+            details[node] = (args.get("op_name", "?"), args.get("input_type_shape", []),
+                             args.get("output_type_shape", []))
+        runs[node].append(event["dur"] / 1e3)
+    kinds = collections.defaultdict(float)
+    counts = collections.Counter()
+    for node in order:
+        op, inputs, outputs = details[node]
+        shapes = [list(shape.values())[0] for shape in inputs]
+        label = op
+        if op in ("Conv", "FusedConv") and len(shapes) >= 2:
+            weight, image = shapes[1], shapes[0]
+            label = f"{op} {weight[2]}x{weight[3]} -> {weight[0]} on {image[2]}x{image[3]}"
+        median = statistics.median(runs[node])
+        kinds[label] += median
+        counts[label] += 1
+    print(f"onnxruntime {onnxruntime.__version__}, {threads} threads, batch {arguments.batch}, "
+          f"{arguments.runs} runs, medians in ms")
+    for label, total in sorted(kinds.items(), key=lambda item: -item[1]):
+        print(f"{counts[label]:3d} x {label:50} {total:8.2f}")
+    print(f"{'nodes':56} {sum(kinds.values()):8.2f}")
+    print(f"{'whole run (model_run)':56} {statistics.median(whole[-arguments.runs:]):8.2f}")
+    del weights
+
+
+if __name__ == "__main__":
+    main()

@@ -47,8 +47,10 @@ for batch in batches:
     a, b = results["after"], results["before"]
     print(f"batch {batch}: outputs agree to {np.abs(a - b).max() / np.abs(b).max():.1e} (relative)", flush=True)
     times = {name: [] for name in engines}
-    for _ in range(rounds):
-        for name, run in engines.items():
+    order = list(engines)
+    for round_ in range(rounds):  # each engine in turn goes first: onnxruntime's threads spin after its run,
+        for name in order[round_ % 3:] + order[:round_ % 3]:  # which slows whichever engine comes next
+            run = engines[name]
             ts = []
             for _ in range(repeat):
                 start = time.perf_counter()

@@ -14,7 +14,9 @@ TREE is a checkout's root (its nbconv/ is copied once under /tmp/nbconv_trees/NA
 nbconv_NAME; the modules import each other relatively); NAME=. is this checkout's nbconv itself. Per call:
 what ran (a convolution's algorithm and epilogue, or the public kernel's name), its input shape, the parts
 of each parallel call inside it (span-kernel trees: threads.parallel_parts; `prange` trees show none), and
-the median time over the rounds. Then the sums per kind of call, and the whole forward.
+the median time over the rounds. Then the sums per kind of call, and the whole forward; and, for trees
+with kernel threads, how evenly each parallel call's parts share its work (each part's thread CPU time: the
+largest part per call, summed over the forward, is the best that many threads can do; load-independent).
 """
 import argparse
 import collections
@@ -53,6 +55,7 @@ class Recorder:
 
     def __init__(self, package):
         self.calls = None
+        self.parts = None  # per parallel call, each part's thread CPU time (span-kernel trees)
         self.stack = []
         pkg = package.__name__
         dispatch = importlib.import_module(pkg + ".kernels.cpu.conv.dispatch")
@@ -89,6 +92,30 @@ class Recorder:
             for module_name, module in list(sys.modules.items()):
                 if module_name.startswith(pkg) and getattr(module, "parallel_parts", None) is original_parts:
                     module.parallel_parts = parallel_parts
+            self._time_parts(threads.Workers)
+
+    def _time_parts(self, workers_class):
+        """Each part's thread CPU time, per parallel call run by the kernel threads: `parts` gets one list of
+        them per call (a load-independent measure of how evenly a call's work is shared)."""
+        original_run = workers_class.run
+        recorder = self
+
+        def run(self, span_kernel, parts, args):
+            if recorder.parts is None:
+                return original_run(self, span_kernel, parts, args)
+            seconds = [0.0] * parts
+
+            def timed(part, span_parts, *span_args):
+                start = time.thread_time()
+                try:
+                    return span_kernel(part, span_parts, *span_args)
+                finally:
+                    seconds[part] = time.thread_time() - start
+            try:
+                return original_run(self, timed, parts, args)
+            finally:
+                recorder.parts.append(seconds)
+        workers_class.run = run
 
     def _wrap_kernel(self, name, function):
         def call(*args, **kwargs):
@@ -163,14 +190,16 @@ def main():
         print(f"{name}: output differs by {np.abs(output - reference).max() / np.abs(reference).max():.1e}")
     per_call = {name: [] for name in trees}
     totals = {name: [] for name in trees}
+    balance = {name: [] for name in trees}
     for _ in range(arguments.rounds):
         for name in trees:
-            recorders[name].calls = []
+            recorders[name].calls, recorders[name].parts = [], []
             start = clock()
             infers[name](models[name], x)
             totals[name].append(clock() - start)
             per_call[name].append(recorders[name].calls)
-            recorders[name].calls = None
+            balance[name].append(recorders[name].parts)
+            recorders[name].calls = recorders[name].parts = None
     if arguments.save:
         saved = {"calls": {}, "totals": {}, "threads": numba.get_num_threads(), "batch": arguments.batch}
         if os.path.exists(arguments.save):
@@ -184,6 +213,16 @@ def main():
         with open(arguments.save, "w") as file:
             json.dump(saved, file)
     report(per_call, totals, numba.get_num_threads(), arguments.batch, arguments.top)
+    print("\nbalance: each part's thread CPU time, per parallel call (load-independent)")
+    for name, forwards in balance.items():
+        if not forwards or not forwards[0]:
+            continue
+        largest = statistics.median(sum(max(call) for call in calls) for calls in forwards) * 1e3
+        total = statistics.median(sum(sum(call) for call in calls) for calls in forwards) * 1e3
+        threads = max(len(call) for call in forwards[0])
+        print(f"{name}: {len(forwards[0])} parallel calls, parts' CPU {total:.1f} ms, the largest part of each "
+              f"call summed {largest:.1f} ms: at best {total / largest:.2f}x one thread "
+              f"({total / threads / largest:.0%} of {threads} threads)")
 
 
 def report(per_call, totals, threads, batch, top):

@@ -25,9 +25,9 @@ alone: on the CPU, its finiteness (checked once, then only the output is) and a 
 transformed filters (computed once instead of at every call). An edit of a weight in place by other means
 must be followed by `mark_changed()` (or a new array assigned) for `infer` to see it.
 
-The scale and shift are cached on the batch-norm layer with a copy of the (C,) arrays they came from and
-recomputed when any of those differs from its copy, so a change by any means is seen; the comparison reads
-4 C values, far less than the pass it saves.
+The scale and shift are cached on the batch-norm layer with a copy of the bytes of the (C,) arrays they came
+from and recomputed when any of those differs from its copy, so a change by any means is seen; the comparison
+reads 4 C values, far less than the pass it saves.
 
 Nothing is kept for a backward pass: after `infer`, `backward` raises until `forward` runs again. A model in
 training mode runs its ordinary `forward` (batch statistics, dropout).
@@ -179,16 +179,22 @@ def _scale_and_shift(norm):
     statistics, eps or backend are not those they were computed from."""
     sources = (norm.running_mean, norm.running_var, None if norm.weight is None else norm.weight.value,
                None if norm.bias is None else norm.bias.value)
-    key = (norm.eps, backend.backend_of(norm.running_mean))
+    key = (norm.eps, backend.backend_of(norm.running_mean), tuple(_contents(source) for source in sources))
     cached = getattr(norm, "_inference_scale_shift", None)
-    if cached is not None and cached[0] == key and all(
-            (source is None) == (copy is None) and (source is None or np.array_equal(backend.to_host(source), copy))
-            for source, copy in zip(sources, cached[1])):
-        return cached[2]
-    copies = tuple(None if source is None else np.array(backend.to_host(source)) for source in sources)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     scale_shift = F.batch_norm_scale_shift(*sources, eps=norm.eps)
-    norm._inference_scale_shift = (key, copies, scale_shift)
+    norm._inference_scale_shift = (key, scale_shift)
     return scale_shift
+
+
+def _contents(array):
+    """What a (C,) array holds, for an exact comparison with a later call's: its dtype, shape and bytes (one
+    copy and one memcmp, ~1 us; np.array_equal took ~7 us, 53 times a ResNet-50 forward)."""
+    if array is None:
+        return None
+    host = np.ascontiguousarray(backend.to_host(array))
+    return host.dtype.str, host.shape, host.tobytes()
 
 
 def _activate_in_place(activation, output):

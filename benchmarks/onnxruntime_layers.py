@@ -16,7 +16,6 @@ import tempfile
 
 import numba
 import numpy as np
-import onnx
 import onnxruntime
 
 from nbconv import models
@@ -38,25 +37,19 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "resnet50.onnx")
         nbonnx.save(source, path, (3, 224, 224))
-        graph = onnx.load(path).graph
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(directory, "profile")
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        for _ in range(3):
+        for _ in range(3):  # warm-up runs, left out below
             session.run(None, {input_name: x})
-        profile_path = session.end_profiling()
-        options.enable_profiling = True
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         for _ in range(arguments.runs):
             session.run(None, {input_name: x})
         with open(session.end_profiling()) as file:
             events = json.load(file)
-    del profile_path
-    weights = {initializer.name: tuple(initializer.dims) for initializer in graph.initializer}
-    runs = collections.defaultdict(list)
+    runs = collections.defaultdict(list)  # node -> kernel milliseconds, one per run
     details = {}
     order = []
     whole = []
@@ -69,19 +62,18 @@ def main():
         if node not in details:
             order.append(node)
             args = event.get("args", {})
-            details[node] = (args.get("op_name", "?"), args.get("input_type_shape", []),
-                             args.get("output_type_shape", []))
+            details[node] = (args.get("op_name", "?"), args.get("input_type_shape", []))
         runs[node].append(event["dur"] / 1e3)
     kinds = collections.defaultdict(float)
     counts = collections.Counter()
     for node in order:
-        op, inputs, outputs = details[node]
+        op, inputs = details[node]
         shapes = [list(shape.values())[0] for shape in inputs]
         label = op
         if op in ("Conv", "FusedConv") and len(shapes) >= 2:
             weight, image = shapes[1], shapes[0]
             label = f"{op} {weight[2]}x{weight[3]} -> {weight[0]} on {image[2]}x{image[3]}"
-        median = statistics.median(runs[node])
+        median = statistics.median(runs[node][-arguments.runs:])
         kinds[label] += median
         counts[label] += 1
     print(f"onnxruntime {onnxruntime.__version__}, {threads} threads, batch {arguments.batch}, "
@@ -90,7 +82,6 @@ def main():
         print(f"{counts[label]:3d} x {label:50} {total:8.2f}")
     print(f"{'nodes':56} {sum(kinds.values()):8.2f}")
     print(f"{'whole run (model_run)':56} {statistics.median(whole[-arguments.runs:]):8.2f}")
-    del weights
 
 
 if __name__ == "__main__":

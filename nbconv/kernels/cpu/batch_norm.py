@@ -8,7 +8,7 @@ channel, whose N * S values stay in cache between its passes; sums run in float6
 """
 import math
 
-from numba import njit
+from numba import float64, njit
 
 from .fastmath import REDUCE as _REDUCE  # lets the sums vectorise (their order does not matter here)
 from .shared import chunk_bounds
@@ -93,6 +93,13 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, output, m
                    output, mean, invstd, momentum, eps, training)
 
 
+@njit(cache=True, inline="always")
+def passed_gradient(grad, gate, relu):
+    """grad as float64, or 0 where relu is set and gate is not positive (NaN included). Both values are
+    loaded whatever the flag, so the choice is a select, not a branch, and the loops stay vectorised."""
+    return 0.0 if relu and not gate > 0 else float64(grad)
+
+
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
 def batch_norm_backward_span(span_part, span_parts, grad_output, gate, input, weight, mean, invstd, grad_input,
                              grad_weight, grad_bias, training, relu):
@@ -111,7 +118,7 @@ def batch_norm_backward_span(span_part, span_parts, grad_output, gate, input, we
             for n in range(N):
                 grad_row, gate_row, row = grad_output[n, c], gate[n, c], input[n, c]
                 for s in range(S):
-                    g = grad_row[s] if not relu or gate_row[s] > 0 else 0.0
+                    g = passed_gradient(grad_row[s], gate_row[s], relu)
                     sum_grad += g
                     sum_grad_centered += g * (row[s] - channel_mean)
         if grad_weight.shape[0] > 0:
@@ -126,13 +133,13 @@ def batch_norm_backward_span(span_part, span_parts, grad_output, gate, input, we
             for n in range(N):
                 grad_row, gate_row, row, target = grad_output[n, c], gate[n, c], input[n, c], grad_input[n, c]
                 for s in range(S):
-                    g = grad_row[s] if not relu or gate_row[s] > 0 else 0.0
+                    g = passed_gradient(grad_row[s], gate_row[s], relu)
                     target[s] = (g - mean_grad - (row[s] - channel_mean) * projection) * scale
         else:
             for n in range(N):
                 grad_row, gate_row, target = grad_output[n, c], gate[n, c], grad_input[n, c]
                 for s in range(S):
-                    target[s] = (grad_row[s] if not relu or gate_row[s] > 0 else 0.0) * scale
+                    target[s] = passed_gradient(grad_row[s], gate_row[s], relu) * scale
 
 
 def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):

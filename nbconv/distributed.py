@@ -27,21 +27,29 @@ Device gradients go to MPI directly through the CUDA array interface when the MP
 
 Faults: `guard` turns an exception on any rank into a message naming the rank and the cause, then
 MPI_Abort, which ends every process of the job (mpiexec also ends the job when a process is killed).
+A killed process says nothing, and its end may reach the others first (MPICH: a failed shared-memory read
+in a collective) rather than the launcher: while a process waits for the others in a collective, a
+sleeping thread (nbconv.peer_watch) looks every half second whether a peer process on its node has
+vanished, and the process then names that rank in one line and aborts; an abort for another cause names
+the vanished peer instead. Peers on other nodes are not watched.
 Ctrl-C: mpiexec forwards SIGINT to every process; `interrupt_flag` turns it into a flag that travels with
 each step's loss totals, so every process stops at the same step and rank 0 saves.
 
 Only this module imports mpi4py, and only when asked (`connect`): the rest of nbconv is single-process.
 """
 import contextlib
+import functools
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
 import numpy as np
 
 from . import backend
+from .peer_watch import PeerWatch, process_start_time
 
 # The environment variables launchers set to the number of processes: MPICH and Intel MPI (Hydra), Open MPI,
 # MVAPICH, and the PMI of Slurm's srun.
@@ -189,6 +197,16 @@ class SingleProcess:
 SINGLE = SingleProcess()
 
 
+def _waits_for_every_process(method):
+    """Marks an MPIWorld method in which every process must take part (a collective): while it runs, the
+    peer watch looks whether a peer on this node has vanished, since then the wait would never end."""
+    @functools.wraps(method)
+    def watched(self, *args, **kwargs):
+        with self.watch.armed():
+            return method(self, *args, **kwargs)
+    return watched
+
+
 class MPIWorld:
     """K processes under MPI. `comm` defaults to MPI.COMM_WORLD.
 
@@ -225,12 +243,20 @@ class MPIWorld:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        pid = os.getpid()
+        neighbours = local.allgather((self.rank, pid, process_start_time(pid)))  # the processes on this node
         local.Free()
+        import socket
+        self.processes = self.comm.allgather((pid, socket.gethostname()))  # by rank
+        # a peer on this node that vanishes (killed) is named by this process rather than left unexplained
+        self.watch = PeerWatch({rank: (peer, started) for rank, peer, started in neighbours if rank != self.rank},
+                               self._peer_gone).start()
         self.is_root = self.rank == 0
         self.bucket_bytes = int(bucket_bytes)
         self.nodes = self.comm.allreduce(1 if self.local_rank == 0 else 0)  # the nodes the processes span
         self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
         self.interrupted = self.stop_agreed = False
+        self._abort_lock = threading.Lock()
         self._reducer = None
         self._totals = None  # this step's totals, reduced alongside its gradients (see backward)
         self.balance, self.balance_every = bool(balance), int(balance_every)
@@ -250,6 +276,7 @@ class MPIWorld:
             start, stop = shard_bounds(len(items), self.rank, self.size)
         return items[start:stop]
 
+    @_waits_for_every_process
     def sum(self, value):
         """`value` (a number) summed over the processes, as a float (exact for counts below 2**53)."""
         total = np.empty(1)
@@ -257,6 +284,7 @@ class MPIWorld:
         self._step_started = None  # shards taken for an evaluation are not a training step
         return float(total[0])
 
+    @_waits_for_every_process
     def step_totals(self, loss_sum, correct):
         """(loss summed over the global batch, correct predictions in it). Also agrees on whether any process
         received Ctrl-C: stop_requested() then answers True on every process after the same step. When this
@@ -302,9 +330,11 @@ class MPIWorld:
         """Whether any process received Ctrl-C, as agreed at the last step (the same answer everywhere)."""
         return self.stop_agreed
 
+    @_waits_for_every_process
     def barrier(self):
         self.comm.Barrier()
 
+    @_waits_for_every_process
     def broadcast_parameters(self, model):
         """Copy rank 0's parameters to every process (a no-op when they already agree, as they should)."""
         for parameter in model.parameters():
@@ -312,6 +342,7 @@ class MPIWorld:
             self.comm.Bcast(host, root=0)
             parameter.value = backend.transfer(host, backend.backend_of(parameter.value))
 
+    @_waits_for_every_process
     def average_running_statistics(self, model):
         """Average the layers' running_mean / running_var (batch normalization's, gathered per process from
         its own shards) over the processes, so that evaluation and the checkpoint see one set."""
@@ -327,6 +358,7 @@ class MPIWorld:
 
     # -- gradients ----------------------------------------------------------------------------------------
 
+    @_waits_for_every_process
     def backward(self, model, grad_logits, local_count, global_count, totals=None):
         """Backward on this shard, then every parameter's .grad holds the global batch's gradient (summed
         over the processes). grad_logits is the gradient of this shard's mean loss (None for an empty shard).
@@ -395,20 +427,33 @@ class MPIWorld:
             self.abort(cause, 130 if isinstance(error, KeyboardInterrupt) else 1)
 
     def abort(self, cause, code=1):
-        sys.stdout.flush()
-        sys.stderr.write(f"nbconv: rank {self.rank} of {self.size} failed: {cause}; ending all {self.size} "
-                         f"processes\n")
-        sys.stderr.flush()
-        self.comm.Abort(code)
+        """One line on stderr, then MPI_Abort. When a peer process on this node has vanished, the line names
+        it instead of `cause` (which is then an MPI error or a SIGTERM from the launcher, results of it)."""
+        gone = self.watch.gone()
+        with self._abort_lock:  # one line, from whichever thread comes first: the other waits for the end
+            self.watch.stop()
+            sys.stdout.flush()
+            if gone is not None:
+                pid, host = self.watch.peers[gone][0], self.processes[self.rank][1]  # the watched process, this node
+                sys.stderr.write(f"nbconv: rank {gone} of {self.size} is gone: its process {pid} on {host} has "
+                                 f"ended (killed?); rank {self.rank} ends all {self.size} processes\n")
+            else:
+                sys.stderr.write(f"nbconv: rank {self.rank} of {self.size} failed: {cause}; ending all {self.size} "
+                                 f"processes\n")
+            sys.stderr.flush()
+            self.comm.Abort(code)
+            os._exit(code)  # MPICH's Abort returns when the launcher's SIGTERM reaches a handler (guard's) first
+
+    def _peer_gone(self, rank):
+        """The peer watch's call, from its thread, while this process waits in a collective."""
+        self.abort(f"rank {rank} is gone")
 
     def describe(self):
         return f"{self.size} processes (MPI)"
 
     def roster(self):
         """'rank 0: pid 123 on node1, rank 1: ...': what a launcher's message about a killed process id means."""
-        import socket
-        entries = self.comm.allgather((os.getpid(), socket.gethostname()))
-        return ", ".join(f"rank {rank}: pid {pid} on {host}" for rank, (pid, host) in enumerate(entries))
+        return ", ".join(f"rank {rank}: pid {pid} on {host}" for rank, (pid, host) in enumerate(self.processes))
 
 
 def scale(array, factor):

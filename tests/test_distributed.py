@@ -249,9 +249,38 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_stays_intact(tmp_path, ho
         assert f"rank 1: pid {victim}" in output
         after_start = output.split(f"rank 1: pid {victim}", 1)[1]
         # MPICH may end the job from the surviving rank first, when its shared-memory read of the killed
-        # process's buffer fails (ESRCH), and then does not report the kill itself
-        assert str(victim) in after_start or "process_vm_readv failed (errno 3)" in after_start, after_start
+        # process's buffer fails (ESRCH), and then does not report the kill itself: the surviving rank names it
+        assert str(victim) in after_start or f"rank 1 of 2 is gone: its process {victim}" in after_start, after_start
     assert len(checkpoint.load(out).history) >= 1
+
+
+@needs_mpi
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="tells a zombie from a live process through /proc")
+@pytest.mark.parametrize("raises", [False, True])
+def test_a_vanished_peer_is_named_by_the_rank_that_waits_for_it(tmp_path, raises):
+    """Rank 0 waits in a barrier for rank 1, whose process (a stand-in) vanishes without the launcher
+    knowing: rank 0 itself names rank 1 and ends the job within seconds. With raises, rank 0 fails after the
+    peer vanished: its abort names the peer, the likely cause, rather than its own error."""
+    pid_file = str(tmp_path / "stand_in.pid")
+    process = subprocess.Popen(mpiexec(2) + [sys.executable, os.path.join(ROOT, "tests", "distributed_watch.py"),
+                                             pid_file] + (["--raise"] if raises else []),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(),
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(pid_file):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.1)
+    with open(pid_file) as handle:
+        stand_in = int(handle.read())
+    time.sleep(1.0)  # rank 0 waits in the barrier, its watch armed
+    os.kill(stand_in, signal.SIGKILL)
+    started = time.monotonic()
+    output = finish(process, within=30)
+    assert time.monotonic() - started < 10 and process.returncode != 0, output
+    lines = [line for line in output.splitlines() if line.startswith("nbconv: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"nbconv: rank 1 of 2 is gone: its process {stand_in} on "), output
+    assert lines[0].endswith("has ended (killed?); rank 0 ends all 2 processes"), output
+    assert "the barrier ended" not in output
 
 
 @needs_mpi

@@ -111,12 +111,7 @@ class Residual(Layer):
         """relu(body(input) + shortcut(input)) with the body's last layer, a batch norm, run as
         batch_norm_relu with the shortcut as its residual; keeps the output (the ReLU's gradient gate)."""
         self._fused_sum = True
-        layers = self.body.layers  # all but the last, leaving the body ready for a backward over all of them
-        if len(layers) > 1:
-            hidden = self.body.forward(input, until=layers[-2].name)
-        else:
-            hidden, self.body._fused = input, set()
-        self.body._last_order, self.body._inferred = self.body.execution_order(len(layers)), False
+        hidden = self.body.forward_all_but_last(input)  # the body is left ready for a backward over all layers
         shortcut = input if self.shortcut is None else self.shortcut.forward(input)
         self.output = tail.forward_fused(hidden, residual=shortcut)
         return self.output

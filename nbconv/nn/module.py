@@ -281,6 +281,22 @@ class Sequential(Layer):
         its output."""
         count = len(self.layers) if until is None else self._index(until, "until") + 1
         order = self._last_order = self.execution_order(count)
+        return self._forward_layers(input, order)
+
+    def forward_all_but_last(self, input):
+        """Run every layer but the last (see execution_order; fusions among them included) and return the
+        last layer's input, leaving the state of a forward over all the layers: the caller runs the last
+        layer itself (a residual block's closing batch norm, which also takes the shortcut), and backward
+        then covers all of them."""
+        order = self.execution_order(len(self.layers))
+        if not order or order[-1] != len(self.layers) - 1:
+            raise ValueError(f"forward_all_but_last needs a last layer that runs last, got the order {order}")
+        output = self._forward_layers(input, order[:-1])
+        self._last_order = order
+        return output
+
+    def _forward_layers(self, input, order):
+        """Run the layers at the positions of `order`, fusing a layer with the next where it can."""
         self._inferred = False
         self._fused = set()  # positions in `order` whose layer also ran the next one (see Layer.fuses_with)
         position = 0

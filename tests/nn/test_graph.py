@@ -175,3 +175,52 @@ def test_graph_on_cuda_matches_cpu(rng):
         np.testing.assert_allclose(results[1][2][key], results[0][2][key], rtol=1e-4, atol=1e-5, err_msg=key)
     for key in results[0][3]:
         np.testing.assert_allclose(results[1][3][key], results[0][3][key], rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+def _bn(channels, name):
+    return _named(nn.BatchNorm2d(channels, momentum=0.0, dtype=np.float64), name)
+
+
+def _body_with_fusion_and_reordering():
+    """conv, bn+relu (fused), relu-then-pool (reordered), conv, and a closing batch norm."""
+    return [_conv(3, 4, name="conv1"), _bn(4, "bn1"), _named(nn.ReLU(), "relu1"), _conv(4, 4, name="conv2"),
+            _named(nn.ReLU(), "relu2"), _named(nn.MaxPool2d(2, stride=1), "pool"), _conv(4, 4, name="conv3"),
+            _bn(4, "bn2")]
+
+
+def test_forward_all_but_last_leaves_a_full_backward(rng):
+    """Running every layer but the last, then the last by hand, gives what forward gives, and the backward
+    over all the layers that follows gives what it gives after forward (fusions and reordering included)."""
+    x = rng.standard_normal((2, 3, 6, 5))
+    whole = nn.Sequential(_body_with_fusion_and_reordering())
+    grad = rng.standard_normal(whole.forward(x).shape)
+    expected_output = whole.forward(x)
+    expected_grad_x = whole.backward(grad)
+    expected = {key: parameter.grad.copy() for key, parameter in whole.named_parameters().items()}
+    assert whole._fused
+    split = nn.Sequential(_body_with_fusion_and_reordering())
+    hidden = split.forward_all_but_last(x)
+    np.testing.assert_array_equal(hidden, nn.Sequential(_body_with_fusion_and_reordering()[:-1]).forward(x))
+    np.testing.assert_array_equal(split.layers[-1].forward(hidden), expected_output)
+    np.testing.assert_array_equal(split.backward(grad), expected_grad_x)
+    for key, parameter in split.named_parameters().items():
+        np.testing.assert_array_equal(parameter.grad, expected[key], err_msg=key)
+    single = nn.Sequential([_bn(3, "bn")])  # nothing before the last layer: the input comes back
+    assert single.forward_all_but_last(x) is x
+
+
+def test_forward_all_but_last_needs_a_last_layer_that_runs_last(rng):
+    model = nn.Sequential([_conv(3, 3, name="conv"), _named(nn.ReLU(), "relu"), _named(nn.MaxPool2d(2), "pool")])
+    with pytest.raises(ValueError, match="forward_all_but_last needs a last layer that runs last"):
+        model.forward_all_but_last(rng.standard_normal((1, 3, 4, 4)))
+
+
+def test_residual_closing_batch_norm_after_fusions_gradients_match_finite_differences(rng):
+    """The block's closing batch norm runs the sum and the ReLU, after a body that fuses and reorders."""
+    block = _named(nn.Residual(_body_with_fusion_and_reordering(), [_conv(3, 4, k=2, padding=0, name="0")],
+                               activation=nn.ReLU()), "res")
+    model = nn.Sequential([block])
+    model.train()
+    _check_gradients(model, rng.standard_normal((2, 3, 5, 4)), rng,
+                     ["res.conv1.weight", "res.bn1.weight", "res.bn2.bias", "res.shortcut.0.weight"])
+    assert block._fused_sum and block.body._fused

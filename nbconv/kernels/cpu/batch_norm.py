@@ -8,7 +8,7 @@ channel, whose N * S values stay in cache between its passes; sums run in float6
 """
 import math
 
-from numba import njit
+from numba import float64, njit
 
 from .fastmath import REDUCE as _REDUCE  # lets the sums vectorise (their order does not matter here)
 from .shared import chunk_bounds
@@ -93,10 +93,19 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, output, m
                    output, mean, invstd, momentum, eps, training)
 
 
+@njit(cache=True, inline="always")
+def passed_gradient(grad, gate, relu):
+    """grad as float64, or 0 where relu is set and gate is not positive (NaN included). Both values are
+    loaded whatever the flag, so the choice is a select, not a branch, and the loops stay vectorised."""
+    return 0.0 if relu and not gate > 0 else float64(grad)
+
+
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
-def batch_norm_backward_span(span_part, span_parts, grad_output, input, weight, mean, invstd, grad_input, grad_weight,
-                             grad_bias, training):
-    """batch_norm_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+def batch_norm_backward_span(span_part, span_parts, grad_output, gate, input, weight, mean, invstd, grad_input,
+                             grad_weight, grad_bias, training, relu):
+    """batch_norm_backward (relu=0) or batch_norm_relu_backward (relu=1: the gradient passes where gate, the
+    fused forward's output, is positive; gate is any (N, C, S) array of input's type when relu=0) over the
+    span_part-th of span_parts slices of its channels (threads.py)."""
     N, C, S = input.shape
     count = N * S
     span_first, span_last = chunk_bounds(span_part, span_parts, C)
@@ -104,12 +113,12 @@ def batch_norm_backward_span(span_part, span_parts, grad_output, input, weight, 
         channel_mean, channel_invstd = mean[c], invstd[c]
         scale = channel_invstd * (weight[c] if weight.shape[0] > 0 else 1.0)
         sum_grad = 0.0
-        sum_grad_centered = 0.0  # sum of grad_output * (input - mean)
+        sum_grad_centered = 0.0  # sum of the passed gradient * (input - mean)
         if training or grad_weight.shape[0] > 0 or grad_bias.shape[0] > 0:
             for n in range(N):
-                grad_row, row = grad_output[n, c], input[n, c]
+                grad_row, gate_row, row = grad_output[n, c], gate[n, c], input[n, c]
                 for s in range(S):
-                    g = grad_row[s]
+                    g = passed_gradient(grad_row[s], gate_row[s], relu)
                     sum_grad += g
                     sum_grad_centered += g * (row[s] - channel_mean)
         if grad_weight.shape[0] > 0:
@@ -122,14 +131,15 @@ def batch_norm_backward_span(span_part, span_parts, grad_output, input, weight, 
             mean_grad = sum_grad / count
             projection = sum_grad_centered * channel_invstd * channel_invstd / count
             for n in range(N):
-                grad_row, row, target = grad_output[n, c], input[n, c], grad_input[n, c]
+                grad_row, gate_row, row, target = grad_output[n, c], gate[n, c], input[n, c], grad_input[n, c]
                 for s in range(S):
-                    target[s] = (grad_row[s] - mean_grad - (row[s] - channel_mean) * projection) * scale
+                    g = passed_gradient(grad_row[s], gate_row[s], relu)
+                    target[s] = (g - mean_grad - (row[s] - channel_mean) * projection) * scale
         else:
             for n in range(N):
-                grad_row, target = grad_output[n, c], grad_input[n, c]
+                grad_row, gate_row, target = grad_output[n, c], gate[n, c], grad_input[n, c]
                 for s in range(S):
-                    target[s] = grad_row[s] * scale
+                    target[s] = passed_gradient(grad_row[s], gate_row[s], relu) * scale
 
 
 def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):
@@ -138,5 +148,5 @@ def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, gr
     (0, 0, 0)) is the full batch-statistics gradient when training=1,
     weight * invstd * (grad_output - mean(grad_output) - xhat * mean(grad_output * xhat)),
     and grad_output * weight * invstd with fixed (running) statistics when training=0."""
-    parallel_parts(batch_norm_backward_span, thread_count(grad_output.size), grad_output, input, weight, mean, invstd,
-                   grad_input, grad_weight, grad_bias, training)
+    parallel_parts(batch_norm_backward_span, thread_count(grad_output.size), grad_output, input, input, weight, mean,
+                   invstd, grad_input, grad_weight, grad_bias, training, 0)

@@ -3,7 +3,8 @@
     output = relu(batch_norm(input) + residual)
 
 in one pass over the values where separate calls make three (normalise, add, rectify), and its backward
-in one call where separate calls make two (mask the gradient, then batch norm's backward).
+in one call where separate calls make two (mask the gradient, then batch norm's backward): batch norm's
+own backward kernel, told to mask.
 
 Shapes as in batch_norm.py: input, output, grad_output, grad_input (N, C, S); per-channel arrays (C,),
 weight, bias, running_mean, running_var empty (0,) when absent; residual (N, C, S) or (0, 0, 0) for none.
@@ -14,7 +15,7 @@ separate kernels up to the order of its float64 sums. One task per channel.
 """
 from numba import njit
 
-from .batch_norm import channel_statistics
+from .batch_norm import batch_norm_backward_span, channel_statistics
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
@@ -54,50 +55,10 @@ def batch_norm_relu_forward(input, weight, bias, running_mean, running_var, resi
                    running_var, residual, output, mean, invstd, momentum, eps, training)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
-def batch_norm_relu_backward_span(span_part, span_parts, grad_output, output, input, weight, mean, invstd,
-                                  grad_input, grad_weight, grad_bias, training):
-    """batch_norm_relu_backward over the span_part-th of span_parts slices of its channels (threads.py)."""
-    N, C, S = input.shape
-    count = N * S
-    span_first, span_last = chunk_bounds(span_part, span_parts, C)
-    for c in range(span_first, span_last):
-        channel_mean, channel_invstd = mean[c], invstd[c]
-        scale = channel_invstd * (weight[c] if weight.shape[0] > 0 else 1.0)
-        sum_grad = 0.0
-        sum_grad_centered = 0.0  # sum of the passed gradient * (input - mean)
-        if training or grad_weight.shape[0] > 0 or grad_bias.shape[0] > 0:
-            for n in range(N):
-                grad_row, gate, row = grad_output[n, c], output[n, c], input[n, c]
-                for s in range(S):
-                    g = grad_row[s] if gate[s] > 0 else 0.0
-                    sum_grad += g
-                    sum_grad_centered += g * (row[s] - channel_mean)
-        if grad_weight.shape[0] > 0:
-            grad_weight[c] = sum_grad_centered * channel_invstd
-        if grad_bias.shape[0] > 0:
-            grad_bias[c] = sum_grad
-        if grad_input.shape[0] == 0:
-            pass
-        elif training:
-            mean_grad = sum_grad / count
-            projection = sum_grad_centered * channel_invstd * channel_invstd / count
-            for n in range(N):
-                grad_row, gate, row, target = grad_output[n, c], output[n, c], input[n, c], grad_input[n, c]
-                for s in range(S):
-                    g = grad_row[s] if gate[s] > 0 else 0.0
-                    target[s] = (g - mean_grad - (row[s] - channel_mean) * projection) * scale
-        else:
-            for n in range(N):
-                grad_row, gate, target = grad_output[n, c], output[n, c], grad_input[n, c]
-                for s in range(S):
-                    target[s] = (grad_row[s] if gate[s] > 0 else 0.0) * scale
-
-
 def batch_norm_relu_backward(grad_output, output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias,
                              training):
     """batch_norm_backward of the gradient that passes the ReLU: grad_output where output (the fused
     forward's, without a residual) is positive, else 0. grad_weight, grad_bias, grad_input as in
     batch_norm_backward (each skipped when empty)."""
-    parallel_parts(batch_norm_relu_backward_span, thread_count(grad_output.size), grad_output, output, input, weight,
-                   mean, invstd, grad_input, grad_weight, grad_bias, training)
+    parallel_parts(batch_norm_backward_span, thread_count(grad_output.size), grad_output, output, input, weight, mean,
+                   invstd, grad_input, grad_weight, grad_bias, training, 1)

@@ -68,7 +68,10 @@ def batch_norm_forward(input, weight, bias, running_mean, running_var, output, m
 
 
 @cuda.jit(cache=True)
-def _batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):
+def _batch_norm_backward(grad_output, gate, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training,
+                         relu):
+    """batch_norm_backward (relu=0) or batch_norm_relu_backward (relu=1: the gradient passes where gate, the
+    fused forward's output, is positive; gate is any (N, C, S) array of input's type when relu=0)."""
     shared = cuda.shared.array(THREADS, float64)
     c = cuda.blockIdx.x
     t = cuda.threadIdx.x
@@ -80,9 +83,10 @@ def _batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, g
     sum_grad_centered = 0.0
     if training or grad_weight.shape[0] > 0 or grad_bias.shape[0] > 0:  # the same for the whole block
         for k in range(t, count, THREADS):
-            g = grad_output[k // S, c, k % S]
+            n, s = k // S, k % S
+            g = float64(grad_output[n, c, s]) if not relu or gate[n, c, s] > 0 else 0.0
             sum_grad += g
-            sum_grad_centered += g * (input[k // S, c, k % S] - channel_mean)
+            sum_grad_centered += g * (input[n, c, s] - channel_mean)
         sum_grad = block_sum(shared, sum_grad)
         sum_grad_centered = block_sum(shared, sum_grad_centered)
     if t == 0:
@@ -96,12 +100,13 @@ def _batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, g
     projection = sum_grad_centered * channel_invstd * channel_invstd / count
     for k in range(t, count, THREADS):
         n, s = k // S, k % S
+        g = float64(grad_output[n, c, s]) if not relu or gate[n, c, s] > 0 else 0.0
         if training:
-            grad_input[n, c, s] = (grad_output[n, c, s] - mean_grad - (input[n, c, s] - channel_mean) * projection) * scale
+            grad_input[n, c, s] = (g - mean_grad - (input[n, c, s] - channel_mean) * projection) * scale
         else:
-            grad_input[n, c, s] = grad_output[n, c, s] * scale
+            grad_input[n, c, s] = g * scale
 
 
 def batch_norm_backward(grad_output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias, training):
-    _batch_norm_backward[input.shape[1], THREADS](grad_output, input, weight, mean, invstd, grad_input, grad_weight,
-                                                  grad_bias, training)
+    _batch_norm_backward[input.shape[1], THREADS](grad_output, input, input, weight, mean, invstd, grad_input,
+                                                  grad_weight, grad_bias, training, 0)

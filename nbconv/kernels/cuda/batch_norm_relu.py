@@ -1,9 +1,9 @@
 """Batch normalization followed by a ReLU, optionally with a residual sum between them, for NVIDIA GPUs: the
 CUDA twins of nbconv.kernels.cpu.batch_norm_relu (same shapes and rules). One block per channel, as the
-batch normalization kernels."""
+batch normalization kernels; the backward is batch normalization's own kernel, told to mask."""
 from numba import cuda, float64
 
-from .batch_norm import _channel_statistics
+from .batch_norm import _batch_norm_backward, _channel_statistics
 from .reduce import REDUCE_THREADS as THREADS, block_sum
 
 
@@ -32,45 +32,7 @@ def batch_norm_relu_forward(input, weight, bias, running_mean, running_var, resi
                                                       output, mean, invstd, momentum, eps, training)
 
 
-@cuda.jit(cache=True)
-def _batch_norm_relu_backward(grad_output, output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias,
-                              training):
-    shared = cuda.shared.array(THREADS, float64)
-    c = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    N, S = input.shape[0], input.shape[2]
-    count = N * S
-    channel_mean, channel_invstd = float64(mean[c]), float64(invstd[c])
-    scale = channel_invstd * (weight[c] if weight.shape[0] > 0 else 1.0)
-    sum_grad = 0.0
-    sum_grad_centered = 0.0
-    if training or grad_weight.shape[0] > 0 or grad_bias.shape[0] > 0:  # the same for the whole block
-        for k in range(t, count, THREADS):
-            n, s = k // S, k % S
-            g = float64(grad_output[n, c, s]) if output[n, c, s] > 0 else 0.0
-            sum_grad += g
-            sum_grad_centered += g * (input[n, c, s] - channel_mean)
-        sum_grad = block_sum(shared, sum_grad)
-        sum_grad_centered = block_sum(shared, sum_grad_centered)
-    if t == 0:
-        if grad_weight.shape[0] > 0:
-            grad_weight[c] = sum_grad_centered * channel_invstd
-        if grad_bias.shape[0] > 0:
-            grad_bias[c] = sum_grad
-    if grad_input.shape[0] == 0:
-        return
-    mean_grad = sum_grad / count
-    projection = sum_grad_centered * channel_invstd * channel_invstd / count
-    for k in range(t, count, THREADS):
-        n, s = k // S, k % S
-        g = float64(grad_output[n, c, s]) if output[n, c, s] > 0 else 0.0
-        if training:
-            grad_input[n, c, s] = (g - mean_grad - (input[n, c, s] - channel_mean) * projection) * scale
-        else:
-            grad_input[n, c, s] = g * scale
-
-
 def batch_norm_relu_backward(grad_output, output, input, weight, mean, invstd, grad_input, grad_weight, grad_bias,
                              training):
-    _batch_norm_relu_backward[input.shape[1], THREADS](grad_output, output, input, weight, mean, invstd, grad_input,
-                                                       grad_weight, grad_bias, training)
+    _batch_norm_backward[input.shape[1], THREADS](grad_output, output, input, weight, mean, invstd, grad_input,
+                                                  grad_weight, grad_bias, training, 1)

@@ -10,6 +10,8 @@ import re
 import secrets
 import time
 
+from .peer_watch import process_gone
+
 TEMPORARY_PREFIX = ".tmp-"
 # Temporary files from before names carried the writer's process id: removed once clearly abandoned.
 LEGACY_STALE_SECONDS = 3600
@@ -26,13 +28,7 @@ def _legacy_pattern(target_name):
 def _process_alive(pid):
     if pid == os.getpid():
         return True  # another thread of this process may be writing it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
+    return not process_gone(pid)
 
 
 def remove_stale_temporaries(path):

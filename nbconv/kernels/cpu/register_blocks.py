@@ -118,3 +118,103 @@ def _make_tap_sums(channels, vectors=VECTORS):
 tap_sums_2x32 = _make_tap_sums(2)
 tap_sums_1x32 = _make_tap_sums(1)
 
+
+
+def _make_tap_dots(tap_count, channels):
+    """An intrinsic adding the dot products of `tap_count` taps' runs with `channels` output-gradient rows
+    into a weight gradient's sums (see tap_dots_4x3)."""
+
+    def tap_dots(typingctx, sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
+        signature = types.void(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride,
+                               count)
+
+        def codegen(context, builder, signature, args):
+            intp = context.get_value_type(types.intp)
+
+            def index(position):
+                return context.cast(builder, args[position], signature.args[position], types.intp)
+
+            def constant(value):
+                return ir.Constant(intp, value)
+
+            first_tap, first_channel, channels_total = index(1), index(2), index(3)
+            grad_stride, count = index(7), index(8)
+            element = context.get_data_type(signature.args[0].dtype)
+            vector = ir.VectorType(element, LANES)
+            align = context.get_abi_sizeof(element)
+            sums_data = _data(context, builder, signature.args[0], args[0])
+            image_data = _data(context, builder, signature.args[4], args[4])
+            starts_data = _data(context, builder, signature.args[5], args[5])
+            grads_data = _data(context, builder, signature.args[6], args[6])
+            start_type = context.get_data_type(signature.args[5].dtype)
+            fma_name = f"llvm.fma.v{LANES}f{'32' if element == ir.FloatType() else '64'}"
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), fma_name)
+            zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * LANES)
+
+            tap_starts = []
+            for i in range(tap_count):
+                start = builder.load(builder.gep(starts_data, [builder.add(first_tap, constant(i))]))
+                if start_type != intp:
+                    start = builder.sext(start, intp) if start_type.width < intp.width else builder.trunc(start, intp)
+                tap_starts.append(start)
+            grad_rows = [builder.mul(builder.add(first_channel, constant(c)), grad_stride) for c in range(channels)]
+
+            entry = builder.basic_block
+            loop = builder.append_basic_block("positions")
+            done = builder.append_basic_block("positions_done")
+            builder.cbranch(builder.icmp_signed(">", count, constant(0)), loop, done)
+
+            builder.position_at_end(loop)
+            position = builder.phi(intp)
+            position.add_incoming(constant(0), entry)
+            partial = []
+            for _ in range(tap_count * channels):
+                phi = builder.phi(vector)
+                phi.add_incoming(zero, entry)
+                partial.append(phi)
+
+            def load(data, where):
+                return builder.load(builder.bitcast(builder.gep(data, [where]), vector.as_pointer()), align=align)
+
+            pixels = [load(image_data, builder.add(start, position)) for start in tap_starts]
+            gradients = [load(grads_data, builder.add(row, position)) for row in grad_rows]
+            updated = [builder.call(fma, [pixels[i], gradients[c], partial[i * channels + c]])
+                       for i in range(tap_count) for c in range(channels)]
+            next_position = builder.add(position, constant(LANES))
+            position.add_incoming(next_position, loop)
+            for phi, value in zip(partial, updated):
+                phi.add_incoming(value, loop)
+            builder.cbranch(builder.icmp_signed("<", next_position, count), loop, done)
+
+            builder.position_at_end(done)
+            totals = []
+            for value in updated:
+                result = builder.phi(vector)
+                result.add_incoming(zero, entry)
+                result.add_incoming(value, loop)
+                totals.append(result)
+            for i in range(tap_count):
+                for c in range(channels):
+                    total = totals[i * channels + c]
+                    lanes = [builder.extract_element(total, ir.Constant(ir.IntType(32), k)) for k in range(LANES)]
+                    while len(lanes) > 1:  # pairwise, in a fixed order
+                        lanes = [builder.fadd(lanes[k], lanes[k + 1]) for k in range(0, len(lanes), 2)]
+                    where = builder.add(builder.mul(builder.add(first_tap, constant(i)), channels_total),
+                                        builder.add(first_channel, constant(c)))
+                    pointer = builder.gep(sums_data, [where])
+                    builder.store(builder.fadd(builder.load(pointer), lanes[0]), pointer)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    tap_dots.__name__ = f"tap_dots_{tap_count}x{channels}"
+    tap_dots.__doc__ = (f"sums[(first_tap + i)*channels_total + first_channel + c] += sum over q < count of "
+                        f"image[starts[first_tap + i] + q] * grads[(first_channel + c)*grad_stride + q], for i < "
+                        f"{tap_count}, c < {channels}; count a multiple of {LANES}.")
+    return intrinsic(tap_dots)
+
+
+tap_dots_4x3 = _make_tap_dots(4, 3)
+tap_dots_4x1 = _make_tap_dots(4, 1)
+tap_dots_1x3 = _make_tap_dots(1, 3)
+tap_dots_1x1 = _make_tap_dots(1, 1)

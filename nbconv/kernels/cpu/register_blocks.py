@@ -218,3 +218,85 @@ tap_dots_4x3 = _make_tap_dots(4, 3)
 tap_dots_4x1 = _make_tap_dots(4, 1)
 tap_dots_1x3 = _make_tap_dots(1, 3)
 tap_dots_1x1 = _make_tap_dots(1, 1)
+
+
+def _make_max_pool_block(lanes, record):
+    """An intrinsic for `lanes` neighbouring outputs of a 2x2, stride-2 max pooling (see max_pool_2x2_8)."""
+
+    def max_pool_block(typingctx, top, bottom, best, where, first, base, width):
+        signature = types.int64(top, bottom, best, where, first, base, width)
+
+        def codegen(context, builder, signature, args):
+            intp = context.get_value_type(types.intp)
+            i64 = ir.IntType(64)
+
+            def index(position):
+                return context.cast(builder, args[position], signature.args[position], types.intp)
+
+            first, base, width = index(4), index(5), index(6)
+            element = context.get_data_type(signature.args[0].dtype)
+            align = context.get_abi_sizeof(element)
+            wide = ir.VectorType(element, 2 * lanes)
+            vector = ir.VectorType(element, lanes)
+            positions = ir.VectorType(i64, lanes)
+            even = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [2 * k for k in range(lanes)])
+            odd = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [2 * k + 1 for k in range(lanes)])
+
+            def load_pairs(position):
+                data = _data(context, builder, signature.args[position], args[position])
+                pointer = builder.gep(data, [builder.mul(first, ir.Constant(intp, 2))])
+                values = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=align)
+                return (builder.shuffle_vector(values, values, even), builder.shuffle_vector(values, values, odd))
+
+            a, b = load_pairs(0)
+            c, d = load_pairs(1)
+
+            def larger(x, y):  # max(x, y) as Numba's max() gives it for ordered values: y when y > x
+                return builder.select(builder.fcmp_ordered(">", y, x), y, x)
+
+            top_max = larger(larger(a, b), larger(c, d))
+            best_pointer = builder.gep(_data(context, builder, signature.args[2], args[2]), [first])
+            builder.store(top_max, builder.bitcast(best_pointer, vector.as_pointer()), align=align)
+            if record:
+                def splat(value):
+                    single = builder.insert_element(ir.Constant(positions, ir.Undefined), value,
+                                                    ir.Constant(ir.IntType(32), 0))
+                    return builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                                              [0] * lanes))
+
+                row_start = builder.add(base, builder.mul(first, ir.Constant(intp, 2)))
+                columns = builder.add(splat(row_start), ir.Constant(positions, [2 * k for k in range(lanes)]))
+                below = splat(width)
+                below_right = builder.add(below, ir.Constant(positions, [1] * lanes))
+                # the first tap (row-major) equal to the maximum, as in the scalar loop
+                offset = builder.select(builder.fcmp_ordered("==", c, top_max), below, below_right)
+                offset = builder.select(builder.fcmp_ordered("==", b, top_max), ir.Constant(positions, [1] * lanes),
+                                        offset)
+                offset = builder.select(builder.fcmp_ordered("==", a, top_max), ir.Constant(positions, [0] * lanes),
+                                        offset)
+                where_pointer = builder.gep(_data(context, builder, signature.args[3], args[3]), [first])
+                builder.store(builder.add(columns, offset), builder.bitcast(where_pointer, positions.as_pointer()),
+                              align=8)
+            # 1 when any of the window values is NaN (the caller redoes such rows by the definition)
+            unordered = builder.or_(builder.fcmp_unordered("uno", a, b), builder.fcmp_unordered("uno", c, d))
+            any_nan = builder.extract_element(unordered, ir.Constant(ir.IntType(32), 0))
+            for k in range(1, lanes):
+                any_nan = builder.or_(any_nan, builder.extract_element(unordered, ir.Constant(ir.IntType(32), k)))
+            return builder.zext(any_nan, i64)
+
+        return signature, codegen
+
+    max_pool_block.__name__ = f"max_pool_2x2_{lanes}{'' if record else '_values'}"
+    max_pool_block.__doc__ = (
+        f"For the {lanes} outputs o = first + k of a row of 2x2, stride-2 max pooling: best[o] = the maximum of "
+        f"top[2o], top[2o + 1], bottom[2o], bottom[2o + 1]" + (
+            ", where[o] = base + 2o + (0, 1, width, width + 1) for the first of them equal to it" if record else
+            " (where is not written)") + "; returns 1 when any of those values is NaN (then best and where are "
+        "not the pooling's: the caller redoes the row), else 0. top and bottom hold 2 * (first + lanes) values.")
+    return intrinsic(max_pool_block)
+
+
+max_pool_2x2_8 = _make_max_pool_block(8, True)
+max_pool_2x2_4 = _make_max_pool_block(4, True)
+max_pool_2x2_8_values = _make_max_pool_block(8, False)
+max_pool_2x2_4_values = _make_max_pool_block(4, False)

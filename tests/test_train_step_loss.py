@@ -31,7 +31,8 @@ def test_same_bits_as_functional_on_random_batches(dtype, label_dtype):
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         reference_grad = (probabilities - np.eye(K)[labels[mine].astype(np.int64)]) / N
         tolerance = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(loss, reference_loss(wide, labels[mine].astype(np.int64)), rtol=tolerance, atol=tolerance)
+        expected_loss = reference_loss(wide, labels[mine].astype(np.int64))
+        np.testing.assert_allclose(loss, expected_loss, rtol=tolerance, atol=tolerance)
         np.testing.assert_allclose(grad, reference_grad, rtol=tolerance, atol=tolerance)
 
 

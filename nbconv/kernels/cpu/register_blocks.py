@@ -82,7 +82,8 @@ def _make_tap_sums(channels, vectors=VECTORS):
             for channel in range(channels):
                 where = builder.add(weight_start, builder.add(builder.mul(constant(channel), taps_count), tap))
                 weight = builder.load(builder.gep(weights_data, [where]))
-                first = builder.insert_element(ir.Constant(vector, ir.Undefined), weight, ir.Constant(ir.IntType(32), 0))
+                first = builder.insert_element(ir.Constant(vector, ir.Undefined), weight,
+                                               ir.Constant(ir.IntType(32), 0))
                 weights_vector = builder.shuffle_vector(first, first, splat_mask)
                 for v in range(vectors):
                     updated.append(builder.call(fma, [weights_vector, pixels[v], sums[channel * vectors + v]]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from numba import njit
 
+from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
 
@@ -56,6 +57,8 @@ def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
     record = indices.shape[0] > 0
     if not record:
         indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder view for the typing of the loop below
+    # the vector blocks read and write whole runs from each row's start: only for contiguous rows
+    blocks = OW >= 4 and input.flags.c_contiguous and output.flags.c_contiguous and indices.flags.c_contiguous
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
     for task in range(span_first, span_last):
         n, c = task // C, task % C
@@ -65,7 +68,23 @@ def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
             best = output[n, c, oh]
             where = indices[n, c, oh] if record else indices[0, 0, 0]
             nan = 0
-            if record:
+            base = 2 * oh * W
+            if blocks:  # 4 or 8 outputs at a time; the last block starts at OW - lanes (redoing some: same values)
+                lanes = 8 if OW >= 8 else 4
+                ow = 0
+                while ow < OW:
+                    first = min(ow, OW - lanes)
+                    if lanes == 8:
+                        if record:
+                            nan |= max_pool_2x2_8(top, bottom, best, where, first, base, W)
+                        else:
+                            nan |= max_pool_2x2_8_values(top, bottom, best, where, first, base, W)
+                    elif record:
+                        nan |= max_pool_2x2_4(top, bottom, best, where, first, base, W)
+                    else:
+                        nan |= max_pool_2x2_4_values(top, bottom, best, where, first, base, W)
+                    ow += lanes
+            elif record:
                 for ow in range(OW):
                     a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
                     top_max = max(max(a, b), max(c_, d))

@@ -6,12 +6,13 @@ shift.py). With few output channels (LeNet-5's first layer: 1 -> 6) the matrix p
 gemm.py have one side 6 long, where OpenBLAS runs at a fifth of its rate, so here the same sums are
 plain loops that LLVM vectorises over those long runs, and nothing is unrolled:
 
-- forward: the Wp-wide output row of channel d is the sum over taps t of weight[d, t] * run_t, four taps a
-  pass (five loads and a store for four multiply-adds), then compacted from Wp to OW columns (+ bias);
+- forward: the Wp-wide output row of channel d is the sum over taps t of weight[d, t] * run_t, taken 32
+  outputs of two channels at a time in vector registers across all the taps (register_blocks.py: a load
+  of the image per four multiply-adds, one store at the end), then compacted from Wp to OW columns (+ bias);
 - weight gradient: grad_weight[d, t] is the dot product of run_t with channel d of the output gradient
-  spread to Wp columns (zeros in the extra ones), for four channels d at a time (five loads for four
-  multiply-adds), summed over the images in fixed chunks as in wide.py, so the result does not depend on
-  the thread count.
+  spread to Wp columns (zeros in the extra ones), for four taps and three channels at a time in vector
+  registers (register_blocks.py: seven loads for twelve multiply-adds), summed over the images in fixed
+  chunks as in wide.py, so the result does not depend on the thread count.
 The input gradient is not done here (plan.py gives it to wide.py).
 
 Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + slack,), the slack being the
@@ -20,9 +21,12 @@ spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, 
 shared.sum_partials. Groups: one (plan.py sends only such layers here).
 """
 import numba
+import numpy as np
 from numba import njit
 
 from ..fastmath import REDUCE
+from ..register_blocks import (LANES, WIDTH, tap_dots_1x1, tap_dots_1x3, tap_dots_4x1, tap_dots_4x3, tap_sums_1x32,
+                               tap_sums_2x32)
 from ..shared import chunk_bounds, sum_partials
 from ..threads import parallel_parts
 from .blocks import max_chunks
@@ -38,38 +42,9 @@ def tap_start(tap, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w):
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
-def add_four_taps(row, w0, x0, w1, x1, w2, x2, w3, x3):
-    for q in range(row.shape[0]):
-        row[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
-
-
-@njit(cache=True, inline="always", fastmath=REDUCE)
 def add_tap(row, w0, x0):
     for q in range(row.shape[0]):
         row[q] += w0 * x0[q]
-
-
-@njit(cache=True, inline="always", fastmath=REDUCE)
-def dots_four(run, s0, s1, s2, s3):
-    """(run . s0, run . s1, run . s2, run . s3) in one pass over run."""
-    a0 = a1 = a2 = a3 = run.dtype.type(0)
-    for q in range(run.shape[0]):
-        value = run[q]
-        a0 += s0[q] * value
-        a1 += s1[q] * value
-        a2 += s2[q] * value
-        a3 += s3[q] * value
-    return a0, a1, a2, a3
-
-
-@njit(cache=True, inline="always", fastmath=REDUCE)
-def dots_two(run, s0, s1):
-    a0 = a1 = run.dtype.type(0)
-    for q in range(run.shape[0]):
-        value = run[q]
-        a0 += s0[q] * value
-        a1 += s1[q] * value
-    return a0, a1
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
@@ -90,32 +65,46 @@ def conv2d_forward_flat_span(span_part, span_parts, input, weight, bias, output,
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     plane, length, taps = padded_h * padded_w, OH * padded_w, C * KH * KW
     filters = weight.reshape((D, taps))
+    flat_filters = weight.reshape(D * taps)
+    starts = np.empty(taps, np.int64)
+    for t in range(taps):
+        starts[t] = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
+    blocked = length - length % WIDTH  # the outputs the register blocks cover; the rest by tap_rows
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         image, product = padded[chunk], wide[chunk]
+        stride = product.shape[1]
+        flat_product = product.reshape(product.size)
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
-            for d in range(D):
-                row = product[d, :length]
-                for q in range(length):
-                    row[q] = 0
-                t = 0
-                while t + 4 <= taps:
-                    s0 = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
-                    s1 = tap_start(t + 1, KH, KW, plane, padded_w, dilation_h, dilation_w)
-                    s2 = tap_start(t + 2, KH, KW, plane, padded_w, dilation_h, dilation_w)
-                    s3 = tap_start(t + 3, KH, KW, plane, padded_w, dilation_h, dilation_w)
-                    add_four_taps(row, filters[d, t], image[s0:s0 + length], filters[d, t + 1],
-                                  image[s1:s1 + length], filters[d, t + 2], image[s2:s2 + length],
-                                  filters[d, t + 3], image[s3:s3 + length])
-                    t += 4
-                while t < taps:
-                    s0 = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
-                    add_tap(row, filters[d, t], image[s0:s0 + length])
-                    t += 1
+            d = 0
+            while d < D:
+                pair = d + 2 <= D
+                for q in range(0, blocked, WIDTH):
+                    if pair:
+                        tap_sums_2x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
+                                      taps)
+                    else:
+                        tap_sums_1x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
+                                      taps)
+                for channel in range(d, d + 2 if pair else d + 1):
+                    tap_rows(product[channel, blocked:length], filters[channel], image, starts, blocked)
+                d += 2 if pair else 1
             compact_rows(product, output, n, 0, OH, padded_w, bias)
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def tap_rows(row, filters, image, starts, offset):
+    """row = sum over taps t of filters[t] * image[starts[t] + offset:][:len(row)], taps in order (the outputs
+    past the register blocks, fewer than WIDTH a channel)."""
+    count = row.shape[0]
+    for q in range(count):
+        row[q] = 0
+    for t in range(filters.shape[0]):
+        start = starts[t] + offset
+        add_tap(row, filters[t], image[start:start + count])
 
 
 def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
@@ -132,10 +121,16 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, 
     D, OH = grad_output.shape[1], grad_output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     plane, length, taps = padded_h * padded_w, OH * padded_w, C * kernel_h * kernel_w
+    starts = np.empty(taps, np.int64)
+    for t in range(taps):
+        starts[t] = tap_start(t, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w)
+    blocked = length - length % LANES  # the positions the register blocks cover; the rest by dot()
     chunks = partial.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         image, spread, sums = padded[chunk], wide[chunk], partial[chunk, 0]
+        stride = spread.shape[1]
+        flat_spread, flat_sums = spread.reshape(spread.size), sums.reshape(sums.size)
         for t in range(taps):
             for d in range(D):
                 sums[t, d] = 0
@@ -143,25 +138,27 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, 
         for n in range(first, last):
             pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
             spread_rows(grad_output, spread, n, 0, OH, padded_w)
-            for t in range(taps):
-                start = tap_start(t, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w)
-                run = image[start:start + length]
+            t = 0
+            while t < taps:
+                four = t + 4 <= taps
                 d = 0
-                while d + 4 <= D:
-                    a0, a1, a2, a3 = dots_four(run, spread[d, :length], spread[d + 1, :length],
-                                               spread[d + 2, :length], spread[d + 3, :length])
-                    sums[t, d] += a0
-                    sums[t, d + 1] += a1
-                    sums[t, d + 2] += a2
-                    sums[t, d + 3] += a3
-                    d += 4
-                if d + 2 <= D:
-                    a0, a1 = dots_two(run, spread[d, :length], spread[d + 1, :length])
-                    sums[t, d] += a0
-                    sums[t, d + 1] += a1
-                    d += 2
-                if d < D:
-                    sums[t, d] += dot(run, spread[d, :length])
+                while d < D:
+                    three = d + 3 <= D
+                    if four and three:
+                        tap_dots_4x3(flat_sums, t, d, D, image, starts, flat_spread, stride, blocked)
+                    elif four:
+                        tap_dots_4x1(flat_sums, t, d, D, image, starts, flat_spread, stride, blocked)
+                    elif three:
+                        tap_dots_1x3(flat_sums, t, d, D, image, starts, flat_spread, stride, blocked)
+                    else:
+                        tap_dots_1x1(flat_sums, t, d, D, image, starts, flat_spread, stride, blocked)
+                    d += 3 if three else 1
+                t += 4 if four else 1
+            if blocked < length:  # the last length % LANES positions of every run
+                for t in range(taps):
+                    run = image[starts[t] + blocked:starts[t] + length]
+                    for d in range(D):
+                        sums[t, d] += dot(run, spread[d, blocked:length])
 
 
 def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,

@@ -4,12 +4,12 @@ On an empty JIT cache, a training step compiles a dozen or more parallel kernels
 single-threaded (Numba's front end is Python). Numba's cache lives on disk and is shared by processes, so
 `nbconv train` starts `python -m nbconv.jit_warmup MODEL CxHxW`, a helper that builds the model, asks the
 convolution plan which algorithm each convolution's backward passes will run (nbconv.model_plans), and runs
-each of those once on tiny arrays, with the training batches' assembly and the other layers' backward kernels
-(HELPER_KINDS); meanwhile the main process builds the model and checks it (which compiles the forward kernels,
-as the same plan picks them), then compiles the cheaper rest of a step itself (`finish`). Numba compiles per
-argument type, not per shape, so the tiny arrays give the training step's own compilations; the main process
-then loads the helper's from the cache. If the helper fails, the main process simply compiles those kernels
-itself, later.
+each of those once on a small copy of a layer it is planned for, with the training batches' assembly and the
+other layers' backward kernels (HELPER_KINDS); meanwhile the main process builds the model and checks it (which
+compiles the forward kernels, as the same plan picks them), then compiles the cheaper rest of a step itself
+(`finish`). Numba compiles per argument type, not per shape, so the small arrays give the training step's own
+compilations; the main process then loads the helper's from the cache. If the helper fails, the main process
+simply compiles those kernels itself, later.
 """
 import os
 import subprocess
@@ -42,6 +42,7 @@ _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1))}
 _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
+EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many rows and columns, where it applies
 
 
 def cache_is_cold():
@@ -139,9 +140,12 @@ def compile_convolutions(kernels, bias=True, examples=None):
     for kernel in kernels:
         pass_, algorithm, dtype = kernel
         example = (examples or {}).get(kernel)
-        input_shape, weight_shape, hyper = ((example.input_shape, example.weight_shape, example.hyper) if example
-                                            else _TINY.get(algorithm, _TINY_STRIDE_1))
-        chosen = plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=algorithm)
+        if example is None:
+            input_shape, weight_shape, hyper = _TINY.get(algorithm, _TINY_STRIDE_1)
+            chosen = plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=algorithm)
+        else:
+            chosen = _example_plan(pass_, algorithm, dtype, example)
+            input_shape, weight_shape = chosen.convolution.input_shape, chosen.convolution.weight_shape
         x = rng.standard_normal(input_shape).astype(dtype)
         w = rng.standard_normal(weight_shape).astype(dtype)
         grad_y = rng.standard_normal(chosen.convolution.output_shape).astype(dtype)
@@ -153,6 +157,20 @@ def compile_convolutions(kernels, bias=True, examples=None):
             dispatch.run_backward_weight(chosen, grad_y, x, np.empty_like(w))
             if bias:
                 dispatch.conv2d_backward_bias(grad_y, np.empty(weight_shape[0], dtype))
+
+
+def _example_plan(pass_, algorithm, dtype, example):
+    """The plan for one kernel on an example convolution, its image cut to EXAMPLE_SIZE rows and columns when
+    the algorithm still applies then (a VGG's 224 x 224 layers would cost more to run than to compile)."""
+    from .kernels.cpu.conv.plan import plan
+    N, C, H, W = example.input_shape
+    smaller = (N, C, min(H, EXAMPLE_SIZE), min(W, EXAMPLE_SIZE))
+    for input_shape in ([smaller] if smaller != example.input_shape else []) + [example.input_shape]:
+        try:
+            return plan(pass_, input_shape, example.weight_shape, *example.hyper, dtype=dtype, algorithm=algorithm)
+        except ValueError:  # too small for the kernel's window, or for the algorithm
+            if input_shape == example.input_shape:
+                raise
 
 
 def finish(helper, config, model):

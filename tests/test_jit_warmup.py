@@ -177,6 +177,17 @@ def test_the_helper_compiles_each_kernel_on_a_convolution_the_plan_gives_it(name
                     dtype=dtype).algorithm == algorithm
 
 
+def test_the_helper_runs_a_large_layer_cut_down_and_a_small_one_whole():
+    from nbconv.kernels.cpu.conv.plan import Convolution
+    large = Convolution((1, 64, 226, 226), (64, 64, 3, 3), 1, 1, 0, 0, 1, 1, 1)  # VGG's first block, padded
+    chosen = jit_warmup._example_plan("backward_input", "shift", "float32", large)
+    assert chosen.algorithm == "shift" and chosen.convolution.input_shape == (1, 64, 16, 16)
+    tiny = Convolution((1, 2, 5, 5), (2, 2, 3, 3), 1, 1, 1, 1, 1, 1, 1)
+    assert jit_warmup._example_plan("forward", "gemm", "float32", tiny).convolution == tiny
+    with pytest.raises(ValueError):  # an algorithm that does not apply even to the whole layer
+        jit_warmup._example_plan("backward_weight", "winograd", "float32", large)
+
+
 def test_the_helper_compiles_the_batch_assembly_and_the_main_process_does_not(monkeypatch):
     from nbconv.data import batch
     from nbconv.train import TrainConfig
@@ -251,10 +262,11 @@ def _backward_convolution_overloads():
     return found
 
 
-def test_after_the_warm_up_a_training_step_compiles_no_backward_convolution_of_its_own():
+@pytest.mark.parametrize("input_shape", [(3, 12, 12), (3, 40, 40)])  # the layers whole, and cut to 16 x 16
+def test_after_the_warm_up_a_training_step_compiles_no_backward_convolution_of_its_own(input_shape):
     """The helper's work, done in this process, leaves nothing of the convolutions' backward passes for a
     training step to compile (types and code paths: its example convolutions are the model's own layers)."""
-    spec, input_shape = "conv8k3p1,relu,conv16k3s2p1,relu,conv16k3p1,relu,conv16k1,gap,fc10", (3, 12, 12)
+    spec = "conv8k3p1,relu,conv16k3s2p1,relu,conv16k3p1,relu,conv16k1,gap,fc10"
     jit_warmup.warm_up(spec, input_shape)
     before = _backward_convolution_overloads()
     model = models.build(spec, input_shape=input_shape)

@@ -4,11 +4,12 @@ On an empty JIT cache, a training step compiles a dozen or more parallel kernels
 single-threaded (Numba's front end is Python). Numba's cache lives on disk and is shared by processes, so
 `nbconv train` starts `python -m nbconv.jit_warmup MODEL CxHxW`, a helper that builds the model, asks the
 convolution plan which algorithm each convolution's backward passes will run (nbconv.model_plans), and runs
-each of those once on tiny arrays, with the pooling and locally connected backward kernels; meanwhile the
-main process builds the model and checks it (which compiles the forward kernels), then compiles the cheaper
-rest of a step itself (`finish`). Numba compiles per argument type, not per shape, so the tiny arrays give
-the training step's own compilations; the main process then loads the helper's from the cache. If the
-helper fails, the main process simply compiles those kernels itself, later.
+each of those once on a small copy of a layer it is planned for, with the training batches' assembly and the
+other layers' backward kernels (HELPER_KINDS); meanwhile the main process builds the model and checks it (which
+compiles the forward kernels, as the same plan picks them), then compiles the cheaper rest of a step itself
+(`finish`). Numba compiles per argument type, not per shape, so the small arrays give the training step's own
+compilations; the main process then loads the helper's from the cache. If the helper fails, the main process
+simply compiles those kernels itself, later.
 """
 import os
 import subprocess
@@ -41,6 +42,7 @@ _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1))}
 _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
+EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many rows and columns, where it applies
 
 
 def cache_is_cold():
@@ -61,6 +63,18 @@ def convolution_kernels(model, input_shape):
     from .model_plans import layer_plans
     return sorted({(entry.plan.pass_, entry.plan.algorithm, np.dtype(entry.layer.weight.value.dtype).name)
                    for entry in layer_plans(model, input_shape)})
+
+
+def kernel_examples(model, input_shape):
+    """{(pass, algorithm, dtype name): Convolution}: for each convolution kernel a training step of `model` runs,
+    the geometry (batch 1) of the first layer that runs it, so that the helper compiles each kernel on a
+    convolution its algorithm is planned for, whatever the plan's rules."""
+    from .model_plans import layer_plans
+    examples = {}
+    for entry in layer_plans(model, input_shape):
+        kernel = (entry.plan.pass_, entry.plan.algorithm, np.dtype(entry.layer.weight.value.dtype).name)
+        examples.setdefault(kernel, entry.plan.convolution)
+    return examples
 
 
 def needs_bias_gradient(model):
@@ -90,17 +104,20 @@ def start(spec, device="cpu", input_shape=(1, 28, 28)):
 
 
 def warm_up(spec, input_shape):
-    """The helper's work: the kernel threads' wait, the backward passes of the model's convolutions, as
-    planned, and HELPER_KINDS."""
-    from .kernels.cpu import threads
-    threads.compile_wait()  # first: the main process needs it at its first parallel call
+    """The helper's work: the backward passes of the model's convolutions, as planned, the batch assembly and
+    HELPER_KINDS.
+
+    Not the kernel threads' wait (spin.reached): the main process's first convolution starts the kernel
+    threads about a second after both processes start, before the helper could have it in the cache, so the
+    main process compiles it either way."""
     model = models.build(spec, input_shape=input_shape)
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
                                 if kernel[0] != "forward"])
-    bias = needs_bias_gradient(model)
-    compile_convolutions(first, bias=bias)
+    bias, examples = needs_bias_gradient(model), kernel_examples(model, input_shape)
+    compile_convolutions(first, bias=bias, examples=examples)
+    compile_batch_assembly()  # the main process needs it last, after its model check and `finish`
     compile_backward([kind for kind in layer_kinds(model) if kind in HELPER_KINDS])
-    compile_convolutions(last, bias=bias)
+    compile_convolutions(last, bias=bias, examples=examples)
 
 
 def helper_order(kernels):
@@ -113,15 +130,22 @@ def helper_order(kernels):
     return ordered + [kernel for kernel in kernels if kernel not in ordered and kernel not in last], last
 
 
-def compile_convolutions(kernels, bias=True):
-    """Run each (pass, algorithm, dtype name) convolution kernel once, on tiny arrays; with `bias`, the
-    bias-gradient kernel beside each weight gradient."""
+def compile_convolutions(kernels, bias=True, examples=None):
+    """Run each (pass, algorithm, dtype name) convolution kernel once, on the convolution `examples` gives
+    for it (kernel_examples: batch 1 of a model's layer), else on tiny arrays; with `bias`, the bias-gradient
+    kernel beside each weight gradient."""
     from .kernels.cpu.conv import dispatch
     from .kernels.cpu.conv.plan import plan
     rng = np.random.default_rng(0)
-    for pass_, algorithm, dtype in kernels:
-        input_shape, weight_shape, hyper = _TINY.get(algorithm, _TINY_STRIDE_1)
-        chosen = plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=algorithm)
+    for kernel in kernels:
+        pass_, algorithm, dtype = kernel
+        example = (examples or {}).get(kernel)
+        if example is None:
+            input_shape, weight_shape, hyper = _TINY.get(algorithm, _TINY_STRIDE_1)
+            chosen = plan(pass_, input_shape, weight_shape, *hyper, dtype=dtype, algorithm=algorithm)
+        else:
+            chosen = _example_plan(pass_, algorithm, dtype, example)
+            input_shape, weight_shape = chosen.convolution.input_shape, chosen.convolution.weight_shape
         x = rng.standard_normal(input_shape).astype(dtype)
         w = rng.standard_normal(weight_shape).astype(dtype)
         grad_y = rng.standard_normal(chosen.convolution.output_shape).astype(dtype)
@@ -135,13 +159,27 @@ def compile_convolutions(kernels, bias=True):
                 dispatch.conv2d_backward_bias(grad_y, np.empty(weight_shape[0], dtype))
 
 
+def _example_plan(pass_, algorithm, dtype, example):
+    """The plan for one kernel on an example convolution, its image cut to EXAMPLE_SIZE rows and columns when
+    the algorithm still applies then (a VGG's 224 x 224 layers would cost more to run than to compile)."""
+    from .kernels.cpu.conv.plan import plan
+    N, C, H, W = example.input_shape
+    smaller = (N, C, min(H, EXAMPLE_SIZE), min(W, EXAMPLE_SIZE))
+    for input_shape in ([smaller] if smaller != example.input_shape else []) + [example.input_shape]:
+        try:
+            return plan(pass_, input_shape, example.weight_shape, *example.hyper, dtype=dtype, algorithm=algorithm)
+        except ValueError:  # too small for the kernel's window, or for the algorithm
+            if input_shape == example.input_shape:
+                raise
+
+
 def finish(helper, config, model):
     """With a helper running: compile the rest of a training step here (the layer kinds the helper leaves,
     the loss, the optimizer), then wait for the helper. Without one, nothing to do."""
     if helper is None:
         return
     compile_backward([kind for kind in layer_kinds(model) if kind not in HELPER_KINDS])
-    compile_step(config)
+    compile_step(config, batch_assembly=False)  # the helper's
     wait(helper)
 
 
@@ -194,14 +232,21 @@ def compile_backward(kinds, dtype=np.float32):
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
 
 
-def compile_step(config, dtype=np.float32):
-    """Run the batch assembly, the loss and the optimizer update of `config` once, on tiny arrays."""
-    from . import functional as F
+def compile_batch_assembly(dtype=np.float32):
+    """Run the training batches' assembly (shift, flip, normalise) once, on a tiny array."""
     from .data.batch import shifted_batch
-    from .nn.module import Parameter
-    from .train import make_optimizer
     shifted_batch(np.zeros((1, 2, 2), np.uint8), np.zeros(1, np.int64), np.zeros((1, 2), np.int64), 0, 0.0, 1.0,
                   dtype)
+
+
+def compile_step(config, dtype=np.float32, batch_assembly=True):
+    """Run the loss and the optimizer update of `config` once, on tiny arrays, and with `batch_assembly`
+    the batch assembly."""
+    from . import functional as F
+    from .nn.module import Parameter
+    from .train import make_optimizer
+    if batch_assembly:
+        compile_batch_assembly(dtype)
     F.softmax_cross_entropy(np.zeros((2, 3), dtype), np.zeros(2, np.int64))
     parameter = Parameter(np.zeros(4, dtype))
     parameter.grad = np.zeros(4, dtype)

@@ -136,3 +136,142 @@ def test_the_helper_compiles_batch_norm_backward_as_a_training_step_runs_it():
     model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
     for kernel, signatures in compiled.items():
         assert signatures and set(kernel.signatures) == signatures, kernel
+
+
+def _helper_work(spec, input_shape, monkeypatch):
+    """What warm_up compiles for a spec, recorded instead of compiled: [(step, what)]."""
+    done = []
+    monkeypatch.setattr(jit_warmup, "compile_convolutions",
+                        lambda kernels, **options: done.extend(("convolution", kernel) for kernel in kernels))
+    monkeypatch.setattr(jit_warmup, "compile_backward", lambda kinds: done.extend(("backward", kind) for kind in kinds))
+    monkeypatch.setattr(jit_warmup, "compile_batch_assembly", lambda: done.append(("batch assembly", None)))
+    jit_warmup.warm_up(spec, input_shape)
+    return done
+
+
+def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
+    """The helper asks the plan: when the plan's choice changes, so do the kernels it compiles."""
+    from nbconv.kernels.cpu.conv import plan as conv_plan
+    chosen = {kernel[1] for step, kernel in _helper_work("resnet20", (3, 32, 32), monkeypatch) if step == "convolution"}
+    assert chosen == {"strips", "shift", "gemm", "wide"}
+    conv_plan.forget_plans()
+    try:
+        monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")
+        work = _helper_work("resnet20", (3, 32, 32), monkeypatch)
+    finally:
+        conv_plan.forget_plans()
+    assert [kernel for step, kernel in work if step == "convolution"] == [
+        ("backward_input", "gemm", "float32"), ("backward_weight", "gemm", "float32")]
+
+
+@pytest.mark.parametrize("name", ["resnet20", "lenet5", "googlenet", "vgg11_bn"])
+def test_the_helper_compiles_each_kernel_on_a_convolution_the_plan_gives_it(name):
+    input_shape = SMALL_INPUTS.get(name, (3, 32, 32))
+    model = models.build(name if name in models.MODELS else f"{name}:classes=10", input_shape=input_shape)
+    examples = jit_warmup.kernel_examples(model, input_shape)
+    assert sorted(examples) == jit_warmup.convolution_kernels(model, input_shape)
+    for (pass_, algorithm, dtype), convolution in examples.items():
+        assert convolution.input_shape[0] == 1
+        assert plan(pass_, convolution.input_shape, convolution.weight_shape, *convolution.hyper,
+                    dtype=dtype).algorithm == algorithm
+
+
+def test_the_helper_runs_a_large_layer_cut_down_and_a_small_one_whole():
+    from nbconv.kernels.cpu.conv.plan import Convolution
+    large = Convolution((1, 64, 226, 226), (64, 64, 3, 3), 1, 1, 0, 0, 1, 1, 1)  # VGG's first block, padded
+    chosen = jit_warmup._example_plan("backward_input", "shift", "float32", large)
+    assert chosen.algorithm == "shift" and chosen.convolution.input_shape == (1, 64, 16, 16)
+    tiny = Convolution((1, 2, 5, 5), (2, 2, 3, 3), 1, 1, 1, 1, 1, 1, 1)
+    assert jit_warmup._example_plan("forward", "gemm", "float32", tiny).convolution == tiny
+    with pytest.raises(ValueError):  # an algorithm that does not apply even to the whole layer
+        jit_warmup._example_plan("backward_weight", "winograd", "float32", large)
+
+
+def test_the_helper_compiles_the_batch_assembly_and_the_main_process_does_not(monkeypatch):
+    from nbconv.data import batch
+    from nbconv.train import TrainConfig
+    work = _helper_work("resnet20", (3, 32, 32), monkeypatch)
+    assert ("batch assembly", None) in work
+    assert work.index(("batch assembly", None)) < work.index(("backward", "bn"))  # before the main process needs it
+    monkeypatch.undo()
+    assembled = []
+    monkeypatch.setattr(batch, "shifted_batch", lambda *args, **kwargs: assembled.append(args))
+    finished = []
+
+    class Helper:
+        def wait(self, timeout):
+            finished.append(timeout)
+    jit_warmup.finish(Helper(), TrainConfig(model="resnet20"), models.build("resnet20", input_shape=(3, 8, 8)))
+    assert finished and not assembled
+    jit_warmup.compile_step(TrainConfig(model="resnet20"))  # without a helper, the batch assembly too
+    assert len(assembled) == 1
+
+
+def test_a_convolution_checks_its_output_with_one_overload_of_all_finite(monkeypatch):
+    """The finiteness checks after a convolution pass 4-D arrays only (a 1-D one would compile a second
+    overload of all_finite on a cold cache)."""
+    from nbconv import functional as F
+    from nbconv.kernels.cpu.conv import dispatch as conv_dispatch
+    shapes = []
+    check = conv_dispatch.all_finite
+
+    def recording(first, second):
+        shapes.append((first.ndim, second.ndim))
+        return check(first, second)
+    monkeypatch.setattr(conv_dispatch, "all_finite", recording)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grad_input, grad_weight, _ = F.conv2d_backward(np.ones((2, 4, 5, 5), np.float32), x, w)
+    F.conv2d(x, w)
+    assert shapes and set(shapes) == {(4, 4)}
+
+
+def test_every_compiled_cpu_kernel_leaves_out_the_c_callback_wrapper():
+    """Numba builds a C-callable wrapper beside every overload unless told not to; nbconv never calls its
+    kernels through one, and leaving it out saves compiling it (and its machine code) on a cold cache."""
+    import importlib
+    import pkgutil
+    from numba.core.registry import CPUDispatcher
+    import nbconv.kernels.cpu as cpu_kernels
+    names = [info.name for info in pkgutil.walk_packages(cpu_kernels.__path__, "nbconv.kernels.cpu.")]
+    found, missing = 0, []
+    for name in names + ["nbconv.data.batch"]:
+        for attribute, value in vars(importlib.import_module(name)).items():
+            if isinstance(value, CPUDispatcher) and value.py_func.__module__ == name:
+                if value.targetoptions.get("inline", "never") == "always":
+                    continue  # compiled into its callers, never on its own
+                found += 1
+                if not value.targetoptions.get("no_cfunc_wrapper"):
+                    missing.append(f"{name}.{attribute}")
+    assert found > 50 and not missing, missing
+
+
+def _backward_convolution_overloads():
+    """{kernel name: set of compiled signatures} of the CPU convolutions' backward span kernels."""
+    import importlib
+    import pkgutil
+    from numba.core.registry import CPUDispatcher
+    import nbconv.kernels.cpu.conv as conv_kernels
+    found = {}
+    for info in pkgutil.iter_modules(conv_kernels.__path__, "nbconv.kernels.cpu.conv."):
+        for name, value in vars(importlib.import_module(info.name)).items():
+            if isinstance(value, CPUDispatcher) and "backward" in name and name.endswith("_span"):
+                found[f"{info.name}.{name}"] = set(value.signatures)
+    return found
+
+
+@pytest.mark.parametrize("input_shape", [(3, 12, 12), (3, 40, 40)])  # the layers whole, and cut to 16 x 16
+def test_after_the_warm_up_a_training_step_compiles_no_backward_convolution_of_its_own(input_shape):
+    """The helper's work, done in this process, leaves nothing of the convolutions' backward passes for a
+    training step to compile (types and code paths: its example convolutions are the model's own layers)."""
+    spec = "conv8k3p1,relu,conv16k3s2p1,relu,conv16k3p1,relu,conv16k1,gap,fc10"
+    jit_warmup.warm_up(spec, input_shape)
+    before = _backward_convolution_overloads()
+    model = models.build(spec, input_shape=input_shape)
+    model.train()
+    x = np.random.default_rng(0).standard_normal((2,) + input_shape).astype(np.float32)
+    logits = model.forward(x)
+    model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
+    after = _backward_convolution_overloads()
+    assert {name: after[name] - before[name] for name in after if after[name] - before[name]} == {}

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _shifted_batch(images, chosen, offsets, flips, max_shift, scale, shift, output):
     """output[k, c, h, w] = images[chosen[k], c, h + dy - s, x + dx - s] * scale[c] - shift[c], with (dy, dx) =
     offsets[k], s = max_shift and x = W - 1 - w when flips[k] (else w); pixels that come from outside the

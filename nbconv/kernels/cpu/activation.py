@@ -7,7 +7,7 @@ from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def relu_forward_span(span_part, span_parts, input, output):
     """relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -22,7 +22,7 @@ def relu_forward(input, output):
     parallel_parts(relu_forward_span, thread_count(input.size), input, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def relu_backward_span(span_part, span_parts, grad_output, input, grad_input):
     """relu_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -37,7 +37,7 @@ def relu_backward(grad_output, input, grad_input):
     parallel_parts(relu_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def relu6_forward_span(span_part, span_parts, input, output):
     """relu6_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -52,7 +52,7 @@ def relu6_forward(input, output):
     parallel_parts(relu6_forward_span, thread_count(input.size), input, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def relu6_backward_span(span_part, span_parts, grad_output, input, grad_input):
     """relu6_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -67,7 +67,7 @@ def relu6_backward(grad_output, input, grad_input):
     parallel_parts(relu6_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def leaky_relu_forward_span(span_part, span_parts, input, output, negative_slope):
     """leaky_relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -82,7 +82,7 @@ def leaky_relu_forward(input, output, negative_slope):
     parallel_parts(leaky_relu_forward_span, thread_count(input.size), input, output, negative_slope)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def leaky_relu_backward_span(span_part, span_parts, grad_output, input, grad_input, negative_slope):
     """leaky_relu_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -106,7 +106,7 @@ def stable_sigmoid(value):
     return exp_value / (1.0 + exp_value)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sigmoid_forward_span(span_part, span_parts, input, output):
     """sigmoid_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -120,7 +120,7 @@ def sigmoid_forward(input, output):
     parallel_parts(sigmoid_forward_span, thread_count(input.size), input, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sigmoid_backward_span(span_part, span_parts, grad_output, input, grad_input):
     """sigmoid_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -136,7 +136,7 @@ def sigmoid_backward(grad_output, input, grad_input):
     parallel_parts(sigmoid_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def tanh_forward_span(span_part, span_parts, input, output):
     """tanh_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -150,7 +150,7 @@ def tanh_forward(input, output):
     parallel_parts(tanh_forward_span, thread_count(input.size), input, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def tanh_backward_span(span_part, span_parts, grad_output, input, grad_input):
     """tanh_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])

@@ -22,7 +22,7 @@ def adaptive_window(o, size, out_size):
     return (o * size) // out_size, ((o + 1) * size + out_size - 1) // out_size
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adaptive_avg_pool2d_forward_span(span_part, span_parts, input, output):
     """adaptive_avg_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
@@ -46,7 +46,7 @@ def adaptive_avg_pool2d_forward(input, output):
     parallel_parts(adaptive_avg_pool2d_forward_span, thread_count(input.size), input, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adaptive_avg_pool2d_backward_span(span_part, span_parts, grad_output, grad_input):
     """adaptive_avg_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
@@ -70,7 +70,7 @@ def adaptive_avg_pool2d_backward(grad_output, grad_input):
     parallel_parts(adaptive_avg_pool2d_backward_span, thread_count(grad_output.size), grad_output, grad_input)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adaptive_max_pool2d_forward_span(span_part, span_parts, input, output, indices):
     """adaptive_max_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
@@ -103,7 +103,7 @@ def adaptive_max_pool2d_forward(input, output, indices):
     parallel_parts(adaptive_max_pool2d_forward_span, thread_count(input.size), input, output, indices)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adaptive_max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input):
     """adaptive_max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape

@@ -15,7 +15,8 @@ from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
 
 
-@njit(cache=True, fastmath=_REDUCE)  # not inlined by Numba, which would drop these flags (LLVM still may)
+# not inlined by Numba, which would drop these flags (LLVM still may)
+@njit(cache=True, fastmath=_REDUCE, no_cfunc_wrapper=True)
 def channel_mean_and_variance(input, c):
     """(mean, biased variance) of input[:, c, :], in two passes (no cancellation from sum of squares)."""
     N, S = input.shape[0], input.shape[2]
@@ -52,7 +53,7 @@ def channel_statistics(input, running_mean, running_var, mean, invstd, c, moment
     return channel_mean, channel_invstd
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def batch_norm_stats_span(span_part, span_parts, input, running_mean, running_var, mean, invstd, momentum, eps,
                           training):
     """batch_norm_stats over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -67,7 +68,7 @@ def batch_norm_stats(input, running_mean, running_var, mean, invstd, momentum, e
                    momentum, eps, training)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def batch_norm_forward_span(span_part, span_parts, input, weight, bias, running_mean, running_var, output, mean, invstd,
                             momentum, eps, training):
     """batch_norm_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -100,7 +101,7 @@ def passed_gradient(grad, gate, relu):
     return 0.0 if relu and not gate > 0 else float64(grad)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def batch_norm_backward_span(span_part, span_parts, grad_output, gate, input, weight, mean, invstd, grad_input,
                              grad_weight, grad_bias, training, relu):
     """batch_norm_backward (relu=0) or batch_norm_relu_backward (relu=1: the gradient passes where gate, the

@@ -21,7 +21,7 @@ from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def batch_norm_relu_forward_span(span_part, span_parts, input, weight, bias, running_mean, running_var, residual,
                                  output, mean, invstd, momentum, eps, training):
     """batch_norm_relu_forward over the span_part-th of span_parts slices of its channels (threads.py)."""

@@ -11,7 +11,7 @@ from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def add_forward_span(span_part, span_parts, input, other, output):
     """add_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
@@ -27,7 +27,7 @@ def add_forward(input, other, output):
     parallel_parts(add_forward_span, thread_count(input.size), input, other, output)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def cat_forward_span(span_part, span_parts, input, output, offset):
     """cat_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     outer, extent, inner = input.shape
@@ -44,7 +44,7 @@ def cat_forward(input, output, offset):
     parallel_parts(cat_forward_span, thread_count(input.size), input, output, offset)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def cat_backward_span(span_part, span_parts, grad_output, grad_input, offset):
     """cat_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     outer, extent, inner = grad_input.shape

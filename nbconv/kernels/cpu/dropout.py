@@ -5,7 +5,7 @@ from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def dropout_forward_span(span_part, span_parts, input, noise, output, mask, probability):
     """dropout_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     scale = 1.0 / (1.0 - probability)
@@ -25,7 +25,7 @@ def dropout_forward(input, noise, output, mask, probability):
     parallel_parts(dropout_forward_span, thread_count(input.size), input, noise, output, mask, probability)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def dropout_backward_span(span_part, span_parts, grad_output, mask, grad_input):
     """dropout_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, grad_output.shape[0])

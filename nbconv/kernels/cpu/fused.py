@@ -60,7 +60,7 @@ def linear_relu_backward_weight_bias(grad_output, output, input, grad_weight, gr
     linear_backward_bias(masked, grad_bias)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def segment_of(k, segment_ends):
     """The segment holding flat index k: the first s with k < segment_ends[s] (binary search)."""
     low, high = 0, segment_ends.shape[0] - 1
@@ -73,7 +73,7 @@ def segment_of(k, segment_ends):
     return low
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sgd_update_flat_span(span_part, span_parts, param, grad, velocity, segment_ends, segment_decay, lr, momentum,
                          nesterov):
     """sgd_update_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -92,7 +92,7 @@ def sgd_update_flat(param, grad, velocity, segment_ends, segment_decay, lr, mome
                    lr, momentum, nesterov)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adam_update_flat_span(span_part, span_parts, param, grad, exp_avg, exp_avg_sq, segment_ends, segment_decay, lr,
                           beta1, beta2, eps, step):
     """adam_update_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""

@@ -19,7 +19,7 @@ def _chunks(rows, flops):
     return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, numba.get_num_threads()))
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, output, chunks):
     """linear_forward_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, I = input.shape
@@ -45,7 +45,7 @@ def linear_forward_chunks(input, weight, bias, output, chunks):
     parallel_parts(linear_forward_chunks_span, chunks, input, weight, bias, output, chunks)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def linear_backward_input_chunks_span(span_part, span_parts, grad_output, weight, grad_input, chunks):
     """linear_backward_input_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, O = grad_output.shape
@@ -63,7 +63,7 @@ def linear_backward_input_chunks(grad_output, weight, grad_input, chunks):
     parallel_parts(linear_backward_input_chunks_span, chunks, grad_output, weight, grad_input, chunks)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def linear_backward_weight_chunks_span(span_part, span_parts, grad_output, input, grad_weight, chunks):
     """linear_backward_weight_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, O = grad_output.shape
@@ -103,7 +103,7 @@ def linear_backward_weight(grad_output, input, grad_weight):
         linear_backward_weight_chunks(grad_output, input, grad_weight, _chunks(O, 2.0 * N * O * input.shape[1]))
 
 
-@njit(cache=True, fastmath=_REDUCE)
+@njit(cache=True, fastmath=_REDUCE, no_cfunc_wrapper=True)
 def linear_backward_bias(grad_output, grad_bias):
     """grad_bias (O,) = grad_output (N, O) summed over N."""
     N, O = grad_output.shape

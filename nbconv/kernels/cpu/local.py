@@ -12,7 +12,7 @@ from .shared import chunk_bounds, fill, fill_plane
 from .threads import parallel_parts, thread_count
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def local_conv2d_forward_span(span_part, span_parts, input, weight, bias, output, stride_h, stride_w, padding_h,
                               padding_w):
     """local_conv2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -44,7 +44,7 @@ def local_conv2d_forward(input, weight, bias, output, stride_h, stride_w, paddin
                    padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_conv2d_backward_input_span(span_part, span_parts, grad_output, weight, grad_input, stride_h, stride_w,
                                      padding_h, padding_w):
     """local_conv2d_backward_input over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -75,7 +75,7 @@ def local_conv2d_backward_input(grad_output, weight, grad_input, stride_h, strid
                    stride_h, stride_w, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_conv2d_backward_weight_span(span_part, span_parts, grad_output, input, grad_weight, stride_h, stride_w,
                                       padding_h, padding_w):
     """local_conv2d_backward_weight over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -110,7 +110,7 @@ def local_conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stri
                    stride_h, stride_w, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
     """local_conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, D, OH, OW = grad_output.shape

@@ -37,7 +37,7 @@ def inverse_power(value, beta):
     return value ** -beta
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_response_norm_forward_span(span_part, span_parts, input, output, size, alpha, beta, k):
     """local_response_norm_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, S = input.shape
@@ -56,7 +56,7 @@ def local_response_norm_forward(input, output, size, alpha, beta, k):
     parallel_parts(local_response_norm_forward_span, thread_count(input.size), input, output, size, alpha, beta, k)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_response_norm_backward_own_span(span_part, span_parts, grad_output, input, grad_input, weighted, size,
                                           alpha, beta, k):
     """The first pass of local_response_norm_backward: each position's own term into grad_input, and its
@@ -76,7 +76,7 @@ def local_response_norm_backward_own_span(span_part, span_parts, grad_output, in
             share[s] = grad_row[s] * row[s] * power
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def local_response_norm_backward_window_span(span_part, span_parts, input, grad_input, weighted, size, alpha, beta):
     """The second pass of local_response_norm_backward: the window terms, from `weighted`."""
     N, C, S = input.shape

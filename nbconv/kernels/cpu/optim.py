@@ -10,7 +10,7 @@ sgd_step = njit(inline="always")(optim_rules.sgd_step)
 adam_step = njit(inline="always")(optim_rules.adam_step)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sgd_update_span(span_part, span_parts, param, grad, velocity, lr, momentum, weight_decay, nesterov):
     """sgd_update over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, param.shape[0])
@@ -28,7 +28,7 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
                    nesterov)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def adam_update_span(span_part, span_parts, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                      step):
     """adam_update over the span_part-th of span_parts slices of its outer loop (threads.py)."""

@@ -49,7 +49,7 @@ def _has_nan(a, b, c, d):
     return np.int64(a != a) | np.int64(b != b) | np.int64(c != c) | np.int64(d != d)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
     """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
@@ -126,7 +126,7 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
     max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indices, kernel_h, kernel_w, stride_h,
                                     stride_w, padding_h, padding_w):
     """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -177,7 +177,7 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
                    kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input, kernel_h, kernel_w, stride_h,
                              stride_w, padding_h, padding_w):
     """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -222,7 +222,7 @@ def avg_pool_window(o, stride, padding, kernel, size, count_include_pad):
     return lo, hi, hi - lo
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def avg_pool2d_forward_span(span_part, span_parts, input, output, kernel_h, kernel_w, stride_h, stride_w, padding_h,
                             padding_w, count_include_pad):
     """avg_pool2d_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -251,7 +251,7 @@ def avg_pool2d_forward(input, output, kernel_h, kernel_w, stride_h, stride_w, pa
                    stride_w, padding_h, padding_w, count_include_pad)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def avg_pool2d_backward_span(span_part, span_parts, grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
                              padding_h, padding_w, count_include_pad):
     """avg_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -282,7 +282,7 @@ def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, s
 
 # serial: a pass over a small map (N*C*H*W of a network's last block) costs less than
 # waking Numba's threads, and compiles in a third of the time of a parallel loop
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def global_avg_pool2d_forward(input, output):
     """output (N, C, 1, 1) = mean of each (H, W) plane of input (N, C, H, W)."""
     N, C, H, W = input.shape
@@ -297,7 +297,7 @@ def global_avg_pool2d_forward(input, output):
 
 
 # serial, as the forward
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def global_avg_pool2d_backward(grad_output, grad_input):
     """grad_input (N, C, H, W) = grad_output (N, C, 1, 1) / (H * W), broadcast over each plane."""
     N, C, H, W = grad_input.shape

@@ -16,7 +16,7 @@ from .threads import parallel_parts, thread_count
 NO_ACTIVATION, RELU, RELU6 = 0, 1, 2
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def scale_shift_forward_span(span_part, span_parts, input, scale, shift, residual, output, activation):
     """scale_shift_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, S = input.shape

@@ -55,7 +55,7 @@ def task_rows(task, blocks, block_rows, out_h):
     return n, oh0, min(out_h, oh0 + block_rows)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sum_partials_span(span_part, span_parts, partial, grad_weight):
     """sum_partials over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     chunks, groups, depth, Dg = partial.shape

@@ -57,7 +57,7 @@ def _now_ns(timespec):
     return timespec[0] * 1000000000 + timespec[1]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def reached(counters, first_row, last_row, column, target, spin_ns, timespec):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
     spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values."""

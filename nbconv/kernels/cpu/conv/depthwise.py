@@ -46,7 +46,7 @@ def correlate_3x3(padded, padded_w, taps, offset, output):
                       + t20 * bottom[q] + t21 * bottom[q + 1] + t22 * bottom[q + 2])
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_depthwise3x3_span(span_part, span_parts, input, weight, bias, output, padded, padding_h, padding_w):
     """conv2d_forward_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C = input.shape[0], input.shape[1]
@@ -68,7 +68,7 @@ def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, 
                    padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_depthwise3x3_span(span_part, span_parts, grad_output, weight, grad_input, turned, padded,
                                             padding_h, padding_w):
     """conv2d_backward_input_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -94,7 +94,7 @@ def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, 
                    turned, padded, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output, input, grad_weight, padded, padding_h,
                                              padding_w):
     """conv2d_backward_weight_depthwise3x3 over the span_part-th of span_parts slices of its outer loop (threads.py)."""

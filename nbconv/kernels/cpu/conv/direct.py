@@ -37,7 +37,7 @@ def scatter_add(target, values, scale, stride):
         target[q * stride] += scale * values[q]
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_direct_span(span_part, span_parts, input, weight, bias, output, stride_h, stride_w, padding_h,
                                padding_w, dilation_h, dilation_w, groups):
     """conv2d_forward_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -80,7 +80,7 @@ def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, paddi
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_direct_span(span_part, span_parts, grad_output, weight, grad_input, stride_h, stride_w,
                                       padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_input_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -124,7 +124,7 @@ def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stri
                    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
 def conv2d_backward_weight_direct_span(span_part, span_parts, grad_output, input, grad_weight, stride_h, stride_w,
                                        padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_weight_direct over the span_part-th of span_parts slices of its outer loop (threads.py)."""

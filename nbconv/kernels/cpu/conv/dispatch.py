@@ -42,7 +42,7 @@ from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct,
 from .plan import plan
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
 def conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
     """conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, D, OH, OW = grad_output.shape
@@ -136,7 +136,7 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
         chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
         run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and all_finite(output, input if fused else output.reshape(output.size)[:0]):
+    if prepared["finite"] and all_finite(output, input if fused else output[:0]):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

@@ -55,7 +55,7 @@ def dot(run, s0):
     return a0
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
 def conv2d_forward_flat_span(span_part, span_parts, input, weight, bias, output, padded, wide, padding_h, padding_w,
                              dilation_h, dilation_w):
     """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -113,7 +113,7 @@ def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, pa
                    padding_h, padding_w, dilation_h, dilation_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
 def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, padded, wide, kernel_h,
                                      kernel_w, padding_h, padding_w, dilation_h, dilation_w):
     """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""

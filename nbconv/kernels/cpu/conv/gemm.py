@@ -16,7 +16,7 @@ from ..threads import parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """col[(c, i, j), (oh - oh0)*OW + ow] = padded image[c, oh*sh + i*dh - ph, ow*sw + j*dw - pw] for the
@@ -54,7 +54,7 @@ def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, strid
                         window[ow] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """The adjoint of im2col_rows: grad_image[c, ih, iw] += every col entry that read (ih, iw)."""
@@ -80,7 +80,7 @@ def col2im_rows(col, grad_image, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, 
                             row[(ow_lo + q) * stride_w + offset_w] += inside[q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h,
              padding_w, dilation_h, dilation_w):
     """(address, row stride in elements) of image n's unrolled windows for the output rows [oh0, oh1): the
@@ -92,7 +92,7 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
     return address(buffer, 0), buffer.shape[1]
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_gemm_span(span_part, span_parts, input, weight, bias, output, col, stride_h, stride_w, padding_h,
                              padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual,
                              activation):
@@ -142,7 +142,7 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
                    residual, activation)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_gemm_span(span_part, span_parts, grad_output, weight, grad_input, col, stride_h, stride_w,
                                     padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
     """conv2d_backward_input_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -183,7 +183,7 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_gemm_span(span_part, span_parts, grad_output, input, grad_weight, col, partial, stride_h,
                                      stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
     """conv2d_backward_weight_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""

@@ -9,7 +9,7 @@ from numba import njit
 from ..shared import fill_zero
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def pad_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
     """padded[c*rows*Wp + r*Wp + w + pw] = image[c, first_row + r - ph, w] for r < rows, zero where that
     row or column lies in the padding (and in the slack after the last channel)."""
@@ -26,7 +26,7 @@ def pad_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
                     target[q] = source[q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def crop_image(padded, image, padding_h, padding_w, padded_h, padded_w):
     """The adjoint of pad_rows for a whole image: image[c, h, w] = padded[c*Hp*Wp + (h + ph)*Wp + w + pw]."""
     C, H, W = image.shape
@@ -54,7 +54,7 @@ def compact_rows(product, output, n, oh0, rows, padded_w, bias):
                 target[q] = source[q] + offset
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def spread_rows(grad_output, wide, n, oh0, rows, padded_w):
     """wide[d, r*Wp + x] = grad_output[n, d, oh0 + r, x] for x < OW, zero for OW <= x < Wp."""
     D, OW = grad_output.shape[1], grad_output.shape[3]

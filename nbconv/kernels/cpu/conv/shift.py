@@ -32,7 +32,7 @@ from ..threads import parallel_parts
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def weight_taps_span(span_part, span_parts, weight, taps):
     """weight_taps over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, Cg, KH, KW = weight.shape
@@ -55,7 +55,7 @@ def tap_offset(tap, kernel_w, padded_w, dilation_h, dilation_w):
     return (tap // kernel_w) * dilation_h * padded_w + (tap % kernel_w) * dilation_w
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_shift_span(span_part, span_parts, input, taps, bias, output, padded, wide, kernel_w, padding_h,
                               padding_w, dilation_h, dilation_w, groups):
     """conv2d_forward_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -87,7 +87,7 @@ def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padd
                    kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_shift_span(span_part, span_parts, grad_output, taps, grad_input, padded, wide, kernel_w,
                                      padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_input_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -121,7 +121,7 @@ def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, ker
                    wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_shift_span(span_part, span_parts, grad_output, input, partial, padded, wide, kernel_w,
                                       padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_weight_shift over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -155,7 +155,7 @@ def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kern
                    wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sum_tap_partials_span(span_part, span_parts, partial, grad_weight):
     """sum_tap_partials over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     chunks, T, D, Cg = partial.shape

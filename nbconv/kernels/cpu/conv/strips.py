@@ -49,7 +49,7 @@ def copy_rows(image, start, row_w, flat_col, target, out_w, rows, strips):
                 copy_block(flat_col, target + r * out_w + block, image, start + r * row_w + block)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def im2col_strips(image, col, channels, first_row, rows, kernel_h, kernel_w, plane_rows, row_w, out_w,
                   dilation_h, dilation_w):
     """col[(c, i, j), r*OW + x] = image[(c*plane_rows + first_row + r + i*dh)*row_w + j*dw + x] for r < rows,
@@ -73,7 +73,7 @@ def im2col_strips(image, col, channels, first_row, rows, kernel_h, kernel_w, pla
                         flat_col[target + r * out_w + q] = image[start + r * row_w + q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def col2im_strips(col, image, channels, first_row, rows, kernel_h, kernel_w, plane_rows, row_w, out_w,
                   dilation_h, dilation_w):
     """The adjoint of im2col_strips: image[...] += each col entry at the position it was read from (exact
@@ -105,7 +105,7 @@ def col2im_strips(col, image, channels, first_row, rows, kernel_h, kernel_w, pla
                             image[start + r * row_w + q] += flat_col[source + r * out_w + q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def unroll_task(input, slab, col, n, oh0, rows, kernel_h, kernel_w, out_w, padding_h, padding_w, dilation_h,
                 dilation_w):
     """Unroll the input rows that image n's output rows [oh0, oh0 + rows) read into col: from the image
@@ -121,7 +121,7 @@ def unroll_task(input, slab, col, n, oh0, rows, kernel_h, kernel_w, out_w, paddi
                       dilation_h, dilation_w)  # an int64 0, not a literal: one im2col_strips for both branches
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_strips_span(span_part, span_parts, input, weight, bias, output, padded, col, padding_h, padding_w,
                                dilation_h, dilation_w, groups):
     """conv2d_forward_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -158,7 +158,7 @@ def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, p
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_strips_span(span_part, span_parts, grad_output, weight, grad_input, padded, col, padding_h,
                                       padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_input_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -196,7 +196,7 @@ def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, p
                    col, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_strips_span(span_part, span_parts, grad_output, input, grad_weight, padded, col, partial,
                                        padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_weight_strips over the span_part-th of span_parts slices of its outer loop (threads.py)."""

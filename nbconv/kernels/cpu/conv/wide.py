@@ -24,7 +24,7 @@ from .blocks import block_rows, max_chunks
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def im2col_wide(padded, col, channels, oh0, rows, kernel_h, kernel_w, padded_h, padded_w, dilation_h, dilation_w):
     """col[(c, i, j), r*Wp + x] = padded[c, oh0 + r + i*dh, x + j*dw] for r < rows, x < Wp, where padded
     holds padded_h rows a channel."""
@@ -39,7 +39,7 @@ def im2col_wide(padded, col, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                     target[q] = source[q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, padded_w, dilation_h, dilation_w):
     """The adjoint of im2col_wide: padded[...] += each col entry at the position it was read from."""
     length = rows * padded_w
@@ -53,7 +53,7 @@ def col2im_wide(col, padded, channels, oh0, rows, kernel_h, kernel_w, padded_h, 
                     target[q] += source[q]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def unroll_task(input, slab, col, task, blocks, block_rows, out_h, kernel_h, kernel_w, padding_h, padding_w,
                 dilation_h, dilation_w):
     """Pad the input rows that one task's block of output rows reads into slab, and unroll them into col.
@@ -66,7 +66,7 @@ def unroll_task(input, slab, col, task, blocks, block_rows, out_h, kernel_h, ker
     return n, oh0, rows
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_wide_span(span_part, span_parts, input, weight, bias, output, padded, col, wide, padding_h,
                              padding_w, dilation_h, dilation_w, groups):
     """conv2d_forward_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -99,7 +99,7 @@ def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_wide_span(span_part, span_parts, grad_output, weight, grad_input, padded, col, wide,
                                     padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_input_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -134,7 +134,7 @@ def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wid
                    col, wide, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_wide_span(span_part, span_parts, grad_output, input, grad_weight, padded, col, wide, partial,
                                      padding_h, padding_w, dilation_h, dilation_w, groups):
     """conv2d_backward_weight_wide over the span_part-th of span_parts slices of its outer loop (threads.py)."""

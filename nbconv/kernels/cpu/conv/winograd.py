@@ -25,7 +25,7 @@ from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 from .rows import pad_rows
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def winograd_weights_span(span_part, span_parts, weight, transformed, turned):
     """winograd_weights over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = transformed.shape[1], transformed.shape[2]
@@ -69,7 +69,7 @@ def winograd_weights(weight, transformed, turned):
     parallel_parts(winograd_weights_span, numba.get_num_threads(), weight, transformed, turned)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def transform_patches(slab, patches, channels, tile_rows, tiles_w, slab_rows, padded_w):
     """patches[4a + b, c, r*TW + tw] = (B^T d B)[a, b] for the 4x4 patch d at slab rows 2r.., columns 2tw..
     slab: (C*slab_rows*padded_w,) padded input rows; patches: (16, C, >= tile_rows*TW)."""
@@ -120,7 +120,7 @@ def transform_patches(slab, patches, channels, tile_rows, tiles_w, slab_rows, pa
                 patches[15, c, t] = u1 - u3
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tiles_w, d0, d1):
     """output[n, d, 2(tr) + i, 2tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:, d, tile], where it
     falls inside the output, for the channels d in [d0, d1). products: (16, D, >= tile_rows*TW)."""
@@ -152,7 +152,7 @@ def untransform_tiles(products, output, bias, n, first_tile_row, tile_rows, tile
                     top[ow + 1] = a1 - a2 - a3 + offset
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_winograd_span(span_part, span_parts, input, transformed, bias, output, padded, patches, products, padding_h,
                          padding_w, parts, scale, shift, residual, activation):
     """conv2d_winograd over the span_part-th of span_parts slices of its outer loop (threads.py)."""

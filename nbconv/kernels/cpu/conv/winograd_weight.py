@@ -30,7 +30,7 @@ from .blocks import CHUNKS_PER_THREAD
 BLOCK_BYTES = 64 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images (see NOTES.md 19)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _pad_plane(source, plane, top, left, rows, cols):
     """plane (rows*cols,) = source (h, w) placed at row `top`, column `left` of a zero rows x cols plane,
     cut to the plane."""
@@ -44,7 +44,7 @@ def _pad_plane(source, plane, top, left, rows, cols):
             target[w + left] = row[w]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _input_columns(row, out0, out1, out2, out3):
     """The column half of B^T d B along one row of (B^T d): out_b[tw] = (row[2tw..2tw+3] B)[b]. Separate
     loops with one source and four targets, so that LLVM vectorises them (stride-2 loads)."""
@@ -56,7 +56,7 @@ def _input_columns(row, out0, out1, out2, out3):
         out3[tw] = row[2 * tw + 1] - row[2 * tw + 3]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _transform_input_plane(plane, rows, input_tiles, c, first_tile, tiles_h, tiles_w):
     """input_tiles[4a + b, c, first_tile + tr*TW + tw] = (B^T d B)[a, b] for the 4x4 patch d at rows 2tr..,
     columns 2tw.. of plane, a padded (2TH + 2) x (2TW + 2) plane laid out flat. rows: (4, 2TW + 2) scratch
@@ -81,7 +81,7 @@ def _transform_input_plane(plane, rows, input_tiles, c, first_tile, tiles_h, til
                            input_tiles[4 * a + 2, c, lo:hi], input_tiles[4 * a + 3, c, lo:hi])
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _output_columns(row, out0, out1, out2, out3):
     """The column half of A y A^T along one row of (A y): out_b[tw] = (row[2tw..2tw+1] A^T)[b]."""
     for tw in range(out0.shape[0]):
@@ -92,7 +92,7 @@ def _output_columns(row, out0, out1, out2, out3):
         out3[tw] = -right
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _transform_output_plane(plane, rows, output_tiles, d, first_tile, tiles_h, tiles_w):
     """output_tiles[4a + b, d, first_tile + tr*TW + tw] = (A y A^T)[a, b] for the 2x2 tile y at rows 2tr..,
     columns 2tw.. of plane, a zero-padded 2TH x 2TW plane laid out flat; rows: (4, >= 2TW) scratch. A's rows:
@@ -121,7 +121,7 @@ def _g_transpose_column(sums, b, d, c):
     return m0 + half, 0.5 * (m1 - m2), half + m3
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _untransform_sums_span(span_part, span_parts, sums, grad_weight):
     """_untransform_sums over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = grad_weight.shape[0], grad_weight.shape[1]
@@ -144,7 +144,7 @@ def _untransform_sums(sums, grad_weight):
     parallel_parts(_untransform_sums_span, numba.get_num_threads(), sums, grad_weight)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _transform_block_span(span_part, span_parts, input, grad_output, planes, input_tiles, output_tiles, first_image,
                           images, padding_h, padding_w):
     """_transform_block over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -178,7 +178,7 @@ def _transform_block(input, grad_output, planes, input_tiles, output_tiles, firs
                    output_tiles, first_image, images, padding_h, padding_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _multiply_block_span(span_part, span_parts, input_tiles, output_tiles, sums, tiles, accumulate):
     """_multiply_block over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     C, capacity = input_tiles.shape[1], input_tiles.shape[2]

@@ -63,7 +63,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
+from . import blocked, blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -97,6 +97,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("wide", wide, wide.applies),
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
+    Algorithm("blocked", blocked, blocked.applies),
 )}
 
 

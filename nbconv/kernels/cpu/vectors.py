@@ -63,6 +63,23 @@ def load(typingctx, array, index):
 
 
 @intrinsic
+def broadcast(typingctx, array, index):
+    """array[index] in every lane (a flat array; one broadcast load, no check of the index)."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        scalar = builder.load(builder.gep(data, [args[1]]), align=_element_align(context, array.dtype))
+        llvm_type = context.get_value_type(vector)
+        value = ir.Constant(llvm_type, None)
+        for lane in range(LANES):
+            value = builder.insert_element(value, scalar, ir.Constant(ir.IntType(32), lane))
+        return value
+
+    return vector(array, index), codegen
+
+
+@intrinsic
 def store(typingctx, array, index, value):
     """array[index:index + 8] = value (a flat array)."""
     def codegen(context, builder, signature, args):

@@ -29,7 +29,7 @@ from numba import njit
 
 from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
-from ..vectors import LANES, add_product, add_products, lane_sum, load, store, zeros
+from ..vectors import LANES, add_products, broadcast, lane_sum, load, store, zeros
 from .blocks import max_chunks
 
 CHANNEL_BLOCK = 4  # output channels (input channels for the input gradient) a block sums at once
@@ -85,10 +85,16 @@ def split_pad(image, target, stride_h, stride_w, padding_h, padding_w, plane_h, 
                 start = row + padding_w
                 for w in range(W):
                     target[start + w] = source[w]
-            else:
-                for w in range(W):
-                    x = w + padding_w
-                    target[row + (x % stride_w) * plane + x // stride_w] = source[w]
+            else:  # phase px holds padded columns k*s + px, image columns k*s + px - pw: a strided read
+                for px in range(stride_w):
+                    first = max(0, (padding_w - px + stride_w - 1) // stride_w)
+                    last = (W - 1 + padding_w - px) // stride_w + 1
+                    if last <= first:
+                        continue
+                    start = row + px * plane
+                    image_start = first * stride_w + px - padding_w
+                    for k in range(last - first):
+                        target[start + first + k] = source[image_start + k * stride_w]
 
 
 @njit(cache=True)
@@ -108,18 +114,18 @@ def block_sums(source, offsets, taps, packed, packed_start, grid, grid_stride, r
         x0 = load(source, at)
         x1 = load(source, at + LANES)
         k = packed_start + CHANNEL_BLOCK * t
-        w = packed[k]
-        a00 = add_product(a00, x0, w)
-        a01 = add_product(a01, x1, w)
-        w = packed[k + 1]
-        a10 = add_product(a10, x0, w)
-        a11 = add_product(a11, x1, w)
-        w = packed[k + 2]
-        a20 = add_product(a20, x0, w)
-        a21 = add_product(a21, x1, w)
-        w = packed[k + 3]
-        a30 = add_product(a30, x0, w)
-        a31 = add_product(a31, x1, w)
+        w = broadcast(packed, k)
+        a00 = add_products(a00, x0, w)
+        a01 = add_products(a01, x1, w)
+        w = broadcast(packed, k + 1)
+        a10 = add_products(a10, x0, w)
+        a11 = add_products(a11, x1, w)
+        w = broadcast(packed, k + 2)
+        a20 = add_products(a20, x0, w)
+        a21 = add_products(a21, x1, w)
+        w = broadcast(packed, k + 3)
+        a30 = add_products(a30, x0, w)
+        a31 = add_products(a31, x1, w)
     at = row * grid_stride + q
     store(grid, at, a00)
     store(grid, at + LANES, a01)
@@ -287,8 +293,12 @@ def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, weigh
                             start = c * grid_stride + yy * source_w
                             row = sums[start:start + cols]
                             target = grad_input[n, c, ry + yy * stride_h]
-                            for xx in range(cols):
-                                target[rx + xx * stride_w] = row[xx]
+                            if stride_w == 1:
+                                for xx in range(cols):
+                                    target[xx] = row[xx]
+                            else:
+                                for xx in range(cols):
+                                    target[rx + xx * stride_w] = row[xx]
 
 
 def conv2d_backward_input_blocked(grad_output, weight, grad_input, padded, grid, stride_h, stride_w, padding_h,

@@ -9,11 +9,10 @@ gradient). The choice, in order:
   dilation, padding <= 2 (every tap unrolled, depthwise.py); else 'direct' (loop nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
 - narrow layers: 'blocked' (direct convolution summed in vector registers, 4 output channels x 16 positions,
-  blocked.py) for ungrouped, undilated 3x3 and 5x5 layers of stride 1 or 2 with BLOCKED_CHANNELS to
+  blocked.py) for ungrouped, undilated 3x3 layers of stride 1 or 2 with BLOCKED_CHANNELS to
   BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS taps a filter or more
-  and outputs at most BLOCKED_WIDEST wide, that are not Winograd's (below): their forward pass, and for 3x3
-  layers with outputs at least BLOCKED_GRADIENT_NARROWEST wide their input and weight gradients too (ResNet-20's
-  layers, LeNet-5's second layer's forward);
+  and outputs at most BLOCKED_WIDEST wide, that are not Winograd's (below): their forward pass, and with
+  outputs at least BLOCKED_GRADIENT_NARROWEST wide their input and weight gradients too (ResNet-20's layers);
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -54,7 +53,9 @@ forward 0.46x, its weight gradient 0.9-1.05x.
 blocked against the previous choice on ResNet-20's layers (batch 128) and LeNet-5's second (batch 64), one
 thread, thread CPU time, alternating rounds, loaded machine (benchmarks/blocked_layers.py): forward 1.36x at
 16 channels 32 wide (against shift), 1.24x at 32 x 16 and 1.05x at 64 x 8 (strips), 1.42x and 1.32x on the
-stride-2 layers 16 -> 32 and 32 -> 64 (gemm), 1.17x on LeNet-5's (strips). Input gradient 1.05x at 16 x 32
+stride-2 layers 16 -> 32 and 32 -> 64 (gemm), 1.17x on LeNet-5's 5x5 (strips; left there: 0.1 ms of a 6 ms
+step, against 3-4 s more of cold compiling, blocked's forward in place of strips' whose row helper its
+gradients share). Input gradient 1.05x at 16 x 32
 (shift), 1.09x at 32 x 16 (strips), 1.22x on the stride-2 16 -> 32 (gemm); but 0.90x at 64 x 8, 1.00x on the
 stride-2 layer 8 wide and 0.63x on LeNet-5's 5x5, which keep strips and gemm. Weight gradient 1.50x at 16 x 32,
 1.05x at 32 x 16, 1.33x on the stride-2 16 -> 32; but 0.57x at 64 x 8 and 0.95x on the stride-2 layer 8 wide,
@@ -95,7 +96,7 @@ STRIPS_NARROW = 16  # 3x3 layers short of Winograd with 16+ channels: strips up 
 STRIPS_NARROW_WEIGHT = 32  # ... and their weight gradient up to this one
 BLOCKED_CHANNELS = 16  # blocked (direct, in registers): layers with at least this many output channels,
 BLOCKED_MOST_CHANNELS = 64  # ... at most this many in and out,
-BLOCKED_TAPS = 144  # ... at least this many taps a filter (C*KH*KW: 16 x 3x3, LeNet-5's 6 x 5x5),
+BLOCKED_TAPS = 144  # ... at least this many taps a filter (C*3*3: 16 input channels),
 BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
 BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
@@ -186,20 +187,20 @@ def _unrolled(convolution):
 
 
 def _blocked(pass_, convolution):
-    """Whether a narrow layer goes to 'blocked': ungrouped, undilated, 3x3 or 5x5, stride 1 or 2 alike,
+    """Whether a narrow layer goes to 'blocked': ungrouped, undilated, 3x3, stride 1 or 2 alike,
     short of Winograd, within BLOCKED_* (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
     out_w = convolution.output_shape[3]
     if not (convolution.groups == 1 and convolution.dilation_h == convolution.dilation_w == 1
             and convolution.stride_h == convolution.stride_w and convolution.stride_h in (1, 2)
-            and KH == KW and KH in (3, 5) and BLOCKED_CHANNELS <= D <= BLOCKED_MOST_CHANNELS
+            and KH == KW == 3 and BLOCKED_CHANNELS <= D <= BLOCKED_MOST_CHANNELS
             and Cg <= BLOCKED_MOST_CHANNELS and Cg * KH * KW >= BLOCKED_TAPS
             and out_w <= BLOCKED_WIDEST):
         return False
     channels = min(D, Cg)
-    if convolution.stride_h == 1 and KH == 3 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK:
+    if convolution.stride_h == 1 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK:
         return False  # a Winograd layer
-    return pass_ == "forward" or (KH == 3 and out_w >= BLOCKED_GRADIENT_NARROWEST)
+    return pass_ == "forward" or out_w >= BLOCKED_GRADIENT_NARROWEST
 
 
 def choose(pass_, convolution):

@@ -53,8 +53,7 @@ def test_unpadded_strips_read_only_the_image(rng):
 
 def test_plan_sends_lenet5_second_layer_here():
     for pass_ in ("forward", "backward_input", "backward_weight"):
-        # its forward pass goes to 'blocked' (plan.py), its gradients stay here
-        assert plan(pass_, (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == ("blocked" if pass_ == "forward" else "strips")
+        assert plan(pass_, (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "strips"
         assert plan(pass_, (8, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # 34 / 32 wide
 
 

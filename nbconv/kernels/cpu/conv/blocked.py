@@ -23,6 +23,8 @@ on ResNet-20's layers, 32-8 wide).
 Only ungrouped layers (groups == 1); any stride, padding and dilation. Reads run up to 15 values past the
 grid and are kept inside each buffer's slack (SLACK values and one more row).
 """
+import functools
+
 import numba
 import numpy as np
 from numba import njit
@@ -38,17 +40,10 @@ WEIGHT_TAPS = 3  # taps a weight-gradient block sums at once (x CHANNEL_BLOCK x 
 SLACK = 2 * POSITIONS  # values past a buffer's last plane that the last block may read
 
 
-@njit(cache=True)
-def _blocks(count):
-    return -(-count // CHANNEL_BLOCK)
-
-
-@njit(cache=True)
 def _round_up(count, multiple):
     return -(-count // multiple) * multiple
 
 
-@njit(cache=True)
 def phase_geometry(H, W, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
     """(Hq, Wq, OH, OW): the phase planes' size and the output's for the forward pass and weight gradient."""
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
@@ -57,7 +52,6 @@ def phase_geometry(H, W, KH, KW, stride_h, stride_w, padding_h, padding_w, dilat
     return -(-padded_h // stride_h), -(-padded_w // stride_w), out_h, out_w
 
 
-@njit(cache=True)
 def transposed_geometry(H, W, OH, OW, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
     """(top, left, Hs, Ws): the zero rows above and columns left of the output gradient in the input
     gradient's source, and that source's size: every phase's taps read rows top + (ry + ph - i*dh) // s + yy,
@@ -143,54 +137,43 @@ def block_sums(source, offsets, taps, packed, packed_start, grid, grid_stride, r
 @njit(cache=True)
 def grid_products(source, offsets, taps, packed, channels, grid, grid_len):
     """block_sums over every block of 4 channels and every 16 of the grid_len positions."""
-    grid_stride = grid.shape[0] // _round_up(channels, CHANNEL_BLOCK)
-    for block in range(_blocks(channels)):
+    blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    grid_stride = grid.shape[0] // (blocks * CHANNEL_BLOCK)
+    for block in range(blocks):
         for q in range(0, grid_len, POSITIONS):
             block_sums(source, offsets, taps, packed, block * taps * CHANNEL_BLOCK, grid, grid_stride,
                        block * CHANNEL_BLOCK, q)
 
 
-@njit(cache=True)
-def tap_offsets(offsets, C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w):
-    """offsets[(c*KH + i)*KW + j]: where tap (c, i, j) starts reading in the phase planes."""
-    plane = plane_h * plane_w
-    for c in range(C):
-        for i in range(KH):
-            for j in range(KW):
-                y, x = i * dilation_h, j * dilation_w
-                offsets[(c * KH + i) * KW + j] = (((c * stride_h + y % stride_h) * stride_w + x % stride_w) * plane
-                                                  + (y // stride_h) * plane_w + x // stride_w)
+@functools.lru_cache(maxsize=256)
+def tap_offsets(C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w):
+    """offsets[(c*KH + i)*KW + j]: where tap (c, i, j) starts reading in the phase planes (int64; kept per
+    geometry, never written)."""
+    c, i, j = np.meshgrid(np.arange(C), np.arange(KH), np.arange(KW), indexing="ij")
+    y, x = i * dilation_h, j * dilation_w
+    offsets = (((c * stride_h + y % stride_h) * stride_w + x % stride_w) * (plane_h * plane_w)
+               + (y // stride_h) * plane_w + x // stride_w)
+    return np.ascontiguousarray(offsets.reshape(-1), dtype=np.int64)
 
 
-@njit(cache=True)
-def pack_filters(weight, packed):
-    """packed[(block*taps + t)*4 + k] = weight[block*4 + k, t] for taps t = (c, i, j) (zero past D)."""
-    D, C, KH, KW = weight.shape
-    taps = C * KH * KW
-    flat = weight.reshape((D, taps))
-    fill_zero(packed)
-    for d in range(D):
-        base = (d // CHANNEL_BLOCK) * taps * CHANNEL_BLOCK + d % CHANNEL_BLOCK
-        for t in range(taps):
-            packed[base + CHANNEL_BLOCK * t] = flat[d, t]
+def pack_filters(filters):
+    """filters (channels, taps) as packed[(block*taps + t)*4 + k] = filters[block*4 + k, t], zero past the
+    last channel: the order block_sums reads."""
+    channels, taps = filters.shape
+    padded = np.zeros((_round_up(channels, CHANNEL_BLOCK), taps), filters.dtype)
+    padded[:channels] = filters
+    return padded.reshape(-1, CHANNEL_BLOCK, taps).transpose(0, 2, 1).reshape(-1)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_forward_blocked_span(span_part, span_parts, input, weight, bias, output, phases, grid, stride_h, stride_w,
-                                padding_h, padding_w, dilation_h, dilation_w):
+def conv2d_forward_blocked_span(span_part, span_parts, input, bias, output, phases, grid, offsets, packed, stride_h,
+                                stride_w, padding_h, padding_w, plane_h, plane_w):
     """conv2d_forward_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N, C, H, W = input.shape
-    D, _, KH, KW = weight.shape
-    OH, OW = output.shape[2], output.shape[3]
-    plane_h, plane_w, _, _ = phase_geometry(H, W, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                            dilation_w)
-    taps = C * KH * KW
-    offsets = np.empty(taps, np.int64)
-    tap_offsets(offsets, C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
-    packed = np.empty(_round_up(D, CHANNEL_BLOCK) * taps, weight.dtype)
-    pack_filters(weight, packed)
+    N = input.shape[0]
+    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    taps = offsets.shape[0]
     grid_len = OH * plane_w
-    grid_stride = grid.shape[1] // _round_up(D, CHANNEL_BLOCK)
+    grid_stride = grid.shape[1] // ((D + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK * CHANNEL_BLOCK)
     has_bias = bias.shape[0] > 0
     chunks = phases.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -214,67 +197,47 @@ def conv2d_forward_blocked(input, weight, bias, output, phases, grid, stride_h, 
                            dilation_h, dilation_w):
     """output[n, d] = bias[d] + sum_{c, i, j} weight[d, c, i, j] * padded_input[n, c, oh*sh + i*dh, ow*sw + j*dw],
     an image a task."""
-    parallel_parts(conv2d_forward_blocked_span, numba.get_num_threads(), input, weight, bias, output, phases, grid,
-                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w)
-
-
-@njit(cache=True)
-def transposed_taps(weight, ry, rx, offsets, packed, top, left, source_w, stride_h, stride_w, padding_h, padding_w,
-                    dilation_h, dilation_w, source_plane):
-    """The taps of input phase (ry, rx): for each output channel d and tap (i, j) with (ry + ph - i*dh) and
-    (rx + pw - j*dw) multiples of the stride, offsets[t] = where it reads in the padded output gradient and
-    packed[(block*taps + t)*4 + k] = weight[d, block*4 + k, i, j] (zero past C). Returns the tap count."""
     D, C, KH, KW = weight.shape
-    taps = 0
-    for d in range(D):
-        for i in range(KH):
-            rows = ry + padding_h - i * dilation_h
-            if rows % stride_h != 0:
-                continue
-            for j in range(KW):
-                cols = rx + padding_w - j * dilation_w
-                if cols % stride_w != 0:
-                    continue
-                offsets[taps] = d * source_plane + (rows // stride_h + top) * source_w + cols // stride_w + left
-                taps += 1
-    fill_zero(packed[:_round_up(C, CHANNEL_BLOCK) * taps])
-    for c in range(C):
-        base = (c // CHANNEL_BLOCK) * taps * CHANNEL_BLOCK + c % CHANNEL_BLOCK
-        t = 0
-        for d in range(D):
-            for i in range(KH):
-                if (ry + padding_h - i * dilation_h) % stride_h != 0:
-                    continue
-                for j in range(KW):
-                    if (rx + padding_w - j * dilation_w) % stride_w != 0:
-                        continue
-                    packed[base + CHANNEL_BLOCK * t] = weight[d, c, i, j]
-                    t += 1
-    return taps
+    plane_h, plane_w, _, _ = phase_geometry(input.shape[2], input.shape[3], KH, KW, stride_h, stride_w, padding_h,
+                                            padding_w, dilation_h, dilation_w)
+    offsets = tap_offsets(C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
+    packed = pack_filters(weight.reshape(D, C * KH * KW))
+    parallel_parts(conv2d_forward_blocked_span, numba.get_num_threads(), input, bias, output, phases, grid, offsets,
+                   packed, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, weight, grad_input, padded, grid, stride_h,
-                                       stride_w, padding_h, padding_w, dilation_h, dilation_w):
-    """conv2d_backward_input_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N, C, H, W = grad_input.shape
-    D, _, KH, KW = weight.shape
-    OH, OW = grad_output.shape[2], grad_output.shape[3]
-    top, left, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, stride_h, stride_w, padding_h,
-                                                        padding_w, dilation_h, dilation_w)
-    source_plane = source_h * source_w
-    phase_count = stride_h * stride_w
-    most_taps = D * KH * KW
-    offsets = np.empty((phase_count, most_taps), np.int64)
-    packed = np.empty((phase_count, _round_up(C, CHANNEL_BLOCK) * most_taps), weight.dtype)
-    taps = np.empty(phase_count, np.int64)
+@functools.lru_cache(maxsize=256)
+def transposed_taps(D, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, top, left,
+                    source_w, source_plane):
+    """The taps of each input phase (ry, rx), phase = ry*sw + rx: the (d, i, j) with (ry + ph - i*dh) and
+    (rx + pw - j*dw) multiples of the stride, as (offsets (phases, D*KH*KW): where each reads in the padded
+    output gradient; columns (phases, D*KH*KW): its index d*KH*KW + i*KW + j; counts (phases,)). Kept per
+    geometry, never written."""
+    phases = stride_h * stride_w
+    offsets = np.zeros((phases, D * KH * KW), np.int64)
+    columns = np.zeros((phases, D * KH * KW), np.int64)
+    counts = np.zeros(phases, np.int64)
     for ry in range(stride_h):
         for rx in range(stride_w):
             phase = ry * stride_w + rx
-            taps[phase] = transposed_taps(weight, ry, rx, offsets[phase], packed[phase], top, left, source_w,
-                                          stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
-                                          source_plane)
-    grid_stride = grid.shape[1] // _round_up(C, CHANNEL_BLOCK)
+            rows = [(i, (ry + padding_h - i * dilation_h) // stride_h) for i in range(KH)
+                    if (ry + padding_h - i * dilation_h) % stride_h == 0]
+            cols = [(j, (rx + padding_w - j * dilation_w) // stride_w) for j in range(KW)
+                    if (rx + padding_w - j * dilation_w) % stride_w == 0]
+            taps = [(d * source_plane + (a + top) * source_w + b + left, (d * KH + i) * KW + j)
+                    for d in range(D) for i, a in rows for j, b in cols]
+            counts[phase] = len(taps)
+            if taps:
+                offsets[phase, :len(taps)], columns[phase, :len(taps)] = zip(*taps)
+    return offsets, columns, counts
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, grad_input, padded, grid, offsets, packed,
+                                       counts, stride_h, stride_w, top, left, source_h, source_w):
+    """conv2d_backward_input_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    N, C, H, W = grad_input.shape
+    grid_stride = grid.shape[1] // ((C + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK * CHANNEL_BLOCK)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
@@ -287,7 +250,7 @@ def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, weigh
                 for rx in range(min(stride_w, W)):
                     cols = (W - rx + stride_w - 1) // stride_w
                     phase = ry * stride_w + rx
-                    grid_products(source, offsets[phase], taps[phase], packed[phase], C, sums, rows * source_w)
+                    grid_products(source, offsets[phase], counts[phase], packed[phase], C, sums, rows * source_w)
                     for c in range(C):
                         for yy in range(rows):
                             start = c * grid_stride + yy * source_w
@@ -304,8 +267,19 @@ def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, weigh
 def conv2d_backward_input_blocked(grad_output, weight, grad_input, padded, grid, stride_h, stride_w, padding_h,
                                   padding_w, dilation_h, dilation_w):
     """grad_input = the transposed convolution of grad_output with weight, by input phase, an image a task."""
-    parallel_parts(conv2d_backward_input_blocked_span, numba.get_num_threads(), grad_output, weight, grad_input, padded,
-                   grid, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w)
+    D, C, KH, KW = weight.shape
+    H, W, OH, OW = grad_input.shape[2], grad_input.shape[3], grad_output.shape[2], grad_output.shape[3]
+    top, left, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, stride_h, stride_w, padding_h,
+                                                        padding_w, dilation_h, dilation_w)
+    offsets, columns, counts = transposed_taps(D, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                                               dilation_w, top, left, source_w, source_h * source_w)
+    by_input = weight.transpose(1, 0, 2, 3).reshape(C, D * KH * KW)
+    packed = np.zeros((counts.shape[0], _round_up(C, CHANNEL_BLOCK) * D * KH * KW), weight.dtype)
+    for phase, count in enumerate(counts):
+        filters = pack_filters(by_input[:, columns[phase, :count]])
+        packed[phase, :filters.shape[0]] = filters
+    parallel_parts(conv2d_backward_input_blocked_span, numba.get_num_threads(), grad_output, grad_input, padded, grid,
+                   offsets, packed, counts, stride_h, stride_w, top, left, source_h, source_w)
 
 
 @njit(cache=True)
@@ -363,19 +337,15 @@ def weight_block_sums(spread, spread_stride, row, source, offsets, t, grid_len, 
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def conv2d_backward_weight_blocked_span(span_part, span_parts, grad_output, input, grad_weight, phases, spread,
-                                        partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w):
+def conv2d_backward_weight_blocked_span(span_part, span_parts, grad_output, input, phases, spread, partial, offsets,
+                                        stride_h, stride_w, padding_h, padding_w, plane_h, plane_w):
     """conv2d_backward_weight_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N, C, H, W = input.shape
-    D, _, KH, KW = grad_weight.shape
-    OH, OW = grad_output.shape[2], grad_output.shape[3]
-    plane_h, plane_w, _, _ = phase_geometry(H, W, KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                            dilation_w)
-    taps = C * KH * KW
-    offsets = np.empty(taps, np.int64)
-    tap_offsets(offsets, C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
-    grid_len = _round_up(OH * plane_w, LANES)
-    spread_stride = spread.shape[1] // _round_up(D, CHANNEL_BLOCK)
+    N = input.shape[0]
+    D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    taps = offsets.shape[0]
+    grid_len = (OH * plane_w + LANES - 1) // LANES * LANES
+    blocks = (D + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    spread_stride = spread.shape[1] // (blocks * CHANNEL_BLOCK)
     chunks = phases.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
@@ -392,7 +362,7 @@ def conv2d_backward_weight_blocked_span(span_part, span_parts, grad_output, inpu
                     row = grad_output[n, d, oh]
                     for ow in range(OW):
                         target[ow] = row[ow]
-            for block in range(_blocks(D)):
+            for block in range(blocks):
                 for t in range(0, taps, WEIGHT_TAPS):
                     weight_block_sums(gradient, spread_stride, block * CHANNEL_BLOCK, source, offsets, t, grid_len,
                                       sums, taps, D)
@@ -402,8 +372,12 @@ def conv2d_backward_weight_blocked(grad_output, input, grad_weight, phases, spre
                                    padding_h, padding_w, dilation_h, dilation_w):
     """grad_weight = sum over images of the products of grad_output with the padded input, as transposed
     partial sums per chunk of images (chunks, 1, C*KH*KW, D) added in chunk order."""
-    parallel_parts(conv2d_backward_weight_blocked_span, numba.get_num_threads(), grad_output, input, grad_weight, phases,
-                   spread, partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w)
+    D, C, KH, KW = grad_weight.shape
+    plane_h, plane_w, _, _ = phase_geometry(input.shape[2], input.shape[3], KH, KW, stride_h, stride_w, padding_h,
+                                            padding_w, dilation_h, dilation_w)
+    offsets = tap_offsets(C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
+    parallel_parts(conv2d_backward_weight_blocked_span, numba.get_num_threads(), grad_output, input, phases, spread,
+                   partial, offsets, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
     sum_partials(partial, grad_weight)
 
 
@@ -423,9 +397,9 @@ def buffers(pass_, convolution, itemsize, threads):
     _, _, OH, OW = convolution.output_shape
     hyper = (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
              convolution.dilation_h, convolution.dilation_w)
-    plane_h, plane_w, _, _ = phase_geometry.py_func(H, W, KH, KW, *hyper)
+    plane_h, plane_w, _, _ = phase_geometry(H, W, KH, KW, *hyper)
     if pass_ == "backward_input":
-        top, left, source_h, source_w = transposed_geometry.py_func(H, W, OH, OW, KH, KW, *hyper)
+        top, left, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, *hyper)
         source = D * source_h * source_w + source_w
         stride_h = convolution.stride_h
         channels, positions = C, ((H + stride_h - 1) // stride_h) * source_w
@@ -436,7 +410,7 @@ def buffers(pass_, convolution, itemsize, threads):
     partial_bytes = C * KH * KW * D * itemsize
     chunks = max(1, min(tasks, max_chunks(pass_, threads, partial_bytes)))
     own = (("padded", "padded", (chunks, source + SLACK)),
-           ("grid", "col", (chunks, _round_up.py_func(channels, CHANNEL_BLOCK) * (_round_up.py_func(positions, POSITIONS) + SLACK))))
+           ("grid", "col", (chunks, _round_up(channels, CHANNEL_BLOCK) * (_round_up(positions, POSITIONS) + SLACK))))
     if pass_ == "backward_weight":
         return own + (("partial_sums", "partial", (chunks, 1, C * KH * KW, D)),)
     return own

@@ -39,33 +39,30 @@ def test_blocked_in_float32_matches_reference(rng):
     check("blocked", (2, 16, 10, 10, 32, 3, 2, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
 
 
-def _run_parts(pass_, case, parts, rng):
+def _run_parts(pass_, case, parts, monkeypatch):
     """One pass of the blocked kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
     x, w, b, hyper = random_case(case, np.random.default_rng(7))
+    monkeypatch.setattr(blocked, "parallel_parts",
+                        lambda span, _, *args: parallel_parts(span, parts, *args))
     chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="blocked", threads=3)
     buffers = dispatch.buffers(chosen)
-    strides = hyper[:6]
     grad_y = np.random.default_rng(8).standard_normal(chosen.convolution.output_shape)
     if pass_ == "forward":
         out = np.empty(chosen.convolution.output_shape)
-        parallel_parts(blocked.conv2d_forward_blocked_span, parts, x, w, b, out, buffers["padded"], buffers["grid"],
-                       *strides)
+        blocked.forward(x, w, b, out, buffers, chosen)
     elif pass_ == "backward_input":
         out = np.empty(x.shape)
-        parallel_parts(blocked.conv2d_backward_input_blocked_span, parts, grad_y, w, out, buffers["padded"],
-                       buffers["grid"], *strides)
+        blocked.backward_input(grad_y, w, out, buffers, chosen)
     else:
-        partial = buffers["partial_sums"]
-        parallel_parts(blocked.conv2d_backward_weight_blocked_span, parts, grad_y, x, w, buffers["padded"],
-                       buffers["grid"], partial, *strides)
-        out = partial.copy()
+        out = np.empty(w.shape)
+        blocked.backward_weight(grad_y, x, out, buffers, chosen)
     return out
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
-def test_results_do_not_depend_on_the_thread_count(pass_, rng):
+def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
     case = (7, 5, 9, 9, 6, 3, 2, 1, 1, 1)
-    results = [_run_parts(pass_, case, parts, rng) for parts in (1, 2, 3)]
+    results = [_run_parts(pass_, case, parts, monkeypatch) for parts in (1, 2, 3)]
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
@@ -86,21 +83,17 @@ def _furthest_reads(pass_, convolution):
     plane_h, plane_w, _, _ = blocked.phase_geometry(H, W, KH, KW, *strides)
     if pass_ == "backward_input":
         top, left, source_h, source_w = blocked.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
-        weight = np.ones(convolution.weight_shape)
+        offsets, _, counts = blocked.transposed_taps(D, KH, KW, *strides, top, left, source_w, source_h * source_w)
         furthest = 0
         for ry in range(min(strides[0], H)):
             for rx in range(min(strides[1], W)):
-                offsets = np.zeros(D * KH * KW, np.int64)
-                packed = np.zeros(-(-C // 4) * 4 * D * KH * KW)
-                taps = blocked.transposed_taps(weight, ry, rx, offsets, packed, top, left, source_w, *strides,
-                                               source_h * source_w)
+                phase = ry * strides[1] + rx
                 grid_len = -(-(H - ry) // strides[0]) * source_w
-                if taps:
-                    furthest = max(furthest, offsets[:taps].max() + -(-grid_len // 16) * 16)
+                if counts[phase]:
+                    furthest = max(furthest, offsets[phase, :counts[phase]].max() + -(-grid_len // 16) * 16)
         rows = -(-H // strides[0]) * source_w
         return furthest, -(-rows // 16) * 16, -(-C // 4) * 4
-    offsets = np.zeros(C * KH * KW, np.int64)
-    blocked.tap_offsets(offsets, C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
+    offsets = blocked.tap_offsets(C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
     step = 16 if pass_ == "forward" else 8
     grid_len = -(-OH * plane_w // step) * step
     return offsets.max() + grid_len, grid_len, -(-D // 4) * 4

@@ -24,10 +24,11 @@ def _conv_case(rng, input_shape, weight_shape, **hyper):
 # (input shape, weight shape, hyper-parameters, the algorithm the plan picks for the forward pass)
 CONV_CASES = [
     ((2, 32, 22, 22), (32, 32, 3, 3), dict(padding=1), "winograd"),
-    ((2, 16, 17, 17), (16, 16, 3, 3), dict(padding=1), "shift"),
+    ((2, 16, 6, 34), (16, 16, 3, 3), dict(padding=1), "shift"),
     ((2, 3, 9, 10), (9, 3, 3, 3), dict(padding=1), "wide"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),
     ((2, 6, 14, 14), (16, 6, 5, 5), dict(), "strips"),
+    ((3, 16, 9, 10), (17, 16, 3, 3), dict(stride=2, padding=1), "blocked"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),
     ((2, 5, 6, 7), (4, 5, 1, 1), dict(), "pointwise"),
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6), "depthwise3x3"),

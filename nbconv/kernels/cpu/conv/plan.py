@@ -8,6 +8,11 @@ gradient). The choice, in order:
 - depthwise (one input channel per group): 'depthwise3x3' for one 3x3 filter per channel, stride 1, no
   dilation, padding <= 2 (every tap unrolled, depthwise.py); else 'direct' (loop nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
+- narrow layers: 'blocked' (direct convolution summed in vector registers, 4 output channels x 16 positions,
+  blocked.py) for ungrouped, undilated 3x3 layers of stride 1 or 2 with BLOCKED_CHANNELS to
+  BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS taps a filter or more
+  and outputs at most BLOCKED_WIDEST wide, that are not Winograd's (below): their forward pass, and with
+  outputs at least BLOCKED_GRADIENT_NARROWEST wide their input and weight gradients too (ResNet-20's layers);
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -45,6 +50,19 @@ forward + weight gradient, one thread, alternating rounds: 1.83x; the products o
 there, which OpenBLAS runs at ~16 GFLOP/s. On LeNet-5's second layer (6 -> 16) wide stays ahead: flat's
 forward 0.46x, its weight gradient 0.9-1.05x.
 
+blocked against the previous choice on ResNet-20's layers (batch 128) and LeNet-5's second (batch 64), one
+thread, thread CPU time, alternating rounds, loaded machine (benchmarks/blocked_layers.py): forward 1.36x at
+16 channels 32 wide (against shift), 1.24x at 32 x 16 and 1.05x at 64 x 8 (strips), 1.42x and 1.32x on the
+stride-2 layers 16 -> 32 and 32 -> 64 (gemm), 1.17x on LeNet-5's 5x5 (strips; left there: 0.1 ms of a 6 ms
+step, against 3-4 s more of cold compiling, blocked's forward in place of strips' whose row helper its
+gradients share). Input gradient 1.05x at 16 x 32
+(shift), 1.09x at 32 x 16 (strips), 1.22x on the stride-2 16 -> 32 (gemm); but 0.90x at 64 x 8, 1.00x on the
+stride-2 layer 8 wide and 0.63x on LeNet-5's 5x5, which keep strips and gemm. Weight gradient 1.50x at 16 x 32,
+1.05x at 32 x 16, 1.33x on the stride-2 16 -> 32; but 0.57x at 64 x 8 and 0.95x on the stride-2 layer 8 wide,
+where its sums run over 80-position grids (the 10-wide padded rows of 8 outputs) and the per-block set-up
+and lane sums weigh, so those keep strips and gemm. Against PyTorch (oneDNN) in the same runs: forward
+1.1x at 16 x 32, 0.99x at 32 x 16, 0.87x at 64 x 8, 0.68-0.69x on the stride-2 layers.
+
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
 and a wide layer's unrolled rows use the same "col" memory), so a model holds one of each slot at a time.
@@ -63,7 +81,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
+from . import blocked, blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -76,6 +94,11 @@ FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 STRIPS_WASTE = 1.3  # strips instead of wide when the padded width is at least this many output widths
 STRIPS_NARROW = 16  # 3x3 layers short of Winograd with 16+ channels: strips up to this output width,
 STRIPS_NARROW_WEIGHT = 32  # ... and their weight gradient up to this one
+BLOCKED_CHANNELS = 16  # blocked (direct, in registers): layers with at least this many output channels,
+BLOCKED_MOST_CHANNELS = 64  # ... at most this many in and out,
+BLOCKED_TAPS = 144  # ... at least this many taps a filter (C*3*3: 16 input channels),
+BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
+BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -97,6 +120,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("wide", wide, wide.applies),
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
+    Algorithm("blocked", blocked, blocked.applies),
 )}
 
 
@@ -162,6 +186,23 @@ def _unrolled(convolution):
     return "strips" if padded_w >= STRIPS_WASTE * out_w else "wide"
 
 
+def _blocked(pass_, convolution):
+    """Whether a narrow layer goes to 'blocked': ungrouped, undilated, 3x3, stride 1 or 2 alike,
+    short of Winograd, within BLOCKED_* (see the module docstring)."""
+    D, Cg, KH, KW = convolution.weight_shape
+    out_w = convolution.output_shape[3]
+    if not (convolution.groups == 1 and convolution.dilation_h == convolution.dilation_w == 1
+            and convolution.stride_h == convolution.stride_w and convolution.stride_h in (1, 2)
+            and KH == KW == 3 and BLOCKED_CHANNELS <= D <= BLOCKED_MOST_CHANNELS
+            and Cg <= BLOCKED_MOST_CHANNELS and Cg * KH * KW >= BLOCKED_TAPS
+            and out_w <= BLOCKED_WIDEST):
+        return False
+    channels = min(D, Cg)
+    if convolution.stride_h == 1 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK:
+        return False  # a Winograd layer
+    return pass_ == "forward" or out_w >= BLOCKED_GRADIENT_NARROWEST
+
+
 def choose(pass_, convolution):
     """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
@@ -170,6 +211,8 @@ def choose(pass_, convolution):
         return "depthwise3x3" if depthwise.applies(pass_, convolution) else "direct"
     if gemm.applies_pointwise(pass_, convolution):
         return "pointwise"
+    if _blocked(pass_, convolution):
+        return "blocked"
     if convolution.stride_h == convolution.stride_w == 1:
         if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
             return "flat"
@@ -203,7 +246,8 @@ def applicable(pass_, convolution):
 SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
-                             "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT")),
+                             "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
+                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -214,6 +258,7 @@ SETTINGS = (
     (wide, ("block_rows", "max_chunks")),
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
+    (blocked, ("CHANNEL_BLOCK", "POSITIONS", "SLACK", "max_chunks")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
 

@@ -11,7 +11,7 @@ CASES = {  # input shape, weight shape, (stride, padding): the algorithm the pla
     "pointwise": ((1, 24, 7, 5), (130, 24, 1, 1), (1, 0)),
     "gemm": ((2, 6, 9, 7), (17, 6, 3, 3), (2, 1)),
     "winograd": ((1, 32, 5, 23), (33, 32, 3, 3), (1, 1)),
-    "shift": ((2, 16, 6, 17), (16, 16, 3, 3), (1, 1)),
+    "shift": ((2, 16, 6, 40), (16, 16, 3, 3), (1, 1)),
 }
 
 

@@ -25,10 +25,13 @@ CLASSES = [
     ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd_weight")),
-    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("strips",) * 3),
-    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("strips",) * 3),
-    ("3x3, 16 channels 32 wide (ResNet-20)", (2, 16, 32, 32), (16, 16, 3, 3), (1, 1, 1, 1), ("shift", "shift", "strips")),
-    ("3x3, 32 channels 17 wide", (2, 32, 17, 17), (32, 32, 3, 3), (1, 1, 1, 1), ("shift", "shift", "strips")),
+    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("blocked", "strips", "strips")),
+    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("blocked", "strips", "strips")),
+    ("3x3, 16 channels 32 wide (ResNet-20)", (2, 16, 32, 32), (16, 16, 3, 3), (1, 1, 1, 1), ("blocked",) * 3),
+    ("3x3, 32 channels 17 wide", (2, 32, 17, 17), (32, 32, 3, 3), (1, 1, 1, 1), ("blocked",) * 3),
+    ("3x3, 16 channels 33 wide: too wide for blocked", (2, 16, 33, 33), (16, 16, 3, 3), (1, 1, 1, 1), ("shift", "shift", "shift")),
+    ("3x3 strided, 16 -> 32 channels (ResNet-20)", (2, 16, 32, 32), (32, 16, 3, 3), (2, 1, 1, 1), ("blocked",) * 3),
+    ("3x3 strided, 32 -> 64 channels 8 wide", (2, 32, 16, 16), (64, 32, 3, 3), (2, 1, 1, 1), ("blocked", "gemm", "gemm")),
     ("3x3, 16 channels: too few for Winograd", (2, 16, 56, 56), (16, 16, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
     ("3x3 dilated, 32 channels", (2, 32, 28, 28), (32, 32, 3, 3), (1, 2, 2, 1), ("shift",) * 3),
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
@@ -64,8 +67,9 @@ def test_the_classes_cover_every_algorithm_and_pass():
             assert (pass_, name) in covered
 
 
-def test_winograd_thresholds_at_their_boundaries():
+def test_winograd_thresholds_at_their_boundaries(monkeypatch):
     """Winograd from WINOGRAD_CHANNELS channels and channels x output width >= WINOGRAD_WORK."""
+    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
     channels, work = planning.WINOGRAD_CHANNELS, planning.WINOGRAD_WORK
     width = -(-work // channels)  # the narrowest output that qualifies
     at = plan(FORWARD, (1, channels, width, width), (channels, channels, 3, 3), 1, 1, 1, 1)
@@ -74,8 +78,9 @@ def test_winograd_thresholds_at_their_boundaries():
     assert (at.algorithm, narrower.algorithm, fewer.algorithm) == ("winograd", "shift", "shift")
 
 
-def test_strips_threshold_at_its_boundary():
+def test_strips_threshold_at_its_boundary(monkeypatch):
     """strips once the padded width reaches STRIPS_WASTE output widths."""
+    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
     for width in range(3, 40):
         out_w = width + 2 - 2  # 3x3, padding 1
         expected = "strips" if width + 2 >= planning.STRIPS_WASTE * out_w else "wide"
@@ -83,9 +88,10 @@ def test_strips_threshold_at_its_boundary():
             assert plan(pass_, (1, 4, width, width), (16, 4, 3, 3), 1, 1, 1, 1).algorithm == expected
 
 
-def test_strips_for_narrow_layers_at_their_boundaries():
+def test_strips_for_narrow_layers_at_their_boundaries(monkeypatch):
     """3x3 layers short of Winograd with SHIFT_CHANNELS or more: strips up to STRIPS_NARROW output columns, the
     weight gradient up to STRIPS_NARROW_WEIGHT; not for fewer channels, groups or dilation."""
+    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
     channels = planning.SHIFT_CHANNELS
     for pass_, limit in ((FORWARD, planning.STRIPS_NARROW), (INPUT, planning.STRIPS_NARROW),
                          (WEIGHT, planning.STRIPS_NARROW_WEIGHT)):
@@ -100,6 +106,7 @@ def test_strips_for_narrow_layers_at_their_boundaries():
 
 
 def test_shift_thresholds_at_their_boundaries(monkeypatch):
+    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
     monkeypatch.setattr(planning, "STRIPS_NARROW", 0)  # the rules below it, for the narrow layers of this test
     monkeypatch.setattr(planning, "STRIPS_NARROW_WEIGHT", 0)
     shift, shift_weight = planning.SHIFT_CHANNELS, planning.SHIFT_WEIGHT_CHANNELS
@@ -120,12 +127,13 @@ def test_thresholds_are_read_at_each_call(monkeypatch):
 
 def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
-    assert applicable(FORWARD, strided) == ["direct", "gemm"]
+    assert applicable(FORWARD, strided) == ["direct", "gemm", "blocked"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm"]
-    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "blocked"]
+    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm",
+                                         "blocked"]
 
 
 def test_bad_requests_are_value_errors():
@@ -221,10 +229,10 @@ def test_every_setting_the_plan_reads_is_part_of_its_key():
 
 
 def test_plans_are_remembered_per_arguments_thread_count_and_settings(monkeypatch):
-    args = (FORWARD, (2, 6, 14, 14), (16, 6, 5, 5), 1, 1, 0, 0, 1, 1, 1)
+    args = (INPUT, (2, 6, 14, 14), (16, 6, 5, 5), 1, 1, 0, 0, 1, 1, 1)
     first = plan(*args)
     assert plan(*args) is first and plan(*args, dtype=np.float32) is first
-    batch = (FORWARD, (64, 6, 14, 14)) + args[2:]
+    batch = (INPUT, (64, 6, 14, 14)) + args[2:]
     assert plan(*batch, threads=1).buffers != plan(*batch, threads=8).buffers  # sized per thread count
     assert plan(*args, dtype=np.float64).buffers[0].dtype == np.float64
     monkeypatch.setattr(planning, "STRIPS_WASTE", float("inf"))  # wide, as before strips existed

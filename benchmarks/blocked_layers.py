@@ -1,0 +1,120 @@
+"""The blocked direct convolution (conv/blocked.py) against the plan's other choice and PyTorch CPU, per layer
+and per pass, in alternating rounds.
+
+Layers: ResNet-20's convolutions (batch 128: 16, 32, 64 channels at 32, 16, 8 wide, and its two stride-2
+layers) and LeNet-5's second (batch 64, 6 -> 16, 5x5 on 14x14). Each round times every contender once per
+pass (the mean of --repeat calls); the table gives the median over rounds, and min-max of the ratio.
+
+--clock thread: CPU time of the calling thread (use with --threads 1: the other threads' time is not seen);
+--clock wall: wall time.
+
+Usage: python benchmarks/blocked_layers.py [--rounds 5] [--repeat 3] [--threads N] [--clock wall|thread]
+       [--against ALGORITHM] [--layers NAME,...]
+"""
+import argparse
+import statistics
+import time
+
+import numba
+import numpy as np
+
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import choose, plan, Convolution
+
+LAYERS = {  # name: (input shape, weight shape, stride, padding)
+    "r20-16x32": ((128, 16, 32, 32), (16, 16, 3, 3), 1, 1),
+    "r20-32x16": ((128, 32, 16, 16), (32, 32, 3, 3), 1, 1),
+    "r20-64x8": ((128, 64, 8, 8), (64, 64, 3, 3), 1, 1),
+    "r20-s2-16to32": ((128, 16, 32, 32), (32, 16, 3, 3), 2, 1),
+    "r20-s2-32to64": ((128, 32, 16, 16), (64, 32, 3, 3), 2, 1),
+    "lenet-conv2": ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+}
+PASSES = ("forward", "backward_input", "backward_weight")
+
+
+def runner(pass_, algorithm, x, w, b, grad_y, stride, padding):
+    chosen = plan(pass_, x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype, algorithm=algorithm)
+    out = np.empty(chosen.convolution.output_shape if pass_ == "forward" else
+                   x.shape if pass_ == "backward_input" else w.shape, x.dtype)
+    if pass_ == "forward":
+        return lambda: dispatch.run_forward(chosen, x, w, b, out)
+    if pass_ == "backward_input":
+        return lambda: dispatch.run_backward_input(chosen, grad_y, w, out)
+    return lambda: dispatch.run_backward_weight(chosen, grad_y, x, out)
+
+
+def torch_runner(pass_, x, w, b, grad_y, stride, padding):
+    import torch
+    import torch.nn.functional as tF
+    tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, grad_y))
+    if pass_ == "forward":
+        return lambda: tF.conv2d(tx, tw, tb, stride, padding)
+    if pass_ == "backward_input":
+        return lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, stride, padding)
+    return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, stride, padding)
+
+
+def timed(function, repeat, clock):
+    start = clock()
+    for _ in range(repeat):
+        function()
+    return (clock() - start) / repeat
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    parser.add_argument("--against", default=None, help="an algorithm to compare with (default: the plan's choice"
+                                                        " without blocked)")
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    if args.threads:
+        numba.set_num_threads(args.threads)
+        if not args.no_torch:
+            import torch
+            torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}")
+    print(f"{'layer':16} {'pass':16} {'other':>8} {'blocked ms':>11} {'other ms':>9} {'torch ms':>9} "
+          f"{'vs other':>16} {'vs torch':>16}")
+    for name in args.layers.split(","):
+        input_shape, weight_shape, stride, padding = LAYERS[name]
+        x = rng.standard_normal(input_shape).astype(np.float32)
+        w = rng.standard_normal(weight_shape).astype(np.float32)
+        b = rng.standard_normal(weight_shape[0]).astype(np.float32)
+        convolution = Convolution(input_shape, weight_shape, stride, stride, padding, padding)
+        grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
+        for pass_ in PASSES:
+            other = args.against or choose(pass_, convolution)
+            if other == "blocked":
+                other = "strips" if stride == 1 else "gemm"
+            contenders = {"blocked": runner(pass_, "blocked", x, w, b, grad_y, stride, padding),
+                          "other": runner(pass_, other, x, w, b, grad_y, stride, padding)}
+            if not args.no_torch:
+                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, stride, padding)
+            for function in contenders.values():
+                function()  # compile, allocate
+            times = {key: [] for key in contenders}
+            for _ in range(args.rounds):
+                for key, function in contenders.items():
+                    times[key].append(timed(function, args.repeat, clock))
+            median = {key: statistics.median(value) for key, value in times.items()}
+            versus_other = [o / bl for o, bl in zip(times["other"], times["blocked"])]
+            row = (f"{name:16} {pass_:16} {other:>8} {median['blocked'] * 1e3:11.2f} {median['other'] * 1e3:9.2f} ")
+            if "torch" in times:
+                versus_torch = [t / bl for t, bl in zip(times["torch"], times["blocked"])]
+                row += (f"{median['torch'] * 1e3:9.2f} {statistics.median(versus_other):5.2f}x "
+                        f"({min(versus_other):.2f}-{max(versus_other):.2f}) {statistics.median(versus_torch):5.2f}x "
+                        f"({min(versus_torch):.2f}-{max(versus_torch):.2f})")
+            else:
+                row += f"{'':9} {statistics.median(versus_other):5.2f}x ({min(versus_other):.2f}-{max(versus_other):.2f})"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()

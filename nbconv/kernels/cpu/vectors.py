@@ -1,0 +1,142 @@
+"""Values of 8 lanes that compiled code holds in vector registers: Numba locals of type Vector are LLVM
+`<8 x float>` (or `<8 x double>`) values, so a handful of them, updated in a loop, stay in registers.
+
+Numba has no vector type of its own, and a small numpy array in a loop lives in memory (each update a load
+and a store); these make register blocking possible: a kernel keeps e.g. 8 accumulators as 8 Vector locals.
+Loads and stores read and write 8 consecutive values of a flat C-contiguous array; callers guarantee that they
+lie inside it, nothing is checked here. Multiply-adds use llvm.fmuladd, a fused multiply-add instruction
+where the CPU has one.
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 8  # one 256-bit register of float32 (two of float64)
+
+
+class Vector(types.Type):
+    """LANES values of one floating-point dtype, held as one LLVM vector value."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Vector({dtype})")
+
+
+@register_model(Vector)
+class VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), LANES))
+
+
+def _pointer(context, builder, array_type, array, index, vector_type):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), vector_type.as_pointer())
+
+
+def _element_align(context, dtype):
+    return context.get_abi_sizeof(context.get_data_type(dtype))
+
+
+@intrinsic
+def zeros(typingctx, like):
+    """A Vector of zeros of `like`'s dtype (like: an array)."""
+    vector = Vector(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(context.get_value_type(vector), None)
+
+    return vector(like), codegen
+
+
+@intrinsic
+def load(typingctx, array, index):
+    """array[index:index + 8] as a Vector (a flat array)."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        llvm_type = context.get_value_type(vector)
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1], llvm_type)
+        return builder.load(pointer, align=_element_align(context, array.dtype))
+
+    return vector(array, index), codegen
+
+
+@intrinsic
+def broadcast(typingctx, array, index):
+    """array[index] in every lane (a flat array; one broadcast load, no check of the index)."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        scalar = builder.load(builder.gep(data, [args[1]]), align=_element_align(context, array.dtype))
+        llvm_type = context.get_value_type(vector)
+        value = ir.Constant(llvm_type, None)
+        for lane in range(LANES):
+            value = builder.insert_element(value, scalar, ir.Constant(ir.IntType(32), lane))
+        return value
+
+    return vector(array, index), codegen
+
+
+@intrinsic
+def store(typingctx, array, index, value):
+    """array[index:index + 8] = value (a flat array)."""
+    def codegen(context, builder, signature, args):
+        llvm_type = context.get_value_type(signature.args[2])
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1], llvm_type)
+        builder.store(args[2], pointer, align=_element_align(context, array.dtype))
+        return context.get_dummy_value()
+
+    return types.void(array, index, value), codegen
+
+
+def _fmuladd(builder, a, b, c):
+    element = "f32" if a.type.element == ir.FloatType() else "f64"
+    name = f"llvm.fmuladd.v{LANES}{element}"
+    function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(a.type, [a.type] * 3), name)
+    return builder.call(function, [a, b, c])
+
+
+@intrinsic
+def add_product(typingctx, total, value, scalar):
+    """total + value * scalar (scalar broadcast to every lane), one fused multiply-add."""
+    def codegen(context, builder, signature, args):
+        total_value, vector_value, scalar_value = args
+        scalar_value = context.cast(builder, scalar_value, signature.args[2], signature.args[0].dtype)
+        broadcast = ir.Constant(vector_value.type, None)
+        for lane in range(LANES):
+            broadcast = builder.insert_element(broadcast, scalar_value, ir.Constant(ir.IntType(32), lane))
+        return _fmuladd(builder, vector_value, broadcast, total_value)
+
+    return total(total, value, scalar), codegen
+
+
+@intrinsic
+def add_products(typingctx, total, value, other):
+    """total + value * other, lane by lane, one fused multiply-add."""
+    def codegen(context, builder, signature, args):
+        return _fmuladd(builder, args[1], args[2], args[0])
+
+    return total(total, value, other), codegen
+
+
+def _mask(lanes):
+    lanes = list(lanes)
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), lanes)
+
+
+@intrinsic
+def lane_sum(typingctx, value):
+    """The sum of a Vector's lanes (pairwise: lanes 0-3 + 4-7, then halves again)."""
+    def codegen(context, builder, signature, args):
+        vector = args[0]
+        width = LANES
+        while width > 1:
+            width //= 2
+            low = builder.shuffle_vector(vector, vector, _mask(range(width)))
+            high = builder.shuffle_vector(vector, vector, _mask(range(width, 2 * width)))
+            vector = builder.fadd(low, high)
+        return builder.extract_element(vector, ir.Constant(ir.IntType(32), 0))
+
+    return value.dtype(value), codegen

@@ -153,7 +153,7 @@ def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
     """The helper asks the plan: when the plan's choice changes, so do the kernels it compiles."""
     from nbconv.kernels.cpu.conv import plan as conv_plan
     chosen = {kernel[1] for step, kernel in _helper_work("resnet20", (3, 32, 32), monkeypatch) if step == "convolution"}
-    assert chosen == {"strips", "shift", "gemm", "wide"}
+    assert chosen == {"blocked", "strips", "gemm", "wide"}
     conv_plan.forget_plans()
     try:
         monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")

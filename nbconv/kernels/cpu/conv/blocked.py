@@ -63,7 +63,7 @@ def transposed_geometry(H, W, OH, OW, KH, KW, stride_h, stride_w, padding_h, pad
     return top, left, rows, cols
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def split_pad(image, target, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w):
     """target[((c*sh + y % sh)*sw + x % sw)*Hq*Wq + (y // sh)*Wq + x // sw] = image[c, y - ph, x - pw] for
     padded pixels (y, x) inside the image, zero elsewhere (and in the slack)."""
@@ -91,7 +91,7 @@ def split_pad(image, target, stride_h, stride_w, padding_h, padding_w, plane_h, 
                         target[start + first + k] = source[image_start + k * stride_w]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def block_sums(source, offsets, taps, packed, packed_start, grid, grid_stride, row, q):
     """grid[(row + k)*grid_stride + q + p] = sum over taps t of packed[packed_start + 4t + k] *
     source[offsets[t] + q + p], for k < 4 and p < 16: 8 vector accumulators."""
@@ -134,7 +134,7 @@ def block_sums(source, offsets, taps, packed, packed_start, grid, grid_stride, r
     store(grid, at + LANES, a31)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def grid_products(source, offsets, taps, packed, channels, grid, grid_len):
     """block_sums over every block of 4 channels and every 16 of the grid_len positions."""
     blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
@@ -165,7 +165,7 @@ def pack_filters(filters):
     return padded.reshape(-1, CHANNEL_BLOCK, taps).transpose(0, 2, 1).reshape(-1)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_blocked_span(span_part, span_parts, input, bias, output, phases, grid, offsets, packed, stride_h,
                                 stride_w, padding_h, padding_w, plane_h, plane_w):
     """conv2d_forward_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -232,7 +232,7 @@ def transposed_taps(D, KH, KW, stride_h, stride_w, padding_h, padding_w, dilatio
     return offsets, columns, counts
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_blocked_span(span_part, span_parts, grad_output, grad_input, padded, grid, offsets, packed,
                                        counts, stride_h, stride_w, top, left, source_h, source_w):
     """conv2d_backward_input_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
@@ -282,7 +282,7 @@ def conv2d_backward_input_blocked(grad_output, weight, grad_input, padded, grid,
                    offsets, packed, counts, stride_h, stride_w, top, left, source_h, source_w)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def weight_block_sums(spread, spread_stride, row, source, offsets, t, grid_len, partial, taps, D):
     """partial[t + u, row + k] += sum over q < grid_len of spread[(row + k)*spread_stride + q] *
     source[offsets[t + u] + q], for k < 4 and u < 3 (taps t + u < taps, channels row + k < D): 12 vector
@@ -336,7 +336,7 @@ def weight_block_sums(spread, spread_stride, row, source, offsets, t, grid_len, 
                 partial[t + 2, row + k] += lane_sum(sums[k][2])
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_blocked_span(span_part, span_parts, grad_output, input, phases, spread, partial, offsets,
                                         stride_h, stride_w, padding_h, padding_w, plane_h, plane_w):
     """conv2d_backward_weight_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""

@@ -33,6 +33,7 @@ from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add_products, broadcast, lane_sum, load, store, zeros
 from .blocks import max_chunks
+from .rows import compact_rows
 
 CHANNEL_BLOCK = 4  # output channels (input channels for the input gradient) a block sums at once
 POSITIONS = 2 * LANES  # grid positions a block sums at once: two vectors
@@ -170,27 +171,21 @@ def conv2d_forward_blocked_span(span_part, span_parts, input, bias, output, phas
                                 stride_w, padding_h, padding_w, plane_h, plane_w):
     """conv2d_forward_blocked over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N = input.shape[0]
-    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    D, OH = output.shape[1], output.shape[2]
     taps = offsets.shape[0]
     grid_len = OH * plane_w
-    grid_stride = grid.shape[1] // ((D + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK * CHANNEL_BLOCK)
-    has_bias = bias.shape[0] > 0
+    rounded = (D + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK * CHANNEL_BLOCK
+    grid_stride = grid.shape[1] // rounded
     chunks = phases.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         source, sums = phases[chunk], grid[chunk]
+        by_channel = sums[:rounded * grid_stride].reshape((rounded, grid_stride))
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             split_pad(input[n], source, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
             grid_products(source, offsets, taps, packed, D, sums, grid_len)
-            for d in range(D):
-                offset = bias[d] if has_bias else 0
-                for oh in range(OH):
-                    start = d * grid_stride + oh * plane_w
-                    row = sums[start:start + OW]
-                    target = output[n, d, oh]
-                    for ow in range(OW):
-                        target[ow] = row[ow] + offset
+            compact_rows(by_channel, output, n, 0, OH, plane_w, bias)
 
 
 def conv2d_forward_blocked(input, weight, bias, output, phases, grid, stride_h, stride_w, padding_h, padding_w,

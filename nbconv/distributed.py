@@ -430,8 +430,10 @@ class MPIWorld:
         """One line on stderr, then MPI_Abort. When a peer process on this node has vanished, the line names
         it instead of `cause` (which is then an MPI error or a SIGTERM from the launcher, results of it)."""
         gone = self.watch.gone()
+        # Stopped before taking the lock: the watch thread may itself be here, waiting for the lock, and
+        # stop() waits for that thread to end.
+        self.watch.stop()
         with self._abort_lock:  # one line, from whichever thread comes first: the other waits for the end
-            self.watch.stop()
             sys.stdout.flush()
             if gone is not None:
                 pid, host = self.watch.peers[gone][0], self.processes[self.rank][1]  # the watched process, this node

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -508,3 +509,83 @@ def test_gradients_reduce_in_the_optimizers_flat_buffer_and_totals_travel_with_t
             assert all(parameter.grad is parameter.grad_buffer for parameter in nets[0].parameters())
     for got, want in zip(nets[0].parameters(), nets[1].parameters()):
         np.testing.assert_array_equal(got.value, want.value)
+
+
+class Exited(BaseException):
+    """What os._exit raises in the abort tests instead of ending the test's process."""
+
+
+class TakenInTurn:
+    """The abort lock, taken first by the thread `first` ("main" or "watch"): the other thread waits up to
+    `patience` seconds for that before it tries (a thread that never gets there does not keep it waiting)."""
+
+    def __init__(self, first, patience=0.2):
+        self.lock, self.first, self.patience, self.taken_by_first = threading.Lock(), first, patience, threading.Event()
+
+    def __enter__(self):
+        role = "watch" if threading.current_thread().name == "nbconv-peer-watch" else "main"
+        if role != self.first:
+            self.taken_by_first.wait(self.patience)
+        self.lock.acquire()
+        if role == self.first:
+            self.taken_by_first.set()
+
+    def __exit__(self, *exc_info):
+        self.lock.release()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="tells a vanished process from a live one through /proc")
+@pytest.mark.parametrize("first", ["main", "watch"])
+@pytest.mark.parametrize("abort_blocks", [0.0, 0.05])
+def test_the_watch_thread_and_the_main_thread_aborting_for_one_vanished_peer_do_not_hang(monkeypatch, capsys, first,
+                                                                                           abort_blocks):
+    """The watch thread names a vanished peer and aborts while the main thread aborts too (an MPI error from the
+    same peer): both at once, released together from a barrier, the abort lock taken first by `first`. Both
+    calls end (MPI_Abort returns here, at once or after a while, and os._exit raises), and every line on stderr
+    names the vanished peer."""
+    from nbconv.peer_watch import PeerWatch
+
+    vanished = subprocess.Popen(["true"])
+    vanished.wait()  # reaped: its pid names no process
+    aborts = []
+
+    class ReturningAbortComm:
+        def Abort(self, code):
+            aborts.append((threading.current_thread().name, code))
+            time.sleep(abort_blocks)
+
+    def exit_raises(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(os, "_exit", exit_raises)
+    trials = 5
+    for trial in range(trials):
+        aborts.clear()
+        world = distributed.MPIWorld.__new__(distributed.MPIWorld)
+        world.rank, world.size, world.comm = 0, 2, ReturningAbortComm()
+        world.processes = [(os.getpid(), "here"), (vanished.pid, "here")]
+        world._abort_lock = TakenInTurn(first)
+        together = threading.Barrier(2, timeout=5)
+        ended = []
+
+        def abort_from(role, cause):
+            together.wait()
+            try:
+                world.abort(cause)
+            except Exited as exit:
+                ended.append((role, exit.args[0]))
+
+        world.watch = PeerWatch({1: (vanished.pid, None)}, lambda rank: abort_from("watch", f"rank {rank} is gone"),
+                                interval=0.001)
+        main = threading.Thread(target=abort_from, args=("main", "MPI error: process_vm_readv failed"), daemon=True)
+        with world.watch.armed():
+            world.watch.start()
+            watch_thread = world.watch._thread
+            main.start()
+            main.join(5)
+            watch_thread.join(5)
+        assert not main.is_alive() and not watch_thread.is_alive(), f"abort hung in trial {trial}"
+        assert sorted(ended) == [("main", 1), ("watch", 1)] and len(aborts) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 * trials and all(
+        line.startswith(f"nbconv: rank 1 of 2 is gone: its process {vanished.pid} on here") for line in lines)

@@ -37,6 +37,7 @@ each step's loss totals, so every process stops at the same step and rank 0 save
 
 Only this module imports mpi4py, and only when asked (`connect`): the rest of nbconv is single-process.
 """
+import collections
 import contextlib
 import functools
 import os
@@ -493,7 +494,9 @@ class GradientReducer:
                 self.buckets.append(last)
             last.add(parameter)
             self.bucket_of[id(parameter)] = len(self.buckets) - 1
-        self.layer_buckets = {id(layer): sorted({self.bucket_of[id(p)] for p in layer.parameters()})
+        # per layer: (bucket index, how many of the layer's parameters it holds), in bucket order
+        self.layer_buckets = {id(layer): sorted(collections.Counter(self.bucket_of[id(p)]
+                                                                    for p in layer.parameters()).items())
                               for layer in layers}
         self.where = backend.backend_of(ordered[0][1].value) if ordered else "cpu"
         self.through_device = self.where == "cuda" and cuda_aware_mpi()
@@ -510,13 +513,13 @@ class GradientReducer:
 
     def layer_done(self, layer):
         """After a layer's backward: its buckets may be complete; start every complete bucket in order."""
-        for index in self.layer_buckets.get(id(layer), ()):
-            self.ready[index] += len([p for p in layer.parameters() if self.bucket_of[id(p)] == index])
+        for index, count in self.layer_buckets.get(id(layer), ()):
+            self.ready[index] += count
         while self.next_bucket < len(self.buckets) and \
                 self.ready[self.next_bucket] == len(self.buckets[self.next_bucket].parameters):
             self._start(self.next_bucket, blocking=False)
-        if self.pending:
-            self.MPI.Request.Testall(self.pending)  # lets MPI progress the reductions already started
+        if self.next_bucket:  # lets MPI progress the gradients' reductions already started (the step's small
+            self.MPI.Request.Testall(self.pending)  # totals alone wait for finish: nothing to gain before)
 
     def _start(self, index, blocking, have_gradients=True):
         bucket = self.buckets[index]

@@ -215,14 +215,20 @@ class WeightedLayer(Layer):
 _NO_REGION = contextlib.nullcontext()
 
 
+_single_threaded = None  # nbconv.kernels.cpu.blas.single_threaded, imported on the first pass over numpy arrays
+
+
 def single_threaded_blas(array):
     """For a pass over numpy arrays, the region in which the CPU kernels run OpenBLAS on one thread, entered
     once for all the layers (nbconv.kernels.cpu.blas.single_threaded: the kernels' own regions inside it
     cost a counter); a region that does nothing for device arrays."""
+    global _single_threaded
     if type(array) is not np.ndarray:
         return _NO_REGION
-    from ..kernels.cpu.blas import single_threaded
-    return single_threaded()
+    if _single_threaded is None:
+        from ..kernels.cpu.blas import single_threaded
+        _single_threaded = single_threaded
+    return _single_threaded()
 
 
 class Sequential(Layer):
@@ -253,12 +259,25 @@ class Sequential(Layer):
     def layer_names(self):
         return [layer.name for layer in self.layers]
 
+    _orders = None  # {count: order} for the layers and the `reorder` in _orders_key (see execution_order)
+    _orders_key = None
+
     def execution_order(self, count):
         """The order in which the first `count` layers run: their own, except that a ReLU directly followed
         by a max pooling runs after it. Both orders give the same output and gradients (the max of ReLUs is
         the ReLU of the max, and either way the gradient reaches the window's maximum only when it is
         positive), but pooling first leaves the ReLU a quarter of the values. `reorder = False` turns it off.
+        Worked out once per count for the same layers (by identity) and `reorder`; a new list is returned.
         """
+        key = (self.reorder, *self.layers)
+        if key != self._orders_key:
+            self._orders, self._orders_key = {}, key
+        order = self._orders.get(count)
+        if order is None:
+            order = self._orders[count] = self._work_out_order(count)
+        return list(order)
+
+    def _work_out_order(self, count):
         order, index = [], 0
         while index < count:
             if (self.reorder and index + 1 < count and self.layers[index].commutes_with_max

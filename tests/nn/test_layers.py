@@ -137,6 +137,27 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results(rng):
     assert model.backward(np.ones_like(partial), start="relu1").shape == x.shape
 
 
+def test_the_execution_order_follows_a_changed_layer_list_or_reorder_setting():
+    """execution_order is worked out once per count; replacing a layer, changing the list or `reorder` is seen."""
+    model = models.build("conv3k3p1,relu,maxpool2,fc5", input_shape=(1, 8, 8), seed=0)
+    assert model.execution_order(4) == [0, 2, 1, 3] and model.execution_order(2) == [0, 1]
+    order = model.execution_order(4)
+    order.append(9)  # the caller's copy
+    assert model.execution_order(4) == [0, 2, 1, 3]
+    model.reorder = False
+    assert model.execution_order(4) == [0, 1, 2, 3]
+    model.reorder = True
+    relu = model.layers[1]
+    model.layers[1] = nn.Tanh()
+    model.layers[1].name = "tanh1"
+    assert model.execution_order(4) == [0, 1, 2, 3]  # tanh does not commute with the maximum
+    model.layers[1] = relu
+    assert model.execution_order(4) == [0, 2, 1, 3]
+    model.layers.insert(0, nn.ReLU())
+    model.layers[0].name = "relu0"
+    assert model.execution_order(5) == [0, 1, 3, 2, 4]
+
+
 def test_locally_connected_first_layer_trains_in_a_sequential_model(rng):
     """A training step skips the first layer's input gradient (need_input_grad=False): LocallyConnected2d
     must accept that, still set its parameter gradients, and the loss must go down."""

@@ -17,6 +17,11 @@ times this tree and another checkout (a copy of this script in its benchmarks/) 
 processes, one thread each, and prints each phase's median over the rounds of the per-round medians. With
 --mpi, each child is a world of one MPI process (no partner to wait for): the reduction's own costs alone.
 
+    NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py --alternate --batches 1,32,64 [--blocks 30]
+
+times each batch size's step in alternating blocks and prints t(64) / (2 t(32)): the share of two cores
+that two processes on 32-image shards of a 64-image batch can reach before any communication.
+
     NUMBA_NUM_THREADS=1 python benchmarks/step_costs.py --ab [--blocks 30]
 
 compares, in one process and in alternating blocks of 10 steps (what a loaded machine disturbs least), the
@@ -111,6 +116,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ab", action="store_true", help="in-process A/B of the flat optimizer and the geometry")
     parser.add_argument("--blocks", type=int, default=30)
+    parser.add_argument("--alternate", action="store_true", help="the step's CPU per batch size in blocks of 10 steps "
+                        "alternating between the sizes, and t(b) / ((b / a) t(a)) for the last two sizes a, b")
     parser.add_argument("--mpi", action="store_true", help="under mpiexec -n K: each process its shard of every "
                         "batch, blocking reductions; rank 0 reports (the batch sizes are global)")
     args = parser.parse_args()
@@ -118,6 +125,8 @@ def main():
         return compare(args)
     if args.ab:
         return in_process_ab(args)
+    if args.alternate:
+        return alternating(args)
 
     from nbconv import models
     from nbconv.distributed import SINGLE, MPIWorld
@@ -172,6 +181,42 @@ def main():
             ratio = sizes[1] / sizes[0]
             cells.append(f"{1e3 * (ratio * a - b) / (ratio - 1):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def alternating(args):
+    """How far a step falls short of scaling with the batch: one model per batch size, blocks of 10 steps
+    alternating between them (the order reversed every other block), thread CPU; prints each size's median
+    and, for the last two sizes a < b, the median over blocks of t(b) / ((b / a) t(a)) (1: the step scales
+    with the batch; two processes on a-image shards of a b-image batch reach at most this share of two
+    cores' throughput before any communication)."""
+    from nbconv import models
+    from nbconv.distributed import SINGLE
+    from nbconv.train import TrainConfig, make_optimizer
+
+    data_rng = np.random.default_rng(0)
+    images = data_rng.integers(0, 256, (4096, 1, 28, 28), dtype=np.uint8)
+    labels = data_rng.integers(0, 10, 4096)
+    sizes = [int(size) for size in args.batches.split(",")]
+    trainers = {}
+    for size in sizes:
+        model = models.build(args.model, input_shape=(1, 28, 28), seed=0)
+        model.train()
+        trainers[size] = model, make_optimizer(TrainConfig(model=args.model), model.parameters()), \
+            np.random.default_rng(1)
+        phases(*trainers[size][:2], SINGLE, images, labels, size, 20, trainers[size][2])  # warm-up
+    blocks = {size: [] for size in sizes}
+    for block in range(args.blocks):
+        for size in sizes if block % 2 == 0 else sizes[::-1]:
+            model, optimizer, rng = trainers[size]
+            cpu, _ = phases(model, optimizer, SINGLE, images, labels, size, 10, rng)
+            blocks[size].append(statistics.median(cpu["step"]))
+    for size in sizes:
+        print(f"batch {size}: step {1e3 * statistics.median(blocks[size]):.3f} ms thread CPU (median over "
+              f"{args.blocks} blocks of 10)")
+    if len(sizes) >= 2:
+        a, b = sizes[-2:]
+        ratios = [big / (b / a * small) for big, small in zip(blocks[b], blocks[a])]
+        print(f"t({b}) / ({b / a:g} t({a})): {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]")
 
 
 def compare(args):

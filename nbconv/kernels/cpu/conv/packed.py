@@ -11,9 +11,10 @@ copied once into sub-blocks of 16 positions, source[(s*C + c)*16 + j] = input[n,
 (zero past the block; a stride reads every s-th pixel here, nothing is unrolled), then for each panel and
 each DEPTH of the C channels at a time (its weights, 6 x DEPTH, stay in L1), each sub-block is summed in 12
 vector registers: 6 channels x 2 vectors of 8 positions, 2 vector loads and 6 broadcast weights for 12 fused
-multiply-adds a channel. A last sub-block of 8 positions or fewer uses one vector (6 registers). The sums go
-to a tile (6, block), and from there to the output with the bias, the epilogue (scale, shift, residual,
-activation) and the write, while the tile is in L1.
+multiply-adds a channel. A last sub-block of 8 positions or fewer uses one vector (6 registers). After the
+last DEPTH, a full panel of a full sub-block is finished in the registers (bias, scale and shift as one
+multiply-add, the residual, the activation) and stored to the output; partial sums, a last partial panel
+and the last sub-block go through a tile (6, block) and are finished from there while it is in L1.
 
 Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
 (batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
@@ -26,14 +27,17 @@ from numba import njit
 from ..scale_shift import NO_ACTIVATION, RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import parallel_parts
-from ..vectors import LANES, add_products, broadcast, load, store, zeros
+from ..vectors import LANES, add_products, add_values, broadcast, load, relu, relu6, store, zeros
 
 PANEL = 6  # output channels a micro-kernel sums at once
 POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-block)
 DEPTH = 256  # input channels summed before the next sub-block: 6 x 256 weights and 256 x 16 inputs in L1
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
-INFERENCE = True  # nn.infer runs 1x1 layers here (preferred)
+INFERENCE = True  # nn.infer runs 1x1 layers here (preferred) ...
+MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
+MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
+REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
 
 
@@ -49,9 +53,15 @@ def applies(pass_, convolution):
 
 
 def preferred(convolution):
-    """Whether nn.infer runs this forward pass here, with the weight packed once: INFERENCE on, and a 1x1
-    layer this applies to."""
-    return INFERENCE and applies("forward", convolution)
+    """Whether nn.infer runs this forward pass here, with the weight packed once: INFERENCE on, a 1x1 layer
+    this applies to, with outputs of at most MOST_POSITIONS positions an image and at most MOST_INPUT_CHANNELS
+    inputs: where it measured faster than the BLAS path, which packs the whole weight again for every image
+    (ResNet-50's 7x7 layers 512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps,
+    where OpenBLAS's own blocking is ahead: benchmarks/NOTES.md)."""
+    _, C, _, _ = convolution.input_shape
+    _, _, OH, OW = convolution.output_shape
+    return (INFERENCE and applies("forward", convolution) and OH * OW <= MOST_POSITIONS
+            and C <= MOST_INPUT_CHANNELS)
 
 
 def blocking(convolution, itemsize, threads):
@@ -119,11 +129,27 @@ def pack_input(input, n, p0, p1, stride_h, stride_w, out_w, source):
                     oh += 1
 
 
+@njit(cache=True, inline="always")
+def finished(value, factors, offsets, d, residual, at, summed, activation):
+    """activation(value * factors[d] + offsets[d] + residual[at:at + 8]) (the residual when summed)."""
+    value = add_products(broadcast(offsets, d), value, broadcast(factors, d))
+    if summed:
+        value = add_values(value, load(residual, at))
+    if activation == RELU:
+        value = relu(value)
+    elif activation == RELU6:
+        value = relu6(value)
+    return value
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
-def panel_sums(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first):
-    """tile[tile_at + m*tile_stride + j] (+)= sum over c < depth of weights[weight_at + 6c + m] *
-    source[source_at + 16c + j] for m < 6, j < 16: 12 vector accumulators (added to the tile's values unless
-    first)."""
+def panel_sums(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first, finish, output,
+               out_at, out_stride, factors, offsets, d0, residual, summed, activation):
+    """The sums over c < depth of weights[weight_at + 6c + m] * source[source_at + 16c + j] for m < 6, j < 16
+    in 12 vector accumulators, started from zero when first, else from the tile's values; then either stored
+    to tile[tile_at + m*tile_stride + j], or, when finish, finished (the epilogue: factors, offsets (D,),
+    residual flat like output when summed, activation) and stored to the flat output at out_at +
+    m*out_stride + j, channel d0 + m."""
     if first:
         a00 = zeros(tile)
         a01 = zeros(tile)
@@ -173,6 +199,26 @@ def panel_sums(weights, weight_at, source, source_at, depth, tile, tile_at, tile
         w = broadcast(weights, k + 5)
         a50 = add_products(a50, x0, w)
         a51 = add_products(a51, x1, w)
+    if finish:
+        at = out_at
+        store(output, at, finished(a00, factors, offsets, d0, residual, at, summed, activation))
+        store(output, at + LANES, finished(a01, factors, offsets, d0, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a10, factors, offsets, d0 + 1, residual, at, summed, activation))
+        store(output, at + LANES, finished(a11, factors, offsets, d0 + 1, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a20, factors, offsets, d0 + 2, residual, at, summed, activation))
+        store(output, at + LANES, finished(a21, factors, offsets, d0 + 2, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a30, factors, offsets, d0 + 3, residual, at, summed, activation))
+        store(output, at + LANES, finished(a31, factors, offsets, d0 + 3, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a40, factors, offsets, d0 + 4, residual, at, summed, activation))
+        store(output, at + LANES, finished(a41, factors, offsets, d0 + 4, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a50, factors, offsets, d0 + 5, residual, at, summed, activation))
+        store(output, at + LANES, finished(a51, factors, offsets, d0 + 5, residual, at + LANES, summed, activation))
+        return
     store(tile, tile_at, a00)
     store(tile, tile_at + LANES, a01)
     store(tile, tile_at + tile_stride, a10)
@@ -222,40 +268,38 @@ def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_a
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def write_rows(tile, tile_stride, output, n, d0, p0, p1, bias, scale, shift, residual, activation):
-    """output[n, d0 + m, p0:p1] = activation((tile row m + bias) * scale + shift + residual) for the panel's
-    channels below D (each of bias, scale, shift (D,) or (0,), residual (N, D, P) or (0, 0, 0) when absent)."""
+def write_rows(tile, tile_stride, output, n, d0, p0, q0, p1, factors, offsets, residual, summed, activation):
+    """output[n, d0 + m, p0 + q] = activation(tile[m*tile_stride + q] * factors[d] + offsets[d] + residual) for
+    q0 <= q < p1 - p0 and the panel's channels d = d0 + m below D (the residual (N, D, P) when summed)."""
     D = output.shape[1]
     zero, six = output.dtype.type(0), output.dtype.type(6)
-    has_bias, scaled, shifted, summed = bias.shape[0] > 0, scale.shape[0] > 0, shift.shape[0] > 0, \
-        residual.shape[0] > 0
     count = p1 - p0
     for m in range(min(PANEL, D - d0)):
         d = d0 + m
-        factor = scale[d] if scaled else output.dtype.type(1)
-        offset = (bias[d] * factor if has_bias else zero) + (shift[d] if shifted else zero)
-        sums = tile[m * tile_stride:m * tile_stride + count]
-        target = output[n, d, p0:p1]
+        factor, offset = factors[d], offsets[d]
+        sums = tile[m * tile_stride + q0:m * tile_stride + count]
+        target = output[n, d, p0 + q0:p1]
         if summed:
-            added = residual[n, d, p0:p1]
-            for q in range(count):
+            added = residual[n, d, p0 + q0:p1]
+            for q in range(count - q0):
                 target[q] = sums[q] * factor + offset + added[q]
         else:
-            for q in range(count):
+            for q in range(count - q0):
                 target[q] = sums[q] * factor + offset
         if activation == RELU:
-            for q in range(count):
+            for q in range(count - q0):
                 value = target[q]
                 target[q] = zero if value <= zero else value  # NaN fails the test and passes through
         elif activation == RELU6:
-            for q in range(count):
+            for q in range(count - q0):
                 value = target[q]
                 target[q] = zero if value <= zero else (six if value >= six else value)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, bias, output, source_buffer,
-                               tile_buffer, stride_h, stride_w, width, slices, scale, shift, residual, activation):
+def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, output, source_buffer, tile_buffer,
+                               stride_h, stride_w, width, slices, factors, offsets, residual, activation,
+                               finishing):
     """conv2d_forward_packed over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C = input.shape[0], input.shape[1]
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
@@ -263,6 +307,9 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, bias
     blocks = (P + width - 1) // width
     panels = (D + PANEL - 1) // PANEL
     flat_output = output.reshape((N, D, P))
+    every_output = output.reshape(-1)
+    summed = residual.shape[0] > 0
+    every_residual = residual.reshape(-1)
     chunks = source_buffer.shape[0]
     tile_stride = tile_buffer.shape[1] // PANEL
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -280,11 +327,16 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, bias
                 pack_input(input, n, p0, p1, stride_h, stride_w, OW, source)
                 packed_task = block_task
             subs = (count + POSITIONS - 1) // POSITIONS
+            full_subs = count // POSITIONS  # finished in registers in a full panel
             g0, g1 = chunk_bounds(task % slices, slices, panels)
             for g in range(g0, g1):
+                d0 = g * PANEL
+                full_panel = d0 + PANEL <= D
+                out_at = (n * D + d0) * P + p0
                 for c0 in range(0, C, DEPTH):
                     depth = min(DEPTH, C - c0)
                     weight_at = (g * C + c0) * PANEL
+                    last_depth = c0 + DEPTH >= C
                     for s in range(subs):
                         source_at = (s * C + c0) * POSITIONS
                         if count - s * POSITIONS <= LANES:
@@ -292,19 +344,29 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, bias
                                               s * POSITIONS, tile_stride, c0 == 0)
                         else:
                             panel_sums(packed_weight, weight_at, source, source_at, depth, tile, s * POSITIONS,
-                                       tile_stride, c0 == 0)
-                write_rows(tile, tile_stride, flat_output, n, g * PANEL, p0, p1, bias, scale, shift, residual,
-                           activation)
+                                       tile_stride, c0 == 0, finishing and last_depth and full_panel and s < full_subs,
+                                       every_output, out_at + s * POSITIONS, P, factors, offsets, d0,
+                                       every_residual, summed, activation)
+                write_rows(tile, tile_stride, flat_output, n, d0, p0, full_subs * POSITIONS if finishing and full_panel else 0,
+                           p1, factors, offsets, residual, summed, activation)
 
 
 def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, tile_buffer, stride_h, stride_w,
                           width, slices, scale, shift, residual, activation):
     """output (N, D, OH, OW) = the 1x1 convolution of input (N, C, H, W) with the weight packed by
     pack_weight, + bias (D,) or (0,), then the epilogue (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
-    (0, 0, 0), activation 0/1/2). Buffers (chunks, ...) as `buffers` sizes them; width, slices: `blocking`."""
-    parallel_parts(conv2d_forward_packed_span, numba.get_num_threads(), input, packed_weight, bias, output,
-                   source_buffer, tile_buffer, stride_h, stride_w, width, slices, scale, shift, residual,
-                   activation)
+    (0, 0, 0), activation 0/1/2), applied as one multiply-add, output = sums * factor + offset with
+    factor = scale and offset = bias * scale + shift. Buffers (chunks, ...) as `buffers` sizes them; width,
+    slices: `blocking`."""
+    D = output.shape[1]
+    factors = scale if scale.shape[0] else np.ones(D, output.dtype)
+    offsets = np.zeros(D, output.dtype) if bias.shape[0] == 0 else bias * factors
+    if shift.shape[0]:
+        offsets = offsets + shift
+    parallel_parts(conv2d_forward_packed_span, numba.get_num_threads(), input, packed_weight, output,
+                   source_buffer, tile_buffer, stride_h, stride_w, width, slices,
+                   np.ascontiguousarray(factors, output.dtype), np.ascontiguousarray(offsets, output.dtype),
+                   np.ascontiguousarray(residual), activation, REGISTER_EPILOGUE)
 
 
 def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):

@@ -111,8 +111,14 @@ def test_buffers_are_not_written_past_their_ends(rng):
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
-def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activation, rng):
-    x = rng.standard_normal((2, 23, 9, 7)).astype(np.float32)
+@pytest.mark.parametrize("in_registers", [True, False])
+def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activation, in_registers, rng,
+                                                                 monkeypatch):
+    """Through nn.infer's path (dispatch.conv2d_forward_prepared), finished in registers or through the tile;
+    49 and 12 positions, 29 channels: full and partial panels and sub-blocks."""
+    monkeypatch.setattr(packed, "REGISTER_EPILOGUE", in_registers)
+    monkeypatch.setattr(packed, "MOST_POSITIONS", 1 << 30)
+    x = rng.standard_normal((2, 23, 7, 7)).astype(np.float32)
     w = rng.standard_normal((29, 23, 1, 1)).astype(np.float32)
     bias = rng.standard_normal(29).astype(np.float32)
     conv = F.conv2d(x, w, bias, stride, 0)
@@ -130,8 +136,8 @@ def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activati
 
 def test_infer_packs_each_1x1_weight_once_and_again_after_a_change(rng):
     from nbconv import models
-    model = models.build("conv16k1nobias,bn,relu,conv12k1s2,bn,relu,gap,fc3", (5, 9, 11), seed=0).eval()
-    x = rng.standard_normal((2, 5, 9, 11)).astype(np.float32)
+    model = models.build("conv16k1nobias,bn,relu,conv12k1s2,bn,relu,gap,fc3", (5, 7, 9), seed=0).eval()
+    x = rng.standard_normal((2, 5, 7, 9)).astype(np.float32)
     first = nn.infer(model, x)
     np.testing.assert_allclose(first, model.forward(x), rtol=1e-5, atol=1e-5)
     layer = model.layers[0]
@@ -153,3 +159,11 @@ def test_applies_to_the_forward_of_unpadded_ungrouped_1x1_layers_only():
     assert not packed.applies("forward", Convolution((1, 4, 5, 5), (8, 4, 1, 1), 1, 1, 1, 1))
     assert not packed.applies("forward", Convolution((1, 4, 5, 5), (8, 2, 1, 1), groups=2))
     assert plan("forward", (1, 4, 5, 5), (8, 4, 1, 1)).algorithm == "pointwise"  # training keeps BLAS
+
+
+def test_nn_infer_prefers_it_for_small_maps_only():
+    assert packed.preferred(Convolution((1, 512, 7, 7), (2048, 512, 1, 1)))
+    assert packed.preferred(Convolution((8, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2))
+    assert not packed.preferred(Convolution((1, 256, 14, 14), (1024, 256, 1, 1)))  # 196 positions
+    assert not packed.preferred(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1)))  # 2048 inputs
+    assert not packed.preferred(Convolution((1, 64, 7, 7), (64, 64, 3, 3)))

@@ -24,14 +24,14 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..scale_shift import NO_ACTIVATION, RELU, RELU6, no_epilogue
+from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import parallel_parts
 from ..vectors import LANES, add_products, add_values, broadcast, load, relu, relu6, store, zeros
 
 PANEL = 6  # output channels a micro-kernel sums at once
 POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-block)
-DEPTH = 256  # input channels summed before the next sub-block: 6 x 256 weights and 256 x 16 inputs in L1
+DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay in L1 for every sub-block
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
 INFERENCE = True  # nn.infer runs 1x1 layers here (preferred) ...

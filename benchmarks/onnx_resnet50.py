@@ -46,6 +46,15 @@ def torch_resnet50(torch):
     return nn.Sequential(*layers).eval()
 
 
+def _without_packed(function):
+    from nbconv.kernels.cpu.conv import packed
+    packed.INFERENCE = False
+    try:
+        return function()
+    finally:
+        packed.INFERENCE = True
+
+
 def median_time(function, repeat):
     times = []
     for _ in range(repeat):
@@ -61,6 +70,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--forward", action="store_true", help="also time model.forward (against nn.infer)")
+    parser.add_argument("--without-packed", action="store_true",
+                        help="also time nn.infer with every 1x1 layer on the BLAS path (kernels/cpu/conv/packed.py off)")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
     import onnxruntime
@@ -89,6 +100,8 @@ def main():
         engines = {"nbconv": lambda: nn.infer(model, x), "onnxruntime": lambda: session.run(None, {"input": x})}
         if arguments.forward:  # the same model through forward, which keeps what a backward pass needs
             engines["nbconv forward"] = lambda: model.forward(x)
+        if arguments.without_packed:
+            engines["nbconv without packed"] = lambda: _without_packed(lambda: nn.infer(model, x))
         if twin is not None:
             tx = torch.from_numpy(x)
             engines["pytorch"] = lambda: twin(tx)

@@ -140,3 +140,37 @@ def lane_sum(typingctx, value):
         return builder.extract_element(vector, ir.Constant(ir.IntType(32), 0))
 
     return value.dtype(value), codegen
+
+
+@intrinsic
+def add_values(typingctx, value, other):
+    """value + other, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return value(value, other), codegen
+
+
+def _clamped_below(builder, vector):
+    zero = ir.Constant(vector.type, None)
+    return builder.select(builder.fcmp_ordered("<=", vector, zero), zero, vector)  # NaN fails: passes through
+
+
+@intrinsic
+def relu(typingctx, value):
+    """0 where a lane is <= 0, else the lane (NaN stays NaN), as the ReLU kernels compute it."""
+    def codegen(context, builder, signature, args):
+        return _clamped_below(builder, args[0])
+
+    return value(value), codegen
+
+
+@intrinsic
+def relu6(typingctx, value):
+    """0 where a lane is <= 0, 6 where it is >= 6, else the lane (NaN stays NaN)."""
+    def codegen(context, builder, signature, args):
+        vector = _clamped_below(builder, args[0])
+        six = ir.Constant(vector.type, [ir.Constant(vector.type.element, 6.0)] * LANES)
+        return builder.select(builder.fcmp_ordered(">=", vector, six), six, vector)
+
+    return value(value), codegen

@@ -31,7 +31,7 @@ import numpy as np
 import numba
 from numba import njit
 
-from . import winograd
+from . import packed, winograd
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
@@ -114,19 +114,26 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
                             dilation_h, dilation_w, groups, epilogue=None):
     """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
-    (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness and a
-    Winograd layer's transformed filters, is computed on first use and kept there.
+    (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness, a
+    Winograd layer's transformed filters and a 1x1 layer's packed weight (packed.preferred), is computed on
+    first use and kept there.
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
-    0/1/2) applied to the output as scale_shift_forward would: inside the gemm and Winograd kernels, to each
+    0/1/2) applied to the output as scale_shift_forward would: inside the gemm, packed and Winograd kernels, to each
     block of output while it is in the cache, else by a pass after them. With an epilogue the non-finite check
     reads the input too, since an activation can turn a non-finite output finite."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise")
-    if chosen.algorithm == "winograd":
+    if packed.preferred(chosen.convolution):  # 1x1: the weight packed once (packed.py)
+        chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype, algorithm="packed")
+    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed")
+    if chosen.algorithm == "packed":
+        if "packed weight" not in prepared:
+            prepared["packed weight"] = packed.pack_weight(weight)
+        packed.run_packed(input, prepared["packed weight"], bias, output, buffers(chosen), chosen, epilogue)
+    elif chosen.algorithm == "winograd":
         key = "winograd filters"  # they depend on the weight alone, not on the batch
         if key not in prepared:
             prepared[key] = winograd.transformed_filters(weight, chosen)

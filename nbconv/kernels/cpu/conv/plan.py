@@ -81,7 +81,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import blocked, blocks, depthwise, direct, flat, gemm, shift, strips, wide, winograd, winograd_weight
+from . import blocked, blocks, depthwise, direct, flat, gemm, packed, shift, strips, wide, winograd, winograd_weight
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -121,6 +121,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("blocked", blocked, blocked.applies),
+    Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
 )}
 
 
@@ -259,6 +260,7 @@ SETTINGS = (
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (blocked, ("CHANNEL_BLOCK", "POSITIONS", "SLACK", "max_chunks")),
+    (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
 

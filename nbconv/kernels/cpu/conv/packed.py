@@ -1,0 +1,393 @@
+"""1x1 convolutions (any stride, unpadded, ungrouped) as products with the weight packed once, for inference:
+output[n, d, p] = sum_c weight[d, c] * input[n, c, position p], summed in vector registers (vectors.py).
+
+The weight (D, C) is packed into panels of PANEL = 6 output channels, packed[(g*C + c)*6 + m] =
+weight[g*6 + m, c] (zero past D): the order the micro-kernel reads. A caller that keeps it for as long as the
+weight does not change (nn.infer's prepared layer, dispatch.conv2d_forward_prepared) packs it once; BLAS
+packs the weight matrix again at every call.
+
+A task is one image, one block of its output positions and one slice of the panels. Its input block is
+copied once into sub-blocks of 16 positions, source[(s*C + c)*16 + j] = input[n, c, position p0 + 16s + j]
+(zero past the block; a stride reads every s-th pixel here, nothing is unrolled), then for each panel and
+each DEPTH of the C channels at a time (its weights, 6 x DEPTH, stay in L1), each sub-block is summed in 12
+vector registers: 6 channels x 2 vectors of 8 positions, 2 vector loads and 6 broadcast weights for 12 fused
+multiply-adds a channel. A last sub-block of 8 positions or fewer uses one vector (6 registers). After the
+last DEPTH, a full panel of a full sub-block is finished in the registers (bias, scale and shift as one
+multiply-add, the residual, the activation) and stored to the output; partial sums, a last partial panel
+and the last sub-block go through a tile (6, block) and are finished from there while it is in L1.
+
+Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
+(batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
+slice repeats only the copy of its block, 1/D of its work).
+"""
+import numba
+import numpy as np
+from numba import njit
+
+from ..scale_shift import RELU, RELU6, no_epilogue
+from ..shared import chunk_bounds, fill_zero
+from ..threads import parallel_parts
+from ..vectors import LANES, add_products, add_values, broadcast, load, relu, relu6, store, zeros
+
+PANEL = 6  # output channels a micro-kernel sums at once
+POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-block)
+DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay in L1 for every sub-block
+PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
+MIN_POSITIONS = 64  # ... but at least this many positions
+INFERENCE = True  # nn.infer runs 1x1 layers here (preferred) ...
+MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
+MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
+REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+
+
+def _round_up(count, multiple):
+    return -(-count // multiple) * multiple
+
+
+def applies(pass_, convolution):
+    """The forward pass of 1x1, unpadded, ungrouped convolutions, any stride."""
+    _, _, KH, KW = convolution.weight_shape
+    return (pass_ == "forward" and KH == KW == 1 and convolution.groups == 1
+            and convolution.padding_h == convolution.padding_w == 0)
+
+
+def preferred(convolution):
+    """Whether nn.infer runs this forward pass here, with the weight packed once: INFERENCE on, a 1x1 layer
+    this applies to, with outputs of at most MOST_POSITIONS positions an image and at most MOST_INPUT_CHANNELS
+    inputs: where it measured faster than the BLAS path, which packs the whole weight again for every image
+    (ResNet-50's 7x7 layers 512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps,
+    where OpenBLAS's own blocking is ahead: benchmarks/NOTES.md)."""
+    _, C, _, _ = convolution.input_shape
+    _, _, OH, OW = convolution.output_shape
+    return (INFERENCE and applies("forward", convolution) and OH * OW <= MOST_POSITIONS
+            and C <= MOST_INPUT_CHANNELS)
+
+
+def blocking(convolution, itemsize, threads):
+    """(positions a block, blocks an image, panel slices a block) for this convolution and thread count."""
+    N, C = convolution.input_shape[:2]
+    D = convolution.weight_shape[0]
+    _, _, OH, OW = convolution.output_shape
+    positions = OH * OW
+    most = max(MIN_POSITIONS, PACK_BYTES // (max(1, C) * itemsize) // POSITIONS * POSITIONS)
+    blocks = max(1, -(-positions // most))
+    width = _round_up(max(1, -(-positions // blocks)), LANES)
+    blocks = max(1, -(-positions // width))
+    tasks = N * blocks
+    panels = -(-D // PANEL)
+    slices = 1
+    if 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+        slices = max(1, min(panels, threads))
+    return width, blocks, slices
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the packed input block
+    (chunks, sub-blocks x C x 16) and the tile of sums (chunks, 6 x sub-blocks x 16)."""
+    N, C = convolution.input_shape[:2]
+    width, blocks, slices = blocking(convolution, itemsize, threads)
+    padded = _round_up(width, POSITIONS)
+    chunks = max(1, min(N * blocks * slices, threads))
+    return (("packed_input", "col", (chunks, padded * C)), ("tile", "packed_tile", (chunks, PANEL * padded)))
+
+
+def pack_weight(weight):
+    """weight (D, C, 1, 1) as panels: packed[(g*C + c)*6 + m] = weight[g*6 + m, c], zero past D."""
+    D, C = weight.shape[0], weight.shape[1]
+    panels = np.zeros((_round_up(D, PANEL), C), weight.dtype)
+    panels[:D] = weight.reshape(D, C)
+    return np.ascontiguousarray(panels.reshape(-1, PANEL, C).transpose(0, 2, 1)).reshape(-1)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def pack_input(input, n, p0, p1, stride_h, stride_w, out_w, source):
+    """source[(s*C + c)*16 + j] = input[n, c, oh*sh, ow*sw] for the output position p0 + 16s + j = oh*OW + ow
+    below p1, zero past it (to the end of the last sub-block)."""
+    C = input.shape[1]
+    count = p1 - p0
+    subs = (count + POSITIONS - 1) // POSITIONS
+    fill_zero(source[(subs - 1) * C * POSITIONS:subs * C * POSITIONS])
+    for c in range(C):
+        plane = input[n, c]
+        if stride_h == 1 and stride_w == 1 and plane.shape[1] == out_w:
+            flat = plane.reshape(-1)
+            for s in range(subs):
+                first = p0 + s * POSITIONS
+                width = min(POSITIONS, p1 - first)
+                target = source[(s * C + c) * POSITIONS:(s * C + c) * POSITIONS + width]
+                values = flat[first:first + width]
+                for j in range(width):
+                    target[j] = values[j]
+        else:
+            oh, ow = p0 // out_w, p0 % out_w
+            for q in range(count):
+                source[((q // POSITIONS) * C + c) * POSITIONS + q % POSITIONS] = plane[oh * stride_h, ow * stride_w]
+                ow += 1
+                if ow == out_w:
+                    ow = 0
+                    oh += 1
+
+
+@njit(cache=True, inline="always")
+def finished(value, factors, offsets, d, residual, at, summed, activation):
+    """activation(value * factors[d] + offsets[d] + residual[at:at + 8]) (the residual when summed)."""
+    value = add_products(broadcast(offsets, d), value, broadcast(factors, d))
+    if summed:
+        value = add_values(value, load(residual, at))
+    if activation == RELU:
+        value = relu(value)
+    elif activation == RELU6:
+        value = relu6(value)
+    return value
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def panel_sums(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first, finish, output,
+               out_at, out_stride, factors, offsets, d0, residual, summed, activation):
+    """The sums over c < depth of weights[weight_at + 6c + m] * source[source_at + 16c + j] for m < 6, j < 16
+    in 12 vector accumulators, started from zero when first, else from the tile's values; then either stored
+    to tile[tile_at + m*tile_stride + j], or, when finish, finished (the epilogue: factors, offsets (D,),
+    residual flat like output when summed, activation) and stored to the flat output at out_at +
+    m*out_stride + j, channel d0 + m."""
+    if first:
+        a00 = zeros(tile)
+        a01 = zeros(tile)
+        a10 = zeros(tile)
+        a11 = zeros(tile)
+        a20 = zeros(tile)
+        a21 = zeros(tile)
+        a30 = zeros(tile)
+        a31 = zeros(tile)
+        a40 = zeros(tile)
+        a41 = zeros(tile)
+        a50 = zeros(tile)
+        a51 = zeros(tile)
+    else:
+        a00 = load(tile, tile_at)
+        a01 = load(tile, tile_at + LANES)
+        a10 = load(tile, tile_at + tile_stride)
+        a11 = load(tile, tile_at + tile_stride + LANES)
+        a20 = load(tile, tile_at + 2 * tile_stride)
+        a21 = load(tile, tile_at + 2 * tile_stride + LANES)
+        a30 = load(tile, tile_at + 3 * tile_stride)
+        a31 = load(tile, tile_at + 3 * tile_stride + LANES)
+        a40 = load(tile, tile_at + 4 * tile_stride)
+        a41 = load(tile, tile_at + 4 * tile_stride + LANES)
+        a50 = load(tile, tile_at + 5 * tile_stride)
+        a51 = load(tile, tile_at + 5 * tile_stride + LANES)
+    for c in range(depth):
+        at = source_at + c * POSITIONS
+        x0 = load(source, at)
+        x1 = load(source, at + LANES)
+        k = weight_at + c * PANEL
+        w = broadcast(weights, k)
+        a00 = add_products(a00, x0, w)
+        a01 = add_products(a01, x1, w)
+        w = broadcast(weights, k + 1)
+        a10 = add_products(a10, x0, w)
+        a11 = add_products(a11, x1, w)
+        w = broadcast(weights, k + 2)
+        a20 = add_products(a20, x0, w)
+        a21 = add_products(a21, x1, w)
+        w = broadcast(weights, k + 3)
+        a30 = add_products(a30, x0, w)
+        a31 = add_products(a31, x1, w)
+        w = broadcast(weights, k + 4)
+        a40 = add_products(a40, x0, w)
+        a41 = add_products(a41, x1, w)
+        w = broadcast(weights, k + 5)
+        a50 = add_products(a50, x0, w)
+        a51 = add_products(a51, x1, w)
+    if finish:
+        at = out_at
+        store(output, at, finished(a00, factors, offsets, d0, residual, at, summed, activation))
+        store(output, at + LANES, finished(a01, factors, offsets, d0, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a10, factors, offsets, d0 + 1, residual, at, summed, activation))
+        store(output, at + LANES, finished(a11, factors, offsets, d0 + 1, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a20, factors, offsets, d0 + 2, residual, at, summed, activation))
+        store(output, at + LANES, finished(a21, factors, offsets, d0 + 2, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a30, factors, offsets, d0 + 3, residual, at, summed, activation))
+        store(output, at + LANES, finished(a31, factors, offsets, d0 + 3, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a40, factors, offsets, d0 + 4, residual, at, summed, activation))
+        store(output, at + LANES, finished(a41, factors, offsets, d0 + 4, residual, at + LANES, summed, activation))
+        at += out_stride
+        store(output, at, finished(a50, factors, offsets, d0 + 5, residual, at, summed, activation))
+        store(output, at + LANES, finished(a51, factors, offsets, d0 + 5, residual, at + LANES, summed, activation))
+        return
+    store(tile, tile_at, a00)
+    store(tile, tile_at + LANES, a01)
+    store(tile, tile_at + tile_stride, a10)
+    store(tile, tile_at + tile_stride + LANES, a11)
+    store(tile, tile_at + 2 * tile_stride, a20)
+    store(tile, tile_at + 2 * tile_stride + LANES, a21)
+    store(tile, tile_at + 3 * tile_stride, a30)
+    store(tile, tile_at + 3 * tile_stride + LANES, a31)
+    store(tile, tile_at + 4 * tile_stride, a40)
+    store(tile, tile_at + 4 * tile_stride + LANES, a41)
+    store(tile, tile_at + 5 * tile_stride, a50)
+    store(tile, tile_at + 5 * tile_stride + LANES, a51)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first):
+    """panel_sums for the first 8 positions of a sub-block only (a block's last 8 or fewer): 6 accumulators."""
+    if first:
+        a0 = zeros(tile)
+        a1 = zeros(tile)
+        a2 = zeros(tile)
+        a3 = zeros(tile)
+        a4 = zeros(tile)
+        a5 = zeros(tile)
+    else:
+        a0 = load(tile, tile_at)
+        a1 = load(tile, tile_at + tile_stride)
+        a2 = load(tile, tile_at + 2 * tile_stride)
+        a3 = load(tile, tile_at + 3 * tile_stride)
+        a4 = load(tile, tile_at + 4 * tile_stride)
+        a5 = load(tile, tile_at + 5 * tile_stride)
+    for c in range(depth):
+        x0 = load(source, source_at + c * POSITIONS)
+        k = weight_at + c * PANEL
+        a0 = add_products(a0, x0, broadcast(weights, k))
+        a1 = add_products(a1, x0, broadcast(weights, k + 1))
+        a2 = add_products(a2, x0, broadcast(weights, k + 2))
+        a3 = add_products(a3, x0, broadcast(weights, k + 3))
+        a4 = add_products(a4, x0, broadcast(weights, k + 4))
+        a5 = add_products(a5, x0, broadcast(weights, k + 5))
+    store(tile, tile_at, a0)
+    store(tile, tile_at + tile_stride, a1)
+    store(tile, tile_at + 2 * tile_stride, a2)
+    store(tile, tile_at + 3 * tile_stride, a3)
+    store(tile, tile_at + 4 * tile_stride, a4)
+    store(tile, tile_at + 5 * tile_stride, a5)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def write_rows(tile, tile_stride, output, n, d0, p0, q0, p1, factors, offsets, residual, summed, activation):
+    """output[n, d0 + m, p0 + q] = activation(tile[m*tile_stride + q] * factors[d] + offsets[d] + residual) for
+    q0 <= q < p1 - p0 and the panel's channels d = d0 + m below D (the residual (N, D, P) when summed)."""
+    D = output.shape[1]
+    zero, six = output.dtype.type(0), output.dtype.type(6)
+    count = p1 - p0
+    for m in range(min(PANEL, D - d0)):
+        d = d0 + m
+        factor, offset = factors[d], offsets[d]
+        sums = tile[m * tile_stride + q0:m * tile_stride + count]
+        target = output[n, d, p0 + q0:p1]
+        if summed:
+            added = residual[n, d, p0 + q0:p1]
+            for q in range(count - q0):
+                target[q] = sums[q] * factor + offset + added[q]
+        else:
+            for q in range(count - q0):
+                target[q] = sums[q] * factor + offset
+        if activation == RELU:
+            for q in range(count - q0):
+                value = target[q]
+                target[q] = zero if value <= zero else value  # NaN fails the test and passes through
+        elif activation == RELU6:
+            for q in range(count - q0):
+                value = target[q]
+                target[q] = zero if value <= zero else (six if value >= six else value)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
+def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, output, source_buffer, tile_buffer,
+                               stride_h, stride_w, width, slices, factors, offsets, residual, activation,
+                               finishing):
+    """conv2d_forward_packed over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    N, C = input.shape[0], input.shape[1]
+    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    P = OH * OW
+    blocks = (P + width - 1) // width
+    panels = (D + PANEL - 1) // PANEL
+    flat_output = output.reshape((N, D, P))
+    every_output = output.reshape(-1)
+    summed = residual.shape[0] > 0
+    every_residual = residual.reshape(-1)
+    chunks = source_buffer.shape[0]
+    tile_stride = tile_buffer.shape[1] // PANEL
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
+        source, tile = source_buffer[chunk], tile_buffer[chunk]
+        packed_task = -1
+        first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
+        for task in range(first, last):
+            block_task = task // slices
+            n, block = block_task // blocks, block_task % blocks
+            p0 = block * width
+            p1 = min(P, p0 + width)
+            count = p1 - p0
+            if block_task != packed_task:
+                pack_input(input, n, p0, p1, stride_h, stride_w, OW, source)
+                packed_task = block_task
+            subs = (count + POSITIONS - 1) // POSITIONS
+            full_subs = count // POSITIONS  # finished in registers in a full panel
+            g0, g1 = chunk_bounds(task % slices, slices, panels)
+            for g in range(g0, g1):
+                d0 = g * PANEL
+                full_panel = d0 + PANEL <= D
+                out_at = (n * D + d0) * P + p0
+                for c0 in range(0, C, DEPTH):
+                    depth = min(DEPTH, C - c0)
+                    weight_at = (g * C + c0) * PANEL
+                    last_depth = c0 + DEPTH >= C
+                    for s in range(subs):
+                        source_at = (s * C + c0) * POSITIONS
+                        if count - s * POSITIONS <= LANES:
+                            panel_sums_narrow(packed_weight, weight_at, source, source_at, depth, tile,
+                                              s * POSITIONS, tile_stride, c0 == 0)
+                        else:
+                            panel_sums(packed_weight, weight_at, source, source_at, depth, tile, s * POSITIONS,
+                                       tile_stride, c0 == 0, finishing and last_depth and full_panel and s < full_subs,
+                                       every_output, out_at + s * POSITIONS, P, factors, offsets, d0,
+                                       every_residual, summed, activation)
+                write_rows(tile, tile_stride, flat_output, n, d0, p0, full_subs * POSITIONS if finishing and full_panel else 0,
+                           p1, factors, offsets, residual, summed, activation)
+
+
+def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, tile_buffer, stride_h, stride_w,
+                          width, slices, scale, shift, residual, activation):
+    """output (N, D, OH, OW) = the 1x1 convolution of input (N, C, H, W) with the weight packed by
+    pack_weight, + bias (D,) or (0,), then the epilogue (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
+    (0, 0, 0), activation 0/1/2), applied as one multiply-add, output = sums * factor + offset with
+    factor = scale and offset = bias * scale + shift. Buffers (chunks, ...) as `buffers` sizes them; width,
+    slices: `blocking`."""
+    D = output.shape[1]
+    factors = scale if scale.shape[0] else np.ones(D, output.dtype)
+    offsets = np.zeros(D, output.dtype) if bias.shape[0] == 0 else bias * factors
+    if shift.shape[0]:
+        offsets = offsets + shift
+    parallel_parts(conv2d_forward_packed_span, numba.get_num_threads(), input, packed_weight, output,
+                   source_buffer, tile_buffer, stride_h, stride_w, width, slices,
+                   np.ascontiguousarray(factors, output.dtype), np.ascontiguousarray(offsets, output.dtype),
+                   np.ascontiguousarray(residual), activation, REGISTER_EPILOGUE)
+
+
+def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):
+    """The plan's convolution with a weight already packed (pack_weight), then `epilogue` when given."""
+    convolution = plan.convolution
+    width, _, slices = blocking(convolution, output.itemsize, numba.get_num_threads())  # width: any thread count
+    conv2d_forward_packed(np.ascontiguousarray(input), packed_weight, bias, output, buffers["packed_input"],
+                          buffers["tile"],
+                          convolution.stride_h, convolution.stride_w, width, slices,
+                          *(epilogue or no_epilogue(output.dtype)))
+
+
+def forward(input, weight, bias, output, buffers, plan, epilogue=None):
+    """output = conv2d(input, weight) + bias, packing the weight for this call alone."""
+    run_packed(input, pack_weight(weight), bias, output, buffers, plan, epilogue)
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    raise ValueError("the packed 1x1 convolution runs the forward pass only")
+
+
+backward_weight = backward_input
+
+__all__ = ["applies", "blocking", "buffers", "conv2d_forward_packed", "forward", "pack_weight", "run_packed"]

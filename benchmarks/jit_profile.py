@@ -142,8 +142,10 @@ def profiled_helper(report, waited):
     start, wait = jit_warmup.start, jit_warmup.wait
 
     def profiled_start(spec, device="cpu", input_shape=(1, 28, 28)):
+        waited["helper_asked_at_s"] = round(time.perf_counter() - STARTED, 2)
         if device != "cpu" or not jit_warmup.cache_is_cold():
             return None
+        waited["helper_started_at_s"] = round(time.perf_counter() - STARTED, 2)
         with open(report, "w") as out:
             return subprocess.Popen([sys.executable, os.path.abspath(__file__), "warmup", spec,
                                      "x".join(map(str, input_shape))], stdin=subprocess.DEVNULL, stdout=out,

@@ -135,26 +135,29 @@ def watch_first_step(found):
 
 def profiled_helper(report, waited):
     """jit_warmup's start and wait replaced: the helper runs under this profiler, its report into `report`,
-    and `waited` collects the wall seconds the main process waits for it."""
+    and `waited` collects the wall seconds the main process waits for it and the helper's jobs it takes."""
     import os
-    import subprocess
     from nbconv import jit_warmup
-    start, wait = jit_warmup.start, jit_warmup.wait
+    start, wait, run_job = jit_warmup.start, jit_warmup.wait, jit_warmup.run_job
+
+    def recorded_job(job, *args):  # in this (the main) process: the helper's jobs it took
+        waited.setdefault("main_took", []).append("/".join(str(part) for part in job if part is not None))
+        return run_job(job, *args)
 
     def profiled_start(spec, device="cpu", input_shape=(1, 28, 28)):
-        if device != "cpu" or not jit_warmup.cache_is_cold():
-            return None
+        waited["helper_asked_at_s"] = round(time.perf_counter() - STARTED, 2)
         with open(report, "w") as out:
-            return subprocess.Popen([sys.executable, os.path.abspath(__file__), "warmup", spec,
-                                     "x".join(map(str, input_shape))], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=out)
+            helper = start(spec, device, input_shape, program=(os.path.abspath(__file__), "warmup"), stdout=out)
+        if helper is not None:
+            waited["helper_started_at_s"] = round(time.perf_counter() - STARTED, 2)
+        return helper
 
     def timed_wait(helper):
         began = time.perf_counter()
         wait(helper)
         waited["helper_wait_s"] = round(time.perf_counter() - began, 2)
         waited["helper_done_at_s"] = round(time.perf_counter() - STARTED, 2)
-    jit_warmup.start, jit_warmup.wait = profiled_start, timed_wait
+    jit_warmup.start, jit_warmup.wait, jit_warmup.run_job = profiled_start, timed_wait, recorded_job
 
 
 def main(argv):
@@ -186,7 +189,7 @@ def main(argv):
     imported_cpu = time.process_time() - STARTED_CPU
     try:
         if argv and argv[0] == "warmup":
-            jit_warmup.warm_up(argv[1], tuple(int(size) for size in argv[2].split("x")))
+            jit_warmup.warm_up(argv[1], tuple(int(size) for size in argv[2].split("x")), *argv[3:4])
         else:
             app(argv, standalone_mode=False)
     finally:
@@ -199,6 +202,10 @@ def main(argv):
         print("\ncompiled overloads, exclusive CPU s (largest first):", file=sys.stderr)
         for module, name, signature, spent in top:
             print(f"  {spent:7.2f}  {module}.{name} {signature[:110]}", file=sys.stderr)
+        print("\ncache loads over 0.05 CPU s:", file=sys.stderr)
+        for module, name, spent in sorted(loads.loads, key=lambda row: -row[2]):
+            if spent > 0.05:
+                print(f"  {spent:7.2f}  {module}.{name}", file=sys.stderr)
         print("\ncompiler passes, exclusive CPU s (largest first):", file=sys.stderr)
         for name, spent in passes.by_pass.most_common(12):
             print(f"  {spent:7.2f}  {name}", file=sys.stderr)

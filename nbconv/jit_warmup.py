@@ -10,10 +10,17 @@ compiles the forward kernels, as the same plan picks them), then compiles the ch
 (`finish`). Numba compiles per argument type, not per shape, so the small arrays give the training step's own
 compilations; the main process then loads the helper's from the cache. If the helper fails, the main process
 simply compiles those kernels itself, later.
+
+The helper's list (helper_jobs) is shared: the helper works through it from the front, and the main process,
+once its own part is done, from the back, each job going to whichever process claims it first (a file created
+in a folder both know, `claim`). So neither process idles while the other still has jobs waiting, whatever
+the machine's load, the model or the jobs' sizes: they end at most one job apart.
 """
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -25,11 +32,12 @@ WAIT_SECONDS = 300
 HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
 # The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
-# (strips' unroll_task, gemm's unrolled, wide's unroll_task) is compiled once, by whichever process gets to it
-# first, the other loading it from the cache if it is there by then. Checking ResNet-20 compiles wide, shift and
-# gemm before strips: the helper starts with strips' weight gradient (its unroll_task is then in the cache when
-# the main process reaches strips' forward), and leaves gemm's and wide's weight gradients to the end, when the
-# main process has compiled their forwards.
+# (gemm's im2col_rows and unrolled, wide's unroll_task, blocked's split_pad) is compiled once, by whichever
+# process gets to it first, the other loading it from the cache if it is there by then. The helper starts with
+# the kernels whose row helpers no forward of the main process compiles (strips' weight gradient: a model whose
+# forward runs strips, as LeNet-5's second layer does, then finds strips' unroll_task in the cache), and leaves
+# gemm's and wide's weight gradients to the end of its list: the main process has compiled their row helpers in
+# its forwards by then, and it takes the list's last jobs itself when it is done first.
 _HELPER_ORDER = (("backward_weight", "strips"), ("backward_input", "strips"), ("backward_input", "direct"),
                  ("backward_input", "winograd"), ("backward_input", "shift"), ("backward_input", "gemm"))
 _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
@@ -93,32 +101,76 @@ def layer_kinds(model):
                    if type(layer).__name__ in LAYER_KINDS})
 
 
-def start(spec, device="cpu", input_shape=(1, 28, 28)):
+def start(spec, device="cpu", input_shape=(1, 28, 28), program=("-m", "nbconv.jit_warmup"),
+          stdout=subprocess.DEVNULL):
     """Start the helper for a model spec and input shape (C, H, W) when it can help (CPU, cold cache);
-    returns it or None. A spec that does not build makes the helper exit at once (the main process
-    reports it)."""
+    returns it (a Popen, with `claims`, the folder of claim(), and `input_shape`) or None. A spec that does
+    not build makes the helper exit at once (the main process reports it). program: what the interpreter
+    runs, given SPEC CxHxW CLAIMS (benchmarks/jit_profile.py runs the helper under its profiler)."""
     if device != "cpu" or not cache_is_cold():
         return None
-    return subprocess.Popen([sys.executable, "-m", "nbconv.jit_warmup", spec, "x".join(map(str, input_shape))],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ.copy())
+    claims = tempfile.mkdtemp(prefix="nbconv-jit-")
+    try:
+        helper = subprocess.Popen([sys.executable, *program, spec, "x".join(map(str, input_shape)), claims],
+                                  stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout, env=os.environ.copy())
+    except BaseException:
+        shutil.rmtree(claims, ignore_errors=True)
+        raise
+    helper.claims, helper.input_shape = claims, tuple(input_shape)
+    return helper
 
 
-def warm_up(spec, input_shape):
-    """The helper's work: the backward passes of the model's convolutions, as planned, the batch assembly and
-    HELPER_KINDS.
+def warm_up(spec, input_shape, claims=None):
+    """The helper's work, helper_jobs: the backward passes of the model's convolutions, as planned, the batch
+    assembly and HELPER_KINDS; with `claims` (the folder of claim()) only the jobs it claims before the main
+    process does.
 
     Not the kernel threads' wait (spin.reached): the main process's first convolution starts the kernel
     threads about a second after both processes start, before the helper could have it in the cache, so the
     main process compiles it either way."""
     model = models.build(spec, input_shape=input_shape)
+    examples = kernel_examples(model, input_shape)
+    for job in helper_jobs(model, input_shape):
+        if claim(claims, job):
+            run_job(job, model, examples)
+
+
+def helper_jobs(model, input_shape):
+    """The helper's work for `model`, in its order, as jobs ("convolution", (pass, algorithm, dtype name)),
+    ("batch assembly", None) and ("backward", layer kind): the convolutions' backward passes it starts with
+    (helper_order), the batch assembly (the main process needs it last, after its model check and `finish`),
+    HELPER_KINDS, then the convolutions it leaves to the end."""
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
                                 if kernel[0] != "forward"])
-    bias, examples = needs_bias_gradient(model), kernel_examples(model, input_shape)
-    compile_convolutions(first, bias=bias, examples=examples)
-    compile_batch_assembly()  # the main process needs it last, after its model check and `finish`
-    compile_backward([kind for kind in layer_kinds(model) if kind in HELPER_KINDS])
-    compile_convolutions(last, bias=bias, examples=examples)
+    return ([("convolution", kernel) for kernel in first] + [("batch assembly", None)]
+            + [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
+            + [("convolution", kernel) for kernel in last])
+
+
+def run_job(job, model, examples):
+    """Compile what one of helper_jobs names, for `model` (examples: its kernel_examples)."""
+    step, what = job
+    if step == "convolution":
+        compile_convolutions([what], bias=needs_bias_gradient(model), examples=examples)
+    elif step == "batch assembly":
+        compile_batch_assembly()
+    else:
+        compile_backward([what])
+
+
+def claim(claims, job):
+    """True when this process takes `job`: the first to create the job's file in the folder `claims`; always
+    True without a folder (None). False once the folder is gone (the main process is done with the helper)."""
+    if claims is None:
+        return True
+    step, what = job
+    name = "-".join([step.replace(" ", "_")] + ([] if what is None else [what] if isinstance(what, str)
+                                                 else list(what)))
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except OSError:  # FileExistsError: the other process's; FileNotFoundError: no more work wanted
+        return False
+    return True
 
 
 def helper_order(kernels):
@@ -176,11 +228,18 @@ def _example_plan(pass_, algorithm, dtype, example):
 
 def finish(helper, config, model):
     """With a helper running: compile the rest of a training step here (the layer kinds the helper leaves,
-    the loss, the optimizer), then wait for the helper. Without one, nothing to do."""
+    the loss, the optimizer), then the helper's jobs it has not claimed yet, from the last one back, then
+    wait for the helper. Without one, nothing to do."""
     if helper is None:
         return
     compile_backward([kind for kind in layer_kinds(model) if kind not in HELPER_KINDS])
     compile_step(config, batch_assembly=False)  # the helper's
+    claims, input_shape = getattr(helper, "claims", None), getattr(helper, "input_shape", None)
+    if claims is not None and input_shape is not None and helper.poll() is None:
+        examples = kernel_examples(model, input_shape)
+        for job in reversed(helper_jobs(model, input_shape)):
+            if claim(claims, job):
+                run_job(job, model, examples)
     wait(helper)
 
 
@@ -192,6 +251,7 @@ def wait(helper):
         helper.wait(timeout=WAIT_SECONDS)
     except subprocess.TimeoutExpired:
         stop(helper)
+    _forget_claims(helper)
 
 
 def stop(helper):
@@ -199,6 +259,13 @@ def stop(helper):
     if helper is not None and helper.poll() is None:
         helper.kill()
         helper.wait()
+    _forget_claims(helper)
+
+
+def _forget_claims(helper):
+    claims = getattr(helper, "claims", None)
+    if claims is not None:
+        shutil.rmtree(claims, ignore_errors=True)
 
 
 def compile_backward(kinds, dtype=np.float32):
@@ -259,4 +326,4 @@ if __name__ == "__main__":
     startup.skip_numba_optional_imports()
     startup.skip_numba_scipy_blas()
     startup.skip_numba_extensions()
-    warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")))
+    warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")), *sys.argv[3:4])

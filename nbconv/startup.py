@@ -34,13 +34,19 @@ NUMBA_CONFIG_FILE = ".numba_config.yaml"
 
 
 def skip_numba_optional_imports():
-    """Import Numba without PyYAML (when the working directory has no .numba_config.yaml) and initialise its
-    cffi typing registry without cffi (nbconv's kernels call no cffi functions). Like
-    skip_numba_scipy_blas, for the command line app only: the modules stay importable afterwards. Returns
-    the names of the modules it kept out."""
+    """Import Numba without PyYAML (when the working directory has no .numba_config.yaml) and without
+    colorama, and initialise its cffi typing registry without cffi (nbconv's kernels call no cffi functions).
+    Like skip_numba_scipy_blas, for the command line app only: the modules stay importable afterwards. Returns
+    the names of the modules it kept out.
+
+    colorama: with it, Numba colours the text of every typing error it formats, and its type inference formats
+    one for each overload template that does not match a call, thousands per kernel compiled, each wrapping
+    the standard streams anew (~1% of a cold start's compiling); without it, Numba's messages are plain."""
     blocked = []
     if "numba" not in sys.modules and not os.path.isfile(NUMBA_CONFIG_FILE):
         blocked.append("yaml")
+    if "numba" not in sys.modules:
+        blocked.append("colorama")
     if "numba.core.typing.cffi_utils" not in sys.modules:
         blocked.append("cffi")
     blocked = [name for name in blocked if name not in sys.modules]

@@ -87,6 +87,9 @@ def test_no_helper_on_the_gpu_and_a_bad_spec_ends_the_helper(monkeypatch):
     assert jit_warmup.start("lenet5", device="cuda") is None
     helper = jit_warmup.start("conv8k3,nonsense", device="cpu")
     assert helper.wait(timeout=600) != 0  # the main process reports the spec
+    assert os.path.isdir(helper.claims) and helper.input_shape == (1, 28, 28)
+    jit_warmup.wait(helper)
+    assert not os.path.exists(helper.claims)  # the claims folder goes with the helper
     jit_warmup.wait(None)
     jit_warmup.stop(None)
 
@@ -276,3 +279,53 @@ def test_after_the_warm_up_a_training_step_compiles_no_backward_convolution_of_i
     model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
     after = _backward_convolution_overloads()
     assert {name: after[name] - before[name] for name in after if after[name] - before[name]} == {}
+
+
+def test_a_job_goes_to_the_first_process_that_claims_it(tmp_path):
+    job, other = ("convolution", ("backward_weight", "gemm", "float32")), ("batch assembly", None)
+    assert jit_warmup.claim(str(tmp_path), job) and not jit_warmup.claim(str(tmp_path), job)
+    assert jit_warmup.claim(str(tmp_path), other) and not jit_warmup.claim(str(tmp_path), other)
+    assert jit_warmup.claim(None, job) and jit_warmup.claim(None, job)  # no folder: no one to share with
+    assert not jit_warmup.claim(str(tmp_path / "gone"), ("backward", "bn"))  # the main process is done
+
+
+class _RunningHelper:
+    def __init__(self, claims, input_shape):
+        self.claims, self.input_shape, self.waited = claims, input_shape, False
+
+    def poll(self):
+        return None
+
+    def wait(self, timeout=None):
+        self.waited = True
+
+
+def test_the_main_process_takes_the_jobs_the_helper_has_not_claimed_from_the_last_back(tmp_path, monkeypatch):
+    from nbconv.train import TrainConfig
+    model = models.build("resnet20", input_shape=(3, 32, 32))
+    jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
+    assert len(jobs) == len(set(jobs)) and jobs[-1] == ("convolution", ("backward_weight", "wide", "float32"))
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    for job in jobs[:4]:  # what the helper has claimed by the time the main process is done with its own part
+        assert jit_warmup.claim(str(claims), job)
+    taken = []
+    monkeypatch.setattr(jit_warmup, "run_job", lambda job, *args: taken.append(job))
+    monkeypatch.setattr(jit_warmup, "compile_backward", lambda kinds: None)
+    monkeypatch.setattr(jit_warmup, "compile_step", lambda config, batch_assembly=True: None)
+    helper = _RunningHelper(str(claims), (3, 32, 32))
+    jit_warmup.finish(helper, TrainConfig(model="resnet20"), model)
+    assert taken == jobs[4:][::-1] and helper.waited and not claims.exists()
+
+
+def test_helper_and_main_process_share_the_jobs_each_done_once(tmp_path, monkeypatch):
+    """warm_up with a claims folder does the jobs nobody has claimed: with the main process taking the last
+    two, the helper does the others, in its order."""
+    model = models.build("resnet20", input_shape=(3, 32, 32))
+    jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
+    for job in jobs[-2:]:
+        jit_warmup.claim(str(tmp_path), job)
+    done = []
+    monkeypatch.setattr(jit_warmup, "run_job", lambda job, *args: done.append(job))
+    jit_warmup.warm_up("resnet20", (3, 32, 32), str(tmp_path))
+    assert done == jobs[:-2]

@@ -1,5 +1,6 @@
 """What `nbconv` loads at start: each sub-command's module on its own, no CUDA, ONNX, imaging or PyTorch code
-for a CPU training run, Numba without PyYAML/cffi, and the garbage collector off only while nothing compiles."""
+for a CPU training run, Numba without PyYAML/colorama/cffi, and the garbage collector off only while nothing
+compiles."""
 import ast
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from nbconv_cli.main import COMMANDS, app
 
 # Modules a CPU `nbconv train` on data already on disk has no use for (the last two: other sub-commands').
 NOT_FOR_TRAINING = ("numba.cuda", "numba_cuda", "onnx", "onnxruntime", "PIL", "torch", "scipy.linalg",
-                    "urllib.request", "http.client", "yaml", "cffi", "mpi4py", "nbconv.bench", "nbconv.onnx",
+                    "urllib.request", "http.client", "yaml", "colorama", "cffi", "mpi4py", "nbconv.bench", "nbconv.onnx",
                     "nbconv.visualize", "nbconv_cli.bench", "nbconv_cli.visualize")
 
 # Runs `python -m nbconv ARGS` in a fresh interpreter; at exit prints the loaded modules of NOT_FOR_TRAINING
@@ -78,6 +79,8 @@ from nbconv.startup import skip_numba_optional_imports
 print(",".join(skip_numba_optional_imports()) or "-")
 import numba.core.config, numba.core.typing.cffi_utils
 print(numba.core.config._HAVE_YAML, numba.core.typing.cffi_utils.SUPPORTED)
+import numba.core.errors
+assert type(numba.core.errors.termcolor()).__name__ == "NOPColorScheme"  # plain messages
 print(",".join(skip_numba_optional_imports()) or "-")
 import importlib
 for name in sys.argv[1:]:
@@ -88,7 +91,7 @@ print("ok")
 
 def optional_modules():
     found = []
-    for name in ("yaml", "cffi"):
+    for name in ("yaml", "colorama", "cffi"):
         try:
             __import__(name)
             found.append(name)
@@ -97,11 +100,11 @@ def optional_modules():
     return found
 
 
-def test_numba_starts_without_pyyaml_and_cffi_which_stay_importable(tmp_path):
+def test_numba_starts_without_pyyaml_colorama_and_cffi_which_stay_importable(tmp_path):
     installed = optional_modules()
     out = subprocess.run([sys.executable, "-c", PROGRAM_OPTIONAL, *installed], capture_output=True, text=True,
                          check=True, cwd=tmp_path).stdout.split()
-    assert out == ["yaml,cffi", "False", "False", "-", "ok"]
+    assert out == ["yaml,colorama,cffi", "False", "False", "-", "ok"]
 
 
 def test_a_numba_config_file_in_the_working_directory_is_still_read(tmp_path):
@@ -111,7 +114,7 @@ def test_a_numba_config_file_in_the_working_directory_is_still_read(tmp_path):
     program = PROGRAM_OPTIONAL + "print(numba.core.config.DEBUGINFO_DEFAULT)\n"
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True,
                          cwd=tmp_path).stdout.split()
-    assert out[:3] == ["cffi", "True", "False"] and out[-1] == "1"
+    assert out[:3] == ["colorama,cffi", "True", "False"] and out[-1] == "1"
 
 
 PROGRAM_GC = """

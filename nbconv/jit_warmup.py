@@ -29,8 +29,9 @@ HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
 # first, the other loading it from the cache if it is there by then. Checking ResNet-20 compiles wide, shift and
 # gemm before strips: the helper starts with strips' weight gradient (its unroll_task is then in the cache when
 # the main process reaches strips' forward), and leaves gemm's and wide's weight gradients to the end, when the
-# main process has compiled their forwards.
-_HELPER_ORDER = (("backward_weight", "strips"), ("backward_input", "strips"), ("backward_input", "direct"),
+# main process has compiled their forwards. lanes' input gradient comes first: its row_products is its forward's
+# too, which the main process reaches after wide's and blocked's forwards.
+_HELPER_ORDER = (("backward_input", "lanes"), ("backward_weight", "strips"), ("backward_input", "strips"), ("backward_input", "direct"),
                  ("backward_input", "winograd"), ("backward_input", "shift"), ("backward_input", "gemm"))
 _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).

@@ -140,3 +140,12 @@ def lane_sum(typingctx, value):
         return builder.extract_element(vector, ir.Constant(ir.IntType(32), 0))
 
     return value.dtype(value), codegen
+
+
+@intrinsic
+def add(typingctx, first, second):
+    """first + second, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return first(first, second), codegen

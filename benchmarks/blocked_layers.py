@@ -8,8 +8,12 @@ pass (the mean of --repeat calls); the table gives the median over rounds, and m
 --clock thread: CPU time of the calling thread (use with --threads 1: the other threads' time is not seen);
 --clock wall: wall time.
 
+--against A,B: the algorithms to compare with (default: the plan's choice, or strips / gemm where that is
+blocked); --extra A,B: timed besides those (e.g. --extra lanes). One row per contender, each in the same
+rounds; the last column is PyTorch's time over that contender's (above 1: the contender is faster).
+
 Usage: python benchmarks/blocked_layers.py [--rounds 5] [--repeat 3] [--threads N] [--clock wall|thread]
-       [--against ALGORITHM] [--layers NAME,...]
+       [--against ALGORITHM,...] [--extra ALGORITHM,...] [--layers NAME,...]
 """
 import argparse
 import statistics
@@ -69,6 +73,7 @@ def main():
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--against", default=None, help="an algorithm to compare with (default: the plan's choice"
                                                         " without blocked)")
+    parser.add_argument("--extra", default=None, help="algorithms timed besides the plan's choice, e.g. lanes")
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
@@ -81,7 +86,7 @@ def main():
     rng = np.random.default_rng(0)
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}")
     print(f"{'layer':16} {'pass':16} {'other':>8} {'blocked ms':>11} {'other ms':>9} {'torch ms':>9} "
-          f"{'vs other':>16} {'vs torch':>16}")
+          f"{'vs other':>16} {'vs torch':>16} {'torch/other':>11}")
     for name in args.layers.split(","):
         input_shape, weight_shape, stride, padding = LAYERS[name]
         x = rng.standard_normal(input_shape).astype(np.float32)
@@ -90,11 +95,13 @@ def main():
         convolution = Convolution(input_shape, weight_shape, stride, stride, padding, padding)
         grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
         for pass_ in PASSES:
-            other = args.against or choose(pass_, convolution)
-            if other == "blocked":
-                other = "strips" if stride == 1 else "gemm"
-            contenders = {"blocked": runner(pass_, "blocked", x, w, b, grad_y, stride, padding),
-                          "other": runner(pass_, other, x, w, b, grad_y, stride, padding)}
+            others = args.against.split(",") if args.against else [choose(pass_, convolution)]
+            others = [("strips" if stride == 1 else "gemm") if other == "blocked" else other for other in others]
+            if args.extra:
+                others += [name for name in args.extra.split(",") if name not in others]
+            contenders = {"blocked": runner(pass_, "blocked", x, w, b, grad_y, stride, padding)}
+            for other in others:
+                contenders[other] = runner(pass_, other, x, w, b, grad_y, stride, padding)
             if not args.no_torch:
                 contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, stride, padding)
             for function in contenders.values():
@@ -104,16 +111,18 @@ def main():
                 for key, function in contenders.items():
                     times[key].append(timed(function, args.repeat, clock))
             median = {key: statistics.median(value) for key, value in times.items()}
-            versus_other = [o / bl for o, bl in zip(times["other"], times["blocked"])]
-            row = (f"{name:16} {pass_:16} {other:>8} {median['blocked'] * 1e3:11.2f} {median['other'] * 1e3:9.2f} ")
-            if "torch" in times:
-                versus_torch = [t / bl for t, bl in zip(times["torch"], times["blocked"])]
-                row += (f"{median['torch'] * 1e3:9.2f} {statistics.median(versus_other):5.2f}x "
-                        f"({min(versus_other):.2f}-{max(versus_other):.2f}) {statistics.median(versus_torch):5.2f}x "
-                        f"({min(versus_torch):.2f}-{max(versus_torch):.2f})")
-            else:
-                row += f"{'':9} {statistics.median(versus_other):5.2f}x ({min(versus_other):.2f}-{max(versus_other):.2f})"
-            print(row, flush=True)
+            for other in others:
+                versus_other = [o / bl for o, bl in zip(times[other], times["blocked"])]
+                row = (f"{name:16} {pass_:16} {other:>8} {median['blocked'] * 1e3:11.2f} {median[other] * 1e3:9.2f} ")
+                if "torch" in times:
+                    versus_torch = [t / bl for t, bl in zip(times["torch"], times["blocked"])]
+                    torch_other = [t / o for t, o in zip(times["torch"], times[other])]
+                    row += (f"{median['torch'] * 1e3:9.2f} {statistics.median(versus_other):5.2f}x "
+                            f"({min(versus_other):.2f}-{max(versus_other):.2f}) {statistics.median(versus_torch):5.2f}x "
+                            f"({min(versus_torch):.2f}-{max(versus_torch):.2f}) {statistics.median(torch_other):5.2f}x")
+                else:
+                    row += f"{'':9} {statistics.median(versus_other):5.2f}x ({min(versus_other):.2f}-{max(versus_other):.2f})"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

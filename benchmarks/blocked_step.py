@@ -2,10 +2,12 @@
 process and in alternating rounds: ResNet-20 on 3x32x32 (batch 128) and LeNet-5 on 1x28x28 (batch 64).
 
 "without" sets plan.BLOCKED_WIDEST to 0, which gives every convolution the plan's previous choice (strips,
-shift, gemm); "with" is the plan as it stands. A step is forward, loss and backward, as benchmarks/networks.py
+shift, gemm); "with" is the plan as it stands. --setting LANES_WIDEST sets that one to 0 instead: the plan
+before 'lanes' (blocked, strips and gemm at 8 and 16 wide). A step is forward, loss and backward, as benchmarks/networks.py
 times it. --clock thread: CPU time of the calling thread (use with --threads 1).
 
 Usage: python benchmarks/blocked_step.py [--rounds 5] [--threads N] [--clock wall|thread] [--models resnet20,lenet5]
+       [--setting BLOCKED_WIDEST|LANES_WIDEST]
 """
 import argparse
 import statistics
@@ -37,13 +39,14 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--models", default="resnet20,lenet5")
+    parser.add_argument("--setting", default="BLOCKED_WIDEST", help="the plan setting 'without' sets to 0")
     args = parser.parse_args()
     if args.threads:
         numba.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}")
-    widest = planning.BLOCKED_WIDEST
+    widest = getattr(planning, args.setting)
     for name in args.models.split(","):
         shape, batch, classes = ((3, 32, 32), 128, 10) if name == "resnet20" else ((1, 28, 28), 64, 10)
         model = models.build(name, input_shape=shape, num_classes=classes, seed=0)
@@ -54,7 +57,7 @@ def main():
         twin = torch_twin(name, model)
 
         def step(setting):
-            planning.BLOCKED_WIDEST = setting
+            setattr(planning, args.setting, setting)
             logits = model.forward(x)
             _, grad = F.softmax_cross_entropy(logits, labels)
             model.backward(grad, need_input_grad=False)
@@ -78,7 +81,7 @@ def main():
                 started = clock()
                 once()
                 times[key].append(clock() - started)
-        planning.BLOCKED_WIDEST = widest
+        setattr(planning, args.setting, widest)
         median = {key: statistics.median(value) for key, value in times.items()}
         ratios = [b / a for a, b in zip(times["with"], times["without"])]
         line = (f"{name:9s} with {median['with'] * 1e3:8.1f} ms  without {median['without'] * 1e3:8.1f} ms  "

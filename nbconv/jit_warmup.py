@@ -32,14 +32,17 @@ WAIT_SECONDS = 300
 HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
 # The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
-# (gemm's im2col_rows and unrolled, wide's unroll_task, blocked's split_pad) is compiled once, by whichever
-# process gets to it first, the other loading it from the cache if it is there by then. The helper starts with
-# the kernels whose row helpers no forward of the main process compiles (strips' weight gradient: a model whose
-# forward runs strips, as LeNet-5's second layer does, then finds strips' unroll_task in the cache), and leaves
-# gemm's and wide's weight gradients to the end of its list: the main process has compiled their row helpers in
-# its forwards by then, and it takes the list's last jobs itself when it is done first.
-_HELPER_ORDER = (("backward_weight", "strips"), ("backward_input", "strips"), ("backward_input", "direct"),
-                 ("backward_input", "winograd"), ("backward_input", "shift"), ("backward_input", "gemm"))
+# (gemm's im2col_rows and unrolled, wide's unroll_task, blocked's split_pad, lanes' row_products) is compiled
+# once, by whichever process gets to it first, the other loading it from the cache if it is there by then. The
+# helper starts with lanes' input gradient (its row_products is its forward's too, which the main process reaches
+# only after wide's and blocked's forwards) and with the kernels whose row helpers no forward of the main process
+# compiles (strips' weight gradient: a model whose forward runs strips, as LeNet-5's second layer does, then
+# finds strips' unroll_task in the cache), and leaves gemm's and wide's weight gradients to the end of its list:
+# the main process has compiled their row helpers in its forwards by then, and it takes the list's last jobs
+# itself when it is done first.
+_HELPER_ORDER = (("backward_input", "lanes"), ("backward_weight", "strips"), ("backward_input", "strips"),
+                 ("backward_input", "direct"), ("backward_input", "winograd"), ("backward_input", "shift"),
+                 ("backward_input", "gemm"))
 _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",

@@ -107,12 +107,12 @@ def test_helper_fills_the_shared_cache(tmp_path):
 
 
 
-def test_the_helper_compiles_strips_weight_gradient_first_and_gemm_and_wide_weight_gradients_last():
+def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_and_wide_weight_gradients_last():
     model = models.build("resnet20", input_shape=(3, 32, 32))
     backward = [kernel for kernel in jit_warmup.convolution_kernels(model, (3, 32, 32)) if kernel[0] != "forward"]
     first, last = jit_warmup.helper_order(backward)
     assert sorted(first + last) == sorted(backward)  # each kernel once
-    assert first[0] == ("backward_weight", "strips", "float32")  # its row helper, before the main process needs it
+    assert first[0] == ("backward_input", "lanes", "float32")  # its row helper, before the main process needs it
     assert last == [("backward_weight", "gemm", "float32"), ("backward_weight", "wide", "float32")]
 
 
@@ -157,7 +157,7 @@ def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
     """The helper asks the plan: when the plan's choice changes, so do the kernels it compiles."""
     from nbconv.kernels.cpu.conv import plan as conv_plan
     chosen = {kernel[1] for step, kernel in _helper_work("resnet20", (3, 32, 32), monkeypatch) if step == "convolution"}
-    assert chosen == {"blocked", "strips", "gemm", "wide"}
+    assert chosen == {"blocked", "lanes", "gemm", "wide"}
     conv_plan.forget_plans()
     try:
         monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")

@@ -143,12 +143,12 @@ def lane_sum(typingctx, value):
 
 
 @intrinsic
-def add_values(typingctx, value, other):
-    """value + other, lane by lane."""
+def add(typingctx, first, second):
+    """first + second, lane by lane."""
     def codegen(context, builder, signature, args):
         return builder.fadd(args[0], args[1])
 
-    return value(value, other), codegen
+    return first(first, second), codegen
 
 
 def _clamped_below(builder, vector):

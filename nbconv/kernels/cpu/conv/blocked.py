@@ -67,29 +67,29 @@ def transposed_geometry(H, W, OH, OW, KH, KW, stride_h, stride_w, padding_h, pad
 @njit(cache=True, no_cfunc_wrapper=True)
 def split_pad(image, target, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w):
     """target[((c*sh + y % sh)*sw + x % sw)*Hq*Wq + (y // sh)*Wq + x // sw] = image[c, y - ph, x - pw] for
-    padded pixels (y, x) inside the image, zero elsewhere (and in the slack)."""
+    padded pixels (y, x) inside the image, zero elsewhere (and in the slack).
+
+    No integer division per row (a division by a run-time stride costs more than a 16-value row's copy): the
+    rows' phase and plane row are counted along, each phase column's bounds worked out once."""
     C, H, W = image.shape
     fill_zero(target)
     plane = plane_h * plane_w
-    for c in range(C):
-        for h in range(H):
-            y = h + padding_h
-            row = ((c * stride_h + y % stride_h) * stride_w) * plane + (y // stride_h) * plane_w
-            source = image[c, h]
-            if stride_w == 1:
-                start = row + padding_w
-                for w in range(W):
-                    target[start + w] = source[w]
-            else:  # phase px holds padded columns k*s + px, image columns k*s + px - pw: a strided read
-                for px in range(stride_w):
+    for px in range(stride_w):  # phase px holds padded columns k*s + px, image columns k*s + px - pw
                     first = max(0, (padding_w - px + stride_w - 1) // stride_w)
                     last = (W - 1 + padding_w - px) // stride_w + 1
                     if last <= first:
                         continue
-                    start = row + px * plane
+        count = last - first
                     image_start = first * stride_w + px - padding_w
-                    for k in range(last - first):
-                        target[start + first + k] = source[image_start + k * stride_w]
+        for c in range(C):
+            phase_row, plane_row = padding_h % stride_h, padding_h // stride_h  # of padded row y = h + ph
+            for h in range(H):
+                start = ((c * stride_h + phase_row) * stride_w + px) * plane + plane_row * plane_w + first
+                for k in range(count):
+                    target[start + k] = image[c, h, image_start + k * stride_w]
+                phase_row += 1
+                if phase_row == stride_h:
+                    phase_row, plane_row = 0, plane_row + 1
 
 
 @njit(cache=True, no_cfunc_wrapper=True)

@@ -27,7 +27,7 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import parallel_parts
-from ..vectors import LANES, add_products, add_values, broadcast, load, relu, relu6, store, zeros
+from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
 
 PANEL = 6  # output channels a micro-kernel sums at once
 POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-block)
@@ -134,7 +134,7 @@ def finished(value, factors, offsets, d, residual, at, summed, activation):
     """activation(value * factors[d] + offsets[d] + residual[at:at + 8]) (the residual when summed)."""
     value = add_products(broadcast(offsets, d), value, broadcast(factors, d))
     if summed:
-        value = add_values(value, load(residual, at))
+        value = add(value, load(residual, at))
     if activation == RELU:
         value = relu(value)
     elif activation == RELU6:

@@ -13,6 +13,8 @@ gradient). The choice, in order:
   BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS taps a filter or more
   and outputs at most BLOCKED_WIDEST wide, that are not Winograd's (below): their forward pass, and with
   outputs at least BLOCKED_GRADIENT_NARROWEST wide their input and weight gradients too (ResNet-20's layers);
+  but where those layers' outputs are at most LANES_WIDEST wide, 'lanes' (the same direct convolution with
+  output channels in the vector lanes, 16 channels x 4 positions of a row, lanes.py), every pass;
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -63,6 +65,17 @@ where its sums run over 80-position grids (the 10-wide padded rows of 8 outputs)
 and lane sums weigh, so those keep strips and gemm. Against PyTorch (oneDNN) in the same runs: forward
 1.1x at 16 x 32, 0.99x at 32 x 16, 0.87x at 64 x 8, 0.68-0.69x on the stride-2 layers.
 
+lanes against blocked and the previous choice on the same layers, same benchmark (--extra lanes / --against
+lanes), one thread, thread CPU time, 5 rounds, loaded machine: at 64 x 8 forward 1.14x blocked, input gradient
+1.12x strips, weight gradient 1.09x strips (blocked's was 0.58x strips there); stride-2 32 -> 64 (8 wide)
+forward 1.10x blocked, input gradient 1.25x gemm, weight gradient 1.51x gemm; at 32 x 16 1.06x, 1.04x and
+1.17x blocked; stride-2 16 -> 32 (16 wide) 1.05x, 1.03x, 1.07x blocked; but at 16 x 32 0.98x, 0.99x and 0.90x
+blocked, which keeps the 32-wide layers. Its blocks compute only outputs (a row rounded up to 4 positions)
+where blocked's grid carries the padded rows' extra columns (25% at 8 wide), and its weight gradient sums a
+whole image per register with no lane sums. Against PyTorch in the same runs: forward 1.15x at 64 x 8, 1.14x
+at 32 x 16, 0.85x and 0.95x on the stride-2 layers; input gradient 1.07-3.2x; weight gradient 1.02x at
+64 x 8, 1.13x at 32 x 16, 0.83x and 0.90x on the stride-2 layers. With lanes, ResNet-20 no longer runs strips.
+
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
 and a wide layer's unrolled rows use the same "col" memory), so a model holds one of each slot at a time.
@@ -81,7 +94,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import blocked, blocks, depthwise, direct, flat, gemm, packed, shift, strips, wide, winograd, winograd_weight
+from . import (blocked, blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
+               winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -99,6 +113,7 @@ BLOCKED_MOST_CHANNELS = 64  # ... at most this many in and out,
 BLOCKED_TAPS = 144  # ... at least this many taps a filter (C*3*3: 16 input channels),
 BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
 BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
+LANES_WIDEST = 16  # ... but 'lanes' for those layers' outputs at most this wide, every pass (ResNet-20's 16, 8)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -121,6 +136,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("blocked", blocked, blocked.applies),
+    Algorithm("lanes", lanes, lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
 )}
 
@@ -187,9 +203,9 @@ def _unrolled(convolution):
     return "strips" if padded_w >= STRIPS_WASTE * out_w else "wide"
 
 
-def _blocked(pass_, convolution):
-    """Whether a narrow layer goes to 'blocked': ungrouped, undilated, 3x3, stride 1 or 2 alike,
-    short of Winograd, within BLOCKED_* (see the module docstring)."""
+def _direct(pass_, convolution):
+    """'lanes' or 'blocked' for a narrow layer (ungrouped, undilated, 3x3, stride 1 or 2 alike, short of
+    Winograd, within BLOCKED_*), by its output width; None for any other (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
     out_w = convolution.output_shape[3]
     if not (convolution.groups == 1 and convolution.dilation_h == convolution.dilation_w == 1
@@ -197,11 +213,13 @@ def _blocked(pass_, convolution):
             and KH == KW == 3 and BLOCKED_CHANNELS <= D <= BLOCKED_MOST_CHANNELS
             and Cg <= BLOCKED_MOST_CHANNELS and Cg * KH * KW >= BLOCKED_TAPS
             and out_w <= BLOCKED_WIDEST):
-        return False
+        return None
     channels = min(D, Cg)
     if convolution.stride_h == 1 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK:
-        return False  # a Winograd layer
-    return pass_ == "forward" or out_w >= BLOCKED_GRADIENT_NARROWEST
+        return None  # a Winograd layer
+    if out_w <= LANES_WIDEST:
+        return "lanes"
+    return "blocked" if pass_ == "forward" or out_w >= BLOCKED_GRADIENT_NARROWEST else None
 
 
 def choose(pass_, convolution):
@@ -212,8 +230,9 @@ def choose(pass_, convolution):
         return "depthwise3x3" if depthwise.applies(pass_, convolution) else "direct"
     if gemm.applies_pointwise(pass_, convolution):
         return "pointwise"
-    if _blocked(pass_, convolution):
-        return "blocked"
+    direct_algorithm = _direct(pass_, convolution)
+    if direct_algorithm:
+        return direct_algorithm
     if convolution.stride_h == convolution.stride_w == 1:
         if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
             return "flat"
@@ -248,7 +267,7 @@ SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
-                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST")),
+                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -260,6 +279,7 @@ SETTINGS = (
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (blocked, ("CHANNEL_BLOCK", "POSITIONS", "SLACK", "max_chunks")),
+    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)

@@ -25,13 +25,16 @@ CLASSES = [
     ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd_weight")),
-    ("3x3, 64 channels 7 wide: too narrow", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("blocked", "strips", "strips")),
-    ("3x3, 32 channels 14 wide: too narrow", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("blocked", "strips", "strips")),
+    ("3x3, 64 channels 7 wide: lanes", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
+    ("3x3, 64 channels 8 wide (ResNet-20)", (2, 64, 8, 8), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
+    ("3x3, 32 channels 14 wide: lanes", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
+    ("3x3, 32 channels 16 wide (ResNet-20)", (2, 32, 16, 16), (32, 32, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
     ("3x3, 16 channels 32 wide (ResNet-20)", (2, 16, 32, 32), (16, 16, 3, 3), (1, 1, 1, 1), ("blocked",) * 3),
     ("3x3, 32 channels 17 wide", (2, 32, 17, 17), (32, 32, 3, 3), (1, 1, 1, 1), ("blocked",) * 3),
     ("3x3, 16 channels 33 wide: too wide for blocked", (2, 16, 33, 33), (16, 16, 3, 3), (1, 1, 1, 1), ("shift", "shift", "shift")),
-    ("3x3 strided, 16 -> 32 channels (ResNet-20)", (2, 16, 32, 32), (32, 16, 3, 3), (2, 1, 1, 1), ("blocked",) * 3),
-    ("3x3 strided, 32 -> 64 channels 8 wide", (2, 32, 16, 16), (64, 32, 3, 3), (2, 1, 1, 1), ("blocked", "gemm", "gemm")),
+    ("3x3 strided, 16 -> 32 channels (ResNet-20)", (2, 16, 32, 32), (32, 16, 3, 3), (2, 1, 1, 1), ("lanes",) * 3),
+    ("3x3 strided, 32 -> 64 channels 8 wide", (2, 32, 16, 16), (64, 32, 3, 3), (2, 1, 1, 1), ("lanes",) * 3),
+    ("3x3 strided, 16 -> 32 channels 17 wide", (2, 16, 34, 34), (32, 16, 3, 3), (2, 1, 1, 1), ("blocked",) * 3),
     ("3x3, 16 channels: too few for Winograd", (2, 16, 56, 56), (16, 16, 3, 3), (1, 1, 1, 1), ("shift",) * 3),
     ("3x3 dilated, 32 channels", (2, 32, 28, 28), (32, 32, 3, 3), (1, 2, 2, 1), ("shift",) * 3),
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
@@ -121,6 +124,23 @@ def test_shift_thresholds_at_their_boundaries(monkeypatch):
     assert plan(WEIGHT, (1, 64, 4, 4), (shift_weight + 1, 64, 3, 3), 1, 1, 1, 1).algorithm == "strips"  # 6 / 4
 
 
+def test_lanes_for_narrow_outputs_at_its_boundary(monkeypatch):
+    """Among blocked's layers, 'lanes' for outputs up to LANES_WIDEST wide, every pass, stride 1 and 2; with
+    LANES_WIDEST = 0 the plan before lanes (blocked's forward, strips' and gemm's gradients at 8 wide)."""
+    limit = planning.LANES_WIDEST
+    for stride in (1, 2):
+        at = (1, 32, limit * stride, limit * stride)
+        wider = (1, 32, (limit + 1) * stride, (limit + 1) * stride)
+        for pass_ in PASSES:
+            assert plan(pass_, at, (32, 32, 3, 3), stride, stride, 1, 1).algorithm == "lanes"
+            assert plan(pass_, wider, (32, 32, 3, 3), stride, stride, 1, 1).algorithm == "blocked"
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)
+    assert [plan(pass_, (1, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, 1).algorithm for pass_ in PASSES] == \
+        ["blocked", "strips", "strips"]
+    assert [plan(pass_, (1, 32, 16, 16), (64, 32, 3, 3), 2, 2, 1, 1).algorithm for pass_ in PASSES] == \
+        ["blocked", "gemm", "gemm"]
+
+
 def test_thresholds_are_read_at_each_call(monkeypatch):
     monkeypatch.setattr(planning, "WINOGRAD_CHANNELS", 16)
     monkeypatch.setattr(planning, "WINOGRAD_WORK", 0)
@@ -129,13 +149,13 @@ def test_thresholds_are_read_at_each_call(monkeypatch):
 
 def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
-    assert applicable(FORWARD, strided) == ["direct", "gemm", "blocked"]
+    assert applicable(FORWARD, strided) == ["direct", "gemm", "blocked", "lanes"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "blocked"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "blocked", "lanes"]
     assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm",
-                                         "blocked"]
+                                         "blocked", "lanes"]
 
 
 def test_bad_requests_are_value_errors():

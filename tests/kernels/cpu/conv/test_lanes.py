@@ -1,0 +1,111 @@
+"""conv/lanes.py: direct convolution with channels in the vector lanes (16 channels x 4 positions; the weight
+gradient 16 channels x 6 taps), all passes, any stride, padding and dilation."""
+import numpy as np
+import pytest
+
+from nbconv.kernels.cpu.conv import dispatch, lanes
+from nbconv.kernels.cpu.conv.plan import Convolution, plan
+from nbconv.kernels.cpu.threads import parallel_parts
+from tests.kernels.cpu.conv.algorithm_check import check, random_case
+from tests.kernels.cpu.conv.test_blocked import CASES
+
+# besides blocked's cases: channels on and off the blocks of 16, rows on and off 4 positions
+LANE_CASES = CASES + [
+    (2, 64, 8, 8, 64, 3, 1, 1, 1, 1),              # ResNet-20's 8-wide layer, smaller batch
+    (2, 32, 16, 16, 64, 3, 2, 1, 1, 1),            # ResNet-20's stride-2 layer to 8 wide
+    (3, 17, 7, 6, 33, 3, 1, 1, 1, 1),              # 33 channels: a third block of 16, mostly zero
+    (1, 20, 5, 9, 40, 3, 2, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", LANE_CASES)
+def test_lanes_matches_reference(case, rng):
+    check("lanes", case, rng, finite_differences=case in (CASES[1], CASES[6]))
+
+
+def test_lanes_in_float32_matches_reference(rng):
+    check("lanes", (2, 16, 8, 8, 16, 3, 1, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
+    check("lanes", (2, 32, 16, 16, 64, 3, 2, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
+
+
+def _run_parts(pass_, case, parts, monkeypatch):
+    """One pass of the lanes kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
+    x, w, b, hyper = random_case(case, np.random.default_rng(7))
+    monkeypatch.setattr(lanes, "parallel_parts",
+                        lambda span, _, *args: parallel_parts(span, parts, *args))
+    chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="lanes", threads=3)
+    buffers = dispatch.buffers(chosen)
+    grad_y = np.random.default_rng(8).standard_normal(chosen.convolution.output_shape)
+    if pass_ == "forward":
+        out = np.empty(chosen.convolution.output_shape)
+        lanes.forward(x, w, b, out, buffers, chosen)
+    elif pass_ == "backward_input":
+        out = np.empty(x.shape)
+        lanes.backward_input(grad_y, w, out, buffers, chosen)
+    else:
+        out = np.empty(w.shape)
+        lanes.backward_weight(grad_y, x, out, buffers, chosen)
+    return out
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
+def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
+    case = (7, 5, 9, 9, 6, 3, 2, 1, 1, 1)
+    results = [_run_parts(pass_, case, parts, monkeypatch) for parts in (1, 2, 3)]
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
+def _furthest(pass_, convolution):
+    """(last source index read + 1, last sums index written + 1) of one pass, worked out from the taps'
+    offsets and the blocks' positions as the kernels compute them."""
+    N, C, H, W = convolution.input_shape
+    D, _, KH, KW = convolution.weight_shape
+    _, _, OH, OW = convolution.output_shape
+    strides = convolution.hyper[:6]
+    plane_h, plane_w, _, _ = lanes.phase_geometry(H, W, KH, KW, *strides)
+    round_up = lambda count, multiple: -(-count // multiple) * multiple  # noqa: E731
+    if pass_ == "backward_input":
+        top, left, source_h, source_w = lanes.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
+        offsets, _, counts = lanes.transposed_taps(D, KH, KW, *strides, top, left, source_w, source_h * source_w)
+        read, written = 0, 0
+        for ry in range(min(strides[0], H)):
+            for rx in range(min(strides[1], W)):
+                phase = ry * strides[1] + rx
+                rows, cols = -(-(H - ry) // strides[0]), -(-(W - rx) // strides[1])
+                written = max(written, rows * round_up(cols, 4) * round_up(C, 16))
+                if counts[phase]:
+                    read = max(read, offsets[phase, :counts[phase]].max() + (rows - 1) * source_w
+                               + round_up(cols, 4))
+        return read, written
+    offsets = lanes.tap_offsets(C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
+    if pass_ == "forward":
+        return (offsets.max() + (OH - 1) * plane_w + round_up(OW, 4),
+                OH * round_up(OW, 4) * round_up(D, 16))
+    return offsets.max() + (OH - 1) * plane_w + OW, (OH * OW + C * KH * KW) * round_up(D, 16)
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
+def test_the_reads_stay_inside_the_buffers(pass_, rng):
+    """The last block's reads, up to 3 values past its row, and its writes lie inside the plan's buffers, on
+    random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
+    checked = 0
+    while checked < 300:
+        C, D, H, W = rng.integers(1, 9, 4)
+        KH, KW, stride_h, stride_w, dilation = rng.integers(1, 6), rng.integers(1, 6), rng.integers(1, 4), \
+            rng.integers(1, 4), rng.integers(1, 3)
+        padding_h, padding_w = rng.integers(0, 4, 2)
+        convolution = Convolution((2, C, H, W), (D, C, KH, KW), stride_h, stride_w, padding_h, padding_w,
+                                  dilation, dilation)
+        if min(convolution.output_shape[2:]) < 1:
+            continue
+        checked += 1
+        chosen = plan(pass_, *convolution[:2], *convolution.hyper[:6], algorithm="lanes")
+        sizes = {buffer.name: buffer.shape[1] for buffer in chosen.buffers}
+        read, written = _furthest(pass_, convolution)
+        assert read <= sizes["padded"], convolution
+        assert written <= sizes["grid"], convolution
+
+
+def test_applies_to_ungrouped_layers_only():
+    assert lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
+    assert not lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))

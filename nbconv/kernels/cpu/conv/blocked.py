@@ -75,12 +75,12 @@ def split_pad(image, target, stride_h, stride_w, padding_h, padding_w, plane_h, 
     fill_zero(target)
     plane = plane_h * plane_w
     for px in range(stride_w):  # phase px holds padded columns k*s + px, image columns k*s + px - pw
-                    first = max(0, (padding_w - px + stride_w - 1) // stride_w)
-                    last = (W - 1 + padding_w - px) // stride_w + 1
-                    if last <= first:
-                        continue
+        first = max(0, (padding_w - px + stride_w - 1) // stride_w)
+        last = (W - 1 + padding_w - px) // stride_w + 1
+        if last <= first:
+            continue
         count = last - first
-                    image_start = first * stride_w + px - padding_w
+        image_start = first * stride_w + px - padding_w
         for c in range(C):
             phase_row, plane_row = padding_h % stride_h, padding_h // stride_h  # of padded row y = h + ph
             for h in range(H):

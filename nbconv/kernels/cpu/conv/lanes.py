@@ -160,7 +160,8 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
         source, sums = padded[chunk], grid[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            split_pad(grad_output[n], source, 1, 1, top, left, source_h, source_w)
+            # int64 strides, as blocked's input gradient passes them: split_pad's one overload
+            split_pad(grad_output[n], source, np.int64(1), np.int64(1), top, left, source_h, source_w)
             for ry in range(min(stride_h, H)):
                 rows = (H - ry + stride_h - 1) // stride_h
                 for rx in range(min(stride_w, W)):

@@ -272,6 +272,8 @@ def conv2d_backward_input_blocked(grad_output, weight, grad_input, padded, grid,
     by_input = weight.transpose(1, 0, 2, 3).reshape(C, D * KH * KW)
     packed = np.zeros((counts.shape[0], _round_up(C, CHANNEL_BLOCK) * D * KH * KW), weight.dtype)
     for phase, count in enumerate(counts):
+        if count == 0:  # a filter smaller than the stride: no tap reaches this phase, its gradient stays 0
+            continue
         filters = pack_filters(by_input[:, columns[phase, :count]])
         packed[phase, :filters.shape[0]] = filters
     parallel_parts(conv2d_backward_input_blocked_span, numba.get_num_threads(), grad_output, grad_input, padded, grid,

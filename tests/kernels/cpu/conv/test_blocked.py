@@ -26,6 +26,8 @@ CASES = [
     (1, 70, 5, 7, 67, 3, 1, 1, 1, 1),              # 70 -> 67 channels
     (2, 17, 8, 8, 33, 3, 2, 1, 1, 1),              # ResNet-20's stride-2 layer, smaller
     (1, 1, 7, 9, 2, 3, (2, 1), (0, 2), 1, 1),      # different strides along the two axes
+    (2, 5, 9, 8, 6, 1, 2, 0, 1, 1),                # 1x1 stride 2 (a projection shortcut): no tap reaches odd rows
+    (1, 3, 11, 9, 4, 3, 4, 1, 1, 1),               # a filter smaller than its stride
 ]
 
 

@@ -7,7 +7,7 @@ before 'lanes' (blocked, strips and gemm at 8 and 16 wide). A step is forward, l
 times it. --clock thread: CPU time of the calling thread (use with --threads 1).
 
 Usage: python benchmarks/blocked_step.py [--rounds 5] [--threads N] [--clock wall|thread] [--models resnet20,lenet5]
-       [--setting BLOCKED_WIDEST|LANES_WIDEST]
+       [--setting BLOCKED_WIDEST|LANES_WIDEST|NAME=VALUE,...]
 """
 import argparse
 import statistics
@@ -39,14 +39,20 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--models", default="resnet20,lenet5")
-    parser.add_argument("--setting", default="BLOCKED_WIDEST", help="the plan setting 'without' sets to 0")
+    parser.add_argument("--setting", default="BLOCKED_WIDEST",
+                        help="the plan setting 'without' sets to 0, or NAME=VALUE[,NAME=VALUE...]: the plan settings "
+                             "'without' runs with instead")
     args = parser.parse_args()
     if args.threads:
         numba.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}")
-    widest = getattr(planning, args.setting)
+    if "=" in args.setting:
+        other = {name: int(value) for name, value in (item.split("=") for item in args.setting.split(","))}
+    else:
+        other = {args.setting: 0}
+    current = {name: getattr(planning, name) for name in other}
     for name in args.models.split(","):
         shape, batch, classes = ((3, 32, 32), 128, 10) if name == "resnet20" else ((1, 28, 28), 64, 10)
         model = models.build(name, input_shape=shape, num_classes=classes, seed=0)
@@ -56,13 +62,14 @@ def main():
         labels = rng.integers(0, classes, batch)
         twin = torch_twin(name, model)
 
-        def step(setting):
-            setattr(planning, args.setting, setting)
+        def step(settings):
+            for setting_name, value in settings.items():
+                setattr(planning, setting_name, value)
             logits = model.forward(x)
             _, grad = F.softmax_cross_entropy(logits, labels)
             model.backward(grad, need_input_grad=False)
 
-        contenders = {"with": lambda: step(widest), "without": lambda: step(0)}
+        contenders = {"with": lambda: step(current), "without": lambda: step(other)}
         if twin is not None:
             twin.train()
             x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
@@ -81,7 +88,8 @@ def main():
                 started = clock()
                 once()
                 times[key].append(clock() - started)
-        setattr(planning, args.setting, widest)
+        for setting_name, value in current.items():
+            setattr(planning, setting_name, value)
         median = {key: statistics.median(value) for key, value in times.items()}
         ratios = [b / a for a, b in zip(times["with"], times["without"])]
         line = (f"{name:9s} with {median['with'] * 1e3:8.1f} ms  without {median['without'] * 1e3:8.1f} ms  "

@@ -11,7 +11,7 @@ import numpy as np
 
 from numba import njit
 
-from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
+from .register_blocks import max_pool_2x2_planes
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
 
@@ -60,43 +60,35 @@ def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
     # the vector blocks read and write whole runs from each row's start: only for contiguous rows
     blocks = OW >= 4 and input.flags.c_contiguous and output.flags.c_contiguous and indices.flags.c_contiguous
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
-    for task in range(span_first, span_last):
+    nan_in_span = 0
+    if blocks:  # 8 (or 4) outputs at a time
+        if OW >= 8:
+            nan_in_span = max_pool_2x2_planes(input, output, indices, span_first, span_last, 8, record)
+        else:
+            nan_in_span = max_pool_2x2_planes(input, output, indices, span_first, span_last, 4, record)
+    for task in range(span_first, span_last if nan_in_span or not blocks else span_first):
         n, c = task // C, task % C
         plane = input[n, c]
+        nan = nan_in_span
         for oh in range(OH):
             top, bottom = plane[2 * oh], plane[2 * oh + 1]
             best = output[n, c, oh]
             where = indices[n, c, oh] if record else indices[0, 0, 0]
-            nan = 0
-            base = 2 * oh * W
-            if blocks:  # 4 or 8 outputs at a time; the last block starts at OW - lanes (redoing some: same values)
-                lanes = 8 if OW >= 8 else 4
-                ow = 0
-                while ow < OW:
-                    first = min(ow, OW - lanes)
-                    if lanes == 8:
-                        if record:
-                            nan |= max_pool_2x2_8(top, bottom, best, where, first, base, W)
-                        else:
-                            nan |= max_pool_2x2_8_values(top, bottom, best, where, first, base, W)
-                    elif record:
-                        nan |= max_pool_2x2_4(top, bottom, best, where, first, base, W)
-                    else:
-                        nan |= max_pool_2x2_4_values(top, bottom, best, where, first, base, W)
-                    ow += lanes
-            elif record:
-                for ow in range(OW):
-                    a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
-                    top_max = max(max(a, b), max(c_, d))
-                    k = _first_max_tap(a, b, c_, d, top_max)
-                    best[ow] = top_max
-                    where[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
-                    nan |= _has_nan(a, b, c_, d)
-            else:
-                for ow in range(OW):
-                    a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
-                    best[ow] = max(max(a, b), max(c_, d))
-                    nan |= _has_nan(a, b, c_, d)
+            if not blocks:
+                nan = 0
+                if record:
+                    for ow in range(OW):
+                        a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+                        top_max = max(max(a, b), max(c_, d))
+                        k = _first_max_tap(a, b, c_, d, top_max)
+                        best[ow] = top_max
+                        where[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
+                        nan |= _has_nan(a, b, c_, d)
+                else:
+                    for ow in range(OW):
+                        a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+                        best[ow] = max(max(a, b), max(c_, d))
+                        nan |= _has_nan(a, b, c_, d)
             if nan:  # the first NaN of a window wins
                 for ow in range(OW):
                     a, b, c_, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]

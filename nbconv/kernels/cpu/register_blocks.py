@@ -1,303 +1,229 @@
-"""Sums over a convolution's taps kept in vector registers until the last tap.
+"""Sums over a convolution's taps kept in vector registers until the last tap, and 2x2 max pooling a vector
+of outputs at a time: loops over vectors.py's Vector values.
 
 The loops LLVM vectorises by itself run tap by tap over a whole output row, so every tap (or every few
 taps) loads and stores the row again: for LeNet-5's first layer (25 taps, 6 channels) that is more memory
 traffic than arithmetic. `tap_sums_2x32` and `tap_sums_1x32` instead hold 32 consecutive outputs of 2
 channels (or 1) in registers, add one multiply-add per tap to each, and store them once: four loads of the
-image and 2 (or 1) of the weights per tap for 8 (or 4) vector multiply-adds.
+image and 2 (or 1) of the weights per tap for 8 (or 4) vector multiply-adds. `tap_dots_4x3` (and its 4x1,
+1x3, 1x1 forms for the remainders) keeps the partial dot products of four taps' runs with three
+output-gradient rows in twelve vectors: seven loads for twelve multiply-adds.
 
 Callers guarantee that every value read and written lies inside its (flat, C-contiguous) array; nothing is
-checked here. Each output is summed over the taps in order 0, 1, ..., taps - 1 with fused multiply-adds, so
-its value does not depend on the block or on the thread that computes it.
+checked here. Each output is summed over the taps in order 0, 1, ..., taps - 1 with multiply-adds, so its
+value does not depend on the block or on the thread that computes it.
 """
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
-LANES = 8  # values a vector holds
+from .vectors import (LANES, add, add_products, any_nan, broadcast, lane_sum, load, load_pairs, maximum, ramp,
+                      select_equal, splat, store, zeros)
+
 VECTORS = 4  # vectors per channel in one block: 32 outputs (2 channels x 4 vectors: 8 independent sums, as
 # many as two multiply-add units with a latency of 4 cycles keep busy; 2x16 and 3x16 ran 10-15% slower, 3x32 50%)
 WIDTH = LANES * VECTORS
 
 
-def _data(context, builder, array_type, array):
-    return context.make_array(array_type)(context, builder, array).data
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_sums_2x32(output, output_start, output_stride, image, image_start, starts, weights, weight_start, taps):
+    """output[output_start + c*output_stride + k] = sum over t < taps of weights[weight_start + c*taps + t] *
+    image[image_start + starts[t] + k], for c < 2, k < 32."""
+    a0 = zeros(image)
+    a1 = zeros(image)
+    a2 = zeros(image)
+    a3 = zeros(image)
+    b0 = zeros(image)
+    b1 = zeros(image)
+    b2 = zeros(image)
+    b3 = zeros(image)
+    for t in range(taps):
+        at = image_start + starts[t]
+        x0 = load(image, at)
+        x1 = load(image, at + LANES)
+        x2 = load(image, at + 2 * LANES)
+        x3 = load(image, at + 3 * LANES)
+        first = broadcast(weights, weight_start + t)
+        second = broadcast(weights, weight_start + taps + t)
+        a0 = add_products(a0, first, x0)
+        a1 = add_products(a1, first, x1)
+        a2 = add_products(a2, first, x2)
+        a3 = add_products(a3, first, x3)
+        b0 = add_products(b0, second, x0)
+        b1 = add_products(b1, second, x1)
+        b2 = add_products(b2, second, x2)
+        b3 = add_products(b3, second, x3)
+    store(output, output_start, a0)
+    store(output, output_start + LANES, a1)
+    store(output, output_start + 2 * LANES, a2)
+    store(output, output_start + 3 * LANES, a3)
+    row = output_start + output_stride
+    store(output, row, b0)
+    store(output, row + LANES, b1)
+    store(output, row + 2 * LANES, b2)
+    store(output, row + 3 * LANES, b3)
 
 
-def _make_tap_sums(channels, vectors=VECTORS):
-    """An intrinsic computing a block of `channels` channels x `vectors` * LANES outputs (module docstring)."""
-
-    def tap_sums(typingctx, output, output_start, output_stride, image, image_start, starts, weights,
-                 weight_start, taps):
-        signature = types.void(output, output_start, output_stride, image, image_start, starts, weights,
-                               weight_start, taps)
-
-        def codegen(context, builder, signature, args):
-            (output_value, output_start_value, output_stride_value, image_value, image_start_value, starts_value,
-             weights_value, weight_start_value, taps_value) = args
-            intp = context.get_value_type(types.intp)
-
-            def index(position):
-                return context.cast(builder, args[position], signature.args[position], types.intp)
-
-            output_start, output_stride = index(1), index(2)
-            image_start, weight_start, taps_count = index(4), index(7), index(8)
-            element = context.get_data_type(signature.args[0].dtype)
-            vector = ir.VectorType(element, LANES)
-            align = context.get_abi_sizeof(element)
-            output_data = _data(context, builder, signature.args[0], output_value)
-            image_data = _data(context, builder, signature.args[3], image_value)
-            starts_data = _data(context, builder, signature.args[5], starts_value)
-            weights_data = _data(context, builder, signature.args[6], weights_value)
-            start_type = context.get_data_type(signature.args[5].dtype)
-            zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * LANES)
-            fma_name = f"llvm.fma.v{LANES}f{'32' if element == ir.FloatType() else '64'}"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), fma_name)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-
-            def constant(value):
-                return ir.Constant(intp, value)
-
-            entry = builder.basic_block
-            loop = builder.append_basic_block("taps")
-            done = builder.append_basic_block("taps_done")
-            builder.cbranch(builder.icmp_signed(">", taps_count, constant(0)), loop, done)
-
-            builder.position_at_end(loop)
-            tap = builder.phi(intp)
-            tap.add_incoming(constant(0), entry)
-            sums = []
-            for _ in range(channels * vectors):
-                phi = builder.phi(vector)
-                phi.add_incoming(zero, entry)
-                sums.append(phi)
-            start = builder.load(builder.gep(starts_data, [tap]))
-            if start_type != intp:
-                start = builder.sext(start, intp) if start_type.width < intp.width else builder.trunc(start, intp)
-            base = builder.add(image_start, start)
-            pixels = [builder.load(builder.bitcast(builder.gep(image_data, [builder.add(base, constant(LANES * v))]),
-                                                   vector.as_pointer()), align=align) for v in range(vectors)]
-            updated = []
-            for channel in range(channels):
-                where = builder.add(weight_start, builder.add(builder.mul(constant(channel), taps_count), tap))
-                weight = builder.load(builder.gep(weights_data, [where]))
-                first = builder.insert_element(ir.Constant(vector, ir.Undefined), weight,
-                                               ir.Constant(ir.IntType(32), 0))
-                weights_vector = builder.shuffle_vector(first, first, splat_mask)
-                for v in range(vectors):
-                    updated.append(builder.call(fma, [weights_vector, pixels[v], sums[channel * vectors + v]]))
-            next_tap = builder.add(tap, constant(1))
-            tap.add_incoming(next_tap, loop)
-            for phi, value in zip(sums, updated):
-                phi.add_incoming(value, loop)
-            builder.cbranch(builder.icmp_signed("<", next_tap, taps_count), loop, done)
-
-            builder.position_at_end(done)
-            results = []  # every phi first: LLVM wants them at the top of the block
-            for value in updated:
-                result = builder.phi(vector)
-                result.add_incoming(zero, entry)
-                result.add_incoming(value, loop)
-                results.append(result)
-            for channel in range(channels):
-                row = builder.add(output_start, builder.mul(constant(channel), output_stride))
-                for v in range(vectors):
-                    result = results[channel * vectors + v]
-                    pointer = builder.gep(output_data, [builder.add(row, constant(LANES * v))])
-                    builder.store(result, builder.bitcast(pointer, vector.as_pointer()), align=align)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    tap_sums.__name__ = f"tap_sums_{channels}x{LANES * vectors}"
-    tap_sums.__doc__ = (f"output[output_start + c*output_stride + k] = sum over t < taps of weights[weight_start + "
-                        f"c*taps + t] * image[image_start + starts[t] + k], for c < {channels}, k < {LANES * vectors}.")
-    return intrinsic(tap_sums)
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_sums_1x32(output, output_start, output_stride, image, image_start, starts, weights, weight_start, taps):
+    """tap_sums_2x32 for one channel: output[output_start + k] = sum over t < taps of
+    weights[weight_start + t] * image[image_start + starts[t] + k], for k < 32 (output_stride unused)."""
+    a0 = zeros(image)
+    a1 = zeros(image)
+    a2 = zeros(image)
+    a3 = zeros(image)
+    for t in range(taps):
+        at = image_start + starts[t]
+        weight = broadcast(weights, weight_start + t)
+        a0 = add_products(a0, weight, load(image, at))
+        a1 = add_products(a1, weight, load(image, at + LANES))
+        a2 = add_products(a2, weight, load(image, at + 2 * LANES))
+        a3 = add_products(a3, weight, load(image, at + 3 * LANES))
+    store(output, output_start, a0)
+    store(output, output_start + LANES, a1)
+    store(output, output_start + 2 * LANES, a2)
+    store(output, output_start + 3 * LANES, a3)
 
 
-tap_sums_2x32 = _make_tap_sums(2)
-tap_sums_1x32 = _make_tap_sums(1)
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_dots_4x3(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
+    """sums[(first_tap + i)*channels_total + first_channel + c] += sum over q < count of
+    image[starts[first_tap + i] + q] * grads[(first_channel + c)*grad_stride + q], for i < 4, c < 3; count a
+    multiple of 8."""
+    s0, s1, s2, s3 = starts[first_tap], starts[first_tap + 1], starts[first_tap + 2], starts[first_tap + 3]
+    g0 = first_channel * grad_stride
+    g1, g2 = g0 + grad_stride, g0 + 2 * grad_stride
+    p00 = zeros(image)
+    p01 = zeros(image)
+    p02 = zeros(image)
+    p10 = zeros(image)
+    p11 = zeros(image)
+    p12 = zeros(image)
+    p20 = zeros(image)
+    p21 = zeros(image)
+    p22 = zeros(image)
+    p30 = zeros(image)
+    p31 = zeros(image)
+    p32 = zeros(image)
+    for q in range(0, count, LANES):
+        x0 = load(image, s0 + q)
+        x1 = load(image, s1 + q)
+        x2 = load(image, s2 + q)
+        x3 = load(image, s3 + q)
+        y0 = load(grads, g0 + q)
+        y1 = load(grads, g1 + q)
+        y2 = load(grads, g2 + q)
+        p00 = add_products(p00, x0, y0)
+        p01 = add_products(p01, x0, y1)
+        p02 = add_products(p02, x0, y2)
+        p10 = add_products(p10, x1, y0)
+        p11 = add_products(p11, x1, y1)
+        p12 = add_products(p12, x1, y2)
+        p20 = add_products(p20, x2, y0)
+        p21 = add_products(p21, x2, y1)
+        p22 = add_products(p22, x2, y2)
+        p30 = add_products(p30, x3, y0)
+        p31 = add_products(p31, x3, y1)
+        p32 = add_products(p32, x3, y2)
+    row = first_tap * channels_total + first_channel
+    sums[row] += lane_sum(p00)
+    sums[row + 1] += lane_sum(p01)
+    sums[row + 2] += lane_sum(p02)
+    row += channels_total
+    sums[row] += lane_sum(p10)
+    sums[row + 1] += lane_sum(p11)
+    sums[row + 2] += lane_sum(p12)
+    row += channels_total
+    sums[row] += lane_sum(p20)
+    sums[row + 1] += lane_sum(p21)
+    sums[row + 2] += lane_sum(p22)
+    row += channels_total
+    sums[row] += lane_sum(p30)
+    sums[row + 1] += lane_sum(p31)
+    sums[row + 2] += lane_sum(p32)
 
 
-
-def _make_tap_dots(tap_count, channels):
-    """An intrinsic adding the dot products of `tap_count` taps' runs with `channels` output-gradient rows
-    into a weight gradient's sums (see tap_dots_4x3)."""
-
-    def tap_dots(typingctx, sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
-        signature = types.void(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride,
-                               count)
-
-        def codegen(context, builder, signature, args):
-            intp = context.get_value_type(types.intp)
-
-            def index(position):
-                return context.cast(builder, args[position], signature.args[position], types.intp)
-
-            def constant(value):
-                return ir.Constant(intp, value)
-
-            first_tap, first_channel, channels_total = index(1), index(2), index(3)
-            grad_stride, count = index(7), index(8)
-            element = context.get_data_type(signature.args[0].dtype)
-            vector = ir.VectorType(element, LANES)
-            align = context.get_abi_sizeof(element)
-            sums_data = _data(context, builder, signature.args[0], args[0])
-            image_data = _data(context, builder, signature.args[4], args[4])
-            starts_data = _data(context, builder, signature.args[5], args[5])
-            grads_data = _data(context, builder, signature.args[6], args[6])
-            start_type = context.get_data_type(signature.args[5].dtype)
-            fma_name = f"llvm.fma.v{LANES}f{'32' if element == ir.FloatType() else '64'}"
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), fma_name)
-            zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * LANES)
-
-            tap_starts = []
-            for i in range(tap_count):
-                start = builder.load(builder.gep(starts_data, [builder.add(first_tap, constant(i))]))
-                if start_type != intp:
-                    start = builder.sext(start, intp) if start_type.width < intp.width else builder.trunc(start, intp)
-                tap_starts.append(start)
-            grad_rows = [builder.mul(builder.add(first_channel, constant(c)), grad_stride) for c in range(channels)]
-
-            entry = builder.basic_block
-            loop = builder.append_basic_block("positions")
-            done = builder.append_basic_block("positions_done")
-            builder.cbranch(builder.icmp_signed(">", count, constant(0)), loop, done)
-
-            builder.position_at_end(loop)
-            position = builder.phi(intp)
-            position.add_incoming(constant(0), entry)
-            partial = []
-            for _ in range(tap_count * channels):
-                phi = builder.phi(vector)
-                phi.add_incoming(zero, entry)
-                partial.append(phi)
-
-            def load(data, where):
-                return builder.load(builder.bitcast(builder.gep(data, [where]), vector.as_pointer()), align=align)
-
-            pixels = [load(image_data, builder.add(start, position)) for start in tap_starts]
-            gradients = [load(grads_data, builder.add(row, position)) for row in grad_rows]
-            updated = [builder.call(fma, [pixels[i], gradients[c], partial[i * channels + c]])
-                       for i in range(tap_count) for c in range(channels)]
-            next_position = builder.add(position, constant(LANES))
-            position.add_incoming(next_position, loop)
-            for phi, value in zip(partial, updated):
-                phi.add_incoming(value, loop)
-            builder.cbranch(builder.icmp_signed("<", next_position, count), loop, done)
-
-            builder.position_at_end(done)
-            totals = []
-            for value in updated:
-                result = builder.phi(vector)
-                result.add_incoming(zero, entry)
-                result.add_incoming(value, loop)
-                totals.append(result)
-            for i in range(tap_count):
-                for c in range(channels):
-                    total = totals[i * channels + c]
-                    lanes = [builder.extract_element(total, ir.Constant(ir.IntType(32), k)) for k in range(LANES)]
-                    while len(lanes) > 1:  # pairwise, in a fixed order
-                        lanes = [builder.fadd(lanes[k], lanes[k + 1]) for k in range(0, len(lanes), 2)]
-                    where = builder.add(builder.mul(builder.add(first_tap, constant(i)), channels_total),
-                                        builder.add(first_channel, constant(c)))
-                    pointer = builder.gep(sums_data, [where])
-                    builder.store(builder.fadd(builder.load(pointer), lanes[0]), pointer)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    tap_dots.__name__ = f"tap_dots_{tap_count}x{channels}"
-    tap_dots.__doc__ = (f"sums[(first_tap + i)*channels_total + first_channel + c] += sum over q < count of "
-                        f"image[starts[first_tap + i] + q] * grads[(first_channel + c)*grad_stride + q], for i < "
-                        f"{tap_count}, c < {channels}; count a multiple of {LANES}.")
-    return intrinsic(tap_dots)
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_dots_4x1(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
+    """tap_dots_4x3 for four taps and one channel."""
+    s0, s1, s2, s3 = starts[first_tap], starts[first_tap + 1], starts[first_tap + 2], starts[first_tap + 3]
+    g0 = first_channel * grad_stride
+    p0 = zeros(image)
+    p1 = zeros(image)
+    p2 = zeros(image)
+    p3 = zeros(image)
+    for q in range(0, count, LANES):
+        y0 = load(grads, g0 + q)
+        p0 = add_products(p0, load(image, s0 + q), y0)
+        p1 = add_products(p1, load(image, s1 + q), y0)
+        p2 = add_products(p2, load(image, s2 + q), y0)
+        p3 = add_products(p3, load(image, s3 + q), y0)
+    row = first_tap * channels_total + first_channel
+    sums[row] += lane_sum(p0)
+    sums[row + channels_total] += lane_sum(p1)
+    sums[row + 2 * channels_total] += lane_sum(p2)
+    sums[row + 3 * channels_total] += lane_sum(p3)
 
 
-tap_dots_4x3 = _make_tap_dots(4, 3)
-tap_dots_4x1 = _make_tap_dots(4, 1)
-tap_dots_1x3 = _make_tap_dots(1, 3)
-tap_dots_1x1 = _make_tap_dots(1, 1)
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_dots_1x3(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
+    """tap_dots_4x3 for one tap and three channels."""
+    s0 = starts[first_tap]
+    g0 = first_channel * grad_stride
+    g1, g2 = g0 + grad_stride, g0 + 2 * grad_stride
+    p0 = zeros(image)
+    p1 = zeros(image)
+    p2 = zeros(image)
+    for q in range(0, count, LANES):
+        x0 = load(image, s0 + q)
+        p0 = add_products(p0, x0, load(grads, g0 + q))
+        p1 = add_products(p1, x0, load(grads, g1 + q))
+        p2 = add_products(p2, x0, load(grads, g2 + q))
+    row = first_tap * channels_total + first_channel
+    sums[row] += lane_sum(p0)
+    sums[row + 1] += lane_sum(p1)
+    sums[row + 2] += lane_sum(p2)
 
 
-def _make_max_pool_block(lanes, record):
-    """An intrinsic for `lanes` neighbouring outputs of a 2x2, stride-2 max pooling (see max_pool_2x2_8)."""
-
-    def max_pool_block(typingctx, top, bottom, best, where, first, base, width):
-        signature = types.int64(top, bottom, best, where, first, base, width)
-
-        def codegen(context, builder, signature, args):
-            intp = context.get_value_type(types.intp)
-            i64 = ir.IntType(64)
-
-            def index(position):
-                return context.cast(builder, args[position], signature.args[position], types.intp)
-
-            first, base, width = index(4), index(5), index(6)
-            element = context.get_data_type(signature.args[0].dtype)
-            align = context.get_abi_sizeof(element)
-            wide = ir.VectorType(element, 2 * lanes)
-            vector = ir.VectorType(element, lanes)
-            positions = ir.VectorType(i64, lanes)
-            even = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [2 * k for k in range(lanes)])
-            odd = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [2 * k + 1 for k in range(lanes)])
-
-            def load_pairs(position):
-                data = _data(context, builder, signature.args[position], args[position])
-                pointer = builder.gep(data, [builder.mul(first, ir.Constant(intp, 2))])
-                values = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=align)
-                return (builder.shuffle_vector(values, values, even), builder.shuffle_vector(values, values, odd))
-
-            a, b = load_pairs(0)
-            c, d = load_pairs(1)
-
-            def larger(x, y):  # max(x, y) as Numba's max() gives it for ordered values: y when y > x
-                return builder.select(builder.fcmp_ordered(">", y, x), y, x)
-
-            top_max = larger(larger(a, b), larger(c, d))
-            best_pointer = builder.gep(_data(context, builder, signature.args[2], args[2]), [first])
-            builder.store(top_max, builder.bitcast(best_pointer, vector.as_pointer()), align=align)
-            if record:
-                def splat(value):
-                    single = builder.insert_element(ir.Constant(positions, ir.Undefined), value,
-                                                    ir.Constant(ir.IntType(32), 0))
-                    return builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes),
-                                                                              [0] * lanes))
-
-                row_start = builder.add(base, builder.mul(first, ir.Constant(intp, 2)))
-                columns = builder.add(splat(row_start), ir.Constant(positions, [2 * k for k in range(lanes)]))
-                below = splat(width)
-                below_right = builder.add(below, ir.Constant(positions, [1] * lanes))
-                # the first tap (row-major) equal to the maximum, as in the scalar loop
-                offset = builder.select(builder.fcmp_ordered("==", c, top_max), below, below_right)
-                offset = builder.select(builder.fcmp_ordered("==", b, top_max), ir.Constant(positions, [1] * lanes),
-                                        offset)
-                offset = builder.select(builder.fcmp_ordered("==", a, top_max), ir.Constant(positions, [0] * lanes),
-                                        offset)
-                where_pointer = builder.gep(_data(context, builder, signature.args[3], args[3]), [first])
-                builder.store(builder.add(columns, offset), builder.bitcast(where_pointer, positions.as_pointer()),
-                              align=8)
-            # 1 when any of the window values is NaN (the caller redoes such rows by the definition)
-            unordered = builder.or_(builder.fcmp_unordered("uno", a, b), builder.fcmp_unordered("uno", c, d))
-            any_nan = builder.extract_element(unordered, ir.Constant(ir.IntType(32), 0))
-            for k in range(1, lanes):
-                any_nan = builder.or_(any_nan, builder.extract_element(unordered, ir.Constant(ir.IntType(32), k)))
-            return builder.zext(any_nan, i64)
-
-        return signature, codegen
-
-    max_pool_block.__name__ = f"max_pool_2x2_{lanes}{'' if record else '_values'}"
-    max_pool_block.__doc__ = (
-        f"For the {lanes} outputs o = first + k of a row of 2x2, stride-2 max pooling: best[o] = the maximum of "
-        f"top[2o], top[2o + 1], bottom[2o], bottom[2o + 1]" + (
-            ", where[o] = base + 2o + (0, 1, width, width + 1) for the first of them equal to it" if record else
-            " (where is not written)") + "; returns 1 when any of those values is NaN (then best and where are "
-        "not the pooling's: the caller redoes the row), else 0. top and bottom hold 2 * (first + lanes) values.")
-    return intrinsic(max_pool_block)
+@njit(cache=True, no_cfunc_wrapper=True)
+def tap_dots_1x1(sums, first_tap, first_channel, channels_total, image, starts, grads, grad_stride, count):
+    """tap_dots_4x3 for one tap and one channel."""
+    s0 = starts[first_tap]
+    g0 = first_channel * grad_stride
+    p0 = zeros(image)
+    for q in range(0, count, LANES):
+        p0 = add_products(p0, load(image, s0 + q), load(grads, g0 + q))
+    sums[first_tap * channels_total + first_channel] += lane_sum(p0)
 
 
-max_pool_2x2_8 = _make_max_pool_block(8, True)
-max_pool_2x2_4 = _make_max_pool_block(4, True)
-max_pool_2x2_8_values = _make_max_pool_block(8, False)
-max_pool_2x2_4_values = _make_max_pool_block(4, False)
+@njit(cache=True, no_cfunc_wrapper=True)
+def max_pool_2x2_planes(input, output, indices, first_plane, last_plane, lanes, record):
+    """2x2, stride-2 max pooling of the planes first_plane <= p < last_plane of C-contiguous input (N, C, H, W)
+    into output (N, C, OH, OW), OW >= lanes, `lanes` outputs at a time: each output is the maximum of its
+    window's four values (Numba's max(): y when y > x), and when `record`, indices (like output) holds the flat
+    position in the plane of the first of them (row-major) equal to it. A row's last block starts at
+    OW - lanes (redoing a few outputs: the same values). Returns 1 when any window value is NaN (then those
+    outputs and positions are not the pooling's: the caller redoes the planes), else 0. lanes: 8 or 4, a
+    constant at the call; indices: ignored unless record."""
+    H, W = input.shape[2], input.shape[3]
+    OH, OW = output.shape[2], output.shape[3]
+    nan = 0  # the arrays are indexed flat (vectors.py): a plane or row view costs two atomic reference count
+    # updates, as much as a small plane's arithmetic
+    for plane in range(first_plane, last_plane):
+        for oh in range(OH):
+            top = plane * H * W + 2 * oh * W
+            bottom = top + W
+            row = (plane * OH + oh) * OW
+            ow = 0
+            while ow < OW:
+                first = min(ow, OW - lanes)
+                a, b = load_pairs(input, top + 2 * first, lanes)
+                c, d = load_pairs(input, bottom + 2 * first, lanes)
+                top_max = maximum(maximum(a, b), maximum(c, d))
+                store(output, row + first, top_max)
+                if record:  # the first tap (row-major) equal to the maximum, as in the scalar loop
+                    offset = select_equal(c, top_max, splat(W, top_max), splat(W + 1, top_max))
+                    offset = select_equal(b, top_max, splat(1, top_max), offset)
+                    offset = select_equal(a, top_max, splat(0, top_max), offset)
+                    store(indices, row + first, add(ramp(2 * oh * W + 2 * first, 2, top_max), offset))
+                nan |= any_nan(a, b) | any_nan(c, d)
+                ow += lanes
+    return nan

@@ -11,8 +11,9 @@ and it tells a core shared by two hardware threads to favour the other), and eve
 the clock (clock_gettime: the vDSO, no system call) and calls the C library's sched_yield, which lets a
 thread that waits for this core run at once (on a loaded machine the thread being waited for may be that
 thread). Both calls are by symbol, so the compiled code caches like any other; the hint is an inline-assembly
-statement that may touch memory, so LLVM reloads the counter on every pass. A sched_yield on every pass (as
-before) made the waits of a LeNet-5 epoch a large share of its system time.
+statement that may touch memory, so LLVM reloads the counter on every pass. (A sched_yield on every pass
+would keep a spinning thread inside the kernel for most of its spin: system time, and a system call's delay
+before it sees the counter change.)
 """
 import platform
 import sys

@@ -36,10 +36,11 @@ _HINT = {"x86_64": "pause", "amd64": "pause", "i386": "pause", "i686": "pause", 
 if _HINT:
     llvmlite.binding.initialize_native_asmparser()  # Numba's JIT emits inline assembly only with it
 
-# Looks at the counter between two clock reads and sched_yield calls: about 64 pauses, 2-10 us on x86 (a pause
-# takes 10-140 cycles depending on the core), so a wait that ends within a few microseconds makes no system
-# call, and a long one still lets a descheduled thread in every few microseconds.
-YIELD_EVERY = 64
+# Looks at the counter between two clock reads and sched_yield calls. Fewer yields mean less system time on an
+# idle core, but on a machine with more runnable threads than cores the thread being waited for may need this
+# core: 64 (a few microseconds between yields) made the hand-off 15 -> 20 us at load 3 on 2 cores
+# (benchmarks/handoff.py); 8 kept it at 9-10 us.
+YIELD_EVERY = 8
 
 
 @intrinsic

@@ -107,13 +107,13 @@ def test_helper_fills_the_shared_cache(tmp_path):
 
 
 
-def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_and_wide_weight_gradients_last():
+def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient_last():
     model = models.build("resnet20", input_shape=(3, 32, 32))
     backward = [kernel for kernel in jit_warmup.convolution_kernels(model, (3, 32, 32)) if kernel[0] != "forward"]
     first, last = jit_warmup.helper_order(backward)
     assert sorted(first + last) == sorted(backward)  # each kernel once
     assert first[0] == ("backward_input", "lanes", "float32")  # its row helper, before the main process needs it
-    assert last == [("backward_weight", "gemm", "float32"), ("backward_weight", "wide", "float32")]
+    assert last == [("backward_weight", "gemm", "float32")]  # after the main process's gemm forward
 
 
 def test_strips_compiles_one_im2col_for_padded_and_unpadded_inputs():
@@ -157,7 +157,7 @@ def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
     """The helper asks the plan: when the plan's choice changes, so do the kernels it compiles."""
     from nbconv.kernels.cpu.conv import plan as conv_plan
     chosen = {kernel[1] for step, kernel in _helper_work("resnet20", (3, 32, 32), monkeypatch) if step == "convolution"}
-    assert chosen == {"blocked", "lanes", "gemm", "wide"}
+    assert chosen == {"lanes", "gemm"}
     conv_plan.forget_plans()
     try:
         monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")
@@ -304,7 +304,7 @@ def test_the_main_process_takes_the_jobs_the_helper_has_not_claimed_from_the_las
     from nbconv.train import TrainConfig
     model = models.build("resnet20", input_shape=(3, 32, 32))
     jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
-    assert len(jobs) == len(set(jobs)) and jobs[-1] == ("convolution", ("backward_weight", "wide", "float32"))
+    assert len(jobs) == len(set(jobs)) and jobs[-1] == ("convolution", ("backward_weight", "gemm", "float32"))
     claims = tmp_path / "claims"
     claims.mkdir()
     for job in jobs[:4]:  # what the helper has claimed by the time the main process is done with its own part

@@ -29,7 +29,7 @@ CONV_CASES = [
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),
     ((2, 6, 14, 14), (16, 6, 5, 5), dict(), "strips"),
     ((3, 16, 9, 10), (17, 16, 3, 3), dict(stride=2, padding=1), "lanes"),
-    ((2, 16, 5, 20), (17, 16, 3, 3), dict(padding=1), "blocked"),
+    ((2, 16, 5, 20), (17, 16, 3, 3), dict(padding=1), "lanes"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),
     ((2, 5, 6, 7), (4, 5, 1, 1), dict(), "pointwise"),
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6), "depthwise3x3"),

@@ -8,13 +8,14 @@ gradient). The choice, in order:
 - depthwise (one input channel per group): 'depthwise3x3' for one 3x3 filter per channel, stride 1, no
   dilation, padding <= 2 (every tap unrolled, depthwise.py); else 'direct' (loop nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
-- narrow layers: 'blocked' (direct convolution summed in vector registers, 4 output channels x 16 positions,
-  blocked.py) for ungrouped, undilated 3x3 layers of stride 1 or 2 with BLOCKED_CHANNELS to
-  BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS taps a filter or more
-  and outputs at most BLOCKED_WIDEST wide, that are not Winograd's (below): their forward pass, and with
-  outputs at least BLOCKED_GRADIENT_NARROWEST wide their input and weight gradients too (ResNet-20's layers);
-  but where those layers' outputs are at most LANES_WIDEST wide, 'lanes' (the same direct convolution with
-  output channels in the vector lanes, 16 channels x 4 positions of a row, lanes.py), every pass;
+- narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
+  lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
+  with BLOCKED_CHANNELS to BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS
+  taps a filter or more (3 input channels: a colour image's first layer) and outputs at most BLOCKED_WIDEST
+  wide, that are not Winograd's (below), every pass (ResNet-20's layers); with LANES_WIDEST below
+  BLOCKED_WIDEST, the wider of those layers would run 'blocked' (the same direct convolution, 4 output channels
+  x 16 positions, blocked.py): their forward pass, and with outputs at least BLOCKED_GRADIENT_NARROWEST wide
+  their gradients too. As set, the plan never picks blocked; it runs on request (`--algorithm blocked`);
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -75,6 +76,15 @@ where blocked's grid carries the padded rows' extra columns (25% at 8 wide), and
 whole image per register with no lane sums. Against PyTorch in the same runs: forward 1.15x at 64 x 8, 1.14x
 at 32 x 16, 0.85x and 0.95x on the stride-2 layers; input gradient 1.07-3.2x; weight gradient 1.02x at
 64 x 8, 1.13x at 32 x 16, 0.83x and 0.90x on the stride-2 layers. With lanes, ResNet-20 no longer runs strips.
+Then lanes took the 32-wide layers and the first layer too, so that ResNet-20 compiles two algorithms
+(lanes, and gemm for its 1x1 shortcuts) instead of four (blocked and wide besides): same benchmark, one
+thread, 5 rounds, loaded machine, forward + input gradient + weight gradient at 16 x 32: blocked 36.5 ms,
+lanes 36.0 ms (1.05x, 0.89x, 1.07x blocked's time by pass); the first layer (3 -> 16, 32 wide; forward and
+weight gradient, a first layer needs no input gradient): wide 12.9 ms, lanes 12.7 ms (blocked 9.2 ms). The
+whole step (benchmarks/blocked_step.py --setting LANES_WIDEST=32,BLOCKED_TAPS=27, 11 rounds): 0.98x the time
+at one thread, 0.97x at two; the cold first step, alternating trees (benchmarks/cold_start.py --first-step, 2
+rounds, load 2.3-3.1): 36.0-36.3 against 39.5-44.3 CPU s for the whole run. The 1x1 shortcuts stay gemm's:
+lanes takes 2.2x gemm's time on them.
 
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
@@ -110,10 +120,10 @@ STRIPS_NARROW = 16  # 3x3 layers short of Winograd with 16+ channels: strips up 
 STRIPS_NARROW_WEIGHT = 32  # ... and their weight gradient up to this one
 BLOCKED_CHANNELS = 16  # blocked (direct, in registers): layers with at least this many output channels,
 BLOCKED_MOST_CHANNELS = 64  # ... at most this many in and out,
-BLOCKED_TAPS = 144  # ... at least this many taps a filter (C*3*3: 16 input channels),
+BLOCKED_TAPS = 27  # ... at least this many taps a filter (C*3*3: 3 input channels),
 BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
 BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
-LANES_WIDEST = 16  # ... but 'lanes' for those layers' outputs at most this wide, every pass (ResNet-20's 16, 8)
+LANES_WIDEST = 32  # ... 'lanes' for those layers' outputs at most this wide, every pass (ResNet-20's 32, 16, 8)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 

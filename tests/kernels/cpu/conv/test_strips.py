@@ -54,7 +54,7 @@ def test_unpadded_strips_read_only_the_image(rng):
 def test_plan_sends_lenet5_second_layer_here():
     for pass_ in ("forward", "backward_input", "backward_weight"):
         assert plan(pass_, (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "strips"
-        assert plan(pass_, (8, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # 34 / 32 wide
+        assert plan(pass_, (8, 3, 40, 40), (16, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # 42 / 40 wide
 
 
 def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):

@@ -34,8 +34,9 @@ HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
 # (gemm's im2col_rows and unrolled, wide's unroll_task, blocked's split_pad, lanes' row_products) is compiled
 # once, by whichever process gets to it first, the other loading it from the cache if it is there by then. The
-# helper starts with lanes' input gradient (its row_products is its forward's too, which the main process reaches
-# only after wide's and blocked's forwards) and with the kernels whose row helpers no forward of the main process
+# helper starts with lanes' input gradient (its row_products is its forward's too: in a model whose first layers
+# run other algorithms the main process reaches it late; where the first layer runs lanes, as ResNet-20's does,
+# both processes may compile it at once) and with the kernels whose row helpers no forward of the main process
 # compiles (strips' weight gradient: a model whose forward runs strips, as LeNet-5's second layer does, then
 # finds strips' unroll_task in the cache), and leaves gemm's and wide's weight gradients to the end of its list:
 # the main process has compiled their row helpers in its forwards by then, and it takes the list's last jobs

@@ -414,21 +414,22 @@ def buffers(pass_, convolution, itemsize, threads):
     return own
 
 
-def _strides(plan):
+def hyper_parameters(plan):
+    """The plan's (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w), in the kernels' order."""
     convolution = plan.convolution
     return (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
             convolution.dilation_h, convolution.dilation_w)
 
 
 def forward(input, weight, bias, output, buffers, plan):
-    conv2d_forward_blocked(input, weight, bias, output, buffers["padded"], buffers["grid"], *_strides(plan))
+    conv2d_forward_blocked(input, weight, bias, output, buffers["padded"], buffers["grid"], *hyper_parameters(plan))
 
 
 def backward_input(grad_output, weight, grad_input, buffers, plan):
     conv2d_backward_input_blocked(grad_output, weight, grad_input, buffers["padded"], buffers["grid"],
-                                  *_strides(plan))
+                                  *hyper_parameters(plan))
 
 
 def backward_weight(grad_output, input, grad_weight, buffers, plan):
     conv2d_backward_weight_blocked(grad_output, input, grad_weight, buffers["padded"], buffers["grid"],
-                                   buffers["partial_sums"], *_strides(plan))
+                                   buffers["partial_sums"], *hyper_parameters(plan))

@@ -33,7 +33,8 @@ from numba import njit
 from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
-from .blocked import SLACK, phase_geometry, split_pad, tap_offsets, transposed_geometry, transposed_taps
+from .blocked import (SLACK, hyper_parameters, phase_geometry, split_pad, tap_offsets, transposed_geometry,
+                      transposed_taps)
 from .blocks import max_chunks
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
@@ -358,21 +359,15 @@ def buffers(pass_, convolution, itemsize, threads):
     return own
 
 
-def _strides(plan):
-    convolution = plan.convolution
-    return (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
-            convolution.dilation_h, convolution.dilation_w)
-
-
 def forward(input, weight, bias, output, buffers, plan):
-    conv2d_forward_lanes(input, weight, bias, output, buffers["padded"], buffers["grid"], *_strides(plan))
+    conv2d_forward_lanes(input, weight, bias, output, buffers["padded"], buffers["grid"], *hyper_parameters(plan))
 
 
 def backward_input(grad_output, weight, grad_input, buffers, plan):
     conv2d_backward_input_lanes(grad_output, weight, grad_input, buffers["padded"], buffers["grid"],
-                                *_strides(plan))
+                                *hyper_parameters(plan))
 
 
 def backward_weight(grad_output, input, grad_weight, buffers, plan):
     conv2d_backward_weight_lanes(grad_output, input, grad_weight, buffers["padded"], buffers["grid"],
-                                 buffers["partial_sums"], *_strides(plan))
+                                 buffers["partial_sums"], *hyper_parameters(plan))

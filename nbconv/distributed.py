@@ -230,6 +230,12 @@ class MPIWorld:
     distributed = True
 
     def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY):
+        # MPICH copies large messages between processes of a node by reading the peer's memory (CMA); when the
+        # peer has been killed that read fails with an error MPICH treats as fatal whatever the error handler,
+        # and it ends the job before the peer watch can name the vanished rank. Without CMA the wait for a
+        # vanished peer is an ordinary wait, which the peer watch ends with that name. Read when MPI starts:
+        # on the import below, or at Init_thread after mpi_library().
+        os.environ.setdefault("MPIR_CVAR_CH4_CMA_ENABLE", "0")
         try:
             from mpi4py import MPI
         except ImportError as error:

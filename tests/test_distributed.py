@@ -190,6 +190,38 @@ def test_mpich_reads_no_peer_memory_unless_the_user_asks(chosen):
     assert f"CMA {chosen or '0'}" in result.stdout
 
 
+def test_mpich_settings_fill_in_whole_groups_the_user_left_unset():
+    """Each group of MPICH settings goes in only where the environment sets none of its variables: a user's
+    cell size alone keeps MPICH's own cell count and pack buffers, which must fit that cell size."""
+    cells, count, pack = ("MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_CELL_SIZE", "MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_NUM_CELLS",
+                          "MPIR_CVAR_CH4_PACK_BUFFER_SIZE")
+    untouched = {"PATH": "/bin"}
+    distributed.apply_mpich_settings(untouched)
+    assert untouched == {"PATH": "/bin", "MPIR_CVAR_CH4_CMA_ENABLE": "0", cells: "65536", count: "8", pack: "65536"}
+    chosen = {cells: "131072", "MPIR_CVAR_CH4_CMA_ENABLE": "1"}
+    distributed.apply_mpich_settings(chosen)
+    assert chosen == {cells: "131072", "MPIR_CVAR_CH4_CMA_ENABLE": "1"}
+    # the cells' memory stays MPICH's default (64 cells of 8 KB a process)
+    assert int(untouched[cells]) * int(untouched[count]) == 64 * 8192 and int(untouched[pack]) >= int(untouched[cells])
+
+
+@needs_mpi
+def test_mpich_starts_with_the_settings_and_reduces_a_megabyte_across_cells():
+    """MPICH accepts the settings (a pack buffer smaller than a cell aborts MPI_Init) and a 1 MB Allreduce
+    between 2 processes, 16 of the 64 KB cells, sums exactly."""
+    script = ("import os, numpy as np; from nbconv import distributed; world = distributed.connect(force=True); "
+              "values = np.arange(262_147, dtype=np.float32) * (world.rank + 1); "
+              "world.comm.Allreduce(world.MPI.IN_PLACE, values, op=world.MPI.SUM); "
+              "assert np.array_equal(values, np.arange(262_147, dtype=np.float32) * 3), 'wrong sums'; "
+              "cells = world.comm.gather(os.environ['MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_CELL_SIZE']); "
+              "print('cells', *cells) if world.is_root else None")
+    env = {key: value for key, value in environment().items() if not key.startswith("MPIR_CVAR_")}
+    result = subprocess.run(mpiexec(2) + [sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cells 65536 65536" in result.stdout
+
+
 @needs_mpi
 def test_resume_with_another_number_of_processes(tmp_path):
     """Epoch 1 on 2 processes, epoch 2 resumed on 1: the same history as 2 epochs on 1 process."""

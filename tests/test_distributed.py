@@ -497,6 +497,45 @@ def test_scaling_benchmark_times_every_configuration_in_one_job():
         assert min(measured[label]["cpu_ms"]) > 0
 
 
+def scaling_benchmark():
+    script = os.path.join(ROOT, "benchmarks", "distributed.py")
+    sys.path.insert(0, os.path.dirname(script))
+    try:
+        import distributed as benchmark
+    finally:
+        sys.path.remove(os.path.dirname(script))
+    return script, benchmark
+
+
+def test_scaling_benchmark_picks_configurations_and_environment_variants():
+    """--configs keeps 1 x 1 and the ceiling (the ratios need them); --variant parses NAME:VAR=VALUE,..."""
+    _, benchmark = scaling_benchmark()
+    assert [config[0] for config in benchmark.selected("blocking")] == \
+        [benchmark.BASE, "2 processes x 1 thread, blocking", benchmark.CEILING]
+    assert benchmark.selected(None) == benchmark.CONFIGS
+    with pytest.raises(SystemExit, match="unknown fast"):
+        benchmark.selected("blocking,fast")
+    args = type("Args", (), {"variant": ["cells:A=1,B=2", "cma:C=0"]})()
+    assert benchmark.variants(args) == [("defaults", {}), ("cells", {"A": "1", "B": "2"}), ("cma", {"C": "0"})]
+    for bad in ("cells", "cells:A", ":A=1"):
+        with pytest.raises(SystemExit, match="--variant"):
+            benchmark.variants(type("Args", (), {"variant": [bad]})())
+    assert benchmark.in_rotation([1, 2, 3], 4) == [2, 3, 1]
+
+
+@needs_mpi
+def test_reduction_benchmark_times_each_size_on_two_processes():
+    """benchmarks/distributed.py reduction-worker: per size, one positive time per call (a smoke test)."""
+    script, _ = scaling_benchmark()
+    result = subprocess.run(mpiexec(2) + [sys.executable, script, "reduction-worker", "--sizes", "5,70000",
+                                          "--calls", "3"], capture_output=True, text=True, timeout=120,
+                            env=environment())
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("5", "70000", "cpu 5", "cpu 70000"):
+        assert len(measured[key]) == 3 and min(measured[key]) > 0
+
+
 @pytest.mark.skipif(distributed.mpi_library()[0] is None, reason="mpi4py or its MPI library is missing")
 @pytest.mark.parametrize("overlap", [True, False])
 def test_gradients_reduce_in_the_optimizers_flat_buffer_and_totals_travel_with_them(overlap):

@@ -16,6 +16,9 @@ gradient). The choice, in order:
   BLOCKED_WIDEST, the wider of those layers would run 'blocked' (the same direct convolution, 4 output channels
   x 16 positions, blocked.py): their forward pass, and with outputs at least BLOCKED_GRADIENT_NARROWEST wide
   their gradients too. As set, the plan never picks blocked; it runs on request (`--algorithm blocked`);
+  lanes also runs the forward pass and weight gradient of ungrouped, undilated stride-1 layers with filters over
+  3 taps both ways, 16 to LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's
+  second layer; its input gradient goes on below, to 'strips');
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2

@@ -11,7 +11,8 @@ not make it execute more instructions):
   data          reading the MNIST files;
   first step    the first training step (Numba loads every kernel of a step from its on-disk cache);
   steps         N steady training steps, split into batch assembly, each layer's forward and backward,
-                the loss, the optimizer and the rest (argmax, bookkeeping), scaled to a full epoch;
+                the loss with the hit count (train.StepLoss, as `nbconv train` runs it), the optimizer and the
+                rest, scaled to a full epoch;
   test pass     predictions on the 10,000 test images;
   checkpoint    checkpoint.save.
 The per-layer split comes from wrapping each layer's forward and backward with a timer (a few microseconds
@@ -84,10 +85,9 @@ def main():
     skip_numba_scipy_blas()  # as the app's main() does
     from nbconv_cli.common import configure_cpu
     from nbconv import backend, checkpoint, models
-    from nbconv import functional as F
     from nbconv.data import describe, load
     from nbconv.data.batch import shifted_batch
-    from nbconv.train import TrainConfig, check_outputs, make_optimizer, predict
+    from nbconv.train import StepLoss, TrainConfig, check_outputs, make_optimizer, predict
     clock.add("imports", time.perf_counter() - wall, time.process_time() - cpu)
     configure_cpu(args.threads)
     import numba
@@ -104,6 +104,7 @@ def main():
     rng = np.random.default_rng([0, 0])
     order = rng.permutation(len(images))
     steps_per_epoch = -(-len(images) // config.batch_size)
+    step_loss = StepLoss(labels)
 
     def step(k, timing):
         chosen = order[(k * 64) % len(order):][:64]
@@ -112,8 +113,7 @@ def main():
         batch = record("batch assembly", shifted_batch, images, chosen, shifts, 1, config.mean, config.std,
                        np.float32, None)
         logits = model.forward(batch)
-        loss, grad = record("loss", F.softmax_cross_entropy, logits, labels[chosen])
-        record("argmax and bookkeeping", lambda: int((logits.argmax(axis=1) == labels[chosen]).sum()))
+        loss, grad, _hits = record("loss and hits (train.StepLoss, as nbconv train)", step_loss, logits, chosen)
         model.backward(grad, need_input_grad=False)
         record("optimizer", optimizer.step)
 

@@ -59,14 +59,15 @@ EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many r
 
 
 def cache_is_cold():
-    """True when neither wide's nor strips' weight-gradient kernel (strips: LeNet-5's second layer, which
-    runs no wide kernel) has anything in Numba's cache for its current source.
+    """True when none of wide's, strips' and lanes' weight-gradient kernels (lanes: LeNet-5's second layer,
+    which runs no wide kernel; ResNet-20's) has anything in Numba's cache for its current source.
 
     Reads Numba's cache index through private attributes; if they ever move, this answers False (no helper)."""
-    from .kernels.cpu.conv import strips, wide
+    from .kernels.cpu.conv import lanes, strips, wide
     try:
         return not any(kernel._cache._cache_file._load_index() for kernel in
-                       (wide.conv2d_backward_weight_wide_span, strips.conv2d_backward_weight_strips_span))
+                       (wide.conv2d_backward_weight_wide_span, strips.conv2d_backward_weight_strips_span,
+                        lanes.conv2d_backward_weight_lanes_span))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
         return False
 

@@ -16,6 +16,9 @@ gradient). The choice, in order:
   BLOCKED_WIDEST, the wider of those layers would run 'blocked' (the same direct convolution, 4 output channels
   x 16 positions, blocked.py): their forward pass, and with outputs at least BLOCKED_GRADIENT_NARROWEST wide
   their gradients too. As set, the plan never picks blocked; it runs on request (`--algorithm blocked`);
+  lanes also runs the forward pass and weight gradient of ungrouped, undilated stride-1 layers with filters over
+  3 taps both ways, 16 to LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's
+  second layer; its input gradient goes on below, to 'strips');
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -124,6 +127,8 @@ BLOCKED_TAPS = 27  # ... at least this many taps a filter (C*3*3: 3 input channe
 BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
 BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
 LANES_WIDEST = 32  # ... 'lanes' for those layers' outputs at most this wide, every pass (ResNet-20's 32, 16, 8)
+LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filters larger than 3x3 with 16 up to
+                           # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -243,6 +248,8 @@ def choose(pass_, convolution):
     direct_algorithm = _direct(pass_, convolution)
     if direct_algorithm:
         return direct_algorithm
+    if _lanes_large(pass_, convolution):
+        return "lanes"
     if convolution.stride_h == convolution.stride_w == 1:
         if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
             return "flat"
@@ -277,7 +284,8 @@ SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
-                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST")),
+                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST",
+                             "LANES_LARGE_CHANNELS")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -342,3 +350,17 @@ def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h,
     buffers = tuple(Buffer(name, slot, shape, dtype) for name, slot, shape
                     in ALGORITHMS[algorithm].module.buffers(pass_, convolution, dtype.itemsize, threads))
     return Plan(pass_, algorithm, convolution, buffers)
+
+
+def _lanes_large(pass_, convolution):
+    """True for the forward and weight gradient of an ungrouped, undilated stride-1 layer whose filter is over 3
+    taps both ways, with 16 to LANES_LARGE_CHANNELS output channels (whole 16-channel blocks) and outputs at most
+    LANES_WIDEST wide: LeNet-5's second layer (5x5, 6 -> 16 on 14x14). There lanes ran the forward and the
+    weight gradient 1.2-1.3x faster than strips (one and two threads, alternating rounds; benchmarks/NOTES.md,
+    "LeNet-5's whole process, round four"); its input gradient (the transposed convolution by phases) ran at
+    a third of strips' speed, so that pass keeps strips."""
+    D, _, KH, KW = convolution.weight_shape
+    return (pass_ != "backward_input" and convolution.groups == 1 and min(KH, KW) > 3
+            and convolution.stride_h == convolution.stride_w == 1
+            and convolution.dilation_h == convolution.dilation_w == 1
+            and D % 16 == 0 and 16 <= D <= LANES_LARGE_CHANNELS and convolution.output_shape[3] <= LANES_WIDEST)

@@ -26,6 +26,7 @@ def test_lanes_matches_reference(case, rng):
 def test_lanes_in_float32_matches_reference(rng):
     check("lanes", (2, 16, 8, 8, 16, 3, 1, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
     check("lanes", (2, 32, 16, 16, 64, 3, 2, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
+    check("lanes", (3, 6, 14, 14, 16, 5, 1, 0, 1, 1), rng, dtype=np.float32, tolerance=2e-6)  # LeNet-5's second layer
 
 
 def _run_parts(pass_, case, parts, monkeypatch):

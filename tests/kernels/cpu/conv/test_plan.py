@@ -42,7 +42,9 @@ CLASSES = [
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
     ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
     ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
-    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("strips",) * 3),
+    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("lanes", "strips", "lanes")),
+    ("5x5, 6 -> 32 channels: more than LANES_LARGE_CHANNELS", (2, 6, 14, 14), (32, 6, 5, 5), (1, 0, 1, 1),
+     ("strips",) * 3),
     ("5x5, 1 -> 6 channels (LeNet-5's first layer)", (2, 1, 28, 28), (6, 1, 5, 5), (1, 2, 1, 1),
      ("flat", "wide", "flat")),
     ("3x3 dilated, 8 -> 8 channels: 72 taps", (2, 8, 9, 9), (8, 8, 3, 3), (1, 2, 2, 1), ("flat", "strips", "flat")),
@@ -296,3 +298,21 @@ def test_buffers_are_the_same_views_until_the_scratch_grows():
         assert again[buffer.name].shape == buffer.shape
         assert np.shares_memory(again[buffer.name], big_views[buffer.name])
     assert len(dispatch._views) <= dispatch.VIEWS_REMEMBERED
+
+
+def test_lanes_for_large_filters_at_its_boundaries(monkeypatch):
+    """lanes for the forward and weight gradient of stride-1 filters over 3 taps both ways with 16 up to
+    LANES_LARGE_CHANNELS output channels in whole blocks of 16 and outputs at most LANES_WIDEST wide; strips for
+    their input gradient and for every other such layer."""
+    image = (2, 6, 14, 14)
+    assert [plan(p, image, (16, 6, 5, 5)).algorithm for p in PASSES] == ["lanes", "strips", "lanes"]
+    assert plan(FORWARD, image, (16, 6, 3, 5)).algorithm != "lanes"  # 3 taps one way
+    assert plan(FORWARD, image, (24, 6, 5, 5)).algorithm == "strips"  # not whole blocks of 16
+    assert plan(FORWARD, image, (16, 6, 5, 5), 2, 2).algorithm == "gemm"  # strided
+    assert plan(FORWARD, image, (16, 6, 5, 5), 1, 1, 0, 0, 2, 2).algorithm == "strips"  # dilated
+    wide_image = (2, 6, 40, 40)  # 36 outputs a row
+    assert plan(FORWARD, wide_image, (16, 6, 5, 5)).algorithm == "wide"  # 40 / 36: wide, not strips
+    monkeypatch.setattr(planning, "LANES_LARGE_CHANNELS", 32)
+    assert plan(FORWARD, image, (32, 6, 5, 5)).algorithm == "lanes"
+    monkeypatch.setattr(planning, "LANES_LARGE_CHANNELS", 0)
+    assert plan(FORWARD, image, (16, 6, 5, 5)).algorithm == "strips"

@@ -278,7 +278,8 @@ SETTINGS = (
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
                              "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST",
-                             "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS")),
+                             "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
+                             "PREPARED_STRIPS_WIDEST")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -351,6 +352,7 @@ def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h,
 PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
 PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
+PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead
 
 
 def choose_prepared(convolution):
@@ -358,13 +360,18 @@ def choose_prepared(convolution):
     PACKED_MOST_POSITIONS positions an image and at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured
     faster than the BLAS path, which packs the whole weight again for every image (ResNet-50's 7x7 layers
     512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps, where OpenBLAS's own blocking
-    is ahead: benchmarks/NOTES.md); else choose()'s."""
+    is ahead: benchmarks/NOTES.md); 'strips' for the layers choose() gives Winograd whose outputs are at most
+    PREPARED_STRIPS_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for 7x7 (ResNet-50's
+    512-channel 3x3 layers); else choose()'s."""
     _, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
-    return choose("forward", convolution)
+    algorithm = choose("forward", convolution)
+    if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
+        return "strips"
+    return algorithm
 
 
 def prepared_plan(input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, padding_w=0, dilation_h=1,

@@ -174,19 +174,3 @@ def relu6(typingctx, value):
         return builder.select(builder.fcmp_ordered(">=", vector, six), six, vector)
 
     return value(value), codegen
-
-
-@intrinsic
-def load_every_other(typingctx, array, index):
-    """array[index], array[index + 2], ..., array[index + 14] as a Vector (a flat array): one load of the
-    16 values array[index:index + 16], which must all lie inside it, and one shuffle."""
-    vector = Vector(array.dtype)
-
-    def codegen(context, builder, signature, args):
-        element = context.get_value_type(array.dtype)
-        wide = ir.VectorType(element, 2 * LANES)
-        pointer = _pointer(context, builder, signature.args[0], args[0], args[1], wide)
-        values = builder.load(pointer, align=_element_align(context, array.dtype))
-        return builder.shuffle_vector(values, values, _mask(range(0, 2 * LANES, 2)))
-
-    return vector(array, index), codegen

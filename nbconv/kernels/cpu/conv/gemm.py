@@ -13,21 +13,7 @@ from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
 from ..threads import parallel_parts
-from ..vectors import LANES, load_every_other, store
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
-
-
-@njit(cache=True, no_cfunc_wrapper=True)
-def copy_every_other(target, source, start, count):
-    """target[q] = source[start + 2q] for q < count (target contiguous): 8 values a vector load of 16 and a
-    shuffle while those 16 lie inside source, the rest one by one. A stride-2 gather compiled element by
-    element ran at ~3 GB/s, a fifth of the stride-2 layers' time at batch 1."""
-    q = 0
-    while q + LANES <= count and start + 2 * q + 2 * LANES <= source.shape[0]:
-        store(target, q, load_every_other(source, start + 2 * q))
-        q += LANES
-    for k in range(q, count):
-        target[k] = source[start + 2 * k]
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -61,9 +47,6 @@ def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, strid
                         shifted = source[ow_lo + offset_w:ow_hi + offset_w]
                         for q in range(ow_hi - ow_lo):
                             inside[q] = shifted[q]
-                    elif (stride_w == 2 and ow_hi - ow_lo >= LANES
-                          and source.strides[0] == source.itemsize == inside.strides[0]):
-                        copy_every_other(inside, source, ow_lo * 2 + offset_w, ow_hi - ow_lo)
                     else:
                         for q in range(ow_hi - ow_lo):
                             inside[q] = source[(ow_lo + q) * stride_w + offset_w]

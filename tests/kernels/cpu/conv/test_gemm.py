@@ -36,11 +36,10 @@ def test_pointwise_matches_reference(case, cache_bytes, monkeypatch, rng):
     check("gemm", case, rng)  # the same shapes through im2col
 
 
-# stride 2 along the width with 8 or more outputs a row: the unrolling copies 8 values at a time (vector loads
-# of 16 and a shuffle) while they lie inside the row, then one by one
+# stride 2 along the width, rows of 16-21 outputs with taps reading padding at either end, odd and even widths
 WIDE_STRIDE_2 = [
     (1, 3, 9, 37, 5, 7, 2, 3, 1, 1),              # a stem-like 7x7: 19 outputs a row, taps reading padding
-    (2, 5, 7, 33, 4, 3, (1, 2), 1, 1, 1),         # 17 outputs: the last 16-value load ends at the row's end
+    (2, 5, 7, 33, 4, 3, (1, 2), 1, 1, 1),         # 17 outputs: the last tap reads the row's last value
     (1, 4, 6, 34, 3, 3, 2, 0, 1, 1),              # even width, no padding: 16 outputs
     (1, 2, 5, 41, 3, (1, 3), 2, (0, 2), (1, 2), 1),  # dilated taps
     (2, 6, 4, 31, 6, 1, 2, 0, 1, 2),              # 1x1 stride 2 with groups
@@ -54,7 +53,7 @@ def test_wide_stride_2_rows_match_reference(case, rng):
 
 
 def test_unrolled_stride_2_rows_equal_a_gather(rng):
-    """im2col_rows' stride-2 copy against numpy's gather, on random widths and offsets (both dtypes)."""
+    """im2col_rows' stride-2 rows against numpy's gather, on random widths and offsets (both dtypes)."""
     from nbconv.kernels.cpu.conv.gemm import im2col_rows
     for _ in range(40):
         C, H, W = rng.integers(1, 4), rng.integers(1, 9), rng.integers(1, 60)

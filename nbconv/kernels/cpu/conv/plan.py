@@ -284,7 +284,7 @@ SETTINGS = (
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
     (flat, ("max_chunks",)),
-    (gemm, ("block_rows", "channel_parts", "max_chunks")),
+    (gemm, ("block_rows", "channel_parts", "max_chunks", "FORWARD_COLUMNS")),
     (shift, ("max_chunks",)),
     (strips, ("STRIP", "block_rows", "max_chunks")),
     (wide, ("block_rows", "max_chunks")),

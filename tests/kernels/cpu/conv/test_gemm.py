@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from nbconv.kernels.cpu.conv import blocks
-from tests.kernels.cpu.conv.algorithm_check import check
+from nbconv.kernels.cpu.conv import blocks, gemm
+from nbconv.kernels.cpu.conv.plan import plan
+from tests.kernels.cpu.conv.algorithm_check import check, random_case
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups)
 STRIDED = [
@@ -25,6 +26,7 @@ POINTWISE = [
 @pytest.mark.parametrize("case", STRIDED)
 def test_gemm_matches_reference(case, cache_bytes, monkeypatch, rng):
     monkeypatch.setattr(blocks, "CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr(gemm, "FORWARD_COLUMNS", 1)  # one output row a block in the forward pass too
     check("gemm", case, rng, finite_differences=case is STRIDED[0])
 
 
@@ -71,3 +73,21 @@ def test_unrolled_stride_2_rows_equal_a_gather(rng):
                 expected = padded[:, i:i + 2 * OH:2, j:j + 2 * OW:2].reshape(C, -1)
                 np.testing.assert_array_equal(col[i * KW + j::KH * KW, :OH * OW], expected)
         assert np.isnan(col[:, OH * OW:]).all()  # nothing written past the rows asked for
+
+
+def test_forward_blocks_hold_at_least_forward_columns_while_every_thread_gets_one(monkeypatch, rng):
+    """A deep layer on a narrow map, whose cache budget allows one output row a block: the forward pass's blocks
+    are widened to FORWARD_COLUMNS positions (whole rows) and still match the reference; not where that
+    would leave a thread without a block (one image, two threads), nor in the gradients."""
+    monkeypatch.setattr(blocks, "CACHE_BYTES", 4096)
+    monkeypatch.setattr(gemm, "FORWARD_COLUMNS", 17)
+    case = (3, 40, 15, 11, 7, 3, 2, 1, 1, 1)  # 8 x 6 outputs, 360 taps: one row a block by the budget
+    x, w, _, hyper = random_case(case, rng)
+
+    def columns(pass_, images, threads):
+        return plan(pass_, (images,) + x.shape[1:], w.shape, *hyper, threads=threads).buffers[0].shape[2]
+    assert columns("forward", 3, 1) == columns("forward", 3, 2) == columns("forward", 1, 1) == 18  # 3 rows of 6
+    assert columns("forward", 1, 4) == 6  # 3 blocks for 4 threads: one row a block, as the budget gives
+    assert columns("backward_weight", 3, 1) == columns("backward_input", 3, 1) == 6
+    check("gemm", case, rng, passes=("forward",))
+    check("gemm", case, rng, passes=("forward",), dtype=np.float32, tolerance=2e-5)

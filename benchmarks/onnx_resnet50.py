@@ -47,12 +47,12 @@ def torch_resnet50(torch):
 
 
 def _without_packed(function):
-    from nbconv.kernels.cpu.conv import packed
-    packed.INFERENCE = False
+    from nbconv.kernels.cpu.conv import plan
+    plan.PREPARED_PACKED = False
     try:
         return function()
     finally:
-        packed.INFERENCE = True
+        plan.PREPARED_PACKED = True
 
 
 def median_time(function, repeat):

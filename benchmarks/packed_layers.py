@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 import nbconv.functional as F
-from nbconv.kernels.cpu.conv import packed
+from nbconv.kernels.cpu.conv import plan
 
 # (input channels, output channels, input size, stride): every 1x1 shape of ResNet-50, how many of each
 LAYERS = [
@@ -59,7 +59,7 @@ def main():
     print("| C -> D, size, stride (count) | packed | BLAS | onnxruntime | BLAS / packed | ort / packed |")
     print("|---|---:|---:|---:|---:|---:|")
     totals = {"packed": 0.0, "blas": 0.0, "ort": 0.0}
-    most = packed.MOST_POSITIONS, packed.MOST_INPUT_CHANNELS
+    most = plan.PACKED_MOST_POSITIONS, plan.PACKED_MOST_INPUT_CHANNELS
     for C, D, size, stride, count in LAYERS:
         x = rng.standard_normal((arguments.batch, C, size, size)).astype(np.float32)
         w = (rng.standard_normal((D, C, 1, 1)) * 0.05).astype(np.float32)
@@ -67,7 +67,8 @@ def main():
         prepared_packed, prepared_blas = {}, {}
 
         def ours(prepared, use_packed):
-            packed.INFERENCE, packed.MOST_POSITIONS, packed.MOST_INPUT_CHANNELS = use_packed, 1 << 30, 1 << 30
+            plan.PREPARED_PACKED, plan.PACKED_MOST_POSITIONS, plan.PACKED_MOST_INPUT_CHANNELS = \
+                use_packed, 1 << 30, 1 << 30
             return F._conv2d(x, w, None, (stride, stride), 0, (1, 1), 1, prepared=prepared,
                              epilogue=(scale, shift, None, "relu"))
 
@@ -85,7 +86,7 @@ def main():
                     run()
                     samples.append(clock() - start)
                 times[name].append(statistics.median(samples))
-        packed.INFERENCE, packed.MOST_POSITIONS, packed.MOST_INPUT_CHANNELS = True, *most
+        plan.PREPARED_PACKED, plan.PACKED_MOST_POSITIONS, plan.PACKED_MOST_INPUT_CHANNELS = True, *most
         median = {name: 1e3 * statistics.median(values) for name, values in times.items()}
         ratio = {name: statistics.median([a / b for a, b in zip(values, times["packed"])])
                  for name, values in times.items()}

@@ -39,7 +39,7 @@ from ..shared import chunk_bounds
 from ..threads import parallel_parts
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
-from .plan import plan
+from .plan import plan, prepared_plan
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
@@ -115,19 +115,17 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
                             dilation_h, dilation_w, groups, epilogue=None):
     """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
     (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness, a
-    Winograd layer's transformed filters and a 1x1 layer's packed weight (packed.preferred), is computed on
-    first use and kept there.
+    Winograd layer's transformed filters and a 1x1 layer's packed weight, is computed on first use and kept
+    there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
     0/1/2) applied to the output as scale_shift_forward would: inside the gemm, packed and Winograd kernels, to each
     block of output while it is in the cache, else by a pass after them. With an epilogue the non-finite check
     reads the input too, since an activation can turn a non-finite output finite."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
+    chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    if packed.preferred(chosen.convolution):  # 1x1: the weight packed once (packed.py)
-        chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype, algorithm="packed")
     fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed")
     if chosen.algorithm == "packed":
         if "packed weight" not in prepared:

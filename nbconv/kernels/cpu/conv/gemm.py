@@ -15,6 +15,8 @@ from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, ta
 from ..threads import parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
+FORWARD_COLUMNS = 196  # forward blocks of at least this many output positions (whole rows), tasks allowing
+
 
 @njit(cache=True, no_cfunc_wrapper=True)
 def im2col_rows(image, col, oh0, oh1, kernel_h, kernel_w, out_w, stride_h, stride_w, padding_h, padding_w,
@@ -243,6 +245,11 @@ def buffers(pass_, convolution, itemsize, threads):
     depth = C * KH * KW
     rows = block_rows(depth, OW, OH, itemsize)
     if pass_ == "forward":
+        # deep layers on narrow maps: blocks past the cache budget rather than thin products, while every
+        # thread still gets a block (else channel_parts would cut the block, each slice unrolling all of it)
+        wide = max(rows, min(OH, -(-FORWARD_COLUMNS // OW)))
+        if N * -(-OH // wide) >= threads:
+            rows = wide
         rows = balanced_rows(rows, OH, N, D // convolution.groups, threads)
     tasks = N if pass_ == "backward_input" else N * -(-OH // rows)
     if pass_ == "forward":

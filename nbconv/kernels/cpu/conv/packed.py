@@ -34,9 +34,6 @@ POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-blo
 DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay in L1 for every sub-block
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
-INFERENCE = True  # nn.infer runs 1x1 layers here (preferred) ...
-MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
-MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
 REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
 
@@ -50,18 +47,6 @@ def applies(pass_, convolution):
     _, _, KH, KW = convolution.weight_shape
     return (pass_ == "forward" and KH == KW == 1 and convolution.groups == 1
             and convolution.padding_h == convolution.padding_w == 0)
-
-
-def preferred(convolution):
-    """Whether nn.infer runs this forward pass here, with the weight packed once: INFERENCE on, a 1x1 layer
-    this applies to, with outputs of at most MOST_POSITIONS positions an image and at most MOST_INPUT_CHANNELS
-    inputs: where it measured faster than the BLAS path, which packs the whole weight again for every image
-    (ResNet-50's 7x7 layers 512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps,
-    where OpenBLAS's own blocking is ahead: benchmarks/NOTES.md)."""
-    _, C, _, _ = convolution.input_shape
-    _, _, OH, OW = convolution.output_shape
-    return (INFERENCE and applies("forward", convolution) and OH * OW <= MOST_POSITIONS
-            and C <= MOST_INPUT_CHANNELS)
 
 
 def blocking(convolution, itemsize, threads):

@@ -285,12 +285,14 @@ SETTINGS = (
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
                              "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST",
-                             "LANES_LARGE_CHANNELS")),
+                             "LANES_LARGE_CHANNELS",
+                             "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
+                             "PREPARED_STRIPS_WIDEST")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
     (flat, ("max_chunks",)),
-    (gemm, ("block_rows", "channel_parts", "max_chunks")),
+    (gemm, ("block_rows", "channel_parts", "max_chunks", "FORWARD_COLUMNS")),
     (shift, ("max_chunks",)),
     (strips, ("STRIP", "block_rows", "max_chunks")),
     (wide, ("block_rows", "max_chunks")),
@@ -323,6 +325,7 @@ def plan(pass_, input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, 
 def forget_plans():
     """Forget every remembered plan (they are worked out again when next asked for)."""
     _remembered.cache_clear()
+    _prepared_remembered.cache_clear()
 
 
 @functools.lru_cache(maxsize=PLANS_REMEMBERED, typed=True)
@@ -364,3 +367,49 @@ def _lanes_large(pass_, convolution):
             and convolution.stride_h == convolution.stride_w == 1
             and convolution.dilation_h == convolution.dilation_w == 1
             and D % 16 == 0 and 16 <= D <= LANES_LARGE_CHANNELS and convolution.output_shape[3] <= LANES_WIDEST)
+
+
+# Prepared forward passes (nn.infer, through dispatch.conv2d_forward_prepared) keep what depends on the weight
+# alone from call to call, so they may run algorithms that choose() does not offer training: the choice is here.
+PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
+PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
+PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
+PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead
+
+
+def choose_prepared(convolution):
+    """The algorithm of a prepared forward pass: 'packed' for 1x1 layers it applies to with outputs of at most
+    PACKED_MOST_POSITIONS positions an image and at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured
+    faster than the BLAS path, which packs the whole weight again for every image (ResNet-50's 7x7 layers
+    512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps, where OpenBLAS's own blocking
+    is ahead: benchmarks/NOTES.md); 'strips' for the layers choose() gives Winograd whose outputs are at most
+    PREPARED_STRIPS_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for 7x7 (ResNet-50's
+    512-channel 3x3 layers); else choose()'s."""
+    _, C, _, _ = convolution.input_shape
+    _, _, OH, OW = convolution.output_shape
+    if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
+            and C <= PACKED_MOST_INPUT_CHANNELS):
+        return "packed"
+    algorithm = choose("forward", convolution)
+    if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
+        return "strips"
+    return algorithm
+
+
+def prepared_plan(input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, padding_w=0, dilation_h=1,
+                  dilation_w=1, groups=1, dtype=np.float32, threads=None):
+    """The Plan of a prepared forward pass (plan()'s arguments): choose_prepared()'s algorithm, remembered as
+    plan() remembers its own (settings included)."""
+    threads = numba.get_num_threads() if threads is None else threads
+    args = (tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w, dilation_h,
+            dilation_w, groups, dtype)
+    return _prepared_remembered(*args, threads, _settings())
+
+
+@functools.lru_cache(maxsize=PLANS_REMEMBERED, typed=True)
+def _prepared_remembered(input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                         dilation_w, groups, dtype, threads, settings):
+    convolution = Convolution(input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                              dilation_w, groups)
+    return plan("forward", input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                dilation_w, groups, dtype, choose_prepared(convolution), threads)

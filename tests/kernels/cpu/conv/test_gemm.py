@@ -1,8 +1,10 @@
 """conv/gemm.py: im2col over output rows, any stride ('gemm'), and the pointwise shortcut ('pointwise')."""
+import numpy as np
 import pytest
 
-from nbconv.kernels.cpu.conv import blocks
-from tests.kernels.cpu.conv.algorithm_check import check
+from nbconv.kernels.cpu.conv import blocks, gemm
+from nbconv.kernels.cpu.conv.plan import plan
+from tests.kernels.cpu.conv.algorithm_check import check, random_case
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups)
 STRIDED = [
@@ -24,6 +26,7 @@ POINTWISE = [
 @pytest.mark.parametrize("case", STRIDED)
 def test_gemm_matches_reference(case, cache_bytes, monkeypatch, rng):
     monkeypatch.setattr(blocks, "CACHE_BYTES", cache_bytes)
+    monkeypatch.setattr(gemm, "FORWARD_COLUMNS", 1)  # one output row a block in the forward pass too
     check("gemm", case, rng, finite_differences=case is STRIDED[0])
 
 
@@ -33,3 +36,58 @@ def test_pointwise_matches_reference(case, cache_bytes, monkeypatch, rng):
     monkeypatch.setattr(blocks, "CACHE_BYTES", cache_bytes)
     check("pointwise", case, rng, finite_differences=case is POINTWISE[1])
     check("gemm", case, rng)  # the same shapes through im2col
+
+
+# stride 2 along the width, rows of 16-21 outputs with taps reading padding at either end, odd and even widths
+WIDE_STRIDE_2 = [
+    (1, 3, 9, 37, 5, 7, 2, 3, 1, 1),              # a stem-like 7x7: 19 outputs a row, taps reading padding
+    (2, 5, 7, 33, 4, 3, (1, 2), 1, 1, 1),         # 17 outputs: the last tap reads the row's last value
+    (1, 4, 6, 34, 3, 3, 2, 0, 1, 1),              # even width, no padding: 16 outputs
+    (1, 2, 5, 41, 3, (1, 3), 2, (0, 2), (1, 2), 1),  # dilated taps
+    (2, 6, 4, 31, 6, 1, 2, 0, 1, 2),              # 1x1 stride 2 with groups
+]
+
+
+@pytest.mark.parametrize("case", WIDE_STRIDE_2)
+def test_wide_stride_2_rows_match_reference(case, rng):
+    check("gemm", case, rng, finite_differences=case is WIDE_STRIDE_2[0])
+    check("gemm", case, rng, passes=("forward",), dtype=np.float32, tolerance=2e-5)
+
+
+def test_unrolled_stride_2_rows_equal_a_gather(rng):
+    """im2col_rows' stride-2 rows against numpy's gather, on random widths and offsets (both dtypes)."""
+    from nbconv.kernels.cpu.conv.gemm import im2col_rows
+    for _ in range(40):
+        C, H, W = rng.integers(1, 4), rng.integers(1, 9), rng.integers(1, 60)
+        KH, KW, padding_h, padding_w = rng.integers(1, 4), rng.integers(1, 8), rng.integers(0, 3), rng.integers(0, 4)
+        dtype = (np.float32, np.float64)[rng.integers(2)]
+        image = rng.standard_normal((C, H, W)).astype(dtype)
+        OH, OW = (H + 2 * padding_h - KH) // 2 + 1, (W + 2 * padding_w - KW) // 2 + 1
+        if OH < 1 or OW < 1:
+            continue
+        col = np.full((C * KH * KW, OH * OW + 3), np.nan, dtype)
+        im2col_rows(image, col, 0, OH, KH, KW, OW, 2, 2, padding_h, padding_w, 1, 1)
+        padded = np.pad(image, ((0, 0), (padding_h, padding_h), (padding_w, padding_w)))
+        for i in range(KH):
+            for j in range(KW):
+                expected = padded[:, i:i + 2 * OH:2, j:j + 2 * OW:2].reshape(C, -1)
+                np.testing.assert_array_equal(col[i * KW + j::KH * KW, :OH * OW], expected)
+        assert np.isnan(col[:, OH * OW:]).all()  # nothing written past the rows asked for
+
+
+def test_forward_blocks_hold_at_least_forward_columns_while_every_thread_gets_one(monkeypatch, rng):
+    """A deep layer on a narrow map, whose cache budget allows one output row a block: the forward pass's blocks
+    are widened to FORWARD_COLUMNS positions (whole rows) and still match the reference; not where that
+    would leave a thread without a block (one image, two threads), nor in the gradients."""
+    monkeypatch.setattr(blocks, "CACHE_BYTES", 4096)
+    monkeypatch.setattr(gemm, "FORWARD_COLUMNS", 17)
+    case = (3, 40, 15, 11, 7, 3, 2, 1, 1, 1)  # 8 x 6 outputs, 360 taps: one row a block by the budget
+    x, w, _, hyper = random_case(case, rng)
+
+    def columns(pass_, images, threads):
+        return plan(pass_, (images,) + x.shape[1:], w.shape, *hyper, threads=threads).buffers[0].shape[2]
+    assert columns("forward", 3, 1) == columns("forward", 3, 2) == columns("forward", 1, 1) == 18  # 3 rows of 6
+    assert columns("forward", 1, 4) == 6  # 3 blocks for 4 threads: one row a block, as the budget gives
+    assert columns("backward_weight", 3, 1) == columns("backward_input", 3, 1) == 6
+    check("gemm", case, rng, passes=("forward",))
+    check("gemm", case, rng, passes=("forward",), dtype=np.float32, tolerance=2e-5)

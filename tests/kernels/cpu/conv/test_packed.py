@@ -6,7 +6,8 @@ import pytest
 import nbconv.functional as F
 from nbconv import nn
 from nbconv.kernels.cpu.conv import dispatch, packed
-from nbconv.kernels.cpu.conv.plan import Convolution, plan
+from nbconv.kernels.cpu.conv import plan as planning
+from nbconv.kernels.cpu.conv.plan import Convolution, choose_prepared, plan, prepared_plan
 from nbconv.kernels.cpu.threads import parallel_parts
 from tests import reference
 from tests.kernels.cpu.conv.algorithm_check import check, random_case
@@ -117,7 +118,7 @@ def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activati
     """Through nn.infer's path (dispatch.conv2d_forward_prepared), finished in registers or through the tile;
     49 and 12 positions, 29 channels: full and partial panels and sub-blocks."""
     monkeypatch.setattr(packed, "REGISTER_EPILOGUE", in_registers)
-    monkeypatch.setattr(packed, "MOST_POSITIONS", 1 << 30)
+    monkeypatch.setattr(planning, "PACKED_MOST_POSITIONS", 1 << 30)
     x = rng.standard_normal((2, 23, 7, 7)).astype(np.float32)
     w = rng.standard_normal((29, 23, 1, 1)).astype(np.float32)
     bias = rng.standard_normal(29).astype(np.float32)
@@ -161,9 +162,13 @@ def test_applies_to_the_forward_of_unpadded_ungrouped_1x1_layers_only():
     assert plan("forward", (1, 4, 5, 5), (8, 4, 1, 1)).algorithm == "pointwise"  # training keeps BLAS
 
 
-def test_nn_infer_prefers_it_for_small_maps_only():
-    assert packed.preferred(Convolution((1, 512, 7, 7), (2048, 512, 1, 1)))
-    assert packed.preferred(Convolution((8, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2))
-    assert not packed.preferred(Convolution((1, 256, 14, 14), (1024, 256, 1, 1)))  # 196 positions
-    assert not packed.preferred(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1)))  # 2048 inputs
-    assert not packed.preferred(Convolution((1, 64, 7, 7), (64, 64, 3, 3)))
+def test_nn_infer_prefers_it_for_small_maps_only(monkeypatch):
+    assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == "packed"
+    assert choose_prepared(Convolution((8, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2)) == "packed"
+    assert choose_prepared(Convolution((1, 256, 14, 14), (1024, 256, 1, 1))) == "pointwise"  # 196 positions
+    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"  # 2048 inputs
+    assert choose_prepared(Convolution((1, 64, 7, 7), (64, 64, 3, 3), padding_h=1, padding_w=1)) == \
+        plan("forward", (1, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1, 1).algorithm
+    assert prepared_plan((1, 512, 7, 7), (2048, 512, 1, 1)).algorithm == "packed"
+    monkeypatch.setattr(planning, "PREPARED_PACKED", False)  # a setting changed at run time is planned afresh
+    assert prepared_plan((1, 512, 7, 7), (2048, 512, 1, 1)).algorithm == "pointwise"

@@ -1,0 +1,81 @@
+"""plan.choose_prepared / prepared_plan: the algorithm of a prepared forward pass (nn.infer), which may differ
+from a training pass's: 'packed' for small-map 1x1 layers (see test_packed.py), 'strips' for Winograd's 3x3
+layers with outputs at most PREPARED_STRIPS_WIDEST wide; each checked with its epilogue against the float64
+reference, and nn.infer against the training-mode forward."""
+import numpy as np
+import pytest
+
+from nbconv import models, nn
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv import plan as planning
+from nbconv.kernels.cpu.conv.plan import Convolution, choose_prepared, plan, prepared_plan
+from tests import reference
+
+RESNET50_3X3 = [((1, 64, 56, 56), 64), ((1, 128, 28, 28), 128), ((1, 256, 14, 14), 256), ((8, 512, 7, 7), 512)]
+
+
+def test_resnet50s_layers_choices():
+    chosen = {input_shape[2]: choose_prepared(Convolution(input_shape, (D, input_shape[1], 3, 3), 1, 1, 1, 1))
+              for input_shape, D in RESNET50_3X3}
+    assert chosen == {56: "winograd", 28: "winograd", 14: "winograd", 7: "strips"}
+    # training keeps Winograd at 7 wide: only prepared passes change
+    assert plan("forward", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd"
+    assert choose_prepared(Convolution((1, 512, 14, 14), (512, 512, 3, 3), 2, 2, 1, 1)) == "gemm"  # stride 2
+    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"
+
+
+def test_the_setting_is_read_at_plan_time(monkeypatch):
+    assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "strips"
+    monkeypatch.setattr(planning, "PREPARED_STRIPS_WIDEST", 0)
+    assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd"
+    monkeypatch.setattr(planning, "PREPARED_STRIPS_WIDEST", 9)
+    assert prepared_plan((1, 128, 9, 9), (128, 128, 3, 3), 1, 1, 1, 1).algorithm == "strips"
+
+
+# (N, C, H, W, D, padding): Winograd's layers (min(C, D) >= 32, min(C, D) x output width >= 672) at most 7
+# wide, odd sizes, non-square
+CASES = [(1, 97, 7, 7, 101, 1), (2, 120, 5, 9, 99, 0), (3, 130, 6, 7, 96, 1), (1, 96, 3, 5, 160, 2)]
+
+
+@pytest.mark.parametrize("activation", [0, 1, 2])
+@pytest.mark.parametrize("case", CASES)
+def test_prepared_strips_with_its_epilogue_match_reference(case, activation, rng, monkeypatch):
+    monkeypatch.setattr(planning, "PREPARED_STRIPS_WIDEST", 9)
+    N, C, H, W, D, padding = case
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((D, C, 3, 3)) / np.sqrt(9 * C)
+    b = rng.standard_normal(D)
+    assert choose("forward", x, w, padding) == "winograd"
+    assert prepared_plan(x.shape, w.shape, 1, 1, padding, padding, dtype=x.dtype).algorithm == "strips"
+    OH, OW = H + 2 * padding - 2, W + 2 * padding - 2
+    scale, shift = rng.standard_normal(D), rng.standard_normal(D)
+    residual = rng.standard_normal((N, D, OH * OW))
+    out = np.full((N, D, OH, OW), np.nan)
+    prepared = {}
+    for _ in range(2):  # the second call with what the first kept
+        dispatch.conv2d_forward_prepared(x, w, b, out, prepared, 1, 1, padding, padding, 1, 1, 1,
+                                         (scale, shift, residual, activation))
+        expected = reference.conv2d(x, w, b, (1, 1), ((padding, padding),) * 2) * scale[:, None, None] \
+            + shift[:, None, None] + residual.reshape(out.shape)
+        if activation:
+            expected = np.maximum(expected, 0)
+        if activation == 2:
+            expected = np.minimum(expected, 6)
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def choose(pass_, x, w, padding):
+    return plan(pass_, x.shape, w.shape, 1, 1, padding, padding, dtype=x.dtype).algorithm
+
+
+def test_nn_infer_with_strips_gives_the_training_mode_forward(rng):
+    model = models.build("conv96k3p1nobias,bn,relu,res[conv96k3p1nobias,bn,relu,conv96k3p1nobias,bn],relu,gap,fc5",
+                         input_shape=(5, 7, 7), seed=2)
+    x = rng.standard_normal((3, 5, 7, 7)).astype(np.float32)
+    model.train()
+    model.forward(x)  # running statistics away from 0 and 1
+    model.eval()
+    assert prepared_plan((3, 96, 7, 7), (96, 96, 3, 3), 1, 1, 1, 1).algorithm == "strips"
+    expected = model.forward(x)
+    got = nn.infer(model, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))

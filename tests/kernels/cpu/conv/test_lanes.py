@@ -62,7 +62,6 @@ def _furthest(pass_, convolution):
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     strides = convolution.hyper[:6]
-    plane_h, plane_w, _, _ = lanes.phase_geometry(H, W, KH, KW, *strides)
     round_up = lambda count, multiple: -(-count // multiple) * multiple  # noqa: E731
     if pass_ == "backward_input":
         top, left, source_h, source_w = lanes.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
@@ -77,11 +76,13 @@ def _furthest(pass_, convolution):
                     read = max(read, offsets[phase, :counts[phase]].max() + (rows - 1) * source_w
                                + round_up(cols, 4))
         return read, written
-    offsets = lanes.tap_offsets(C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
+    padded_h, padded_w = H + 2 * strides[2], W + 2 * strides[3]
+    offsets = lanes.tap_offsets(C, KH, KW, 1, 1, strides[4], strides[5], padded_h, padded_w)
+    row_stride, step = strides[0] * padded_w, strides[1]
     if pass_ == "forward":
-        return (offsets.max() + (OH - 1) * plane_w + round_up(OW, 4),
+        return (offsets.max() + (OH - 1) * row_stride + (round_up(OW, 4) - 1) * step + 1,
                 OH * round_up(OW, 4) * round_up(D, 16))
-    return offsets.max() + (OH - 1) * plane_w + OW, (OH * OW + C * KH * KW) * round_up(D, 16)
+    return offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1, (OH * OW + C * KH * KW) * round_up(D, 16)
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
@@ -109,3 +110,16 @@ def test_the_reads_stay_inside_the_buffers(pass_, rng):
 def test_applies_to_ungrouped_layers_only():
     assert lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
     assert not lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
+
+
+@pytest.mark.parametrize("top, left, plane_h, plane_w", [(1, 1, 7, 9), (0, 0, 5, 7), (2, 0, 8, 8), (0, 3, 5, 11)])
+def test_pad_image_writes_every_value(top, left, plane_h, plane_w, rng):
+    """The padded copy over a target full of NaN: the image at (top, left) of each plane, zero everywhere else,
+    the slack past the last plane included."""
+    image = rng.standard_normal((3, 5, 7))
+    target = np.full(3 * plane_h * plane_w + 5, np.nan)
+    lanes.pad_image(image, target, top, left, plane_h, plane_w)
+    expected = np.zeros((3, plane_h, plane_w))
+    expected[:, top:top + 5, left:left + 7] = image
+    np.testing.assert_array_equal(target[:3 * plane_h * plane_w], expected.reshape(-1))
+    np.testing.assert_array_equal(target[3 * plane_h * plane_w:], 0)

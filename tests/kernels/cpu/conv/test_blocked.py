@@ -1,14 +1,14 @@
 """conv/blocked.py: direct convolution blocked in vector registers (4 channels x 16 positions), all passes,
-any stride, padding and dilation; and the vector values it is built on (kernels/cpu/vectors.py)."""
+any stride, padding and dilation; and the vector values it is built on (kernels/cpu/vectors.py). The thread
+count, buffer bounds and applicability tests it shares with lanes are in test_lanes.py."""
 import numpy as np
 import pytest
 from numba import njit
 
 from nbconv.kernels.cpu import vectors
-from nbconv.kernels.cpu.conv import blocked, dispatch
-from nbconv.kernels.cpu.conv.plan import Convolution, plan
-from nbconv.kernels.cpu.threads import parallel_parts
-from tests.kernels.cpu.conv.algorithm_check import check, random_case
+from nbconv.kernels.cpu.conv import blocked
+from nbconv.kernels.cpu.conv.plan import plan
+from tests.kernels.cpu.conv.algorithm_check import check
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): channels on and off the block of 4, strides 1
 # and 2, padding 0-3, maps from 1x1 up, grids shorter than, equal to and longer than one 16-position block
@@ -41,33 +41,6 @@ def test_blocked_in_float32_matches_reference(rng):
     check("blocked", (2, 16, 10, 10, 32, 3, 2, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
 
 
-def _run_parts(pass_, case, parts, monkeypatch):
-    """One pass of the blocked kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
-    x, w, b, hyper = random_case(case, np.random.default_rng(7))
-    monkeypatch.setattr(blocked, "parallel_parts",
-                        lambda span, _, *args: parallel_parts(span, parts, *args))
-    chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="blocked", threads=3)
-    buffers = dispatch.buffers(chosen)
-    grad_y = np.random.default_rng(8).standard_normal(chosen.convolution.output_shape)
-    if pass_ == "forward":
-        out = np.empty(chosen.convolution.output_shape)
-        blocked.forward(x, w, b, out, buffers, chosen)
-    elif pass_ == "backward_input":
-        out = np.empty(x.shape)
-        blocked.backward_input(grad_y, w, out, buffers, chosen)
-    else:
-        out = np.empty(w.shape)
-        blocked.backward_weight(grad_y, x, out, buffers, chosen)
-    return out
-
-
-@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
-def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
-    case = (7, 5, 9, 9, 6, 3, 2, 1, 1, 1)
-    results = [_run_parts(pass_, case, parts, monkeypatch) for parts in (1, 2, 3)]
-    assert all(np.array_equal(results[0], other) for other in results[1:])
-
-
 def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
     shapes = ((64, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
     chunks = {plan("backward_weight", *shapes, algorithm="blocked", threads=threads).buffers[2].shape[0]
@@ -75,9 +48,9 @@ def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
     assert len(chunks) == 1
 
 
-def _furthest_reads(pass_, convolution):
-    """(last source index read + 1, the positions of a grid row the blocks touch, the grid's rows) of one
-    pass, worked out from the taps' offsets as the kernels compute them."""
+def furthest(pass_, convolution):
+    """(last source index read + 1, grid values the blocks touch) of one pass of blocked, worked out from the
+    taps' offsets as the kernels compute them: reads run up to 15 values past a grid of 16-position blocks."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
@@ -86,46 +59,19 @@ def _furthest_reads(pass_, convolution):
     if pass_ == "backward_input":
         top, left, source_h, source_w = blocked.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
         offsets, _, counts = blocked.transposed_taps(D, KH, KW, *strides, top, left, source_w, source_h * source_w)
-        furthest = 0
+        source_end = 0
         for ry in range(min(strides[0], H)):
             for rx in range(min(strides[1], W)):
                 phase = ry * strides[1] + rx
                 grid_len = -(-(H - ry) // strides[0]) * source_w
                 if counts[phase]:
-                    furthest = max(furthest, offsets[phase, :counts[phase]].max() + -(-grid_len // 16) * 16)
+                    source_end = max(source_end, offsets[phase, :counts[phase]].max() + -(-grid_len // 16) * 16)
         rows = -(-H // strides[0]) * source_w
-        return furthest, -(-rows // 16) * 16, -(-C // 4) * 4
+        return source_end, -(-rows // 16) * 16 * (-(-C // 4) * 4)
     offsets = blocked.tap_offsets(C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
     step = 16 if pass_ == "forward" else 8
     grid_len = -(-OH * plane_w // step) * step
-    return offsets.max() + grid_len, grid_len, -(-D // 4) * 4
-
-
-@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
-def test_the_reads_stay_inside_the_buffers(pass_, rng):
-    """The last block's reads, up to 15 values past its grid, and its writes lie inside the plan's buffers,
-    on random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
-    checked = 0
-    while checked < 300:
-        C, D, H, W = rng.integers(1, 9, 4)
-        KH, KW, stride_h, stride_w, dilation = rng.integers(1, 6), rng.integers(1, 6), rng.integers(1, 4), \
-            rng.integers(1, 4), rng.integers(1, 3)
-        padding_h, padding_w = rng.integers(0, 4, 2)
-        convolution = Convolution((2, C, H, W), (D, C, KH, KW), stride_h, stride_w, padding_h, padding_w,
-                                  dilation, dilation)
-        if min(convolution.output_shape[2:]) < 1:
-            continue
-        checked += 1
-        chosen = plan(pass_, *convolution[:2], *convolution.hyper[:6], algorithm="blocked")
-        sizes = {buffer.name: buffer.shape[1] for buffer in chosen.buffers}
-        source_end, grid_len, rows = _furthest_reads(pass_, convolution)
-        assert source_end <= sizes["padded"], convolution
-        assert grid_len <= sizes["grid"] // rows, convolution
-
-
-def test_applies_to_ungrouped_layers_only():
-    assert blocked.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
-    assert not blocked.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
+    return offsets.max() + grid_len, grid_len * (-(-D // 4) * 4)
 
 
 @njit

@@ -1,11 +1,13 @@
 """conv/lanes.py: direct convolution with channels in the vector lanes (16 channels x 4 positions; the weight
-gradient 16 channels x 6 taps), all passes, any stride, padding and dilation."""
+gradient 16 channels x 6 taps), all passes, any stride, padding and dilation; and, for lanes and blocked alike,
+results independent of the thread count, reads and writes inside the plan's buffers."""
 import numpy as np
 import pytest
 
-from nbconv.kernels.cpu.conv import dispatch, lanes
+from nbconv.kernels.cpu.conv import blocked, dispatch, lanes
 from nbconv.kernels.cpu.conv.plan import Convolution, plan
 from nbconv.kernels.cpu.threads import parallel_parts
+from tests.kernels.cpu.conv import test_blocked
 from tests.kernels.cpu.conv.algorithm_check import check, random_case
 from tests.kernels.cpu.conv.test_blocked import CASES
 
@@ -28,36 +30,42 @@ def test_lanes_in_float32_matches_reference(rng):
     check("lanes", (2, 32, 16, 16, 64, 3, 2, 1, 1, 1), rng, dtype=np.float32, tolerance=2e-6)
 
 
-def _run_parts(pass_, case, parts, monkeypatch):
-    """One pass of the lanes kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
+# lanes and blocked share these: the thread count, the buffers' bounds and the layers they apply to
+DIRECT_ALGORITHMS = {"lanes": lanes, "blocked": blocked}
+
+
+def _run_parts(algorithm, pass_, case, parts, monkeypatch):
+    """One pass of an algorithm's kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
+    module = DIRECT_ALGORITHMS[algorithm]
     x, w, b, hyper = random_case(case, np.random.default_rng(7))
-    monkeypatch.setattr(lanes, "parallel_parts",
-                        lambda span, _, *args: parallel_parts(span, parts, *args))
-    chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="lanes", threads=3)
+    monkeypatch.setattr(module, "parallel_parts", lambda span, _, *args: parallel_parts(span, parts, *args))
+    chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm=algorithm, threads=3)
     buffers = dispatch.buffers(chosen)
     grad_y = np.random.default_rng(8).standard_normal(chosen.convolution.output_shape)
     if pass_ == "forward":
         out = np.empty(chosen.convolution.output_shape)
-        lanes.forward(x, w, b, out, buffers, chosen)
+        module.forward(x, w, b, out, buffers, chosen)
     elif pass_ == "backward_input":
         out = np.empty(x.shape)
-        lanes.backward_input(grad_y, w, out, buffers, chosen)
+        module.backward_input(grad_y, w, out, buffers, chosen)
     else:
         out = np.empty(w.shape)
-        lanes.backward_weight(grad_y, x, out, buffers, chosen)
+        module.backward_weight(grad_y, x, out, buffers, chosen)
     return out
 
 
+@pytest.mark.parametrize("algorithm", DIRECT_ALGORITHMS)
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
-def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
+def test_results_do_not_depend_on_the_thread_count(algorithm, pass_, monkeypatch):
     case = (7, 5, 9, 9, 6, 3, 2, 1, 1, 1)
-    results = [_run_parts(pass_, case, parts, monkeypatch) for parts in (1, 2, 3)]
+    results = [_run_parts(algorithm, pass_, case, parts, monkeypatch) for parts in (1, 2, 3)]
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
-def _furthest(pass_, convolution):
-    """(last source index read + 1, last sums index written + 1) of one pass, worked out from the taps'
-    offsets and the blocks' positions as the kernels compute them."""
+def furthest(pass_, convolution):
+    """(last source index read + 1, last sums index written + 1) of one pass of lanes, worked out from the
+    taps' offsets and the blocks' positions as the kernels compute them: reads run up to 3 positions past a
+    row's last output."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
@@ -85,10 +93,14 @@ def _furthest(pass_, convolution):
     return offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1, (OH * OW + C * KH * KW) * round_up(D, 16)
 
 
+FURTHEST = {"lanes": furthest, "blocked": test_blocked.furthest}
+
+
+@pytest.mark.parametrize("algorithm", DIRECT_ALGORITHMS)
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
-def test_the_reads_stay_inside_the_buffers(pass_, rng):
-    """The last block's reads, up to 3 values past its row, and its writes lie inside the plan's buffers, on
-    random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
+def test_the_reads_stay_inside_the_buffers(algorithm, pass_, rng):
+    """The last block's reads past its row or grid, and its writes, lie inside the plan's buffers, on random
+    shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
     checked = 0
     while checked < 300:
         C, D, H, W = rng.integers(1, 9, 4)
@@ -100,16 +112,18 @@ def test_the_reads_stay_inside_the_buffers(pass_, rng):
         if min(convolution.output_shape[2:]) < 1:
             continue
         checked += 1
-        chosen = plan(pass_, *convolution[:2], *convolution.hyper[:6], algorithm="lanes")
+        chosen = plan(pass_, *convolution[:2], *convolution.hyper[:6], algorithm=algorithm)
         sizes = {buffer.name: buffer.shape[1] for buffer in chosen.buffers}
-        read, written = _furthest(pass_, convolution)
+        read, written = FURTHEST[algorithm](pass_, convolution)
         assert read <= sizes["padded"], convolution
         assert written <= sizes["grid"], convolution
 
 
-def test_applies_to_ungrouped_layers_only():
-    assert lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
-    assert not lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
+@pytest.mark.parametrize("algorithm", DIRECT_ALGORITHMS)
+def test_applies_to_ungrouped_layers_only(algorithm):
+    module = DIRECT_ALGORITHMS[algorithm]
+    assert module.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
+    assert not module.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
 
 
 @pytest.mark.parametrize("top, left, plane_h, plane_w", [(1, 1, 7, 9), (0, 0, 5, 7), (2, 0, 8, 8), (0, 3, 5, 11)])

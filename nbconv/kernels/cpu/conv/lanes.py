@@ -1,24 +1,22 @@
-"""Direct convolution with channels in the vector lanes, for maps 8 wide or less: 'blocked' (blocked.py)
-with its two axes swapped.
+"""Direct convolution with output channels in the vector lanes, for narrow layers (a few dozen channels,
+maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions of one
+row x 16 output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over
+every (input channel, tap) pair. Every position a block computes is an output (rows rounded up to 4
+positions), and the weight gradient sums whole images per register with no lane sums. (An earlier algorithm,
+'blocked', held 16 positions of the padded rows in the lanes instead: on 8-wide maps 20% of its sums fell on
+the padding columns and its weight gradient ended in lane sums; this one took every layer it ran.)
 
-blocked sums 16 consecutive positions of a flat grid Wq wide (the padded rows), in vector lanes: on an
-8-wide map that grid is 10 wide (20% of its sums dropped), an 8x8 image is 5 blocks, and its weight gradient
-lane-sums 12 registers after a 10-step loop. Here the lanes hold channels instead: each block sums 4 output
-positions of one row x 16 output channels (input channels for the input gradient) in 8 vector registers,
-every position it computes is an output (rows rounded up to 4 positions), and the weight gradient sums whole
-images per register with no lane sums.
-
-The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, pad_image): output position (oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw. A block's 4 positions are
-4 broadcasts, as cheap `sw` values apart as 1, so unlike blocked (whose positions fill a vector load) a
-stride-2 layer needs no split into phase planes: that split's strided 8-value row copies took about a third
-of the stride-2 forward's time.
+The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, pad_image): output position
+(oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
+broadcasts, as cheap `sw` values apart as 1, so a stride-2 layer needs no split into phase planes (the
+strided 8-value row copies of such a split took about a third of a stride-2 forward's time).
 
 - forward: per image, per block of 16 output channels, per output row, per 4 positions: 8 accumulators
   (4 positions x 2 vectors of 8 channels), each tap 4 broadcast input values and 2 vector loads of the
   weights, packed per call as (channel block, tap, 16); the sums, (OH, OW rounded up to 4, D rounded up to
   16) per image, are then copied to the output transposed, with the bias.
-- input gradient: the transposed convolution by input phase, as blocked.py's (blocked.transposed_taps): each
-  phase is a convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
+- input gradient: the transposed convolution by input phase (taps.transposed_taps): each phase is a
+  stride-1 convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
   forward's blocks over input channels.
 - weight gradient: the output gradient of an image is copied transposed, (OH*OW, D rounded up to 16); per
   block of 6 taps x 16 output channels, 12 accumulators run over the image's positions, 6 broadcast input
@@ -26,7 +24,7 @@ of the stride-2 forward's time.
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
 Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 positions (3*sw values) past a
-row's last output: the padded copy has that much slack (the input gradient's source blocked's SLACK).
+row's last output: the padded copy has that much slack (the input gradient's source SLACK values).
 """
 import numba
 import numpy as np
@@ -35,13 +33,14 @@ from numba import njit
 from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
-from .blocked import SLACK, hyper_parameters, tap_offsets, transposed_geometry, transposed_taps
 from .blocks import max_chunks
+from .taps import hyper_parameters, tap_offsets, transposed_geometry, transposed_taps
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
 POSITIONS = 4  # output positions of one row a block sums at once
 WEIGHT_CHANNELS = 2 * LANES  # output channels a weight-gradient block sums at once: two vectors
 WEIGHT_TAPS = 6  # taps a weight-gradient block sums at once (x 2 vectors: 12 registers)
+SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient that its blocks may read
 
 
 def _round_up(count, multiple):
@@ -177,7 +176,7 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     an image a task."""
     D, C, KH, KW = weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
-    offsets = tap_offsets(C, KH, KW, 1, 1, dilation_h, dilation_w, padded_h, padded_w)
+    offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
     packed = pack_filters(weight.reshape(D, C * KH * KW), CHANNELS)
     parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), input, bias, output, padded, grid, offsets,
                    packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
@@ -349,7 +348,7 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     partial sums per chunk of images (chunks, 1, C*KH*KW, D) added in chunk order."""
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
-    offsets = tap_offsets(C, KH, KW, 1, 1, dilation_h, dilation_w, padded_h, padded_w)
+    offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
     parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output, input, padded, grid,
                    partial, offsets, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
     sum_partials(partial, grad_weight)
@@ -363,8 +362,8 @@ def applies(pass_, convolution):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, or the input gradient's padded output gradient
-    as blocked.py's); the
+    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, or the input gradient's padded output gradient,
+    D*Hs*Ws + Ws + SLACK); the
     sums, (rows, row positions rounded up to 4, channels rounded up to 16) for the forward pass and the
     input gradient, the spread output gradient (OH*OW, D rounded up to 16) and the sums (C*KH*KW, D rounded up
     to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""

@@ -86,28 +86,26 @@ def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, s
     a21 = zeros(source)
     a30 = zeros(source)
     a31 = zeros(source)
-    # one view a position, starting where its first tap reads: a tap's four reads then share its offset, with
-    # no address arithmetic for the run-time step in the loop
-    at0 = source[start:]
-    at1 = source[start + step:]
-    at2 = source[start + 2 * step:]
-    at3 = source[start + 3 * step:]
-    weights = packed[packed_start:]
+    # the four positions' starts worked out once: a tap's four reads are its offset plus each (an add each, as
+    # cheap as constant displacements; four views of the source, one a position, cost more a block to set up)
+    at1 = start + step
+    at2 = at1 + step
+    at3 = at2 + step
     for t in range(taps):
-        k = CHANNELS * t
-        w0 = load(weights, k)
-        w1 = load(weights, k + LANES)
+        k = packed_start + CHANNELS * t
+        w0 = load(packed, k)
+        w1 = load(packed, k + LANES)
         x = offsets[t]
-        v = broadcast(at0, x)
+        v = broadcast(source, x + start)
         a00 = add_products(a00, v, w0)
         a01 = add_products(a01, v, w1)
-        v = broadcast(at1, x)
+        v = broadcast(source, x + at1)
         a10 = add_products(a10, v, w0)
         a11 = add_products(a11, v, w1)
-        v = broadcast(at2, x)
+        v = broadcast(source, x + at2)
         a20 = add_products(a20, v, w0)
         a21 = add_products(a21, v, w1)
-        v = broadcast(at3, x)
+        v = broadcast(source, x + at3)
         a30 = add_products(a30, v, w0)
         a31 = add_products(a31, v, w1)
     store(sums, at, a00)

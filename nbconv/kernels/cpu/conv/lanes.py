@@ -199,8 +199,10 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
                     cols = (W - rx + stride_w - 1) // stride_w
                     cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
                     phase = ry * stride_w + rx
+                    # an int64 step, as the forward's: a literal 1 would compile row_products and
+                    # block_sums a second time
                     row_products(source, offsets[phase], counts[phase], packed[phase], rounded, rows, cols,
-                                 source_w, 1, sums)
+                                 source_w, np.int64(1), sums)
                     for c in range(C):
                         for yy in range(rows):
                             target = grad_input[n, c, ry + yy * stride_h]

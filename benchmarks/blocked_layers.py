@@ -1,5 +1,6 @@
-"""The blocked direct convolution (conv/blocked.py) against the plan's other choice and PyTorch CPU, per layer
-and per pass, in alternating rounds.
+"""The direct convolution with channels in the vector lanes (conv/lanes.py) against other algorithms and PyTorch
+CPU, per layer and per pass, in alternating rounds. (It timed 'blocked', lanes' predecessor, until that was
+removed: the first column is now lanes.)
 
 Layers: ResNet-20's convolutions (batch 128: 16, 32, 64 channels at 32, 16, 8 wide, and its two stride-2
 layers) and LeNet-5's second (batch 64, 6 -> 16, 5x5 on 14x14). Each round times every contender once per
@@ -9,7 +10,7 @@ pass (the mean of --repeat calls); the table gives the median over rounds, and m
 --clock wall: wall time.
 
 --against A,B: the algorithms to compare with (default: the plan's choice, or strips / gemm where that is
-blocked); --extra A,B: timed besides those (e.g. --extra lanes). One row per contender, each in the same
+lanes); --extra A,B: timed besides those. One row per contender, each in the same
 rounds; the last column is PyTorch's time over that contender's (above 1: the contender is faster).
 
 Usage: python benchmarks/blocked_layers.py [--rounds 5] [--repeat 3] [--threads N] [--clock wall|thread]
@@ -75,8 +76,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--against", default=None, help="an algorithm to compare with (default: the plan's choice"
-                                                        " without blocked)")
-    parser.add_argument("--extra", default=None, help="algorithms timed besides the plan's choice, e.g. lanes")
+                                                        " without lanes)")
+    parser.add_argument("--extra", default=None, help="algorithms timed besides the plan's choice, e.g. wide")
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
@@ -88,7 +89,7 @@ def main():
             torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}")
-    print(f"{'layer':16} {'pass':16} {'other':>8} {'blocked ms':>11} {'other ms':>9} {'torch ms':>9} "
+    print(f"{'layer':16} {'pass':16} {'other':>8} {'lanes ms':>11} {'other ms':>9} {'torch ms':>9} "
           f"{'vs other':>16} {'vs torch':>16} {'torch/other':>11}")
     for name in args.layers.split(","):
         input_shape, weight_shape, stride, padding = LAYERS[name]
@@ -99,10 +100,10 @@ def main():
         grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
         for pass_ in PASSES:
             others = args.against.split(",") if args.against else [choose(pass_, convolution)]
-            others = [("strips" if stride == 1 else "gemm") if other == "blocked" else other for other in others]
+            others = [("strips" if stride == 1 else "gemm") if other == "lanes" else other for other in others]
             if args.extra:
                 others += [name for name in args.extra.split(",") if name not in others]
-            contenders = {"blocked": runner(pass_, "blocked", x, w, b, grad_y, stride, padding)}
+            contenders = {"lanes": runner(pass_, "lanes", x, w, b, grad_y, stride, padding)}
             for other in others:
                 contenders[other] = runner(pass_, other, x, w, b, grad_y, stride, padding)
             if not args.no_torch:
@@ -115,10 +116,10 @@ def main():
                     times[key].append(timed(function, args.repeat, clock))
             median = {key: statistics.median(value) for key, value in times.items()}
             for other in others:
-                versus_other = [o / bl for o, bl in zip(times[other], times["blocked"])]
-                row = (f"{name:16} {pass_:16} {other:>8} {median['blocked'] * 1e3:11.2f} {median[other] * 1e3:9.2f} ")
+                versus_other = [o / bl for o, bl in zip(times[other], times["lanes"])]
+                row = (f"{name:16} {pass_:16} {other:>8} {median['lanes'] * 1e3:11.2f} {median[other] * 1e3:9.2f} ")
                 if "torch" in times:
-                    versus_torch = [t / bl for t, bl in zip(times["torch"], times["blocked"])]
+                    versus_torch = [t / bl for t, bl in zip(times["torch"], times["lanes"])]
                     torch_other = [t / o for t, o in zip(times["torch"], times[other])]
                     row += (f"{median['torch'] * 1e3:9.2f} {statistics.median(versus_other):5.2f}x "
                             f"({min(versus_other):.2f}-{max(versus_other):.2f}) {statistics.median(versus_torch):5.2f}x "

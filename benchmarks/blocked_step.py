@@ -1,13 +1,14 @@
-"""Training steps with and without the blocked direct convolution (conv/blocked.py), and PyTorch CPU, in one
-process and in alternating rounds: ResNet-20 on 3x32x32 (batch 128) and LeNet-5 on 1x28x28 (batch 64).
+"""Training steps with and without the direct convolution with channels in the vector lanes (conv/lanes.py),
+and PyTorch CPU, in one process and in alternating rounds: ResNet-20 on 3x32x32 (batch 128) and LeNet-5 on
+1x28x28 (batch 64).
 
-"without" sets plan.BLOCKED_WIDEST to 0, which gives every convolution the plan's previous choice (strips,
-shift, gemm); "with" is the plan as it stands. --setting LANES_WIDEST sets that one to 0 instead: the plan
-before 'lanes' (blocked, strips and gemm at 8 and 16 wide). A step is forward, loss and backward, as benchmarks/networks.py
+"without" sets plan.LANES_WIDEST to 0, which gives every narrow convolution the plan's choice below lanes
+(strips, shift, gemm); "with" is the plan as it stands. --setting NAME=VALUE,... runs "without" with those
+settings instead. A step is forward, loss and backward, as benchmarks/networks.py
 times it. --clock thread: CPU time of the calling thread (use with --threads 1).
 
 Usage: python benchmarks/blocked_step.py [--rounds 5] [--threads N] [--clock wall|thread] [--models resnet20,lenet5]
-       [--setting BLOCKED_WIDEST|LANES_WIDEST|NAME=VALUE,...]
+       [--setting LANES_WIDEST|NAME=VALUE,...]
 """
 import argparse
 import statistics
@@ -39,7 +40,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     parser.add_argument("--models", default="resnet20,lenet5")
-    parser.add_argument("--setting", default="BLOCKED_WIDEST",
+    parser.add_argument("--setting", default="LANES_WIDEST",
                         help="the plan setting 'without' sets to 0, or NAME=VALUE[,NAME=VALUE...]: the plan settings "
                              "'without' runs with instead")
     args = parser.parse_args()

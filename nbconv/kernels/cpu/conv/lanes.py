@@ -1,30 +1,30 @@
-"""Direct convolution with channels in the vector lanes, for maps 8 wide or less: 'blocked' (blocked.py)
-with its two axes swapped.
+"""Direct convolution with output channels in the vector lanes, for narrow layers (a few dozen channels,
+maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions of one
+row x 16 output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over
+every (input channel, tap) pair. Every position a block computes is an output (rows rounded up to 4
+positions), and the weight gradient sums whole images per register with no lane sums. (An earlier algorithm,
+'blocked', held 16 positions of the padded rows in the lanes instead: on 8-wide maps 20% of its sums fell on
+the padding columns and its weight gradient ended in lane sums; this one took every layer it ran.)
 
-blocked sums 16 consecutive positions of a flat grid Wq wide (the padded rows), in vector lanes: on an
-8-wide map that grid is 10 wide (20% of its sums dropped), an 8x8 image is 5 blocks, and its weight gradient
-lane-sums 12 registers after a 10-step loop. Here the lanes hold channels instead: each block sums 4 output
-positions of one row x 16 output channels (input channels for the input gradient) in 8 vector registers,
-every position it computes is an output (rows rounded up to 4 positions), and the weight gradient sums whole
-images per register with no lane sums.
-
-The input is padded and split into phase planes as in blocked.py (blocked.split_pad, blocked.tap_offsets):
-output position (oh, ow) of tap t reads plane value offsets[t] + oh*Wq + ow, for stride 1 and 2 alike.
+The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, pad_image): output position
+(oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
+broadcasts, as cheap `sw` values apart as 1, so a stride-2 layer needs no split into phase planes (the
+strided 8-value row copies of such a split took about a third of a stride-2 forward's time).
 
 - forward: per image, per block of 16 output channels, per output row, per 4 positions: 8 accumulators
   (4 positions x 2 vectors of 8 channels), each tap 4 broadcast input values and 2 vector loads of the
   weights, packed per call as (channel block, tap, 16); the sums, (OH, OW rounded up to 4, D rounded up to
   16) per image, are then copied to the output transposed, with the bias.
-- input gradient: the transposed convolution by input phase, as blocked.py's (blocked.transposed_taps): each
-  phase is a convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
+- input gradient: the transposed convolution by input phase (taps.transposed_taps): each phase is a
+  stride-1 convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
   forward's blocks over input channels.
 - weight gradient: the output gradient of an image is copied transposed, (OH*OW, D rounded up to 16); per
   block of 6 taps x 16 output channels, 12 accumulators run over the image's positions, 6 broadcast input
   values and 2 vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
-Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 values past a row's last output
-and stay inside blocked's phase planes, whose slack covers a 16-position block.
+Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 positions (3*sw values) past a
+row's last output: the padded copy has that much slack (the input gradient's source SLACK values).
 """
 import numba
 import numpy as np
@@ -33,14 +33,14 @@ from numba import njit
 from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
-from .blocked import (SLACK, hyper_parameters, phase_geometry, split_pad, tap_offsets, transposed_geometry,
-                      transposed_taps)
 from .blocks import max_chunks
+from .taps import hyper_parameters, tap_offsets, transposed_geometry, transposed_taps
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
 POSITIONS = 4  # output positions of one row a block sums at once
 WEIGHT_CHANNELS = 2 * LANES  # output channels a weight-gradient block sums at once: two vectors
 WEIGHT_TAPS = 6  # taps a weight-gradient block sums at once (x 2 vectors: 12 registers)
+SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient that its blocks may read
 
 
 def _round_up(count, multiple):
@@ -48,9 +48,36 @@ def _round_up(count, multiple):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, start):
+def pad_image(image, target, top, left, plane_h, plane_w):
+    """target[c*Hp*Wp + (top + h)*Wp + left + w] = image[c, h, w], zero elsewhere (the padding and the slack
+    past the last plane), each value written once: rows copied whole, only the borders zeroed (top + H <= Hp,
+    left + W <= Wp)."""
+    C, H, W = image.shape
+    plane = plane_h * plane_w
+    right = left + W
+    for c in range(C):
+        base = c * plane
+        for q in range(base, base + top * plane_w):
+            target[q] = 0
+        for h in range(H):
+            row = base + (top + h) * plane_w
+            for q in range(row, row + left):
+                target[q] = 0
+            values = image[c, h]
+            for w in range(W):
+                target[row + left + w] = values[w]
+            for q in range(row + right, row + plane_w):
+                target[q] = 0
+        for q in range(base + (top + H) * plane_w, base + plane):
+            target[q] = 0
+    for q in range(C * plane, target.shape[0]):
+        target[q] = 0
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, start, step):
     """sums[at + k*rounded + v] = sum over taps t of packed[packed_start + 16t + v] * source[offsets[t] +
-    start + k], for positions k < 4 and channels v < 16: 8 vector accumulators."""
+    start + k*step], for positions k < 4 and channels v < 16: 8 vector accumulators."""
     a00 = zeros(source)
     a01 = zeros(source)
     a10 = zeros(source)
@@ -59,21 +86,26 @@ def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, s
     a21 = zeros(source)
     a30 = zeros(source)
     a31 = zeros(source)
+    # the four positions' starts worked out once: a tap's four reads are its offset plus each (an add each, as
+    # cheap as constant displacements; four views of the source, one a position, cost more a block to set up)
+    at1 = start + step
+    at2 = at1 + step
+    at3 = at2 + step
     for t in range(taps):
         k = packed_start + CHANNELS * t
         w0 = load(packed, k)
         w1 = load(packed, k + LANES)
-        x = offsets[t] + start
-        v = broadcast(source, x)
+        x = offsets[t]
+        v = broadcast(source, x + start)
         a00 = add_products(a00, v, w0)
         a01 = add_products(a01, v, w1)
-        v = broadcast(source, x + 1)
+        v = broadcast(source, x + at1)
         a10 = add_products(a10, v, w0)
         a11 = add_products(a11, v, w1)
-        v = broadcast(source, x + 2)
+        v = broadcast(source, x + at2)
         a20 = add_products(a20, v, w0)
         a21 = add_products(a21, v, w1)
-        v = broadcast(source, x + 3)
+        v = broadcast(source, x + at3)
         a30 = add_products(a30, v, w0)
         a31 = add_products(a31, v, w1)
     store(sums, at, a00)
@@ -90,15 +122,15 @@ def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, s
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def row_products(source, offsets, taps, packed, rounded, rows, cols, row_stride, sums):
+def row_products(source, offsets, taps, packed, rounded, rows, cols, row_stride, step, sums):
     """sums[(y*cols4 + x)*rounded + v] = sum over taps t of packed[(v // 16)*taps*16 + 16t + v % 16] *
-    source[offsets[t] + y*row_stride + x], for y < rows, x < cols4 (cols rounded up to 4), v < rounded."""
+    source[offsets[t] + y*row_stride + x*step], for y < rows, x < cols4 (cols rounded up to 4), v < rounded."""
     cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
     for block in range(rounded // CHANNELS):
         for y in range(rows):
             for x in range(0, cols, POSITIONS):
                 block_sums(source, offsets, taps, packed, block * taps * CHANNELS, sums,
-                           (y * cols4 + x) * rounded + block * CHANNELS, rounded, y * row_stride + x)
+                           (y * cols4 + x) * rounded + block * CHANNELS, rounded, y * row_stride + x * step, step)
 
 
 def pack_filters(filters, multiple):
@@ -111,8 +143,8 @@ def pack_filters(filters, multiple):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, phases, grid, offsets, packed, stride_h,
-                              stride_w, padding_h, padding_w, plane_h, plane_w):
+def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded, grid, offsets, packed, stride_h,
+                              stride_w, padding_h, padding_w, padded_h, padded_w):
     """conv2d_forward_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N = input.shape[0]
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
@@ -120,14 +152,14 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, phases
     rounded = (D + CHANNELS - 1) // CHANNELS * CHANNELS
     cols4 = (OW + POSITIONS - 1) // POSITIONS * POSITIONS
     has_bias = bias.shape[0] > 0
-    chunks = phases.shape[0]
+    chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
-        source, sums = phases[chunk], grid[chunk]
+        source, sums = padded[chunk], grid[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            split_pad(input[n], source, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
-            row_products(source, offsets, taps, packed, rounded, OH, OW, plane_w, sums)
+            pad_image(input[n], source, padding_h, padding_w, padded_h, padded_w)
+            row_products(source, offsets, taps, packed, rounded, OH, OW, stride_h * padded_w, stride_w, sums)
             for d in range(D):
                 offset = bias[d] if has_bias else 0
                 for oh in range(OH):
@@ -136,17 +168,16 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, phases
                         target[ow] = sums[(oh * cols4 + ow) * rounded + d] + offset
 
 
-def conv2d_forward_lanes(input, weight, bias, output, phases, grid, stride_h, stride_w, padding_h, padding_w,
+def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, stride_w, padding_h, padding_w,
                          dilation_h, dilation_w):
     """output[n, d] = bias[d] + sum_{c, i, j} weight[d, c, i, j] * padded_input[n, c, oh*sh + i*dh, ow*sw + j*dw],
     an image a task."""
     D, C, KH, KW = weight.shape
-    plane_h, plane_w, _, _ = phase_geometry(input.shape[2], input.shape[3], KH, KW, stride_h, stride_w, padding_h,
-                                            padding_w, dilation_h, dilation_w)
-    offsets = tap_offsets(C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
+    padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
+    offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
     packed = pack_filters(weight.reshape(D, C * KH * KW), CHANNELS)
-    parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), input, bias, output, phases, grid, offsets,
-                   packed, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
+    parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), input, bias, output, padded, grid, offsets,
+                   packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -161,16 +192,17 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
         source, sums = padded[chunk], grid[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            # int64 strides, as blocked's input gradient passes them: split_pad's one overload
-            split_pad(grad_output[n], source, np.int64(1), np.int64(1), top, left, source_h, source_w)
+            pad_image(grad_output[n], source, top, left, source_h, source_w)
             for ry in range(min(stride_h, H)):
                 rows = (H - ry + stride_h - 1) // stride_h
                 for rx in range(min(stride_w, W)):
                     cols = (W - rx + stride_w - 1) // stride_w
                     cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
                     phase = ry * stride_w + rx
+                    # an int64 step, as the forward's: a literal 1 would compile row_products and
+                    # block_sums a second time
                     row_products(source, offsets[phase], counts[phase], packed[phase], rounded, rows, cols,
-                                 source_w, sums)
+                                 source_w, np.int64(1), sums)
                     for c in range(C):
                         for yy in range(rows):
                             target = grad_input[n, c, ry + yy * stride_h]
@@ -200,8 +232,9 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, plane_w, sums):
-    """sums[(t + u)*rounded + d0 + v] += sum over positions (oh, ow) of source[offsets[t + u] + oh*Wq + ow] *
+def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, row_stride, step, sums):
+    """sums[(t + u)*rounded + d0 + v] += sum over positions (oh, ow) of source[offsets[t + u] + oh*row_stride +
+    ow*step] *
     spread[(oh*OW + ow)*rounded + d0 + v], for u < 6 (taps t + u < taps) and v < 16: 12 vector accumulators,
     2 vector loads and 6 broadcasts a position (15 of the 16 registers)."""
     a00 = zeros(source)
@@ -222,10 +255,10 @@ def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, pla
     o3 = offsets[min(t + 3, taps - 1)]
     o4 = offsets[min(t + 4, taps - 1)]
     o5 = offsets[min(t + 5, taps - 1)]
+    g = d0
     for oh in range(OH):
-        row = oh * plane_w
-        g = oh * OW * rounded + d0
-        for ow in range(row, row + OW):
+        ow = oh * row_stride
+        for _ in range(OW):
             g0 = load(spread, g)
             g1 = load(spread, g + LANES)
             x = broadcast(source, o0 + ow)
@@ -247,6 +280,7 @@ def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, pla
             a50 = add_products(a50, x, g0)
             a51 = add_products(a51, x, g1)
             g += rounded
+            ow += step
     at = t * rounded + d0
     store(sums, at, add(load(sums, at), a00))
     store(sums, at + LANES, add(load(sums, at + LANES), a01))
@@ -273,25 +307,25 @@ def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, pla
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, phases, grid, partial, offsets,
-                                      stride_h, stride_w, padding_h, padding_w, plane_h, plane_w):
+def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
+                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w):
     """conv2d_backward_weight_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N = input.shape[0]
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
     rounded = (D + WEIGHT_CHANNELS - 1) // WEIGHT_CHANNELS * WEIGHT_CHANNELS
     spread_len = OH * OW * rounded
-    chunks = phases.shape[0]
+    chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
-        source, work, chunk_sums = phases[chunk], grid[chunk], partial[chunk, 0]
+        source, work, chunk_sums = padded[chunk], grid[chunk], partial[chunk, 0]
         spread = work[:spread_len]
         sums = work[spread_len:spread_len + taps * rounded]
         fill_zero(spread)  # the channels past D stay zero
         fill_zero(sums)
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            split_pad(input[n], source, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
+            pad_image(input[n], source, padding_h, padding_w, padded_h, padded_w)
             for d in range(D):
                 for oh in range(OH):
                     row = grad_output[n, d, oh]
@@ -301,23 +335,22 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
             for block in range(rounded // WEIGHT_CHANNELS):
                 for t in range(0, taps, WEIGHT_TAPS):
                     weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, OH, OW,
-                                      plane_w, sums)
+                                      stride_h * padded_w, stride_w, sums)
         for t in range(taps):
             target = chunk_sums[t]
             for d in range(D):
                 target[d] = sums[t * rounded + d]
 
 
-def conv2d_backward_weight_lanes(grad_output, input, grad_weight, phases, grid, partial, stride_h, stride_w,
+def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, partial, stride_h, stride_w,
                                  padding_h, padding_w, dilation_h, dilation_w):
     """grad_weight = sum over images of the products of grad_output with the padded input, as transposed
     partial sums per chunk of images (chunks, 1, C*KH*KW, D) added in chunk order."""
     D, C, KH, KW = grad_weight.shape
-    plane_h, plane_w, _, _ = phase_geometry(input.shape[2], input.shape[3], KH, KW, stride_h, stride_w, padding_h,
-                                            padding_w, dilation_h, dilation_w)
-    offsets = tap_offsets(C, KH, KW, stride_h, stride_w, dilation_h, dilation_w, plane_h, plane_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output, input, phases, grid,
-                   partial, offsets, stride_h, stride_w, padding_h, padding_w, plane_h, plane_w)
+    padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
+    offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
+    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output, input, padded, grid,
+                   partial, offsets, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
     sum_partials(partial, grad_weight)
 
 
@@ -329,7 +362,8 @@ def applies(pass_, convolution):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source as blocked.py's (phase planes, or the input gradient's padded output gradient); the
+    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, or the input gradient's padded output gradient,
+    D*Hs*Ws + Ws + SLACK); the
     sums, (rows, row positions rounded up to 4, channels rounded up to 16) for the forward pass and the
     input gradient, the spread output gradient (OH*OW, D rounded up to 16) and the sums (C*KH*KW, D rounded up
     to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""
@@ -338,22 +372,22 @@ def buffers(pass_, convolution, itemsize, threads):
     _, _, OH, OW = convolution.output_shape
     hyper = (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
              convolution.dilation_h, convolution.dilation_w)
-    plane_h, plane_w, _, _ = phase_geometry(H, W, KH, KW, *hyper)
     taps = C * KH * KW
     if pass_ == "backward_input":
         _, _, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, *hyper)
-        source = D * source_h * source_w + source_w
+        source = D * source_h * source_w + source_w + SLACK
         rows, cols = -(-H // convolution.stride_h), -(-W // convolution.stride_w)
         grid = rows * _round_up(cols, POSITIONS) * _round_up(C, CHANNELS)
     else:
-        source = C * convolution.stride_h * convolution.stride_w * plane_h * plane_w + plane_w + KW * convolution.dilation_w
+        # the padded image, and the 3 positions a row's last block may read past the image's last value
+        source = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w) + 3 * convolution.stride_w
         if pass_ == "forward":
             grid = OH * _round_up(OW, POSITIONS) * _round_up(D, CHANNELS)
         else:
             grid = (OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
-    own = (("padded", "padded", (chunks, source + SLACK)), ("grid", "col", (chunks, grid)))
+    own = (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))
     if pass_ == "backward_weight":
         return own + (("partial_sums", "partial", (chunks, 1, taps, D)),)
     return own

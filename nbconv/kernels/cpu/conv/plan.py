@@ -10,15 +10,12 @@ gradient). The choice, in order:
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
 - narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
   lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
-  with BLOCKED_CHANNELS to BLOCKED_MOST_CHANNELS output channels (and at most that many inputs), BLOCKED_TAPS
-  taps a filter or more (3 input channels: a colour image's first layer) and outputs at most BLOCKED_WIDEST
-  wide, that are not Winograd's (below), every pass (ResNet-20's layers); with LANES_WIDEST below
-  BLOCKED_WIDEST, the wider of those layers would run 'blocked' (the same direct convolution, 4 output channels
-  x 16 positions, blocked.py): their forward pass, and with outputs at least BLOCKED_GRADIENT_NARROWEST wide
-  their gradients too. As set, the plan never picks blocked; it runs on request (`--algorithm blocked`);
-  lanes also runs the forward pass and weight gradient of ungrouped, undilated stride-1 layers with filters over
-  3 taps both ways, 16 to LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's
-  second layer; its input gradient goes on below, to 'strips');
+  with LANES_CHANNELS to LANES_MOST_CHANNELS output channels (and at most that many inputs), LANES_TAPS
+  taps a filter or more (3 input channels: a colour image's first layer) and outputs at most LANES_WIDEST
+  wide, that are not Winograd's (below), every pass (ResNet-20's layers); lanes also runs the forward pass and
+  weight gradient of ungrouped, undilated stride-1 layers with filters over 3 taps both ways, 16 to
+  LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's second layer; its input
+  gradient goes on below, to 'strips');
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -87,7 +84,9 @@ weight gradient, a first layer needs no input gradient): wide 12.9 ms, lanes 12.
 whole step (benchmarks/blocked_step.py --setting LANES_WIDEST=32,BLOCKED_TAPS=27, 11 rounds): 0.98x the time
 at one thread, 0.97x at two; the cold first step, alternating trees (benchmarks/cold_start.py --first-step, 2
 rounds, load 2.3-3.1): 36.0-36.3 against 39.5-44.3 CPU s for the whole run. The 1x1 shortcuts stay gemm's:
-lanes takes 2.2x gemm's time on them.
+lanes takes 2.2x gemm's time on them. With no layer left to it, blocked (and its settings BLOCKED_WIDEST and
+BLOCKED_GRADIENT_NARROWEST) was removed; its thresholds for the narrow layers are lanes' (LANES_*), and lanes
+reads stride-2 positions straight from a padded copy, without blocked's phase planes (benchmarks/NOTES.md).
 
 A plan also sizes the buffers of its algorithm (each module's `buffers`) for the thread count: each is a
 named scratch array; the scratch slot it borrows is shared between algorithms (a Winograd layer's patches
@@ -107,7 +106,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import (blocked, blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
                winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
@@ -121,12 +120,10 @@ FLAT_TAPS = 75  # ... and at most this many taps a filter, C*KH*KW
 STRIPS_WASTE = 1.3  # strips instead of wide when the padded width is at least this many output widths
 STRIPS_NARROW = 16  # 3x3 layers short of Winograd with 16+ channels: strips up to this output width,
 STRIPS_NARROW_WEIGHT = 32  # ... and their weight gradient up to this one
-BLOCKED_CHANNELS = 16  # blocked (direct, in registers): layers with at least this many output channels,
-BLOCKED_MOST_CHANNELS = 64  # ... at most this many in and out,
-BLOCKED_TAPS = 27  # ... at least this many taps a filter (C*3*3: 3 input channels),
-BLOCKED_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8);
-BLOCKED_GRADIENT_NARROWEST = 16  # its input and weight gradients for 3x3 outputs at least this wide
-LANES_WIDEST = 32  # ... 'lanes' for those layers' outputs at most this wide, every pass (ResNet-20's 32, 16, 8)
+LANES_CHANNELS = 16  # lanes (direct, in registers): layers with at least this many output channels,
+LANES_MOST_CHANNELS = 64  # ... at most this many in and out,
+LANES_TAPS = 27  # ... at least this many taps a filter (C*3*3: 3 input channels),
+LANES_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8), every pass
 LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filters larger than 3x3 with 16 up to
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
@@ -150,7 +147,6 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("wide", wide, wide.applies),
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
-    Algorithm("blocked", blocked, blocked.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
 )}
@@ -219,22 +215,20 @@ def _unrolled(convolution):
 
 
 def _direct(pass_, convolution):
-    """'lanes' or 'blocked' for a narrow layer (ungrouped, undilated, 3x3, stride 1 or 2 alike, short of
-    Winograd, within BLOCKED_*), by its output width; None for any other (see the module docstring)."""
+    """'lanes' for a narrow layer (ungrouped, undilated, 3x3, stride 1 or 2 alike, short of Winograd, within
+    LANES_*); None for any other (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
     out_w = convolution.output_shape[3]
     if not (convolution.groups == 1 and convolution.dilation_h == convolution.dilation_w == 1
             and convolution.stride_h == convolution.stride_w and convolution.stride_h in (1, 2)
-            and KH == KW == 3 and BLOCKED_CHANNELS <= D <= BLOCKED_MOST_CHANNELS
-            and Cg <= BLOCKED_MOST_CHANNELS and Cg * KH * KW >= BLOCKED_TAPS
-            and out_w <= BLOCKED_WIDEST):
+            and KH == KW == 3 and LANES_CHANNELS <= D <= LANES_MOST_CHANNELS
+            and Cg <= LANES_MOST_CHANNELS and Cg * KH * KW >= LANES_TAPS
+            and out_w <= LANES_WIDEST):
         return None
     channels = min(D, Cg)
     if convolution.stride_h == 1 and channels >= WINOGRAD_CHANNELS and channels * out_w >= WINOGRAD_WORK:
         return None  # a Winograd layer
-    if out_w <= LANES_WIDEST:
-        return "lanes"
-    return "blocked" if pass_ == "forward" or out_w >= BLOCKED_GRADIENT_NARROWEST else None
+    return "lanes"
 
 
 def choose(pass_, convolution):
@@ -283,9 +277,8 @@ def applicable(pass_, convolution):
 SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
-                             "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "BLOCKED_CHANNELS", "BLOCKED_MOST_CHANNELS", "BLOCKED_TAPS",
-                             "BLOCKED_WIDEST", "BLOCKED_GRADIENT_NARROWEST", "LANES_WIDEST",
-                             "LANES_LARGE_CHANNELS",
+                             "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
+                             "LANES_WIDEST", "LANES_LARGE_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_STRIPS_WIDEST")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
@@ -298,7 +291,6 @@ SETTINGS = (
     (wide, ("block_rows", "max_chunks")),
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
-    (blocked, ("CHANNEL_BLOCK", "POSITIONS", "SLACK", "max_chunks")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )

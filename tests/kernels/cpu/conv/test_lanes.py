@@ -1,16 +1,34 @@
 """conv/lanes.py: direct convolution with channels in the vector lanes (16 channels x 4 positions; the weight
-gradient 16 channels x 6 taps), all passes, any stride, padding and dilation."""
+gradient 16 channels x 6 taps), all passes, any stride, padding and dilation; and the vector values it is built
+on (kernels/cpu/vectors.py)."""
 import numpy as np
 import pytest
+from numba import njit
 
+from nbconv.kernels.cpu import vectors
 from nbconv.kernels.cpu.conv import dispatch, lanes
 from nbconv.kernels.cpu.conv.plan import Convolution, plan
 from nbconv.kernels.cpu.threads import parallel_parts
 from tests.kernels.cpu.conv.algorithm_check import check, random_case
-from tests.kernels.cpu.conv.test_blocked import CASES
 
-# besides blocked's cases: channels on and off the blocks of 16, rows on and off 4 positions
-LANE_CASES = CASES + [
+# (N, C, H, W, D, kernel, stride, padding, dilation, groups): channels on and off the blocks of 16, rows on
+# and off 4 positions, strides 1 to 4, padding 0-3, maps from 1x1 up
+CASES = [
+    (2, 3, 9, 7, 5, 3, 1, 1, 1, 1),
+    (2, 5, 9, 8, 6, 3, 2, 1, 1, 1),                # stride 2, ResNet's down-sampling form
+    (1, 7, 6, 5, 9, 3, 2, 2, 1, 1),                # stride 2, padding 2
+    (2, 2, 1, 1, 3, 3, 1, 1, 1, 1),                # a 1x1 map: every tap but the centre reads padding
+    (2, 3, 2, 3, 1, 3, 1, 1, 1, 1),                # a 2x3 map, one output channel
+    (1, 3, 4, 5, 5, 3, 2, 0, 1, 1),                # stride 2, unpadded, odd sizes
+    (2, 4, 9, 8, 6, (2, 3), 1, (2, 1), 2, 1),      # non-square, dilated
+    (1, 16, 5, 5, 16, 3, 1, 3, 1, 1),              # padding 3: wider than the kernel's reach
+    (3, 6, 14, 14, 16, 5, 1, 0, 1, 1),             # LeNet-5's second layer
+    (2, 3, 11, 10, 5, 3, 2, 2, 1, 1),
+    (1, 70, 5, 7, 67, 3, 1, 1, 1, 1),              # 70 -> 67 channels
+    (2, 17, 8, 8, 33, 3, 2, 1, 1, 1),              # ResNet-20's stride-2 layer, smaller
+    (1, 1, 7, 9, 2, 3, (2, 1), (0, 2), 1, 1),      # different strides along the two axes
+    (2, 5, 9, 8, 6, 1, 2, 0, 1, 1),                # 1x1 stride 2 (a projection shortcut): no tap reaches odd rows
+    (1, 3, 11, 9, 4, 3, 4, 1, 1, 1),               # a filter smaller than its stride
     (2, 64, 8, 8, 64, 3, 1, 1, 1, 1),              # ResNet-20's 8-wide layer, smaller batch
     (2, 32, 16, 16, 64, 3, 2, 1, 1, 1),            # ResNet-20's stride-2 layer to 8 wide
     (3, 17, 7, 6, 33, 3, 1, 1, 1, 1),              # 33 channels: a third block of 16, mostly zero
@@ -18,7 +36,7 @@ LANE_CASES = CASES + [
 ]
 
 
-@pytest.mark.parametrize("case", LANE_CASES)
+@pytest.mark.parametrize("case", CASES)
 def test_lanes_matches_reference(case, rng):
     check("lanes", case, rng, finite_differences=case in (CASES[1], CASES[6]))
 
@@ -32,8 +50,7 @@ def test_lanes_in_float32_matches_reference(rng):
 def _run_parts(pass_, case, parts, monkeypatch):
     """One pass of the lanes kernel with buffers for 3 threads, its outer loop cut into `parts` parts."""
     x, w, b, hyper = random_case(case, np.random.default_rng(7))
-    monkeypatch.setattr(lanes, "parallel_parts",
-                        lambda span, _, *args: parallel_parts(span, parts, *args))
+    monkeypatch.setattr(lanes, "parallel_parts", lambda span, _, *args: parallel_parts(span, parts, *args))
     chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="lanes", threads=3)
     buffers = dispatch.buffers(chosen)
     grad_y = np.random.default_rng(8).standard_normal(chosen.convolution.output_shape)
@@ -56,14 +73,21 @@ def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
+def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
+    shapes = ((64, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
+    chunks = {plan("backward_weight", *shapes, algorithm="lanes", threads=threads).buffers[2].shape[0]
+              for threads in (1, 2, 3, 8)}
+    assert len(chunks) == 1
+
+
 def _furthest(pass_, convolution):
-    """(last source index read + 1, last sums index written + 1) of one pass, worked out from the taps'
-    offsets and the blocks' positions as the kernels compute them."""
+    """(last source index read + 1, last sums index written + 1) of one pass, worked out from the
+    taps' offsets and the blocks' positions as the kernels compute them: reads run up to 3 positions past a
+    row's last output."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     strides = convolution.hyper[:6]
-    plane_h, plane_w, _, _ = lanes.phase_geometry(H, W, KH, KW, *strides)
     round_up = lambda count, multiple: -(-count // multiple) * multiple  # noqa: E731
     if pass_ == "backward_input":
         top, left, source_h, source_w = lanes.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
@@ -78,17 +102,19 @@ def _furthest(pass_, convolution):
                     read = max(read, offsets[phase, :counts[phase]].max() + (rows - 1) * source_w
                                + round_up(cols, 4))
         return read, written
-    offsets = lanes.tap_offsets(C, KH, KW, strides[0], strides[1], strides[4], strides[5], plane_h, plane_w)
+    padded_h, padded_w = H + 2 * strides[2], W + 2 * strides[3]
+    offsets = lanes.tap_offsets(C, KH, KW, strides[4], strides[5], padded_h, padded_w)
+    row_stride, step = strides[0] * padded_w, strides[1]
     if pass_ == "forward":
-        return (offsets.max() + (OH - 1) * plane_w + round_up(OW, 4),
+        return (offsets.max() + (OH - 1) * row_stride + (round_up(OW, 4) - 1) * step + 1,
                 OH * round_up(OW, 4) * round_up(D, 16))
-    return offsets.max() + (OH - 1) * plane_w + OW, (OH * OW + C * KH * KW) * round_up(D, 16)
+    return offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1, (OH * OW + C * KH * KW) * round_up(D, 16)
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
 def test_the_reads_stay_inside_the_buffers(pass_, rng):
-    """The last block's reads, up to 3 values past its row, and its writes lie inside the plan's buffers, on
-    random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
+    """The last block's reads, up to 3 positions past its row, and its writes lie inside the plan's buffers,
+    on random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
     checked = 0
     while checked < 300:
         C, D, H, W = rng.integers(1, 9, 4)
@@ -110,3 +136,40 @@ def test_the_reads_stay_inside_the_buffers(pass_, rng):
 def test_applies_to_ungrouped_layers_only():
     assert lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 4, 3, 3), 2, 2, 1, 1))
     assert not lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
+
+
+@pytest.mark.parametrize("top, left, plane_h, plane_w", [(1, 1, 7, 9), (0, 0, 5, 7), (2, 0, 8, 8), (0, 3, 5, 11)])
+def test_pad_image_writes_every_value(top, left, plane_h, plane_w, rng):
+    """The padded copy over a target full of NaN: the image at (top, left) of each plane, zero everywhere else,
+    the slack past the last plane included."""
+    image = rng.standard_normal((3, 5, 7))
+    target = np.full(3 * plane_h * plane_w + 5, np.nan)
+    lanes.pad_image(image, target, top, left, plane_h, plane_w)
+    expected = np.zeros((3, plane_h, plane_w))
+    expected[:, top:top + 5, left:left + 7] = image
+    np.testing.assert_array_equal(target[:3 * plane_h * plane_w], expected.reshape(-1))
+    np.testing.assert_array_equal(target[3 * plane_h * plane_w:], 0)
+
+
+@njit
+def _vector_ops(values, weights, out):
+    """out[0:8] = values[0:8]*weights[1] + values[8:16]*weights[2]; out[8:16] = values[0:8]*values[8:16];
+    returns the sum of out[0:8]'s lanes."""
+    first = vectors.add_products(vectors.zeros(values), vectors.load(values, 0), vectors.broadcast(weights, 1))
+    first = vectors.add_products(first, vectors.load(values, 8), vectors.broadcast(weights, 2))
+    vectors.store(out, 0, first)
+    vectors.store(out, 8, vectors.add_products(vectors.zeros(values), vectors.load(values, 0),
+                                               vectors.load(values, 8)))
+    return vectors.lane_sum(first)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_values(dtype, rng):
+    values = rng.standard_normal(16).astype(dtype)
+    weights = rng.standard_normal(3).astype(dtype)
+    out = np.zeros(16, dtype)
+    total = _vector_ops(values, weights, out)
+    expected = values[:8] * weights[1] + values[8:] * weights[2]
+    np.testing.assert_allclose(out[:8], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[8:], values[:8] * values[8:], rtol=1e-6)
+    np.testing.assert_allclose(total, expected.sum(), rtol=1e-5)

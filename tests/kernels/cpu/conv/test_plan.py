@@ -70,8 +70,6 @@ def test_the_classes_cover_every_algorithm_and_pass():
     for name in ALGORITHMS:
         if name == "packed":
             continue  # nn.infer's 1x1 layers with the weight packed once, never choose()'s (test_packed.py)
-        if name == "blocked":
-            continue  # on request only as set: lanes takes its layers (test_lanes_for_narrow_outputs_at_its_boundary)
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
                 continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
@@ -80,7 +78,7 @@ def test_the_classes_cover_every_algorithm_and_pass():
 
 def test_winograd_thresholds_at_their_boundaries(monkeypatch):
     """Winograd from WINOGRAD_CHANNELS channels and channels x output width >= WINOGRAD_WORK."""
-    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)  # the rules below lanes'
     channels, work = planning.WINOGRAD_CHANNELS, planning.WINOGRAD_WORK
     width = -(-work // channels)  # the narrowest output that qualifies
     at = plan(FORWARD, (1, channels, width, width), (channels, channels, 3, 3), 1, 1, 1, 1)
@@ -91,7 +89,7 @@ def test_winograd_thresholds_at_their_boundaries(monkeypatch):
 
 def test_strips_threshold_at_its_boundary(monkeypatch):
     """strips once the padded width reaches STRIPS_WASTE output widths."""
-    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)  # the rules below lanes'
     for width in range(3, 40):
         out_w = width + 2 - 2  # 3x3, padding 1
         expected = "strips" if width + 2 >= planning.STRIPS_WASTE * out_w else "wide"
@@ -102,7 +100,7 @@ def test_strips_threshold_at_its_boundary(monkeypatch):
 def test_strips_for_narrow_layers_at_their_boundaries(monkeypatch):
     """3x3 layers short of Winograd with SHIFT_CHANNELS or more: strips up to STRIPS_NARROW output columns, the
     weight gradient up to STRIPS_NARROW_WEIGHT; not for fewer channels, groups or dilation."""
-    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)  # the rules below lanes'
     channels = planning.SHIFT_CHANNELS
     for pass_, limit in ((FORWARD, planning.STRIPS_NARROW), (INPUT, planning.STRIPS_NARROW),
                          (WEIGHT, planning.STRIPS_NARROW_WEIGHT)):
@@ -117,7 +115,7 @@ def test_strips_for_narrow_layers_at_their_boundaries(monkeypatch):
 
 
 def test_shift_thresholds_at_their_boundaries(monkeypatch):
-    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)  # the rules below lanes'
     monkeypatch.setattr(planning, "STRIPS_NARROW", 0)  # the rules below it, for the narrow layers of this test
     monkeypatch.setattr(planning, "STRIPS_NARROW_WEIGHT", 0)
     shift, shift_weight = planning.SHIFT_CHANNELS, planning.SHIFT_WEIGHT_CHANNELS
@@ -131,10 +129,9 @@ def test_shift_thresholds_at_their_boundaries(monkeypatch):
 
 
 def test_lanes_for_narrow_outputs_at_its_boundary(monkeypatch):
-    """Among blocked's layers, 'lanes' for outputs up to LANES_WIDEST wide, every pass, stride 1 and 2 (as set,
-    every such layer); with LANES_WIDEST = 0 the plan before lanes (blocked's forward, strips' and gemm's
-    gradients at 8 wide)."""
-    assert planning.LANES_WIDEST >= planning.BLOCKED_WIDEST
+    """Among the narrow 3x3 layers, 'lanes' for outputs up to LANES_WIDEST wide, every pass, stride 1 and 2 (as
+    set, every such layer); wider, or with LANES_WIDEST = 0, the rules below it (strips at 8 wide, gemm for
+    stride 2)."""
     monkeypatch.setattr(planning, "LANES_WIDEST", 16)
     limit = planning.LANES_WIDEST
     for stride in (1, 2):
@@ -142,12 +139,12 @@ def test_lanes_for_narrow_outputs_at_its_boundary(monkeypatch):
         wider = (1, 32, (limit + 1) * stride, (limit + 1) * stride)
         for pass_ in PASSES:
             assert plan(pass_, at, (32, 32, 3, 3), stride, stride, 1, 1).algorithm == "lanes"
-            assert plan(pass_, wider, (32, 32, 3, 3), stride, stride, 1, 1).algorithm == "blocked"
+            assert plan(pass_, wider, (32, 32, 3, 3), stride, stride, 1, 1).algorithm != "lanes"
     monkeypatch.setattr(planning, "LANES_WIDEST", 0)
     assert [plan(pass_, (1, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, 1).algorithm for pass_ in PASSES] == \
-        ["blocked", "strips", "strips"]
+        ["strips", "strips", "strips"]
     assert [plan(pass_, (1, 32, 16, 16), (64, 32, 3, 3), 2, 2, 1, 1).algorithm for pass_ in PASSES] == \
-        ["blocked", "gemm", "gemm"]
+        ["gemm", "gemm", "gemm"]
 
 
 def test_thresholds_are_read_at_each_call(monkeypatch):
@@ -158,13 +155,13 @@ def test_thresholds_are_read_at_each_call(monkeypatch):
 
 def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
-    assert applicable(FORWARD, strided) == ["direct", "gemm", "blocked", "lanes"]
+    assert applicable(FORWARD, strided) == ["direct", "gemm", "lanes"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "blocked", "lanes"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "lanes"]
     assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm",
-                                         "blocked", "lanes"]
+                                         "lanes"]
 
 
 def test_bad_requests_are_value_errors():

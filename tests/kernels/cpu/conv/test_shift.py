@@ -19,7 +19,7 @@ def test_shift_matches_reference(case, rng):
 
 
 def test_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
-    monkeypatch.setattr(planning, "BLOCKED_WIDEST", 0)  # the rules below blocked's and lanes'
+    monkeypatch.setattr(planning, "LANES_WIDEST", 0)  # the rules below lanes'
     monkeypatch.setattr(planning, "STRIPS_NARROW_WEIGHT", 0)  # this narrow layer's weight gradient by shift
     assert plan("backward_weight", (7, 16, 9, 9), (17, 16, 3, 3), 1, 1, 1, 1).algorithm == "shift"
     results = weight_gradients_under_thread_counts(16, rng)

@@ -30,12 +30,17 @@ def _serialized(kernel):
 
 
 class Serialized:
-    """The public kernels of `module` (its __all__), each run under LAUNCH_LOCK; other attributes pass through."""
+    """The public kernels of `module` (its __all__), each run under LAUNCH_LOCK; other attributes pass through.
+    Each kernel is looked up in `module` on first use, so a module that imports some kernels only when asked
+    for them (nbconv.kernels.cpu) keeps doing so."""
 
     def __init__(self, module):
         self.module = module
-        for name in module.__all__:
-            setattr(self, name, _serialized(getattr(module, name)))
+        self._public = frozenset(module.__all__)
 
     def __getattr__(self, name):
+        if name in self.__dict__.get("_public", ()):
+            kernel = _serialized(getattr(self.module, name))
+            setattr(self, name, kernel)  # found in the instance from now on: __getattr__ is not called again
+            return kernel
         return getattr(self.module, name)

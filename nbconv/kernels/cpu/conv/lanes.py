@@ -34,7 +34,7 @@ from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
-from .taps import hyper_parameters, tap_offsets, transposed_geometry, transposed_taps
+from .taps import tap_offsets, transposed_geometry, transposed_taps
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
 POSITIONS = 4  # output positions of one row a block sums at once
@@ -234,8 +234,7 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
 @njit(cache=True, no_cfunc_wrapper=True)
 def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, row_stride, step, sums):
     """sums[(t + u)*rounded + d0 + v] += sum over positions (oh, ow) of source[offsets[t + u] + oh*row_stride +
-    ow*step] *
-    spread[(oh*OW + ow)*rounded + d0 + v], for u < 6 (taps t + u < taps) and v < 16: 12 vector accumulators,
+    ow*step] * spread[(oh*OW + ow)*rounded + d0 + v], for u < 6 (taps t + u < taps) and v < 16: 12 vector accumulators,
     2 vector loads and 6 broadcasts a position (15 of the 16 registers)."""
     a00 = zeros(source)
     a01 = zeros(source)
@@ -370,8 +369,7 @@ def buffers(pass_, convolution, itemsize, threads):
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
-    hyper = (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
-             convolution.dilation_h, convolution.dilation_w)
+    hyper = _hyper(convolution)
     taps = C * KH * KW
     if pass_ == "backward_input":
         _, _, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, *hyper)
@@ -393,15 +391,21 @@ def buffers(pass_, convolution, itemsize, threads):
     return own
 
 
+def _hyper(convolution):
+    """(stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w): Convolution.hyper without the groups,
+    since lanes runs ungrouped layers only."""
+    return convolution.hyper[:-1]
+
+
 def forward(input, weight, bias, output, buffers, plan):
-    conv2d_forward_lanes(input, weight, bias, output, buffers["padded"], buffers["grid"], *hyper_parameters(plan))
+    conv2d_forward_lanes(input, weight, bias, output, buffers["padded"], buffers["grid"], *_hyper(plan.convolution))
 
 
 def backward_input(grad_output, weight, grad_input, buffers, plan):
     conv2d_backward_input_lanes(grad_output, weight, grad_input, buffers["padded"], buffers["grid"],
-                                *hyper_parameters(plan))
+                                *_hyper(plan.convolution))
 
 
 def backward_weight(grad_output, input, grad_weight, buffers, plan):
     conv2d_backward_weight_lanes(grad_output, input, grad_weight, buffers["padded"], buffers["grid"],
-                                 buffers["partial_sums"], *hyper_parameters(plan))
+                                 buffers["partial_sums"], *_hyper(plan.convolution))

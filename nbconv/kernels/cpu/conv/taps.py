@@ -57,9 +57,3 @@ def transposed_taps(D, KH, KW, stride_h, stride_w, padding_h, padding_w, dilatio
                 offsets[phase, :len(taps)], columns[phase, :len(taps)] = zip(*taps)
     return offsets, columns, counts
 
-
-def hyper_parameters(plan):
-    """The plan's (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w), in the kernels' order."""
-    convolution = plan.convolution
-    return (convolution.stride_h, convolution.stride_w, convolution.padding_h, convolution.padding_w,
-            convolution.dilation_h, convolution.dilation_w)

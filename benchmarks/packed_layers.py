@@ -6,7 +6,9 @@ BLAS path (pointwise / gemm) and onnxruntime (one Conv + Relu node), in alternat
 
 --clock thread (the default with one thread) times the calling thread's CPU time; two threads need wall."""
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numba
@@ -15,6 +17,9 @@ import numpy as np
 import nbconv.functional as F
 from nbconv.kernels.cpu.conv import plan
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resnet50_layers import ort_session  # noqa: E402  (one Conv + Relu node)
+
 # (input channels, output channels, input size, stride): every 1x1 shape of ResNet-50, how many of each
 LAYERS = [
     (64, 64, 56, 1, 1), (64, 256, 56, 1, 4), (256, 64, 56, 1, 2), (256, 128, 56, 1, 1), (256, 512, 56, 2, 1),
@@ -22,24 +27,6 @@ LAYERS = [
     (256, 1024, 14, 1, 6), (1024, 256, 14, 1, 5), (1024, 512, 14, 1, 1), (1024, 2048, 14, 2, 1),
     (512, 2048, 7, 1, 3), (2048, 512, 7, 1, 2),
 ]
-
-
-def ort_session(C, D, stride, threads):
-    import onnx
-    import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(1)
-    weight = numpy_helper.from_array(rng.standard_normal((D, C, 1, 1)).astype(np.float32) * 0.05, "w")
-    bias = numpy_helper.from_array(rng.standard_normal(D).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[stride, stride]),
-         helper.make_node("Relu", ["y"], ["z"])], "layer",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [weight, bias])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def main():
@@ -74,7 +61,7 @@ def main():
 
         engines = {"packed": lambda: ours(prepared_packed, True), "blas": lambda: ours(prepared_blas, False)}
         if not arguments.no_ort:
-            session = ort_session(C, D, stride, threads)
+            session = ort_session(w, stride, 0, threads)
             engines["ort"] = lambda: session.run(None, {"x": x})
         np.testing.assert_allclose(engines["packed"](), engines["blas"](), rtol=1e-3, atol=1e-3)
         times = {name: [] for name in engines}

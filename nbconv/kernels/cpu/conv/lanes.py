@@ -28,7 +28,9 @@ row's last output: the padded copy has that much slack (the input gradient's sou
 """
 import numba
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
@@ -48,36 +50,60 @@ def _round_up(count, multiple):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def pad_image(image, target, top, left, plane_h, plane_w):
-    """target[c*Hp*Wp + (top + h)*Wp + left + w] = image[c, h, w], zero elsewhere (the padding and the slack
-    past the last plane), each value written once: rows copied whole, only the borders zeroed (top + H <= Hp,
-    left + W <= Wp)."""
-    C, H, W = image.shape
+def copy_image(images, n, target, top, left, plane_h, plane_w):
+    """target[c*Hp*Wp + (top + h)*Wp + left + w] = images[n, c, h, w]: image n into the inside of a zero-padded
+    copy whose padding the caller has zeroed once (nothing else is written there, so it stays zero from image to
+    image). Rows are moved 8 values a vector (images C-contiguous; top + H <= Hp, left + W <= Wp)."""
+    _, C, H, W = images.shape
     plane = plane_h * plane_w
-    right = left + W
+    whole = W // LANES * LANES
+    at = n * C * H * W  # flat index of images[n, 0, 0, 0]
     for c in range(C):
-        base = c * plane
-        for q in range(base, base + top * plane_w):
-            target[q] = 0
+        row = c * plane + top * plane_w + left
         for h in range(H):
-            row = base + (top + h) * plane_w
-            for q in range(row, row + left):
-                target[q] = 0
-            values = image[c, h]
-            for w in range(W):
-                target[row + left + w] = values[w]
-            for q in range(row + right, row + plane_w):
-                target[q] = 0
-        for q in range(base + (top + H) * plane_w, base + plane):
-            target[q] = 0
-    for q in range(C * plane, target.shape[0]):
-        target[q] = 0
+            for w in range(0, whole, LANES):
+                store(target, row + w, load(images, at + w))
+            for w in range(whole, W):
+                target[row + w] = images[n, c, h, w]
+            row += plane_w
+            at += W
+
+
+@intrinsic
+def store_columns(typingctx, array, index, stride, first, second, third, fourth):
+    """array[index + v*stride + k] = (first, second, third, fourth)[k][v] for lanes v < 8 and k < 4: four Vectors
+    of 8 channels (one a position) stored as 8 runs of 4 positions, one a channel, transposed in registers (a
+    flat array; no check of the indices)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        stride = context.cast(builder, args[2], signature.args[2], types.intp)
+        a, b, c, d = args[3:]
+        pairs = [builder.shuffle_vector(x, y, _mask(q for v in range(LANES) for q in (v, LANES + v)))
+                 for x, y in ((a, b), (c, d))]  # (a0, b0, a1, b1, ...) and (c0, d0, c1, d1, ...)
+        run_type = ir.VectorType(a.type.element, 4)
+        align = context.get_abi_sizeof(a.type.element)
+        for v in range(LANES):
+            run = builder.shuffle_vector(pairs[0], pairs[1], _mask((2 * v, 2 * v + 1, 2 * LANES + 2 * v,
+                                                                    2 * LANES + 2 * v + 1)))
+            at = builder.add(index, builder.mul(stride, ir.Constant(stride.type, v)))
+            builder.store(run, builder.bitcast(builder.gep(data, [at]), run_type.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return types.void(array, index, stride, first, second, third, fourth), codegen
+
+
+def _mask(lanes):
+    lanes = list(lanes)
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), lanes)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, start, step):
-    """sums[at + k*rounded + v] = sum over taps t of packed[packed_start + 16t + v] * source[offsets[t] +
-    start + k*step], for positions k < 4 and channels v < 16: 8 vector accumulators."""
+def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start,
+               step):
+    """target[at + v*channel_stride + k] = bias[v] + sum over taps t of packed[packed_start + 16t + v] *
+    source[offsets[t] + start + k*step], for positions k < 4 and channels v < 16: 8 vector accumulators, stored
+    as 16 runs of 4 positions (bias: 16 values, read only when has_bias)."""
     a00 = zeros(source)
     a01 = zeros(source)
     a10 = zeros(source)
@@ -108,29 +134,34 @@ def block_sums(source, offsets, taps, packed, packed_start, sums, at, rounded, s
         v = broadcast(source, x + at3)
         a30 = add_products(a30, v, w0)
         a31 = add_products(a31, v, w1)
-    store(sums, at, a00)
-    store(sums, at + LANES, a01)
-    at += rounded
-    store(sums, at, a10)
-    store(sums, at + LANES, a11)
-    at += rounded
-    store(sums, at, a20)
-    store(sums, at + LANES, a21)
-    at += rounded
-    store(sums, at, a30)
-    store(sums, at + LANES, a31)
+    if has_bias:
+        b0 = load(bias, 0)
+        b1 = load(bias, LANES)
+        a00 = add(a00, b0)
+        a10 = add(a10, b0)
+        a20 = add(a20, b0)
+        a30 = add(a30, b0)
+        a01 = add(a01, b1)
+        a11 = add(a11, b1)
+        a21 = add(a21, b1)
+        a31 = add(a31, b1)
+    store_columns(target, at, channel_stride, a00, a10, a20, a30)
+    store_columns(target, at + LANES * channel_stride, channel_stride, a01, a11, a21, a31)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def row_products(source, offsets, taps, packed, rounded, rows, cols, row_stride, step, sums):
-    """sums[(y*cols4 + x)*rounded + v] = sum over taps t of packed[(v // 16)*taps*16 + 16t + v % 16] *
-    source[offsets[t] + y*row_stride + x*step], for y < rows, x < cols4 (cols rounded up to 4), v < rounded."""
-    cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
+def row_products(source, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step, target,
+                 target_start, channel_stride, row_length):
+    """target[target_start + v*channel_stride + y*row_length + x] = bias[v] + sum over taps t of
+    packed[(v // 16)*taps*16 + 16t + v % 16] * source[offsets[t] + y*row_stride + x*step], for y < rows,
+    x < cols rounded up to 4 (row_length >= that, or cols a multiple of 4), v < rounded."""
     for block in range(rounded // CHANNELS):
+        block_bias = bias[block * CHANNELS:]
         for y in range(rows):
+            at = target_start + block * CHANNELS * channel_stride + y * row_length
             for x in range(0, cols, POSITIONS):
-                block_sums(source, offsets, taps, packed, block * taps * CHANNELS, sums,
-                           (y * cols4 + x) * rounded + block * CHANNELS, rounded, y * row_stride + x * step, step)
+                block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target,
+                           at + x, channel_stride, y * row_stride + x * step, step)
 
 
 def pack_filters(filters, multiple):
@@ -152,20 +183,46 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
     rounded = (D + CHANNELS - 1) // CHANNELS * CHANNELS
     cols4 = (OW + POSITIONS - 1) // POSITIONS * POSITIONS
     has_bias = bias.shape[0] > 0
+    # whole blocks straight into the output; else into the grid (rounded, OH, cols4), then its rows copied
+    straight = D % CHANNELS == 0 and OW % POSITIONS == 0
+    flat_output = output.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         source, sums = padded[chunk], grid[chunk]
+        fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_image(input[n], source, padding_h, padding_w, padded_h, padded_w)
-            row_products(source, offsets, taps, packed, rounded, OH, OW, stride_h * padded_w, stride_w, sums)
+            copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
+            if straight:
+                row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
+                             stride_w, flat_output, n * D * OH * OW, OH * OW, OW)
+                continue
+            row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
+                         stride_w, sums, np.int64(0), OH * cols4, cols4)
             for d in range(D):
-                offset = bias[d] if has_bias else 0
                 for oh in range(OH):
                     target = output[n, d, oh]
+                    at = (d * OH + oh) * cols4
                     for ow in range(OW):
-                        target[ow] = sums[(oh * cols4 + ow) * rounded + d] + offset
+                        target[ow] = sums[at + ow]
+
+
+def _contiguous_output(kernel, output, *args):
+    """kernel(*args, output) into a C-contiguous copy of output where it is not, copied back (the kernels
+    write their outputs by flat index)."""
+    if output.flags.c_contiguous:
+        return kernel(*args, output)
+    written = np.empty(output.shape, output.dtype)
+    kernel(*args, written)
+    output[...] = written
+
+
+def _packed_bias(bias, rounded, dtype):
+    """bias (D,) zero-padded to `rounded` values, or an empty array for none."""
+    packed = np.zeros(rounded if bias.shape[0] else 0, dtype)
+    packed[:bias.shape[0]] = bias
+    return packed
 
 
 def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, stride_w, padding_h, padding_w,
@@ -176,8 +233,12 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
     packed = pack_filters(weight.reshape(D, C * KH * KW), CHANNELS)
-    parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), input, bias, output, padded, grid, offsets,
-                   packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
+    bias = _packed_bias(bias, _round_up(D, CHANNELS), output.dtype)
+
+    def run(output):
+        parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), np.ascontiguousarray(input), bias, output,
+                       padded, grid, offsets, packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
+    _contiguous_output(run, output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -186,29 +247,39 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     """conv2d_backward_input_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     rounded = (C + CHANNELS - 1) // CHANNELS * CHANNELS
+    no_bias = packed[0, :0]
+    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile row_products
+    # and block_sums once more
+    # stride 1, whole blocks: straight into grad_input; else each phase into the grid (rounded, rows, cols4),
+    # then copied to its pixels
+    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and W % POSITIONS == 0
+    flat_grad_input = grad_input.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         source, sums = padded[chunk], grid[chunk]
+        fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_image(grad_output[n], source, top, left, source_h, source_w)
+            copy_image(grad_output, n, source, top, left, source_h, source_w)
+            if straight:
+                row_products(source, offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H, W, source_w,
+                             np.int64(1), flat_grad_input, n * C * H * W, H * W, W)
+                continue
             for ry in range(min(stride_h, H)):
                 rows = (H - ry + stride_h - 1) // stride_h
                 for rx in range(min(stride_w, W)):
                     cols = (W - rx + stride_w - 1) // stride_w
                     cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
                     phase = ry * stride_w + rx
-                    # an int64 step, as the forward's: a literal 1 would compile row_products and
-                    # block_sums a second time
-                    row_products(source, offsets[phase], counts[phase], packed[phase], rounded, rows, cols,
-                                 source_w, np.int64(1), sums)
+                    row_products(source, offsets[phase], counts[phase], packed[phase], no_bias, has_bias, rounded,
+                                 rows, cols, source_w, np.int64(1), sums, np.int64(0), rows * cols4, cols4)
                     for c in range(C):
                         for yy in range(rows):
                             target = grad_input[n, c, ry + yy * stride_h]
-                            at = yy * cols4 * rounded + c
+                            at = (c * rows + yy) * cols4
                             for xx in range(cols):
-                                target[rx + xx * stride_w] = sums[at + xx * rounded]
+                                target[rx + xx * stride_w] = sums[at + xx]
 
 
 def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, stride_h, stride_w, padding_h,
@@ -227,8 +298,12 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
             continue
         filters = pack_filters(by_input[:, columns[phase, :count]], CHANNELS)
         packed[phase, :filters.shape[0]] = filters
-    parallel_parts(conv2d_backward_input_lanes_span, numba.get_num_threads(), grad_output, grad_input, padded, grid,
-                   offsets, packed, counts, stride_h, stride_w, top, left, source_h, source_w)
+
+    def run(grad_input):
+        parallel_parts(conv2d_backward_input_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
+                       grad_input, padded, grid, offsets, packed, counts, stride_h, stride_w, top, left, source_h,
+                       source_w)
+    _contiguous_output(run, grad_input)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -322,9 +397,10 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
         sums = work[spread_len:spread_len + taps * rounded]
         fill_zero(spread)  # the channels past D stay zero
         fill_zero(sums)
+        fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_image(input[n], source, padding_h, padding_w, padded_h, padded_w)
+            copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
             for d in range(D):
                 for oh in range(OH):
                     row = grad_output[n, d, oh]
@@ -348,8 +424,9 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output, input, padded, grid,
-                   partial, offsets, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
+    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output,
+                   np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
+                   padding_w, padded_h, padded_w)
     sum_partials(partial, grad_weight)
 
 

@@ -33,6 +33,8 @@ CASES = [
     (2, 32, 16, 16, 64, 3, 2, 1, 1, 1),            # ResNet-20's stride-2 layer to 8 wide
     (3, 17, 7, 6, 33, 3, 1, 1, 1, 1),              # 33 channels: a third block of 16, mostly zero
     (1, 20, 5, 9, 40, 3, 2, 1, 1, 1),
+    (2, 16, 6, 4, 32, 3, 1, 1, 1, 1),              # whole blocks of 16 and of 4 positions: no grid in between
+    (1, 32, 7, 12, 16, 3, 1, 2, 1, 1),             # the same for the input gradient, not the forward (14 wide)
 ]
 
 
@@ -138,17 +140,62 @@ def test_applies_to_ungrouped_layers_only():
     assert not lanes.applies("forward", Convolution((1, 4, 5, 5), (4, 2, 3, 3), groups=2))
 
 
-@pytest.mark.parametrize("top, left, plane_h, plane_w", [(1, 1, 7, 9), (0, 0, 5, 7), (2, 0, 8, 8), (0, 3, 5, 11)])
-def test_pad_image_writes_every_value(top, left, plane_h, plane_w, rng):
-    """The padded copy over a target full of NaN: the image at (top, left) of each plane, zero everywhere else,
-    the slack past the last plane included."""
-    image = rng.standard_normal((3, 5, 7))
+@pytest.mark.parametrize("width", [7, 8, 16, 19])
+@pytest.mark.parametrize("top, left, plane_h, plane_w", [(1, 1, 7, 21), (0, 0, 5, 20), (2, 0, 8, 22), (0, 3, 5, 23)])
+def test_copy_image_writes_the_inside_only(width, top, left, plane_h, plane_w, rng):
+    """Image 1 of 2 into a target full of NaN: the image at (top, left) of each plane, nothing written elsewhere
+    (the padding, which the kernels zero once a call, stays as it was), rows of 8-value vectors and a tail."""
+    images = rng.standard_normal((2, 3, 5, width))
     target = np.full(3 * plane_h * plane_w + 5, np.nan)
-    lanes.pad_image(image, target, top, left, plane_h, plane_w)
-    expected = np.zeros((3, plane_h, plane_w))
-    expected[:, top:top + 5, left:left + 7] = image
+    lanes.copy_image(images, 1, target, top, left, plane_h, plane_w)
+    expected = np.full((3, plane_h, plane_w), np.nan)
+    expected[:, top:top + 5, left:left + width] = images[1]
     np.testing.assert_array_equal(target[:3 * plane_h * plane_w], expected.reshape(-1))
-    np.testing.assert_array_equal(target[3 * plane_h * plane_w:], 0)
+    assert np.isnan(target[3 * plane_h * plane_w:]).all()
+
+
+@njit
+def _store_columns(values, out, index, stride):
+    lanes.store_columns(out, index, stride, vectors.load(values, 0), vectors.load(values, 8),
+                        vectors.load(values, 16), vectors.load(values, 24))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_store_columns_transposes_four_vectors(dtype, rng):
+    """Four vectors of 8 lanes as 8 runs of 4 values, `stride` apart, and nothing written between the runs."""
+    values = rng.standard_normal(32).astype(dtype)
+    out = np.full(3 + 7 * 6 + 4 + 2, np.nan, dtype)
+    _store_columns(values, out, 3, 6)
+    expected = np.full(out.shape, np.nan, dtype)
+    for v in range(8):
+        expected[3 + 6 * v:3 + 6 * v + 4] = values.reshape(4, 8)[:, v]
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input"])
+@pytest.mark.parametrize("case", [(3, 16, 6, 8, 32, 3, 1, 1, 1, 1),    # whole blocks: straight into the output
+                                  (2, 32, 5, 4, 16, 3, 1, 1, 1, 1),
+                                  (2, 5, 9, 8, 6, 3, 2, 1, 1, 1)])     # through the grid
+def test_the_passes_write_only_their_images(pass_, case):
+    """The output as a view into a larger array with NaN images either side, and one not C-contiguous (a
+    channel slice): the results match the reference check's kernel, and the images around stay NaN."""
+    x, w, b, hyper = random_case(case, np.random.default_rng(3))
+    chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="lanes")
+    grad_y = np.random.default_rng(4).standard_normal(chosen.convolution.output_shape)
+    shape = chosen.convolution.output_shape if pass_ == "forward" else x.shape
+    run = (lambda out: dispatch.run_forward(chosen, x, w, b, out)) if pass_ == "forward" else \
+        (lambda out: dispatch.run_backward_input(chosen, grad_y, w, out))
+    expected = np.full(shape, np.nan)
+    run(expected)
+    assert not np.isnan(expected).any()
+    around = np.full((shape[0] + 2,) + shape[1:], np.nan)
+    run(around[1:-1])
+    np.testing.assert_array_equal(around[1:-1], expected)
+    assert np.isnan(around[0]).all() and np.isnan(around[-1]).all()
+    wider = np.full(shape[:1] + (shape[1] + 3,) + shape[2:], np.nan)
+    run(wider[:, 1:-2])
+    np.testing.assert_array_equal(wider[:, 1:-2], expected)
+    assert np.isnan(wider[:, :1]).all() and np.isnan(wider[:, -2:]).all()
 
 
 @njit

@@ -380,6 +380,58 @@ def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, row
         store(sums, at + LANES, add(load(sums, at + LANES), a51))
 
 
+@intrinsic
+def transpose_8x8(typingctx, source, source_index, source_stride, target, target_index, target_stride):
+    """target[target_index + k*target_stride + i] = source[source_index + i*source_stride + k] for i, k < 8:
+    8 vector loads, a transpose in registers, 8 vector stores (flat arrays; no check of the indices)."""
+    def codegen(context, builder, signature, args):
+        source_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        target_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+        source_index, source_stride, target_index, target_stride = (
+            context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2, 4, 5))
+        vector_type = ir.VectorType(source_data.type.pointee, LANES)
+        align = context.get_abi_sizeof(source_data.type.pointee)
+
+        def at(data, index, stride, i):
+            offset = builder.add(index, builder.mul(stride, ir.Constant(stride.type, i)))
+            return builder.bitcast(builder.gep(data, [offset]), vector_type.as_pointer())
+
+        rows = [builder.load(at(source_data, source_index, source_stride, i), align=align) for i in range(LANES)]
+        width = 1  # rows[j] holds `width` consecutive source rows interleaved, element by element
+        while len(rows) > 1:
+            size = width * LANES
+            mask = _mask(q for k in range(LANES) for q in list(range(k * width, (k + 1) * width))
+                         + list(range(size + k * width, size + (k + 1) * width)))
+            rows = [builder.shuffle_vector(rows[j], rows[j + 1], mask) for j in range(0, len(rows), 2)]
+            width *= 2
+        for k in range(LANES):
+            column = builder.shuffle_vector(rows[0], rows[0], _mask(range(k * LANES, (k + 1) * LANES)))
+            builder.store(column, at(target_data, target_index, target_stride, k), align=align)
+        return context.get_dummy_value()
+
+    return types.void(source, source_index, source_stride, target, target_index, target_stride), codegen
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def spread_image(grad_output, n, spread, rounded):
+    """spread[(oh*OW + ow)*rounded + d] = grad_output[n, d, oh, ow]: image n's output gradient transposed to
+    (positions, channels), by 8 x 8 transposes in registers where channels and positions come in whole eights
+    (grad_output C-contiguous)."""
+    _, D, OH, OW = grad_output.shape
+    positions = OH * OW
+    image = n * D * positions  # flat index of grad_output[n, 0, 0, 0]
+    if D % LANES == 0 and positions % LANES == 0:
+        for d in range(0, D, LANES):
+            for p in range(0, positions, LANES):
+                transpose_8x8(grad_output, image + d * positions + p, positions, spread, p * rounded + d, rounded)
+        return
+    for d in range(D):
+        for oh in range(OH):
+            at = oh * OW * rounded + d
+            for ow in range(OW):
+                spread[at + ow * rounded] = grad_output[n, d, oh, ow]
+
+
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
                                       stride_h, stride_w, padding_h, padding_w, padded_h, padded_w):
@@ -401,12 +453,7 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
-            for d in range(D):
-                for oh in range(OH):
-                    row = grad_output[n, d, oh]
-                    at = oh * OW * rounded + d
-                    for ow in range(OW):
-                        spread[at + ow * rounded] = row[ow]
+            spread_image(grad_output, n, spread, rounded)
             for block in range(rounded // WEIGHT_CHANNELS):
                 for t in range(0, taps, WEIGHT_TAPS):
                     weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, OH, OW,
@@ -424,7 +471,7 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), grad_output,
+    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
                    padding_w, padded_h, padded_w)
     sum_partials(partial, grad_weight)

@@ -220,3 +220,17 @@ def test_vector_values(dtype, rng):
     np.testing.assert_allclose(out[:8], expected, rtol=1e-6)
     np.testing.assert_allclose(out[8:], values[:8] * values[8:], rtol=1e-6)
     np.testing.assert_allclose(total, expected.sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D, OH, OW", [(16, 4, 6), (24, 8, 8), (5, 3, 3), (8, 3, 5)])
+def test_spread_image_transposes_one_image(D, OH, OW, dtype, rng):
+    """Image 1's output gradient as (positions, channels rounded up to 16), by 8 x 8 transposes (channels and
+    positions in whole eights) or one value at a time; the channels past D are left as they were."""
+    grad_output = rng.standard_normal((2, D, OH, OW)).astype(dtype)
+    rounded = -(-D // 16) * 16
+    spread = np.full(OH * OW * rounded, np.nan, dtype)
+    lanes.spread_image(grad_output, 1, spread, rounded)
+    expected = np.full((OH * OW, rounded), np.nan, dtype)
+    expected[:, :D] = grad_output[1].reshape(D, -1).T
+    np.testing.assert_array_equal(spread.reshape(OH * OW, rounded), expected)

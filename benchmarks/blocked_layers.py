@@ -10,14 +10,18 @@ pass (the mean of --repeat calls); the table gives the median over rounds, and m
 --clock wall: wall time.
 
 --against A,B: the algorithms to compare with (default: the plan's choice, or strips / gemm where that is
-lanes); --extra A,B: timed besides those. One row per contender, each in the same
+lanes; 'none' for no other); --extra A,B: timed besides those. One row per contender, each in the same
 rounds; the last column is PyTorch's time over that contender's (above 1: the contender is faster).
+--tree PATH: also lanes as another source tree has it (e.g. /work/wt/base), imported into this process as
+a second package, in the same rounds (its row is named 'tree').
 
 Usage: python benchmarks/blocked_layers.py [--rounds 5] [--repeat 3] [--threads N] [--clock wall|thread]
-       [--against ALGORITHM,...] [--extra ALGORITHM,...] [--layers NAME,...]
+       [--against ALGORITHM,...] [--extra ALGORITHM,...] [--layers NAME,...] [--tree PATH]
 """
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
 
 import numba
@@ -40,15 +44,29 @@ LAYERS = {  # name: (input shape, weight shape, stride, padding)
 PASSES = ("forward", "backward_input", "backward_weight")
 
 
-def runner(pass_, algorithm, x, w, b, grad_y, stride, padding):
-    chosen = plan(pass_, x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype, algorithm=algorithm)
+def runner(pass_, algorithm, x, w, b, grad_y, stride, padding, modules=None):
+    """One pass as a function of no arguments; modules: another tree's (plan, dispatch) (default: this one's)."""
+    plan_, dispatch_ = modules or (plan, dispatch)
+    chosen = plan_(pass_, x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype, algorithm=algorithm)
     out = np.empty(chosen.convolution.output_shape if pass_ == "forward" else
                    x.shape if pass_ == "backward_input" else w.shape, x.dtype)
     if pass_ == "forward":
-        return lambda: dispatch.run_forward(chosen, x, w, b, out)
+        return lambda: dispatch_.run_forward(chosen, x, w, b, out)
     if pass_ == "backward_input":
-        return lambda: dispatch.run_backward_input(chosen, grad_y, w, out)
-    return lambda: dispatch.run_backward_weight(chosen, grad_y, x, out)
+        return lambda: dispatch_.run_backward_input(chosen, grad_y, w, out)
+    return lambda: dispatch_.run_backward_weight(chosen, grad_y, x, out)
+
+
+def tree_modules(path, name="nbconv_tree"):
+    """(plan, dispatch) of the nbconv package under `path`, imported as package `name` (its kernels import one
+    another relatively, so they are that tree's; it compiles into its own tree's cache)."""
+    spec = importlib.util.spec_from_file_location(name, f"{path}/nbconv/__init__.py",
+                                                  submodule_search_locations=[f"{path}/nbconv"])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    tree_dispatch = importlib.import_module(f"{name}.kernels.cpu.conv.dispatch")
+    return importlib.import_module(f"{name}.kernels.cpu.conv.plan").plan, tree_dispatch
 
 
 def torch_runner(pass_, x, w, b, grad_y, stride, padding):
@@ -80,7 +98,9 @@ def main():
     parser.add_argument("--extra", default=None, help="algorithms timed besides the plan's choice, e.g. wide")
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--tree", default=None, help="another source tree whose lanes is timed too")
     args = parser.parse_args()
+    tree = tree_modules(args.tree) if args.tree else None
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     if args.threads:
         numba.set_num_threads(args.threads)
@@ -99,13 +119,17 @@ def main():
         convolution = Convolution(input_shape, weight_shape, stride, stride, padding, padding)
         grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
         for pass_ in PASSES:
-            others = args.against.split(",") if args.against else [choose(pass_, convolution)]
+            others = ([] if args.against == "none" else args.against.split(",")) if args.against else \
+                [choose(pass_, convolution)]
             others = [("strips" if stride == 1 else "gemm") if other == "lanes" else other for other in others]
             if args.extra:
                 others += [name for name in args.extra.split(",") if name not in others]
             contenders = {"lanes": runner(pass_, "lanes", x, w, b, grad_y, stride, padding)}
             for other in others:
                 contenders[other] = runner(pass_, other, x, w, b, grad_y, stride, padding)
+            if tree:
+                others.append("tree")
+                contenders["tree"] = runner(pass_, "lanes", x, w, b, grad_y, stride, padding, tree)
             if not args.no_torch:
                 contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, stride, padding)
             for function in contenders.values():

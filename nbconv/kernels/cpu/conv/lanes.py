@@ -43,6 +43,14 @@ POSITIONS = 4  # output positions of one row a block sums at once
 WEIGHT_CHANNELS = 2 * LANES  # output channels a weight-gradient block sums at once: two vectors
 WEIGHT_TAPS = 6  # taps a weight-gradient block sums at once (x 2 vectors: 12 registers)
 SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient that its blocks may read
+WEIGHT_POSITIONS = 256  # the weight gradient sums at least this many positions a block: images of fewer go in groups
+
+
+@njit(cache=True, inline="always")
+def weight_images(OH, OW):
+    """Images the weight gradient sums at once: enough for WEIGHT_POSITIONS output positions (1 from 16 x 16 up,
+    4 at 8 x 8), so that a block's set-up and final adds are spread over as many."""
+    return max(1, -(-WEIGHT_POSITIONS // (OH * OW)))
 
 
 def _round_up(count, multiple):
@@ -151,15 +159,18 @@ def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, targ
 
 @njit(cache=True, no_cfunc_wrapper=True)
 def row_products(source, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step, target,
-                 target_start, channel_stride, row_length):
+                 target_start, channel_stride, row_length, exact):
     """target[target_start + v*channel_stride + y*row_length + x] = bias[v] + sum over taps t of
     packed[(v // 16)*taps*16 + 16t + v % 16] * source[offsets[t] + y*row_stride + x*step], for y < rows,
-    x < cols rounded up to 4 (row_length >= that, or cols a multiple of 4), v < rounded."""
+    v < rounded and x < cols rounded up to 4 (row_length >= that), or with `exact`, x < cols (cols >= 4: a row's
+    last block starts at cols - 4, overlapping the one before, whose values it writes again, the same bits)."""
+    last = cols - POSITIONS if exact else cols
     for block in range(rounded // CHANNELS):
         block_bias = bias[block * CHANNELS:]
         for y in range(rows):
             at = target_start + block * CHANNELS * channel_stride + y * row_length
             for x in range(0, cols, POSITIONS):
+                x = min(x, last)
                 block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target,
                            at + x, channel_stride, y * row_stride + x * step, step)
 
@@ -183,8 +194,9 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
     rounded = (D + CHANNELS - 1) // CHANNELS * CHANNELS
     cols4 = (OW + POSITIONS - 1) // POSITIONS * POSITIONS
     has_bias = bias.shape[0] > 0
-    # whole blocks straight into the output; else into the grid (rounded, OH, cols4), then its rows copied
-    straight = D % CHANNELS == 0 and OW % POSITIONS == 0
+    # whole channel blocks and rows of 4 or more straight into the output; else into the grid (rounded, OH,
+    # cols4), then its rows copied
+    straight = D % CHANNELS == 0 and OW >= POSITIONS
     flat_output = output.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -196,10 +208,10 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
             copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
             if straight:
                 row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                             stride_w, flat_output, n * D * OH * OW, OH * OW, OW)
+                             stride_w, flat_output, n * D * OH * OW, OH * OW, OW, straight)
                 continue
             row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                         stride_w, sums, np.int64(0), OH * cols4, cols4)
+                         stride_w, sums, np.int64(0), OH * cols4, cols4, straight)
             for d in range(D):
                 for oh in range(OH):
                     target = output[n, d, oh]
@@ -250,9 +262,9 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     no_bias = packed[0, :0]
     has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile row_products
     # and block_sums once more
-    # stride 1, whole blocks: straight into grad_input; else each phase into the grid (rounded, rows, cols4),
-    # then copied to its pixels
-    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and W % POSITIONS == 0
+    # stride 1, whole channel blocks and rows of 4 or more: straight into grad_input; else each phase into the
+    # grid (rounded, rows, cols4), then copied to its pixels
+    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and W >= POSITIONS
     flat_grad_input = grad_input.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -264,7 +276,7 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
             copy_image(grad_output, n, source, top, left, source_h, source_w)
             if straight:
                 row_products(source, offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H, W, source_w,
-                             np.int64(1), flat_grad_input, n * C * H * W, H * W, W)
+                             np.int64(1), flat_grad_input, n * C * H * W, H * W, W, straight)
                 continue
             for ry in range(min(stride_h, H)):
                 rows = (H - ry + stride_h - 1) // stride_h
@@ -273,7 +285,8 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
                     cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
                     phase = ry * stride_w + rx
                     row_products(source, offsets[phase], counts[phase], packed[phase], no_bias, has_bias, rounded,
-                                 rows, cols, source_w, np.int64(1), sums, np.int64(0), rows * cols4, cols4)
+                                 rows, cols, source_w, np.int64(1), sums, np.int64(0), rows * cols4, cols4,
+                                 straight)
                     for c in range(C):
                         for yy in range(rows):
                             target = grad_input[n, c, ry + yy * stride_h]
@@ -307,10 +320,12 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, row_stride, step, sums):
-    """sums[(t + u)*rounded + d0 + v] += sum over positions (oh, ow) of source[offsets[t + u] + oh*row_stride +
-    ow*step] * spread[(oh*OW + ow)*rounded + d0 + v], for u < 6 (taps t + u < taps) and v < 16: 12 vector accumulators,
-    2 vector loads and 6 broadcasts a position (15 of the 16 registers)."""
+def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, images, image_stride, OH, OW, row_stride, step,
+                      sums):
+    """sums[(t + u)*rounded + d0 + v] += sum over images m and positions (oh, ow) of source[offsets[t + u] +
+    m*image_stride + oh*row_stride + ow*step] * spread[((m*OH + oh)*OW + ow)*rounded + d0 + v], for u < 6 (taps
+    t + u < taps) and v < 16: 12 vector accumulators, 2 vector loads and 6 broadcasts a position (15 of the 16
+    registers)."""
     a00 = zeros(source)
     a01 = zeros(source)
     a10 = zeros(source)
@@ -330,31 +345,32 @@ def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, OH, OW, row
     o4 = offsets[min(t + 4, taps - 1)]
     o5 = offsets[min(t + 5, taps - 1)]
     g = d0
-    for oh in range(OH):
-        ow = oh * row_stride
-        for _ in range(OW):
-            g0 = load(spread, g)
-            g1 = load(spread, g + LANES)
-            x = broadcast(source, o0 + ow)
-            a00 = add_products(a00, x, g0)
-            a01 = add_products(a01, x, g1)
-            x = broadcast(source, o1 + ow)
-            a10 = add_products(a10, x, g0)
-            a11 = add_products(a11, x, g1)
-            x = broadcast(source, o2 + ow)
-            a20 = add_products(a20, x, g0)
-            a21 = add_products(a21, x, g1)
-            x = broadcast(source, o3 + ow)
-            a30 = add_products(a30, x, g0)
-            a31 = add_products(a31, x, g1)
-            x = broadcast(source, o4 + ow)
-            a40 = add_products(a40, x, g0)
-            a41 = add_products(a41, x, g1)
-            x = broadcast(source, o5 + ow)
-            a50 = add_products(a50, x, g0)
-            a51 = add_products(a51, x, g1)
-            g += rounded
-            ow += step
+    for m in range(images):
+        for oh in range(OH):
+            ow = m * image_stride + oh * row_stride
+            for _ in range(OW):
+                g0 = load(spread, g)
+                g1 = load(spread, g + LANES)
+                x = broadcast(source, o0 + ow)
+                a00 = add_products(a00, x, g0)
+                a01 = add_products(a01, x, g1)
+                x = broadcast(source, o1 + ow)
+                a10 = add_products(a10, x, g0)
+                a11 = add_products(a11, x, g1)
+                x = broadcast(source, o2 + ow)
+                a20 = add_products(a20, x, g0)
+                a21 = add_products(a21, x, g1)
+                x = broadcast(source, o3 + ow)
+                a30 = add_products(a30, x, g0)
+                a31 = add_products(a31, x, g1)
+                x = broadcast(source, o4 + ow)
+                a40 = add_products(a40, x, g0)
+                a41 = add_products(a41, x, g1)
+                x = broadcast(source, o5 + ow)
+                a50 = add_products(a50, x, g0)
+                a51 = add_products(a51, x, g1)
+                g += rounded
+                ow += step
     at = t * rounded + d0
     store(sums, at, add(load(sums, at), a00))
     store(sums, at + LANES, add(load(sums, at + LANES), a01))
@@ -440,7 +456,9 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
     rounded = (D + WEIGHT_CHANNELS - 1) // WEIGHT_CHANNELS * WEIGHT_CHANNELS
-    spread_len = OH * OW * rounded
+    group = weight_images(OH, OW)
+    image_len = input.shape[1] * padded_h * padded_w
+    spread_len = group * OH * OW * rounded
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
@@ -451,13 +469,15 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
         fill_zero(sums)
         fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
-            spread_image(grad_output, n, spread, rounded)
+        for n0 in range(first, last, group):
+            images = min(group, last - n0)
+            for m in range(images):
+                copy_image(input, n0 + m, source[m * image_len:], padding_h, padding_w, padded_h, padded_w)
+                spread_image(grad_output, n0 + m, spread[m * OH * OW * rounded:], rounded)
             for block in range(rounded // WEIGHT_CHANNELS):
                 for t in range(0, taps, WEIGHT_TAPS):
-                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, OH, OW,
-                                      stride_h * padded_w, stride_w, sums)
+                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, images,
+                                      image_len, OH, OW, stride_h * padded_w, stride_w, sums)
         for t in range(taps):
             target = chunk_sums[t]
             for d in range(D):
@@ -506,7 +526,8 @@ def buffers(pass_, convolution, itemsize, threads):
         if pass_ == "forward":
             grid = OH * _round_up(OW, POSITIONS) * _round_up(D, CHANNELS)
         else:
-            grid = (OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
+            source = weight_images(OH, OW) * (source - 3 * convolution.stride_w) + 3 * convolution.stride_w
+            grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
     own = (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))

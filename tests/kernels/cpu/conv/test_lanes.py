@@ -34,7 +34,8 @@ CASES = [
     (3, 17, 7, 6, 33, 3, 1, 1, 1, 1),              # 33 channels: a third block of 16, mostly zero
     (1, 20, 5, 9, 40, 3, 2, 1, 1, 1),
     (2, 16, 6, 4, 32, 3, 1, 1, 1, 1),              # whole blocks of 16 and of 4 positions: no grid in between
-    (1, 32, 7, 12, 16, 3, 1, 2, 1, 1),             # the same for the input gradient, not the forward (14 wide)
+    (1, 32, 7, 13, 16, 3, 1, 2, 1, 1),             # the same, rows of 13 and 15: each row's last block overlaps
+    (2, 16, 5, 3, 16, 3, 1, 1, 1, 1),              # rows of 3: through the grid
 ]
 
 
@@ -75,6 +76,15 @@ def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
+def test_the_weight_gradient_sums_small_images_in_groups(rng):
+    """8x8 outputs: 4 images a block (weight_images), with batches that end in a part group; and the result as
+    the reference check's (the summation order within a chunk differs, not the sums)."""
+    assert lanes.weight_images(8, 8) == 4 and lanes.weight_images(16, 16) == 1 and lanes.weight_images(5, 7) == 8
+    for N in (1, 5, 6, 9):
+        check("lanes", (N, 17, 8, 8, 20, 3, 1, 1, 1, 1), rng, passes=("backward_weight",))
+    check("lanes", (7, 5, 9, 10, 6, 3, 2, 1, 1, 1), rng, passes=("backward_weight",))  # 5x5 outputs: groups of 11
+
+
 def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
     shapes = ((64, 16, 32, 32), (16, 16, 3, 3), 1, 1, 1, 1)
     chunks = {plan("backward_weight", *shapes, algorithm="lanes", threads=threads).buffers[2].shape[0]
@@ -110,7 +120,9 @@ def _furthest(pass_, convolution):
     if pass_ == "forward":
         return (offsets.max() + (OH - 1) * row_stride + (round_up(OW, 4) - 1) * step + 1,
                 OH * round_up(OW, 4) * round_up(D, 16))
-    return offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1, (OH * OW + C * KH * KW) * round_up(D, 16)
+    group = lanes.weight_images(OH, OW)  # images summed at once, their padded copies back to back
+    return ((group - 1) * C * padded_h * padded_w + offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1,
+            (group * OH * OW + C * KH * KW) * round_up(D, 16))
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
@@ -175,6 +187,7 @@ def test_store_columns_transposes_four_vectors(dtype, rng):
 @pytest.mark.parametrize("pass_", ["forward", "backward_input"])
 @pytest.mark.parametrize("case", [(3, 16, 6, 8, 32, 3, 1, 1, 1, 1),    # whole blocks: straight into the output
                                   (2, 32, 5, 4, 16, 3, 1, 1, 1, 1),
+                                  (2, 16, 6, 7, 16, 3, 1, 1, 1, 1),    # the last block of a row overlaps
                                   (2, 5, 9, 8, 6, 3, 2, 1, 1, 1)])     # through the grid
 def test_the_passes_write_only_their_images(pass_, case):
     """The output as a view into a larger array with NaN images either side, and one not C-contiguous (a

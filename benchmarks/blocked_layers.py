@@ -57,14 +57,23 @@ def runner(pass_, algorithm, x, w, b, grad_y, stride, padding, modules=None):
     return lambda: dispatch_.run_backward_weight(chosen, grad_y, x, out)
 
 
-def tree_modules(path, name="nbconv_tree"):
-    """(plan, dispatch) of the nbconv package under `path`, imported as package `name` (its kernels import one
-    another relatively, so they are that tree's; it compiles into its own tree's cache)."""
+def import_tree(path, name="nbconv_tree"):
+    """The nbconv package under `path` (another worktree), imported as package `name` beside this one: its
+    modules import one another relatively, so every module under it is that tree's, and it compiles into that
+    tree's cache."""
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, f"{path}/nbconv/__init__.py",
                                                   submodule_search_locations=[f"{path}/nbconv"])
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
     spec.loader.exec_module(package)
+    return package
+
+
+def tree_modules(path, name="nbconv_tree"):
+    """(plan, dispatch) of the nbconv package under `path` (import_tree)."""
+    import_tree(path, name)
     tree_dispatch = importlib.import_module(f"{name}.kernels.cpu.conv.dispatch")
     return importlib.import_module(f"{name}.kernels.cpu.conv.plan").plan, tree_dispatch
 

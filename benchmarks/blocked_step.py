@@ -4,14 +4,17 @@ and PyTorch CPU, in one process and in alternating rounds: ResNet-20 on 3x32x32 
 
 "without" sets plan.LANES_WIDEST to 0, which gives every narrow convolution the plan's choice below lanes
 (strips, shift, gemm); "with" is the plan as it stands. --setting NAME=VALUE,... runs "without" with those
-settings instead. A step is forward, loss and backward, as benchmarks/networks.py
-times it. --clock thread: CPU time of the calling thread (use with --threads 1).
+settings instead. --tree PATH: "without" is instead the same model built by the nbconv of another source tree
+(e.g. /work/wt/base), imported into this process beside this one. A step is forward, loss and backward, as
+benchmarks/networks.py times it. --clock thread: CPU time of the calling thread (use with --threads 1).
 
 Usage: python benchmarks/blocked_step.py [--rounds 5] [--threads N] [--clock wall|thread] [--models resnet20,lenet5]
-       [--setting LANES_WIDEST|NAME=VALUE,...]
+       [--setting LANES_WIDEST|NAME=VALUE,... | --tree PATH]
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numba
@@ -22,10 +25,10 @@ from nbconv import functional as F
 from nbconv import models
 from nbconv.kernels.cpu.conv import plan as planning
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
 def torch_twin(name, model):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import networks
     if name == "resnet20":
         twin = networks.ResNet((3, 3, 3), (16, 32, 64), 10, False)
@@ -43,7 +46,14 @@ def main():
     parser.add_argument("--setting", default="LANES_WIDEST",
                         help="the plan setting 'without' sets to 0, or NAME=VALUE[,NAME=VALUE...]: the plan settings "
                              "'without' runs with instead")
+    parser.add_argument("--tree", default=None, help="another source tree, whose nbconv runs 'without' instead")
     args = parser.parse_args()
+    if args.tree:
+        from blocked_layers import import_tree
+        tree = import_tree(args.tree)
+        import importlib
+        tree_models, tree_functional = (importlib.import_module(f"{tree.__name__}.{module}")
+                                        for module in ("models", "functional"))
     if args.threads:
         numba.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
@@ -63,14 +73,18 @@ def main():
         labels = rng.integers(0, classes, batch)
         twin = torch_twin(name, model)
 
-        def step(settings):
+        def step(settings, model=model, functional=F):
             for setting_name, value in settings.items():
                 setattr(planning, setting_name, value)
             logits = model.forward(x)
-            _, grad = F.softmax_cross_entropy(logits, labels)
+            _, grad = functional.softmax_cross_entropy(logits, labels)
             model.backward(grad, need_input_grad=False)
 
         contenders = {"with": lambda: step(current), "without": lambda: step(other)}
+        if args.tree:
+            tree_model = tree_models.build(name, input_shape=shape, num_classes=classes, seed=0)
+            tree_model.train()
+            contenders["without"] = lambda: step({}, tree_model, tree_functional)
         if twin is not None:
             twin.train()
             x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)

@@ -6,21 +6,26 @@ positions), and the weight gradient sums whole images per register with no lane 
 'blocked', held 16 positions of the padded rows in the lanes instead: on 8-wide maps 20% of its sums fell on
 the padding columns and its weight gradient ended in lane sums; this one took every layer it ran.)
 
-The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, pad_image): output position
-(oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
+The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, copy_image: the padding is zeroed
+once a call and never written again, the rows moved 8 values a vector): output position (oh, ow) of tap t
+reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
 broadcasts, as cheap `sw` values apart as 1, so a stride-2 layer needs no split into phase planes (the
 strided 8-value row copies of such a split took about a third of a stride-2 forward's time).
 
 - forward: per image, per block of 16 output channels, per output row, per 4 positions: 8 accumulators
   (4 positions x 2 vectors of 8 channels), each tap 4 broadcast input values and 2 vector loads of the
-  weights, packed per call as (channel block, tap, 16); the sums, (OH, OW rounded up to 4, D rounded up to
-  16) per image, are then copied to the output transposed, with the bias.
+  weights, packed per call as (channel block, tap, 16); then the bias, and the 8 vectors are transposed in
+  registers into 16 runs of 4 positions (store_columns), stored straight into the output where the channels
+  come in whole blocks of 16 and rows are 4 or more wide (a row's last block may overlap the one before),
+  else into a grid (D rounded up to 16, OH, OW rounded up to 4) whose rows are then copied.
 - input gradient: the transposed convolution by input phase (taps.transposed_taps): each phase is a
   stride-1 convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
-  forward's blocks over input channels.
-- weight gradient: the output gradient of an image is copied transposed, (OH*OW, D rounded up to 16); per
-  block of 6 taps x 16 output channels, 12 accumulators run over the image's positions, 6 broadcast input
-  values and 2 vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
+  forward's blocks over input channels: at stride 1 straight into the input gradient as the forward, else
+  each phase through the grid.
+- weight gradient: the output gradient of an image is copied transposed, (OH*OW, D rounded up to 16), by
+  8 x 8 transposes in registers (spread_image); per block of 6 taps x 16 output channels, 12 accumulators run
+  over the positions of weight_images images (1 from 16 x 16 up, 4 at 8 x 8), 6 broadcast input values and 2
+  vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
 Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 positions (3*sw values) past a

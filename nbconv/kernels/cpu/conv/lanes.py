@@ -510,11 +510,12 @@ def applies(pass_, convolution):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, or the input gradient's padded output gradient,
-    D*Hs*Ws + Ws + SLACK); the
-    sums, (rows, row positions rounded up to 4, channels rounded up to 16) for the forward pass and the
-    input gradient, the spread output gradient (OH*OW, D rounded up to 16) and the sums (C*KH*KW, D rounded up
-    to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""
+    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, weight_images of them back to back for the weight
+    gradient, or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels
+    rounded up to 16, rows, row positions rounded up to 4) for the forward pass and the input gradient where
+    their blocks do not go straight to the output, the spread output gradient (weight_images x OH*OW, D rounded
+    up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
+    (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape

@@ -1,13 +1,14 @@
 """ResNet-50's convolution layers one by one, nbconv's inference path against onnxruntime, ranked by the total
 milliseconds nbconv loses on each (a layer's time difference x how often the network runs it).
 
-    python benchmarks/resnet50_layers.py [--batch 1] [--rounds 5] [--repeat 3] [--clock thread|wall]
+    python benchmarks/resnet50_layers.py [--batch 1] [--rounds 5] [--repeat 3] [--clock thread|wall] [--strided]
 
 nbconv: the layer as nn.infer runs it (plan.prepared_plan's algorithm, weight-only work kept, batch norm as a
 scale and shift and the ReLU in its epilogue). onnxruntime: a one-node Conv + Relu graph (it fuses the two, as
 it fuses a batch norm into the weights). Both with Numba's thread count; alternating rounds, median of
 `repeat` calls a round. With one thread the default clock is the thread's CPU time (onnxruntime runs a
-one-thread session on the calling thread), which a loaded machine bends less than wall time.
+one-thread session on the calling thread), which a loaded machine bends less than wall time. `--strided`:
+only the layers of kernel over 1 and stride 2 (the 7x7 stem, the three 3x3 stride-2 layers).
 """
 import argparse
 import statistics
@@ -53,13 +54,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clock", choices=("thread", "wall"), default=None)
+    parser.add_argument("--strided", action="store_true", help="only the strided layers with kernels over 1x1")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
     clock = time.thread_time if (arguments.clock or ("thread" if threads == 1 else "wall")) == "thread" \
         else time.perf_counter
     rng = np.random.default_rng(0)
     rows = []
-    for C, D, kernel, stride, size, count in LAYERS:
+    layers = [layer for layer in LAYERS if not arguments.strided or (layer[2] > 1 and layer[3] > 1)]
+    for C, D, kernel, stride, size, count in layers:
         padding = kernel // 2
         x = rng.standard_normal((arguments.batch, C, size, size)).astype(np.float32)
         w = (rng.standard_normal((D, C, kernel, kernel)) / np.sqrt(C * kernel * kernel)).astype(np.float32)
@@ -93,7 +96,7 @@ def main():
         print(f"| {label} | {algorithm} | {ours:.2f} | {theirs:.2f} | {ratio:.2f}x | {lost:.1f} |")
     total_ours = sum(row[3] * row[6] for row in rows)
     total_theirs = sum(row[4] * row[6] for row in rows)
-    print(f"| all 53 convolutions | | {total_ours:.1f} | {total_theirs:.1f} | {total_theirs / total_ours:.2f}x | "
+    print(f"| all {sum(row[6] for row in rows)} convolutions | | {total_ours:.1f} | {total_theirs:.1f} | {total_theirs / total_ours:.2f}x | "
           f"{total_ours - total_theirs:.1f} |")
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import numba
 from numba import njit
 
-from . import packed, winograd
+from . import packed, packed_windows, winograd
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
@@ -126,11 +126,13 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
     chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed")
-    if chosen.algorithm == "packed":
-        if "packed weight" not in prepared:
-            prepared["packed weight"] = packed.pack_weight(weight)
-        packed.run_packed(input, prepared["packed weight"], bias, output, buffers(chosen), chosen, epilogue)
+    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed", "packed_windows")
+    if chosen.algorithm in ("packed", "packed_windows"):
+        module = packed if chosen.algorithm == "packed" else packed_windows
+        key = chosen.algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
+        if key not in prepared:
+            prepared[key] = module.pack_weight(weight)
+        module.run_packed(input, prepared[key], bias, output, buffers(chosen), chosen, epilogue)
     elif chosen.algorithm == "winograd":
         key = "winograd filters"  # they depend on the weight alone, not on the batch
         if key not in prepared:

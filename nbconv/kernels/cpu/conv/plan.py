@@ -106,7 +106,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
                winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
@@ -149,6 +149,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
+    Algorithm("packed_windows", packed_windows, packed_windows.applies),  # never chosen here: nn.infer's strided
 )}
 
 
@@ -280,7 +281,7 @@ SETTINGS = (
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
-                             "PREPARED_STRIPS_WIDEST")),
+                             "PREPARED_STRIPS_WIDEST", "PREPARED_PACKED_WINDOWS")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -293,6 +294,7 @@ SETTINGS = (
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
+    (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
 
@@ -367,6 +369,7 @@ PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
 PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
 PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead
+PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
 
 
 def choose_prepared(convolution):
@@ -385,6 +388,8 @@ def choose_prepared(convolution):
     algorithm = choose("forward", convolution)
     if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
         return "strips"
+    if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
+        return "packed_windows"
     return algorithm
 
 

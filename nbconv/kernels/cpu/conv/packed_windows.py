@@ -34,7 +34,7 @@ from ..vectors import LANES, add_products, broadcast, load, store, zeros
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
 POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
 DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
-PACK_BYTES = 128 * 1024  # a block's windows at most this large (a quarter of a core's L2) ...
+PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
 
@@ -79,8 +79,7 @@ def buffers(pass_, convolution, itemsize, threads):
     width, blocks, slices = blocking(convolution, itemsize, threads)
     chunks = max(1, min(N * blocks * slices, threads))
     padded = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)
-    return (("padded", "padded", (chunks, padded)), ("windows", "col", (chunks, width * C * KH * KW)),
-            ("tile", "packed_tile", (chunks, PANEL * width)))
+    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, PANEL * width)))
 
 
 def pack_weight(weight):
@@ -112,65 +111,33 @@ def pad_image(image, padding_h, padding_w, padded):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def pack_windows(padded, tap_offsets, p0, p1, out_w, row_step, column_step, windows):
-    """windows[(s*K + k)*6 + j] = padded[tap_offsets[k] + oh*row_step + ow*column_step] for output position
-    p0 + 6s + j = oh*OW + ow below p1, zero past p1 to the end of the last sub-block (row_step = stride_h x the
-    padded width, column_step = stride_w; tap_offsets[k] = (c*Hp + i*dh)*Wp + j*dw)."""
-    taps = tap_offsets.shape[0]
+def block_bases(p0, p1, out_w, row_step, column_step, bases):
+    """bases[q] = oh*row_step + ow*column_step for the block's output positions p0 + q = oh*OW + ow below p1,
+    and the last one's again up to the end of the last sub-block (row_step = stride_h x the padded width,
+    column_step = stride_w): where position q's window starts in the padded image."""
     count = p1 - p0
-    subs = (count + POSITIONS - 1) // POSITIONS
-    for s in range(subs):
-        q0 = s * POSITIONS
-        target = windows[s * taps * POSITIONS:(s + 1) * taps * POSITIONS]
-        if q0 + POSITIONS <= count:
-            p = p0 + q0
-            oh = p // out_w
-            ow = p - oh * out_w
-            b0 = oh * row_step + ow * column_step
-            ow += 1
-            if ow == out_w:
-                ow, oh = 0, oh + 1
-            b1 = oh * row_step + ow * column_step
-            ow += 1
-            if ow == out_w:
-                ow, oh = 0, oh + 1
-            b2 = oh * row_step + ow * column_step
-            ow += 1
-            if ow == out_w:
-                ow, oh = 0, oh + 1
-            b3 = oh * row_step + ow * column_step
-            ow += 1
-            if ow == out_w:
-                ow, oh = 0, oh + 1
-            b4 = oh * row_step + ow * column_step
-            ow += 1
-            if ow == out_w:
-                ow, oh = 0, oh + 1
-            b5 = oh * row_step + ow * column_step
-            for k in range(taps):
-                offset = tap_offsets[k]
-                at = k * POSITIONS
-                target[at] = padded[offset + b0]
-                target[at + 1] = padded[offset + b1]
-                target[at + 2] = padded[offset + b2]
-                target[at + 3] = padded[offset + b3]
-                target[at + 4] = padded[offset + b4]
-                target[at + 5] = padded[offset + b5]
-        else:
-            fill_zero(target)
-            for j in range(count - q0):
-                p = p0 + q0 + j
-                oh = p // out_w
-                base = oh * row_step + (p - oh * out_w) * column_step
-                for k in range(taps):
-                    target[k * POSITIONS + j] = padded[tap_offsets[k] + base]
+    oh, ow = p0 // out_w, p0 % out_w
+    for q in range(count):
+        bases[q] = oh * row_step + ow * column_step
+        ow += 1
+        if ow == out_w:
+            ow, oh = 0, oh + 1
+    for q in range(count, (count + POSITIONS - 1) // POSITIONS * POSITIONS):
+        bases[q] = bases[count - 1]
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def panel_sums(weights, weight_at, windows, windows_at, depth, tile, tile_at, first):
-    """The sums over k < depth of weights[weight_at + 16k + m] * windows[windows_at + 6k + j] for m < 16,
-    j < 6, in 12 vector accumulators (two of 8 channels for each position j), started from zero when first,
-    else from the tile's values; stored to tile[tile_at + 16j + m]."""
+def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
+    """The sums over k0 <= k < k0 + depth of weights[weight_at + 16(k - k0) + m] * padded[tap_offsets[k] +
+    bases[base_at + j]] for m < 16, j < 6, in 12 vector accumulators (two of 8 channels for each position j),
+    started from zero when first, else from the tile's values; stored to tile[tile_at + 16j + m]. The window
+    values are read from the padded image itself, nothing is unrolled."""
+    b0 = bases[base_at]
+    b1 = bases[base_at + 1]
+    b2 = bases[base_at + 2]
+    b3 = bases[base_at + 3]
+    b4 = bases[base_at + 4]
+    b5 = bases[base_at + 5]
     if first:
         a00 = zeros(tile)
         a01 = zeros(tile)
@@ -201,23 +168,23 @@ def panel_sums(weights, weight_at, windows, windows_at, depth, tile, tile_at, fi
         at = weight_at + k * PANEL
         w0 = load(weights, at)
         w1 = load(weights, at + LANES)
-        j = windows_at + k * POSITIONS
-        x = broadcast(windows, j)
+        offset = tap_offsets[k0 + k]
+        x = broadcast(padded, offset + b0)
         a00 = add_products(a00, w0, x)
         a01 = add_products(a01, w1, x)
-        x = broadcast(windows, j + 1)
+        x = broadcast(padded, offset + b1)
         a10 = add_products(a10, w0, x)
         a11 = add_products(a11, w1, x)
-        x = broadcast(windows, j + 2)
+        x = broadcast(padded, offset + b2)
         a20 = add_products(a20, w0, x)
         a21 = add_products(a21, w1, x)
-        x = broadcast(windows, j + 3)
+        x = broadcast(padded, offset + b3)
         a30 = add_products(a30, w0, x)
         a31 = add_products(a31, w1, x)
-        x = broadcast(windows, j + 4)
+        x = broadcast(padded, offset + b4)
         a40 = add_products(a40, w0, x)
         a41 = add_products(a41, w1, x)
-        x = broadcast(windows, j + 5)
+        x = broadcast(padded, offset + b5)
         a50 = add_products(a50, w0, x)
         a51 = add_products(a51, w1, x)
     store(tile, tile_at, a00)
@@ -264,8 +231,7 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, windows_buffer,
-                                tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
+def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
                                 dilation_h, dilation_w, width, slices, factors, offsets, residual, activation):
     """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
@@ -282,11 +248,12 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
         for i in range(kernel_h):
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
-    chunks = windows_buffer.shape[0]
+    bases = np.empty(tile_buffer.shape[1] // PANEL, np.int64)  # one block's window starts, whole sub-blocks
+    chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
-        padded, windows, tile = padded_buffer[chunk], windows_buffer[chunk], tile_buffer[chunk]
-        padded_image, packed_task = -1, -1
+        padded, tile = padded_buffer[chunk], tile_buffer[chunk]
+        padded_image, based_task = -1, -1
         first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
         for task in range(first, last):
             block_task = task // slices
@@ -296,9 +263,9 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
             if n != padded_image:
                 pad_image(input[n], padding_h, padding_w, padded)
                 padded_image = n
-            if block_task != packed_task:
-                pack_windows(padded, tap_offsets, p0, p1, OW, stride_h * Wp, stride_w, windows)
-                packed_task = block_task
+            if block_task != based_task:
+                block_bases(p0, p1, OW, stride_h * Wp, stride_w, bases)
+                based_task = block_task
             subs = (p1 - p0 + POSITIONS - 1) // POSITIONS
             g0, g1 = chunk_bounds(task % slices, slices, panels)
             for g in range(g0, g1):
@@ -306,14 +273,13 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                     depth = min(DEPTH, taps - k0)
                     weight_at = (g * taps + k0) * PANEL
                     for s in range(subs):
-                        panel_sums(packed_weight, weight_at, windows, (s * taps + k0) * POSITIONS, depth, tile,
-                                   s * POSITIONS * PANEL, k0 == 0)
+                        panel_sums(packed_weight, weight_at, padded, tap_offsets, k0, depth, bases, s * POSITIONS,
+                                   tile, s * POSITIONS * PANEL, k0 == 0)
                 write_panel(tile, flat_output, n, g * PANEL, p0, p1, factors, offsets, residual, summed,
                             activation)
 
 
-def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, windows_buffer, tile_buffer, kernel_h,
-                           kernel_w,
+def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,
                            stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, width, slices, scale,
                            shift, residual, activation):
     """output (N, D, OH, OW) = the convolution of input (N, C, H, W) with the (D, C, KH, KW) weight packed by
@@ -326,8 +292,8 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, wi
     if shift.shape[0]:
         offsets = offsets + shift
     parallel_parts(conv2d_forward_windows_span, numba.get_num_threads(), input, packed_weight, output,
-                   padded_buffer, windows_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                   dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
+                   padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                   padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
                    np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
 
 
@@ -338,7 +304,6 @@ def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None)
     width, _, slices = blocking(convolution, output.itemsize, numba.get_num_threads())
     stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, _ = convolution.hyper
     conv2d_forward_windows(np.ascontiguousarray(input), packed_weight, bias, output, buffers["padded"],
-                           buffers["windows"],
                            buffers["tile"], KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
                            width, slices, *(epilogue or no_epilogue(output.dtype)))
 

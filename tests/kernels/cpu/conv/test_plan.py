@@ -68,8 +68,8 @@ def test_every_shape_class_gets_its_documented_algorithm(name, input_shape, weig
 def test_the_classes_cover_every_algorithm_and_pass():
     covered = {(pass_, algorithms[i]) for *_, algorithms in CLASSES for i, pass_ in enumerate(PASSES)}
     for name in ALGORITHMS:
-        if name == "packed":
-            continue  # nn.infer's 1x1 layers with the weight packed once, never choose()'s (test_packed.py)
+        if name in ("packed", "packed_windows"):
+            continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
                 continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient

@@ -155,7 +155,7 @@ def test_thresholds_are_read_at_each_call(monkeypatch):
 
 def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
-    assert applicable(FORWARD, strided) == ["direct", "gemm", "lanes"]
+    assert applicable(FORWARD, strided) == ["direct", "gemm", "lanes", "packed_windows"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)

@@ -33,7 +33,7 @@ from numba import njit
 
 from . import packed, packed_windows, winograd
 from ..fastmath import REDUCE
-from ..finite import all_finite
+from ..finite import all_finite, all_finite_parallel
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
@@ -143,7 +143,7 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
         chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
         run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and all_finite(output, input if fused else output[:0]):
+    if prepared["finite"] and all_finite_parallel(output, input if fused else output[:0]):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

@@ -8,18 +8,16 @@ for Winograd's 7-wide 3x3 layers), each alone and both, against both off.
 With one thread (NUMBA_NUM_THREADS=1) the clock is the thread's CPU time, else wall time.
 """
 import argparse
-import os
 import statistics
-import tempfile
 import time
 
 import numba
 import numpy as np
 
-from nbconv import models, nn
-from nbconv import onnx as nbonnx
+from nbconv import nn
 from nbconv.kernels.cpu.conv import gemm
 from nbconv.kernels.cpu.conv import plan as planning
+from resnet50_model import imported_resnet50
 
 CONFIGURATIONS = {"both off": (0, 0), "strips only": (0, 7), "columns only": (196, 0), "both on": (196, 7)}
 
@@ -31,14 +29,7 @@ def main():
     arguments = parser.parse_args()
     clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
     rng = np.random.default_rng(0)
-    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
-    for name, buffer in source.named_buffers().items():
-        if name.endswith("running_var"):
-            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        nbonnx.save(source, path, (3, 224, 224))
-        model = nbonnx.load(path).eval()
+    model, _ = imported_resnet50(rng)
     saved = gemm.FORWARD_COLUMNS, planning.PREPARED_STRIPS_WIDEST
     for batch in (int(b) for b in arguments.batches.split(",")):
         x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)

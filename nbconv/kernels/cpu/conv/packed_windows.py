@@ -202,27 +202,32 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def write_panel(tile, tile_at, output, n, d0, p0, p1, factors, offsets, residual, summed, activation):
-    """output[n, d0 + m, p0 + q] = activation(tile[tile_at + 16q + m] * factors[d] + offsets[d] + residual) for
-    q < p1 - p0 and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when
-    summed): one sub-block's sums, turned to the output's order while they are in L1."""
+def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation):
+    """output[n, d0 + m, p0 + q] = activation(tile[16q + m] * factors[d] + offsets[d] + residual) for q < p1 - p0
+    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed)."""
     D = output.shape[1]
     zero, six = output.dtype.type(0), output.dtype.type(6)
     count = p1 - p0
     for m in range(min(PANEL, D - d0)):
         d = d0 + m
         factor, offset = factors[d], offsets[d]
-        sums = tile[tile_at + m:]
+        sums = tile[m:]
         target = output[n, d, p0:p1]
-        for q in range(count):
-            value = sums[q * PANEL] * factor + offset
-            if summed:
-                value += residual[n, d, p0 + q]
-            if activation == RELU:
-                value = zero if value <= zero else value  # NaN fails the test and passes through
-            elif activation == RELU6:
-                value = zero if value <= zero else (six if value >= six else value)
-            target[q] = value
+        if summed:
+            added = residual[n, d, p0:p1]
+            for q in range(count):
+                target[q] = sums[q * PANEL] * factor + offset + added[q]
+        else:
+            for q in range(count):
+                target[q] = sums[q * PANEL] * factor + offset
+        if activation == RELU:
+            for q in range(count):
+                value = target[q]
+                target[q] = zero if value <= zero else value  # NaN fails the test and passes through
+        elif activation == RELU6:
+            for q in range(count):
+                value = target[q]
+                target[q] = zero if value <= zero else (six if value >= six else value)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -270,10 +275,8 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                     for s in range(subs):
                         panel_sums(packed_weight, weight_at, padded, tap_offsets, k0, depth, bases, s * POSITIONS,
                                    tile, s * POSITIONS * PANEL, k0 == 0)
-                        if k0 + DEPTH >= taps:  # the last taps: this sub-block's sums are complete
-                            q0 = p0 + s * POSITIONS
-                            write_panel(tile, s * POSITIONS * PANEL, flat_output, n, g * PANEL, q0,
-                                        min(p1, q0 + POSITIONS), factors, offsets, residual, summed, activation)
+                write_panel(tile, flat_output, n, g * PANEL, p0, p1, factors, offsets, residual, summed,
+                            activation)
 
 
 def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,

@@ -95,6 +95,7 @@ def main():
                     run()
                     samples.append(clock() - start)
                 times[name].append(statistics.median(samples))
+        planning.PREPARED_PACKED_WINDOWS = True
         ours, theirs = (1e3 * statistics.median(times[name]) for name in ("nbconv", "onnxruntime"))
         ratio = statistics.median([b / a for a, b in zip(times["nbconv"], times["onnxruntime"])])
         algorithm = prepared_plan(x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype).algorithm
@@ -117,7 +118,6 @@ def main():
         print(f"| {label} | {algorithm} | {ours:.2f} | {theirs:.2f} | {ratio:.2f}x | {lost:.1f} |")
     total_ours = sum(row[3] * row[6] for row in rows)
     total_theirs = sum(row[4] * row[6] for row in rows)
-    planning.PREPARED_PACKED_WINDOWS = True
     print(f"| all {sum(row[6] for row in rows)} convolutions | | {total_ours:.1f} | {total_theirs:.1f} | {total_theirs / total_ours:.2f}x | "
           f"{total_ours - total_theirs:.1f} |")
 

@@ -1,5 +1,5 @@
 """Whether arrays hold only finite values: one vectorised pass, no branches, no temporary arrays; large arrays
-(an inference pass's outputs and inputs) read by every kernel thread at once."""
+(an inference pass's outputs and inputs) may be read by every kernel thread at once (PARALLEL_VALUES)."""
 import numba
 import numpy as np
 from numba import njit
@@ -8,7 +8,10 @@ from .fastmath import REASSOC as _REASSOC  # reassoc lets the sum vectorise; x *
 from .shared import chunk_bounds
 from .threads import parallel_parts
 
-PARALLEL_VALUES = 1 << 17  # all_finite_parallel's arrays of at least this many values together use every thread
+# all_finite_parallel's arrays of at least this many values together use every thread; None: never (nn.infer's
+# checks on two threads measured 0.86x at batch 1, 0.94x at batch 8 with 1 << 17 on the loaded machine, where
+# each hand-off may wait for a descheduled worker: benchmarks/NOTES.md, section 61)
+PARALLEL_VALUES = None
 
 
 @njit(cache=True, inline="always", fastmath=_REASSOC)
@@ -39,9 +42,10 @@ def _poison_span(span_part, span_parts, first, second, poison):
 
 def all_finite_parallel(first, second):
     """all_finite, with each kernel thread reading a slice of both arrays when they hold PARALLEL_VALUES values
-    or more together (a ResNet-50 forward's outputs and inputs: ~20 M values, 3-4 ms on one core)."""
+    or more together (a ResNet-50 forward's outputs and inputs: ~20 M values, 3-4 ms on one core); on the
+    calling thread alone while PARALLEL_VALUES is None."""
     threads = numba.get_num_threads()
-    if threads == 1 or first.size + second.size < PARALLEL_VALUES:
+    if threads == 1 or PARALLEL_VALUES is None or first.size + second.size < PARALLEL_VALUES:
         return bool(all_finite(first, second))
     poison = np.zeros(threads, first.dtype)
     parallel_parts(_poison_span, threads, first, second, poison)

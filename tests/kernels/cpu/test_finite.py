@@ -32,16 +32,20 @@ def test_parallel_check_finds_any_non_finite_value(threads, monkeypatch, rng):
         assert finite.all_finite_parallel(first, second)
 
 
-def test_small_arrays_are_checked_on_the_calling_thread(monkeypatch):
+@pytest.mark.parametrize("setting", [None, 1 << 17])
+def test_small_arrays_are_checked_on_the_calling_thread(setting, monkeypatch):
+    """Below the setting, or always when it is None (off)."""
+    monkeypatch.setattr(finite, "PARALLEL_VALUES", setting)
     monkeypatch.setattr(finite, "parallel_parts", lambda *args: pytest.fail("small arrays need no threads"))
     monkeypatch.setattr(finite.numba, "get_num_threads", lambda: 2)
-    x = np.ones(finite.PARALLEL_VALUES // 2 - 1, np.float32)
+    x = np.ones((1 << 17) // 2 - 1, np.float32)
     assert finite.all_finite_parallel(x, x)
     x[-1] = np.nan
     assert not finite.all_finite_parallel(x, x)
 
 
 def test_large_arrays_use_every_thread(monkeypatch):
+    monkeypatch.setattr(finite, "PARALLEL_VALUES", 1 << 17)
     calls = []
     monkeypatch.setattr(finite.numba, "get_num_threads", lambda: 2)
     monkeypatch.setattr(finite, "parallel_parts", lambda span, parts, *args: (calls.append(parts),

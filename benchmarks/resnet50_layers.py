@@ -106,9 +106,9 @@ def main():
             before = times["nbconv without packed_windows"]
             gain = statistics.median([b / a for a, b in zip(times["nbconv"], before)])
             against = statistics.median([b / a for a, b in zip(before, times["onnxruntime"])])
+            gains = [b / a for a, b in zip(times["nbconv"], before)]
             line += (f"; without packed_windows {1e3 * statistics.median(before):.2f} ms ({against:.2f}x "
-                     f"onnxruntime); packed_windows {gain:.2f}x [{min(b / a for a, b in zip(times['nbconv'], before)):.2f}-"
-                     f"{max(b / a for a, b in zip(times['nbconv'], before)):.2f}]")
+                     f"onnxruntime); packed_windows {gain:.2f}x [{min(gains):.2f}-{max(gains):.2f}]")
         print(line, flush=True)
     print(f"\nbatch {arguments.batch}, {threads} thread(s), clock {clock.__name__}, {arguments.rounds} alternating "
           f"rounds, median of {arguments.repeat} calls; ms a call, ranked by ms lost in the network")
@@ -118,8 +118,8 @@ def main():
         print(f"| {label} | {algorithm} | {ours:.2f} | {theirs:.2f} | {ratio:.2f}x | {lost:.1f} |")
     total_ours = sum(row[3] * row[6] for row in rows)
     total_theirs = sum(row[4] * row[6] for row in rows)
-    print(f"| all {sum(row[6] for row in rows)} convolutions | | {total_ours:.1f} | {total_theirs:.1f} | {total_theirs / total_ours:.2f}x | "
-          f"{total_ours - total_theirs:.1f} |")
+    print(f"| all {sum(row[6] for row in rows)} convolutions | | {total_ours:.1f} | {total_theirs:.1f} | "
+          f"{total_theirs / total_ours:.2f}x | {total_ours - total_theirs:.1f} |")
 
 
 if __name__ == "__main__":

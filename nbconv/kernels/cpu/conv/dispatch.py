@@ -115,8 +115,8 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
                             dilation_h, dilation_w, groups, epilogue=None):
     """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
     (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness, a
-    Winograd layer's transformed filters and a 1x1 layer's packed weight, is computed on first use and kept
-    there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
+    Winograd layer's transformed filters and a packed or packed_windows layer's packed weight, is computed on
+    first use and kept there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
     0/1/2) applied to the output as scale_shift_forward would: inside the gemm, packed and Winograd kernels, to each

@@ -7,20 +7,23 @@ weight[g*16 + m, k] (zero past D), the order the micro-kernel reads; a caller th
 the weight does not change (nn.infer's prepared layer, dispatch.conv2d_forward_prepared) packs it once.
 
 A task is one image, one block of its output positions and one slice of the panels. The image is copied
-once into a zero-padded buffer; the block's windows are then gathered from it (no bounds to test) straight
-into sub-blocks of 6 positions, windows[(s*K + k)*6 + j] = the padded input at tap k of position p0 + 6s + j
-(zero past the block): the im2col and the packing of the product's columns in one copy, where the BLAS path
-copies the columns twice (im2col, then OpenBLAS's own packing). Then for each panel and each DEPTH taps
-(16 x DEPTH weights stay in L1), each sub-block is summed in 12 vector registers, the panel's 16 channels
-(two vectors) x 6 positions: two vector loads of weights and 6 broadcast window values for 12 fused
-multiply-adds a tap. The output channels lie in the vector lanes: the window block, which lives in L2, is
-read as 24 bytes a tap for 16 channels, where 'packed' (packed.py, 1x1 layers: positions in the lanes, 6
-channels x 16 positions) reads 64 bytes for 6. The sums go to a tile (block positions x 16 channels), which
-also holds the partial sums between DEPTHs, and are finished from there (bias, scale and shift as one
-multiply-add, the residual, the activation) while the tile is in L1, turned to the output's (D, P) order.
+once into a zero-padded buffer (C x Hp x Wp; no bounds to test after it), and nothing is unrolled: the
+micro-kernel reads each window value from it at tap_offsets[k] + the start of each of its positions' windows
+(bases, per block), where the BLAS path copies every window value twice (im2col, then OpenBLAS's packing of
+the columns) and an im2col, even into the micro-kernel's order, cost about a fifth of the products. For each
+panel and each DEPTH taps (16 x DEPTH weights stay in L1), each sub-block of 6 positions is summed in 12
+vector registers, the panel's 16 channels (two vectors) x 6 positions: two vector loads of weights and 6
+broadcast window values for 12 fused multiply-adds a tap. The output channels lie in the vector lanes: the
+image, which lives in L2, is read as 24 bytes a tap for 16 channels, where 'packed' (packed.py, 1x1 layers:
+positions in the lanes, 6 channels x 16 positions) reads 64 bytes for 6. (A 12-channel x 8-position panel,
+positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md, section 61.) The
+sums go to a tile (block positions x 16 channels), which also holds the partial sums between DEPTHs, and are
+finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
+the output's (D, P) order after the block's last sub-block.
 
-Blocks hold at most PACK_BYTES of windows (at least MIN_POSITIONS positions); with only a few tasks (batch
-1) the panels are cut into one slice a thread instead, as in packed.py.
+Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
+block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
+into one slice a thread instead, as in packed.py.
 """
 import numba
 import numpy as np
@@ -72,8 +75,7 @@ def blocking(convolution, itemsize, threads):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the zero-padded image
-    (chunks, C x (H + 2PH) x (W + 2PW)), the block's windows (chunks, sub-blocks x K x 6) and the tile of sums
-    (chunks, block positions x 16)."""
+    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, block positions x 16)."""
     N, C, H, W = convolution.input_shape
     _, _, KH, KW = convolution.weight_shape
     width, blocks, slices = blocking(convolution, itemsize, threads)
@@ -231,8 +233,9 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                                dilation_h, dilation_w, width, slices, factors, offsets, residual, activation):
+def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
+                                kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                                dilation_w, width, slices, factors, offsets, residual, activation):
     """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]

@@ -149,7 +149,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
-    Algorithm("packed_windows", packed_windows, packed_windows.applies),  # never chosen here: nn.infer's strided
+    Algorithm("packed_windows", packed_windows, packed_windows.applies),  # never chosen here: nn.infer's (dispatch.py)
 )}
 
 
@@ -379,7 +379,9 @@ def choose_prepared(convolution):
     512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps, where OpenBLAS's own blocking
     is ahead: benchmarks/NOTES.md); 'strips' for the layers choose() gives Winograd whose outputs are at most
     PREPARED_STRIPS_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for 7x7 (ResNet-50's
-    512-channel 3x3 layers); else choose()'s."""
+    512-channel 3x3 layers); 'packed_windows' for the ungrouped layers choose() gives 'gemm' whose windows are
+    over one pixel (ResNet-50's 7x7 stem and 3x3 stride-2 layers: 1.07-1.21x gemm at batch 1 and 8, one
+    thread; benchmarks/NOTES.md, section 61) while PREPARED_PACKED_WINDOWS; else choose()'s."""
     _, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS

@@ -7,37 +7,27 @@ does not bend, since both sides share every round's load.
 
 The older package is imported under the name nbconv_before (its modules import each other relatively).
 """
-import os
 import statistics
 import sys
-import tempfile
 import time
 
 import numba
 import numpy as np
-import onnxruntime
 
 sys.path.insert(0, sys.argv[1])
 import nbconv_before  # noqa: E402,F401
-from nbconv import models, nn  # noqa: E402
+from nbconv import nn  # noqa: E402
 from nbconv import onnx as nbonnx  # noqa: E402
+from resnet50_model import onnxruntime_session, resnet50_file  # noqa: E402
 
 rounds, repeat, batches = int(sys.argv[2]), int(sys.argv[3]), [int(b) for b in sys.argv[4].split(",")]
 rng = np.random.default_rng(0)
-src = models.build("resnet50", (3, 224, 224), seed=0).eval()
-for name, buffer in src.named_buffers().items():
-    if name.endswith("running_var"):
-        buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
 threads = numba.get_num_threads()
-with tempfile.TemporaryDirectory() as d:
-    path = os.path.join(d, "r.onnx")
-    nbonnx.save(src, path, (3, 224, 224))
+with resnet50_file(rng) as path:
     model = nbonnx.load(path).eval()
     from nbconv_before import onnx as old_onnx, nn as old_nn
     old_model = old_onnx.load(path).eval()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(path, threads)
 # one thread: the thread's CPU time (onnxruntime's one-thread session runs on the calling thread), which a loaded
 # machine bends less than wall time
 clock = time.thread_time if threads == 1 else time.perf_counter

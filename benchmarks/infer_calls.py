@@ -26,11 +26,12 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 import numba
 import numpy as np
+
+from resnet50_model import resnet50_file
 
 TREES_DIR = "/tmp/nbconv_trees"
 clock = time.perf_counter
@@ -171,15 +172,9 @@ def main():
         trees[name] = import_tree(name, root)
     rng = np.random.default_rng(0)
     first = next(iter(trees.values()))
-    source = importlib.import_module(first.__name__ + ".models").build("resnet50", (3, 224, 224), seed=0).eval()
-    for name, buffer in source.named_buffers().items():
-        if name.endswith("running_var"):
-            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
-    x = rng.standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
     models, recorders, infers = {}, {}, {}
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        importlib.import_module(first.__name__ + ".onnx").save(source, path, (3, 224, 224))
+    with resnet50_file(rng, first.__name__) as path:
+        x = rng.standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
         for name, package in trees.items():
             models[name] = importlib.import_module(package.__name__ + ".onnx").load(path).eval()
             infers[name] = importlib.import_module(package.__name__ + ".nn").infer

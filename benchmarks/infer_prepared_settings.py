@@ -1,65 +1,65 @@
 """The imported ResNet-50's nn.infer with the prepared passes' latest plan settings on and off, in alternating
 rounds in one process (the plans are remembered per settings, so each configuration keeps its own):
 `gemm.FORWARD_COLUMNS` (forward blocks at least 196 positions wide) and `plan.PREPARED_STRIPS_WIDEST` ('strips'
-for Winograd's 7-wide 3x3 layers), each alone and both, against both off.
+for Winograd's 7-wide 3x3 layers), each alone and both, against both off; with --windows instead
+`plan.PREPARED_PACKED_WINDOWS` ('packed_windows' for the strided layers with windows) on against off ('gemm').
 
-    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6]
+    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6] [--windows]
 
 With one thread (NUMBA_NUM_THREADS=1) the clock is the thread's CPU time, else wall time.
 """
 import argparse
-import os
 import statistics
-import tempfile
 import time
 
 import numba
 import numpy as np
 
-from nbconv import models, nn
-from nbconv import onnx as nbonnx
+from nbconv import nn
 from nbconv.kernels.cpu.conv import gemm
 from nbconv.kernels.cpu.conv import plan as planning
+from resnet50_model import imported_resnet50
 
-CONFIGURATIONS = {"both off": (0, 0), "strips only": (0, 7), "columns only": (196, 0), "both on": (196, 7)}
+CONFIGURATIONS = {"both off": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_STRIPS_WIDEST"): 0},
+                  "strips only": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_STRIPS_WIDEST"): 7},
+                  "columns only": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_STRIPS_WIDEST"): 0},
+                  "both on": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_STRIPS_WIDEST"): 7}}
+WINDOWS = {"gemm": {(planning, "PREPARED_PACKED_WINDOWS"): False},
+           "packed_windows": {(planning, "PREPARED_PACKED_WINDOWS"): True}}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="8,1")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--windows", action="store_true", help="packed_windows on against off")
     arguments = parser.parse_args()
+    configurations = WINDOWS if arguments.windows else CONFIGURATIONS
     clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
     rng = np.random.default_rng(0)
-    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
-    for name, buffer in source.named_buffers().items():
-        if name.endswith("running_var"):
-            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        nbonnx.save(source, path, (3, 224, 224))
-        model = nbonnx.load(path).eval()
-    saved = gemm.FORWARD_COLUMNS, planning.PREPARED_STRIPS_WIDEST
+    model, _ = imported_resnet50(rng)
+    saved = {setting: getattr(*setting) for values in configurations.values() for setting in values}
     for batch in (int(b) for b in arguments.batches.split(",")):
         x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
 
         def run(configuration):
-            gemm.FORWARD_COLUMNS, planning.PREPARED_STRIPS_WIDEST = CONFIGURATIONS[configuration]
+            for (module, name), value in configurations[configuration].items():
+                setattr(module, name, value)
             return nn.infer(model, x)
 
-        for configuration in CONFIGURATIONS:  # warm up: compile, plan, keep the weight-only work
+        for configuration in configurations:  # warm up: compile, plan, keep the weight-only work
             run(configuration)
-        times = {configuration: [] for configuration in CONFIGURATIONS}
-        order = list(CONFIGURATIONS)
+        times = {configuration: [] for configuration in configurations}
+        order = list(configurations)
         for round_ in range(arguments.rounds):
-            for configuration in order[round_ % 4:] + order[:round_ % 4]:
+            for configuration in order[round_ % len(order):] + order[:round_ % len(order)]:
                 samples = []
                 for _ in range(2):
                     start = clock()
                     run(configuration)
                     samples.append(clock() - start)
                 times[configuration].append(statistics.median(samples))
-        base = times["both off"]
+        base = times[order[0]]
         parts = []
         for configuration, values in times.items():
             ratios = [b / a for a, b in zip(values, base)]
@@ -67,7 +67,8 @@ def main():
                          f"[{min(ratios):.2f}-{max(ratios):.2f}])")
         print(f"batch {batch}, {numba.get_num_threads()} thread(s), clock {clock.__name__}: " + "; ".join(parts),
               flush=True)
-    gemm.FORWARD_COLUMNS, planning.PREPARED_STRIPS_WIDEST = saved
+    for (module, name), value in saved.items():
+        setattr(module, name, value)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ norm and activations applied in place; `--forward` also times `model.forward`); 
 topology built with torch.nn (random weights: only the time is compared here, the outputs are compared in
 the tests)."""
 import argparse
-import os
 import statistics
-import tempfile
 import time
 
 import numba
 import numpy as np
 
-from nbconv import models, nn
-from nbconv import onnx as nbonnx
+from nbconv import nn
+from resnet50_model import imported_resnet50
 
 
 def torch_resnet50(torch):
@@ -74,24 +72,13 @@ def main():
                         help="also time nn.infer with every 1x1 layer on the BLAS path (kernels/cpu/conv/packed.py off)")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
-    import onnxruntime
     try:
         import torch
         torch.set_num_threads(threads)
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
-    for name, buffer in source.named_buffers().items():
-        if name.endswith("running_var"):
-            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        nbonnx.save(source, path, (3, 224, 224))
-        model = nbonnx.load(path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    model, session = imported_resnet50(rng, threads)
     twin = torch_resnet50(torch) if torch is not None else None
     print(f"ResNet-50, 3x224x224, float32, {threads} threads each; {arguments.rounds} alternating rounds, "
           f"median of {arguments.repeat} calls per round")

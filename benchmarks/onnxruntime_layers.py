@@ -12,14 +12,12 @@ import collections
 import json
 import os
 import statistics
-import tempfile
 
 import numba
 import numpy as np
 import onnxruntime
 
-from nbconv import models
-from nbconv import onnx as nbonnx
+from resnet50_model import onnxruntime_session, resnet50_file
 
 
 def main():
@@ -28,20 +26,11 @@ def main():
     parser.add_argument("--runs", type=int, default=10)
     arguments = parser.parse_args()
     rng = np.random.default_rng(0)
-    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
-    for name, buffer in source.named_buffers().items():
-        if name.endswith("running_var"):
-            buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
-    x = rng.standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
     threads = numba.get_num_threads()
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        nbonnx.save(source, path, (3, 224, 224))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(directory, "profile")
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    with resnet50_file(rng) as path:
+        x = rng.standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
+        session = onnxruntime_session(path, threads, enable_profiling=True,
+                                      profile_file_prefix=os.path.join(os.path.dirname(path), "profile"))
         input_name = session.get_inputs()[0].name
         for _ in range(3):  # warm-up runs, left out below
             session.run(None, {input_name: x})

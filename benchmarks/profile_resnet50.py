@@ -12,26 +12,17 @@ batch-norm/residual/ReLU passes ("scale_shift ...").
 """
 import argparse
 import collections
-import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
 
 from nbconv import functional as F
-from nbconv import models
 from nbconv import nn
-from nbconv import onnx as nbonnx
 from nbconv.nn import inference
+from resnet50_model import imported_resnet50
 
 
-def imported_resnet50():
-    source = models.build("resnet50", (3, 224, 224), seed=0).eval()
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "resnet50.onnx")
-        nbonnx.save(source, path, (3, 224, 224))
-        return nbonnx.load(path).eval()
 
 
 def group_name(layer, input_shape):
@@ -50,7 +41,7 @@ def main():
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--infer", action="store_true", help="profile nn.infer instead of forward")
     arguments = parser.parse_args()
-    model = imported_resnet50()
+    model, _ = imported_resnet50(np.random.default_rng(1))
     x = np.random.default_rng(0).standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
     records = collections.defaultdict(list)  # (path, group) -> seconds per call
     leaves = [(path, layer) for path, layer in model.named_layers() if not layer.children()]

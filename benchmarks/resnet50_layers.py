@@ -1,13 +1,17 @@
 """ResNet-50's convolution layers one by one, nbconv's inference path against onnxruntime, ranked by the total
 milliseconds nbconv loses on each (a layer's time difference x how often the network runs it).
 
-    python benchmarks/resnet50_layers.py [--batch 1] [--rounds 5] [--repeat 3] [--clock thread|wall]
+    python benchmarks/resnet50_layers.py [--batch 1] [--rounds 5] [--repeat 3] [--clock thread|wall] [--strided]
+                                         [--without-windows]
 
 nbconv: the layer as nn.infer runs it (plan.prepared_plan's algorithm, weight-only work kept, batch norm as a
 scale and shift and the ReLU in its epilogue). onnxruntime: a one-node Conv + Relu graph (it fuses the two, as
 it fuses a batch norm into the weights). Both with Numba's thread count; alternating rounds, median of
 `repeat` calls a round. With one thread the default clock is the thread's CPU time (onnxruntime runs a
-one-thread session on the calling thread), which a loaded machine bends less than wall time.
+one-thread session on the calling thread), which a loaded machine bends less than wall time. `--strided`:
+only the layers of kernel over 1 and stride 2 (the 7x7 stem, the three 3x3 stride-2 layers);
+`--without-windows`: also the layer with `plan.PREPARED_PACKED_WINDOWS` off (im2col + BLAS, 'gemm', where the
+plan gives 'packed_windows'), in the same rounds.
 """
 import argparse
 import statistics
@@ -17,6 +21,7 @@ import numba
 import numpy as np
 
 import nbconv.functional as F
+from nbconv.kernels.cpu.conv import plan as planning
 from nbconv.kernels.cpu.conv.plan import prepared_plan
 
 # (C, D, kernel, stride, input size, count in the network)
@@ -53,23 +58,34 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clock", choices=("thread", "wall"), default=None)
+    parser.add_argument("--strided", action="store_true", help="only the strided layers with kernels over 1x1")
+    parser.add_argument("--without-windows", action="store_true",
+                        help="also time the layers packed_windows runs with it off (im2col + BLAS)")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
     clock = time.thread_time if (arguments.clock or ("thread" if threads == 1 else "wall")) == "thread" \
         else time.perf_counter
     rng = np.random.default_rng(0)
     rows = []
-    for C, D, kernel, stride, size, count in LAYERS:
+    layers = [layer for layer in LAYERS if not arguments.strided or (layer[2] > 1 and layer[3] > 1)]
+    for C, D, kernel, stride, size, count in layers:
         padding = kernel // 2
         x = rng.standard_normal((arguments.batch, C, size, size)).astype(np.float32)
         w = (rng.standard_normal((D, C, kernel, kernel)) / np.sqrt(C * kernel * kernel)).astype(np.float32)
         scale, shift = np.ones(D, np.float32), np.zeros(D, np.float32)
         prepared = {}
         session = ort_session(w, stride, padding, threads)
-        engines = {"nbconv": lambda: F._conv2d(x, w, None, (stride, stride), padding, (1, 1), 1, prepared=prepared,
-                                               epilogue=(scale, shift, None, "relu")),
-                   "onnxruntime": lambda: session.run(None, {"x": x})[0]}
-        np.testing.assert_allclose(engines["nbconv"](), engines["onnxruntime"](), rtol=1e-3, atol=1e-3)
+        def ours(windows=True):
+            planning.PREPARED_PACKED_WINDOWS = windows
+            return F._conv2d(x, w, None, (stride, stride), padding, (1, 1), 1, prepared=prepared,
+                             epilogue=(scale, shift, None, "relu"))
+
+        engines = {"nbconv": ours, "onnxruntime": lambda: session.run(None, {"x": x})[0]}
+        windowed = prepared_plan(x.shape, w.shape, stride, stride, padding, padding).algorithm == "packed_windows"
+        if arguments.without_windows and windowed:
+            engines["nbconv without packed_windows"] = lambda: ours(False)
+        for name in engines:
+            np.testing.assert_allclose(engines[name](), engines["onnxruntime"](), rtol=1e-3, atol=1e-3)
         times = {name: [] for name in engines}
         for _ in range(arguments.rounds):
             for name, run in engines.items():
@@ -79,12 +95,21 @@ def main():
                     run()
                     samples.append(clock() - start)
                 times[name].append(statistics.median(samples))
-        ours, theirs = (1e3 * statistics.median(times[name]) for name in engines)
+        planning.PREPARED_PACKED_WINDOWS = True
+        ours, theirs = (1e3 * statistics.median(times[name]) for name in ("nbconv", "onnxruntime"))
         ratio = statistics.median([b / a for a, b in zip(times["nbconv"], times["onnxruntime"])])
         algorithm = prepared_plan(x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype).algorithm
         rows.append((count * (ours - theirs), f"{C} -> {D} {kernel}x{kernel} s{stride} on {size} (x{count})", algorithm,
                      ours, theirs, ratio, count))
-        print(f"  {rows[-1][1]}: {algorithm} {ours:.2f} ms, onnxruntime {theirs:.2f} ms", flush=True)
+        line = f"  {rows[-1][1]}: {algorithm} {ours:.2f} ms, onnxruntime {theirs:.2f} ms ({ratio:.2f}x)"
+        if "nbconv without packed_windows" in times:
+            before = times["nbconv without packed_windows"]
+            gain = statistics.median([b / a for a, b in zip(times["nbconv"], before)])
+            against = statistics.median([b / a for a, b in zip(before, times["onnxruntime"])])
+            gains = [b / a for a, b in zip(times["nbconv"], before)]
+            line += (f"; without packed_windows {1e3 * statistics.median(before):.2f} ms ({against:.2f}x "
+                     f"onnxruntime); packed_windows {gain:.2f}x [{min(gains):.2f}-{max(gains):.2f}]")
+        print(line, flush=True)
     print(f"\nbatch {arguments.batch}, {threads} thread(s), clock {clock.__name__}, {arguments.rounds} alternating "
           f"rounds, median of {arguments.repeat} calls; ms a call, ranked by ms lost in the network")
     print("| layer (count) | nbconv algorithm | nbconv | onnxruntime | nbconv speed (ort / nbconv) | ms lost a forward |")
@@ -93,8 +118,8 @@ def main():
         print(f"| {label} | {algorithm} | {ours:.2f} | {theirs:.2f} | {ratio:.2f}x | {lost:.1f} |")
     total_ours = sum(row[3] * row[6] for row in rows)
     total_theirs = sum(row[4] * row[6] for row in rows)
-    print(f"| all 53 convolutions | | {total_ours:.1f} | {total_theirs:.1f} | {total_theirs / total_ours:.2f}x | "
-          f"{total_ours - total_theirs:.1f} |")
+    print(f"| all {sum(row[6] for row in rows)} convolutions | | {total_ours:.1f} | {total_theirs:.1f} | "
+          f"{total_theirs / total_ours:.2f}x | {total_ours - total_theirs:.1f} |")
 
 
 if __name__ == "__main__":

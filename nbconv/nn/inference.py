@@ -20,8 +20,8 @@ be a second copy of every convolution's weights, rebuilt whenever they change (o
 `load_state_dict`, a user's own edits), which cannot be noticed without reading them.
 
 The convolutions run the algorithms `kernels/cpu/conv/plan.py`'s `choose_prepared` picks for passes that keep
-their weight-only work (a 1x1 layer's packed weight, 'strips' for 3x3 layers on 7x7 maps), which may differ
-from a training pass's.
+their weight-only work (a packed weight for 1x1 layers on small maps and for strided layers with larger windows,
+'strips' for 3x3 layers on 7x7 maps), which may differ from a training pass's.
 
 A convolution keeps, per version of its weight (`Parameter.version`, which assigning a new array, an
 optimizer step, `load_state_dict` and `Parameter.mark_changed()` advance), what depends on the weight

@@ -31,9 +31,9 @@ import numpy as np
 import numba
 from numba import njit
 
-from . import packed, winograd
+from . import packed, packed_windows, winograd
 from ..fastmath import REDUCE
-from ..finite import all_finite
+from ..finite import all_finite, all_finite_parallel
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
@@ -115,8 +115,8 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
                             dilation_h, dilation_w, groups, epilogue=None):
     """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
     (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness, a
-    Winograd layer's transformed filters and a 1x1 layer's packed weight, is computed on first use and kept
-    there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
+    Winograd layer's transformed filters and a packed or packed_windows layer's packed weight, is computed on
+    first use and kept there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
     0/1/2) applied to the output as scale_shift_forward would: inside the gemm, packed and Winograd kernels, to each
@@ -126,11 +126,13 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
     chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed")
-    if chosen.algorithm == "packed":
-        if "packed weight" not in prepared:
-            prepared["packed weight"] = packed.pack_weight(weight)
-        packed.run_packed(input, prepared["packed weight"], bias, output, buffers(chosen), chosen, epilogue)
+    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed", "packed_windows")
+    if chosen.algorithm in ("packed", "packed_windows"):
+        module = packed if chosen.algorithm == "packed" else packed_windows
+        key = chosen.algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
+        if key not in prepared:
+            prepared[key] = module.pack_weight(weight)
+        module.run_packed(input, prepared[key], bias, output, buffers(chosen), chosen, epilogue)
     elif chosen.algorithm == "winograd":
         key = "winograd filters"  # they depend on the weight alone, not on the batch
         if key not in prepared:
@@ -141,7 +143,7 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
         chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
         run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and all_finite(output, input if fused else output[:0]):
+    if prepared["finite"] and all_finite_parallel(output, input if fused else output[:0]):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

@@ -106,7 +106,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
                winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
@@ -149,6 +149,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
+    Algorithm("packed_windows", packed_windows, packed_windows.applies),  # never chosen here: nn.infer's (dispatch.py)
 )}
 
 
@@ -280,7 +281,7 @@ SETTINGS = (
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
-                             "PREPARED_STRIPS_WIDEST")),
+                             "PREPARED_STRIPS_WIDEST", "PREPARED_PACKED_WINDOWS")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -293,6 +294,7 @@ SETTINGS = (
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
+    (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
 
@@ -367,6 +369,7 @@ PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
 PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
 PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead
+PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
 
 
 def choose_prepared(convolution):
@@ -376,7 +379,9 @@ def choose_prepared(convolution):
     512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps, where OpenBLAS's own blocking
     is ahead: benchmarks/NOTES.md); 'strips' for the layers choose() gives Winograd whose outputs are at most
     PREPARED_STRIPS_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for 7x7 (ResNet-50's
-    512-channel 3x3 layers); else choose()'s."""
+    512-channel 3x3 layers); 'packed_windows' for the ungrouped layers choose() gives 'gemm' whose windows are
+    over one pixel (ResNet-50's 7x7 stem and 3x3 stride-2 layers: 1.07-1.21x gemm at batch 1 and 8, one
+    thread; benchmarks/NOTES.md, section 61) while PREPARED_PACKED_WINDOWS; else choose()'s."""
     _, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
@@ -385,6 +390,8 @@ def choose_prepared(convolution):
     algorithm = choose("forward", convolution)
     if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
         return "strips"
+    if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
+        return "packed_windows"
     return algorithm
 
 

@@ -68,8 +68,8 @@ def test_every_shape_class_gets_its_documented_algorithm(name, input_shape, weig
 def test_the_classes_cover_every_algorithm_and_pass():
     covered = {(pass_, algorithms[i]) for *_, algorithms in CLASSES for i, pass_ in enumerate(PASSES)}
     for name in ALGORITHMS:
-        if name == "packed":
-            continue  # nn.infer's 1x1 layers with the weight packed once, never choose()'s (test_packed.py)
+        if name in ("packed", "packed_windows"):
+            continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
                 continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
@@ -155,7 +155,7 @@ def test_thresholds_are_read_at_each_call(monkeypatch):
 
 def test_applicable_lists_what_can_run():
     strided = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 2, 2, 1, 1)
-    assert applicable(FORWARD, strided) == ["direct", "gemm", "lanes"]
+    assert applicable(FORWARD, strided) == ["direct", "gemm", "lanes", "packed_windows"]
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)

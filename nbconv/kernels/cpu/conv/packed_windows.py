@@ -1,0 +1,325 @@
+"""Convolutions with windows larger than one pixel (any stride, padding and dilation; ungrouped) as products
+with the weight packed once, for inference: output[n, d, p] = sum_k weight[d, k] * window[n, k, p] over the
+K = C*KH*KW taps k = (c*KH + i)*KW + j of each output position p's window.
+
+The weight (D, C, KH, KW) is packed into panels of PANEL = 16 output channels, packed[(g*K + k)*16 + m] =
+weight[g*16 + m, k] (zero past D), the order the micro-kernel reads; a caller that keeps it for as long as
+the weight does not change (nn.infer's prepared layer, dispatch.conv2d_forward_prepared) packs it once.
+
+A task is one image, one block of its output positions and one slice of the panels. The image is copied
+once into a zero-padded buffer (C x Hp x Wp; no bounds to test after it), and nothing is unrolled: the
+micro-kernel reads each window value from it at tap_offsets[k] + the start of each of its positions' windows
+(bases, per block), where the BLAS path copies every window value twice (im2col, then OpenBLAS's packing of
+the columns) and an im2col, even into the micro-kernel's order, cost about a fifth of the products. For each
+panel and each DEPTH taps (16 x DEPTH weights stay in L1), each sub-block of 6 positions is summed in 12
+vector registers, the panel's 16 channels (two vectors) x 6 positions: two vector loads of weights and 6
+broadcast window values for 12 fused multiply-adds a tap. The output channels lie in the vector lanes: the
+image, which lives in L2, is read as 24 bytes a tap for 16 channels, where 'packed' (packed.py, 1x1 layers:
+positions in the lanes, 6 channels x 16 positions) reads 64 bytes for 6. (A 12-channel x 8-position panel,
+positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md, section 61.) The
+sums go to a tile (block positions x 16 channels), which also holds the partial sums between DEPTHs, and are
+finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
+the output's (D, P) order after the block's last sub-block.
+
+Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
+block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
+into one slice a thread instead, as in packed.py.
+"""
+import numba
+import numpy as np
+from numba import njit
+
+from ..scale_shift import RELU, RELU6, no_epilogue
+from ..shared import chunk_bounds, fill_zero
+from ..threads import parallel_parts
+from ..vectors import LANES, add_products, broadcast, load, store, zeros
+
+PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
+POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
+DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
+PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
+MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+
+
+def _round_up(count, multiple):
+    return -(-count // multiple) * multiple
+
+
+def applies(pass_, convolution):
+    """The forward pass of ungrouped convolutions whose windows are larger than one pixel."""
+    _, _, KH, KW = convolution.weight_shape
+    return pass_ == "forward" and convolution.groups == 1 and KH * KW > 1
+
+
+def blocking(convolution, itemsize, threads):
+    """(positions a block, blocks an image, panel slices a block) for this convolution and thread count: an
+    image's sub-blocks shared out over the fewest blocks of at most PACK_BYTES of windows (at least
+    MIN_POSITIONS positions), so that only an image's last block ends in a partial sub-block."""
+    N = convolution.input_shape[0]
+    D, C, KH, KW = convolution.weight_shape
+    _, _, OH, OW = convolution.output_shape
+    subs = max(1, -(-OH * OW // POSITIONS))
+    taps = max(1, C * KH * KW)
+    most = max(-(-MIN_POSITIONS // POSITIONS), PACK_BYTES // (taps * itemsize * POSITIONS))
+    blocks = -(-subs // most)
+    width = -(-subs // blocks) * POSITIONS
+    blocks = -(-OH * OW // width)
+    tasks = N * blocks
+    panels = -(-D // PANEL)
+    slices = 1
+    if 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+        slices = max(1, min(panels, threads))
+    return width, blocks, slices
+
+
+def buffers(pass_, convolution, itemsize, threads):
+    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the zero-padded image
+    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, block positions x 16)."""
+    N, C, H, W = convolution.input_shape
+    _, _, KH, KW = convolution.weight_shape
+    width, blocks, slices = blocking(convolution, itemsize, threads)
+    chunks = max(1, min(N * blocks * slices, threads))
+    padded = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)
+    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, PANEL * width)))
+
+
+def pack_weight(weight):
+    """weight (D, C, KH, KW) as panels: packed[(g*K + k)*16 + m] = weight[g*16 + m, k], zero past D."""
+    D = weight.shape[0]
+    K = weight[0].size
+    panels = np.zeros((_round_up(D, PANEL), K), weight.dtype)
+    panels[:D] = weight.reshape(D, K)
+    return np.ascontiguousarray(panels.reshape(-1, PANEL, K).transpose(0, 2, 1)).reshape(-1)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def pad_image(image, padding_h, padding_w, padded):
+    """padded (C*(H + 2PH)*(W + 2PW),) = image (C, H, W) with PH zero rows and PW zero columns each side."""
+    C, H, W = image.shape
+    Hp, Wp = H + 2 * padding_h, W + 2 * padding_w
+    for c in range(C):
+        plane = padded[c * Hp * Wp:(c + 1) * Hp * Wp]
+        fill_zero(plane[:padding_h * Wp])
+        fill_zero(plane[(padding_h + H) * Wp:])
+        for r in range(H):
+            row = plane[(padding_h + r) * Wp:(padding_h + r + 1) * Wp]
+            fill_zero(row[:padding_w])
+            fill_zero(row[padding_w + W:])
+            inside = row[padding_w:padding_w + W]
+            values = image[c, r]
+            for q in range(W):
+                inside[q] = values[q]
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def block_bases(p0, p1, out_w, row_step, column_step, bases):
+    """bases[q] = oh*row_step + ow*column_step for the block's output positions p0 + q = oh*OW + ow below p1,
+    and the last one's again up to the end of the last sub-block (row_step = stride_h x the padded width,
+    column_step = stride_w): where position q's window starts in the padded image."""
+    count = p1 - p0
+    oh, ow = p0 // out_w, p0 % out_w
+    for q in range(count):
+        bases[q] = oh * row_step + ow * column_step
+        ow += 1
+        if ow == out_w:
+            ow, oh = 0, oh + 1
+    for q in range(count, (count + POSITIONS - 1) // POSITIONS * POSITIONS):
+        bases[q] = bases[count - 1]
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
+    """The sums over k0 <= k < k0 + depth of weights[weight_at + 16(k - k0) + m] * padded[tap_offsets[k] +
+    bases[base_at + j]] for m < 16, j < 6, in 12 vector accumulators (two of 8 channels for each position j),
+    started from zero when first, else from the tile's values; stored to tile[tile_at + 16j + m]. The window
+    values are read from the padded image itself, nothing is unrolled."""
+    b0 = bases[base_at]
+    b1 = bases[base_at + 1]
+    b2 = bases[base_at + 2]
+    b3 = bases[base_at + 3]
+    b4 = bases[base_at + 4]
+    b5 = bases[base_at + 5]
+    if first:
+        a00 = zeros(tile)
+        a01 = zeros(tile)
+        a10 = zeros(tile)
+        a11 = zeros(tile)
+        a20 = zeros(tile)
+        a21 = zeros(tile)
+        a30 = zeros(tile)
+        a31 = zeros(tile)
+        a40 = zeros(tile)
+        a41 = zeros(tile)
+        a50 = zeros(tile)
+        a51 = zeros(tile)
+    else:
+        a00 = load(tile, tile_at)
+        a01 = load(tile, tile_at + LANES)
+        a10 = load(tile, tile_at + PANEL)
+        a11 = load(tile, tile_at + PANEL + LANES)
+        a20 = load(tile, tile_at + 2 * PANEL)
+        a21 = load(tile, tile_at + 2 * PANEL + LANES)
+        a30 = load(tile, tile_at + 3 * PANEL)
+        a31 = load(tile, tile_at + 3 * PANEL + LANES)
+        a40 = load(tile, tile_at + 4 * PANEL)
+        a41 = load(tile, tile_at + 4 * PANEL + LANES)
+        a50 = load(tile, tile_at + 5 * PANEL)
+        a51 = load(tile, tile_at + 5 * PANEL + LANES)
+    for k in range(depth):
+        at = weight_at + k * PANEL
+        w0 = load(weights, at)
+        w1 = load(weights, at + LANES)
+        offset = tap_offsets[k0 + k]
+        x = broadcast(padded, offset + b0)
+        a00 = add_products(a00, w0, x)
+        a01 = add_products(a01, w1, x)
+        x = broadcast(padded, offset + b1)
+        a10 = add_products(a10, w0, x)
+        a11 = add_products(a11, w1, x)
+        x = broadcast(padded, offset + b2)
+        a20 = add_products(a20, w0, x)
+        a21 = add_products(a21, w1, x)
+        x = broadcast(padded, offset + b3)
+        a30 = add_products(a30, w0, x)
+        a31 = add_products(a31, w1, x)
+        x = broadcast(padded, offset + b4)
+        a40 = add_products(a40, w0, x)
+        a41 = add_products(a41, w1, x)
+        x = broadcast(padded, offset + b5)
+        a50 = add_products(a50, w0, x)
+        a51 = add_products(a51, w1, x)
+    store(tile, tile_at, a00)
+    store(tile, tile_at + LANES, a01)
+    store(tile, tile_at + PANEL, a10)
+    store(tile, tile_at + PANEL + LANES, a11)
+    store(tile, tile_at + 2 * PANEL, a20)
+    store(tile, tile_at + 2 * PANEL + LANES, a21)
+    store(tile, tile_at + 3 * PANEL, a30)
+    store(tile, tile_at + 3 * PANEL + LANES, a31)
+    store(tile, tile_at + 4 * PANEL, a40)
+    store(tile, tile_at + 4 * PANEL + LANES, a41)
+    store(tile, tile_at + 5 * PANEL, a50)
+    store(tile, tile_at + 5 * PANEL + LANES, a51)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation):
+    """output[n, d0 + m, p0 + q] = activation(tile[16q + m] * factors[d] + offsets[d] + residual) for q < p1 - p0
+    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed)."""
+    D = output.shape[1]
+    zero, six = output.dtype.type(0), output.dtype.type(6)
+    count = p1 - p0
+    for m in range(min(PANEL, D - d0)):
+        d = d0 + m
+        factor, offset = factors[d], offsets[d]
+        sums = tile[m:]
+        target = output[n, d, p0:p1]
+        if summed:
+            added = residual[n, d, p0:p1]
+            for q in range(count):
+                target[q] = sums[q * PANEL] * factor + offset + added[q]
+        else:
+            for q in range(count):
+                target[q] = sums[q * PANEL] * factor + offset
+        if activation == RELU:
+            for q in range(count):
+                value = target[q]
+                target[q] = zero if value <= zero else value  # NaN fails the test and passes through
+        elif activation == RELU6:
+            for q in range(count):
+                value = target[q]
+                target[q] = zero if value <= zero else (six if value >= six else value)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
+def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
+                                kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
+                                dilation_w, width, slices, factors, offsets, residual, activation):
+    """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    N, C, H, W = input.shape
+    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    P = OH * OW
+    Hp, Wp = H + 2 * padding_h, W + 2 * padding_w
+    taps = C * kernel_h * kernel_w
+    blocks = (P + width - 1) // width
+    panels = (D + PANEL - 1) // PANEL
+    flat_output = output.reshape((N, D, P))
+    summed = residual.shape[0] > 0
+    tap_offsets = np.empty(taps, np.int64)
+    for c in range(C):
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
+    bases = np.empty(tile_buffer.shape[1] // PANEL, np.int64)  # one block's window starts, whole sub-blocks
+    chunks = padded_buffer.shape[0]
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
+        padded, tile = padded_buffer[chunk], tile_buffer[chunk]
+        padded_image, based_task = -1, -1
+        first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
+        for task in range(first, last):
+            block_task = task // slices
+            n, block = block_task // blocks, block_task % blocks
+            p0 = block * width
+            p1 = min(P, p0 + width)
+            if n != padded_image:
+                pad_image(input[n], padding_h, padding_w, padded)
+                padded_image = n
+            if block_task != based_task:
+                block_bases(p0, p1, OW, stride_h * Wp, stride_w, bases)
+                based_task = block_task
+            subs = (p1 - p0 + POSITIONS - 1) // POSITIONS
+            g0, g1 = chunk_bounds(task % slices, slices, panels)
+            for g in range(g0, g1):
+                for k0 in range(0, taps, DEPTH):
+                    depth = min(DEPTH, taps - k0)
+                    weight_at = (g * taps + k0) * PANEL
+                    for s in range(subs):
+                        panel_sums(packed_weight, weight_at, padded, tap_offsets, k0, depth, bases, s * POSITIONS,
+                                   tile, s * POSITIONS * PANEL, k0 == 0)
+                write_panel(tile, flat_output, n, g * PANEL, p0, p1, factors, offsets, residual, summed,
+                            activation)
+
+
+def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,
+                           stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, width, slices, scale,
+                           shift, residual, activation):
+    """output (N, D, OH, OW) = the convolution of input (N, C, H, W) with the (D, C, KH, KW) weight packed by
+    pack_weight, + bias (D,) or (0,), then the epilogue (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
+    (0, 0, 0), activation 0/1/2) as one multiply-add, output = sums * factor + offset with factor = scale and
+    offset = bias * scale + shift. Buffers (chunks, ...) as `buffers` sizes them; width, slices: `blocking`."""
+    D = output.shape[1]
+    factors = scale if scale.shape[0] else np.ones(D, output.dtype)
+    offsets = np.zeros(D, output.dtype) if bias.shape[0] == 0 else bias * factors
+    if shift.shape[0]:
+        offsets = offsets + shift
+    parallel_parts(conv2d_forward_windows_span, numba.get_num_threads(), input, packed_weight, output,
+                   padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
+                   padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
+                   np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
+
+
+def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):
+    """The plan's convolution with a weight already packed (pack_weight), then `epilogue` when given."""
+    convolution = plan.convolution
+    _, _, KH, KW = convolution.weight_shape
+    width, _, slices = blocking(convolution, output.itemsize, numba.get_num_threads())
+    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, _ = convolution.hyper
+    conv2d_forward_windows(np.ascontiguousarray(input), packed_weight, bias, output, buffers["padded"],
+                           buffers["tile"], KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,
+                           width, slices, *(epilogue or no_epilogue(output.dtype)))
+
+
+def forward(input, weight, bias, output, buffers, plan, epilogue=None):
+    """output = conv2d(input, weight) + bias, packing the weight for this call alone."""
+    run_packed(input, pack_weight(weight), bias, output, buffers, plan, epilogue)
+
+
+def backward_input(grad_output, weight, grad_input, buffers, plan):
+    raise ValueError("the packed windowed convolution runs the forward pass only")
+
+
+backward_weight = backward_input
+
+__all__ = ["applies", "blocking", "buffers", "conv2d_forward_windows", "forward", "pack_weight", "run_packed"]

@@ -1,0 +1,189 @@
+"""conv/packed_windows.py: convolutions with windows over one pixel and the weight packed once (panels of 16
+output channels x sub-blocks of 6 positions in vector registers, window values read from a zero-padded copy of
+the image), any stride, padding and dilation, with the inference epilogue; nn.infer's choice of it for the
+layers training runs by im2col ('gemm')."""
+import numpy as np
+import pytest
+
+import nbconv.functional as F
+from nbconv import models, nn
+from nbconv.kernels.cpu.conv import dispatch, packed_windows
+from nbconv.kernels.cpu.conv import plan as planning
+from nbconv.kernels.cpu.conv.plan import Convolution, choose_prepared, plan, prepared_plan
+from nbconv.kernels.cpu.threads import parallel_parts
+from tests import reference
+from tests.kernels.cpu.conv.algorithm_check import check, random_case
+
+# (N, C, H, W, D, kernel, stride, padding, dilation, groups): channels on and off the panel of 16, positions
+# on and off the sub-block of 6, odd sizes, strides 1-4, padding 0-3, dilation, non-square kernels
+CASES = [
+    (1, 3, 13, 11, 17, 3, 2, 1, 1, 1),          # 7 x 6 outputs: a last sub-block of 6, 17 channels: a panel of 1
+    (2, 5, 9, 9, 16, 3, 1, 1, 1, 1),            # stride 1, one full panel
+    (1, 3, 23, 21, 29, 7, 2, 3, 1, 1),          # a 7x7 stem
+    (3, 4, 11, 12, 33, (3, 5), (2, 3), (1, 2), 1, 1),
+    (1, 7, 15, 13, 20, 3, 2, 2, 2, 1),          # dilation 2
+    (2, 2, 17, 19, 5, 5, 4, 0, 1, 1),           # stride 4, unpadded, fewer channels than a vector
+    (1, 300, 7, 7, 18, 3, 2, 1, 1, 1),          # 2700 taps: several depth blocks of 256
+    (1, 6, 3, 3, 9, 3, 2, 1, 1, 1),             # 2 x 2 outputs: one partial sub-block
+    (2, 4, 5, 5, 7, 5, 1, 0, 1, 1),             # one position an image
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_reference(case, rng):
+    check("packed_windows", case, rng, passes=("forward",))
+
+
+def test_in_float32_matches_reference(rng):
+    check("packed_windows", (2, 64, 15, 13, 70, 3, 2, 1, 1, 1), rng, passes=("forward",), dtype=np.float32,
+          tolerance=2e-6)
+    check("packed_windows", (1, 3, 31, 29, 64, 7, 2, 3, 1, 1), rng, passes=("forward",), dtype=np.float32,
+          tolerance=2e-6)
+
+
+def test_several_blocks_an_image_and_depth_blocks(monkeypatch, rng):
+    """Several blocks of positions an image (a small PACK_BYTES), with a short last block, and taps over 256."""
+    monkeypatch.setattr(packed_windows, "PACK_BYTES", 4096)
+    monkeypatch.setattr(packed_windows, "MIN_POSITIONS", 6)
+    for case in [(2, 40, 13, 13, 21, 3, 2, 1, 1, 1), (1, 3, 29, 29, 16, 7, 2, 3, 1, 1)]:
+        x, w, b, hyper = random_case(case, rng)
+        chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows")
+        width, blocks, _ = packed_windows.blocking(chosen.convolution, x.itemsize, 1)
+        _, _, OH, OW = chosen.convolution.output_shape
+        assert blocks > 1 and (OH * OW) % width
+        out = np.full(chosen.convolution.output_shape, np.nan)
+        dispatch.run_forward(chosen, x, w, b, out)
+        expected = reference.conv2d(x, w, b, hyper[0:2], ((hyper[2],) * 2, (hyper[3],) * 2), (1, 1), 1)
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("case", [(1, 24, 9, 9, 40, 3, 2, 1, 1, 1), (2, 16, 11, 9, 13, 3, 2, 1, 1, 1),
+                                  (1, 3, 30, 30, 64, 7, 2, 3, 1, 1)])
+def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
+    """Buffers planned for 1, 2 and 3 threads, run in as many parts: the same values, bit for bit (batch 1
+    cuts the panels, batch 2 the images)."""
+    x, w, b, hyper = random_case(case, np.random.default_rng(7), np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
+            span, parts, *args))
+        monkeypatch.setattr(packed_windows.numba, "get_num_threads", lambda threads=threads: threads)
+        chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows",
+                      threads=threads)
+        out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
+        packed_windows.forward(x, w, b, out, dispatch.buffers(chosen), chosen)
+        results.append(out)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+
+
+def test_blocks_cover_every_position_and_the_buffers_hold_them(rng):
+    """On random shapes: the blocks cover an image's positions, only the last one short; the tile holds a
+    block's sub-blocks of 16 channels, the padded buffer the padded image, one of each per chunk."""
+    for _ in range(200):
+        N, C, H, W, D = (int(v) for v in rng.integers(1, 5, 1).tolist() + rng.integers(1, 40, 4).tolist())
+        K, stride, padding = int(rng.integers(2, 6)), int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        H, W = max(H, K), max(W, K)
+        threads = int(rng.integers(1, 5))
+        convolution = Convolution((N, C, H, W), (D, C, K, K), stride, stride, padding, padding)
+        chosen = plan("forward", *convolution[:2], *convolution.hyper, algorithm="packed_windows", threads=threads)
+        sizes = {buffer.name: buffer.shape for buffer in chosen.buffers}
+        width, blocks, slices = packed_windows.blocking(convolution, 8, threads)
+        _, _, OH, OW = convolution.output_shape
+        assert width % packed_windows.POSITIONS == 0 and (blocks - 1) * width < OH * OW <= blocks * width
+        assert sizes["tile"][1] >= packed_windows.PANEL * width
+        assert sizes["padded"][1] == C * (H + 2 * padding) * (W + 2 * padding)
+        assert 1 <= sizes["tile"][0] == sizes["padded"][0] <= min(threads, N * blocks * slices)
+
+
+def test_buffers_are_not_written_past_their_ends(rng):
+    """The kernel run on buffers with a margin of NaN after each chunk: the margins stay NaN."""
+    x, w, b, hyper = random_case((2, 21, 9, 11, 13, 3, 2, 1, 1, 1), rng, np.float32)
+    chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows", threads=2)
+    shapes = {buffer.name: buffer.shape for buffer in chosen.buffers}
+    margin = 64
+    padded = np.full((shapes["padded"][0], shapes["padded"][1] + margin), np.nan, np.float32)
+    tile = np.full((shapes["tile"][0], shapes["tile"][1] + margin), np.nan, np.float32)
+    out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
+    width, _, slices = packed_windows.blocking(chosen.convolution, 4, 2)
+    empty = np.empty(0, np.float32)
+    packed_windows.conv2d_forward_windows(x, packed_windows.pack_weight(w), b, out, padded[:, :shapes["padded"][1]],
+                                          tile[:, :shapes["tile"][1]], 3, 3, *hyper[:6], width, slices, empty,
+                                          empty, np.empty((0, 0, 0), np.float32), 0)
+    assert np.isnan(padded[:, -margin:]).all() and np.isnan(tile[:, -margin:]).all()
+    expected = reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), hyper[0:2],
+                                ((1, 1), (1, 1)), (1, 1), 1)
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=2e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+def test_prepared_epilogue_matches_convolution_then_scale_shift(activation, rng):
+    """Through nn.infer's path (dispatch.conv2d_forward_prepared), which chooses it for a strided 3x3 layer:
+    bias, scale, shift, residual and activation, 67 channels (a partial panel), 5 x 6 outputs."""
+    x = rng.standard_normal((2, 23, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((67, 23, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(67).astype(np.float32)
+    assert prepared_plan(x.shape, w.shape, 2, 2, 1, 1, dtype=x.dtype).algorithm == "packed_windows"
+    conv = F.conv2d(x, w, bias, 2, 1)
+    scale, shift = rng.standard_normal(67).astype(np.float32), rng.standard_normal(67).astype(np.float32)
+    residual = rng.standard_normal(conv.shape).astype(np.float32)
+    prepared = {}
+    for epilogue in [(scale, shift, residual, activation), (scale, None, None, activation),
+                     (None, shift, residual, activation), (None, None, None, None)]:
+        expected = F.scale_shift(conv, *epilogue)
+        for _ in range(2):  # the first call packs the weight, the second reuses it
+            got = F._conv2d(x, w, bias, 2, 1, 1, 1, prepared=prepared, epilogue=epilogue)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_array_equal(prepared["packed windows weight"], packed_windows.pack_weight(w))
+
+
+def test_prepared_non_finite_values_follow_the_definition(rng):
+    """An inf in the input: the prepared pass gives what the definition gives (NaN where the inf meets a zero
+    weight, inf elsewhere), as every other path."""
+    x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((18, 4, 3, 3)).astype(np.float32)
+    w[5] = 0
+    x[0, 1, 4, 4] = np.inf
+    got = F._conv2d(x, w, None, 2, 1, 1, 1, prepared={}, epilogue=None)
+    with np.errstate(invalid="ignore"):
+        expected = reference.conv2d(x.astype(np.float64), w.astype(np.float64), np.zeros(18), (2, 2),
+                                    ((1, 1), (1, 1)), (1, 1), 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    assert np.isnan(got).any() and np.isinf(got).any()
+
+
+def test_infer_packs_each_weight_once_and_again_after_a_change(rng):
+    model = models.build("conv70k3s2p1nobias,bn,relu,conv12k3s2,bn,relu,gap,fc3", (5, 13, 11), seed=0).eval()
+    x = rng.standard_normal((2, 5, 13, 11)).astype(np.float32)
+    first = nn.infer(model, x)
+    np.testing.assert_allclose(first, model.forward(x), rtol=1e-5, atol=1e-5)
+    layer = model.layers[0]
+    packed_weight = layer._inference_prepared[1]["packed windows weight"]
+    nn.infer(model, x)
+    assert layer._inference_prepared[1]["packed windows weight"] is packed_weight  # kept
+    layer.weight.value[3, 2] = 5.0
+    layer.weight.mark_changed()
+    changed = nn.infer(model, x)
+    np.testing.assert_allclose(changed, model.eval().forward(x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(changed, first)
+    assert layer._inference_prepared[1]["packed windows weight"] is not packed_weight
+
+
+def test_applies_to_the_forward_of_ungrouped_layers_with_windows_only():
+    assert packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 3, 3), 2, 2, 1, 1))
+    assert packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 1, 3)))
+    assert not packed_windows.applies("backward_input", Convolution((1, 4, 9, 9), (8, 4, 3, 3), 2, 2))
+    assert not packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 1, 1), 2, 2))
+    assert not packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 2, 3, 3), groups=2))
+    assert plan("forward", (1, 128, 56, 56), (128, 128, 3, 3), 2, 2, 1, 1).algorithm == "gemm"  # training keeps it
+
+
+def test_nn_infer_chooses_it_for_gemms_layers_with_windows(monkeypatch):
+    stem = Convolution((1, 3, 224, 224), (64, 3, 7, 7), 2, 2, 3, 3)
+    assert choose_prepared(stem) == "packed_windows"
+    assert choose_prepared(Convolution((8, 256, 28, 28), (256, 256, 3, 3), 2, 2, 1, 1)) == "packed_windows"
+    assert choose_prepared(Convolution((1, 256, 56, 56), (512, 256, 1, 1), 2, 2)) == "gemm"  # 1x1 stride 2
+    assert choose_prepared(Convolution((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1)) == "winograd"
+    monkeypatch.setattr(planning, "PREPARED_PACKED_WINDOWS", False)  # read at plan time
+    assert prepared_plan(*stem[:2], *stem.hyper).algorithm == "gemm"

@@ -274,21 +274,64 @@ class Linear(WeightedLayer):
             self.bias.grad = grad_bias
         return grad_input
 
+    _last_fused_forward = _last_fused_backward = None  # see nbconv.nn.last_call
+
     def fuses_with(self, following, input):
-        # on the CUDA backend, where each kernel launch costs more than a small layer's arithmetic
-        return type(following) is ReLU and backend.is_device_array(input)
+        # one kernel call instead of two each way: on the CUDA backend a launch costs more than a small
+        # layer's arithmetic; on the CPU, for the arrays that take the remembered direct calls
+        return type(following) is ReLU and (backend.is_device_array(input) or host_key(input) is not None)
 
     def forward_fused(self, input):
         """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
         self.input = input
-        self.output = F.linear_relu(input, self.weight.value, None if self.bias is None else self.bias.value)
+        weight, bias = self.weight.value, None if self.bias is None else self.bias.value
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, identity(weight), identity(bias))
+        plan = plan_for(self._last_fused_forward, key)
+        if plan is not None:
+            kernel, bias_array, output_shape = plan
+            self.output = np.empty(output_shape, input.dtype)
+            kernel(input, weight, bias_array, self.output)
+            return self.output
+        self.output = F.linear_relu(input, weight, bias)
+        if key is not None and _plain(weight, bias):
+            bias_array = np.empty((0,), input.dtype) if bias is None else bias
+            self._last_fused_forward = LastCall(key, (weight, bias), (
+                backend.kernels("cpu").linear_relu_forward, bias_array, self.output.shape))
         return self.output
 
     def backward_fused(self, grad_output, need_input_grad=True):
         """The input gradient of relu(linear(input)) from the ReLU's output gradient; sets the parameters'."""
-        grad_input, self.weight.grad, grad_bias = F.linear_relu_backward(
-            grad_output, self.output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
-            None if self.bias is None else self.bias.grad_buffer)
+        input, output, weight = self.input, self.output, self.weight.value
+        grad_weight_buffer = self.weight.grad_buffer
+        grad_bias_buffer = None if self.bias is None else self.bias.grad_buffer
+        grad_key, input_key, output_key = host_key(grad_output), host_key(input), host_key(output)
+        key = None if None in (grad_key, input_key, output_key) else (
+            grad_key, input_key, output_key, identity(weight), identity(grad_weight_buffer),
+            identity(grad_bias_buffer), self.bias is None, bool(need_input_grad))
+        plan = plan_for(self._last_fused_backward, key)
+        if plan is not None:
+            kernel, weight_buffer_fits, bias_buffer_fits, no_bias = plan
+            dtype = input.dtype
+            grad_weight = grad_weight_buffer if weight_buffer_fits else np.empty(weight.shape, dtype)
+            if no_bias is not None:
+                grad_bias = None
+            else:
+                grad_bias = grad_bias_buffer if bias_buffer_fits else np.empty((weight.shape[0],), dtype)
+            grad_input = np.empty(input.shape, dtype) if need_input_grad else None
+            kernel(grad_output, output, input, weight, grad_input, grad_weight,
+                   no_bias if grad_bias is None else grad_bias)
+        else:
+            grad_input, grad_weight, grad_bias = F.linear_relu_backward(
+                grad_output, output, input, weight, need_input_grad, grad_weight_buffer, grad_bias_buffer)
+            if key is not None and _plain(weight):
+                from ..kernels.cpu.fused import linear_relu_backward  # the CPU's one-mask path (not a CUDA twin)
+                dtype = input.dtype
+                self._last_fused_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
+                    linear_relu_backward, _fits(grad_weight_buffer, weight.shape, dtype),
+                    _fits(grad_bias_buffer, (weight.shape[0],), dtype),
+                    np.empty((0,), dtype) if self.bias is None else None))
+        self.weight.grad = grad_weight
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input
@@ -347,6 +390,56 @@ class MaxPool2d(Layer):
         if key is not None and self.input.ndim == 4:
             geometry = _pool_geometry(self.input, h)
             self._last_backward = LastCall(key, (), (backend.kernels("cpu").max_pool2d_backward, geometry.kernel_args))
+        return grad_input
+
+    _last_fused_forward = _last_fused_backward = None
+
+    def fuses_with(self, following, input):
+        # relu(max_pool2d(x)) in one pass each way on the CPU (Sequential runs a ReLU before a max pooling
+        # after it), for the arrays that take the remembered direct calls
+        return type(following) is ReLU and host_key(input) is not None and input.ndim == 4
+
+    def forward_fused(self, input):
+        """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, self.training, tuple(self.hyper.values()))
+        plan = plan_for(self._last_fused_forward, key)
+        if plan is not None:
+            self.input = input
+            kernel, output_shape, no_indices, kernel_args = plan
+            output = np.empty(output_shape, input.dtype)
+            indices = np.empty(output_shape, np.int64) if no_indices is None else no_indices
+            kernel(input, output, indices, *kernel_args)
+            self.indices = None if no_indices is not None else indices
+            self.output = output
+            return output
+        output = self.forward(input)  # the validated path, then the ReLU in place: the same values
+        self.output = output = F.relu(output)
+        if key is not None:
+            from ..kernels.cpu.pool import max_pool2d_relu_forward  # the CPU's fused pass (not a CUDA twin)
+            geometry = _pool_geometry(input, self.hyper)
+            no_indices = None if self.training else np.empty((0, 0, 0, 0), np.int64)
+            self._last_fused_forward = LastCall(key, (), (max_pool2d_relu_forward, geometry.output_shape, no_indices,
+                                                          geometry.kernel_args))
+        return output
+
+    def backward_fused(self, grad_output):
+        """The input gradient of relu(max_pool2d(input)) from the ReLU's output gradient."""
+        indices, output = self.indices, self.output
+        grad_key, input_key = host_key(grad_output), host_key(self.input)
+        key = None if None in (grad_key, input_key, host_key(indices), host_key(output)) else (
+            grad_key, input_key, indices.shape, output.shape, output.dtype, tuple(self.hyper.values()))
+        plan = plan_for(self._last_fused_backward, key)
+        if plan is not None:
+            kernel, kernel_args = plan
+            grad_input = np.empty(self.input.shape, grad_output.dtype)
+            kernel(grad_output, indices, output, grad_input, *kernel_args)
+            return grad_input
+        grad_input = self.backward(F.relu_backward(grad_output, output))  # validated: the same values
+        if key is not None:
+            from ..kernels.cpu.pool import max_pool2d_relu_backward
+            geometry = _pool_geometry(self.input, self.hyper)
+            self._last_fused_backward = LastCall(key, (), (max_pool2d_relu_backward, geometry.kernel_args))
         return grad_input
 
     def spec(self):

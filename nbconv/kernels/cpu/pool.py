@@ -49,9 +49,18 @@ def _has_nan(a, b, c, d):
     return np.int64(a != a) | np.int64(b != b) | np.int64(c != c) | np.int64(d != d)
 
 
+@njit(cache=True, inline="always")
+def relu_row(row):
+    """row = relu(row) in place, as relu_forward (NaN stays NaN)."""
+    for q in range(row.shape[0]):
+        value = row[q]
+        row[q] = 0 if value <= 0 else value
+
+
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
-    """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices, relu):
+    """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py);
+    relu = 1 also applies the ReLU to each output row (max_pool2d_relu_forward)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
@@ -105,31 +114,51 @@ def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
                         best[ow] = plane[2 * oh + (k >> 1), 2 * ow + (k & 1)]
                         if record:
                             where[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
+            if relu:
+                relu_row(best)
 
 
-def max_pool2d_forward_2x2(input, output, indices):
+def max_pool2d_forward_2x2(input, output, indices, relu=0):
     """max_pool2d_forward for 2x2 windows with stride 2 and every window inside the input (the common
     pooling layer): each output's four values at once, a row of outputs in a loop free of branches (the
     maximum from max(), its position from equality tests turned into arithmetic). A row that holds a NaN,
     which real data almost never does, is redone afterwards with the branches NaN needs."""
-    parallel_parts(max_pool2d_forward_2x2_span, thread_count(input.size), input, output, indices)
+    parallel_parts(max_pool2d_forward_2x2_span, thread_count(input.size), input, output, indices, relu)
+
+
+def _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, OH, OW, H, W):
+    """Whether the windows are 2x2 with stride 2, no padding, each inside the input."""
+    return ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
+            and 2 * OH <= H and 2 * OW <= W)
 
 
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
     """output = max over each window (NaN propagates); indices = where in the plane it came from, or
     nothing when indices is empty, (0, 0, 0, 0) (inference needs no positions and runs 2.5x faster).
     Ties and NaNs resolve to the first in the window's row-major order."""
-    OH, OW = output.shape[2], output.shape[3]
-    if ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
-            and 2 * OH <= input.shape[2] and 2 * OW <= input.shape[3]):
-        return max_pool2d_forward_2x2(input, output, indices)
-    max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w)
+    _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, 0)
+
+
+def max_pool2d_relu_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
+    """output = relu(max_pool2d_forward(input)), in the same pass (the ReLU applied to each output row while
+    it is in the cache); indices as max_pool2d_forward's: the window's maximum, whatever its sign. The same
+    values as the two kernels one after the other (nn.Sequential runs a ReLU before a max pooling so)."""
+    _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, 1)
+
+
+def _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, relu):
+    if _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, output.shape[2], output.shape[3],
+               input.shape[2], input.shape[3]):
+        return max_pool2d_forward_2x2(input, output, indices, relu)
+    max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
+                               relu)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indices, kernel_h, kernel_w, stride_h,
-                                    stride_w, padding_h, padding_w):
-    """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                    stride_w, padding_h, padding_w, relu):
+    """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py);
+    relu = 1 also applies the ReLU to each output row (max_pool2d_relu_forward)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
@@ -163,10 +192,12 @@ def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indice
                         max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, stride_w)
                     else:
                         max_value_tap(row[start:], best[lo:hi], stride_w)
+            if relu:
+                relu_row(best)
 
 
 def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h,
-                               padding_w):
+                               padding_w, relu=0):
     """max_pool2d_forward for any window, stride and padding.
 
     Ties and NaNs resolve to the first in the window's row-major order. The loops run tap by tap over a
@@ -174,17 +205,23 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
     column tap reaches computed once per call.
     """
     parallel_parts(max_pool2d_forward_windows_span, thread_count(input.size), input, output, indices, kernel_h,
-                   kernel_w, stride_h, stride_w, padding_h, padding_w)
+                   kernel_w, stride_h, stride_w, padding_h, padding_w, relu)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input, kernel_h, kernel_w, stride_h,
-                             stride_w, padding_h, padding_w):
-    """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                             stride_w, padding_h, padding_w, output, relu):
+    """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py);
+    relu = 1 routes only the gradients whose output (the ReLU's, same shape as grad_output) is positive
+    (max_pool2d_relu_backward); relu = 0 never reads output."""
     N, C, H, W = grad_input.shape
     OH, OW = min(grad_output.shape[2], indices.shape[2]), min(grad_output.shape[3], indices.shape[3])
     if min(grad_output.shape[0], indices.shape[0]) < N or min(grad_output.shape[1], indices.shape[1]) < C:
         OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
+    if relu and (output.shape[0] < N or output.shape[1] < C):
+        OH = OW = 0
+    if relu:
+        OH, OW = min(OH, output.shape[2]), min(OW, output.shape[3])
     plane_size = H * W
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
     for task in range(span_first, span_last):
@@ -195,9 +232,10 @@ def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_i
         for oh in range(OH):
             grad_row = grad_output[n, c, oh]
             where = indices[n, c, oh]
+            output_row = output[n, c, oh] if relu else grad_row
             for ow in range(OW):
                 position = where[ow]
-                if 0 <= position < plane_size:
+                if 0 <= position < plane_size and (relu == 0 or output_row[ow] > 0):
                     plane[position] += grad_row[ow]
 
 
@@ -207,7 +245,57 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
     Positions outside the plane (which max_pool2d_forward never makes) are skipped: a scatter must not
     write outside its output whatever it is given."""
     parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
-                   kernel_w, stride_h, stride_w, padding_h, padding_w)
+                   kernel_w, stride_h, stride_w, padding_h, padding_w, grad_output, 0)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
+def max_pool2d_relu_backward_2x2_span(span_part, span_parts, grad_output, indices, output, grad_input):
+    """max_pool2d_relu_backward for 2x2 windows with stride 2 inside the input, over the span_part-th of
+    span_parts slices of its outer loop (threads.py). Each input position lies in at most one window, so
+    every value of grad_input is written once, in order: no clearing pass and no scatter. A window's four
+    positions take its gradient where its index points, 0 elsewhere (an index outside its own window, which
+    max_pool2d_relu_forward never makes, routes nothing, as the CUDA kernel's gather)."""
+    N, C, H, W = grad_input.shape
+    OH = min(grad_output.shape[2], indices.shape[2], output.shape[2], H // 2)
+    OW = min(grad_output.shape[3], indices.shape[3], output.shape[3], W // 2)
+    if min(grad_output.shape[0], indices.shape[0], output.shape[0]) < N or \
+            min(grad_output.shape[1], indices.shape[1], output.shape[1]) < C:
+        OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
+    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
+    for task in range(span_first, span_last):
+        n, c = task // C, task % C
+        plane = grad_input[n, c]
+        for oh in range(OH):
+            top, bottom = plane[2 * oh], plane[2 * oh + 1]
+            grad_row, output_row, where = grad_output[n, c, oh], output[n, c, oh], indices[n, c, oh]
+            base = 2 * oh * W
+            for ow in range(OW):
+                value = grad_row[ow] if output_row[ow] > 0 else 0
+                tap = where[ow] - base - 2 * ow  # 0, 1, W or W + 1 for the window's four positions
+                top[2 * ow] = value if tap == 0 else 0
+                top[2 * ow + 1] = value if tap == 1 else 0
+                bottom[2 * ow] = value if tap == W else 0
+                bottom[2 * ow + 1] = value if tap == W + 1 else 0
+            for iw in range(2 * OW, W):  # a last odd column no window covers
+                top[iw] = 0
+                bottom[iw] = 0
+        for ih in range(2 * OH, H):  # a last odd row, or every row when nothing is valid
+            fill(plane[ih], 0)
+
+
+def max_pool2d_relu_backward(grad_output, indices, output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
+                             padding_h, padding_w):
+    """grad_input of relu(max_pool2d(input)) from the ReLU's output gradient, the forward's indices and its
+    output (max_pool2d_relu_forward's): each output gradient whose output is positive is routed to the
+    position of its window's maximum. The same values as relu_backward then max_pool2d_backward."""
+    OH, OW = grad_output.shape[2], grad_output.shape[3]
+    if _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, OH, OW, grad_input.shape[2],
+               grad_input.shape[3]):
+        parallel_parts(max_pool2d_relu_backward_2x2_span, thread_count(grad_output.size), grad_output, indices,
+                       output, grad_input)
+        return
+    parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
+                   kernel_w, stride_h, stride_w, padding_h, padding_w, output, 1)
 
 
 @njit(cache=True, inline="always")

@@ -285,6 +285,10 @@ def compile_backward(kinds, dtype=np.float32):
         F.local_conv2d_backward(np.ones((2, 2, 4, 4), dtype), x, np.ones((4, 4, 2, 2, 3, 3), dtype))
     if "maxpool" in kinds:
         F.max_pool2d_backward(np.ones((2, 2, 3, 3), dtype), x, 2, indices=np.zeros((2, 2, 3, 3), np.int64))
+        # a pooling that runs the ReLU after it (nn.MaxPool2d.fuses_with), 2x2: the dense backward
+        from .kernels.cpu.pool import max_pool2d_relu_backward
+        max_pool2d_relu_backward(np.ones((2, 2, 3, 3), dtype), np.zeros((2, 2, 3, 3), np.int64),
+                                 np.ones((2, 2, 3, 3), dtype), np.empty_like(x), 2, 2, 2, 2, 0, 0)
     if "avgpool" in kinds:
         F.avg_pool2d_backward(np.ones((2, 2, 3, 3), dtype), x, 2)
     if "gap" in kinds:
@@ -303,6 +307,9 @@ def compile_backward(kinds, dtype=np.float32):
                                    stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
+        # followed by a ReLU (nn.Linear.fuses_with): its one-mask backward
+        F.linear_relu_backward(np.ones((2, 3), dtype), np.ones((2, 3), dtype), x.reshape(2, -1),
+                               rng.standard_normal((3, 72)).astype(dtype))
 
 
 def compile_batch_assembly(dtype=np.float32):

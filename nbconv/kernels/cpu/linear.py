@@ -7,6 +7,7 @@ when they are large enough to pay for a parallel launch.
 import numba
 from numba import njit
 
+from .activation import relu_value
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
@@ -40,8 +41,7 @@ def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, outpu
             for n in range(N):
                 row = output[n]
                 for o in range(first, last):
-                    value = row[o]
-                    row[o] = 0 if value <= 0 else value
+                    row[o] = relu_value(row[o])
 
 
 def linear_forward_chunks(input, weight, bias, output, chunks, relu=0):

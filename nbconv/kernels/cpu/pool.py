@@ -11,6 +11,7 @@ import numpy as np
 
 from numba import njit
 
+from .activation import ZERO, relu_forward_span, relu_value
 from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
@@ -51,10 +52,9 @@ def _has_nan(a, b, c, d):
 
 @njit(cache=True, inline="always")
 def relu_row(row):
-    """row = relu(row) in place, as relu_forward (NaN stays NaN)."""
+    """row = relu(row) in place, as relu_forward."""
     for q in range(row.shape[0]):
-        value = row[q]
-        row[q] = 0 if value <= 0 else value
+        row[q] = relu_value(row[q])
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -140,18 +140,25 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
 
 
 def max_pool2d_relu_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
-    """output = relu(max_pool2d_forward(input)), in the same pass (the ReLU applied to each output row while
-    it is in the cache); indices as max_pool2d_forward's: the window's maximum, whatever its sign. The same
-    values as the two kernels one after the other (nn.Sequential runs a ReLU before a max pooling so)."""
+    """output = relu(max_pool2d_forward(input)) in place of the output, one call for both; indices as
+    max_pool2d_forward's: the window's maximum, whatever its sign. The same values as the two kernels one after
+    the other (nn.Sequential runs a ReLU before a max pooling so). On a C-contiguous output the ReLU is one
+    flat pass after the pooling (while the output is in the cache); on another, row by row inside it."""
     _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, 1)
 
 
 def _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, relu):
+    parts = thread_count(input.size)
+    flat = output.reshape(-1) if relu and output.flags.c_contiguous else None
+    in_rows = 0 if flat is not None else relu  # a ReLU over one flat run is 2-5x faster than row by row
     if _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, output.shape[2], output.shape[3],
                input.shape[2], input.shape[3]):
-        return max_pool2d_forward_2x2(input, output, indices, relu)
-    max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w,
-                               relu)
+        parallel_parts(max_pool2d_forward_2x2_span, parts, input, output, indices, in_rows)
+    else:
+        parallel_parts(max_pool2d_forward_windows_span, parts, input, output, indices, kernel_h, kernel_w, stride_h,
+                       stride_w, padding_h, padding_w, in_rows)
+    if flat is not None:
+        parallel_parts(relu_forward_span, thread_count(flat.size), flat, flat)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -235,8 +242,12 @@ def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_i
             output_row = output[n, c, oh] if relu else grad_row
             for ow in range(OW):
                 position = where[ow]
-                if 0 <= position < plane_size and (relu == 0 or output_row[ow] > 0):
-                    plane[position] += grad_row[ow]
+                value = grad_row[ow]
+                # a select, not a branch (the signs of random data mispredict half the time); an output
+                # gradient the ReLU stops adds 0, as relu_backward's 0 does
+                value = value if relu == 0 or output_row[ow] > 0 else ZERO
+                if 0 <= position < plane_size:
+                    plane[position] += value
 
 
 def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, stride_h, stride_w,
@@ -248,52 +259,13 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
                    kernel_w, stride_h, stride_w, padding_h, padding_w, grad_output, 0)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def max_pool2d_relu_backward_2x2_span(span_part, span_parts, grad_output, indices, output, grad_input):
-    """max_pool2d_relu_backward for 2x2 windows with stride 2 inside the input, over the span_part-th of
-    span_parts slices of its outer loop (threads.py). Each input position lies in at most one window, so
-    every value of grad_input is written once, in order: no clearing pass and no scatter. A window's four
-    positions take its gradient where its index points, 0 elsewhere (an index outside its own window, which
-    max_pool2d_relu_forward never makes, routes nothing, as the CUDA kernel's gather)."""
-    N, C, H, W = grad_input.shape
-    OH = min(grad_output.shape[2], indices.shape[2], output.shape[2], H // 2)
-    OW = min(grad_output.shape[3], indices.shape[3], output.shape[3], W // 2)
-    if min(grad_output.shape[0], indices.shape[0], output.shape[0]) < N or \
-            min(grad_output.shape[1], indices.shape[1], output.shape[1]) < C:
-        OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
-    span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
-    for task in range(span_first, span_last):
-        n, c = task // C, task % C
-        plane = grad_input[n, c]
-        for oh in range(OH):
-            top, bottom = plane[2 * oh], plane[2 * oh + 1]
-            grad_row, output_row, where = grad_output[n, c, oh], output[n, c, oh], indices[n, c, oh]
-            base = 2 * oh * W
-            for ow in range(OW):
-                value = grad_row[ow] if output_row[ow] > 0 else 0
-                tap = where[ow] - base - 2 * ow  # 0, 1, W or W + 1 for the window's four positions
-                top[2 * ow] = value if tap == 0 else 0
-                top[2 * ow + 1] = value if tap == 1 else 0
-                bottom[2 * ow] = value if tap == W else 0
-                bottom[2 * ow + 1] = value if tap == W + 1 else 0
-            for iw in range(2 * OW, W):  # a last odd column no window covers
-                top[iw] = 0
-                bottom[iw] = 0
-        for ih in range(2 * OH, H):  # a last odd row, or every row when nothing is valid
-            fill(plane[ih], 0)
-
-
 def max_pool2d_relu_backward(grad_output, indices, output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
                              padding_h, padding_w):
     """grad_input of relu(max_pool2d(input)) from the ReLU's output gradient, the forward's indices and its
     output (max_pool2d_relu_forward's): each output gradient whose output is positive is routed to the
-    position of its window's maximum. The same values as relu_backward then max_pool2d_backward."""
-    OH, OW = grad_output.shape[2], grad_output.shape[3]
-    if _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, OH, OW, grad_input.shape[2],
-               grad_input.shape[3]):
-        parallel_parts(max_pool2d_relu_backward_2x2_span, thread_count(grad_output.size), grad_output, indices,
-                       output, grad_input)
-        return
+    position of its window's maximum. The same values as relu_backward then max_pool2d_backward, in one pass
+    (a dense 2x2 pass that writes each input position once, without the clearing, ran 1.5-5x slower than
+    this clear-then-scatter: benchmarks/NOTES.md, section 62)."""
     parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
                    kernel_w, stride_h, stride_w, padding_h, padding_w, output, 1)
 

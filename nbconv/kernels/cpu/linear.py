@@ -4,20 +4,19 @@ output (N, O).
 The products call the BLAS from inside @njit kernels (see blas.py), split by rows over parallel chunks
 when they are large enough to pay for a parallel launch.
 """
-import numba
 from numba import njit
 
 from .activation import relu_value
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
-from .threads import parallel_parts
+from .threads import num_threads, parallel_parts
 
 PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
 
 
 def _chunks(rows, flops):
-    return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, numba.get_num_threads()))
+    return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, num_threads()))
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)

@@ -253,3 +253,16 @@ def test_linear_relu_from_several_python_threads(rng):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_keeps_nan_and_gives_plus_zero_for_minus_zero(dtype):
+    special = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, -1.5, 2.5, np.finfo(dtype).tiny, -np.finfo(dtype).tiny],
+                       dtype)
+    x = np.tile(special, 7)  # past the vector loop's width, with a remainder
+    y = np.full_like(x, 9)
+    relu_forward(x, y)
+    expected = np.where(np.isnan(x), x, np.where(x > 0, x, 0)).astype(dtype)
+    assert np.array_equal(y.view(np.uint8), expected.view(np.uint8))  # bit for bit: +0, never -0
+    relu_forward(x, x)  # in place
+    assert np.array_equal(x.view(np.uint8), expected.view(np.uint8))

@@ -1,5 +1,5 @@
-"""LeNet-5's training step with and without the layers' ReLU fusions (nn.MaxPool2d and nn.Linear running the ReLU
-after them inside their own kernel calls), in one process, in alternating blocks (what a loaded machine disturbs
+"""LeNet-5's training step with and without the layers' ReLU fusions (nn.Linear running the ReLU after it inside
+its own kernel calls; nn.MaxPool2d too where a tree has that fusion), in one process, in alternating blocks (what a loaded machine disturbs
 least), and the fixed part of a step: t(64) / (2 t(32)) for each arm.
 
     NUMBA_NUM_THREADS=1 python benchmarks/lenet_fusions.py [--batches 32,64] [--blocks 30] [--steps 10]
@@ -32,7 +32,7 @@ def main():
     rng = np.random.default_rng(0)
     data = {b: ([rng.standard_normal((b, 1, 28, 28)).astype(np.float32) for _ in range(4)],
                 [rng.integers(0, 10, b) for _ in range(4)]) for b in batches}
-    fuses = {layer: layer.fuses_with for layer in (nn.MaxPool2d, nn.Linear)}
+    fuses = {layer: layer.fuses_with for layer in (nn.MaxPool2d, nn.Linear) if "fuses_with" in vars(layer)}
 
     def arm(fused):
         for layer, fuses_with in fuses.items():
@@ -69,7 +69,8 @@ def main():
         ratios = [f / u for f, u in zip(times[True, b], times[False, b])]
         cells = [f"{statistics.median(times[fused, b]):.3f} [{min(times[fused, b]):.3f}-{max(times[fused, b]):.3f}]"
                  for fused in (True, False)]
-        print(f"| {b} | {cells[0]} | {cells[1]} | {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}] |")
+        spread = f"{statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
+        print(f"| {b} | {cells[0]} | {cells[1]} | {spread} |")
     if 32 in batches and 64 in batches:
         for fused in (True, False):
             shares = [t64 / (2 * t32) for t32, t64 in zip(times[fused, 32], times[fused, 64])]

@@ -285,10 +285,6 @@ def compile_backward(kinds, dtype=np.float32):
         F.local_conv2d_backward(np.ones((2, 2, 4, 4), dtype), x, np.ones((4, 4, 2, 2, 3, 3), dtype))
     if "maxpool" in kinds:
         F.max_pool2d_backward(np.ones((2, 2, 3, 3), dtype), x, 2, indices=np.zeros((2, 2, 3, 3), np.int64))
-        # a pooling that runs the ReLU after it (nn.MaxPool2d.fuses_with), 2x2: the dense backward
-        from .kernels.cpu.pool import max_pool2d_relu_backward
-        max_pool2d_relu_backward(np.ones((2, 2, 3, 3), dtype), np.zeros((2, 2, 3, 3), np.int64),
-                                 np.ones((2, 2, 3, 3), dtype), np.empty_like(x), 2, 2, 2, 2, 0, 0)
     if "avgpool" in kinds:
         F.avg_pool2d_backward(np.ones((2, 2, 3, 3), dtype), x, 2)
     if "gap" in kinds:

@@ -392,56 +392,6 @@ class MaxPool2d(Layer):
             self._last_backward = LastCall(key, (), (backend.kernels("cpu").max_pool2d_backward, geometry.kernel_args))
         return grad_input
 
-    _last_fused_forward = _last_fused_backward = None
-
-    def fuses_with(self, following, input):
-        # relu(max_pool2d(x)) in one pass each way on the CPU (Sequential runs a ReLU before a max pooling
-        # after it), for the arrays that take the remembered direct calls
-        return type(following) is ReLU and host_key(input) is not None and input.ndim == 4
-
-    def forward_fused(self, input):
-        """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
-        input_key = host_key(input)
-        key = None if input_key is None else (input_key, self.training, tuple(self.hyper.values()))
-        plan = plan_for(self._last_fused_forward, key)
-        if plan is not None:
-            self.input = input
-            kernel, output_shape, no_indices, kernel_args = plan
-            output = np.empty(output_shape, input.dtype)
-            indices = np.empty(output_shape, np.int64) if no_indices is None else no_indices
-            kernel(input, output, indices, *kernel_args)
-            self.indices = None if no_indices is not None else indices
-            self.output = output
-            return output
-        output = self.forward(input)  # the validated path, then the ReLU in place: the same values
-        self.output = output = F.relu(output)
-        if key is not None:
-            from ..kernels.cpu.pool import max_pool2d_relu_forward  # the CPU's fused pass (not a CUDA twin)
-            geometry = _pool_geometry(input, self.hyper)
-            no_indices = None if self.training else np.empty((0, 0, 0, 0), np.int64)
-            self._last_fused_forward = LastCall(key, (), (max_pool2d_relu_forward, geometry.output_shape, no_indices,
-                                                          geometry.kernel_args))
-        return output
-
-    def backward_fused(self, grad_output):
-        """The input gradient of relu(max_pool2d(input)) from the ReLU's output gradient."""
-        indices, output = self.indices, self.output
-        grad_key, input_key = host_key(grad_output), host_key(self.input)
-        key = None if None in (grad_key, input_key, host_key(indices), host_key(output)) else (
-            grad_key, input_key, indices.shape, output.shape, output.dtype, tuple(self.hyper.values()))
-        plan = plan_for(self._last_fused_backward, key)
-        if plan is not None:
-            kernel, kernel_args = plan
-            grad_input = np.empty(self.input.shape, grad_output.dtype)
-            kernel(grad_output, indices, output, grad_input, *kernel_args)
-            return grad_input
-        grad_input = self.backward(F.relu_backward(grad_output, output))  # validated: the same values
-        if key is not None:
-            from ..kernels.cpu.pool import max_pool2d_relu_backward
-            geometry = _pool_geometry(self.input, self.hyper)
-            self._last_fused_backward = LastCall(key, (), (max_pool2d_relu_backward, geometry.kernel_args))
-        return grad_input
-
     def spec(self):
         h = self.hyper
         return f"maxpool{_token_args(k=h['kernel_size'])[1:]}" + _token_args(

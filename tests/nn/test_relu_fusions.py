@@ -1,6 +1,6 @@
-"""Layers that run the ReLU after them inside their own kernel calls on the CPU (MaxPool2d, Linear): the same
-bits as the two layers one after the other, remembered direct calls after the first, and copies that leave
-those behind."""
+"""A fully connected layer that runs the ReLU after it inside its own kernel calls on the CPU (nn.Linear): the
+same bits as the two layers one after the other, remembered direct calls after the first, and copies that
+leave those behind."""
 import copy
 import pickle
 
@@ -9,7 +9,6 @@ import pytest
 
 import nbconv.functional as F
 from nbconv import models, nn
-from nbconv.nn import layers as layers_module
 from nbconv.train import TrainConfig, make_optimizer
 
 
@@ -36,7 +35,6 @@ SPECS = ["lenet5", "conv4k3p1,relu,maxpool3s2p1,conv5k3,relu,maxpool2ceil,flatte
 def test_fused_training_gives_the_bits_of_the_layers_one_by_one(spec, monkeypatch):
     fused, fused_outputs = _train(spec, 4, mode_switch=True)
     assert fused._fused  # the fused calls ran
-    monkeypatch.setattr(nn.MaxPool2d, "fuses_with", lambda self, following, input: False)
     monkeypatch.setattr(nn.Linear, "fuses_with", lambda self, following, input: False)
     alone, alone_outputs = _train(spec, 4, mode_switch=True)
     assert alone._fused == set()
@@ -46,10 +44,10 @@ def test_fused_training_gives_the_bits_of_the_layers_one_by_one(spec, monkeypatc
         np.testing.assert_array_equal(got, expected)
 
 
-def test_lenet5_fuses_both_poolings_and_both_hidden_fully_connected_layers():
+def test_lenet5_fuses_both_hidden_fully_connected_layers():
     model, _ = _train("lenet5", 1)
     names = sorted(model.layers[model._last_order[position]].name for position in model._fused)
-    assert names == ["fc1", "fc2", "pool1", "pool2"]
+    assert names == ["fc1", "fc2"]
 
 
 def test_remembered_fused_calls_skip_the_functional_api(monkeypatch):
@@ -69,14 +67,11 @@ def test_remembered_fused_calls_skip_the_functional_api(monkeypatch):
 
 
 def test_non_contiguous_input_takes_the_layers_one_by_one(rng):
-    layer, relu = nn.MaxPool2d(2), nn.ReLU()
-    x = rng.standard_normal((2, 3, 8, 10)).astype(np.float32)[:, :, :, ::2]
-    assert not layer.fuses_with(relu, x)
-    assert layer.fuses_with(relu, np.ascontiguousarray(x))
-    assert not layer.fuses_with(nn.ReLU6(), np.ascontiguousarray(x))
-    fc = nn.Linear(4, 3, rng=rng)
+    fc, relu = nn.Linear(4, 3, rng=rng), nn.ReLU()
     assert not fc.fuses_with(relu, rng.standard_normal((4, 8))[:, ::2])
     assert fc.fuses_with(relu, rng.standard_normal((4, 4)))
+    assert not fc.fuses_with(nn.ReLU6(), rng.standard_normal((4, 4)))
+    assert not nn.MaxPool2d(2).fuses_with(relu, rng.standard_normal((1, 1, 4, 4)))
 
 
 def test_copies_and_pickles_leave_the_remembered_fused_calls_behind():
@@ -84,16 +79,19 @@ def test_copies_and_pickles_leave_the_remembered_fused_calls_behind():
     x = np.random.default_rng(5).standard_normal((5, 1, 28, 28)).astype(np.float32)
     expected = model.forward(x)
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        for name in ("pool1", "fc1"):
+        for name in ("fc1", "fc2"):
             assert twin[name]._last_fused_forward is None and twin[name]._last_fused_backward is None
         np.testing.assert_array_equal(twin.forward(x), expected)
 
 
-def test_the_first_fused_call_checks_its_input_as_the_layers_do(rng):
-    layer = nn.MaxPool2d(5)
-    with pytest.raises(ValueError):
-        layer.forward_fused(rng.standard_normal((1, 1, 3, 3)).astype(np.float32))
+def test_the_first_fused_call_checks_its_input_as_the_layer_does(rng):
     fc = nn.Linear(4, 3, rng=rng)
     with pytest.raises(ValueError):
         fc.forward_fused(rng.standard_normal((2, 5)).astype(np.float32))
-    assert layers_module.MaxPool2d._last_fused_forward is None
+    assert fc._last_fused_forward is None
+    y = fc.forward_fused(rng.standard_normal((2, 4)).astype(np.float32))
+    with pytest.raises(ValueError):  # a gradient of the wrong shape, after a remembered forward
+        fc.backward_fused(np.ones((2, 4), np.float32))
+    fc.backward_fused(np.ones_like(y))
+    with pytest.raises(ValueError):
+        fc.backward_fused(np.ones((3, 3), np.float32))

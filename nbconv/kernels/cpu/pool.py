@@ -11,7 +11,6 @@ import numpy as np
 
 from numba import njit
 
-from .activation import ZERO, relu_forward_span, relu_value
 from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
@@ -50,17 +49,9 @@ def _has_nan(a, b, c, d):
     return np.int64(a != a) | np.int64(b != b) | np.int64(c != c) | np.int64(d != d)
 
 
-@njit(cache=True, inline="always")
-def relu_row(row):
-    """row = relu(row) in place, as relu_forward."""
-    for q in range(row.shape[0]):
-        row[q] = relu_value(row[q])
-
-
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices, relu):
-    """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py);
-    relu = 1 also applies the ReLU to each output row (max_pool2d_relu_forward)."""
+def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
+    """max_pool2d_forward_2x2 over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
@@ -114,58 +105,31 @@ def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices, r
                         best[ow] = plane[2 * oh + (k >> 1), 2 * ow + (k & 1)]
                         if record:
                             where[ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
-            if relu:
-                relu_row(best)
 
 
-def max_pool2d_forward_2x2(input, output, indices, relu=0):
+def max_pool2d_forward_2x2(input, output, indices):
     """max_pool2d_forward for 2x2 windows with stride 2 and every window inside the input (the common
     pooling layer): each output's four values at once, a row of outputs in a loop free of branches (the
     maximum from max(), its position from equality tests turned into arithmetic). A row that holds a NaN,
     which real data almost never does, is redone afterwards with the branches NaN needs."""
-    parallel_parts(max_pool2d_forward_2x2_span, thread_count(input.size), input, output, indices, relu)
-
-
-def _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, OH, OW, H, W):
-    """Whether the windows are 2x2 with stride 2, no padding, each inside the input."""
-    return ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
-            and 2 * OH <= H and 2 * OW <= W)
+    parallel_parts(max_pool2d_forward_2x2_span, thread_count(input.size), input, output, indices)
 
 
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
     """output = max over each window (NaN propagates); indices = where in the plane it came from, or
     nothing when indices is empty, (0, 0, 0, 0) (inference needs no positions and runs 2.5x faster).
     Ties and NaNs resolve to the first in the window's row-major order."""
-    _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, 0)
-
-
-def max_pool2d_relu_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):
-    """output = relu(max_pool2d_forward(input)) in place of the output, one call for both; indices as
-    max_pool2d_forward's: the window's maximum, whatever its sign. The same values as the two kernels one after
-    the other (nn.Sequential runs a ReLU before a max pooling so). On a C-contiguous output the ReLU is one
-    flat pass after the pooling (while the output is in the cache); on another, row by row inside it."""
-    _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, 1)
-
-
-def _max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, relu):
-    parts = thread_count(input.size)
-    flat = output.reshape(-1) if relu and output.flags.c_contiguous else None
-    in_rows = 0 if flat is not None else relu  # a ReLU over one flat run is 2-5x faster than row by row
-    if _is_2x2(kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, output.shape[2], output.shape[3],
-               input.shape[2], input.shape[3]):
-        parallel_parts(max_pool2d_forward_2x2_span, parts, input, output, indices, in_rows)
-    else:
-        parallel_parts(max_pool2d_forward_windows_span, parts, input, output, indices, kernel_h, kernel_w, stride_h,
-                       stride_w, padding_h, padding_w, in_rows)
-    if flat is not None:
-        parallel_parts(relu_forward_span, thread_count(flat.size), flat, flat)
+    OH, OW = output.shape[2], output.shape[3]
+    if ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
+            and 2 * OH <= input.shape[2] and 2 * OW <= input.shape[3]):
+        return max_pool2d_forward_2x2(input, output, indices)
+    max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indices, kernel_h, kernel_w, stride_h,
-                                    stride_w, padding_h, padding_w, relu):
-    """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py);
-    relu = 1 also applies the ReLU to each output row (max_pool2d_relu_forward)."""
+                                    stride_w, padding_h, padding_w):
+    """max_pool2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
     record = indices.shape[0] > 0
@@ -199,12 +163,10 @@ def max_pool2d_forward_windows_span(span_part, span_parts, input, output, indice
                         max_pool_tap(row[start:], best[lo:hi], where[lo:hi], ih * W + start, stride_w)
                     else:
                         max_value_tap(row[start:], best[lo:hi], stride_w)
-            if relu:
-                relu_row(best)
 
 
 def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h,
-                               padding_w, relu=0):
+                               padding_w):
     """max_pool2d_forward for any window, stride and padding.
 
     Ties and NaNs resolve to the first in the window's row-major order. The loops run tap by tap over a
@@ -212,23 +174,17 @@ def max_pool2d_forward_windows(input, output, indices, kernel_h, kernel_w, strid
     column tap reaches computed once per call.
     """
     parallel_parts(max_pool2d_forward_windows_span, thread_count(input.size), input, output, indices, kernel_h,
-                   kernel_w, stride_h, stride_w, padding_h, padding_w, relu)
+                   kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_input, kernel_h, kernel_w, stride_h,
-                             stride_w, padding_h, padding_w, output, relu):
-    """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py);
-    relu = 1 routes only the gradients whose output (the ReLU's, same shape as grad_output) is positive
-    (max_pool2d_relu_backward); relu = 0 never reads output."""
+                             stride_w, padding_h, padding_w):
+    """max_pool2d_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = grad_input.shape
     OH, OW = min(grad_output.shape[2], indices.shape[2]), min(grad_output.shape[3], indices.shape[3])
     if min(grad_output.shape[0], indices.shape[0]) < N or min(grad_output.shape[1], indices.shape[1]) < C:
         OH = OW = 0  # mismatched batches: nothing valid to route (the planes are still cleared)
-    if relu and (output.shape[0] < N or output.shape[1] < C):
-        OH = OW = 0
-    if relu:
-        OH, OW = min(OH, output.shape[2]), min(OW, output.shape[3])
     plane_size = H * W
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
     for task in range(span_first, span_last):
@@ -239,15 +195,10 @@ def max_pool2d_backward_span(span_part, span_parts, grad_output, indices, grad_i
         for oh in range(OH):
             grad_row = grad_output[n, c, oh]
             where = indices[n, c, oh]
-            output_row = output[n, c, oh] if relu else grad_row
             for ow in range(OW):
                 position = where[ow]
-                value = grad_row[ow]
-                # a select, not a branch (the signs of random data mispredict half the time); an output
-                # gradient the ReLU stops adds 0, as relu_backward's 0 does
-                value = value if relu == 0 or output_row[ow] > 0 else ZERO
                 if 0 <= position < plane_size:
-                    plane[position] += value
+                    plane[position] += grad_row[ow]
 
 
 def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, stride_h, stride_w,
@@ -256,18 +207,7 @@ def max_pool2d_backward(grad_output, indices, grad_input, kernel_h, kernel_w, st
     Positions outside the plane (which max_pool2d_forward never makes) are skipped: a scatter must not
     write outside its output whatever it is given."""
     parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
-                   kernel_w, stride_h, stride_w, padding_h, padding_w, grad_output, 0)
-
-
-def max_pool2d_relu_backward(grad_output, indices, output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
-                             padding_h, padding_w):
-    """grad_input of relu(max_pool2d(input)) from the ReLU's output gradient, the forward's indices and its
-    output (max_pool2d_relu_forward's): each output gradient whose output is positive is routed to the
-    position of its window's maximum. The same values as relu_backward then max_pool2d_backward, in one pass
-    (a dense 2x2 pass that writes each input position once, without the clearing, ran 1.5-5x slower than
-    this clear-then-scatter: benchmarks/NOTES.md, section 62)."""
-    parallel_parts(max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input, kernel_h,
-                   kernel_w, stride_h, stride_w, padding_h, padding_w, output, 1)
+                   kernel_w, stride_h, stride_w, padding_h, padding_w)
 
 
 @njit(cache=True, inline="always")

@@ -13,7 +13,7 @@ from numba import njit
 import numpy as np
 
 from .conv import conv2d_backward_bias, conv2d_backward_weight
-from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward
+from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
 from .fastmath import REDUCE as _REDUCE
 from .optim import adam_step, sgd_step
 from .shared import chunk_bounds
@@ -36,7 +36,7 @@ def linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
 
 def linear_relu_forward(input, weight, bias, output):
     """output (N, O) = relu(input (N, I) @ weight (O, I).T + bias), the ReLU inside the product's kernel."""
-    linear_forward(input, weight, bias, output, 1)
+    linear_forward_relu(input, weight, bias, output, 1)
 
 
 # serial, as linear_backward_bias: (N, O) of a fully connected layer is little work

@@ -87,8 +87,13 @@ def linear_backward_weight_chunks(grad_output, input, grad_weight, chunks):
     parallel_parts(linear_backward_weight_chunks_span, chunks, grad_output, input, grad_weight, chunks)
 
 
-def linear_forward(input, weight, bias, output, relu=0):
-    """output[n, o] = bias[o] + sum_i input[n, i] * weight[o, i]; its ReLU when relu is 1."""
+def linear_forward(input, weight, bias, output):
+    """output[n, o] = bias[o] + sum_i input[n, i] * weight[o, i]."""
+    linear_forward_relu(input, weight, bias, output, 0)
+
+
+def linear_forward_relu(input, weight, bias, output, relu):
+    """linear_forward, then the ReLU inside the same kernel call when relu is 1 (fused.linear_relu_forward)."""
     N, I = input.shape
     with single_threaded():
         linear_forward_chunks(input, weight, bias, output, _chunks(output.shape[1], 2.0 * N * I * output.shape[1]),

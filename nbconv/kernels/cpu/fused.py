@@ -12,9 +12,10 @@ from numba import njit
 
 import numpy as np
 
+from .activation import ZERO
 from .conv import conv2d_backward_bias, conv2d_backward_weight
-from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
 from .fastmath import REDUCE as _REDUCE
+from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
 from .optim import adam_step, sgd_step
 from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
@@ -51,7 +52,7 @@ def relu_mask_bias(grad_output, output, masked, grad_bias):
         grad_bias[:] = 0
     for n in range(N):
         for o in range(O):
-            masked[n, o] = grad_output[n, o] if output[n, o] > 0 else 0
+            masked[n, o] = grad_output[n, o] if output[n, o] > 0 else ZERO
             if sums:
                 grad_bias[o] += masked[n, o]  # the stored value: the unfused path's sums, bit for bit
 
@@ -73,7 +74,8 @@ def linear_relu_backward_weight_bias(grad_output, output, input, grad_weight, gr
 def linear_relu_backward(grad_output, output, input, weight, grad_input, grad_weight, grad_bias):
     """Every gradient of relu(linear(input)) from one mask: grad_input (N, I) (skipped when None),
     grad_weight (O, I) and grad_bias (O,) (zero-size: no bias). Three kernel calls where the two above make
-    four and mask twice (the CPU layer's fused backward)."""
+    four and mask twice (the CPU layer's fused backward; not one of the exported kernels, so it runs outside
+    nbconv.kernels.serial's lock, which guards the convolutions' shared scratch: it has none)."""
     masked = np.empty_like(grad_output)
     relu_mask_bias(grad_output, output, masked, grad_bias)
     if grad_input is not None:

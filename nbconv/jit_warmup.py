@@ -303,6 +303,9 @@ def compile_backward(kinds, dtype=np.float32):
                                    stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
+        # followed by a ReLU (nn.Linear.fuses_with): its one-mask backward
+        F.linear_relu_backward(np.ones((2, 3), dtype), np.ones((2, 3), dtype), x.reshape(2, -1),
+                               rng.standard_normal((3, 72)).astype(dtype))
 
 
 def compile_batch_assembly(dtype=np.float32):

@@ -274,21 +274,64 @@ class Linear(WeightedLayer):
             self.bias.grad = grad_bias
         return grad_input
 
+    _last_fused_forward = _last_fused_backward = None  # see nbconv.nn.last_call
+
     def fuses_with(self, following, input):
-        # on the CUDA backend, where each kernel launch costs more than a small layer's arithmetic
-        return type(following) is ReLU and backend.is_device_array(input)
+        # one kernel call instead of two each way: on the CUDA backend a launch costs more than a small
+        # layer's arithmetic; on the CPU, for the arrays that take the remembered direct calls
+        return type(following) is ReLU and (backend.is_device_array(input) or host_key(input) is not None)
 
     def forward_fused(self, input):
         """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
         self.input = input
-        self.output = F.linear_relu(input, self.weight.value, None if self.bias is None else self.bias.value)
+        weight, bias = self.weight.value, None if self.bias is None else self.bias.value
+        input_key = host_key(input)
+        key = None if input_key is None else (input_key, identity(weight), identity(bias))
+        plan = plan_for(self._last_fused_forward, key)
+        if plan is not None:
+            kernel, bias_array, output_shape = plan
+            self.output = np.empty(output_shape, input.dtype)
+            kernel(input, weight, bias_array, self.output)
+            return self.output
+        self.output = F.linear_relu(input, weight, bias)
+        if key is not None and _plain(weight, bias):
+            bias_array = np.empty((0,), input.dtype) if bias is None else bias
+            self._last_fused_forward = LastCall(key, (weight, bias), (
+                backend.kernels("cpu").linear_relu_forward, bias_array, self.output.shape))
         return self.output
 
     def backward_fused(self, grad_output, need_input_grad=True):
         """The input gradient of relu(linear(input)) from the ReLU's output gradient; sets the parameters'."""
-        grad_input, self.weight.grad, grad_bias = F.linear_relu_backward(
-            grad_output, self.output, self.input, self.weight.value, need_input_grad, self.weight.grad_buffer,
-            None if self.bias is None else self.bias.grad_buffer)
+        input, output, weight = self.input, self.output, self.weight.value
+        grad_weight_buffer = self.weight.grad_buffer
+        grad_bias_buffer = None if self.bias is None else self.bias.grad_buffer
+        grad_key, input_key, output_key = host_key(grad_output), host_key(input), host_key(output)
+        key = None if None in (grad_key, input_key, output_key) else (
+            grad_key, input_key, output_key, identity(weight), identity(grad_weight_buffer),
+            identity(grad_bias_buffer), self.bias is None, bool(need_input_grad))
+        plan = plan_for(self._last_fused_backward, key)
+        if plan is not None:
+            kernel, weight_buffer_fits, bias_buffer_fits, no_bias = plan
+            dtype = input.dtype
+            grad_weight = grad_weight_buffer if weight_buffer_fits else np.empty(weight.shape, dtype)
+            if no_bias is not None:
+                grad_bias = None
+            else:
+                grad_bias = grad_bias_buffer if bias_buffer_fits else np.empty((weight.shape[0],), dtype)
+            grad_input = np.empty(input.shape, dtype) if need_input_grad else None
+            kernel(grad_output, output, input, weight, grad_input, grad_weight,
+                   no_bias if grad_bias is None else grad_bias)
+        else:
+            grad_input, grad_weight, grad_bias = F.linear_relu_backward(
+                grad_output, output, input, weight, need_input_grad, grad_weight_buffer, grad_bias_buffer)
+            if key is not None and _plain(weight):
+                from ..kernels.cpu.fused import linear_relu_backward  # the CPU's one-mask path (not a CUDA twin)
+                dtype = input.dtype
+                self._last_fused_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
+                    linear_relu_backward, _fits(grad_weight_buffer, weight.shape, dtype),
+                    _fits(grad_bias_buffer, (weight.shape[0],), dtype),
+                    np.empty((0,), dtype) if self.bias is None else None))
+        self.weight.grad = grad_weight
         if self.bias is not None:
             self.bias.grad = grad_bias
         return grad_input

@@ -78,8 +78,8 @@ class Layer:
         """Copies and pickles leave out the remembered last calls (nbconv.nn.last_call): they name arrays by
         identity and hold kernel callables, and a copy remembers its own."""
         state = dict(self.__dict__)
-        state.pop("_last_forward", None)
-        state.pop("_last_backward", None)
+        for name in ("_last_forward", "_last_backward", "_last_fused_forward", "_last_fused_backward"):
+            state.pop(name, None)
         return state
 
     def forward(self, input):

@@ -1,10 +1,25 @@
 """Element-wise activation kernels for the CPU over flat (1-D, contiguous) arrays of equal length."""
 import math
 
+import numpy as np
 from numba import njit
 
 from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
+
+
+ZERO = np.float32(0)  # a float zero: an int 0 in a select widens float32 values to float64
+
+
+@njit(cache=True, inline="always")
+def relu_value(value):
+    """0 for value <= 0, else value (NaN stays NaN, as in PyTorch; -0 gives +0).
+
+    Written as max(0, value) in the operand order of the x86 max instruction (which returns its second
+    operand when either is NaN), plus +0 (which turns -0 into +0 and changes nothing else): a select LLVM
+    keeps branch-free. `0 if value <= 0 else value` became a branch where the loop did not vectorise (in
+    place, short rows), mispredicted on random signs: 3-4x slower (benchmarks/NOTES.md, section 62)."""
+    return (ZERO if ZERO > value else value) + ZERO
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -14,8 +29,7 @@ def relu_forward_span(span_part, span_parts, input, output):
     input_part = input[span_first:span_last]
     output_part = output[span_first:span_last]
     for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
-        value = input_part[k]
-        output_part[k] = 0 if value <= 0 else value  # NaN stays NaN, as in PyTorch
+        output_part[k] = relu_value(input_part[k])
 
 
 def relu_forward(input, output):

@@ -12,9 +12,10 @@ from numba import njit
 
 import numpy as np
 
-from .activation import relu_backward, relu_forward
+from .activation import ZERO
 from .conv import conv2d_backward_bias, conv2d_backward_weight
-from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward
+from .fastmath import REDUCE as _REDUCE
+from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
 from .optim import adam_step, sgd_step
 from .shared import chunk_bounds
 from .threads import parallel_parts, thread_count
@@ -35,29 +36,51 @@ def linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
 
 
 def linear_relu_forward(input, weight, bias, output):
-    """output (N, O) = relu(input (N, I) @ weight (O, I).T + bias)."""
-    linear_forward(input, weight, bias, output)
-    flat = output.reshape(-1)
-    relu_forward(flat, flat)
+    """output (N, O) = relu(input (N, I) @ weight (O, I).T + bias), the ReLU inside the product's kernel."""
+    linear_forward_relu(input, weight, bias, output, 1)
 
 
-def _masked(grad_output, output):
-    """grad_output where the ReLU's output is positive, else 0 (relu_backward, given the output)."""
-    masked = np.empty_like(grad_output)
-    relu_backward(grad_output.reshape(-1), output.reshape(-1), masked.reshape(-1))
-    return masked
+# serial, as linear_backward_bias: (N, O) of a fully connected layer is little work
+@njit(cache=True, fastmath=_REDUCE, no_cfunc_wrapper=True)
+def relu_mask_bias(grad_output, output, masked, grad_bias):
+    """masked (N, O) = grad_output where the ReLU's output (N, O) is positive, else 0 (relu_backward, given the
+    output), and grad_bias (O,) = masked summed over N (linear_backward_bias's sums, in its order), in one
+    pass; a zero-size grad_bias (no bias) takes no sums."""
+    N, O = grad_output.shape
+    sums = grad_bias.shape[0] > 0
+    if sums:
+        grad_bias[:] = 0
+    for n in range(N):
+        for o in range(O):
+            masked[n, o] = grad_output[n, o] if output[n, o] > 0 else ZERO
+            if sums:
+                grad_bias[o] += masked[n, o]  # the stored value: the unfused path's sums, bit for bit
 
 
 def linear_relu_backward_input(grad_output, output, weight, grad_input):
     """grad_input (N, I) of relu(linear(input)), from the ReLU's output gradient and output (N, O)."""
-    linear_backward_input(_masked(grad_output, output), weight, grad_input)
+    masked = np.empty_like(grad_output)
+    relu_mask_bias(grad_output, output, masked, np.empty((0,), grad_output.dtype))
+    linear_backward_input(masked, weight, grad_input)
 
 
 def linear_relu_backward_weight_bias(grad_output, output, input, grad_weight, grad_bias):
     """grad_weight (O, I) and grad_bias (O,) of relu(linear(input))."""
-    masked = _masked(grad_output, output)
+    masked = np.empty_like(grad_output)
+    relu_mask_bias(grad_output, output, masked, grad_bias)
     linear_backward_weight(masked, input, grad_weight)
-    linear_backward_bias(masked, grad_bias)
+
+
+def linear_relu_backward(grad_output, output, input, weight, grad_input, grad_weight, grad_bias):
+    """Every gradient of relu(linear(input)) from one mask: grad_input (N, I) (skipped when None),
+    grad_weight (O, I) and grad_bias (O,) (zero-size: no bias). Three kernel calls where the two above make
+    four and mask twice (the CPU layer's fused backward; not one of the exported kernels, so it runs outside
+    nbconv.kernels.serial's lock, which guards the convolutions' shared scratch: it has none)."""
+    masked = np.empty_like(grad_output)
+    relu_mask_bias(grad_output, output, masked, grad_bias)
+    if grad_input is not None:
+        linear_backward_input(masked, weight, grad_input)
+    linear_backward_weight(masked, input, grad_weight)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)

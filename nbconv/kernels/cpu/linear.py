@@ -4,23 +4,23 @@ output (N, O).
 The products call the BLAS from inside @njit kernels (see blas.py), split by rows over parallel chunks
 when they are large enough to pay for a parallel launch.
 """
-import numba
 from numba import njit
 
+from .activation import relu_value
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
-from .threads import parallel_parts
+from .threads import num_threads, parallel_parts
 
 PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
 
 
 def _chunks(rows, flops):
-    return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, numba.get_num_threads()))
+    return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, num_threads()))
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, output, chunks):
+def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, output, chunks, relu):
     """linear_forward_chunks over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, I = input.shape
     O = output.shape[1]
@@ -36,13 +36,18 @@ def linear_forward_chunks_span(span_part, span_parts, input, weight, bias, outpu
         if last > first:
             gemm(NO_TRANS, TRANS, N, last - first, I, 1.0, address(input, 0), I, address(weight, first * I), I,
                  1.0 if has_bias else 0.0, address(output, first), O, output.itemsize)
+        if relu:  # the chunk's columns while they are in the cache (NaN stays NaN, as relu_forward)
+            for n in range(N):
+                row = output[n]
+                for o in range(first, last):
+                    row[o] = relu_value(row[o])
 
 
-def linear_forward_chunks(input, weight, bias, output, chunks):
-    """output[:, cols] = input @ weight[cols].T (+ bias[cols]), the O output columns cut into `chunks`: each
-    chunk then packs only its own rows of the weight, which costs more than the product at LeNet's sizes
-    (split by input rows instead, fc1's forward was 1.5x slower)."""
-    parallel_parts(linear_forward_chunks_span, chunks, input, weight, bias, output, chunks)
+def linear_forward_chunks(input, weight, bias, output, chunks, relu=0):
+    """output[:, cols] = input @ weight[cols].T (+ bias[cols]), then the ReLU when relu is 1, the O output
+    columns cut into `chunks`: each chunk then packs only its own rows of the weight, which costs more than
+    the product at LeNet's sizes (split by input rows instead, fc1's forward was 1.5x slower)."""
+    parallel_parts(linear_forward_chunks_span, chunks, input, weight, bias, output, chunks, relu)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -84,9 +89,15 @@ def linear_backward_weight_chunks(grad_output, input, grad_weight, chunks):
 
 def linear_forward(input, weight, bias, output):
     """output[n, o] = bias[o] + sum_i input[n, i] * weight[o, i]."""
+    linear_forward_relu(input, weight, bias, output, 0)
+
+
+def linear_forward_relu(input, weight, bias, output, relu):
+    """linear_forward, then the ReLU inside the same kernel call when relu is 1 (fused.linear_relu_forward)."""
     N, I = input.shape
     with single_threaded():
-        linear_forward_chunks(input, weight, bias, output, _chunks(output.shape[1], 2.0 * N * I * output.shape[1]))
+        linear_forward_chunks(input, weight, bias, output, _chunks(output.shape[1], 2.0 * N * I * output.shape[1]),
+                              relu)
 
 
 def linear_backward_input(grad_output, weight, grad_input):

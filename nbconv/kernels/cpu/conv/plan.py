@@ -106,7 +106,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd,
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, shift, strips, wide, winograd, winograd4,
                winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
@@ -141,6 +141,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("direct", direct, direct.applies),
     Algorithm("pointwise", gemm, gemm.applies_pointwise),
     Algorithm("winograd", winograd, winograd.applies),
+    Algorithm("winograd4", winograd4, winograd4.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
     Algorithm("shift", shift, shift.applies),
     Algorithm("flat", flat, flat.applies),
@@ -290,6 +291,7 @@ SETTINGS = (
     (strips, ("STRIP", "block_rows", "max_chunks")),
     (wide, ("block_rows", "max_chunks")),
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
+    (winograd4, ("block_rows", "channel_parts", "max_chunks")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),

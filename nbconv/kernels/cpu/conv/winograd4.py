@@ -24,25 +24,26 @@ from numba import njit
 
 import numpy as np
 
-from ..blas import NO_TRANS, address, gemm, single_threaded
+from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
-from .rows import pad_rows
 
-# G (6x3): the filter transform, rows p^0, p^1, p^2 over prod_{q != p}(p - q) for each finite point p, then
-# (0, 0, 1) for infinity
-FILTER_TRANSFORM = np.array([[1.0, 0.0, 0.0],
-                             [1 / 3, 1 / 3, 1 / 3],
-                             [-1 / 3, 1 / 3, -1 / 3],
-                             [-16 / 15, -8 / 15, -4 / 15],
-                             [1 / 15, -2 / 15, 4 / 15],
-                             [0.0, 0.0, 1.0]])
+THIRD, FIFTEENTH = 1.0 / 3.0, 1.0 / 15.0  # G's factors, multiplied rather than divided by (in float64)
+
+
+@njit(cache=True, inline="always")
+def _filter_combinations(g0, g1, g2):
+    """The six rows of G applied to three values, in float64 (G's rows: p^0, p^1, p^2 over
+    prod_{q != p}(p - q) for each finite point p, then (0, 0, 1) for infinity)."""
+    outer = g0 + g2
+    return (g0, (outer + g1) * THIRD, (g1 - outer) * THIRD, (16.0 * g0 + 8.0 * g1 + 4.0 * g2) * -FIFTEENTH,
+            (g0 - 2.0 * g1 + 4.0 * g2) * FIFTEENTH, g2)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def winograd4_weights_span(span_part, span_parts, weight, transformed, turned, transform):
+def winograd4_weights_span(span_part, span_parts, weight, transformed, turned):
     """winograd4_weights over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = transformed.shape[1], transformed.shape[2]
     left = np.empty((6, 3))  # G g, in float64
@@ -50,121 +51,146 @@ def winograd4_weights_span(span_part, span_parts, weight, transformed, turned, t
     for d in range(span_first, span_last):
         for c in range(C):
             g = weight[c, d] if turned else weight[d, c]
+            for j in range(3):
+                jj = 2 - j if turned else j
+                top, middle, bottom = (np.float64(g[2, jj]), np.float64(g[1, jj]), np.float64(g[0, jj])) if turned \
+                    else (np.float64(g[0, jj]), np.float64(g[1, jj]), np.float64(g[2, jj]))
+                left[0, j], left[1, j], left[2, j], left[3, j], left[4, j], left[5, j] = _filter_combinations(
+                    top, middle, bottom)
             for a in range(6):
-                for j in range(3):
-                    total = 0.0
-                    for i in range(3):
-                        total += transform[a, i] * (g[2 - i, 2 - j] if turned else g[i, j])
-                    left[a, j] = total
-            for a in range(6):
-                for b in range(6):
-                    transformed[6 * a + b, d, c] = (left[a, 0] * transform[b, 0] + left[a, 1] * transform[b, 1]
-                                                    + left[a, 2] * transform[b, 2])
+                u0, u1, u2, u3, u4, u5 = _filter_combinations(left[a, 0], left[a, 1], left[a, 2])
+                transformed[6 * a, d, c] = u0
+                transformed[6 * a + 1, d, c] = u1
+                transformed[6 * a + 2, d, c] = u2
+                transformed[6 * a + 3, d, c] = u3
+                transformed[6 * a + 4, d, c] = u4
+                transformed[6 * a + 5, d, c] = u5
 
 
 def winograd4_weights(weight, transformed, turned):
     """transformed[6a + b, d, c] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
     rotated by 180 degrees (the filters of the input gradient). transformed: (36, D', C')."""
-    parallel_parts(winograd4_weights_span, numba.get_num_threads(), weight, transformed, turned, FILTER_TRANSFORM)
-
-
-@njit(cache=True, inline="always")
-def _input_combinations(d0, d1, d2, d3, d4, d5):
-    """The six rows of B^T applied to six values (B^T's rows: the coefficients of prod_{q != p}(x - q) for
-    each finite point p, then of prod_q (x - q) for infinity)."""
-    return (d0 - 1.5 * d1 - 2.0 * d2 + 1.5 * d3 + d4,
-            0.5 * d2 - d1 + 2.5 * d3 + d4,
-            d1 - 2.5 * d2 + 0.5 * d3 + d4,
-            2.0 * (d3 - d1) - d2 + d4,
-            0.5 * (d1 - d3) - d2 + d4,
-            d1 - 1.5 * d2 - 2.0 * d3 + 1.5 * d4 + d5)
+    parallel_parts(winograd4_weights_span, numba.get_num_threads(), weight, transformed, turned)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def _patch_columns(row, patches, xi0, c, base, tiles_w):
-    """patches[xi0 + b, c, base + tw] = (row[4tw..4tw+5] B)[b] for b < 6: the column half of B^T d B along
-    one row of B^T d."""
-    for tw in range(tiles_w):
-        w = 4 * tw
-        v0, v1, v2, v3, v4, v5 = _input_combinations(row[w], row[w + 1], row[w + 2], row[w + 3], row[w + 4],
-                                                     row[w + 5])
-        patches[xi0, c, base + tw] = v0
-        patches[xi0 + 1, c, base + tw] = v1
-        patches[xi0 + 2, c, base + tw] = v2
-        patches[xi0 + 3, c, base + tw] = v3
-        patches[xi0 + 4, c, base + tw] = v4
-        patches[xi0 + 5, c, base + tw] = v5
-
-
-@njit(cache=True, no_cfunc_wrapper=True)
-def transform_patches(slab, rows, patches, channels, tile_rows, tiles_w, slab_rows, padded_w):
-    """patches[6a + b, c, r*TW + tw] = (B^T d B)[a, b] for the 6x6 patch d at slab rows 4r.., columns 4tw..
-    slab: (C*slab_rows*padded_w,) padded input rows; rows: (6, padded_w) scratch for B^T d of one row of
-    tiles; patches: (36, C, >= tile_rows*TW)."""
-    for c in range(channels):
-        for r in range(tile_rows):
-            start = (c * slab_rows + 4 * r) * padded_w
-            row0 = slab[start:start + padded_w]
-            row1 = slab[start + padded_w:start + 2 * padded_w]
-            row2 = slab[start + 2 * padded_w:start + 3 * padded_w]
-            row3 = slab[start + 3 * padded_w:start + 4 * padded_w]
-            row4 = slab[start + 4 * padded_w:start + 5 * padded_w]
-            row5 = slab[start + 5 * padded_w:start + 6 * padded_w]
-            out0, out1, out2, out3, out4, out5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
-            for w in range(padded_w):  # B^T d: along the rows
-                out0[w], out1[w], out2[w], out3[w], out4[w], out5[w] = _input_combinations(
-                    row0[w], row1[w], row2[w], row3[w], row4[w], row5[w])
-            for a in range(6):  # (B^T d) B: across the columns
-                _patch_columns(rows[a], patches, 6 * a, c, r * tiles_w, tiles_w)
+def pad_channels_last(image, slab, first_row, rows, padding_h, padding_w, padded_w):
+    """slab[(r*Wp + w + pw)*C + c] = image[c, first_row + r - ph, w] for r < rows, zero in the padding: the
+    rows an image's block of tiles reads, channels last (a transposition)."""
+    C, H, W = image.shape
+    for q in range(rows * padded_w * C):
+        slab[q] = 0
+    for r in range(rows):
+        h = first_row + r - padding_h
+        if 0 <= h < H:
+            for c in range(C):
+                source = image[c, h]
+                start = (r * padded_w + padding_w) * C + c
+                for w in range(W):
+                    slab[start + w * C] = source[w]
 
 
 @njit(cache=True, inline="always")
-def _output_combinations(m0, m1, m2, m3, m4, m5):
-    """The four rows of A^T applied to six values (A^T's columns: p^0..p^3 for each finite point p, then
+def _input_row(out, v0, v1, v2, v3, v4, v5, a):
+    """out = row a of B^T applied to six vectors (B^T's rows: the coefficients of prod_{q != p}(x - q) for
+    each finite point p, then of prod_q (x - q) for infinity), one loop over the vectors' length."""
+    if a == 0:
+        for c in range(out.shape[0]):
+            out[c] = v0[c] - 1.5 * v1[c] - 2.0 * v2[c] + 1.5 * v3[c] + v4[c]
+    elif a == 1:
+        for c in range(out.shape[0]):
+            out[c] = 0.5 * v2[c] - v1[c] + 2.5 * v3[c] + v4[c]
+    elif a == 2:
+        for c in range(out.shape[0]):
+            out[c] = v1[c] - 2.5 * v2[c] + 0.5 * v3[c] + v4[c]
+    elif a == 3:
+        for c in range(out.shape[0]):
+            out[c] = 2.0 * (v3[c] - v1[c]) - v2[c] + v4[c]
+    elif a == 4:
+        for c in range(out.shape[0]):
+            out[c] = 0.5 * (v1[c] - v3[c]) - v2[c] + v4[c]
+    else:
+        for c in range(out.shape[0]):
+            out[c] = v1[c] - 1.5 * v2[c] - 2.0 * v3[c] + 1.5 * v4[c] + v5[c]
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def transform_patches(slab, half, patches, tile_rows, tiles_w, padded_w):
+    """patches[6a + b, r*TW + tw, :] = (B^T d B)[a, b] for the 6x6 patch d of C-vectors at slab rows 4r..,
+    columns 4tw.. . slab: (rows*padded_w*C,) channels last (pad_channels_last); half: (36, C) scratch for
+    B^T d; patches: (36, >= tile_rows*TW, C). Every loop runs along the channels."""
+    C = patches.shape[2]
+    for r in range(tile_rows):
+        for tw in range(tiles_w):
+            t = r * tiles_w + tw
+            for k in range(6):  # B^T d, column k of the patch
+                at = ((4 * r) * padded_w + 4 * tw + k) * C
+                step = padded_w * C
+                v0 = slab[at:at + C]
+                v1 = slab[at + step:at + step + C]
+                v2 = slab[at + 2 * step:at + 2 * step + C]
+                v3 = slab[at + 3 * step:at + 3 * step + C]
+                v4 = slab[at + 4 * step:at + 4 * step + C]
+                v5 = slab[at + 5 * step:at + 5 * step + C]
+                for a in range(6):
+                    _input_row(half[6 * a + k], v0, v1, v2, v3, v4, v5, a)
+            for a in range(6):  # (B^T d) B
+                for b in range(6):
+                    _input_row(patches[6 * a + b, t], half[6 * a], half[6 * a + 1], half[6 * a + 2], half[6 * a + 3],
+                               half[6 * a + 4], half[6 * a + 5], b)
+
+
+@njit(cache=True, inline="always")
+def _output_row(out, v0, v1, v2, v3, v4, v5, i):
+    """out = row i of A^T applied to six vectors (A^T's columns: p^0..p^3 for each finite point p, then
     (0, 0, 0, 1) for infinity)."""
-    plus, minus = m1 + m2, m1 - m2
-    return (m0 + plus + m3 + m4,
-            minus + 0.5 * m3 - 2.0 * m4,
-            plus + 0.25 * m3 + 4.0 * m4,
-            minus + 0.125 * m3 - 8.0 * m4 + m5)
+    if i == 0:
+        for d in range(out.shape[0]):
+            out[d] = v0[d] + v1[d] + v2[d] + v3[d] + v4[d]
+    elif i == 1:
+        for d in range(out.shape[0]):
+            out[d] = v1[d] - v2[d] + 0.5 * v3[d] - 2.0 * v4[d]
+    elif i == 2:
+        for d in range(out.shape[0]):
+            out[d] = v1[d] + v2[d] + 0.25 * v3[d] + 4.0 * v4[d]
+    else:
+        for d in range(out.shape[0]):
+            out[d] = v1[d] - v2[d] + 0.125 * v3[d] - 8.0 * v4[d] + v5[d]
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def _tile_columns(products, xi0, d, base, tiles_w, row):
-    """row[4tw + i] = (m A)[i] for i < 4, m = products[xi0:xi0 + 6, d, base + tw]: the column half of
-    A^T m A along one row of m."""
-    for tw in range(tiles_w):
-        t = base + tw
-        w = 4 * tw
-        row[w], row[w + 1], row[w + 2], row[w + 3] = _output_combinations(
-            products[xi0, d, t], products[xi0 + 1, d, t], products[xi0 + 2, d, t], products[xi0 + 3, d, t],
-            products[xi0 + 4, d, t], products[xi0 + 5, d, t])
-
-
-@njit(cache=True, no_cfunc_wrapper=True)
-def untransform_tiles(products, rows, output, bias, n, first_tile_row, tile_rows, tiles_w, d0, d1):
-    """output[n, d, 4(first_tile_row + r) + i, 4tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:, d,
-    r*TW + tw], where it falls inside the output, for the channels d in [d0, d1). products: (36, D,
-    >= tile_rows*TW); rows: (6, >= 4TW) scratch for m A of one row of tiles."""
+def untransform_tiles(products, scratch, output, bias, n, first_tile_row, tile_rows, tiles_w, d0, d1):
+    """output[n, d, 4(first_tile_row + r) + i, 4tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:, r*TW
+    + tw, d - d0], where it falls inside the output, for the channels d in [d0, d1). products: (36,
+    >= tile_rows*TW, >= d1 - d0); scratch: (>= 40*(d1 - d0),), for m A and A^T m A of one tile."""
     OH, OW = output.shape[2], output.shape[3]
     has_bias = bias.shape[0] > 0
-    for d in range(d0, d1):
-        offset = bias[d] if has_bias else 0
-        for r in range(tile_rows):
-            for a in range(6):  # m A: across the columns
-                _tile_columns(products, 6 * a, d, r * tiles_w, tiles_w, rows[a])
-            row0, row1, row2, row3, row4, row5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
-            oh = 4 * (first_tile_row + r)
-            lines = min(4, OH - oh)
-            for w in range(OW):  # A^T (m A): along the rows, into the output rows that exist
-                y0, y1, y2, y3 = _output_combinations(row0[w], row1[w], row2[w], row3[w], row4[w], row5[w])
-                output[n, d, oh, w] = y0 + offset
-                if lines > 1:
-                    output[n, d, oh + 1, w] = y1 + offset
-                if lines > 2:
-                    output[n, d, oh + 2, w] = y2 + offset
-                if lines > 3:
-                    output[n, d, oh + 3, w] = y3 + offset
+    width = d1 - d0
+    half = scratch[:24 * width].reshape((24, width))
+    tile = scratch[24 * width:40 * width].reshape((16, width))
+    for r in range(tile_rows):
+        oh = 4 * (first_tile_row + r)
+        for tw in range(tiles_w):
+            t = r * tiles_w + tw
+            for a in range(6):  # m A
+                for j in range(4):
+                    _output_row(half[4 * a + j], products[6 * a, t, :width], products[6 * a + 1, t, :width],
+                                products[6 * a + 2, t, :width], products[6 * a + 3, t, :width],
+                                products[6 * a + 4, t, :width], products[6 * a + 5, t, :width], j)
+            for i in range(4):  # A^T (m A)
+                for j in range(4):
+                    _output_row(tile[4 * i + j], half[j], half[4 + j], half[8 + j], half[12 + j], half[16 + j],
+                                half[20 + j], i)
+            ow = 4 * tw
+            for i in range(min(4, OH - oh)):  # into the output, channels first
+                for j in range(min(4, OW - ow)):
+                    values = tile[4 * i + j]
+                    if has_bias:
+                        for d in range(width):
+                            output[n, d0 + d, oh + i, ow + j] = values[d] + bias[d0 + d]
+                    else:
+                        for d in range(width):
+                            output[n, d0 + d, oh + i, ow + j] = values[d]
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -175,16 +201,17 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     tiles_h, tiles_w = (OH + 3) // 4, (OW + 3) // 4
     padded_w = 4 * tiles_w + 2
-    chunks, block = patches.shape[0], patches.shape[3]
+    chunks, block = patches.shape[0], patches.shape[2]
     block_rows = block // tiles_w
     blocks = (tiles_h + block_rows - 1) // block_rows
-    slab_size = C * (4 * block_rows + 2) * padded_w
+    slab_size = (4 * block_rows + 2) * padded_w * C
     size = output.itemsize
     flat_output = output.reshape((N, D, OH * OW))
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         slab = padded[chunk, :slab_size]
-        rows = padded[chunk, slab_size:slab_size + 6 * padded_w].reshape((6, padded_w))
+        half = padded[chunk, slab_size:slab_size + 36 * C].reshape((36, C))
+        scratch = padded[chunk, slab_size + 36 * C:]
         transformed_patches, tile_products = patches[chunk], products[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
@@ -192,14 +219,14 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
             tr0 = (task // parts % blocks) * block_rows
             d0, d1 = chunk_bounds(task % parts, parts, D)
             tile_rows = min(block_rows, tiles_h - tr0)
-            slab_rows = 4 * tile_rows + 2
-            pad_rows(input[n], slab, 4 * tr0, slab_rows, padding_h, padding_w, padded_w)
-            transform_patches(slab, rows, transformed_patches, C, tile_rows, tiles_w, slab_rows, padded_w)
-            for xi in range(36):
-                gemm(NO_TRANS, NO_TRANS, d1 - d0, tile_rows * tiles_w, C, 1.0,
-                     address(transformed, (xi * D + d0) * C), C, address(transformed_patches, xi * C * block), block,
-                     0.0, address(tile_products, (xi * D + d0) * block), block, size)
-            untransform_tiles(tile_products, rows, output, bias, n, tr0, tile_rows, tiles_w, d0, d1)
+            tiles = tile_rows * tiles_w
+            pad_channels_last(input[n], slab, 4 * tr0, 4 * tile_rows + 2, padding_h, padding_w, padded_w)
+            transform_patches(slab, half, transformed_patches, tile_rows, tiles_w, padded_w)
+            for xi in range(36):  # (tiles, C) @ (C, D slice): the products' channels last, as the patches'
+                gemm(NO_TRANS, TRANS, tiles, d1 - d0, C, 1.0, address(transformed_patches, xi * block * C), C,
+                     address(transformed, (xi * D + d0) * C), C, 0.0, address(tile_products, xi * block * D), D,
+                     size)
+            untransform_tiles(tile_products, scratch, output, bias, n, tr0, tile_rows, tiles_w, d0, d1)
             for d in range(d0, d1):
                 epilogue_span(flat_output, n, d, 4 * tr0 * OW, min(OH, 4 * (tr0 + tile_rows)) * OW, scale, shift,
                               residual, activation)
@@ -248,9 +275,10 @@ def buffers(pass_, convolution, itemsize, threads):
     tasks *= channel_parts(tasks, channels_out, threads)
     chunks = max(1, min(tasks, max_chunks(pass_, threads)))
     return (("filters", "winograd_weights", (36, channels_out, channels_in)),
-            ("padded", "padded", (chunks, channels_in * (4 * rows + 2) * padded_w + 6 * padded_w)),
-            ("patches", "col", (chunks, 36, channels_in, rows * tiles_w)),
-            ("products", "wide", (chunks, 36, channels_out, rows * tiles_w)))
+            ("padded", "padded", (chunks, (4 * rows + 2) * padded_w * channels_in + 36 * channels_in
+                                  + 40 * channels_out)),
+            ("patches", "col", (chunks, 36, rows * tiles_w, channels_in)),
+            ("products", "wide", (chunks, 36, rows * tiles_w, channels_out)))
 
 
 def transformed_filters(weight, plan):
@@ -264,7 +292,7 @@ def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w,
     """The convolution with filters already transformed (by winograd4_weights); buffers as the plan's;
     epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
     tiles_h, tiles_w = (output.shape[2] + 3) // 4, (output.shape[3] + 3) // 4
-    tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[3] // tiles_w))
+    tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[2] // tiles_w))
     parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
     with single_threaded():
         conv2d_winograd4(input, filters, bias, output, buffers["padded"], buffers["patches"], buffers["products"],

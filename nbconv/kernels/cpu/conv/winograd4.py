@@ -24,7 +24,7 @@ from numba import njit
 
 import numpy as np
 
-from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
+from ..blas import NO_TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
@@ -34,42 +34,62 @@ THIRD, FIFTEENTH = 1.0 / 3.0, 1.0 / 15.0  # G's factors, multiplied rather than 
 
 
 @njit(cache=True, inline="always")
-def _filter_combinations(g0, g1, g2):
-    """The six rows of G applied to three values, in float64 (G's rows: p^0, p^1, p^2 over
+def _filter_row(out, v0, v1, v2, a):
+    """out = row a of G applied to three vectors, in float64 (G's rows: p^0, p^1, p^2 over
     prod_{q != p}(p - q) for each finite point p, then (0, 0, 1) for infinity)."""
-    outer = g0 + g2
-    return (g0, (outer + g1) * THIRD, (g1 - outer) * THIRD, (16.0 * g0 + 8.0 * g1 + 4.0 * g2) * -FIFTEENTH,
-            (g0 - 2.0 * g1 + 4.0 * g2) * FIFTEENTH, g2)
+    if a == 0:
+        for q in range(out.shape[0]):
+            out[q] = v0[q]
+    elif a == 5:
+        for q in range(out.shape[0]):
+            out[q] = v2[q]
+    elif a == 1:
+        for q in range(out.shape[0]):
+            out[q] = (v0[q] + v1[q] + v2[q]) * THIRD
+    elif a == 2:
+        for q in range(out.shape[0]):
+            out[q] = (v1[q] - v0[q] - v2[q]) * THIRD
+    elif a == 3:
+        for q in range(out.shape[0]):
+            out[q] = (16.0 * v0[q] + 8.0 * v1[q] + 4.0 * v2[q]) * -FIFTEENTH
+    else:
+        for q in range(out.shape[0]):
+            out[q] = (v0[q] - 2.0 * v1[q] + 4.0 * v2[q]) * FIFTEENTH
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def winograd4_weights_span(span_part, span_parts, weight, transformed, turned):
     """winograd4_weights over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    D, C = transformed.shape[1], transformed.shape[2]
-    left = np.empty((6, 3))  # G g, in float64
-    span_first, span_last = chunk_bounds(span_part, span_parts, D)
-    for d in range(span_first, span_last):
-        for c in range(C):
-            g = weight[c, d] if turned else weight[d, c]
+    channels_in, channels_out = transformed.shape[1], transformed.shape[2]
+    taps = np.empty((9, channels_out))  # the filters from input channel ci, tap by tap, in float64
+    left = np.empty((18, channels_out))  # G g
+    right = np.empty(channels_out)
+    span_first, span_last = chunk_bounds(span_part, span_parts, channels_in)
+    for ci in range(span_first, span_last):
+        for i in range(3):
             for j in range(3):
-                jj = 2 - j if turned else j
-                top, middle, bottom = (np.float64(g[2, jj]), np.float64(g[1, jj]), np.float64(g[0, jj])) if turned \
-                    else (np.float64(g[0, jj]), np.float64(g[1, jj]), np.float64(g[2, jj]))
-                left[0, j], left[1, j], left[2, j], left[3, j], left[4, j], left[5, j] = _filter_combinations(
-                    top, middle, bottom)
-            for a in range(6):
-                u0, u1, u2, u3, u4, u5 = _filter_combinations(left[a, 0], left[a, 1], left[a, 2])
-                transformed[6 * a, d, c] = u0
-                transformed[6 * a + 1, d, c] = u1
-                transformed[6 * a + 2, d, c] = u2
-                transformed[6 * a + 3, d, c] = u3
-                transformed[6 * a + 4, d, c] = u4
-                transformed[6 * a + 5, d, c] = u5
+                row = taps[3 * i + j]
+                if turned:
+                    for co in range(channels_out):
+                        row[co] = weight[ci, co, 2 - i, 2 - j]
+                else:
+                    for co in range(channels_out):
+                        row[co] = weight[co, ci, i, j]
+        for a in range(6):
+            for j in range(3):
+                _filter_row(left[3 * a + j], taps[j], taps[3 + j], taps[6 + j], a)
+        for a in range(6):
+            for b in range(6):
+                _filter_row(right, left[3 * a], left[3 * a + 1], left[3 * a + 2], b)
+                target = transformed[6 * a + b, ci]
+                for co in range(channels_out):
+                    target[co] = right[co]
 
 
 def winograd4_weights(weight, transformed, turned):
-    """transformed[6a + b, d, c] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
-    rotated by 180 degrees (the filters of the input gradient). transformed: (36, D', C')."""
+    """transformed[6a + b, c, d] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
+    rotated by 180 degrees (the filters of the input gradient). transformed: (36, C', D'), input channels
+    first, so that each product is (tiles, C') @ (C', D')."""
     parallel_parts(winograd4_weights_span, numba.get_num_threads(), weight, transformed, turned)
 
 
@@ -94,24 +114,25 @@ def pad_channels_last(image, slab, first_row, rows, padding_h, padding_w, padded
 def _input_row(out, v0, v1, v2, v3, v4, v5, a):
     """out = row a of B^T applied to six vectors (B^T's rows: the coefficients of prod_{q != p}(x - q) for
     each finite point p, then of prod_q (x - q) for infinity), one loop over the vectors' length."""
+    kind = out.dtype.type  # constants of the data's type: float32 data stays in float32 vectors
     if a == 0:
         for c in range(out.shape[0]):
-            out[c] = v0[c] - 1.5 * v1[c] - 2.0 * v2[c] + 1.5 * v3[c] + v4[c]
+            out[c] = v0[c] - kind(1.5) * v1[c] - kind(2.0) * v2[c] + kind(1.5) * v3[c] + v4[c]
     elif a == 1:
         for c in range(out.shape[0]):
-            out[c] = 0.5 * v2[c] - v1[c] + 2.5 * v3[c] + v4[c]
+            out[c] = kind(0.5) * v2[c] - v1[c] + kind(2.5) * v3[c] + v4[c]
     elif a == 2:
         for c in range(out.shape[0]):
-            out[c] = v1[c] - 2.5 * v2[c] + 0.5 * v3[c] + v4[c]
+            out[c] = v1[c] - kind(2.5) * v2[c] + kind(0.5) * v3[c] + v4[c]
     elif a == 3:
         for c in range(out.shape[0]):
-            out[c] = 2.0 * (v3[c] - v1[c]) - v2[c] + v4[c]
+            out[c] = kind(2.0) * (v3[c] - v1[c]) - v2[c] + v4[c]
     elif a == 4:
         for c in range(out.shape[0]):
-            out[c] = 0.5 * (v1[c] - v3[c]) - v2[c] + v4[c]
+            out[c] = kind(0.5) * (v1[c] - v3[c]) - v2[c] + v4[c]
     else:
         for c in range(out.shape[0]):
-            out[c] = v1[c] - 1.5 * v2[c] - 2.0 * v3[c] + 1.5 * v4[c] + v5[c]
+            out[c] = v1[c] - kind(1.5) * v2[c] - kind(2.0) * v3[c] + kind(1.5) * v4[c] + v5[c]
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -144,18 +165,19 @@ def transform_patches(slab, half, patches, tile_rows, tiles_w, padded_w):
 def _output_row(out, v0, v1, v2, v3, v4, v5, i):
     """out = row i of A^T applied to six vectors (A^T's columns: p^0..p^3 for each finite point p, then
     (0, 0, 0, 1) for infinity)."""
+    kind = out.dtype.type  # constants of the data's type: float32 data stays in float32 vectors
     if i == 0:
         for d in range(out.shape[0]):
             out[d] = v0[d] + v1[d] + v2[d] + v3[d] + v4[d]
     elif i == 1:
         for d in range(out.shape[0]):
-            out[d] = v1[d] - v2[d] + 0.5 * v3[d] - 2.0 * v4[d]
+            out[d] = v1[d] - v2[d] + kind(0.5) * v3[d] - kind(2.0) * v4[d]
     elif i == 2:
         for d in range(out.shape[0]):
-            out[d] = v1[d] + v2[d] + 0.25 * v3[d] + 4.0 * v4[d]
+            out[d] = v1[d] + v2[d] + kind(0.25) * v3[d] + kind(4.0) * v4[d]
     else:
         for d in range(out.shape[0]):
-            out[d] = v1[d] - v2[d] + 0.125 * v3[d] - 8.0 * v4[d] + v5[d]
+            out[d] = v1[d] - v2[d] + kind(0.125) * v3[d] - kind(8.0) * v4[d] + v5[d]
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -223,8 +245,8 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
             pad_channels_last(input[n], slab, 4 * tr0, 4 * tile_rows + 2, padding_h, padding_w, padded_w)
             transform_patches(slab, half, transformed_patches, tile_rows, tiles_w, padded_w)
             for xi in range(36):  # (tiles, C) @ (C, D slice): the products' channels last, as the patches'
-                gemm(NO_TRANS, TRANS, tiles, d1 - d0, C, 1.0, address(transformed_patches, xi * block * C), C,
-                     address(transformed, (xi * D + d0) * C), C, 0.0, address(tile_products, xi * block * D), D,
+                gemm(NO_TRANS, NO_TRANS, tiles, d1 - d0, C, 1.0, address(transformed_patches, xi * block * C), C,
+                     address(transformed, xi * C * D + d0), D, 0.0, address(tile_products, xi * block * D), D,
                      size)
             untransform_tiles(tile_products, scratch, output, bias, n, tr0, tile_rows, tiles_w, d0, d1)
             for d in range(d0, d1):
@@ -235,7 +257,7 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
 def conv2d_winograd4(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
                      scale, shift, residual, activation):
     """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
-    `winograd4_weights` turned into transformed (36, D, C), plus bias. padded, patches, products: one buffer
+    `winograd4_weights` turned into transformed (36, C, D), plus bias. padded, patches, products: one buffer
     per parallel chunk, (chunks, C*(4*block_rows + 2)*padded_w + 6*padded_w) (the padded input rows, then
     six rows of transform scratch), (chunks, 36, C, block) and (chunks, 36, D, block), a block holding whole
     rows of tiles; parts: slices of the D output channels per task (blocks.channel_parts); the epilogue as
@@ -263,7 +285,7 @@ def _sides(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape) of each buffer: filters (36, D', C'), the transformed filters; per
+    """(name, scratch slot, shape) of each buffer: filters (36, C', D'), the transformed filters; per
     parallel chunk, a block of whole rows of tiles: padded (C'*(4*block_rows + 2)*(4*TW + 2) + 6*(4*TW + 2),),
     the input rows it reads and six rows of scratch; patches (36, C', block_rows*TW); products (36, D', same)."""
     N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
@@ -274,7 +296,7 @@ def buffers(pass_, convolution, itemsize, threads):
     tasks = N * -(-tiles_h // rows)
     tasks *= channel_parts(tasks, channels_out, threads)
     chunks = max(1, min(tasks, max_chunks(pass_, threads)))
-    return (("filters", "winograd_weights", (36, channels_out, channels_in)),
+    return (("filters", "winograd_weights", (36, channels_in, channels_out)),
             ("padded", "padded", (chunks, (4 * rows + 2) * padded_w * channels_in + 36 * channels_in
                                   + 40 * channels_out)),
             ("patches", "col", (chunks, 36, rows * tiles_w, channels_in)),
@@ -282,7 +304,7 @@ def buffers(pass_, convolution, itemsize, threads):
 
 
 def transformed_filters(weight, plan):
-    """A new array of the forward pass's transformed filters (36, D, C), for callers that keep them."""
+    """A new array of the forward pass's transformed filters (36, C, D), for callers that keep them."""
     filters = np.empty(next(buffer.shape for buffer in plan.buffers if buffer.name == "filters"), weight.dtype)
     winograd4_weights(weight, filters, False)
     return filters

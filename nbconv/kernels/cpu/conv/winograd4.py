@@ -111,28 +111,19 @@ def pad_channels_last(image, slab, first_row, rows, padding_h, padding_w, padded
 
 
 @njit(cache=True, inline="always")
-def _input_row(out, v0, v1, v2, v3, v4, v5, a):
-    """out = row a of B^T applied to six vectors (B^T's rows: the coefficients of prod_{q != p}(x - q) for
-    each finite point p, then of prod_q (x - q) for infinity), one loop over the vectors' length."""
-    kind = out.dtype.type  # constants of the data's type: float32 data stays in float32 vectors
-    if a == 0:
-        for c in range(out.shape[0]):
-            out[c] = v0[c] - kind(1.5) * v1[c] - kind(2.0) * v2[c] + kind(1.5) * v3[c] + v4[c]
-    elif a == 1:
-        for c in range(out.shape[0]):
-            out[c] = kind(0.5) * v2[c] - v1[c] + kind(2.5) * v3[c] + v4[c]
-    elif a == 2:
-        for c in range(out.shape[0]):
-            out[c] = v1[c] - kind(2.5) * v2[c] + kind(0.5) * v3[c] + v4[c]
-    elif a == 3:
-        for c in range(out.shape[0]):
-            out[c] = kind(2.0) * (v3[c] - v1[c]) - v2[c] + v4[c]
-    elif a == 4:
-        for c in range(out.shape[0]):
-            out[c] = kind(0.5) * (v1[c] - v3[c]) - v2[c] + v4[c]
-    else:
-        for c in range(out.shape[0]):
-            out[c] = v1[c] - kind(1.5) * v2[c] - kind(2.0) * v3[c] + kind(1.5) * v4[c] + v5[c]
+def _input_rows(v0, v1, v2, v3, v4, v5, out0, out1, out2, out3, out4, out5):
+    """out_a = row a of B^T applied to six vectors, for the six rows (B^T's rows: the coefficients of
+    prod_{q != p}(x - q) for each finite point p, then of prod_q (x - q) for infinity). One loop along the
+    vectors; constants of the data's type, so that float32 stays in float32 vectors."""
+    kind = out0.dtype.type
+    for c in range(out0.shape[0]):
+        d0, d1, d2, d3, d4, d5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+        out0[c] = d0 - kind(1.5) * d1 - kind(2.0) * d2 + kind(1.5) * d3 + d4
+        out1[c] = kind(0.5) * d2 - d1 + kind(2.5) * d3 + d4
+        out2[c] = d1 - kind(2.5) * d2 + kind(0.5) * d3 + d4
+        out3[c] = kind(2.0) * (d3 - d1) - d2 + d4
+        out4[c] = kind(0.5) * (d1 - d3) - d2 + d4
+        out5[c] = d1 - kind(1.5) * d2 - kind(2.0) * d3 + kind(1.5) * d4 + d5
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -141,43 +132,34 @@ def transform_patches(slab, half, patches, tile_rows, tiles_w, padded_w):
     columns 4tw.. . slab: (rows*padded_w*C,) channels last (pad_channels_last); half: (36, C) scratch for
     B^T d; patches: (36, >= tile_rows*TW, C). Every loop runs along the channels."""
     C = patches.shape[2]
+    step = padded_w * C
     for r in range(tile_rows):
         for tw in range(tiles_w):
             t = r * tiles_w + tw
             for k in range(6):  # B^T d, column k of the patch
                 at = ((4 * r) * padded_w + 4 * tw + k) * C
-                step = padded_w * C
-                v0 = slab[at:at + C]
-                v1 = slab[at + step:at + step + C]
-                v2 = slab[at + 2 * step:at + 2 * step + C]
-                v3 = slab[at + 3 * step:at + 3 * step + C]
-                v4 = slab[at + 4 * step:at + 4 * step + C]
-                v5 = slab[at + 5 * step:at + 5 * step + C]
-                for a in range(6):
-                    _input_row(half[6 * a + k], v0, v1, v2, v3, v4, v5, a)
-            for a in range(6):  # (B^T d) B
-                for b in range(6):
-                    _input_row(patches[6 * a + b, t], half[6 * a], half[6 * a + 1], half[6 * a + 2], half[6 * a + 3],
-                               half[6 * a + 4], half[6 * a + 5], b)
+                _input_rows(slab[at:at + C], slab[at + step:at + step + C], slab[at + 2 * step:at + 2 * step + C],
+                            slab[at + 3 * step:at + 3 * step + C], slab[at + 4 * step:at + 4 * step + C],
+                            slab[at + 5 * step:at + 5 * step + C],
+                            half[k], half[6 + k], half[12 + k], half[18 + k], half[24 + k], half[30 + k])
+            for a in range(6):  # (B^T d) B, row a
+                _input_rows(half[6 * a], half[6 * a + 1], half[6 * a + 2], half[6 * a + 3], half[6 * a + 4],
+                            half[6 * a + 5], patches[6 * a, t], patches[6 * a + 1, t], patches[6 * a + 2, t],
+                            patches[6 * a + 3, t], patches[6 * a + 4, t], patches[6 * a + 5, t])
 
 
 @njit(cache=True, inline="always")
-def _output_row(out, v0, v1, v2, v3, v4, v5, i):
-    """out = row i of A^T applied to six vectors (A^T's columns: p^0..p^3 for each finite point p, then
-    (0, 0, 0, 1) for infinity)."""
-    kind = out.dtype.type  # constants of the data's type: float32 data stays in float32 vectors
-    if i == 0:
-        for d in range(out.shape[0]):
-            out[d] = v0[d] + v1[d] + v2[d] + v3[d] + v4[d]
-    elif i == 1:
-        for d in range(out.shape[0]):
-            out[d] = v1[d] - v2[d] + kind(0.5) * v3[d] - kind(2.0) * v4[d]
-    elif i == 2:
-        for d in range(out.shape[0]):
-            out[d] = v1[d] + v2[d] + kind(0.25) * v3[d] + kind(4.0) * v4[d]
-    else:
-        for d in range(out.shape[0]):
-            out[d] = v1[d] - v2[d] + kind(0.125) * v3[d] - kind(8.0) * v4[d] + v5[d]
+def _output_rows(v0, v1, v2, v3, v4, v5, out0, out1, out2, out3):
+    """out_i = row i of A^T applied to six vectors, for the four rows (A^T's columns: p^0..p^3 for each
+    finite point p, then (0, 0, 0, 1) for infinity); one loop along the vectors."""
+    kind = out0.dtype.type
+    for d in range(out0.shape[0]):
+        m0, m1, m2, m3, m4, m5 = v0[d], v1[d], v2[d], v3[d], v4[d], v5[d]
+        plus, minus = m1 + m2, m1 - m2
+        out0[d] = m0 + plus + m3 + m4
+        out1[d] = minus + kind(0.5) * m3 - kind(2.0) * m4
+        out2[d] = plus + kind(0.25) * m3 + kind(4.0) * m4
+        out3[d] = minus + kind(0.125) * m3 - kind(8.0) * m4 + m5
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -194,15 +176,14 @@ def untransform_tiles(products, scratch, output, bias, n, first_tile_row, tile_r
         oh = 4 * (first_tile_row + r)
         for tw in range(tiles_w):
             t = r * tiles_w + tw
-            for a in range(6):  # m A
-                for j in range(4):
-                    _output_row(half[4 * a + j], products[6 * a, t, :width], products[6 * a + 1, t, :width],
-                                products[6 * a + 2, t, :width], products[6 * a + 3, t, :width],
-                                products[6 * a + 4, t, :width], products[6 * a + 5, t, :width], j)
-            for i in range(4):  # A^T (m A)
-                for j in range(4):
-                    _output_row(tile[4 * i + j], half[j], half[4 + j], half[8 + j], half[12 + j], half[16 + j],
-                                half[20 + j], i)
+            for a in range(6):  # m A, row a
+                _output_rows(products[6 * a, t, :width], products[6 * a + 1, t, :width],
+                             products[6 * a + 2, t, :width], products[6 * a + 3, t, :width],
+                             products[6 * a + 4, t, :width], products[6 * a + 5, t, :width],
+                             half[4 * a], half[4 * a + 1], half[4 * a + 2], half[4 * a + 3])
+            for j in range(4):  # A^T (m A), column j
+                _output_rows(half[j], half[4 + j], half[8 + j], half[12 + j], half[16 + j], half[20 + j],
+                             tile[j], tile[4 + j], tile[8 + j], tile[12 + j])
             ow = 4 * tw
             for i in range(min(4, OH - oh)):  # into the output, channels first
                 for j in range(min(4, OW - ow)):

@@ -291,7 +291,7 @@ SETTINGS = (
     (strips, ("STRIP", "block_rows", "max_chunks")),
     (wide, ("block_rows", "max_chunks")),
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
-    (winograd4, ("block_rows", "channel_parts", "max_chunks")),
+    (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),

@@ -127,15 +127,15 @@ def _input_rows(v0, v1, v2, v3, v4, v5, out0, out1, out2, out3, out4, out5):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def transform_patches(slab, half, patches, tile_rows, tiles_w, padded_w):
-    """patches[6a + b, r*TW + tw, :] = (B^T d B)[a, b] for the 6x6 patch d of C-vectors at slab rows 4r..,
+def transform_patches(slab, half, patches, first_tile, tile_rows, tiles_w, padded_w):
+    """patches[6a + b, first_tile + r*TW + tw, :] = (B^T d B)[a, b] for the 6x6 patch d of C-vectors at slab rows 4r..,
     columns 4tw.. . slab: (rows*padded_w*C,) channels last (pad_channels_last); half: (36, C) scratch for
     B^T d; patches: (36, >= tile_rows*TW, C). Every loop runs along the channels."""
     C = patches.shape[2]
     step = padded_w * C
     for r in range(tile_rows):
         for tw in range(tiles_w):
-            t = r * tiles_w + tw
+            t = first_tile + r * tiles_w + tw
             for k in range(6):  # B^T d, column k of the patch
                 at = ((4 * r) * padded_w + 4 * tw + k) * C
                 _input_rows(slab[at:at + C], slab[at + step:at + step + C], slab[at + 2 * step:at + 2 * step + C],
@@ -163,9 +163,10 @@ def _output_rows(v0, v1, v2, v3, v4, v5, out0, out1, out2, out3):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def untransform_tiles(products, scratch, output, bias, n, first_tile_row, tile_rows, tiles_w, d0, d1):
-    """output[n, d, 4(first_tile_row + r) + i, 4tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:, r*TW
-    + tw, d - d0], where it falls inside the output, for the channels d in [d0, d1). products: (36,
+def untransform_tiles(products, scratch, output, bias, n, first_tile, first_tile_row, tile_rows, tiles_w, d0,
+                      d1):
+    """output[n, d, 4(first_tile_row + r) + i, 4tw + j] = (A^T m A)[i, j] + bias[d] for m = products[:,
+    first_tile + r*TW + tw, d - d0], where it falls inside the output, for the channels d in [d0, d1). products: (36,
     >= tile_rows*TW, >= d1 - d0); scratch: (>= 40*(d1 - d0),), for m A and A^T m A of one tile."""
     OH, OW = output.shape[2], output.shape[3]
     has_bias = bias.shape[0] > 0
@@ -175,7 +176,7 @@ def untransform_tiles(products, scratch, output, bias, n, first_tile_row, tile_r
     for r in range(tile_rows):
         oh = 4 * (first_tile_row + r)
         for tw in range(tiles_w):
-            t = r * tiles_w + tw
+            t = first_tile + r * tiles_w + tw
             for a in range(6):  # m A, row a
                 _output_rows(products[6 * a, t, :width], products[6 * a + 1, t, :width],
                              products[6 * a + 2, t, :width], products[6 * a + 3, t, :width],
@@ -205,8 +206,10 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
     tiles_h, tiles_w = (OH + 3) // 4, (OW + 3) // 4
     padded_w = 4 * tiles_w + 2
     chunks, block = patches.shape[0], patches.shape[2]
-    block_rows = block // tiles_w
+    images = max(1, block // (tiles_h * tiles_w))  # whole images a block, or one image's rows of tiles
+    block_rows = min(tiles_h, block // tiles_w)
     blocks = (tiles_h + block_rows - 1) // block_rows
+    groups = (N + images - 1) // images
     slab_size = (4 * block_rows + 2) * padded_w * C
     size = output.itemsize
     flat_output = output.reshape((N, D, OH * OW))
@@ -216,35 +219,46 @@ def conv2d_winograd4_span(span_part, span_parts, input, transformed, bias, outpu
         half = padded[chunk, slab_size:slab_size + 36 * C].reshape((36, C))
         scratch = padded[chunk, slab_size + 36 * C:]
         transformed_patches, tile_products = patches[chunk], products[chunk]
-        first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
+        first, last = chunk_bounds(chunk, chunks, groups * blocks * parts)
         for task in range(first, last):
-            n = task // (blocks * parts)
+            n0 = task // (blocks * parts) * images
+            n1 = min(N, n0 + images)
             tr0 = (task // parts % blocks) * block_rows
             d0, d1 = chunk_bounds(task % parts, parts, D)
             tile_rows = min(block_rows, tiles_h - tr0)
-            tiles = tile_rows * tiles_w
-            pad_channels_last(input[n], slab, 4 * tr0, 4 * tile_rows + 2, padding_h, padding_w, padded_w)
-            transform_patches(slab, half, transformed_patches, tile_rows, tiles_w, padded_w)
+            per_image = tile_rows * tiles_w
+            for n in range(n0, n1):
+                pad_channels_last(input[n], slab, 4 * tr0, 4 * tile_rows + 2, padding_h, padding_w, padded_w)
+                transform_patches(slab, half, transformed_patches, (n - n0) * per_image, tile_rows, tiles_w,
+                                  padded_w)
+            tiles = (n1 - n0) * per_image
             for xi in range(36):  # (tiles, C) @ (C, D slice): the products' channels last, as the patches'
                 gemm(NO_TRANS, NO_TRANS, tiles, d1 - d0, C, 1.0, address(transformed_patches, xi * block * C), C,
                      address(transformed, xi * C * D + d0), D, 0.0, address(tile_products, xi * block * D), D,
                      size)
-            untransform_tiles(tile_products, scratch, output, bias, n, tr0, tile_rows, tiles_w, d0, d1)
-            for d in range(d0, d1):
-                epilogue_span(flat_output, n, d, 4 * tr0 * OW, min(OH, 4 * (tr0 + tile_rows)) * OW, scale, shift,
-                              residual, activation)
+            for n in range(n0, n1):
+                untransform_tiles(tile_products, scratch, output, bias, n, (n - n0) * per_image, tr0, tile_rows,
+                                  tiles_w, d0, d1)
+                for d in range(d0, d1):
+                    epilogue_span(flat_output, n, d, 4 * tr0 * OW, min(OH, 4 * (tr0 + tile_rows)) * OW, scale,
+                                  shift, residual, activation)
 
 
 def conv2d_winograd4(input, transformed, bias, output, padded, patches, products, padding_h, padding_w, parts,
                      scale, shift, residual, activation):
     """output (N, D, OH, OW) = the 3x3 stride-1 convolution of input (N, C, H, W) with the filters that
     `winograd4_weights` turned into transformed (36, C, D), plus bias. padded, patches, products: one buffer
-    per parallel chunk, (chunks, C*(4*block_rows + 2)*padded_w + 6*padded_w) (the padded input rows, then
-    six rows of transform scratch), (chunks, 36, C, block) and (chunks, 36, D, block), a block holding whole
-    rows of tiles; parts: slices of the D output channels per task (blocks.channel_parts); the epilogue as
+    per parallel chunk, (chunks, (4*block_rows + 2)*padded_w*C + 36*C + 40*D) (one image's padded input rows,
+    channels last, then transform scratch), (chunks, 36, block, C) and (chunks, 36, block, D), a block
+    holding whole rows of tiles of one image, or several whole images when it has room for them; parts:
+    slices of the D output channels per task (blocks.channel_parts); the epilogue as
     winograd.conv2d_winograd's."""
     parallel_parts(conv2d_winograd4_span, numba.get_num_threads(), input, transformed, bias, output, padded,
                    patches, products, padding_h, padding_w, parts, scale, shift, residual, activation)
+
+
+BLOCK_TILES = 96  # a block of whole images has at least this many tiles, where there are images enough: OpenBLAS
+                  # ran the products (tiles, C) @ (C, D) ~25% slower 49 tiles wide (a 28x28 image) than 98 wide
 
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
@@ -265,23 +279,37 @@ def _sides(pass_, convolution):
     return (N, D, C, H, W) if pass_ == "backward_input" else (N, C, D, OH, OW)
 
 
+def _tasks(images, tiles_h, tiles_w, block):
+    """How many (images, block of rows) tasks a pass with blocks of `block` tiles has (see conv2d_winograd4)."""
+    together = max(1, block // (tiles_h * tiles_w))
+    return -(-images // together) * -(-tiles_h // min(tiles_h, block // tiles_w))
+
+
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer: filters (36, C', D'), the transformed filters; per
-    parallel chunk, a block of whole rows of tiles: padded (C'*(4*block_rows + 2)*(4*TW + 2) + 6*(4*TW + 2),),
-    the input rows it reads and six rows of scratch; patches (36, C', block_rows*TW); products (36, D', same)."""
+    parallel chunk: padded ((4*block_rows + 2)*(4*TW + 2)*C' + 36*C' + 40*D',), one image's input rows it
+    reads and transform scratch; patches (36, block, C'); products (36, block, D'). A block is the rows of
+    tiles that fill the cache budget (blocks.block_rows); where that is a whole image of fewer than
+    BLOCK_TILES tiles, enough whole images to reach it, while every thread still gets a task."""
     N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     padded_w = 4 * tiles_w + 2
     rows = balanced_rows(block_rows(36 * channels_in, tiles_w, tiles_h, itemsize), tiles_h, N, channels_out,
                          threads)  # rows of tiles
-    tasks = N * -(-tiles_h // rows)
+    block = rows * tiles_w
+    if rows == tiles_h:
+        images = max(1, min(N, -(-BLOCK_TILES // block)))
+        while images > 1 and -(-N // images) < threads:
+            images -= 1
+        block *= images
+    tasks = _tasks(N, tiles_h, tiles_w, block)
     tasks *= channel_parts(tasks, channels_out, threads)
     chunks = max(1, min(tasks, max_chunks(pass_, threads)))
     return (("filters", "winograd_weights", (36, channels_in, channels_out)),
             ("padded", "padded", (chunks, (4 * rows + 2) * padded_w * channels_in + 36 * channels_in
                                   + 40 * channels_out)),
-            ("patches", "col", (chunks, 36, rows * tiles_w, channels_in)),
-            ("products", "wide", (chunks, 36, rows * tiles_w, channels_out)))
+            ("patches", "col", (chunks, 36, block, channels_in)),
+            ("products", "wide", (chunks, 36, block, channels_out)))
 
 
 def transformed_filters(weight, plan):
@@ -295,7 +323,7 @@ def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w,
     """The convolution with filters already transformed (by winograd4_weights); buffers as the plan's;
     epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
     tiles_h, tiles_w = (output.shape[2] + 3) // 4, (output.shape[3] + 3) // 4
-    tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[2] // tiles_w))
+    tasks = _tasks(input.shape[0], tiles_h, tiles_w, buffers["patches"].shape[2])
     parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
     with single_threaded():
         conv2d_winograd4(input, filters, bias, output, buffers["padded"], buffers["patches"], buffers["products"],

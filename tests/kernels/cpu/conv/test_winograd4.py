@@ -36,10 +36,10 @@ def test_transforms_are_those_of_minimal_filtering():
     transformed = np.empty((36, 1, 1))
     winograd4.winograd4_weights(g.reshape(1, 1, 3, 3), transformed, False)
     patches = np.empty((36, 1, 1))
-    winograd4.transform_patches(patch.reshape(-1).copy(), np.empty((36, 1)), patches, 1, 1, 6)
+    winograd4.transform_patches(patch.reshape(-1).copy(), np.empty((36, 1)), patches, 0, 1, 1, 6)
     products = transformed * patches
     out = np.full((1, 1, 4, 4), np.nan)
-    winograd4.untransform_tiles(products, np.empty(40), out, np.empty(0), 0, 0, 1, 1, 0, 1)
+    winograd4.untransform_tiles(products, np.empty(40), out, np.empty(0), 0, 0, 0, 1, 1, 0, 1)
     expected = reference.conv2d(patch[None, None], g[None, None])[0, 0]
     np.testing.assert_allclose(out[0, 0], expected, rtol=0, atol=1e-13)
 

@@ -19,8 +19,9 @@ gradient). The choice, in order:
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
-    (else 'shift'); for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3) too,
-    winograd_weight.py);
+    (else 'shift'); 'winograd4' (F(4x4, 3x3), winograd4.py) instead for those with c >= WINOGRAD4_CHANNELS,
+    or c >= WINOGRAD4_WIDE_CHANNELS and outputs at least WINOGRAD4_WIDE wide; for these layers the weight
+    gradient is 'winograd_weight' (F(2x2, 3x3), winograd_weight.py);
   - 'strips' for 3x3 undilated ungrouped layers with c >= SHIFT_CHANNELS that are not Winograd's, when the
     output is at most STRIPS_NARROW wide (the weight gradient: STRIPS_NARROW_WEIGHT);
   - else 'shift' (one product per window tap, shift.py) when c >= SHIFT_CHANNELS: forward and input
@@ -113,6 +114,9 @@ PASSES = ("forward", "backward_input", "backward_weight")
 
 WINOGRAD_CHANNELS = 32
 WINOGRAD_WORK = 672  # min(C, D) x output width
+WINOGRAD4_CHANNELS = 128  # F(4x4, 3x3) instead of F(2x2) for Winograd layers with at least this many channels,
+WINOGRAD4_WIDE_CHANNELS = 64  # ... or at least this many and outputs
+WINOGRAD4_WIDE = 56  # ... at least this wide
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
@@ -232,6 +236,13 @@ def _direct(pass_, convolution):
     return "lanes"
 
 
+def _winograd4(convolution, channels, out_w):
+    """True for the Winograd layers whose forward and input gradient run F(4x4, 3x3) (winograd4.py): at least
+    WINOGRAD4_CHANNELS channels, or WINOGRAD4_WIDE_CHANNELS with outputs at least WINOGRAD4_WIDE wide (see the
+    module docstring). Not the batch: the JIT warm-up plans a model's kernels for one image."""
+    return channels >= WINOGRAD4_CHANNELS or (channels >= WINOGRAD4_WIDE_CHANNELS and out_w >= WINOGRAD4_WIDE)
+
+
 def choose(pass_, convolution):
     """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
@@ -262,7 +273,7 @@ def choose(pass_, convolution):
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
                 else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
-            return "winograd"
+            return "winograd4" if _winograd4(convolution, channels, out_w) else "winograd"
         return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
     return "gemm"
 
@@ -276,7 +287,8 @@ def applicable(pass_, convolution):
 # helpers, by module: their values are part of a remembered plan's key (a test checks this list against the
 # modules' upper-case numbers)
 SETTINGS = (
-    (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
+    (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "WINOGRAD4_CHANNELS", "WINOGRAD4_WIDE_CHANNELS",
+                             "WINOGRAD4_WIDE", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
@@ -385,6 +397,8 @@ def choose_prepared(convolution):
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
     algorithm = choose("forward", convolution)
+    if algorithm == "winograd4":  # the prepared pass keeps F(2x2)'s transformed filters and fuses its epilogue
+        algorithm = "winograd"
     if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
         return "strips"
     return algorithm

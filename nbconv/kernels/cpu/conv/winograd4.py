@@ -257,8 +257,8 @@ def conv2d_winograd4(input, transformed, bias, output, padded, patches, products
                    patches, products, padding_h, padding_w, parts, scale, shift, residual, activation)
 
 
-BLOCK_TILES = 96  # a block of whole images has at least this many tiles, where there are images enough: OpenBLAS
-                  # ran the products (tiles, C) @ (C, D) ~25% slower 49 tiles wide (a 28x28 image) than 98 wide
+BLOCK_TILES = 96  # a block has at least this many tiles, where there are images enough: OpenBLAS ran the products
+                  # (tiles, C) @ (C, D) ~25% slower 49 tiles wide (a 28x28 image) than 98 wide
 
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
@@ -289,13 +289,14 @@ def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer: filters (36, C', D'), the transformed filters; per
     parallel chunk: padded ((4*block_rows + 2)*(4*TW + 2)*C' + 36*C' + 40*D',), one image's input rows it
     reads and transform scratch; patches (36, block, C'); products (36, block, D'). A block is the rows of
-    tiles that fill the cache budget (blocks.block_rows); where that is a whole image of fewer than
+    tiles that fill the cache budget (blocks.block_rows), but at least BLOCK_TILES tiles where the image has
+    them (each product reads only its own slice of the block); where that is a whole image of fewer than
     BLOCK_TILES tiles, enough whole images to reach it, while every thread still gets a task."""
     N, channels_in, channels_out, out_h, out_w = _sides(pass_, convolution)
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
     padded_w = 4 * tiles_w + 2
-    rows = balanced_rows(block_rows(36 * channels_in, tiles_w, tiles_h, itemsize), tiles_h, N, channels_out,
-                         threads)  # rows of tiles
+    rows = max(block_rows(36 * channels_in, tiles_w, tiles_h, itemsize), min(tiles_h, -(-BLOCK_TILES // tiles_w)))
+    rows = balanced_rows(rows, tiles_h, N, channels_out, threads)  # rows of tiles
     block = rows * tiles_w
     if rows == tiles_h:
         images = max(1, min(N, -(-BLOCK_TILES // block)))

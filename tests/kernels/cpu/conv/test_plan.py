@@ -31,6 +31,8 @@ CLASSES = [
      ("winograd4", "winograd4", "winograd_weight")),
     ("Winograd, 64 channels 28 wide: F(2x2)", (2, 64, 28, 28), (64, 64, 3, 3), (1, 1, 1, 1),
      ("winograd", "winograd", "winograd_weight")),
+    ("Winograd, 512 channels 4 wide: F(2x2)", (2, 512, 4, 4), (512, 512, 3, 3), (1, 1, 1, 1),
+     ("winograd", "winograd", "winograd_weight")),
     ("Winograd F(4x4), padding 3", (2, 128, 14, 14), (128, 128, 3, 3), (1, 3, 1, 1),
      ("winograd4", "shift", "winograd_weight")),
     ("3x3, 64 channels 7 wide: lanes", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),

@@ -2,22 +2,24 @@
 
 Each 4x4 block of outputs ("tile") of one channel pair is A^T [ (G g G^T) * (B^T d B) ] A for the 6x6 input
 patch d under it and the 3x3 filter g. Summed over input channels, the 36 element-wise products become 36
-matrix products U[xi] (D, C) @ V[xi] (C, tiles): 36 multiply-adds per 16 outputs per channel pair instead
+matrix products V[xi] (tiles, C) @ U[xi] (C, D): 36 multiply-adds per 16 outputs per channel pair instead
 of 144, 4x less arithmetic than im2col (F(2x2, 3x3), winograd.py: 2.25x).
 
 The transforms interpolate at the points 0, 1, -1, 1/2, -2 and infinity. Lavin's usual 0, +-1, +-2 make
 float32 results about 2.5x less accurate: the float32 error is that of the products M[xi], which A^T
 weighs by the points' powers (up to 8 here, as with +-2) and which B^T's and G's coefficients make larger
 than the outputs; these points keep it about half that of 0, +-1, +-2 (benchmarks/NOTES.md, section 63).
-Exact in exact arithmetic; each transform is exact in binary except G's thirds and fifteenths, which are
-computed in float64 once per filter.
+Exact in exact arithmetic; B^T's and A^T's coefficients (halves to eighths) are exact in binary, and G's
+thirds and fifteenths are applied in float64, once per filter.
 
-The work is cut as in winograd.py: tasks are (image, block of tile rows, slice of output channels); each
-parallel chunk pads the input rows its block reads (`pad_rows`), transforms its patches into V (a pass
-along the rows, contiguous, then one across columns), runs the 36 products with the BLAS and transforms
-the results into the output (across columns, then along rows), then applies the epilogue. The input
-gradient is the same computation on the output gradient with the filters turned by 180 degrees, their
-channel axes swapped, and padding 2 - p.
+The work is cut as in winograd.py: tasks are (images, block of tile rows, slice of output channels). Each
+parallel chunk pads the input rows its block reads channels last (`pad_channels_last`, a transposition), so
+that every step of the transforms is a loop along the channels over contiguous vectors; transforms the
+patches into V (36, tiles, C); runs the 36 products (tiles, C) @ (C, D) with the BLAS; transforms the
+results back into the output, channels first, then applies the epilogue. A block holds at least BLOCK_TILES
+tiles where it can: more rows than the cache budget gives, or several whole images when one has fewer (the
+products ran ~25% slower 49 tiles wide than 98). The input gradient is the same computation on the output
+gradient with the filters turned by 180 degrees, their channel axes swapped, and padding 2 - p.
 """
 import numba
 from numba import njit

@@ -304,6 +304,7 @@ def buffers(pass_, convolution, itemsize, threads):
         images = max(1, min(N, -(-BLOCK_TILES // block)))
         while images > 1 and -(-N // images) < threads:
             images -= 1
+        images = -(-N // -(-N // images))  # groups of near-equal size: 8 images in 4 + 4, not 7 + 1
         block *= images
     tasks = _tasks(N, tiles_h, tiles_w, block)
     tasks *= channel_parts(tasks, channels_out, threads)

@@ -24,6 +24,7 @@ def _conv_case(rng, input_shape, weight_shape, **hyper):
 # (input shape, weight shape, hyper-parameters, the algorithm the plan picks for the forward pass)
 CONV_CASES = [
     ((2, 32, 22, 22), (32, 32, 3, 3), dict(padding=1), "winograd"),
+    ((2, 128, 7, 9), (128, 128, 3, 3), dict(padding=1), "winograd4"),
     ((2, 16, 6, 34), (16, 16, 3, 3), dict(padding=1), "shift"),
     ((2, 3, 9, 10), (9, 3, 3, 3), dict(padding=1), "wide"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),

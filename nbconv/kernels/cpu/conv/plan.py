@@ -19,7 +19,9 @@ gradient). The choice, in order:
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
-    (else 'shift'); for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3) too,
+    (else 'shift'); 'winograd4' (F(4x4, 3x3), winograd4.py) instead for those with c >= WINOGRAD4_CHANNELS,
+    or c >= WINOGRAD4_WIDE_CHANNELS and outputs at least WINOGRAD4_WIDE wide, if the outputs are at least
+    WINOGRAD4_NARROWEST wide; for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3),
     winograd_weight.py);
   - 'strips' for 3x3 undilated ungrouped layers with c >= SHIFT_CHANNELS that are not Winograd's, when the
     output is at most STRIPS_NARROW wide (the weight gradient: STRIPS_NARROW_WEIGHT);
@@ -39,7 +41,12 @@ shift: 64 channels 1.26x at 14 wide but 0.49x at 7; 48 channels 1.10x at 14; 32 
 wide. shift's products are c deep, so below SHIFT_CHANNELS the unrolling (wide) wins. The weight gradient
 by shift packs the image once per tap inside the BLAS, against one big product for wide: it wins up to
 32 channels (1.5x at 16 and 28 wide, 1.25x at 32 and 28 wide; but 0.85x at 32 and 56 wide), and loses
-from 48 (0.85-0.9x at 48-128). The Winograd weight gradient against the previous choice (one thread,
+from 48 (0.85-0.9x at 48-128). F(4x4) against F(2x2) (benchmarks/winograd4_layers.py, one thread, thread CPU time, 5 alternating rounds,
+loaded machine), forward / input gradient: 8 x 64 x 56 x 56 1.11x / 1.12x, 16 x 128 x 28 x 28 1.23x / 1.37x,
+ResNet-18's 128 x 28, 256 x 14 and 512 x 7 (batch 8) 1.27-1.40x, 1.27-1.29x, 1.80-1.95x, VGG's 256 x 56,
+512 x 28, 512 x 14 (batch 2-8) 1.54-2.23x; but 64 channels at 28 wide 1.01-1.06x (0.82-0.95x in an earlier
+run), 48 at 28 0.81-0.86x, 32 at 28 0.81-0.85x, and at batch 1 256 x 14 0.87x / 1.02x (its float32 error is
+also 6-9x F(2x2)'s: benchmarks/NOTES.md, section 63). The Winograd weight gradient against the previous choice (one thread,
 alternating): 1.15x on 8 x 64 x 56 x 56 (wide), 7-10x on 256-512 channels at 14 and 7 wide (wide, whose
 partial sums then spilled from the cache); but 0.46-0.57x on ResNet-20's narrow layers (128 images of
 16-64 channels, 32-8 wide, against shift and wide), where its tile transforms cost more than the products
@@ -107,12 +114,16 @@ import numba
 import numpy as np
 
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
-               winograd_weight)
+               winograd4, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
 WINOGRAD_CHANNELS = 32
 WINOGRAD_WORK = 672  # min(C, D) x output width
+WINOGRAD4_CHANNELS = 128  # F(4x4, 3x3) instead of F(2x2) for Winograd layers with at least this many channels,
+WINOGRAD4_WIDE_CHANNELS = 64  # ... or at least this many and outputs
+WINOGRAD4_WIDE = 56  # ... at least this wide; never outputs narrower than
+WINOGRAD4_NARROWEST = 7  # ... this (a 4x4 tile computes 16 outputs for 2x2 or 4 for 1x1 layers)
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
@@ -141,6 +152,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("direct", direct, direct.applies),
     Algorithm("pointwise", gemm, gemm.applies_pointwise),
     Algorithm("winograd", winograd, winograd.applies),
+    Algorithm("winograd4", winograd4, winograd4.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
     Algorithm("shift", shift, shift.applies),
     Algorithm("flat", flat, flat.applies),
@@ -232,6 +244,15 @@ def _direct(pass_, convolution):
     return "lanes"
 
 
+def _winograd4(convolution, channels, out_w):
+    """True for the Winograd layers whose forward and input gradient run F(4x4, 3x3) (winograd4.py): at least
+    WINOGRAD4_CHANNELS channels, or WINOGRAD4_WIDE_CHANNELS with outputs at least WINOGRAD4_WIDE wide, and
+    outputs at least WINOGRAD4_NARROWEST wide (see the module docstring). Not the batch: the JIT warm-up plans
+    a model's kernels for one image."""
+    return out_w >= WINOGRAD4_NARROWEST and (
+        channels >= WINOGRAD4_CHANNELS or (channels >= WINOGRAD4_WIDE_CHANNELS and out_w >= WINOGRAD4_WIDE))
+
+
 def choose(pass_, convolution):
     """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
@@ -262,7 +283,7 @@ def choose(pass_, convolution):
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
                 else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
-            return "winograd"
+            return "winograd4" if _winograd4(convolution, channels, out_w) else "winograd"
         return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
     return "gemm"
 
@@ -276,7 +297,8 @@ def applicable(pass_, convolution):
 # helpers, by module: their values are part of a remembered plan's key (a test checks this list against the
 # modules' upper-case numbers)
 SETTINGS = (
-    (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
+    (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "WINOGRAD4_CHANNELS", "WINOGRAD4_WIDE_CHANNELS",
+                             "WINOGRAD4_WIDE", "WINOGRAD4_NARROWEST", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
@@ -291,6 +313,7 @@ SETTINGS = (
     (strips, ("STRIP", "block_rows", "max_chunks")),
     (wide, ("block_rows", "max_chunks")),
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
+    (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
@@ -388,6 +411,8 @@ def choose_prepared(convolution):
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
     algorithm = choose("forward", convolution)
+    if algorithm == "winograd4":  # the prepared pass keeps F(2x2)'s transformed filters and fuses its epilogue
+        algorithm = "winograd"
     if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
         return "strips"
     if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):

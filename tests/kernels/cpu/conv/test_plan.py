@@ -25,6 +25,16 @@ CLASSES = [
     ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
     ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd_weight")),
+    ("Winograd F(4x4), 128 channels 7 wide", (2, 128, 7, 7), (128, 128, 3, 3), (1, 1, 1, 1),
+     ("winograd4", "winograd4", "winograd_weight")),
+    ("Winograd F(4x4), 64 channels 56 wide", (2, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1),
+     ("winograd4", "winograd4", "winograd_weight")),
+    ("Winograd, 64 channels 28 wide: F(2x2)", (2, 64, 28, 28), (64, 64, 3, 3), (1, 1, 1, 1),
+     ("winograd", "winograd", "winograd_weight")),
+    ("Winograd, 512 channels 4 wide: F(2x2)", (2, 512, 4, 4), (512, 512, 3, 3), (1, 1, 1, 1),
+     ("winograd", "winograd", "winograd_weight")),
+    ("Winograd F(4x4), padding 3", (2, 128, 14, 14), (128, 128, 3, 3), (1, 3, 1, 1),
+     ("winograd4", "shift", "winograd_weight")),
     ("3x3, 64 channels 7 wide: lanes", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
     ("3x3, 64 channels 8 wide (ResNet-20)", (2, 64, 8, 8), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
     ("3x3, 32 channels 14 wide: lanes", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
@@ -71,7 +81,7 @@ def test_the_classes_cover_every_algorithm_and_pass():
         if name in ("packed", "packed_windows"):
             continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
-            if (name, pass_) in (("winograd", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
+            if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
                 continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
             assert (pass_, name) in covered
 
@@ -159,7 +169,7 @@ def test_applicable_lists_what_can_run():
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "shift", "wide", "strips", "gemm", "lanes"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "winograd4", "shift", "wide", "strips", "gemm", "lanes"]
     assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm",
                                          "lanes"]
 

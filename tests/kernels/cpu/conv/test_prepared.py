@@ -18,8 +18,8 @@ def test_resnet50s_layers_choices():
     chosen = {input_shape[2]: choose_prepared(Convolution(input_shape, (D, input_shape[1], 3, 3), 1, 1, 1, 1))
               for input_shape, D in RESNET50_3X3}
     assert chosen == {56: "winograd", 28: "winograd", 14: "winograd", 7: "strips"}
-    # training keeps Winograd at 7 wide: only prepared passes change
-    assert plan("forward", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd"
+    # training keeps Winograd at 7 wide (F(4x4) there): only prepared passes change
+    assert plan("forward", (8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     assert choose_prepared(Convolution((1, 512, 14, 14), (512, 512, 3, 3), 2, 2, 1, 1)) == "packed_windows"  # stride 2
     assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"
 

@@ -1,0 +1,127 @@
+"""Winograd F(4x4, 3x3) (conv/winograd4.py) against F(2x2, 3x3) (conv/winograd.py) and PyTorch CPU, per
+layer and per pass (forward, input gradient), in alternating rounds.
+
+Layers: the layer set's two big 3x3 layers (vgg-3x3 8x64x56x56 -> 64, resnet-3x3 16x128x28x28 -> 128) and
+ResNet-18's and VGG's 3x3 layers at 56, 28, 14 and 7 wide (3x3, padding 1). Each round times every contender
+once per pass (the mean of --repeat calls); the table gives the median over rounds, the effective GFLOP/s
+of F(4x4) (direct-convolution multiply-adds x 2 over its time), and the ratios' median (min-max) of the
+per-round ratios: other time / F(4x4) time (above 1: F(4x4) is faster).
+
+--clock thread: CPU time of the calling thread (use with --threads 1); --clock wall: wall time.
+
+Usage: python benchmarks/winograd4_layers.py [--rounds 5] [--repeat 2] [--threads N] [--clock wall|thread]
+       [--layers NAME,...] [--passes forward,backward_input] [--no-torch]
+"""
+import argparse
+import statistics
+import time
+
+import numba
+import numpy as np
+
+from nbconv.bench import sgemm_rate
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import Convolution, plan
+
+LAYERS = {  # name: (input shape, weight shape); 3x3, stride 1, padding 1
+    "vgg-3x3": ((8, 64, 56, 56), (64, 64, 3, 3)),
+    "resnet-3x3": ((16, 128, 28, 28), (128, 128, 3, 3)),
+    "r18-64x56": ((8, 64, 56, 56), (64, 64, 3, 3)),
+    "r18-128x28": ((8, 128, 28, 28), (128, 128, 3, 3)),
+    "r18-256x14": ((8, 256, 14, 14), (256, 256, 3, 3)),
+    "r18-512x7": ((8, 512, 7, 7), (512, 512, 3, 3)),
+    "vgg-256x56": ((2, 256, 56, 56), (256, 256, 3, 3)),
+    "vgg-512x28": ((2, 512, 28, 28), (512, 512, 3, 3)),
+    "vgg-512x14": ((8, 512, 14, 14), (512, 512, 3, 3)),
+    "c32x28": ((16, 32, 28, 28), (32, 32, 3, 3)),
+    "c48x28": ((16, 48, 28, 28), (48, 48, 3, 3)),
+    "c64x28": ((16, 64, 28, 28), (64, 64, 3, 3)),
+    "c64x14": ((16, 64, 14, 14), (64, 64, 3, 3)),
+    "c128x14": ((16, 128, 14, 14), (128, 128, 3, 3)),
+    "c128x7": ((16, 128, 7, 7), (128, 128, 3, 3)),
+    "b1-256x14": ((1, 256, 14, 14), (256, 256, 3, 3)),
+    "b1-512x7": ((1, 512, 7, 7), (512, 512, 3, 3)),
+}
+
+
+def runner(pass_, algorithm, x, w, b, grad_y):
+    chosen = plan(pass_, x.shape, w.shape, 1, 1, 1, 1, dtype=x.dtype, algorithm=algorithm)
+    out = np.empty(chosen.convolution.output_shape if pass_ == "forward" else x.shape, x.dtype)
+    if pass_ == "forward":
+        return lambda: dispatch.run_forward(chosen, x, w, b, out)
+    return lambda: dispatch.run_backward_input(chosen, grad_y, w, out)
+
+
+def torch_runner(pass_, x, w, b, grad_y):
+    import torch
+    import torch.nn.functional as tF
+    tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, grad_y))
+    if pass_ == "forward":
+        return lambda: tF.conv2d(tx, tw, tb, 1, 1)
+    return lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, 1, 1)
+
+
+def timed(function, repeat, clock):
+    start = clock()
+    for _ in range(repeat):
+        function()
+    return (clock() - start) / repeat
+
+
+def ratio(times, numerator, denominator="winograd4"):
+    values = [a / b for a, b in zip(times[numerator], times[denominator])]
+    return f"{statistics.median(values):5.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    parser.add_argument("--layers", default="vgg-3x3,resnet-3x3,r18-128x28,r18-256x14,r18-512x7")
+    parser.add_argument("--passes", default="forward,backward_input")
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    if args.threads:
+        numba.set_num_threads(args.threads)
+        if not args.no_torch:
+            import torch
+            torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}, "
+          f"sgemm {sgemm_rate():.0f} GFLOP/s (numpy, before)")
+    print(f"{'layer':12} {'pass':15} {'F4 ms':>8} {'F2 ms':>8} {'torch ms':>9} {'F4 GF/s':>8} "
+          f"{'F2/F4':>17} {'torch/F4':>17} {'torch/F2':>17}")
+    for name in args.layers.split(","):
+        input_shape, weight_shape = LAYERS[name]
+        x = rng.standard_normal(input_shape).astype(np.float32)
+        w = rng.standard_normal(weight_shape).astype(np.float32)
+        b = rng.standard_normal(weight_shape[0]).astype(np.float32)
+        convolution = Convolution(input_shape, weight_shape, 1, 1, 1, 1)
+        N, D, OH, OW = convolution.output_shape
+        flops = 2 * N * D * OH * OW * input_shape[1] * 9
+        grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
+        for pass_ in args.passes.split(","):
+            contenders = {algorithm: runner(pass_, algorithm, x, w, b, grad_y) for algorithm in ("winograd4", "winograd")}
+            if not args.no_torch:
+                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y)
+            for function in contenders.values():
+                function()  # compile, allocate
+            times = {key: [] for key in contenders}
+            for _ in range(args.rounds):
+                for key, function in contenders.items():
+                    times[key].append(timed(function, args.repeat, clock))
+            median = {key: statistics.median(value) for key, value in times.items()}
+            row = (f"{name:12} {pass_:15} {median['winograd4'] * 1e3:8.2f} {median['winograd'] * 1e3:8.2f} "
+                   f"{median.get('torch', float('nan')) * 1e3:9.2f} {flops / median['winograd4'] / 1e9:8.1f} "
+                   f"{ratio(times, 'winograd'):>17}")
+            if "torch" in times:
+                row += f" {ratio(times, 'torch'):>17} {ratio(times, 'torch', 'winograd'):>17}"
+            print(row, flush=True)
+    print(f"sgemm {sgemm_rate():.0f} GFLOP/s (numpy, after)")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,10 @@ Usage: python benchmarks/blocked_layers.py [--rounds 5] [--repeat 3] [--threads 
        [--against ALGORITHM,...] [--extra ALGORITHM,...] [--layers NAME,...] [--tree PATH]
 """
 import argparse
+import hashlib
 import importlib.util
+import os
+import shutil
 import statistics
 import sys
 import time
@@ -29,6 +32,8 @@ import numpy as np
 
 from nbconv.kernels.cpu.conv import dispatch
 from nbconv.kernels.cpu.conv.plan import choose, plan, Convolution
+
+TREES_DIR = "/tmp/nbconv_trees"  # copies of other trees' nbconv (import_tree)
 
 LAYERS = {  # name: (input shape, weight shape, stride, padding)
     "r20-16x32": ((128, 16, 32, 32), (16, 16, 3, 3), 1, 1),
@@ -59,12 +64,19 @@ def runner(pass_, algorithm, x, w, b, grad_y, stride, padding, modules=None):
 
 def import_tree(path, name="nbconv_tree"):
     """The nbconv package under `path` (another worktree), imported as package `name` beside this one: its
-    modules import one another relatively, so every module under it is that tree's, and it compiles into that
-    tree's cache."""
+    modules import one another relatively, so every module under it is that tree's. It runs from a copy,
+    /tmp/nbconv_trees/<name>-<path's hash>/<name>, refreshed at each import (timestamps kept, so Numba's cache
+    there stays valid until a source changes): Numba's cache records the module's name, and entries written
+    under `name` into the tree itself would fail to load when that tree later runs as `nbconv`."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, f"{path}/nbconv/__init__.py",
-                                                  submodule_search_locations=[f"{path}/nbconv"])
+    source = os.path.abspath(os.path.join(path, "nbconv"))
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    target = os.path.join(TREES_DIR, f"{name}-{digest}")
+    shutil.copytree(source, os.path.join(target, name), dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    spec = importlib.util.spec_from_file_location(name, f"{target}/{name}/__init__.py",
+                                                  submodule_search_locations=[f"{target}/{name}"])
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
     spec.loader.exec_module(package)

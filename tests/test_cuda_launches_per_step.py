@@ -95,10 +95,11 @@ def test_linear_relu_kernels_match_the_float64_reference(where, dtype, with_bias
     np.testing.assert_allclose(backend.to_host(grad_b), masked.sum(axis=0), rtol=tolerance, atol=tolerance)
 
 
-def test_sequential_fuses_linear_and_relu_on_cuda_only_where_both_run(rng):
-    """fc then relu run as one layer on the CUDA backend: same outputs and gradients as the CPU's separate
-    layers, also for forward(until=the ReLU), and backward(start=the Linear) after a fused forward (the
-    gradient is then the Linear's own output's, so the ReLU's mask must not apply)."""
+def test_sequential_fuses_linear_and_relu_on_both_backends_where_both_run(rng):
+    """fc then relu run as one layer on each backend (tests/nn/test_relu_fusions.py holds the CPU's fused layer
+    to its separate layers): the CUDA backend's outputs and gradients equal the CPU's, also for
+    forward(until=the ReLU), and backward(start=the Linear) after a fused forward (the gradient is then the
+    Linear's own output's, so the ReLU's mask must not apply)."""
     spec = "flatten,fc6,relu,fc3"
     x = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
     grad = rng.standard_normal((3, 3)).astype(np.float32)
@@ -107,7 +108,7 @@ def test_sequential_fuses_linear_and_relu_on_cuda_only_where_both_run(rng):
         model = models.build(spec, input_shape=(2, 2, 2), seed=2).to(where)
         y = model.forward(backend.transfer(x, where))
         grad_x = model.backward(backend.transfer(grad, where))
-        assert model._fused == ({1} if where == "cuda" else set())
+        assert model._fused == {1}
         hidden = model.forward(backend.transfer(x, where), until=model.layer_names()[2])
         grad_hidden = rng.standard_normal(hidden.shape).astype(np.float32) if where == "cpu" else results["cpu"][4]
         model.forward(backend.transfer(x, where))

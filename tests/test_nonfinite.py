@@ -45,13 +45,16 @@ def _reference_hyper(weight_shape, hyper):
 
 
 def _assert_matches(got, expected, what):
-    """Same NaN positions, same infinities (with sign), finite values close."""
+    """Same NaN positions, same infinities (with sign), finite values close: within 2e-4, or 1e-5 of the largest
+    finite value where that is more (a float32 sum of 128 x 9 products by Winograd F(4x4, 3x3) is off by a
+    few 1e-6 of the largest output: README.md, benchmarks/NOTES.md section 63)."""
     got = np.asarray(got, np.float64)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"{what}: NaN positions")
     np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expected), err_msg=f"{what}: +inf positions")
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected), err_msg=f"{what}: -inf positions")
     finite = np.isfinite(expected)
-    np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-4, atol=2e-4, err_msg=what)
+    largest = np.abs(expected[finite]).max(initial=0.0)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-4, atol=max(2e-4, 1e-5 * largest), err_msg=what)
 
 
 def _sprinkle(array, rng, count):

@@ -61,6 +61,7 @@ RUNNING_STATISTICS = ("running_mean", "running_var")  # batch normalization's, a
 INSTALL_HINT = 'pip install -e ".[mpi]" (mpi4py and MPICH from PyPI)'
 BALANCE_EVERY = 8  # steps between two updates of the shares when balancing by speed
 MINIMUM_SHARE = 0.1  # when balancing, no process takes less than this fraction of an even share
+ABORT_GRACE_SECONDS = 0.2  # between the failure line and MPI_Abort, for the launcher to forward the line
 
 
 # MPICH settings nbconv starts MPI with, in groups: a group is left alone when the environment sets any of its
@@ -471,6 +472,9 @@ class MPIWorld:
                 sys.stderr.write(f"nbconv: rank {self.rank} of {self.size} failed: {cause}; ending all {self.size} "
                                  f"processes\n")
             sys.stderr.flush()
+            # The launcher forwards this process's output from a pipe; MPI_Abort makes it kill every process at
+            # once, and a line still in the pipe can be lost with them. A moment lets it reach the user first.
+            time.sleep(ABORT_GRACE_SECONDS)
             self.comm.Abort(code)
             os._exit(code)  # MPICH's Abort returns when the launcher's SIGTERM reaches a handler (guard's) first
 

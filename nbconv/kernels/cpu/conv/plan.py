@@ -114,7 +114,7 @@ import numba
 import numpy as np
 
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
-               winograd4, winograd_weight)
+               winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -154,6 +154,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("winograd4", winograd4, winograd4.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
+    Algorithm("winograd4_weight", winograd4_weight, winograd4_weight.applies),
     Algorithm("shift", shift, shift.applies),
     Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
@@ -315,6 +316,7 @@ SETTINGS = (
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
+    (winograd4_weight, ("BLOCK_BYTES", "SLAB_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),

@@ -21,7 +21,8 @@ gradient). The choice, in order:
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
     (else 'shift'); 'winograd4' (F(4x4, 3x3), winograd4.py) instead for those with c >= WINOGRAD4_CHANNELS,
     or c >= WINOGRAD4_WIDE_CHANNELS and outputs at least WINOGRAD4_WIDE wide, if the outputs are at least
-    WINOGRAD4_NARROWEST wide; for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3),
+    WINOGRAD4_NARROWEST wide; for these layers the weight gradient is 'winograd4_weight' (F(4x4, 3x3),
+    winograd4_weight.py) with c >= WINOGRAD4_WEIGHT_CHANNELS, else 'winograd_weight' (F(2x2, 3x3),
     winograd_weight.py);
   - 'strips' for 3x3 undilated ungrouped layers with c >= SHIFT_CHANNELS that are not Winograd's, when the
     output is at most STRIPS_NARROW wide (the weight gradient: STRIPS_NARROW_WEIGHT);
@@ -124,6 +125,7 @@ WINOGRAD4_CHANNELS = 128  # F(4x4, 3x3) instead of F(2x2) for Winograd layers wi
 WINOGRAD4_WIDE_CHANNELS = 64  # ... or at least this many and outputs
 WINOGRAD4_WIDE = 56  # ... at least this wide; never outputs narrower than
 WINOGRAD4_NARROWEST = 7  # ... this (a 4x4 tile computes 16 outputs for 2x2 or 4 for 1x1 layers)
+WINOGRAD4_WEIGHT_CHANNELS = 32  # the weight gradient by F(4x4, 3x3) for Winograd layers with this many channels
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
@@ -280,7 +282,7 @@ def choose(pass_, convolution):
             return "strips"
         if pass_ == "backward_weight":
             if winograd_layer:
-                return "winograd_weight"
+                return "winograd4_weight" if channels >= WINOGRAD4_WEIGHT_CHANNELS else "winograd_weight"
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
                 else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
@@ -299,7 +301,8 @@ def applicable(pass_, convolution):
 # modules' upper-case numbers)
 SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "WINOGRAD4_CHANNELS", "WINOGRAD4_WIDE_CHANNELS",
-                             "WINOGRAD4_WIDE", "WINOGRAD4_NARROWEST", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
+                             "WINOGRAD4_WIDE", "WINOGRAD4_NARROWEST", "WINOGRAD4_WEIGHT_CHANNELS",
+                             "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",

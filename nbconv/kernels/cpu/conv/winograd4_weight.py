@@ -145,19 +145,21 @@ def _untransform_sums_span(span_part, span_parts, sums, grad_weight):
     """_untransform_sums over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     D, C = grad_weight.shape[0], grad_weight.shape[1]
     span_first, span_last = chunk_bounds(span_part, span_parts, D)
-    left = np.empty(18)  # m G (6 x 3), row by row, in float64
+    left = np.empty((18, C))  # m G (6 x 3) for every input channel, in float64: row a, column j at 3a + j
     for d in range(span_first, span_last):
-        for c in range(C):
-            for a in range(6):
-                g0, g1, g2 = _filter_columns(float(sums[6 * a, d, c]), float(sums[6 * a + 1, d, c]),
-                                             float(sums[6 * a + 2, d, c]), float(sums[6 * a + 3, d, c]),
-                                             float(sums[6 * a + 4, d, c]), float(sums[6 * a + 5, d, c]))
-                left[3 * a], left[3 * a + 1], left[3 * a + 2] = g0, g1, g2
-            target = grad_weight[d, c]
-            for j in range(3):  # G^T (m G), column j
-                g0, g1, g2 = _filter_columns(left[j], left[3 + j], left[6 + j], left[9 + j], left[12 + j],
-                                             left[15 + j])
-                target[0, j], target[1, j], target[2, j] = g0, g1, g2
+        for a in range(6):  # loops along the input channels: sums[xi, d] is contiguous
+            m0, m1, m2 = sums[6 * a, d], sums[6 * a + 1, d], sums[6 * a + 2, d]
+            m3, m4, m5 = sums[6 * a + 3, d], sums[6 * a + 4, d], sums[6 * a + 5, d]
+            target0, target1, target2 = left[3 * a], left[3 * a + 1], left[3 * a + 2]
+            for c in range(C):
+                target0[c], target1[c], target2[c] = _filter_columns(
+                    float(m0[c]), float(m1[c]), float(m2[c]), float(m3[c]), float(m4[c]), float(m5[c]))
+        target = grad_weight[d]
+        for j in range(3):  # G^T (m G), column j
+            for c in range(C):
+                g0, g1, g2 = _filter_columns(left[j, c], left[3 + j, c], left[6 + j, c], left[9 + j, c],
+                                             left[12 + j, c], left[15 + j, c])
+                target[c, 0, j], target[c, 1, j], target[c, 2, j] = g0, g1, g2
 
 
 def _untransform_sums(sums, grad_weight):

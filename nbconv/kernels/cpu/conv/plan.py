@@ -51,7 +51,12 @@ also 6-9x F(2x2)'s: benchmarks/NOTES.md, section 63). The Winograd weight gradie
 alternating): 1.15x on 8 x 64 x 56 x 56 (wide), 7-10x on 256-512 channels at 14 and 7 wide (wide, whose
 partial sums then spilled from the cache); but 0.46-0.57x on ResNet-20's narrow layers (128 images of
 16-64 channels, 32-8 wide, against shift and wide), where its tile transforms cost more than the products
-save: so it follows the forward's Winograd rule.
+save: so it follows the forward's Winograd rule. The weight gradient by F(4x4) (winograd4_weight.py) against
+F(2x2)'s (benchmarks/winograd4_layers.py, one thread, thread CPU time, loaded machine): 8 x 64 x 56 x 56 1.60x,
+16 x 128 x 28 x 28 1.75x (two threads 1.34x, 1.64x), ResNet-18's 128 x 28, 256 x 14, 512 x 7 1.51x, 1.68x,
+1.80x, 1.4-2.8x on every Winograd layer from 32 channels 21 wide to 512 channels 4 wide, 1.02-1.23x at batch 1:
+so every Winograd layer's weight gradient is F(4x4)'s (WINOGRAD4_WEIGHT_CHANNELS = WINOGRAD_CHANNELS; its
+float32 error, 1-3e-6 of the largest gradient, is 3-4x F(2x2)'s: benchmarks/NOTES.md, section 66).
 On ResNet-20's layers (batch 128; 16, 32, 64 channels at 32, 16, 8 wide), alternating rounds, one thread
 (thread CPU time) and two (wall time), loaded machine, strips against the previous choice: weight gradient
 1.10-1.25x at all three (against shift at 16 and 32 channels, wide at 64); forward and input gradient

@@ -14,16 +14,19 @@ Usage: python benchmarks/winograd4_layers.py [--rounds 5] [--repeat 2] [--thread
        [--layers NAME,...] [--passes forward,backward_input,backward_weight] [--no-torch]
 """
 import argparse
+import os
 import statistics
-import time
+import sys
 
 import numba
 import numpy as np
 
 from nbconv.bench import sgemm_rate
 from nbconv.kernels.cpu.blas import single_threaded
-from nbconv.kernels.cpu.conv import dispatch
-from nbconv.kernels.cpu.conv.plan import Convolution, plan
+from nbconv.kernels.cpu.conv.plan import Convolution
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
 
 LAYERS = {  # name: (input shape, weight shape); 3x3, stride 1, padding 1
     "vgg-3x3": ((8, 64, 56, 56), (64, 64, 3, 3)),
@@ -55,29 +58,6 @@ ALGORITHMS = {"forward": ("winograd4", "winograd"), "backward_input": ("winograd
               "backward_weight": ("winograd4_weight", "winograd_weight")}  # (F(4x4), F(2x2)) by pass
 
 
-def runner(pass_, algorithm, x, w, b, grad_y):
-    chosen = plan(pass_, x.shape, w.shape, 1, 1, 1, 1, dtype=x.dtype, algorithm=algorithm)
-    if pass_ == "forward":
-        out = np.empty(chosen.convolution.output_shape, x.dtype)
-        return lambda: dispatch.run_forward(chosen, x, w, b, out)
-    if pass_ == "backward_weight":
-        grad_w = np.empty(w.shape, x.dtype)
-        return lambda: dispatch.run_backward_weight(chosen, grad_y, x, grad_w)
-    out = np.empty(x.shape, x.dtype)
-    return lambda: dispatch.run_backward_input(chosen, grad_y, w, out)
-
-
-def torch_runner(pass_, x, w, b, grad_y):
-    import torch
-    import torch.nn.functional as tF
-    tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, grad_y))
-    if pass_ == "forward":
-        return lambda: tF.conv2d(tx, tw, tb, 1, 1)
-    if pass_ == "backward_weight":
-        return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, 1, 1)
-    return lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, 1, 1)
-
-
 SGEMM_SIZE = 1024
 
 
@@ -92,13 +72,6 @@ def sgemm_runner(one_thread):
     return product
 
 
-def timed(function, repeat, clock):
-    start = clock()
-    for _ in range(repeat):
-        function()
-    return (clock() - start) / repeat
-
-
 def ratio(times, numerator, denominator="F4"):
     values = [a / b for a, b in zip(times[numerator], times[denominator])]
     return f"{statistics.median(values):5.2f}x ({min(values):.2f}-{max(values):.2f})"
@@ -106,20 +79,10 @@ def ratio(times, numerator, denominator="F4"):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
-    parser.add_argument("--layers", default="vgg-3x3,resnet-3x3,r18-128x28,r18-256x14,r18-512x7")
-    parser.add_argument("--passes", default="forward,backward_input,backward_weight")
-    parser.add_argument("--no-torch", action="store_true")
+    add_arguments(parser, repeat=2, layers="vgg-3x3,resnet-3x3,r18-128x28,r18-256x14,r18-512x7",
+                  passes="forward,backward_input,backward_weight")
     args = parser.parse_args()
-    clock = time.thread_time if args.clock == "thread" else time.perf_counter
-    if args.threads:
-        numba.set_num_threads(args.threads)
-        if not args.no_torch:
-            import torch
-            torch.set_num_threads(args.threads)
+    clock = set_up(args)
     rng = np.random.default_rng(0)
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}, "
           f"sgemm {sgemm_rate():.0f} GFLOP/s (numpy, before)")
@@ -136,10 +99,10 @@ def main():
         flops = 2 * N * D * OH * OW * input_shape[1] * 9
         grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
         for pass_ in args.passes.split(","):
-            contenders = {key: runner(pass_, algorithm, x, w, b, grad_y) for key, algorithm in zip(("F4", "F2"),
-                                                                                                  ALGORITHMS[pass_])}
+            contenders = {key: runner(pass_, algorithm, x, w, b, grad_y, 1, 1)
+                          for key, algorithm in zip(("F4", "F2"), ALGORITHMS[pass_])}
             if not args.no_torch:
-                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y)
+                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, 1, 1)
             contenders["sgemm"] = sgemm_runner(numba.get_num_threads() == 1)
             for function in contenders.values():
                 function()  # compile, allocate

@@ -1,5 +1,6 @@
-"""Winograd F(4x4, 3x3) (conv/winograd4.py) against F(2x2, 3x3) (conv/winograd.py) and PyTorch CPU, per
-layer and per pass (forward, input gradient), in alternating rounds.
+"""Winograd F(4x4, 3x3) (conv/winograd4.py, conv/winograd4_weight.py) against F(2x2, 3x3) (conv/winograd.py,
+conv/winograd_weight.py) and PyTorch CPU, per layer and per pass (forward, input gradient, weight
+gradient), in alternating rounds.
 
 Layers: the layer set's two big 3x3 layers (vgg-3x3 8x64x56x56 -> 64, resnet-3x3 16x128x28x28 -> 128) and
 ResNet-18's and VGG's 3x3 layers at 56, 28, 14 and 7 wide (3x3, padding 1). Each round times every contender
@@ -10,18 +11,22 @@ per-round ratios: other time / F(4x4) time (above 1: F(4x4) is faster).
 --clock thread: CPU time of the calling thread (use with --threads 1); --clock wall: wall time.
 
 Usage: python benchmarks/winograd4_layers.py [--rounds 5] [--repeat 2] [--threads N] [--clock wall|thread]
-       [--layers NAME,...] [--passes forward,backward_input] [--no-torch]
+       [--layers NAME,...] [--passes forward,backward_input,backward_weight] [--no-torch]
 """
 import argparse
+import os
 import statistics
-import time
+import sys
 
 import numba
 import numpy as np
 
 from nbconv.bench import sgemm_rate
-from nbconv.kernels.cpu.conv import dispatch
-from nbconv.kernels.cpu.conv.plan import Convolution, plan
+from nbconv.kernels.cpu.blas import single_threaded
+from nbconv.kernels.cpu.conv.plan import Convolution
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
 
 LAYERS = {  # name: (input shape, weight shape); 3x3, stride 1, padding 1
     "vgg-3x3": ((8, 64, 56, 56), (64, 64, 3, 3)),
@@ -39,60 +44,50 @@ LAYERS = {  # name: (input shape, weight shape); 3x3, stride 1, padding 1
     "c64x14": ((16, 64, 14, 14), (64, 64, 3, 3)),
     "c128x14": ((16, 128, 14, 14), (128, 128, 3, 3)),
     "c128x7": ((16, 128, 7, 7), (128, 128, 3, 3)),
+    "c32x21": ((16, 32, 21, 21), (32, 32, 3, 3)),
+    "c64x11": ((16, 64, 11, 11), (64, 64, 3, 3)),
+    "c128x6": ((16, 128, 6, 6), (128, 128, 3, 3)),
+    "c256x5": ((8, 256, 5, 5), (256, 256, 3, 3)),
+    "c512x4": ((8, 512, 4, 4), (512, 512, 3, 3)),
     "b1-256x14": ((1, 256, 14, 14), (256, 256, 3, 3)),
     "b1-512x7": ((1, 512, 7, 7), (512, 512, 3, 3)),
 }
 
 
-def runner(pass_, algorithm, x, w, b, grad_y):
-    chosen = plan(pass_, x.shape, w.shape, 1, 1, 1, 1, dtype=x.dtype, algorithm=algorithm)
-    out = np.empty(chosen.convolution.output_shape if pass_ == "forward" else x.shape, x.dtype)
-    if pass_ == "forward":
-        return lambda: dispatch.run_forward(chosen, x, w, b, out)
-    return lambda: dispatch.run_backward_input(chosen, grad_y, w, out)
+ALGORITHMS = {"forward": ("winograd4", "winograd"), "backward_input": ("winograd4", "winograd"),
+              "backward_weight": ("winograd4_weight", "winograd_weight")}  # (F(4x4), F(2x2)) by pass
 
 
-def torch_runner(pass_, x, w, b, grad_y):
-    import torch
-    import torch.nn.functional as tF
-    tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, grad_y))
-    if pass_ == "forward":
-        return lambda: tF.conv2d(tx, tw, tb, 1, 1)
-    return lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, 1, 1)
+SGEMM_SIZE = 1024
 
 
-def timed(function, repeat, clock):
-    start = clock()
-    for _ in range(repeat):
-        function()
-    return (clock() - start) / repeat
+def sgemm_runner(one_thread):
+    """numpy's float32 product of two SGEMM_SIZE squares, on one BLAS thread or numpy's default."""
+    a = np.random.default_rng(1).standard_normal((SGEMM_SIZE, SGEMM_SIZE)).astype(np.float32)
+    if not one_thread:
+        return lambda: a @ a
+    def product():
+        with single_threaded():
+            a @ a
+    return product
 
 
-def ratio(times, numerator, denominator="winograd4"):
+def ratio(times, numerator, denominator="F4"):
     values = [a / b for a, b in zip(times[numerator], times[denominator])]
     return f"{statistics.median(values):5.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
-    parser.add_argument("--layers", default="vgg-3x3,resnet-3x3,r18-128x28,r18-256x14,r18-512x7")
-    parser.add_argument("--passes", default="forward,backward_input")
-    parser.add_argument("--no-torch", action="store_true")
+    add_arguments(parser, repeat=2, layers="vgg-3x3,resnet-3x3,r18-128x28,r18-256x14,r18-512x7",
+                  passes="forward,backward_input,backward_weight")
     args = parser.parse_args()
-    clock = time.thread_time if args.clock == "thread" else time.perf_counter
-    if args.threads:
-        numba.set_num_threads(args.threads)
-        if not args.no_torch:
-            import torch
-            torch.set_num_threads(args.threads)
+    clock = set_up(args)
     rng = np.random.default_rng(0)
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}, "
           f"sgemm {sgemm_rate():.0f} GFLOP/s (numpy, before)")
-    print(f"{'layer':12} {'pass':15} {'F4 ms':>8} {'F2 ms':>8} {'torch ms':>9} {'F4 GF/s':>8} "
+    print(f"{'layer':12} {'pass':15} {'F4 ms':>8} {'F2 ms':>8} {'torch ms':>9} {'F4 GF/s':>8} {'F4/sgemm':>8} {'F2/sgemm':>8} "
+          f"{'sgemm GF':>8} "
           f"{'F2/F4':>17} {'torch/F4':>17} {'torch/F2':>17}")
     for name in args.layers.split(","):
         input_shape, weight_shape = LAYERS[name]
@@ -104,9 +99,11 @@ def main():
         flops = 2 * N * D * OH * OW * input_shape[1] * 9
         grad_y = rng.standard_normal(convolution.output_shape).astype(np.float32)
         for pass_ in args.passes.split(","):
-            contenders = {algorithm: runner(pass_, algorithm, x, w, b, grad_y) for algorithm in ("winograd4", "winograd")}
+            contenders = {key: runner(pass_, algorithm, x, w, b, grad_y, 1, 1)
+                          for key, algorithm in zip(("F4", "F2"), ALGORITHMS[pass_])}
             if not args.no_torch:
-                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y)
+                contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, 1, 1)
+            contenders["sgemm"] = sgemm_runner(numba.get_num_threads() == 1)
             for function in contenders.values():
                 function()  # compile, allocate
             times = {key: [] for key in contenders}
@@ -114,11 +111,15 @@ def main():
                 for key, function in contenders.items():
                     times[key].append(timed(function, args.repeat, clock))
             median = {key: statistics.median(value) for key, value in times.items()}
-            row = (f"{name:12} {pass_:15} {median['winograd4'] * 1e3:8.2f} {median['winograd'] * 1e3:8.2f} "
-                   f"{median.get('torch', float('nan')) * 1e3:9.2f} {flops / median['winograd4'] / 1e9:8.1f} "
-                   f"{ratio(times, 'winograd'):>17}")
+            of_sgemm = {key: statistics.median(flops / mine / (2 * SGEMM_SIZE ** 3 / product)
+                                               for mine, product in zip(times[key], times["sgemm"]))
+                        for key in ("F4", "F2")}  # effective rate / sgemm's, round by round
+            row = (f"{name:12} {pass_:15} {median['F4'] * 1e3:8.2f} {median['F2'] * 1e3:8.2f} "
+                   f"{median.get('torch', float('nan')) * 1e3:9.2f} {flops / median['F4'] / 1e9:8.1f} "
+                   f"{of_sgemm['F4']:8.0%} {of_sgemm['F2']:8.0%} {2 * SGEMM_SIZE ** 3 / median['sgemm'] / 1e9:8.1f} "
+                   f"{ratio(times, 'F2'):>17}")
             if "torch" in times:
-                row += f" {ratio(times, 'torch'):>17} {ratio(times, 'torch', 'winograd'):>17}"
+                row += f" {ratio(times, 'torch'):>17} {ratio(times, 'torch', 'F2'):>17}"
             print(row, flush=True)
     print(f"sgemm {sgemm_rate():.0f} GFLOP/s (numpy, after)")
 

@@ -55,7 +55,8 @@ def test_convolutions_reading_the_input_skip_their_input_gradient():
 
 def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
     not_applicable = {("winograd", "backward_weight"), ("winograd4", "backward_weight"), ("flat", "backward_input"),
-                      ("winograd_weight", "forward"), ("winograd_weight", "backward_input"), ("packed", "backward_input"),
+                      ("winograd_weight", "forward"), ("winograd_weight", "backward_input"),
+                      ("winograd4_weight", "forward"), ("winograd4_weight", "backward_input"), ("packed", "backward_input"),
                       ("packed", "backward_weight"), ("packed_windows", "backward_input"),
                       ("packed_windows", "backward_weight")}  # each of these passes is another algorithm's
     kernels = [(pass_, name, "float32") for name in ALGORITHMS for pass_ in PASSES

@@ -7,7 +7,8 @@ uninitialised buffers.
 Algorithms, each in its own module with the same surface (applies, buffers, forward, backward_input,
 backward_weight), chosen per pass by plan.py (the rules and their measurements are documented there):
 - winograd.py: 3x3 stride-1 layers with enough channels and width, Winograd's F(2x2, 3x3) (2.25x less
-  arithmetic), forward and input gradient; winograd_weight.py: the same layers' weight gradient by F(2x2, 3x3);
+  arithmetic), forward and input gradient, winograd4.py by F(4x4, 3x3) for the larger of them;
+  winograd4_weight.py: the same layers' weight gradient by F(4x4, 3x3) (winograd_weight.py: by F(2x2, 3x3));
 - shift.py: stride 1 with 16 or more channels per group: one matrix product per window tap over shifted
   views of the padded image, nothing unrolled; also the input gradients Winograd leaves and the weight
   gradients of layers with at most SHIFT_WEIGHT_CHANNELS channels;

@@ -21,7 +21,8 @@ gradient). The choice, in order:
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
     (else 'shift'); 'winograd4' (F(4x4, 3x3), winograd4.py) instead for those with c >= WINOGRAD4_CHANNELS,
     or c >= WINOGRAD4_WIDE_CHANNELS and outputs at least WINOGRAD4_WIDE wide, if the outputs are at least
-    WINOGRAD4_NARROWEST wide; for these layers the weight gradient is 'winograd_weight' (F(2x2, 3x3),
+    WINOGRAD4_NARROWEST wide; for these layers the weight gradient is 'winograd4_weight' (F(4x4, 3x3),
+    winograd4_weight.py) with c >= WINOGRAD4_WEIGHT_CHANNELS, else 'winograd_weight' (F(2x2, 3x3),
     winograd_weight.py);
   - 'strips' for 3x3 undilated ungrouped layers with c >= SHIFT_CHANNELS that are not Winograd's, when the
     output is at most STRIPS_NARROW wide (the weight gradient: STRIPS_NARROW_WEIGHT);
@@ -50,7 +51,12 @@ also 6-9x F(2x2)'s: benchmarks/NOTES.md, section 63). The Winograd weight gradie
 alternating): 1.15x on 8 x 64 x 56 x 56 (wide), 7-10x on 256-512 channels at 14 and 7 wide (wide, whose
 partial sums then spilled from the cache); but 0.46-0.57x on ResNet-20's narrow layers (128 images of
 16-64 channels, 32-8 wide, against shift and wide), where its tile transforms cost more than the products
-save: so it follows the forward's Winograd rule.
+save: so it follows the forward's Winograd rule. The weight gradient by F(4x4) (winograd4_weight.py) against
+F(2x2)'s (benchmarks/winograd4_layers.py, one thread, thread CPU time, loaded machine): 8 x 64 x 56 x 56 1.60x,
+16 x 128 x 28 x 28 1.75x (two threads 1.34x, 1.64x), ResNet-18's 128 x 28, 256 x 14, 512 x 7 1.51x, 1.68x,
+1.80x, 1.4-2.8x on every Winograd layer from 32 channels 21 wide to 512 channels 4 wide, 1.02-1.23x at batch 1:
+so every Winograd layer's weight gradient is F(4x4)'s (WINOGRAD4_WEIGHT_CHANNELS = WINOGRAD_CHANNELS; its
+float32 error, 1-3e-6 of the largest gradient, is 3-4x F(2x2)'s: benchmarks/NOTES.md, section 66).
 On ResNet-20's layers (batch 128; 16, 32, 64 channels at 32, 16, 8 wide), alternating rounds, one thread
 (thread CPU time) and two (wall time), loaded machine, strips against the previous choice: weight gradient
 1.10-1.25x at all three (against shift at 16 and 32 channels, wide at 64); forward and input gradient
@@ -114,7 +120,7 @@ import numba
 import numpy as np
 
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
-               winograd4, winograd_weight)
+               winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -124,6 +130,7 @@ WINOGRAD4_CHANNELS = 128  # F(4x4, 3x3) instead of F(2x2) for Winograd layers wi
 WINOGRAD4_WIDE_CHANNELS = 64  # ... or at least this many and outputs
 WINOGRAD4_WIDE = 56  # ... at least this wide; never outputs narrower than
 WINOGRAD4_NARROWEST = 7  # ... this (a 4x4 tile computes 16 outputs for 2x2 or 4 for 1x1 layers)
+WINOGRAD4_WEIGHT_CHANNELS = 32  # the weight gradient by F(4x4, 3x3) for Winograd layers with this many channels
 SHIFT_CHANNELS = 16  # shift's products are this deep (channels per group, in and out); below, wide
 SHIFT_WEIGHT_CHANNELS = 32  # shift's weight gradient up to this many channels per group, wide above
 FLAT_CHANNELS = 8  # flat's forward and weight gradient for at most this many output channels (one group)
@@ -154,6 +161,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("winograd4", winograd4, winograd4.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
+    Algorithm("winograd4_weight", winograd4_weight, winograd4_weight.applies),
     Algorithm("shift", shift, shift.applies),
     Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
@@ -279,7 +287,7 @@ def choose(pass_, convolution):
             return "strips"
         if pass_ == "backward_weight":
             if winograd_layer:
-                return "winograd_weight"
+                return "winograd4_weight" if channels >= WINOGRAD4_WEIGHT_CHANNELS else "winograd_weight"
             return "shift" if (winograd_layer or channels >= SHIFT_CHANNELS) and channels <= SHIFT_WEIGHT_CHANNELS \
                 else _unrolled(convolution)
         if winograd_layer and winograd.applies(pass_, convolution):
@@ -298,7 +306,8 @@ def applicable(pass_, convolution):
 # modules' upper-case numbers)
 SETTINGS = (
     (sys.modules[__name__], ("WINOGRAD_CHANNELS", "WINOGRAD_WORK", "WINOGRAD4_CHANNELS", "WINOGRAD4_WIDE_CHANNELS",
-                             "WINOGRAD4_WIDE", "WINOGRAD4_NARROWEST", "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
+                             "WINOGRAD4_WIDE", "WINOGRAD4_NARROWEST", "WINOGRAD4_WEIGHT_CHANNELS",
+                             "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
@@ -315,6 +324,7 @@ SETTINGS = (
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
+    (winograd4_weight, ("BLOCK_BYTES", "SLAB_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),

@@ -10,7 +10,7 @@ Tasks are blocks of tile rows of one image; each parallel chunk pads the input r
 (`pad_rows`), transforms its patches into V, runs the 16 products with the BLAS and transforms the results
 into the output. The input gradient is the same computation on the output gradient, with the filters
 turned by 180 degrees and their channel axes swapped, and padding 2 - p (so only for padding <= 2).
-The weight gradient by the same transforms is winograd_weight.py.
+The weight gradient by the same transforms is winograd_weight.py (the plan runs F(4x4)'s, winograd4_weight.py).
 """
 import numba
 from numba import njit

@@ -22,19 +22,19 @@ CLASSES = [
     ("1x1, padded", (2, 64, 14, 14), (128, 64, 1, 1), (1, 1, 1, 1), ("shift", "shift", "wide")),
     ("3x3, strided", (2, 64, 28, 28), (128, 64, 3, 3), (2, 1, 1, 1), ("gemm",) * 3),
     ("7x7 stem, strided", (2, 3, 32, 32), (64, 3, 7, 7), (2, 3, 1, 1), ("gemm",) * 3),
-    ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
-    ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd_weight")),
-    ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd_weight")),
+    ("Winograd, 64 channels 14 wide", (2, 64, 14, 14), (64, 64, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd4_weight")),
+    ("Winograd, 32 channels 28 wide", (2, 32, 28, 28), (32, 32, 3, 3), (1, 1, 1, 1), ("winograd", "winograd", "winograd4_weight")),
+    ("Winograd, padding 3", (2, 64, 14, 14), (64, 64, 3, 3), (1, 3, 1, 1), ("winograd", "shift", "winograd4_weight")),
     ("Winograd F(4x4), 128 channels 7 wide", (2, 128, 7, 7), (128, 128, 3, 3), (1, 1, 1, 1),
-     ("winograd4", "winograd4", "winograd_weight")),
+     ("winograd4", "winograd4", "winograd4_weight")),
     ("Winograd F(4x4), 64 channels 56 wide", (2, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1),
-     ("winograd4", "winograd4", "winograd_weight")),
+     ("winograd4", "winograd4", "winograd4_weight")),
     ("Winograd, 64 channels 28 wide: F(2x2)", (2, 64, 28, 28), (64, 64, 3, 3), (1, 1, 1, 1),
-     ("winograd", "winograd", "winograd_weight")),
+     ("winograd", "winograd", "winograd4_weight")),
     ("Winograd, 512 channels 4 wide: F(2x2)", (2, 512, 4, 4), (512, 512, 3, 3), (1, 1, 1, 1),
-     ("winograd", "winograd", "winograd_weight")),
+     ("winograd", "winograd", "winograd4_weight")),
     ("Winograd F(4x4), padding 3", (2, 128, 14, 14), (128, 128, 3, 3), (1, 3, 1, 1),
-     ("winograd4", "shift", "winograd_weight")),
+     ("winograd4", "shift", "winograd4_weight")),
     ("3x3, 64 channels 7 wide: lanes", (2, 64, 7, 7), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
     ("3x3, 64 channels 8 wide (ResNet-20)", (2, 64, 8, 8), (64, 64, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
     ("3x3, 32 channels 14 wide: lanes", (2, 32, 14, 14), (32, 32, 3, 3), (1, 1, 1, 1), ("lanes",) * 3),
@@ -81,8 +81,11 @@ def test_the_classes_cover_every_algorithm_and_pass():
         if name in ("packed", "packed_windows"):
             continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
-            if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (name == "winograd_weight" and pass_ != WEIGHT):
+            if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (
+                    name in ("winograd_weight", "winograd4_weight") and pass_ != WEIGHT):
                 continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
+            if (name, pass_) == ("winograd_weight", WEIGHT):
+                continue  # only below WINOGRAD4_WEIGHT_CHANNELS, which no Winograd layer is by default (below)
             assert (pass_, name) in covered
 
 
@@ -95,6 +98,14 @@ def test_winograd_thresholds_at_their_boundaries(monkeypatch):
     narrower = plan(FORWARD, (1, channels, width - 1, width - 1), (channels, channels, 3, 3), 1, 1, 1, 1)
     fewer = plan(FORWARD, (1, channels - 1, 64, 64), (channels - 1, channels - 1, 3, 3), 1, 1, 1, 1)
     assert (at.algorithm, narrower.algorithm, fewer.algorithm) == ("winograd", "shift", "shift")
+
+
+def test_winograd_weight_gradient_threshold_at_its_boundary(monkeypatch):
+    """The Winograd layers' weight gradient by F(4x4) from WINOGRAD4_WEIGHT_CHANNELS channels, F(2x2) below."""
+    monkeypatch.setattr(planning, "WINOGRAD4_WEIGHT_CHANNELS", 64)
+    at = plan(WEIGHT, (2, 64, 28, 28), (64, 64, 3, 3), 1, 1, 1, 1)
+    fewer = plan(WEIGHT, (2, 63, 28, 28), (64, 63, 3, 3), 1, 1, 1, 1)
+    assert (at.algorithm, fewer.algorithm) == ("winograd4_weight", "winograd_weight")
 
 
 def test_strips_threshold_at_its_boundary(monkeypatch):
@@ -170,8 +181,8 @@ def test_applicable_lists_what_can_run():
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
     assert applicable(INPUT, layer) == ["direct", "winograd", "winograd4", "shift", "wide", "strips", "gemm", "lanes"]
-    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "shift", "flat", "wide", "strips", "gemm",
-                                         "lanes"]
+    assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "winograd4_weight", "shift", "flat", "wide",
+                                         "strips", "gemm", "lanes"]
 
 
 def test_bad_requests_are_value_errors():
@@ -215,7 +226,7 @@ def test_the_public_kernels_run_what_the_plan_says(monkeypatch, rng):
     dispatch.conv2d_forward(x, w, np.empty(0, np.float32), y, *hyper)
     dispatch.conv2d_backward_input(y, w, np.empty_like(x), *hyper)
     dispatch.conv2d_backward_weight(y, x, np.empty_like(w), *hyper)
-    assert ran == [(FORWARD, "winograd"), (INPUT, "winograd"), (WEIGHT, "winograd_weight")]
+    assert ran == [(FORWARD, "winograd"), (INPUT, "winograd"), (WEIGHT, "winograd4_weight")]
 
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv.kernels.cpu.conv import blocks, winograd_weight
+from nbconv.kernels.cpu.conv import blocks, plan as planning, winograd_weight
 from nbconv.kernels.cpu.conv.plan import plan
 from nbconv.kernels.cpu.shared import sum_partials
 from tests import reference
@@ -32,7 +32,8 @@ def test_winograd_weight_gradient_matches_reference(case, block_bytes, monkeypat
           finite_differences=case is CASES[0] or case is CASES[3])  # small cases: differences are slow
 
 
-def test_only_the_weight_gradient_of_3x3_stride_1_layers(rng):
+def test_only_the_weight_gradient_of_3x3_stride_1_layers(monkeypatch, rng):
+    monkeypatch.setattr(planning, "WINOGRAD4_WEIGHT_CHANNELS", 65)  # F(2x2) for the Winograd layers below 65
     assert plan("backward_weight", (2, 64, 14, 14), (64, 64, 3, 3), 1, 1, 1, 1).algorithm == "winograd_weight"
     for pass_, hyper in (("forward", (1, 1, 1, 1)), ("backward_input", (1, 1, 1, 1)),
                          ("backward_weight", (2, 2, 1, 1)), ("backward_weight", (1, 1, 1, 1, 2, 2))):
@@ -54,6 +55,7 @@ def test_winograd_weight_gradient_float32_error_stays_small(rng):
 
 def test_winograd_weight_gradient_does_not_depend_on_thread_count(monkeypatch, rng):
     monkeypatch.setattr(winograd_weight, "BLOCK_BYTES", 1)  # many blocks
+    monkeypatch.setattr(planning, "WINOGRAD4_WEIGHT_CHANNELS", 33)  # F(2x2) for this 32-channel layer
     x = rng.standard_normal((5, 32, 24, 23)).astype(np.float32)
     w = rng.standard_normal((40, 32, 3, 3)).astype(np.float32)
     grad_y = rng.standard_normal((5, 40, 24, 23)).astype(np.float32)

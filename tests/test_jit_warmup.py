@@ -108,6 +108,55 @@ def test_helper_fills_the_shared_cache(tmp_path):
 
 
 
+@pytest.mark.skipif(not jit_warmup.can_fork(), reason="the helper is forked on Linux only")
+def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_path):
+    """On Linux start() forks this process: the child compiles its jobs into the cache on disk and exits 0,
+    running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled); the parent
+    gets a ForkedHelper whose wait returns the exit status."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0", "NUMBA_NUM_THREADS": "2"}
+    script = ("from nbconv import jit_warmup; helper = jit_warmup.start('conv4k3,relu,maxpool2,flatten,fc10', "
+              "input_shape=(1, 12, 12)); print(type(helper).__name__, helper.wait(timeout=600)); "
+              "jit_warmup.wait(helper)")  # a convolution whose backward passes would run on two threads
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["ForkedHelper", "0"]
+    cached = glob.glob(os.path.join(str(tmp_path), "**", "*.nbi"), recursive=True)
+    for kernel in ("backward_weight", "max_pool2d_backward", "relu_mask_bias", "linear_backward_bias", "_shifted_batch"):
+        assert [name for name in cached if kernel in name], kernel
+    assert not [name for name in cached if "spin.reached" in name]
+
+
+def test_a_forked_helper_is_stopped_and_reaped(monkeypatch):
+    if not jit_warmup.can_fork():
+        pytest.skip("the helper is forked on Linux only")
+    monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)
+    monkeypatch.setattr(jit_warmup, "warm_up", lambda *args: __import__("time").sleep(60))
+    helper = jit_warmup.start("lenet5")
+    assert isinstance(helper, jit_warmup.ForkedHelper) and helper.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        helper.wait(timeout=0.05)
+    jit_warmup.stop(helper)
+    assert helper.returncode == -9 and not os.path.exists(helper.claims)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper.pid, os.WNOHANG)  # reaped
+
+
+def test_a_fully_connected_layer_is_two_jobs_and_its_relu_mask_compiles_as_a_step_runs_it():
+    """fc's backward products and its fused ReLU's mask are separate jobs (the two processes end closer
+    together), and the mask's job compiles the overload a LeNet-5 step runs."""
+    from nbconv.kernels.cpu import fused
+    model = models.build("lenet5", input_shape=(1, 28, 28))
+    jobs = jit_warmup.helper_jobs(model, (1, 28, 28))
+    assert ("backward", "fc") in jobs and ("backward", "fc relu") in jobs and ("backward", "maxpool") in jobs
+    jit_warmup.compile_backward(["fc relu"])
+    signatures = set(fused.relu_mask_bias.signatures)
+    model.train()
+    logits = model.forward(np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))
+    model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
+    assert signatures and set(fused.relu_mask_bias.signatures) == signatures
+
+
 def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient_last():
     model = models.build("resnet20", input_shape=(3, 32, 32))
     backward = [kernel for kernel in jit_warmup.convolution_kernels(model, (3, 32, 32)) if kernel[0] != "forward"]

@@ -140,8 +140,12 @@ def start(spec, device="cpu", input_shape=(1, 28, 28), program=None, stdout=subp
 
 def can_fork():
     """Whether start() may fork this process: Linux (elsewhere fork is missing or unsafe with the system's
-    libraries) and no MPI library loaded (a forked MPI process must not exist beside its parent)."""
-    return sys.platform.startswith("linux") and hasattr(os, "fork") and "mpi4py.MPI" not in sys.modules
+    libraries), no MPI library loaded (a forked MPI process must not exist beside its parent), and no Python
+    thread besides this one (a lock another thread holds at the fork, Numba's compile lock say, would stay
+    held in the child: `nbconv train` forks before it starts any)."""
+    import threading
+    return (sys.platform.startswith("linux") and hasattr(os, "fork") and "mpi4py.MPI" not in sys.modules
+            and threading.active_count() == 1)
 
 
 class ForkedHelper:

@@ -108,7 +108,7 @@ def test_helper_fills_the_shared_cache(tmp_path):
 
 
 
-@pytest.mark.skipif(not jit_warmup.can_fork(), reason="the helper is forked on Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
 def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_path):
     """On Linux start() forks this process: the child compiles its jobs into the cache on disk and exits 0,
     running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled); the parent
@@ -127,10 +127,10 @@ def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_pa
     assert not [name for name in cached if "spin.reached" in name]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_helper_is_stopped_and_reaped(monkeypatch):
-    if not jit_warmup.can_fork():
-        pytest.skip("the helper is forked on Linux only")
-    monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)
+    monkeypatch.setattr(jit_warmup, "can_fork", lambda: True)  # whatever threads other tests left: the child
+    monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)  # only sleeps
     monkeypatch.setattr(jit_warmup, "warm_up", lambda *args: __import__("time").sleep(60))
     helper = jit_warmup.start("lenet5")
     assert isinstance(helper, jit_warmup.ForkedHelper) and helper.poll() is None
@@ -140,6 +140,22 @@ def test_a_forked_helper_is_stopped_and_reaped(monkeypatch):
     assert helper.returncode == -9 and not os.path.exists(helper.claims)
     with pytest.raises(ChildProcessError):
         os.waitpid(helper.pid, os.WNOHANG)  # reaped
+
+
+def test_the_helper_is_spawned_instead_of_forked_beside_other_threads_or_mpi(monkeypatch):
+    import threading
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert jit_warmup.can_fork() == hasattr(os, "fork")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # e.g. a data-loading thread, kernel threads
+    assert not jit_warmup.can_fork()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
+    assert not jit_warmup.can_fork()
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not jit_warmup.can_fork()
 
 
 def test_a_fully_connected_layer_is_two_jobs_and_its_relu_mask_compiles_as_a_step_runs_it():

@@ -142,6 +142,21 @@ def test_a_forked_helper_is_stopped_and_reaped(monkeypatch):
         os.waitpid(helper.pid, os.WNOHANG)  # reaped
 
 
+def test_an_empty_cache_is_seen_from_file_names_alone(tmp_path):
+    """cache_is_empty (no kernel module imported) and cache_is_cold agree on an empty cache and after one of the
+    kernels they look at is compiled into it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0"}
+    script = ("import sys; from nbconv import jit_warmup; empty = jit_warmup.cache_is_empty(); "
+              "imported = 'nbconv.kernels.cpu.conv.lanes' in sys.modules; print(empty, imported, "
+              "jit_warmup.cache_is_cold()); sys.argv[1:] and jit_warmup.compile_convolutions("
+              "[('backward_weight', 'lanes', 'float32')], bias=False)")
+    runs = [subprocess.run([sys.executable, "-c", script, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600) for extra in (["compile"], [])]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr[-2000:]
+    assert runs[0].stdout.split() == ["True", "False", "True"]   # empty, found without importing lanes
+    assert runs[1].stdout.split() == ["False", "False", "False"]  # lanes' weight gradient is in it now
+
+
 def test_the_helper_is_spawned_instead_of_forked_beside_other_threads_or_mpi(monkeypatch):
     import threading
     monkeypatch.setattr(sys, "platform", "linux")

@@ -170,6 +170,7 @@ def main(argv):
         startup.skip_numba_optional_imports()
         startup.skip_numba_scipy_blas()
         startup.skip_numba_extensions()
+        jit_warmup._become_helper()
     elif helper_report:
         profiled_helper(helper_report, waited)
     else:

@@ -138,9 +138,12 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         out = out or os.path.join("runs", f"{name if name in models.MODELS else 'model'}.npz")
         if world.is_root:
             check_out(out)
+            # the JIT helper (jit_warmup), forked before any thread starts when the cache is empty; else the data
+            # first, and the exact check of the cache (its imports) while they load
+            helper = jit_warmup.start(model, device, input_shape) if jit_warmup.cache_is_empty() else None
             data = load_data_in_background(config.dataset, data_dir, input_shape)  # the others load after rank 0,
-            helper = jit_warmup.start(model, device, input_shape)  # which may have to download the data; on a
-            # cold JIT cache
+            # which may have to download the data
+            helper = helper or jit_warmup.start(model, device, input_shape)
         try:
             net = build_for_dataset(model, info, seed)
         except ValueError as error:

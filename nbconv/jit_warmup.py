@@ -18,9 +18,11 @@ the machine's load, the model or the jobs' sizes: they end at most one job apart
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -45,6 +47,8 @@ _HELPER_ORDER = (("backward_input", "lanes"), ("backward_weight", "strips"), ("b
                  ("backward_input", "direct"), ("backward_input", "winograd"), ("backward_input", "shift"),
                  ("backward_input", "gemm"))
 _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
+# Layer kinds whose backward kernels are more than one job (smaller jobs: the two processes end closer together).
+_JOB_PARTS = {"fc": ("fc", "fc relu")}
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
@@ -69,6 +73,33 @@ def cache_is_cold():
                        (wide.conv2d_backward_weight_wide_span, strips.conv2d_backward_weight_strips_span,
                         lanes.conv2d_backward_weight_lanes_span))
     except Exception:  # noqa: BLE001 - any change in Numba's internals only disables the speed-up
+        return False
+
+
+# The kernels cache_is_cold looks at: (module under kernels/cpu/conv, dispatcher name).
+_COLD_MARKERS = (("wide", "conv2d_backward_weight_wide_span"), ("strips", "conv2d_backward_weight_strips_span"),
+                 ("lanes", "conv2d_backward_weight_lanes_span"))
+
+
+def cache_is_empty():
+    """True when Numba's cache holds no index file at all for cache_is_cold's kernels (an empty or a new
+    cache), found from the files' names without importing the kernels' modules (cache_is_cold's imports cost
+    ~0.13 s, which `nbconv train` overlaps with loading the data); False when any is there or when Numba's
+    cache layout cannot be read (then cache_is_cold decides, later)."""
+    import glob
+    try:
+        from numba.core import caching
+        conv = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "cpu", "conv")
+        for module, kernel in _COLD_MARKERS:
+            source = os.path.join(conv, f"{module}.py")
+            probe = (lambda: None)
+            probe.__code__ = probe.__code__.replace(co_filename=source)  # where Numba looks for the module's cache
+            locator = next(locator for locator in (cls.from_function(probe, source)
+                                                   for cls in caching.CacheImpl._locator_classes) if locator)
+            if glob.glob(os.path.join(glob.escape(locator.get_cache_path()), f"{module}.{kernel}-*.nbi")):
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - any change in Numba's internals only means "not known to be empty"
         return False
 
 
@@ -106,23 +137,102 @@ def layer_kinds(model):
                    if type(layer).__name__ in LAYER_KINDS})
 
 
-def start(spec, device="cpu", input_shape=(1, 28, 28), program=("-m", "nbconv.jit_warmup"),
-          stdout=subprocess.DEVNULL):
+def start(spec, device="cpu", input_shape=(1, 28, 28), program=None, stdout=subprocess.DEVNULL):
     """Start the helper for a model spec and input shape (C, H, W) when it can help (CPU, cold cache);
-    returns it (a Popen, with `claims`, the folder of claim(), and `input_shape`) or None. A spec that does
-    not build makes the helper exit at once (the main process reports it). program: what the interpreter
-    runs, given SPEC CxHxW CLAIMS (benchmarks/jit_profile.py runs the helper under its profiler)."""
+    returns it (a Popen or ForkedHelper, with `claims`, the folder of claim(), and `input_shape`) or None. A
+    spec that does not build makes the helper exit at once (the main process reports it).
+
+    On Linux, outside MPI, the helper is this process forked (ForkedHelper): it starts compiling at once,
+    with numpy, Numba and the kernels already imported, where a new interpreter spends ~0.9 CPU s importing
+    them and building the model before its first compile. Call it before starting any other thread (a lock
+    a thread holds at the fork stays held in the child). Elsewhere, or with `program` (what the interpreter
+    runs, given SPEC CxHxW CLAIMS: benchmarks/jit_profile.py runs the helper under its profiler), a new
+    process runs `python -m nbconv.jit_warmup`."""
     if device != "cpu" or not cache_is_cold():
         return None
     claims = tempfile.mkdtemp(prefix="nbconv-jit-")
     try:
-        helper = subprocess.Popen([sys.executable, *program, spec, "x".join(map(str, input_shape)), claims],
-                                  stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout, env=os.environ.copy())
+        if program is None and can_fork():
+            helper = ForkedHelper.start(spec, input_shape, claims)
+        else:
+            helper = subprocess.Popen([sys.executable, *(program or ("-m", "nbconv.jit_warmup")), spec,
+                                       "x".join(map(str, input_shape)), claims], stdin=subprocess.DEVNULL,
+                                      stdout=stdout, stderr=stdout, env=os.environ.copy())
     except BaseException:
         shutil.rmtree(claims, ignore_errors=True)
         raise
     helper.claims, helper.input_shape = claims, tuple(input_shape)
     return helper
+
+
+def can_fork():
+    """Whether start() may fork this process: Linux (elsewhere fork is missing or unsafe with the system's
+    libraries), no MPI library loaded (a forked MPI process must not exist beside its parent), and no Python
+    thread besides this one (a lock another thread holds at the fork, Numba's compile lock say, would stay
+    held in the child: `nbconv train` forks before it starts any)."""
+    import threading
+    return (sys.platform.startswith("linux") and hasattr(os, "fork") and "mpi4py.MPI" not in sys.modules
+            and threading.active_count() == 1)
+
+
+class ForkedHelper:
+    """The helper as a child of this process made by os.fork, with the part of Popen's interface that the
+    main process uses: poll, wait, kill, pid, returncode."""
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    @classmethod
+    def start(cls, spec, input_shape, claims):
+        """Fork; the child runs warm_up(spec, input_shape, claims), its output discarded, and exits (os._exit:
+        no atexit handlers, no flush of buffers it shares with this process), 0 when it did its work."""
+        import warnings
+        with warnings.catch_warnings():  # Python 3.12+ warns of fork in a process with threads (BLAS's own)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid:
+            return cls(pid)
+        status = 1
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for descriptor in (0, 1, 2):
+                os.dup2(devnull, descriptor)
+            _become_helper()
+            warm_up(spec, input_shape, claims)
+            status = 0
+        except BaseException:  # noqa: B902 - whatever happens, the child never returns into the caller's code
+            pass
+        finally:
+            os._exit(status)
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        """The exit status, once the child has exited; subprocess.TimeoutExpired after `timeout` seconds."""
+        if timeout is None:
+            if self.returncode is None:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            return self.returncode
+        deadline, pause = time.monotonic() + timeout, 0.001
+        while self.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(f"helper {self.pid}", timeout)
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 0.02)  # soon after a short job, at most 20 ms late after a long one
+        return self.returncode
+
+    def kill(self):
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def warm_up(spec, input_shape, claims=None):
@@ -148,7 +258,8 @@ def helper_jobs(model, input_shape):
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
                                 if kernel[0] != "forward"])
     return ([("convolution", kernel) for kernel in first] + [("batch assembly", None)]
-            + [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
+            + [("backward", part) for kind in layer_kinds(model) if kind in HELPER_KINDS
+               for part in _JOB_PARTS.get(kind, (kind,))]
             + [("convolution", kernel) for kernel in last])
 
 
@@ -303,9 +414,10 @@ def compile_backward(kinds, dtype=np.float32):
                                    stats=stats)
     if "fc" in kinds:
         F.linear_backward(np.ones((2, 3), dtype), x.reshape(2, -1), rng.standard_normal((3, 72)).astype(dtype))
-        # followed by a ReLU (nn.Linear.fuses_with): its one-mask backward
-        F.linear_relu_backward(np.ones((2, 3), dtype), np.ones((2, 3), dtype), x.reshape(2, -1),
-                               rng.standard_normal((3, 72)).astype(dtype))
+    if "fc relu" in kinds:  # a fully connected layer followed by a ReLU (nn.Linear.fuses_with): its one mask
+        from .kernels.cpu import fused  # (the products are fc's)
+        fused.relu_mask_bias(np.ones((2, 3), dtype), np.ones((2, 3), dtype), np.empty((2, 3), dtype),
+                             np.empty(3, dtype))
 
 
 def compile_batch_assembly(dtype=np.float32):
@@ -329,9 +441,17 @@ def compile_step(config, dtype=np.float32, batch_assembly=True):
     make_optimizer(config, [parameter]).step()
 
 
+def _become_helper():
+    """This process only compiles: the parts of a parallel kernel call run on this thread (no kernel threads
+    to start, and no spin-wait to compile: the main process compiles that one, for its own threads)."""
+    from .kernels.cpu import threads
+    threads.run_parts_on_caller()
+
+
 if __name__ == "__main__":
     from . import startup  # like the app that starts it, this process runs only nbconv's kernels
     startup.skip_numba_optional_imports()
     startup.skip_numba_scipy_blas()
     startup.skip_numba_extensions()
+    _become_helper()
     warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")), *sys.argv[3:4])

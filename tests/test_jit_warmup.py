@@ -109,6 +109,86 @@ def test_helper_fills_the_shared_cache(tmp_path):
 
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
+def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_path):
+    """On Linux start() forks this process: the child compiles its jobs into the cache on disk and exits 0,
+    running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled); the parent
+    gets a ForkedHelper whose wait returns the exit status."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0", "NUMBA_NUM_THREADS": "2"}
+    script = ("from nbconv import jit_warmup; helper = jit_warmup.start('conv4k3,relu,maxpool2,flatten,fc10', "
+              "input_shape=(1, 12, 12)); print(type(helper).__name__, helper.wait(timeout=600)); "
+              "jit_warmup.wait(helper)")  # a convolution whose backward passes would run on two threads
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["ForkedHelper", "0"]
+    cached = glob.glob(os.path.join(str(tmp_path), "**", "*.nbi"), recursive=True)
+    for kernel in ("backward_weight", "max_pool2d_backward", "relu_mask_bias", "linear_backward_bias", "_shifted_batch"):
+        assert [name for name in cached if kernel in name], kernel
+    assert not [name for name in cached if "spin.reached" in name]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_helper_is_stopped_and_reaped(monkeypatch):
+    monkeypatch.setattr(jit_warmup, "can_fork", lambda: True)  # whatever threads other tests left: the child
+    monkeypatch.setattr(jit_warmup, "cache_is_cold", lambda: True)  # only sleeps
+    monkeypatch.setattr(jit_warmup, "warm_up", lambda *args: __import__("time").sleep(60))
+    helper = jit_warmup.start("lenet5")
+    assert isinstance(helper, jit_warmup.ForkedHelper) and helper.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        helper.wait(timeout=0.05)
+    jit_warmup.stop(helper)
+    assert helper.returncode == -9 and not os.path.exists(helper.claims)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper.pid, os.WNOHANG)  # reaped
+
+
+def test_an_empty_cache_is_seen_from_file_names_alone(tmp_path):
+    """cache_is_empty (no kernel module imported) and cache_is_cold agree on an empty cache and after one of the
+    kernels they look at is compiled into it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0"}
+    script = ("import sys; from nbconv import jit_warmup; empty = jit_warmup.cache_is_empty(); "
+              "imported = 'nbconv.kernels.cpu.conv.lanes' in sys.modules; print(empty, imported, "
+              "jit_warmup.cache_is_cold()); sys.argv[1:] and jit_warmup.compile_convolutions("
+              "[('backward_weight', 'lanes', 'float32')], bias=False)")
+    runs = [subprocess.run([sys.executable, "-c", script, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600) for extra in (["compile"], [])]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr[-2000:]
+    assert runs[0].stdout.split() == ["True", "False", "True"]   # empty, found without importing lanes
+    assert runs[1].stdout.split() == ["False", "False", "False"]  # lanes' weight gradient is in it now
+
+
+def test_the_helper_is_spawned_instead_of_forked_beside_other_threads_or_mpi(monkeypatch):
+    import threading
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert jit_warmup.can_fork() == hasattr(os, "fork")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # e.g. a data-loading thread, kernel threads
+    assert not jit_warmup.can_fork()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())
+    assert not jit_warmup.can_fork()
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not jit_warmup.can_fork()
+
+
+def test_a_fully_connected_layer_is_two_jobs_and_its_relu_mask_compiles_as_a_step_runs_it():
+    """fc's backward products and its fused ReLU's mask are separate jobs (the two processes end closer
+    together), and the mask's job compiles the overload a LeNet-5 step runs."""
+    from nbconv.kernels.cpu import fused
+    model = models.build("lenet5", input_shape=(1, 28, 28))
+    jobs = jit_warmup.helper_jobs(model, (1, 28, 28))
+    assert ("backward", "fc") in jobs and ("backward", "fc relu") in jobs and ("backward", "maxpool") in jobs
+    jit_warmup.compile_backward(["fc relu"])
+    signatures = set(fused.relu_mask_bias.signatures)
+    model.train()
+    logits = model.forward(np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))
+    model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
+    assert signatures and set(fused.relu_mask_bias.signatures) == signatures
+
+
 def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient_last():
     model = models.build("resnet20", input_shape=(3, 32, 32))
     backward = [kernel for kernel in jit_warmup.convolution_kernels(model, (3, 32, 32)) if kernel[0] != "forward"]

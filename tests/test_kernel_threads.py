@@ -243,3 +243,27 @@ def test_compile_wait_starts_no_thread():
     before = threading.active_count()
     threads.compile_wait()
     assert threading.active_count() == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_process_told_to_run_parts_on_the_caller_starts_no_worker():
+    """run_parts_on_caller (the JIT helper's): every part runs once, in order, on the calling thread, and no
+    worker thread starts (in a forked child, whose switch does not reach this process)."""
+    import os
+    pid = os.fork()
+    if pid == 0:
+        import signal
+        signal.alarm(60)
+        try:
+            threads.run_parts_on_caller()
+            seen = []
+            threads.parallel_parts(lambda part, parts: seen.append((part, parts, threading.get_ident())), 3)
+            counts = np.zeros(100, np.int64)
+            threads.parallel_parts(_count_span, 2, counts)
+            ok = (seen == [(part, 3, threading.get_ident()) for part in range(3)] and threads._workers is None
+                  and np.array_equal(counts, np.ones(100, np.int64)) and threading.active_count() == 1)
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

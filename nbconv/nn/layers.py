@@ -225,21 +225,31 @@ class Linear(WeightedLayer):
     _last_forward = _last_backward = None  # see nbconv.nn.last_call
 
     def forward(self, input):
+        return self._forward(input, relu=False)
+
+    def _forward(self, input, relu):
+        """forward, or relu(forward) with `relu`: a remembered direct kernel call when the arrays are those of
+        the last call (nn.last_call), else the validated functional one, remembered for the next."""
         self.input = input
         weight, bias = self.weight.value, None if self.bias is None else self.bias.value
         input_key = host_key(input)
         key = None if input_key is None else (input_key, identity(weight), identity(bias))
-        plan = plan_for(self._last_forward, key)
+        plan = plan_for(self._last_fused_forward if relu else self._last_forward, key)
         if plan is not None:
             kernel, bias_array, output_shape = plan
             output = np.empty(output_shape, input.dtype)
             kernel(input, weight, bias_array, output)
             return output
-        output = F.linear(input, weight, bias)
+        output = (F.linear_relu if relu else F.linear)(input, weight, bias)
         if key is not None and _plain(weight, bias):
             bias_array = np.empty((0,), input.dtype) if bias is None else bias
-            self._last_forward = LastCall(key, (weight, bias), (backend.kernels("cpu").linear_forward, bias_array,
-                                                                output.shape))
+            kernels = backend.kernels("cpu")
+            remembered = LastCall(key, (weight, bias), (
+                kernels.linear_relu_forward if relu else kernels.linear_forward, bias_array, output.shape))
+            if relu:
+                self._last_fused_forward = remembered
+            else:
+                self._last_forward = remembered
         return output
 
     def backward(self, grad_output, need_input_grad=True):
@@ -283,21 +293,7 @@ class Linear(WeightedLayer):
 
     def forward_fused(self, input):
         """relu(self.forward(input)) in one kernel call; keeps the output for backward_fused."""
-        self.input = input
-        weight, bias = self.weight.value, None if self.bias is None else self.bias.value
-        input_key = host_key(input)
-        key = None if input_key is None else (input_key, identity(weight), identity(bias))
-        plan = plan_for(self._last_fused_forward, key)
-        if plan is not None:
-            kernel, bias_array, output_shape = plan
-            self.output = np.empty(output_shape, input.dtype)
-            kernel(input, weight, bias_array, self.output)
-            return self.output
-        self.output = F.linear_relu(input, weight, bias)
-        if key is not None and _plain(weight, bias):
-            bias_array = np.empty((0,), input.dtype) if bias is None else bias
-            self._last_fused_forward = LastCall(key, (weight, bias), (
-                backend.kernels("cpu").linear_relu_forward, bias_array, self.output.shape))
+        self.output = self._forward(input, relu=True)
         return self.output
 
     def backward_fused(self, grad_output, need_input_grad=True):

@@ -95,3 +95,17 @@ def test_the_first_fused_call_checks_its_input_as_the_layer_does(rng):
     fc.backward_fused(np.ones_like(y))
     with pytest.raises(ValueError):
         fc.backward_fused(np.ones((3, 3), np.float32))
+
+
+def test_a_layer_called_plain_and_fused_in_turn_remembers_each_call_apart():
+    """forward and forward_fused keep their own remembered calls: the same arrays through both, in turn,
+    give linear's values and their ReLU each time (the remembered calls from the second round on)."""
+    layer = nn.Linear(7, 5, rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)
+    plain = F.linear(x, layer.weight.value, layer.bias.value)
+    assert (plain < 0).any()
+    for _ in range(3):
+        np.testing.assert_array_equal(layer.forward(x), plain)
+        np.testing.assert_array_equal(layer.forward_fused(x), np.maximum(plain, 0))
+        np.testing.assert_array_equal(layer.output, np.maximum(plain, 0))
+    assert layer._last_forward is not None and layer._last_fused_forward is not None

@@ -171,6 +171,17 @@ def _get_workers():
     return _workers
 
 
+_parts_on_caller = False  # run_parts_on_caller()'s switch
+
+
+def run_parts_on_caller():
+    """From now on, in this process, parallel_parts runs every part of a call on the calling thread, in
+    order, unless the worker threads already run: for a process that only compiles kernels (the JIT helper),
+    which then starts no threads and compiles no spin-wait. The same kernels, arguments and results."""
+    global _parts_on_caller
+    _parts_on_caller = True
+
+
 def _forget_workers():
     """In a forked child the workers are gone: start new ones on first use."""
     global _workers, _workers_lock
@@ -217,8 +228,8 @@ def parallel_parts(span_kernel, parts, *args):
     if parts <= 1:
         span_kernel(0, 1, *args)
         return
-    workers = _get_workers()
-    if not workers.busy.acquire(blocking=False):
+    workers = _workers or (None if _parts_on_caller else _get_workers())
+    if workers is None or not workers.busy.acquire(blocking=False):
         error = _run_parts(span_kernel, range(parts), parts, args)
         if error is not None:
             raise error

@@ -304,7 +304,7 @@ SETTINGS = (
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_STRIPS_WIDEST", "PREPARED_STRIPS_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
-                             "PREPARED_WINOGRAD4")),
+                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -395,7 +395,8 @@ PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
 PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead ...
 PREPARED_STRIPS_MOST_IMAGES = 1  # ... in batches of at most this many images (F(4x4) in larger ones)
 PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
-PREPARED_WINOGRAD4 = True  # the layers choose() gives F(4x4) keep it, with its transformed filters kept (else F(2x2))
+PREPARED_WINOGRAD4 = True  # the layers choose() gives F(4x4) keep it, with its transformed filters kept, ...
+PREPARED_WINOGRAD4_TILES = 32  # ... where the batch has at least this many 4x4 tiles (else F(2x2)), 7-wide aside
 
 
 def choose_prepared(convolution):
@@ -413,7 +414,10 @@ def choose_prepared(convolution):
       (ResNet-50's 7x7 stem and 3x3 stride-2 layers: 1.07-1.21x gemm at batch 1 and 8, one thread;
       benchmarks/NOTES.md, section 61) while PREPARED_PACKED_WINDOWS;
     - F(4x4) ('winograd4') where choose() gives it, its transformed filters kept like F(2x2)'s, while
-      PREPARED_WINOGRAD4 (else F(2x2));
+      PREPARED_WINOGRAD4, and the batch has at least PREPARED_WINOGRAD4_TILES tiles of 4x4 outputs, else
+      F(2x2): ResNet-50's 256-channel layer on 14x14 at batch 1 (16 tiles) ran 0.96x F(2x2) (0.82x on two
+      threads), reading 2.25x more transformed filters for few tiles; 1.20x at batch 2 (32 tiles), 1.13-1.35x
+      on the wider layers at batch 1 (49 tiles and more; one thread, benchmarks/NOTES.md, section 67);
     - else choose()'s."""
     N, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
@@ -423,9 +427,10 @@ def choose_prepared(convolution):
     algorithm = choose("forward", convolution)
     if algorithm == "winograd4" and not PREPARED_WINOGRAD4:
         algorithm = "winograd"
-    if (algorithm in ("winograd", "winograd4") and OW <= PREPARED_STRIPS_WIDEST
-            and (algorithm == "winograd" or N <= PREPARED_STRIPS_MOST_IMAGES)):
-        return "strips"
+    if algorithm in ("winograd", "winograd4") and OW <= PREPARED_STRIPS_WIDEST:
+        return "strips" if algorithm == "winograd" or N <= PREPARED_STRIPS_MOST_IMAGES else algorithm
+    if algorithm == "winograd4" and N * ((OH + 3) // 4) * ((OW + 3) // 4) < PREPARED_WINOGRAD4_TILES:
+        return "winograd"
     if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
         return "packed_windows"
     return algorithm

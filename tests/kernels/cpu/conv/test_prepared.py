@@ -18,9 +18,11 @@ RESNET50_3X3 = [((1, 64, 56, 56), 64), ((1, 128, 28, 28), 128), ((1, 256, 14, 14
 def test_resnet50s_layers_choices():
     chosen = {input_shape[2]: choose_prepared(Convolution(input_shape, (D, input_shape[1], 3, 3), 1, 1, 1, 1))
               for input_shape, D in RESNET50_3X3}
-    assert chosen == {56: "winograd4", 28: "winograd4", 14: "winograd4", 7: "winograd4"}
-    # at batch 1 the 7-wide layers run strips; training keeps F(4x4) there: only prepared passes change
+    assert chosen == {56: "winograd4", 28: "winograd4", 14: "winograd", 7: "winograd4"}
+    # at batch 1 the 7-wide layers run strips, the 14-wide F(2x2) (16 tiles); training keeps F(4x4) there
     assert choose_prepared(Convolution((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1)) == "strips"
+    assert choose_prepared(Convolution((2, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1)) == "winograd4"
+    assert plan("forward", (1, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     assert plan("forward", (1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     assert choose_prepared(Convolution((1, 512, 14, 14), (512, 512, 3, 3), 2, 2, 1, 1)) == "packed_windows"  # stride 2
     assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"
@@ -29,6 +31,8 @@ def test_resnet50s_layers_choices():
 def test_the_setting_is_read_at_plan_time(monkeypatch):
     assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "strips"
     monkeypatch.setattr(planning, "PREPARED_STRIPS_WIDEST", 0)
+    assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd"  # 4 tiles
+    monkeypatch.setattr(planning, "PREPARED_WINOGRAD4_TILES", 4)
     assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     monkeypatch.setattr(planning, "PREPARED_WINOGRAD4", False)
     assert prepared_plan((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd"
@@ -94,6 +98,20 @@ def test_nn_infer_with_strips_gives_the_training_mode_forward(rng):
 # (N, C, H, W, D, padding): layers choose() gives F(4x4) (at least WINOGRAD4_CHANNELS channels, outputs at least
 # 7 wide), odd sizes, non-square, one image and several; batch 1 at 7 wide would run strips
 WINOGRAD4_CASES = [(1, 129, 9, 11, 131, 1), (2, 128, 7, 7, 133, 1), (3, 130, 10, 9, 128, 0), (1, 133, 13, 8, 129, 2)]
+
+
+@pytest.fixture(autouse=True)
+def every_batch_takes_winograd4(request, monkeypatch):
+    """The F(4x4) tests' small layers have fewer tiles than PREPARED_WINOGRAD4_TILES."""
+    if "winograd4" in request.node.name:
+        monkeypatch.setattr(planning, "PREPARED_WINOGRAD4_TILES", 1)
+
+
+def test_few_tiles_run_winograd(monkeypatch):
+    shapes = (1, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1
+    assert prepared_plan(*shapes).algorithm == "winograd"  # 16 tiles
+    monkeypatch.setattr(planning, "PREPARED_WINOGRAD4_TILES", 16)
+    assert prepared_plan(*shapes).algorithm == "winograd4"
 
 
 @pytest.mark.parametrize("activation", [0, 1])

@@ -113,6 +113,10 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
 
 # the prepared passes' algorithms that apply an epilogue to each block of output while it is in the cache
 FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packed_windows")
+# the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
+# nothing extra summed), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a
+# finite weight their result is the definition's whatever the input holds, so a prepared pass skips the check
+EXACT_PRODUCTS = ("gemm", "pointwise", "packed", "packed_windows")
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
@@ -125,8 +129,9 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
     0/1/2) applied to the output as scale_shift_forward would: inside the FUSED_EPILOGUE kernels, to each
-    block of output while it is in the cache, else by a pass after them. With an epilogue the non-finite check
-    reads the input too, since an activation can turn a non-finite output finite."""
+    block of output while it is in the cache, else by a pass after them. The EXACT_PRODUCTS algorithms need no
+    non-finite check once the weight is known finite; for the others the check reads the output and, with an
+    epilogue, the input too, since an activation can turn a non-finite output finite."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
@@ -149,7 +154,8 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
         chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
         run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and all_finite_parallel(output, input if fused else output[:0]):
+    if prepared["finite"] and (chosen.algorithm in EXACT_PRODUCTS
+                               or all_finite_parallel(output, input if fused else output[:0])):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

@@ -33,7 +33,7 @@ from numba import njit
 
 from . import packed, packed_windows, winograd, winograd4
 from ..fastmath import REDUCE
-from ..finite import all_finite, all_finite_parallel
+from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
@@ -155,7 +155,7 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
     else:
         run_forward(chosen, input, weight, bias, output)
     if prepared["finite"] and (chosen.algorithm in EXACT_PRODUCTS
-                               or all_finite_parallel(output, input if fused else output[:0])):
+                               or all_finite(output, input if fused else output[:0])):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

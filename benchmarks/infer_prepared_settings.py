@@ -1,10 +1,12 @@
 """The imported ResNet-50's nn.infer with the prepared passes' latest plan settings on and off, in alternating
 rounds in one process (the plans are remembered per settings, so each configuration keeps its own):
-`gemm.FORWARD_COLUMNS` (forward blocks at least 196 positions wide) and `plan.PREPARED_STRIPS_WIDEST` ('strips'
-for Winograd's 7-wide 3x3 layers), each alone and both, against both off; with --windows instead
-`plan.PREPARED_PACKED_WINDOWS` ('packed_windows' for the strided layers with windows) on against off ('gemm').
+`gemm.FORWARD_COLUMNS` (forward blocks at least 196 positions wide) and `plan.PREPARED_NARROW_WIDEST` (no Winograd
+for the 7-wide 3x3 layers at batch 1), each alone and both, against both off; with --windows instead
+`plan.PREPARED_PACKED_WINDOWS` ('packed_windows' for the strided layers with windows) on against off ('gemm');
+with --winograd4 `plan.PREPARED_WINOGRAD4` (F(4x4) for the 3x3 stride-1 layers choose() gives it) on against off
+(F(2x2), and packed_windows for every 7-wide one).
 
-    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6] [--windows]
+    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6] [--windows | --winograd4]
 
 With one thread (NUMBA_NUM_THREADS=1) the clock is the thread's CPU time, else wall time.
 """
@@ -20,12 +22,14 @@ from nbconv.kernels.cpu.conv import gemm
 from nbconv.kernels.cpu.conv import plan as planning
 from resnet50_model import imported_resnet50
 
-CONFIGURATIONS = {"both off": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_STRIPS_WIDEST"): 0},
-                  "strips only": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_STRIPS_WIDEST"): 7},
-                  "columns only": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_STRIPS_WIDEST"): 0},
-                  "both on": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_STRIPS_WIDEST"): 7}}
+CONFIGURATIONS = {"both off": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_NARROW_WIDEST"): 0},
+                  "strips only": {(gemm, "FORWARD_COLUMNS"): 0, (planning, "PREPARED_NARROW_WIDEST"): 7},
+                  "columns only": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_NARROW_WIDEST"): 0},
+                  "both on": {(gemm, "FORWARD_COLUMNS"): 196, (planning, "PREPARED_NARROW_WIDEST"): 7}}
 WINDOWS = {"gemm": {(planning, "PREPARED_PACKED_WINDOWS"): False},
            "packed_windows": {(planning, "PREPARED_PACKED_WINDOWS"): True}}
+WINOGRAD4 = {"F(2x2)": {(planning, "PREPARED_WINOGRAD4"): False},
+             "F(4x4)": {(planning, "PREPARED_WINOGRAD4"): True}}
 
 
 def main():
@@ -33,8 +37,9 @@ def main():
     parser.add_argument("--batches", default="8,1")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--windows", action="store_true", help="packed_windows on against off")
+    parser.add_argument("--winograd4", action="store_true", help="F(4x4) on against off")
     arguments = parser.parse_args()
-    configurations = WINDOWS if arguments.windows else CONFIGURATIONS
+    configurations = WINDOWS if arguments.windows else WINOGRAD4 if arguments.winograd4 else CONFIGURATIONS
     clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
     rng = np.random.default_rng(0)
     model, _ = imported_resnet50(rng)

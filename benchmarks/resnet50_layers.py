@@ -2,7 +2,7 @@
 milliseconds nbconv loses on each (a layer's time difference x how often the network runs it).
 
     python benchmarks/resnet50_layers.py [--batch 1] [--rounds 5] [--repeat 3] [--clock thread|wall] [--strided]
-                                         [--without-windows]
+                                         [--winograd] [--without-windows] [--without-winograd4]
 
 nbconv: the layer as nn.infer runs it (plan.prepared_plan's algorithm, weight-only work kept, batch norm as a
 scale and shift and the ReLU in its epilogue). onnxruntime: a one-node Conv + Relu graph (it fuses the two, as
@@ -11,7 +11,8 @@ it fuses a batch norm into the weights). Both with Numba's thread count; alterna
 one-thread session on the calling thread), which a loaded machine bends less than wall time. `--strided`:
 only the layers of kernel over 1 and stride 2 (the 7x7 stem, the three 3x3 stride-2 layers);
 `--without-windows`: also the layer with `plan.PREPARED_PACKED_WINDOWS` off (im2col + BLAS, 'gemm', where the
-plan gives 'packed_windows'), in the same rounds.
+plan gives 'packed_windows'), in the same rounds. `--winograd`: only the 3x3 stride-1 layers; `--without-winograd4`:
+also the layer with `plan.PREPARED_WINOGRAD4` off (F(2x2) where the plan gives F(4x4)), in the same rounds.
 """
 import argparse
 import statistics
@@ -59,15 +60,23 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clock", choices=("thread", "wall"), default=None)
     parser.add_argument("--strided", action="store_true", help="only the strided layers with kernels over 1x1")
+    parser.add_argument("--winograd", action="store_true", help="only the 3x3 stride-1 layers")
     parser.add_argument("--without-windows", action="store_true",
                         help="also time the layers packed_windows runs with it off (im2col + BLAS)")
+    parser.add_argument("--without-winograd4", action="store_true",
+                        help="also time the layers F(4x4) runs with it off (F(2x2))")
     arguments = parser.parse_args()
     threads = numba.get_num_threads()
     clock = time.thread_time if (arguments.clock or ("thread" if threads == 1 else "wall")) == "thread" \
         else time.perf_counter
     rng = np.random.default_rng(0)
     rows = []
-    layers = [layer for layer in LAYERS if not arguments.strided or (layer[2] > 1 and layer[3] > 1)]
+    layers = [layer for layer in LAYERS if (not arguments.strided or (layer[2] > 1 and layer[3] > 1))
+              and (not arguments.winograd or (layer[2] == 3 and layer[3] == 1))]
+    # the settings a layer may be timed without: (option, setting in plan.py, the algorithm it gives)
+    toggles = [(name, setting, algorithm) for name, setting, algorithm in
+               (("without_windows", "PREPARED_PACKED_WINDOWS", "packed_windows"),
+                ("without_winograd4", "PREPARED_WINOGRAD4", "winograd4")) if getattr(arguments, name)]
     for C, D, kernel, stride, size, count in layers:
         padding = kernel // 2
         x = rng.standard_normal((arguments.batch, C, size, size)).astype(np.float32)
@@ -75,15 +84,17 @@ def main():
         scale, shift = np.ones(D, np.float32), np.zeros(D, np.float32)
         prepared = {}
         session = ort_session(w, stride, padding, threads)
-        def ours(windows=True):
-            planning.PREPARED_PACKED_WINDOWS = windows
+        def ours(without=None):
+            for _, setting, _ in toggles:
+                setattr(planning, setting, setting != without)
             return F._conv2d(x, w, None, (stride, stride), padding, (1, 1), 1, prepared=prepared,
                              epilogue=(scale, shift, None, "relu"))
 
         engines = {"nbconv": ours, "onnxruntime": lambda: session.run(None, {"x": x})[0]}
-        windowed = prepared_plan(x.shape, w.shape, stride, stride, padding, padding).algorithm == "packed_windows"
-        if arguments.without_windows and windowed:
-            engines["nbconv without packed_windows"] = lambda: ours(False)
+        chosen = prepared_plan(x.shape, w.shape, stride, stride, padding, padding).algorithm
+        for _, setting, algorithm in toggles:
+            if chosen == algorithm:
+                engines[f"nbconv without {algorithm}"] = lambda setting=setting: ours(setting)
         for name in engines:
             np.testing.assert_allclose(engines[name](), engines["onnxruntime"](), rtol=1e-3, atol=1e-3)
         times = {name: [] for name in engines}
@@ -95,20 +106,22 @@ def main():
                     run()
                     samples.append(clock() - start)
                 times[name].append(statistics.median(samples))
-        planning.PREPARED_PACKED_WINDOWS = True
+        ours()  # every setting back on
         ours, theirs = (1e3 * statistics.median(times[name]) for name in ("nbconv", "onnxruntime"))
         ratio = statistics.median([b / a for a, b in zip(times["nbconv"], times["onnxruntime"])])
         algorithm = prepared_plan(x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype).algorithm
         rows.append((count * (ours - theirs), f"{C} -> {D} {kernel}x{kernel} s{stride} on {size} (x{count})", algorithm,
                      ours, theirs, ratio, count))
         line = f"  {rows[-1][1]}: {algorithm} {ours:.2f} ms, onnxruntime {theirs:.2f} ms ({ratio:.2f}x)"
-        if "nbconv without packed_windows" in times:
-            before = times["nbconv without packed_windows"]
+        for _, _, without in toggles:
+            if f"nbconv without {without}" not in times:
+                continue
+            before = times[f"nbconv without {without}"]
             gain = statistics.median([b / a for a, b in zip(times["nbconv"], before)])
             against = statistics.median([b / a for a, b in zip(before, times["onnxruntime"])])
             gains = [b / a for a, b in zip(times["nbconv"], before)]
-            line += (f"; without packed_windows {1e3 * statistics.median(before):.2f} ms ({against:.2f}x "
-                     f"onnxruntime); packed_windows {gain:.2f}x [{min(gains):.2f}-{max(gains):.2f}]")
+            line += (f"; without {without} {1e3 * statistics.median(before):.2f} ms ({against:.2f}x "
+                     f"onnxruntime); {without} {gain:.2f}x [{min(gains):.2f}-{max(gains):.2f}]")
         print(line, flush=True)
     print(f"\nbatch {arguments.batch}, {threads} thread(s), clock {clock.__name__}, {arguments.rounds} alternating "
           f"rounds, median of {arguments.repeat} calls; ms a call, ranked by ms lost in the network")

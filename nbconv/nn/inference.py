@@ -20,13 +20,15 @@ be a second copy of every convolution's weights, rebuilt whenever they change (o
 `load_state_dict`, a user's own edits), which cannot be noticed without reading them.
 
 The convolutions run the algorithms `kernels/cpu/conv/plan.py`'s `choose_prepared` picks for passes that keep
-their weight-only work (a packed weight for 1x1 layers on small maps and for strided layers with larger windows,
-'strips' for 3x3 layers on 7x7 maps), which may differ from a training pass's.
+their weight-only work (a packed weight for 1x1 layers on small maps, for strided layers with larger windows and
+for 3x3 layers on 7x7 maps at batch 1; Winograd's F(4x4) or F(2x2) with transformed filters kept for the other
+3x3 layers), which may differ from a training pass's.
 
 A convolution keeps, per version of its weight (`Parameter.version`, which assigning a new array, an
 optimizer step, `load_state_dict` and `Parameter.mark_changed()` advance), what depends on the weight
-alone: on the CPU, its finiteness (checked once, then only the output is) and a Winograd layer's
-transformed filters (computed once instead of at every call). An edit of a weight in place by other means
+alone: on the CPU, its finiteness (checked once; then a layer's output only where its algorithm sums other
+products than the definition's, as Winograd's transforms do), a packed weight and a Winograd layer's transformed filters
+(computed once instead of at every call). An edit of a weight in place by other means
 must be followed by `mark_changed()` (or a new array assigned) for `infer` to see it.
 
 The scale and shift are cached on the batch-norm layer with a copy of the bytes of the (C,) arrays they came

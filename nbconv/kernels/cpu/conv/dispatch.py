@@ -32,9 +32,9 @@ import numpy as np
 import numba
 from numba import njit
 
-from . import packed, packed_windows, winograd
+from . import packed, packed_windows, winograd, winograd4
 from ..fastmath import REDUCE
-from ..finite import all_finite, all_finite_parallel
+from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
 from ..threads import parallel_parts
@@ -112,39 +112,51 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
 
 
+# the prepared passes' algorithms that apply an epilogue to each block of output while it is in the cache
+FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packed_windows")
+# the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
+# nothing extra summed), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a
+# finite weight their result is the definition's whatever the input holds, so a prepared pass skips the check
+EXACT_PRODUCTS = ("gemm", "pointwise", "packed", "packed_windows")
+
+
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
                             dilation_h, dilation_w, groups, epilogue=None):
     """conv2d_forward for a caller that keeps `prepared`, a dict, for as long as `weight` does not change
     (nn.infer, per version of a layer's weights): what depends on the weight alone, its finiteness, a
-    Winograd layer's transformed filters and a packed or packed_windows layer's packed weight, is computed on
-    first use and kept there. The algorithm is plan.prepared_plan's, which may differ from a training pass's (plan.choose_prepared).
+    Winograd layer's transformed filters (F(2x2) or F(4x4)) and a packed or packed_windows layer's packed
+    weight, is computed on first use and kept there. The algorithm is plan.prepared_plan's, which may differ
+    from a training pass's (plan.choose_prepared).
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
-    0/1/2) applied to the output as scale_shift_forward would: inside the gemm, packed and Winograd kernels, to each
-    block of output while it is in the cache, else by a pass after them. With an epilogue the non-finite check
-    reads the input too, since an activation can turn a non-finite output finite."""
+    0/1/2) applied to the output as scale_shift_forward would: inside the FUSED_EPILOGUE kernels, to each
+    block of output while it is in the cache, else by a pass after them. The EXACT_PRODUCTS algorithms need no
+    non-finite check once the weight is known finite; for the others the check reads the output and, with an
+    epilogue, the input too, since an activation can turn a non-finite output finite."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    fused = epilogue is not None and chosen.algorithm in ("winograd", "gemm", "pointwise", "packed", "packed_windows")
+    fused = epilogue is not None and chosen.algorithm in FUSED_EPILOGUE
     if chosen.algorithm in ("packed", "packed_windows"):
         module = packed if chosen.algorithm == "packed" else packed_windows
         key = chosen.algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
         if key not in prepared:
             prepared[key] = module.pack_weight(weight)
         module.run_packed(input, prepared[key], bias, output, buffers(chosen), chosen, epilogue)
-    elif chosen.algorithm == "winograd":
-        key = "winograd filters"  # they depend on the weight alone, not on the batch
+    elif chosen.algorithm in ("winograd", "winograd4"):
+        module = winograd if chosen.algorithm == "winograd" else winograd4
+        key = chosen.algorithm + " filters"  # they depend on the weight alone, not on the batch
         if key not in prepared:
-            prepared[key] = winograd.transformed_filters(weight, chosen)
-        winograd.run_transformed(input, prepared[key], bias, output, buffers(chosen), padding_h, padding_w,
+            prepared[key] = module.transformed_filters(weight, chosen)
+        module.run_transformed(input, prepared[key], bias, output, buffers(chosen), padding_h, padding_w,
                                  epilogue if fused else None)
     elif fused:
         chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
         run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and all_finite_parallel(output, input if fused else output[:0]):
+    if prepared["finite"] and (chosen.algorithm in EXACT_PRODUCTS
+                               or all_finite(output, input if fused else output[:0])):
         if epilogue is not None and not fused:
             _apply_epilogue(output, epilogue)
         return

@@ -312,7 +312,8 @@ SETTINGS = (
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
-                             "PREPARED_STRIPS_WIDEST", "PREPARED_PACKED_WINDOWS")),
+                             "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
+                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (depthwise, ("CHUNKS_PER_THREAD",)),
@@ -401,30 +402,48 @@ def _lanes_large(pass_, convolution):
 PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
 PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
-PREPARED_STRIPS_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run 'strips' instead
+PREPARED_NARROW_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run without Winograd ...
+PREPARED_NARROW_MOST_IMAGES = 1  # ... in batches of at most this many images (F(4x4) in larger ones)
 PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
+PREPARED_WINOGRAD4 = True  # the layers choose() gives F(4x4) keep it, with its transformed filters kept, ...
+PREPARED_WINOGRAD4_TILES = 32  # ... where the batch has at least this many 4x4 tiles (else F(2x2)), narrow aside
 
 
 def choose_prepared(convolution):
-    """The algorithm of a prepared forward pass: 'packed' for 1x1 layers it applies to with outputs of at most
-    PACKED_MOST_POSITIONS positions an image and at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured
-    faster than the BLAS path, which packs the whole weight again for every image (ResNet-50's 7x7 layers
-    512 -> 2048 and 1024 -> 2048 stride 2; not 2048 -> 512, nor the larger maps, where OpenBLAS's own blocking
-    is ahead: benchmarks/NOTES.md); 'strips' for the layers choose() gives Winograd whose outputs are at most
-    PREPARED_STRIPS_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for 7x7 (ResNet-50's
-    512-channel 3x3 layers); 'packed_windows' for the ungrouped layers choose() gives 'gemm' whose windows are
-    over one pixel (ResNet-50's 7x7 stem and 3x3 stride-2 layers: 1.07-1.21x gemm at batch 1 and 8, one
-    thread; benchmarks/NOTES.md, section 61) while PREPARED_PACKED_WINDOWS; else choose()'s."""
-    _, C, _, _ = convolution.input_shape
+    """The algorithm of a prepared forward pass:
+    - 'packed' for 1x1 layers it applies to with outputs of at most PACKED_MOST_POSITIONS positions an image and
+      at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured faster than the BLAS path, which packs the
+      whole weight again for every image (ResNet-50's 7x7 layers 512 -> 2048 and 1024 -> 2048 stride 2; not
+      2048 -> 512, nor the larger maps, where OpenBLAS's own blocking is ahead: benchmarks/NOTES.md);
+    - 'packed_windows' ('strips' while PREPARED_PACKED_WINDOWS is off) for the layers choose() gives Winograd
+      whose outputs are at most PREPARED_NARROW_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for
+      7x7 (ResNet-50's 512-channel 3x3 layers), unless choose() gives F(4x4) and the batch has more than
+      PREPARED_NARROW_MOST_IMAGES images: there F(4x4) ran 1.4x strips at 2 images, 2.6x at 8, 0.93x at 1,
+      whose few tiles leave it reading the 4x larger transformed filters for little work; packed_windows ran
+      1.07-1.14x strips on such layers (512, 256 and 96 channels, 1 and 4 images; one thread; 1.12x on two;
+      benchmarks/NOTES.md, section 67);
+    - 'packed_windows' for the ungrouped layers choose() gives 'gemm' whose windows are over one pixel
+      (ResNet-50's 7x7 stem and 3x3 stride-2 layers: 1.07-1.21x gemm at batch 1 and 8, one thread;
+      benchmarks/NOTES.md, section 61) while PREPARED_PACKED_WINDOWS;
+    - F(4x4) ('winograd4') where choose() gives it, its transformed filters kept like F(2x2)'s, while
+      PREPARED_WINOGRAD4, and the batch has at least PREPARED_WINOGRAD4_TILES tiles of 4x4 outputs, else
+      F(2x2): ResNet-50's 256-channel layer on 14x14 at batch 1 (16 tiles) ran 0.96x F(2x2) (0.82x on two
+      threads), reading 2.25x more transformed filters for few tiles; 1.20x at batch 2 (32 tiles), 1.13-1.35x
+      on the wider layers at batch 1 (49 tiles and more; one thread, benchmarks/NOTES.md, section 67);
+    - else choose()'s."""
+    N, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
     algorithm = choose("forward", convolution)
-    if algorithm == "winograd4":  # the prepared pass keeps F(2x2)'s transformed filters and fuses its epilogue
+    if algorithm == "winograd4" and not PREPARED_WINOGRAD4:
         algorithm = "winograd"
-    if algorithm == "winograd" and OW <= PREPARED_STRIPS_WIDEST:
-        return "strips"
+    if (algorithm in ("winograd", "winograd4") and OW <= PREPARED_NARROW_WIDEST
+            and (algorithm == "winograd" or N <= PREPARED_NARROW_MOST_IMAGES)):
+        return "packed_windows" if PREPARED_PACKED_WINDOWS else "strips"
+    if algorithm == "winograd4" and N * ((OH + 3) // 4) * ((OW + 3) // 4) < PREPARED_WINOGRAD4_TILES:
+        return "winograd"
     if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
         return "packed_windows"
     return algorithm

@@ -184,6 +184,6 @@ def test_nn_infer_chooses_it_for_gemms_layers_with_windows(monkeypatch):
     assert choose_prepared(stem) == "packed_windows"
     assert choose_prepared(Convolution((8, 256, 28, 28), (256, 256, 3, 3), 2, 2, 1, 1)) == "packed_windows"
     assert choose_prepared(Convolution((1, 256, 56, 56), (512, 256, 1, 1), 2, 2)) == "gemm"  # 1x1 stride 2
-    assert choose_prepared(Convolution((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1)) == "winograd"
+    assert choose_prepared(Convolution((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1)) == "winograd4"  # stride 1: Winograd
     monkeypatch.setattr(planning, "PREPARED_PACKED_WINDOWS", False)  # read at plan time
     assert prepared_plan(*stem[:2], *stem.hyper).algorithm == "gemm"

@@ -112,11 +112,11 @@ def _mask(lanes):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start,
-               step):
+def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start0,
+               start1, start2, start3):
     """target[at + v*channel_stride + k] = bias[v] + sum over taps t of packed[packed_start + 16t + v] *
-    source[offsets[t] + start + k*step], for positions k < 4 and channels v < 16: 8 vector accumulators, stored
-    as 16 runs of 4 positions (bias: 16 values, read only when has_bias)."""
+    source[offsets[t] + start_k], for positions k < 4 and channels v < 16: 8 vector accumulators, stored as 16
+    runs of 4 positions (bias: 16 values, read only when has_bias)."""
     a00 = zeros(source)
     a01 = zeros(source)
     a10 = zeros(source)
@@ -125,26 +125,23 @@ def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, targ
     a21 = zeros(source)
     a30 = zeros(source)
     a31 = zeros(source)
-    # the four positions' starts worked out once: a tap's four reads are its offset plus each (an add each, as
-    # cheap as constant displacements; four views of the source, one a position, cost more a block to set up)
-    at1 = start + step
-    at2 = at1 + step
-    at3 = at2 + step
+    # a tap's four reads are its offset plus each position's start (an add each, as cheap as constant
+    # displacements; four views of the source, one a position, cost more a block to set up)
     for t in range(taps):
         k = packed_start + CHANNELS * t
         w0 = load(packed, k)
         w1 = load(packed, k + LANES)
         x = offsets[t]
-        v = broadcast(source, x + start)
+        v = broadcast(source, x + start0)
         a00 = add_products(a00, v, w0)
         a01 = add_products(a01, v, w1)
-        v = broadcast(source, x + at1)
+        v = broadcast(source, x + start1)
         a10 = add_products(a10, v, w0)
         a11 = add_products(a11, v, w1)
-        v = broadcast(source, x + at2)
+        v = broadcast(source, x + start2)
         a20 = add_products(a20, v, w0)
         a21 = add_products(a21, v, w1)
-        v = broadcast(source, x + at3)
+        v = broadcast(source, x + start3)
         a30 = add_products(a30, v, w0)
         a31 = add_products(a31, v, w1)
     if has_bias:
@@ -162,22 +159,34 @@ def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, targ
     store_columns(target, at + LANES * channel_stride, channel_stride, a01, a11, a21, a31)
 
 
+@njit(cache=True, inline="always")
+def _position_start(position, positions, cols, row_stride, step):
+    """Where output position `position` (of rows x cols, flat; clamped to the last) starts reading."""
+    position = min(position, positions - 1)
+    return position // cols * row_stride + position % cols * step
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
-def row_products(source, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step, target,
-                 target_start, channel_stride, row_length, exact):
-    """target[target_start + v*channel_stride + y*row_length + x] = bias[v] + sum over taps t of
-    packed[(v // 16)*taps*16 + 16t + v % 16] * source[offsets[t] + y*row_stride + x*step], for y < rows,
-    v < rounded and x < cols rounded up to 4 (row_length >= that), or with `exact`, x < cols (cols >= 4: a row's
-    last block starts at cols - 4, overlapping the one before, whose values it writes again, the same bits)."""
-    last = cols - POSITIONS if exact else cols
+def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step,
+                   target, target_start, channel_stride):
+    """target[target_start + v*channel_stride + q] = bias[v] + sum over taps t of packed[(v // 16)*taps*16 + 16t
+    + v % 16] * source[base + offsets[t] + (q // cols)*row_stride + (q % cols)*step], for v < rounded and the
+    rows*cols output positions q of a plane taken flat, 4 a block whatever the rows' width (a 10-wide row is
+    2.5 blocks, not 3): the last block starts at rows*cols - 4, overlapping the one before, whose values it
+    writes again (the same bits); a plane of fewer than 4 positions writes 4, the last repeated
+    (channel_stride >= 4 there). Every read is of an output position's window: no slack past the source."""
+    positions = rows * cols
+    last = max(0, positions - POSITIONS)
     for block in range(rounded // CHANNELS):
         block_bias = bias[block * CHANNELS:]
-        for y in range(rows):
-            at = target_start + block * CHANNELS * channel_stride + y * row_length
-            for x in range(0, cols, POSITIONS):
-                x = min(x, last)
-                block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target,
-                           at + x, channel_stride, y * row_stride + x * step, step)
+        at = target_start + block * CHANNELS * channel_stride
+        for q in range(0, positions, POSITIONS):
+            q = min(q, last)
+            block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target, at + q,
+                       channel_stride, base + _position_start(q, positions, cols, row_stride, step),
+                       base + _position_start(q + 1, positions, cols, row_stride, step),
+                       base + _position_start(q + 2, positions, cols, row_stride, step),
+                       base + _position_start(q + 3, positions, cols, row_stride, step))
 
 
 def pack_filters(filters, multiple):
@@ -193,36 +202,42 @@ def pack_filters(filters, multiple):
 def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded, grid, offsets, packed, stride_h,
                               stride_w, padding_h, padding_w, padded_h, padded_w):
     """conv2d_forward_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N = input.shape[0]
+    N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     taps = offsets.shape[0]
     rounded = (D + CHANNELS - 1) // CHANNELS * CHANNELS
-    cols4 = (OW + POSITIONS - 1) // POSITIONS * POSITIONS
     has_bias = bias.shape[0] > 0
-    # whole channel blocks and rows of 4 or more straight into the output; else into the grid (rounded, OH,
-    # cols4), then its rows copied
-    straight = D % CHANNELS == 0 and OW >= POSITIONS
+    # whole channel blocks and planes of 4 or more positions straight into the output; else into the grid
+    # (rounded, max(OH*OW, 4)), then copied
+    straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
+    plane = max(OH * OW, POSITIONS)
+    unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
+    flat_input = input.reshape(-1)
     flat_output = output.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         source, sums = padded[chunk], grid[chunk]
-        fill_zero(source)  # the padding, which copy_image leaves alone
+        if not unpadded:
+            fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
+            if unpadded:
+                image, base = flat_input, n * C * H * W
+            else:
+                copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
+                image, base = source, np.int64(0)
             if straight:
-                row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                             stride_w, flat_output, n * D * OH * OW, OH * OW, OW, straight)
+                plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW,
+                               stride_h * padded_w, stride_w, flat_output, n * D * OH * OW, OH * OW)
                 continue
-            row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                         stride_w, sums, np.int64(0), OH * cols4, cols4, straight)
+            plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
+                           stride_w, sums, np.int64(0), plane)
             for d in range(D):
-                for oh in range(OH):
-                    target = output[n, d, oh]
-                    at = (d * OH + oh) * cols4
-                    for ow in range(OW):
-                        target[ow] = sums[at + ow]
+                target = flat_output[(n * D + d) * OH * OW:]
+                at = d * plane
+                for q in range(OH * OW):
+                    target[q] = sums[at + q]
 
 
 def _contiguous_output(kernel, output, *args):
@@ -265,11 +280,11 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     N, C, H, W = grad_input.shape
     rounded = (C + CHANNELS - 1) // CHANNELS * CHANNELS
     no_bias = packed[0, :0]
-    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile row_products
+    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile plane_products
     # and block_sums once more
-    # stride 1, whole channel blocks and rows of 4 or more: straight into grad_input; else each phase into the
-    # grid (rounded, rows, cols4), then copied to its pixels
-    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and W >= POSITIONS
+    # stride 1, whole channel blocks and planes of 4 or more positions: straight into grad_input; else each
+    # phase into the grid (rounded, max(rows*cols, 4)), then copied to its pixels
+    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
     flat_grad_input = grad_input.reshape(-1)
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -280,22 +295,21 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
         for n in range(first, last):
             copy_image(grad_output, n, source, top, left, source_h, source_w)
             if straight:
-                row_products(source, offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H, W, source_w,
-                             np.int64(1), flat_grad_input, n * C * H * W, H * W, W, straight)
+                plane_products(source, np.int64(0), offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H,
+                               W, source_w, np.int64(1), flat_grad_input, n * C * H * W, H * W)
                 continue
             for ry in range(min(stride_h, H)):
                 rows = (H - ry + stride_h - 1) // stride_h
                 for rx in range(min(stride_w, W)):
                     cols = (W - rx + stride_w - 1) // stride_w
-                    cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
+                    plane = max(rows * cols, POSITIONS)
                     phase = ry * stride_w + rx
-                    row_products(source, offsets[phase], counts[phase], packed[phase], no_bias, has_bias, rounded,
-                                 rows, cols, source_w, np.int64(1), sums, np.int64(0), rows * cols4, cols4,
-                                 straight)
+                    plane_products(source, np.int64(0), offsets[phase], counts[phase], packed[phase], no_bias,
+                                   has_bias, rounded, rows, cols, source_w, np.int64(1), sums, np.int64(0), plane)
                     for c in range(C):
                         for yy in range(rows):
                             target = grad_input[n, c, ry + yy * stride_h]
-                            at = (c * rows + yy) * cols4
+                            at = c * plane + yy * cols
                             for xx in range(cols):
                                 target[rx + xx * stride_w] = sums[at + xx]
 
@@ -510,30 +524,33 @@ def applies(pass_, convolution):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, weight_images of them back to back for the weight
-    gradient, or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels
-    rounded up to 16, rows, row positions rounded up to 4) for the forward pass and the input gradient where
-    their blocks do not go straight to the output, the spread output gradient (weight_images x OH*OW, D rounded
-    up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
-    (chunks, 1, C*KH*KW, D)."""
+    the padded source (the zero-padded image, C*Hp*Wp, none for an unpadded forward pass, which reads its
+    input; weight_images of them back to back for the weight gradient, + 3*sw; or the input gradient's padded
+    output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded up to 16, positions of a plane, at
+    least 4) for the forward pass and the input gradient where their blocks do not go straight to the output
+    (none where they do), the spread output gradient (weight_images x OH*OW, D rounded up to 16) and the sums
+    (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     hyper = _hyper(convolution)
     taps = C * KH * KW
+    image = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)  # a zero-padded image
     if pass_ == "backward_input":
         _, _, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, *hyper)
         source = D * source_h * source_w + source_w + SLACK
         rows, cols = -(-H // convolution.stride_h), -(-W // convolution.stride_w)
-        grid = rows * _round_up(cols, POSITIONS) * _round_up(C, CHANNELS)
+        straight = convolution.stride_h == convolution.stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
+        grid = 0 if straight else max(rows * cols, POSITIONS) * _round_up(C, CHANNELS)
+    elif pass_ == "forward":
+        # unpadded layers' blocks read the input itself
+        source = 0 if convolution.padding_h == convolution.padding_w == 0 else image
+        straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
+        grid = 0 if straight else max(OH * OW, POSITIONS) * _round_up(D, CHANNELS)
     else:
-        # the padded image, and the 3 positions a row's last block may read past the image's last value
-        source = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w) + 3 * convolution.stride_w
-        if pass_ == "forward":
-            grid = OH * _round_up(OW, POSITIONS) * _round_up(D, CHANNELS)
-        else:
-            source = weight_images(OH, OW) * (source - 3 * convolution.stride_w) + 3 * convolution.stride_w
-            grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
+        # the padded images, and the 3 positions a row's last block may read past the last image's last value
+        source = weight_images(OH, OW) * image + 3 * convolution.stride_w
+        grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
     own = (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))

@@ -166,6 +166,15 @@ def _position_start(position, positions, cols, row_stride, step):
     return position // cols * row_stride + position % cols * step
 
 
+@njit(cache=True, inline="always")
+def _next_position(y, x, cols):
+    """(row, column) of the position after (y, x) in rows of `cols`."""
+    x += 1
+    if x == cols:
+        return y + 1, 0
+    return y, x
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
 def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step,
                    target, target_start, channel_stride):
@@ -180,13 +189,25 @@ def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded,
     for block in range(rounded // CHANNELS):
         block_bias = bias[block * CHANNELS:]
         at = target_start + block * CHANNELS * channel_stride
+        y, x = 0, 0  # the row and column of position q, kept as q moves (no divisions in whole blocks)
         for q in range(0, positions, POSITIONS):
-            q = min(q, last)
+            if q + POSITIONS <= positions:
+                start0 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start1 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start2 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start3 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+            else:  # the last block, moved back to overlap the one before (or a plane of fewer than 4 positions)
+                q = last
+                start0 = base + _position_start(q, positions, cols, row_stride, step)
+                start1 = base + _position_start(q + 1, positions, cols, row_stride, step)
+                start2 = base + _position_start(q + 2, positions, cols, row_stride, step)
+                start3 = base + _position_start(q + 3, positions, cols, row_stride, step)
             block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target, at + q,
-                       channel_stride, base + _position_start(q, positions, cols, row_stride, step),
-                       base + _position_start(q + 1, positions, cols, row_stride, step),
-                       base + _position_start(q + 2, positions, cols, row_stride, step),
-                       base + _position_start(q + 3, positions, cols, row_stride, step))
+                       channel_stride, start0, start1, start2, start3)
 
 
 def pack_filters(filters, multiple):

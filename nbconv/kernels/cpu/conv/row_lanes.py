@@ -14,6 +14,8 @@ vector loads of the padded output gradient and 6 broadcast weights (packed per c
 writes again, the same bits), taken two a block. Channels past C in the last block repeat channel C - 1 (the
 same values, written again). Rows at least 8 wide; any padding; no stride, no dilation.
 """
+import functools
+
 import numba
 import numpy as np
 from numba import njit
@@ -125,9 +127,10 @@ def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, gra
                                   first_x, second_x, flat_grad_input, at, H * W)
 
 
+@functools.lru_cache(maxsize=64)
 def tap_offsets(D, KH, KW, OH, source_w):
     """offsets[(i*D + d)*KW + j] = d*OH*Ws - i*Ws - j: where tap (i, d, j) reads in the padded output gradient,
-    relative to its input position's start (int64)."""
+    relative to its input position's start (int64; kept per geometry, never written)."""
     i, d, j = np.meshgrid(np.arange(KH), np.arange(D), np.arange(KW), indexing="ij")
     return np.ascontiguousarray((d * (OH * source_w) - i * source_w - j).reshape(-1), dtype=np.int64)
 

@@ -1,23 +1,25 @@
 """Direct convolution with output channels in the vector lanes, for narrow layers (a few dozen channels,
-maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions of one
-row x 16 output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over
-every (input channel, tap) pair. Every position a block computes is an output (rows rounded up to 4
-positions), and the weight gradient sums whole images per register with no lane sums. (An earlier algorithm,
-'blocked', held 16 positions of the padded rows in the lanes instead: on 8-wide maps 20% of its sums fell on
-the padding columns and its weight gradient ended in lane sums; this one took every layer it ran.)
+maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions x 16
+output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over every (input
+channel, tap) pair. Every position a block computes is an output: a plane's positions are taken flat, 4 a
+block, so a 10-wide row costs 2.5 blocks, not 3; the weight gradient sums whole images per register with no
+lane sums. (An earlier algorithm, 'blocked', held 16 positions of the padded rows in the lanes instead: on
+8-wide maps 20% of its sums fell on the padding columns and its weight gradient ended in lane sums; this one
+took every layer it ran.)
 
 The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, copy_image: the padding is zeroed
-once a call and never written again, the rows moved 8 values a vector): output position (oh, ow) of tap t
-reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
-broadcasts, as cheap `sw` values apart as 1, so a stride-2 layer needs no split into phase planes (the
-strided 8-value row copies of such a split took about a third of a stride-2 forward's time).
+once a call and never written again, the rows moved 8 values a vector), or, unpadded, read the input itself:
+output position (oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4
+positions are 4 broadcasts, as cheap `sw` values apart as 1 (or a row apart), so a stride-2 layer needs no
+split into phase planes (the strided 8-value row copies of such a split took about a third of a stride-2
+forward's time).
 
-- forward: per image, per block of 16 output channels, per output row, per 4 positions: 8 accumulators
+- forward: per image, per block of 16 output channels, per 4 positions of the plane: 8 accumulators
   (4 positions x 2 vectors of 8 channels), each tap 4 broadcast input values and 2 vector loads of the
   weights, packed per call as (channel block, tap, 16); then the bias, and the 8 vectors are transposed in
   registers into 16 runs of 4 positions (store_columns), stored straight into the output where the channels
-  come in whole blocks of 16 and rows are 4 or more wide (a row's last block may overlap the one before),
-  else into a grid (D rounded up to 16, OH, OW rounded up to 4) whose rows are then copied.
+  come in whole blocks of 16 and planes have 4 or more positions (a plane's last block may overlap the one
+  before), else into a grid (D rounded up to 16, OH*OW, at least 4) whose planes are then copied.
 - input gradient: the transposed convolution by input phase (taps.transposed_taps): each phase is a
   stride-1 convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
   forward's blocks over input channels: at stride 1 straight into the input gradient as the forward, else
@@ -28,8 +30,9 @@ strided 8-value row copies of such a split took about a third of a stride-2 forw
   vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
-Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 positions (3*sw values) past a
-row's last output: the padded copy has that much slack (the input gradient's source SLACK values).
+The threads claim their tasks one at a time (claims.py): images for the forward pass and the input gradient,
+each thread in its own buffers; chunks of images for the weight gradient, each chunk in its own. Only
+ungrouped layers; any stride, padding and dilation. Every read lies in an output position's window.
 """
 import numba
 import numpy as np
@@ -41,13 +44,15 @@ from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
+from .claims import claim, claims
 from .taps import tap_offsets, transposed_geometry, transposed_taps
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
 POSITIONS = 4  # output positions of one row a block sums at once
 WEIGHT_CHANNELS = 2 * LANES  # output channels a weight-gradient block sums at once: two vectors
 WEIGHT_TAPS = 6  # taps a weight-gradient block sums at once (x 2 vectors: 12 registers)
-SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient that its blocks may read
+SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient (its blocks read none of them)
+UNUSED = 1  # the size of a buffer a pass does not use (a plan's buffers hold at least one value)
 WEIGHT_POSITIONS = 256  # the weight gradient sums at least this many positions a block: images of fewer go in groups
 
 
@@ -221,8 +226,9 @@ def pack_filters(filters, multiple):
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded, grid, offsets, packed, stride_h,
-                              stride_w, padding_h, padding_w, padded_h, padded_w):
-    """conv2d_forward_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                              stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+    """conv2d_forward_lanes, part span_part of span_parts: images claimed one at a time from counter (claims.py),
+    into part span_part's buffers (span_parts <= their number)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     taps = offsets.shape[0]
@@ -235,30 +241,29 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
     unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
     flat_input = input.reshape(-1)
     flat_output = output.reshape(-1)
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source, sums = padded[chunk], grid[chunk]
-        if not unpadded:
-            fill_zero(source)  # the padding, which copy_image leaves alone
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            if unpadded:
-                image, base = flat_input, n * C * H * W
-            else:
-                copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
-                image, base = source, np.int64(0)
-            if straight:
-                plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW,
-                               stride_h * padded_w, stride_w, flat_output, n * D * OH * OW, OH * OW)
-                continue
-            plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                           stride_w, sums, np.int64(0), plane)
-            for d in range(D):
-                target = flat_output[(n * D + d) * OH * OW:]
-                at = d * plane
-                for q in range(OH * OW):
-                    target[q] = sums[at + q]
+    source, sums = padded[span_part], grid[span_part]
+    if not unpadded:
+        fill_zero(source)  # the padding, which copy_image leaves alone
+    while True:
+        n = claim(counter)
+        if n >= N:
+            break
+        if unpadded:
+            image, base = flat_input, n * C * H * W
+        else:
+            copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
+            image, base = source, np.int64(0)
+        if straight:
+            plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW,
+                           stride_h * padded_w, stride_w, flat_output, n * D * OH * OW, OH * OW)
+            continue
+        plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
+                       stride_w, sums, np.int64(0), plane)
+        for d in range(D):
+            target = flat_output[(n * D + d) * OH * OW:]
+            at = d * plane
+            for q in range(OH * OW):
+                target[q] = sums[at + q]
 
 
 def _contiguous_output(kernel, output, *args):
@@ -289,15 +294,17 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     bias = _packed_bias(bias, _round_up(D, CHANNELS), output.dtype)
 
     def run(output):
-        parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), np.ascontiguousarray(input), bias, output,
-                       padded, grid, offsets, packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
+        parallel_parts(conv2d_forward_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                       np.ascontiguousarray(input), bias, output, padded, grid, offsets, packed, stride_h, stride_w,
+                       padding_h, padding_w, padded_h, padded_w, claims())
     _contiguous_output(run, output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_input, padded, grid, offsets, packed,
-                                     counts, stride_h, stride_w, top, left, source_h, source_w):
-    """conv2d_backward_input_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                     counts, stride_h, stride_w, top, left, source_h, source_w, counter):
+    """conv2d_backward_input_lanes, part span_part of span_parts: images claimed one at a time from counter
+    (claims.py), into part span_part's buffers (span_parts <= their number)."""
     N, C, H, W = grad_input.shape
     rounded = (C + CHANNELS - 1) // CHANNELS * CHANNELS
     no_bias = packed[0, :0]
@@ -307,32 +314,31 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     # phase into the grid (rounded, max(rows*cols, 4)), then copied to its pixels
     straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
     flat_grad_input = grad_input.reshape(-1)
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source, sums = padded[chunk], grid[chunk]
-        fill_zero(source)  # the padding, which copy_image leaves alone
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            copy_image(grad_output, n, source, top, left, source_h, source_w)
-            if straight:
-                plane_products(source, np.int64(0), offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H,
-                               W, source_w, np.int64(1), flat_grad_input, n * C * H * W, H * W)
-                continue
-            for ry in range(min(stride_h, H)):
-                rows = (H - ry + stride_h - 1) // stride_h
-                for rx in range(min(stride_w, W)):
-                    cols = (W - rx + stride_w - 1) // stride_w
-                    plane = max(rows * cols, POSITIONS)
-                    phase = ry * stride_w + rx
-                    plane_products(source, np.int64(0), offsets[phase], counts[phase], packed[phase], no_bias,
-                                   has_bias, rounded, rows, cols, source_w, np.int64(1), sums, np.int64(0), plane)
-                    for c in range(C):
-                        for yy in range(rows):
-                            target = grad_input[n, c, ry + yy * stride_h]
-                            at = c * plane + yy * cols
-                            for xx in range(cols):
-                                target[rx + xx * stride_w] = sums[at + xx]
+    source, sums = padded[span_part], grid[span_part]
+    fill_zero(source)  # the padding, which copy_image leaves alone
+    while True:
+        n = claim(counter)
+        if n >= N:
+            break
+        copy_image(grad_output, n, source, top, left, source_h, source_w)
+        if straight:
+            plane_products(source, np.int64(0), offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H,
+                           W, source_w, np.int64(1), flat_grad_input, n * C * H * W, H * W)
+            continue
+        for ry in range(min(stride_h, H)):
+            rows = (H - ry + stride_h - 1) // stride_h
+            for rx in range(min(stride_w, W)):
+                cols = (W - rx + stride_w - 1) // stride_w
+                plane = max(rows * cols, POSITIONS)
+                phase = ry * stride_w + rx
+                plane_products(source, np.int64(0), offsets[phase], counts[phase], packed[phase], no_bias,
+                               has_bias, rounded, rows, cols, source_w, np.int64(1), sums, np.int64(0), plane)
+                for c in range(C):
+                    for yy in range(rows):
+                        target = grad_input[n, c, ry + yy * stride_h]
+                        at = c * plane + yy * cols
+                        for xx in range(cols):
+                            target[rx + xx * stride_w] = sums[at + xx]
 
 
 def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, stride_h, stride_w, padding_h,
@@ -353,9 +359,9 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
         packed[phase, :filters.shape[0]] = filters
 
     def run(grad_input):
-        parallel_parts(conv2d_backward_input_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
-                       grad_input, padded, grid, offsets, packed, counts, stride_h, stride_w, top, left, source_h,
-                       source_w)
+        parallel_parts(conv2d_backward_input_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                       np.ascontiguousarray(grad_output), grad_input, padded, grid, offsets, packed, counts, stride_h,
+                       stride_w, top, left, source_h, source_w, claims())
     _contiguous_output(run, grad_input)
 
 
@@ -490,8 +496,10 @@ def spread_image(grad_output, n, spread, rounded):
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
-                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w):
-    """conv2d_backward_weight_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+    """conv2d_backward_weight_lanes, part span_part of span_parts: chunks claimed one at a time from counter
+    (claims.py); a chunk's images, buffers and partial sums are fixed, so its sums do not depend on the part
+    that ran it."""
     N = input.shape[0]
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
@@ -499,25 +507,32 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
     group = weight_images(OH, OW)
     image_len = input.shape[1] * padded_h * padded_w
     spread_len = group * OH * OW * rounded
+    unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
+    flat_input = input.reshape(-1)
     chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
+    while True:
+        chunk = claim(counter)
+        if chunk >= chunks:
+            break
         source, work, chunk_sums = padded[chunk], grid[chunk], partial[chunk, 0]
         spread = work[:spread_len]
         sums = work[spread_len:spread_len + taps * rounded]
         fill_zero(spread)  # the channels past D stay zero
         fill_zero(sums)
-        fill_zero(source)  # the padding, which copy_image leaves alone
+        if not unpadded:
+            fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n0 in range(first, last, group):
             images = min(group, last - n0)
             for m in range(images):
-                copy_image(input, n0 + m, source[m * image_len:], padding_h, padding_w, padded_h, padded_w)
+                if not unpadded:
+                    copy_image(input, n0 + m, source[m * image_len:], padding_h, padding_w, padded_h, padded_w)
                 spread_image(grad_output, n0 + m, spread[m * OH * OW * rounded:], rounded)
+            images_source = flat_input[n0 * image_len:] if unpadded else source
             for block in range(rounded // WEIGHT_CHANNELS):
                 for t in range(0, taps, WEIGHT_TAPS):
-                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, images,
-                                      image_len, OH, OW, stride_h * padded_w, stride_w, sums)
+                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, images_source, offsets, t, taps,
+                                      images, image_len, OH, OW, stride_h * padded_w, stride_w, sums)
         for t in range(taps):
             target = chunk_sums[t]
             for d in range(D):
@@ -533,7 +548,7 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
     parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
-                   padding_w, padded_h, padded_w)
+                   padding_w, padded_h, padded_w, claims())
     sum_partials(partial, grad_weight)
 
 
@@ -544,12 +559,12 @@ def applies(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source (the zero-padded image, C*Hp*Wp, none for an unpadded forward pass, which reads its
-    input; weight_images of them back to back for the weight gradient, + 3*sw; or the input gradient's padded
-    output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded up to 16, positions of a plane, at
+    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: a thread's part, or
+    whole images for the weight gradient): the padded source (the zero-padded image, C*Hp*Wp, weight_images of
+    them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the input itself;
+    or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded up to 16, positions of a plane, at
     least 4) for the forward pass and the input gradient where their blocks do not go straight to the output
-    (none where they do), the spread output gradient (weight_images x OH*OW, D rounded up to 16) and the sums
+    (UNUSED where they do), the spread output gradient (weight_images x OH*OW, D rounded up to 16) and the sums
     (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
@@ -562,15 +577,15 @@ def buffers(pass_, convolution, itemsize, threads):
         source = D * source_h * source_w + source_w + SLACK
         rows, cols = -(-H // convolution.stride_h), -(-W // convolution.stride_w)
         straight = convolution.stride_h == convolution.stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
-        grid = 0 if straight else max(rows * cols, POSITIONS) * _round_up(C, CHANNELS)
+        grid = UNUSED if straight else max(rows * cols, POSITIONS) * _round_up(C, CHANNELS)
     elif pass_ == "forward":
         # unpadded layers' blocks read the input itself
-        source = 0 if convolution.padding_h == convolution.padding_w == 0 else image
+        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else image
         straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
-        grid = 0 if straight else max(OH * OW, POSITIONS) * _round_up(D, CHANNELS)
+        grid = UNUSED if straight else max(OH * OW, POSITIONS) * _round_up(D, CHANNELS)
     else:
-        # the padded images, and the 3 positions a row's last block may read past the last image's last value
-        source = weight_images(OH, OW) * image + 3 * convolution.stride_w
+        # the padded images back to back (none unpadded: the blocks read the input itself)
+        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else weight_images(OH, OW) * image
         grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))

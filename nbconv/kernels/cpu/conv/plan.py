@@ -319,8 +319,8 @@ SETTINGS = (
     (winograd, ("block_rows", "channel_parts", "max_chunks")),
     (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
-    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
-    (row_lanes, ("max_chunks",)),
+    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "UNUSED", "max_chunks")),
+    (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )

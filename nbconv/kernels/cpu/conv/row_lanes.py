@@ -12,7 +12,8 @@ A block sums 6 input channels x 2 vectors of 8 positions of one row in 12 vector
 vector loads of the padded output gradient and 6 broadcast weights (packed per call as (channel block, tap,
 8)). A row's vectors start at 0, 8, ... with the last at W - 8 (overlapping the one before, whose values it
 writes again, the same bits), taken two a block. Channels past C in the last block repeat channel C - 1 (the
-same values, written again). Rows at least 8 wide; any padding; no stride, no dilation.
+same values, written again). Rows at least 8 wide; any padding; no stride, no dilation. The threads claim
+images one at a time (claims.py), each in its own buffer.
 """
 import functools
 
@@ -20,10 +21,11 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..shared import chunk_bounds, fill_zero
+from ..shared import fill_zero
 from ..threads import parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
+from .claims import claim, claims
 from .lanes import copy_image
 
 BLOCK_CHANNELS = 6  # input channels a block sums at once (x 2 vectors of positions: 12 accumulators)
@@ -94,9 +96,9 @@ def pair_sums(source, offsets, first, last, packed, packed_start, start, first_x
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, grad_input, padded, offsets, packed,
-                                         kernel_h, kernel_w, padding_h, padding_w, left, source_w):
-    """conv2d_backward_input_row_lanes over the span_part-th of span_parts slices of its outer loop
-    (threads.py)."""
+                                         kernel_h, kernel_w, padding_h, padding_w, left, source_w, counter):
+    """conv2d_backward_input_row_lanes, part span_part of span_parts: images claimed one at a time from counter
+    (claims.py), into part span_part's buffer (span_parts <= their number)."""
     N, C, H, W = grad_input.shape
     D, OH = grad_output.shape[1], grad_output.shape[2]
     blocks = (C + BLOCK_CHANNELS - 1) // BLOCK_CHANNELS
@@ -104,27 +106,26 @@ def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, gra
     row_taps = D * kernel_w  # the taps of one filter row
     vectors = (W + LANES - 1) // LANES  # a row's vectors, the last starting at W - 8
     flat_grad_input = grad_input.reshape(-1)
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source = padded[chunk]
-        fill_zero(source)  # the columns either side, which copy_image leaves alone
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            copy_image(grad_output, n, source, 0, left, OH, source_w)
-            for block in range(blocks):
-                c0 = min(block * BLOCK_CHANNELS, C - BLOCK_CHANNELS)  # the last block may overlap the one before
-                for y in range(H):
-                    # filter rows i with y + ph - i in [0, OH)
-                    first_tap = max(0, y + padding_h - OH + 1) * row_taps
-                    last_tap = min(kernel_h, y + padding_h + 1) * row_taps
-                    start = (y + padding_h) * source_w + left + padding_w
-                    at = ((n * C + c0) * H + y) * W
-                    for pair in range(0, vectors, 2):
-                        first_x = min(pair * LANES, W - LANES)
-                        second_x = min((pair + 1) * LANES, W - LANES)
-                        pair_sums(source, offsets, first_tap, last_tap, packed, block * taps * PACKED_STRIDE, start,
-                                  first_x, second_x, flat_grad_input, at, H * W)
+    source = padded[span_part]
+    fill_zero(source)  # the columns either side, which copy_image leaves alone
+    while True:
+        n = claim(counter)
+        if n >= N:
+            break
+        copy_image(grad_output, n, source, 0, left, OH, source_w)
+        for block in range(blocks):
+            c0 = min(block * BLOCK_CHANNELS, C - BLOCK_CHANNELS)  # the last block may overlap the one before
+            for y in range(H):
+                # filter rows i with y + ph - i in [0, OH)
+                first_tap = max(0, y + padding_h - OH + 1) * row_taps
+                last_tap = min(kernel_h, y + padding_h + 1) * row_taps
+                start = (y + padding_h) * source_w + left + padding_w
+                at = ((n * C + c0) * H + y) * W
+                for pair in range(0, vectors, 2):
+                    first_x = min(pair * LANES, W - LANES)
+                    second_x = min((pair + 1) * LANES, W - LANES)
+                    pair_sums(source, offsets, first_tap, last_tap, packed, block * taps * PACKED_STRIDE, start,
+                              first_x, second_x, flat_grad_input, at, H * W)
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,9 +165,9 @@ def conv2d_backward_input_row_lanes(grad_output, weight, grad_input, padded, pad
     packed = pack_weight(weight, BLOCK_CHANNELS)
 
     def run(target):
-        parallel_parts(conv2d_backward_input_row_lanes_span, numba.get_num_threads(),
+        parallel_parts(conv2d_backward_input_row_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
                        np.ascontiguousarray(grad_output), target, padded, offsets, packed, KH, KW, padding_h,
-                       padding_w, left, source_w)
+                       padding_w, left, source_w, claims())
     if grad_input.flags.c_contiguous:
         run(grad_input)
     else:
@@ -186,8 +187,8 @@ def applies(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape): the padded output gradient, (chunks, D*OH*Ws), one per parallel chunk of
-    whole images."""
+    """(name, scratch slot, shape): the padded output gradient, (chunks, D*OH*Ws), one per thread's part (chunks:
+    at least the thread count, or one an image)."""
     N, D, OH, _ = convolution.output_shape
     _, source_w = geometry(convolution)
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads)))

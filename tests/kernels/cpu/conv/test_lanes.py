@@ -96,8 +96,8 @@ def _furthest(pass_, convolution):
     """(last source index read + 1, the size that read must stay within, last grid index written + 1) of one
     pass, worked out from the taps' offsets and the blocks' positions as the kernels compute them: the
     forward pass and the input gradient read the windows of output positions only (a plane's blocks taken
-    flat, the last overlapping), the forward pass of an unpadded layer from the input image itself (limit
-    C*H*W), else from the padded buffer; the grid is written only where the blocks do not go straight to the
+    flat, the last overlapping), the forward pass and weight gradient of an unpadded layer from the input image
+    itself (limit C*H*W), else from the padded buffer; the grid is written only where the blocks do not go straight to the
     output."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
@@ -129,8 +129,10 @@ def _furthest(pass_, convolution):
         straight = D % 16 == 0 and OH * OW >= 4
         return read, limit, 0 if straight else max(OH * OW, 4) * round_up(D, 16)
     group = lanes.weight_images(OH, OW)  # images summed at once, their padded copies back to back
-    return ((group - 1) * C * padded_h * padded_w + read, sizes["padded"],
-            (group * OH * OW + C * KH * KW) * round_up(D, 16))
+    written = (group * OH * OW + C * KH * KW) * round_up(D, 16)
+    if strides[2] == strides[3] == 0:  # each image's reads inside itself, in the input
+        return read, C * H * W, written
+    return (group - 1) * C * padded_h * padded_w + read, sizes["padded"], written
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])

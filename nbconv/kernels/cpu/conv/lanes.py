@@ -498,8 +498,8 @@ def spread_image(grad_output, n, spread, rounded):
 def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
                                       stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, counter):
     """conv2d_backward_weight_lanes, part span_part of span_parts: chunks claimed one at a time from counter
-    (claims.py); a chunk's images, buffers and partial sums are fixed, so its sums do not depend on the part
-    that ran it."""
+    (claims.py), summed in part span_part's buffers (span_parts <= their number) into the chunk's partial sums;
+    a chunk's images are fixed and its sums start from zero, so they do not depend on the part that ran it."""
     N = input.shape[0]
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
@@ -509,18 +509,19 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
     spread_len = group * OH * OW * rounded
     unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
     flat_input = input.reshape(-1)
-    chunks = padded.shape[0]
+    chunks = partial.shape[0]
+    source, work = padded[span_part], grid[span_part]  # the part's own: the cache holds one set
+    spread = work[:spread_len]
+    sums = work[spread_len:spread_len + taps * rounded]
+    fill_zero(spread)  # the channels past D stay zero
+    if not unpadded:
+        fill_zero(source)  # the padding, which copy_image leaves alone
     while True:
         chunk = claim(counter)
         if chunk >= chunks:
             break
-        source, work, chunk_sums = padded[chunk], grid[chunk], partial[chunk, 0]
-        spread = work[:spread_len]
-        sums = work[spread_len:spread_len + taps * rounded]
-        fill_zero(spread)  # the channels past D stay zero
+        chunk_sums = partial[chunk, 0]
         fill_zero(sums)
-        if not unpadded:
-            fill_zero(source)  # the padding, which copy_image leaves alone
         first, last = chunk_bounds(chunk, chunks, N)
         for n0 in range(first, last, group):
             images = min(group, last - n0)
@@ -546,7 +547,8 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
+    parallel_parts(conv2d_backward_weight_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                   np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
                    padding_w, padded_h, padded_w, claims())
     sum_partials(partial, grad_weight)
@@ -559,8 +561,8 @@ def applies(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: a thread's part, or
-    whole images for the weight gradient): the padded source (the zero-padded image, C*Hp*Wp, weight_images of
+    """(name, scratch slot, shape) of each buffer, one of each per thread's part (at most one an image; the
+    weight gradient's partial_sums one per chunk of whole images): the padded source (the zero-padded image, C*Hp*Wp, weight_images of
     them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the input itself;
     or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded up to 16, positions of a plane, at
     least 4) for the forward pass and the input gradient where their blocks do not go straight to the output
@@ -589,10 +591,11 @@ def buffers(pass_, convolution, itemsize, threads):
         grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
-    own = (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))
-    if pass_ == "backward_weight":
-        return own + (("partial_sums", "partial", (chunks, 1, taps, D)),)
-    return own
+    if pass_ == "backward_weight":  # the work buffers are a thread's, the partial sums a chunk's
+        parts = min(chunks, max(1, threads))
+        return (("padded", "padded", (parts, source)), ("grid", "col", (parts, grid)),
+                ("partial_sums", "partial", (chunks, 1, taps, D)))
+    return (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))
 
 
 def _hyper(convolution):

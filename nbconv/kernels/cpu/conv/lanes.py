@@ -196,7 +196,15 @@ def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded,
         at = target_start + block * CHANNELS * channel_stride
         y, x = 0, 0  # the row and column of position q, kept as q moves (no divisions in whole blocks)
         for q in range(0, positions, POSITIONS):
-            if q + POSITIONS <= positions:
+            if q + POSITIONS <= positions and x + POSITIONS <= cols:  # a block inside one row
+                start0 = base + y * row_stride + x * step
+                start1 = start0 + step
+                start2 = start1 + step
+                start3 = start2 + step
+                x += POSITIONS
+                if x == cols:
+                    y, x = y + 1, 0
+            elif q + POSITIONS <= positions:  # a block across the end of a row
                 start0 = base + y * row_stride + x * step
                 y, x = _next_position(y, x, cols)
                 start1 = base + y * row_stride + x * step

@@ -569,13 +569,14 @@ def applies(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape) of each buffer, one of each per thread's part (at most one an image; the
-    weight gradient's partial_sums one per chunk of whole images): the padded source (the zero-padded image, C*Hp*Wp, weight_images of
-    them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the input itself;
-    or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded up to 16, positions of a plane, at
-    least 4) for the forward pass and the input gradient where their blocks do not go straight to the output
-    (UNUSED where they do), the spread output gradient (weight_images x OH*OW, D rounded up to 16) and the sums
-    (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are (chunks, 1, C*KH*KW, D)."""
+    """(name, scratch slot, shape) of each buffer, one of each per thread's part (at most one an image; the weight
+    gradient's partial_sums one per chunk of whole images): the padded source (the zero-padded image, C*Hp*Wp,
+    weight_images of them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the
+    input itself; or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded
+    up to 16, positions of a plane, at least 4) for the forward pass and the input gradient where their blocks do
+    not go straight to the output (UNUSED where they do), the spread output gradient (weight_images x OH*OW, D
+    rounded up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
+    (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape

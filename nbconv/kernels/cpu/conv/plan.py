@@ -14,8 +14,9 @@ gradient). The choice, in order:
   taps a filter or more (3 input channels: a colour image's first layer) and outputs at most LANES_WIDEST
   wide, that are not Winograd's (below), every pass (ResNet-20's layers); lanes also runs the forward pass and
   weight gradient of ungrouped, undilated stride-1 layers with filters over 3 taps both ways, 16 to
-  LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's second layer; its input
-  gradient goes on below, to 'strips');
+  LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's second layer); their
+  input gradient, with ROW_LANES_MOST_CHANNELS input channels or fewer and inputs at least 8 wide, is
+  'row_lanes' (8 positions of a row in the vector lanes, row_lanes.py), else goes on below, to 'strips';
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2

@@ -93,12 +93,11 @@ def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
 
 
 def _furthest(pass_, convolution):
-    """(last source index read + 1, the size that read must stay within, last grid index written + 1) of one
-    pass, worked out from the taps' offsets and the blocks' positions as the kernels compute them: the
-    forward pass and the input gradient read the windows of output positions only (a plane's blocks taken
-    flat, the last overlapping), the forward pass and weight gradient of an unpadded layer from the input image
-    itself (limit C*H*W), else from the padded buffer; the grid is written only where the blocks do not go straight to the
-    output."""
+    """(last source index read + 1, the size that read must stay within, last grid index written + 1) of one pass,
+    worked out from the taps' offsets and the blocks' positions as the kernels compute them: the forward pass and
+    the input gradient read the windows of output positions only (a plane's blocks taken flat, the last
+    overlapping), the forward pass and weight gradient of an unpadded layer from the input image itself (limit
+    C*H*W), else from the padded buffer; the grid is written only where the blocks do not go straight to the output."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape

@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blocked_layers import import_tree, runner, torch_runner  # noqa: E402
 
 import nbconv.functional as F  # noqa: E402
-from nbconv.kernels.cpu.conv import dispatch  # noqa: E402
 from nbconv.kernels.cpu.conv.plan import plan  # noqa: E402
 
 INPUT, WEIGHT = (64, 6, 14, 14), (16, 6, 5, 5)
@@ -71,10 +70,11 @@ def main():
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
-    import torch
     if args.threads:
         numba.set_num_threads(args.threads)
-        torch.set_num_threads(args.threads)
+        if not args.no_torch:
+            import torch
+            torch.set_num_threads(args.threads)
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     forced = dict(item.split("=") for item in args.algorithm.split(",") if item)
     tree = import_tree(args.tree) if args.tree else None

@@ -7,7 +7,6 @@ the faster thread takes more. Only for tasks whose results do not depend on whic
 kernels' buffers belong to a thread's part or to the task, never to the order of claiming).
 """
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 

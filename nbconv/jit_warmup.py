@@ -34,9 +34,9 @@ WAIT_SECONDS = 300
 HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
 # The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
-# (gemm's im2col_rows and unrolled, wide's unroll_task, lanes' pad_image and row_products) is compiled
+# (gemm's im2col_rows and unrolled, wide's unroll_task, lanes' copy_image and plane_products) is compiled
 # once, by whichever process gets to it first, the other loading it from the cache if it is there by then. The
-# helper starts with lanes' input gradient (its row_products is its forward's too: in a model whose first layers
+# helper starts with lanes' input gradient (its plane_products is its forward's too: in a model whose first layers
 # run other algorithms the main process reaches it late; where the first layer runs lanes, as ResNet-20's does,
 # both processes may compile it at once) and with the kernels whose row helpers no forward of the main process
 # compiles (strips' weight gradient: a model whose forward runs strips, as LeNet-5's second layer does, then
@@ -57,7 +57,8 @@ LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1)),
-         "packed": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1))}
+         "packed": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
+         "row_lanes": ((2, 6, 5, 8), (2, 6, 3, 3), (1, 1, 1, 1, 1, 1, 1))}
 _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
 EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many rows and columns, where it applies
 

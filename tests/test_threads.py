@@ -29,7 +29,7 @@ CONV_CASES = [
     ((2, 3, 9, 10), (9, 3, 3, 3), dict(padding=1), "wide"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), "flat"),
     ((2, 6, 14, 14), (24, 6, 5, 5), dict(), "strips"),
-    ((2, 6, 14, 14), (16, 6, 5, 5), dict(), "lanes"),  # LeNet-5's second layer: strips for its input gradient
+    ((2, 6, 14, 14), (16, 6, 5, 5), dict(), "lanes"),  # LeNet-5's second layer: row_lanes for its input gradient
     ((3, 16, 9, 10), (17, 16, 3, 3), dict(stride=2, padding=1), "lanes"),
     ((2, 16, 5, 20), (17, 16, 3, 3), dict(padding=1), "lanes"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),

@@ -1,23 +1,25 @@
 """Direct convolution with output channels in the vector lanes, for narrow layers (a few dozen channels,
-maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions of one
-row x 16 output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over
-every (input channel, tap) pair. Every position a block computes is an output (rows rounded up to 4
-positions), and the weight gradient sums whole images per register with no lane sums. (An earlier algorithm,
-'blocked', held 16 positions of the padded rows in the lanes instead: on 8-wide maps 20% of its sums fell on
-the padding columns and its weight gradient ended in lane sums; this one took every layer it ran.)
+maps 32 wide or less: ResNet-20's): no unrolled matrix, no BLAS; each block sums 4 output positions x 16
+output channels (input channels for the input gradient) in 8 vector registers (vectors.py) over every (input
+channel, tap) pair. Every position a block computes is an output: a plane's positions are taken flat, 4 a
+block, so a 10-wide row costs 2.5 blocks, not 3; the weight gradient sums whole images per register with no
+lane sums. (An earlier algorithm, 'blocked', held 16 positions of the padded rows in the lanes instead: on
+8-wide maps 20% of its sums fell on the padding columns and its weight gradient ended in lane sums; this one
+took every layer it ran.)
 
 The forward pass and the weight gradient copy an image zero-padded (Hp x Wp, copy_image: the padding is zeroed
-once a call and never written again, the rows moved 8 values a vector): output position (oh, ow) of tap t
-reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4 positions are 4
-broadcasts, as cheap `sw` values apart as 1, so a stride-2 layer needs no split into phase planes (the
-strided 8-value row copies of such a split took about a third of a stride-2 forward's time).
+once a call and never written again, the rows moved 8 values a vector), or, unpadded, read the input itself:
+output position (oh, ow) of tap t reads offsets[t] + oh*sh*Wp + ow*sw (taps.tap_offsets). A block's 4
+positions are 4 broadcasts, as cheap `sw` values apart as 1 (or a row apart), so a stride-2 layer needs no
+split into phase planes (the strided 8-value row copies of such a split took about a third of a stride-2
+forward's time).
 
-- forward: per image, per block of 16 output channels, per output row, per 4 positions: 8 accumulators
+- forward: per image, per block of 16 output channels, per 4 positions of the plane: 8 accumulators
   (4 positions x 2 vectors of 8 channels), each tap 4 broadcast input values and 2 vector loads of the
   weights, packed per call as (channel block, tap, 16); then the bias, and the 8 vectors are transposed in
   registers into 16 runs of 4 positions (store_columns), stored straight into the output where the channels
-  come in whole blocks of 16 and rows are 4 or more wide (a row's last block may overlap the one before),
-  else into a grid (D rounded up to 16, OH, OW rounded up to 4) whose rows are then copied.
+  come in whole blocks of 16 and planes have 4 or more positions (a plane's last block may overlap the one
+  before), else into a grid (D rounded up to 16, OH*OW, at least 4) whose planes are then copied.
 - input gradient: the transposed convolution by input phase (taps.transposed_taps): each phase is a
   stride-1 convolution of the zero-padded output gradient with a subset of the flipped filters, run as the
   forward's blocks over input channels: at stride 1 straight into the input gradient as the forward, else
@@ -28,8 +30,9 @@ strided 8-value row copies of such a split took about a third of a stride-2 forw
   vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
-Only ungrouped layers; any stride, padding and dilation. Reads run up to 3 positions (3*sw values) past a
-row's last output: the padded copy has that much slack (the input gradient's source SLACK values).
+The threads claim their tasks one at a time (claims.py): images for the forward pass and the input gradient,
+each thread in its own buffers; chunks of images for the weight gradient, each chunk in its own. Only
+ungrouped layers; any stride, padding and dilation. Every read lies in an output position's window.
 """
 import numba
 import numpy as np
@@ -41,13 +44,15 @@ from ..shared import chunk_bounds, fill_zero, sum_partials
 from ..threads import parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
+from .claims import claim, claims
 from .taps import tap_offsets, transposed_geometry, transposed_taps
 
 CHANNELS = 2 * LANES  # channels a forward / input-gradient block sums at once: two vectors
 POSITIONS = 4  # output positions of one row a block sums at once
 WEIGHT_CHANNELS = 2 * LANES  # output channels a weight-gradient block sums at once: two vectors
 WEIGHT_TAPS = 6  # taps a weight-gradient block sums at once (x 2 vectors: 12 registers)
-SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient that its blocks may read
+SLACK = 2 * CHANNELS  # values past the input gradient's padded output gradient (its blocks read none of them)
+UNUSED = 1  # the size of a buffer a pass does not use (a plan's buffers hold at least one value)
 WEIGHT_POSITIONS = 256  # the weight gradient sums at least this many positions a block: images of fewer go in groups
 
 
@@ -112,11 +117,11 @@ def _mask(lanes):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start,
-               step):
+def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start0,
+               start1, start2, start3):
     """target[at + v*channel_stride + k] = bias[v] + sum over taps t of packed[packed_start + 16t + v] *
-    source[offsets[t] + start + k*step], for positions k < 4 and channels v < 16: 8 vector accumulators, stored
-    as 16 runs of 4 positions (bias: 16 values, read only when has_bias)."""
+    source[offsets[t] + start_k], for positions k < 4 and channels v < 16: 8 vector accumulators, stored as 16
+    runs of 4 positions (bias: 16 values, read only when has_bias)."""
     a00 = zeros(source)
     a01 = zeros(source)
     a10 = zeros(source)
@@ -125,26 +130,23 @@ def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, targ
     a21 = zeros(source)
     a30 = zeros(source)
     a31 = zeros(source)
-    # the four positions' starts worked out once: a tap's four reads are its offset plus each (an add each, as
-    # cheap as constant displacements; four views of the source, one a position, cost more a block to set up)
-    at1 = start + step
-    at2 = at1 + step
-    at3 = at2 + step
+    # a tap's four reads are its offset plus each position's start (an add each, as cheap as constant
+    # displacements; four views of the source, one a position, cost more a block to set up)
     for t in range(taps):
         k = packed_start + CHANNELS * t
         w0 = load(packed, k)
         w1 = load(packed, k + LANES)
         x = offsets[t]
-        v = broadcast(source, x + start)
+        v = broadcast(source, x + start0)
         a00 = add_products(a00, v, w0)
         a01 = add_products(a01, v, w1)
-        v = broadcast(source, x + at1)
+        v = broadcast(source, x + start1)
         a10 = add_products(a10, v, w0)
         a11 = add_products(a11, v, w1)
-        v = broadcast(source, x + at2)
+        v = broadcast(source, x + start2)
         a20 = add_products(a20, v, w0)
         a21 = add_products(a21, v, w1)
-        v = broadcast(source, x + at3)
+        v = broadcast(source, x + start3)
         a30 = add_products(a30, v, w0)
         a31 = add_products(a31, v, w1)
     if has_bias:
@@ -162,22 +164,63 @@ def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, targ
     store_columns(target, at + LANES * channel_stride, channel_stride, a01, a11, a21, a31)
 
 
+@njit(cache=True, inline="always")
+def _position_start(position, positions, cols, row_stride, step):
+    """Where output position `position` (of rows x cols, flat; clamped to the last) starts reading."""
+    position = min(position, positions - 1)
+    return position // cols * row_stride + position % cols * step
+
+
+@njit(cache=True, inline="always")
+def _next_position(y, x, cols):
+    """(row, column) of the position after (y, x) in rows of `cols`."""
+    x += 1
+    if x == cols:
+        return y + 1, 0
+    return y, x
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
-def row_products(source, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step, target,
-                 target_start, channel_stride, row_length, exact):
-    """target[target_start + v*channel_stride + y*row_length + x] = bias[v] + sum over taps t of
-    packed[(v // 16)*taps*16 + 16t + v % 16] * source[offsets[t] + y*row_stride + x*step], for y < rows,
-    v < rounded and x < cols rounded up to 4 (row_length >= that), or with `exact`, x < cols (cols >= 4: a row's
-    last block starts at cols - 4, overlapping the one before, whose values it writes again, the same bits)."""
-    last = cols - POSITIONS if exact else cols
+def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step,
+                   target, target_start, channel_stride):
+    """target[target_start + v*channel_stride + q] = bias[v] + sum over taps t of packed[(v // 16)*taps*16 + 16t
+    + v % 16] * source[base + offsets[t] + (q // cols)*row_stride + (q % cols)*step], for v < rounded and the
+    rows*cols output positions q of a plane taken flat, 4 a block whatever the rows' width (a 10-wide row is
+    2.5 blocks, not 3): the last block starts at rows*cols - 4, overlapping the one before, whose values it
+    writes again (the same bits); a plane of fewer than 4 positions writes 4, the last repeated
+    (channel_stride >= 4 there). Every read is of an output position's window: no slack past the source."""
+    positions = rows * cols
+    last = max(0, positions - POSITIONS)
     for block in range(rounded // CHANNELS):
         block_bias = bias[block * CHANNELS:]
-        for y in range(rows):
-            at = target_start + block * CHANNELS * channel_stride + y * row_length
-            for x in range(0, cols, POSITIONS):
-                x = min(x, last)
-                block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target,
-                           at + x, channel_stride, y * row_stride + x * step, step)
+        at = target_start + block * CHANNELS * channel_stride
+        y, x = 0, 0  # the row and column of position q, kept as q moves (no divisions in whole blocks)
+        for q in range(0, positions, POSITIONS):
+            if q + POSITIONS <= positions and x + POSITIONS <= cols:  # a block inside one row
+                start0 = base + y * row_stride + x * step
+                start1 = start0 + step
+                start2 = start1 + step
+                start3 = start2 + step
+                x += POSITIONS
+                if x == cols:
+                    y, x = y + 1, 0
+            elif q + POSITIONS <= positions:  # a block across the end of a row
+                start0 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start1 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start2 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+                start3 = base + y * row_stride + x * step
+                y, x = _next_position(y, x, cols)
+            else:  # the last block, moved back to overlap the one before (or a plane of fewer than 4 positions)
+                q = last
+                start0 = base + _position_start(q, positions, cols, row_stride, step)
+                start1 = base + _position_start(q + 1, positions, cols, row_stride, step)
+                start2 = base + _position_start(q + 2, positions, cols, row_stride, step)
+                start3 = base + _position_start(q + 3, positions, cols, row_stride, step)
+            block_sums(source, offsets, taps, packed, block * taps * CHANNELS, block_bias, has_bias, target, at + q,
+                       channel_stride, start0, start1, start2, start3)
 
 
 def pack_filters(filters, multiple):
@@ -191,38 +234,44 @@ def pack_filters(filters, multiple):
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded, grid, offsets, packed, stride_h,
-                              stride_w, padding_h, padding_w, padded_h, padded_w):
-    """conv2d_forward_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N = input.shape[0]
+                              stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+    """conv2d_forward_lanes, part span_part of span_parts: images claimed one at a time from counter (claims.py),
+    into part span_part's buffers (span_parts <= their number)."""
+    N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     taps = offsets.shape[0]
     rounded = (D + CHANNELS - 1) // CHANNELS * CHANNELS
-    cols4 = (OW + POSITIONS - 1) // POSITIONS * POSITIONS
     has_bias = bias.shape[0] > 0
-    # whole channel blocks and rows of 4 or more straight into the output; else into the grid (rounded, OH,
-    # cols4), then its rows copied
-    straight = D % CHANNELS == 0 and OW >= POSITIONS
+    # whole channel blocks and planes of 4 or more positions straight into the output; else into the grid
+    # (rounded, max(OH*OW, 4)), then copied
+    straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
+    plane = max(OH * OW, POSITIONS)
+    unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
+    flat_input = input.reshape(-1)
     flat_output = output.reshape(-1)
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source, sums = padded[chunk], grid[chunk]
+    source, sums = padded[span_part], grid[span_part]
+    if not unpadded:
         fill_zero(source)  # the padding, which copy_image leaves alone
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
+    while True:
+        n = claim(counter)
+        if n >= N:
+            break
+        if unpadded:
+            image, base = flat_input, n * C * H * W
+        else:
             copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
-            if straight:
-                row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                             stride_w, flat_output, n * D * OH * OW, OH * OW, OW, straight)
-                continue
-            row_products(source, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                         stride_w, sums, np.int64(0), OH * cols4, cols4, straight)
-            for d in range(D):
-                for oh in range(OH):
-                    target = output[n, d, oh]
-                    at = (d * OH + oh) * cols4
-                    for ow in range(OW):
-                        target[ow] = sums[at + ow]
+            image, base = source, np.int64(0)
+        if straight:
+            plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW,
+                           stride_h * padded_w, stride_w, flat_output, n * D * OH * OW, OH * OW)
+            continue
+        plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
+                       stride_w, sums, np.int64(0), plane)
+        for d in range(D):
+            target = flat_output[(n * D + d) * OH * OW:]
+            at = d * plane
+            for q in range(OH * OW):
+                target[q] = sums[at + q]
 
 
 def _contiguous_output(kernel, output, *args):
@@ -253,51 +302,51 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     bias = _packed_bias(bias, _round_up(D, CHANNELS), output.dtype)
 
     def run(output):
-        parallel_parts(conv2d_forward_lanes_span, numba.get_num_threads(), np.ascontiguousarray(input), bias, output,
-                       padded, grid, offsets, packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w)
+        parallel_parts(conv2d_forward_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                       np.ascontiguousarray(input), bias, output, padded, grid, offsets, packed, stride_h, stride_w,
+                       padding_h, padding_w, padded_h, padded_w, claims())
     _contiguous_output(run, output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_input, padded, grid, offsets, packed,
-                                     counts, stride_h, stride_w, top, left, source_h, source_w):
-    """conv2d_backward_input_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                     counts, stride_h, stride_w, top, left, source_h, source_w, counter):
+    """conv2d_backward_input_lanes, part span_part of span_parts: images claimed one at a time from counter
+    (claims.py), into part span_part's buffers (span_parts <= their number)."""
     N, C, H, W = grad_input.shape
     rounded = (C + CHANNELS - 1) // CHANNELS * CHANNELS
     no_bias = packed[0, :0]
-    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile row_products
+    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile plane_products
     # and block_sums once more
-    # stride 1, whole channel blocks and rows of 4 or more: straight into grad_input; else each phase into the
-    # grid (rounded, rows, cols4), then copied to its pixels
-    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and W >= POSITIONS
+    # stride 1, whole channel blocks and planes of 4 or more positions: straight into grad_input; else each
+    # phase into the grid (rounded, max(rows*cols, 4)), then copied to its pixels
+    straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
     flat_grad_input = grad_input.reshape(-1)
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source, sums = padded[chunk], grid[chunk]
-        fill_zero(source)  # the padding, which copy_image leaves alone
-        first, last = chunk_bounds(chunk, chunks, N)
-        for n in range(first, last):
-            copy_image(grad_output, n, source, top, left, source_h, source_w)
-            if straight:
-                row_products(source, offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H, W, source_w,
-                             np.int64(1), flat_grad_input, n * C * H * W, H * W, W, straight)
-                continue
-            for ry in range(min(stride_h, H)):
-                rows = (H - ry + stride_h - 1) // stride_h
-                for rx in range(min(stride_w, W)):
-                    cols = (W - rx + stride_w - 1) // stride_w
-                    cols4 = (cols + POSITIONS - 1) // POSITIONS * POSITIONS
-                    phase = ry * stride_w + rx
-                    row_products(source, offsets[phase], counts[phase], packed[phase], no_bias, has_bias, rounded,
-                                 rows, cols, source_w, np.int64(1), sums, np.int64(0), rows * cols4, cols4,
-                                 straight)
-                    for c in range(C):
-                        for yy in range(rows):
-                            target = grad_input[n, c, ry + yy * stride_h]
-                            at = (c * rows + yy) * cols4
-                            for xx in range(cols):
-                                target[rx + xx * stride_w] = sums[at + xx]
+    source, sums = padded[span_part], grid[span_part]
+    fill_zero(source)  # the padding, which copy_image leaves alone
+    while True:
+        n = claim(counter)
+        if n >= N:
+            break
+        copy_image(grad_output, n, source, top, left, source_h, source_w)
+        if straight:
+            plane_products(source, np.int64(0), offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H,
+                           W, source_w, np.int64(1), flat_grad_input, n * C * H * W, H * W)
+            continue
+        for ry in range(min(stride_h, H)):
+            rows = (H - ry + stride_h - 1) // stride_h
+            for rx in range(min(stride_w, W)):
+                cols = (W - rx + stride_w - 1) // stride_w
+                plane = max(rows * cols, POSITIONS)
+                phase = ry * stride_w + rx
+                plane_products(source, np.int64(0), offsets[phase], counts[phase], packed[phase], no_bias,
+                               has_bias, rounded, rows, cols, source_w, np.int64(1), sums, np.int64(0), plane)
+                for c in range(C):
+                    for yy in range(rows):
+                        target = grad_input[n, c, ry + yy * stride_h]
+                        at = c * plane + yy * cols
+                        for xx in range(cols):
+                            target[rx + xx * stride_w] = sums[at + xx]
 
 
 def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, stride_h, stride_w, padding_h,
@@ -318,9 +367,9 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
         packed[phase, :filters.shape[0]] = filters
 
     def run(grad_input):
-        parallel_parts(conv2d_backward_input_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
-                       grad_input, padded, grid, offsets, packed, counts, stride_h, stride_w, top, left, source_h,
-                       source_w)
+        parallel_parts(conv2d_backward_input_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                       np.ascontiguousarray(grad_output), grad_input, padded, grid, offsets, packed, counts, stride_h,
+                       stride_w, top, left, source_h, source_w, claims())
     _contiguous_output(run, grad_input)
 
 
@@ -455,8 +504,10 @@ def spread_image(grad_output, n, spread, rounded):
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
-                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w):
-    """conv2d_backward_weight_lanes over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+    """conv2d_backward_weight_lanes, part span_part of span_parts: chunks claimed one at a time from counter
+    (claims.py), summed in part span_part's buffers (span_parts <= their number) into the chunk's partial sums;
+    a chunk's images are fixed and its sums start from zero, so they do not depend on the part that ran it."""
     N = input.shape[0]
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
@@ -464,25 +515,33 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
     group = weight_images(OH, OW)
     image_len = input.shape[1] * padded_h * padded_w
     spread_len = group * OH * OW * rounded
-    chunks = padded.shape[0]
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
-        source, work, chunk_sums = padded[chunk], grid[chunk], partial[chunk, 0]
-        spread = work[:spread_len]
-        sums = work[spread_len:spread_len + taps * rounded]
-        fill_zero(spread)  # the channels past D stay zero
-        fill_zero(sums)
+    unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
+    flat_input = input.reshape(-1)
+    chunks = partial.shape[0]
+    source, work = padded[span_part], grid[span_part]  # the part's own: the cache holds one set
+    spread = work[:spread_len]
+    sums = work[spread_len:spread_len + taps * rounded]
+    fill_zero(spread)  # the channels past D stay zero
+    if not unpadded:
         fill_zero(source)  # the padding, which copy_image leaves alone
+    while True:
+        chunk = claim(counter)
+        if chunk >= chunks:
+            break
+        chunk_sums = partial[chunk, 0]
+        fill_zero(sums)
         first, last = chunk_bounds(chunk, chunks, N)
         for n0 in range(first, last, group):
             images = min(group, last - n0)
             for m in range(images):
-                copy_image(input, n0 + m, source[m * image_len:], padding_h, padding_w, padded_h, padded_w)
+                if not unpadded:
+                    copy_image(input, n0 + m, source[m * image_len:], padding_h, padding_w, padded_h, padded_w)
                 spread_image(grad_output, n0 + m, spread[m * OH * OW * rounded:], rounded)
+            images_source = flat_input[n0 * image_len:] if unpadded else source
             for block in range(rounded // WEIGHT_CHANNELS):
                 for t in range(0, taps, WEIGHT_TAPS):
-                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, source, offsets, t, taps, images,
-                                      image_len, OH, OW, stride_h * padded_w, stride_w, sums)
+                    weight_block_sums(spread, block * WEIGHT_CHANNELS, rounded, images_source, offsets, t, taps,
+                                      images, image_len, OH, OW, stride_h * padded_w, stride_w, sums)
         for t in range(taps):
             target = chunk_sums[t]
             for d in range(D):
@@ -496,9 +555,10 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, numba.get_num_threads(), np.ascontiguousarray(grad_output),
+    parallel_parts(conv2d_backward_weight_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+                   np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
-                   padding_w, padded_h, padded_w)
+                   padding_w, padded_h, padded_w, claims())
     sum_partials(partial, grad_weight)
 
 
@@ -509,37 +569,42 @@ def applies(pass_, convolution):
 
 
 def buffers(pass_, convolution, itemsize, threads):
-    """(name, scratch slot, shape) of each buffer, one of each per parallel chunk (a chunk: whole images):
-    the padded source (the zero-padded image, C*Hp*Wp + 3*sw, weight_images of them back to back for the weight
-    gradient, or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels
-    rounded up to 16, rows, row positions rounded up to 4) for the forward pass and the input gradient where
-    their blocks do not go straight to the output, the spread output gradient (weight_images x OH*OW, D rounded
-    up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
+    """(name, scratch slot, shape) of each buffer, one of each per thread's part (at most one an image; the weight
+    gradient's partial_sums one per chunk of whole images): the padded source (the zero-padded image, C*Hp*Wp,
+    weight_images of them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the
+    input itself; or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded
+    up to 16, positions of a plane, at least 4) for the forward pass and the input gradient where their blocks do
+    not go straight to the output (UNUSED where they do), the spread output gradient (weight_images x OH*OW, D
+    rounded up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
     (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     hyper = _hyper(convolution)
     taps = C * KH * KW
+    image = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)  # a zero-padded image
     if pass_ == "backward_input":
         _, _, source_h, source_w = transposed_geometry(H, W, OH, OW, KH, KW, *hyper)
         source = D * source_h * source_w + source_w + SLACK
         rows, cols = -(-H // convolution.stride_h), -(-W // convolution.stride_w)
-        grid = rows * _round_up(cols, POSITIONS) * _round_up(C, CHANNELS)
+        straight = convolution.stride_h == convolution.stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
+        grid = UNUSED if straight else max(rows * cols, POSITIONS) * _round_up(C, CHANNELS)
+    elif pass_ == "forward":
+        # unpadded layers' blocks read the input itself
+        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else image
+        straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
+        grid = UNUSED if straight else max(OH * OW, POSITIONS) * _round_up(D, CHANNELS)
     else:
-        # the padded image, and the 3 positions a row's last block may read past the image's last value
-        source = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w) + 3 * convolution.stride_w
-        if pass_ == "forward":
-            grid = OH * _round_up(OW, POSITIONS) * _round_up(D, CHANNELS)
-        else:
-            source = weight_images(OH, OW) * (source - 3 * convolution.stride_w) + 3 * convolution.stride_w
-            grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
+        # the padded images back to back (none unpadded: the blocks read the input itself)
+        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else weight_images(OH, OW) * image
+        grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
-    own = (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))
-    if pass_ == "backward_weight":
-        return own + (("partial_sums", "partial", (chunks, 1, taps, D)),)
-    return own
+    if pass_ == "backward_weight":  # the work buffers are a thread's, the partial sums a chunk's
+        parts = min(chunks, max(1, threads))
+        return (("padded", "padded", (parts, source)), ("grid", "col", (parts, grid)),
+                ("partial_sums", "partial", (chunks, 1, taps, D)))
+    return (("padded", "padded", (chunks, source)), ("grid", "col", (chunks, grid)))
 
 
 def _hyper(convolution):

@@ -14,8 +14,9 @@ gradient). The choice, in order:
   taps a filter or more (3 input channels: a colour image's first layer) and outputs at most LANES_WIDEST
   wide, that are not Winograd's (below), every pass (ResNet-20's layers); lanes also runs the forward pass and
   weight gradient of ungrouped, undilated stride-1 layers with filters over 3 taps both ways, 16 to
-  LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's second layer; its input
-  gradient goes on below, to 'strips');
+  LANES_LARGE_CHANNELS output channels and outputs at most LANES_WIDEST wide (LeNet-5's second layer); their
+  input gradient, with ROW_LANES_MOST_CHANNELS input channels or fewer and inputs at least 8 wide, is
+  'row_lanes' (8 positions of a row in the vector lanes, row_lanes.py), else goes on below, to 'strips';
 - stride 1, with c = min(output, input) channels per group:
   - 'winograd' (F(2x2, 3x3), winograd.py) for 3x3, undilated, ungrouped layers with c >= WINOGRAD_CHANNELS
     and c x output width >= WINOGRAD_WORK: the forward pass, and the input gradient when padding <= 2
@@ -119,8 +120,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, shift, strips, wide, winograd,
-               winograd4, winograd4_weight, winograd_weight)
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, row_lanes, shift, strips, wide,
+               winograd, winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -144,6 +145,7 @@ LANES_TAPS = 27  # ... at least this many taps a filter (C*3*3: 3 input channels
 LANES_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8), every pass
 LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filters larger than 3x3 with 16 up to
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
+ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -168,6 +170,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("strips", strips, strips.applies),
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
+    Algorithm("row_lanes", row_lanes, row_lanes.applies),
     Algorithm("packed", packed, packed.applies),  # never chosen here: nn.infer's 1x1 layers (dispatch.py)
     Algorithm("packed_windows", packed_windows, packed_windows.applies),  # never chosen here: nn.infer's (dispatch.py)
 )}
@@ -274,6 +277,8 @@ def choose(pass_, convolution):
         return direct_algorithm
     if _lanes_large(pass_, convolution):
         return "lanes"
+    if _row_lanes(pass_, convolution):
+        return "row_lanes"
     if convolution.stride_h == convolution.stride_w == 1:
         if groups == 1 and D <= FLAT_CHANNELS and Cg * KH * KW <= FLAT_TAPS and flat.applies(pass_, convolution):
             return "flat"
@@ -310,7 +315,7 @@ SETTINGS = (
                              "SHIFT_CHANNELS", "SHIFT_WEIGHT_CHANNELS",
                              "FLAT_CHANNELS", "FLAT_TAPS", "STRIPS_WASTE",
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
-                             "LANES_WIDEST", "LANES_LARGE_CHANNELS",
+                             "LANES_WIDEST", "LANES_LARGE_CHANNELS", "ROW_LANES_MOST_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
                              "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
@@ -326,7 +331,8 @@ SETTINGS = (
     (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (winograd4_weight, ("BLOCK_BYTES", "SLAB_BYTES", "CHUNKS_PER_THREAD")),
-    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "max_chunks")),
+    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "UNUSED", "max_chunks")),
+    (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )
@@ -395,6 +401,16 @@ def _lanes_large(pass_, convolution):
             and convolution.stride_h == convolution.stride_w == 1
             and convolution.dilation_h == convolution.dilation_w == 1
             and D % 16 == 0 and 16 <= D <= LANES_LARGE_CHANNELS and convolution.output_shape[3] <= LANES_WIDEST)
+
+
+def _row_lanes(pass_, convolution):
+    """True for the input gradient of the layers whose other passes _lanes_large gives lanes, with at most
+    ROW_LANES_MOST_CHANNELS input channels, where row_lanes applies (LeNet-5's second layer: 6 inputs, 14 wide).
+    There lanes' transposed convolution would hold 6 input channels in 16 lanes, and strips runs one matrix
+    product 16 deep per image and a scatter; row_lanes sums 8 positions of a row in the lanes (benchmarks/NOTES.md,
+    section 65)."""
+    return (pass_ == "backward_input" and _lanes_large("forward", convolution)
+            and convolution.input_shape[1] <= ROW_LANES_MOST_CHANNELS and row_lanes.applies(pass_, convolution))
 
 
 # Prepared forward passes (nn.infer, through dispatch.conv2d_forward_prepared) keep what depends on the weight

@@ -93,42 +93,51 @@ def test_weight_gradient_chunks_do_not_depend_on_the_thread_count():
 
 
 def _furthest(pass_, convolution):
-    """(last source index read + 1, last sums index written + 1) of one pass, worked out from the
-    taps' offsets and the blocks' positions as the kernels compute them: reads run up to 3 positions past a
-    row's last output."""
+    """(last source index read + 1, the size that read must stay within, last grid index written + 1) of one pass,
+    worked out from the taps' offsets and the blocks' positions as the kernels compute them: the forward pass and
+    the input gradient read the windows of output positions only (a plane's blocks taken flat, the last
+    overlapping), the forward pass and weight gradient of an unpadded layer from the input image itself (limit
+    C*H*W), else from the padded buffer; the grid is written only where the blocks do not go straight to the output."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     strides = convolution.hyper[:6]
+    chosen = plan(pass_, *convolution[:2], *strides, algorithm="lanes")
+    sizes = {buffer.name: buffer.shape[1] for buffer in chosen.buffers}
     round_up = lambda count, multiple: -(-count // multiple) * multiple  # noqa: E731
     if pass_ == "backward_input":
         top, left, source_h, source_w = lanes.transposed_geometry(H, W, OH, OW, KH, KW, *strides)
         offsets, _, counts = lanes.transposed_taps(D, KH, KW, *strides, top, left, source_w, source_h * source_w)
+        straight = strides[0] == strides[1] == 1 and C % 16 == 0 and H * W >= 4
         read, written = 0, 0
         for ry in range(min(strides[0], H)):
             for rx in range(min(strides[1], W)):
                 phase = ry * strides[1] + rx
                 rows, cols = -(-(H - ry) // strides[0]), -(-(W - rx) // strides[1])
-                written = max(written, rows * round_up(cols, 4) * round_up(C, 16))
+                if not straight:
+                    written = max(written, max(rows * cols, 4) * round_up(C, 16))
                 if counts[phase]:
-                    read = max(read, offsets[phase, :counts[phase]].max() + (rows - 1) * source_w
-                               + round_up(cols, 4))
-        return read, written
+                    read = max(read, offsets[phase, :counts[phase]].max() + (rows - 1) * source_w + cols)
+        return read, sizes["padded"], written
     padded_h, padded_w = H + 2 * strides[2], W + 2 * strides[3]
     offsets = lanes.tap_offsets(C, KH, KW, strides[4], strides[5], padded_h, padded_w)
     row_stride, step = strides[0] * padded_w, strides[1]
+    read = offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1
     if pass_ == "forward":
-        return (offsets.max() + (OH - 1) * row_stride + (round_up(OW, 4) - 1) * step + 1,
-                OH * round_up(OW, 4) * round_up(D, 16))
+        limit = C * H * W if strides[2] == strides[3] == 0 else sizes["padded"]
+        straight = D % 16 == 0 and OH * OW >= 4
+        return read, limit, 0 if straight else max(OH * OW, 4) * round_up(D, 16)
     group = lanes.weight_images(OH, OW)  # images summed at once, their padded copies back to back
-    return ((group - 1) * C * padded_h * padded_w + offsets.max() + (OH - 1) * row_stride + (OW - 1) * step + 1,
-            (group * OH * OW + C * KH * KW) * round_up(D, 16))
+    written = (group * OH * OW + C * KH * KW) * round_up(D, 16)
+    if strides[2] == strides[3] == 0:  # each image's reads inside itself, in the input
+        return read, C * H * W, written
+    return (group - 1) * C * padded_h * padded_w + read, sizes["padded"], written
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
 def test_the_reads_stay_inside_the_buffers(pass_, rng):
-    """The last block's reads, up to 3 positions past its row, and its writes lie inside the plan's buffers,
-    on random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
+    """The last block's reads and its writes lie inside the plan's buffers (or, for an unpadded forward pass,
+    inside the input image), on random shapes (strides 1-3, padding 0-3, dilation 1-2, kernels 1-5)."""
     checked = 0
     while checked < 300:
         C, D, H, W = rng.integers(1, 9, 4)
@@ -142,8 +151,8 @@ def test_the_reads_stay_inside_the_buffers(pass_, rng):
         checked += 1
         chosen = plan(pass_, *convolution[:2], *convolution.hyper[:6], algorithm="lanes")
         sizes = {buffer.name: buffer.shape[1] for buffer in chosen.buffers}
-        read, written = _furthest(pass_, convolution)
-        assert read <= sizes["padded"], convolution
+        read, limit, written = _furthest(pass_, convolution)
+        assert read <= limit, convolution
         assert written <= sizes["grid"], convolution
 
 
@@ -187,7 +196,10 @@ def test_store_columns_transposes_four_vectors(dtype, rng):
 @pytest.mark.parametrize("pass_", ["forward", "backward_input"])
 @pytest.mark.parametrize("case", [(3, 16, 6, 8, 32, 3, 1, 1, 1, 1),    # whole blocks: straight into the output
                                   (2, 32, 5, 4, 16, 3, 1, 1, 1, 1),
-                                  (2, 16, 6, 7, 16, 3, 1, 1, 1, 1),    # the last block of a row overlaps
+                                  (2, 16, 6, 7, 16, 3, 1, 1, 1, 1),    # the last block of a plane overlaps
+                                  (3, 16, 14, 14, 16, 5, 1, 0, 1, 1),  # unpadded: read from the input itself
+                                  (2, 16, 3, 3, 16, 3, 1, 0, 1, 1),    # a plane of one position: the grid
+                                  (2, 16, 1, 3, 16, 1, 1, 0, 1, 1),    # a plane of three positions
                                   (2, 5, 9, 8, 6, 3, 2, 1, 1, 1)])     # through the grid
 def test_the_passes_write_only_their_images(pass_, case):
     """The output as a view into a larger array with NaN images either side, and one not C-contiguous (a

@@ -52,7 +52,7 @@ CLASSES = [
     ("3x3 grouped, 64 a group", (2, 128, 14, 14), (128, 64, 3, 3), (1, 1, 1, 2), ("shift", "shift", "wide")),
     ("3x3 grouped, 16 a group", (2, 32, 8, 8), (32, 16, 3, 3), (1, 1, 1, 2), ("shift",) * 3),
     ("3x3 grouped, 8 a group", (2, 16, 8, 8), (16, 8, 3, 3), (1, 1, 1, 2), ("wide",) * 3),
-    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("lanes", "strips", "lanes")),
+    ("5x5, 6 channels (LeNet-5)", (2, 6, 14, 14), (16, 6, 5, 5), (1, 0, 1, 1), ("lanes", "row_lanes", "lanes")),
     ("5x5, 6 -> 32 channels: more than LANES_LARGE_CHANNELS", (2, 6, 14, 14), (32, 6, 5, 5), (1, 0, 1, 1),
      ("strips",) * 3),
     ("5x5, 1 -> 6 channels (LeNet-5's first layer)", (2, 1, 28, 28), (6, 1, 5, 5), (1, 2, 1, 1),
@@ -82,8 +82,10 @@ def test_the_classes_cover_every_algorithm_and_pass():
             continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (
-                    name in ("winograd_weight", "winograd4_weight") and pass_ != WEIGHT):
-                continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient
+                    name in ("winograd_weight", "winograd4_weight") and pass_ != WEIGHT) or (
+                    name == "row_lanes" and pass_ != INPUT):
+                continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient;
+                # row_lanes is an input gradient only
             if (name, pass_) == ("winograd_weight", WEIGHT):
                 continue  # only below WINOGRAD4_WEIGHT_CHANNELS, which no Winograd layer is by default (below)
             assert (pass_, name) in covered
@@ -180,7 +182,8 @@ def test_applicable_lists_what_can_run():
     depthwise = planning.Convolution((2, 8, 9, 9), (8, 1, 3, 3), 1, 1, 1, 1, 1, 1, 8)
     assert applicable(WEIGHT, depthwise) == ["depthwise3x3", "direct", "shift", "wide", "strips", "gemm"]
     layer = planning.Convolution((2, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, 1)
-    assert applicable(INPUT, layer) == ["direct", "winograd", "winograd4", "shift", "wide", "strips", "gemm", "lanes"]
+    assert applicable(INPUT, layer) == ["direct", "winograd", "winograd4", "shift", "wide", "strips", "gemm", "lanes",
+                                        "row_lanes"]
     assert applicable(WEIGHT, layer) == ["direct", "winograd_weight", "winograd4_weight", "shift", "flat", "wide",
                                          "strips", "gemm", "lanes"]
 
@@ -278,7 +281,7 @@ def test_every_setting_the_plan_reads_is_part_of_its_key():
 
 
 def test_plans_are_remembered_per_arguments_thread_count_and_settings(monkeypatch):
-    args = (INPUT, (2, 6, 14, 14), (16, 6, 5, 5), 1, 1, 0, 0, 1, 1, 1)
+    args = (INPUT, (2, 6, 14, 14), (24, 6, 5, 5), 1, 1, 0, 0, 1, 1, 1)  # strips
     first = plan(*args)
     assert plan(*args) is first and plan(*args, dtype=np.float32) is first
     batch = (INPUT, (64, 6, 14, 14)) + args[2:]
@@ -320,10 +323,16 @@ def test_buffers_are_the_same_views_until_the_scratch_grows():
 
 def test_lanes_for_large_filters_at_its_boundaries(monkeypatch):
     """lanes for the forward and weight gradient of stride-1 filters over 3 taps both ways with 16 up to
-    LANES_LARGE_CHANNELS output channels in whole blocks of 16 and outputs at most LANES_WIDEST wide; strips for
-    their input gradient and for every other such layer."""
+    LANES_LARGE_CHANNELS output channels in whole blocks of 16 and outputs at most LANES_WIDEST wide; row_lanes
+    for their input gradient with at most ROW_LANES_MOST_CHANNELS inputs at least 8 wide; strips for every other
+    such layer."""
     image = (2, 6, 14, 14)
-    assert [plan(p, image, (16, 6, 5, 5)).algorithm for p in PASSES] == ["lanes", "strips", "lanes"]
+    assert [plan(p, image, (16, 6, 5, 5)).algorithm for p in PASSES] == ["lanes", "row_lanes", "lanes"]
+    assert plan(INPUT, (2, 9, 14, 14), (16, 9, 5, 5)).algorithm == "strips"  # more than 8 inputs
+    assert plan(INPUT, (2, 6, 11, 7), (16, 6, 5, 5)).algorithm == "strips"  # inputs 7 wide
+    assert plan(INPUT, (2, 6, 11, 8), (16, 6, 5, 5)).algorithm == "row_lanes"  # ... 8 wide
+    assert plan(INPUT, (2, 5, 14, 14), (16, 5, 5, 5)).algorithm == "strips"  # fewer inputs than a block
+    assert plan(INPUT, image, (24, 6, 5, 5)).algorithm == "strips"  # not lanes' layer
     assert plan(FORWARD, image, (16, 6, 3, 5)).algorithm != "lanes"  # 3 taps one way
     assert plan(FORWARD, image, (24, 6, 5, 5)).algorithm == "strips"  # not whole blocks of 16
     assert plan(FORWARD, image, (16, 6, 5, 5), 2, 2).algorithm == "gemm"  # strided
@@ -334,3 +343,7 @@ def test_lanes_for_large_filters_at_its_boundaries(monkeypatch):
     assert plan(FORWARD, image, (32, 6, 5, 5)).algorithm == "lanes"
     monkeypatch.setattr(planning, "LANES_LARGE_CHANNELS", 0)
     assert plan(FORWARD, image, (16, 6, 5, 5)).algorithm == "strips"
+    assert plan(INPUT, image, (16, 6, 5, 5)).algorithm == "strips"
+    monkeypatch.setattr(planning, "LANES_LARGE_CHANNELS", 16)
+    monkeypatch.setattr(planning, "ROW_LANES_MOST_CHANNELS", 0)
+    assert plan(INPUT, image, (16, 6, 5, 5)).algorithm == "strips"

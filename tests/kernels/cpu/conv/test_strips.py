@@ -51,8 +51,9 @@ def test_unpadded_strips_read_only_the_image(rng):
     assert np.isfinite(grad_w).all()
 
 
-def test_plan_sends_lenet5_second_layer_input_gradient_here():
-    assert plan("backward_input", (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "strips"  # the others: lanes
+def test_plan_sends_5x5_layers_off_lanes_and_row_lanes_here():
+    assert plan("backward_input", (64, 6, 14, 14), (16, 6, 5, 5)).algorithm == "row_lanes"  # the others: lanes
+    assert plan("backward_input", (64, 9, 14, 14), (16, 9, 5, 5)).algorithm == "strips"  # over 8 inputs
     assert plan("forward", (64, 6, 14, 14), (24, 6, 5, 5)).algorithm == "strips"
     for pass_ in ("forward", "backward_input", "backward_weight"):
         assert plan(pass_, (8, 3, 40, 40), (16, 3, 3, 3), 1, 1, 1, 1).algorithm == "wide"  # 42 / 40 wide

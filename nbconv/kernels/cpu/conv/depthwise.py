@@ -12,12 +12,11 @@ padded: (chunks, (H + 4) * (W + 4)) scratch, one padded plane per parallel chunk
 padded by up to 2, and for the output gradient padded by 2 - padding). Rows in it are 1-D slices of a
 contiguous buffer, which LLVM vectorises; a 2-D view narrower than its buffer would have runtime strides.
 """
-import numba
 from numba import njit
 
 from ..fastmath import CONTRACT as _CONTRACT, REDUCE as _REDUCE
 from ..shared import chunk_bounds
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 from .rows import pad_rows
 
@@ -64,7 +63,7 @@ def conv2d_forward_depthwise3x3_span(span_part, span_parts, input, weight, bias,
 
 def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
     """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
-    parallel_parts(conv2d_forward_depthwise3x3_span, numba.get_num_threads(), input, weight, bias, output, padded,
+    parallel_parts(conv2d_forward_depthwise3x3_span, num_threads(), input, weight, bias, output, padded,
                    padding_h, padding_w)
 
 
@@ -90,7 +89,7 @@ def conv2d_backward_input_depthwise3x3_span(span_part, span_parts, grad_output, 
 def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, padded, padding_h, padding_w):
     """grad_input[n, c] = the 3x3 correlation of grad_output[n, c], padded by 2 - padding, with weight[c, 0]
     turned by 180 degrees (turned: (C, 3, 3) scratch for those filters). Needs padding <= 2."""
-    parallel_parts(conv2d_backward_input_depthwise3x3_span, numba.get_num_threads(), grad_output, weight, grad_input,
+    parallel_parts(conv2d_backward_input_depthwise3x3_span, num_threads(), grad_output, weight, grad_input,
                    turned, padded, padding_h, padding_w)
 
 
@@ -133,7 +132,7 @@ def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output,
 def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
     """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
     A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
-    parallel_parts(conv2d_backward_weight_depthwise3x3_span, numba.get_num_threads(), grad_output, input, grad_weight,
+    parallel_parts(conv2d_backward_weight_depthwise3x3_span, num_threads(), grad_output, input, grad_weight,
                    padded, padding_h, padding_w)
 
 

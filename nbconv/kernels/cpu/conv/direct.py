@@ -6,12 +6,11 @@ Shapes as in nbconv.kernels.cpu.conv.dispatch. The inner loops run over views, w
 unit strides so that LLVM specialises (and vectorises) them; with computed indices, Numba's negative-index
 handling prevents that.
 """
-import numba
 from numba import njit
 
 from ..fastmath import REDUCE as _REDUCE
 from ..shared import chunk_bounds, fill_plane, valid_range
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 
 
 @njit(cache=True, inline="always")
@@ -76,7 +75,7 @@ def conv2d_forward_direct_span(span_part, span_parts, input, weight, bias, outpu
 def conv2d_forward_direct(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
                           dilation_h, dilation_w, groups):
     """output[n, d] = bias[d] + sum_{c, i, j} weight[d, c, i, j] * padded_input[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]."""
-    parallel_parts(conv2d_forward_direct_span, numba.get_num_threads(), input, weight, bias, output, stride_h, stride_w,
+    parallel_parts(conv2d_forward_direct_span, num_threads(), input, weight, bias, output, stride_h, stride_w,
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -120,7 +119,7 @@ def conv2d_backward_input_direct_span(span_part, span_parts, grad_output, weight
 def conv2d_backward_input_direct(grad_output, weight, grad_input, stride_h, stride_w, padding_h, padding_w,
                                  dilation_h, dilation_w, groups):
     """grad_input (N, C, H, W) from grad_output (N, D, OH, OW); each task owns one input plane."""
-    parallel_parts(conv2d_backward_input_direct_span, numba.get_num_threads(), grad_output, weight, grad_input,
+    parallel_parts(conv2d_backward_input_direct_span, num_threads(), grad_output, weight, grad_input,
                    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -161,7 +160,7 @@ def conv2d_backward_weight_direct_span(span_part, span_parts, grad_output, input
 def conv2d_backward_weight_direct(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
                                   dilation_h, dilation_w, groups):
     """grad_weight (D, C // groups, KH, KW), summed over the batch; each task owns one (d, c) filter slice."""
-    parallel_parts(conv2d_backward_weight_direct_span, numba.get_num_threads(), grad_output, input, grad_weight,
+    parallel_parts(conv2d_backward_weight_direct_span, num_threads(), grad_output, input, grad_weight,
                    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 

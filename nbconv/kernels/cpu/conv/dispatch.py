@@ -29,7 +29,6 @@ multiplies padding or extra zeros) in one pass, and when anything is not finite 
 definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
 """
 import numpy as np
-import numba
 from numba import njit
 
 from . import packed, packed_windows, winograd, winograd4
@@ -37,7 +36,7 @@ from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .plan import plan, prepared_plan
@@ -60,7 +59,7 @@ def conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
 
 def conv2d_backward_bias(grad_output, grad_bias):
     """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW."""
-    parallel_parts(conv2d_backward_bias_span, numba.get_num_threads(), grad_output, grad_bias)
+    parallel_parts(conv2d_backward_bias_span, num_threads(), grad_output, grad_bias)
 
 
 VIEWS_REMEMBERED = 256  # plans whose buffers' views are kept (each only while the scratch memory stays)

@@ -20,7 +20,6 @@ Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + sla
 spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, D), added in chunk order by
 shared.sum_partials. Groups: one (plan.py sends only such layers here).
 """
-import numba
 import numpy as np
 from numba import njit
 
@@ -28,7 +27,7 @@ from ..fastmath import REDUCE
 from ..register_blocks import (LANES, WIDTH, tap_dots_1x1, tap_dots_1x3, tap_dots_4x1, tap_dots_4x3, tap_sums_1x32,
                                tap_sums_2x32)
 from ..shared import chunk_bounds, sum_partials
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import max_chunks
 from .rows import compact_rows, pad_rows, spread_rows
 
@@ -109,7 +108,7 @@ def tap_rows(row, filters, image, starts, offset):
 
 def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
     """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
-    parallel_parts(conv2d_forward_flat_span, numba.get_num_threads(), input, weight, bias, output, padded, wide,
+    parallel_parts(conv2d_forward_flat_span, num_threads(), input, weight, bias, output, padded, wide,
                    padding_h, padding_w, dilation_h, dilation_w)
 
 
@@ -165,7 +164,7 @@ def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kerne
                                 dilation_h, dilation_w):
     """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
     shared.sum_partials then adds the chunks in order into grad_weight."""
-    parallel_parts(conv2d_backward_weight_flat_span, numba.get_num_threads(), grad_output, input, partial, padded, wide,
+    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial, padded, wide,
                    kernel_h, kernel_w, padding_h, padding_w, dilation_h, dilation_w)
 
 

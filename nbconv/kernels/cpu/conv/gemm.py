@@ -6,13 +6,12 @@ unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each para
 one col buffer and calls the single-threaded BLAS itself, writing straight into the (N, D, OH*OW) output:
 no whole-batch col matrix, no re-layout pass, no second thread pool.
 """
-import numba
 from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
 FORWARD_COLUMNS = 196  # forward blocks of at least this many output positions (whole rows), tasks allowing
@@ -139,7 +138,7 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
     scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
     (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
     """
-    parallel_parts(conv2d_forward_gemm_span, numba.get_num_threads(), input, weight, bias, output, col, stride_h,
+    parallel_parts(conv2d_forward_gemm_span, num_threads(), input, weight, bias, output, col, stride_h,
                    stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift,
                    residual, activation)
 
@@ -181,7 +180,7 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                                dilation_h, dilation_w, groups, pointwise):
     """grad_input[n] = col2im(weight_g.T @ grad_output[n, g]) per group. A task is a whole image, so the
     scatter of overlapping windows never races."""
-    parallel_parts(conv2d_backward_input_gemm_span, numba.get_num_threads(), grad_output, weight, grad_input, col,
+    parallel_parts(conv2d_backward_input_gemm_span, num_threads(), grad_output, weight, grad_input, col,
                    stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
 
 
@@ -216,7 +215,7 @@ def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, s
     transposed, into partial[chunk] (groups, C/groups*KH*KW, D/groups): with the long side first the small
     products run twice as fast on LeNet-5's layers. The partials are then added in chunk order, so the
     result does not depend on how many threads ran the chunks."""
-    parallel_parts(conv2d_backward_weight_gemm_span, numba.get_num_threads(), grad_output, input, grad_weight, col,
+    parallel_parts(conv2d_backward_weight_gemm_span, num_threads(), grad_output, input, grad_weight, col,
                    partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
     sum_partials(partial, grad_weight)
 
@@ -269,7 +268,7 @@ def forward(input, weight, bias, output, buffers, plan, epilogue=None):
     _, _, OH, OW = convolution.output_shape
     col = buffers["col"]
     tasks = convolution.input_shape[0] * -(-OH // (col.shape[2] // OW))
-    parts = channel_parts(tasks, convolution.weight_shape[0] // convolution.groups, numba.get_num_threads())
+    parts = channel_parts(tasks, convolution.weight_shape[0] // convolution.groups, num_threads())
     with single_threaded():
         conv2d_forward_gemm(input, weight, bias, output, col, *convolution.hyper, plan.algorithm == "pointwise",
                             parts, *(epilogue or no_epilogue(output.dtype)))

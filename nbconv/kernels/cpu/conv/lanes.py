@@ -41,7 +41,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from ..shared import chunk_bounds, fill_zero, sum_partials
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
 from .claims import claim, claims
@@ -302,7 +302,7 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     bias = _packed_bias(bias, _round_up(D, CHANNELS), output.dtype)
 
     def run(output):
-        parallel_parts(conv2d_forward_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+        parallel_parts(conv2d_forward_lanes_span, min(num_threads(), padded.shape[0]),
                        np.ascontiguousarray(input), bias, output, padded, grid, offsets, packed, stride_h, stride_w,
                        padding_h, padding_w, padded_h, padded_w, claims())
     _contiguous_output(run, output)
@@ -367,7 +367,7 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
         packed[phase, :filters.shape[0]] = filters
 
     def run(grad_input):
-        parallel_parts(conv2d_backward_input_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+        parallel_parts(conv2d_backward_input_lanes_span, min(num_threads(), padded.shape[0]),
                        np.ascontiguousarray(grad_output), grad_input, padded, grid, offsets, packed, counts, stride_h,
                        stride_w, top, left, source_h, source_w, claims())
     _contiguous_output(run, grad_input)
@@ -555,7 +555,7 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
-    parallel_parts(conv2d_backward_weight_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+    parallel_parts(conv2d_backward_weight_lanes_span, min(num_threads(), padded.shape[0]),
                    np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
                    padding_w, padded_h, padded_w, claims())

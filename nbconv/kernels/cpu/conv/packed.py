@@ -20,13 +20,12 @@ Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions
 (batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
 slice repeats only the copy of its block, 1/D of its work).
 """
-import numba
 import numpy as np
 from numba import njit
 
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
 
 PANEL = 6  # output channels a micro-kernel sums at once
@@ -348,7 +347,7 @@ def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, til
     offsets = np.zeros(D, output.dtype) if bias.shape[0] == 0 else bias * factors
     if shift.shape[0]:
         offsets = offsets + shift
-    parallel_parts(conv2d_forward_packed_span, numba.get_num_threads(), input, packed_weight, output,
+    parallel_parts(conv2d_forward_packed_span, num_threads(), input, packed_weight, output,
                    source_buffer, tile_buffer, stride_h, stride_w, width, slices,
                    np.ascontiguousarray(factors, output.dtype), np.ascontiguousarray(offsets, output.dtype),
                    np.ascontiguousarray(residual), activation, REGISTER_EPILOGUE)
@@ -357,7 +356,7 @@ def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, til
 def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):
     """The plan's convolution with a weight already packed (pack_weight), then `epilogue` when given."""
     convolution = plan.convolution
-    width, _, slices = blocking(convolution, output.itemsize, numba.get_num_threads())  # width: any thread count
+    width, _, slices = blocking(convolution, output.itemsize, num_threads())  # width: any thread count
     conv2d_forward_packed(np.ascontiguousarray(input), packed_weight, bias, output, buffers["packed_input"],
                           buffers["tile"],
                           convolution.stride_h, convolution.stride_w, width, slices,

@@ -25,13 +25,12 @@ Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS posit
 block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
 into one slice a thread instead, as in packed.py.
 """
-import numba
 import numpy as np
 from numba import njit
 
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
@@ -294,7 +293,7 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, ti
     offsets = np.zeros(D, output.dtype) if bias.shape[0] == 0 else bias * factors
     if shift.shape[0]:
         offsets = offsets + shift
-    parallel_parts(conv2d_forward_windows_span, numba.get_num_threads(), input, packed_weight, output,
+    parallel_parts(conv2d_forward_windows_span, num_threads(), input, packed_weight, output,
                    padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
                    padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
                    np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
@@ -304,7 +303,7 @@ def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None)
     """The plan's convolution with a weight already packed (pack_weight), then `epilogue` when given."""
     convolution = plan.convolution
     _, _, KH, KW = convolution.weight_shape
-    width, _, slices = blocking(convolution, output.itemsize, numba.get_num_threads())
+    width, _, slices = blocking(convolution, output.itemsize, num_threads())
     stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, _ = convolution.hyper
     conv2d_forward_windows(np.ascontiguousarray(input), packed_weight, bias, output, buffers["padded"],
                            buffers["tile"], KH, KW, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w,

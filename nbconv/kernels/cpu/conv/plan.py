@@ -117,9 +117,9 @@ import operator
 import sys
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from ..threads import num_threads
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, row_lanes, shift, strips, wide,
                winograd, winograd4, winograd4_weight, winograd_weight)
 
@@ -350,7 +350,7 @@ def plan(pass_, input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, 
     input (N, C, H, W) with a weight (D, C/groups, KH, KW): the chosen algorithm, or `algorithm` when given
     (a ValueError if it does not apply), and its buffers for `threads` (default: Numba's thread count).
     Remembered per arguments, thread count and settings (see the module docstring)."""
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = num_threads() if threads is None else threads
     return _remembered(pass_, tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
                        dilation_h, dilation_w, groups, dtype, algorithm, threads,
                        _settings())
@@ -469,7 +469,7 @@ def prepared_plan(input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0
                   dilation_w=1, groups=1, dtype=np.float32, threads=None):
     """The Plan of a prepared forward pass (plan()'s arguments): choose_prepared()'s algorithm, remembered as
     plan() remembers its own (settings included)."""
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = num_threads() if threads is None else threads
     args = (tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w, dilation_h,
             dilation_w, groups, dtype)
     return _prepared_remembered(*args, threads, _settings())

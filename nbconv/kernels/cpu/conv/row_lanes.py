@@ -17,12 +17,11 @@ images one at a time (claims.py), each in its own buffer.
 """
 import functools
 
-import numba
 import numpy as np
 from numba import njit
 
 from ..shared import fill_zero
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
 from .claims import claim, claims
@@ -165,7 +164,7 @@ def conv2d_backward_input_row_lanes(grad_output, weight, grad_input, padded, pad
     packed = pack_weight(weight, BLOCK_CHANNELS)
 
     def run(target):
-        parallel_parts(conv2d_backward_input_row_lanes_span, min(numba.get_num_threads(), padded.shape[0]),
+        parallel_parts(conv2d_backward_input_row_lanes_span, min(num_threads(), padded.shape[0]),
                        np.ascontiguousarray(grad_output), target, padded, offsets, packed, KH, KW, padding_h,
                        padding_w, left, source_w, claims())
     if grad_input.flags.c_contiguous:

@@ -18,7 +18,6 @@ Workspaces, one per parallel chunk, a whole image a task: padded (C*Hp*Wp + slac
 the spread output gradient. Filters: taps (KH*KW, D, C/groups), taps[t, d, c] = weight[d, c, i, j].
 """
 import numpy as np
-import numba
 from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
@@ -28,7 +27,7 @@ from .blocks import max_chunks
 # Row 0 as an int64, not a literal 0: a literal argument compiles pad_rows and spread_rows once more (a
 # Literal[int](0) overload beside wide.py's int64 one), a second of cold JIT time for nothing.
 FIRST_ROW = np.int64(0)
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
 
@@ -46,7 +45,7 @@ def weight_taps_span(span_part, span_parts, weight, taps):
 
 def weight_taps(weight, taps):
     """taps[i*KW + j, d, c] = weight[d, c, i, j]."""
-    parallel_parts(weight_taps_span, numba.get_num_threads(), weight, taps)
+    parallel_parts(weight_taps_span, num_threads(), weight, taps)
 
 
 @njit(cache=True, inline="always")
@@ -83,7 +82,7 @@ def conv2d_forward_shift_span(span_part, span_parts, input, taps, bias, output, 
 def conv2d_forward_shift(input, taps, bias, output, padded, wide, kernel_w, padding_h, padding_w, dilation_h,
                          dilation_w, groups):
     """output[n] = sum over taps of taps[t] @ shifted_t(input[n]) (+ bias), compacted from Wp to OW columns."""
-    parallel_parts(conv2d_forward_shift_span, numba.get_num_threads(), input, taps, bias, output, padded, wide,
+    parallel_parts(conv2d_forward_shift_span, num_threads(), input, taps, bias, output, padded, wide,
                    kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -117,7 +116,7 @@ def conv2d_backward_input_shift_span(span_part, span_parts, grad_output, taps, g
 def conv2d_backward_input_shift(grad_output, taps, grad_input, padded, wide, kernel_w, padding_h, padding_w,
                                 dilation_h, dilation_w, groups):
     """grad_input[n] = crop(sum over taps of taps[t].T @ spread(grad_output[n]), each added at the tap's offset)."""
-    parallel_parts(conv2d_backward_input_shift_span, numba.get_num_threads(), grad_output, taps, grad_input, padded,
+    parallel_parts(conv2d_backward_input_shift_span, num_threads(), grad_output, taps, grad_input, padded,
                    wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -151,7 +150,7 @@ def conv2d_backward_weight_shift(grad_output, input, partial, padded, wide, kern
                                  dilation_h, dilation_w, groups):
     """partial[chunk, t] (D, C/groups) = sum over the chunk's images of spread(grad_output[n]) @
     shifted_t(input[n]).T, per group; sum_tap_partials adds the chunks in order."""
-    parallel_parts(conv2d_backward_weight_shift_span, numba.get_num_threads(), grad_output, input, partial, padded,
+    parallel_parts(conv2d_backward_weight_shift_span, num_threads(), grad_output, input, partial, padded,
                    wide, kernel_w, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -172,7 +171,7 @@ def sum_tap_partials_span(span_part, span_parts, partial, grad_weight):
 
 def sum_tap_partials(partial, grad_weight):
     """grad_weight[d, c, i, j] = sum over chunks, in chunk order, of partial[chunk, i*KW + j, d, c]."""
-    parallel_parts(sum_tap_partials_span, numba.get_num_threads(), partial, grad_weight)
+    parallel_parts(sum_tap_partials_span, num_threads(), partial, grad_weight)
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).

@@ -23,7 +23,7 @@ from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill, fill_zero, sum_partials, task_rows
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from ..vector_blocks import BLOCK, add_block, add_block_from, copy_block
 from .blocks import block_rows, max_chunks
 from .rows import crop_image, pad_rows
@@ -154,7 +154,7 @@ def conv2d_forward_strips_span(span_part, span_parts, input, weight, bias, outpu
 def conv2d_forward_strips(input, weight, bias, output, padded, col, padding_h, padding_w, dilation_h, dilation_w,
                           groups):
     """output[n, g's channels, rows] = weight_g @ col_g(input[n], rows) + bias, written in place."""
-    parallel_parts(conv2d_forward_strips_span, numba.get_num_threads(), input, weight, bias, output, padded, col,
+    parallel_parts(conv2d_forward_strips_span, num_threads(), input, weight, bias, output, padded, col,
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -192,7 +192,7 @@ def conv2d_backward_input_strips(grad_output, weight, grad_input, padded, col, p
                                  dilation_w, groups):
     """grad_input[n] = crop(col2im(weight_g.T @ grad_output[n, g])) per group, a whole image a task; without
     padding the scatter adds straight into grad_input[n]."""
-    parallel_parts(conv2d_backward_input_strips_span, numba.get_num_threads(), grad_output, weight, grad_input, padded,
+    parallel_parts(conv2d_backward_input_strips_span, num_threads(), grad_output, weight, grad_input, padded,
                    col, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -226,7 +226,7 @@ def conv2d_backward_weight_strips(grad_output, input, grad_weight, padded, col, 
                                   dilation_h, dilation_w, groups):
     """grad_weight = sum over tasks of col(input[n], rows) @ grad_output[n, :, rows].T, as transposed partial
     sums per chunk (groups, C/groups*KH*KW, D/groups) added in chunk order (see wide.py)."""
-    parallel_parts(conv2d_backward_weight_strips_span, numba.get_num_threads(), grad_output, input, grad_weight, padded,
+    parallel_parts(conv2d_backward_weight_strips_span, num_threads(), grad_output, input, grad_weight, padded,
                    col, partial, padding_h, padding_w, dilation_h, dilation_w, groups)
     sum_partials(partial, grad_weight)
 

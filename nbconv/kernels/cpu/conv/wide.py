@@ -14,12 +14,11 @@ the product's output before compaction or the output gradient spread to Wp colum
 forward and weight kernels is one block of rows of one image, as in gemm.py; one of the input-gradient
 kernel is a whole image, whose padded gradient its blocks add into.
 """
-import numba
 from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero, sum_partials, task_rows
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import block_rows, max_chunks
 from .rows import compact_rows, crop_image, pad_rows, spread_rows
 
@@ -95,7 +94,7 @@ def conv2d_forward_wide_span(span_part, span_parts, input, weight, bias, output,
 def conv2d_forward_wide(input, weight, bias, output, padded, col, wide, padding_h, padding_w, dilation_h,
                         dilation_w, groups):
     """output[n, :, rows] = weight @ wide-im2col(input[n], rows) (+ bias), compacted from Wp to OW columns."""
-    parallel_parts(conv2d_forward_wide_span, numba.get_num_threads(), input, weight, bias, output, padded, col, wide,
+    parallel_parts(conv2d_forward_wide_span, num_threads(), input, weight, bias, output, padded, col, wide,
                    padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -130,7 +129,7 @@ def conv2d_backward_input_wide_span(span_part, span_parts, grad_output, weight, 
 def conv2d_backward_input_wide(grad_output, weight, grad_input, padded, col, wide, padding_h, padding_w,
                                dilation_h, dilation_w, groups):
     """grad_input[n] = crop(wide-col2im(weight.T @ spread(grad_output[n]))), a whole image a task."""
-    parallel_parts(conv2d_backward_input_wide_span, numba.get_num_threads(), grad_output, weight, grad_input, padded,
+    parallel_parts(conv2d_backward_input_wide_span, num_threads(), grad_output, weight, grad_input, padded,
                    col, wide, padding_h, padding_w, dilation_h, dilation_w, groups)
 
 
@@ -167,7 +166,7 @@ def conv2d_backward_weight_wide(grad_output, input, grad_weight, padded, col, wi
 
     Like conv2d_backward_weight_gemm: transposed partial sums per chunk (groups, C/groups*KH*KW, D/groups),
     added in chunk order."""
-    parallel_parts(conv2d_backward_weight_wide_span, numba.get_num_threads(), grad_output, input, grad_weight, padded,
+    parallel_parts(conv2d_backward_weight_wide_span, num_threads(), grad_output, input, grad_weight, padded,
                    col, wide, partial, padding_h, padding_w, dilation_h, dilation_w, groups)
     sum_partials(partial, grad_weight)
 

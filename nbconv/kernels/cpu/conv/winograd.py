@@ -12,7 +12,6 @@ into the output. The input gradient is the same computation on the output gradie
 turned by 180 degrees and their channel axes swapped, and padding 2 - p (so only for padding <= 2).
 The weight gradient by the same transforms is winograd_weight.py (the plan runs F(4x4)'s, winograd4_weight.py).
 """
-import numba
 from numba import njit
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from ..blas import NO_TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 from .rows import pad_rows
 
@@ -66,7 +65,7 @@ def winograd_weights_span(span_part, span_parts, weight, transformed, turned):
 def winograd_weights(weight, transformed, turned):
     """transformed[4a + b, d, c] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
     rotated by 180 degrees (the filters of the input gradient). transformed: (16, D', C')."""
-    parallel_parts(winograd_weights_span, numba.get_num_threads(), weight, transformed, turned)
+    parallel_parts(winograd_weights_span, num_threads(), weight, transformed, turned)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -195,7 +194,7 @@ def conv2d_winograd(input, transformed, bias, output, padded, patches, products,
     a block holding whole rows of tiles. Each (image, block) task is cut into `parts` slices of the D output
     channels (see blocks.channel_parts), each its own task, which transforms its patches itself and then
     applies the epilogue of scale_shift.epilogue_span to the output rows it wrote (see gemm.py)."""
-    parallel_parts(conv2d_winograd_span, numba.get_num_threads(), input, transformed, bias, output, padded, patches,
+    parallel_parts(conv2d_winograd_span, num_threads(), input, transformed, bias, output, padded, patches,
                    products, padding_h, padding_w, parts, scale, shift, residual, activation)
 
 
@@ -253,7 +252,7 @@ def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w,
     epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
     tiles_h, tiles_w = (output.shape[2] + 1) // 2, (output.shape[3] + 1) // 2
     tasks = input.shape[0] * -(-tiles_h // (buffers["patches"].shape[3] // tiles_w))
-    parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
+    parts = channel_parts(tasks, output.shape[1], num_threads())
     with single_threaded():
         conv2d_winograd(input, filters, bias, output, buffers["padded"], buffers["patches"],
                         buffers["products"], padding_h, padding_w, parts, *(epilogue or no_epilogue(output.dtype)))

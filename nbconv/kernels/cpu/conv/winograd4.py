@@ -21,7 +21,6 @@ tiles where it can: more rows than the cache budget gives, or several whole imag
 products ran ~25% slower 49 tiles wide than 98). The input gradient is the same computation on the output
 gradient with the filters turned by 180 degrees, their channel axes swapped, and padding 2 - p.
 """
-import numba
 from numba import njit
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from ..blas import NO_TRANS, address, gemm, single_threaded
 from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
 THIRD, FIFTEENTH = 1.0 / 3.0, 1.0 / 15.0  # G's factors, multiplied rather than divided by (in float64)
@@ -92,7 +91,7 @@ def winograd4_weights(weight, transformed, turned):
     """transformed[6a + b, c, d] = (G g G^T)[a, b] for g = weight[d, c]; with `turned`, for g = weight[c, d]
     rotated by 180 degrees (the filters of the input gradient). transformed: (36, C', D'), input channels
     first, so that each product is (tiles, C') @ (C', D')."""
-    parallel_parts(winograd4_weights_span, numba.get_num_threads(), weight, transformed, turned)
+    parallel_parts(winograd4_weights_span, num_threads(), weight, transformed, turned)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -255,7 +254,7 @@ def conv2d_winograd4(input, transformed, bias, output, padded, patches, products
     holding whole rows of tiles of one image, or several whole images when it has room for them; parts:
     slices of the D output channels per task (blocks.channel_parts); the epilogue as
     winograd.conv2d_winograd's."""
-    parallel_parts(conv2d_winograd4_span, numba.get_num_threads(), input, transformed, bias, output, padded,
+    parallel_parts(conv2d_winograd4_span, num_threads(), input, transformed, bias, output, padded,
                    patches, products, padding_h, padding_w, parts, scale, shift, residual, activation)
 
 
@@ -328,7 +327,7 @@ def run_transformed(input, filters, bias, output, buffers, padding_h, padding_w,
     epilogue: (scale, shift, residual, activation) as gemm.forward takes it, or None."""
     tiles_h, tiles_w = (output.shape[2] + 3) // 4, (output.shape[3] + 3) // 4
     tasks = _tasks(input.shape[0], tiles_h, tiles_w, buffers["patches"].shape[2])
-    parts = channel_parts(tasks, output.shape[1], numba.get_num_threads())
+    parts = channel_parts(tasks, output.shape[1], num_threads())
     with single_threaded():
         conv2d_winograd4(input, filters, bias, output, buffers["padded"], buffers["patches"], buffers["products"],
                          padding_h, padding_w, parts, *(epilogue or no_epilogue(output.dtype)))

@@ -22,14 +22,13 @@ per thread at a time, adding into `sums` (36, D, C). Each product's sum over the
 inside single-threaded BLAS calls, so the result does not depend on the thread count. A last pass turns
 `sums` into the 3x3 gradients.
 """
-import numba
 from numba import njit
 
 import numpy as np
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 from .winograd4 import pad_channels_last, transform_patches
 
@@ -109,7 +108,7 @@ def _transform_block(input, grad_output, scratch, input_tiles, output_tiles, fir
                      padding_w):
     """Transform the input and output gradient of images [first_image, first_image + images), `rows` tile rows
     a task."""
-    parallel_parts(_transform_block_span, numba.get_num_threads(), input, grad_output, scratch, input_tiles,
+    parallel_parts(_transform_block_span, num_threads(), input, grad_output, scratch, input_tiles,
                    output_tiles, first_image, images, rows, padding_h, padding_w)
 
 
@@ -128,7 +127,7 @@ def _multiply_block_span(span_part, span_parts, input_tiles, output_tiles, sums,
 
 def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
     """sums[xi] (D, C) (+)= output_tiles[xi, :tiles].T @ input_tiles[xi, :tiles] for the 36 xi."""
-    parallel_parts(_multiply_block_span, numba.get_num_threads(), input_tiles, output_tiles, sums, tiles, accumulate)
+    parallel_parts(_multiply_block_span, num_threads(), input_tiles, output_tiles, sums, tiles, accumulate)
 
 
 @njit(cache=True, inline="always")
@@ -164,7 +163,7 @@ def _untransform_sums_span(span_part, span_parts, sums, grad_weight):
 
 def _untransform_sums(sums, grad_weight):
     """grad_weight[d, c] (3x3) = G^T m G for m = sums[:, d, c] (6x6)."""
-    parallel_parts(_untransform_sums_span, numba.get_num_threads(), sums, grad_weight)
+    parallel_parts(_untransform_sums_span, num_threads(), sums, grad_weight)
 
 
 def conv2d_backward_weight_winograd4(grad_output, input, grad_weight, scratch, input_tiles, output_tiles, sums,

@@ -19,12 +19,11 @@ single-threaded BLAS call, so the result does not depend on the thread count, an
 partial gradients (16 x 9C x D floats each, 150 MB at 512 channels, for the unrolled weight gradient).
 A last pass turns `sums` into the 3x3 gradients.
 """
-import numba
 from numba import njit
 
 from ..blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from ..shared import chunk_bounds, fill_zero
-from ..threads import parallel_parts
+from ..threads import num_threads, parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 
 BLOCK_BYTES = 64 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images (see NOTES.md 19)
@@ -141,7 +140,7 @@ def _untransform_sums_span(span_part, span_parts, sums, grad_weight):
 
 def _untransform_sums(sums, grad_weight):
     """grad_weight[d, c] (3x3) = G^T m G for m = sums[:, d, c] (4x4)."""
-    parallel_parts(_untransform_sums_span, numba.get_num_threads(), sums, grad_weight)
+    parallel_parts(_untransform_sums_span, num_threads(), sums, grad_weight)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -174,7 +173,7 @@ def _transform_block_span(span_part, span_parts, input, grad_output, planes, inp
 def _transform_block(input, grad_output, planes, input_tiles, output_tiles, first_image, images, padding_h,
                      padding_w):
     """Transform the input and output-gradient planes of images [first_image, first_image + images)."""
-    parallel_parts(_transform_block_span, numba.get_num_threads(), input, grad_output, planes, input_tiles,
+    parallel_parts(_transform_block_span, num_threads(), input, grad_output, planes, input_tiles,
                    output_tiles, first_image, images, padding_h, padding_w)
 
 
@@ -193,7 +192,7 @@ def _multiply_block_span(span_part, span_parts, input_tiles, output_tiles, sums,
 
 def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
     """sums[xi] (D, C) (+)= output_tiles[xi, :, :tiles] @ input_tiles[xi, :, :tiles].T for the 16 xi."""
-    parallel_parts(_multiply_block_span, numba.get_num_threads(), input_tiles, output_tiles, sums, tiles, accumulate)
+    parallel_parts(_multiply_block_span, num_threads(), input_tiles, output_tiles, sums, tiles, accumulate)
 
 
 def conv2d_backward_weight_winograd(grad_output, input, grad_weight, planes, input_tiles, output_tiles, sums,

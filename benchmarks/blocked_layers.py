@@ -25,13 +25,14 @@ import os
 import shutil
 import statistics
 import sys
-import time
 
 import numba
 import numpy as np
 
-from nbconv.kernels.cpu.conv import dispatch
-from nbconv.kernels.cpu.conv.plan import choose, plan, Convolution
+from nbconv.kernels.cpu.conv.plan import choose, Convolution
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
 
 TREES_DIR = "/tmp/nbconv_trees"  # copies of other trees' nbconv (import_tree)
 
@@ -47,19 +48,6 @@ LAYERS = {  # name: (input shape, weight shape, stride, padding)
     "r20-down-32to64": ((128, 32, 16, 16), (64, 32, 1, 1), 2, 0),
 }
 PASSES = ("forward", "backward_input", "backward_weight")
-
-
-def runner(pass_, algorithm, x, w, b, grad_y, stride, padding, modules=None):
-    """One pass as a function of no arguments; modules: another tree's (plan, dispatch) (default: this one's)."""
-    plan_, dispatch_ = modules or (plan, dispatch)
-    chosen = plan_(pass_, x.shape, w.shape, stride, stride, padding, padding, dtype=x.dtype, algorithm=algorithm)
-    out = np.empty(chosen.convolution.output_shape if pass_ == "forward" else
-                   x.shape if pass_ == "backward_input" else w.shape, x.dtype)
-    if pass_ == "forward":
-        return lambda: dispatch_.run_forward(chosen, x, w, b, out)
-    if pass_ == "backward_input":
-        return lambda: dispatch_.run_backward_input(chosen, grad_y, w, out)
-    return lambda: dispatch_.run_backward_weight(chosen, grad_y, x, out)
 
 
 def import_tree(path, name="nbconv_tree"):
@@ -90,44 +78,16 @@ def tree_modules(path, name="nbconv_tree"):
     return importlib.import_module(f"{name}.kernels.cpu.conv.plan").plan, tree_dispatch
 
 
-def torch_runner(pass_, x, w, b, grad_y, stride, padding):
-    import torch
-    import torch.nn.functional as tF
-    tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, grad_y))
-    if pass_ == "forward":
-        return lambda: tF.conv2d(tx, tw, tb, stride, padding)
-    if pass_ == "backward_input":
-        return lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, stride, padding)
-    return lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, stride, padding)
-
-
-def timed(function, repeat, clock):
-    start = clock()
-    for _ in range(repeat):
-        function()
-    return (clock() - start) / repeat
-
-
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
+    add_arguments(parser, repeat=3, layers=",".join(LAYERS))
     parser.add_argument("--against", default=None, help="an algorithm to compare with (default: the plan's choice"
                                                         " without lanes)")
     parser.add_argument("--extra", default=None, help="algorithms timed besides the plan's choice, e.g. wide")
-    parser.add_argument("--layers", default=",".join(LAYERS))
-    parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--tree", default=None, help="another source tree whose lanes is timed too")
     args = parser.parse_args()
     tree = tree_modules(args.tree) if args.tree else None
-    clock = time.thread_time if args.clock == "thread" else time.perf_counter
-    if args.threads:
-        numba.set_num_threads(args.threads)
-        if not args.no_torch:
-            import torch
-            torch.set_num_threads(args.threads)
+    clock = set_up(args)
     rng = np.random.default_rng(0)
     print(f"threads {numba.get_num_threads()}, clock {args.clock}, rounds {args.rounds}, repeat {args.repeat}")
     print(f"{'layer':16} {'pass':16} {'other':>8} {'lanes ms':>11} {'other ms':>9} {'torch ms':>9} "

@@ -1,4 +1,4 @@
-"""What the per-layer benchmarks (winograd4_layers.py; blocked_layers.py repeats it still) share: their
+"""What the per-layer benchmarks (winograd4_layers.py, blocked_layers.py) share: their
 common options, the threads and clock those set, one pass of a convolution (through the plan, or PyTorch's)
 as a function of no arguments, and the mean time of a few calls.
 """

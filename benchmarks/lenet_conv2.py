@@ -21,7 +21,8 @@ import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blocked_layers import import_tree, runner, torch_runner  # noqa: E402
+from blocked_layers import import_tree  # noqa: E402
+from layer_timing import runner, torch_runner  # noqa: E402
 
 import nbconv.functional as F  # noqa: E402
 from nbconv.kernels.cpu.conv.plan import plan  # noqa: E402

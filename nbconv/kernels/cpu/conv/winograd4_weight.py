@@ -31,6 +31,7 @@ from ..shared import chunk_bounds
 from ..threads import num_threads, parallel_parts
 from .blocks import CHUNKS_PER_THREAD
 from .winograd4 import pad_channels_last, transform_patches
+from . import winograd_weight
 
 BLOCK_BYTES = 64 * 1024 * 1024  # transformed input and output-gradient tiles of one block of images (as F(2x2)'s)
 SLAB_BYTES = 256 * 1024  # a task's rows of the input, channels last (its tile rows: as many as fit, at least one)
@@ -184,11 +185,7 @@ def conv2d_backward_weight_winograd4(grad_output, input, grad_weight, scratch, i
 
 
 # The plan's surface: applies, buffers and the weight-gradient pass (see plan.py).
-def applies(pass_, convolution):
-    """The weight gradient of 3x3, stride-1, undilated, ungrouped layers (any padding)."""
-    _, _, KH, KW = convolution.weight_shape
-    return (pass_ == "backward_weight" and KH == KW == 3 and convolution.stride_h == convolution.stride_w == 1
-            and convolution.dilation_h == convolution.dilation_w == 1 and convolution.groups == 1)
+applies = winograd_weight.applies  # the same layers as F(2x2)'s weight gradient: 3x3, stride 1, any padding
 
 
 def _rows(convolution, itemsize):

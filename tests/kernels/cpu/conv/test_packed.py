@@ -61,7 +61,7 @@ def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
     for threads in (1, 2, 3):
         monkeypatch.setattr(packed, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
             span, parts, *args))
-        monkeypatch.setattr(packed.numba, "get_num_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(packed, "num_threads", lambda threads=threads: threads)
         chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed", threads=threads)
         out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
         packed.forward(x, w, b, out, dispatch.buffers(chosen), chosen)

@@ -67,7 +67,7 @@ def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
     for threads in (1, 2, 3):
         monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
             span, parts, *args))
-        monkeypatch.setattr(packed_windows.numba, "get_num_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(packed_windows, "num_threads", lambda threads=threads: threads)
         chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows",
                       threads=threads)
         out = np.full(chosen.convolution.output_shape, np.nan, np.float32)

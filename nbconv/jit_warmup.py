@@ -31,7 +31,7 @@ from . import models
 WAIT_SECONDS = 300
 # Besides the convolutions' backward passes, the helper compiles these (about half a step's compiling in all):
 # batch norm's and the fully connected layers' backward passes too.
-HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc")
+HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc", "fc relu")
 # The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
 # (gemm's im2col_rows and unrolled, wide's unroll_task, lanes' copy_image and plane_products) is compiled
@@ -47,8 +47,6 @@ _HELPER_ORDER = (("backward_input", "lanes"), ("backward_weight", "strips"), ("b
                  ("backward_input", "direct"), ("backward_input", "winograd"), ("backward_input", "shift"),
                  ("backward_input", "gemm"))
 _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
-# Layer kinds whose backward kernels are more than one job (smaller jobs: the two processes end closer together).
-_JOB_PARTS = {"fc": ("fc", "fc relu")}
 # The backward-kernel family of each other layer type (layers not named here compile in the first step).
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
@@ -133,9 +131,13 @@ def needs_bias_gradient(model):
 
 def layer_kinds(model):
     """The backward-kernel families of the model's other layers: 'local', 'maxpool', 'avgpool', 'gap',
-    'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc', 'bn' (training-mode batch norm, both passes)."""
-    return sorted({LAYER_KINDS[type(layer).__name__] for _, layer in model.named_layers()
-                   if type(layer).__name__ in LAYER_KINDS})
+    'relu', 'tanh', 'sigmoid', 'lrelu', 'dropout', 'fc', 'bn' (training-mode batch norm, both passes), and
+    'fc relu' where a fully connected layer runs right before a ReLU (the pair runs fused: nn.Linear.fuses_with)."""
+    names = [type(layer).__name__ for _, layer in model.named_layers()]
+    kinds = {LAYER_KINDS[name] for name in names if name in LAYER_KINDS}
+    if any(name == "Linear" and following == "ReLU" for name, following in zip(names, names[1:])):
+        kinds.add("fc relu")
+    return sorted(kinds)
 
 
 def start(spec, device="cpu", input_shape=(1, 28, 28), program=None, stdout=subprocess.DEVNULL):
@@ -259,8 +261,7 @@ def helper_jobs(model, input_shape):
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
                                 if kernel[0] != "forward"])
     return ([("convolution", kernel) for kernel in first] + [("batch assembly", None)]
-            + [("backward", part) for kind in layer_kinds(model) if kind in HELPER_KINDS
-               for part in _JOB_PARTS.get(kind, (kind,))]
+            + [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
             + [("convolution", kernel) for kernel in last])
 
 

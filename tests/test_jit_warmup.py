@@ -66,7 +66,7 @@ def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
 
 
 @pytest.mark.parametrize("spec,input_shape,kinds", [
-    ("lenet5", (1, 28, 28), ["fc", "maxpool", "relu"]),
+    ("lenet5", (1, 28, 28), ["fc", "fc relu", "maxpool", "relu"]),
     ("lenet1", (1, 28, 28), ["avgpool", "fc", "tanh"]),
     ("resnet20", (3, 32, 32), ["bn", "fc", "gap", "relu"]),
     ("conv8k1,sigmoid,dropout0.5,local4k3,lrelu0.1,gap,fc10", (2, 7, 7), ["dropout", "fc", "gap", "local", "lrelu",
@@ -114,7 +114,8 @@ def test_helper_fills_the_shared_cache(tmp_path):
 def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_path):
     """On Linux start() forks this process: the child compiles its jobs into the cache on disk and exits 0,
     running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled); the parent
-    gets a ForkedHelper whose wait returns the exit status."""
+    gets a ForkedHelper whose wait returns the exit status. Its model has no fully connected layer before a
+    ReLU, so nothing compiles the fused pair's mask."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0", "NUMBA_NUM_THREADS": "2"}
     script = ("from nbconv import jit_warmup; helper = jit_warmup.start('conv4k3,relu,maxpool2,flatten,fc10', "
               "input_shape=(1, 12, 12)); print(type(helper).__name__, helper.wait(timeout=600)); "
@@ -124,9 +125,10 @@ def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["ForkedHelper", "0"]
     cached = glob.glob(os.path.join(str(tmp_path), "**", "*.nbi"), recursive=True)
-    for kernel in ("backward_weight", "max_pool2d_backward", "relu_mask_bias", "linear_backward_bias", "_shifted_batch"):
+    for kernel in ("backward_weight", "max_pool2d_backward", "linear_backward_bias", "_shifted_batch"):
         assert [name for name in cached if kernel in name], kernel
     assert not [name for name in cached if "spin.reached" in name]
+    assert not [name for name in cached if "relu_mask_bias" in name]  # no fully connected layer before a ReLU
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -175,7 +177,7 @@ def test_the_helper_is_spawned_instead_of_forked_beside_other_threads_or_mpi(mon
     assert not jit_warmup.can_fork()
 
 
-def test_a_fully_connected_layer_is_two_jobs_and_its_relu_mask_compiles_as_a_step_runs_it():
+def test_a_fully_connected_layer_before_a_relu_is_two_jobs_and_its_relu_mask_compiles_as_a_step_runs_it():
     """fc's backward products and its fused ReLU's mask are separate jobs (the two processes end closer
     together), and the mask's job compiles the overload a LeNet-5 step runs."""
     from nbconv.kernels.cpu import fused
@@ -188,6 +190,11 @@ def test_a_fully_connected_layer_is_two_jobs_and_its_relu_mask_compiles_as_a_ste
     logits = model.forward(np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))
     model.backward(np.full(logits.shape, 0.5, np.float32), need_input_grad=False)
     assert signatures and set(fused.relu_mask_bias.signatures) == signatures
+
+
+def test_a_fully_connected_layer_without_a_relu_after_it_has_no_mask_job():
+    jobs = jit_warmup.helper_jobs(models.build("resnet20", input_shape=(3, 32, 32)), (3, 32, 32))
+    assert ("backward", "fc") in jobs and ("backward", "fc relu") not in jobs
 
 
 def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient_last():

@@ -391,7 +391,6 @@ def compile_backward(kinds, dtype=np.float32):
     compile where the main process checks the built model: batch norm runs the same kernels in eval mode
     as in training)."""
     from . import functional as F
-    from .kernels.cpu.conv import plan as conv
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 6, 6)).astype(dtype)
     if "local" in kinds:

@@ -1,8 +1,13 @@
-"""Run one convolution algorithm, forced through the plan, and check its passes against the float64 reference."""
+"""Run one convolution algorithm, forced through the plan, and check its passes against the float64 reference,
+from several Python threads at once and over Numba thread counts."""
+import threading
+
+import numba
 import numpy as np
 
 from nbconv.kernels.cpu.conv import dispatch
 from nbconv.kernels.cpu.conv.plan import plan
+from nbconv.kernels.serial import LAUNCH_LOCK
 from tests import reference
 
 
@@ -65,3 +70,39 @@ def check(algorithm, case, rng, passes=("forward", "backward_input", "backward_w
             forward = lambda: reference.conv2d(x, w, b, stride, pads, dilation, groups)  # noqa: E731
             numerical = reference.numerical_gradient(forward, array, grad_y)
             np.testing.assert_allclose(got, numerical, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(numerical).max()))
+
+
+def check_concurrent_calls(algorithm, pass_, case, rng, calls=4):
+    """`pass_` of `algorithm` on a random float64 `case`, run from `calls` Python threads at once (each holding
+    the launch lock, as the public kernels do), gives what one call alone gives, bit for bit."""
+    x, w, b, hyper = random_case(case, rng)
+    grad_y = rng.standard_normal(plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype).convolution.output_shape)
+    alone = run(algorithm, pass_, x, w, b, grad_y, hyper)
+    results = [None] * calls
+
+    def work(i):
+        with LAUNCH_LOCK:
+            results[i] = run(algorithm, pass_, x, w, b, grad_y, hyper)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(result, alone)
+
+
+def check_thread_counts_agree(compute, counts=(1, 2)):
+    """compute() gives the same array, bit for bit, with each of `counts` Numba threads (and the number set
+    now), each capped at the threads Numba started."""
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in sorted(set(counts) | {before}):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            results.append(compute())
+    finally:
+        numba.set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])

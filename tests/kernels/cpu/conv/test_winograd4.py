@@ -1,15 +1,12 @@
 """conv/winograd4.py: 3x3 stride-1 convolution by Winograd's F(4x4, 3x3), forward and input gradient."""
-import threading
-
 import numpy as np
 import pytest
 
 from nbconv.kernels.cpu.conv import blocks, dispatch, winograd4
 from nbconv.kernels.cpu.conv.plan import plan
 from nbconv.kernels.cpu.scale_shift import RELU
-from nbconv.kernels.serial import LAUNCH_LOCK
 from tests import reference
-from tests.kernels.cpu.conv.algorithm_check import check, random_case, run
+from tests.kernels.cpu.conv.algorithm_check import check, check_concurrent_calls, random_case, run
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): 3x3, stride 1, outputs not multiples of 4
 CASES = [
@@ -74,22 +71,7 @@ def test_epilogue_and_prepared_filters(rng):
 
 
 def test_concurrent_calls_from_threads_agree(rng):
-    x, w, b, hyper = random_case((3, 16, 14, 13, 16, 3, 1, 1, 1, 1), rng)
-    grad_y = rng.standard_normal((3, 16, 14, 13))
-    alone = run("winograd4", "forward", x, w, b, grad_y, hyper)
-    results = [None] * 4
-
-    def work(i):
-        with LAUNCH_LOCK:  # as the public kernels take it
-            results[i] = run("winograd4", "forward", x, w, b, grad_y, hyper)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for result in results:
-        np.testing.assert_array_equal(result, alone)
+    check_concurrent_calls("winograd4", "forward", (3, 16, 14, 13, 16, 3, 1, 1, 1, 1), rng)
 
 
 @pytest.mark.parametrize("mean", [0.0, 1.0])

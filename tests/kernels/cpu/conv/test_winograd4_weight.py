@@ -2,9 +2,6 @@
 float64 definition and finite differences on odd shapes (outputs not multiples of 4), padding 0 to 3, one
 block of images or many, one tile row a task or several; its transforms in exact arithmetic; float32 error;
 independence from the thread count; concurrent calls; through the Conv2d layer."""
-import threading
-
-import numba
 import numpy as np
 import pytest
 
@@ -12,9 +9,8 @@ import nbconv.functional as F
 from nbconv import nn
 from nbconv.kernels.cpu.conv import dispatch, winograd4_weight
 from nbconv.kernels.cpu.conv.plan import plan
-from nbconv.kernels.serial import LAUNCH_LOCK
 from tests import reference
-from tests.kernels.cpu.conv.algorithm_check import check, random_case, run
+from tests.kernels.cpu.conv.algorithm_check import check, check_concurrent_calls, check_thread_counts_agree, run
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): 3x3, stride 1
 CASES = [
@@ -93,34 +89,11 @@ def test_winograd4_weight_gradient_does_not_depend_on_thread_count(monkeypatch, 
     w = rng.standard_normal((40, 32, 3, 3)).astype(np.float32)
     grad_y = rng.standard_normal((5, 40, 24, 23)).astype(np.float32)
     assert plan("backward_weight", x.shape, w.shape, 1, 1, 1, 1).algorithm == "winograd4_weight"
-    before = numba.get_num_threads()
-    try:
-        results = []
-        for threads in sorted({1, 2, before}):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            results.append(F.conv2d_backward(grad_y, x, w, padding=1)[1])
-    finally:
-        numba.set_num_threads(before)
-    assert all(np.array_equal(results[0], other) for other in results[1:])
+    check_thread_counts_agree(lambda: F.conv2d_backward(grad_y, x, w, padding=1)[1])
 
 
 def test_concurrent_calls_from_threads_agree(rng):
-    x, w, b, hyper = random_case((3, 16, 14, 13, 16, 3, 1, 1, 1, 1), rng)
-    grad_y = rng.standard_normal((3, 16, 14, 13))
-    alone = run("winograd4_weight", "backward_weight", x, w, b, grad_y, hyper)
-    results = [None] * 4
-
-    def work(i):
-        with LAUNCH_LOCK:  # as the public kernels take it
-            results[i] = run("winograd4_weight", "backward_weight", x, w, b, grad_y, hyper)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for result in results:
-        np.testing.assert_array_equal(result, alone)
+    check_concurrent_calls("winograd4_weight", "backward_weight", (3, 16, 14, 13, 16, 3, 1, 1, 1, 1), rng)
 
 
 def test_conv2d_layer_weight_gradient_by_finite_differences(rng):

@@ -1,7 +1,6 @@
 """conv/winograd_weight.py: the weight gradient of 3x3 stride-1 layers by Winograd's F(2x2, 3x3), against the
 float64 definition and finite differences on odd shapes, in one block of images or many; float32 error;
 independence from the thread count. Also the unrolled weight gradients' partial sums (blocks.max_chunks)."""
-import numba
 import numpy as np
 import pytest
 
@@ -10,7 +9,7 @@ from nbconv.kernels.cpu.conv import blocks, plan as planning, winograd_weight
 from nbconv.kernels.cpu.conv.plan import plan
 from nbconv.kernels.cpu.shared import sum_partials
 from tests import reference
-from tests.kernels.cpu.conv.algorithm_check import check
+from tests.kernels.cpu.conv.algorithm_check import check, check_thread_counts_agree
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): 3x3, stride 1, output sizes odd in either
 # direction, padding 0 to 3, a 1x1 output (one tile, three quarters of it outside the output)
@@ -60,15 +59,7 @@ def test_winograd_weight_gradient_does_not_depend_on_thread_count(monkeypatch, r
     w = rng.standard_normal((40, 32, 3, 3)).astype(np.float32)
     grad_y = rng.standard_normal((5, 40, 24, 23)).astype(np.float32)
     assert plan("backward_weight", x.shape, w.shape, 1, 1, 1, 1).algorithm == "winograd_weight"
-    before = numba.get_num_threads()
-    try:
-        results = []
-        for threads in sorted({1, before}):
-            numba.set_num_threads(threads)
-            results.append(F.conv2d_backward(grad_y, x, w, padding=1)[1])
-    finally:
-        numba.set_num_threads(before)
-    assert all(np.array_equal(results[0], other) for other in results[1:])
+    check_thread_counts_agree(lambda: F.conv2d_backward(grad_y, x, w, padding=1)[1])
 
 
 def test_unrolled_weight_gradients_keep_few_partial_sums_when_they_are_large():

@@ -10,7 +10,7 @@ pass (the mean of --repeat calls); the table gives the median over rounds, and m
 --clock wall: wall time.
 
 --against A,B: the algorithms to compare with (default: the plan's choice, or strips / gemm where that is
-lanes; 'none' for no other); --extra A,B: timed besides those. One row per contender, each in the same
+lanes; 'none' for no other); --extra A,B: timed besides those. A pass skips those that do not apply to it. One row per contender, each in the same
 rounds; the last column is PyTorch's time over that contender's (above 1: the contender is faster).
 --tree PATH: also lanes as another source tree has it (e.g. /work/wt/base), imported into this process as
 a second package, in the same rounds (its row is named 'tree').
@@ -29,7 +29,7 @@ import sys
 import numba
 import numpy as np
 
-from nbconv.kernels.cpu.conv.plan import choose, Convolution
+from nbconv.kernels.cpu.conv.plan import applicable, choose, Convolution
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
@@ -105,6 +105,7 @@ def main():
             others = [("strips" if stride == 1 else "gemm") if other == "lanes" else other for other in others]
             if args.extra:
                 others += [name for name in args.extra.split(",") if name not in others]
+            others = [other for other in others if other in applicable(pass_, convolution)]  # e.g. a weight-only one
             contenders = {"lanes": runner(pass_, "lanes", x, w, b, grad_y, stride, padding)}
             for other in others:
                 contenders[other] = runner(pass_, other, x, w, b, grad_y, stride, padding)

@@ -31,31 +31,11 @@ from ..shared import chunk_bounds
 from ..threads import num_threads, parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
 
-THIRD, FIFTEENTH = 1.0 / 3.0, 1.0 / 15.0  # G's factors, multiplied rather than divided by (in float64)
-
-
-@njit(cache=True, inline="always")
-def _filter_row(out, v0, v1, v2, a):
-    """out = row a of G applied to three vectors, in float64 (G's rows: p^0, p^1, p^2 over
-    prod_{q != p}(p - q) for each finite point p, then (0, 0, 1) for infinity)."""
-    if a == 0:
-        for q in range(out.shape[0]):
-            out[q] = v0[q]
-    elif a == 5:
-        for q in range(out.shape[0]):
-            out[q] = v2[q]
-    elif a == 1:
-        for q in range(out.shape[0]):
-            out[q] = (v0[q] + v1[q] + v2[q]) * THIRD
-    elif a == 2:
-        for q in range(out.shape[0]):
-            out[q] = (v1[q] - v0[q] - v2[q]) * THIRD
-    elif a == 3:
-        for q in range(out.shape[0]):
-            out[q] = (16.0 * v0[q] + 8.0 * v1[q] + 4.0 * v2[q]) * -FIFTEENTH
-    else:
-        for q in range(out.shape[0]):
-            out[q] = (v0[q] - 2.0 * v1[q] + 4.0 * v2[q]) * FIFTEENTH
+# G, in float64: row a weighs a filter's three rows (or columns) for the point a, p^0, p^1, p^2 over
+# prod_{q != p}(p - q) for each finite point p (0, 1, -1, 1/2, -2), then (0, 0, 1) for infinity. One loop of
+# three multiply-adds serves every row: LLVM compiles it once, not once per row.
+FILTER_ROWS = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [-1 / 3, 1 / 3, -1 / 3],
+                        [-16 / 15, -8 / 15, -4 / 15], [1 / 15, -2 / 15, 4 / 15], [0.0, 0.0, 1.0]])
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -64,7 +44,6 @@ def winograd4_weights_span(span_part, span_parts, weight, transformed, turned):
     channels_in, channels_out = transformed.shape[1], transformed.shape[2]
     taps = np.empty((9, channels_out))  # the filters from input channel ci, tap by tap, in float64
     left = np.empty((18, channels_out))  # G g
-    right = np.empty(channels_out)
     span_first, span_last = chunk_bounds(span_part, span_parts, channels_in)
     for ci in range(span_first, span_last):
         for i in range(3):
@@ -76,15 +55,18 @@ def winograd4_weights_span(span_part, span_parts, weight, transformed, turned):
                 else:
                     for co in range(channels_out):
                         row[co] = weight[co, ci, i, j]
-        for a in range(6):
+        for a in range(6):  # G g: row a of G over the filter's rows, column by column
+            g0, g1, g2 = FILTER_ROWS[a, 0], FILTER_ROWS[a, 1], FILTER_ROWS[a, 2]
             for j in range(3):
-                _filter_row(left[3 * a + j], taps[j], taps[3 + j], taps[6 + j], a)
-        for a in range(6):
-            for b in range(6):
-                _filter_row(right, left[3 * a], left[3 * a + 1], left[3 * a + 2], b)
-                target = transformed[6 * a + b, ci]
+                out, v0, v1, v2 = left[3 * a + j], taps[j], taps[3 + j], taps[6 + j]
                 for co in range(channels_out):
-                    target[co] = right[co]
+                    out[co] = g0 * v0[co] + g1 * v1[co] + g2 * v2[co]
+        for ab in range(36):  # (G g) G^T: element (a, b)
+            a, b = ab // 6, ab % 6
+            g0, g1, g2 = FILTER_ROWS[b, 0], FILTER_ROWS[b, 1], FILTER_ROWS[b, 2]
+            v0, v1, v2, target = left[3 * a], left[3 * a + 1], left[3 * a + 2], transformed[ab, ci]
+            for co in range(channels_out):
+                target[co] = g0 * v0[co] + g1 * v1[co] + g2 * v2[co]
 
 
 def winograd4_weights(weight, transformed, turned):

@@ -133,7 +133,7 @@ def _multiply_block(input_tiles, output_tiles, sums, tiles, accumulate):
 
 @njit(cache=True, inline="always")
 def _filter_columns(m0, m1, m2, m3, m4, m5):
-    """(m G)[0..2] for a row m of six values, in float64 (G's columns: winograd4._filter_row's rows, read
+    """(m G)[0..2] for a row m of six values, in float64 (G's columns: winograd4.FILTER_ROWS, read
     down: the points 0, 1, -1, 1/2, -2 and infinity)."""
     odd, even = (m1 - m2) * THIRD, (m1 + m2) * THIRD
     return (m0 + odd + (m4 - 16.0 * m3) * FIFTEENTH, even - (8.0 * m3 + 2.0 * m4) * FIFTEENTH,

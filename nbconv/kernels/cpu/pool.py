@@ -149,7 +149,7 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
     """output = max over each window (NaN propagates); indices = where in the plane it came from, or
     nothing when indices is empty, (0, 0, 0, 0) (inference needs no positions and runs 2.5x faster).
     Ties and NaNs resolve to the first in the window's row-major order (without positions, 3x3 windows at
-    stride 2 may keep another of a window's NaNs, or -0.0 for 0.0: max_pool2d_forward_3x3)."""
+    stride 2 may keep another of a window's NaNs, or one signed zero for the other: max_pool2d_forward_3x3)."""
     OH, OW = output.shape[2], output.shape[3]
     if ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
             and 2 * OH <= input.shape[2] and 2 * OW <= input.shape[3]):

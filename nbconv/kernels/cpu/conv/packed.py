@@ -251,10 +251,22 @@ def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_a
     store(tile, tile_at + 5 * tile_stride, a5)
 
 
+@njit(cache=True, inline="always")
+def activated(value, activation, zero, six):
+    """value after the activation (0 none, 1 ReLU, 2 ReLU6; zero and six of value's type); NaN fails both
+    tests and passes through."""
+    if activation == RELU:
+        return zero if value <= zero else value
+    if activation == RELU6:
+        return zero if value <= zero else (six if value >= six else value)
+    return value
+
+
 @njit(cache=True, no_cfunc_wrapper=True)
 def write_rows(tile, tile_stride, output, n, d0, p0, q0, p1, factors, offsets, residual, summed, activation):
     """output[n, d0 + m, p0 + q] = activation(tile[m*tile_stride + q] * factors[d] + offsets[d] + residual) for
-    q0 <= q < p1 - p0 and the panel's channels d = d0 + m below D (the residual (N, D, P) when summed)."""
+    q0 <= q < p1 - p0 and the panel's channels d = d0 + m below D (the residual (N, D, P) when summed). One
+    pass, each value stored once (packed_windows.write_panel says why)."""
     D = output.shape[1]
     zero, six = output.dtype.type(0), output.dtype.type(6)
     count = p1 - p0
@@ -266,18 +278,10 @@ def write_rows(tile, tile_stride, output, n, d0, p0, q0, p1, factors, offsets, r
         if summed:
             added = residual[n, d, p0 + q0:p1]
             for q in range(count - q0):
-                target[q] = sums[q] * factor + offset + added[q]
+                target[q] = activated(sums[q] * factor + offset + added[q], activation, zero, six)
         else:
             for q in range(count - q0):
-                target[q] = sums[q] * factor + offset
-        if activation == RELU:
-            for q in range(count - q0):
-                value = target[q]
-                target[q] = zero if value <= zero else value  # NaN fails the test and passes through
-        elif activation == RELU6:
-            for q in range(count - q0):
-                value = target[q]
-                target[q] = zero if value <= zero else (six if value >= six else value)
+                target[q] = activated(sums[q] * factor + offset, activation, zero, six)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)

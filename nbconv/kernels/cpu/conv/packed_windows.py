@@ -28,10 +28,11 @@ into one slice a thread instead, as in packed.py.
 import numpy as np
 from numba import njit
 
-from ..scale_shift import RELU, RELU6, no_epilogue
+from ..scale_shift import no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
+from .packed import activated
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
 POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
@@ -205,7 +206,9 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
 @njit(cache=True, no_cfunc_wrapper=True)
 def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation):
     """output[n, d0 + m, p0 + q] = activation(tile[16q + m] * factors[d] + offsets[d] + residual) for q < p1 - p0
-    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed)."""
+    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed).
+    One pass a channel, each value stored once: a separate activation pass, target[q] = 0 if target[q] <= 0
+    else target[q], compiles to masked stores (vmaskmovps), about 1 ns a value on this AMD EPYC."""
     D = output.shape[1]
     zero, six = output.dtype.type(0), output.dtype.type(6)
     count = p1 - p0
@@ -217,18 +220,10 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
         if summed:
             added = residual[n, d, p0:p1]
             for q in range(count):
-                target[q] = sums[q * PANEL] * factor + offset + added[q]
+                target[q] = activated(sums[q * PANEL] * factor + offset + added[q], activation, zero, six)
         else:
             for q in range(count):
-                target[q] = sums[q * PANEL] * factor + offset
-        if activation == RELU:
-            for q in range(count):
-                value = target[q]
-                target[q] = zero if value <= zero else value  # NaN fails the test and passes through
-        elif activation == RELU6:
-            for q in range(count):
-                value = target[q]
-                target[q] = zero if value <= zero else (six if value >= six else value)
+                target[q] = activated(sums[q * PANEL] * factor + offset, activation, zero, six)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)

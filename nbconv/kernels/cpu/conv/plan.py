@@ -321,7 +321,6 @@ SETTINGS = (
                              "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
-    (depthwise, ("CHUNKS_PER_THREAD",)),
     (flat, ("max_chunks",)),
     (gemm, ("block_rows", "channel_parts", "max_chunks", "FORWARD_COLUMNS")),
     (shift, ("max_chunks",)),

@@ -133,10 +133,20 @@ def conv2d_forward_depthwise3x3_span(span_part, span_parts, input, weight, bias,
     correlate_planes(span_part, counter, input, weight[:, 0], bias, output, padded, padding_h, padding_w)
 
 
+def into_contiguous(kernel, output):
+    """kernel(output), through a C-contiguous copy where output is not one (the kernels index planes flat)."""
+    if output.flags.c_contiguous:
+        return kernel(output)
+    written = np.empty(output.shape, output.dtype)
+    kernel(written)
+    output[...] = written
+
+
 def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
     """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
-    parallel_parts(conv2d_forward_depthwise3x3_span, num_threads(), input, weight, bias, output, padded,
-                   padding_h, padding_w, claims())
+    into_contiguous(lambda target: parallel_parts(
+        conv2d_forward_depthwise3x3_span, num_threads(), np.ascontiguousarray(input), weight, bias, target, padded,
+        padding_h, padding_w, claims()), output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -160,8 +170,9 @@ def conv2d_backward_input_depthwise3x3(grad_output, weight, grad_input, turned, 
     """grad_input[n, c] = the 3x3 correlation of grad_output[n, c], padded by 2 - padding, with weight[c, 0]
     turned by 180 degrees (turned: (C, 3, 3) scratch for those filters). Needs padding <= 2."""
     turn_filters(weight, turned)
-    parallel_parts(conv2d_backward_input_depthwise3x3_span, num_threads(), grad_output, turned, grad_input,
-                   padded, padding_h, padding_w, claims())
+    into_contiguous(lambda target: parallel_parts(
+        conv2d_backward_input_depthwise3x3_span, num_threads(), np.ascontiguousarray(grad_output), turned, target,
+        padded, padding_h, padding_w, claims()), grad_input)
 
 
 @njit(cache=True, inline="always")
@@ -234,8 +245,8 @@ def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output,
 def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
     """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
     A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
-    parallel_parts(conv2d_backward_weight_depthwise3x3_span, num_threads(), grad_output, input, grad_weight,
-                   padded, padding_h, padding_w, claims())
+    parallel_parts(conv2d_backward_weight_depthwise3x3_span, num_threads(), np.ascontiguousarray(grad_output),
+                   np.ascontiguousarray(input), grad_weight, padded, padding_h, padding_w, claims())
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).

@@ -20,7 +20,7 @@ from ..fastmath import REDUCE as _REDUCE
 from ..shared import fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vector_blocks import BLOCK, copy_block
-from ..vectors import LANES, add, add_product, add_products, broadcast, lane_sum, load, store, zeros
+from ..vectors import LANES, add_product, add_products, broadcast, lane_sum, load, store, zeros
 from .claims import claim, claims
 
 

@@ -9,9 +9,10 @@ multiple of 8 ends with a block that overlaps the one before (the same values wr
 gradient is the same loop over the output gradient padded by 2 - padding, with the filter turned by 180
 degrees; the weight gradient keeps its nine sums per channel in nine vector registers, reduced at the end.
 
-Shapes as in nbconv.kernels.cpu.conv.dispatch, with C input channels, D = C output channels, weight (C, 1, 3, 3)
-and C-contiguous arrays; padded: (chunks, (H + 4) * (W + 4)) scratch, one zero-bordered plane per thread
-(room for the input padded by up to 2, and for the output gradient padded by 2 - padding).
+Shapes as in nbconv.kernels.cpu.conv.dispatch, with C input channels, D = M C output channels (M = 1 for
+the input gradient), weight (D, 1, 3, 3), C-contiguous arrays; padded: (chunks, (H + 4) * (W + 4)) scratch,
+one zero-bordered plane per thread (room for the input padded by up to 2, and for the output gradient padded
+by 2 - padding).
 """
 import numpy as np
 from numba import njit
@@ -102,28 +103,29 @@ def correlate_plane(buffer, padded_w, taps, offset, output, OH, OW):
 
 @njit(cache=True, inline="always")
 def correlate_planes(span_part, counter, source, taps, offsets, output, padded, pad_h, pad_w):
-    """For each plane (n, c) this thread claims: output[n, c] = offsets[c] (0 without offsets) + the 3x3
-    correlation of source[n, c] zero-padded by (pad_h, pad_w) with taps[c] (3, 3).
-    source (N, C, H, W), output (N, C, OH, OW) with OH = H + 2 pad_h - 2, likewise OW."""
+    """For each plane (n, d) this thread claims: output[n, d] = offsets[d] (0 without offsets) + the 3x3
+    correlation of source[n, d // M] zero-padded by (pad_h, pad_w) with taps[d] (3, 3), M = D // C filters
+    a channel. source (N, C, H, W), output (N, D, OH, OW) with OH = H + 2 pad_h - 2, likewise OW."""
     N, C, H, W = source.shape
-    OH, OW = output.shape[2], output.shape[3]
+    D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
+    multiplier = D // C
     if span_part >= padded.shape[0]:  # more threads than buffers: the others claim every plane
         return
     buffer = padded[span_part]
     padded_w = W + 2 * pad_w
     fill_zero(buffer)
     sources = source.reshape((N * C, H * W))
-    outputs = output.reshape((N * C, OH * OW))
+    outputs = output.reshape((N * D, OH * OW))
     offset = np.zeros(1, output.dtype)
     while True:
         task = claim(counter)
-        if task >= N * C:
+        if task >= N * D:
             return
-        c = task % C
+        d = task % D
         if offsets.shape[0] > 0:
-            offset[0] = offsets[c]
-        copy_interior(sources[task], H, W, buffer, pad_h, pad_w, padded_w)
-        correlate_plane(buffer, padded_w, taps[c], offset, outputs[task], OH, OW)
+            offset[0] = offsets[d]
+        copy_interior(sources[task // D * C + d // multiplier], H, W, buffer, pad_h, pad_w, padded_w)
+        correlate_plane(buffer, padded_w, taps[d], offset, outputs[task], OH, OW)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -143,7 +145,7 @@ def into_contiguous(kernel, output):
 
 
 def conv2d_forward_depthwise3x3(input, weight, bias, output, padded, padding_h, padding_w):
-    """output[n, c] = bias[c] + the 3x3 correlation of input[n, c] (zero-padded) with weight[c, 0]."""
+    """output[n, d] = bias[d] + the 3x3 correlation of input[n, d // M] (zero-padded) with weight[d, 0], M = D // C."""
     into_contiguous(lambda target: parallel_parts(
         conv2d_forward_depthwise3x3_span, num_threads(), np.ascontiguousarray(input), weight, bias, target, padded,
         padding_h, padding_w, claims()), output)
@@ -245,45 +247,51 @@ def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output,
                                              padding_w, counter):
     """conv2d_backward_weight_depthwise3x3's channels claimed by one of span_parts threads (threads.py, claims.py)."""
     N, C, H, W = input.shape
-    OH, OW = grad_output.shape[2], grad_output.shape[3]
-    if span_part >= padded.shape[0]:  # more threads than buffers: the others claim every channel
+    D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    multiplier = D // C
+    if span_part >= padded.shape[0]:  # more threads than buffers: the others claim every filter
         return
     buffer = padded[span_part]
     padded_w = W + 2 * padding_w
     fill_zero(buffer)
     sources = input.reshape((N * C, H * W))
-    values = grad_output.reshape((N * C, OH * OW))
+    values = grad_output.reshape((N * D, OH * OW))
     zero = zeros(buffer)
     nought = grad_weight.dtype.type(0)
     while True:
-        c = claim(counter)
-        if c >= C:
+        d = claim(counter)
+        if d >= D:
             return
         sums = (zero, zero, zero, zero, zero, zero, zero, zero, zero)
         tail = (nought, nought, nought, nought, nought, nought, nought, nought, nought)
         for n in range(N):
-            copy_interior(sources[n * C + c], H, W, buffer, padding_h, padding_w, padded_w)
-            sums, tail = weight_sums_plane(buffer, padded_w, values[n * C + c], OH, OW, sums, tail)
+            copy_interior(sources[n * C + d // multiplier], H, W, buffer, padding_h, padding_w, padded_w)
+            sums, tail = weight_sums_plane(buffer, padded_w, values[n * D + d], OH, OW, sums, tail)
         s00, s01, s02, s10, s11, s12, s20, s21, s22 = sums
         t00, t01, t02, t10, t11, t12, t20, t21, t22 = tail
-        target = grad_weight[c, 0]
+        target = grad_weight[d, 0]
         target[0, 0], target[0, 1], target[0, 2] = lane_sum(s00) + t00, lane_sum(s01) + t01, lane_sum(s02) + t02
         target[1, 0], target[1, 1], target[1, 2] = lane_sum(s10) + t10, lane_sum(s11) + t11, lane_sum(s12) + t12
         target[2, 0], target[2, 1], target[2, 2] = lane_sum(s20) + t20, lane_sum(s21) + t21, lane_sum(s22) + t22
 
 
 def conv2d_backward_weight_depthwise3x3(grad_output, input, grad_weight, padded, padding_h, padding_w):
-    """grad_weight[c, 0, i, j] = sum over n, oh, q of grad_output[n, c, oh, q] * padded input[n, c][oh + i, q + j].
-    A task is a channel (its nine sums over the whole batch), so the result does not depend on the threads."""
+    """grad_weight[d, 0, i, j] = sum over n, oh, q of grad_output[n, d, oh, q] * padded input[n, d // M][oh + i, q + j]
+    (M = D // C). A task is a filter (its nine sums over the whole batch), so the result does not depend on the
+    threads."""
     parallel_parts(conv2d_backward_weight_depthwise3x3_span, num_threads(), np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), grad_weight, padded, padding_h, padding_w, claims())
 
 
 # The plan's surface: applies, buffers and the three passes (see plan.py).
 def applies(pass_, convolution):
-    """One 3x3 filter per channel (weight (C, 1, 3, 3), groups = C), stride 1, no dilation, padding <= 2."""
+    """One 3x3 filter per channel (weight (C, 1, 3, 3), groups = C), stride 1, no dilation, padding <= 2; the
+    forward and weight gradient also M filters a channel (weight (M C, 1, 3, 3), output channel d reading
+    input channel d // M)."""
     D, Cg, KH, KW = convolution.weight_shape
-    return (convolution.groups > 1 and Cg == 1 and D == convolution.groups and KH == KW == 3
+    C = convolution.input_shape[1]
+    filters = D == C if pass_ == "backward_input" else D % C == 0
+    return (convolution.groups > 1 and Cg == 1 and C == convolution.groups and filters and KH == KW == 3
             and convolution.stride_h == convolution.stride_w == 1
             and convolution.dilation_h == convolution.dilation_w == 1
             and convolution.padding_h <= 2 and convolution.padding_w <= 2)
@@ -294,7 +302,7 @@ def buffers(pass_, convolution, itemsize, threads):
     per thread (room for the input padded by up to 2 and for the output gradient padded by 2 - padding); the
     input gradient adds turned_filters (C, 3, 3)."""
     N, C, H, W = convolution.input_shape
-    planes = ("planes", "padded", (max(1, min(N * C, threads)), (H + 4) * (W + 4)))
+    planes = ("planes", "padded", (max(1, min(N * convolution.weight_shape[0], threads)), (H + 4) * (W + 4)))
     if pass_ == "backward_input":
         return (("turned_filters", "turned_filters", (convolution.weight_shape[0], 3, 3)), planes)
     return (planes,)

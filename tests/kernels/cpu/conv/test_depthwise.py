@@ -32,7 +32,13 @@ def test_depthwise3x3_float32(rng):
     check("depthwise3x3", (3, 16, 28, 28, 16, 3, 1, 1, 1, 16), rng, dtype=np.float32, tolerance=2e-5)
 
 
-@pytest.mark.parametrize("case", [(2, 5, 9, 9, 10, 3, 2, 1, 1, 5),    # two filters a channel
+@pytest.mark.parametrize("case", [(2, 3, 9, 10, 6, 3, 1, 1, 1, 3),    # two filters a channel
+                                  (3, 2, 7, 17, 6, 3, 1, (2, 0), 1, 2)])  # three, 15 outputs wide
+def test_filters_a_channel_forward_and_weight_gradient(case, rng):
+    check("depthwise3x3", case, rng, passes=("forward", "backward_weight"), finite_differences=case[3] == 10)
+
+
+@pytest.mark.parametrize("case", [(2, 5, 9, 9, 10, 3, 2, 1, 1, 5),    # two filters a channel, stride 2
                                   (3, 4, 11, 10, 4, 3, 2, 1, 1, 4),   # stride 2
                                   (2, 4, 12, 11, 4, 3, 1, 2, 2, 4),   # dilated
                                   (2, 4, 7, 9, 4, 3, 1, 3, 1, 4)])    # padding 3
@@ -95,9 +101,14 @@ def test_buffers_are_one_plane_a_thread():
     ((6, 1, 3, 3), (1, 1, 3, 3, 1, 1, 6)),        # padding 3
     ((6, 1, 3, 3), (2, 2, 1, 1, 1, 1, 6)),        # strided
     ((6, 1, 3, 3), (1, 1, 1, 1, 2, 2, 6)),        # dilated
-    ((12, 1, 3, 3), (1, 1, 1, 1, 1, 1, 6)),       # two filters a channel
     ((6, 1, 5, 5), (1, 1, 2, 2, 1, 1, 6)),        # 5x5
 ])
 def test_depthwise3x3_refuses_other_depthwise_layers(weight_shape, hyper):
     with pytest.raises(ValueError, match="does not apply"):
         plan("forward", (2, 6, 9, 9), weight_shape, *hyper, algorithm="depthwise3x3")
+
+
+def test_filters_a_channel_leave_the_input_gradient_to_direct():
+    with pytest.raises(ValueError, match="does not apply"):
+        plan("backward_input", (2, 6, 9, 9), (12, 1, 3, 3), 1, 1, 1, 1, 1, 1, 6, algorithm="depthwise3x3")
+    assert plan("backward_input", (2, 6, 9, 9), (12, 1, 3, 3), 1, 1, 1, 1, 1, 1, 6).algorithm == "direct"

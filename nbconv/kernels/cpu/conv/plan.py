@@ -6,7 +6,9 @@ warm-up, the tests and `nbconv plan` / `nbconv bench --algorithm` all ask `plan(
 Passes: "forward" (output from input), "backward_input" (input gradient), "backward_weight" (weight
 gradient). The choice, in order:
 - depthwise (one input channel per group): 'depthwise3x3' for one 3x3 filter per channel, stride 1, no
-  dilation, padding <= 2 (every tap unrolled, depthwise.py); else 'direct' (loop nests, direct.py);
+  dilation, padding <= 2 (every tap unrolled, depthwise.py), and for the forward and weight gradient of M
+  such filters a channel (3.6-3.9x direct's loop nests at 2 x 64 channels, 56x56); else 'direct' (loop
+  nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
 - narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
   lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
@@ -321,7 +323,6 @@ SETTINGS = (
                              "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
-    (depthwise, ("CHUNKS_PER_THREAD",)),
     (flat, ("max_chunks",)),
     (gemm, ("block_rows", "channel_parts", "max_chunks", "FORWARD_COLUMNS")),
     (shift, ("max_chunks",)),

@@ -11,6 +11,7 @@ import pytest
 
 import nbconv.functional as F
 from nbconv.kernels.cpu import conv
+from nbconv.kernels.cpu.conv import dispatch
 from tests import reference
 from tests.test_threads import CONV_CASES
 
@@ -85,6 +86,34 @@ def test_nonfinite_values_reach_exactly_their_receptive_field(case, where):
         _assert_matches(F.conv2d(x, w, **hyper), expected_y, f"output, {label}")
         _assert_matches(grad_x, expected_grad_x, f"grad_input, {label}")
         _assert_matches(grad_w, expected_grad_w, f"grad_weight, {label}")
+
+
+EXACT_CASES = [case for case in CASES if case[3] in dispatch.EXACT_TRAINING]
+
+
+@pytest.mark.parametrize("where", ["input", "grad_output"])
+@pytest.mark.parametrize("case", EXACT_CASES, ids=[f"{case[3]}-{index}" for index, case in enumerate(EXACT_CASES)])
+def test_exact_algorithms_give_the_definition_without_recomputing(case, where, monkeypatch):
+    """gemm, pointwise and depthwise3x3 with a finite weight: NaN and inf in the data reach exactly their
+    receptive field straight from the algorithm, the definition's loop nests never called."""
+    def recompute(*args):
+        raise AssertionError("recomputed by the definition")
+    for name in ("conv2d_forward_direct", "conv2d_backward_input_direct", "conv2d_backward_weight_direct"):
+        monkeypatch.setattr(dispatch, name, recompute)
+    input_shape, weight_shape, hyper, path = case
+    rng = np.random.default_rng(11)
+    ref_hyper = _reference_hyper(weight_shape, hyper)
+    x = rng.standard_normal(input_shape).astype(np.float32)
+    w = rng.standard_normal(weight_shape).astype(np.float32)
+    grad_y = rng.standard_normal(F.conv2d(x, w, **hyper).shape).astype(np.float32)
+    _sprinkle({"input": x, "grad_output": grad_y}[where], rng, 3)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected_y = reference.conv2d(x, w, **ref_hyper)
+    grad_x, grad_w, _ = F.conv2d_backward(grad_y, x, w, **hyper)
+    label = f"{path} {hyper}, specials in {where}"
+    _assert_matches(F.conv2d(x, w, **hyper), expected_y, f"output, {label}")
+    _assert_matches(grad_x, reference.conv2d_backward_input(grad_y, w, x.shape, **ref_hyper), f"grad_input, {label}")
+    _assert_matches(grad_w, reference.conv2d_backward_weight(grad_y, x, w.shape, **ref_hyper), f"grad_weight, {label}")
 
 
 @pytest.mark.parametrize("where", ["input", "weight", "grad_output"])

@@ -27,6 +27,8 @@ Wp - OW columns of wide/shift, Winograd's tile transforms, direct's skipped padd
 only matter when a value is not finite; so each public kernel checks its result (and the array that
 multiplies padding or extra zeros) in one pass, and when anything is not finite recomputes by the
 definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
+gemm, pointwise and depthwise3x3 compute no such products that matter (EXACT_TRAINING): with a finite weight
+their results are the definition's whatever the data holds, and the public kernels skip reading them again.
 """
 import numpy as np
 from numba import njit
@@ -105,8 +107,10 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
                    dilation_h, dilation_w, groups):
     """output = conv2d(input, weight) + bias."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    run_forward(plan("forward", input.shape, weight.shape, *args, dtype=input.dtype), input, weight, bias, output)
-    if not all_finite(output, weight):  # by the definition: every product with the padded input
+    chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
+    run_forward(chosen, input, weight, bias, output)
+    if not _exact(chosen, weight) and not all_finite(output, weight):  # by the definition: every product with the
+        # padded input
         conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
 
@@ -117,6 +121,18 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # nothing extra summed), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a
 # finite weight their result is the definition's whatever the input holds, so a prepared pass skips the check
 EXACT_PRODUCTS = ("gemm", "pointwise", "packed", "packed_windows")
+# the training passes' algorithms that compute the definition's products and no others that could matter: the
+# output and the weight gradient sum exactly those (the padding as explicit zeros); the input gradient sums them
+# and, for depthwise3x3, products of its padded output gradient's zeros with the weight, which add nothing while
+# the weight is finite. With a finite weight their forward and input gradient need no check of the result; their
+# weight gradient needs none at all
+EXACT_TRAINING = ("gemm", "pointwise", "depthwise3x3")
+
+
+def _exact(chosen, weight):
+    """True when chosen's result is the definition's whatever the data holds: an EXACT_TRAINING algorithm with
+    a finite weight (C-contiguous, any shape)."""
+    return chosen.algorithm in EXACT_TRAINING and all_finite(weight, weight[:0])
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
@@ -175,9 +191,10 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
                           dilation_h, dilation_w, groups):
     """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    run_backward_input(plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype),
-                       grad_output, weight, grad_input)
-    if not all_finite(grad_input, weight):  # by the definition: only the (output, tap) pairs covering a pixel
+    chosen = plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype)
+    run_backward_input(chosen, grad_output, weight, grad_input)
+    if not _exact(chosen, weight) and not all_finite(grad_input, weight):  # by the definition: only the
+        # (output, tap) pairs covering a pixel
         conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
 
 
@@ -188,8 +205,9 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
     if grad_output.size == 0:  # an empty batch: a sum of nothing (the chunked kernels would leave it unwritten)
         grad_weight[...] = 0
         return
-    run_backward_weight(plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype),
-                        grad_output, input, grad_weight)
-    if not all_finite(grad_weight, grad_output):  # by the definition: every product with the padded input
+    chosen = plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype)
+    run_backward_weight(chosen, grad_output, input, grad_weight)
+    if chosen.algorithm not in EXACT_TRAINING and not all_finite(grad_weight, grad_output):  # by the definition:
+        # every product with the padded input
         conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,
                                       stride_h, stride_w, 0, 0, dilation_h, dilation_w, groups)

@@ -220,11 +220,17 @@ def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
     def interrupt(signum, frame):
         raise Interrupted
 
+    started = threading.Event()
+
     def slow(span_part, span_parts, done):
         if span_part == 1:
+            started.set()
             time.sleep(0.3)
+        else:  # keeps part 1 on its worker: a part the caller took over would be interrupted with the caller
+            assert started.wait(30)
         done[span_part] += 1
     done = np.zeros(2, np.int64)
+    threads.parallel_parts(_count_span, 2, np.zeros(10, np.int64))  # the workers started before the alarm is set
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.1)
@@ -237,6 +243,50 @@ def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
     counts = np.zeros(1000, np.int64)
     threads.parallel_parts(_count_span, 2, counts)
     assert np.array_equal(counts, np.ones(1000, np.int64))
+
+
+def test_the_caller_runs_the_parts_of_a_worker_that_has_not_started():
+    """A worker asleep that the call does not wake (as one whose core another process holds): the caller runs
+    its part too and returns without it; the worker, woken later, skips that call and takes the next."""
+    workers = threads.Workers(1)
+    deadline = time.perf_counter() + 30
+    while not workers.asleep[0]:  # the new worker blocks once it has spun SPIN_NS without a call
+        assert time.perf_counter() < deadline
+        time.sleep(0.01)
+    workers.asleep[0] = False  # so the call does not wake it
+    ran = []
+
+    def kernel(span_part, span_parts, counts):
+        ran.append((span_part, threading.current_thread().name))
+        _count_span(span_part, span_parts, counts)
+    counts = np.zeros(1000, np.int64)
+
+    def call():
+        with workers.busy:
+            workers.run(kernel, 2, (counts,))
+    caller = threading.Thread(target=call, name="caller", daemon=True)
+    caller.start()
+    caller.join(10)
+    returned_alone = not caller.is_alive()
+    with workers.wake:  # wakes the worker (which lets a call still waiting for it end)
+        workers.wake.notify_all()
+    caller.join(30)
+    assert returned_alone, "the call waited for a worker that had not started"
+    assert ran == [(0, "caller"), (1, "caller")]
+    assert workers.taken_over == 1 and np.array_equal(counts, np.ones(1000, np.int64))
+    started = threading.Event()
+    ran.clear()
+
+    def waits_for_the_worker(span_part, span_parts, counts):
+        if span_part == 1:
+            started.set()
+        else:
+            assert started.wait(30)
+        kernel(span_part, span_parts, counts)
+    with workers.busy:
+        workers.run(waits_for_the_worker, 2, (counts,))
+    assert sorted(ran)[1][1] == workers.threads[0].name and workers.taken_over == 1
+    assert np.array_equal(counts, np.full(1000, 2, np.int64))
 
 
 def test_compile_wait_starts_no_thread():

@@ -24,6 +24,12 @@ call, and neither side sleeps while the other is busy: a hand-off costs about 9 
 machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took 30-100 us). A thread that
 spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU.
 
+A worker that has not started a call by the time the caller has finished its own part is late (asleep, or its
+core taken by another process: on a 2-vCPU machine, a millisecond or more): the caller then takes that worker's
+parts and runs them itself instead of waiting for it. Each call is taken once, by the worker or by the caller,
+under a lock (`taken`: the last call each worker row was taken for); a worker that finds its call taken skips it.
+Parts are independent (each in its own buffers), so which thread runs one does not change its result.
+
 Calls from several Python threads at once are safe: one call at a time owns the workers, and a call that
 finds them busy runs all of its parts on its own thread, in order (same results, no waiting, no deadlock).
 (The public kernels still run one at a time, under nbconv.kernels.serial.LAUNCH_LOCK, because the
@@ -64,6 +70,9 @@ class Workers:
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
         self.calls = 0                   # the number of the current call: what `posted` and `done` count to
         self.asleep = [False] * count    # which workers stopped spinning and wait on self.wake
+        self.taken = [0] * count         # per worker row, the last call taken (by the worker or the caller)
+        self.taking = threading.Lock()   # held while a call is taken
+        self.taken_over = 0              # calls whose parts of a worker the caller ran itself (for benchmarks)
         self.caller_asleep = False       # whether the caller stopped spinning and waits on self.wake
         self.busy = threading.Lock()     # held by the call that owns the workers
         self.wake = threading.Condition()
@@ -85,7 +94,15 @@ class Workers:
                         wake.wait()
                     asleep[row] = False
             seen = int(counters[row, _POSTED])
-            span_kernel, parts, args = self.job
+            with self.taking:
+                mine = self.taken[row] < seen
+                if mine:
+                    self.taken[row] = seen
+                    job = self.job
+            if not mine:  # the caller ran this row's parts itself; it waits for no `done` from this row
+                continue
+            span_kernel, parts, args = job
+            job = None
             threads = min(parts, self.count + 1)
             if parts == threads:  # one part each: the usual case
                 try:
@@ -121,15 +138,19 @@ class Workers:
                 first_error = error
         else:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
-        if not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
+        waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
+        for row in waited:
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, self.timespec):
+                continue
             try:
                 with self.wake:
                     self.caller_asleep = True
-                    while not spin.reached(counters, 0, workers, _DONE, call, 0, self.timespec):
+                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, self.timespec):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
-                while not spin.reached(counters, 0, workers, _DONE, call, SPIN_NS, self.timespec):
-                    time.sleep(0.001)  # the next call may not own the workers before they are done
+                for late in waited:
+                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, self.timespec):
+                        time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise
             finally:
@@ -143,6 +164,31 @@ class Workers:
         for error in [first_error] + worker_errors:
             if error is not None:
                 raise error
+
+
+    def _take_late_rows(self, span_kernel, parts, args, threads, workers, call):
+        """After the caller's own parts: runs here the parts of every worker row that has not started the call
+        yet (into self.errors[row], as the worker would); returns the rows a worker took, to wait for."""
+        counters, waited = self.counters, []
+        for row in range(workers):
+            if counters[row, _DONE] >= call:
+                continue
+            # a worker in the middle of taking holds the lock for a moment: leave the row to it
+            if not self.taking.acquire(blocking=False):
+                waited.append(row)
+                continue
+            try:
+                late = self.taken[row] < call
+                if late:
+                    self.taken[row] = call
+            finally:
+                self.taking.release()
+            if not late:
+                waited.append(row)
+                continue
+            self.taken_over += 1
+            self.errors[row] = _run_parts(span_kernel, range(row + 1, parts, threads), parts, args)
+        return waited
 
 
 def _run_parts(span_kernel, own_parts, parts, args):

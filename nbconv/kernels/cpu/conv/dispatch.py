@@ -38,7 +38,7 @@ from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
 from ..shared import chunk_bounds
-from ..threads import num_threads, parallel_parts
+from ..threads import parallel_parts, thread_count
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .plan import plan, prepared_plan
@@ -60,8 +60,10 @@ def conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
 
 
 def conv2d_backward_bias(grad_output, grad_bias):
-    """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW."""
-    parallel_parts(conv2d_backward_bias_span, num_threads(), grad_output, grad_bias)
+    """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW (each channel by one thread: the same
+    bits at any thread count). Below MIN_PARALLEL_WORK values on the calling thread alone: LeNet-5's second
+    layer's 102,400 take ~21 us there, and a hand-off more than the half it would save."""
+    parallel_parts(conv2d_backward_bias_span, thread_count(grad_output.size), grad_output, grad_bias)
 
 
 VIEWS_REMEMBERED = 256  # plans whose buffers' views are kept (each only while the scratch memory stays)

@@ -128,7 +128,7 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
 # nothing extra summed), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a
 # finite weight their result is the definition's whatever the input holds, so a pass checks only the weight
-EXACT_PRODUCTS = ("gemm", "pointwise", "packed", "packed_windows")
+EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "packed", "packed_windows")
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,

@@ -94,6 +94,8 @@ def conv2d_backward_weight_pointwise(grad_output, input, grad_weight, packed_inp
     """grad_weight (D, C/groups, 1, 1) = sum over images of grad_output[n] (D, P) @ input[n].T (P, C), per
     group. packed_input (parts, C, >= images*P), packed_grad (parts, D, >= images*P): one pair per thread;
     partial (chunks, groups, D/groups, C/groups), summed in chunk order."""
+    if images > 1 and min(packed_input.shape[2], packed_grad.shape[2]) < images * input.shape[2] * input.shape[3]:
+        raise ValueError(f"packed buffers of {packed_input.shape[2]} columns for {images} images a product")
     parallel_parts(conv2d_backward_weight_pointwise_span, min(num_threads(), partial.shape[0],
                                                               packed_input.shape[0]),
                    grad_output, input, packed_input, packed_grad, partial, groups, images, claims())
@@ -130,4 +132,4 @@ def backward_weight(grad_output, input, grad_weight, buffers, plan):
     with single_threaded():
         conv2d_backward_weight_pointwise(grad_output, input, grad_weight, buffers["packed_input"],
                                          buffers["packed_grad"], buffers["partial_sums"], plan.convolution.groups,
-                                         images_per_product(H * W))
+                                         min(N, images_per_product(H * W)))

@@ -50,3 +50,28 @@ def test_the_sums_do_not_depend_on_the_thread_count(rng):
     finally:
         numba.set_num_threads(before)
     assert np.array_equal(results[0], results[1])
+
+
+def test_the_packed_buffers_hold_every_product(rng):
+    """For every batch, the plan's packed buffers are as wide as the products the pass packs (one image, fewer
+    images than a product takes, more), and the pass writes nothing past them: sentinels after the scratch
+    views stay."""
+    for N in (1, 2, 3, 40):
+        x, w, _, hyper = random_case((N, 6, 3, 4, 5, 1, 1, 0, 1, 1), rng, np.float32)
+        grad_y = rng.standard_normal((N, 5, 3, 4)).astype(np.float32)
+        chosen = plan("backward_weight", x.shape, w.shape, *hyper, dtype=x.dtype)
+        assert chosen.algorithm == "pointwise_weight"
+        images = min(N, pointwise_weight.images_per_product(12))
+        shapes = {buffer.name: buffer.shape for buffer in chosen.buffers}
+        if images > 1:
+            assert shapes["packed_input"][2] >= images * 12 and shapes["packed_grad"][2] >= images * 12
+        buffers = {name: np.full((shape[0] * int(np.prod(shape[1:])) + 64,), 7.0, np.float32)
+                   for name, shape in shapes.items()}
+        views = {name: buffers[name][:-64].reshape(shapes[name]) for name in shapes}
+        out = np.empty(w.shape, np.float32)
+        pointwise_weight.backward_weight(grad_y, x, out, views, chosen)
+        for name in shapes:
+            assert (buffers[name][-64:] == 7.0).all(), name
+        np.testing.assert_allclose(out, np.einsum("ndp,ncp->dc", grad_y.reshape(N, 5, 12).astype(np.float64),
+                                                  x.reshape(N, 6, 12).astype(np.float64)).reshape(w.shape),
+                                   rtol=1e-5, atol=1e-5)

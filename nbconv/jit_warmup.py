@@ -54,6 +54,7 @@ LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
+         "pointwise_weight": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1)),
          "packed": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
          "row_lanes": ((2, 6, 5, 8), (2, 6, 3, 3), (1, 1, 1, 1, 1, 1, 1))}

@@ -59,7 +59,8 @@ def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
                       ("winograd4_weight", "forward"), ("winograd4_weight", "backward_input"), ("packed", "backward_input"),
                       ("packed", "backward_weight"), ("packed_windows", "backward_input"),
                       ("packed_windows", "backward_weight"), ("row_lanes", "forward"),
-                      ("row_lanes", "backward_weight")}  # each of these passes is another algorithm's
+                      ("row_lanes", "backward_weight"), ("pointwise_weight", "forward"),
+                      ("pointwise_weight", "backward_input")}  # each of these passes is another algorithm's
     kernels = [(pass_, name, "float32") for name in ALGORITHMS for pass_ in PASSES
                if (name, pass_) not in not_applicable]
     jit_warmup.compile_convolutions(kernels)  # each one forced through the plan: a ValueError if it did not apply

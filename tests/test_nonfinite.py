@@ -88,7 +88,7 @@ def test_nonfinite_values_reach_exactly_their_receptive_field(case, where):
         _assert_matches(grad_w, expected_grad_w, f"grad_weight, {label}")
 
 
-EXACT_CASES = [case for case in CASES if case[3] in dispatch.EXACT_TRAINING]
+EXACT_CASES = [case for case in CASES if case[3] in dispatch.EXACT_PRODUCTS]
 
 
 @pytest.mark.parametrize("where", ["input", "grad_output"])

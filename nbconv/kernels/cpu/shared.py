@@ -55,21 +55,30 @@ def task_rows(task, blocks, block_rows, out_h):
     return n, oh0, min(out_h, oh0 + block_rows)
 
 
+TRANSPOSE_ROWS = 16  # partial rows whose sums are written into grad_weight together: 64 bytes a row
+
+
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def sum_partials_span(span_part, span_parts, partial, grad_weight):
-    """sum_partials over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+    """sum_partials over the span_part-th of span_parts slices of its outer loop (threads.py): blocks of
+    TRANSPOSE_ROWS rows of one group."""
     chunks, groups, depth, Dg = partial.shape
     flat = grad_weight.reshape((groups * Dg, depth))
-    span_first, span_last = chunk_bounds(span_part, span_parts, groups * depth)
-    for row in range(span_first, span_last):
-        g, k = row // depth, row % depth
-        total = partial[0, g, k]
-        for chunk in range(1, chunks):
-            source = partial[chunk, g, k]
-            for dd in range(Dg):
-                total[dd] += source[dd]
+    blocks = (depth + TRANSPOSE_ROWS - 1) // TRANSPOSE_ROWS
+    span_first, span_last = chunk_bounds(span_part, span_parts, groups * blocks)
+    for block in range(span_first, span_last):
+        g, k0 = block // blocks, (block % blocks) * TRANSPOSE_ROWS
+        k1 = min(depth, k0 + TRANSPOSE_ROWS)
+        for k in range(k0, k1):
+            total = partial[0, g, k]
+            for chunk in range(1, chunks):
+                source = partial[chunk, g, k]
+                for dd in range(Dg):
+                    total[dd] += source[dd]
         for dd in range(Dg):
-            flat[g * Dg + dd, k] = total[dd]
+            target = flat[g * Dg + dd, k0:k1]
+            for k in range(k1 - k0):
+                target[k] = partial[0, g, k0 + k, dd]
 
 
 def sum_partials(partial, grad_weight):
@@ -78,5 +87,9 @@ def sum_partials(partial, grad_weight):
     partial: (chunks, groups, C/groups*KH*KW, D/groups), the transposed per-chunk sums of the weight
     gradient kernels; the fixed order makes the result independent of the thread count. The sums run
     along partial's contiguous rows (into chunk 0's, which this overwrites), so each partial value is read
-    once: summing down its columns read a new cache line per value, seconds for 512-channel layers."""
+    once: summing down its columns read a new cache line per value, seconds for 512-channel layers. The
+    sums are then written TRANSPOSE_ROWS rows at a time, a run of contiguous values in each row of
+    grad_weight: one value a row wrote D/groups values C*KH*KW apart, whose cache lines share a few cache
+    sets (two 8 MB partials of a 1024 -> 2048 layer: 14.4 ms, against 6.6 ms in runs of 16).
+    """
     parallel_parts(sum_partials_span, thread_count(partial.size), partial, grad_weight)

@@ -27,8 +27,8 @@ Wp - OW columns of wide/shift, Winograd's tile transforms, direct's skipped padd
 only matter when a value is not finite; so each public kernel checks its result (and the array that
 multiplies padding or extra zeros) in one pass, and when anything is not finite recomputes by the
 definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
-gemm, pointwise and depthwise3x3 compute no such products that matter (EXACT_TRAINING): with a finite weight
-their results are the definition's whatever the data holds, and the public kernels skip reading them again.
+The algorithms of EXACT_PRODUCTS compute the definition's products and no others, so their results need no
+check: only their weight is checked (a few thousand values, against a pass over the whole result).
 """
 import numpy as np
 from numba import njit
@@ -105,14 +105,22 @@ def _explicitly_padded(input, padding_h, padding_w):
     return np.pad(input, ((0, 0), (0, 0), (padding_h, padding_h), (padding_w, padding_w)))
 
 
+def _exact(chosen, weight, result, other=None):
+    """True when `result` needs no recomputing by the definition: for EXACT_PRODUCTS, when `weight` (empty for the
+    weight gradient, which no weight enters) is finite; for the other algorithms, when `result` and the array
+    that met padding or extra zeros (`other`, default the weight) are."""
+    if chosen.algorithm in EXACT_PRODUCTS:
+        return all_finite(weight, weight[:0])
+    return all_finite(result, weight if other is None else other)
+
+
 def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, padding_w,
                    dilation_h, dilation_w, groups):
     """output = conv2d(input, weight) + bias."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
     run_forward(chosen, input, weight, bias, output)
-    if not _exact(chosen, weight) and not all_finite(output, weight):  # by the definition: every product with the
-        # padded input
+    if not _exact(chosen, weight, output):  # by the definition: every product with the padded input
         conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
 
@@ -120,21 +128,10 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
 # the prepared passes' algorithms that apply an epilogue to each block of output while it is in the cache
 FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packed_windows")
 # the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
-# nothing extra summed), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a
-# finite weight their result is the definition's whatever the input holds, so a prepared pass skips the check
-EXACT_PRODUCTS = ("gemm", "pointwise", "packed", "packed_windows")
-# the training passes' algorithms that compute the definition's products and no others that could matter: the
-# output and the weight gradient sum exactly those (the padding as explicit zeros); the input gradient sums them
-# and, for depthwise3x3, products of its padded output gradient's zeros with the weight, which add nothing while
-# the weight is finite. With a finite weight their forward and input gradient need no check of the result; their
-# weight gradient needs none at all
-EXACT_TRAINING = ("gemm", "pointwise", "depthwise3x3")
-
-
-def _exact(chosen, weight):
-    """True when chosen's result is the definition's whatever the data holds: an EXACT_TRAINING algorithm with
-    a finite weight (C-contiguous, any shape)."""
-    return chosen.algorithm in EXACT_TRAINING and all_finite(weight, weight[:0])
+# nothing extra summed but, in depthwise3x3's input gradient, its padded output gradient's zeros times the
+# weight), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a finite weight
+# their result is the definition's whatever the input holds, so a pass checks only the weight
+EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "packed", "packed_windows", "depthwise3x3")
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
@@ -195,8 +192,7 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
     chosen = plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype)
     run_backward_input(chosen, grad_output, weight, grad_input)
-    if not _exact(chosen, weight) and not all_finite(grad_input, weight):  # by the definition: only the
-        # (output, tap) pairs covering a pixel
+    if not _exact(chosen, weight, grad_input):  # by the definition: only the (output, tap) pairs covering a pixel
         conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
 
 
@@ -209,7 +205,6 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
         return
     chosen = plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype)
     run_backward_weight(chosen, grad_output, input, grad_weight)
-    if chosen.algorithm not in EXACT_TRAINING and not all_finite(grad_weight, grad_output):  # by the definition:
-        # every product with the padded input
+    if not _exact(chosen, grad_weight[:0], grad_weight, grad_output):  # every product with the padded input
         conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,
                                       stride_h, stride_w, 0, 0, dilation_h, dilation_w, groups)

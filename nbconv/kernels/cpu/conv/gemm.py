@@ -4,7 +4,9 @@
 The batch is cut into tasks of one image and one block of its output rows, sized so that the block's
 unrolled windows ("col", (C*KH*KW, rows*OW)) stay in the core's cache. Each parallel chunk of tasks owns
 one col buffer and calls the single-threaded BLAS itself, writing straight into the (N, D, OH*OW) output:
-no whole-batch col matrix, no re-layout pass, no second thread pool.
+no whole-batch col matrix, no re-layout pass, no second thread pool. The threads claim the chunks one at a
+time (claims.py), so a thread slowed by another process leaves its share to the others; what a chunk computes,
+and into which buffers, does not depend on which thread claimed it.
 """
 from numba import njit
 
@@ -13,6 +15,7 @@ from ..scale_shift import epilogue_span, no_epilogue
 from ..shared import chunk_bounds, fill, fill_plane, fill_zero, sum_partials, task_rows, valid_range
 from ..threads import num_threads, parallel_parts
 from .blocks import balanced_rows, block_rows, channel_parts, max_chunks
+from .claims import claim, claims
 
 FORWARD_COLUMNS = 196  # forward blocks of at least this many output positions (whole rows), tasks allowing
 
@@ -96,8 +99,8 @@ def unrolled(input, buffer, n, oh0, oh1, pointwise, kernel_h, kernel_w, out_w, s
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_gemm_span(span_part, span_parts, input, weight, bias, output, col, stride_h, stride_w, padding_h,
                              padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift, residual,
-                             activation):
-    """conv2d_forward_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                             activation, counter):
+    """conv2d_forward_gemm, part span_part of span_parts (threads.py): chunks claimed one at a time from counter."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = output.shape[2], output.shape[3]
@@ -107,8 +110,10 @@ def conv2d_forward_gemm_span(span_part, span_parts, input, weight, bias, output,
     has_bias = bias.shape[0] > 0
     size = output.itemsize
     flat_output = output.reshape((N, D, P))
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
+    while True:
+        chunk = claim(counter)
+        if chunk >= chunks:
+            break
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks * parts)
         for task in range(first, last):
@@ -138,23 +143,25 @@ def conv2d_forward_gemm(input, weight, bias, output, col, stride_h, stride_w, pa
     scale_shift.epilogue_span to what it wrote (scale, shift (D,) or (0,), residual (N, D, OH*OW) or
     (0, 0, 0), activation; nothing when all are absent), while it is still in the cache.
     """
-    parallel_parts(conv2d_forward_gemm_span, num_threads(), input, weight, bias, output, col, stride_h,
-                   stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale, shift,
-                   residual, activation)
+    parallel_parts(conv2d_forward_gemm_span, min(num_threads(), col.shape[0]), input, weight, bias, output, col,
+                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise, parts, scale,
+                   shift, residual, activation, claims())
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_input_gemm_span(span_part, span_parts, grad_output, weight, grad_input, col, stride_h, stride_w,
-                                    padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
-    """conv2d_backward_input_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                    padding_h, padding_w, dilation_h, dilation_w, groups, pointwise, counter):
+    """conv2d_backward_input_gemm, part span_part of span_parts (threads.py): chunks claimed from counter."""
     N, C, H, W = grad_input.shape
     D, Cg, KH, KW = weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
     P, depth, Dg = OH * OW, Cg * KH * KW, D // groups
     chunks, block_rows = col.shape[0], col.shape[2] // OW
     size = grad_output.itemsize
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
+    while True:
+        chunk = claim(counter)
+        if chunk >= chunks:
+            break
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
@@ -180,14 +187,16 @@ def conv2d_backward_input_gemm(grad_output, weight, grad_input, col, stride_h, s
                                dilation_h, dilation_w, groups, pointwise):
     """grad_input[n] = col2im(weight_g.T @ grad_output[n, g]) per group. A task is a whole image, so the
     scatter of overlapping windows never races."""
-    parallel_parts(conv2d_backward_input_gemm_span, num_threads(), grad_output, weight, grad_input, col,
-                   stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
+    parallel_parts(conv2d_backward_input_gemm_span, min(num_threads(), col.shape[0]), grad_output, weight,
+                   grad_input, col, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups,
+                   pointwise, claims())
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_gemm_span(span_part, span_parts, grad_output, input, grad_weight, col, partial, stride_h,
-                                     stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise):
-    """conv2d_backward_weight_gemm over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                     stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise,
+                                     counter):
+    """conv2d_backward_weight_gemm, part span_part of span_parts (threads.py): chunks claimed from counter."""
     N, C, H, W = input.shape
     D, Cg, KH, KW = grad_weight.shape
     OH, OW = grad_output.shape[2], grad_output.shape[3]
@@ -195,8 +204,10 @@ def conv2d_backward_weight_gemm_span(span_part, span_parts, grad_output, input, 
     chunks, block_rows = col.shape[0], col.shape[2] // OW
     blocks = (OH + block_rows - 1) // block_rows
     size = input.itemsize
-    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
-    for chunk in range(span_first, span_last):
+    while True:
+        chunk = claim(counter)
+        if chunk >= chunks:
+            break
         buffer = col[chunk]
         first, last = chunk_bounds(chunk, chunks, N * blocks)
         for task in range(first, last):
@@ -215,8 +226,9 @@ def conv2d_backward_weight_gemm(grad_output, input, grad_weight, col, partial, s
     transposed, into partial[chunk] (groups, C/groups*KH*KW, D/groups): with the long side first the small
     products run twice as fast on LeNet-5's layers. The partials are then added in chunk order, so the
     result does not depend on how many threads ran the chunks."""
-    parallel_parts(conv2d_backward_weight_gemm_span, num_threads(), grad_output, input, grad_weight, col,
-                   partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups, pointwise)
+    parallel_parts(conv2d_backward_weight_gemm_span, min(num_threads(), col.shape[0]), grad_output, input,
+                   grad_weight, col, partial, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups,
+                   pointwise, claims())
     sum_partials(partial, grad_weight)
 
 

@@ -9,7 +9,9 @@ gradient). The choice, in order:
   dilation, padding <= 2 (every tap unrolled, depthwise.py), and for the forward and weight gradient of M
   such filters a channel (3.6-3.9x direct's loop nests at 2 x 64 channels, 56x56); else 'direct' (loop
   nests, direct.py);
-- 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix);
+- 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix); their weight
+  gradient on maps of at most POINTWISE_WEIGHT_MOST_POSITIONS positions: 'pointwise_weight' (several images
+  packed into one deeper product, pointwise_weight.py);
 - narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
   lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
   with LANES_CHANNELS to LANES_MOST_CHANNELS output channels (and at most that many inputs), LANES_TAPS
@@ -122,8 +124,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..threads import num_threads
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, row_lanes, shift, strips, wide,
-               winograd, winograd4, winograd4_weight, winograd_weight)
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, pointwise_weight, row_lanes,
+               shift, strips, wide, winograd, winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -148,6 +150,7 @@ LANES_WIDEST = 32  # ... outputs at most this wide (ResNet-20's 32, 16, 8), ever
 LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filters larger than 3x3 with 16 up to
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
+POINTWISE_WEIGHT_MOST_POSITIONS = 196  # 'pointwise_weight' for 1x1 weight gradients on maps up to 14x14
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -162,6 +165,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("depthwise3x3", depthwise, depthwise.applies),
     Algorithm("direct", direct, direct.applies),
     Algorithm("pointwise", gemm, gemm.applies_pointwise),
+    Algorithm("pointwise_weight", pointwise_weight, pointwise_weight.applies),
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("winograd4", winograd4, winograd4.applies),
     Algorithm("winograd_weight", winograd_weight, winograd_weight.applies),
@@ -273,6 +277,9 @@ def choose(pass_, convolution):
     if groups > 1 and Cg == 1:
         return "depthwise3x3" if depthwise.applies(pass_, convolution) else "direct"
     if gemm.applies_pointwise(pass_, convolution):
+        positions = convolution.input_shape[2] * convolution.input_shape[3]
+        if pass_ == "backward_weight" and positions <= POINTWISE_WEIGHT_MOST_POSITIONS:
+            return "pointwise_weight"
         return "pointwise"
     direct_algorithm = _direct(pass_, convolution)
     if direct_algorithm:
@@ -320,7 +327,7 @@ SETTINGS = (
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS", "ROW_LANES_MOST_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
-                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES")),
+                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (flat, ("max_chunks",)),
@@ -334,6 +341,7 @@ SETTINGS = (
     (winograd4_weight, ("BLOCK_BYTES", "SLAB_BYTES", "CHUNKS_PER_THREAD")),
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "UNUSED", "max_chunks")),
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
+    (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
 )

@@ -91,3 +91,76 @@ def test_forward_blocks_hold_at_least_forward_columns_while_every_thread_gets_on
     assert columns("backward_weight", 3, 1) == columns("backward_input", 3, 1) == 6
     check("gemm", case, rng, passes=("forward",))
     check("gemm", case, rng, passes=("forward",), dtype=np.float32, tolerance=2e-5)
+
+
+# float32 layers large enough for the BLAS's full micro-kernels and its edge panels alike
+NONFINITE_CASES = [
+    ("pointwise", (3, 70, 17, 19, 45, 1, 1, 0, 1, 1)),
+    ("pointwise", (2, 48, 9, 13, 40, 1, 1, 0, 1, 2)),
+    ("gemm", (2, 20, 15, 17, 33, 3, 2, 1, 1, 1)),
+    ("gemm", (2, 24, 11, 12, 18, (3, 2), (2, 1), (2, 1), (1, 2), 3)),
+]
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+@pytest.mark.parametrize("algorithm, case", NONFINITE_CASES)
+def test_exact_products_carry_nonfinite_values_by_the_definition(algorithm, case, where, rng):
+    """gemm and pointwise compute only the definition's products (dispatch.EXACT_PRODUCTS), so their public
+    kernels do not check their results: the algorithm's own passes, with no fallback, give the float64
+    definition's NaN and inf positions and finite values."""
+    from tests import reference
+    from tests.kernels.cpu.conv.algorithm_check import run
+    from tests.test_nonfinite import _assert_matches, _sprinkle
+    x, w, b, hyper = random_case(case, rng, np.float32)
+    stride, padding, dilation, groups = hyper[0:2], hyper[2:4], hyper[4:6], hyper[6]
+    pads = tuple((p, p) for p in padding)
+    grad_y = rng.standard_normal(reference.conv2d(x, w, b, stride, pads, dilation, groups).shape).astype(np.float32)
+    _sprinkle({"input": x, "weight": w, "grad_output": grad_y}[where], rng, 3)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = {"forward": reference.conv2d(x, w, b, stride, pads, dilation, groups),
+                    "backward_input": reference.conv2d_backward_input(grad_y, w, x.shape, stride, pads, dilation,
+                                                                      groups),
+                    "backward_weight": reference.conv2d_backward_weight(grad_y, x, w.shape, stride, pads, dilation,
+                                                                        groups)}
+    assert any(not np.isfinite(by_definition).all() for by_definition in expected.values())
+    for pass_, by_definition in expected.items():
+        _assert_matches(run(algorithm, pass_, x, w, b, grad_y, hyper), by_definition, f"{algorithm} {pass_}, {where}")
+
+
+@pytest.mark.parametrize("algorithm, case", [
+    ("pointwise", (7, 33, 9, 13, 21, 1, 1, 0, 1, 1)),   # 7 images over 1-3 threads: uneven claims
+    ("gemm", (5, 6, 11, 10, 9, 3, 2, 1, 1, 1)),
+])
+def test_claimed_chunks_give_the_same_bits_whatever_the_thread_count(algorithm, case, monkeypatch, rng):
+    """The threads claim chunks in whatever order they get to them; each chunk's results (and for the weight
+    gradient its partial sum, added in chunk order) stay the same: one plan's passes run with 1, 2 and 3
+    threads give the same bits (the weight gradient's plan does not depend on the thread count at all), and
+    match the reference."""
+    import numba
+    from nbconv.kernels.cpu.conv import dispatch
+    monkeypatch.setattr(blocks, "CACHE_BYTES", 4096)  # several blocks an image: more chunks than threads
+    x, w, b, hyper = random_case(case, rng, np.float32)
+    plans = {pass_: plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype, algorithm=algorithm, threads=2)
+             for pass_ in ("forward", "backward_input", "backward_weight")}
+    assert plans["forward"].buffers[0].shape[0] > 3  # chunks to claim
+    grad_y = rng.standard_normal(plans["forward"].convolution.output_shape).astype(np.float32)
+
+    def passes():
+        y, grad_x, grad_w = (np.full(shape, np.nan, np.float32) for shape in
+                             (grad_y.shape, x.shape, w.shape))
+        dispatch.run_forward(plans["forward"], x, w, b, y)
+        dispatch.run_backward_input(plans["backward_input"], grad_y, w, grad_x)
+        dispatch.run_backward_weight(plans["backward_weight"], grad_y, x, grad_w)
+        return y, grad_x, grad_w
+    before = numba.get_num_threads()
+    results = {}
+    try:
+        for count in (1, 2, 3):
+            numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+            results[count] = passes()
+    finally:
+        numba.set_num_threads(before)
+    for count in (2, 3):
+        for one, many in zip(results[1], results[count]):
+            assert np.array_equal(one, many)
+    check(algorithm, case, rng, dtype=np.float32, tolerance=2e-5)

@@ -17,8 +17,10 @@ CLASSES = [
     ("depthwise 5x5", (2, 32, 14, 14), (32, 1, 5, 5), (1, 2, 1, 32), ("direct",) * 3),
     ("depthwise, two filters a channel", (2, 8, 9, 9), (16, 1, 3, 3), (1, 1, 1, 8),
      ("depthwise3x3", "direct", "depthwise3x3")),
-    ("pointwise 1x1", (2, 64, 14, 14), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise",) * 3),
-    ("pointwise 1x1, grouped", (2, 64, 14, 14), (64, 16, 1, 1), (1, 0, 1, 4), ("pointwise",) * 3),
+    ("pointwise 1x1", (2, 64, 14, 14), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise", "pointwise", "pointwise_weight")),
+    ("pointwise 1x1, grouped", (2, 64, 14, 14), (64, 16, 1, 1), (1, 0, 1, 4),
+     ("pointwise", "pointwise", "pointwise_weight")),
+    ("pointwise 1x1, 28 wide", (2, 64, 28, 28), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise",) * 3),
     ("1x1, strided", (2, 64, 14, 14), (128, 64, 1, 1), (2, 0, 1, 1), ("gemm",) * 3),
     ("1x1, padded", (2, 64, 14, 14), (128, 64, 1, 1), (1, 1, 1, 1), ("shift", "shift", "wide")),
     ("3x3, strided", (2, 64, 28, 28), (128, 64, 3, 3), (2, 1, 1, 1), ("gemm",) * 3),
@@ -83,9 +85,10 @@ def test_the_classes_cover_every_algorithm_and_pass():
             continue  # nn.infer's layers with the weight packed once, never choose()'s (test_packed*.py)
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (
-                    name in ("winograd_weight", "winograd4_weight") and pass_ != WEIGHT) or (
+                    name in ("winograd_weight", "winograd4_weight", "pointwise_weight") and pass_ != WEIGHT) or (
                     name == "row_lanes" and pass_ != INPUT):
-                continue  # Winograd's weight gradient is an algorithm of its own; no flat input gradient;
+                continue  # Winograd's and pointwise_weight's weight gradients are algorithms of their own; no flat
+                # input gradient;
                 # row_lanes is an input gradient only
             if (name, pass_) == ("winograd_weight", WEIGHT):
                 continue  # only below WINOGRAD4_WEIGHT_CHANNELS, which no Winograd layer is by default (below)

@@ -32,7 +32,7 @@ import numpy as np
 from nbconv.kernels.cpu.conv.plan import applicable, choose, Convolution
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
+from layer_timing import add_arguments, alternating_rounds, runner, set_up, torch_runner  # noqa: E402
 
 TREES_DIR = "/tmp/nbconv_trees"  # copies of other trees' nbconv (import_tree)
 
@@ -114,12 +114,7 @@ def main():
                 contenders["tree"] = runner(pass_, "lanes", x, w, b, grad_y, stride, padding, tree)
             if not args.no_torch:
                 contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, stride, padding)
-            for function in contenders.values():
-                function()  # compile, allocate
-            times = {key: [] for key in contenders}
-            for _ in range(args.rounds):
-                for key, function in contenders.items():
-                    times[key].append(timed(function, args.repeat, clock))
+            times = alternating_rounds(contenders, args.rounds, args.repeat, clock)
             median = {key: statistics.median(value) for key, value in times.items()}
             for other in others:
                 versus_other = [o / bl for o, bl in zip(times[other], times["lanes"])]

@@ -1,6 +1,6 @@
-"""What the per-layer benchmarks (winograd4_layers.py, blocked_layers.py) share: their
-common options, the threads and clock those set, one pass of a convolution (through the plan, or PyTorch's)
-as a function of no arguments, and the mean time of a few calls.
+"""What the per-layer benchmarks (winograd4_layers.py, blocked_layers.py, pointwise_*.py) share:
+their common options, the threads and clock those set, one pass of a convolution (through the plan, or
+PyTorch's) as a function of no arguments, the mean time of a few calls, and rounds that alternate contenders.
 """
 import time
 
@@ -67,3 +67,17 @@ def timed(function, repeat, clock):
     for _ in range(repeat):
         function()
     return (clock() - start) / repeat
+
+
+def alternating_rounds(contenders, rounds, repeat, clock, warm_up=1):
+    """{name: [the mean time of `repeat` calls, one per round]} for contenders {name: function of no arguments},
+    each called `warm_up` times first (compile, allocate), then timed one after the other, round after round, so
+    that the machine's drift meets them alike."""
+    for function in contenders.values():
+        for _ in range(warm_up):
+            function()
+    times = {key: [] for key in contenders}
+    for _ in range(rounds):
+        for key, function in contenders.items():
+            times[key].append(timed(function, repeat, clock))
+    return times

@@ -20,7 +20,7 @@ import nbconv.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blocked_layers import import_tree  # noqa: E402
-from layer_timing import add_arguments, set_up, timed  # noqa: E402
+from layer_timing import add_arguments, alternating_rounds, set_up  # noqa: E402
 from pointwise_passes import LAYERS  # noqa: E402
 
 
@@ -51,12 +51,7 @@ def main():
             tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
             tg = torch.from_numpy(grad_y)
             contenders["torch"] = lambda: torch.nn.functional.conv2d(tx, tw, tb).backward(tg)
-        for function in contenders.values():
-            function()
-        times = {key: [] for key in contenders}
-        for _ in range(args.rounds):
-            for key, function in contenders.items():
-                times[key].append(timed(function, args.repeat, clock))
+        times = alternating_rounds(contenders, args.rounds, args.repeat, clock)
         row = f"{name:16} " + " ".join(f"{key} {statistics.median(value) * 1e3:.2f} ms" for key, value in times.items())
         for key in ("tree", "torch"):
             if key in times:

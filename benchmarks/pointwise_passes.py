@@ -25,7 +25,7 @@ from nbconv.kernels.cpu.blas import single_threaded
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blocked_layers import tree_modules  # noqa: E402
-from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
+from layer_timing import add_arguments, alternating_rounds, runner, set_up, torch_runner  # noqa: E402
 
 LAYERS = {  # name: (input shape, output channels)
     "pointwise-1x1": ((16, 256, 28, 28), 64),
@@ -87,12 +87,7 @@ def main():
             if not args.no_torch:
                 contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, 1, 0)
             contenders["sgemm"] = sgemm_runner(pass_, input_shape, channels, threads)
-            for function in contenders.values():
-                function()
-            times = {key: [] for key in contenders}
-            for _ in range(args.rounds):
-                for key, function in contenders.items():
-                    times[key].append(timed(function, args.repeat, clock))
+            times = alternating_rounds(contenders, args.rounds, args.repeat, clock)
             median = {key: statistics.median(value) for key, value in times.items()}
             row = f"{name:16} {pass_:16} "
             for key in ("this", "tree", "torch", "sgemm"):

@@ -26,7 +26,7 @@ from nbconv.kernels.cpu.blas import single_threaded
 from nbconv.kernels.cpu.conv.plan import Convolution
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layer_timing import add_arguments, runner, set_up, timed, torch_runner  # noqa: E402
+from layer_timing import add_arguments, alternating_rounds, runner, set_up, torch_runner  # noqa: E402
 
 LAYERS = {  # name: (input shape, weight shape); 3x3, stride 1, padding 1
     "vgg-3x3": ((8, 64, 56, 56), (64, 64, 3, 3)),
@@ -104,12 +104,7 @@ def main():
             if not args.no_torch:
                 contenders["torch"] = torch_runner(pass_, x, w, b, grad_y, 1, 1)
             contenders["sgemm"] = sgemm_runner(numba.get_num_threads() == 1)
-            for function in contenders.values():
-                function()  # compile, allocate
-            times = {key: [] for key in contenders}
-            for _ in range(args.rounds):
-                for key, function in contenders.items():
-                    times[key].append(timed(function, args.repeat, clock))
+            times = alternating_rounds(contenders, args.rounds, args.repeat, clock)
             median = {key: statistics.median(value) for key, value in times.items()}
             of_sgemm = {key: statistics.median(flops / mine / (2 * SGEMM_SIZE ** 3 / product)
                                                for mine, product in zip(times[key], times["sgemm"]))

@@ -18,6 +18,7 @@ from ..shared import chunk_bounds
 from ..threads import num_threads, parallel_parts, thread_count
 from .blocks import max_chunks
 from .claims import claim, claims
+from .gemm import applies_pointwise
 
 PRODUCT_DEPTH = 384  # images packed into one product until it is this deep (at least one image)
 
@@ -106,9 +107,7 @@ def conv2d_backward_weight_pointwise(grad_output, input, grad_weight, packed_inp
 # The plan's surface (see plan.py)
 def applies(pass_, convolution):
     """The weight gradient of 1x1, stride-1, unpadded convolutions (gemm.applies_pointwise)."""
-    _, _, KH, KW = convolution.weight_shape
-    return (pass_ == "backward_weight" and KH == KW == 1 and convolution.stride_h == convolution.stride_w == 1
-            and convolution.padding_h == convolution.padding_w == 0)
+    return pass_ == "backward_weight" and applies_pointwise(pass_, convolution)
 
 
 def buffers(pass_, convolution, itemsize, threads):

@@ -102,6 +102,16 @@ def correlate_plane(buffer, padded_w, taps, offset, output, OH, OW):
 
 
 @njit(cache=True, inline="always")
+def thread_planes(span_part, padded, source, pad_w):
+    """This thread's buffer padded[span_part] with its border zeroed once (copy_interior writes only the interior),
+    the buffer's row width W + 2 pad_w, and source (N, C, H, W) as N * C planes of H * W values."""
+    N, C, H, W = source.shape
+    buffer = padded[span_part]
+    fill_zero(buffer)
+    return buffer, W + 2 * pad_w, source.reshape((N * C, H * W))
+
+
+@njit(cache=True, inline="always")
 def correlate_planes(span_part, counter, source, taps, offsets, output, padded, pad_h, pad_w):
     """For each plane (n, d) this thread claims: output[n, d] = offsets[d] (0 without offsets) + the 3x3
     correlation of source[n, d // M] zero-padded by (pad_h, pad_w) with taps[d] (3, 3), M = D // C filters
@@ -111,10 +121,7 @@ def correlate_planes(span_part, counter, source, taps, offsets, output, padded, 
     multiplier = D // C
     if span_part >= padded.shape[0]:  # more threads than buffers: the others claim every plane
         return
-    buffer = padded[span_part]
-    padded_w = W + 2 * pad_w
-    fill_zero(buffer)
-    sources = source.reshape((N * C, H * W))
+    buffer, padded_w, sources = thread_planes(span_part, padded, source, pad_w)
     outputs = output.reshape((N * D, OH * OW))
     offset = np.zeros(1, output.dtype)
     while True:
@@ -251,10 +258,7 @@ def conv2d_backward_weight_depthwise3x3_span(span_part, span_parts, grad_output,
     multiplier = D // C
     if span_part >= padded.shape[0]:  # more threads than buffers: the others claim every filter
         return
-    buffer = padded[span_part]
-    padded_w = W + 2 * padding_w
-    fill_zero(buffer)
-    sources = input.reshape((N * C, H * W))
+    buffer, padded_w, sources = thread_planes(span_part, padded, input, padding_w)
     values = grad_output.reshape((N * D, OH * OW))
     zero = zeros(buffer)
     nought = grad_weight.dtype.type(0)

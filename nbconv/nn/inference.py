@@ -42,7 +42,8 @@ the model again. A convolution's step on the CPU has its plan, algorithm, packed
 kernel arguments resolved once (dispatch.bind_forward_prepared) and checks at each call only that its layer,
 weight (array and version), bias, hyper-parameters and input are those it was bound for; the containers'
 layer lists are compared by identity at each call. When anything differs the model is walked and recorded
-again, so what a call computes is always what the walk would compute. Every call gets its own arrays (the
+again (and the model's other programs, which hold the arrays they were bound to, are dropped), so what a call
+computes is always what the walk would compute. Every call gets its own arrays (the
 steps allocate their outputs, and an array is let go after its last reader), so calls from several threads
 at once give their own results.
 
@@ -77,6 +78,8 @@ def infer(model, input):
     output = _STALE
     if program is not None:
         output = program.run(input)
+        if output is _STALE:  # the model changed: no program may keep its old weights alive
+            programs = None
     if output is _STALE:
         program, output = _record(model, input)
         if key is not None:

@@ -172,3 +172,16 @@ def test_intermediate_arrays_are_let_go_after_their_last_reader(rng):
     program = next(iter(model._inference_programs.values()))
     released = {slot for _, release in program.schedule for slot in release}
     assert released == set(range(program.slot_count)) - {program.output_slot}
+
+
+def test_a_changed_model_drops_every_program(rng):
+    """Programs hold the arrays they were bound to: once one finds the model changed, none is kept."""
+    spec, input_shape = SPECS["strided residuals"]
+    model = _model(spec, input_shape)
+    small, large = (rng.standard_normal((batch,) + input_shape).astype(np.float32) for batch in (1, 2))
+    nn.infer(model, small)
+    nn.infer(model, large)
+    assert len(model._inference_programs) == 2
+    model.layers[0].weight.value = model.layers[0].weight.value * 2
+    _assert_close(nn.infer(model, small), model.forward(small))
+    assert len(model._inference_programs) == 1

@@ -12,7 +12,8 @@ from nbconv.nn import inference
 
 SPECS = {
     "strided residuals": ("conv8k3p1nobias,bn,relu,res[conv8k3p1nobias,bn,relu,conv8k3p1nobias,bn],relu,"
-                          "res[conv16k3s2p1nobias,bn,relu,conv16k3p1nobias,bn|conv16k1s2nobias,bn],relu,maxpool2,gap,fc5",
+                          "res[conv16k3s2p1nobias,bn,relu,conv16k3p1nobias,bn|conv16k1s2nobias,bn],relu,"
+                          "maxpool2,gap,fc5",
                           (3, 9, 11)),
     "same padding, dilation, groups": ("conv8k4psame,bn,relu6,conv8k3p2d2g2,bn,relu,res[conv8k1nobias,bn],relu,"
                                        "conv6k5s3p1,relu,gap,fc3", (4, 13, 10)),
@@ -112,14 +113,11 @@ def test_an_edited_model_is_walked_again(rng):
              lambda: block.body.layers.__setitem__(2, nn.ReLU6()),
              lambda: model.layers.__setitem__(4, nn.ReLU6()),
              lambda: model.layers.insert(5, nn.ReLU())]
-    previous = nn.infer(model, x)
     for edit in edits:
         edit()
         got = nn.infer(model, x)
         _assert_close(got, model.forward(x))
         np.testing.assert_array_equal(nn.infer(model, x), got)
-        previous = got
-    assert previous is not None
 
 
 def test_bias_replaced_by_none_is_seen(rng):

@@ -64,16 +64,29 @@ class Recorder:
         backend = importlib.import_module(pkg + ".backend")
         original_conv = dispatch.conv2d_forward_prepared
 
-        def conv(input, weight, bias, output, prepared, *args, epilogue=None):
+        def conv(input, weight, bias, output, prepared, *args, epilogue=None, run=None):
             chosen = plan_module.plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
             fused = "" if epilogue is None else "+" + "+".join(
                 part for part, present in (("bn", epilogue[0].shape[0] > 0), ("res", epilogue[2].shape[0] > 0),
                                            ("relu", epilogue[3] != 0)) if present)
             label = f"conv {weight.shape[2]}x{weight.shape[3]}" + (f" s{args[0]}" if args[0] != 1 else "") + \
                 f" {chosen.algorithm}{fused} -> {weight.shape[0]}"
+            if run is not None:  # a bound convolution of a recorded program
+                return self._timed(label, input.shape, run, input, output, epilogue)
             return self._timed(label, input.shape, original_conv, input, weight, bias, output, prepared, *args,
                                epilogue=epilogue)
         dispatch.conv2d_forward_prepared = conv
+        original_bind = getattr(dispatch, "bind_forward_prepared", None)  # nn.infer's recorded programs
+
+        def bind(input_shape, weight, bias, prepared, *rest, **settings):
+            run = original_bind(input_shape, weight, bias, prepared, *rest, **settings)
+            args = rest[:7]  # stride, padding, dilation (pairs), groups
+
+            def timed(input, output, epilogue):
+                return conv(input, weight, bias, output, prepared, *args, epilogue=epilogue, run=run)
+            return timed
+        if original_bind is not None:
+            dispatch.bind_forward_prepared = bind
         original_finite = dispatch.all_finite
 
         def finite(*args):

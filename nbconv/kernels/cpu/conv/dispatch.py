@@ -147,37 +147,69 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
     block of output while it is in the cache, else by a pass after them. The EXACT_PRODUCTS algorithms need no
     non-finite check once the weight is known finite; for the others the check reads the output and, with an
     epilogue, the input too, since an activation can turn a non-finite output finite."""
+    run = bind_forward_prepared(input.shape, weight, bias, prepared, stride_h, stride_w, padding_h, padding_w,
+                                dilation_h, dilation_w, groups, input.dtype)
+    run(input, output, epilogue)
+
+
+def bind_forward_prepared(input_shape, weight, bias, prepared, stride_h, stride_w, padding_h, padding_w,
+                          dilation_h, dilation_w, groups, dtype=np.float32):
+    """conv2d_forward_prepared with everything but the input, the output and the epilogue resolved now: the
+    plan, the weight's finiteness and its packed or transformed form (kept in `prepared`). Returns
+    run(input, output, epilogue), which computes what conv2d_forward_prepared would for an input of
+    `input_shape` and `dtype` (C-contiguous) and an output of the plan's shape. The plan is the one for the
+    thread count and settings of this moment; the caller binds again when they change. Callers hold the launch
+    lock (nbconv.kernels.serial) while binding and while running, as for every kernel call."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    chosen = prepared_plan(input.shape, weight.shape, *args, dtype=input.dtype)
+    chosen = prepared_plan(input_shape, weight.shape, *args, dtype=dtype)
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
-    fused = epilogue is not None and chosen.algorithm in FUSED_EPILOGUE
-    if chosen.algorithm in ("packed", "packed_windows"):
-        module = packed if chosen.algorithm == "packed" else packed_windows
-        key = chosen.algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
+    finite, algorithm = prepared["finite"], chosen.algorithm
+    exact = finite and algorithm in EXACT_PRODUCTS
+    if algorithm in ("packed", "packed_windows"):
+        module = packed if algorithm == "packed" else packed_windows
+        key = algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
         if key not in prepared:
             prepared[key] = module.pack_weight(weight)
-        module.run_packed(input, prepared[key], bias, output, buffers(chosen), chosen, epilogue)
-    elif chosen.algorithm in ("winograd", "winograd4"):
-        module = winograd if chosen.algorithm == "winograd" else winograd4
-        key = chosen.algorithm + " filters"  # they depend on the weight alone, not on the batch
+        run_packed, packed_weight = module.run_packed, prepared[key]
+
+        def compute(input, output, epilogue):
+            run_packed(input, packed_weight, bias, output, buffers(chosen), chosen, epilogue)
+    elif algorithm in ("winograd", "winograd4"):
+        module = winograd if algorithm == "winograd" else winograd4
+        key = algorithm + " filters"  # they depend on the weight alone, not on the batch
         if key not in prepared:
             prepared[key] = module.transformed_filters(weight, chosen)
-        module.run_transformed(input, prepared[key], bias, output, buffers(chosen), padding_h, padding_w,
-                                 epilogue if fused else None)
-    elif fused:
-        chosen.module.forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
+        run_transformed, filters = module.run_transformed, prepared[key]
+
+        def compute(input, output, epilogue):
+            run_transformed(input, filters, bias, output, buffers(chosen), padding_h, padding_w, epilogue)
+    elif algorithm in FUSED_EPILOGUE:
+        forward = chosen.module.forward
+
+        def compute(input, output, epilogue):
+            forward(input, weight, bias, output, buffers(chosen), chosen, epilogue)
     else:
-        run_forward(chosen, input, weight, bias, output)
-    if prepared["finite"] and (chosen.algorithm in EXACT_PRODUCTS
-                               or all_finite(output, input if fused else output[:0])):
-        if epilogue is not None and not fused:
+        def compute(input, output, epilogue):
+            run_forward(chosen, input, weight, bias, output)
+            if epilogue is not None and exact:
+                _apply_epilogue(output, epilogue)
+
+    if exact:
+        return compute
+    fused = algorithm in FUSED_EPILOGUE
+
+    def checked(input, output, epilogue):
+        compute(input, output, epilogue)
+        if finite and all_finite(output, input if fused and epilogue is not None else output[:0]):
+            if epilogue is not None and not fused:
+                _apply_epilogue(output, epilogue)
+            return
+        conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
+                              stride_w, 0, 0, dilation_h, dilation_w, groups)
+        if epilogue is not None:
             _apply_epilogue(output, epilogue)
-        return
-    conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h, stride_w,
-                          0, 0, dilation_h, dilation_w, groups)
-    if epilogue is not None:
-        _apply_epilogue(output, epilogue)
+    return checked
 
 
 def _apply_epilogue(output, epilogue):

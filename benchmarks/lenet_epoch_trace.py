@@ -78,6 +78,10 @@ sys.meta_path.insert(0, Hook())
 
 def save():
     record["ended"] = (time.perf_counter(), time.process_time())
+    threads = sys.modules.get("nbconv.kernels.cpu.threads")
+    workers = getattr(threads, "_workers", None)
+    record["parallel_calls"] = workers.calls if workers else 0  # calls handed to the kernel threads
+    record["taken_over"] = workers.taken_over if workers else 0  # of them, run on the caller: the worker was late
     with open(OUT, "w") as file:
         json.dump(record, file)
 
@@ -135,11 +139,12 @@ def summarise(record, wall):
             "p50_ms": quantile(0.5), "p90_ms": quantile(0.9), "p99_ms": quantile(0.99), "max_ms": 1e3 * ordered[-1],
             "slow_steps_s": sum(t for t in step_wall if t > 3 * statistics.median(step_wall)),
             "faults": last[3] - first[3], "vcsw": last[4] - first[4], "ivcsw": last[5] - first[5],
-            "end": record["ended"][0] - last[0]}
+            "end": record["ended"][0] - last[0], "parallel_calls": record.get("parallel_calls", 0),
+            "taken_over": record.get("taken_over", 0)}
 
 
 COLUMNS = ("whole", "start", "epoch", "epoch_cpu", "main_cpu", "off_cpu", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-           "slow_steps_s", "faults", "vcsw", "ivcsw", "end")
+           "slow_steps_s", "faults", "vcsw", "ivcsw", "end", "parallel_calls", "taken_over")
 
 
 def main():

@@ -37,7 +37,23 @@ CHILD_HOOK = r"""
 import importlib.abc, importlib.machinery, json, os, resource, sys, time
 STARTED = (time.perf_counter(), time.process_time())
 OUT = os.environ.pop("LENET_TRACE_OUT")
-record = {"started": STARTED, "steps": [], "epoch_started": None}
+record = {"started": STARTED, "steps": [], "epoch_started": None, "gc": [[0, 0.0], [0, 0.0], [0, 0.0]]}
+_collecting = []
+
+
+def on_collection(phase, info):  # the cyclic collector's passes in the epoch: count and seconds per generation
+    if record["epoch_started"] is None or record.get("epoch_ended"):
+        return
+    if phase == "start":
+        _collecting.append(time.perf_counter())
+    elif _collecting:
+        entry = record["gc"][info["generation"]]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - _collecting.pop()
+
+
+import gc
+gc.callbacks.append(on_collection)
 
 
 def traced(train_epoch):
@@ -55,7 +71,10 @@ def traced(train_epoch):
         record["epoch_started"] = (time.perf_counter(), time.thread_time(), time.process_time(), usage.ru_minflt,
                                    usage.ru_nvcsw, usage.ru_nivcsw)
         kwargs["on_step"] = on_step
-        return train_epoch(*args, **kwargs)
+        try:
+            return train_epoch(*args, **kwargs)
+        finally:
+            record["epoch_ended"] = True
     return run
 
 
@@ -140,11 +159,13 @@ def summarise(record, wall):
             "slow_steps_s": sum(t for t in step_wall if t > 3 * statistics.median(step_wall)),
             "faults": last[3] - first[3], "vcsw": last[4] - first[4], "ivcsw": last[5] - first[5],
             "end": record["ended"][0] - last[0], "parallel_calls": record.get("parallel_calls", 0),
-            "taken_over": record.get("taken_over", 0)}
+            "taken_over": record.get("taken_over", 0), "gc_passes": sum(entry[0] for entry in record["gc"]),
+            "gc_full": record["gc"][2][0], "gc_s": sum(entry[1] for entry in record["gc"])}
 
 
 COLUMNS = ("whole", "start", "epoch", "epoch_cpu", "main_cpu", "off_cpu", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-           "slow_steps_s", "faults", "vcsw", "ivcsw", "end", "parallel_calls", "taken_over")
+           "slow_steps_s", "faults", "vcsw", "ivcsw", "end", "parallel_calls", "taken_over",
+           "gc_passes", "gc_full", "gc_s")
 
 
 def main():

@@ -62,7 +62,8 @@ class Optimizer:
     def _unchanged_flat_step(self):
         """The flat update of _flat_step when nothing changed since the buffers were last built or checked:
         the same parameters, each value and gradient still the buffers' views (the layers wrote the gradients
-        there), each state the buffers' slots, the same decay settings. One pass over the parameters instead
+        there), each parameter's state list the one the buffers made (this class replaces a list, never edits
+        one: _slots_for, load_state_dict), the same decay settings. One pass over the parameters instead
         of _flat_step's checks, gathering and slicing (~40 us less a LeNet-5 step); False, with nothing done,
         when anything differs (then step() takes the general path, which rebuilds what it must)."""
         flat = self.flat

@@ -97,7 +97,7 @@ def shifted_batch(images, chosen, offsets, max_shift, mean, std, dtype=np.float3
         images = images.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
     if images.ndim != 4 or images.dtype != np.uint8:
         raise TypeError(f"images must be uint8 (N, C, H, W) or (N, H, W), got {images.dtype} {images.shape}")
-    chosen = np.ascontiguousarray(chosen, dtype=np.int64).reshape(-1)
+    chosen = np.ascontiguousarray(chosen, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64).reshape(len(chosen), 2)
     flips = np.zeros(len(chosen), np.bool_) if flips is None else np.ascontiguousarray(flips, np.bool_).reshape(-1)
     if len(flips) != len(chosen):

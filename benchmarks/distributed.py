@@ -113,8 +113,7 @@ def measure(args, world):
     import numpy as np
 
     from nbconv import distributed, models
-    from nbconv import functional as F
-    from nbconv.train import TrainConfig, make_optimizer
+    from nbconv.train import StepLoss, TrainConfig, make_optimizer
 
     comm = world.comm
     if world.size != 2 or numba.config.NUMBA_NUM_THREADS < 2:
@@ -126,7 +125,10 @@ def measure(args, world):
     rng = np.random.default_rng(0)
     images = rng.standard_normal((batch_size, *shape)).astype(np.float32)
     labels = rng.integers(0, 10, batch_size)
-    shard, shard_labels = world.shard(images), world.shard(labels)
+    shard = world.shard(images)
+    # the loss as the training loop computes it (nbconv.train.StepLoss: labels checked once, the hits counted)
+    step_loss, everyone = StepLoss(labels), np.arange(batch_size)
+    mine = world.shard(everyone)
     # shares follow the processes' speeds, updated every 2 steps so that they settle within a short run
     balanced = distributed.MPIWorld(comm=comm, balance=True, balance_every=2)
 
@@ -135,17 +137,17 @@ def measure(args, world):
         if processes == 1 and world.rank != 0:
             return
         numba.set_num_threads(threads)
-        batch, batch_labels = (images, labels) if share == "all" else (shard, shard_labels)
+        batch, chosen = (images, everyone) if share == "all" else (shard, mine)
         if reduction == "balanced":
-            batch, batch_labels = balanced.shard(images), balanced.shard(labels)
-        loss, grad_logits = F.softmax_cross_entropy(model.forward(batch), batch_labels)
+            batch, chosen = balanced.shard(images), balanced.shard(everyone)
+        loss, grad_logits, hits = step_loss(model.forward(batch), chosen)
         if reduction is None:
             model.backward(grad_logits, need_input_grad=False)
         else:
             reducing = balanced if reduction == "balanced" else world
             reducing.overlap = reduction != "blocking"
-            reducing.backward(model, grad_logits, len(batch), batch_size, totals=(loss * len(batch), 0))
-            reducing.step_totals(loss * len(batch), 0)  # as the training loop does: reduced with the gradients
+            reducing.backward(model, grad_logits, len(batch), batch_size, totals=(loss * len(batch), hits))
+            reducing.step_totals(loss * len(batch), hits)  # as the training loop does: reduced with the gradients
         optimizer.step()
 
     configs = selected(args.configs)

@@ -42,6 +42,10 @@ class FlatBuffers:
                 self.runs[-1] = (self.runs[-1][0], stop, decay)
             else:
                 self.runs.append((start, stop, decay))
+        # each run's views (values, gradients, [slots], decay), made once: the buffers never move
+        self.run_views = [(self.values[start:stop], self.grads[start:stop], [slot[start:stop] for slot in self.slots],
+                           decay) for start, stop, decay in self.runs]
+        self.decay_setting = None  # the optimizer's (weight_decay, decay_on) that `decays` came from, once it says
         self.value_views, self.grad_views, self.states = [], [], []
         start = 0
         for parameter, size, state in zip(self.parameters, sizes, states):

@@ -210,3 +210,25 @@ def test_batch_pipeline_on_random_shapes_shifts_and_flips():
                                        rtol=1e-12, atol=1e-12)
 
     check()
+
+
+def test_batch_indices_and_offsets_outside_their_ranges_are_refused_wherever_they_are(rng):
+    """The range checks run inside the compiled pass, over every image of the batch, before any is read."""
+    from nbconv.data.batch import channel_constants, shifted_batch
+    images = rng.integers(0, 256, (6, 5, 5)).astype(np.uint8)
+    offsets = np.ones((4, 2), np.int64)
+    for chosen in ([0, 1, 6, 2], [0, 1, 2, -1], [-7, 0, 1, 2], [2, 3, 4, 2 ** 40]):
+        with pytest.raises(IndexError, match="chosen must index the 6 images"):
+            shifted_batch(images, np.array(chosen), offsets, 1, 0.13, 0.31)
+    for row, column, value in ((3, 1, 3), (2, 0, -1), (0, 1, 99), (1, 0, 3)):
+        bad = offsets.copy()
+        bad[row, column] = value
+        with pytest.raises(ValueError, match=r"offsets must be in \[0, 2\]"):
+            shifted_batch(images, np.arange(4), bad, 1, 0.13, 0.31)
+    assert shifted_batch(images, np.arange(4), offsets, 1, 0.13, 0.31).shape == (4, 1, 5, 5)
+    assert shifted_batch(images, np.arange(0), np.zeros((0, 2)), 1, 0.13, 0.31).shape == (0, 1, 5, 5)
+    for dtype in (np.float32, np.float64):  # plain numbers take a shorter key: the same constants
+        for one, other in zip(channel_constants(0.13, 0.31, 1, dtype), channel_constants(np.array([0.13]), [0.31], 1,
+                                                                                          dtype)):
+            assert one.dtype == other.dtype == dtype
+            np.testing.assert_array_equal(one, other)

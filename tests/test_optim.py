@@ -116,3 +116,53 @@ def test_decay_on_weights_spares_biases_as_torch_parameter_groups_do(optimizer_c
         np.testing.assert_allclose(parameter.value, tensor.detach().numpy(), rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="decay_on must be one of all, weights"):
         optimizer_class(ours, decay_on="biases")
+
+
+@pytest.mark.parametrize("decay_on", ["all", "weights"])
+def test_flat_steps_follow_every_change_between_steps(decay_on, rng):
+    """Steps whose gradients the layers wrote into the flat buffer take the short path; whatever changes between
+    steps (the decay, a gradient computed elsewhere, a new value, a loaded state) is still followed, and every
+    step marks each parameter changed exactly once."""
+    shapes = [(3, 4), (3,), (2, 2, 2), (5,)]
+    parameters = [Parameter(rng.standard_normal(shape)) for shape in shapes]
+    lr, momentum = 0.05, 0.9
+    optimizer = SGD(parameters, lr=lr, momentum=momentum, weight_decay=0.01, decay_on=decay_on)
+    reference = [parameter.value.copy() for parameter in parameters]
+    velocities = [np.zeros(shape) for shape in shapes]
+
+    def step(decay, steady=True, elsewhere=()):
+        versions = [parameter.version for parameter in parameters]
+        for index, parameter in enumerate(parameters):
+            if index in elsewhere or parameter.grad_buffer is None:
+                parameter.grad = rng.standard_normal(shapes[index])
+            else:  # as Conv2d and Linear write their gradients
+                parameter.grad_buffer[...] = rng.standard_normal(parameter.grad_buffer.shape)
+                parameter.grad = parameter.grad_buffer
+        optimizer.step()
+        changes = [parameter.version - version for parameter, version in zip(parameters, versions)]
+        assert changes == [1] * len(parameters) if steady else min(changes) >= 1  # a rebuild sets the values anew
+        for index, parameter in enumerate(parameters):
+            g = parameter.grad + (decay if decay_on == "all" or len(shapes[index]) > 1 else 0.0) * reference[index]
+            velocities[index] = momentum * velocities[index] + g
+            reference[index] = reference[index] - lr * velocities[index]
+            np.testing.assert_allclose(parameter.value, reference[index], rtol=1e-12, atol=1e-15)
+
+    step(0.01, steady=False)  # builds the flat buffers
+    for _ in range(2):
+        step(0.01)
+    assert all(parameter.grad is parameter.grad_buffer for parameter in parameters)
+    optimizer.weight_decay = 0.1  # a new decay: the buffers' runs are worked out again
+    step(0.1, steady=False)
+    step(0.1)
+    step(0.1, steady=False, elsewhere=(1,))  # a gradient computed elsewhere
+    step(0.1)
+    parameters[2].value = rng.standard_normal(shapes[2])  # a new value
+    reference[2] = parameters[2].value.copy()
+    step(0.1, steady=False)
+    state = optimizer.state_dict()  # a loaded state: velocities from elsewhere
+    for index, shape in enumerate(shapes):
+        state[f"{index}.velocity"] = rng.standard_normal(int(np.prod(shape)))
+        velocities[index] = state[f"{index}.velocity"].reshape(shape)
+    optimizer.load_state_dict(state)
+    step(0.1, steady=False)
+    step(0.1)

@@ -57,6 +57,7 @@ _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise_weight": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1)),
          "packed": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
+         "subsampled": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
          "row_lanes": ((2, 6, 5, 8), (2, 6, 3, 3), (1, 1, 1, 1, 1, 1, 1))}
 _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
 EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many rows and columns, where it applies

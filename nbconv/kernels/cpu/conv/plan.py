@@ -39,6 +39,8 @@ gradient). The choice, in order:
   - else 'wide' (im2col over whole padded rows, wide.py), every pass, or, where wide's padded rows are at
     least STRIPS_WASTE times the output width (its products would be that much larger: LeNet-5's second
     layer, 14 / 10), 'strips' (im2col over output rows copied as 8-value blocks, strips.py);
+- 1x1 filters with a stride and no padding (ResNet's shortcut projections): 'subsampled' (the kept pixels
+  copied, then one BLAS product an image by numpy: nothing to JIT-compile, subsampled.py);
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
 Measurements behind the thresholds (forward + input gradient, 3x3, alternating runs): Winograd against
@@ -125,7 +127,7 @@ import numpy as np
 
 from ..threads import num_threads
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, pointwise_weight, row_lanes,
-               shift, strips, wide, winograd, winograd4, winograd4_weight, winograd_weight)
+               shift, strips, subsampled, wide, winograd, winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -174,6 +176,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
     Algorithm("strips", strips, strips.applies),
+    Algorithm("subsampled", subsampled, subsampled.applies),
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("row_lanes", row_lanes, row_lanes.applies),
@@ -307,6 +310,8 @@ def choose(pass_, convolution):
         if winograd_layer and winograd.applies(pass_, convolution):
             return "winograd4" if _winograd4(convolution, channels, out_w) else "winograd"
         return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
+    if subsampled.applies(pass_, convolution):
+        return "subsampled"
     return "gemm"
 
 

@@ -51,6 +51,8 @@ _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
                "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
+# The algorithms that run numpy alone: no job for the helper.
+NOTHING_TO_COMPILE = ("subsampled",)
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
@@ -261,7 +263,7 @@ def helper_jobs(model, input_shape):
     (helper_order), the batch assembly (the main process needs it last, after its model check and `finish`),
     HELPER_KINDS, then the convolutions it leaves to the end."""
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
-                                if kernel[0] != "forward"])
+                                if kernel[0] != "forward" and kernel[1] not in NOTHING_TO_COMPILE])
     return ([("convolution", kernel) for kernel in first] + [("batch assembly", None)]
             + [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
             + [("convolution", kernel) for kernel in last])

@@ -204,7 +204,19 @@ def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient
     first, last = jit_warmup.helper_order(backward)
     assert sorted(first + last) == sorted(backward)  # each kernel once
     assert first[0] == ("backward_input", "lanes", "float32")  # its row helper, before the main process needs it
-    assert last == [("backward_weight", "gemm", "float32")]  # after the main process's gemm forward
+    assert last == []  # the shortcuts run 'subsampled', which compiles nothing: no gemm
+    assert {kernel[1] for kernel in backward} == {"lanes", "subsampled"}
+    gemm = [kernel for kernel in backward if kernel[1] == "subsampled"]
+    gemm = [(pass_, "gemm", dtype) for pass_, _, dtype in gemm]
+    assert jit_warmup.helper_order(backward + gemm)[1] == [("backward_weight", "gemm", "float32")]  # after the
+    # main process's gemm forward, in a model that runs gemm
+
+
+def test_the_helper_has_no_job_for_an_algorithm_with_nothing_to_compile():
+    model = models.build("resnet20", input_shape=(3, 32, 32))
+    jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
+    assert [job for job in jobs if job[0] == "convolution"] == [
+        ("convolution", ("backward_input", "lanes", "float32")), ("convolution", ("backward_weight", "lanes", "float32"))]
 
 
 def test_strips_compiles_one_im2col_for_padded_and_unpadded_inputs():

@@ -153,6 +153,7 @@ LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filt
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
 POINTWISE_WEIGHT_MOST_POSITIONS = 196  # 'pointwise_weight' for 1x1 weight gradients on maps up to 14x14
+SUBSAMPLED = True  # 'subsampled' for unpadded strided 1x1 layers (False: 'gemm', as before it)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -310,7 +311,7 @@ def choose(pass_, convolution):
         if winograd_layer and winograd.applies(pass_, convolution):
             return "winograd4" if _winograd4(convolution, channels, out_w) else "winograd"
         return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
-    if subsampled.applies(pass_, convolution):
+    if SUBSAMPLED and subsampled.applies(pass_, convolution):
         return "subsampled"
     return "gemm"
 
@@ -332,7 +333,8 @@ SETTINGS = (
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS", "ROW_LANES_MOST_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
-                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS")),
+                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS",
+                             "SUBSAMPLED")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (flat, ("max_chunks",)),

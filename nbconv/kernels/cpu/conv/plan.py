@@ -462,13 +462,15 @@ def choose_prepared(convolution):
       F(2x2): ResNet-50's 256-channel layer on 14x14 at batch 1 (16 tiles) ran 0.96x F(2x2) (0.82x on two
       threads), reading 2.25x more transformed filters for few tiles; 1.20x at batch 2 (32 tiles), 1.13-1.35x
       on the wider layers at batch 1 (49 tiles and more; one thread, benchmarks/NOTES.md, section 67);
-    - else choose()'s."""
+    - else choose()'s, but 'gemm' for choose()'s 'subsampled' (which splits only the images between threads)."""
     N, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
     algorithm = choose("forward", convolution)
+    if algorithm == "subsampled":  # it splits the batch's images between the threads: nn.infer's batch of one
+        algorithm = "gemm"         # image would run on one thread, where gemm splits rows and channels too
     if algorithm == "winograd4" and not PREPARED_WINOGRAD4:
         algorithm = "winograd"
     if (algorithm in ("winograd", "winograd4") and OW <= PREPARED_NARROW_WIDEST

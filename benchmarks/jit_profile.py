@@ -9,6 +9,11 @@ cold picture, again for the warm one:
     NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/jit_profile.py train resnet20 \
         --dataset synthetic:3x32x32:10:64:64 --epochs 1 --batch-size 64 --out /tmp/r20.npz
 
+With JIT_PROFILE_TIMELINE set to a file name, each process appends to it one JSON line per top-level
+compile (start and end in seconds of the epoch, the function, its CPU seconds) and one for itself
+("(process)": its start and end, and the first step's figures); benchmarks/jit_timeline.py prints them as
+one timeline.
+
 To see the split that a user's cold `nbconv train` makes, set JIT_PROFILE_HELPER to a file name: the JIT
 helper then runs too, itself under this profiler (`jit_profile.py warmup MODEL CxHxW`), and writes its report
 to that file; the main process's report adds the seconds it waited for the helper. The helper alone:
@@ -19,7 +24,7 @@ CPU seconds (process_time) are the figures to trust on a shared machine.
 """
 import time
 
-STARTED, STARTED_CPU = time.perf_counter(), time.process_time()
+STARTED, STARTED_CPU, STARTED_EPOCH = time.perf_counter(), time.process_time(), time.time()
 
 import collections  # noqa: E402
 import json  # noqa: E402
@@ -44,22 +49,27 @@ def group_of(module):
 
 
 class CompileRecorder(event.Listener):
-    """Numba's 'numba:compile' events as exclusive CPU seconds per (module, function, signature)."""
+    """Numba's 'numba:compile' events as exclusive CPU seconds per (module, function, signature); and the
+    top-level compiles (those no other compile is inside) as a timeline: (start, end) in seconds of the
+    epoch, the function, its inclusive CPU seconds."""
 
     def __init__(self):
-        self.stack = []  # [start cpu, nested cpu]
+        self.stack = []  # [start cpu, nested cpu, start wall]
         self.compiles = []  # (module, name, signature, exclusive cpu s)
+        self.timeline = []  # (start, end, module.name, inclusive cpu s) of each top-level compile
 
     def on_start(self, ev):
-        self.stack.append([time.process_time(), 0.0])
+        self.stack.append([time.process_time(), 0.0, time.time()])
 
     def on_end(self, ev):
-        start, nested = self.stack.pop()
+        start, nested, started = self.stack.pop()
         spent = time.process_time() - start
         if self.stack:
             self.stack[-1][1] += spent
         function = ev.data["dispatcher"].py_func
         self.compiles.append((function.__module__, function.__qualname__, str(ev.data["args"]), spent - nested))
+        if not self.stack:
+            self.timeline.append((started, time.time(), f"{function.__module__}.{function.__qualname__}", spent))
 
 
 class PassRecorder(event.Listener):
@@ -211,6 +221,15 @@ def main(argv):
         for name, spent in passes.by_pass.most_common(12):
             print(f"  {spent:7.2f}  {name}", file=sys.stderr)
         load_cpu = sum(row[2] for row in loads.loads)
+        timeline = os.environ.get("JIT_PROFILE_TIMELINE")
+        if timeline:  # one JSON line per top-level compile, appended: both processes may write to the file
+            role = "helper" if argv and argv[0] == "warmup" else "main"
+            with open(timeline, "a") as out:
+                for started, ended, name, spent in recorder.timeline:
+                    out.write(json.dumps({"process": role, "pid": os.getpid(), "start": started, "end": ended,
+                                          "name": name, "cpu_s": round(spent, 3)}) + "\n")
+                out.write(json.dumps({"process": role, "pid": os.getpid(), "start": STARTED_EPOCH,
+                                      "end": time.time(), "name": "(process)", **first_step, **waited}) + "\n")
         print(json.dumps({
             "wall_s": round(total_wall, 2), "cpu_s": round(total_cpu, 2), **first_step, **waited,
             "import_numba_cpu_s": round(IMPORTED_NUMBA_CPU, 2), "import_cpu_s": round(imported_cpu, 2),

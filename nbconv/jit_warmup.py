@@ -51,12 +51,15 @@ _HELPER_LAST = (("backward_weight", "wide"), ("backward_weight", "gemm"))
 LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool",
                "GlobalAvgPool2d": "gap", "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "lrelu",
                "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
+# The algorithms that run numpy alone: no job for the helper.
+NOTHING_TO_COMPILE = ("subsampled",)
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "pointwise_weight": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
          "gemm": ((2, 2, 5, 5), (2, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1)),
          "packed": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
+         "subsampled": ((2, 2, 5, 5), (2, 2, 1, 1), (2, 2, 0, 0, 1, 1, 1)),
          "row_lanes": ((2, 6, 5, 8), (2, 6, 3, 3), (1, 1, 1, 1, 1, 1, 1))}
 _TINY_STRIDE_1 = ((2, 2, 5, 5), (2, 2, 3, 3), (1, 1, 1, 1, 1, 1, 1))  # winograd, shift, wide, direct
 EXAMPLE_SIZE = 16  # a model's layer, as the helper runs it: at most this many rows and columns, where it applies
@@ -244,9 +247,10 @@ def warm_up(spec, input_shape, claims=None):
     assembly and HELPER_KINDS; with `claims` (the folder of claim()) only the jobs it claims before the main
     process does.
 
-    Not the kernel threads' wait (spin.reached): the main process's first convolution starts the kernel
-    threads about a second after both processes start, before the helper could have it in the cache, so the
-    main process compiles it either way."""
+    The kernel threads' wait (spin.reached) is the list's last job: a main process whose model check started
+    its kernel threads has compiled it by then (the helper then loads it from the cache); one whose model
+    check ran on one thread (ResNet-20's batch of one image) would compile it at its first step, after the
+    helper has nothing left to do."""
     model = models.build(spec, input_shape=input_shape)
     examples = kernel_examples(model, input_shape)
     for job in helper_jobs(model, input_shape):
@@ -256,14 +260,35 @@ def warm_up(spec, input_shape, claims=None):
 
 def helper_jobs(model, input_shape):
     """The helper's work for `model`, in its order, as jobs ("convolution", (pass, algorithm, dtype name)),
-    ("batch assembly", None) and ("backward", layer kind): the convolutions' backward passes it starts with
-    (helper_order), the batch assembly (the main process needs it last, after its model check and `finish`),
-    HELPER_KINDS, then the convolutions it leaves to the end."""
+    ("batch assembly", None), ("backward", layer kind) and ("spin wait", None): the convolutions' backward
+    passes it starts with (helper_order), the batch assembly (the main process needs it last, after its model
+    check and `finish`), HELPER_KINDS, the convolutions it leaves to the end, then the kernel threads' wait.
+
+    Where the model's first convolution runs an algorithm of FORWARD_SHARES (its forward compiles row helpers
+    the backward passes call: lanes' plane_products and copy_image, ~1.5 CPU s), the batch assembly and batch
+    norm's backward pass come first: the main process compiles that forward first of all, and a helper that
+    started with those backward passes compiled the same row helpers at the same time (ResNet-20: ~1.1 CPU s
+    twice); a little later it loads them from the cache."""
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
-                                if kernel[0] != "forward"])
-    return ([("convolution", kernel) for kernel in first] + [("batch assembly", None)]
-            + [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
-            + [("convolution", kernel) for kernel in last])
+                                if kernel[0] != "forward" and kernel[1] not in NOTHING_TO_COMPILE])
+    kinds = [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
+    ahead = [("batch assembly", None)] + [job for job in kinds if job[1] == "bn"]
+    if first_forward_algorithm(model, input_shape) not in FORWARD_SHARES:
+        ahead = []
+    return (ahead + [("convolution", kernel) for kernel in first]
+            + [job for job in [("batch assembly", None)] + kinds if job not in ahead]
+            + [("convolution", kernel) for kernel in last] + [("spin wait", None)])
+
+
+# The algorithms whose forward pass compiles row helpers that their backward passes call too.
+FORWARD_SHARES = ("lanes",)
+
+
+def first_forward_algorithm(model, input_shape):
+    """The algorithm of the model's first convolution's forward pass (None without a convolution)."""
+    from .model_plans import layer_plans
+    return next((entry.plan.algorithm for entry in layer_plans(model, input_shape) if entry.plan.pass_ == "forward"),
+                None)
 
 
 def run_job(job, model, examples):
@@ -273,6 +298,9 @@ def run_job(job, model, examples):
         compile_convolutions([what], bias=needs_bias_gradient(model), examples=examples)
     elif step == "batch assembly":
         compile_batch_assembly()
+    elif step == "spin wait":
+        from .kernels.cpu import threads
+        threads.compile_wait()
     else:
         compile_backward([what])
 

@@ -114,12 +114,14 @@ def test_helper_fills_the_shared_cache(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
 def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_path):
     """On Linux start() forks this process: the child compiles its jobs into the cache on disk and exits 0,
-    running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled); the parent
+    running its kernels' parts on its own thread (no kernel threads, so no spin-wait compiled but by the
+    spin-wait's own job, which the parent claims here, as a main process that is done first does); the parent
     gets a ForkedHelper whose wait returns the exit status. Its model has no fully connected layer before a
     ReLU, so nothing compiles the fused pair's mask."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_ENABLE_CUDASIM": "0", "NUMBA_NUM_THREADS": "2"}
     script = ("from nbconv import jit_warmup; helper = jit_warmup.start('conv4k3,relu,maxpool2,flatten,fc10', "
-              "input_shape=(1, 12, 12)); print(type(helper).__name__, helper.wait(timeout=600)); "
+              "input_shape=(1, 12, 12)); assert jit_warmup.claim(helper.claims, ('spin wait', None)); "
+              "print(type(helper).__name__, helper.wait(timeout=600)); "
               "jit_warmup.wait(helper)")  # a convolution whose backward passes would run on two threads
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
@@ -204,7 +206,39 @@ def test_the_helper_compiles_lanes_input_gradient_first_and_gemm_weight_gradient
     first, last = jit_warmup.helper_order(backward)
     assert sorted(first + last) == sorted(backward)  # each kernel once
     assert first[0] == ("backward_input", "lanes", "float32")  # its row helper, before the main process needs it
-    assert last == [("backward_weight", "gemm", "float32")]  # after the main process's gemm forward
+    assert last == []  # the shortcuts run 'subsampled', which compiles nothing: no gemm
+    assert {kernel[1] for kernel in backward} == {"lanes", "subsampled"}
+    gemm = [kernel for kernel in backward if kernel[1] == "subsampled"]
+    gemm = [(pass_, "gemm", dtype) for pass_, _, dtype in gemm]
+    assert jit_warmup.helper_order(backward + gemm)[1] == [("backward_weight", "gemm", "float32")]  # after the
+    # main process's gemm forward, in a model that runs gemm
+
+
+def test_the_helper_starts_apart_from_the_row_helpers_of_the_main_process_s_first_forward():
+    """ResNet-20's first layer runs lanes, whose forward compiles the row helpers of lanes' backward passes:
+    the helper starts with the batch assembly and batch norm's backward pass. LeNet-5's runs flat: the helper
+    starts with a convolution. Either list ends with the kernel threads' wait, which spin.reached's job
+    compiles."""
+    resnet = jit_warmup.helper_jobs(models.build("resnet20", input_shape=(3, 32, 32)), (3, 32, 32))
+    assert resnet[:3] == [("batch assembly", None), ("backward", "bn"),
+                          ("convolution", ("backward_input", "lanes", "float32"))]
+    assert len(resnet) == len(set(resnet)) and resnet[-1] == ("spin wait", None)
+    lenet = jit_warmup.helper_jobs(models.build("lenet5", input_shape=(1, 28, 28)), (1, 28, 28))
+    assert lenet[0][0] == "convolution" and lenet[-1] == ("spin wait", None)
+    assert len(lenet) == len(set(lenet)) and lenet.count(("batch assembly", None)) == 1
+
+
+def test_the_spin_wait_job_compiles_the_kernel_threads_wait():
+    from nbconv.kernels.cpu import spin
+    jit_warmup.run_job(("spin wait", None), None, {})
+    assert spin.reached.signatures
+
+
+def test_the_helper_has_no_job_for_an_algorithm_with_nothing_to_compile():
+    model = models.build("resnet20", input_shape=(3, 32, 32))
+    jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
+    assert [job for job in jobs if job[0] == "convolution"] == [
+        ("convolution", ("backward_input", "lanes", "float32")), ("convolution", ("backward_weight", "lanes", "float32"))]
 
 
 def test_strips_compiles_one_im2col_for_padded_and_unpadded_inputs():
@@ -248,7 +282,7 @@ def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
     """The helper asks the plan: when the plan's choice changes, so do the kernels it compiles."""
     from nbconv.kernels.cpu.conv import plan as conv_plan
     chosen = {kernel[1] for step, kernel in _helper_work("resnet20", (3, 32, 32), monkeypatch) if step == "convolution"}
-    assert chosen == {"lanes", "gemm"}
+    assert chosen == {"lanes"}  # the shortcuts run 'subsampled', with nothing to compile
     conv_plan.forget_plans()
     try:
         monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")
@@ -395,7 +429,7 @@ def test_the_main_process_takes_the_jobs_the_helper_has_not_claimed_from_the_las
     from nbconv.train import TrainConfig
     model = models.build("resnet20", input_shape=(3, 32, 32))
     jobs = jit_warmup.helper_jobs(model, (3, 32, 32))
-    assert len(jobs) == len(set(jobs)) and jobs[-1] == ("convolution", ("backward_weight", "gemm", "float32"))
+    assert len(jobs) == len(set(jobs)) and jobs[-1] == ("spin wait", None)
     claims = tmp_path / "claims"
     claims.mkdir()
     for job in jobs[:4]:  # what the helper has claimed by the time the main process is done with its own part

@@ -34,6 +34,7 @@ CONV_CASES = [
     ((2, 16, 5, 20), (17, 16, 3, 3), dict(padding=1), "lanes"),
     ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=2, padding=1), "gemm"),
     ((2, 5, 6, 7), (4, 5, 1, 1), dict(), "pointwise"),
+    ((3, 5, 9, 8), (4, 5, 1, 1), dict(stride=2), "subsampled"),
     ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6), "depthwise3x3"),
     ((2, 6, 9, 8), (6, 1, 5, 5), dict(padding=2, groups=6), "direct"),
 ]

@@ -131,7 +131,7 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # nothing extra summed but, in depthwise3x3's input gradient, its padded output gradient's zeros times the
 # weight), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a finite weight
 # their result is the definition's whatever the input holds, so a pass checks only the weight
-EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "packed", "packed_windows", "depthwise3x3")
+EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "subsampled", "packed", "packed_windows", "depthwise3x3")
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,

@@ -39,6 +39,8 @@ gradient). The choice, in order:
   - else 'wide' (im2col over whole padded rows, wide.py), every pass, or, where wide's padded rows are at
     least STRIPS_WASTE times the output width (its products would be that much larger: LeNet-5's second
     layer, 14 / 10), 'strips' (im2col over output rows copied as 8-value blocks, strips.py);
+- 1x1 filters with a stride and no padding (ResNet's shortcut projections): 'subsampled' (the kept pixels
+  copied, then one BLAS product an image by numpy: nothing to JIT-compile, subsampled.py);
 - any other stride: 'gemm' (im2col over output rows, gemm.py).
 
 Measurements behind the thresholds (forward + input gradient, 3x3, alternating runs): Winograd against
@@ -125,7 +127,7 @@ import numpy as np
 
 from ..threads import num_threads
 from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, pointwise_weight, row_lanes,
-               shift, strips, wide, winograd, winograd4, winograd4_weight, winograd_weight)
+               shift, strips, subsampled, wide, winograd, winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -151,6 +153,7 @@ LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filt
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
 POINTWISE_WEIGHT_MOST_POSITIONS = 196  # 'pointwise_weight' for 1x1 weight gradients on maps up to 14x14
+SUBSAMPLED = True  # 'subsampled' for unpadded strided 1x1 layers (False: 'gemm', as before it)
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 
@@ -174,6 +177,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("flat", flat, flat.applies),
     Algorithm("wide", wide, wide.applies),
     Algorithm("strips", strips, strips.applies),
+    Algorithm("subsampled", subsampled, subsampled.applies),
     Algorithm("gemm", gemm, gemm.applies),
     Algorithm("lanes", lanes, lanes.applies),
     Algorithm("row_lanes", row_lanes, row_lanes.applies),
@@ -307,6 +311,8 @@ def choose(pass_, convolution):
         if winograd_layer and winograd.applies(pass_, convolution):
             return "winograd4" if _winograd4(convolution, channels, out_w) else "winograd"
         return "shift" if winograd_layer or channels >= SHIFT_CHANNELS else _unrolled(convolution)
+    if SUBSAMPLED and subsampled.applies(pass_, convolution):
+        return "subsampled"
     return "gemm"
 
 
@@ -327,7 +333,8 @@ SETTINGS = (
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS", "ROW_LANES_MOST_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
-                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS")),
+                             "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS",
+                             "SUBSAMPLED")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (flat, ("max_chunks",)),
@@ -455,13 +462,15 @@ def choose_prepared(convolution):
       F(2x2): ResNet-50's 256-channel layer on 14x14 at batch 1 (16 tiles) ran 0.96x F(2x2) (0.82x on two
       threads), reading 2.25x more transformed filters for few tiles; 1.20x at batch 2 (32 tiles), 1.13-1.35x
       on the wider layers at batch 1 (49 tiles and more; one thread, benchmarks/NOTES.md, section 67);
-    - else choose()'s."""
+    - else choose()'s, but 'gemm' for choose()'s 'subsampled' (which splits only the images between threads)."""
     N, C, _, _ = convolution.input_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed"
     algorithm = choose("forward", convolution)
+    if algorithm == "subsampled":  # it splits the batch's images between the threads: nn.infer's batch of one
+        algorithm = "gemm"         # image would run on one thread, where gemm splits rows and channels too
     if algorithm == "winograd4" and not PREPARED_WINOGRAD4:
         algorithm = "winograd"
     if (algorithm in ("winograd", "winograd4") and OW <= PREPARED_NARROW_WIDEST

@@ -1,0 +1,87 @@
+"""conv/subsampled.py: strided 1x1 convolutions as the kept pixels times the weight, by numpy's BLAS."""
+import numba
+import numpy as np
+import pytest
+
+from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import plan
+from tests.kernels.cpu.conv.algorithm_check import check, check_concurrent_calls, random_case
+
+# (N, C, H, W, D, kernel, stride, padding, dilation, groups): odd sizes, strides 2 and 3 and unequal, a stride
+# past the image, groups, dilation (meaningless for 1x1), one image
+CASES = [
+    (3, 5, 7, 9, 6, 1, 2, 0, 1, 1),
+    (2, 6, 8, 5, 9, 1, (3, 2), 0, 1, 3),
+    (1, 4, 5, 5, 7, 1, (1, 2), 0, 2, 1),
+    (5, 3, 4, 3, 2, 1, 5, 0, 1, 1),
+    (4, 16, 32, 32, 32, 1, 2, 0, 1, 1),  # ResNet-20's first shortcut, fewer images
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_subsampled_matches_reference(case, rng):
+    check("subsampled", case, rng, finite_differences=case is CASES[1])
+    check("subsampled", case, rng, dtype=np.float32, tolerance=2e-5)
+
+
+def test_the_plan_sends_unpadded_strided_1x1_layers_here():
+    hyper = (2, 2, 0, 0, 1, 1, 1)
+    for pass_ in ("forward", "backward_input", "backward_weight"):
+        assert plan(pass_, (8, 16, 32, 32), (32, 16, 1, 1), *hyper).algorithm == "subsampled"
+        assert plan(pass_, (8, 16, 32, 32), (32, 16, 1, 1), 2, 2, 1, 1, 1, 1, 1).algorithm == "gemm"  # padded
+        assert plan(pass_, (8, 16, 32, 32), (32, 16, 3, 3), *hyper).algorithm != "subsampled"
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
+def test_the_results_do_not_depend_on_the_thread_count(pass_, rng):
+    """Each image's product is one BLAS call whatever the part, the weight gradient's summed in image order:
+    1 and 2 threads give the same bits."""
+    x, w, b, hyper = random_case((9, 24, 33, 31, 20, 1, 2, 0, 1, 1), rng, np.float32)
+    chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype)
+    grad_y = rng.standard_normal(chosen.convolution.output_shape).astype(np.float32)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for count in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(count)
+            chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype)
+            assert chosen.algorithm == "subsampled"
+            if pass_ == "forward":
+                out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
+                dispatch.run_forward(chosen, x, w, b, out)
+            elif pass_ == "backward_input":
+                out = np.full(x.shape, np.nan, np.float32)
+                dispatch.run_backward_input(chosen, grad_y, w, out)
+            else:
+                out = np.full(w.shape, np.nan, np.float32)
+                dispatch.run_backward_weight(chosen, grad_y, x, out)
+            results.append(out)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])
+def test_concurrent_calls_give_one_call_s_results(pass_, rng):
+    check_concurrent_calls("subsampled", pass_, (6, 8, 17, 15, 12, 1, 2, 0, 1, 2), rng)
+
+
+def test_nothing_is_written_outside_the_buffers(rng):
+    """Each pass writes its buffers within the plan's shapes: sentinels after them stay."""
+    from nbconv.kernels.cpu.conv import subsampled
+    x, w, b, hyper = random_case((3, 6, 9, 7, 10, 1, 2, 0, 1, 2), rng, np.float32)
+    y_shape = plan("forward", x.shape, w.shape, *hyper).convolution.output_shape
+    grad_y = rng.standard_normal(y_shape).astype(np.float32)
+    for pass_, out, run in (("forward", np.empty(y_shape, np.float32),
+                             lambda out, views, chosen: subsampled.forward(x, w, b, out, views, chosen)),
+                            ("backward_input", np.empty_like(x),
+                             lambda out, views, chosen: subsampled.backward_input(grad_y, w, out, views, chosen)),
+                            ("backward_weight", np.empty_like(w),
+                             lambda out, views, chosen: subsampled.backward_weight(grad_y, x, out, views, chosen))):
+        chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype)
+        shapes = {buffer.name: buffer.shape for buffer in chosen.buffers}
+        buffers = {name: np.full((int(np.prod(shape)) + 64,), 7.0, np.float32) for name, shape in shapes.items()}
+        views = {name: buffers[name][:-64].reshape(shapes[name]) for name in shapes}
+        run(out, views, chosen)
+        for name in shapes:
+            assert (buffers[name][-64:] == 7.0).all(), (pass_, name)

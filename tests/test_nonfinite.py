@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv.kernels.cpu import conv
 from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv.plan import plan
 from tests import reference
 from tests.test_threads import CONV_CASES
 
@@ -94,13 +94,18 @@ EXACT_CASES = [case for case in CASES if case[3] in dispatch.EXACT_PRODUCTS]
 @pytest.mark.parametrize("where", ["input", "grad_output"])
 @pytest.mark.parametrize("case", EXACT_CASES, ids=[f"{case[3]}-{index}" for index, case in enumerate(EXACT_CASES)])
 def test_exact_algorithms_give_the_definition_without_recomputing(case, where, monkeypatch):
-    """gemm, pointwise and depthwise3x3 with a finite weight: NaN and inf in the data reach exactly their
-    receptive field straight from the algorithm, the definition's loop nests never called."""
+    """The exact-product algorithms (gemm, pointwise, subsampled, depthwise3x3, lanes, row_lanes, ...) with a finite
+    weight: NaN and inf in the data reach exactly their receptive field straight from the algorithm, the
+    definition's loop nests never called for a pass the plan gives one of them."""
     def recompute(*args):
         raise AssertionError("recomputed by the definition")
-    for name in ("conv2d_forward_direct", "conv2d_backward_input_direct", "conv2d_backward_weight_direct"):
-        monkeypatch.setattr(dispatch, name, recompute)
     input_shape, weight_shape, hyper, path = case
+    kernel_args = F.conv_geometry(input_shape, weight_shape, hyper.get("stride", 1), hyper.get("padding", 0),
+                                  hyper.get("dilation", 1), hyper.get("groups", 1)).kernel_args
+    for pass_, name in (("forward", "conv2d_forward_direct"), ("backward_input", "conv2d_backward_input_direct"),
+                        ("backward_weight", "conv2d_backward_weight_direct")):
+        if plan(pass_, input_shape, weight_shape, *kernel_args, dtype=np.float32).algorithm in dispatch.EXACT_PRODUCTS:
+            monkeypatch.setattr(dispatch, name, recompute)
     rng = np.random.default_rng(11)
     ref_hyper = _reference_hyper(weight_shape, hyper)
     x = rng.standard_normal(input_shape).astype(np.float32)

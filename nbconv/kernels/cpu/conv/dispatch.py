@@ -130,8 +130,14 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
 # nothing extra summed but, in depthwise3x3's input gradient, its padded output gradient's zeros times the
 # weight), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a finite weight
-# their result is the definition's whatever the input holds, so a pass checks only the weight
-EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "subsampled", "packed", "packed_windows", "depthwise3x3")
+# their result is the definition's whatever the input holds, so a pass checks only the weight. lanes: its forward
+# and weight gradient read only output positions' windows of the (explicitly zero-padded) input, and their sums
+# for channels past D (zero weights or a zero output gradient times the input) are never stored; its input
+# gradient sums the covering (output, tap) pairs and products of the weight with the zeros around the output
+# gradient (channels past C never stored). row_lanes: the covering pairs and the weight times the zero columns
+# either side of the output gradient's rows
+EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "subsampled", "packed", "packed_windows", "depthwise3x3",
+                  "lanes", "row_lanes")
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,

@@ -41,10 +41,12 @@ def fusions(on):
             setattr(cls, name, off)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parsed_arguments(description, default_batch):
+    """The command line of the ResNet-20 step benchmarks, the thread count applied to both engines; with the
+    clock it names (time.thread_time or time.perf_counter)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=default_batch)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     arguments = parser.parse_args()
@@ -52,14 +54,19 @@ def main():
         import numba
         numba.set_num_threads(arguments.threads)
         torch.set_num_threads(arguments.threads)
-    clock = time.thread_time if arguments.clock == "thread" else time.perf_counter
+    return arguments, time.thread_time if arguments.clock == "thread" else time.perf_counter
+
+
+def step_functions(batch):
+    """ResNet-20's training step (forward, loss, backward) on one random batch of `batch` 3x32x32 images, in
+    nbconv and in its PyTorch twin with the same weights: (nbconv_once, torch_once)."""
     architecture, make_twin, shape, _, classes, _ = CASES["resnet20-step"]
     model = models.build(architecture, input_shape=shape, num_classes=classes, seed=0)
     twin = make_twin()
     twin.load_state_dict({key: torch.from_numpy(value) for key, value in model.state_dict().items()})
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((arguments.batch,) + shape).astype(np.float32)
-    labels = rng.integers(0, classes, arguments.batch)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    labels = rng.integers(0, classes, batch)
     x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
     loss_function = torch.nn.CrossEntropyLoss()
 
@@ -71,7 +78,12 @@ def main():
     def torch_once():
         twin.zero_grad(set_to_none=True)
         loss_function(twin(x_torch), labels_torch).backward()
+    return nbconv_once, torch_once
 
+
+def main():
+    arguments, clock = parsed_arguments(__doc__.splitlines()[0], 128)
+    nbconv_once, torch_once = step_functions(arguments.batch)
     narrow = planning.STRIPS_NARROW, planning.STRIPS_NARROW_WEIGHT
 
     def configured(fused, strips):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv import models, nn
+from nbconv import nn
 from nbconv.nn import inference
+from tests.nn.test_inference import _model
 
 SPECS = {
     "strided residuals": ("conv8k3p1nobias,bn,relu,res[conv8k3p1nobias,bn,relu,conv8k3p1nobias,bn],relu,"
@@ -22,21 +23,6 @@ SPECS = {
     "norms after fresh outputs": ("cat[conv4k1,bn,relu|conv4k3p1,relu],bn,relu,res[conv8k1],relu6,flatten,fc6,"
                                   "bn1d,relu,fc3", (3, 5, 6)),
 }
-
-
-def _model(spec, input_shape, seed=0):
-    model = models.build(spec, input_shape=input_shape, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith("running_var"):
-            state[key] = rng.uniform(0.5, 2.0, value.shape).astype(value.dtype)
-        elif key.endswith("num_batches_tracked"):
-            state[key] = value
-        else:
-            state[key] = rng.standard_normal(value.shape).astype(value.dtype)
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def _walked(model, x):

@@ -1,11 +1,11 @@
 """conv/subsampled.py: strided 1x1 convolutions as the kept pixels times the weight, by numpy's BLAS."""
-import numba
 import numpy as np
 import pytest
 
-from nbconv.kernels.cpu.conv import dispatch
 from nbconv.kernels.cpu.conv.plan import plan
-from tests.kernels.cpu.conv.algorithm_check import check, check_concurrent_calls, random_case
+from tests.kernels.cpu.conv.algorithm_check import (check, check_concurrent_calls, check_thread_counts_agree,
+                                                     random_case)
+from tests.kernels.cpu.conv.algorithm_check import run as run_algorithm
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): odd sizes, strides 2 and 3 and unequal, a stride
 # past the image, groups, dilation (meaningless for 1x1), one image
@@ -37,28 +37,8 @@ def test_the_results_do_not_depend_on_the_thread_count(pass_, rng):
     """Each image's product is one BLAS call whatever the part, the weight gradient's summed in image order:
     1 and 2 threads give the same bits."""
     x, w, b, hyper = random_case((9, 24, 33, 31, 20, 1, 2, 0, 1, 1), rng, np.float32)
-    chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype)
-    grad_y = rng.standard_normal(chosen.convolution.output_shape).astype(np.float32)
-    before = numba.get_num_threads()
-    results = []
-    try:
-        for count in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(count)
-            chosen = plan(pass_, x.shape, w.shape, *hyper, dtype=x.dtype)
-            assert chosen.algorithm == "subsampled"
-            if pass_ == "forward":
-                out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
-                dispatch.run_forward(chosen, x, w, b, out)
-            elif pass_ == "backward_input":
-                out = np.full(x.shape, np.nan, np.float32)
-                dispatch.run_backward_input(chosen, grad_y, w, out)
-            else:
-                out = np.full(w.shape, np.nan, np.float32)
-                dispatch.run_backward_weight(chosen, grad_y, x, out)
-            results.append(out)
-    finally:
-        numba.set_num_threads(before)
-    assert np.array_equal(results[0], results[1])
+    grad_y = rng.standard_normal(plan("forward", x.shape, w.shape, *hyper).convolution.output_shape).astype(np.float32)
+    check_thread_counts_agree(lambda: run_algorithm("subsampled", pass_, x, w, b, grad_y, hyper))
 
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input", "backward_weight"])

@@ -22,6 +22,7 @@ class EpochProgress:
         self.status = ""
         self.clock = clock
         self.drawn = None  # the clock at the last redraw
+        self.done = 0      # the steps done that the last call reported
 
     def __call__(self, epoch, done, steps, status):
         self.status = status
@@ -33,6 +34,7 @@ class EpochProgress:
                                          show_eta=True, width=24)
             self.bar.__enter__()
             self.drawn = None
+        self.done = done
         now = self.clock()
         if done < steps and self.drawn is not None and now - self.drawn < 1.0 / REDRAWS_PER_SECOND:
             return
@@ -42,6 +44,9 @@ class EpochProgress:
             self.close()
 
     def close(self):
+        """Ends the current bar, first drawn at the last step reported (a stop mid-epoch shows where it stopped)."""
         if self.bar is not None:
+            if self.done > self.bar.pos:
+                self.bar.update(self.done - self.bar.pos)
             self.bar.__exit__(None, None, None)
             self.bar = None

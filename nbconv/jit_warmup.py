@@ -53,6 +53,8 @@ LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d
                "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
 # The algorithms that run numpy alone: no job for the helper.
 NOTHING_TO_COMPILE = ("subsampled",)
+# The algorithms whose forward pass compiles row helpers that their backward passes call too.
+FORWARD_SHARES = ("lanes",)
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),
          "pointwise": ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1, 0, 0, 1, 1, 1)),
@@ -278,10 +280,6 @@ def helper_jobs(model, input_shape):
     return (ahead + [("convolution", kernel) for kernel in first]
             + [job for job in [("batch assembly", None)] + kinds if job not in ahead]
             + [("convolution", kernel) for kernel in last] + [("spin wait", None)])
-
-
-# The algorithms whose forward pass compiles row helpers that their backward passes call too.
-FORWARD_SHARES = ("lanes",)
 
 
 def first_forward_algorithm(model, input_shape):

@@ -129,9 +129,13 @@ def test_flat_steps_follow_every_change_between_steps(decay_on, rng):
     optimizer = SGD(parameters, lr=lr, momentum=momentum, weight_decay=0.01, decay_on=decay_on)
     reference = [parameter.value.copy() for parameter in parameters]
     velocities = [np.zeros(shape) for shape in shapes]
+    general_steps = []  # the steps that took the general flat path
+    flat_step = optimizer._flat_step
+    optimizer._flat_step = lambda: general_steps.append(1) or flat_step()
 
     def step(decay, steady=True, elsewhere=()):
         versions = [parameter.version for parameter in parameters]
+        general_before = len(general_steps)
         for index, parameter in enumerate(parameters):
             if index in elsewhere or parameter.grad_buffer is None:
                 parameter.grad = rng.standard_normal(shapes[index])
@@ -141,6 +145,7 @@ def test_flat_steps_follow_every_change_between_steps(decay_on, rng):
         optimizer.step()
         changes = [parameter.version - version for parameter, version in zip(parameters, versions)]
         assert changes == [1] * len(parameters) if steady else min(changes) >= 1  # a rebuild sets the values anew
+        assert (len(general_steps) == general_before) == steady  # the short path alone, exactly when steady
         for index, parameter in enumerate(parameters):
             g = parameter.grad + (decay if decay_on == "all" or len(shapes[index]) > 1 else 0.0) * reference[index]
             velocities[index] = momentum * velocities[index] + g

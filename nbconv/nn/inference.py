@@ -167,6 +167,10 @@ class _Recorder:
     def emit(self, step, reads):
         """Run step(slots) now and keep it; `reads`: the slots it reads."""
         step(self.slots)
+        self.keep(step, reads)
+
+    def keep(self, step, reads):
+        """Keep step(slots), already run, for the program; `reads`: the slots it reads."""
         self.steps.append(step)
         self.reads.append(tuple(reads))
 
@@ -237,14 +241,15 @@ def _convolve(rec, layer, x, fuse=None):
     def convolve(slots):
         epilogue = None
         if fuse is not None:
+            if layer.weight.value.shape[0] != norm.num_features:  # a new weight the walk would not fuse
+                raise _Stale
             scale, shift = _scale_and_shift(norm)
             epilogue = (scale, shift, None if residual is None else slots[residual], activation)
         slots[out] = _convolve_now(layer, slots[x], epilogue)
     reads = (x,) if residual is None else (x, residual)
     convolve(rec.slots)
     bound = _bound_convolution(rec, layer, x, out, fuse)
-    rec.steps.append(bound or convolve)
-    rec.reads.append(reads)
+    rec.keep(bound or convolve, reads)
     return out
 
 

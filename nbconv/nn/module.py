@@ -75,10 +75,12 @@ class Layer:
         return self.forward(input)
 
     def __getstate__(self):
-        """Copies and pickles leave out the remembered last calls (nbconv.nn.last_call): they name arrays by
-        identity and hold kernel callables, and a copy remembers its own."""
+        """Copies and pickles leave out the remembered last calls (nbconv.nn.last_call) and nn.infer's recorded
+        programs (nbconv.nn.inference): they name arrays and layers by identity and hold kernel callables, and a
+        copy records its own."""
         state = dict(self.__dict__)
-        for name in ("_last_forward", "_last_backward", "_last_fused_forward", "_last_fused_backward"):
+        for name in ("_last_forward", "_last_backward", "_last_fused_forward", "_last_fused_backward",
+                     "_inference_programs"):
             state.pop(name, None)
         return state
 

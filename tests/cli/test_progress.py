@@ -58,3 +58,17 @@ def test_slow_steps_are_each_drawn(monkeypatch):
         progress(0, done, 5, f"step {done}")
     progress.close()  # interrupted before the end
     assert bars[0].draws == [(0, ""), (1, "step 1"), (2, "step 2"), (3, "step 3")] and bars[0].closed
+
+
+def test_a_bar_closed_mid_epoch_shows_the_last_step_reported(monkeypatch):
+    bars = []
+    monkeypatch.setattr(click, "progressbar", lambda **options: bars.append(FakeBar(**options)) or bars[-1])
+    now = [0.0]
+    progress = EpochProgress(1, clock=lambda: now[0])
+    progress(0, 0, 500, "")
+    for done in range(1, 8):
+        now[0] += 0.004  # within one redraw interval: none of these steps is drawn as it comes
+        progress(0, done, 500, f"step {done}")
+    assert bars[0].draws == [(0, "")]
+    progress.close()  # interrupted at step 7
+    assert bars[0].draws[-1] == (7, "step 7") and bars[0].closed

@@ -1,6 +1,8 @@
 """nn.infer's recorded programs: a later call with the same input signature runs the recorded steps, with the
 same bits as the walk that recorded them; another signature, an edited model or a bad input goes through the
 walk again (and its errors); calls from several threads get their own results."""
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import nbconv.functional as F
 from nbconv import nn
 from nbconv.nn import inference
+from nbconv.nn.module import Parameter
 from tests.nn.test_inference import _model
 
 SPECS = {
@@ -106,6 +109,25 @@ def test_an_edited_model_is_walked_again(rng):
         np.testing.assert_array_equal(nn.infer(model, x), got)
 
 
+@pytest.mark.parametrize("spec, input_shape", [SPECS["strided residuals"], ("fc6,relu,fc3", (5,))],
+                         ids=["bound convolutions", "no convolution"])
+def test_copies_and_pickles_after_infer_run_their_own_layers(spec, input_shape, rng):
+    """A copy made after nn.infer records its own programs: edits to the copy (or to the original) reach only
+    the model edited; a model that has run nn.infer pickles."""
+    model = _model(spec, input_shape)
+    x = rng.standard_normal((2,) + input_shape).astype(np.float32)
+    original = nn.infer(model, x)
+    clone = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    for edited in (clone, model):
+        for parameter in edited.parameters():
+            parameter.value = parameter.value * 0.5
+        got = nn.infer(edited, x)
+        _assert_close(got, edited.forward(x))
+        assert not np.array_equal(got, original)
+    np.testing.assert_array_equal(nn.infer(restored, x), original)
+
+
 def test_bias_replaced_by_none_is_seen(rng):
     model = _model("conv8k3p1,bn,relu,conv4k1,relu,gap,fc2", (3, 7, 7))
     x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
@@ -169,3 +191,16 @@ def test_a_changed_model_drops_every_program(rng):
     model.layers[0].weight.value = model.layers[0].weight.value * 2
     _assert_close(nn.infer(model, small), model.forward(small))
     assert len(model._inference_programs) == 1
+
+
+def test_a_new_weight_that_no_longer_fits_the_batch_norm_gets_the_walk_s_error(rng):
+    """A 'same'-padded convolution (the walk's own step, not a bound one) fused with its batch norm, then given
+    a weight of another channel count: the batch norm's own error, as model.forward gives it."""
+    model = _model("conv8k4psame,bn,relu,gap,fc3", (3, 9, 9))
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    nn.infer(model, x)
+    convolution = model.layers[0]
+    convolution.weight = Parameter(rng.standard_normal((6, 3, 4, 4)).astype(np.float32))
+    convolution.bias = Parameter(rng.standard_normal(6).astype(np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(8\) input must have 8 channels"):
+        nn.infer(model, x)

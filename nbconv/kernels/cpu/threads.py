@@ -240,7 +240,8 @@ if hasattr(os, "register_at_fork"):
 
 def compile_wait():
     """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
-    warm-up helper does this first, so that a process on an empty cache loads it instead of compiling it."""
+    warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
+    it."""
     spin.reached(np.zeros((1, _ROW), np.int64), 0, 1, _DONE, 0, 0, np.zeros(2, np.int64))
 
 

@@ -153,7 +153,7 @@ LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filt
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
 POINTWISE_WEIGHT_MOST_POSITIONS = 196  # 'pointwise_weight' for 1x1 weight gradients on maps up to 14x14
-SUBSAMPLED = True  # 'subsampled' for unpadded strided 1x1 layers (False: 'gemm', as before it)
+SUBSAMPLED = True  # 'subsampled' for unpadded strided 1x1 layers (False: 'gemm')
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
 

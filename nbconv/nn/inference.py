@@ -42,8 +42,10 @@ the model again. A convolution's step on the CPU has its plan, algorithm, packed
 kernel arguments resolved once (dispatch.bind_forward_prepared) and checks at each call only that its layer,
 weight (array and version), bias, hyper-parameters and input are those it was bound for; the containers'
 layer lists are compared by identity at each call. When anything differs the model is walked and recorded
-again (and the model's other programs, which hold the arrays they were bound to, are dropped), so what a call
-computes is always what the walk would compute. Every call gets its own arrays (the
+again (and, when a program finds the model changed, the model's other programs, which hold the arrays they
+were bound to, are dropped; a model edited and then called with a new signature keeps its older programs,
+at most PROGRAMS_KEPT, until one of them is called), so what a call computes is always what the walk would
+compute. Every call gets its own arrays (the
 steps allocate their outputs, and an array is let go after its last reader), so calls from several threads
 at once give their own results.
 

@@ -274,9 +274,9 @@ def helper_jobs(model, input_shape):
     first, last = helper_order([kernel for kernel in convolution_kernels(model, input_shape)
                                 if kernel[0] != "forward" and kernel[1] not in NOTHING_TO_COMPILE])
     kinds = [("backward", kind) for kind in layer_kinds(model) if kind in HELPER_KINDS]
-    ahead = [("batch assembly", None)] + [job for job in kinds if job[1] == "bn"]
-    if first_forward_algorithm(model, input_shape) not in FORWARD_SHARES:
-        ahead = []
+    ahead = []
+    if first_forward_algorithm(model, input_shape) in FORWARD_SHARES:
+        ahead = [("batch assembly", None)] + [job for job in kinds if job[1] == "bn"]
     return (ahead + [("convolution", kernel) for kernel in first]
             + [job for job in [("batch assembly", None)] + kinds if job not in ahead]
             + [("convolution", kernel) for kernel in last] + [("spin wait", None)])

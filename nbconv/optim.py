@@ -76,7 +76,7 @@ class Optimizer:
                     state is not slots:
                 return False
         for parameter in flat.parameters:  # updated in place below: say so to caches of derived values
-            parameter.version += 1  # mark_changed(), without a method call a parameter
+            parameter.mark_changed()
         self._update_runs(flat)
         return True
 

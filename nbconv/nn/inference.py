@@ -287,7 +287,6 @@ def _bound_convolution(rec, layer, x, out, fuse):
     no_residual = np.empty((0, 0, 0), dtype)
     code = F._SCALE_SHIFT_ACTIVATIONS[activation]
     checked = [_scale_and_shift(norm) if norm is not None else None]  # the (scale, shift) last seen valid
-    acquire, release = LAUNCH_LOCK.acquire, LAUNCH_LOCK.release
 
     def convolve(slots):
         source = slots[x]
@@ -313,11 +312,8 @@ def _bound_convolution(rec, layer, x, out, fuse):
                 added = added.reshape(flat)
             epilogue = (pair[0], pair[1], added, code)
         result = np.empty(output_shape, dtype)
-        acquire()
-        try:
+        with LAUNCH_LOCK:
             run(source, result, epilogue)
-        finally:
-            release()
         slots[out] = result
     return convolve
 

@@ -24,6 +24,7 @@ from nbconv.nn.graph import Residual
 from nbconv.nn.norm import _BatchNorm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer_timing import alternating_rounds  # noqa: E402
 from networks import CASES  # noqa: E402
 
 
@@ -95,14 +96,7 @@ def main():
 
     cases = (("both", configured(True, True)), ("fusions", configured(True, False)),
              ("neither", configured(False, False)), ("torch", torch_once))
-    for _, once in cases:
-        once()
-    times = {label: [] for label, _ in cases}
-    for _ in range(arguments.rounds):
-        for label, once in cases:
-            started = clock()
-            once()
-            times[label].append(clock() - started)
+    times = alternating_rounds(dict(cases), arguments.rounds, 1, clock)
     fusions(True)
     planning.STRIPS_NARROW, planning.STRIPS_NARROW_WEIGHT = narrow
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {arguments.clock} clock, batch "

@@ -13,6 +13,7 @@ import torch
 from nbconv.kernels.cpu.conv import plan as planning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer_timing import alternating_rounds  # noqa: E402
 from resnet20_changes import parsed_arguments, step_functions  # noqa: E402
 
 
@@ -27,15 +28,7 @@ def main():
         return once
 
     cases = (("subsampled", configured(True)), ("gemm", configured(False)), ("torch", torch_once))
-    for _, once in cases:
-        once()
-        once()
-    times = {label: [] for label, _ in cases}
-    for _ in range(arguments.rounds):
-        for label, once in cases:
-            started = clock()
-            once()
-            times[label].append(clock() - started)
+    times = alternating_rounds(dict(cases), arguments.rounds, 1, clock, warm_up=2)
     planning.SUBSAMPLED = True
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {arguments.clock} clock, batch "
           f"{arguments.batch}, {arguments.rounds} rounds, load {os.getloadavg()[0]:.1f}")

@@ -1,6 +1,7 @@
 """The training progress bar: redrawn at most REDRAWS_PER_SECOND times a second, always at an epoch's start and
 end, with the latest status."""
 import click
+import pytest
 
 from nbconv_cli import progress as progress_module
 from nbconv_cli.progress import EpochProgress
@@ -24,10 +25,21 @@ class FakeBar:
         self.draws.append((self.pos, self.show(None)))
 
 
-def test_redraws_are_limited_and_the_last_step_is_drawn(monkeypatch):
-    bars = []
-    monkeypatch.setattr(click, "progressbar", lambda **options: bars.append(FakeBar(**options)) or bars[-1])
-    now = [0.0]
+@pytest.fixture
+def bars(monkeypatch):
+    """The bars the progress callback opens, each a FakeBar, in order."""
+    opened = []
+    monkeypatch.setattr(click, "progressbar", lambda **options: opened.append(FakeBar(**options)) or opened[-1])
+    return opened
+
+
+@pytest.fixture
+def now():
+    """The test's clock, [seconds]: the tests move it on."""
+    return [0.0]
+
+
+def test_redraws_are_limited_and_the_last_step_is_drawn(bars, now):
     progress = EpochProgress(2, clock=lambda: now[0])
     step_seconds = 0.004  # a LeNet-5 step: 250 reports a second
     for epoch in range(2):
@@ -47,10 +59,7 @@ def test_redraws_are_limited_and_the_last_step_is_drawn(monkeypatch):
         assert all(status == ("" if position == 0 else f"step {position}") for position, status in bar.draws)
 
 
-def test_slow_steps_are_each_drawn(monkeypatch):
-    bars = []
-    monkeypatch.setattr(click, "progressbar", lambda **options: bars.append(FakeBar(**options)) or bars[-1])
-    now = [0.0]
+def test_slow_steps_are_each_drawn(bars, now):
     progress = EpochProgress(1, clock=lambda: now[0])
     progress(0, 0, 5, "")
     for done in range(1, 4):
@@ -60,10 +69,7 @@ def test_slow_steps_are_each_drawn(monkeypatch):
     assert bars[0].draws == [(0, ""), (1, "step 1"), (2, "step 2"), (3, "step 3")] and bars[0].closed
 
 
-def test_a_bar_closed_mid_epoch_shows_the_last_step_reported(monkeypatch):
-    bars = []
-    monkeypatch.setattr(click, "progressbar", lambda **options: bars.append(FakeBar(**options)) or bars[-1])
-    now = [0.0]
+def test_a_bar_closed_mid_epoch_shows_the_last_step_reported(bars, now):
     progress = EpochProgress(1, clock=lambda: now[0])
     progress(0, 0, 500, "")
     for done in range(1, 8):

@@ -56,18 +56,22 @@ UNUSED = 1  # the size of a buffer a pass does not use (a plan's buffers hold at
 WEIGHT_POSITIONS = 256  # the weight gradient sums at least this many positions a block: images of fewer go in groups
 
 
-@njit(cache=True, inline="always")
-def weight_images(OH, OW):
+def images_per_block(OH, OW):
     """Images the weight gradient sums at once: enough for WEIGHT_POSITIONS output positions (1 from 16 x 16 up,
     4 at 8 x 8), so that a block's set-up and final adds are spread over as many."""
     return max(1, -(-WEIGHT_POSITIONS // (OH * OW)))
+
+
+# the kernels' copy; `buffers` calls the Python function itself (a call of the compiled one from Python would
+# compile it on its own, ~0.2 CPU s on an empty cache)
+weight_images = njit(cache=True, inline="always")(images_per_block)
 
 
 def _round_up(count, multiple):
     return -(-count // multiple) * multiple
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+@njit(cache=True, inline="always")
 def copy_image(images, n, target, top, left, plane_h, plane_w):
     """target[c*Hp*Wp + (top + h)*Wp + left + w] = images[n, c, h, w]: image n into the inside of a zero-padded
     copy whose padding the caller has zeroed once (nothing else is written there, so it stays zero from image to
@@ -116,7 +120,7 @@ def _mask(lanes):
     return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), lanes)
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+@njit(cache=True, inline="always")
 def block_sums(source, offsets, taps, packed, packed_start, bias, has_bias, target, at, channel_stride, start0,
                start1, start2, start3):
     """target[at + v*channel_stride + k] = bias[v] + sum over taps t of packed[packed_start + 16t + v] *
@@ -180,7 +184,7 @@ def _next_position(y, x, cols):
     return y, x
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+@njit(cache=True, inline="always")
 def plane_products(source, base, offsets, taps, packed, bias, has_bias, rounded, rows, cols, row_stride, step,
                    target, target_start, channel_stride):
     """target[target_start + v*channel_stride + q] = bias[v] + sum over taps t of packed[(v // 16)*taps*16 + 16t
@@ -261,12 +265,13 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
         else:
             copy_image(input, n, source, padding_h, padding_w, padded_h, padded_w)
             image, base = source, np.int64(0)
-        if straight:
-            plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW,
-                           stride_h * padded_w, stride_w, flat_output, n * D * OH * OW, OH * OW)
-            continue
+        # one call site (plane_products is inlined: each call site compiles it again)
+        products, products_start, products_stride = (flat_output, n * D * OH * OW, OH * OW) if straight else (
+            sums, np.int64(0), plane)
         plane_products(image, base, offsets, taps, packed, bias, has_bias, rounded, OH, OW, stride_h * padded_w,
-                       stride_w, sums, np.int64(0), plane)
+                       stride_w, products, products_start, products_stride)
+        if straight:
+            continue
         for d in range(D):
             target = flat_output[(n * D + d) * OH * OW:]
             at = d * plane
@@ -316,8 +321,7 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     N, C, H, W = grad_input.shape
     rounded = (C + CHANNELS - 1) // CHANNELS * CHANNELS
     no_bias = packed[0, :0]
-    has_bias = no_bias.shape[0] > 0  # False, as a value: a literal False (or 0 below) would compile plane_products
-    # and block_sums once more
+    has_bias = no_bias.shape[0] > 0  # False
     # stride 1, whole channel blocks and planes of 4 or more positions: straight into grad_input; else each
     # phase into the grid (rounded, max(rows*cols, 4)), then copied to its pixels
     straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
@@ -329,18 +333,21 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
         if n >= N:
             break
         copy_image(grad_output, n, source, top, left, source_h, source_w)
-        if straight:
-            plane_products(source, np.int64(0), offsets[0], counts[0], packed[0], no_bias, has_bias, rounded, H,
-                           W, source_w, np.int64(1), flat_grad_input, n * C * H * W, H * W)
-            continue
         for ry in range(min(stride_h, H)):
             rows = (H - ry + stride_h - 1) // stride_h
             for rx in range(min(stride_w, W)):
                 cols = (W - rx + stride_w - 1) // stride_w
                 plane = max(rows * cols, POSITIONS)
                 phase = ry * stride_w + rx
+                # one call site (plane_products is inlined: each call site compiles it again); straight: the one
+                # phase of a stride-1 layer, into grad_input itself
+                products, products_start, products_stride = (
+                    (flat_grad_input, n * C * H * W, H * W) if straight else (sums, np.int64(0), plane))
                 plane_products(source, np.int64(0), offsets[phase], counts[phase], packed[phase], no_bias,
-                               has_bias, rounded, rows, cols, source_w, np.int64(1), sums, np.int64(0), plane)
+                               has_bias, rounded, rows, cols, source_w, np.int64(1), products, products_start,
+                               products_stride)
+                if straight:
+                    continue
                 for c in range(C):
                     for yy in range(rows):
                         target = grad_input[n, c, ry + yy * stride_h]
@@ -373,7 +380,7 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
     _contiguous_output(run, grad_input)
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+@njit(cache=True, inline="always")
 def weight_block_sums(spread, d0, rounded, source, offsets, t, taps, images, image_stride, OH, OW, row_stride, step,
                       sums):
     """sums[(t + u)*rounded + d0 + v] += sum over images m and positions (oh, ow) of source[offsets[t + u] +
@@ -482,7 +489,7 @@ def transpose_8x8(typingctx, source, source_index, source_stride, target, target
     return types.void(source, source_index, source_stride, target, target_index, target_stride), codegen
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+@njit(cache=True, inline="always")
 def spread_image(grad_output, n, spread, rounded):
     """spread[(oh*OW + ow)*rounded + d] = grad_output[n, d, oh, ow]: image n's output gradient transposed to
     (positions, channels), by 8 x 8 transposes in registers where channels and positions come in whole eights
@@ -596,8 +603,8 @@ def buffers(pass_, convolution, itemsize, threads):
         grid = UNUSED if straight else max(OH * OW, POSITIONS) * _round_up(D, CHANNELS)
     else:
         # the padded images back to back (none unpadded: the blocks read the input itself)
-        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else weight_images(OH, OW) * image
-        grid = (weight_images(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
+        source = UNUSED if convolution.padding_h == convolution.padding_w == 0 else images_per_block(OH, OW) * image
+        grid = (images_per_block(OH, OW) * OH * OW + taps) * _round_up(D, WEIGHT_CHANNELS)
     partial_bytes = taps * D * itemsize
     chunks = max(1, min(max(1, N), max_chunks(pass_, threads, partial_bytes)))
     if pass_ == "backward_weight":  # the work buffers are a thread's, the partial sums a chunk's

@@ -80,6 +80,8 @@ def test_the_weight_gradient_sums_small_images_in_groups(rng):
     """8x8 outputs: 4 images a block (weight_images), with batches that end in a part group; and the result as
     the reference check's (the summation order within a chunk differs, not the sums)."""
     assert lanes.weight_images(8, 8) == 4 and lanes.weight_images(16, 16) == 1 and lanes.weight_images(5, 7) == 8
+    for OH, OW in ((8, 8), (16, 16), (5, 7), (1, 1), (10, 10)):  # the plan's copy, in Python, says the same
+        assert lanes.images_per_block(OH, OW) == lanes.weight_images(OH, OW)
     for N in (1, 5, 6, 9):
         check("lanes", (N, 17, 8, 8, 20, 3, 1, 1, 1, 1), rng, passes=("backward_weight",))
     check("lanes", (7, 5, 9, 10, 6, 3, 2, 1, 1, 1), rng, passes=("backward_weight",))  # 5x5 outputs: groups of 11
@@ -259,3 +261,24 @@ def test_spread_image_transposes_one_image(D, OH, OW, dtype, rng):
     expected = np.full((OH * OW, rounded), np.nan, dtype)
     expected[:, :D] = grad_output[1].reshape(D, -1).T
     np.testing.assert_array_equal(spread.reshape(OH * OW, rounded), expected)
+
+
+@pytest.mark.parametrize("helper", ["copy_image", "block_sums", "plane_products", "weight_block_sums", "spread_image"])
+def test_the_row_helpers_are_inlined_into_the_spans(helper):
+    """Each span compiles its row helpers inline: one compiled on its own and called cost the calling span more
+    CPU seconds on an empty cache than the inlined body (benchmarks/NOTES.md, section 82), and a literal argument
+    (row_lanes' top row of 0) compiled copy_image once more."""
+    assert getattr(lanes, helper).targetoptions.get("inline") == "always"
+
+
+def test_buffers_compile_nothing(monkeypatch):
+    """The plan's buffers ask the Python copy of weight_images (its compiled twin, called from Python, would be
+    compiled on its own: ~0.2 CPU s on an empty cache)."""
+    def compiled_call(*args):
+        raise AssertionError("buffers called the compiled weight_images")
+    monkeypatch.setattr(lanes, "weight_images", compiled_call)
+    for padding in (0, 1):
+        convolution = Convolution((5, 6, 14, 14), (16, 6, 5, 5), 1, 1, padding, padding, 1, 1, 1)
+        named = {name: shape for name, _, shape in lanes.buffers("backward_weight", convolution, 4, 2)}
+        assert named["grid"][1] == (lanes.images_per_block(10 + 2 * padding, 10 + 2 * padding)
+                                    * (10 + 2 * padding) ** 2 + 6 * 25) * 16

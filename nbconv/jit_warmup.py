@@ -34,11 +34,10 @@ WAIT_SECONDS = 300
 HELPER_KINDS = ("local", "maxpool", "avgpool", "gap", "bn", "fc", "fc relu")
 # The order the helper compiles the convolutions' backward passes in. The main process compiles the forward
 # passes meanwhile, in the model's layer order, and a row helper shared by a forward and a backward kernel
-# (gemm's im2col_rows and unrolled, wide's unroll_task, lanes' copy_image and plane_products) is compiled
-# once, by whichever process gets to it first, the other loading it from the cache if it is there by then. The
-# helper starts with lanes' input gradient (its plane_products is its forward's too: in a model whose first layers
-# run other algorithms the main process reaches it late; where the first layer runs lanes, as ResNet-20's does,
-# both processes may compile it at once) and with the kernels whose row helpers no forward of the main process
+# (gemm's im2col_rows and unrolled, wide's unroll_task) is compiled once, by whichever process gets to it first,
+# the other loading it from the cache if it is there by then (lanes' spans inline their row helpers: nothing
+# of theirs is shared since benchmarks/NOTES.md, section 82). The helper starts with lanes' input gradient
+# and with the kernels whose row helpers no forward of the main process
 # compiles (strips' weight gradient: a model whose forward runs strips, as LeNet-5's second layer does, then
 # finds strips' unroll_task in the cache), and leaves gemm's and wide's weight gradients to the end of its list:
 # the main process has compiled their row helpers in its forwards by then, and it takes the list's last jobs
@@ -53,7 +52,9 @@ LAYER_KINDS = {"LocallyConnected2d": "local", "MaxPool2d": "maxpool", "AvgPool2d
                "Dropout": "dropout", "Linear": "fc", "BatchNorm2d": "bn", "BatchNorm1d": "bn"}
 # The algorithms that run numpy alone: no job for the helper.
 NOTHING_TO_COMPILE = ("subsampled",)
-# The algorithms whose forward pass compiles row helpers that their backward passes call too.
+# The algorithms whose forward pass compiles row helpers that their backward passes call too. lanes' did until
+# its spans inlined them (section 82); its rule, which orders ResNet-20's helper, stays as section 76 measured it
+# until a timeline of the new kernels says otherwise.
 FORWARD_SHARES = ("lanes",)
 # A tiny convolution each algorithm applies to: (input shape, weight shape, hyper-parameters in the kernels' order)
 _TINY = {"depthwise3x3": ((2, 2, 5, 5), (2, 1, 3, 3), (1, 1, 1, 1, 1, 1, 2)),

@@ -143,6 +143,15 @@ def overlap_requested():
     return None if value == "auto" else value == "1"
 
 
+def shared_requested():
+    """NBCONV_MPI_SHARED=0 or 1 forces summing gradients in shared memory off or on; unset (or "auto"): None,
+    the world decides (MPIWorld: on when every process is on one node and reductions wait for backward)."""
+    value = os.environ.get("NBCONV_MPI_SHARED", "auto")
+    if value not in ("0", "1", "auto"):
+        raise ValueError(f"NBCONV_MPI_SHARED={value!r}: expected 0, 1 or auto")
+    return None if value == "auto" else value == "1"
+
+
 def mpi_library():
     """(a one-line description of the MPI library mpi4py runs on, or None, and why not when None).
 
@@ -255,7 +264,8 @@ class MPIWorld:
 
     distributed = True
 
-    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY):
+    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY,
+                 shared=None):
         # Read when MPI starts: on the import below, or at Init_thread after mpi_library().
         apply_mpich_settings(os.environ)
         try:
@@ -284,6 +294,10 @@ class MPIWorld:
         self.bucket_bytes = int(bucket_bytes)
         self.nodes = self.comm.allreduce(1 if self.local_rank == 0 else 0)  # the nodes the processes span
         self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
+        # gradients summed in shared memory (nbconv.shared_gradients) where every process shares this node's
+        # memory and the reductions wait for backward; False: MPI Allreduce always
+        self.shared = (self.size > 1 and self.local_size == self.size) if shared is None else bool(shared)
+        self._shared_reducer = None
         self.interrupted = self.stop_agreed = False
         self._abort_lock = threading.Lock()
         self._reducer = None
@@ -396,22 +410,48 @@ class MPIWorld:
         the Ctrl-C flag) starts first and completes with the gradients', so that the step's step_totals needs
         no collective (and no meeting) of its own. Not with balance=True, whose totals carry the time of the
         backward pass."""
-        if self._reducer is None or self._reducer.model is not model:
+        shared = self._shared_reducer_for(model)
+        if shared is None and (self._reducer is None or self._reducer.model is not model):
             self._reducer = GradientReducer(model, self.comm, self.bucket_bytes)
-        reducer = self._reducer
+        reducer = shared or self._reducer
         reducer.begin()
         self._totals = None
         if totals is not None and not self.balance:  # started first on every process, whatever its shard
             self._totals = np.array([float(totals[0]), float(totals[1]), float(self.interrupted)])
-            reducer.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._totals, op=self.MPI.SUM))
+            if shared is None:
+                reducer.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._totals, op=self.MPI.SUM))
         if local_count:
             if local_count != global_count:
                 grad_logits = scale(grad_logits, local_count / global_count)
             model.backward(grad_logits, need_input_grad=False,
-                           after_layer=reducer.layer_done if self.overlap else None)
+                           after_layer=reducer.layer_done if self.overlap and shared is None else None)
         if self.balance and self._step_started is not None:
             self._computed = (time.perf_counter() - self._step_started, local_count)
-        reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
+        if shared is not None:
+            summed = shared.finish(have_gradients=bool(local_count), totals=self._totals)
+            self._totals = summed
+        else:
+            reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
+
+    def _shared_reducer_for(self, model):
+        """The shared-memory reducer for `model` when this world sums in shared memory (every process on one
+        node, reductions after backward, host parameters of one dtype), else None. Made on first use (a
+        collective: every process gets here at the same step, deciding from the same model); where the MPI
+        cannot allocate shared windows, the world falls back to Allreduce for good."""
+        if not self.shared or self.overlap:
+            return None
+        reducer = self._shared_reducer
+        if reducer is not None and reducer.model is model:
+            return reducer
+        from .shared_gradients import SharedGradientReducer
+        if not SharedGradientReducer.applies(model):
+            return None
+        try:
+            self._shared_reducer = SharedGradientReducer(model, self.MPI, self.comm)
+        except (self.MPI.Exception, NotImplementedError):  # no MPI-3 shared windows here
+            self.shared, self._shared_reducer = False, None
+            return None
+        return self._shared_reducer
 
     # -- Ctrl-C and faults -------------------------------------------------------------------------------
 
@@ -678,7 +718,7 @@ def connect(force=False, overlap=None, balance=None):
     if not force and launched_size() <= 1:
         return SINGLE
     return MPIWorld(overlap=overlap_requested() if overlap is None else overlap,
-                    balance=balance_requested() if balance is None else balance)
+                    balance=balance_requested() if balance is None else balance, shared=shared_requested())
 
 
 def select_local_device(world):

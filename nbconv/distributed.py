@@ -260,7 +260,11 @@ class MPIWorld:
     computed from the same numbers). For processes on cores of unequal speed (a shared machine, vCPUs that
     share a physical core, mixed nodes): a synchronous step lasts as long as the slowest process. The loss
     curve stays that of the global batch (uneven shards are weighted by their size), but which process
-    sums which images depends on timing, so runs agree to float rounding, not to the bit."""
+    sums which images depends on timing, so runs agree to float rounding, not to the bit.
+
+    shared: sum the gradients in MPI-3 shared memory (nbconv.shared_gradients) instead of Allreduce, where
+    every process is on this node and the reductions wait for backward; None (the default): when there are
+    several processes; True: also for one (tests); False: Allreduce always."""
 
     distributed = True
 
@@ -296,7 +300,7 @@ class MPIWorld:
         self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
         # gradients summed in shared memory (nbconv.shared_gradients) where every process shares this node's
         # memory and the reductions wait for backward; False: MPI Allreduce always
-        self.shared = (self.size > 1 and self.local_size == self.size) if shared is None else bool(shared)
+        self.shared = self.local_size == self.size and (self.size > 1 if shared is None else bool(shared))
         self._shared_reducer = None
         self.interrupted = self.stop_agreed = False
         self._abort_lock = threading.Lock()

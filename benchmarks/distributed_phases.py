@@ -3,8 +3,8 @@
     python benchmarks/distributed_phases.py [--model lenet5] [--rounds 3] [--steps 20] [--blocks 10] [--nice -19]
 
 Each round is one `mpiexec -n 2` job that alternates blocks of training steps summing the gradients in shared
-memory (nbconv.shared_gradients) and through MPI_Allreduce (MPIWorld(shared=False)), both blocking after
-backward, on half of a global batch each (synthetic data). Every step records, on each process, the
+memory (nbconv.shared_gradients: each layer summed as soon as both processes are done with it, or every
+layer after backward) and through MPI_Allreduce (MPIWorld(shared=False)), all blocking (no overlap), on half of a global batch each (synthetic data). Every step records, on each process, the
 monotonic clock (one clock for both processes of a machine) at the step's start, at the end of its
 backward pass, at the end of the world's backward (the gradients summed) and after the optimizer. From
 them, per step and process: compute (forward, loss and backward), wait (until the later process's backward
@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from distributed import MODELS, ROOT, launcher, meet, raise_priority  # noqa: E402
 
-PATHS = ("shared memory", "MPI Allreduce")
+PATHS = ("shared memory", "shared memory, summed after backward", "MPI Allreduce")
 
 
 def worker(args):
@@ -65,15 +65,16 @@ def worker(args):
             return started, marks.pop(), reduced, time.perf_counter()
 
         records = {path: [] for path in PATHS}
-        for block in range(args.blocks + 2):  # the first two blocks (one per path) warm up
-            for path in (PATHS if block % 2 == 0 else PATHS[::-1]):
-                world.shared = path == PATHS[0]
+        for block in range(args.blocks + 1):  # the first block (every path once) warms up
+            for path in PATHS[block % len(PATHS):] + PATHS[:block % len(PATHS)]:
+                world.shared = path != "MPI Allreduce"
+                world.sum_during_backward = path == "shared memory"
                 time.sleep(0.05)
                 meet(world.comm)
                 step()
                 meet(world.comm)
                 steps = [step() for _ in range(args.steps)]
-                if block >= 2:
+                if block >= 1:
                     records[path].extend(steps)
         everyone = world.comm.gather(records, root=0)
         if world.is_root:

@@ -302,6 +302,7 @@ class MPIWorld:
         # memory and the reductions wait for backward; False: MPI Allreduce always
         self.shared = self.local_size == self.size and (self.size > 1 if shared is None else bool(shared))
         self._shared_reducer = None
+        self.sum_during_backward = True  # shared: a process done with backward sums the layers all others are done with
         self.interrupted = self.stop_agreed = False
         self._abort_lock = threading.Lock()
         self._reducer = None
@@ -427,8 +428,9 @@ class MPIWorld:
         if local_count:
             if local_count != global_count:
                 grad_logits = scale(grad_logits, local_count / global_count)
-            model.backward(grad_logits, need_input_grad=False,
-                           after_layer=reducer.layer_done if self.overlap and shared is None else None)
+            # shared: each layer's gradients marked ready for the processes that finish first to sum
+            early = self.overlap or (shared is not None and self.sum_during_backward)
+            model.backward(grad_logits, need_input_grad=False, after_layer=reducer.layer_done if early else None)
         if self.balance and self._step_started is not None:
             self._computed = (time.perf_counter() - self._step_started, local_count)
         if shared is not None:

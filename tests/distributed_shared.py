@@ -7,12 +7,15 @@ batch of 7 (K = 2: shards 4/3; K = 3: 3/2/2) and one of 2 (a process with no ima
 the world's reduced gradients equal the numpy sum of every process's own gradients in rank order, bit for
 bit; the step's totals are the sums of every process's totals; from the second step on, the optimizer's
 flat gradient buffer is this process's slot (the layers wrote there: nothing copied); the updates keep both
-copies' parameters equal to the bit. Rank 0 writes {"size", "shared", "checked"} as JSON to OUT.
+copies' parameters equal to the bit. The last rank's first layer takes 30 ms longer in backward, so the
+others sum the later layers' pieces while it computes: every piece is summed once a step, by one process, and
+the last rank sums fewer than the others. Rank 0 writes {"size", "shared", "checked"} as JSON to OUT.
 
 python tests/distributed_shared.py OUT.json
 """
 import json
 import sys
+import time
 
 import numba
 import numpy as np
@@ -28,6 +31,13 @@ spec = "conv4k3p1,relu,maxpool2,flatten,fc16,relu,fc10"
 nets = [models.build(spec, input_shape=(1, 9, 9), seed=0) for _ in range(2)]
 optimizers = [make_optimizer(TrainConfig(model=spec), net.parameters()) for net in nets]
 rng = np.random.default_rng(1)
+if world.rank == world.size - 1:  # slow: the other processes finish backward first
+    first_layer = nets[0].layers[0]
+    for name in [name for name in ("backward", "backward_fused") if hasattr(first_layer, name)]:
+        def slowed(*args, original=getattr(first_layer, name), **kwargs):
+            time.sleep(0.03)
+            return original(*args, **kwargs)
+        setattr(first_layer, name, slowed)
 checked = 0
 with world.guard():
     for step, batch in enumerate((7, 7, 7, 7, 2)):
@@ -70,6 +80,9 @@ with world.guard():
         for got, want in zip(nets[0].parameters(), nets[1].parameters()):
             assert np.array_equal(got.value, want.value), step
         checked += 1
+summed = comm.allgather(world._shared_reducer.sum.pieces_summed)
+assert sum(summed) == checked * len(world._shared_reducer.sum.pieces), summed
+assert summed[-1] < min(summed[:-1]), summed
 if world.is_root:
     with open(sys.argv[1], "w") as handle:
         json.dump({"size": world.size, "shared": world._shared_reducer is not None, "checked": checked}, handle)

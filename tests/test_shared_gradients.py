@@ -16,19 +16,16 @@ from nbconv.train import TrainConfig, make_optimizer
 from tests.test_distributed import ROOT, environment, mpiexec, needs_mpi, run_steps
 
 
-def test_chunks_tile_the_values_on_cache_line_boundaries():
-    for count in (0, 1, 15, 16, 17, 61_706, 100_001):
-        for size in (1, 2, 3, 4, 7):
-            for itemsize in (4, 8):
-                bounds = [shared_gradients.chunk_bounds(count, rank, size, itemsize) for rank in range(size)]
-                assert bounds[0][0] == 0 and bounds[-1][1] == count
-                assert all(bounds[r][1] == bounds[r + 1][0] for r in range(size - 1))
-                assert all(start <= stop for start, stop in bounds)
-                assert all(stop * itemsize % shared_gradients.ALIGN_BYTES == 0 for _, stop in bounds[:-1]
-                           if stop < count)
-                if count >= 64 * size:  # nearly even: within one cache line of count / size
-                    sizes = [stop - start for start, stop in bounds]
-                    assert max(sizes) - min(sizes) <= 2 * shared_gradients.ALIGN_BYTES // itemsize
+def test_pieces_cut_each_region_in_order_and_cover_it():
+    regions = [(10, 20), (0, 10), (20, 20), (20, 20_000), (20_000, 20_001)]
+    for piece_values in (1, 3, 8192, 100_000):
+        pieces = shared_gradients.pieces_of(regions, piece_values)
+        assert all(0 < stop - start <= piece_values for start, stop, _ in pieces)
+        for index, (start, stop) in enumerate(regions):
+            mine = [(a, b) for a, b, region in pieces if region == index]
+            assert [a for a, _ in mine] == list(range(start, stop, piece_values))  # in order, from the start
+            assert (mine[-1][1] if mine else start) == stop and all(b == a2 for (_, b), (a2, _) in zip(mine, mine[1:]))
+        assert [region for _, _, region in pieces] == sorted(region for _, _, region in pieces)
 
 
 def trained_pair(spec="conv4k3,relu,maxpool2,flatten,fc16,relu,fc10"):

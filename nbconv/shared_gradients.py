@@ -27,7 +27,6 @@ from .flat_parameters import buffers_holding_grads
 
 ALIGN_BYTES = 64  # a cache line: slots and each process's totals and marks start on one
 
-
 PIECE_VALUES = 32768  # the most values one claim sums (a claim costs ~3 us): LeNet-5's 61,706 in 6 pieces
 
 

@@ -429,7 +429,7 @@ class MPIWorld:
             if local_count != global_count:
                 grad_logits = scale(grad_logits, local_count / global_count)
             # shared: each layer's gradients marked ready for the processes that finish first to sum
-            early = self.overlap or (shared is not None and self.sum_during_backward)
+            early = self.overlap or (shared is not None and self.sum_during_backward and hasattr(model, "layers"))
             model.backward(grad_logits, need_input_grad=False, after_layer=reducer.layer_done if early else None)
         if self.balance and self._step_started is not None:
             self._computed = (time.perf_counter() - self._step_started, local_count)

@@ -9,7 +9,7 @@ bit; the step's totals are the sums of every process's totals; from the second s
 flat gradient buffer is this process's slot (the layers wrote there: nothing copied); the updates keep both
 copies' parameters equal to the bit. The last rank's first layer takes 30 ms longer in backward, so the
 others sum the later layers' pieces while it computes: every piece is summed once a step, by one process, and
-the last rank sums fewer than the others. Rank 0 writes {"size", "shared", "checked"} as JSON to OUT.
+the last rank sums fewer than the others together. Rank 0 writes {"size", "shared", "checked"} as JSON to OUT.
 
 python tests/distributed_shared.py OUT.json
 """
@@ -82,7 +82,7 @@ with world.guard():
         checked += 1
 summed = comm.allgather(world._shared_reducer.sum.pieces_summed)
 assert sum(summed) == checked * len(world._shared_reducer.sum.pieces), summed
-assert summed[-1] < min(summed[:-1]), summed
+assert summed[-1] < sum(summed[:-1]), summed  # the fast ones summed more (between them: either may win a claim)
 if world.is_root:
     with open(sys.argv[1], "w") as handle:
         json.dump({"size": world.size, "shared": world._shared_reducer is not None, "checked": checked}, handle)

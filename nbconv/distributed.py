@@ -10,6 +10,10 @@ share of the batch (n_rank / N), so uneven shards weigh right and the same comma
 whatever K is (up to float rounding in the sums). With balance=True (NBCONV_MPI_BALANCE=1) the slices follow
 the processes' measured speeds instead of being even (see MPIWorld).
 
+On one node (every process sharing its memory), the gradients are instead summed in MPI-3 shared memory,
+where the layers wrote them, by whichever processes are done with backward (nbconv.shared_gradients): the
+same rank-order sums, no messages; NBCONV_MPI_SHARED=0 keeps Allreduce.
+
 Overlap: a bucket's non-blocking Iallreduce starts as soon as backward has finished the layers holding its
 parameters, while the earlier layers still run backward.
 

@@ -16,7 +16,9 @@ steps (waiting asleep, not polling), so that a block starts with both of them re
 - 1 process x 1 thread: rank 0 trains on the whole global batch, rank 1 sleeps;
 - 1 process x 2 threads: the same with two Numba threads;
 - 2 processes x 1 thread, overlapped: each process its half, gradients reduced while backward runs;
-- 2 processes x 1 thread, blocking: reductions after the whole backward pass;
+- 2 processes x 1 thread, blocking: reductions after the whole backward pass (on one node: summed in shared
+  memory, nbconv.shared_gradients, as MPIWorld does by default there);
+- 2 processes x 1 thread, blocking, MPI Allreduce: the same through MPI_Allreduce (MPIWorld(shared=False));
 - 2 processes x 1 thread, overlapped, shares balanced by speed: MPIWorld(balance=True), each batch shared in
   proportion to the processes' measured speeds (updated every 2 steps here);
 - 2 processes x 1 thread, no reduction (compute alone): each process its half, no communication at all;
@@ -68,12 +70,13 @@ CONFIGS = [
     ("1 process x 2 threads", 1, 2, "all", None),
     ("2 processes x 1 thread, overlapped", 2, 1, "shard", "overlap"),
     ("2 processes x 1 thread, blocking", 2, 1, "shard", "blocking"),
+    ("2 processes x 1 thread, blocking, MPI Allreduce", 2, 1, "shard", "allreduce"),
     ("2 processes x 1 thread, overlapped, shares balanced by speed", 2, 1, "shard", "balanced"),
     ("2 processes x 1 thread, no reduction (compute alone)", 2, 1, "shard", None),
     ("2 processes x 1 thread, whole batch each, no reduction (the machine's ceiling)", 2, 1, "all", None),
 ]
 BASE, CEILING = CONFIGS[0][0], CONFIGS[-1][0]
-SHORT_NAMES = ("1x1", "1x2", "overlap", "blocking", "balanced", "alone", "ceiling")  # CONFIGS', for --configs
+SHORT_NAMES = ("1x1", "1x2", "overlap", "blocking", "allreduce", "balanced", "alone", "ceiling")  # CONFIGS', for --configs
 # rest before each block: OpenMP's idle threads spin for milliseconds after the 2-thread configuration's last
 # parallel loop (libgomp's GOMP_SPINCOUNT) and would slow down whatever block comes next
 SETTLE_SECONDS = 0.05
@@ -145,7 +148,8 @@ def measure(args, world):
             model.backward(grad_logits, need_input_grad=False)
         else:
             reducing = balanced if reduction == "balanced" else world
-            reducing.overlap = reduction != "blocking"
+            reducing.overlap = reduction not in ("blocking", "allreduce")
+            reducing.shared = reduction != "allreduce" and world.local_size == world.size
             reducing.backward(model, grad_logits, len(batch), batch_size, totals=(loss * len(batch), hits))
             reducing.step_totals(loss * len(batch), hits)  # as the training loop does: reduced with the gradients
         optimizer.step()

@@ -10,6 +10,10 @@ share of the batch (n_rank / N), so uneven shards weigh right and the same comma
 whatever K is (up to float rounding in the sums). With balance=True (NBCONV_MPI_BALANCE=1) the slices follow
 the processes' measured speeds instead of being even (see MPIWorld).
 
+On one node (every process sharing its memory), the gradients are instead summed in MPI-3 shared memory,
+where the layers wrote them, by whichever processes are done with backward (nbconv.shared_gradients): the
+same rank-order sums, no messages; NBCONV_MPI_SHARED=0 keeps Allreduce.
+
 Overlap: a bucket's non-blocking Iallreduce starts as soon as backward has finished the layers holding its
 parameters, while the earlier layers still run backward.
 
@@ -143,6 +147,15 @@ def overlap_requested():
     return None if value == "auto" else value == "1"
 
 
+def shared_requested():
+    """NBCONV_MPI_SHARED=0 or 1 forces summing gradients in shared memory off or on; unset (or "auto"): None,
+    the world decides (MPIWorld: on when every process is on one node and reductions wait for backward)."""
+    value = os.environ.get("NBCONV_MPI_SHARED", "auto")
+    if value not in ("0", "1", "auto"):
+        raise ValueError(f"NBCONV_MPI_SHARED={value!r}: expected 0, 1 or auto")
+    return None if value == "auto" else value == "1"
+
+
 def mpi_library():
     """(a one-line description of the MPI library mpi4py runs on, or None, and why not when None).
 
@@ -251,11 +264,16 @@ class MPIWorld:
     computed from the same numbers). For processes on cores of unequal speed (a shared machine, vCPUs that
     share a physical core, mixed nodes): a synchronous step lasts as long as the slowest process. The loss
     curve stays that of the global batch (uneven shards are weighted by their size), but which process
-    sums which images depends on timing, so runs agree to float rounding, not to the bit."""
+    sums which images depends on timing, so runs agree to float rounding, not to the bit.
+
+    shared: sum the gradients in MPI-3 shared memory (nbconv.shared_gradients) instead of Allreduce, where
+    every process is on this node and the reductions wait for backward; None (the default): when there are
+    several processes; True: also for one (tests); False: Allreduce always."""
 
     distributed = True
 
-    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY):
+    def __init__(self, comm=None, bucket_bytes=BUCKET_BYTES, overlap=None, balance=False, balance_every=BALANCE_EVERY,
+                 shared=None):
         # Read when MPI starts: on the import below, or at Init_thread after mpi_library().
         apply_mpich_settings(os.environ)
         try:
@@ -284,6 +302,11 @@ class MPIWorld:
         self.bucket_bytes = int(bucket_bytes)
         self.nodes = self.comm.allreduce(1 if self.local_rank == 0 else 0)  # the nodes the processes span
         self.overlap = self.nodes > 1 if overlap is None else bool(overlap)
+        # gradients summed in shared memory (nbconv.shared_gradients) where every process shares this node's
+        # memory and the reductions wait for backward; False: MPI Allreduce always
+        self.shared = self.local_size == self.size and (self.size > 1 if shared is None else bool(shared))
+        self._shared_reducer = None
+        self.sum_during_backward = True  # shared: a process done with backward sums the layers all others are done with
         self.interrupted = self.stop_agreed = False
         self._abort_lock = threading.Lock()
         self._reducer = None
@@ -396,22 +419,49 @@ class MPIWorld:
         the Ctrl-C flag) starts first and completes with the gradients', so that the step's step_totals needs
         no collective (and no meeting) of its own. Not with balance=True, whose totals carry the time of the
         backward pass."""
-        if self._reducer is None or self._reducer.model is not model:
+        shared = self._shared_reducer_for(model)
+        if shared is None and (self._reducer is None or self._reducer.model is not model):
             self._reducer = GradientReducer(model, self.comm, self.bucket_bytes)
-        reducer = self._reducer
+        reducer = shared or self._reducer
         reducer.begin()
         self._totals = None
         if totals is not None and not self.balance:  # started first on every process, whatever its shard
             self._totals = np.array([float(totals[0]), float(totals[1]), float(self.interrupted)])
-            reducer.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._totals, op=self.MPI.SUM))
+            if shared is None:
+                reducer.pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._totals, op=self.MPI.SUM))
         if local_count:
             if local_count != global_count:
                 grad_logits = scale(grad_logits, local_count / global_count)
-            model.backward(grad_logits, need_input_grad=False,
-                           after_layer=reducer.layer_done if self.overlap else None)
+            # shared: each layer's gradients marked ready for the processes that finish first to sum
+            early = self.overlap or (shared is not None and self.sum_during_backward and hasattr(model, "layers"))
+            model.backward(grad_logits, need_input_grad=False, after_layer=reducer.layer_done if early else None)
         if self.balance and self._step_started is not None:
             self._computed = (time.perf_counter() - self._step_started, local_count)
-        reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
+        if shared is not None:
+            summed = shared.finish(have_gradients=bool(local_count), totals=self._totals)
+            self._totals = summed
+        else:
+            reducer.finish(have_gradients=bool(local_count), blocking=not self.overlap)
+
+    def _shared_reducer_for(self, model):
+        """The shared-memory reducer for `model` when this world sums in shared memory (every process on one
+        node, reductions after backward, host parameters of one dtype), else None. Made on first use (a
+        collective: every process gets here at the same step, deciding from the same model); where the MPI
+        cannot allocate shared windows, the world falls back to Allreduce for good."""
+        if not self.shared or self.overlap:
+            return None
+        reducer = self._shared_reducer
+        if reducer is not None and reducer.model is model:
+            return reducer
+        from .shared_gradients import SharedGradientReducer
+        if not SharedGradientReducer.applies(model):
+            return None
+        try:
+            self._shared_reducer = SharedGradientReducer(model, self.MPI, self.comm)
+        except (self.MPI.Exception, NotImplementedError):  # no MPI-3 shared windows here
+            self.shared, self._shared_reducer = False, None
+            return None
+        return self._shared_reducer
 
     # -- Ctrl-C and faults -------------------------------------------------------------------------------
 
@@ -678,7 +728,7 @@ def connect(force=False, overlap=None, balance=None):
     if not force and launched_size() <= 1:
         return SINGLE
     return MPIWorld(overlap=overlap_requested() if overlap is None else overlap,
-                    balance=balance_requested() if balance is None else balance)
+                    balance=balance_requested() if balance is None else balance, shared=shared_requested())
 
 
 def select_local_device(world):

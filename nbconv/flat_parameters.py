@@ -9,9 +9,19 @@ checkpoint, a gradient computed elsewhere) is noticed by identity: a replaced va
 the optimizer build the buffers again around the new arrays, and a gradient that is not the parameter's
 view is copied into it before the launch. Parameters: one backend ('cuda'), one dtype.
 """
+import weakref
+
 import numpy as np
 
 from . import backend
+
+_HOLDING_GRADS = weakref.WeakValueDictionary()  # id(FlatBuffers.grads) -> the FlatBuffers whose gradients it is
+
+
+def buffers_holding_grads(array):
+    """The FlatBuffers whose flat gradient buffer is `array` (by identity), or None."""
+    flat = _HOLDING_GRADS.get(id(array))
+    return flat if flat is not None and flat.grads is array else None
 
 
 class FlatBuffers:
@@ -31,6 +41,7 @@ class FlatBuffers:
         self.values = backend.empty((total,), dtype, where)
         self.grads = backend.empty((total,), dtype, where)
         self.slots = [backend.empty((total,), dtype, where) for _ in range(slot_count)]
+        _HOLDING_GRADS[id(self.grads)] = self
         self.segment_ends = backend.transfer(ends, where)
         self.segment_decay = backend.transfer(np.asarray(decays, np.float64), where)
         self.decays = tuple(float(decay) for decay in decays)
@@ -64,6 +75,30 @@ class FlatBuffers:
             self.grad_views.append(grad)
             self.states.append(slots)
             start += size
+
+    def place_grads(self, array):
+        """Move the flat gradient buffer into `array` (1-D, numpy, the buffer's size and dtype: e.g. this
+        process's part of memory shared with other processes, nbconv.distributed): its current values are
+        copied in, and the layers write there from now on (each parameter's grad_buffer and, where it was the
+        old view, .grad become views of `array`)."""
+        if type(self.grads) is not np.ndarray or type(array) is not np.ndarray or array.ndim != 1 or \
+                array.shape != self.grads.shape or array.dtype != self.dtype or not array.flags.c_contiguous:
+            raise ValueError(f"place_grads: expected a C-contiguous 1-D numpy array of {self.grads.shape[0]} "
+                             f"{self.dtype}, got {type(array).__name__} {getattr(array, 'shape', '')}")
+        array[...] = self.grads
+        old_views, self.grads = self.grad_views, array
+        _HOLDING_GRADS[id(array)] = self
+        self.run_views = [(values, array[start:stop], slots, decay)
+                          for (values, _, slots, decay), (start, stop, _) in zip(self.run_views, self.runs)]
+        self.grad_views, start = [], 0
+        for parameter, old in zip(self.parameters, old_views):
+            view = array[start:start + old.size].reshape(old.shape)
+            if parameter.grad_buffer is old:
+                parameter.grad_buffer = view
+            if parameter.grad is old:
+                parameter.grad = view
+            self.grad_views.append(view)
+            start += old.size
 
     def holds(self, parameters, states, decays):
         """Whether these buffers still are the parameters' values and state, with the same decays."""

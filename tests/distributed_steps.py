@@ -3,7 +3,7 @@ the loss of every step; rank 0 writes {"size", "losses", "weights_agree", "root_
 JSON (root_shards: how many images of a full batch rank 0 takes after each step).
 
 python tests/distributed_steps.py DATA_DIR OUT.json [--model SPEC] [--batch-size N] [--limit N] [--single]
-[--no-overlap] [--bucket-bytes N] [--balance-every N --slow-rank R]
+[--no-overlap] [--shared auto|0|1] [--bucket-bytes N] [--balance-every N --slow-rank R]
 """
 import argparse
 import json
@@ -25,6 +25,8 @@ parser.add_argument("--lr", type=float, default=None)
 parser.add_argument("--float64", action="store_true")
 parser.add_argument("--single", action="store_true", help="the single-process world, no MPI at all")
 parser.add_argument("--no-overlap", action="store_true")
+parser.add_argument("--shared", choices=["auto", "0", "1"], default="auto",
+                    help="sum gradients in shared memory (1), through Allreduce (0), or as the world decides")
 parser.add_argument("--bucket-bytes", type=int, default=distributed.BUCKET_BYTES)
 parser.add_argument("--balance-every", type=int, default=0, help="share batches by speed, updated this often")
 parser.add_argument("--slow-rank", type=int, default=None, help="this rank sleeps 20 ms a step (balancing tests)")
@@ -34,7 +36,9 @@ numba.set_num_threads(1)
 world = distributed.SINGLE if args.single else distributed.MPIWorld(overlap=not args.no_overlap,
                                                                    bucket_bytes=args.bucket_bytes,
                                                                    balance=args.balance_every > 0,
-                                                                   balance_every=max(args.balance_every, 1))
+                                                                   balance_every=max(args.balance_every, 1),
+                                                                   shared=None if args.shared == "auto" else
+                                                                   args.shared == "1")
 splits = data.load("mnist", args.data_dir, echo=lambda *a, **k: None)
 images, labels = splits.train_images[:args.limit], splits.train_labels[:args.limit]
 config = TrainConfig(model=args.model, epochs=1, batch_size=args.batch_size, augment=0, seed=0, lr=args.lr)
@@ -60,5 +64,5 @@ for parameter in model.parameters():
         agree = agree and bool(world.sum(int(not np.array_equal(mine, root))) == 0)
 if world.is_root:
     with open(args.out, "w") as handle:
-        json.dump({"size": world.size, "losses": losses, "weights_agree": agree, "root_shards": shards,
+        json.dump({"size": world.size, "shared": world.distributed and world._shared_reducer is not None, "losses": losses, "weights_agree": agree, "root_shards": shards,
                    "fc_weight_sum": float(np.sum(model.parameters()[-2].value, dtype=np.float64))}, handle)

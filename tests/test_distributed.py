@@ -305,14 +305,16 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_stays_intact(tmp_path, ho
 
 @needs_mpi
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="tells a zombie from a live process through /proc")
-@pytest.mark.parametrize("raises", [False, True])
-def test_a_vanished_peer_is_named_by_the_rank_that_waits_for_it(tmp_path, raises):
+@pytest.mark.parametrize("how", ["barrier", "raises", "in-sum"])
+def test_a_vanished_peer_is_named_by_the_rank_that_waits_for_it(tmp_path, how):
     """Rank 0 waits in a barrier for rank 1, whose process (a stand-in) vanishes without the launcher
     knowing: rank 0 itself names rank 1 and ends the job within seconds. With raises, rank 0 fails after the
-    peer vanished: its abort names the peer, the likely cause, rather than its own error."""
+    peer vanished: its abort names the peer, the likely cause, rather than its own error. in-sum: rank 0
+    waits in the gradients' sum in shared memory instead of a barrier."""
     pid_file = str(tmp_path / "stand_in.pid")
+    option = {"barrier": [], "raises": ["--raise"], "in-sum": ["--in-sum"]}[how]
     process = subprocess.Popen(mpiexec(2) + [sys.executable, os.path.join(ROOT, "tests", "distributed_watch.py"),
-                                             pid_file] + (["--raise"] if raises else []),
+                                             pid_file] + option,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(),
                                start_new_session=True)
     deadline = time.monotonic() + 120

@@ -40,6 +40,7 @@ DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay 
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+PANEL_GROUP = 1  # panels summed together, sub-block by sub-block: the windows they share are read from L1
 
 
 def _round_up(count, multiple):
@@ -47,9 +48,8 @@ def _round_up(count, multiple):
 
 
 def applies(pass_, convolution):
-    """The forward pass of ungrouped convolutions whose windows are larger than one pixel."""
-    _, _, KH, KW = convolution.weight_shape
-    return pass_ == "forward" and convolution.groups == 1 and KH * KW > 1
+    """The forward pass of ungrouped convolutions (1x1 windows included: each then reads one pixel)."""
+    return pass_ == "forward" and convolution.groups == 1
 
 
 def blocking(convolution, itemsize, threads):
@@ -81,7 +81,8 @@ def buffers(pass_, convolution, itemsize, threads):
     width, blocks, slices = blocking(convolution, itemsize, threads)
     chunks = max(1, min(N * blocks * slices, threads))
     padded = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)
-    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, PANEL * width)))
+    group = max(1, min(PANEL_GROUP, -(-convolution.weight_shape[0] // PANEL)))
+    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, group * PANEL * width)))
 
 
 def pack_weight(weight):
@@ -229,7 +230,7 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
                                 kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                dilation_w, width, slices, factors, offsets, residual, activation):
+                                dilation_w, width, slices, depth_most, group, factors, offsets, residual, activation):
     """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
@@ -245,7 +246,8 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
         for i in range(kernel_h):
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
-    bases = np.empty(tile_buffer.shape[1] // PANEL, np.int64)  # one block's window starts, whole sub-blocks
+    bases = np.empty(width, np.int64)  # one block's window starts, whole sub-blocks
+    group = max(1, min(group, tile_buffer.shape[1] // (PANEL * width)))
     chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
@@ -265,15 +267,18 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                 based_task = block_task
             subs = (p1 - p0 + POSITIONS - 1) // POSITIONS
             g0, g1 = chunk_bounds(task % slices, slices, panels)
-            for g in range(g0, g1):
-                for k0 in range(0, taps, DEPTH):
-                    depth = min(DEPTH, taps - k0)
-                    weight_at = (g * taps + k0) * PANEL
+            for first_panel in range(g0, g1, group):
+                last_panel = min(g1, first_panel + group)
+                for k0 in range(0, taps, depth_most):
+                    depth = min(depth_most, taps - k0)
                     for s in range(subs):
-                        panel_sums(packed_weight, weight_at, padded, tap_offsets, k0, depth, bases, s * POSITIONS,
-                                   tile, s * POSITIONS * PANEL, k0 == 0)
-                write_panel(tile, flat_output, n, g * PANEL, p0, p1, factors, offsets, residual, summed,
-                            activation)
+                        for g in range(first_panel, last_panel):
+                            panel_sums(packed_weight, (g * taps + k0) * PANEL, padded, tap_offsets, k0, depth, bases,
+                                       s * POSITIONS, tile, ((g - first_panel) * width + s * POSITIONS) * PANEL,
+                                       k0 == 0)
+                for g in range(first_panel, last_panel):
+                    write_panel(tile[(g - first_panel) * width * PANEL:], flat_output, n, g * PANEL, p0, p1, factors,
+                                offsets, residual, summed, activation)
 
 
 def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,
@@ -290,7 +295,8 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, ti
         offsets = offsets + shift
     parallel_parts(conv2d_forward_windows_span, num_threads(), input, packed_weight, output,
                    padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
-                   padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
+                   padding_w, dilation_h, dilation_w, width, slices, DEPTH, PANEL_GROUP,
+                   np.ascontiguousarray(factors, output.dtype),
                    np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
 
 

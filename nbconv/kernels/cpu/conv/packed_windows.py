@@ -23,7 +23,8 @@ the output's (D, P) order after the block's last sub-block.
 
 Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
 block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
-into one slice a thread instead, as in packed.py.
+into one slice a thread instead, as in packed.py. Where the padded image is large (panel_group), a few panels
+are summed together, sub-block by sub-block, their sums side by side in the tile.
 """
 import numpy as np
 from numba import njit
@@ -40,7 +41,8 @@ DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay 
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
-PANEL_GROUP = 1  # panels summed together, sub-block by sub-block: the windows they share are read from L1
+PANEL_GROUP = 4  # panels summed together, sub-block by sub-block, so that the windows they share come from L1 ...
+GROUP_IMAGE_BYTES = 1024 * 1024  # ... where the padded image is larger than this (ResNet-50's 128 s2 on 56x56)
 
 
 def _round_up(count, multiple):
@@ -48,8 +50,9 @@ def _round_up(count, multiple):
 
 
 def applies(pass_, convolution):
-    """The forward pass of ungrouped convolutions (1x1 windows included: each then reads one pixel)."""
-    return pass_ == "forward" and convolution.groups == 1
+    """The forward pass of ungrouped convolutions whose windows are larger than one pixel."""
+    _, _, KH, KW = convolution.weight_shape
+    return pass_ == "forward" and convolution.groups == 1 and KH * KW > 1
 
 
 def blocking(convolution, itemsize, threads):
@@ -73,15 +76,26 @@ def blocking(convolution, itemsize, threads):
     return width, blocks, slices
 
 
+def panel_group(convolution, itemsize):
+    """How many panels a task sums together, sub-block by sub-block (the tile holds their sums): PANEL_GROUP
+    where the padded image is over GROUP_IMAGE_BYTES, else 1. Then each DEPTH of a sub-block's windows is
+    read from L2 once for the group's panels and from L1 by the others, and each panel's weights from L2 (a
+    sequential stream the prefetchers follow) instead of from L1 (benchmarks/NOTES.md, section 81)."""
+    N, C, H, W = convolution.input_shape
+    image = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w) * itemsize
+    panels = -(-convolution.weight_shape[0] // PANEL)
+    return max(1, min(PANEL_GROUP, panels)) if image > GROUP_IMAGE_BYTES else 1
+
+
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the zero-padded image
-    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, block positions x 16)."""
+    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, panel_group x block positions x 16)."""
     N, C, H, W = convolution.input_shape
     _, _, KH, KW = convolution.weight_shape
     width, blocks, slices = blocking(convolution, itemsize, threads)
     chunks = max(1, min(N * blocks * slices, threads))
     padded = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)
-    group = max(1, min(PANEL_GROUP, -(-convolution.weight_shape[0] // PANEL)))
+    group = panel_group(convolution, itemsize)
     return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, group * PANEL * width)))
 
 
@@ -230,7 +244,7 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
                                 kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                dilation_w, width, slices, depth_most, group, factors, offsets, residual, activation):
+                                dilation_w, width, slices, factors, offsets, residual, activation):
     """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
@@ -247,7 +261,7 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
     bases = np.empty(width, np.int64)  # one block's window starts, whole sub-blocks
-    group = max(1, min(group, tile_buffer.shape[1] // (PANEL * width)))
+    group = max(1, tile_buffer.shape[1] // (PANEL * width))  # panels summed together: as many as the tile holds
     chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
@@ -269,8 +283,8 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
             g0, g1 = chunk_bounds(task % slices, slices, panels)
             for first_panel in range(g0, g1, group):
                 last_panel = min(g1, first_panel + group)
-                for k0 in range(0, taps, depth_most):
-                    depth = min(depth_most, taps - k0)
+                for k0 in range(0, taps, DEPTH):
+                    depth = min(DEPTH, taps - k0)
                     for s in range(subs):
                         for g in range(first_panel, last_panel):
                             panel_sums(packed_weight, (g * taps + k0) * PANEL, padded, tap_offsets, k0, depth, bases,
@@ -295,8 +309,7 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, ti
         offsets = offsets + shift
     parallel_parts(conv2d_forward_windows_span, num_threads(), input, packed_weight, output,
                    padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
-                   padding_w, dilation_h, dilation_w, width, slices, DEPTH, PANEL_GROUP,
-                   np.ascontiguousarray(factors, output.dtype),
+                   padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
                    np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
 
 

@@ -350,7 +350,8 @@ SETTINGS = (
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD")),
-    (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD", "PANEL_GROUP")),
+    (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD",
+                      "PANEL_GROUP", "GROUP_IMAGE_BYTES")),
 )
 _SETTING_READERS = tuple((vars(module), operator.itemgetter(*names)) for module, names in SETTINGS)
 
@@ -464,7 +465,6 @@ def choose_prepared(convolution):
       on the wider layers at batch 1 (49 tiles and more; one thread, benchmarks/NOTES.md, section 67);
     - else choose()'s, but 'gemm' for choose()'s 'subsampled' (which splits only the images between threads)."""
     N, C, _, _ = convolution.input_shape
-    _, _, KH, KW = convolution.weight_shape
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
@@ -479,8 +479,7 @@ def choose_prepared(convolution):
         return "packed_windows" if PREPARED_PACKED_WINDOWS else "strips"
     if algorithm == "winograd4" and N * ((OH + 3) // 4) * ((OW + 3) // 4) < PREPARED_WINOGRAD4_TILES:
         return "winograd"
-    if (algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution)
-            and KH * KW > 1):
+    if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
         return "packed_windows"
     return algorithm
 

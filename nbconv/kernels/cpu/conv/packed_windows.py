@@ -23,7 +23,10 @@ the output's (D, P) order after the block's last sub-block.
 
 Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
 block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
-into one slice a thread instead, as in packed.py. Where the padded image is large (panel_group), a few panels
+into slices, up to TASKS_PER_THREAD tasks a thread, which the threads claim one at a time (claims.py): a
+worker that starts late, or whose core another process holds, leaves its share to the caller instead of the
+caller taking its whole part (benchmarks/NOTES.md, section 81). Whole blocks stay a run of tasks a thread, so
+that each image is padded by one thread. Where the padded image is large (panel_group), a few panels
 are summed together, sub-block by sub-block, their sums side by side in the tile.
 """
 import numpy as np
@@ -33,6 +36,7 @@ from ..scale_shift import no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
+from .claims import claim, claims
 from .packed import activated
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
@@ -40,7 +44,7 @@ POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
 DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
-TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, cut the panels into slices up to this many tasks a thread
 PANEL_GROUP = 4  # panels summed together, sub-block by sub-block, so that the windows they share come from L1 ...
 GROUP_IMAGE_BYTES = 1024 * 1024  # ... where the padded image is larger than this (ResNet-50's 128 s2 on 56x56)
 
@@ -71,8 +75,8 @@ def blocking(convolution, itemsize, threads):
     tasks = N * blocks
     panels = -(-D // PANEL)
     slices = 1
-    if 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
-        slices = max(1, min(panels, threads))
+    if 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
+        slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
     return width, blocks, slices
 
 
@@ -244,8 +248,10 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
                                 kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                dilation_w, width, slices, factors, offsets, residual, activation):
-    """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                dilation_w, width, slices, factors, offsets, residual, activation, counter):
+    """conv2d_forward_windows, part span_part of span_parts (threads.py), one row of the buffers a chunk: a
+    chunk's run of tasks, or, with slices of the panels, tasks claimed from counter (claims.py) until none
+    are left."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     P = OH * OW
@@ -267,8 +273,15 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
     for chunk in range(span_first, span_last):
         padded, tile = padded_buffer[chunk], tile_buffer[chunk]
         padded_image, based_task = -1, -1
+        # a part's own run of tasks when they are whole blocks (each image padded by one part); claimed one at a
+        # time when the blocks are cut into slices of the panels (batch 1: every slice reads the same image)
+        claimed = slices > 1
         first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
-        for task in range(first, last):
+        task = first - 1
+        while True:
+            task = claim(counter) if claimed else task + 1
+            if task >= (N * blocks * slices if claimed else last):
+                break
             block_task = task // slices
             n, block = block_task // blocks, block_task % blocks
             p0 = block * width
@@ -310,7 +323,7 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, ti
     parallel_parts(conv2d_forward_windows_span, num_threads(), input, packed_weight, output,
                    padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
                    padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
-                   np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
+                   np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation, claims())
 
 
 def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):

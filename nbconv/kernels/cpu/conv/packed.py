@@ -17,9 +17,11 @@ multiply-add, the residual, the activation) and stored to the output; partial su
 and the last sub-block go through a tile (6, block) and are finished from there while it is in L1.
 
 Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
-(batch 1) the panels are cut into slices instead, up to TASKS_PER_THREAD tasks a thread (a slice repeats only
-the copy of its block, 1/D of its work), which the threads claim one at a time (claims.py), so that a worker
-that starts late leaves its share to the caller rather than its whole part (benchmarks/NOTES.md, section 81).
+(batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
+slice repeats only the copy of its block, 1/D of its work); with CLAIMED_SLICES, into up to TASKS_PER_THREAD
+slices a thread. Slices are claimed one at a time (claims.py): a worker that starts late then leaves the
+caller only the slices it has not claimed (benchmarks/NOTES.md, section 81; off until measured on a quiet
+machine).
 """
 import numpy as np
 from numba import njit
@@ -36,7 +38,8 @@ DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
 REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
-TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, cut the panels into slices up to this many tasks a thread
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
+CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
 
 
 def _round_up(count, multiple):
@@ -63,8 +66,10 @@ def blocking(convolution, itemsize, threads):
     tasks = N * blocks
     panels = -(-D // PANEL)
     slices = 1
-    if 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
+    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
         slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
+    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+        slices = max(1, min(panels, threads))
     return width, blocks, slices
 
 

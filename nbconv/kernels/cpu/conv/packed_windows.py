@@ -23,10 +23,11 @@ the output's (D, P) order after the block's last sub-block.
 
 Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
 block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
-into slices, up to TASKS_PER_THREAD tasks a thread, which the threads claim one at a time (claims.py): a
-worker that starts late, or whose core another process holds, leaves its share to the caller instead of the
-caller taking its whole part (benchmarks/NOTES.md, section 81). Whole blocks stay a run of tasks a thread, so
-that each image is padded by one thread. Where the padded image is large (panel_group), a few panels
+into one slice a thread instead, as in packed.py, or with CLAIMED_SLICES into up to TASKS_PER_THREAD slices a
+thread. Slices are claimed one at a time (claims.py): a worker that starts late, or whose core another process
+holds, then leaves the caller only the slices it has not claimed (benchmarks/NOTES.md, section 81; off until
+measured on a quiet machine). Whole blocks stay a run of tasks a thread, so that each image is padded by one
+thread. Where the padded image is large (panel_group), a few panels
 are summed together, sub-block by sub-block, their sums side by side in the tile.
 """
 import numpy as np
@@ -44,7 +45,8 @@ POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
 DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
-TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, cut the panels into slices up to this many tasks a thread
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
+CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
 PANEL_GROUP = 4  # panels summed together, sub-block by sub-block, so that the windows they share come from L1 ...
 GROUP_IMAGE_BYTES = 1024 * 1024  # ... where the padded image is larger than this (ResNet-50's 128 s2 on 56x56)
 
@@ -75,8 +77,10 @@ def blocking(convolution, itemsize, threads):
     tasks = N * blocks
     panels = -(-D // PANEL)
     slices = 1
-    if 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
+    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
         slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
+    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+        slices = max(1, min(panels, threads))
     return width, blocks, slices
 
 

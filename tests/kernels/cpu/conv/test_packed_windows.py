@@ -59,12 +59,17 @@ def test_several_blocks_an_image_and_depth_blocks(monkeypatch, rng):
 
 @pytest.mark.parametrize("case", [(1, 24, 9, 9, 40, 3, 2, 1, 1, 1), (2, 16, 11, 9, 13, 3, 2, 1, 1, 1),
                                   (1, 3, 30, 30, 64, 7, 2, 3, 1, 1)])
-def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
+@pytest.mark.parametrize("claimed", [False, True])
+def test_results_do_not_depend_on_the_thread_count(case, claimed, monkeypatch):
     """Buffers planned for 1, 2 and 3 threads, run in as many parts: the same values, bit for bit (batch 1
-    cuts the panels, batch 2 the images)."""
+    cuts the panels, batch 2 the images; with CLAIMED_SLICES, up to 4 claimed slices a thread)."""
+    monkeypatch.setattr(packed_windows, "CLAIMED_SLICES", claimed)
     x, w, b, hyper = random_case(case, np.random.default_rng(7), np.float32)
     results = []
     for threads in (1, 2, 3):
+        if threads == 2:  # one image: 2 slices, or with CLAIMED_SLICES as many as its 3-4 panels
+            assert (packed_windows.blocking(Convolution(x.shape, w.shape, *hyper), 4, 2)[2] > 2) == (
+                claimed and case[0] == 1)
         monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
             span, parts, *args))
         monkeypatch.setattr(packed_windows, "num_threads", lambda threads=threads: threads)

@@ -27,8 +27,8 @@ into one slice a thread instead, as in packed.py, or with CLAIMED_SLICES into up
 thread. Slices are claimed one at a time (claims.py): a worker that starts late, or whose core another process
 holds, then leaves the caller only the slices it has not claimed (benchmarks/NOTES.md, section 81; off until
 measured on a quiet machine). Whole blocks stay a run of tasks a thread, so that each image is padded by one
-thread. Where the padded image is large (panel_group), a few panels
-are summed together, sub-block by sub-block, their sums side by side in the tile.
+thread. Where the padded image is large (panel_group), a few panels are summed together, sub-block by
+sub-block, their sums side by side in the tile.
 """
 import numpy as np
 from numba import njit

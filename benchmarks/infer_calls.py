@@ -57,6 +57,7 @@ class Recorder:
     def __init__(self, package):
         self.calls = None
         self.parts = None  # per parallel call, each part's thread CPU time (span-kernel trees)
+        self.part_labels = []  # per parallel call, the label of the call it ran in
         self.stack = []
         pkg = package.__name__
         dispatch = importlib.import_module(pkg + ".kernels.cpu.conv.dispatch")
@@ -129,6 +130,9 @@ class Recorder:
                 return original_run(self, timed, parts, args)
             finally:
                 recorder.parts.append(seconds)
+                if recorder.calls is not None:
+                    label = recorder.stack[-1][0] if recorder.stack else "?"
+                    recorder.part_labels.append(label)
         workers_class.run = run
 
     def _wrap_kernel(self, name, function):
@@ -170,6 +174,8 @@ def main():
     parser.add_argument("--report", help="print the table of the runs saved in this JSON file")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--unbalanced", type=int, default=0,
+                        help="list this many kinds of call whose parts' CPU times differ most")
     parser.add_argument("--top", type=int, default=25, help="calls listed, the largest differences first")
     arguments = parser.parse_args()
     if arguments.report:
@@ -199,14 +205,16 @@ def main():
     per_call = {name: [] for name in trees}
     totals = {name: [] for name in trees}
     balance = {name: [] for name in trees}
+    labels = {}
     for _ in range(arguments.rounds):
         for name in trees:
-            recorders[name].calls, recorders[name].parts = [], []
+            recorders[name].calls, recorders[name].parts, recorders[name].part_labels = [], [], []
             start = clock()
             infers[name](models[name], x)
             totals[name].append(clock() - start)
             per_call[name].append(recorders[name].calls)
             balance[name].append(recorders[name].parts)
+            labels[name] = recorders[name].part_labels
             recorders[name].calls = recorders[name].parts = None
     if arguments.save:
         saved = {"calls": {}, "totals": {}, "threads": numba.get_num_threads(), "batch": arguments.batch}
@@ -231,6 +239,14 @@ def main():
         print(f"{name}: {len(forwards[0])} parallel calls, parts' CPU {total:.1f} ms, the largest part of each "
               f"call summed {largest:.1f} ms: at best {total / largest:.2f}x one thread "
               f"({total / threads / largest:.0%} of {threads} threads)")
+        if arguments.unbalanced:
+            waits = collections.defaultdict(float)
+            for index, label in enumerate(labels[name]):
+                waits[label] += statistics.median(
+                    max(calls[index]) - sum(calls[index]) / len(calls[index]) for calls in forwards) * 1e3
+            print("  the calls whose parts differ most (largest part minus the mean part, ms, summed per kind):")
+            for label, wait in sorted(waits.items(), key=lambda item: -item[1])[:arguments.unbalanced]:
+                print(f"    {wait:6.2f}  {label}")
 
 
 def report(per_call, totals, threads, batch, top):

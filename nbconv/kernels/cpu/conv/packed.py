@@ -18,7 +18,10 @@ and the last sub-block go through a tile (6, block) and are finished from there 
 
 Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
 (batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
-slice repeats only the copy of its block, 1/D of its work).
+slice repeats only the copy of its block, 1/D of its work); with CLAIMED_SLICES, into up to TASKS_PER_THREAD
+slices a thread. Slices are claimed one at a time (claims.py): a worker that starts late then leaves the
+caller only the slices it has not claimed (benchmarks/NOTES.md, section 81; off until measured on a quiet
+machine).
 """
 import numpy as np
 from numba import njit
@@ -27,6 +30,7 @@ from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
+from .claims import claim, claims
 
 PANEL = 6  # output channels a micro-kernel sums at once
 POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-block)
@@ -34,7 +38,8 @@ DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
 REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
-TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
+CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
 
 
 def _round_up(count, multiple):
@@ -61,7 +66,9 @@ def blocking(convolution, itemsize, threads):
     tasks = N * blocks
     panels = -(-D // PANEL)
     slices = 1
-    if 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
+        slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
+    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
         slices = max(1, min(panels, threads))
     return width, blocks, slices
 
@@ -287,8 +294,10 @@ def write_rows(tile, tile_stride, output, n, d0, p0, q0, p1, factors, offsets, r
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, output, source_buffer, tile_buffer,
                                stride_h, stride_w, width, slices, factors, offsets, residual, activation,
-                               finishing):
-    """conv2d_forward_packed over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                               finishing, counter):
+    """conv2d_forward_packed, part span_part of span_parts (threads.py), one row of the buffers a chunk: a
+    chunk's run of tasks, or, with slices of the panels, tasks claimed from counter (claims.py) until none
+    are left."""
     N, C = input.shape[0], input.shape[1]
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     P = OH * OW
@@ -304,8 +313,13 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, outp
     for chunk in range(span_first, span_last):
         source, tile = source_buffer[chunk], tile_buffer[chunk]
         packed_task = -1
+        claimed = slices > 1  # as packed_windows: claimed slices of the panels, else a run of whole blocks
         first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
-        for task in range(first, last):
+        task = first - 1
+        while True:
+            task = claim(counter) if claimed else task + 1
+            if task >= (N * blocks * slices if claimed else last):
+                break
             block_task = task // slices
             n, block = block_task // blocks, block_task % blocks
             p0 = block * width
@@ -354,7 +368,7 @@ def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, til
     parallel_parts(conv2d_forward_packed_span, num_threads(), input, packed_weight, output,
                    source_buffer, tile_buffer, stride_h, stride_w, width, slices,
                    np.ascontiguousarray(factors, output.dtype), np.ascontiguousarray(offsets, output.dtype),
-                   np.ascontiguousarray(residual), activation, REGISTER_EPILOGUE)
+                   np.ascontiguousarray(residual), activation, REGISTER_EPILOGUE, claims())
 
 
 def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):

@@ -23,7 +23,12 @@ the output's (D, P) order after the block's last sub-block.
 
 Blocks hold at most PACK_BYTES of taps x positions (at least MIN_POSITIONS positions): the image's rows a
 block reads stay in L2 while each panel reads them again; with only a few tasks (batch 1) the panels are cut
-into one slice a thread instead, as in packed.py.
+into one slice a thread instead, as in packed.py, or with CLAIMED_SLICES into up to TASKS_PER_THREAD slices a
+thread. Slices are claimed one at a time (claims.py): a worker that starts late, or whose core another process
+holds, then leaves the caller only the slices it has not claimed (benchmarks/NOTES.md, section 81; off until
+measured on a quiet machine). Whole blocks stay a run of tasks a thread, so that each image is padded by one
+thread. Where the padded image is large (panel_group), a few panels are summed together, sub-block by
+sub-block, their sums side by side in the tile.
 """
 import numpy as np
 from numba import njit
@@ -32,6 +37,7 @@ from ..scale_shift import no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
+from .claims import claim, claims
 from .packed import activated
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
@@ -39,7 +45,10 @@ POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
 DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
-TASKS_PER_THREAD = 4  # with fewer tasks than this a thread, and not a multiple of the threads, cut the panels
+TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
+CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
+PANEL_GROUP = 4  # panels summed together, sub-block by sub-block, so that the windows they share come from L1 ...
+GROUP_IMAGE_BYTES = 1024 * 1024  # ... where the padded image is larger than this (ResNet-50's 128 s2 on 56x56)
 
 
 def _round_up(count, multiple):
@@ -68,20 +77,34 @@ def blocking(convolution, itemsize, threads):
     tasks = N * blocks
     panels = -(-D // PANEL)
     slices = 1
-    if 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
+    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
+        slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
+    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
         slices = max(1, min(panels, threads))
     return width, blocks, slices
 
 
+def panel_group(convolution, itemsize):
+    """How many panels a task sums together, sub-block by sub-block (the tile holds their sums): PANEL_GROUP
+    where the padded image is over GROUP_IMAGE_BYTES, else 1. Then each DEPTH of a sub-block's windows is
+    read from L2 once for the group's panels and from L1 by the others, and each panel's weights from L2 (a
+    sequential stream the prefetchers follow) instead of from L1 (benchmarks/NOTES.md, section 81)."""
+    N, C, H, W = convolution.input_shape
+    image = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w) * itemsize
+    panels = -(-convolution.weight_shape[0] // PANEL)
+    return max(1, min(PANEL_GROUP, panels)) if image > GROUP_IMAGE_BYTES else 1
+
+
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the zero-padded image
-    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, block positions x 16)."""
+    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, panel_group x block positions x 16)."""
     N, C, H, W = convolution.input_shape
     _, _, KH, KW = convolution.weight_shape
     width, blocks, slices = blocking(convolution, itemsize, threads)
     chunks = max(1, min(N * blocks * slices, threads))
     padded = C * (H + 2 * convolution.padding_h) * (W + 2 * convolution.padding_w)
-    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, PANEL * width)))
+    group = panel_group(convolution, itemsize)
+    return (("padded", "padded", (chunks, padded)), ("tile", "packed_tile", (chunks, group * PANEL * width)))
 
 
 def pack_weight(weight):
@@ -229,8 +252,10 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, output, padded_buffer, tile_buffer,
                                 kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                                dilation_w, width, slices, factors, offsets, residual, activation):
-    """conv2d_forward_windows over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+                                dilation_w, width, slices, factors, offsets, residual, activation, counter):
+    """conv2d_forward_windows, part span_part of span_parts (threads.py), one row of the buffers a chunk: a
+    chunk's run of tasks, or, with slices of the panels, tasks claimed from counter (claims.py) until none
+    are left."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     P = OH * OW
@@ -245,14 +270,22 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
         for i in range(kernel_h):
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
-    bases = np.empty(tile_buffer.shape[1] // PANEL, np.int64)  # one block's window starts, whole sub-blocks
+    bases = np.empty(width, np.int64)  # one block's window starts, whole sub-blocks
+    group = max(1, tile_buffer.shape[1] // (PANEL * width))  # panels summed together: as many as the tile holds
     chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         padded, tile = padded_buffer[chunk], tile_buffer[chunk]
         padded_image, based_task = -1, -1
+        # a part's own run of tasks when they are whole blocks (each image padded by one part); claimed one at a
+        # time when the blocks are cut into slices of the panels (batch 1: every slice reads the same image)
+        claimed = slices > 1
         first, last = chunk_bounds(chunk, chunks, N * blocks * slices)
-        for task in range(first, last):
+        task = first - 1
+        while True:
+            task = claim(counter) if claimed else task + 1
+            if task >= (N * blocks * slices if claimed else last):
+                break
             block_task = task // slices
             n, block = block_task // blocks, block_task % blocks
             p0 = block * width
@@ -265,15 +298,18 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                 based_task = block_task
             subs = (p1 - p0 + POSITIONS - 1) // POSITIONS
             g0, g1 = chunk_bounds(task % slices, slices, panels)
-            for g in range(g0, g1):
+            for first_panel in range(g0, g1, group):
+                last_panel = min(g1, first_panel + group)
                 for k0 in range(0, taps, DEPTH):
                     depth = min(DEPTH, taps - k0)
-                    weight_at = (g * taps + k0) * PANEL
                     for s in range(subs):
-                        panel_sums(packed_weight, weight_at, padded, tap_offsets, k0, depth, bases, s * POSITIONS,
-                                   tile, s * POSITIONS * PANEL, k0 == 0)
-                write_panel(tile, flat_output, n, g * PANEL, p0, p1, factors, offsets, residual, summed,
-                            activation)
+                        for g in range(first_panel, last_panel):
+                            panel_sums(packed_weight, (g * taps + k0) * PANEL, padded, tap_offsets, k0, depth, bases,
+                                       s * POSITIONS, tile, ((g - first_panel) * width + s * POSITIONS) * PANEL,
+                                       k0 == 0)
+                for g in range(first_panel, last_panel):
+                    write_panel(tile[(g - first_panel) * width * PANEL:], flat_output, n, g * PANEL, p0, p1, factors,
+                                offsets, residual, summed, activation)
 
 
 def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,
@@ -291,7 +327,7 @@ def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, ti
     parallel_parts(conv2d_forward_windows_span, num_threads(), input, packed_weight, output,
                    padded_buffer, tile_buffer, kernel_h, kernel_w, stride_h, stride_w, padding_h,
                    padding_w, dilation_h, dilation_w, width, slices, np.ascontiguousarray(factors, output.dtype),
-                   np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation)
+                   np.ascontiguousarray(offsets, output.dtype), np.ascontiguousarray(residual), activation, claims())
 
 
 def run_packed(input, packed_weight, bias, output, buffers, plan, epilogue=None):

@@ -53,9 +53,12 @@ def test_blocks_of_positions_and_depth_blocks(monkeypatch, rng):
 
 @pytest.mark.parametrize("case", [(1, 24, 7, 7, 40, 1, 1, 0, 1, 1), (2, 16, 9, 9, 13, 1, 2, 0, 1, 1),
                                   (1, 20, 28, 28, 64, 1, 1, 0, 1, 1)])
-def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
+@pytest.mark.parametrize("claimed", [False, True])
+def test_results_do_not_depend_on_the_thread_count(case, claimed, monkeypatch):
     """Buffers planned for 1, 2 and 3 threads, run in as many parts: the same values, bit for bit (batch 1
-    cuts the panels, batch 2 the images)."""
+    cuts the panels, batch 2 the images; with CLAIMED_SLICES, 1-2 images of one block each, fewer tasks than
+    TASKS_PER_THREAD a thread, have their panels cut into slices that the threads claim, up to 4 a thread)."""
+    monkeypatch.setattr(packed, "CLAIMED_SLICES", claimed)
     x, w, b, hyper = random_case(case, np.random.default_rng(7), np.float32)
     results = []
     for threads in (1, 2, 3):
@@ -66,7 +69,10 @@ def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
         out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
         packed.forward(x, w, b, out, dispatch.buffers(chosen), chosen)
         results.append(out)
-    assert packed.blocking(Convolution(x.shape, w.shape, *hyper), 4, 2)[2] == (2 if case[0] == 1 else 1)
+    panels = -(-w.shape[0] // packed.PANEL)
+    slices = min(panels, 8 // case[0]) if claimed else (2 if case[0] == 1 else 1)
+    assert packed.blocking(Convolution(x.shape, w.shape, *hyper), 4, 2)[2] == slices
+    assert packed.blocking(Convolution(x.shape, w.shape, *hyper), 4, 1)[2] == 1
     for out in results[1:]:
         np.testing.assert_array_equal(out, results[0])
 

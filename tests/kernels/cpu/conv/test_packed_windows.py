@@ -59,12 +59,17 @@ def test_several_blocks_an_image_and_depth_blocks(monkeypatch, rng):
 
 @pytest.mark.parametrize("case", [(1, 24, 9, 9, 40, 3, 2, 1, 1, 1), (2, 16, 11, 9, 13, 3, 2, 1, 1, 1),
                                   (1, 3, 30, 30, 64, 7, 2, 3, 1, 1)])
-def test_results_do_not_depend_on_the_thread_count(case, monkeypatch):
+@pytest.mark.parametrize("claimed", [False, True])
+def test_results_do_not_depend_on_the_thread_count(case, claimed, monkeypatch):
     """Buffers planned for 1, 2 and 3 threads, run in as many parts: the same values, bit for bit (batch 1
-    cuts the panels, batch 2 the images)."""
+    cuts the panels, batch 2 the images; with CLAIMED_SLICES, up to 4 claimed slices a thread)."""
+    monkeypatch.setattr(packed_windows, "CLAIMED_SLICES", claimed)
     x, w, b, hyper = random_case(case, np.random.default_rng(7), np.float32)
     results = []
     for threads in (1, 2, 3):
+        if threads == 2:  # one image: 2 slices, or with CLAIMED_SLICES as many as its 3-4 panels
+            assert (packed_windows.blocking(Convolution(x.shape, w.shape, *hyper), 4, 2)[2] > 2) == (
+                claimed and case[0] == 1)
         monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
             span, parts, *args))
         monkeypatch.setattr(packed_windows, "num_threads", lambda threads=threads: threads)
@@ -92,13 +97,19 @@ def test_blocks_cover_every_position_and_the_buffers_hold_them(rng):
         _, _, OH, OW = convolution.output_shape
         assert width % packed_windows.POSITIONS == 0 and (blocks - 1) * width < OH * OW <= blocks * width
         assert sizes["tile"][1] >= packed_windows.PANEL * width
+        planned_width = packed_windows.blocking(convolution, 4, threads)[0]  # the plan's float32
+        assert sizes["tile"][1] == packed_windows.panel_group(convolution, 4) * packed_windows.PANEL * planned_width
         assert sizes["padded"][1] == C * (H + 2 * padding) * (W + 2 * padding)
         assert 1 <= sizes["tile"][0] == sizes["padded"][0] <= min(threads, N * blocks * slices)
 
 
-def test_buffers_are_not_written_past_their_ends(rng):
-    """The kernel run on buffers with a margin of NaN after each chunk: the margins stay NaN."""
-    x, w, b, hyper = random_case((2, 21, 9, 11, 13, 3, 2, 1, 1, 1), rng, np.float32)
+@pytest.mark.parametrize("group", [1, 3])
+def test_buffers_are_not_written_past_their_ends(group, monkeypatch, rng):
+    """The kernel run on buffers with a margin of NaN after each chunk: the margins stay NaN (one panel at a
+    time, and 3 panels summed together: 37 channels, a last group of 1 partial panel)."""
+    monkeypatch.setattr(packed_windows, "PANEL_GROUP", group)
+    monkeypatch.setattr(packed_windows, "GROUP_IMAGE_BYTES", 0)
+    x, w, b, hyper = random_case((2, 21, 9, 11, 37, 3, 2, 1, 1, 1), rng, np.float32)
     chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows", threads=2)
     shapes = {buffer.name: buffer.shape for buffer in chosen.buffers}
     margin = 64
@@ -114,6 +125,45 @@ def test_buffers_are_not_written_past_their_ends(rng):
     expected = reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), hyper[0:2],
                                 ((1, 1), (1, 1)), (1, 1), 1)
     np.testing.assert_allclose(out, expected, rtol=2e-6, atol=2e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("case", [(1, 300, 9, 9, 70, 3, 2, 1, 1, 1), (2, 5, 13, 11, 37, 3, 1, 1, 1, 1),
+                                  (1, 3, 23, 21, 29, 7, 2, 3, 1, 1), (1, 24, 9, 9, 40, 3, 2, 1, 1, 1)])
+@pytest.mark.parametrize("group", [2, 4])
+def test_panels_summed_in_groups(case, group, monkeypatch, rng):
+    """Panels summed together sub-block by sub-block (panel_group, here for every image size): against the
+    float64 definition, and bit for bit the values of one panel at a time, on 1-3 threads (batch 1 cuts the
+    panels: slices that are not whole groups), with partial last groups and panels and several DEPTHs."""
+    monkeypatch.setattr(packed_windows, "PANEL_GROUP", group)
+    monkeypatch.setattr(packed_windows, "GROUP_IMAGE_BYTES", 0)
+    check("packed_windows", case, rng, passes=("forward",))
+    x, w, b, hyper = random_case(case, np.random.default_rng(5), np.float32)
+    results = []
+    for grouped in (False, True):
+        monkeypatch.setattr(packed_windows, "GROUP_IMAGE_BYTES", 0 if grouped else 1 << 60)
+        for threads in (1, 2, 3):
+            monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads:
+                                parallel_parts(span, parts, *args))
+            monkeypatch.setattr(packed_windows, "num_threads", lambda threads=threads: threads)
+            chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows",
+                          threads=threads)
+            panels = -(-w.shape[0] // packed_windows.PANEL)
+            assert packed_windows.panel_group(chosen.convolution, 4) == (min(group, panels) if grouped else 1)
+            out = np.full(chosen.convolution.output_shape, np.nan, np.float32)
+            packed_windows.forward(x, w, b, out, dispatch.buffers(chosen), chosen)
+            results.append(out)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+
+
+def test_panel_group_only_for_large_images():
+    """Grouped where the padded image is over GROUP_IMAGE_BYTES (ResNet-50's 128-channel 3x3 stride-2 layer on
+    56x56, 1.7 MB), one panel at a time elsewhere (its 256- and 512-channel ones, the stem), at most the panels."""
+    def group(C, H, D, kernel, padding):
+        return packed_windows.panel_group(Convolution((1, C, H, H), (D, C, kernel, kernel), 2, 2, padding, padding), 4)
+    assert group(128, 56, 128, 3, 1) == packed_windows.PANEL_GROUP
+    assert group(256, 28, 256, 3, 1) == group(512, 14, 512, 3, 1) == group(3, 224, 64, 7, 3) == 1
+    assert group(128, 56, 20, 3, 1) == 2  # 20 channels: two panels
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])

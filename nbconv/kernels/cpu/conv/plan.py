@@ -346,7 +346,7 @@ SETTINGS = (
     (winograd4, ("BLOCK_TILES", "block_rows", "channel_parts", "max_chunks", "balanced_rows")),
     (winograd_weight, ("BLOCK_BYTES", "CHUNKS_PER_THREAD")),
     (winograd4_weight, ("BLOCK_BYTES", "SLAB_BYTES", "CHUNKS_PER_THREAD")),
-    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "SLACK", "UNUSED", "max_chunks")),
+    (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "WEIGHT_POSITIONS", "SLACK", "UNUSED", "max_chunks")),
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
     (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD", "CLAIMED_SLICES")),

@@ -26,7 +26,7 @@ forward's time).
   each phase through the grid.
 - weight gradient: the output gradient of an image is copied transposed, (OH*OW, D rounded up to 16), by
   8 x 8 transposes in registers (spread_image); per block of 6 taps x 16 output channels, 12 accumulators run
-  over the positions of weight_images images (1 from 16 x 16 up, 4 at 8 x 8), 6 broadcast input values and 2
+  over the positions of images_per_block images (1 from 16 x 16 up, 4 at 8 x 8), 6 broadcast input values and 2
   vector loads a position, then add into the chunk's sums (taps, D rounded up to 16); partial
   sums per chunk of images, added in chunk order (blocks.max_chunks: independent of the thread count).
 
@@ -61,10 +61,6 @@ def images_per_block(OH, OW):
     4 at 8 x 8), so that a block's set-up and final adds are spread over as many."""
     return max(1, -(-WEIGHT_POSITIONS // (OH * OW)))
 
-
-# the kernels' copy; `buffers` calls the Python function itself (a call of the compiled one from Python would
-# compile it on its own, ~0.2 CPU s on an empty cache)
-weight_images = njit(cache=True, inline="always")(images_per_block)
 
 
 def _round_up(count, multiple):
@@ -511,15 +507,16 @@ def spread_image(grad_output, n, spread, rounded):
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
-                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, group, counter):
     """conv2d_backward_weight_lanes, part span_part of span_parts: chunks claimed one at a time from counter
     (claims.py), summed in part span_part's buffers (span_parts <= their number) into the chunk's partial sums;
-    a chunk's images are fixed and its sums start from zero, so they do not depend on the part that ran it."""
+    a chunk's images are fixed and its sums start from zero, so they do not depend on the part that ran it.
+    group: the images summed at once, images_per_block(OH, OW), which sized padded and grid (the caller passes it,
+    so that the kernel and its buffers agree whatever WEIGHT_POSITIONS was when the kernel compiled)."""
     N = input.shape[0]
     D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     taps = offsets.shape[0]
     rounded = (D + WEIGHT_CHANNELS - 1) // WEIGHT_CHANNELS * WEIGHT_CHANNELS
-    group = weight_images(OH, OW)
     image_len = input.shape[1] * padded_h * padded_w
     spread_len = group * OH * OW * rounded
     unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
@@ -565,7 +562,8 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     parallel_parts(conv2d_backward_weight_lanes_span, min(num_threads(), padded.shape[0]),
                    np.ascontiguousarray(grad_output),
                    np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
-                   padding_w, padded_h, padded_w, claims())
+                   padding_w, padded_h, padded_w, images_per_block(grad_output.shape[2], grad_output.shape[3]),
+                   claims())
     sum_partials(partial, grad_weight)
 
 
@@ -578,10 +576,10 @@ def applies(pass_, convolution):
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per thread's part (at most one an image; the weight
     gradient's partial_sums one per chunk of whole images): the padded source (the zero-padded image, C*Hp*Wp,
-    weight_images of them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the
+    images_per_block of them back to back for the weight gradient, UNUSED for unpadded layers, whose blocks read the
     input itself; or the input gradient's padded output gradient, D*Hs*Ws + Ws + SLACK); the grid, (channels rounded
     up to 16, positions of a plane, at least 4) for the forward pass and the input gradient where their blocks do
-    not go straight to the output (UNUSED where they do), the spread output gradient (weight_images x OH*OW, D
+    not go straight to the output (UNUSED where they do), the spread output gradient (images_per_block x OH*OW, D
     rounded up to 16) and the sums (C*KH*KW, D rounded up to 16) for the weight gradient, whose partial_sums are
     (chunks, 1, C*KH*KW, D)."""
     N, C, H, W = convolution.input_shape

@@ -77,11 +77,10 @@ def test_results_do_not_depend_on_the_thread_count(pass_, monkeypatch):
 
 
 def test_the_weight_gradient_sums_small_images_in_groups(rng):
-    """8x8 outputs: 4 images a block (weight_images), with batches that end in a part group; and the result as
+    """8x8 outputs: 4 images a block (images_per_block), with batches that end in a part group; and the result as
     the reference check's (the summation order within a chunk differs, not the sums)."""
-    assert lanes.weight_images(8, 8) == 4 and lanes.weight_images(16, 16) == 1 and lanes.weight_images(5, 7) == 8
-    for OH, OW in ((8, 8), (16, 16), (5, 7), (1, 1), (10, 10)):  # the plan's copy, in Python, says the same
-        assert lanes.images_per_block(OH, OW) == lanes.weight_images(OH, OW)
+    assert lanes.images_per_block(8, 8) == 4 and lanes.images_per_block(16, 16) == 1
+    assert lanes.images_per_block(5, 7) == 8
     for N in (1, 5, 6, 9):
         check("lanes", (N, 17, 8, 8, 20, 3, 1, 1, 1, 1), rng, passes=("backward_weight",))
     check("lanes", (7, 5, 9, 10, 6, 3, 2, 1, 1, 1), rng, passes=("backward_weight",))  # 5x5 outputs: groups of 11
@@ -129,7 +128,7 @@ def _furthest(pass_, convolution):
         limit = C * H * W if strides[2] == strides[3] == 0 else sizes["padded"]
         straight = D % 16 == 0 and OH * OW >= 4
         return read, limit, 0 if straight else max(OH * OW, 4) * round_up(D, 16)
-    group = lanes.weight_images(OH, OW)  # images summed at once, their padded copies back to back
+    group = lanes.images_per_block(OH, OW)  # images summed at once, their padded copies back to back
     written = (group * OH * OW + C * KH * KW) * round_up(D, 16)
     if strides[2] == strides[3] == 0:  # each image's reads inside itself, in the input
         return read, C * H * W, written
@@ -271,14 +270,11 @@ def test_the_row_helpers_are_inlined_into_the_spans(helper):
     assert getattr(lanes, helper).targetoptions.get("inline") == "always"
 
 
-def test_buffers_compile_nothing(monkeypatch):
-    """The plan's buffers ask the Python copy of weight_images (its compiled twin, called from Python, would be
-    compiled on its own: ~0.2 CPU s on an empty cache)."""
-    def compiled_call(*args):
-        raise AssertionError("buffers called the compiled weight_images")
-    monkeypatch.setattr(lanes, "weight_images", compiled_call)
-    for padding in (0, 1):
-        convolution = Convolution((5, 6, 14, 14), (16, 6, 5, 5), 1, 1, padding, padding, 1, 1, 1)
-        named = {name: shape for name, _, shape in lanes.buffers("backward_weight", convolution, 4, 2)}
-        assert named["grid"][1] == (lanes.images_per_block(10 + 2 * padding, 10 + 2 * padding)
-                                    * (10 + 2 * padding) ** 2 + 6 * 25) * 16
+@pytest.mark.parametrize("padding", [0, 1])
+def test_a_changed_weight_positions_setting_sizes_the_buffers_the_kernel_fills(padding, rng, monkeypatch):
+    """WEIGHT_POSITIONS is read when the plan sizes the buffers and when the pass runs, never frozen into the
+    compiled kernel: at 64 positions an 8x8 output sums one image a block, not 4, in buffers sized for one."""
+    monkeypatch.setattr(lanes, "WEIGHT_POSITIONS", 64)
+    assert lanes.images_per_block(8, 8) == 1
+    check("lanes", (9, 5, 8 + 2 * (1 - padding), 8 + 2 * (1 - padding), 20, 3, 1, padding, 1, 1), rng,
+          passes=("backward_weight",))

@@ -446,22 +446,38 @@ class MPIWorld:
     def _shared_reducer_for(self, model):
         """The shared-memory reducer for `model` when this world sums in shared memory (every process on one
         node, reductions after backward, host parameters of one dtype), else None. Made on first use (a
-        collective: every process gets here at the same step, deciding from the same model); where the MPI
-        cannot allocate shared windows, the world falls back to Allreduce for good."""
+        collective: every process gets here at the same step, deciding from the same model); a reducer made
+        for another model before is released first. Where the MPI cannot allocate shared windows, or a process's
+        /dev/shm has no room for them, every process falls back to Allreduce for good."""
         if not self.shared or self.overlap:
             return None
         reducer = self._shared_reducer
         if reducer is not None and reducer.model is model:
             return reducer
-        from .shared_gradients import SharedGradientReducer
+        from .shared_gradients import SharedGradientReducer, shared_memory_room
         if not SharedGradientReducer.applies(model):
             return None
-        try:
-            self._shared_reducer = SharedGradientReducer(model, self.MPI, self.comm)
-        except (self.MPI.Exception, NotImplementedError):  # no MPI-3 shared windows here
-            self.shared, self._shared_reducer = False, None
+        if reducer is not None:  # another model: its windows go (one model's slots on the node at a time)
+            self._shared_reducer = None
+            reducer.release()
+        needed = SharedGradientReducer.bytes_needed(model, self.size)
+        room, _ = shared_memory_room(needed)
+        if not self.comm.allreduce(room, op=self.MPI.LAND):  # every process decides alike, or the sums hang
+            if self.is_root:
+                sys.stderr.write(f"nbconv: summing gradients with MPI Allreduce: the shared-memory sum needs "
+                                 f"{needed / 2**20:.0f} MB of /dev/shm and a process has less free there "
+                                 f"(a container's --shm-size)\n")
+            self.shared = False
             return None
-        return self._shared_reducer
+        try:
+            made = SharedGradientReducer(model, self.MPI, self.comm)
+        except (self.MPI.Exception, NotImplementedError):  # no MPI-3 shared windows here
+            made = None
+        if not self.comm.allreduce(made is not None, op=self.MPI.LAND):
+            self.shared = False  # Allreduce for good, on every process
+            return None
+        self._shared_reducer = made
+        return made
 
     # -- Ctrl-C and faults -------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ A small second window carries each process's step totals (float64: loss sum, cor
 Ctrl-C flag), in two sets used in turn by step parity (a process may write its next step's totals while
 another still reads this step's), summed in rank order by every process after the barrier.
 """
+import os
+
 import numpy as np
 
 from .flat_parameters import buffers_holding_grads
@@ -28,6 +30,33 @@ from .flat_parameters import buffers_holding_grads
 ALIGN_BYTES = 64  # a cache line: slots and each process's totals and marks start on one
 
 PIECE_VALUES = 32768  # the most values one claim sums (a claim costs ~3 us): LeNet-5's 61,706 in 6 pieces
+
+SHARED_MEMORY_DIR = "/dev/shm"  # where MPICH and Open MPI place shared windows on Linux
+
+
+def padded_count(count, dtype):
+    """Values a slot of `count` values holds, rounded up so that every slot starts on a cache line."""
+    align = ALIGN_BYTES // np.dtype(dtype).itemsize or 1
+    return -(-max(count, 1) // align) * align
+
+
+def window_bytes(count, dtype, regions, processes):
+    """Bytes of shared memory SharedSum's windows take on the node, all processes' slots together."""
+    marks = -(-(1 + regions) * 8 // ALIGN_BYTES) * ALIGN_BYTES
+    return processes * (padded_count(count, dtype) * np.dtype(dtype).itemsize + ALIGN_BYTES * 2 + marks)
+
+
+def shared_memory_room(bytes_needed, directory=SHARED_MEMORY_DIR):
+    """(whether `directory` has room for bytes_needed more, the bytes free there); (True, None) where it cannot
+    be asked. The MPI maps shared windows there without reserving their pages, so a window larger than the
+    room left would end a process with SIGBUS at its first write past the room, not with an MPI error
+    (a container's default /dev/shm is 64 MB)."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return True, None
+    free = stat.f_bavail * stat.f_frsize
+    return free >= bytes_needed + bytes_needed // 8, free  # a margin for the MPI's own segments
 
 
 def pieces_of(regions, piece_values=PIECE_VALUES):
@@ -51,8 +80,7 @@ class SharedSum:
         dtype = np.dtype(dtype)
         regions = [(0, count)] if regions is None else list(regions)
         self.pieces = pieces_of(regions)
-        align = ALIGN_BYTES // dtype.itemsize or 1
-        padded = -(-max(count, 1) // align) * align
+        padded = padded_count(count, dtype)
         marks = -(-(1 + len(regions)) * 8 // ALIGN_BYTES) * ALIGN_BYTES  # the claim counter and a stamp a region
         self.windows = [MPI.Win.Allocate_shared(padded * dtype.itemsize, dtype.itemsize, comm=comm),
                         MPI.Win.Allocate_shared(ALIGN_BYTES * 2, 8, comm=comm),
@@ -91,6 +119,7 @@ class SharedSum:
         while True:
             self.marks_window.Sync()
             if all(marks[column] == step for marks in self.marks):
+                self.marks_window.Sync()  # the others' gradients read after their marks (weakly ordered CPUs)
                 return
 
     def reduce(self, totals=None):
@@ -128,6 +157,14 @@ class SharedSum:
             summed += other[parity]
         return summed
 
+    def free(self):
+        """Free the windows (collective: every process of the communicator calls it). The slots' views are
+        invalid after it."""
+        for window in self.windows:
+            window.Unlock_all()
+            window.Free()
+        self.windows, self.slots, self.totals, self.marks = [], [], [], []
+
 
 class SharedGradientReducer:
     """Sums `model`'s parameter gradients (numpy, one dtype) over `comm`, all of whose processes share memory,
@@ -160,6 +197,28 @@ class SharedGradientReducer:
         self.slot = self.sum.slots[self.sum.rank]
         self.views = [self.slot[offsets[i]:offsets[i + 1]].reshape(parameter.value.shape)
                       for i, parameter in enumerate(self.parameters)]
+
+    @staticmethod
+    def bytes_needed(model, processes):
+        """Bytes of shared memory a reducer for `model` takes on the node (every process's slot)."""
+        parameters = model.parameters()
+        count = sum(int(parameter.value.size) for parameter in parameters)
+        layers = len(getattr(model, "layers", [model]))
+        return window_bytes(count, parameters[0].value.dtype, layers, processes)
+
+    def release(self):
+        """Free the shared windows (collective) after moving this model's gradients and the optimizer's flat
+        gradient buffer out of the slot into private memory, so that the model and its optimizer go on
+        without them (another world or reducer, or none)."""
+        flat = buffers_holding_grads(self.slot)
+        if flat is not None:
+            flat.place_grads(np.empty_like(self.slot))
+        for parameter in self.parameters:
+            grad = parameter.grad
+            if isinstance(grad, np.ndarray) and np.shares_memory(grad, self.slot):
+                parameter.grad = grad.copy()
+        self.views, self.slot = [], None
+        self.sum.free()
 
     @staticmethod
     def applies(model):

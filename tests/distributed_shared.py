@@ -7,7 +7,7 @@ batch of 7 (K = 2: shards 4/3; K = 3: 3/2/2) and one of 2 (a process with no ima
 the world's reduced gradients equal the numpy sum of every process's own gradients in rank order, bit for
 bit; the step's totals are the sums of every process's totals; from the second step on, the optimizer's
 flat gradient buffer is this process's slot (the layers wrote there: nothing copied); the updates keep both
-copies' parameters equal to the bit. The last rank's first layer takes 30 ms longer in backward, so the
+copies' parameters equal to the bit. The last rank's first layer takes 100 ms longer in backward, so the
 others sum the later layers' pieces while it computes: every piece is summed once a step, by one process, and
 the last rank sums fewer than the others together. Rank 0 writes {"size", "shared", "checked"} as JSON to OUT.
 
@@ -35,7 +35,7 @@ if world.rank == world.size - 1:  # slow: the other processes finish backward fi
     first_layer = nets[0].layers[0]
     for name in [name for name in ("backward", "backward_fused") if hasattr(first_layer, name)]:
         def slowed(*args, original=getattr(first_layer, name), **kwargs):
-            time.sleep(0.03)
+            time.sleep(0.1)
             return original(*args, **kwargs)
         setattr(first_layer, name, slowed)
 checked = 0

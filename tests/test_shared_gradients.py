@@ -139,3 +139,60 @@ def test_shared_memory_and_allreduce_give_the_same_bits_and_the_loss_curve_of_on
     four = run_steps(tmp_path, 4, *options, "--no-overlap")  # the world's choice on one node: shared memory
     assert four["shared"] and four["weights_agree"] and len(four["losses"]) == 51
     np.testing.assert_allclose(four["losses"], single["losses"], rtol=1e-4)
+
+
+def test_shared_memory_room_is_asked_of_the_directory(tmp_path):
+    assert shared_gradients.shared_memory_room(1, str(tmp_path))[0]
+    room, free = shared_gradients.shared_memory_room(2**62, str(tmp_path))
+    assert not room and free > 0
+    assert shared_gradients.shared_memory_room(2**62, str(tmp_path / "absent")) == (True, None)
+
+
+@needs_mpi
+def test_without_room_in_shared_memory_the_world_sums_with_allreduce(monkeypatch, capsys):
+    """A /dev/shm too small for the slots (a container's 64 MB default): Allreduce, said once, never a window
+    whose pages the MPI cannot back (SIGBUS at the first write past the room)."""
+    from mpi4py import MPI
+
+    monkeypatch.setattr(shared_gradients, "shared_memory_room", lambda needed: (False, 1024))
+    monkeypatch.setattr(shared_gradients.SharedSum, "__init__", lambda *args: pytest.fail("windows allocated"))
+    world = distributed.MPIWorld(comm=MPI.COMM_SELF, overlap=False, shared=True)
+    rng = np.random.default_rng(0)
+    images, labels = rng.standard_normal((5, 1, 10, 10)).astype(np.float32), np.array([0, 3, 1, 9, 4])
+    (net, alone), (optimizer, alone_optimizer) = trained_pair()
+    for _ in range(2):
+        _, grad_logits = F.softmax_cross_entropy(net.forward(images), labels)
+        world.backward(net, grad_logits, 5, 5)
+        optimizer.step()
+        step(alone, alone_optimizer, images, labels)
+    assert world.shared is False and world._shared_reducer is None
+    for got, want in zip(net.parameters(), alone.parameters()):
+        assert np.array_equal(got.value, want.value)
+    assert capsys.readouterr().err.count("MPI Allreduce") == 1
+
+
+@needs_mpi
+def test_a_world_trains_models_in_turn_each_with_its_own_optimizer_to_the_same_bits():
+    """Two models trained in turn through one world (teacher and student): switching frees the last model's
+    windows after moving its gradients and its optimizer's buffer out of them, and each model's updates
+    stay those of a model trained without any world."""
+    from mpi4py import MPI
+
+    world = distributed.MPIWorld(comm=MPI.COMM_SELF, overlap=False, shared=True)
+    rng = np.random.default_rng(0)
+    images, labels = rng.standard_normal((5, 1, 10, 10)).astype(np.float32), np.array([0, 3, 1, 9, 4])
+    pairs = [trained_pair(), trained_pair("conv3k3,relu,flatten,fc10")]
+    released = []
+    for turn in range(6):
+        (net, alone), (optimizer, alone_optimizer) = pairs[turn % 2]
+        for _ in range(2):
+            _, grad_logits = F.softmax_cross_entropy(net.forward(images), labels)
+            world.backward(net, grad_logits, 5, 5)
+            optimizer.step()
+            step(alone, alone_optimizer, images, labels)
+        reducer = world._shared_reducer
+        assert reducer.model is net and optimizer.flat.grads is reducer.slot
+        released.append(reducer.sum)
+        for got, want in zip(net.parameters(), alone.parameters()):
+            assert np.array_equal(got.value, want.value), turn
+    assert all(earlier.windows == [] for earlier in released[:-1]) and released[-1].windows

@@ -34,7 +34,6 @@ The threads claim their tasks one at a time (claims.py): images for the forward 
 each thread in its own buffers; chunks of images for the weight gradient, each chunk in its own. Only
 ungrouped layers; any stride, padding and dilation. Every read lies in an output position's window.
 """
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types

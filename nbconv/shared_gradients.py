@@ -40,10 +40,16 @@ def padded_count(count, dtype):
     return -(-max(count, 1) // align) * align
 
 
+def window_sizes(count, dtype, regions):
+    """Bytes a process's part of each of SharedSum's windows holds: (its gradient slot, its two sets of totals,
+    its marks: the claim counter and a step stamp a region), each a whole number of cache lines."""
+    return (padded_count(count, dtype) * np.dtype(dtype).itemsize, ALIGN_BYTES * 2,
+            -(-(1 + regions) * 8 // ALIGN_BYTES) * ALIGN_BYTES)
+
+
 def window_bytes(count, dtype, regions, processes):
-    """Bytes of shared memory SharedSum's windows take on the node, all processes' slots together."""
-    marks = -(-(1 + regions) * 8 // ALIGN_BYTES) * ALIGN_BYTES
-    return processes * (padded_count(count, dtype) * np.dtype(dtype).itemsize + ALIGN_BYTES * 2 + marks)
+    """Bytes of shared memory SharedSum's windows take on the node, all processes' parts together."""
+    return processes * sum(window_sizes(count, dtype, regions))
 
 
 def shared_memory_room(bytes_needed, directory=SHARED_MEMORY_DIR):
@@ -80,11 +86,10 @@ class SharedSum:
         dtype = np.dtype(dtype)
         regions = [(0, count)] if regions is None else list(regions)
         self.pieces = pieces_of(regions)
-        padded = padded_count(count, dtype)
-        marks = -(-(1 + len(regions)) * 8 // ALIGN_BYTES) * ALIGN_BYTES  # the claim counter and a stamp a region
-        self.windows = [MPI.Win.Allocate_shared(padded * dtype.itemsize, dtype.itemsize, comm=comm),
-                        MPI.Win.Allocate_shared(ALIGN_BYTES * 2, 8, comm=comm),
-                        MPI.Win.Allocate_shared(marks, 8, comm=comm)]
+        slot_bytes, totals_bytes, marks_bytes = window_sizes(count, dtype, len(regions))
+        self.windows = [MPI.Win.Allocate_shared(slot_bytes, dtype.itemsize, comm=comm),
+                        MPI.Win.Allocate_shared(totals_bytes, 8, comm=comm),
+                        MPI.Win.Allocate_shared(marks_bytes, 8, comm=comm)]
         for window in self.windows:  # one passive epoch for the job: loads and stores, ordered by Win.Sync
             window.Lock_all(MPI.MODE_NOCHECK)
         gradients, sums, self.marks_window = self.windows

@@ -61,7 +61,6 @@ def images_per_block(OH, OW):
     return max(1, -(-WEIGHT_POSITIONS // (OH * OW)))
 
 
-
 def _round_up(count, multiple):
     return -(-count // multiple) * multiple
 

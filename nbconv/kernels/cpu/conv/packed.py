@@ -63,14 +63,18 @@ def blocking(convolution, itemsize, threads):
     blocks = max(1, -(-positions // most))
     width = _round_up(max(1, -(-positions // blocks)), LANES)
     blocks = max(1, -(-positions // width))
-    tasks = N * blocks
-    panels = -(-D // PANEL)
-    slices = 1
-    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
-        slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
-    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
-        slices = max(1, min(panels, threads))
-    return width, blocks, slices
+    return width, blocks, panel_slices(N * blocks, -(-D // PANEL), threads, TASKS_PER_THREAD, CLAIMED_SLICES)
+
+
+def panel_slices(tasks, panels, threads, tasks_per_thread, claimed_slices):
+    """Slices a block's panels are cut into: 1 with enough tasks (tasks_per_thread a thread, or a multiple of
+    the threads); else one slice a thread, or with claimed_slices up to tasks_per_thread a thread; never more
+    than the panels."""
+    if not 0 < tasks < tasks_per_thread * threads:
+        return 1
+    if claimed_slices and threads > 1:
+        return max(1, min(panels, -(-tasks_per_thread * threads // tasks)))
+    return max(1, min(panels, threads)) if tasks % threads else 1
 
 
 def buffers(pass_, convolution, itemsize, threads):

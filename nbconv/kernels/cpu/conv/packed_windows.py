@@ -38,7 +38,7 @@ from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
 from .claims import claim, claims
-from .packed import activated
+from .packed import activated, panel_slices
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
 POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
@@ -74,14 +74,7 @@ def blocking(convolution, itemsize, threads):
     blocks = -(-subs // most)
     width = -(-subs // blocks) * POSITIONS
     blocks = -(-OH * OW // width)
-    tasks = N * blocks
-    panels = -(-D // PANEL)
-    slices = 1
-    if CLAIMED_SLICES and 0 < tasks < TASKS_PER_THREAD * threads and threads > 1:
-        slices = max(1, min(panels, -(-TASKS_PER_THREAD * threads // tasks)))
-    elif 0 < tasks < TASKS_PER_THREAD * threads and tasks % threads:
-        slices = max(1, min(panels, threads))
-    return width, blocks, slices
+    return width, blocks, panel_slices(N * blocks, -(-D // PANEL), threads, TASKS_PER_THREAD, CLAIMED_SLICES)
 
 
 def panel_group(convolution, itemsize):

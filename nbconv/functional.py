@@ -621,6 +621,8 @@ def _writable_in_place(name, array, purpose):
     contiguous = target.flags.c_contiguous if isinstance(target, np.ndarray) else target.is_c_contiguous()
     if not contiguous:
         raise ValueError(f"{name} must be a C-contiguous array ({purpose})")
+    if isinstance(target, np.ndarray) and not target.flags.writeable:
+        raise ValueError(f"{name} must be a writable array ({purpose}), got a read-only one")
     return target
 
 
@@ -629,8 +631,11 @@ def add_(input, other):
     where, dtype, a = checks.arrays(input=input, other=other)
     target = _writable_in_place("input", input, "it is added to in place; use add() for a new array")
     checks.shape("other", a["other"], tuple(input.shape))
+    other = a["other"]
+    if _overlaps_elsewhere(target, other):  # as numpy's +=: other is read as it was before the sum
+        other = other.copy()
     flat_input = backend.flat(target)
-    backend.kernels(where).add_forward(flat_input, backend.flat(a["other"]), flat_input)
+    backend.kernels(where).add_forward(flat_input, backend.flat(other), flat_input)
     return input
 
 
@@ -799,8 +804,10 @@ def _batch_norm_forward_call(input, running_mean, running_var, weight, bias, tra
         raise ValueError("running_mean and running_var are needed when training=False")
     _check_values_per_channel(x, training)
     for name, given in (("running_mean", running_mean), ("running_var", running_var)):
-        if given is not None:
-            a[name] = _writable_in_place(name, given, "it is updated in place")
+        if given is not None and training:
+            a[name] = _writable_in_place(name, given, "it is updated in place when training")
+        elif given is not None and isinstance(a[name], np.ndarray) and not a[name].flags.writeable:
+            a[name] = a[name].copy()  # only read in evaluation; the kernel's signature is that of a writable array
     C = x.shape[1]
     empty = _empty_channels(dtype, where)
     output = backend.empty(x.shape, dtype, where)

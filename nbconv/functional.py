@@ -162,11 +162,18 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, prepared=Non
     return _unbatched(output, squeeze)
 
 
-def _out_or_empty(out, shape, dtype, where):
-    """`out` when it is an array of this shape and dtype on this backend (a layer's gradient buffer, see
-    Parameter.grad_buffer), else a new array."""
-    if out is not None and tuple(out.shape) == tuple(shape) and np.dtype(out.dtype) == dtype and \
-            backend.backend_of(out) == where:
+def _out_or_empty(out, shape, dtype, where, reads=()):
+    """`out` when it is an array of this shape and dtype on this backend that the kernels can write (a layer's
+    gradient buffer, see Parameter.grad_buffer), else a new array. Writable means C-contiguous, not read-only,
+    and for numpy arrays sharing no memory with the arrays the call still reads (`reads`)."""
+    if out is None or tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != dtype or \
+            backend.backend_of(out) != where:
+        return backend.empty(shape, dtype, where)
+    if isinstance(out, np.ndarray):
+        if out.flags.c_contiguous and out.flags.writeable and \
+                not any(isinstance(other, np.ndarray) and np.may_share_memory(out, other) for other in reads):
+            return out
+    elif not (hasattr(out, "is_c_contiguous") and not out.is_c_contiguous()):
         return out
     return backend.empty(shape, dtype, where)
 
@@ -183,9 +190,10 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
     grad_weight = grad_bias = None
     if need_weight_grad:
-        grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
+        reads = (grad_y, padded, a["weight"])
+        grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where, reads)
         if need_bias_grad:
-            grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+            grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where, reads + (grad_weight,))
             kernels.conv2d_backward_weight_bias(grad_y, padded, grad_weight, grad_bias, *geometry.kernel_args)
         else:  # a layer without bias: no pass over grad_output for a sum nobody reads
             kernels.conv2d_backward_weight(grad_y, padded, grad_weight, *geometry.kernel_args)
@@ -213,8 +221,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     need_input_grad=False skips grad_input (returned as None), e.g. for a network's first layer;
     need_weight_grad=False skips grad_weight and grad_bias (None), e.g. for gradient ascent on the input.
     grad_weight_out, grad_bias_out: arrays to write those gradients into (an optimizer's flat gradient
-    buffer, see Parameter.grad_buffer), used when they have the gradient's shape, dtype and backend; otherwise
-    new arrays are returned. need_bias_grad=False (a convolution without bias) skips grad_bias (None).
+    buffer, see Parameter.grad_buffer), used when they have the gradient's shape, dtype and backend, are
+    C-contiguous and writable, and share no memory with the arrays the call reads; otherwise new arrays are
+    returned. need_bias_grad=False (a convolution without bias) skips grad_bias (None).
     """
     return _conv2d_backward(grad_output, input, weight, stride, padding, dilation, groups, need_input_grad,
                             bool(need_weight_grad), grad_weight_out, grad_bias_out, bool(need_bias_grad))
@@ -524,8 +533,9 @@ def _linear_backward(kernels_of, grad_output, output, input, weight, need_input_
         masks = (b["output"],)
     input_kernel, weight_bias_kernel = kernels_of(backend.kernels(where))
     grad_input = None
-    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where)
-    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where)
+    reads = (a["grad_output"], a["input"], a["weight"]) + masks
+    grad_weight = _out_or_empty(grad_weight_out, a["weight"].shape, dtype, where, reads)
+    grad_bias = _out_or_empty(grad_bias_out, (a["weight"].shape[0],), dtype, where, reads + (grad_weight,))
     if need_input_grad:
         grad_input = backend.empty(a["input"].shape, dtype, where)
         input_kernel(a["grad_output"], *masks, a["weight"], grad_input)

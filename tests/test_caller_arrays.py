@@ -54,3 +54,73 @@ def test_scale_shift_refuses_a_read_only_out():
     x = RNG.random((2, 3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="out must be a writable array"):
         F.scale_shift(x, out=read_only(np.zeros_like(x)))
+
+
+def conv_case():
+    x = RNG.random((2, 3, 9, 9), dtype=np.float32)
+    w = RNG.random((4, 3, 3, 3), dtype=np.float32)
+    g = RNG.random((2, 4, 7, 7), dtype=np.float32)
+    return g, x, w
+
+
+def linear_case():
+    return RNG.random((3, 5), dtype=np.float32), RNG.random((3, 7), dtype=np.float32), \
+        RNG.random((5, 7), dtype=np.float32)
+
+
+BACKWARDS = {"conv2d": (F.conv2d_backward, conv_case), "linear": (F.linear_backward, linear_case)}
+
+
+def unusable_buffers(weight_shape):
+    """Arrays of the gradient's shape and dtype that the kernels cannot write in place."""
+    fortran = np.zeros(weight_shape[::-1], np.float32).T
+    return {"Fortran order": fortran, "read-only": read_only(np.zeros(weight_shape, np.float32))}
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARDS))
+@pytest.mark.parametrize("kind", ["Fortran order", "read-only"])
+def test_an_unwritable_grad_weight_out_gives_a_new_array(name, kind):
+    backward, case = BACKWARDS[name]
+    grad_output, x, w = case()
+    expected = backward(grad_output, x, w)
+    buffer = unusable_buffers(w.shape)[kind]
+    before = buffer.copy()
+    got = backward(grad_output, x, w, grad_weight_out=buffer)
+    assert got[1] is not buffer
+    np.testing.assert_array_equal(buffer, before)
+    for mine, theirs in zip(got, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARDS))
+def test_a_grad_weight_out_that_is_the_weight_leaves_the_gradients_right(name):
+    backward, case = BACKWARDS[name]
+    grad_output, x, w = case()
+    expected = backward(grad_output, x, w)
+    weight = w.copy()
+    got = backward(grad_output, x, weight, grad_weight_out=weight)
+    np.testing.assert_array_equal(weight, w)
+    for mine, theirs in zip(got, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARDS))
+def test_overlapping_grad_weight_and_grad_bias_outs_leave_the_gradients_right(name):
+    backward, case = BACKWARDS[name]
+    grad_output, x, w = case()
+    expected = backward(grad_output, x, w)
+    flat = np.zeros(w.size + 1, np.float32)
+    got = backward(grad_output, x, w, grad_weight_out=flat[:w.size].reshape(w.shape),
+                   grad_bias_out=flat[w.size - w.shape[0] + 1:])
+    for mine, theirs in zip(got, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARDS))
+def test_a_usable_grad_weight_out_is_written(name):
+    backward, case = BACKWARDS[name]
+    grad_output, x, w = case()
+    buffer = np.zeros(w.shape, np.float32)
+    got = backward(grad_output, x, w, grad_weight_out=buffer)
+    assert got[1] is buffer
+    np.testing.assert_allclose(buffer, backward(grad_output, x, w)[1], rtol=1e-6, atol=1e-6)

@@ -21,11 +21,6 @@ def _plain(*arrays):
     return all(array is None or host_key(array) is not None for array in arrays)
 
 
-def _fits(buffer, shape, dtype):
-    """Whether the validated path writes a gradient into `buffer` (see functional._out_or_empty)."""
-    return type(buffer) is np.ndarray and buffer.shape == tuple(shape) and buffer.dtype == dtype
-
-
 class Conv2d(WeightedLayer):
     """2-D convolution: (N, C, H, W) -> (N, D, OH, OW). weight (D, C/groups, kh, kw), bias (D,)."""
 
@@ -94,11 +89,9 @@ class Conv2d(WeightedLayer):
             if key is not None and input.ndim == 4 and _plain(weight):
                 geometry = self._geometry(input, weight)
                 if geometry.extra_h == 0 and geometry.extra_w == 0:
-                    dtype = input.dtype
                     self._last_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
                         backend.kernels("cpu"), geometry.kernel_args,
-                        _fits(grad_weight_buffer, weight.shape, dtype),
-                        _fits(grad_bias_buffer, (weight.shape[0],), dtype),
+                        self.weight.grad is grad_weight_buffer, grad_bias is grad_bias_buffer,
                         bool(need_input_grad), need_weight_grad, self.bias is not None))
         if self.bias is not None:
             self.bias.grad = grad_bias
@@ -275,10 +268,8 @@ class Linear(WeightedLayer):
             grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, input, weight, need_input_grad,
                                                                    grad_weight_buffer, grad_bias_buffer)
             if key is not None and _plain(weight):
-                dtype = input.dtype
                 self._last_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
-                    backend.kernels("cpu"), _fits(grad_weight_buffer, weight.shape, dtype),
-                    _fits(grad_bias_buffer, (weight.shape[0],), dtype)))
+                    backend.kernels("cpu"), grad_weight is grad_weight_buffer, grad_bias is grad_bias_buffer))
         self.weight.grad = grad_weight
         if self.bias is not None:
             self.bias.grad = grad_bias
@@ -324,8 +315,7 @@ class Linear(WeightedLayer):
                 from ..kernels.cpu.fused import linear_relu_backward  # the CPU's one-mask path (not a CUDA twin)
                 dtype = input.dtype
                 self._last_fused_backward = LastCall(key, (weight, grad_weight_buffer, grad_bias_buffer), (
-                    linear_relu_backward, _fits(grad_weight_buffer, weight.shape, dtype),
-                    _fits(grad_bias_buffer, (weight.shape[0],), dtype),
+                    linear_relu_backward, grad_weight is grad_weight_buffer, grad_bias is grad_bias_buffer,
                     np.empty((0,), dtype) if self.bias is None else None))
         self.weight.grad = grad_weight
         if self.bias is not None:

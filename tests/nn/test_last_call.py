@@ -151,6 +151,31 @@ def test_a_new_parameter_array_hyper_parameter_or_gradient_buffer_is_noticed(rng
     assert layer.weight.grad is not buffer
 
 
+@pytest.mark.parametrize("name", ["conv", "linear", "linear_relu"])
+def test_gradient_buffers_the_kernels_cannot_write_give_new_arrays_on_every_call(name, rng):
+    if name == "conv":
+        layer, x = _conv(rng, np.float32), rng.random((2, 3, 9, 7), dtype=np.float32)
+    else:
+        layer, x = nn.Linear(6, 4, rng=rng), rng.standard_normal((3, 6)).astype(np.float32)
+    forward, backward = (layer.forward_fused, layer.backward_fused) if name == "linear_relu" else \
+        (layer.forward, layer.backward)
+    y = forward(x)
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    backward(grad_y)
+    expected = layer.weight.grad.copy(), layer.bias.grad.copy()
+    fortran = np.zeros(layer.weight.shape[::-1], np.float32).T
+    read_only = np.zeros(layer.bias.shape, np.float32)
+    read_only.flags.writeable = False
+    layer.weight.grad_buffer, layer.bias.grad_buffer = fortran, read_only
+    for _ in range(3):  # the validated call, then the remembered ones
+        forward(x)
+        backward(grad_y)
+        assert layer.weight.grad is not fortran and layer.bias.grad is not read_only
+        np.testing.assert_array_equal(layer.weight.grad, expected[0])
+        np.testing.assert_array_equal(layer.bias.grad, expected[1])
+    assert not fortran.any() and not read_only.any()
+
+
 def test_non_contiguous_inputs_and_mode_changes(rng):
     pool = nn.MaxPool2d(2)
     x = rng.standard_normal((2, 3, 8, 12))[:, :, :, ::2]  # not contiguous: validated every time

@@ -46,6 +46,7 @@ def load(path):
 def to_model(proto, source="model"):
     """The nbconv model of an onnx ModelProto."""
     onnx = require_onnx()
+    _refuse_external_data(onnx, proto, source)
     try:
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -59,6 +60,31 @@ def to_model(proto, source="model"):
     model.input_shape = graph.input_shape
     model.eval()
     return model
+
+
+def _refuse_external_data(onnx, proto, source):
+    """Tensors whose bytes live in other files are refused: those files would be read from wherever the
+    location they name resolves (the working directory for a ModelProto), not from the model file alone."""
+    external = [tensor.name or "(unnamed)" for tensor in _tensors(proto.graph)
+                if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
+    if external:
+        raise UnsupportedModel(f"{source}: tensors stored as external data are not read ({', '.join(external)}); "
+                               "save the model with every tensor inside the file "
+                               "(onnx.save_model(model, path, save_as_external_data=False))")
+
+
+def _tensors(graph):
+    """Every TensorProto of a GraphProto: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
 
 
 class _Graph:

@@ -308,3 +308,35 @@ def test_a_sum_of_three_branches_is_a_clear_error():
     nodes.append(helper.make_node("Sum", ["b0", "b1", "b2"], ["y"], name="three_way"))
     with pytest.raises(ValueError, match="three_way.: a residual sum adds exactly two tensors"):
         nbonnx.to_model(_graph(nodes, (3, 5, 5), [(f"w{k}", _weights(2, 3, 1, 1)) for k in range(3)]))
+
+
+def _external(tensor, location):
+    """`tensor` with its bytes moved out of the model, to the file `location` names."""
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    return tensor
+
+
+@pytest.mark.parametrize("where", ["initializer", "constant"])
+def test_tensors_stored_as_external_data_are_refused_not_read_from_the_working_directory(where, tmp_path,
+                                                                                         monkeypatch):
+    weight = _weights(2, 1, 3, 3)
+    (tmp_path / "weights.bin").write_bytes(weight.tobytes())  # a file the importer must not read
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    tensor = _external(numpy_helper.from_array(np.zeros_like(weight), "w"), "weights.bin")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])]
+    if where == "constant":
+        nodes.insert(0, helper.make_node("Constant", [], ["w"], value=tensor))
+    graph = helper.make_graph(nodes, "g", [x], [y], [tensor] if where == "initializer" else [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "models" / "external.onnx"
+    path.write_bytes(model.SerializeToString())
+    for load in (lambda: nbonnx.to_model(model), lambda: nbonnx.load(path)):
+        with pytest.raises(ValueError, match=r"external data are not read \(w\)"):
+            load()

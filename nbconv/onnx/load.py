@@ -257,6 +257,15 @@ class _Graph:
             raise _Unsupported(f"its {what} must be a constant (an initializer), got the computed tensor {name!r}")
         return np.asarray(self.constants[name])
 
+    def _scalar(self, node, index, what):
+        """A constant input that holds one number (a 0-D tensor, or one element of any rank), or None."""
+        value = self._weight(node, index, what)
+        if value is None:
+            return None
+        if value.size != 1 or value.dtype.kind not in "fiub":
+            raise _Unsupported(f"its {what} must be one number, got a {value.dtype} tensor of shape {value.shape}")
+        return float(value.reshape(()))
+
     @staticmethod
     def _only(attributes, allowed, node_type):
         unknown = sorted(set(attributes) - set(allowed))
@@ -450,8 +459,8 @@ class _Graph:
     def _op_Dropout(self, node, attributes):
         ratio = attributes.get("ratio", None)
         if ratio is None:
-            ratio = self._weight(node, 1, "ratio")
-            ratio = 0.5 if ratio is None else float(ratio)
+            ratio = self._scalar(node, 1, "ratio")
+            ratio = 0.5 if ratio is None else ratio
         if len(node.output) > 1 and node.output[1]:
             raise _Unsupported("the mask output")
         return Leaf(f"dropout{float(ratio)!r}")
@@ -460,7 +469,7 @@ class _Graph:
         if attributes:  # opset < 11 kept the bounds as attributes
             low, high = attributes.get("min", -np.inf), attributes.get("max", np.inf)
         else:
-            bounds = [self._weight(node, index, what) for index, what in ((1, "minimum"), (2, "maximum"))]
+            bounds = [self._scalar(node, index, what) for index, what in ((1, "minimum"), (2, "maximum"))]
             low, high = (float(-np.inf if bounds[0] is None else bounds[0]),
                          float(np.inf if bounds[1] is None else bounds[1]))
         if low == 0 and high == 6:

@@ -340,3 +340,13 @@ def test_tensors_stored_as_external_data_are_refused_not_read_from_the_working_d
     for load in (lambda: nbonnx.to_model(model), lambda: nbonnx.load(path)):
         with pytest.raises(ValueError, match=r"external data are not read \(w\)"):
             load()
+
+
+def test_clip_bounds_of_one_element_are_read_and_of_several_a_clear_error():
+    nodes = [helper.make_node("Clip", ["x", "low", "high"], ["y"], name="clip_pair")]
+    one = [("low", np.array([0], np.float32)), ("high", np.array([[6]], np.float32))]
+    assert nbonnx.to_model(_graph(nodes, (2, 4, 4), one)).spec() == "relu6"
+    several = [("low", np.array([0, 0], np.float32)), ("high", np.array(6, np.float32))]
+    with pytest.raises(ValueError) as error:
+        nbonnx.to_model(_graph(nodes, (2, 4, 4), several))
+    assert "clip_pair" in str(error.value) and "minimum must be one number" in str(error.value)

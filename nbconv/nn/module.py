@@ -193,7 +193,9 @@ class Layer:
             if key in parameters:
                 parameter = parameters[key]
                 where = backend.backend_of(parameter.value)
-                parameter.value = backend.transfer(np.ascontiguousarray(value, dtype=parameter.value.dtype), where)
+                # a copy, as PyTorch copies into its tensors: the caller's array may be read-only, or be changed
+                # or given for another key later, and training updates parameters in place
+                parameter.value = backend.transfer(np.array(value, dtype=parameter.value.dtype, order="C"), where)
             else:
                 _copy_into(buffers[key], value)
         return LoadResult(missing, unexpected)

@@ -6,7 +6,18 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, checks
+
+
+def _finite(name, value, minimum=0.0, above=False, below=None):
+    """`value` as a float, else a TypeError or ValueError naming it: finite, >= minimum (> with above=True),
+    and < below when given."""
+    value = checks.real(name, value)
+    if not math.isfinite(value) or value < minimum or (above and value == minimum) or \
+            (below is not None and value >= below):
+        bound = f"{'>' if above else '>='} {minimum:g}" + ("" if below is None else f" and < {below:g}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return value
 
 
 class Optimizer:
@@ -14,9 +25,7 @@ class Optimizer:
 
     def __init__(self, parameters, lr):
         self.parameters = list(parameters)
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = _finite("lr", lr, above=True)
         self.step_count = 0
         self.state = [None] * len(self.parameters)
 
@@ -148,9 +157,10 @@ class SGD(Optimizer):
 
     def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False, decay_on="all"):
         super().__init__(parameters, lr)
+        momentum, weight_decay = _finite("momentum", momentum), _finite("weight_decay", weight_decay)
         if nesterov and momentum <= 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, bool(nesterov)
         self.decay_on = _check_decay_on(decay_on)
 
     def _update(self, kernels, param, grad, slots, weight_decay):
@@ -167,8 +177,10 @@ class Adam(Optimizer):
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decay_on="all"):
         super().__init__(parameters, lr)
-        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
+        self.beta1, self.beta2 = (_finite(f"betas[{k}]", beta, below=1.0) for k, beta in enumerate(betas))
+        self.eps, self.weight_decay = _finite("eps", eps), _finite("weight_decay", weight_decay)
         self.decay_on = _check_decay_on(decay_on)
 
     def _update(self, kernels, param, grad, slots, weight_decay):
@@ -197,7 +209,7 @@ class Schedule:
 
     def __init__(self, optimizer, base_lr=None):
         self.optimizer = optimizer
-        self.base_lr = optimizer.lr if base_lr is None else base_lr
+        self.base_lr = optimizer.lr if base_lr is None else _finite("base_lr", base_lr, above=True)
 
     def lr_at(self, epoch):
         return self.base_lr
@@ -212,7 +224,7 @@ class StepLR(Schedule):
 
     def __init__(self, optimizer, step_size, gamma=0.1, base_lr=None):
         super().__init__(optimizer, base_lr)
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size, self.gamma = checks.integer("step_size", step_size, 1), _finite("gamma", gamma)
 
     def lr_at(self, epoch):
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -223,7 +235,8 @@ class CosineLR(Schedule):
 
     def __init__(self, optimizer, total_epochs, min_lr=0.0, base_lr=None):
         super().__init__(optimizer, base_lr)
-        self.total_epochs, self.min_lr = max(1, int(total_epochs)), float(min_lr)
+        self.total_epochs = max(1, checks.integer("total_epochs", total_epochs, 0))
+        self.min_lr = _finite("min_lr", min_lr)
 
     def lr_at(self, epoch):
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / self.total_epochs))

@@ -171,3 +171,25 @@ def test_flat_steps_follow_every_change_between_steps(decay_on, rng):
     optimizer.load_state_dict(state)
     step(0.1, steady=False)
     step(0.1)
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda p: SGD(p, lr=float("nan")), ValueError, "lr must be a finite number > 0"),
+    (lambda p: SGD(p, lr=0), ValueError, "lr must be a finite number > 0"),
+    (lambda p: SGD(p, lr="0.1"), TypeError, "lr must be a real number"),
+    (lambda p: SGD(p, lr=0.1, momentum=-0.5), ValueError, "momentum must be a finite number >= 0"),
+    (lambda p: SGD(p, lr=0.1, momentum=float("inf")), ValueError, "momentum"),
+    (lambda p: SGD(p, lr=0.1, weight_decay=float("nan")), ValueError, "weight_decay"),
+    (lambda p: Adam(p, betas=(1.0, 0.999)), ValueError, r"betas\[0\] must be a finite number >= 0 and < 1"),
+    (lambda p: Adam(p, betas=(0.9, -0.1)), ValueError, r"betas\[1\]"),
+    (lambda p: Adam(p, betas=0.9), TypeError, "betas must be a pair"),
+    (lambda p: Adam(p, eps=-1e-8), ValueError, "eps must be a finite number >= 0"),
+    (lambda p: Adam(p, weight_decay=-1.0), ValueError, "weight_decay"),
+    (lambda p: StepLR(SGD(p, lr=0.1), step_size=0), ValueError, "step_size must be >= 1"),
+    (lambda p: StepLR(SGD(p, lr=0.1), step_size=2, gamma=float("nan")), ValueError, "gamma"),
+    (lambda p: CosineLR(SGD(p, lr=0.1), total_epochs=3, min_lr=float("inf")), ValueError, "min_lr"),
+    (lambda p: CosineLR(SGD(p, lr=0.1), total_epochs=2.5), TypeError, "total_epochs must be an int"),
+])
+def test_bad_hyper_parameters_are_errors_naming_them(make, error, words, rng):
+    with pytest.raises(error, match=words):
+        make([Parameter(rng.standard_normal(3))])

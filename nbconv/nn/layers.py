@@ -30,6 +30,7 @@ class Conv2d(WeightedLayer):
         checks.integer("in_channels", in_channels, 1)
         checks.integer("out_channels", out_channels, 1)
         kh, kw = checks.pair("kernel_size", kernel_size, 1)
+        checks.integer("groups", groups, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         rng = rng if rng is not None else np.random.default_rng()
@@ -133,7 +134,10 @@ class Conv1d(WeightedLayer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, rng=None, init="he", dtype=np.float32):
         super().__init__()
+        checks.integer("in_channels", in_channels, 1)
+        checks.integer("out_channels", out_channels, 1)
         checks.integer("kernel_size", kernel_size, 1)
+        checks.integer("groups", groups, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         rng = rng if rng is not None else np.random.default_rng()

@@ -177,3 +177,15 @@ def test_locally_connected_first_layer_trains_in_a_sequential_model(rng):
     grad_input, grad_weight, _ = F.local_conv2d_backward(
         np.ones((2, 3, 4, 4)), np.ones((2, 2, 6, 6)), np.ones((4, 4, 3, 2, 3, 3)), need_input_grad=False)
     assert grad_input is None and grad_weight.shape == (4, 4, 3, 2, 3, 3)
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, "groups must be >= 1"),
+    (lambda: nn.Conv1d(4, 4, 3, groups=0), ValueError, "groups must be >= 1"),
+    (lambda: nn.Conv1d(4, 4, 3, groups=2.0), TypeError, "groups must be an int"),
+    (lambda: nn.Conv1d(4.0, 4, 3), TypeError, "in_channels must be an int"),
+    (lambda: nn.Conv1d(4, 0, 3), ValueError, "out_channels must be >= 1"),
+])
+def test_bad_constructor_arguments_are_errors_naming_them(make, error, words):
+    with pytest.raises(error, match=words):
+        make()

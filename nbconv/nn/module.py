@@ -344,7 +344,10 @@ class Sequential(Layer):
         after_layer(layer), when given, runs as soon as each layer's backward is done (its parameters'
         gradients are final then: data-parallel training starts reducing them while earlier layers run).
         """
-        if getattr(self, "_inferred", False):
+        inferred = getattr(self, "_inferred", None)  # None until a forward pass or nn.infer runs
+        if inferred is None:
+            raise ValueError("backward needs a forward pass first: call forward(input) before backward")
+        if inferred:
             raise ValueError("backward needs a forward pass first: nn.infer keeps nothing for a backward pass")
         count = len(self.layers) if start is None else self._index(start, "start") + 1
         order = self.execution_order(count)

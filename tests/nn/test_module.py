@@ -1,5 +1,7 @@
-"""Layer.load_state_dict takes copies of the caller's arrays, as PyTorch copies into its tensors."""
+"""Layer and Sequential: load_state_dict takes copies of the caller's arrays (as PyTorch copies into its tensors);
+backward before any forward pass is a clear error."""
 import numpy as np
+import pytest
 
 import nbconv.functional as F
 from nbconv import models, optim
@@ -32,3 +34,9 @@ def test_read_only_arrays_loaded_train_without_touching_the_callers_arrays(rng):
         np.testing.assert_array_equal(state[key], given[key])
         np.testing.assert_array_equal(model.state_dict()[key], expected.state_dict()[key])
     assert not np.array_equal(model.state_dict()["fc1.weight"], given["fc1.weight"])
+
+
+def test_backward_before_any_forward_pass_is_an_error_saying_so():
+    model = _model()
+    with pytest.raises(ValueError, match="backward needs a forward pass first: call forward"):
+        model.backward(np.ones((2, 3), np.float32))

@@ -19,6 +19,7 @@ _CODES = {dtype.newbyteorder("=").str: code for code, dtype in _TYPES.items()}
 # many times its own size is damaged or crafted; and no IDX file nbconv reads comes near this bound.
 MAX_DEFLATE_RATIO = 1032
 MAX_IDX_BYTES = 2 << 30
+READ_CHUNK = 16 << 20
 
 
 class IDXError(DataFileError):
@@ -69,8 +70,17 @@ def _read_gzip_bounded(path, compressed, max_bytes):
 
 def _read_bytes(path, max_bytes=MAX_IDX_BYTES):
     """The file's bytes, decompressed when it is gzip-compressed (bounded by the IDX header's size)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    chunks, size = [], 0
+    with open(path, "rb") as handle:  # in chunks: the path may name a huge file or a device that never ends
+        while size <= max_bytes:
+            chunk = handle.read(min(READ_CHUNK, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > max_bytes:
+        raise IDXError(f"{path}: larger than the {max_bytes:,} bytes nbconv reads from one file")
+    data = b"".join(chunks)
     return _read_gzip_bounded(path, data, max_bytes) if data[:2] == b"\x1f\x8b" else data
 
 

@@ -1,5 +1,6 @@
 """IDX reading and writing: round trips, and clear errors for corrupt files."""
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -72,3 +73,17 @@ def test_header_announcing_more_than_the_file_can_hold_is_refused_at_once(tmp_pa
         read_idx(path)
     with pytest.raises(IDXError, match="more than nbconv reads"):
         read_idx(path, max_bytes=1000)
+
+
+def test_uncompressed_files_are_read_only_up_to_the_bound(tmp_path):
+    path = tmp_path / "large-idx3-ubyte"
+    write_idx(path, np.zeros((10, 10, 10), np.uint8))  # 1,016 bytes, valid
+    assert read_idx(path, max_bytes=2000).shape == (10, 10, 10)
+    with pytest.raises(IDXError, match="large-idx3-ubyte: larger than the 1,000 bytes nbconv reads"):
+        read_idx(path, max_bytes=1000)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_that_never_ends_is_refused_after_the_bound():
+    with pytest.raises(IDXError, match="larger than"):
+        read_idx("/dev/zero", max_bytes=1 << 20)

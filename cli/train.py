@@ -5,6 +5,7 @@ import sys
 import time
 
 import click
+from click.core import ParameterSource
 
 from nbconv import checkpoint, distributed, files, jit_warmup, models, startup
 from nbconv.data import describe
@@ -79,10 +80,52 @@ def check_out(out):
 def train(model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule, nesterov,
           augment, flip, seed, data_dir, dataset, out, threads, resume, limit, distributed):
     """Train MODEL, print a progress bar per epoch and a summary line, and save a checkpoint."""
+    context, values = click.get_current_context(), locals()
+    given = {name: values[name] for name in RUN_SETTINGS
+             if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
     world = connect_world(distributed)
     with world.guard():
         train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
-                 nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit)
+                 nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit, given)
+
+
+# The options that set up a run (TrainConfig's fields of the same names): a checkpoint's run keeps its own.
+RUN_SETTINGS = ("batch_size", "lr", "optimizer", "momentum", "weight_decay", "decay_on", "schedule", "nesterov",
+                "augment", "flip", "seed", "dataset")
+# Defaults that TrainConfig derives from the dataset or the optimizer, dropped when those change
+DERIVED = {"dataset": ("mean", "std", "augment", "flip", "class_names"), "optimizer": ("lr",)}
+
+
+def _option_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def resumed_config(resume, state, given):
+    """The TrainConfig of `train --resume`: the checkpoint's own when it holds a run (epochs or a position
+    inside one), where options given on the command line that differ from it are an error rather than
+    ignored; for a checkpoint of a network nothing has trained yet (`nbconv import` writes them), the
+    checkpoint's settings updated by the options given, which set up its first run."""
+    config = TrainConfig(**state.config)
+    if state.history or state.position:
+        changed = {name: value for name, value in given.items() if value != getattr(config, name)}
+        if changed:
+            raise click.UsageError(
+                f"{resume} continues a run with its own settings, which "
+                + ", ".join(f"{_option_name(name)} {value!r}" for name, value in changed.items())
+                + " would change (it has " + ", ".join(f"{name} {getattr(config, name)!r}" for name in changed)
+                + "); start a new run to change them")
+        return config
+    settings = dict(state.config)
+    for name, derived in DERIVED.items():
+        if name in given and given[name] != getattr(config, name):
+            for field in derived:
+                if field not in given:
+                    settings.pop(field, None)
+    settings.update(given)
+    config = TrainConfig(**settings)
+    if config.nesterov and (config.optimizer != "sgd" or config.momentum <= 0):
+        raise click.BadParameter("Nesterov momentum needs --optimizer sgd and --momentum > 0", param_hint="--nesterov")
+    return config
 
 
 def connect_world(forced):
@@ -97,7 +140,7 @@ def connect_world(forced):
 
 
 def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, weight_decay, decay_on, schedule,
-             nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit):
+             nesterov, augment, flip, seed, data_dir, dataset, out, threads, resume, limit, given=None):
     device = resolve_device(device)
     if device != "cpu":
         startup.resume_garbage_collector()  # for CUDA's compiles, which nbconv.startup's listener does not hear of
@@ -113,7 +156,10 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
             state = checkpoint.load(resume)
         except checkpoint.CheckpointError as error:
             raise click.ClickException(str(error))
-        config = TrainConfig(**state.config)
+        if model is not None:
+            raise click.UsageError("give a MODEL to train or --resume CHECKPOINT, not both (the checkpoint holds its "
+                                   "model)")
+        config = resumed_config(resume, state, given or {})
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history
         input_shape = state.input_shape
@@ -179,8 +225,9 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
     net.to(device)
     world.broadcast_parameters(net)
     opt = make_optimizer(config, net.parameters())
-    if resume and state.optimizer_state:
-        opt.load_state_dict(state.optimizer_state)
+    if resume and state.optimizer_state and (history or state.position or
+                                             state.optimizer_state.get("type") == type(opt).__name__):
+        opt.load_state_dict(state.optimizer_state)  # (of another type only where nothing has trained yet)
     click.echo(f"training {config.model} ({net.spec()}) on {device}: {len(splits.train_images):,} training and "
                f"{len(splits.test_images):,} test images from {splits.source}; {config.optimizer} lr {config.lr:g}, "
                f"batch {config.batch_size}, {config.schedule} schedule, {config.epochs} epochs"

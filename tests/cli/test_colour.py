@@ -110,3 +110,35 @@ def test_data_problems_are_one_line_errors_before_training(tmp_path, case, messa
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output and "epoch 1/1" not in result.output
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_refuses_options_that_would_change_a_run_instead_of_ignoring_them(tmp_path):
+    runner = CliRunner()
+    out = str(tmp_path / "run.npz")
+    result = runner.invoke(app, ["train", SPEC, "--dataset", SYNTHETIC, "--epochs", "1", "--batch-size", "32",
+                                 "--out", out, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    before = open(out, "rb").read()
+    for extra, words in ((["--lr", "0.5"], ["--lr 0.5", "lr 0.02"]),
+                         (["--dataset", "synthetic:3x16x16:4:128:64", "--optimizer", "adam"],
+                          ["--dataset 'synthetic:3x16x16:4:128:64'", "--optimizer 'adam'", "start a new run"]),
+                         ([SPEC], ["not both"])):
+        result = runner.invoke(app, ["train", "--resume", out, "--epochs", "2", *extra])
+        assert result.exit_code == 2 and all(word in result.output for word in words), result.output
+        assert "Traceback" not in result.output
+    assert open(out, "rb").read() == before
+    result = runner.invoke(app, ["train", "--resume", out, "--epochs", "2", "--batch-size", "32", "--lr", "0.02"])
+    assert result.exit_code == 0, result.output  # the run's own settings, given again
+
+
+def test_an_imported_network_is_fine_tuned_on_the_dataset_and_settings_given(tmp_path):
+    from nbconv import models
+    out = str(tmp_path / "imported.npz")
+    model = models.build(SPEC, input_shape=(3, 16, 16), num_classes=4)
+    checkpoint.save(out, model, (3, 16, 16), config={})  # as nbconv import writes them: no run yet
+    result = CliRunner().invoke(app, ["train", "--resume", out, "--dataset", SYNTHETIC, "--epochs", "1",
+                                      "--optimizer", "adam", "--batch-size", "32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    state = checkpoint.load(out)
+    assert state.config["dataset"] == SYNTHETIC and state.config["optimizer"] == "adam"
+    assert state.config["lr"] == 0.001 and state.config["mean"] == [0.5] * 3 and len(state.history) == 1

@@ -416,22 +416,39 @@ def load_weights(model, path, strict=True):
     """Load a state dict stored as .npz ({name: array}, e.g. torchvision weights saved with
     `np.savez(path, **{k: v.numpy() for k, v in torch_model.state_dict().items()})`) into `model`.
 
-    Never unpickles: object arrays are refused. Every key is checked (see Layer.load_state_dict); returns
-    (missing_keys, unexpected_keys), which strict=False skipped.
+    Never unpickles: object arrays are refused. Only the arrays the model has are read, each after its declared
+    size is checked against the model's shape (a decompression bomb fails before it is inflated). Every key is
+    checked (see Layer.load_state_dict); returns (missing_keys, unexpected_keys), which strict=False skipped.
     """
+    import io
     import zipfile
+    shapes = {key: parameter.shape for key, parameter in model.named_parameters().items()}
+    shapes.update({key: tuple(buffer.shape) for key, buffer in model.named_buffers().items()})
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("it holds one array, not named arrays")
-            state = {}
-            for key in archive.files:
-                try:
-                    state[key] = archive[key]
-                except ValueError:
-                    raise ValueError(f"array {key!r} holds Python objects, which nbconv does not load") from None
+        archive = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"weights file {path} does not exist") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
-    return model.load_state_dict(state, strict=strict)
+    with archive:
+        entries = {name[:-len(".npy")] if name.endswith(".npy") else name: name for name in archive.namelist()}
+        state = {}
+        try:
+            for key in [key for key in entries if key in shapes]:
+                info = archive.getinfo(entries[key])
+                limit = int(np.prod(shapes[key], dtype=np.int64)) * 16 + 4096  # any numeric dtype, and the header
+                if info.file_size > limit:
+                    raise ValueError(f"array {key!r} declares {info.file_size:,} bytes, more than the {limit:,} an "
+                                     f"array of shape {shapes[key]} can need")
+                try:
+                    state[key] = np.lib.format.read_array(io.BytesIO(archive.read(info)), allow_pickle=False)
+                except ValueError as error:
+                    if "pickle" not in str(error).lower():
+                        raise
+                    raise ValueError(f"array {key!r} holds Python objects, which nbconv does not load") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
+            raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
+    if strict and set(entries) != set(shapes):
+        model.load_state_dict({**dict.fromkeys(entries), **state}, strict=True)  # its error, naming the keys
+    result = model.load_state_dict(state, strict=False)
+    return type(result)(result.missing_keys, sorted(set(entries) - set(shapes), key=list(entries).index))

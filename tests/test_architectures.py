@@ -112,3 +112,23 @@ def test_weights_from_npz_load_strictly_and_never_unpickle(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="is not a .npz file"):
         models.load_weights(target, str(tmp_path / "junk.npz"))
+
+
+def test_weights_are_read_only_up_to_the_size_the_models_shapes_need(tmp_path):
+    import tracemalloc
+    target = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)
+    state = target.state_dict()
+    bomb = np.zeros(1 << 24, np.float32)  # 64 MB that deflate squeezes to about 64 KB
+    for name, entries in (("shape", {**state, "conv1.weight": bomb}), ("extra", {**state, "extra": bomb})):
+        path = tmp_path / f"{name}.npz"
+        np.savez_compressed(path, **entries)
+        assert path.stat().st_size < 1 << 20
+        tracemalloc.start()
+        if name == "shape":
+            with pytest.raises(ValueError, match="'conv1.weight' declares 67,108,992 bytes, more than"):
+                models.load_weights(target, str(path))
+        else:
+            assert models.load_weights(target, str(path), strict=False).unexpected_keys == ["extra"]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 << 20, peak

@@ -42,9 +42,12 @@ def save(path, model, input_shape, optimizer=None, config=None, history=None, po
 
     position: where an interrupted epoch stopped (see train.fit), so that a resumed run continues exactly.
     Raises NonFiniteWeights, writing nothing, when a parameter or optimizer state holds NaN or infinity,
-    and CheckpointError for a config or position that load would refuse.
+    and CheckpointError for a config or position that load would refuse, or a model without parameters.
     """
     check_config(dict(config or {}), path)  # what load would refuse is never written
+    if not model.named_parameters():
+        raise CheckpointError(f"{path}: the model {model.spec()!r} has no parameters, so there is nothing to "
+                              "checkpoint; checkpoint not written")
     if position is not None:
         check_position(position, history or [], (config or {}).get("batch_size", 64), path)
     arrays = {"format_version": np.array(FORMAT_VERSION), "spec": np.array(model.spec()),

@@ -32,3 +32,16 @@ def test_import_of_a_damaged_file_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["import", str(bad), "--out", str(tmp_path / "x.npz")])
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_import_of_a_network_without_parameters_writes_no_checkpoint_load_would_refuse(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 5, 5])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1, 5, 5])])
+    path = tmp_path / "relu.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    result = CliRunner().invoke(app, ["import", str(path), "--out", str(tmp_path / "relu.npz")])
+    assert result.exit_code == 1 and "has no parameters" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "relu.npz").exists()

@@ -57,6 +57,11 @@ def to_model(proto, source="model"):
     spec = _spec(tree)
     model = models.build(spec, graph.input_shape)
     _fill(model, tree)
+    state = model.state_dict()
+    bad = [key for key, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+    if bad:  # a damaged file: its scores would be NaN (nbconv's checkpoints never hold such weights either)
+        raise ValueError(f"{source}: the weights of {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN "
+                         "or infinity")
     model.input_shape = graph.input_shape
     model.eval()
     return model

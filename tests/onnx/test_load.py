@@ -350,3 +350,11 @@ def test_clip_bounds_of_one_element_are_read_and_of_several_a_clear_error():
     with pytest.raises(ValueError) as error:
         nbonnx.to_model(_graph(nodes, (2, 4, 4), several))
     assert "clip_pair" in str(error.value) and "minimum must be one number" in str(error.value)
+
+
+def test_weights_holding_nan_or_infinity_are_a_clear_error():
+    weight = _weights(2, 3, 3, 3)
+    weight[1, 2, 0, 0] = np.inf
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["y"])], (3, 5, 5), [("w", weight)])
+    with pytest.raises(ValueError, match=r"the weights of conv1\.weight hold NaN or infinity"):
+        nbonnx.to_model(model)

@@ -31,6 +31,9 @@ def parse_channels(text):
         try:
             if "-" in part:
                 first, last = (int(v) for v in part.split("-", 1))
+                if last < first:
+                    raise click.BadParameter(f"the range {part!r} runs backwards; write it first-last, e.g. "
+                                             f"'{last}-{first}'", param_hint="--channels")
                 if last - first >= MAX_CHANNELS:
                     raise click.BadParameter(f"at most {MAX_CHANNELS} channels at once, got {part!r}",
                                              param_hint="--channels")

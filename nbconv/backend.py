@@ -156,8 +156,9 @@ def as_array(value, name="array"):
         try:
             return np.from_dlpack(value)
         except Exception as error:
-            raise TypeError(f"{name} could not be viewed as a numpy array through DLPack: {error} "
-                            "(a PyTorch tensor that requires grad needs .detach() first)") from error
+            hint = " (a PyTorch tensor that requires grad needs .detach() first)" if \
+                getattr(value, "requires_grad", False) else ""
+            raise TypeError(f"{name} could not be viewed as a numpy array through DLPack: {error}{hint}") from error
     if kind is None:
         try:
             memoryview(value)

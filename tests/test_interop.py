@@ -97,6 +97,13 @@ def test_torch_tensors_that_require_grad_are_refused_clearly():
         F.relu(torch.randn(3, requires_grad=True))
 
 
+@needs_torch
+def test_torch_dtypes_dlpack_cannot_carry_are_refused_without_a_wrong_hint():
+    with pytest.raises(TypeError, match="input could not be viewed") as error:
+        F.relu(torch.randn(3).bfloat16())
+    assert "detach" not in str(error.value)
+
+
 def _cuda_torch():
     """PyTorch with a usable GPU, when this run is on the real device (NUMBA_ENABLE_CUDASIM=0)."""
     return torch if torch is not None and not backend.simulated() and torch.cuda.is_available() else None

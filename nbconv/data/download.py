@@ -11,6 +11,7 @@ import click
 CONNECT_TIMEOUT = 30.0       # seconds to connect, and the longest wait for any single read
 DEADLINE = 30 * 60.0         # seconds for a whole file (CIFAR's 170 MB at ~100 kB/s)
 ENV_DEADLINE = "NBCONV_DOWNLOAD_DEADLINE"
+MAX_DOWNLOAD_BYTES = 1 << 30  # per file; the largest nbconv fetches, CIFAR-100's archive, is 161 MiB
 
 
 class DownloadError(IOError):
@@ -77,12 +78,14 @@ def _md5s(path):
     return sums
 
 
-def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEOUT, deadline=None, label=None):
+def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEOUT, deadline=None, label=None,
+                  max_bytes=MAX_DOWNLOAD_BYTES):
     """Fetch `url` to `destination` with a progress bar; verify the md5 and rename into place.
 
     The directory of `destination` must exist. Connecting, and each read, wait at most `connect_timeout`
-    seconds; the whole file must arrive within `deadline` seconds (default: default_deadline()). On any
-    failure (network, deadline, md5 mismatch, interruption) DownloadError is raised (KeyboardInterrupt
+    seconds; the whole file must arrive within `deadline` seconds (default: default_deadline()) and hold at
+    most `max_bytes` bytes (a server sending more is cut off, whatever it announced). On any failure
+    (network, deadline, size, md5 mismatch, interruption) DownloadError is raised (KeyboardInterrupt
     passes through), nothing is left at `destination` and no partial file remains beside it.
     """
     import urllib.error  # here, not at the top: a run whose data is on disk never loads urllib and http
@@ -111,8 +114,13 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
                 raise DownloadError(f"{url}: {getattr(error, 'reason', error)}") from None
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                if total is not None and total > max_bytes:
+                    raise DownloadError(f"{url}: announces {total:,} bytes, more than the {max_bytes:,} nbconv "
+                                        "accepts for one file")
                 sock = _socket_of(response)
-                with click.progressbar(length=total, label=label or os.path.basename(destination),
+                # without a Content-Length (a chunked reply) the bar counts without a total
+                with click.progressbar(iter(()) if total is None else None, length=total,
+                                       label=label or os.path.basename(destination),
                                        file=click.get_text_stream("stderr")) as bar:
                     while True:
                         if sock is not None:
@@ -124,8 +132,11 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
                             raise DownloadError(f"{url}: {error}") from None
                         if not chunk:
                             break
-                        out.write(chunk)
                         received += len(chunk)
+                        if received > max_bytes:
+                            raise DownloadError(f"{url}: sends more than the {max_bytes:,} bytes nbconv accepts "
+                                                "for one file")
+                        out.write(chunk)
                         bar.update(len(chunk))
                         time_left()
         if total is not None and received != total:

@@ -30,9 +30,10 @@ def make_tiny_mnist(directory, n_train=64, n_test=32, seed=0):
 
 class _Server:
     """Serves files from a dict {name: bytes}; `truncate` names files whose body is cut off mid-way,
-    `trickle` files sent one byte every `interval` seconds (for at most 40 bytes, then cut off)."""
+    `trickle` files sent one byte every `interval` seconds (for at most 40 bytes, then cut off); with
+    announce_length=False no Content-Length header is sent."""
 
-    def __init__(self, files, truncate=(), trickle=(), interval=0.25):
+    def __init__(self, files, truncate=(), trickle=(), interval=0.25, announce_length=True):
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,7 +45,8 @@ class _Server:
                     return
                 body = files[name]
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if announce_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if name in trickle:
                     for byte in body[:40]:
@@ -244,3 +246,21 @@ def test_synthetic_data_is_deterministic_and_shaped_by_its_name():
     for bad in ("synthetic:3x10:4", "synthetic:0x8x8:4", "synthetic:3x8x8:1", "synthetic:1x4096x4096:2:1000"):
         with pytest.raises(ValueError, match="synthetic"):
             datasets.describe(bad)
+
+
+@pytest.mark.parametrize("announce_length", [True, False])
+def test_a_file_larger_than_the_bound_is_cut_off_and_leaves_nothing(isolated, announce_length):
+    destination = str(isolated / "data" / "big.gz")
+    with _Server({"big.gz": bytes(300_000)}, announce_length=announce_length) as server:
+        with pytest.raises(download.DownloadError, match="more than the 100,000 bytes" if not announce_length else
+                           "announces 300,000 bytes, more than the 100,000"):
+            download.download_file(server.url + "big.gz", destination, {"0" * 32}, max_bytes=100_000)
+    assert os.listdir(isolated / "data") == []
+
+
+def test_a_reply_without_content_length_downloads(isolated):
+    body = gzip.compress(bytes(range(256)) * 40)
+    destination = str(isolated / "data" / "plain.gz")
+    with _Server({"plain.gz": body}, announce_length=False) as server:
+        download.download_file(server.url + "plain.gz", destination, {hashlib.md5(body).hexdigest()})
+    assert open(destination, "rb").read() == body

@@ -8,8 +8,9 @@ animation, each frame zooms into the centre of the last dream and dreams again.
 """
 import numpy as np
 
-from . import backend
+from . import backend, checks
 from .images import per_channel, resize
+from .visualize import check_ascent
 from .nn import input_gradients_only, prefix_model
 
 
@@ -20,10 +21,15 @@ def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, 
 
     Octaves too small for the layers up to `layer` are left out. progress(done, total) is called after each
     step. lr is the step size in pixel units, relative to the mean gradient magnitude."""
+    check_ascent(steps, lr, jitter)
+    checks.integer("octaves", octaves, 1)
+    octave_scale = checks.real("octave_scale", octave_scale)
+    if not (np.isfinite(octave_scale) and octave_scale >= 1.0):
+        raise ValueError(f"octave_scale must be a finite number >= 1, got {octave_scale!r}")
     truncated = prefix_model(model, layer).eval()
     pixels = np.asarray(pixels, np.float64)
     channels, height, width = pixels.shape
-    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels)
+    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels, positive=True)
     dtype = next((p.value.dtype for p in model.parameters()), np.float32)
     sizes = [(max(1, round(height / octave_scale ** k)), max(1, round(width / octave_scale ** k)))
              for k in range(octaves)][::-1]

@@ -76,18 +76,24 @@ def fit(image, height, width, resize_ratio=1.0):
     return resized[:, top:top + height, left:left + width]
 
 
-def per_channel(values, name, channels):
-    """mean or std as an array broadcasting over (C, H, W) or (K, C, H, W): a number, or one value per channel."""
-    array = np.asarray(values, np.float64).reshape(-1)
+def per_channel(values, name, channels, positive=False):
+    """mean or std as an array broadcasting over (C, H, W) or (K, C, H, W): a number, or one value per channel,
+    finite (and > 0 with positive=True, as a standard deviation must be)."""
+    try:
+        array = np.asarray(values, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or one number per input channel, got {values!r}") from None
     if array.size not in (1, channels):
         raise ValueError(f"{name} must be a number or {channels} values (one per input channel), got {array.size}")
+    if not np.isfinite(array).all() or (positive and not (array > 0).all()):
+        raise ValueError(f"{name} must hold finite numbers{' > 0' if positive else ''}, got {array.tolist()}")
     return array.reshape(-1, 1, 1)
 
 
 def normalize(pixels, mean, std):
     """(C, H, W) pixels in [0, 255] -> (pixel/255 - mean) / std per channel (mean/std: numbers or per channel)."""
     channels = pixels.shape[0]
-    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels)
+    mean, std = per_channel(mean, "mean", channels), per_channel(std, "std", channels, positive=True)
     return (np.asarray(pixels, np.float64) / 255.0 - mean) / std
 
 

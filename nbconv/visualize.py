@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backend
+from . import backend, checks
 from .images import per_channel
 from .nn import Dropout, Flatten, Sequential, input_gradients_only, prefix_model
 
@@ -62,13 +62,24 @@ def _objective_and_grad(output, channels):
     return values, grad
 
 
+def check_ascent(steps, lr, jitter, l2_decay=0.0):
+    """A ValueError or TypeError naming the first of the ascent's settings that cannot work."""
+    checks.integer("steps", steps, 0)
+    checks.integer("jitter", jitter, 0)
+    for name, value, low, high in (("lr", lr, 0.0, np.inf), ("l2_decay", l2_decay, 0.0, 1.0)):
+        value = checks.real(name, value)
+        if not (np.isfinite(value) and low <= value < high):
+            raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}), got {value!r}")
+
+
 def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0, steps=100, lr=0.05,
              l2_decay=1e-4, jitter=1, clip=True, seed=0, device="cpu"):
     """Gradient ascent on the input for each channel in `channels` of layer `layer` (class scores when
     `layer` is the last layer). Returns an AscentResult. mean/std: the model's input normalisation, a
     number or one value per input channel (of pixel values in [0, 1])."""
     channels = [int(c) for c in channels]
-    mean, std = per_channel(mean, "mean", input_shape[0]), per_channel(std, "std", input_shape[0])
+    mean, std = per_channel(mean, "mean", input_shape[0]), per_channel(std, "std", input_shape[0], positive=True)
+    check_ascent(steps, lr, jitter, l2_decay)
     _check_target(model, layer, channels, input_shape)
     model.eval()
     truncated = prefix_model(model, layer)

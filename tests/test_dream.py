@@ -126,3 +126,15 @@ def test_the_ascent_skips_parameter_gradients_and_restores_them():
         assert model["conv1"].weight.grad is None
     model.backward(np.ones_like(model.forward(x)))
     assert model["conv1"].weight.grad is not None and model["conv1"].param_grads
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(std=0.0), "std must hold finite numbers > 0"), (dict(steps=-2), "steps must be >= 0"),
+    (dict(jitter=-1), "jitter must be >= 0"), (dict(octaves=0), "octaves must be >= 1"),
+    (dict(octave_scale=0.5), "octave_scale must be a finite number >= 1"), (dict(lr=float("inf")), "lr must be"),
+])
+def test_dream_settings_that_cannot_work_are_errors_naming_them(options, words):
+    settings = {"mean": 0.5, "std": 0.25, "octaves": 2, "steps": 2, **options}
+    with pytest.raises(ValueError, match=words):
+        dream.dream_octaves(_model(), "res1", np.full((3, 24, 20), 0.5), settings.pop("mean"), settings.pop("std"),
+                            **settings)

@@ -98,3 +98,20 @@ def test_colour_models_ascend_with_per_channel_normalisation_and_draw_in_colour(
     assert image.getpixel((0, 0)) == (255, 0, 0) and image.getpixel((4, 0)) == (0, 0, 255)
     assert image.getpixel((4, 3)) == (0, 0, 0)
     assert visualize.grid_image(tiles[:, :1], scale=1, padding=0).mode == "L"
+
+
+@pytest.mark.parametrize("options, error, words", [
+    (dict(std=0.0), ValueError, "std must hold finite numbers > 0"),
+    (dict(std=[1.0, -1.0, 1.0]), ValueError, "std must hold finite numbers > 0"),
+    (dict(mean=float("nan")), ValueError, "mean must hold finite numbers"),
+    (dict(mean="grey"), TypeError, "mean must be a number"),
+    (dict(steps=-1), ValueError, "steps must be >= 0"),
+    (dict(steps=2.5), TypeError, "steps must be an int"),
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number"),
+    (dict(jitter=-1), ValueError, "jitter must be >= 0"),
+    (dict(l2_decay=1.0), ValueError, "l2_decay must be a finite number in [0, 1)"),
+])
+def test_ascent_settings_that_cannot_work_are_errors_naming_them(options, error, words):
+    model = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)
+    with pytest.raises(error, match=words.replace("[", r"\[").replace(")", r"\)")):
+        visualize.maximize(model, "conv1", [0], input_shape=(3, 8, 8), **{"steps": 2, **options})

@@ -64,16 +64,35 @@ def _interpolation(size, new_size):
     return matrix
 
 
+def _interpolation_rows(size, new_size, start, count):
+    """Rows [start, start + count) of _interpolation(size, new_size), restricted to the columns they touch:
+    (that block, the index of its first column)."""
+    centres = (np.arange(start, start + count) + 0.5) * size / new_size - 0.5
+    centres = np.clip(centres, 0, size - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    fraction = centres - low
+    first = int(low.min())
+    matrix = np.zeros((count, int(high.max()) + 1 - first))
+    matrix[np.arange(count), low - first] += 1 - fraction
+    matrix[np.arange(count), high - first] += fraction
+    return matrix, first
+
+
 def fit(image, height, width, resize_ratio=1.0):
     """Resize a (C, H, W) image so its shorter side is `resize_ratio` times the target's, then crop the
-    centre (height, width): the classic classification preprocessing. Returns floats in the input's range."""
+    centre (height, width): the classic classification preprocessing. Returns floats in the input's range.
+    Only the cropped part is computed, from the pixels it covers: a long thin image costs what its crop does."""
     _, source_height, source_width = image.shape
     scale = resize_ratio * max(height / source_height, width / source_width)
     new_height = max(height, int(round(source_height * scale)))
     new_width = max(width, int(round(source_width * scale)))
-    resized = resize(image, new_height, new_width)
     top, left = (new_height - height) // 2, (new_width - width) // 2
-    return resized[:, top:top + height, left:left + width]
+    rows, first_row = _interpolation_rows(source_height, new_height, top, height)
+    columns, first_column = _interpolation_rows(source_width, new_width, left, width)
+    covered = np.asarray(image, np.float64)[:, first_row:first_row + rows.shape[1],
+                                            first_column:first_column + columns.shape[1]]
+    return np.einsum("yh,chw,xw->cyx", rows, covered, columns)
 
 
 def per_channel(values, name, channels, positive=False):

@@ -91,3 +91,21 @@ def test_predict_command(tmp_path):
     (tmp_path / "text.png").write_text("hello")
     result = runner.invoke(app, ["predict", str(saved), str(tmp_path / "text.png")])
     assert result.exit_code == 1 and "not an image" in result.output and "Traceback" not in result.output
+
+
+def test_fit_computes_only_the_crop_of_a_long_thin_image():
+    import tracemalloc
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0, 255, (3, 40, 90))
+    for height, width, ratio in ((32, 32, 1.0), (50, 20, 256 / 224), (7, 9, 1.3)):
+        scale = ratio * max(height / 40, width / 90)
+        new_height, new_width = max(height, round(40 * scale)), max(width, round(90 * scale))
+        top, left = (new_height - height) // 2, (new_width - width) // 2
+        whole = images.resize(image, new_height, new_width)[:, top:top + height, left:left + width]
+        np.testing.assert_allclose(images.fit(image, height, width, ratio), whole, rtol=1e-12, atol=1e-9)
+    banner = rng.uniform(0, 255, (3, 4, 20_000))  # a whole resize to 256 rows would be 256 x 1,280,000
+    tracemalloc.start()
+    out = images.fit(banner, 224, 224, 256 / 224)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (3, 224, 224) and peak < 64 << 20, peak

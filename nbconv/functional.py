@@ -627,7 +627,12 @@ def add(input, other):
 def _writable_in_place(name, array, purpose):
     """`array` itself (a Numba view of it for other device arrays) to be written in place; it must be
     C-contiguous, since a contiguous copy would take the writes instead."""
-    target = array if isinstance(array, np.ndarray) else backend.as_device_array(array)
+    if isinstance(array, np.ndarray):
+        target = array
+    elif backend.is_device_array(array):
+        target = backend.as_device_array(array)
+    else:  # a view of host memory (a PyTorch CPU tensor, a DLPack or buffer-protocol exporter), never a copy
+        target = backend.as_array(array, name)
     contiguous = target.flags.c_contiguous if isinstance(target, np.ndarray) else target.is_c_contiguous()
     if not contiguous:
         raise ValueError(f"{name} must be a C-contiguous array ({purpose})")
@@ -640,7 +645,7 @@ def add_(input, other):
     """input += other in place (input must be C-contiguous); returns input. A residual sum without a new array."""
     where, dtype, a = checks.arrays(input=input, other=other)
     target = _writable_in_place("input", input, "it is added to in place; use add() for a new array")
-    checks.shape("other", a["other"], tuple(input.shape))
+    checks.shape("other", a["other"], tuple(target.shape))
     other = a["other"]
     if _overlaps_elsewhere(target, other):  # as numpy's +=: other is read as it was before the sum
         other = other.copy()

@@ -124,3 +124,12 @@ def test_a_usable_grad_weight_out_is_written(name):
     got = backward(grad_output, x, w, grad_weight_out=buffer)
     assert got[1] is buffer
     np.testing.assert_allclose(buffer, backward(grad_output, x, w)[1], rtol=1e-6, atol=1e-6)
+
+
+def test_host_arrays_of_other_libraries_are_written_in_place():
+    import array
+    values = array.array("f", [1.0, 2.0, 3.0])  # a buffer-protocol exporter
+    assert F.add_(values, np.ones(3, np.float32)) is values
+    assert list(values) == [2.0, 3.0, 4.0]
+    with pytest.raises(TypeError, match="input must have dtype float32 or float64"):
+        F.add_(bytes(12), np.ones(3, np.float32))

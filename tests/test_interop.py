@@ -126,3 +126,15 @@ def test_torch_cuda_tensors_in_and_out_without_copies(monkeypatch):
     (theirs(x_theirs) ** 2).sum().backward()
     torch.testing.assert_close(x_ours.grad, x_theirs.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-3)
+
+
+@needs_torch
+def test_torch_cpu_tensors_are_written_in_place():
+    x = torch.randn(4, 3, 2, 2)
+    running_mean, running_var = torch.zeros(3), torch.ones(3)
+    F.batch_norm(x, running_mean, running_var, training=True)
+    torch.testing.assert_close(running_mean, 0.1 * x.mean(dim=(0, 2, 3)))
+    total = torch.ones(3)
+    assert F.add_(total, torch.ones(3)) is total and total.tolist() == [2.0, 2.0, 2.0]
+    out = torch.zeros(2, 3, 4)
+    assert F.scale_shift(torch.ones(2, 3, 4), out=out) is out and out.sum().item() == 24.0

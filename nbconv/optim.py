@@ -64,8 +64,11 @@ class Optimizer:
         for index, parameter in enumerate(self.parameters):
             if parameter.grad is None:
                 continue
-            kernels = backend.kernels(backend.backend_of(parameter.value))
-            self._update(kernels, backend.flat(parameter.value), backend.flat(backend.contiguous(parameter.grad)),
+            value = parameter.value
+            if isinstance(value, np.ndarray) and not (value.flags.c_contiguous and value.flags.writeable):
+                parameter.value = value = np.array(value, order="C")  # updated in place below: a flat view of it
+            kernels = backend.kernels(backend.backend_of(value))
+            self._update(kernels, backend.flat(value), backend.flat(backend.contiguous(parameter.grad)),
                          self._slots_for(index), self._decay_for(parameter))
 
     def _unchanged_flat_step(self):

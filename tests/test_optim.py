@@ -193,3 +193,17 @@ def test_flat_steps_follow_every_change_between_steps(decay_on, rng):
 def test_bad_hyper_parameters_are_errors_naming_them(make, error, words, rng):
     with pytest.raises(error, match=words):
         make([Parameter(rng.standard_normal(3))])
+
+
+@pytest.mark.parametrize("kind", ["Fortran order", "read-only"])
+def test_parameters_updated_one_by_one_take_the_update_whatever_their_layout(kind, rng):
+    value = np.asfortranarray(rng.standard_normal((3, 4)))
+    if kind == "read-only":
+        value = np.ascontiguousarray(value)
+        value.flags.writeable = False
+    start = value.copy()
+    updated, frozen = Parameter(value), Parameter(rng.standard_normal(2))
+    updated.grad, frozen.grad = np.ones((3, 4)), None  # a parameter without a gradient: one update a parameter
+    SGD([updated, frozen], lr=0.5).step()
+    np.testing.assert_array_equal(updated.value, start - 0.5)
+    np.testing.assert_array_equal(value, start)

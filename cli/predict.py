@@ -9,6 +9,9 @@ from nbconv import checkpoint
 from .common import device_option, resolve_device
 
 
+PREDICT_BATCH = 32  # images classified at once: a command naming thousands of files holds 32 in memory
+
+
 def load_model(path):
     """(model, input shape, mean, std, class names) from a checkpoint (.npz) or an ONNX file (.onnx)."""
     if os.fspath(path).lower().endswith(".onnx"):
@@ -45,19 +48,24 @@ def predict(model_path, image_paths, top, labels_path, as_json, device):
         if len(input_shape) != 3:
             raise ValueError(f"{model_path}: the model takes {input_shape} inputs, not images")
         preprocessing = classify.Preprocessing.for_model(input_shape, mean, std)
-        inputs = np.stack([preprocessing.load(path, input_shape) for path in image_paths])
-        model.to(device)
-        classes, probabilities = classify.top_classes(model, inputs, top, device)
         labels = class_names
         if labels_path:
             labels = classify.read_labels(labels_path, int(np.prod(model.output_shape(input_shape))))
+        model.to(device)
+        for start in range(0, len(image_paths), PREDICT_BATCH):  # memory bounded however many files are named
+            paths = image_paths[start:start + PREDICT_BATCH]
+            inputs = np.stack([preprocessing.load(path, input_shape) for path in paths])
+            classes, probabilities = classify.top_classes(model, inputs, top, device)
+            for path, row, chances in zip(paths, classes, probabilities):
+                _report(path, row, chances, labels, as_json)
     except (ValueError, ImportError, OSError) as error:
         raise click.ClickException(str(error))
-    for path, row, chances in zip(image_paths, classes, probabilities):
-        named = [(int(k), labels[k] if labels and k < len(labels) else str(int(k)), float(p))
-                 for k, p in zip(row, chances)]
-        if as_json:
-            click.echo(json.dumps({"image": path, "predictions": [
-                {"class": k, "label": label, "probability": p} for k, label, p in named]}))
-        else:
-            click.echo(f"{path}: " + ", ".join(f"{label} {100 * p:.1f}%" for _, label, p in named))
+
+
+def _report(path, row, chances, labels, as_json):
+    named = [(int(k), labels[k] if labels and k < len(labels) else str(int(k)), float(p)) for k, p in zip(row, chances)]
+    if as_json:
+        click.echo(json.dumps({"image": path, "predictions": [
+            {"class": k, "label": label, "probability": p} for k, label, p in named]}))
+    else:
+        click.echo(f"{path}: " + ", ".join(f"{label} {100 * p:.1f}%" for _, label, p in named))

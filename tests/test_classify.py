@@ -109,3 +109,26 @@ def test_fit_computes_only_the_crop_of_a_long_thin_image():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert out.shape == (3, 224, 224) and peak < 64 << 20, peak
+
+
+def test_predict_classifies_many_files_a_batch_at_a_time(tmp_path, monkeypatch):
+    from nbconv_cli import predict
+    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
+    saved = tmp_path / "m.npz"
+    checkpoint.save(str(saved), model, (3, 16, 16))
+    paths = []
+    for k in range(7):
+        paths.append(str(tmp_path / f"{k}.png"))
+        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), paths[-1])
+    whole = CliRunner().invoke(app, ["predict", str(saved), *paths, "--json"])
+    batches = []
+    top_classes = classify.top_classes
+    monkeypatch.setattr(predict, "PREDICT_BATCH", 3)
+    monkeypatch.setattr(classify, "top_classes", lambda model, inputs, *rest: batches.append(len(inputs)) or
+                        top_classes(model, inputs, *rest))
+    batched = CliRunner().invoke(app, ["predict", str(saved), *paths, "--json"])
+    assert batched.exit_code == 0 and batches == [3, 3, 1], batched.output
+    assert [json.loads(line)["image"] for line in batched.output.splitlines()] == paths
+    for mine, theirs in zip(batched.output.splitlines(), whole.output.splitlines()):
+        for a, b in zip(json.loads(mine)["predictions"], json.loads(theirs)["predictions"]):
+            assert a["class"] == b["class"] and abs(a["probability"] - b["probability"]) < 1e-6

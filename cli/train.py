@@ -10,8 +10,8 @@ from click.core import ParameterSource
 from nbconv import checkpoint, distributed, files, jit_warmup, models, startup
 from nbconv.data import describe
 from nbconv.optim import DECAY_ON, SCHEDULES
-from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset, check_outputs, fit,
-                          make_optimizer)
+from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset,
+                          check_batch_statistics, check_outputs, fit, make_optimizer)
 
 from .common import (FiniteFloat, configure_cpu, data_dir_option, dataset_option, device_option, load_data,
                      load_data_in_background, resolve_device, seed_option, threads_option)
@@ -222,6 +222,10 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         raise click.ClickException(f"{resume} stopped inside epoch {position['epoch'] + 1} of a run over "
                                    f"{position['train_images']:,} training images; resume it with the same data "
                                    f"(here {len(splits.train_images):,}; see --limit)")
+    try:
+        check_batch_statistics(net, input_shape, len(splits.train_images), config.batch_size, world)
+    except ValueError as error:
+        raise click.ClickException(str(error))
     net.to(device)
     world.broadcast_parameters(net)
     opt = make_optimizer(config, net.parameters())

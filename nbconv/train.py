@@ -254,6 +254,29 @@ def train_epoch(model, optimizer, images, labels, config, epoch, device="cpu", p
             "seconds": seconds}
 
 
+def check_batch_statistics(model, input_shape, train_count, batch_size, world=SINGLE):
+    """ValueError, before any step, when a batch normalization that sees one value per channel of each
+    sample (BatchNorm1d on (N, C), or on 1x1 maps) would get a batch of one sample in training: the last
+    batch of an epoch (train_count % batch_size), or this process's share of a batch, holding one image."""
+    from .nn.norm import _BatchNorm
+    single = []
+    try:
+        model.trace(tuple(input_shape), lambda path, layer, shape, _: single.append(path) if isinstance(
+            layer, _BatchNorm) and int(np.prod(shape[1:], dtype=np.int64)) == 1 else None)
+    except ValueError:
+        return  # a model its shapes alone cannot describe: the step itself will say what does not fit
+    if not single:
+        return
+    sizes = {min(batch_size, train_count), train_count % batch_size} - {0}
+    for size in sorted(sizes):
+        if len(world.shard(np.arange(size))) == 1:
+            where = f"the last batch of each epoch holds 1 of the {train_count:,} training images" if size == 1 \
+                else f"this process's share of a batch of {size} holds 1 image"
+            raise ValueError(f"layer {single[0]} normalises one value per channel of each image, and its batch "
+                             f"statistics need two, but {where} (batch size {batch_size}): choose another batch "
+                             "size or number of training images")
+
+
 def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_end=None, echo=print,
         progress=None, world=SINGLE, position=None, stop_requested=None):
     """Train for config.epochs epochs (continuing after len(history) finished ones); return the history.
@@ -267,6 +290,9 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     epoch's summary; progress: see train_epoch.
     """
     history = list(history or [])
+    image_shape = tuple(splits.train_images.shape[1:])  # (C, H, W), or (H, W) for one channel
+    check_batch_statistics(model, image_shape if len(image_shape) == 3 else (1,) + image_shape,
+                           len(splits.train_images), config.batch_size, world)
     schedule = make_schedule(config.schedule, optimizer, config.epochs)
     schedule.base_lr = config.lr
     for epoch in range(len(history), config.epochs):

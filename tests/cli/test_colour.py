@@ -142,3 +142,25 @@ def test_an_imported_network_is_fine_tuned_on_the_dataset_and_settings_given(tmp
     state = checkpoint.load(out)
     assert state.config["dataset"] == SYNTHETIC and state.config["optimizer"] == "adam"
     assert state.config["lr"] == 0.001 and state.config["mean"] == [0.5] * 3 and len(state.history) == 1
+
+
+def test_a_batch_norm_that_would_see_a_batch_of_one_is_refused_before_training(tmp_path):
+    from nbconv import models
+    from nbconv.data import load
+    from nbconv.optim import SGD
+    from nbconv.train import TrainConfig, fit
+    spec = "conv4k3,relu,gap,fc4,bn1d"
+    out = tmp_path / "bn.npz"
+    result = CliRunner().invoke(app, ["train", spec, "--dataset", "synthetic:3x16x16:4:65:16", "--epochs", "1",
+                                      "--batch-size", "32", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "layer bn1 normalises one value per channel" in result.output and "1 of the 65" in result.output
+    assert "loss" not in result.output and not out.exists()
+    splits = load("synthetic:3x16x16:4:65:16")
+    model = models.build(spec, input_shape=(3, 16, 16))
+    with pytest.raises(ValueError, match="the last batch of each epoch holds 1 of the 65"):
+        fit(model, SGD(model.parameters(), lr=0.1), splits, TrainConfig(dataset="synthetic:3x16x16:4:65:16",
+                                                                        batch_size=32, epochs=1), echo=lambda *a: None)
+    result = CliRunner().invoke(app, ["train", "conv4k3,bn,relu,gap,fc4", "--dataset", "synthetic:3x16x16:4:65:16",
+                                      "--epochs", "1", "--batch-size", "32", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output  # 14x14 values per channel: a batch of one is fine

@@ -62,7 +62,11 @@ def to_onnx(model, input_shape, opset=OPSET):
     onnx = require_onnx()
     if not isinstance(opset, int) or opset < OPSET:
         raise ValueError(f"opset must be an int >= {OPSET}, got {opset!r}")
-    input_shape = tuple(int(size) for size in input_shape)
+    if not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 3:
+        raise ValueError(f"input_shape must be (C, H, W), (C, W) or (features,) without the batch axis, got "
+                         f"{input_shape!r}")
+    input_shape = tuple(checks.integer("input_shape", size, 1) for size in input_shape)
+    model.output_shape(input_shape)  # a ValueError naming the layer that does not fit, before any export
     dtype = next((np.dtype(p.value.dtype) for p in model.parameters()), np.dtype(np.float32))
     element_type = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     graph = GraphBuilder(onnx, dtype)

@@ -90,3 +90,15 @@ def test_bad_opset_is_a_clear_error():
     model = models.build("fc3", (4,), seed=0)
     with pytest.raises(ValueError, match="opset"):
         nbonnx.to_onnx(model, (4,), opset=9)
+
+
+@pytest.mark.parametrize("shape, error, words", [
+    ((3, 8.5, 8), TypeError, "input_shape must be an int"), ((3, 0, 8), ValueError, "input_shape must be >= 1"),
+    ((3, 8), ValueError, "does not fit"), ("3x8x8", ValueError, "input_shape must be"),
+    ((1, 3, 8, 8), ValueError, "without the batch axis"),
+])
+def test_bad_input_shapes_are_errors_naming_them(shape, error, words, tmp_path):
+    model = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)
+    with pytest.raises(error, match=words):
+        nbonnx.save(model, tmp_path / "m.onnx", shape)
+    assert not (tmp_path / "m.onnx").exists()

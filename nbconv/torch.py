@@ -198,7 +198,8 @@ class MaxPool2d(torch.nn.MaxPool2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _supported(self, dilation=(self.dilation, 1), return_indices=(self.return_indices, False))
+        dilation = 1 if self.dilation in ((1, 1), [1, 1]) else self.dilation  # PyTorch takes both spellings
+        _supported(self, dilation=(dilation, 1), return_indices=(self.return_indices, False))
 
     def forward(self, input):
         return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)

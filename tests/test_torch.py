@@ -88,6 +88,10 @@ def test_unsupported_options_are_refused():
         nbt.Conv2d(1, 1, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match="dilation=1"):
         nbt.MaxPool2d(2, dilation=2)
+    with pytest.raises(ValueError, match="dilation=1"):
+        nbt.MaxPool2d(2, dilation=(1, 2))
+    x = torch.randn(1, 2, 6, 6)
+    torch.testing.assert_close(nbt.MaxPool2d(2, dilation=(1, 1))(x), torch.nn.MaxPool2d(2)(x))  # the same as 1
     with pytest.raises(TypeError, match="dtype"):
         nbt.relu(torch.arange(4))
 

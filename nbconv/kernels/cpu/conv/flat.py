@@ -114,7 +114,7 @@ def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, pa
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(C, KH, KW, padded_h * padded_w, padded_w, dilation_h, dilation_w)
     parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output, padded,
-                   wide, flat_view(wide, (wide.shape[0], -1)), starts, padding_h, padding_w)
+                   wide, _flat_chunks(wide), starts, padding_h, padding_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
@@ -171,8 +171,12 @@ def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kerne
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(input.shape[1], kernel_h, kernel_w, padded_h * padded_w, padded_w, dilation_h, dilation_w)
     parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial,
-                   flat_view(partial, (partial.shape[0], -1)), padded, wide, flat_view(wide, (wide.shape[0], -1)),
-                   starts, padding_h, padding_w)
+                   _flat_chunks(partial), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+
+
+def _flat_chunks(buffer):
+    """A per-chunk buffer (chunks, ...) as a (chunks, rest) view."""
+    return flat_view(buffer, (buffer.shape[0], buffer[:1].size))
 
 
 # The plan's surface: applies, buffers and the forward and weight-gradient passes (see plan.py).

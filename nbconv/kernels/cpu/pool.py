@@ -151,7 +151,7 @@ def max_pool2d_forward_2x2(input, output, indices):
 
 # What the 2x2 kernels index instead of the positions when they are not recorded: an array of the same type,
 # allocated here (an allocation inside compiled code makes Numba compile np.empty's overloads once a process,
-# which its disk cache does not keep). The kernels read nothing from it and write nothing to it.
+# which its disk cache does not keep). The kernels write nothing to it.
 _NOT_RECORDED = np.zeros((1, 1, 1, 1), np.int64)
 
 

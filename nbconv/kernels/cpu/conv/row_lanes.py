@@ -166,8 +166,7 @@ def conv2d_backward_input_row_lanes(grad_output, weight, grad_input, padded, pad
     def run(target):
         parallel_parts(conv2d_backward_input_row_lanes_span, min(num_threads(), padded.shape[0]),
                        np.ascontiguousarray(grad_output), target, flat_view(target), padded, offsets, packed, KH, KW,
-                       padding_h,
-                       padding_w, left, source_w, claims())
+                       padding_h, padding_w, left, source_w, claims())
     if grad_input.flags.c_contiguous:
         run(grad_input)
     else:

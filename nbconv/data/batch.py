@@ -14,7 +14,9 @@ from numba import njit
 ASSEMBLED, CHOSEN_OUTSIDE, OFFSETS_OUTSIDE = 0, 1, 2
 
 
-@njit(cache=True, no_cfunc_wrapper=True)
+# the spans' flags (nogil, error_model), so that the min and max overloads it calls are compiled once a process
+# for both: Numba compiles an overload anew for each set of flags that calls it, and keeps none on disk
+@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _shifted_batch(images, chosen, offsets, flips, max_shift, scale, shift, output):
     """output[k, c, h, w] = images[chosen[k], c, h + dy - s, x + dx - s] * scale[c] - shift[c], with (dy, dx) =
     offsets[k], s = max_shift and x = W - 1 - w when flips[k] (else w); pixels that come from outside the

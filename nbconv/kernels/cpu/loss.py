@@ -13,8 +13,9 @@ def softmax_cross_entropy(logits, labels, losses, grad_logits):
     N, K = logits.shape
     for n in range(N):
         peak = logits[n, 0]
-        for k in range(1, K):
-            peak = max(peak, logits[n, k])
+        for k in range(1, K):  # max(peak, x) as Python's max: x only when larger (no overload of max to compile)
+            if logits[n, k] > peak:
+                peak = logits[n, k]
         total = 0.0
         for k in range(K):
             total += math.exp(logits[n, k] - peak)

@@ -55,15 +55,13 @@ def _has_nan(a, b, c, d):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def max_pool2d_forward_2x2_blocks_span(span_part, span_parts, input, output, indices, nan_found):
+def max_pool2d_forward_2x2_blocks_span(span_part, span_parts, input, output, indices, record, nan_found):
     """max_pool2d_forward_2x2's vector blocks over the span_part-th of span_parts slices of its outer loop
     (threads.py), for C-contiguous arrays and output rows at least 4 wide; nan_found[span_part] = 1 when a
-    window of the slice holds a NaN (its outputs are then not the pooling's), else 0."""
+    window of the slice holds a NaN (its outputs are then not the pooling's), else 0. Without record, indices
+    is a placeholder that nothing writes (_NOT_RECORDED)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
-    record = indices.shape[0] > 0
-    if not record:
-        indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder view for the typing of the loop below
     lanes = 8 if OW >= 8 else 4
     nan = 0
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
@@ -92,14 +90,12 @@ def max_pool2d_forward_2x2_blocks_span(span_part, span_parts, input, output, ind
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices):
+def max_pool2d_forward_2x2_span(span_part, span_parts, input, output, indices, record):
     """max_pool2d_forward_2x2 one output at a time, any strides, NaNs included, over the span_part-th of
-    span_parts slices of its outer loop (threads.py)."""
+    span_parts slices of its outer loop (threads.py). Without record, indices is a placeholder that nothing
+    writes (_NOT_RECORDED)."""
     N, C, H, W = input.shape
     OH, OW = output.shape[2], output.shape[3]
-    record = indices.shape[0] > 0
-    if not record:
-        indices = np.empty((1, 1, 1, 1), np.int64)  # a placeholder view for the typing of the loop below
     span_first, span_last = chunk_bounds(span_part, span_parts, N * C)
     for task in range(span_first, span_last):
         n, c = task // C, task % C
@@ -141,13 +137,22 @@ def max_pool2d_forward_2x2(input, output, indices):
     (max_pool2d_forward_2x2_span). Two kernels instead of one holding both: a LeNet-5 or VGG compiles only
     the first (0.6 instead of 1.3 CPU s on a cold JIT cache: the scalar loops were the costly part)."""
     parts = thread_count(input.size)
+    record = indices.shape[0] > 0
+    if not record:
+        indices = _NOT_RECORDED
     if (output.shape[3] >= 4 and input.flags.c_contiguous and output.flags.c_contiguous
             and indices.flags.c_contiguous):
         nan_found = np.zeros(parts, np.int64)
-        parallel_parts(max_pool2d_forward_2x2_blocks_span, parts, input, output, indices, nan_found)
+        parallel_parts(max_pool2d_forward_2x2_blocks_span, parts, input, output, indices, record, nan_found)
         if not nan_found.any():
             return
-    parallel_parts(max_pool2d_forward_2x2_span, parts, input, output, indices)
+    parallel_parts(max_pool2d_forward_2x2_span, parts, input, output, indices, record)
+
+
+# What the 2x2 kernels index instead of the positions when they are not recorded: an array of the same type,
+# allocated here (an allocation inside compiled code makes Numba compile np.empty's overloads once a process,
+# which its disk cache does not keep). The kernels write nothing to it.
+_NOT_RECORDED = np.zeros((1, 1, 1, 1), np.int64)
 
 
 def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w):

@@ -1,4 +1,5 @@
 """Helpers shared by the CPU kernels: output ranges, chunking, zero fill, ordered partial sums."""
+import numpy as np
 from numba import njit
 
 from .threads import parallel_parts, thread_count
@@ -58,12 +59,21 @@ def task_rows(task, blocks, block_rows, out_h):
 TRANSPOSE_ROWS = 16  # partial rows whose sums are written into grad_weight together: 64 bytes a row
 
 
+def flat_view(array, shape=(-1,)):
+    """array reshaped to `shape` without a copy (a view that the kernels write through), for a compiled kernel to
+    take instead of reshaping inside: a reshape in compiled code makes Numba compile its shape normaliser, once a
+    process and error model, 0.15-0.25 CPU s of a cold start each, which its disk cache does not keep. Raises
+    ValueError for an array that is not C-contiguous (no view of it has that shape)."""
+    if not array.flags.c_contiguous:
+        raise ValueError(f"a flat view needs a C-contiguous array, got strides {array.strides} for {array.shape}")
+    return array.reshape(shape)
+
+
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def sum_partials_span(span_part, span_parts, partial, grad_weight):
+def sum_partials_span(span_part, span_parts, partial, flat):
     """sum_partials over the span_part-th of span_parts slices of its outer loop (threads.py): blocks of
-    TRANSPOSE_ROWS rows of one group."""
+    TRANSPOSE_ROWS rows of one group. flat: grad_weight as (groups * D/groups, C/groups*KH*KW)."""
     chunks, groups, depth, Dg = partial.shape
-    flat = grad_weight.reshape((groups * Dg, depth))
     blocks = (depth + TRANSPOSE_ROWS - 1) // TRANSPOSE_ROWS
     span_first, span_last = chunk_bounds(span_part, span_parts, groups * blocks)
     for block in range(span_first, span_last):
@@ -92,4 +102,8 @@ def sum_partials(partial, grad_weight):
     grad_weight: one value a row wrote D/groups values C*KH*KW apart, whose cache lines share a few cache
     sets (two 8 MB partials of a 1024 -> 2048 layer: 14.4 ms, against 6.6 ms in runs of 16).
     """
-    parallel_parts(sum_partials_span, thread_count(partial.size), partial, grad_weight)
+    chunks, groups, depth, Dg = partial.shape
+    target = grad_weight if grad_weight.flags.c_contiguous else np.empty(grad_weight.shape, grad_weight.dtype)
+    parallel_parts(sum_partials_span, thread_count(partial.size), partial, flat_view(target, (groups * Dg, depth)))
+    if target is not grad_weight:
+        grad_weight[...] = target

@@ -37,7 +37,7 @@ from . import packed, packed_windows, winograd, winograd4
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
-from ..shared import chunk_bounds
+from ..shared import chunk_bounds, flat_view
 from ..threads import parallel_parts, thread_count
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
@@ -45,10 +45,10 @@ from .plan import plan, prepared_plan
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_backward_bias_span(span_part, span_parts, grad_output, grad_bias):
-    """conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    N, D, OH, OW = grad_output.shape
-    planes = grad_output.reshape((N, D, OH * OW))  # one flat loop a plane vectorizes; (oh, ow) loops did not
+def conv2d_backward_bias_span(span_part, span_parts, planes, grad_bias):
+    """conv2d_backward_bias over the span_part-th of span_parts slices of its outer loop (threads.py). planes:
+    grad_output as (N, D, OH*OW) (one flat loop a plane vectorizes; (oh, ow) loops did not)."""
+    N, D = planes.shape[0], planes.shape[1]
     span_first, span_last = chunk_bounds(span_part, span_parts, D)
     for d in range(span_first, span_last):
         total = grad_bias.dtype.type(0)
@@ -63,7 +63,9 @@ def conv2d_backward_bias(grad_output, grad_bias):
     """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW (each channel by one thread: the same
     bits at any thread count). Below MIN_PARALLEL_WORK values on the calling thread alone: LeNet-5's second
     layer's 102,400 take ~21 us there, and a hand-off more than the half it would save."""
-    parallel_parts(conv2d_backward_bias_span, thread_count(grad_output.size), grad_output, grad_bias)
+    N, D, OH, OW = grad_output.shape
+    planes = flat_view(np.ascontiguousarray(grad_output), (N, D, OH * OW))
+    parallel_parts(conv2d_backward_bias_span, thread_count(grad_output.size), planes, grad_bias)
 
 
 VIEWS_REMEMBERED = 256  # plans whose buffers' views are kept (each only while the scratch memory stays)

@@ -20,24 +20,29 @@ Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + sla
 spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, D), added in chunk order by
 shared.sum_partials. Groups: one (plan.py sends only such layers here).
 """
+import functools
+
 import numpy as np
 from numba import njit
 
 from ..fastmath import REDUCE
 from ..register_blocks import (LANES, WIDTH, tap_dots_1x1, tap_dots_1x3, tap_dots_4x1, tap_dots_4x3, tap_sums_1x32,
                                tap_sums_2x32)
-from ..shared import chunk_bounds, sum_partials
+from ..shared import chunk_bounds, flat_view, sum_partials
 from ..threads import num_threads, parallel_parts
 from .blocks import max_chunks
 from .rows import compact_rows, pad_rows, spread_rows
 
 
-@njit(cache=True, inline="always")
-def tap_start(tap, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w):
-    """Where tap t = (c*KH + i)*KW + j starts in the flat padded image: c*Hp*Wp + i*dh*Wp + j*dw."""
-    taps = kernel_h * kernel_w
-    within = tap % taps
-    return (tap // taps) * plane + (within // kernel_w) * dilation_h * padded_w + (within % kernel_w) * dilation_w
+@functools.lru_cache(maxsize=64)
+def tap_starts(channels, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w):
+    """(C*KH*KW,) int64: where tap t = (c*KH + i)*KW + j starts in the flat padded image, c*Hp*Wp + i*dh*Wp +
+    j*dw. Computed here, not in the kernels: an array allocated in compiled code makes Numba compile np.empty's
+    overloads once a process (not kept in its disk cache). Shared between calls: the kernels only read it."""
+    tap = np.arange(channels * kernel_h * kernel_w, dtype=np.int64)
+    within = tap % (kernel_h * kernel_w)
+    return (tap // (kernel_h * kernel_w)) * plane + (within // kernel_w) * dilation_h * padded_w + \
+        (within % kernel_w) * dilation_w
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
@@ -55,29 +60,25 @@ def dot(run, s0):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_forward_flat_span(span_part, span_parts, input, weight, bias, output, padded, wide, padding_h, padding_w,
-                             dilation_h, dilation_w):
-    """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters, bias, output, padded, wide,
+                             flat_wide, starts, padding_h, padding_w):
+    """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py). filters: the
+    weight as (D, C*KH*KW), flat_filters as (D*C*KH*KW,), flat_wide: wide as (chunks, D*OH*Wp), starts:
+    tap_starts (the caller's reshapes and tables: see shared.flat_view)."""
     N, C, H, W = input.shape
-    D, _, KH, KW = weight.shape
+    D, taps = filters.shape
     OH = output.shape[2]
-    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
-    plane, length, taps = padded_h * padded_w, OH * padded_w, C * KH * KW
-    filters = weight.reshape((D, taps))
-    flat_filters = weight.reshape(D * taps)
-    starts = np.empty(taps, np.int64)
-    for t in range(taps):
-        starts[t] = tap_start(t, KH, KW, plane, padded_w, dilation_h, dilation_w)
+    padded_w = W + 2 * padding_w
+    length = OH * padded_w
     blocked = length - length % WIDTH  # the outputs the register blocks cover; the rest by tap_rows
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
-        image, product = padded[chunk], wide[chunk]
+        image, product, flat_product = padded[chunk], wide[chunk], flat_wide[chunk]
         stride = product.shape[1]
-        flat_product = product.reshape(product.size)
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
             d = 0
             while d < D:
                 pair = d + 2 <= D
@@ -108,28 +109,31 @@ def tap_rows(row, filters, image, starts, offset):
 
 def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
     """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
-    parallel_parts(conv2d_forward_flat_span, num_threads(), input, weight, bias, output, padded, wide,
-                   padding_h, padding_w, dilation_h, dilation_w)
+    D, C, KH, KW = weight.shape
+    filters = np.ascontiguousarray(weight).reshape(D, C * KH * KW)
+    padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
+    starts = tap_starts(C, KH, KW, padded_h * padded_w, padded_w, dilation_h, dilation_w)
+    parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output, padded,
+                   wide, _flat_chunks(wide), starts, padding_h, padding_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, padded, wide, kernel_h,
-                                     kernel_w, padding_h, padding_w, dilation_h, dilation_w):
-    """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py)."""
+def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, flat_partial, padded, wide,
+                                     flat_wide, starts, padding_h, padding_w):
+    """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py).
+    flat_partial: partial as (chunks, C*KH*KW*D), flat_wide: wide as (chunks, D*OH*Wp), starts: tap_starts (the
+    caller's reshapes and table: see shared.flat_view)."""
     N, C, H, W = input.shape
     D, OH = grad_output.shape[1], grad_output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
-    plane, length, taps = padded_h * padded_w, OH * padded_w, C * kernel_h * kernel_w
-    starts = np.empty(taps, np.int64)
-    for t in range(taps):
-        starts[t] = tap_start(t, kernel_h, kernel_w, plane, padded_w, dilation_h, dilation_w)
+    length, taps = OH * padded_w, starts.shape[0]
     blocked = length - length % LANES  # the positions the register blocks cover; the rest by dot()
     chunks = partial.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         image, spread, sums = padded[chunk], wide[chunk], partial[chunk, 0]
         stride = spread.shape[1]
-        flat_spread, flat_sums = spread.reshape(spread.size), sums.reshape(sums.size)
+        flat_spread, flat_sums = flat_wide[chunk], flat_partial[chunk]
         for t in range(taps):
             for d in range(D):
                 sums[t, d] = 0
@@ -164,8 +168,15 @@ def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kerne
                                 dilation_h, dilation_w):
     """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
     shared.sum_partials then adds the chunks in order into grad_weight."""
-    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial, padded, wide,
-                   kernel_h, kernel_w, padding_h, padding_w, dilation_h, dilation_w)
+    padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
+    starts = tap_starts(input.shape[1], kernel_h, kernel_w, padded_h * padded_w, padded_w, dilation_h, dilation_w)
+    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial,
+                   _flat_chunks(partial), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+
+
+def _flat_chunks(buffer):
+    """A per-chunk buffer (chunks, ...) as a (chunks, rest) view."""
+    return flat_view(buffer, (buffer.shape[0], buffer[:1].size))
 
 
 # The plan's surface: applies, buffers and the forward and weight-gradient passes (see plan.py).

@@ -39,7 +39,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ..shared import chunk_bounds, fill_zero, sum_partials
+from ..shared import chunk_bounds, fill_zero, flat_view, sum_partials
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
@@ -231,10 +231,11 @@ def pack_filters(filters, multiple):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded, grid, offsets, packed, stride_h,
-                              stride_w, padding_h, padding_w, padded_h, padded_w, counter):
+def conv2d_forward_lanes_span(span_part, span_parts, input, flat_input, bias, output, flat_output, padded, grid,
+                              offsets, packed, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, counter):
     """conv2d_forward_lanes, part span_part of span_parts: images claimed one at a time from counter (claims.py),
-    into part span_part's buffers (span_parts <= their number)."""
+    into part span_part's buffers (span_parts <= their number). flat_input, flat_output: input and output as 1-D
+    views (flattened by the caller: see shared.flat_view)."""
     N, C, H, W = input.shape
     D, OH, OW = output.shape[1], output.shape[2], output.shape[3]
     taps = offsets.shape[0]
@@ -245,8 +246,6 @@ def conv2d_forward_lanes_span(span_part, span_parts, input, bias, output, padded
     straight = D % CHANNELS == 0 and OH * OW >= POSITIONS
     plane = max(OH * OW, POSITIONS)
     unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
-    flat_input = input.reshape(-1)
-    flat_output = output.reshape(-1)
     source, sums = padded[span_part], grid[span_part]
     if not unpadded:
         fill_zero(source)  # the padding, which copy_image leaves alone
@@ -300,16 +299,19 @@ def conv2d_forward_lanes(input, weight, bias, output, padded, grid, stride_h, st
     packed = pack_filters(weight.reshape(D, C * KH * KW), CHANNELS)
     bias = _packed_bias(bias, _round_up(D, CHANNELS), output.dtype)
 
+    input = np.ascontiguousarray(input)
+
     def run(output):
-        parallel_parts(conv2d_forward_lanes_span, min(num_threads(), padded.shape[0]),
-                       np.ascontiguousarray(input), bias, output, padded, grid, offsets, packed, stride_h, stride_w,
+        parallel_parts(conv2d_forward_lanes_span, min(num_threads(), padded.shape[0]), input, flat_view(input),
+                       bias, output, flat_view(output), padded, grid, offsets, packed, stride_h, stride_w,
                        padding_h, padding_w, padded_h, padded_w, claims())
     _contiguous_output(run, output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_input, padded, grid, offsets, packed,
-                                     counts, stride_h, stride_w, top, left, source_h, source_w, counter):
+def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_input, flat_grad_input, padded, grid,
+                                     offsets, packed, counts, stride_h, stride_w, top, left, source_h, source_w,
+                                     counter):
     """conv2d_backward_input_lanes, part span_part of span_parts: images claimed one at a time from counter
     (claims.py), into part span_part's buffers (span_parts <= their number)."""
     N, C, H, W = grad_input.shape
@@ -319,7 +321,6 @@ def conv2d_backward_input_lanes_span(span_part, span_parts, grad_output, grad_in
     # stride 1, whole channel blocks and planes of 4 or more positions: straight into grad_input; else each
     # phase into the grid (rounded, max(rows*cols, 4)), then copied to its pixels
     straight = stride_h == 1 and stride_w == 1 and C % CHANNELS == 0 and H * W >= POSITIONS
-    flat_grad_input = grad_input.reshape(-1)
     source, sums = padded[span_part], grid[span_part]
     fill_zero(source)  # the padding, which copy_image leaves alone
     while True:
@@ -369,8 +370,8 @@ def conv2d_backward_input_lanes(grad_output, weight, grad_input, padded, grid, s
 
     def run(grad_input):
         parallel_parts(conv2d_backward_input_lanes_span, min(num_threads(), padded.shape[0]),
-                       np.ascontiguousarray(grad_output), grad_input, padded, grid, offsets, packed, counts, stride_h,
-                       stride_w, top, left, source_h, source_w, claims())
+                       np.ascontiguousarray(grad_output), grad_input, flat_view(grad_input), padded, grid, offsets,
+                       packed, counts, stride_h, stride_w, top, left, source_h, source_w, claims())
     _contiguous_output(run, grad_input)
 
 
@@ -504,8 +505,9 @@ def spread_image(grad_output, n, spread, rounded):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, padded, grid, partial, offsets,
-                                      stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, group, counter):
+def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input, flat_input, padded, grid, partial,
+                                      offsets, stride_h, stride_w, padding_h, padding_w, padded_h, padded_w, group,
+                                      counter):
     """conv2d_backward_weight_lanes, part span_part of span_parts: chunks claimed one at a time from counter
     (claims.py), summed in part span_part's buffers (span_parts <= their number) into the chunk's partial sums;
     a chunk's images are fixed and its sums start from zero, so they do not depend on the part that ran it.
@@ -518,7 +520,6 @@ def conv2d_backward_weight_lanes_span(span_part, span_parts, grad_output, input,
     image_len = input.shape[1] * padded_h * padded_w
     spread_len = group * OH * OW * rounded
     unpadded = padding_h == 0 and padding_w == 0  # the blocks read the input itself: no copy
-    flat_input = input.reshape(-1)
     chunks = partial.shape[0]
     source, work = padded[span_part], grid[span_part]  # the part's own: the cache holds one set
     spread = work[:spread_len]
@@ -557,11 +558,11 @@ def conv2d_backward_weight_lanes(grad_output, input, grad_weight, padded, grid, 
     D, C, KH, KW = grad_weight.shape
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     offsets = tap_offsets(C, KH, KW, dilation_h, dilation_w, padded_h, padded_w)
+    input = np.ascontiguousarray(input)
     parallel_parts(conv2d_backward_weight_lanes_span, min(num_threads(), padded.shape[0]),
-                   np.ascontiguousarray(grad_output),
-                   np.ascontiguousarray(input), padded, grid, partial, offsets, stride_h, stride_w, padding_h,
-                   padding_w, padded_h, padded_w, images_per_block(grad_output.shape[2], grad_output.shape[3]),
-                   claims())
+                   np.ascontiguousarray(grad_output), input, flat_view(input), padded, grid, partial, offsets,
+                   stride_h, stride_w, padding_h, padding_w, padded_h, padded_w,
+                   images_per_block(grad_output.shape[2], grad_output.shape[3]), claims())
     sum_partials(partial, grad_weight)
 
 

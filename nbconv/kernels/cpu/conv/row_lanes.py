@@ -20,7 +20,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from ..shared import fill_zero
+from ..shared import fill_zero, flat_view
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add_products, broadcast, load, store, zeros
 from .blocks import max_chunks
@@ -94,8 +94,9 @@ def pair_sums(source, offsets, first, last, packed, packed_start, start, first_x
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, grad_input, padded, offsets, packed,
-                                         kernel_h, kernel_w, padding_h, padding_w, left, source_w, counter):
+def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, grad_input, flat_grad_input, padded,
+                                         offsets, packed, kernel_h, kernel_w, padding_h, padding_w, left, source_w,
+                                         counter):
     """conv2d_backward_input_row_lanes, part span_part of span_parts: images claimed one at a time from counter
     (claims.py), into part span_part's buffer (span_parts <= their number)."""
     N, C, H, W = grad_input.shape
@@ -104,7 +105,6 @@ def conv2d_backward_input_row_lanes_span(span_part, span_parts, grad_output, gra
     taps = D * kernel_h * kernel_w
     row_taps = D * kernel_w  # the taps of one filter row
     vectors = (W + LANES - 1) // LANES  # a row's vectors, the last starting at W - 8
-    flat_grad_input = grad_input.reshape(-1)
     source = padded[span_part]
     fill_zero(source)  # the columns either side, which copy_image leaves alone
     while True:
@@ -165,8 +165,8 @@ def conv2d_backward_input_row_lanes(grad_output, weight, grad_input, padded, pad
 
     def run(target):
         parallel_parts(conv2d_backward_input_row_lanes_span, min(num_threads(), padded.shape[0]),
-                       np.ascontiguousarray(grad_output), target, padded, offsets, packed, KH, KW, padding_h,
-                       padding_w, left, source_w, claims())
+                       np.ascontiguousarray(grad_output), target, flat_view(target), padded, offsets, packed, KH, KW,
+                       padding_h, padding_w, left, source_w, claims())
     if grad_input.flags.c_contiguous:
         run(grad_input)
     else:

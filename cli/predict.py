@@ -52,6 +52,8 @@ def predict(model_path, image_paths, top, labels_path, as_json, device):
         if labels_path:
             labels = classify.read_labels(labels_path, int(np.prod(model.output_shape(input_shape))))
         model.to(device)
+        for path in image_paths:  # every file opens as an image before any line is printed
+            images.check_image(path)
         for start in range(0, len(image_paths), PREDICT_BATCH):  # memory bounded however many files are named
             paths = image_paths[start:start + PREDICT_BATCH]
             inputs = np.stack([preprocessing.load(path, input_shape) for path in paths])

@@ -113,7 +113,9 @@ def resumed_config(resume, state, given):
                 f"{resume} continues a run with its own settings, which "
                 + ", ".join(f"{_option_name(name)} {value!r}" for name, value in changed.items())
                 + " would change (it has " + ", ".join(f"{name} {getattr(config, name)!r}" for name in changed)
-                + "); start a new run to change them")
+                + "); start a new run to change them, or to go on from these weights with other settings: "
+                "nbconv export CHECKPOINT NET.onnx, nbconv import NET.onnx --out NEW.npz, then "
+                "nbconv train --resume NEW.npz with those options")
         return config
     settings = dict(state.config)
     for name, derived in DERIVED.items():
@@ -126,6 +128,15 @@ def resumed_config(resume, state, given):
     if config.nesterov and (config.optimizer != "sgd" or config.momentum <= 0):
         raise click.BadParameter("Nesterov momentum needs --optimizer sgd and --momentum > 0", param_hint="--nesterov")
     return config
+
+
+def _same_model(model, state):
+    """Whether the MODEL argument names the model a checkpoint holds: its name (or an alias of it) as trained,
+    or its spec string."""
+    def name(text):
+        return models.ALIASES.get(str(text).lower(), str(text).lower())
+    return name(model) == name(state.config.get("model", "")) or model.replace(" ", "") == \
+        state.model.spec().replace(" ", "")
 
 
 def connect_world(forced):
@@ -156,9 +167,10 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
             state = checkpoint.load(resume)
         except checkpoint.CheckpointError as error:
             raise click.ClickException(str(error))
-        if model is not None:
-            raise click.UsageError("give a MODEL to train or --resume CHECKPOINT, not both (the checkpoint holds its "
-                                   "model)")
+        if model is not None and not _same_model(model, state):
+            raise click.UsageError(f"MODEL {model!r} is not the model {resume} holds "
+                                   f"({state.config.get('model')!r}, {state.model.spec()}): leave MODEL out to "
+                                   "resume it, or train a new run without --resume")
         config = resumed_config(resume, state, given or {})
         config.epochs = epochs or config.epochs
         net, history = state.model, state.history

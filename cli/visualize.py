@@ -80,7 +80,7 @@ def input_normalisation(state):
               help="Gradient-ascent steps (default: 200; dream: 10 per octave).")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Ascent step size, relative to the mean gradient magnitude (default: 0.05; dream: 0.01).")
-@click.option("--l2-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
+@click.option("--l2-decay", type=FiniteFloat(min=0, max=1, max_open=True), default=1e-4, show_default=True)
 @click.option("--jitter", type=click.IntRange(0, 1000), default=None,
               help="Random shift in pixels (default: 1; dream: 16).")
 @click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False), default=None,

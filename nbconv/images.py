@@ -43,12 +43,31 @@ def read_image(path, channels):
     return array.transpose(2, 0, 1).copy() if array.ndim == 3 else array[None].copy()
 
 
+def check_image(path):
+    """Raises ValueError naming the file when `path` is not an image Pillow can open (its header only: nothing
+    is decoded), or is larger than MAX_PIXELS: for checking many files before reading any."""
+    Image = require_pillow()
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            pixels = image.width * image.height
+    except (OSError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ValueError(f"{path}: not an image nbconv can read ({error})") from None
+    if pixels > MAX_PIXELS:
+        raise ValueError(f"{path}: {pixels:,} pixels is more than the {MAX_PIXELS:,} nbconv reads")
+
+
 def resize(image, height, width):
     """Bilinear resize of a float (C, H, W) array to (C, height, width) (pixel centres aligned, as Pillow
     and PyTorch's align_corners=False)."""
     image = np.asarray(image, np.float64)
-    return np.einsum("yh,chw,xw->cyx", _interpolation(image.shape[1], height), image,
-                     _interpolation(image.shape[2], width))
+    return _interpolate(_interpolation(image.shape[1], height), image, _interpolation(image.shape[2], width))
+
+
+def _interpolate(rows, image, columns):
+    """rows (Y, H) @ image (C, H, W) @ columns (X, W).T: (C, Y, X), as two matrix products (an einsum of the
+    three operands without a path costs C*Y*X*H*W: minutes for a photo)."""
+    return np.matmul(np.matmul(rows, image), columns.T)
 
 
 def _interpolation(size, new_size):
@@ -92,7 +111,7 @@ def fit(image, height, width, resize_ratio=1.0):
     columns, first_column = _interpolation_rows(source_width, new_width, left, width)
     covered = np.asarray(image, np.float64)[:, first_row:first_row + rows.shape[1],
                                             first_column:first_column + columns.shape[1]]
-    return np.einsum("yh,chw,xw->cyx", rows, covered, columns)
+    return _interpolate(rows, covered, columns)
 
 
 def per_channel(values, name, channels, positive=False):

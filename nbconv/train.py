@@ -9,7 +9,7 @@ from . import backend
 from . import functional as F
 from . import nn
 from .data.batch import channel_constants, shifted_batch
-from .distributed import SINGLE
+from .distributed import SINGLE, shard_bounds
 from .optim import OPTIMIZERS, make_schedule
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
@@ -268,10 +268,11 @@ def check_batch_statistics(model, input_shape, train_count, batch_size, world=SI
     if not single:
         return
     sizes = {min(batch_size, train_count), train_count % batch_size} - {0}
-    for size in sorted(sizes):
-        if len(world.shard(np.arange(size))) == 1:
+    for size in sorted(sizes):  # every process's share, so that every process decides alike
+        if any(stop - start == 1 for start, stop in (shard_bounds(size, rank, world.size)
+                                                     for rank in range(world.size))):
             where = f"the last batch of each epoch holds 1 of the {train_count:,} training images" if size == 1 \
-                else f"this process's share of a batch of {size} holds 1 image"
+                else f"a process's share of a batch of {size} holds 1 image"
             raise ValueError(f"layer {single[0]} normalises one value per channel of each image, and its batch "
                              f"statistics need two, but {where} (batch size {batch_size}): choose another batch "
                              "size or number of training images")

@@ -121,6 +121,7 @@ def test_predict_classifies_many_files_a_batch_at_a_time(tmp_path, monkeypatch):
         paths.append(str(tmp_path / f"{k}.png"))
         images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), paths[-1])
     whole = CliRunner().invoke(app, ["predict", str(saved), *paths, "--json"])
+    assert whole.exit_code == 0 and len(whole.output.splitlines()) == len(paths), whole.output
     batches = []
     top_classes = classify.top_classes
     monkeypatch.setattr(predict, "PREDICT_BATCH", 3)
@@ -132,3 +133,17 @@ def test_predict_classifies_many_files_a_batch_at_a_time(tmp_path, monkeypatch):
     for mine, theirs in zip(batched.output.splitlines(), whole.output.splitlines()):
         for a, b in zip(json.loads(mine)["predictions"], json.loads(theirs)["predictions"]):
             assert a["class"] == b["class"] and abs(a["probability"] - b["probability"]) < 1e-6
+
+
+def test_predict_checks_every_file_before_printing_any_result(tmp_path):
+    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
+    saved = tmp_path / "m.npz"
+    checkpoint.save(str(saved), model, (3, 16, 16))
+    paths = []
+    for k in range(4):
+        paths.append(str(tmp_path / f"{k}.png"))
+        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), paths[-1])
+    (tmp_path / "notes.png").write_text("not an image")
+    result = CliRunner().invoke(app, ["predict", str(saved), *paths, str(tmp_path / "notes.png"), "--json"])
+    assert result.exit_code == 1 and "notes.png: not an image nbconv can read" in result.output, result.output
+    assert '"image"' not in result.output and "Traceback" not in result.output

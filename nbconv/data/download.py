@@ -118,9 +118,10 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
                     raise DownloadError(f"{url}: announces {total:,} bytes, more than the {max_bytes:,} nbconv "
                                         "accepts for one file")
                 sock = _socket_of(response)
-                # without a Content-Length (a chunked reply) the bar counts without a total
-                with click.progressbar(iter(()) if total is None else None, length=total,
-                                       label=label or os.path.basename(destination),
+                # without a Content-Length (a chunked reply) the bar counts the bytes without a total: an
+                # iterable of unknown length (a generator; an empty iterator's length hint is 0, a full bar)
+                with click.progressbar((chunk for chunk in ()) if total is None else None, length=total,
+                                       label=label or os.path.basename(destination), show_pos=total is None,
                                        file=click.get_text_stream("stderr")) as bar:
                     while True:
                         if sock is not None:

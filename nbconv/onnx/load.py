@@ -40,7 +40,41 @@ def load(path):
         proto = onnx.load(path, load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends
         raise ValueError(f"{path} is not an ONNX model ({type(error).__name__}: {error})") from None
+    _read_external_data(onnx, proto, path)
     return to_model(proto, source=path)
+
+
+def _read_external_data(onnx, proto, path):
+    """Reads into `proto` the tensors stored as external data (PyTorch's exporter writes its weights to
+    MODEL.onnx.data beside the model by default), from files in the model's own folder only: a location that is
+    absolute, leaves the folder (.., a link) or is not a regular file, or a range past its file's end, is
+    refused with the tensor's name before anything is read."""
+    tensors = [tensor for tensor in _tensors(proto.graph)
+               if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
+    if not tensors:
+        return
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    for tensor in tensors:
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location, name = entries.get("location", ""), tensor.name or "(unnamed)"
+        target = os.path.realpath(os.path.join(folder, location))
+        if not location or os.path.isabs(location) or os.path.commonpath([folder, target]) != folder \
+                or not os.path.isfile(target):
+            raise UnsupportedModel(f"{path}: tensor {name} names external data {location!r}, which is not a file "
+                                   f"in the model's folder {folder}")
+        try:
+            offset, length = int(entries.get("offset", 0)), int(entries.get("length", -1))
+        except ValueError:
+            raise UnsupportedModel(f"{path}: tensor {name}'s external data has a malformed offset or length") \
+                from None
+        size = os.path.getsize(target)
+        if offset < 0 or offset > size or length > size - offset:
+            raise UnsupportedModel(f"{path}: tensor {name}'s external data (offset {offset}, length {length}) lies "
+                                   f"past the end of {location} ({size} bytes)")
+    try:
+        onnx.load_external_data_for_model(proto, folder)
+    except Exception as error:
+        raise ValueError(f"{path}: its external data could not be read ({type(error).__name__}: {error})") from None
 
 
 def to_model(proto, source="model"):
@@ -68,13 +102,15 @@ def to_model(proto, source="model"):
 
 
 def _refuse_external_data(onnx, proto, source):
-    """Tensors whose bytes live in other files are refused: those files would be read from wherever the
-    location they name resolves (the working directory for a ModelProto), not from the model file alone."""
+    """A ModelProto (to_model) whose tensors' bytes live in other files is refused: those files would be read
+    from wherever the location they name resolves (the working directory), not from beside a model file. load
+    reads them from the model's folder first."""
     external = [tensor.name or "(unnamed)" for tensor in _tensors(proto.graph)
                 if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
     if external:
         raise UnsupportedModel(f"{source}: tensors stored as external data are not read ({', '.join(external)}); "
-                               "save the model with every tensor inside the file "
+                               "load the model from its file (nbconv.onnx.load(path) reads them from its folder), "
+                               "or save it with every tensor inside the file "
                                "(onnx.save_model(model, path, save_as_external_data=False))")
 
 

@@ -122,13 +122,14 @@ def test_resume_refuses_options_that_would_change_a_run_instead_of_ignoring_them
     for extra, words in ((["--lr", "0.5"], ["--lr 0.5", "lr 0.02"]),
                          (["--dataset", "synthetic:3x16x16:4:128:64", "--optimizer", "adam"],
                           ["--dataset 'synthetic:3x16x16:4:128:64'", "--optimizer 'adam'", "start a new run"]),
-                         ([SPEC], ["not both"])):
+                         (["lenet5"], ["MODEL 'lenet5' is not the model", "leave MODEL out"])):
         result = runner.invoke(app, ["train", "--resume", out, "--epochs", "2", *extra])
         assert result.exit_code == 2 and all(word in result.output for word in words), result.output
         assert "Traceback" not in result.output
     assert open(out, "rb").read() == before
-    result = runner.invoke(app, ["train", "--resume", out, "--epochs", "2", "--batch-size", "32", "--lr", "0.02"])
-    assert result.exit_code == 0, result.output  # the run's own settings, given again
+    result = runner.invoke(app, ["train", SPEC, "--resume", out, "--epochs", "2", "--batch-size", "32", "--lr",
+                                 "0.02"])
+    assert result.exit_code == 0, result.output  # the run's own model and settings, given again
 
 
 def test_an_imported_network_is_fine_tuned_on_the_dataset_and_settings_given(tmp_path):

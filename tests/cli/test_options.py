@@ -42,6 +42,7 @@ def small_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args,expected", [
     (["--scale", "100000"], "--scale"), (["--lr", "nan"], "--lr"), (["--l2-decay", "inf"], "--l2-decay"),
+    (["--l2-decay", "1"], "--l2-decay"),
     (["--seed", "-3"], "--seed"), (["--channels", "0-100000000"], "--channels"),
     (["--channels", "1-0"], "runs backwards")])
 def test_visualize_bounds_its_options(small_checkpoint, tmp_path, args, expected):

@@ -258,9 +258,18 @@ def test_a_file_larger_than_the_bound_is_cut_off_and_leaves_nothing(isolated, an
     assert os.listdir(isolated / "data") == []
 
 
-def test_a_reply_without_content_length_downloads(isolated):
+def test_a_reply_without_content_length_downloads(isolated, monkeypatch):
     body = gzip.compress(bytes(range(256)) * 40)
     destination = str(isolated / "data" / "plain.gz")
+    bars = []
+    progressbar = download.click.progressbar
+
+    def recorded(*args, **kwargs):  # the bar as a terminal would draw it: its length and the bytes it counted
+        bar = progressbar(*args, **kwargs)
+        bars.append(bar)
+        return bar
+    monkeypatch.setattr(download.click, "progressbar", recorded)
     with _Server({"plain.gz": body}, announce_length=False) as server:
         download.download_file(server.url + "plain.gz", destination, {hashlib.md5(body).hexdigest()})
     assert open(destination, "rb").read() == body
+    assert bars[0].length is None and bars[0].pos == len(body)  # counting, not a bar full from the first chunk

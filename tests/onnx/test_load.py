@@ -1,5 +1,7 @@
 """ONNX -> nbconv on graphs nbconv did not write: one small graph per supported operator built with
 onnx.helper, and networks exported by PyTorch; each compared with onnxruntime. Bad files: one clear error."""
+import os
+
 import numpy as np
 import pytest
 
@@ -337,9 +339,76 @@ def test_tensors_stored_as_external_data_are_refused_not_read_from_the_working_d
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "models" / "external.onnx"
     path.write_bytes(model.SerializeToString())
-    for load in (lambda: nbonnx.to_model(model), lambda: nbonnx.load(path)):
-        with pytest.raises(ValueError, match=r"external data are not read \(w\)"):
-            load()
+    with pytest.raises(ValueError, match=r"external data are not read \(w\)"):
+        nbonnx.to_model(model)
+    with pytest.raises(ValueError, match=r"tensor w names external data 'weights.bin', which is not a file in the "
+                                         r"model's folder"):
+        nbonnx.load(path)
+
+
+def _conv_with_external_weight(folder, location, weight, offset=None, length=None):
+    """A one-convolution model in folder/model.onnx whose weight's bytes are at `location` (not written here)."""
+    tensor = _external(numpy_helper.from_array(np.zeros_like(weight), "w"), location)
+    for key, value in (("offset", offset), ("length", length)):
+        if value is not None:
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])], "g", [x], [y],
+                              [tensor])
+    path = folder / "model.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return path
+
+
+def test_external_data_beside_the_model_is_read_from_the_models_folder(tmp_path, monkeypatch):
+    weight = _weights(2, 1, 3, 3)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "weights.bin").write_bytes(b"\0" * 8 + weight.tobytes())
+    (tmp_path / "weights.bin").write_bytes(np.zeros_like(weight).tobytes())  # the working directory's: not read
+    monkeypatch.chdir(tmp_path)
+    path = _conv_with_external_weight(tmp_path / "models", "weights.bin", weight, offset=8, length=weight.nbytes)
+    model = nbonnx.load(path)
+    assert np.array_equal(model.state_dict()[next(iter(model.state_dict()))], weight)
+
+
+@pytest.mark.parametrize("case", ["parent", "absolute", "link", "folder", "past_end"])
+def test_external_data_outside_the_models_folder_or_past_its_file_is_refused(case, tmp_path):
+    weight = _weights(2, 1, 3, 3)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "outside.bin").write_bytes(weight.tobytes())
+    (tmp_path / "models" / "inside.bin").write_bytes(weight.tobytes())
+    (tmp_path / "models" / "sub").mkdir()
+    location, length = {"parent": ("../outside.bin", None), "absolute": (str(tmp_path / "outside.bin"), None),
+                        "link": ("link.bin", None), "folder": ("sub", None),
+                        "past_end": ("inside.bin", weight.nbytes + 4)}[case]
+    if case == "link":
+        os.symlink(tmp_path / "outside.bin", tmp_path / "models" / "link.bin")
+    path = _conv_with_external_weight(tmp_path / "models", location, weight, length=length)
+    with pytest.raises(ValueError, match="not a file in the model's folder" if case != "past_end" else
+                       "past the end of inside.bin"):
+        nbonnx.load(path)
+
+
+def test_a_model_saved_with_its_weights_in_a_file_beside_it_imports(tmp_path):
+    """The layout PyTorch's exporter writes by default (dynamo, external_data=True): MODEL.onnx and its
+    tensors in MODEL.onnx.data beside it; made here with onnx's own writer from a PyTorch export."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    whole = tmp_path / "whole.onnx"
+    torch.onnx.export(net, (x,), str(whole), dynamo=False)
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "net.onnx"
+    onnx.save_model(onnx.load(str(whole)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="net.onnx.data", size_threshold=0)
+    assert (tmp_path / "models" / "net.onnx.data").stat().st_size > 0
+    model = nbonnx.load(path)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.allclose(model.forward(x.numpy()), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_clip_bounds_of_one_element_are_read_and_of_several_a_clear_error():

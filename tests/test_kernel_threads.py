@@ -1,6 +1,7 @@
 """The CPU kernels' thread runtime (nbconv.kernels.cpu.threads, nbconv.kernels.cpu.spin): every part runs
 exactly once, errors reach the caller, one thread is a direct call, several Python threads may call at once,
 waits that spin end in bounded time, and an idle process uses no CPU."""
+import os
 import threading
 import time
 
@@ -135,11 +136,11 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
 
 def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
-    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec)            # already so: no spinning
-    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec)        # not so and no time to wait
-    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec)            # no rows: trivially so
+    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec, *spin.NO_PLACEMENT)            # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec, *spin.NO_PLACEMENT)        # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec, *spin.NO_PLACEMENT)            # no rows: trivially so
     start = time.perf_counter()
-    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec)  # gives up after its 2 ms
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec, *spin.NO_PLACEMENT)  # gives up after its 2 ms
     assert 0.002 <= time.perf_counter() - start < 5
 
     def raise_them():
@@ -152,7 +153,7 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     raiser.start()
     try:
         # returns when both rows get there, not at 30 s
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec, *spin.NO_PLACEMENT)
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20
@@ -317,3 +318,64 @@ def test_a_process_told_to_run_parts_on_the_caller_starts_no_worker():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _cpu_now():
+    """The CPU the calling thread runs on now, as the waits see it."""
+    return int(spin._note_cpu(np.full((1, 16), -1, np.int64), 0, 1, 2))
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED, reason="needs sched_getcpu and sched_setaffinity (Linux)")
+def test_a_waiting_thread_yields_only_beside_its_partner():
+    counters = np.full((1, 16), -1, np.int64)
+    cpu = _cpu_now()
+    assert cpu >= 0
+    counters[0, 3] = cpu + 1 if cpu + 1 < 1024 else cpu - 1  # the partner elsewhere: no yield
+    assert not spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    assert counters[0, 2] == _cpu_now() or counters[0, 2] == cpu  # its CPU noted for the partner
+    counters[0, 3] = counters[0, 2]                           # beside the partner, not allowed to move: yield
+    assert spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    counters[0, 3] = -1                                        # partner unknown: no CPU matches, no yield
+    assert not spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    assert spin._placed(counters, 0, 1, -1, 3, np.zeros(0, np.uint64))  # no placement: always a yield
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to move between, and Linux")
+def test_a_worker_beside_its_partner_moves_to_another_cpu_and_keeps_its_mask():
+    result = {}
+
+    def beside_then_placed():
+        before = os.sched_getaffinity(0)
+        affinity = spin.allowed_mask()
+        counters = np.full((1, 16), -1, np.int64)
+        moved = 0
+        for _ in range(20):  # the kernel could move it back at once; it must leave the partner's CPU each time
+            counters[0, 3] = _cpu_now()
+            yields = spin._placed(counters, 0, 1, 2, 3, affinity)
+            moved += (not yields) and _cpu_now() != counters[0, 3]
+        result.update(moved=moved, before=before, after=os.sched_getaffinity(0))
+    thread = threading.Thread(target=beside_then_placed)
+    thread.start()
+    thread.join()
+    assert result["after"] == result["before"]  # the thread's own mask, as it was
+    assert result["moved"] >= 15
+
+
+def test_allowed_mask_holds_the_threads_cpus():
+    mask = spin.allowed_mask()
+    if not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2:
+        assert mask.size == 0
+        return
+    assert mask.size == 2 * spin.MASK_WORDS
+    cpus = {64 * word + bit for word in range(spin.MASK_WORDS) for bit in range(64) if int(mask[word]) >> bit & 1}
+    assert cpus == {cpu for cpu in os.sched_getaffinity(0) if cpu < 64 * spin.MASK_WORDS}
+
+
+def test_post_notes_the_callers_cpu_then_the_call():
+    counters = np.full((3, 16), -1, np.int64)
+    counters[:, 0] = 0
+    spin.post(counters, 2, 0, 7, 2)
+    assert counters[:, 0].tolist() == [7, 7, 0]  # only the rows posted to
+    if spin.PLACEMENT_SUPPORTED:
+        assert counters[0, 2] >= 0 and counters[1, 2] == counters[0, 2] and counters[2, 2] == -1

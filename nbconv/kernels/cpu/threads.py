@@ -55,8 +55,9 @@ MIN_PARALLEL_WORK = 1 << 17
 # network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
 SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 
-# Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line).
-_POSTED, _DONE = 0, 1
+# Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line):
+# the calls posted to and done by the row's worker, and the CPUs the caller and that worker were last seen on.
+_POSTED, _DONE, _CALLER_CPU, _WORKER_CPU = 0, 1, 2, 3
 _ROW = 16
 
 
@@ -66,6 +67,8 @@ class Workers:
     def __init__(self, count):
         self.count = count
         self.counters = np.zeros((count, _ROW), np.int64)  # read by the spinning threads without the GIL
+        self.counters[:, _CALLER_CPU:_WORKER_CPU + 1] = -1
+        self.no_affinity = np.zeros(0, np.uint64)  # the caller never moves itself
         self.job = None                  # (span_kernel, parts, args) of the current call
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
         self.calls = 0                   # the number of the current call: what `posted` and `done` count to
@@ -84,15 +87,17 @@ class Workers:
 
     def _work(self, row):
         counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
-        timespec = np.zeros(2, np.int64)
+        timespec, affinity = np.zeros(2, np.int64), spin.allowed_mask()
         seen = 0
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec):
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec, _WORKER_CPU, _CALLER_CPU,
+                           affinity):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
                         wake.wait()
                     asleep[row] = False
+                continue  # to note the CPU it woke on (reached returns at once)
             seen = int(counters[row, _POSTED])
             with self.taking:
                 mine = self.taken[row] < seen
@@ -125,8 +130,7 @@ class Workers:
         self.calls += 1
         call = self.calls
         self.job = (span_kernel, parts, args)
-        for row in range(workers):
-            counters[row, _POSTED] = call
+        spin.post(counters, workers, _POSTED, call, _CALLER_CPU)
         if True in self.asleep:
             with self.wake:
                 self.wake.notify_all()
@@ -140,16 +144,19 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, self.timespec):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, self.timespec, _CALLER_CPU, _WORKER_CPU,
+                            self.no_affinity):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
-                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, self.timespec):
+                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, self.timespec, _CALLER_CPU,
+                                           _WORKER_CPU, self.no_affinity):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
-                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, self.timespec):
+                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, self.timespec,
+                                           _CALLER_CPU, _WORKER_CPU, self.no_affinity):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise
@@ -242,7 +249,10 @@ def compile_wait():
     """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
     warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
     it."""
-    spin.reached(np.zeros((1, _ROW), np.int64), 0, 1, _DONE, 0, 0, np.zeros(2, np.int64))
+    counters = np.zeros((1, _ROW), np.int64)
+    spin.reached(counters, 0, 1, _DONE, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
+                 np.zeros(0, np.uint64))
+    spin.post(counters, 0, _POSTED, 0, _CALLER_CPU)
 
 
 _threading_layer_count = None  # Numba's own per-thread count, a C function, once its threading layer is up

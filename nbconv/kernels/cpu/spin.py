@@ -209,8 +209,9 @@ def reached(counters, first_row, last_row, column, target, spin_ns, timespec, ow
     spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values.
     own_cpu_column, partner_cpu_column, affinity: where this thread notes its CPU and reads its partner's in
     those rows, and its affinity mask (allowed_mask(), or empty: never move), as the module's docstring says;
-    NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks."""
-    _note_cpu(counters, first_row, last_row, own_cpu_column)
+    NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller moves off at
+    once, before it returns to take the call."""
+    _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
     row = first_row
     while row < last_row and counters[row, column] >= target:
         row += 1

@@ -362,14 +362,31 @@ def test_a_worker_beside_its_partner_moves_to_another_cpu_and_keeps_its_mask():
     assert result["moved"] >= 15
 
 
-def test_allowed_mask_holds_the_threads_cpus():
+def test_allowed_mask_is_scratch_only_where_a_thread_can_move():
     mask = spin.allowed_mask()
-    if not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2:
-        assert mask.size == 0
-        return
-    assert mask.size == 2 * spin.MASK_WORDS
-    cpus = {64 * word + bit for word in range(spin.MASK_WORDS) for bit in range(64) if int(mask[word]) >> bit & 1}
-    assert cpus == {cpu for cpu in os.sched_getaffinity(0) if cpu < 64 * spin.MASK_WORDS}
+    movable = spin.PLACEMENT_SUPPORTED and len(os.sched_getaffinity(0)) >= 2
+    assert mask.size == (2 * spin.MASK_WORDS if movable else 0) and mask.dtype == np.uint64
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs, and Linux")
+def test_a_worker_keeps_a_mask_narrowed_after_it_started():
+    """A thread whose mask was narrowed to its own CPU (taskset, say) after its scratch was made stays there:
+    beside its partner it yields, and its mask is not widened back."""
+    result = {}
+
+    def narrowed():
+        affinity = spin.allowed_mask()  # made while every CPU is allowed
+        cpu = _cpu_now()
+        os.sched_setaffinity(0, {cpu})
+        counters = np.full((1, 16), -1, np.int64)
+        counters[0, 3] = cpu
+        result.update(yields=spin._placed(counters, 0, 1, 2, 3, affinity), mask=os.sched_getaffinity(0),
+                      cpu=cpu, now=_cpu_now())
+    thread = threading.Thread(target=narrowed)
+    thread.start()
+    thread.join()
+    assert result["yields"] and result["mask"] == {result["cpu"]} and result["now"] == result["cpu"]
 
 
 def test_post_notes_the_callers_cpu_then_the_call():

@@ -84,23 +84,30 @@ def _current_cpu(typingctx):
     return types.int64(), codegen
 
 
-@intrinsic
-def _set_affinity(typingctx, mask):
-    """sched_setaffinity(0, mask.nbytes, mask.ctypes.data): the calling thread may run on the CPUs whose bits
-    are set in mask (a uint64 array, CPU i at bit i % 64 of word i // 64)."""
-    def codegen(context, builder, signature, args):
-        if not PLACEMENT_SUPPORTED:
-            return context.get_dummy_value()
-        size_type = context.get_value_type(types.intp)
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), size_type, cgutils.voidptr_t]),
-            "sched_setaffinity")
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        nbytes = builder.mul(array.nitems, size_type(8))
-        builder.call(function, [ir.Constant(ir.IntType(32), 0), nbytes,
-                                builder.bitcast(array.data, cgutils.voidptr_t)])
-        return context.get_dummy_value()
-    return types.void(mask), codegen
+def _affinity_call(name):
+    """An intrinsic for sched_getaffinity/sched_setaffinity(0, mask.nbytes, mask.ctypes.data) on the calling
+    thread; mask: a uint64 array, CPU i at bit i % 64 of word i // 64. Returns the call's int32 result (0 or
+    more: done; -1: refused), and -1 without calling where placement is not supported."""
+    @intrinsic
+    def affinity_call(typingctx, mask):
+        def codegen(context, builder, signature, args):
+            if not PLACEMENT_SUPPORTED:
+                return ir.Constant(ir.IntType(64), -1)
+            size_type = context.get_value_type(types.intp)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), size_type, cgutils.voidptr_t]),
+                name)
+            array = context.make_array(signature.args[0])(context, builder, args[0])
+            nbytes = builder.mul(array.nitems, size_type(8))
+            result = builder.call(function, [ir.Constant(ir.IntType(32), 0), nbytes,
+                                             builder.bitcast(array.data, cgutils.voidptr_t)])
+            return builder.sext(result, ir.IntType(64))
+        return types.int64(mask), codegen
+    return affinity_call
+
+
+_get_affinity = _affinity_call("sched_getaffinity")
+_set_affinity = _affinity_call("sched_setaffinity")
 
 
 @intrinsic
@@ -139,21 +146,17 @@ MASK_WORDS = 16
 
 
 def allowed_mask():
-    """The calling thread's CPU mask (os.sched_getaffinity) as `placement`'s affinity: MASK_WORDS words for the
-    mask, then MASK_WORDS of scratch. Empty (no moving) where the thread may use one CPU, or cannot be told."""
+    """A moving thread's scratch for affinity masks (2 x MASK_WORDS uint64: the mask it may use, read anew at
+    each move, and that mask less one CPU); empty (never move) where the process may use one CPU only, or
+    where placement is not supported."""
     if not PLACEMENT_SUPPORTED:
         return np.zeros(0, np.uint64)
     try:
-        cpus = os.sched_getaffinity(0)
+        if len(os.sched_getaffinity(0)) < 2:
+            return np.zeros(0, np.uint64)
     except (AttributeError, OSError):
         return np.zeros(0, np.uint64)
-    cpus = [cpu for cpu in cpus if cpu < 64 * MASK_WORDS]
-    if len(cpus) < 2:
-        return np.zeros(0, np.uint64)
-    mask = np.zeros(2 * MASK_WORDS, np.uint64)
-    for cpu in cpus:
-        mask[cpu // 64] |= np.uint64(1 << (cpu % 64))
-    return mask
+    return np.zeros(2 * MASK_WORDS, np.uint64)
 
 
 # `placement` for a wait that keeps no record of CPUs and yields as it always did.
@@ -177,8 +180,8 @@ def _note_cpu(counters, first_row, last_row, own_column):
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def _placed(counters, first_row, last_row, own_column, partner_column, affinity):
     """Notes this thread's CPU in own_column of the rows; returns whether to yield now. On a partner's CPU
-    (partner_column of any row): a thread with an affinity mask moves off it (and does not yield), one
-    without yields. On a CPU of its own: no yield. Without a CPU to compare: a yield, as with no placement."""
+    (partner_column of any row): a thread with affinity scratch moves off it to another CPU its mask allows
+    (and does not yield); one without, or with no other CPU allowed, yields. On a CPU of its own: no yield. Without a CPU to compare: a yield, as with no placement."""
     cpu = _note_cpu(counters, first_row, last_row, own_column)
     if cpu < 0:
         return True
@@ -189,16 +192,19 @@ def _placed(counters, first_row, last_row, own_column, partner_column, affinity)
     if not beside:
         return False
     words = affinity.size // 2
-    word, bit = cpu // 64, np.uint64(1) << np.uint64(cpu % 64)
-    if words == 0 or word >= words or (affinity[word] & bit) == 0:
+    if words == 0 or cpu >= 64 * words:
         return True
-    others = affinity[words:]
-    others[:] = affinity[:words]
+    allowed, others = affinity[:words], affinity[words:]
+    allowed[:] = 0
+    if _get_affinity(allowed) < 0:  # the mask as it is now: whoever changed it since (taskset) keeps it
+        return True
+    word, bit = cpu // 64, np.uint64(1) << np.uint64(cpu % 64)
+    others[:] = allowed
     others[word] &= ~bit
     if not others.any():
         return True
-    _set_affinity(others)          # the kernel moves this thread off `cpu` now
-    _set_affinity(affinity[:words])  # and may place it anywhere it could before, later
+    _set_affinity(others)   # the kernel moves this thread off `cpu` now
+    _set_affinity(allowed)  # and may place it anywhere it could before, later
     return False
 
 
@@ -208,7 +214,8 @@ def reached(counters, first_row, last_row, column, target, spin_ns, timespec, ow
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
     spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values.
     own_cpu_column, partner_cpu_column, affinity: where this thread notes its CPU and reads its partner's in
-    those rows, and its affinity mask (allowed_mask(), or empty: never move), as the module's docstring says;
+    those rows, and its scratch for affinity masks (allowed_mask(), or empty: never move), as the module's
+    docstring says;
     NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller moves off at
     once, before it returns to take the call."""
     _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)

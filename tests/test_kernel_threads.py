@@ -136,11 +136,11 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
 
 def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
-    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec, *spin.NO_PLACEMENT)            # already so: no spinning
-    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec, *spin.NO_PLACEMENT)        # not so and no time to wait
-    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec, *spin.NO_PLACEMENT)            # no rows: trivially so
+    assert spin.reached(counters, 0, 2, 1, 0, 0, 0, timespec, *spin.NO_PLACEMENT)  # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # no rows: trivially so
     start = time.perf_counter()
-    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec, *spin.NO_PLACEMENT)  # gives up after its 2 ms
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, 0, timespec, *spin.NO_PLACEMENT)  # gives up after its 2 ms
     assert 0.002 <= time.perf_counter() - start < 5
 
     def raise_them():
@@ -153,7 +153,7 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     raiser.start()
     try:
         # returns when both rows get there, not at 30 s
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec, *spin.NO_PLACEMENT)
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, 0, timespec, *spin.NO_PLACEMENT)
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20

@@ -181,7 +181,8 @@ def _note_cpu(counters, first_row, last_row, own_column):
 def _placed(counters, first_row, last_row, own_column, partner_column, affinity):
     """Notes this thread's CPU in own_column of the rows; returns whether to yield now. On a partner's CPU
     (partner_column of any row): a thread with affinity scratch moves off it to another CPU its mask allows
-    (and does not yield); one without, or with no other CPU allowed, yields. On a CPU of its own: no yield. Without a CPU to compare: a yield, as with no placement."""
+    (and does not yield); one without, or with no other CPU allowed, yields. On a CPU of its own: no yield.
+    Without a CPU to compare: a yield, as with no placement."""
     cpu = _note_cpu(counters, first_row, last_row, own_column)
     if cpu < 0:
         return True
@@ -209,10 +210,13 @@ def _placed(counters, first_row, last_row, own_column, partner_column, affinity)
 
 
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
-def reached(counters, first_row, last_row, column, target, spin_ns, timespec, own_cpu_column, partner_cpu_column,
-            affinity):
+def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own_cpu_column,
+            partner_cpu_column, affinity):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
-    spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values.
+    spin_ns nanoseconds until it is so (the GIL released). Once it became so while spinning, keeps spinning
+    settle_ns more before it returns: the thread that raised the counter holds the GIL for a few microseconds
+    after, and a thread that asks for the GIL meanwhile sleeps, and wakes tens of microseconds after it is
+    released. timespec: the clock's int64 scratch, 2 values.
     own_cpu_column, partner_cpu_column, affinity: where this thread notes its CPU and reads its partner's in
     those rows, and its scratch for affinity masks (allowed_mask(), or empty: never move), as the module's
     docstring says;
@@ -233,6 +237,10 @@ def reached(counters, first_row, last_row, column, target, spin_ns, timespec, ow
             while row < last_row and counters[row, column] >= target:
                 row += 1
             if row == last_row:
+                if settle_ns > 0:
+                    seen = _now_ns(timespec)
+                    while _now_ns(timespec) - seen < settle_ns:
+                        _spin_hint()
                 return True
         if _now_ns(timespec) - start >= spin_ns:
             return False
@@ -252,7 +260,7 @@ def post(counters, rows, column, call, cpu_column):
 
 
 if not SPIN_SUPPORTED:  # no clock_gettime, sched_yield or sched_getcpu to link against: look once, never spin
-    def reached(counters, first_row, last_row, column, target, spin_ns, timespec,  # noqa: F811
+    def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec,  # noqa: F811
                 own_cpu_column, partner_cpu_column, affinity):
         return bool((counters[first_row:last_row, column] >= target).all())
 

@@ -55,6 +55,11 @@ MIN_PARALLEL_WORK = 1 << 17
 # network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
 SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 
+# How long a worker that saw a call posted keeps spinning before it returns to Python to take it: a little more
+# than the caller's Python between posting and entering its own part (which releases the GIL, ~2-4 us). A
+# worker that asks for the GIL while the caller holds it sleeps, and wakes tens of microseconds later.
+SETTLE_NS = int(os.environ.get("NBCONV_SETTLE_NS", 15_000)) if spin.SPIN_SUPPORTED else 0
+
 # Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line):
 # the calls posted to and done by the row's worker, and the CPUs the caller and that worker were last seen on.
 _POSTED, _DONE, _CALLER_CPU, _WORKER_CPU = 0, 1, 2, 3
@@ -90,8 +95,8 @@ class Workers:
         timespec, affinity = np.zeros(2, np.int64), spin.allowed_mask()
         seen = 0
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec, _WORKER_CPU, _CALLER_CPU,
-                           affinity):
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, _WORKER_CPU,
+                           _CALLER_CPU, affinity):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
@@ -144,18 +149,18 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, self.timespec, _CALLER_CPU, _WORKER_CPU,
-                            self.no_affinity):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, _CALLER_CPU,
+                            _WORKER_CPU, self.no_affinity):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
-                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, self.timespec, _CALLER_CPU,
+                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec, _CALLER_CPU,
                                            _WORKER_CPU, self.no_affinity):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
-                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, self.timespec,
+                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
                                            _CALLER_CPU, _WORKER_CPU, self.no_affinity):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
@@ -250,7 +255,7 @@ def compile_wait():
     warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
     it."""
     counters = np.zeros((1, _ROW), np.int64)
-    spin.reached(counters, 0, 1, _DONE, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
+    spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
                  np.zeros(0, np.uint64))
     spin.post(counters, 0, _POSTED, 0, _CALLER_CPU)
 

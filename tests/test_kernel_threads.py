@@ -396,3 +396,17 @@ def test_post_notes_the_callers_cpu_then_the_call():
     assert counters[:, 0].tolist() == [7, 7, 0]  # only the rows posted to
     if spin.PLACEMENT_SUPPORTED:
         assert counters[0, 2] >= 0 and counters[1, 2] == counters[0, 2] and counters[2, 2] == -1
+
+
+def test_waits_use_placement_only_where_each_thread_can_have_a_cpu(monkeypatch):
+    for cpus, placed in ((1, False), (2, True), (8, True)):
+        monkeypatch.setattr(threads, "_usable_cpus", lambda: cpus)
+        workers = threads.Workers(1)  # the caller and one worker
+        assert (workers.caller_columns[0] >= 0) == placed and (workers.worker_columns[0] >= 0) == placed
+        counts = np.zeros(100, np.int64)
+        workers.busy.acquire()
+        try:
+            workers.run(_count_span, 2, (counts,))
+        finally:
+            workers.busy.release()
+        assert np.array_equal(counts, np.ones(100, np.int64))

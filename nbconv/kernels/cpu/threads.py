@@ -74,6 +74,10 @@ class Workers:
         self.counters = np.zeros((count, _ROW), np.int64)  # read by the spinning threads without the GIL
         self.counters[:, _CALLER_CPU:_WORKER_CPU + 1] = -1
         self.no_affinity = np.zeros(0, np.uint64)  # the caller never moves itself
+        # The waits' placement (spin.reached): where the threads outnumber the CPUs this process may use,
+        # threads share CPUs whatever their places, and every wait yields as with no placement.
+        self.caller_columns, self.worker_columns = ((_CALLER_CPU, _WORKER_CPU), (_WORKER_CPU, _CALLER_CPU)) \
+            if count + 1 <= _usable_cpus() else ((-1, -1), (-1, -1))
         self.job = None                  # (span_kernel, parts, args) of the current call
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
         self.calls = 0                   # the number of the current call: what `posted` and `done` count to
@@ -92,11 +96,13 @@ class Workers:
 
     def _work(self, row):
         counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
-        timespec, affinity = np.zeros(2, np.int64), spin.allowed_mask()
+        timespec = np.zeros(2, np.int64)
+        own_column, partner_column = self.worker_columns
+        affinity = spin.allowed_mask() if own_column >= 0 else np.zeros(0, np.uint64)
         seen = 0
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, _WORKER_CPU,
-                           _CALLER_CPU, affinity):
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, own_column,
+                           partner_column, affinity):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
@@ -149,19 +155,19 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, _CALLER_CPU,
-                            _WORKER_CPU, self.no_affinity):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_columns,
+                            self.no_affinity):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
-                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec, _CALLER_CPU,
-                                           _WORKER_CPU, self.no_affinity):
+                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec,
+                                           *self.caller_columns, self.no_affinity):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
                     while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
-                                           _CALLER_CPU, _WORKER_CPU, self.no_affinity):
+                                           *self.caller_columns, self.no_affinity):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise
@@ -201,6 +207,14 @@ class Workers:
             self.taken_over += 1
             self.errors[row] = _run_parts(span_kernel, range(row + 1, parts, threads), parts, args)
         return waited
+
+
+def _usable_cpus():
+    """How many CPUs this process may run on (its affinity mask), or os.cpu_count() where that is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _run_parts(span_kernel, own_parts, parts, args):

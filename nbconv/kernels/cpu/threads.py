@@ -59,10 +59,11 @@ MIN_PARALLEL_WORK = 1 << 17
 # network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
 SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 
-# How long a worker that saw a call posted keeps spinning before it returns to Python to take it: a little more
-# than the caller's Python between posting and entering its own part (which releases the GIL, ~2-4 us). A
-# worker that asks for the GIL while the caller holds it sleeps, and wakes tens of microseconds later.
-SETTLE_NS = int(os.environ.get("NBCONV_SETTLE_NS", 15_000)) if spin.SPIN_SUPPORTED else 0
+# How long a worker that saw a call posted keeps spinning before it returns to Python to take it: more than the
+# caller's Python between posting and entering its own part, which releases the GIL (a few us, more when the
+# caller is preempted there: 5 us left half the workers waiting for the GIL, benchmarks/NOTES.md section 87).
+# A worker that asks for the GIL while the caller holds it sleeps, and wakes tens of microseconds later.
+SETTLE_NS = 15_000 if spin.SPIN_SUPPORTED else 0
 
 # Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line):
 # the calls posted to and done by the row's worker, and the CPUs the caller and that worker were last seen on.

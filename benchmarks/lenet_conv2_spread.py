@@ -38,9 +38,9 @@ class TimedSpin:
     def __getattr__(self, name):
         return getattr(self.spin, name)
 
-    def reached(self, counters, first, last, column, target, spin_ns, timespec):
+    def reached(self, counters, first, last, column, target, spin_ns, *rest):
         start = time.perf_counter()
-        result = self.spin.reached(counters, first, last, column, target, spin_ns, timespec)
+        result = self.spin.reached(counters, first, last, column, target, spin_ns, *rest)
         self.waited += time.perf_counter() - start
         return result
 

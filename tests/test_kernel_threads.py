@@ -1,6 +1,7 @@
 """The CPU kernels' thread runtime (nbconv.kernels.cpu.threads, nbconv.kernels.cpu.spin): every part runs
 exactly once, errors reach the caller, one thread is a direct call, several Python threads may call at once,
 waits that spin end in bounded time, and an idle process uses no CPU."""
+import os
 import threading
 import time
 
@@ -135,11 +136,11 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
 
 def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
-    assert spin.reached(counters, 0, 2, 1, 0, 0, timespec)            # already so: no spinning
-    assert not spin.reached(counters, 0, 2, 1, 1, 0, timespec)        # not so and no time to wait
-    assert spin.reached(counters, 0, 0, 1, 1, 0, timespec)            # no rows: trivially so
+    assert spin.reached(counters, 0, 2, 1, 0, 0, 0, timespec, *spin.NO_PLACEMENT)  # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # no rows: trivially so
     start = time.perf_counter()
-    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, timespec)  # gives up after its 2 ms
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, 0, timespec, *spin.NO_PLACEMENT)  # gives up after its 2 ms
     assert 0.002 <= time.perf_counter() - start < 5
 
     def raise_them():
@@ -152,7 +153,7 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     raiser.start()
     try:
         # returns when both rows get there, not at 30 s
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, timespec)
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, 0, timespec, *spin.NO_PLACEMENT)
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20
@@ -317,3 +318,95 @@ def test_a_process_told_to_run_parts_on_the_caller_starts_no_worker():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _cpu_now():
+    """The CPU the calling thread runs on now, as the waits see it."""
+    return int(spin._note_cpu(np.full((1, 16), -1, np.int64), 0, 1, 2))
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED, reason="needs sched_getcpu and sched_setaffinity (Linux)")
+def test_a_waiting_thread_yields_only_beside_its_partner():
+    counters = np.full((1, 16), -1, np.int64)
+    cpu = _cpu_now()
+    assert cpu >= 0
+    counters[0, 3] = cpu + 1 if cpu + 1 < 1024 else cpu - 1  # the partner elsewhere: no yield
+    assert not spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    assert counters[0, 2] == _cpu_now() or counters[0, 2] == cpu  # its CPU noted for the partner
+    counters[0, 3] = counters[0, 2]                           # beside the partner, not allowed to move: yield
+    assert spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    counters[0, 3] = -1                                        # partner unknown: no CPU matches, no yield
+    assert not spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    assert spin._placed(counters, 0, 1, -1, 3, np.zeros(0, np.uint64))  # no placement: always a yield
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to move between, and Linux")
+def test_a_worker_beside_its_partner_moves_to_another_cpu_and_keeps_its_mask():
+    result = {}
+
+    def beside_then_placed():
+        before = os.sched_getaffinity(0)
+        affinity = spin.allowed_mask()
+        counters = np.full((1, 16), -1, np.int64)
+        moved = 0
+        for _ in range(20):  # the kernel could move it back at once; it must leave the partner's CPU each time
+            counters[0, 3] = _cpu_now()
+            yields = spin._placed(counters, 0, 1, 2, 3, affinity)
+            moved += (not yields) and _cpu_now() != counters[0, 3]
+        result.update(moved=moved, before=before, after=os.sched_getaffinity(0))
+    thread = threading.Thread(target=beside_then_placed)
+    thread.start()
+    thread.join()
+    assert result["after"] == result["before"]  # the thread's own mask, as it was
+    assert result["moved"] >= 15
+
+
+def test_allowed_mask_is_scratch_only_where_a_thread_can_move():
+    mask = spin.allowed_mask()
+    movable = spin.PLACEMENT_SUPPORTED and len(os.sched_getaffinity(0)) >= 2
+    assert mask.size == (2 * spin.MASK_WORDS if movable else 0) and mask.dtype == np.uint64
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs, and Linux")
+def test_a_worker_keeps_a_mask_narrowed_after_it_started():
+    """A thread whose mask was narrowed to its own CPU (taskset, say) after its scratch was made stays there:
+    beside its partner it yields, and its mask is not widened back."""
+    result = {}
+
+    def narrowed():
+        affinity = spin.allowed_mask()  # made while every CPU is allowed
+        cpu = _cpu_now()
+        os.sched_setaffinity(0, {cpu})
+        counters = np.full((1, 16), -1, np.int64)
+        counters[0, 3] = cpu
+        result.update(yields=spin._placed(counters, 0, 1, 2, 3, affinity), mask=os.sched_getaffinity(0),
+                      cpu=cpu, now=_cpu_now())
+    thread = threading.Thread(target=narrowed)
+    thread.start()
+    thread.join()
+    assert result["yields"] and result["mask"] == {result["cpu"]} and result["now"] == result["cpu"]
+
+
+def test_post_notes_the_callers_cpu_then_the_call():
+    counters = np.full((3, 16), -1, np.int64)
+    counters[:, 0] = 0
+    spin.post(counters, 2, 0, 7, 2)
+    assert counters[:, 0].tolist() == [7, 7, 0]  # only the rows posted to
+    if spin.PLACEMENT_SUPPORTED:
+        assert counters[0, 2] >= 0 and counters[1, 2] == counters[0, 2] and counters[2, 2] == -1
+
+
+def test_waits_use_placement_only_where_each_thread_can_have_a_cpu(monkeypatch):
+    for cpus, placed in ((1, False), (2, True), (8, True)):
+        monkeypatch.setattr(threads, "_usable_cpus", lambda: cpus)
+        workers = threads.Workers(1)  # the caller and one worker
+        assert (workers.caller_columns[0] >= 0) == placed and (workers.worker_columns[0] >= 0) == placed
+        counts = np.zeros(100, np.int64)
+        workers.busy.acquire()
+        try:
+            workers.run(_count_span, 2, (counts,))
+        finally:
+            workers.busy.release()
+        assert np.array_equal(counts, np.ones(100, np.int64))

@@ -14,12 +14,26 @@ thread). Both calls are by symbol, so the compiled code caches like any other; t
 statement that may touch memory, so LLVM reloads the counter on every pass. (A sched_yield on every pass
 would keep a spinning thread inside the kernel for most of its spin: system time, and a system call's delay
 before it sees the counter change.)
+
+Where the two threads of a hand-off run decides whether a spin helps. Each waiting thread writes the CPU it is
+on (sched_getcpu: the vDSO, no system call) into a column of its row at every clock read, and compares it with
+the CPU its partner last wrote. On different CPUs it never yields: the partner has a CPU of its own, and under
+Linux's EEVDF scheduler a yield beside any other runnable task gives that task the rest of this thread's slice
+(milliseconds), so the thread is then spinning in name only when the call it waits for arrives. On the
+partner's CPU it cannot be of use there: the caller yields (the worker it waits for needs the CPU), and a
+worker moves itself to another CPU the process may use (sched_setaffinity without this CPU, then with it
+again: the kernel moves a running thread at once, and the mask it had is restored), where it is ready for the
+next call instead of queued behind the caller. A woken thread is placed by the kernel beside its waker more
+often than not, so without this a worker that slept between calls could spend milliseconds on the caller's
+CPU while the other one idles.
 """
+import os
 import platform
 import sys
 import time
 
 import llvmlite.binding
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -29,6 +43,9 @@ from numba.extending import intrinsic
 # waits give up at once and the callers block.
 SPIN_SUPPORTED = sys.platform != "win32" and hasattr(time, "CLOCK_MONOTONIC")
 CLOCK_ID = time.CLOCK_MONOTONIC if SPIN_SUPPORTED else 0
+# Knowing and choosing a thread's CPU needs Linux's sched_getcpu and sched_setaffinity; elsewhere a waiting
+# thread does not know its CPU and yields as with NO_PLACEMENT.
+PLACEMENT_SUPPORTED = SPIN_SUPPORTED and sys.platform.startswith("linux")
 
 # The spin-wait hint of this CPU, or none (then the loop is a plain poll).
 _HINT = {"x86_64": "pause", "amd64": "pause", "i386": "pause", "i686": "pause", "aarch64": "yield",
@@ -53,6 +70,44 @@ def _yield_core(typingctx):
         builder.call(function, [])
         return context.get_dummy_value()
     return types.void(), codegen
+
+
+@intrinsic
+def _current_cpu(typingctx):
+    """sched_getcpu(): the CPU this thread runs on now, or -1 if the C library cannot tell."""
+    def codegen(context, builder, signature, args):
+        if not PLACEMENT_SUPPORTED:
+            return ir.Constant(ir.IntType(64), -1)
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                                  "sched_getcpu")
+        return builder.sext(builder.call(function, []), ir.IntType(64))
+    return types.int64(), codegen
+
+
+def _affinity_call(name):
+    """An intrinsic for sched_getaffinity/sched_setaffinity(0, mask.nbytes, mask.ctypes.data) on the calling
+    thread; mask: a uint64 array, CPU i at bit i % 64 of word i // 64. Returns the call's int32 result (0 or
+    more: done; -1: refused), and -1 without calling where placement is not supported."""
+    @intrinsic
+    def affinity_call(typingctx, mask):
+        def codegen(context, builder, signature, args):
+            if not PLACEMENT_SUPPORTED:
+                return ir.Constant(ir.IntType(64), -1)
+            size_type = context.get_value_type(types.intp)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), size_type, cgutils.voidptr_t]),
+                name)
+            array = context.make_array(signature.args[0])(context, builder, args[0])
+            nbytes = builder.mul(array.nitems, size_type(8))
+            result = builder.call(function, [ir.Constant(ir.IntType(32), 0), nbytes,
+                                             builder.bitcast(array.data, cgutils.voidptr_t)])
+            return builder.sext(result, ir.IntType(64))
+        return types.int64(mask), codegen
+    return affinity_call
+
+
+_get_affinity = _affinity_call("sched_getaffinity")
+_set_affinity = _affinity_call("sched_setaffinity")
 
 
 @intrinsic
@@ -86,10 +141,88 @@ def _now_ns(timespec):
     return timespec[0] * 1000000000 + timespec[1]
 
 
+# Affinity masks are this many uint64 words: glibc's cpu_set_t, 1024 CPUs.
+MASK_WORDS = 16
+
+
+def allowed_mask():
+    """A moving thread's scratch for affinity masks (2 x MASK_WORDS uint64: the mask it may use, read anew at
+    each move, and that mask less one CPU); empty (never move) where the process may use one CPU only, or
+    where placement is not supported."""
+    if not PLACEMENT_SUPPORTED:
+        return np.zeros(0, np.uint64)
+    try:
+        if len(os.sched_getaffinity(0)) < 2:
+            return np.zeros(0, np.uint64)
+    except (AttributeError, OSError):
+        return np.zeros(0, np.uint64)
+    return np.zeros(2 * MASK_WORDS, np.uint64)
+
+
+# `placement` for a wait that keeps no record of CPUs and yields as it always did.
+NO_PLACEMENT = (-1, -1, np.zeros(0, np.uint64))
+
+
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
-def reached(counters, first_row, last_row, column, target, spin_ns, timespec):
+def _note_cpu(counters, first_row, last_row, own_column):
+    """Writes this thread's CPU into own_column of the rows (where it changed: the partner reads this cache
+    line); returns it, or -1 (no column, or the C library cannot tell)."""
+    if own_column < 0:
+        return -1
+    cpu = _current_cpu()
+    if cpu >= 0:
+        for row in range(first_row, last_row):
+            if counters[row, own_column] != cpu:
+                counters[row, own_column] = cpu
+    return cpu
+
+
+@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
+def _placed(counters, first_row, last_row, own_column, partner_column, affinity):
+    """Notes this thread's CPU in own_column of the rows; returns whether to yield now. On a partner's CPU
+    (partner_column of any row): a thread with affinity scratch moves off it to another CPU its mask allows
+    (and does not yield); one without, or with no other CPU allowed, yields. On a CPU of its own: no yield.
+    Without a CPU to compare: a yield, as with no placement."""
+    cpu = _note_cpu(counters, first_row, last_row, own_column)
+    if cpu < 0:
+        return True
+    beside = False
+    for row in range(first_row, last_row):
+        if counters[row, partner_column] == cpu:
+            beside = True
+    if not beside:
+        return False
+    words = affinity.size // 2
+    if words == 0 or cpu >= 64 * words:
+        return True
+    allowed, others = affinity[:words], affinity[words:]
+    allowed[:] = 0
+    if _get_affinity(allowed) < 0:  # the mask as it is now: whoever changed it since (taskset) keeps it
+        return True
+    word, bit = cpu // 64, np.uint64(1) << np.uint64(cpu % 64)
+    others[:] = allowed
+    others[word] &= ~bit
+    if not others.any():
+        return True
+    _set_affinity(others)   # the kernel moves this thread off `cpu` now
+    _set_affinity(allowed)  # and may place it anywhere it could before, later
+    return False
+
+
+@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
+def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own_cpu_column,
+            partner_cpu_column, affinity):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
-    spin_ns nanoseconds until it is so (the GIL released). timespec: the clock's int64 scratch, 2 values."""
+    spin_ns nanoseconds until it is so (the GIL released). Once it became so while spinning, keeps spinning
+    settle_ns more before it returns: the thread that raised the counter holds the GIL for a few microseconds
+    after, and a thread that asks for the GIL meanwhile sleeps, and wakes tens of microseconds after it is
+    released. timespec: the clock's int64 scratch, 2 values.
+    own_cpu_column, partner_cpu_column, affinity: where this thread notes its CPU and reads its partner's in
+    those rows, and its scratch for affinity masks (allowed_mask(), or empty: never move), as the module's
+    docstring says;
+    NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller moves off at
+    once, before it returns to take the call."""
+    _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
     row = first_row
     while row < last_row and counters[row, column] >= target:
         row += 1
@@ -104,12 +237,36 @@ def reached(counters, first_row, last_row, column, target, spin_ns, timespec):
             while row < last_row and counters[row, column] >= target:
                 row += 1
             if row == last_row:
+                if settle_ns > 0:
+                    seen = _now_ns(timespec)
+                    while _now_ns(timespec) - seen < settle_ns:
+                        _spin_hint()
                 return True
         if _now_ns(timespec) - start >= spin_ns:
             return False
-        _yield_core()
+        if _placed(counters, row, last_row, own_cpu_column, partner_cpu_column, affinity):
+            _yield_core()
 
 
-if not SPIN_SUPPORTED:  # no clock_gettime or sched_yield to link against: look once, never spin
-    def reached(counters, first_row, last_row, column, target, spin_ns, timespec):  # noqa: F811
+@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
+def post(counters, rows, column, call, cpu_column):
+    """counters[row, column] = call for the first `rows` rows, after noting the calling thread's CPU in their
+    cpu_column (the CPU a worker compares its own with)."""
+    cpu = _current_cpu()
+    for row in range(rows):
+        counters[row, cpu_column] = cpu
+    for row in range(rows):
+        counters[row, column] = call
+
+
+if not SPIN_SUPPORTED:  # no clock_gettime, sched_yield or sched_getcpu to link against: look once, never spin
+    def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec,  # noqa: F811
+                own_cpu_column, partner_cpu_column, affinity):
         return bool((counters[first_row:last_row, column] >= target).all())
+
+    def post(counters, rows, column, call, cpu_column):  # noqa: F811
+        counters[:rows, cpu_column] = -1
+        counters[:rows, column] = call
+
+    def allowed_mask():  # noqa: F811
+        return np.zeros(0, np.uint64)

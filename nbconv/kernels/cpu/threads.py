@@ -22,7 +22,11 @@ the worker owns; the worker, which after each part spins for up to SPIN_NS with 
 part, spins the same way until every worker's `done` reaches the call's number. No future, queue or lock per
 call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on the 2-core test
 machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took 30-100 us). A thread that
-spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU.
+spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU. Each side notes in the
+row the CPU it runs on, so that a waiting thread yields only beside its partner, and a worker found beside the
+caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
+returns to Python for the call: the caller still holds the GIL for a few microseconds after posting, and a
+thread that asks for a held GIL sleeps until tens of microseconds after its release.
 
 A worker that has not started a call by the time the caller has finished its own part is late (asleep, or its
 core taken by another process: on a 2-vCPU machine, a millisecond or more): the caller then takes that worker's
@@ -55,8 +59,15 @@ MIN_PARALLEL_WORK = 1 << 17
 # network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
 SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 
-# Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line).
-_POSTED, _DONE = 0, 1
+# How long a worker that saw a call posted keeps spinning before it returns to Python to take it: more than the
+# caller's Python between posting and entering its own part, which releases the GIL (a few us, more when the
+# caller is preempted there: 5 us left half the workers waiting for the GIL, benchmarks/NOTES.md section 87).
+# A worker that asks for the GIL while the caller holds it sleeps, and wakes tens of microseconds later.
+SETTLE_NS = 15_000 if spin.SPIN_SUPPORTED else 0
+
+# Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line):
+# the calls posted to and done by the row's worker, and the CPUs the caller and that worker were last seen on.
+_POSTED, _DONE, _CALLER_CPU, _WORKER_CPU = 0, 1, 2, 3
 _ROW = 16
 
 
@@ -66,6 +77,12 @@ class Workers:
     def __init__(self, count):
         self.count = count
         self.counters = np.zeros((count, _ROW), np.int64)  # read by the spinning threads without the GIL
+        self.counters[:, _CALLER_CPU:_WORKER_CPU + 1] = -1
+        self.no_affinity = np.zeros(0, np.uint64)  # the caller never moves itself
+        # The waits' placement (spin.reached): where the threads outnumber the CPUs this process may use,
+        # threads share CPUs whatever their places, and every wait yields as with no placement.
+        self.caller_columns, self.worker_columns = ((_CALLER_CPU, _WORKER_CPU), (_WORKER_CPU, _CALLER_CPU)) \
+            if count + 1 <= _usable_cpus() else ((-1, -1), (-1, -1))
         self.job = None                  # (span_kernel, parts, args) of the current call
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
         self.calls = 0                   # the number of the current call: what `posted` and `done` count to
@@ -85,14 +102,18 @@ class Workers:
     def _work(self, row):
         counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
         timespec = np.zeros(2, np.int64)
+        own_column, partner_column = self.worker_columns
+        affinity = spin.allowed_mask() if own_column >= 0 else np.zeros(0, np.uint64)
         seen = 0
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, timespec):
+            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, own_column,
+                           partner_column, affinity):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
                         wake.wait()
                     asleep[row] = False
+                continue  # to note the CPU it woke on (reached returns at once)
             seen = int(counters[row, _POSTED])
             with self.taking:
                 mine = self.taken[row] < seen
@@ -125,8 +146,7 @@ class Workers:
         self.calls += 1
         call = self.calls
         self.job = (span_kernel, parts, args)
-        for row in range(workers):
-            counters[row, _POSTED] = call
+        spin.post(counters, workers, _POSTED, call, _CALLER_CPU)
         if True in self.asleep:
             with self.wake:
                 self.wake.notify_all()
@@ -140,16 +160,19 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, self.timespec):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_columns,
+                            self.no_affinity):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
-                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, self.timespec):
+                    while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec,
+                                           *self.caller_columns, self.no_affinity):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
-                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, self.timespec):
+                    while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
+                                           *self.caller_columns, self.no_affinity):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise
@@ -189,6 +212,14 @@ class Workers:
             self.taken_over += 1
             self.errors[row] = _run_parts(span_kernel, range(row + 1, parts, threads), parts, args)
         return waited
+
+
+def _usable_cpus():
+    """How many CPUs this process may run on (its affinity mask), or os.cpu_count() where that is unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _run_parts(span_kernel, own_parts, parts, args):
@@ -242,7 +273,10 @@ def compile_wait():
     """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
     warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
     it."""
-    spin.reached(np.zeros((1, _ROW), np.int64), 0, 1, _DONE, 0, 0, np.zeros(2, np.int64))
+    counters = np.zeros((1, _ROW), np.int64)
+    spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
+                 np.zeros(0, np.uint64))
+    spin.post(counters, 0, _POSTED, 0, _CALLER_CPU)
 
 
 _threading_layer_count = None  # Numba's own per-thread count, a C function, once its threading layer is up

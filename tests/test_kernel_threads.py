@@ -322,7 +322,9 @@ def test_a_process_told_to_run_parts_on_the_caller_starts_no_worker():
 
 def _cpu_now():
     """The CPU the calling thread runs on now, as the waits see it."""
-    return int(spin._note_cpu(np.full((1, 16), -1, np.int64), 0, 1, 2))
+    counters = np.full((1, 16), -1, np.int64)
+    spin._placed(counters, 0, 1, 2, 3, np.zeros(0, np.uint64))
+    return int(counters[0, 2])
 
 
 @pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED, reason="needs sched_getcpu and sched_setaffinity (Linux)")
@@ -388,14 +390,6 @@ def test_a_worker_keeps_a_mask_narrowed_after_it_started():
     thread.join()
     assert result["yields"] and result["mask"] == {result["cpu"]} and result["now"] == result["cpu"]
 
-
-def test_post_notes_the_callers_cpu_then_the_call():
-    counters = np.full((3, 16), -1, np.int64)
-    counters[:, 0] = 0
-    spin.post(counters, 2, 0, 7, 2)
-    assert counters[:, 0].tolist() == [7, 7, 0]  # only the rows posted to
-    if spin.PLACEMENT_SUPPORTED:
-        assert counters[0, 2] >= 0 and counters[1, 2] == counters[0, 2] and counters[2, 2] == -1
 
 
 def test_waits_use_placement_only_where_each_thread_can_have_a_cpu(monkeypatch):

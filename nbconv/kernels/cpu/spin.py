@@ -85,11 +85,12 @@ def _current_cpu(typingctx):
 
 
 def _affinity_call(name):
-    """An intrinsic for sched_getaffinity/sched_setaffinity(0, mask.nbytes, mask.ctypes.data) on the calling
-    thread; mask: a uint64 array, CPU i at bit i % 64 of word i // 64. Returns the call's int32 result (0 or
-    more: done; -1: refused), and -1 without calling where placement is not supported."""
+    """An intrinsic (mask, first_word, words) for sched_getaffinity/sched_setaffinity on the calling thread with
+    the CPU set at words [first_word, first_word + words) of mask (a uint64 array, CPU i at bit i % 64 of word
+    i // 64). Returns the call's int32 result (0 or more: done; -1: refused), and -1 without calling where
+    placement is not supported."""
     @intrinsic
-    def affinity_call(typingctx, mask):
+    def affinity_call(typingctx, mask, first_word, words):
         def codegen(context, builder, signature, args):
             if not PLACEMENT_SUPPORTED:
                 return ir.Constant(ir.IntType(64), -1)
@@ -98,11 +99,13 @@ def _affinity_call(name):
                 builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32), size_type, cgutils.voidptr_t]),
                 name)
             array = context.make_array(signature.args[0])(context, builder, args[0])
-            nbytes = builder.mul(array.nitems, size_type(8))
-            result = builder.call(function, [ir.Constant(ir.IntType(32), 0), nbytes,
-                                             builder.bitcast(array.data, cgutils.voidptr_t)])
+            first = context.cast(builder, args[1], signature.args[1], types.intp)
+            count = context.cast(builder, args[2], signature.args[2], types.intp)
+            words_at = builder.gep(array.data, [first])
+            result = builder.call(function, [ir.Constant(ir.IntType(32), 0), builder.mul(count, size_type(8)),
+                                             builder.bitcast(words_at, cgutils.voidptr_t)])
             return builder.sext(result, ir.IntType(64))
-        return types.int64(mask), codegen
+        return types.int64(mask, first_word, words), codegen
     return affinity_call
 
 
@@ -164,48 +167,43 @@ NO_PLACEMENT = (-1, -1, np.zeros(0, np.uint64))
 
 
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
-def _note_cpu(counters, first_row, last_row, own_column):
-    """Writes this thread's CPU into own_column of the rows (where it changed: the partner reads this cache
-    line); returns it, or -1 (no column, or the C library cannot tell)."""
-    if own_column < 0:
-        return -1
-    cpu = _current_cpu()
-    if cpu >= 0:
-        for row in range(first_row, last_row):
-            if counters[row, own_column] != cpu:
-                counters[row, own_column] = cpu
-    return cpu
-
-
-@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def _placed(counters, first_row, last_row, own_column, partner_column, affinity):
     """Notes this thread's CPU in own_column of the rows; returns whether to yield now. On a partner's CPU
     (partner_column of any row): a thread with affinity scratch moves off it to another CPU its mask allows
     (and does not yield); one without, or with no other CPU allowed, yields. On a CPU of its own: no yield.
-    Without a CPU to compare: a yield, as with no placement."""
-    cpu = _note_cpu(counters, first_row, last_row, own_column)
+    Without a CPU to compare: a yield, as with no placement. (Loops, not array expressions: those would make
+    Numba compile helpers of its own in every process, which its cache does not keep.)"""
+    if own_column < 0:
+        return True
+    cpu = _current_cpu()
     if cpu < 0:
         return True
     beside = False
     for row in range(first_row, last_row):
+        if counters[row, own_column] != cpu:  # a store only on a move: the partner reads this cache line
+            counters[row, own_column] = cpu
         if counters[row, partner_column] == cpu:
             beside = True
     if not beside:
         return False
-    words = affinity.size // 2
+    words = affinity.shape[0] // 2
     if words == 0 or cpu >= 64 * words:
         return True
-    allowed, others = affinity[:words], affinity[words:]
-    allowed[:] = 0
-    if _get_affinity(allowed) < 0:  # the mask as it is now: whoever changed it since (taskset) keeps it
+    for word in range(words):
+        affinity[word] = 0
+    if _get_affinity(affinity, 0, words) < 0:  # the mask as it is now: whoever changed it since (taskset) keeps it
         return True
-    word, bit = cpu // 64, np.uint64(1) << np.uint64(cpu % 64)
-    others[:] = allowed
-    others[word] &= ~bit
-    if not others.any():
+    others = False
+    for word in range(words):
+        value = affinity[word]
+        if word == cpu // 64:
+            value &= ~(np.uint64(1) << np.uint64(cpu % 64))
+        affinity[words + word] = value
+        others = others or value != 0
+    if not others:
         return True
-    _set_affinity(others)   # the kernel moves this thread off `cpu` now
-    _set_affinity(allowed)  # and may place it anywhere it could before, later
+    _set_affinity(affinity, words, words)  # the kernel moves this thread off `cpu` now
+    _set_affinity(affinity, 0, words)      # and may place it anywhere it could before, later
     return False
 
 
@@ -248,25 +246,10 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
             _yield_core()
 
 
-@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
-def post(counters, rows, column, call, cpu_column):
-    """counters[row, column] = call for the first `rows` rows, after noting the calling thread's CPU in their
-    cpu_column (the CPU a worker compares its own with)."""
-    cpu = _current_cpu()
-    for row in range(rows):
-        counters[row, cpu_column] = cpu
-    for row in range(rows):
-        counters[row, column] = call
-
-
 if not SPIN_SUPPORTED:  # no clock_gettime, sched_yield or sched_getcpu to link against: look once, never spin
     def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec,  # noqa: F811
                 own_cpu_column, partner_cpu_column, affinity):
         return bool((counters[first_row:last_row, column] >= target).all())
-
-    def post(counters, rows, column, call, cpu_column):  # noqa: F811
-        counters[:rows, cpu_column] = -1
-        counters[:rows, column] = call
 
     def allowed_mask():  # noqa: F811
         return np.zeros(0, np.uint64)

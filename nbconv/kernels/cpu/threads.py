@@ -146,7 +146,8 @@ class Workers:
         self.calls += 1
         call = self.calls
         self.job = (span_kernel, parts, args)
-        spin.post(counters, workers, _POSTED, call, _CALLER_CPU)
+        for row in range(workers):
+            counters[row, _POSTED] = call
         if True in self.asleep:
             with self.wake:
                 self.wake.notify_all()
@@ -276,7 +277,6 @@ def compile_wait():
     counters = np.zeros((1, _ROW), np.int64)
     spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
                  np.zeros(0, np.uint64))
-    spin.post(counters, 0, _POSTED, 0, _CALLER_CPU)
 
 
 _threading_layer_count = None  # Numba's own per-thread count, a C function, once its threading layer is up

@@ -103,3 +103,20 @@ def test_max_pool_without_positions_writes_no_placeholder(rng):
         pool.max_pool2d_forward_2x2(source, with_positions, where)
         np.testing.assert_array_equal(values, with_positions)
         assert (pool._NOT_RECORDED == 0).all()
+
+
+_SPIN_CHILD = _CHILD[:_CHILD.index("import numpy as np")] + r"""
+from nbconv.kernels.cpu import threads
+threads.compile_wait()
+print(json.dumps({"subroutines": subroutines, "overloads": overloads}))
+"""
+
+
+def test_the_kernel_threads_wait_compiles_nothing_of_numba_besides_itself(tmp_path):
+    """spin.reached, which every parallel call compiles or loads, makes Numba compile none of its own helpers
+    (array expressions such as .any() or a slice assignment would, in every process)."""
+    import json
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _SPIN_CHILD], env=env, capture_output=True, text=True, check=True)
+    compiled = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not compiled["overloads"] and not compiled["subroutines"], compiled

@@ -71,6 +71,11 @@ def linear_case():
 BACKWARDS = {"conv2d": (F.conv2d_backward, conv_case), "linear": (F.linear_backward, linear_case)}
 
 
+def _assert_same_gradients(got, expected):
+    for mine, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
 def unusable_buffers(weight_shape):
     """Arrays of the gradient's shape and dtype that the kernels cannot write in place."""
     fortran = np.zeros(weight_shape[::-1], np.float32).T
@@ -88,8 +93,7 @@ def test_an_unwritable_grad_weight_out_gives_a_new_array(name, kind):
     got = backward(grad_output, x, w, grad_weight_out=buffer)
     assert got[1] is not buffer
     np.testing.assert_array_equal(buffer, before)
-    for mine, theirs in zip(got, expected):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+    _assert_same_gradients(got, expected)
 
 
 @pytest.mark.parametrize("name", sorted(BACKWARDS))
@@ -100,8 +104,7 @@ def test_a_grad_weight_out_that_is_the_weight_leaves_the_gradients_right(name):
     weight = w.copy()
     got = backward(grad_output, x, weight, grad_weight_out=weight)
     np.testing.assert_array_equal(weight, w)
-    for mine, theirs in zip(got, expected):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+    _assert_same_gradients(got, expected)
 
 
 @pytest.mark.parametrize("name", sorted(BACKWARDS))
@@ -112,8 +115,7 @@ def test_overlapping_grad_weight_and_grad_bias_outs_leave_the_gradients_right(na
     flat = np.zeros(w.size + 1, np.float32)
     got = backward(grad_output, x, w, grad_weight_out=flat[:w.size].reshape(w.shape),
                    grad_bias_out=flat[w.size - w.shape[0] + 1:])
-    for mine, theirs in zip(got, expected):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+    _assert_same_gradients(got, expected)
 
 
 @pytest.mark.parametrize("name", sorted(BACKWARDS))

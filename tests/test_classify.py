@@ -111,15 +111,19 @@ def test_fit_computes_only_the_crop_of_a_long_thin_image():
     assert out.shape == (3, 224, 224) and peak < 64 << 20, peak
 
 
+def _small_model_and_pictures(folder, count):
+    """A saved 3-class colour model and `count` random 30x20 pictures in `folder`: (model path, picture paths)."""
+    saved = folder / "m.npz"
+    checkpoint.save(str(saved), models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0), (3, 16, 16))
+    paths = [str(folder / f"{k}.png") for k in range(count)]
+    for k, path in enumerate(paths):
+        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), path)
+    return saved, paths
+
+
 def test_predict_classifies_many_files_a_batch_at_a_time(tmp_path, monkeypatch):
     from nbconv_cli import predict
-    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
-    saved = tmp_path / "m.npz"
-    checkpoint.save(str(saved), model, (3, 16, 16))
-    paths = []
-    for k in range(7):
-        paths.append(str(tmp_path / f"{k}.png"))
-        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), paths[-1])
+    saved, paths = _small_model_and_pictures(tmp_path, 7)
     whole = CliRunner().invoke(app, ["predict", str(saved), *paths, "--json"])
     assert whole.exit_code == 0 and len(whole.output.splitlines()) == len(paths), whole.output
     batches = []
@@ -136,13 +140,7 @@ def test_predict_classifies_many_files_a_batch_at_a_time(tmp_path, monkeypatch):
 
 
 def test_predict_checks_every_file_before_printing_any_result(tmp_path):
-    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
-    saved = tmp_path / "m.npz"
-    checkpoint.save(str(saved), model, (3, 16, 16))
-    paths = []
-    for k in range(4):
-        paths.append(str(tmp_path / f"{k}.png"))
-        images.write_image(np.random.default_rng(k).uniform(size=(3, 30, 20)), paths[-1])
+    saved, paths = _small_model_and_pictures(tmp_path, 4)
     (tmp_path / "notes.png").write_text("not an image")
     result = CliRunner().invoke(app, ["predict", str(saved), *paths, str(tmp_path / "notes.png"), "--json"])
     assert result.exit_code == 1 and "notes.png: not an image nbconv can read" in result.output, result.output

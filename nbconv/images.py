@@ -3,6 +3,7 @@ centre crop, per-channel mean/std), and a plain bilinear resize of (C, H, W) arr
 
 Reading and writing files needs the viz extra (`pip install "nbconv[viz]"`).
 """
+import contextlib
 import io
 import os
 
@@ -25,43 +26,55 @@ def require_pillow():
     return Image
 
 
-def read_image(path, channels):
-    """The image at `path` as uint8 (channels, H, W): 3 channels as RGB, 1 as grey. ValueError naming the
-    file when it is not an image Pillow can read, or is larger than MAX_PIXELS."""
+@contextlib.contextmanager
+def _opened(path):
+    """The Pillow image at `path`, open, its size checked against MAX_PIXELS; ValueError naming the file when
+    it is not an image Pillow can read (also for errors while it is read inside the block), or is larger."""
     Image = require_pillow()
-    path = os.fspath(path)
-    if channels not in (1, 3):
-        raise ValueError(f"images can feed models with 1 or 3 input channels, this one has {channels}")
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError(f"{path}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} "
                                  f"nbconv reads")
-            array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+            yield image
     except (OSError, Image.DecompressionBombError, SyntaxError) as error:
         raise ValueError(f"{path}: not an image nbconv can read ({error})") from None
+
+
+def read_image(path, channels):
+    """The image at `path` as uint8 (channels, H, W): 3 channels as RGB, 1 as grey. ValueError naming the
+    file when it is not an image Pillow can read, or is larger than MAX_PIXELS."""
+    require_pillow()
+    path = os.fspath(path)
+    if channels not in (1, 3):
+        raise ValueError(f"images can feed models with 1 or 3 input channels, this one has {channels}")
+    with _opened(path) as image:
+        array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
     return array.transpose(2, 0, 1).copy() if array.ndim == 3 else array[None].copy()
 
 
 def check_image(path):
     """Raises ValueError naming the file when `path` is not an image Pillow can open (its header only: nothing
     is decoded), or is larger than MAX_PIXELS: for checking many files before reading any."""
-    Image = require_pillow()
-    path = os.fspath(path)
-    try:
-        with Image.open(path) as image:
-            pixels = image.width * image.height
-    except (OSError, Image.DecompressionBombError, SyntaxError) as error:
-        raise ValueError(f"{path}: not an image nbconv can read ({error})") from None
-    if pixels > MAX_PIXELS:
-        raise ValueError(f"{path}: {pixels:,} pixels is more than the {MAX_PIXELS:,} nbconv reads")
+    with _opened(os.fspath(path)):
+        pass
 
 
 def resize(image, height, width):
     """Bilinear resize of a float (C, H, W) array to (C, height, width) (pixel centres aligned, as Pillow
     and PyTorch's align_corners=False)."""
+    return _resized_block(image, height, width, 0, 0, height, width)
+
+
+def _resized_block(image, new_height, new_width, top, left, height, width):
+    """Rows [top, top + height) and columns [left, left + width) of `image` (C, H, W) resized to (C,
+    new_height, new_width), computed from the source pixels they cover only."""
     image = np.asarray(image, np.float64)
-    return _interpolate(_interpolation(image.shape[1], height), image, _interpolation(image.shape[2], width))
+    _, source_height, source_width = image.shape
+    rows, first_row = _interpolation_rows(source_height, new_height, top, height)
+    columns, first_column = _interpolation_rows(source_width, new_width, left, width)
+    covered = image[:, first_row:first_row + rows.shape[1], first_column:first_column + columns.shape[1]]
+    return _interpolate(rows, covered, columns)
 
 
 def _interpolate(rows, image, columns):
@@ -70,22 +83,9 @@ def _interpolate(rows, image, columns):
     return np.matmul(np.matmul(rows, image), columns.T)
 
 
-def _interpolation(size, new_size):
-    """(new_size, size) matrix of bilinear weights along one axis."""
-    matrix = np.zeros((new_size, size))
-    centres = (np.arange(new_size) + 0.5) * size / new_size - 0.5
-    centres = np.clip(centres, 0, size - 1)
-    low = np.floor(centres).astype(int)
-    high = np.minimum(low + 1, size - 1)
-    fraction = centres - low
-    matrix[np.arange(new_size), low] += 1 - fraction
-    matrix[np.arange(new_size), high] += fraction
-    return matrix
-
-
 def _interpolation_rows(size, new_size, start, count):
-    """Rows [start, start + count) of _interpolation(size, new_size), restricted to the columns they touch:
-    (that block, the index of its first column)."""
+    """Rows [start, start + count) of the (new_size, size) matrix of bilinear weights along one axis,
+    restricted to the columns they touch: (that block, the index of its first column)."""
     centres = (np.arange(start, start + count) + 0.5) * size / new_size - 0.5
     centres = np.clip(centres, 0, size - 1)
     low = np.floor(centres).astype(int)
@@ -107,11 +107,7 @@ def fit(image, height, width, resize_ratio=1.0):
     new_height = max(height, int(round(source_height * scale)))
     new_width = max(width, int(round(source_width * scale)))
     top, left = (new_height - height) // 2, (new_width - width) // 2
-    rows, first_row = _interpolation_rows(source_height, new_height, top, height)
-    columns, first_column = _interpolation_rows(source_width, new_width, left, width)
-    covered = np.asarray(image, np.float64)[:, first_row:first_row + rows.shape[1],
-                                            first_column:first_column + columns.shape[1]]
-    return _interpolate(rows, covered, columns)
+    return _resized_block(image, new_height, new_width, top, left, height, width)
 
 
 def per_channel(values, name, channels, positive=False):

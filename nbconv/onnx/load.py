@@ -49,8 +49,7 @@ def _read_external_data(onnx, proto, path):
     MODEL.onnx.data beside the model by default), from files in the model's own folder only: a location that is
     absolute, leaves the folder (.., a link) or is not a regular file, or a range past its file's end, is
     refused with the tensor's name before anything is read."""
-    tensors = [tensor for tensor in _tensors(proto.graph)
-               if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
+    tensors = _external_tensors(onnx, proto.graph)
     if not tensors:
         return
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
@@ -105,13 +104,18 @@ def _refuse_external_data(onnx, proto, source):
     """A ModelProto (to_model) whose tensors' bytes live in other files is refused: those files would be read
     from wherever the location they name resolves (the working directory), not from beside a model file. load
     reads them from the model's folder first."""
-    external = [tensor.name or "(unnamed)" for tensor in _tensors(proto.graph)
-                if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
+    external = [tensor.name or "(unnamed)" for tensor in _external_tensors(onnx, proto.graph)]
     if external:
         raise UnsupportedModel(f"{source}: tensors stored as external data are not read ({', '.join(external)}); "
                                "load the model from its file (nbconv.onnx.load(path) reads them from its folder), "
                                "or save it with every tensor inside the file "
                                "(onnx.save_model(model, path, save_as_external_data=False))")
+
+
+def _external_tensors(onnx, graph):
+    """The tensors of a GraphProto (subgraphs included) whose bytes are stored in another file."""
+    return [tensor for tensor in _tensors(graph)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)]
 
 
 def _tensors(graph):

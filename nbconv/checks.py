@@ -1,5 +1,6 @@
 """Argument validation shared by the public API: every failure names the argument and what was expected."""
 import functools
+import math
 import numbers
 import os
 
@@ -159,3 +160,14 @@ def real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
+
+
+def finite(name, value, minimum=0.0, above=False, below=None):
+    """`value` as a float, else a TypeError or ValueError naming it: finite, >= minimum (> with above=True),
+    and < below when given."""
+    value = real(name, value)
+    if not math.isfinite(value) or value < minimum or (above and value == minimum) or \
+            (below is not None and value >= below):
+        bound = f"{'>' if above else '>='} {minimum:g}" + ("" if below is None else f" and < {below:g}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return value

@@ -23,9 +23,7 @@ def dream_octaves(model, layer, pixels, mean, std, octaves=4, octave_scale=1.4, 
     step. lr is the step size in pixel units, relative to the mean gradient magnitude."""
     check_ascent(steps, lr, jitter)
     checks.integer("octaves", octaves, 1)
-    octave_scale = checks.real("octave_scale", octave_scale)
-    if not (np.isfinite(octave_scale) and octave_scale >= 1.0):
-        raise ValueError(f"octave_scale must be a finite number >= 1, got {octave_scale!r}")
+    octave_scale = checks.finite("octave_scale", octave_scale, minimum=1.0)
     truncated = prefix_model(model, layer).eval()
     pixels = np.asarray(pixels, np.float64)
     channels, height, width = pixels.shape

@@ -9,23 +9,12 @@ import numpy as np
 from . import backend, checks
 
 
-def _finite(name, value, minimum=0.0, above=False, below=None):
-    """`value` as a float, else a TypeError or ValueError naming it: finite, >= minimum (> with above=True),
-    and < below when given."""
-    value = checks.real(name, value)
-    if not math.isfinite(value) or value < minimum or (above and value == minimum) or \
-            (below is not None and value >= below):
-        bound = f"{'>' if above else '>='} {minimum:g}" + ("" if below is None else f" and < {below:g}")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
-
-
 class Optimizer:
     slots = ()
 
     def __init__(self, parameters, lr):
         self.parameters = list(parameters)
-        self.lr = _finite("lr", lr, above=True)
+        self.lr = checks.finite("lr", lr, above=True)
         self.step_count = 0
         self.state = [None] * len(self.parameters)
 
@@ -160,7 +149,7 @@ class SGD(Optimizer):
 
     def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0, nesterov=False, decay_on="all"):
         super().__init__(parameters, lr)
-        momentum, weight_decay = _finite("momentum", momentum), _finite("weight_decay", weight_decay)
+        momentum, weight_decay = checks.finite("momentum", momentum), checks.finite("weight_decay", weight_decay)
         if nesterov and momentum <= 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, bool(nesterov)
@@ -182,8 +171,8 @@ class Adam(Optimizer):
         super().__init__(parameters, lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
-        self.beta1, self.beta2 = (_finite(f"betas[{k}]", beta, below=1.0) for k, beta in enumerate(betas))
-        self.eps, self.weight_decay = _finite("eps", eps), _finite("weight_decay", weight_decay)
+        self.beta1, self.beta2 = (checks.finite(f"betas[{k}]", beta, below=1.0) for k, beta in enumerate(betas))
+        self.eps, self.weight_decay = checks.finite("eps", eps), checks.finite("weight_decay", weight_decay)
         self.decay_on = _check_decay_on(decay_on)
 
     def _update(self, kernels, param, grad, slots, weight_decay):
@@ -212,7 +201,7 @@ class Schedule:
 
     def __init__(self, optimizer, base_lr=None):
         self.optimizer = optimizer
-        self.base_lr = optimizer.lr if base_lr is None else _finite("base_lr", base_lr, above=True)
+        self.base_lr = optimizer.lr if base_lr is None else checks.finite("base_lr", base_lr, above=True)
 
     def lr_at(self, epoch):
         return self.base_lr
@@ -227,7 +216,7 @@ class StepLR(Schedule):
 
     def __init__(self, optimizer, step_size, gamma=0.1, base_lr=None):
         super().__init__(optimizer, base_lr)
-        self.step_size, self.gamma = checks.integer("step_size", step_size, 1), _finite("gamma", gamma)
+        self.step_size, self.gamma = checks.integer("step_size", step_size, 1), checks.finite("gamma", gamma)
 
     def lr_at(self, epoch):
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -239,7 +228,7 @@ class CosineLR(Schedule):
     def __init__(self, optimizer, total_epochs, min_lr=0.0, base_lr=None):
         super().__init__(optimizer, base_lr)
         self.total_epochs = max(1, checks.integer("total_epochs", total_epochs, 0))
-        self.min_lr = _finite("min_lr", min_lr)
+        self.min_lr = checks.finite("min_lr", min_lr)
 
     def lr_at(self, epoch):
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / self.total_epochs))

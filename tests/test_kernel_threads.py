@@ -396,7 +396,7 @@ def test_waits_use_placement_only_where_each_thread_can_have_a_cpu(monkeypatch):
     for cpus, placed in ((1, False), (2, True), (8, True)):
         monkeypatch.setattr(threads, "_usable_cpus", lambda: cpus)
         workers = threads.Workers(1)  # the caller and one worker
-        assert (workers.caller_columns[0] >= 0) == placed and (workers.worker_columns[0] >= 0) == placed
+        assert (workers.caller_placement[0] >= 0) == placed and (workers.worker_columns[0] >= 0) == placed
         counts = np.zeros(100, np.int64)
         workers.busy.acquire()
         try:

@@ -78,11 +78,12 @@ class Workers:
         self.count = count
         self.counters = np.zeros((count, _ROW), np.int64)  # read by the spinning threads without the GIL
         self.counters[:, _CALLER_CPU:_WORKER_CPU + 1] = -1
-        self.no_affinity = np.zeros(0, np.uint64)  # the caller never moves itself
-        # The waits' placement (spin.reached): where the threads outnumber the CPUs this process may use,
-        # threads share CPUs whatever their places, and every wait yields as with no placement.
-        self.caller_columns, self.worker_columns = ((_CALLER_CPU, _WORKER_CPU), (_WORKER_CPU, _CALLER_CPU)) \
-            if count + 1 <= _usable_cpus() else ((-1, -1), (-1, -1))
+        # The waits' placement (spin.reached's last three arguments; the caller never moves itself): where the
+        # threads outnumber the CPUs this process may use, they share CPUs whatever their places, and every
+        # wait yields as with no placement.
+        placed = count + 1 <= _usable_cpus()
+        self.caller_placement = (_CALLER_CPU, _WORKER_CPU, np.zeros(0, np.uint64)) if placed else spin.NO_PLACEMENT
+        self.worker_columns = (_WORKER_CPU, _CALLER_CPU) if placed else (-1, -1)
         self.job = None                  # (span_kernel, parts, args) of the current call
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
         self.calls = 0                   # the number of the current call: what `posted` and `done` count to
@@ -161,19 +162,18 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_columns,
-                            self.no_affinity):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_placement):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
                     while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec,
-                                           *self.caller_columns, self.no_affinity):
+                                           *self.caller_placement):
                         self.wake.wait()
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
                     while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
-                                           *self.caller_columns, self.no_affinity):
+                                           *self.caller_placement):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise

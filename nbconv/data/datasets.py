@@ -227,6 +227,16 @@ def _fetch(names_and_md5s, directory, mirrors, echo):
             raise DataUnavailableError(f"could not download {name} from any mirror:\n  " + "\n  ".join(errors))
 
 
+def make_download_folder(directory):
+    """Create the folder downloads go to (the cache's; a --data-dir exists already); DataUnavailableError
+    naming it when it cannot be made (a read-only home, a file where the folder should be)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise DataUnavailableError(f"cannot create {directory} for the download: "
+                                   f"{error.strerror or error}") from None
+
+
 def download(info, directory, mirrors=None, echo=click.echo):
     """Download an IDX dataset's missing files into `directory`, trying each mirror in turn."""
     _fetch([(name, info.md5s[part]) for part, name in info.files.items()], directory,
@@ -275,7 +285,7 @@ def _load_idx(info, data_dir, download_missing, mirrors, allow_sample, echo):
     problem = f"{info.name} was not found in: {', '.join(search_dirs(info.name, data_dir))}"
     if download_missing:
         try:
-            os.makedirs(target, exist_ok=True)  # the cache's folder (a --data-dir exists already)
+            make_download_folder(target)
             download(info, target, mirrors, echo)
             directory, paths = _locate(info, target)
             return _read(paths, directory, info=info)
@@ -336,8 +346,8 @@ def _load_cifar(info, data_dir, download_missing, mirrors, echo):
     if not download_missing:
         raise DataUnavailableError(problem)
     target = data_dir or os.path.join(default_cache_dir(), info.name)
-    os.makedirs(target, exist_ok=True)  # the cache's folder (a --data-dir exists already)
     try:
+        make_download_folder(target)
         _fetch([(info.archive, {info.md5})], target, mirrors or _env_mirrors() or info.mirrors, echo)
     except DataUnavailableError as error:
         raise DataUnavailableError(f"{problem}\nand the download failed: {error}") from None

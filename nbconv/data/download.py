@@ -95,7 +95,11 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
     if not os.path.isdir(directory):
         raise DownloadError(f"cannot download {url}: directory {directory} does not exist")
     remove_stale_parts(destination)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(destination)}.", suffix=".part")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(destination)}.",
+                                             suffix=".part")
+    except OSError as error:  # a read-only folder
+        raise DownloadError(f"cannot download {url} into {directory}: {error.strerror or error}") from None
     ends_at = time.monotonic() + deadline
 
     def time_left():
@@ -146,6 +150,10 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
         if not set(found) & set(accepted_md5s):
             raise DownloadError(f"{url}: md5 {found[0]} does not match the published checksum")
         os.replace(temporary, destination)
+    except DownloadError:
+        raise
+    except OSError as error:  # writing the file: a full disk, a quota
+        raise DownloadError(f"cannot write {url} to {destination}: {error.strerror or error}") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)

@@ -203,6 +203,56 @@ def test_a_missing_data_dir_is_an_error_and_is_not_created(isolated):
     assert not (isolated / "no").exists()
 
 
+def test_a_cache_that_cannot_be_made_falls_back_or_names_it(isolated, monkeypatch):
+    """A file where the per-user cache should be (or a read-only home) was a NotADirectoryError traceback."""
+    (isolated / "not-a-folder").write_bytes(b"")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(isolated / "not-a-folder"))
+    with _Server({}) as server:
+        splits = datasets.load("mnist", mirrors=(server.url,), echo=_quiet)
+        assert splits.is_sample
+        for name in ("fashion-mnist", "cifar10"):
+            with pytest.raises(datasets.DataUnavailableError, match=r"cannot create .*not-a-folder.*Not a directory"):
+                datasets.load(name, mirrors=(server.url,), echo=_quiet)
+
+
+def test_a_folder_that_takes_no_files_is_a_download_error_and_leaves_nothing(isolated, served, monkeypatch):
+    """A read-only --data-dir was a PermissionError traceback instead of the download's error (and MNIST's
+    fallback to the shipped sample)."""
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(download.tempfile, "mkstemp", refused)
+    with _Server(served) as server:
+        with pytest.raises(datasets.DataUnavailableError, match="cannot download .* Permission denied"):
+            datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), allow_sample=False,
+                          echo=_quiet)
+        assert datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), echo=_quiet).is_sample
+    assert os.listdir(isolated / "data") == []
+
+
+def test_a_write_that_fails_mid_download_is_a_download_error_and_leaves_nothing(isolated, served, monkeypatch):
+    """A full disk while writing was an OSError traceback."""
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, handle):
+            self.file = real_fdopen(handle, "wb")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(download.os, "fdopen", lambda handle, mode: Full(handle))
+    with _Server(served) as server:
+        with pytest.raises(download.DownloadError, match="No space left on device"):
+            download.download_file(server.url + "t10k-labels-idx1-ubyte.gz",
+                                   str(isolated / "data" / "t10k-labels-idx1-ubyte.gz"), {"0" * 32})
+    assert os.listdir(isolated / "data") == []
+
+
 def _write_split(directory, images, labels, split="test"):
     files = datasets.DATASETS["mnist"].files
     write_idx(os.path.join(directory, files[f"{split}_images"]), images)

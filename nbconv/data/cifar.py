@@ -5,6 +5,7 @@ A record is `label_bytes` label bytes (CIFAR-10: the label; CIFAR-100: coarse th
 3072 pixel bytes: the 1024 red values of the 32x32 image row by row, then green, then blue. So the
 pixels of N records are already (N, 3, 32, 32), channels first.
 """
+import contextlib
 import gzip
 import io
 import os
@@ -25,7 +26,8 @@ def record_count(path, label_bytes, max_records=60000):
     """The number of records in a CIFAR binary file, from its size; DataFileError naming the file when the
     size is not a whole number of records, or it holds none or more than `max_records`."""
     record = label_bytes + PIXELS
-    size = os.path.getsize(path)
+    with _reading(path):
+        size = os.path.getsize(path)
     if size == 0 or size % record:
         raise DataFileError(f"{path}: {size:,} bytes is not a whole number of {record}-byte CIFAR records "
                             f"({label_bytes} label byte{'s' if label_bytes > 1 else ''} + {PIXELS} pixels of a "
@@ -43,13 +45,26 @@ def read_records(path, label_bytes, classes, max_records=60000, images=None, lab
     size is not a whole number of records, it holds none or more than `max_records`, or a label is not
     below `classes`."""
     count = record_count(path, label_bytes, max_records)
-    records = np.fromfile(path, np.uint8).reshape(count, label_bytes + PIXELS)
+    with _reading(path), open(path, "rb") as handle:
+        records = np.fromfile(handle, np.uint8, count * (label_bytes + PIXELS))
+    if records.size != count * (label_bytes + PIXELS):
+        raise DataFileError(f"{path}: ended after {records.size:,} bytes while being read (changed meanwhile?)")
+    records = records.reshape(count, label_bytes + PIXELS)
     labels = np.empty(count, np.int64) if labels is None else labels
     labels[:] = records[:, label_bytes - 1]
     check_labels(path, labels, classes)
     images = np.empty((count,) + SHAPE, np.uint8) if images is None else images
     images.reshape(count, PIXELS)[:] = records[:, label_bytes:]
     return images, labels
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Within: an OSError (a file that cannot be opened or read) is a DataFileError naming the file."""
+    try:
+        yield
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def check_labels(path, labels, classes):
@@ -73,7 +88,7 @@ def write_records(path, images, labels, coarse_labels=None):
 def read_names(path, classes):
     """Class names from a meta file (one per line; blank lines ignored); DataFileError when the count is
     not `classes`."""
-    with open(path, "rb") as handle:
+    with _reading(path), open(path, "rb") as handle:
         text = handle.read(1 << 16).decode("utf-8", errors="replace")
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != classes or any(len(name) > 100 for name in names):

@@ -310,7 +310,11 @@ def _cifar_folder(info, directory):
     archive = os.path.join(directory, info.archive)
     if os.path.isfile(archive):
         folder = os.path.join(directory, info.folder)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            raise DataUnavailableError(f"cannot create {folder} to extract {archive} into: "
+                                       f"{error.strerror or error}") from None
         cifar.extract(archive, folder, info.member_sizes(), sum(info.member_sizes().values()) + (4 << 20))
         return folder
     return None

@@ -187,6 +187,30 @@ def test_labels_out_of_range_truncated_files_and_bad_names_are_clear_errors(isol
         datasets.load("cifar10", data_dir=str(folder), download_missing=False)
 
 
+def test_an_unreadable_record_or_names_file_is_a_clear_error(isolated, monkeypatch):
+    """A record or class-name file that cannot be opened (no read permission) was a PermissionError traceback."""
+    folder = isolated / "data"
+    make_tiny_cifar(str(folder))
+    for refused in ("batches.meta.txt", "test_batch.bin"):
+        def guarded_open(path, *args, **kwargs):
+            if os.path.basename(path) == refused:
+                raise PermissionError(13, "Permission denied", path)
+            return open(path, *args, **kwargs)
+        monkeypatch.setattr(cifar, "open", guarded_open, raising=False)
+        with pytest.raises(DataFileError, match=rf"{refused}: cannot be read \(Permission denied\)"):
+            datasets.load("cifar10", data_dir=str(folder), download_missing=False)
+
+
+def test_an_archive_whose_folder_name_is_taken_by_a_file_is_a_clear_error(isolated):
+    """Extraction into cifar-10-batches-bin where a file of that name stood was a FileExistsError traceback."""
+    make_tiny_cifar(str(isolated / "source"))
+    (isolated / "data").mkdir()
+    (isolated / "data" / "cifar-10-binary.tar.gz").write_bytes(_archive_of(str(isolated / "source")))
+    (isolated / "data" / "cifar-10-batches-bin").write_bytes(b"")
+    with pytest.raises(datasets.DataUnavailableError, match="cannot create .*cifar-10-batches-bin to extract"):
+        datasets.load("cifar10", data_dir=str(isolated / "data"), download_missing=False)
+
+
 def test_cifar100_file_read_as_cifar10_is_refused(isolated):
     """CIFAR-100 records are 3074 bytes: read as CIFAR-10 files, the sizes do not divide (most counts)."""
     make_tiny_cifar(str(isolated / "c100"), "cifar100", per_file=7)

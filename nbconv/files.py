@@ -60,7 +60,7 @@ def remove_stale_temporaries(path):
     return removed
 
 
-def _create_temporary(directory, target):
+def create_temporary(directory, target):
     """Open a new temporary file for `target` in `directory`; its mode is 0666 less the umask, as for any
     file the user creates."""
     while True:
@@ -80,7 +80,7 @@ def atomic_write_bytes(path, payload):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, temporary = _create_temporary(directory, os.path.basename(path))
+    handle, temporary = create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
@@ -118,7 +118,7 @@ def check_writable(path, what="--out"):
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = _create_temporary(directory, os.path.basename(path))
+        handle, temporary = create_temporary(directory, os.path.basename(path))
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -10,12 +10,11 @@ import gzip
 import io
 import os
 import tarfile
-import tempfile
 import zlib
 
 import numpy as np
 
-from ..files import atomic_write_bytes
+from ..files import create_temporary, atomic_write_bytes
 from .errors import DataFileError
 
 SHAPE = (3, 32, 32)
@@ -117,7 +116,7 @@ class _BoundedReader(io.RawIOBase):
 
 def _copy_atomically(source, size, path, what):
     """Copy `size` bytes from a stream to `path` through a temporary file and a rename, 1 MiB at a time."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.basename(path))
+    handle, temporary = create_temporary(os.path.dirname(path), os.path.basename(path))  # mode: 0666 less umask
     try:
         with os.fdopen(handle, "wb") as out:
             left = size

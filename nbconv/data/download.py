@@ -3,7 +3,7 @@ deadline, leaving nothing behind on failure."""
 import glob
 import hashlib
 import os
-import tempfile
+import secrets
 import time
 
 import click
@@ -51,6 +51,17 @@ def remove_stale_parts(destination):
             pass
 
 
+def _create_part(directory, name):
+    """(descriptor, path) of a new `.NAME.<random>.part` file in `directory`, of mode 0666 less the umask (as
+    any file the user creates: the dataset may sit in a folder others read too), opened for writing."""
+    while True:
+        path = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.part")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
+        except FileExistsError:
+            continue
+
+
 def _md5s(path):
     """[md5 of the file, and of its decompressed contents when it is a small gzip file] (IDX files are
     published with either)."""
@@ -96,8 +107,7 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
         raise DownloadError(f"cannot download {url}: directory {directory} does not exist")
     remove_stale_parts(destination)
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(destination)}.",
-                                             suffix=".part")
+        handle, temporary = _create_part(directory, os.path.basename(destination))
     except OSError as error:  # a read-only folder
         raise DownloadError(f"cannot download {url} into {directory}: {error.strerror or error}") from None
     ends_at = time.monotonic() + deadline

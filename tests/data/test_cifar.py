@@ -107,6 +107,20 @@ def test_archive_on_disk_is_extracted_beside_it(isolated):
         os.listdir(isolated / "source"))
 
 
+def test_extracted_files_have_the_umask_mode(isolated):
+    """Extracted record files were 0600 (tempfile.mkstemp's mode): unreadable to others in a shared folder."""
+    make_tiny_cifar(str(isolated / "source"))
+    (isolated / "data").mkdir()
+    (isolated / "data" / "cifar-10-binary.tar.gz").write_bytes(_archive_of(str(isolated / "source")))
+    umask = os.umask(0o022)
+    try:
+        datasets.load("cifar10", data_dir=str(isolated / "data"), download_missing=False)
+    finally:
+        os.umask(umask)
+    folder = isolated / "data" / "cifar-10-batches-bin"
+    assert {os.stat(folder / name).st_mode & 0o777 for name in os.listdir(folder)} == {0o644}
+
+
 def test_download_verifies_md5_then_extracts_and_caches(isolated, monkeypatch):
     make_tiny_cifar(str(isolated / "source"))
     payload = _archive_of(str(isolated / "source"))

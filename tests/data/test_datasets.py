@@ -220,7 +220,7 @@ def test_a_folder_that_takes_no_files_is_a_download_error_and_leaves_nothing(iso
     fallback to the shipped sample)."""
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(download.tempfile, "mkstemp", refused)
+    monkeypatch.setattr(download, "_create_part", refused)
     with _Server(served) as server:
         with pytest.raises(datasets.DataUnavailableError, match="cannot download .* Permission denied"):
             datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), allow_sample=False,
@@ -251,6 +251,19 @@ def test_a_write_that_fails_mid_download_is_a_download_error_and_leaves_nothing(
             download.download_file(server.url + "t10k-labels-idx1-ubyte.gz",
                                    str(isolated / "data" / "t10k-labels-idx1-ubyte.gz"), {"0" * 32})
     assert os.listdir(isolated / "data") == []
+
+
+def test_downloaded_files_have_the_umask_mode(isolated, served):
+    """Downloads were written 0600 (tempfile.mkstemp's mode), so a shared --data-dir's files were unreadable to
+    everyone but the user who fetched them; now 0666 less the umask, like any file the user creates."""
+    umask = os.umask(0o022)
+    try:
+        with _Server(served) as server:
+            datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), echo=_quiet)
+    finally:
+        os.umask(umask)
+    modes = {name: os.stat(isolated / "data" / name).st_mode & 0o777 for name in served}
+    assert set(modes.values()) == {0o644}, modes
 
 
 def _write_split(directory, images, labels, split="test"):

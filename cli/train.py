@@ -286,6 +286,9 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
             save(finished["history"], where)
         except checkpoint.NonFiniteWeights as error:
             raise click.ClickException(f"interrupted, and the weights are not finite: {error}; {kept()}")
+        except KeyboardInterrupt:  # another Ctrl-C while saving: the write is abandoned whole
+            click.echo(f"\ninterrupted again while saving: nothing saved; {kept()}", err=True)
+            sys.exit(130)
         if world.is_root:
             inside = f"step {where['step']} of epoch {where['epoch'] + 1}, " if where else ""
             click.echo(f"\ninterrupted: checkpoint saved to {out} ({inside}{len(finished['history'])} complete "

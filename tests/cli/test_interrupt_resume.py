@@ -129,6 +129,27 @@ def test_a_second_ctrl_c_stops_at_once_and_saves_nothing_mid_step(tiny, tmp_path
     assert len(state.history) == 1 and state.position is None and state.optimizer_state["step_count"] == 4
 
 
+def test_a_second_ctrl_c_while_the_interruption_saves_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
+    """Ctrl-C ends the step, then a second one lands while that checkpoint is written: the message said
+    'interrupted before training started; nothing saved'; now it says the last good checkpoint is kept."""
+    import nbconv_cli.train as train_command
+    real_save = checkpoint.save
+
+    def save(path, model, input_shape, optimizer, config, history, position=None):
+        if position is not None:  # the interruption's save, inside an epoch
+            raise KeyboardInterrupt
+        return real_save(path, model, input_shape, optimizer, config, history, position)
+    monkeypatch.setattr(train_command.checkpoint, "save", save)
+    _after_step(monkeypatch, STEPS_PER_EPOCH + 2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    result = CliRunner().invoke(app, _args(tiny, tmp_path / "run.npz"))
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "before training started" not in result.output
+    assert "interrupted again while saving: nothing saved" in result.output
+    assert "keeps the last good checkpoint (1 complete epochs)" in result.output
+    state = checkpoint.load(str(tmp_path / "run.npz"))
+    assert len(state.history) == 1 and state.position is None
+
+
 def test_resuming_an_interrupted_epoch_on_other_data_is_refused(tiny, tmp_path, monkeypatch):
     _after_step(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGINT))
     assert CliRunner().invoke(app, _args(tiny, tmp_path / "cut.npz")).exit_code == 130

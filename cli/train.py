@@ -8,6 +8,7 @@ import click
 from click.core import ParameterSource
 
 from nbconv import checkpoint, distributed, files, jit_warmup, models, startup
+from nbconv.checkpoint_checks import MAX_BATCH_SIZE, MAX_EPOCHS, check_config
 from nbconv.data import describe
 from nbconv.optim import DECAY_ON, SCHEDULES
 from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset,
@@ -47,8 +48,8 @@ def check_out(out):
 @click.command(epilog=EXAMPLES)
 @click.argument("model", required=False)
 @device_option
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Total epochs (default 5).")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=None, help="Total epochs (default 5).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=64, show_default=True)
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Learning rate (default: 0.02 for sgd, 0.001 for adam).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
@@ -224,6 +225,11 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
         raise
     if splits.class_names and not resume:
         config.class_names = list(splits.class_names)
+    try:  # what the first checkpoint would refuse to hold fails now, not after an epoch
+        check_config(config.as_dict(), out)
+    except checkpoint.CheckpointError as error:
+        jit_warmup.stop(helper)
+        raise click.ClickException(f"{error}; nothing trained")
     jit_warmup.finish(helper, config, net)
     if limit:
         splits.train_images, splits.train_labels = splits.train_images[:limit], splits.train_labels[:limit]

@@ -6,6 +6,7 @@ import math
 import numbers
 
 MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 1 << 20
 MAX_STEPS = 2 ** 53  # optimizer step counts stay exact in a float64 and fit the kernels' int64
 
 
@@ -83,7 +84,7 @@ def config_rules():
     """The rule for each training setting nbconv knows; settings added later are checked by their type."""
     from .optim import OPTIMIZERS, SCHEDULES
     return {"model": _text(), "dataset": _dataset, "epochs": _int_in(1, MAX_EPOCHS),
-            "batch_size": _int_in(1, 1 << 20), "optimizer": _one_of(set(OPTIMIZERS)),
+            "batch_size": _int_in(1, MAX_BATCH_SIZE), "optimizer": _one_of(set(OPTIMIZERS)),
             "lr": _number(0, low_open=True), "momentum": _number(0, 1), "weight_decay": _number(0),
             "schedule": _one_of(set(SCHEDULES)), "augment": _int_in(0, 8), "seed": _int_in(0, 2 ** 63 - 1),
             "mean": _numbers(), "std": _numbers(0, low_open=True)}

@@ -33,6 +33,26 @@ def test_an_unwritable_out_fails_before_training(tmp_path):
     _usage_error(["train", "fc10", "--out", str(tmp_path), "--data-dir", str(tmp_path)], "--out")
 
 
+@pytest.mark.parametrize("option,value", [("--batch-size", "2000000"), ("--epochs", "2000000")])
+def test_train_refuses_settings_no_checkpoint_may_hold_before_training(option, value, tmp_path):
+    """--batch-size 2000000 (or --epochs 2000000) trained a whole epoch, then ended in a CheckpointError
+    traceback and wrote nothing: the checkpoint bounds them; now a usage error before any work."""
+    _usage_error(["train", "conv2k3,relu,fc2", "--dataset", "synthetic:1x4x4:2:20:10", option, value,
+                  "--out", str(tmp_path / "x.npz")], option, "is not in the range")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_train_refuses_a_config_no_checkpoint_may_hold_before_training(tmp_path):
+    """A spec too long for a checkpoint's config (65,536 characters) trained an epoch, then failed to save."""
+    spec = "lrelu0." + "0" * 66000 + "1,fc2"
+    result = CliRunner().invoke(app, ["train", spec, "--dataset", "synthetic:1x4x4:2:20:10", "--epochs", "1",
+                                      "--out", str(tmp_path / "x.npz")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "config 'model' must be a string of 1 to 65536 characters" in result.output
+    assert "nothing trained" in result.output and "epoch 1/1" not in result.output
+    assert not (tmp_path / "x.npz").exists()
+
+
 @pytest.fixture
 def small_checkpoint(tmp_path):
     path = str(tmp_path / "small.npz")

@@ -96,7 +96,16 @@ def build_for_dataset(spec, info, seed=0):
 
     from . import models
     options = {"num_classes": info.num_classes} if "num_classes" in inspect.signature(models.build).parameters else {}
-    return models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
+    model = models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
+    check_trainable(model)
+    return model
+
+
+def check_trainable(model):
+    """ValueError unless the model has parameters to train (and a checkpoint to hold them)."""
+    if not model.parameters():
+        raise ValueError(f"the model {model.spec()!r} has no parameters, so there is nothing to train: add a layer "
+                         "with weights (conv, local or fc)")
 
 
 def check_outputs(model, input_shape, classes, dataset):
@@ -291,6 +300,7 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     epoch's summary; progress: see train_epoch.
     """
     history = list(history or [])
+    check_trainable(model)
     image_shape = tuple(splits.train_images.shape[1:])  # (C, H, W), or (H, W) for one channel
     check_batch_statistics(model, image_shape if len(image_shape) == 3 else (1,) + image_shape,
                            len(splits.train_images), config.batch_size, world)

@@ -53,6 +53,20 @@ def test_train_refuses_a_config_no_checkpoint_may_hold_before_training(tmp_path)
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_train_refuses_a_model_without_parameters_before_training(tmp_path):
+    """'gap,flatten' on 2-channel images of 2 classes trained an epoch of nothing, then ended in an IndexError
+    traceback (the test pass looked for the first parameter's dtype); fit() did the same."""
+    from nbconv import data, optim
+    from nbconv.train import TrainConfig, fit
+    result = _usage_error(["train", "gap,flatten", "--dataset", "synthetic:2x4x4:2:20:10", "--epochs", "1",
+                           "--out", str(tmp_path / "x.npz")], "MODEL", "has no parameters")
+    assert "epoch 1/1" not in result.output and not (tmp_path / "x.npz").exists()
+    model = models.build("gap,flatten", (2, 4, 4))
+    splits = data.load("synthetic:2x4x4:2:20:10")
+    with pytest.raises(ValueError, match="has no parameters, so there is nothing to train"):
+        fit(model, optim.SGD([], lr=0.1), splits, TrainConfig(dataset="synthetic:2x4x4:2:20:10", epochs=1))
+
+
 @pytest.fixture
 def small_checkpoint(tmp_path):
     path = str(tmp_path / "small.npz")

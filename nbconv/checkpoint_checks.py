@@ -82,12 +82,13 @@ def _text(max_length=1 << 16):
 
 def config_rules():
     """The rule for each training setting nbconv knows; settings added later are checked by their type."""
+    from .data.synthetic import MAX_CHANNELS
     from .optim import OPTIMIZERS, SCHEDULES
     return {"model": _text(), "dataset": _dataset, "epochs": _int_in(1, MAX_EPOCHS),
             "batch_size": _int_in(1, MAX_BATCH_SIZE), "optimizer": _one_of(set(OPTIMIZERS)),
             "lr": _number(0, low_open=True), "momentum": _number(0, 1), "weight_decay": _number(0),
             "schedule": _one_of(set(SCHEDULES)), "augment": _int_in(0, 8), "seed": _int_in(0, 2 ** 63 - 1),
-            "mean": _numbers(), "std": _numbers(0, low_open=True)}
+            "mean": _numbers(most=MAX_CHANNELS), "std": _numbers(0, low_open=True, most=MAX_CHANNELS)}
 
 
 _BY_TYPE = {int: _int_in(-(2 ** 63), 2 ** 63 - 1), float: _number(), str: _text(), bool: lambda v: (

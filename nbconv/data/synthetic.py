@@ -14,6 +14,7 @@ import numpy as np
 
 PREFIX = "synthetic:"
 DEFAULT_TRAIN, DEFAULT_TEST = 5000, 1000
+MAX_CHANNELS = 64  # the most channels a synthetic dataset has (a checkpoint holds a mean and std for each)
 MAX_PIXELS = 1 << 31          # per split: 2 GiB of uint8 images at most
 _NAME = re.compile(r"^synthetic:(\d+)x(\d+)x(\d+):(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -35,7 +36,7 @@ def parse(name):
     channels, height, width, classes = (int(match.group(k)) for k in range(1, 5))
     train = int(match.group(5)) if match.group(5) else DEFAULT_TRAIN
     test = int(match.group(6)) if match.group(6) else DEFAULT_TEST
-    for what, value, low, high in (("channels", channels, 1, 64), ("height", height, 1, 4096),
+    for what, value, low, high in (("channels", channels, 1, MAX_CHANNELS), ("height", height, 1, 4096),
                                    ("width", width, 1, 4096), ("classes", classes, 2, 1000),
                                    ("training images", train, 1, None), ("test images", test, 1, None)):
         if value < low or (high and value > high):

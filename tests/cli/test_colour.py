@@ -62,6 +62,20 @@ def test_synthetic_colour_train_eval_resume_visualize(tmp_path):
         assert _png_mode(png) == colour, what
 
 
+def test_images_of_many_channels_train_and_their_checkpoint_loads(tmp_path):
+    """A synthetic dataset of 17 to 64 channels (which nbconv makes) trained an epoch, then failed to save: the
+    checkpoint's rule held a mean and std for at most 16 channels."""
+    out = str(tmp_path / "wide.npz")
+    result = CliRunner().invoke(app, ["train", "fc2", "--dataset", "synthetic:64x2x2:2:20:10", "--epochs", "1",
+                                      "--out", out])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    state = checkpoint.load(out)
+    assert len(state.config["mean"]) == 64 and len(state.config["std"]) == 64
+    result = CliRunner().invoke(app, ["eval", out, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["n"] == 10
+
+
 def test_cifar10_files_train_and_eval_with_class_names(tmp_path):
     make_tiny_cifar(str(tmp_path / "data" / "cifar-10-batches-bin"), per_file=16)
     runner = CliRunner()

@@ -12,7 +12,7 @@ from nbconv.checkpoint_checks import MAX_BATCH_SIZE, MAX_EPOCHS, check_config
 from nbconv.data import describe
 from nbconv.optim import DECAY_ON, SCHEDULES
 from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, build_for_dataset,
-                          check_batch_statistics, check_outputs, fit, make_optimizer)
+                          check_batch_statistics, check_outputs, check_trainable, fit, make_optimizer)
 
 from .common import (FiniteFloat, configure_cpu, data_dir_option, dataset_option, device_option, load_data,
                      load_data_in_background, resolve_device, seed_option, threads_option)
@@ -205,6 +205,7 @@ def train_in(world, model, device, epochs, batch_size, lr, optimizer, momentum, 
             helper = helper or jit_warmup.start(model, device, input_shape)
         try:
             net = build_for_dataset(model, info, seed)
+            check_trainable(net)
         except ValueError as error:
             jit_warmup.stop(helper)
             raise click.BadParameter(str(error), param_hint="MODEL")

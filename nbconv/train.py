@@ -96,9 +96,7 @@ def build_for_dataset(spec, info, seed=0):
 
     from . import models
     options = {"num_classes": info.num_classes} if "num_classes" in inspect.signature(models.build).parameters else {}
-    model = models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
-    check_trainable(model)
-    return model
+    return models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
 
 
 def check_trainable(model):

@@ -33,7 +33,8 @@ import re
 
 import numpy as np
 
-from . import nn
+from . import checks, nn
+from .nn.init import INITS
 from .spec_grammar import PATTERNS as _PATTERNS, parse_size as _size  # the token grammar, shared with printing
 
 MAX_LAYERS = 10_000
@@ -280,6 +281,21 @@ def _check_input_shape(input_shape):
     return tuple(int(size) for size in shape)
 
 
+def _check_build_options(seed, init, dtype, max_bytes):
+    """build's options checked, each error naming its argument; the dtype as a numpy dtype."""
+    checks.integer("seed", seed, 0, 2 ** 128)
+    if init is not None and init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)} or None, got {init!r}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64 (the kernels' types), got {dtype}")
+    checks.finite("max_bytes", max_bytes, above=True)
+    return dtype
+
+
 def build(spec, input_shape=(1, 28, 28), seed=0, init=None, dtype=np.float32, num_classes=None,
           max_bytes=MAX_BYTES):
     """A Sequential model from a named model ('lenet5', 'lenet1', 'lenet', an architecture of
@@ -294,7 +310,8 @@ def build(spec, input_shape=(1, 28, 28), seed=0, init=None, dtype=np.float32, nu
     """
     from . import architectures
     input_shape = _check_input_shape(input_shape)
-    budget = _Budget(max_bytes, np.dtype(dtype).itemsize)
+    dtype = _check_build_options(seed, init, dtype, max_bytes)
+    budget = _Budget(max_bytes, dtype.itemsize)
     name, options = architectures.parse_name(spec)
     if name is not None:
         if num_classes is not None:

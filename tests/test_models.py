@@ -24,6 +24,23 @@ def test_bad_specs_are_explained(spec, message):
         models.build(spec)
 
 
+@pytest.mark.parametrize("spec", ["lenet", "resnet20"])
+@pytest.mark.parametrize("options,error,message", [
+    ({"dtype": np.float16}, TypeError, "dtype must be float32 or float64"),
+    ({"dtype": np.int32}, TypeError, "dtype must be float32 or float64"),
+    ({"dtype": "bogus"}, TypeError, "dtype must be float32 or float64"),
+    ({"init": "bogus"}, ValueError, "init must be one of he, glorot"),
+    ({"seed": 1.5}, TypeError, "seed must be an int"),
+    ({"seed": -1}, ValueError, "seed must be >= 0"),
+    ({"max_bytes": float("nan")}, ValueError, "max_bytes must be a finite number > 0"),
+])
+def test_build_options_are_checked_naming_them(spec, options, error, message):
+    """dtype=float16 or int32 built a model whose first forward failed; a named architecture ignored a bad init;
+    seed=1.5 failed inside numpy without naming seed; max_bytes=nan turned the memory bound off."""
+    with pytest.raises(error, match=message):
+        models.build(spec, input_shape=(3, 32, 32) if spec == "resnet20" else (1, 28, 28), **options)
+
+
 def test_lenets_have_the_published_shapes():
     lenet5 = models.build("lenet")
     assert lenet5.spec() == models.MODELS["lenet5"]

@@ -1,7 +1,7 @@
 """`nbconv export` and `nbconv import`: checkpoints to and from ONNX files."""
 import click
 
-from nbconv import checkpoint
+from nbconv import checkpoint, files
 
 
 def _onnx():
@@ -13,12 +13,21 @@ def _onnx():
     return onnx
 
 
+def _check_out(out, description, source, what):
+    """A usage error when the file to write is the one read."""
+    try:
+        files.check_not_read(out, [(description, source)], what)
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix(f"{what}: "), param_hint=what)
+
+
 @click.command(name="export")
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", metavar="OUT.onnx", type=click.Path(dir_okay=False, writable=True))
 @click.option("--opset", type=click.IntRange(17), default=17, show_default=True, help="ONNX opset version.")
 def export(checkpoint_path, out, opset):
     """Write the model of CHECKPOINT as an ONNX graph (needs the onnx extra: pip install "nbconv[onnx]")."""
+    _check_out(out, "checkpoint", checkpoint_path, "OUT.onnx")
     onnx = _onnx()
     try:
         state = checkpoint.load(checkpoint_path)
@@ -34,6 +43,7 @@ def export(checkpoint_path, out, opset):
               help="Checkpoint (.npz) to write.")
 def import_(onnx_path, out):
     """Turn the convolutional network in IN.onnx into an nbconv checkpoint (needs the onnx extra)."""
+    _check_out(out, "ONNX file", onnx_path, "--out")
     onnx = _onnx()
     try:
         model = onnx.load(onnx_path)

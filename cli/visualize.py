@@ -107,6 +107,7 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         raise click.ClickException(str(error))
     device = resolve_device(device)
     try:
+        files.check_not_read(out, [("checkpoint", checkpoint_path), ("--image", image_path)])
         files.check_writable(out, "--out")
     except ValueError as error:
         raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")

@@ -108,6 +108,22 @@ def _sync_directory(directory):
         os.close(handle)
 
 
+def check_not_read(path, reads, what="--out"):
+    """Raise a ValueError naming `what` when writing `path` (atomically: a new file renamed over that name) would
+    replace one of the files a command reads (`reads`: (description, path or None) pairs): the same name in the
+    same directory, however spelt (relative, through a linked directory)."""
+    for description, source in reads:
+        if source is not None and _entry(path) == _entry(source):
+            raise ValueError(f"{what}: {path} is the {description} this command reads, and writing it would "
+                             "replace it; give another file name")
+
+
+def _entry(path):
+    """The directory entry a rename onto `path` replaces: its folder's real path and its own name."""
+    path = os.path.abspath(os.fspath(path))
+    return os.path.realpath(os.path.dirname(path)), os.path.basename(path)
+
+
 def check_writable(path, what="--out"):
     """Raise a ValueError naming `what` unless atomic_write_bytes can write `path`: `path` is not a directory
     and its directory exists (or can be made) and accepts new files. Leaves nothing behind but the

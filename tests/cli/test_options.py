@@ -113,3 +113,30 @@ def test_bench_lenet5_preset_runs_only_lenet5(monkeypatch):
 def test_bench_help_speaks_of_its_own_layer_set():
     result = CliRunner().invoke(app, ["bench", "--help"])
     assert "built-in layer set" in result.output and "issue" not in result.output
+
+
+def test_an_out_file_that_is_an_input_is_refused_and_the_input_kept(small_checkpoint, tmp_path):
+    """visualize CHECKPOINT ... --out CHECKPOINT replaced the trained checkpoint by a PNG (dream's --image alike,
+    export's OUT.onnx and import's --out alike); now a usage error, the input left as it was."""
+    import os
+    from PIL import Image
+    photo = str(tmp_path / "photo.png")
+    Image.new("L", (8, 8)).save(photo)
+    before = {path: open(path, "rb").read() for path in (small_checkpoint, photo)}
+    folder = os.path.dirname(small_checkpoint)
+    (tmp_path / "sub").mkdir()
+    os.symlink(folder, tmp_path / "sub" / "up")  # the same folder by another way
+    for args, what in [
+            (["visualize", small_checkpoint, "filters", "--out", small_checkpoint], "--out"),
+            (["visualize", small_checkpoint, "filters", "--out",
+              str(tmp_path / "sub" / "up" / os.path.basename(small_checkpoint))], "--out"),
+            (["visualize", small_checkpoint, "dream", "--image", photo, "--layer", "conv1", "--out", photo], "--out"),
+            (["export", small_checkpoint, small_checkpoint], "OUT.onnx"),
+            (["import", photo, "--out", photo], "--out")]:
+        _usage_error(args, what, "this command reads, and writing it would replace it")
+    assert before == {path: open(path, "rb").read() for path in before}
+    link = tmp_path / "link.npz"
+    os.symlink(small_checkpoint, link)  # writing the link's name replaces the link, not the checkpoint
+    result = CliRunner().invoke(app, ["visualize", small_checkpoint, "filters", "--out", str(link)])
+    assert result.exit_code == 0, result.output
+    assert not link.is_symlink() and open(small_checkpoint, "rb").read() == before[small_checkpoint]

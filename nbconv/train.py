@@ -99,6 +99,16 @@ def build_for_dataset(spec, info, seed=0):
     return models.build(spec, input_shape=tuple(info.shape), seed=seed, **options)
 
 
+def check_settings(config):
+    """ValueError naming the field unless every TrainConfig field holds a value a run takes and its checkpoint
+    may hold (nbconv.checkpoint_checks' rules: batch_size, epochs, augment, ... in their ranges)."""
+    from .checkpoint_checks import CheckpointError, check_config
+    try:
+        check_config(config.as_dict(), "TrainConfig")
+    except CheckpointError as error:
+        raise ValueError(str(error).removeprefix("TrainConfig: ")) from None
+
+
 def check_trainable(model):
     """ValueError unless the model has parameters to train (and a checkpoint to hold them)."""
     if not model.parameters():
@@ -299,6 +309,7 @@ def fit(model, optimizer, splits, config, device="cpu", history=None, on_epoch_e
     """
     history = list(history or [])
     check_trainable(model)
+    check_settings(config)
     image_shape = tuple(splits.train_images.shape[1:])  # (C, H, W), or (H, W) for one channel
     check_batch_statistics(model, image_shape if len(image_shape) == 3 else (1,) + image_shape,
                            len(splits.train_images), config.batch_size, world)

@@ -89,6 +89,20 @@ def test_training_reports_its_progress_through_the_callback(rng):
     assert reports[0][3] == "" and reports[-1][3].startswith("loss ") and reports[-1][3].endswith(" img/s")
 
 
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("batch_size", -5), ("batch_size", 2.5), ("epochs", -1),
+                                         ("augment", -1), ("augment", 2.5), ("std", 0.0), ("flip", "yes")])
+def test_fit_checks_its_config_naming_the_field(rng, field, value):
+    """fit with batch_size=-5 ended in a ZeroDivisionError, batch_size=0 in 'range() arg 3 must not be zero',
+    augment=-1 in numpy's 'high <= 0', augment=2.5 in an error about offsets, flip='yes' trained: none named the
+    field; now a ValueError naming it, before any step."""
+    config = TrainConfig(model="conv4k3,relu,maxpool2,fc2", epochs=1, batch_size=32, lr=0.05)
+    setattr(config, field, value)
+    model = models.build(config.model, input_shape=(1, 12, 12))
+    with pytest.raises(ValueError, match=f"config '{field}' must be"):
+        fit(model, make_optimizer(TrainConfig(), model.parameters()), _synthetic_splits(rng, n=40), config,
+            echo=lambda *a, **k: None)
+
+
 def test_training_lowers_the_loss_and_repeats_exactly(rng):
     splits = _synthetic_splits(rng)
     history = _train(splits)

@@ -8,6 +8,8 @@ import time
 
 import click
 
+from ..peer_watch import process_gone
+
 CONNECT_TIMEOUT = 30.0       # seconds to connect, and the longest wait for any single read
 DEADLINE = 30 * 60.0         # seconds for a whole file (CIFAR's 170 MB at ~100 kB/s)
 ENV_DEADLINE = "NBCONV_DOWNLOAD_DEADLINE"
@@ -42,9 +44,13 @@ def _socket_of(response):
 
 
 def remove_stale_parts(destination):
-    """Remove partial downloads of `destination` left by a process that was killed mid-download."""
+    """Remove partial downloads of `destination` left by a process that was killed mid-download: those whose
+    writer (the pid in their name) is gone, not another live process's download of the same file."""
     directory, name = os.path.split(os.path.abspath(destination))
     for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.part")):
+        writer = os.path.basename(path)[len(name) + 2:-len(".part")].partition("-")[0]
+        if writer.isdigit() and (int(writer) == os.getpid() or not process_gone(int(writer))):
+            continue  # being written (by another thread of this process, or another process)
         try:
             os.unlink(path)
         except OSError:
@@ -55,7 +61,7 @@ def _create_part(directory, name):
     """(descriptor, path) of a new `.NAME.<random>.part` file in `directory`, of mode 0666 less the umask (as
     any file the user creates: the dataset may sit in a folder others read too), opened for writing."""
     while True:
-        path = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.part")
+        path = os.path.join(directory, f".{name}.{os.getpid()}-{secrets.token_hex(8)}.part")
         try:
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), path
         except FileExistsError:

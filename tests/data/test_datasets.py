@@ -196,6 +196,28 @@ def test_stale_partial_downloads_are_removed(isolated, served):
     assert not stale.exists() and not [f for f in os.listdir(isolated / "data") if f.startswith(".")]
 
 
+def test_another_live_download_of_the_same_file_is_left_alone(isolated, served):
+    """A second nbconv started on the same cold cache deleted the first one's partial download, which then failed
+    (a FileNotFoundError traceback at its rename); now only parts whose writer is gone are removed."""
+    import subprocess
+    import sys
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        name = "train-images-idx3-ubyte.gz"
+        alive_part = isolated / "data" / f".{name}.{live.pid}-0123456789abcdef.part"
+        dead_part = isolated / "data" / f".{name}.{gone.pid}-0123456789abcdef.part"
+        alive_part.write_bytes(b"being written")
+        dead_part.write_bytes(b"left by a killed run")
+        with _Server(served) as server:
+            datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), echo=_quiet)
+        assert alive_part.exists() and not dead_part.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_a_missing_data_dir_is_an_error_and_is_not_created(isolated):
     missing = isolated / "no" / "such"
     with pytest.raises(datasets.DataUnavailableError, match="does not exist"):

@@ -1,5 +1,6 @@
 """The IDX file format (MNIST, Fashion-MNIST), plain or gzip-compressed, read with full validation."""
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -42,7 +43,7 @@ def _declared(path, header):
     if ndim == 0 or len(header) < 4 + 4 * ndim:
         raise IDXError(f"{path}: IDX header announces {ndim} dimensions but the file ends after {len(header)} bytes")
     shape = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
-    return dtype, shape, 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return dtype, shape, 4 + 4 * ndim + math.prod(shape) * dtype.itemsize  # Python ints: 4 dims of 2**16 wrapped an int64 to 0
 
 
 def _read_gzip_bounded(path, compressed, max_bytes):

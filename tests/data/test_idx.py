@@ -30,6 +30,9 @@ def test_known_header_bytes(tmp_path):
     (b"\x12\x34\x08\x01\x00\x00\x00\x01\x01", "bad magic number"),
     (b"\x00\x00\x08\x03\x00\x00", "dimensions"),
     (b"", "bad magic number"),
+    # dimensions whose product overflows an int64: 2**64 wrapped to 0 and reached numpy's reshape unnamed
+    (b"\x00\x00\x08\x04" + b"\x00\x01\x00\x00" * 4, "needs 18446744073709551636 bytes"),
+    (b"\x00\x00\x0d\x03" + b"\xff\xff\xff\xff" * 3, "truncated"),
 ])
 def test_corrupt_files_name_the_file(tmp_path, payload, message):
     path = tmp_path / "broken-idx1-ubyte"
@@ -37,6 +40,13 @@ def test_corrupt_files_name_the_file(tmp_path, payload, message):
     with pytest.raises(IDXError, match=message) as raised:
         read_idx(path)
     assert str(path) in str(raised.value)
+
+
+def test_overflowing_dimensions_in_a_gzip_file_are_refused_by_their_size(tmp_path):
+    path = tmp_path / "huge.gz"
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x04" + b"\x00\x01\x00\x00" * 4))
+    with pytest.raises(IDXError, match="huge.gz: IDX header announces shape .* more than nbconv reads"):
+        read_idx(path)
 
 
 def test_truncated_gzip_names_the_file(tmp_path):

@@ -116,6 +116,9 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
     except ValueError as error:
         raise click.ClickException(str(error))
     model = state.model
+    if what != "history" and len(state.input_shape) != 3:
+        raise click.ClickException(f"{checkpoint_path}: the model takes inputs of shape {state.input_shape}, not "
+                                   f"images (C, H, W), so there are no {what} pictures to draw; 'history' works")
     config = TrainConfig(**state.config) if state.config else TrainConfig()
     mean, std = input_normalisation(state)
     chosen = parse_channels(channels)

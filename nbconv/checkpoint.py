@@ -193,9 +193,10 @@ class Checkpoint:
         self.path = path
         self.spec = archive.text("spec")
         input_shape = archive.read("input_shape", HEADER_ALLOWANCE)
-        if input_shape.dtype.kind not in "iu" or input_shape.ndim != 1 or len(input_shape) not in (2, 3) or \
+        if input_shape.dtype.kind not in "iu" or input_shape.ndim != 1 or len(input_shape) not in (1, 2, 3) or \
                 (input_shape < 1).any():
-            raise CheckpointError(f"{path}: input_shape must be 2 or 3 positive integers ((C, W) or (C, H, W)), "
+            raise CheckpointError(f"{path}: input_shape must be 1 to 3 positive integers ((C, H, W), (C, W) or "
+                                  "(features,), as models.build takes), "
                                   f"got {input_shape.tolist()!r:.80}")
         self.input_shape = tuple(int(v) for v in input_shape)
         self.config = check_config(archive.json("config"), path)

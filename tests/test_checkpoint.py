@@ -69,6 +69,20 @@ def test_a_missing_file_is_a_checkpoint_error(tmp_path):
         checkpoint.load(str(tmp_path / "nowhere.npz"))
 
 
+@pytest.mark.parametrize("spec,input_shape", [("fc8,relu,fc3", (5,)), ("conv1d4k3,relu,fc3", (2, 9))])
+def test_models_of_feature_and_sequence_inputs_round_trip(tmp_path, spec, input_shape):
+    """models.build takes (features,) inputs and save wrote them, but load refused its own file ('input_shape must
+    be 2 or 3 positive integers'): the trained weights were only readable by hand."""
+    from nbconv import models
+    model = models.build(spec, input_shape)
+    path = str(tmp_path / "c.npz")
+    checkpoint.save(path, model, input_shape)
+    state = checkpoint.load(path)
+    assert state.input_shape == input_shape and state.model.spec() == model.spec()
+    x = np.random.default_rng(0).standard_normal((2,) + input_shape).astype(np.float32)
+    np.testing.assert_array_equal(state.model.eval().forward(x), model.eval().forward(x))
+
+
 def test_save_refuses_what_load_would_refuse(tmp_path):
     from nbconv import models
     model = models.build("fc10", (1, 4, 4))

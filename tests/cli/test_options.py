@@ -140,3 +140,19 @@ def test_an_out_file_that_is_an_input_is_refused_and_the_input_kept(small_checkp
     result = CliRunner().invoke(app, ["visualize", small_checkpoint, "filters", "--out", str(link)])
     assert result.exit_code == 0, result.output
     assert not link.is_symlink() and open(small_checkpoint, "rb").read() == before[small_checkpoint]
+
+
+@pytest.mark.parametrize("spec,input_shape", [("fc10", (5,)), ("conv1d3k3,relu,fc10", (2, 9))])
+@pytest.mark.parametrize("what", ["filters", "maximize", "class", "dream"])
+def test_visualize_names_a_model_that_does_not_take_images(tmp_path, spec, input_shape, what):
+    """A checkpoint of a (features,) model ended in an IndexError traceback, one of (C, W) inputs in 'axis 3 is out
+    of bounds for array of dimension 3'; now one line saying the model takes no images."""
+    from PIL import Image
+    path = str(tmp_path / "m.npz")
+    checkpoint.save(path, models.build(spec, input_shape), input_shape)
+    photo = str(tmp_path / "photo.png")
+    Image.new("RGB", (8, 8)).save(photo)
+    extra = ["--image", photo, "--layer", "fc1"] if what == "dream" else ["--steps", "2"] if what != "filters" else []
+    result = CliRunner().invoke(app, ["visualize", path, what, *extra, "--out", str(tmp_path / "v.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"the model takes inputs of shape {input_shape}, not images" in result.output

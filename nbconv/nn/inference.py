@@ -50,7 +50,8 @@ steps allocate their outputs, and an array is let go after its last reader), so 
 at once give their own results.
 
 Nothing is kept for a backward pass: after `infer`, `backward` raises until `forward` runs again. A model in
-training mode runs its ordinary `forward` (batch statistics, dropout).
+training mode, or with any layer in it in training mode (a batch norm or dropout switched back with `.train()`),
+runs its ordinary `forward` (batch statistics, dropout), as its layers' modes ask.
 """
 import operator
 
@@ -83,6 +84,8 @@ def infer(model, input):
         if output is _STALE:  # the model changed: no program may keep its old weights alive
             programs = None
     if output is _STALE:
+        if any(layer.training for _, layer in model.named_layers()):  # a layer the user put in training mode
+            return model.forward(input)
         program, output = _record(model, input)
         if key is not None:
             if programs is None or len(programs) >= PROGRAMS_KEPT:
@@ -192,7 +195,10 @@ class _Recorder:
 def _record(model, input):
     """(Program, output): the model walked once for this input, its steps run as they are recorded."""
     recorder = _Recorder(input)
-    recorder.containers = [model] + [layer for _, layer in model.named_layers() if isinstance(layer, Sequential)]
+    layers = [layer for _, layer in model.named_layers()]
+    recorder.containers = [model] + [layer for layer in layers if isinstance(layer, Sequential)]
+    for layer in layers:  # a layer switched to training mode makes the program stale (see infer)
+        recorder.watch(layer, "training")
     output_slot, _ = _run(recorder, model, 0)
     return recorder.program(output_slot), recorder.slots[output_slot]
 

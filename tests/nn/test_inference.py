@@ -104,6 +104,27 @@ def test_training_mode_runs_the_ordinary_forward(rng):
     np.testing.assert_array_equal(model.state_dict()["bn1.running_mean"], twin.state_dict()["bn1.running_mean"])
 
 
+@pytest.mark.parametrize("path", ["bn1", "res1.bn2"])
+def test_a_layer_switched_to_training_mode_runs_the_ordinary_forward(rng, path):
+    """An eval-mode model with one batch norm put back in training mode: infer ran that batch norm with the
+    running statistics (a program recorded before the switch, or a new one) while forward used the batch's, and
+    left the running statistics unchanged; now infer follows every layer's own mode, and back in eval mode the
+    prepared program again."""
+    spec, input_shape = SPECS["resnet-style"]
+    model, twin = _model(spec, input_shape), _model(spec, input_shape)
+    x = rng.standard_normal((4,) + input_shape).astype(np.float32)
+    _assert_close(nn.infer(model, x), twin.forward(x))  # a program recorded in eval mode
+    model[path].train()
+    twin[path].train()
+    for _ in range(2):  # the recorded program is stale, then no program is used
+        np.testing.assert_array_equal(nn.infer(model, x), twin.forward(x))
+    key = path + ".running_mean"
+    np.testing.assert_array_equal(model.state_dict()[key], twin.state_dict()[key])
+    model[path].eval()
+    twin[path].eval()
+    _assert_close(nn.infer(model, x), twin.forward(x))
+
+
 def test_infer_on_the_cuda_backend_matches_the_cpu(rng):
     if not backend.cuda_status()[0]:
         pytest.skip("no CUDA backend (real or simulated)")

@@ -254,8 +254,13 @@ def to_host(array):
 
 
 def transfer(array, backend):
-    """`array` on the given backend ('cpu' or 'cuda')."""
-    return to_device(array) if backend == "cuda" else to_host(array)
+    """`array` on the given backend ('cpu' or 'cuda'; anything else is a ValueError, not the host)."""
+    if backend == "cuda":
+        return to_device(array)
+    if backend != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda' (nbconv.backend.resolve turns 'auto' into one), "
+                         f"got {backend!r}")
+    return to_host(array)
 
 
 def contiguous(array):

@@ -40,3 +40,15 @@ def test_backward_before_any_forward_pass_is_an_error_saying_so():
     model = _model()
     with pytest.raises(ValueError, match="backward needs a forward pass first: call forward"):
         model.backward(np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("device", ["gpu", "CUDA", "cpu0", None])
+def test_moving_a_model_to_an_unknown_device_is_refused(device):
+    """model.to('gpu') (or 'CUDA') left the model on the CPU without a word; now a ValueError naming it."""
+    from nbconv import backend
+    model = models.build("conv2k3,relu,fc2", (1, 4, 4))
+    with pytest.raises(ValueError, match=f"device must be 'cpu' or 'cuda'.*got {device!r}"):
+        model.to(device)
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        backend.transfer(np.zeros(2), device)
+    assert type(model.to("cpu").parameters()[0].value) is np.ndarray

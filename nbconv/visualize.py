@@ -78,6 +78,8 @@ def maximize(model, layer, channels, input_shape=(1, 28, 28), mean=0.0, std=1.0,
     `layer` is the last layer). Returns an AscentResult. mean/std: the model's input normalisation, a
     number or one value per input channel (of pixel values in [0, 1])."""
     channels = [int(c) for c in channels]
+    if isinstance(input_shape, (str, bytes)) or len(tuple(input_shape)) != 3:
+        raise ValueError(f"input_shape must be an image's (C, H, W): the ascent draws images, got {input_shape!r}")
     mean, std = per_channel(mean, "mean", input_shape[0]), per_channel(std, "std", input_shape[0], positive=True)
     check_ascent(steps, lr, jitter, l2_decay)
     _check_target(model, layer, channels, input_shape)

@@ -53,6 +53,17 @@ def test_bad_layer_or_channel_lists_the_valid_ones():
         visualize.maximize(model, "conv2", [6], input_shape=(1, 12, 12))
 
 
+@pytest.mark.parametrize("spec,input_shape", [("conv1d3k3,relu,fc4", (2, 9)), ("fc8,relu,fc4", (5,))])
+def test_a_model_that_takes_no_images_is_refused_naming_input_shape(spec, input_shape):
+    """maximize and class_images on a (C, W) model failed in numpy ('axis 3 is out of bounds for array of dimension
+    3'), on a (features,) model in per_channel; now a ValueError naming input_shape."""
+    model = models.build(spec, input_shape=input_shape)
+    with pytest.raises(ValueError, match=r"input_shape must be an image's \(C, H, W\)"):
+        visualize.maximize(model, "relu1", [0], input_shape=input_shape, steps=2)
+    with pytest.raises(ValueError, match=r"input_shape must be an image's \(C, H, W\)"):
+        visualize.class_images(model, input_shape=input_shape, steps=2)
+
+
 @pytest.mark.parametrize("args,size", [
     (["filters", "--scale", "2"], (2 + 2 * (3 * 8 + 2), 2 + 2 * (3 * 8 + 2 + 12))),
     (["history"], (720, 320)),

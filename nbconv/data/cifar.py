@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from ..files import create_temporary, atomic_write_bytes
+from ..files import atomic_write_bytes, create_temporary
 from .errors import DataFileError
 
 SHAPE = (3, 32, 32)

@@ -58,7 +58,7 @@ def remove_stale_parts(destination):
 
 
 def _create_part(directory, name):
-    """(descriptor, path) of a new `.NAME.<random>.part` file in `directory`, of mode 0666 less the umask (as
+    """(descriptor, path) of a new `.NAME.<pid>-<random>.part` file in `directory`, of mode 0666 less the umask (as
     any file the user creates: the dataset may sit in a folder others read too), opened for writing."""
     while True:
         path = os.path.join(directory, f".{name}.{os.getpid()}-{secrets.token_hex(8)}.part")

@@ -43,7 +43,8 @@ def _declared(path, header):
     if ndim == 0 or len(header) < 4 + 4 * ndim:
         raise IDXError(f"{path}: IDX header announces {ndim} dimensions but the file ends after {len(header)} bytes")
     shape = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
-    return dtype, shape, 4 + 4 * ndim + math.prod(shape) * dtype.itemsize  # Python ints: 4 dims of 2**16 wrapped an int64 to 0
+    # in Python ints: four dimensions of 2**16 wrapped an int64 product to 0
+    return dtype, shape, 4 + 4 * ndim + math.prod(shape) * dtype.itemsize
 
 
 def _read_gzip_bounded(path, compressed, max_bytes):

@@ -8,13 +8,16 @@ packs the weight matrix again at every call.
 
 A task is one image, one block of its output positions and one slice of the panels. Its input block is
 copied once into sub-blocks of 16 positions, source[(s*C + c)*16 + j] = input[n, c, position p0 + 16s + j]
-(zero past the block; a stride reads every s-th pixel here, nothing is unrolled), then for each panel and
-each DEPTH of the C channels at a time (its weights, 6 x DEPTH, stay in L1), each sub-block is summed in 12
+(zero past the block; a stride reads every s-th pixel here, nothing is unrolled). The panels are taken a group
+at a time (panel_group: as many as keep one DEPTH of their weights within GROUP_BYTES, from L2), and for each
+DEPTH of the C channels and each sub-block, every panel of the group is summed over that sub-block in 12
 vector registers: 6 channels x 2 vectors of 8 positions, 2 vector loads and 6 broadcast weights for 12 fused
-multiply-adds a channel. A last sub-block of 8 positions or fewer uses one vector (6 registers). After the
-last DEPTH, a full panel of a full sub-block is finished in the registers (bias, scale and shift as one
-multiply-add, the residual, the activation) and stored to the output; partial sums, a last partial panel
-and the last sub-block go through a tile (6, block) and are finished from there while it is in L1.
+multiply-adds a channel. The sub-block (16 x DEPTH values) is read from L2 once and from L1 by the group's
+other panels, and one call sums the whole row of panels. A last sub-block of 8 positions or fewer uses one
+vector (6 registers). After the last DEPTH, a full panel of a full sub-block is finished in the registers
+(bias, scale and shift as one multiply-add, the residual, the activation) and stored to the output; partial
+sums, a last partial panel and the last sub-block go through a tile (group x 6, block) and are finished from
+there. Each output is one sum in one order whatever the group: the results do not depend on it.
 
 Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
 (batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a

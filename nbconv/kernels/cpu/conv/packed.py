@@ -8,13 +8,16 @@ packs the weight matrix again at every call.
 
 A task is one image, one block of its output positions and one slice of the panels. Its input block is
 copied once into sub-blocks of 16 positions, source[(s*C + c)*16 + j] = input[n, c, position p0 + 16s + j]
-(zero past the block; a stride reads every s-th pixel here, nothing is unrolled), then for each panel and
-each DEPTH of the C channels at a time (its weights, 6 x DEPTH, stay in L1), each sub-block is summed in 12
+(zero past the block; a stride reads every s-th pixel here, nothing is unrolled). The panels are taken a group
+at a time (panel_group: as many as keep one DEPTH of their weights within GROUP_BYTES, from L2), and for each
+DEPTH of the C channels and each sub-block, every panel of the group is summed over that sub-block in 12
 vector registers: 6 channels x 2 vectors of 8 positions, 2 vector loads and 6 broadcast weights for 12 fused
-multiply-adds a channel. A last sub-block of 8 positions or fewer uses one vector (6 registers). After the
-last DEPTH, a full panel of a full sub-block is finished in the registers (bias, scale and shift as one
-multiply-add, the residual, the activation) and stored to the output; partial sums, a last partial panel
-and the last sub-block go through a tile (6, block) and are finished from there while it is in L1.
+multiply-adds a channel. The sub-block (16 x DEPTH values) is read from L2 once and from L1 by the group's
+other panels, and one call sums the whole row of panels. A last sub-block of 8 positions or fewer uses one
+vector (6 registers). After the last DEPTH, a full panel of a full sub-block is finished in the registers
+(bias, scale and shift as one multiply-add, the residual, the activation) and stored to the output; partial
+sums, a last partial panel and the last sub-block go through a tile (group x 6, block) and are finished from
+there. Each output is one sum in one order whatever the group: the results do not depend on it.
 
 Blocks hold at most PACK_BYTES of packed input (at least MIN_POSITIONS positions); with only a few tasks
 (batch 1) the panels are cut into one slice a thread instead, so that every thread gets an equal share (a
@@ -37,6 +40,7 @@ POSITIONS = 2 * LANES  # output positions a micro-kernel sums at once (a sub-blo
 DEPTH = 256  # input channels a micro-kernel call sums: its 6 x 256 weights stay in L1 for every sub-block
 PACK_BYTES = 512 * 1024  # a block's packed input at most this large (a core's L2) ...
 MIN_POSITIONS = 64  # ... but at least this many positions
+GROUP_BYTES = 192 * 1024  # the weights (one DEPTH) of the panels summed together over one sub-block, from L2
 REGISTER_EPILOGUE = True  # full panels of full sub-blocks finished in registers, not through the tile
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
 CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
@@ -84,7 +88,16 @@ def buffers(pass_, convolution, itemsize, threads):
     width, blocks, slices = blocking(convolution, itemsize, threads)
     padded = _round_up(width, POSITIONS)
     chunks = max(1, min(N * blocks * slices, threads))
-    return (("packed_input", "col", (chunks, padded * C)), ("tile", "packed_tile", (chunks, PANEL * padded)))
+    group = panel_group(C, convolution.weight_shape[0], itemsize)
+    return (("packed_input", "col", (chunks, padded * C)),
+            ("tile", "packed_tile", (chunks, group * PANEL * padded)))
+
+
+def panel_group(C, D, itemsize):
+    """Panels summed together, sub-block by sub-block: as many as keep their weights of one DEPTH within
+    GROUP_BYTES (at most all D's panels)."""
+    per_panel = PANEL * min(C, DEPTH) * itemsize
+    return max(1, min(-(-D // PANEL), GROUP_BYTES // max(1, per_panel)))
 
 
 def pack_weight(weight):
@@ -107,13 +120,17 @@ def pack_input(input, n, p0, p1, stride_h, stride_w, out_w, source):
         plane = input[n, c]
         if stride_h == 1 and stride_w == 1 and plane.shape[1] == out_w:
             flat = plane.reshape(-1)
-            for s in range(subs):
+            full = count // POSITIONS
+            for s in range(full):  # whole sub-blocks: two vector copies
                 first = p0 + s * POSITIONS
-                width = min(POSITIONS, p1 - first)
-                target = source[(s * C + c) * POSITIONS:(s * C + c) * POSITIONS + width]
-                values = flat[first:first + width]
-                for j in range(width):
-                    target[j] = values[j]
+                at = (s * C + c) * POSITIONS
+                store(source, at, load(flat, first))
+                store(source, at + LANES, load(flat, first + LANES))
+            if full < subs:
+                first = p0 + full * POSITIONS
+                at = (full * C + c) * POSITIONS
+                for j in range(p1 - first):
+                    source[at + j] = flat[first + j]
         else:
             oh, ow = p0 // out_w, p0 % out_w
             for q in range(count):
@@ -125,11 +142,12 @@ def pack_input(input, n, p0, p1, stride_h, stride_w, out_w, source):
 
 
 @njit(cache=True, inline="always")
-def finished(value, factors, offsets, d, residual, at, summed, activation):
-    """activation(value * factors[d] + offsets[d] + residual[at:at + 8]) (the residual when summed)."""
-    value = add_products(broadcast(offsets, d), value, broadcast(factors, d))
+def finished(value, factor, offset, residual, summed, activation):
+    """activation(value * factor + offset + residual) (the residual only when summed); vectors all, so that
+    no array passes into this inlined function (each array passed would cost a reference count a call)."""
+    value = add_products(offset, value, factor)
     if summed:
-        value = add(value, load(residual, at))
+        value = add(value, residual)
     if activation == RELU:
         value = relu(value)
     elif activation == RELU6:
@@ -138,94 +156,110 @@ def finished(value, factors, offsets, d, residual, at, summed, activation):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def panel_sums(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first, finish, output,
-               out_at, out_stride, factors, offsets, d0, residual, summed, activation):
-    """The sums over c < depth of weights[weight_at + 6c + m] * source[source_at + 16c + j] for m < 6, j < 16
-    in 12 vector accumulators, started from zero when first, else from the tile's values; then either stored
-    to tile[tile_at + m*tile_stride + j], or, when finish, finished (the epilogue: factors, offsets (D,),
-    residual flat like output when summed, activation) and stored to the flat output at out_at +
-    m*out_stride + j, channel d0 + m."""
-    if first:
-        a00 = zeros(tile)
-        a01 = zeros(tile)
-        a10 = zeros(tile)
-        a11 = zeros(tile)
-        a20 = zeros(tile)
-        a21 = zeros(tile)
-        a30 = zeros(tile)
-        a31 = zeros(tile)
-        a40 = zeros(tile)
-        a41 = zeros(tile)
-        a50 = zeros(tile)
-        a51 = zeros(tile)
-    else:
-        a00 = load(tile, tile_at)
-        a01 = load(tile, tile_at + LANES)
-        a10 = load(tile, tile_at + tile_stride)
-        a11 = load(tile, tile_at + tile_stride + LANES)
-        a20 = load(tile, tile_at + 2 * tile_stride)
-        a21 = load(tile, tile_at + 2 * tile_stride + LANES)
-        a30 = load(tile, tile_at + 3 * tile_stride)
-        a31 = load(tile, tile_at + 3 * tile_stride + LANES)
-        a40 = load(tile, tile_at + 4 * tile_stride)
-        a41 = load(tile, tile_at + 4 * tile_stride + LANES)
-        a50 = load(tile, tile_at + 5 * tile_stride)
-        a51 = load(tile, tile_at + 5 * tile_stride + LANES)
-    for c in range(depth):
-        at = source_at + c * POSITIONS
-        x0 = load(source, at)
-        x1 = load(source, at + LANES)
-        k = weight_at + c * PANEL
-        w = broadcast(weights, k)
-        a00 = add_products(a00, x0, w)
-        a01 = add_products(a01, x1, w)
-        w = broadcast(weights, k + 1)
-        a10 = add_products(a10, x0, w)
-        a11 = add_products(a11, x1, w)
-        w = broadcast(weights, k + 2)
-        a20 = add_products(a20, x0, w)
-        a21 = add_products(a21, x1, w)
-        w = broadcast(weights, k + 3)
-        a30 = add_products(a30, x0, w)
-        a31 = add_products(a31, x1, w)
-        w = broadcast(weights, k + 4)
-        a40 = add_products(a40, x0, w)
-        a41 = add_products(a41, x1, w)
-        w = broadcast(weights, k + 5)
-        a50 = add_products(a50, x0, w)
-        a51 = add_products(a51, x1, w)
-    if finish:
-        at = out_at
-        store(output, at, finished(a00, factors, offsets, d0, residual, at, summed, activation))
-        store(output, at + LANES, finished(a01, factors, offsets, d0, residual, at + LANES, summed, activation))
-        at += out_stride
-        store(output, at, finished(a10, factors, offsets, d0 + 1, residual, at, summed, activation))
-        store(output, at + LANES, finished(a11, factors, offsets, d0 + 1, residual, at + LANES, summed, activation))
-        at += out_stride
-        store(output, at, finished(a20, factors, offsets, d0 + 2, residual, at, summed, activation))
-        store(output, at + LANES, finished(a21, factors, offsets, d0 + 2, residual, at + LANES, summed, activation))
-        at += out_stride
-        store(output, at, finished(a30, factors, offsets, d0 + 3, residual, at, summed, activation))
-        store(output, at + LANES, finished(a31, factors, offsets, d0 + 3, residual, at + LANES, summed, activation))
-        at += out_stride
-        store(output, at, finished(a40, factors, offsets, d0 + 4, residual, at, summed, activation))
-        store(output, at + LANES, finished(a41, factors, offsets, d0 + 4, residual, at + LANES, summed, activation))
-        at += out_stride
-        store(output, at, finished(a50, factors, offsets, d0 + 5, residual, at, summed, activation))
-        store(output, at + LANES, finished(a51, factors, offsets, d0 + 5, residual, at + LANES, summed, activation))
-        return
-    store(tile, tile_at, a00)
-    store(tile, tile_at + LANES, a01)
-    store(tile, tile_at + tile_stride, a10)
-    store(tile, tile_at + tile_stride + LANES, a11)
-    store(tile, tile_at + 2 * tile_stride, a20)
-    store(tile, tile_at + 2 * tile_stride + LANES, a21)
-    store(tile, tile_at + 3 * tile_stride, a30)
-    store(tile, tile_at + 3 * tile_stride + LANES, a31)
-    store(tile, tile_at + 4 * tile_stride, a40)
-    store(tile, tile_at + 4 * tile_stride + LANES, a41)
-    store(tile, tile_at + 5 * tile_stride, a50)
-    store(tile, tile_at + 5 * tile_stride + LANES, a51)
+def panel_sums(weights, weight_at, weight_step, panels, source, source_at, depth, tile, tile_at, tile_step,
+               tile_stride, first, finish, output, out_at, out_step, out_stride, factors, offsets, d0, D, residual,
+               summed, activation):
+    """For `panels` panels in a row, panel p's sums over c < depth of weights[w + 6c + m] *
+    source[source_at + 16c + j] (w = weight_at + p*weight_step) for m < 6, j < 16 in 12 vector accumulators,
+    started from zero when first, else from the tile's values at t = tile_at + p*tile_step; then either stored
+    to tile[t + m*tile_stride + j], or, when finish and the panel is full (its channels d = d0 + 6p + m all
+    below D), finished (the epilogue: factors, offsets (D,), residual flat like output when summed, activation)
+    and stored to the flat output at out_at + p*out_step + m*out_stride + j. The source's sub-block stays in
+    L1 for the whole row of panels, and no array is passed per panel (an inlined call with arrays costs their
+    reference counts)."""
+    for p in range(panels):
+        w_at = weight_at + p * weight_step
+        t_at = tile_at + p * tile_step
+        o_at = out_at + p * out_step
+        d = d0 + p * PANEL
+        fin = finish and d + PANEL <= D
+        if first:
+            a00 = zeros(tile)
+            a01 = zeros(tile)
+            a10 = zeros(tile)
+            a11 = zeros(tile)
+            a20 = zeros(tile)
+            a21 = zeros(tile)
+            a30 = zeros(tile)
+            a31 = zeros(tile)
+            a40 = zeros(tile)
+            a41 = zeros(tile)
+            a50 = zeros(tile)
+            a51 = zeros(tile)
+        else:
+            a00 = load(tile, t_at)
+            a01 = load(tile, t_at + LANES)
+            a10 = load(tile, t_at + tile_stride)
+            a11 = load(tile, t_at + tile_stride + LANES)
+            a20 = load(tile, t_at + 2 * tile_stride)
+            a21 = load(tile, t_at + 2 * tile_stride + LANES)
+            a30 = load(tile, t_at + 3 * tile_stride)
+            a31 = load(tile, t_at + 3 * tile_stride + LANES)
+            a40 = load(tile, t_at + 4 * tile_stride)
+            a41 = load(tile, t_at + 4 * tile_stride + LANES)
+            a50 = load(tile, t_at + 5 * tile_stride)
+            a51 = load(tile, t_at + 5 * tile_stride + LANES)
+        for c in range(depth):
+            at = source_at + c * POSITIONS
+            x0 = load(source, at)
+            x1 = load(source, at + LANES)
+            k = w_at + c * PANEL
+            w = broadcast(weights, k)
+            a00 = add_products(a00, x0, w)
+            a01 = add_products(a01, x1, w)
+            w = broadcast(weights, k + 1)
+            a10 = add_products(a10, x0, w)
+            a11 = add_products(a11, x1, w)
+            w = broadcast(weights, k + 2)
+            a20 = add_products(a20, x0, w)
+            a21 = add_products(a21, x1, w)
+            w = broadcast(weights, k + 3)
+            a30 = add_products(a30, x0, w)
+            a31 = add_products(a31, x1, w)
+            w = broadcast(weights, k + 4)
+            a40 = add_products(a40, x0, w)
+            a41 = add_products(a41, x1, w)
+            w = broadcast(weights, k + 5)
+            a50 = add_products(a50, x0, w)
+            a51 = add_products(a51, x1, w)
+        if fin:
+            at = o_at
+            factor, offset = broadcast(factors, d), broadcast(offsets, d)
+            store(output, at, finished(a00, factor, offset, load(residual, at) if summed else a00, summed, activation))
+            store(output, at + LANES, finished(a01, factor, offset, load(residual, at + LANES) if summed else a01, summed, activation))
+            at = o_at + 1 * out_stride
+            factor, offset = broadcast(factors, d + 1), broadcast(offsets, d + 1)
+            store(output, at, finished(a10, factor, offset, load(residual, at) if summed else a10, summed, activation))
+            store(output, at + LANES, finished(a11, factor, offset, load(residual, at + LANES) if summed else a11, summed, activation))
+            at = o_at + 2 * out_stride
+            factor, offset = broadcast(factors, d + 2), broadcast(offsets, d + 2)
+            store(output, at, finished(a20, factor, offset, load(residual, at) if summed else a20, summed, activation))
+            store(output, at + LANES, finished(a21, factor, offset, load(residual, at + LANES) if summed else a21, summed, activation))
+            at = o_at + 3 * out_stride
+            factor, offset = broadcast(factors, d + 3), broadcast(offsets, d + 3)
+            store(output, at, finished(a30, factor, offset, load(residual, at) if summed else a30, summed, activation))
+            store(output, at + LANES, finished(a31, factor, offset, load(residual, at + LANES) if summed else a31, summed, activation))
+            at = o_at + 4 * out_stride
+            factor, offset = broadcast(factors, d + 4), broadcast(offsets, d + 4)
+            store(output, at, finished(a40, factor, offset, load(residual, at) if summed else a40, summed, activation))
+            store(output, at + LANES, finished(a41, factor, offset, load(residual, at + LANES) if summed else a41, summed, activation))
+            at = o_at + 5 * out_stride
+            factor, offset = broadcast(factors, d + 5), broadcast(offsets, d + 5)
+            store(output, at, finished(a50, factor, offset, load(residual, at) if summed else a50, summed, activation))
+            store(output, at + LANES, finished(a51, factor, offset, load(residual, at + LANES) if summed else a51, summed, activation))
+            continue
+        store(tile, t_at, a00)
+        store(tile, t_at + LANES, a01)
+        store(tile, t_at + tile_stride, a10)
+        store(tile, t_at + tile_stride + LANES, a11)
+        store(tile, t_at + 2 * tile_stride, a20)
+        store(tile, t_at + 2 * tile_stride + LANES, a21)
+        store(tile, t_at + 3 * tile_stride, a30)
+        store(tile, t_at + 3 * tile_stride + LANES, a31)
+        store(tile, t_at + 4 * tile_stride, a40)
+        store(tile, t_at + 4 * tile_stride + LANES, a41)
+        store(tile, t_at + 5 * tile_stride, a50)
+        store(tile, t_at + 5 * tile_stride + LANES, a51)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
@@ -312,7 +346,8 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, outp
     summed = residual.shape[0] > 0
     every_residual = residual.reshape(-1)
     chunks = source_buffer.shape[0]
-    tile_stride = tile_buffer.shape[1] // PANEL
+    tile_stride = (width + POSITIONS - 1) // POSITIONS * POSITIONS
+    group = max(1, tile_buffer.shape[1] // (PANEL * tile_stride))
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
         source, tile = source_buffer[chunk], tile_buffer[chunk]
@@ -329,32 +364,39 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, outp
             p0 = block * width
             p1 = min(P, p0 + width)
             count = p1 - p0
+            subs = (count + POSITIONS - 1) // POSITIONS
+            full_subs = count // POSITIONS  # finished in registers in a full panel
             if block_task != packed_task:
                 pack_input(input, n, p0, p1, stride_h, stride_w, OW, source)
                 packed_task = block_task
-            subs = (count + POSITIONS - 1) // POSITIONS
-            full_subs = count // POSITIONS  # finished in registers in a full panel
             g0, g1 = chunk_bounds(task % slices, slices, panels)
-            for g in range(g0, g1):
-                d0 = g * PANEL
-                full_panel = d0 + PANEL <= D
-                out_at = (n * D + d0) * P + p0
+            for group_first in range(g0, g1, group):
+                group_last = min(g1, group_first + group)
                 for c0 in range(0, C, DEPTH):
                     depth = min(DEPTH, C - c0)
-                    weight_at = (g * C + c0) * PANEL
                     last_depth = c0 + DEPTH >= C
                     for s in range(subs):
                         source_at = (s * C + c0) * POSITIONS
-                        if count - s * POSITIONS <= LANES:
-                            panel_sums_narrow(packed_weight, weight_at, source, source_at, depth, tile,
-                                              s * POSITIONS, tile_stride, c0 == 0)
+                        narrow = count - s * POSITIONS <= LANES
+                        weight_at = (group_first * C + c0) * PANEL
+                        if narrow:
+                            for g in range(group_first, group_last):
+                                panel_sums_narrow(packed_weight, weight_at + (g - group_first) * C * PANEL, source,
+                                                  source_at, depth, tile,
+                                                  (g - group_first) * PANEL * tile_stride + s * POSITIONS,
+                                                  tile_stride, c0 == 0)
                         else:
-                            panel_sums(packed_weight, weight_at, source, source_at, depth, tile, s * POSITIONS,
-                                       tile_stride, c0 == 0, finishing and last_depth and full_panel and s < full_subs,
-                                       every_output, out_at + s * POSITIONS, P, factors, offsets, d0,
+                            d0 = group_first * PANEL
+                            panel_sums(packed_weight, weight_at, C * PANEL, group_last - group_first, source,
+                                       source_at, depth, tile, s * POSITIONS, PANEL * tile_stride, tile_stride,
+                                       c0 == 0, finishing and last_depth and s < full_subs, every_output,
+                                       (n * D + d0) * P + p0 + s * POSITIONS, PANEL * P, P, factors, offsets, d0, D,
                                        every_residual, summed, activation)
-                write_rows(tile, tile_stride, flat_output, n, d0, p0, full_subs * POSITIONS if finishing and full_panel else 0,
-                           p1, factors, offsets, residual, summed, activation)
+                for g in range(group_first, group_last):
+                    d0 = g * PANEL
+                    write_rows(tile[(g - group_first) * PANEL * tile_stride:], tile_stride, flat_output, n, d0, p0,
+                               full_subs * POSITIONS if finishing and d0 + PANEL <= D else 0, p1, factors, offsets,
+                               residual, summed, activation)
 
 
 def conv2d_forward_packed(input, packed_weight, bias, output, source_buffer, tile_buffer, stride_h, stride_w,

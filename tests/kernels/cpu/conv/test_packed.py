@@ -51,6 +51,26 @@ def test_blocks_of_positions_and_depth_blocks(monkeypatch, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("group_bytes", [1, 2 * packed.PANEL * 4 * 300, 1 << 30])
+def test_panels_summed_in_groups(group_bytes, monkeypatch, rng):
+    """Panels summed a group at a time over each sub-block (a group of 1, of 2 with a last partial group, of all
+    panels), over two depth blocks (300 channels), with a narrow last sub-block, a partial last panel, the
+    residual and ReLU in the epilogue: the reference's values, and the same bits whatever the group."""
+    x = rng.standard_normal((1, 300, 5, 5)).astype(np.float32)
+    w = (rng.standard_normal((17, 300, 1, 1)) * 0.1).astype(np.float32)
+    scale, shift = rng.uniform(0.5, 1.5, 17).astype(np.float32), rng.standard_normal(17).astype(np.float32)
+    residual = rng.standard_normal((1, 17, 5, 5)).astype(np.float32)
+    monkeypatch.setattr(planning, "PACKED_MOST_POSITIONS", 1 << 30)
+    epilogue = (scale, shift, residual, "relu")
+    expected = F.scale_shift(F.conv2d(x, w, None), *epilogue)
+    monkeypatch.setattr(packed, "GROUP_BYTES", group_bytes)
+    assert packed.panel_group(300, 17, 4) == {1: 1, 1 << 30: 3}.get(group_bytes, 2)
+    got = F._conv2d(x, w, None, 1, 0, 1, 1, prepared={}, epilogue=epilogue)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    monkeypatch.setattr(packed, "GROUP_BYTES", 1)
+    np.testing.assert_array_equal(got, F._conv2d(x, w, None, 1, 0, 1, 1, prepared={}, epilogue=epilogue))
+
+
 @pytest.mark.parametrize("case", [(1, 24, 7, 7, 40, 1, 1, 0, 1, 1), (2, 16, 9, 9, 13, 1, 2, 0, 1, 1),
                                   (1, 20, 28, 28, 64, 1, 1, 0, 1, 1)])
 @pytest.mark.parametrize("claimed", [False, True])

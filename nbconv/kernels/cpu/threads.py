@@ -20,10 +20,10 @@ call's job (kernel, parts, arguments) and raises each worker's `posted` count, i
 the worker owns; the worker, which after each part spins for up to SPIN_NS with the GIL released
 (nbconv.kernels.cpu.spin) watching that count, runs its part and raises `done` (from its next wait, once it has
 let go of the GIL: a caller that saw `done` while the worker still held the GIL would ask for it and sleep); the
-caller, after its own part, spins the same way until every worker's `done` reaches the call's number. No future, queue or lock per
-call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on the 2-core test
-machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took 30-100 us). A thread that
-spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU. Each side notes in the
+caller, after its own part, spins the same way until every worker's `done` reaches the call's number. No
+future, queue or lock per call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on
+the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
+30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU. Each side notes in the
 row the CPU it runs on, so that a waiting thread yields only beside its partner, and a worker found beside the
 caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
 returns to Python for the call: the caller still holds the GIL for a few microseconds after posting, and a

@@ -23,9 +23,9 @@ let go of the GIL: a caller that saw `done` while the worker still held the GIL 
 caller, after its own part, spins the same way until every worker's `done` reaches the call's number. No
 future, queue or lock per call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on
 the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
-30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU. Each side notes in the
-row the CPU it runs on, so that a waiting thread yields only beside its partner, and a worker found beside the
-caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
+30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no
+CPU. Each side notes in the row the CPU it runs on, so that a waiting thread yields only beside its partner, and
+a worker found beside the caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
 returns to Python for the call: the caller still holds the GIL for a few microseconds after posting, and a
 thread that asks for a held GIL sleeps until tens of microseconds after its release.
 

@@ -25,9 +25,9 @@ future, queue or lock per call, and neither side sleeps while the other is busy:
 the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
 30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no
 CPU. Each side notes in the row the CPU it runs on, so that a waiting thread yields only beside its partner, and
-a worker found beside the caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
-returns to Python for the call: the caller still holds the GIL for a few microseconds after posting, and a
-thread that asks for a held GIL sleeps until tens of microseconds after its release.
+a worker found beside the caller moves to another CPU (spin.reached). A worker that sees a call posted spins
+SETTLE_NS more before it returns to Python for the call: the caller still holds the GIL for a few microseconds
+after posting, and a thread that asks for a held GIL sleeps until tens of microseconds after its release.
 
 A worker that has not started a call by the time the caller has finished its own part is late (asleep, or its
 core taken by another process: on a 2-vCPU machine, a millisecond or more): the caller then takes that worker's

@@ -136,11 +136,12 @@ def test_a_forked_child_runs_parallel_kernels_on_its_own_workers():
 
 def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
-    assert spin.reached(counters, 0, 2, 1, 0, 0, 0, timespec, *spin.NO_PLACEMENT)  # already so: no spinning
-    assert not spin.reached(counters, 0, 2, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # not so and no time to wait
-    assert spin.reached(counters, 0, 0, 1, 1, 0, 0, timespec, *spin.NO_PLACEMENT)  # no rows: trivially so
+    free = (*spin.NO_PLACEMENT, *spin.NO_NOTE)
+    assert spin.reached(counters, 0, 2, 1, 0, 0, 0, timespec, *free)  # already so: no spinning
+    assert not spin.reached(counters, 0, 2, 1, 1, 0, 0, timespec, *free)  # not so and no time to wait
+    assert spin.reached(counters, 0, 0, 1, 1, 0, 0, timespec, *free)  # no rows: trivially so
     start = time.perf_counter()
-    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, 0, timespec, *spin.NO_PLACEMENT)  # gives up after its 2 ms
+    assert not spin.reached(counters, 0, 2, 1, 1, 2_000_000, 0, timespec, *free)  # gives up after its 2 ms
     assert 0.002 <= time.perf_counter() - start < 5
 
     def raise_them():
@@ -153,10 +154,23 @@ def test_reached_sees_a_counter_another_thread_raises_while_it_spins():
     raiser.start()
     try:
         # returns when both rows get there, not at 30 s
-        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, 0, timespec, *spin.NO_PLACEMENT)
+        assert spin.reached(counters, 0, 2, 1, 1, 30_000_000_000, 0, timespec, *free)
     finally:
         raiser.join()
     assert time.perf_counter() - start < 20
+
+
+def test_reached_writes_its_note_before_it_waits():
+    """A worker marks its last call done from its next wait (note_column, note), in its own row only, whether
+    the wait then finds its counter reached or gives up."""
+    counters, timespec = np.zeros((2, 16), np.int64), np.zeros(2, np.int64)
+    assert not spin.reached(counters, 1, 2, 0, 1, 0, 0, timespec, *spin.NO_PLACEMENT, 1, 7)
+    assert counters[1, 1] == 7 and counters[0, 1] == 0
+    counters[1, 0] = 1
+    assert spin.reached(counters, 1, 2, 0, 1, 1_000_000, 0, timespec, *spin.NO_PLACEMENT, 1, 8)
+    assert counters[1, 1] == 8 and counters[0, 1] == 0
+    assert spin.reached(counters, 1, 2, 0, 1, 0, 0, timespec, *spin.NO_PLACEMENT, *spin.NO_NOTE)
+    assert counters[1, 1] == 8
 
 
 def test_parts_longer_than_the_spin_and_workers_woken_from_sleep():

@@ -164,6 +164,7 @@ def allowed_mask():
 
 # `placement` for a wait that keeps no record of CPUs and yields as it always did.
 NO_PLACEMENT = (-1, -1, np.zeros(0, np.uint64))
+NO_NOTE = (-1, 0)  # reached's last two arguments: nothing to write first
 
 
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
@@ -209,7 +210,7 @@ def _placed(counters, first_row, last_row, own_column, partner_column, affinity)
 
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own_cpu_column,
-            partner_cpu_column, affinity):
+            partner_cpu_column, affinity, note_column, note):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
     spin_ns nanoseconds until it is so (the GIL released). Once it became so while spinning, keeps spinning
     settle_ns more before it returns: the thread that raised the counter holds the GIL for a few microseconds
@@ -219,7 +220,12 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
     those rows, and its scratch for affinity masks (allowed_mask(), or empty: never move), as the module's
     docstring says;
     NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller moves off at
-    once, before it returns to take the call."""
+    once, before it returns to take the call.
+    note_column, note: where note_column >= 0, first writes note into counters[first_row, note_column] (a
+    worker's `done`): written here, with the GIL already released, the partner spinning for it does not then
+    ask for a GIL this thread still holds."""
+    if note_column >= 0:
+        counters[first_row, note_column] = note
     _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
     row = first_row
     while row < last_row and counters[row, column] >= target:
@@ -248,7 +254,9 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
 
 if not SPIN_SUPPORTED:  # no clock_gettime, sched_yield or sched_getcpu to link against: look once, never spin
     def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec,  # noqa: F811
-                own_cpu_column, partner_cpu_column, affinity):
+                own_cpu_column, partner_cpu_column, affinity, note_column, note):
+        if note_column >= 0:
+            counters[first_row, note_column] = note
         return bool((counters[first_row:last_row, column] >= target).all())
 
     def allowed_mask():  # noqa: F811

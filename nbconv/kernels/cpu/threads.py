@@ -18,15 +18,16 @@ The hand-off: a network step makes tens to hundreds of parallel calls of 0.1-1 m
 an image, a resnet20 training step 210), so what a call costs beyond its work matters. The caller writes the
 call's job (kernel, parts, arguments) and raises each worker's `posted` count, in a row of `counters` that
 the worker owns; the worker, which after each part spins for up to SPIN_NS with the GIL released
-(nbconv.kernels.cpu.spin) watching that count, runs its part and raises `done`; the caller, after its own
-part, spins the same way until every worker's `done` reaches the call's number. No future, queue or lock per
-call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on the 2-core test
-machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took 30-100 us). A thread that
-spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no CPU. Each side notes in the
-row the CPU it runs on, so that a waiting thread yields only beside its partner, and a worker found beside the
-caller moves to another CPU (spin.reached). A worker that sees a call posted spins SETTLE_NS more before it
-returns to Python for the call: the caller still holds the GIL for a few microseconds after posting, and a
-thread that asks for a held GIL sleeps until tens of microseconds after its release.
+(nbconv.kernels.cpu.spin) watching that count, runs its part and raises `done` (from its next wait, once it has
+let go of the GIL: a caller that saw `done` while the worker still held the GIL would ask for it and sleep); the
+caller, after its own part, spins the same way until every worker's `done` reaches the call's number. No
+future, queue or lock per call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on
+the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
+30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no
+CPU. Each side notes in the row the CPU it runs on, so that a waiting thread yields only beside its partner, and
+a worker found beside the caller moves to another CPU (spin.reached). A worker that sees a call posted spins
+SETTLE_NS more before it returns to Python for the call: the caller still holds the GIL for a few microseconds
+after posting, and a thread that asks for a held GIL sleeps until tens of microseconds after its release.
 
 A worker that has not started a call by the time the caller has finished its own part is late (asleep, or its
 core taken by another process: on a 2-vCPU machine, a millisecond or more): the caller then takes that worker's
@@ -64,6 +65,9 @@ SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 # caller is preempted there: 5 us left half the workers waiting for the GIL, benchmarks/NOTES.md section 87).
 # A worker that asks for the GIL while the caller holds it sleeps, and wakes tens of microseconds later.
 SETTLE_NS = 15_000 if spin.SPIN_SUPPORTED else 0
+
+# How long a caller asleep on a worker's call waits before it looks at the worker's `done` again by itself.
+LATE_MARK_S = 0.002
 
 # Columns of Workers.counters (one row of 16 int64 per worker: 128 bytes, no two workers on one cache line):
 # the calls posted to and done by the row's worker, and the CPUs the caller and that worker were last seen on.
@@ -106,15 +110,18 @@ class Workers:
         own_column, partner_column = self.worker_columns
         affinity = spin.allowed_mask() if own_column >= 0 else np.zeros(0, np.uint64)
         seen = 0
+        done = -1  # _DONE's column while this row's last call is done but not yet marked so, else -1
         while True:
             if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, own_column,
-                           partner_column, affinity):
+                           partner_column, affinity, done, seen):
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
                         wake.wait()
                     asleep[row] = False
+                done = -1
                 continue  # to note the CPU it woke on (reached returns at once)
+            done = -1
             seen = int(counters[row, _POSTED])
             with self.taking:
                 mine = self.taken[row] < seen
@@ -133,10 +140,12 @@ class Workers:
                     self.errors[row] = error
             else:
                 self.errors[row] = _run_parts(span_kernel, range(row + 1, parts, threads), parts, args)
-            counters[row, _DONE] = seen
-            if self.caller_asleep:
+            if self.caller_asleep:  # the caller stopped spinning: mark the call done here and wake it
+                counters[row, _DONE] = seen
                 with wake:
                     wake.notify_all()
+            else:  # the next wait marks it, once the GIL is let go (see spin.reached)
+                done = _DONE
 
     def run(self, span_kernel, parts, args):
         """span_kernel(part, parts, *args) for part in range(parts): with T = min(parts, count + 1) threads,
@@ -162,18 +171,22 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_placement):
+            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_placement,
+                            *spin.NO_NOTE):
                 continue
             try:
                 with self.wake:
                     self.caller_asleep = True
                     while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec,
-                                           *self.caller_placement):
-                        self.wake.wait()
+                                           *self.caller_placement, *spin.NO_NOTE):
+                        # a worker that found the caller spinning marks its call done from its next wait, without
+                        # waking anyone: when that came just after this thread stopped spinning, the timeout
+                        # sees it
+                        self.wake.wait(LATE_MARK_S)
             except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
                 for late in waited:
                     while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
-                                           *self.caller_placement):
+                                           *self.caller_placement, *spin.NO_NOTE):
                         time.sleep(0.001)  # the next call may not own the workers before they are done
                 self.errors[:workers] = [None] * workers
                 raise
@@ -276,7 +289,7 @@ def compile_wait():
     it."""
     counters = np.zeros((1, _ROW), np.int64)
     spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
-                 np.zeros(0, np.uint64))
+                 np.zeros(0, np.uint64), *spin.NO_NOTE)
 
 
 _threading_layer_count = None  # Numba's own per-thread count, a C function, once its threading layer is up

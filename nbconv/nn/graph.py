@@ -113,8 +113,9 @@ class Residual(Layer):
         self._fused_sum = True
         hidden = self.body.forward_all_but_last(input)  # the body is left ready for a backward over all layers
         shortcut = input if self.shortcut is None else self.shortcut.forward(input)
-        self.output = tail.forward_fused(hidden, residual=shortcut)
-        return self.output
+        output = tail.forward_fused(hidden, residual=shortcut)
+        self.output = output
+        return output  # this call's own, whatever another thread's forward has stored since
 
     def forward(self, input):
         tail = self._fused_tail()

@@ -1,4 +1,6 @@
 """`nbconv visualize`: pictures of what a trained network has learned."""
+import os
+
 import click
 import numpy as np
 
@@ -107,7 +109,8 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
         raise click.ClickException(str(error))
     device = resolve_device(device)
     try:
-        files.check_not_read(out, [("checkpoint", checkpoint_path), ("--image", image_path)])
+        for target in written_paths(out, frames if what == "dream" else 1):
+            files.check_not_read(target, [("checkpoint", checkpoint_path), ("--image", image_path)])
         files.check_writable(out, "--out")
     except ValueError as error:
         raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
@@ -195,10 +198,18 @@ def dream(model, state, layer, image_path, mean, std, steps, lr, jitter, octaves
     click.echo(f"wrote {written}")
 
 
+def written_paths(out, count):
+    """The files write_frames writes for `count` frames: `out` for one frame or a .gif, else out-000.png,
+    out-001.png, ... (out's own extension, .png where it has none)."""
+    stem, extension = os.path.splitext(out)
+    if count == 1 or extension.lower() == ".gif":
+        return [out]
+    return [f"{stem}-{index:03d}{extension or '.png'}" for index in range(count)]
+
+
 def write_frames(frames, out):
     """One image to `out`; several as an animated GIF when `out` ends in .gif, else out-000.png, out-001.png, ..."""
     import io
-    import os
 
     from nbconv import images
     if len(frames) == 1:
@@ -211,7 +222,7 @@ def write_frames(frames, out):
         pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=80, loop=0)
         files.atomic_write_bytes(out, buffer.getvalue())
         return f"{out} ({len(frames)} frames)"
-    names = [f"{stem}-{index:03d}{extension or '.png'}" for index in range(len(frames))]
+    names = written_paths(out, len(frames))
     for frame, name in zip(frames, names):
         images.write_image(frame, name)
     return f"{names[0]} ... {names[-1]}"

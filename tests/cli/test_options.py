@@ -117,12 +117,15 @@ def test_bench_help_speaks_of_its_own_layer_set():
 
 def test_an_out_file_that_is_an_input_is_refused_and_the_input_kept(small_checkpoint, tmp_path):
     """visualize CHECKPOINT ... --out CHECKPOINT replaced the trained checkpoint by a PNG (dream's --image alike,
-    export's OUT.onnx and import's --out alike); now a usage error, the input left as it was."""
+    also as one of several frames' numbered files; export's OUT.onnx and import's --out alike); now a usage
+    error, the input left as it was."""
     import os
     from PIL import Image
     photo = str(tmp_path / "photo.png")
     Image.new("L", (8, 8)).save(photo)
-    before = {path: open(path, "rb").read() for path in (small_checkpoint, photo)}
+    frame = str(tmp_path / "photo-001.png")
+    Image.new("L", (8, 8)).save(frame)
+    before = {path: open(path, "rb").read() for path in (small_checkpoint, photo, frame)}
     folder = os.path.dirname(small_checkpoint)
     (tmp_path / "sub").mkdir()
     os.symlink(folder, tmp_path / "sub" / "up")  # the same folder by another way
@@ -131,6 +134,9 @@ def test_an_out_file_that_is_an_input_is_refused_and_the_input_kept(small_checkp
             (["visualize", small_checkpoint, "filters", "--out",
               str(tmp_path / "sub" / "up" / os.path.basename(small_checkpoint))], "--out"),
             (["visualize", small_checkpoint, "dream", "--image", photo, "--layer", "conv1", "--out", photo], "--out"),
+            # three frames are written as photo-000.png ... photo-002.png: the second is the --image
+            (["visualize", small_checkpoint, "dream", "--image", frame, "--layer", "conv1", "--frames", "3", "--out",
+              photo], "--out"),
             (["export", small_checkpoint, small_checkpoint], "OUT.onnx"),
             (["import", photo, "--out", photo], "--out")]:
         _usage_error(args, what, "this command reads, and writing it would replace it")

@@ -34,8 +34,10 @@ def load(path):
     (C, W), from the graph's input) set on it."""
     onnx = require_onnx()
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist")
+    if not os.path.isfile(path):  # a folder, a device, a pipe: nothing onnx could read to an end
+        raise ValueError(f"{path} is not a regular file, so not an ONNX model")
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends

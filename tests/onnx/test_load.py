@@ -215,6 +215,13 @@ def test_missing_file():
         nbonnx.load("/nonexistent/model.onnx")
 
 
+def test_a_path_that_is_not_a_regular_file_is_named_as_such(tmp_path):
+    """`nbconv import /dev/zero` (or a folder) said the path does not exist."""
+    for path in (tmp_path, "/dev/null"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            nbonnx.load(path)
+
+
 def _torch_styles():
     torch = pytest.importorskip("torch")
     nn = torch.nn

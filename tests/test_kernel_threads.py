@@ -260,6 +260,84 @@ def test_an_interrupted_call_lets_its_parts_finish_before_the_next_call():
     assert np.array_equal(counts, np.ones(1000, np.int64))
 
 
+def _asleep_workers(count):
+    """threads.Workers(count) once every worker has blocked (so each has bound spin.reached as it is now)."""
+    workers = threads.Workers(count)
+    deadline = time.perf_counter() + 30
+    while not all(workers.asleep):
+        assert time.perf_counter() < deadline
+        time.sleep(0.01)
+    return workers
+
+
+def test_an_interrupt_as_the_callers_spin_returns_lets_the_workers_finish(monkeypatch):
+    """A Ctrl-C that arrives while the caller spins for a worker's `done` is raised as the spin returns (the
+    first look at the call's end, before it blocks): the exception reaches the caller once the worker's part is
+    done, not while that part still writes into arrays the next call may be handed."""
+    class Interrupted(Exception):
+        pass
+    workers = _asleep_workers(1)
+    real, raised = spin.reached, []
+
+    def interrupted_spin(counters, first_row, last_row, column, target, spin_ns, *rest):
+        result = real(counters, first_row, last_row, column, target, spin_ns, *rest)
+        if column == threads._DONE and spin_ns > 0 and not raised:
+            raised.append(result)
+            raise Interrupted
+        return result
+    monkeypatch.setattr(spin, "reached", interrupted_spin)  # the caller's waits only: the worker bound its own
+    started = threading.Event()
+
+    def slow(span_part, span_parts, done):
+        if span_part == 1:
+            started.set()
+            time.sleep(0.2)
+        else:  # keeps part 1 on its worker
+            assert started.wait(30)
+        done[span_part] += 1
+    done = np.zeros(2, np.int64)
+    with workers.busy, pytest.raises(Interrupted):
+        workers.run(slow, 2, (done,))
+    assert raised == [False] and done.tolist() == [1, 1]
+
+
+def test_a_caller_asleep_sees_a_done_marked_without_a_notify(monkeypatch):
+    """A worker that found the caller spinning marks its call done from its next wait and wakes no one; when that
+    wait starts late (here 50 ms), the caller has stopped spinning and blocked meanwhile, and must see the mark
+    by itself (LATE_MARK_S) instead of sleeping until the next notify, which may never come."""
+    real, notes = spin.reached, []
+
+    def late_note(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own, partner,
+                  affinity, note_column, note):
+        if note_column >= 0:
+            notes.append(note)
+            time.sleep(0.05)
+        return real(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own, partner,
+                    affinity, note_column, note)
+    monkeypatch.setattr(spin, "reached", late_note)  # before the worker starts: it binds this one
+    workers = _asleep_workers(1)
+    ended = threading.Event()
+
+    def kernel(span_part, span_parts):
+        if span_part == 1:
+            ended.set()
+        else:  # the worker's part ends first, while the caller has yet to spin
+            assert ended.wait(30)
+
+    def call():
+        with workers.busy:
+            workers.run(kernel, 2, ())
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(10)
+    returned = not caller.is_alive()
+    with workers.wake:  # lets a caller still asleep end
+        workers.wake.notify_all()
+    caller.join(30)
+    assert notes == [1], "the worker marked its call done at once (the caller was asleep already)"
+    assert returned, "the caller slept on a worker's done that no notify announced"
+
+
 def test_the_caller_runs_the_parts_of_a_worker_that_has_not_started():
     """A worker asleep that the call does not wake (as one whose core another process holds): the caller runs
     its part too and returns without it; the worker, woken later, skips that call and takes the next."""

@@ -49,12 +49,26 @@ def remove_stale_parts(destination):
     directory, name = os.path.split(os.path.abspath(destination))
     for path in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.part")):
         writer = os.path.basename(path)[len(name) + 2:-len(".part")].partition("-")[0]
-        if writer.isdigit() and (int(writer) == os.getpid() or not process_gone(int(writer))):
+        if _writer_alive(writer):
             continue  # being written (by another thread of this process, or another process)
         try:
             os.unlink(path)
         except OSError:
             pass
+
+
+def _writer_alive(writer):
+    """Whether `writer`, the text before the first '-' in a part's name, is the pid of a live process (this one
+    included). Any other text (a part of an older nbconv, a name no nbconv wrote) is no live writer."""
+    if not (writer.isascii() and writer.isdigit()):  # '²' is a digit to isdigit(), not to int()
+        return False
+    pid = int(writer)
+    if pid == os.getpid():
+        return True
+    try:
+        return not process_gone(pid)
+    except OverflowError:  # more than a pid_t holds: no process has it
+        return False
 
 
 def _create_part(directory, name):

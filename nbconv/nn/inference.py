@@ -85,6 +85,8 @@ def infer(model, input):
             programs = None
     if output is _STALE:
         if any(layer.training for _, layer in model.named_layers()):  # a layer the user put in training mode
+            if programs is None:  # the kept programs are stale: let go of the old weights they hold
+                model.__dict__.pop("_inference_programs", None)
             return model.forward(input)
         program, output = _record(model, input)
         if key is not None:

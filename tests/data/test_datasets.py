@@ -196,6 +196,17 @@ def test_stale_partial_downloads_are_removed(isolated, served):
     assert not stale.exists() and not [f for f in os.listdir(isolated / "data") if f.startswith(".")]
 
 
+@pytest.mark.parametrize("writer", ["99999999999999999999", "\u00b2", "0x1f"])
+def test_a_part_named_by_no_pid_is_removed_as_stale(isolated, served, writer):
+    """A part whose name holds no process id (a pid past what a process number holds, a Unicode digit) ended the
+    download in an OverflowError or ValueError traceback while looking for its writer; it is stale."""
+    stale = isolated / "data" / f".train-images-idx3-ubyte.gz.{writer}-0123456789abcdef.part"
+    stale.write_bytes(b"left by no nbconv")
+    with _Server(served) as server:
+        datasets.load("mnist", data_dir=str(isolated / "data"), mirrors=(server.url,), echo=_quiet)
+    assert not stale.exists()
+
+
 def test_another_live_download_of_the_same_file_is_left_alone(isolated, served):
     """A second nbconv started on the same cold cache deleted the first one's partial download, which then failed
     (a FileNotFoundError traceback at its rename); now only parts whose writer is gone are removed."""

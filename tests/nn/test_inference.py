@@ -1,6 +1,9 @@
 """nn.infer: the same outputs as eval-mode forward (to float32 rounding: batch norm runs as a scale and
 shift rounded to the dtype), with batch norm, activations and residual sums applied in place in one pass;
 the cached scale and shift follow any change of the weights or running statistics; the input left untouched; no backward after it until forward runs again."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -123,6 +126,21 @@ def test_a_layer_switched_to_training_mode_runs_the_ordinary_forward(rng, path):
     model[path].eval()
     twin[path].eval()
     _assert_close(nn.infer(model, x), twin.forward(x))
+
+
+def test_stale_programs_let_go_of_old_weights_when_a_layer_in_training_mode_runs_the_forward(rng):
+    """A new weight makes the recorded programs stale; when a layer in training mode then sends infer to the
+    ordinary forward, the stale programs (which hold the old weight) are dropped as a new recording drops them."""
+    spec, input_shape = SPECS["resnet-style"]
+    model = _model(spec, input_shape)
+    x = rng.standard_normal((2,) + input_shape).astype(np.float32)
+    nn.infer(model, x)
+    old = weakref.ref(model["conv1"].weight.value)
+    model["conv1"].weight.value = model["conv1"].weight.value.copy()
+    model["bn1"].train()
+    np.testing.assert_array_equal(nn.infer(model, x), model.forward(x))
+    gc.collect()
+    assert old() is None, "a stale program kept the replaced weight alive"
 
 
 def test_infer_on_the_cuda_backend_matches_the_cpu(rng):

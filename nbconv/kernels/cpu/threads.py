@@ -171,10 +171,10 @@ class Workers:
             first_error = _run_parts(span_kernel, range(0, parts, threads), parts, args)
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
-            if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec, *self.caller_placement,
-                            *spin.NO_NOTE):
-                continue
-            try:
+            try:  # from the spin on: a Ctrl-C that arrives while this thread spins is raised as the spin returns
+                if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec,
+                                *self.caller_placement, *spin.NO_NOTE):
+                    continue
                 with self.wake:
                     self.caller_asleep = True
                     while not spin.reached(counters, row, row + 1, _DONE, call, 0, 0, self.timespec,
@@ -183,7 +183,7 @@ class Workers:
                         # waking anyone: when that came just after this thread stopped spinning, the timeout
                         # sees it
                         self.wake.wait(LATE_MARK_S)
-            except BaseException:  # noqa: B902 - Ctrl-C while blocked: the workers' parts still run
+            except BaseException:  # noqa: B902 - Ctrl-C while waiting: the workers' parts still run
                 for late in waited:
                     while not spin.reached(counters, late, late + 1, _DONE, call, SPIN_NS, 0, self.timespec,
                                            *self.caller_placement, *spin.NO_NOTE):

@@ -349,7 +349,8 @@ SETTINGS = (
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "WEIGHT_POSITIONS", "SLACK", "UNUSED", "max_chunks")),
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
-    (packed, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD", "CLAIMED_SLICES")),
+    (packed, ("PANEL", "POSITIONS", "LANES", "DEPTH", "PACK_BYTES", "MIN_POSITIONS", "GROUP_BYTES", "TASKS_PER_THREAD",
+              "CLAIMED_SLICES")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD",
                       "CLAIMED_SLICES", "PANEL_GROUP", "GROUP_IMAGE_BYTES")),
 )

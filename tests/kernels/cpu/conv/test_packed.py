@@ -63,8 +63,13 @@ def test_panels_summed_in_groups(group_bytes, monkeypatch, rng):
     monkeypatch.setattr(planning, "PACKED_MOST_POSITIONS", 1 << 30)
     epilogue = (scale, shift, residual, "relu")
     expected = F.scale_shift(F.conv2d(x, w, None), *epilogue)
+    planning.prepared_plan(x.shape, w.shape)  # a plan remembered under the default GROUP_BYTES
     monkeypatch.setattr(packed, "GROUP_BYTES", group_bytes)
-    assert packed.panel_group(300, 17, 4) == {1: 1, 1 << 30: 3}.get(group_bytes, 2)
+    group = {1: 1, 1 << 30: 3}.get(group_bytes, 2)
+    assert packed.panel_group(300, 17, 4) == group
+    chosen = planning.prepared_plan(x.shape, w.shape)
+    tile = {buffer.name: buffer.shape for buffer in chosen.buffers}["tile"]
+    assert chosen.algorithm == "packed" and tile[1] == group * packed.PANEL * 32  # 25 positions: a block of 32
     got = F._conv2d(x, w, None, 1, 0, 1, 1, prepared={}, epilogue=epilogue)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     monkeypatch.setattr(packed, "GROUP_BYTES", 1)

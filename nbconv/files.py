@@ -25,10 +25,15 @@ def _legacy_pattern(target_name):
     return re.compile(rf"^{re.escape(TEMPORARY_PREFIX)}[a-z0-9_]{{8}}{re.escape(target_name)}$")
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether `pid` is a live process (this one included: another of its threads may be writing), so that a
+    file it names is still being written. A number past what a pid holds names no process."""
     if pid == os.getpid():
-        return True  # another thread of this process may be writing it
-    return not process_gone(pid)
+        return True
+    try:
+        return not process_gone(pid)
+    except OverflowError:
+        return False
 
 
 def remove_stale_temporaries(path):
@@ -49,7 +54,7 @@ def remove_stale_temporaries(path):
         match = ours.match(name)
         try:
             if match:
-                stale = not _process_alive(int(match.group(1)))
+                stale = not process_alive(int(match.group(1)))
             else:
                 stale = bool(legacy.match(name)) and time.time() - os.lstat(full).st_mtime > LEGACY_STALE_SECONDS
             if stale and os.path.isfile(full) and not os.path.islink(full):

@@ -50,6 +50,16 @@ def test_stale_temporaries_of_dead_writers_are_removed_on_the_next_save(tmp_path
     assert left == sorted(["run.npz", live.name, other_target.name, legacy_new.name, foreign.name])
 
 
+def test_a_temporary_named_with_a_number_past_any_pid_is_stale_not_a_crash(tmp_path):
+    """A temporary whose pid field holds more than a pid can (no nbconv wrote it, or a damaged name) made every
+    later save of its target fail in os.kill with an OverflowError; it names no live writer, so it is removed."""
+    target = tmp_path / "run.npz"
+    overflowing = tmp_path / ".tmp-99999999999999999999-0123456789abcdef-run.npz"
+    overflowing.write_bytes(b"partial")
+    files.atomic_write_bytes(str(target), b"whole")
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"] and target.read_bytes() == b"whole"
+
+
 def test_a_killed_writer_leaves_a_temporary_that_the_next_save_removes(tmp_path):
     target = tmp_path / "big.bin"
     code = ("import os, signal, nbconv.files as f\n"

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from ..peer_watch import process_gone
+from ..files import process_alive
 
 CONNECT_TIMEOUT = 30.0       # seconds to connect, and the longest wait for any single read
 DEADLINE = 30 * 60.0         # seconds for a whole file (CIFAR's 170 MB at ~100 kB/s)
@@ -62,13 +62,7 @@ def _writer_alive(writer):
     included). Any other text (a part of an older nbconv, a name no nbconv wrote) is no live writer."""
     if not (writer.isascii() and writer.isdigit()):  # '²' is a digit to isdigit(), not to int()
         return False
-    pid = int(writer)
-    if pid == os.getpid():
-        return True
-    try:
-        return not process_gone(pid)
-    except OverflowError:  # more than a pid_t holds: no process has it
-        return False
+    return process_alive(int(writer))
 
 
 def _create_part(directory, name):

@@ -227,14 +227,14 @@ def _fetch(names_and_md5s, directory, mirrors, echo):
             raise DataUnavailableError(f"could not download {name} from any mirror:\n  " + "\n  ".join(errors))
 
 
-def make_download_folder(directory):
-    """Create the folder downloads go to (the cache's; a --data-dir exists already); DataUnavailableError
-    naming it when it cannot be made (a read-only home, a file where the folder should be)."""
+def make_folder(directory, purpose="for the download"):
+    """Create a folder nbconv writes data into (the cache's for downloads, one to extract an archive into);
+    DataUnavailableError naming it and `purpose` when it cannot be made (a read-only home, a file where the
+    folder should be)."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as error:
-        raise DataUnavailableError(f"cannot create {directory} for the download: "
-                                   f"{error.strerror or error}") from None
+        raise DataUnavailableError(f"cannot create {directory} {purpose}: {error.strerror or error}") from None
 
 
 def download(info, directory, mirrors=None, echo=click.echo):
@@ -285,7 +285,7 @@ def _load_idx(info, data_dir, download_missing, mirrors, allow_sample, echo):
     problem = f"{info.name} was not found in: {', '.join(search_dirs(info.name, data_dir))}"
     if download_missing:
         try:
-            make_download_folder(target)
+            make_folder(target)
             download(info, target, mirrors, echo)
             directory, paths = _locate(info, target)
             return _read(paths, directory, info=info)
@@ -310,11 +310,7 @@ def _cifar_folder(info, directory):
     archive = os.path.join(directory, info.archive)
     if os.path.isfile(archive):
         folder = os.path.join(directory, info.folder)
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as error:
-            raise DataUnavailableError(f"cannot create {folder} to extract {archive} into: "
-                                       f"{error.strerror or error}") from None
+        make_folder(folder, f"to extract {archive} into")
         cifar.extract(archive, folder, info.member_sizes(), sum(info.member_sizes().values()) + (4 << 20))
         return folder
     return None
@@ -351,7 +347,7 @@ def _load_cifar(info, data_dir, download_missing, mirrors, echo):
         raise DataUnavailableError(problem)
     target = data_dir or os.path.join(default_cache_dir(), info.name)
     try:
-        make_download_folder(target)
+        make_folder(target)
         _fetch([(info.archive, {info.md5})], target, mirrors or _env_mirrors() or info.mirrors, echo)
     except DataUnavailableError as error:
         raise DataUnavailableError(f"{problem}\nand the download failed: {error}") from None

@@ -148,16 +148,19 @@ def _now_ns(timespec):
 MASK_WORDS = 16
 
 
+def usable_cpus():
+    """How many CPUs this process may run on (its affinity mask); None where that cannot be read."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def allowed_mask():
     """A moving thread's scratch for affinity masks (2 x MASK_WORDS uint64: the mask it may use, read anew at
-    each move, and that mask less one CPU); empty (never move) where the process may use one CPU only, or
-    where placement is not supported."""
-    if not PLACEMENT_SUPPORTED:
-        return np.zeros(0, np.uint64)
-    try:
-        if len(os.sched_getaffinity(0)) < 2:
-            return np.zeros(0, np.uint64)
-    except (AttributeError, OSError):
+    each move, and that mask less one CPU); empty (never move) where the process may use one CPU only, where
+    its mask cannot be read, or where placement is not supported."""
+    if not PLACEMENT_SUPPORTED or (usable_cpus() or 0) < 2:
         return np.zeros(0, np.uint64)
     return np.zeros(2 * MASK_WORDS, np.uint64)
 

@@ -112,16 +112,16 @@ class Workers:
         seen = 0
         done = -1  # _DONE's column while this row's last call is done but not yet marked so, else -1
         while True:
-            if not reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, own_column,
-                           partner_column, affinity, done, seen):
+            posted = reached(counters, row, row + 1, _POSTED, seen + 1, SPIN_NS, SETTLE_NS, timespec, own_column,
+                             partner_column, affinity, done, seen)
+            done = -1  # the wait has marked it
+            if not posted:
                 with wake:
                     asleep[row] = True
                     while counters[row, _POSTED] <= seen:
                         wake.wait()
                     asleep[row] = False
-                done = -1
                 continue  # to note the CPU it woke on (reached returns at once)
-            done = -1
             seen = int(counters[row, _POSTED])
             with self.taking:
                 mine = self.taken[row] < seen
@@ -230,10 +230,7 @@ class Workers:
 
 def _usable_cpus():
     """How many CPUs this process may run on (its affinity mask), or os.cpu_count() where that is unknown."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return spin.usable_cpus() or os.cpu_count() or 1
 
 
 def _run_parts(span_kernel, own_parts, parts, args):

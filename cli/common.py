@@ -1,4 +1,5 @@
 """Options and helpers shared by the sub-commands."""
+import contextlib
 import math
 import threading
 
@@ -15,6 +16,16 @@ data_dir_option = click.option("--data-dir", type=click.Path(exists=True, file_o
                                     "then the per-user cache, downloading when missing).")
 threads_option = click.option("--threads", type=click.IntRange(1), default=None,
                               help="CPU threads for the kernels (default: all cores).")
+
+
+@contextlib.contextmanager
+def usage_error_for(option):
+    """Within: a ValueError naming `option` at its start ("--out: ...", as nbconv.files' checks write) is a
+    usage error for that option."""
+    try:
+        yield
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix(f"{option}: "), param_hint=option) from None
 
 
 def resolve_device(device):

@@ -3,6 +3,8 @@ import click
 
 from nbconv import checkpoint, files
 
+from .common import usage_error_for
+
 
 def _onnx():
     try:
@@ -15,10 +17,8 @@ def _onnx():
 
 def _check_out(out, description, source, what):
     """A usage error when the file to write is the one read."""
-    try:
+    with usage_error_for(what):
         files.check_not_read(out, [(description, source)], what)
-    except ValueError as error:
-        raise click.BadParameter(str(error).removeprefix(f"{what}: "), param_hint=what)
 
 
 @click.command(name="export")

@@ -15,7 +15,7 @@ from nbconv.train import (TrainConfig, TrainingDiverged, TrainingInterrupted, bu
                           check_batch_statistics, check_outputs, check_trainable, fit, make_optimizer)
 
 from .common import (FiniteFloat, configure_cpu, data_dir_option, dataset_option, device_option, load_data,
-                     load_data_in_background, resolve_device, seed_option, threads_option)
+                     load_data_in_background, resolve_device, seed_option, threads_option, usage_error_for)
 from .evaluate import check_fits_data
 from .interrupts import StopAtStepBoundary, one_line_on_interrupt
 from .progress import EpochProgress
@@ -39,10 +39,8 @@ INPUT -> [[CONV -> RELU]*n -> POOL]*m -> [FC -> RELU]*k -> FC as
 
 def check_out(out):
     """An unwritable --out is reported before any work, not after the first epoch."""
-    try:
+    with usage_error_for("--out"):
         files.check_writable(out, "--out")
-    except ValueError as error:
-        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
 
 
 @click.command(epilog=EXAMPLES)

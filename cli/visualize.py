@@ -8,7 +8,7 @@ from nbconv import backend, checkpoint, files
 from nbconv.nn import prefix_model
 from nbconv.train import TrainConfig
 
-from .common import FiniteFloat, device_option, resolve_device, seed_option
+from .common import FiniteFloat, device_option, resolve_device, seed_option, usage_error_for
 
 MAX_SCALE = 32  # pixel magnification; the pictures stay a few thousand pixels wide
 MAX_CHANNELS = 4096
@@ -108,12 +108,10 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
     except ImportError as error:
         raise click.ClickException(str(error))
     device = resolve_device(device)
-    try:
+    with usage_error_for("--out"):
         for target in written_paths(out, frames if what == "dream" else 1):
             files.check_not_read(target, [("checkpoint", checkpoint_path), ("--image", image_path)])
         files.check_writable(out, "--out")
-    except ValueError as error:
-        raise click.BadParameter(str(error).removeprefix("--out: "), param_hint="--out")
     try:
         state = checkpoint.load(checkpoint_path)
     except ValueError as error:

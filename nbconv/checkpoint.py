@@ -147,6 +147,11 @@ class _Archive:
         if value.dtype.kind != "U" or value.ndim != 0:
             raise CheckpointError(f"{self.path}: entry {key!r} must be a string, got a {value.dtype} array of "
                                   f"shape {value.shape}")
+        # UCS-4 holds numbers no character has; Python strings made of them fail later (SystemError in .lower())
+        codes = np.frombuffer(value.astype(value.dtype.newbyteorder("<")).tobytes(), "<u4")
+        if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
+            raise CheckpointError(f"{self.path}: entry {key!r} is damaged (its text holds code points that are not "
+                                  "Unicode characters)")
         return str(value)
 
     def json(self, key):

@@ -86,6 +86,14 @@ def _npy(array, allow_pickle=False):
     return buffer.getvalue()
 
 
+def _text_with_code_point(text, code_point):
+    """A 0-d unicode .npy of `text` whose last character is replaced by `code_point` (UCS-4 allows values no
+    Unicode character has)."""
+    data = bytearray(_npy(np.array(text)))
+    data[-4:] = code_point.to_bytes(4, "little")
+    return bytes(data)
+
+
 def corpus(seed=0):
     """{name: bytes} of files that are not valid checkpoints, each with the word its error names."""
     rng = np.random.default_rng(seed)
@@ -117,6 +125,10 @@ def corpus(seed=0):
         "config-optimizer-unknown": (npz_bytes(_json_changed(arrays, "config", optimizer="rmsprop")), "'optimizer'"),
         "config-not-json": (npz_bytes(_changed(arrays, config=np.array("{lr: 1"))), "not valid JSON"),
         "config-not-text": (npz_bytes(_changed(arrays, config=np.zeros(3))), "must be a string"),
+        "spec-code-point-past-unicode": (_zip_with({**entries, "spec.npy": _text_with_code_point(
+            str(arrays["spec"]), 0x7F000000)}), "'spec'"),
+        "spec-lone-surrogate": (_zip_with({**entries, "spec.npy": _text_with_code_point(
+            str(arrays["spec"]), 0xD800)}), "'spec'"),
         "history-not-list": (npz_bytes(_changed(arrays, history=np.array('{"epoch": 1}'))), "history"),
         "history-epochs-out-of-order": (npz_bytes(_changed(arrays, history=np.array('[{"epoch": 2}]'))), "history"),
         "format-version-2": (npz_bytes(_changed(arrays, format_version=np.array(2))), "format_version"),

@@ -103,6 +103,18 @@ def _md5s(path):
     return sums
 
 
+def _announced_length(response, url):
+    """The byte count the reply's Content-Length announces, or None without one (or with 0); DownloadError
+    when the header holds anything but digits (a server's text, so untrusted)."""
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:  # int() refuses more than 4300 digits
+        raise DownloadError(f"{url}: announces an invalid Content-Length {value!r:.40} (not a byte count)")
+    return int(value) or None
+
+
 def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEOUT, deadline=None, label=None,
                   max_bytes=MAX_DOWNLOAD_BYTES):
     """Fetch `url` to `destination` with a progress bar; verify the md5 and rename into place.
@@ -141,7 +153,7 @@ def download_file(url, destination, accepted_md5s, connect_timeout=CONNECT_TIMEO
             except (urllib.error.URLError, OSError, ValueError) as error:
                 raise DownloadError(f"{url}: {getattr(error, 'reason', error)}") from None
             with response:
-                total = int(response.headers.get("Content-Length") or 0) or None
+                total = _announced_length(response, url)
                 if total is not None and total > max_bytes:
                     raise DownloadError(f"{url}: announces {total:,} bytes, more than the {max_bytes:,} nbconv "
                                         "accepts for one file")

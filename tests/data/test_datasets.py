@@ -31,7 +31,7 @@ def make_tiny_mnist(directory, n_train=64, n_test=32, seed=0):
 class _Server:
     """Serves files from a dict {name: bytes}; `truncate` names files whose body is cut off mid-way,
     `trickle` files sent one byte every `interval` seconds (for at most 40 bytes, then cut off); with
-    announce_length=False no Content-Length header is sent."""
+    announce_length=False no Content-Length header is sent, with a string that string is sent as it."""
 
     def __init__(self, files, truncate=(), trickle=(), interval=0.25, announce_length=True):
         outer = self
@@ -46,7 +46,8 @@ class _Server:
                 body = files[name]
                 self.send_response(200)
                 if announce_length:
-                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Length", announce_length if isinstance(announce_length, str)
+                                     else str(len(body)))
                 self.end_headers()
                 if name in trickle:
                     for byte in body[:40]:
@@ -351,6 +352,17 @@ def test_a_file_larger_than_the_bound_is_cut_off_and_leaves_nothing(isolated, an
         with pytest.raises(download.DownloadError, match="more than the 100,000 bytes" if not announce_length else
                            "announces 300,000 bytes, more than the 100,000"):
             download.download_file(server.url + "big.gz", destination, {"0" * 32}, max_bytes=100_000)
+    assert os.listdir(isolated / "data") == []
+
+
+@pytest.mark.parametrize("announced", ["12abc", "-5", "1e3", " ", "9" * 5000])
+def test_a_malformed_content_length_is_a_download_error_and_leaves_nothing(isolated, announced):
+    """A server's Content-Length that is not a number raised int()'s ValueError (a traceback) out of the download."""
+    destination = str(isolated / "data" / "x.gz")
+    with _Server({"x.gz": b"\x1f\x8b" + bytes(100)}, announce_length=announced) as server:
+        with pytest.raises(download.DownloadError, match="Content-Length") as caught:
+            download.download_file(server.url + "x.gz", destination, {"0" * 32})
+    assert server.url in str(caught.value)
     assert os.listdir(isolated / "data") == []
 
 

@@ -139,7 +139,7 @@ class _Graph:
 
     def __init__(self, onnx, graph, source):
         self.onnx, self.source = onnx, source
-        self.constants = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+        self.constants = {init.name: self._tensor_array(init) for init in graph.initializer}
         self.shapes = {}
         for info in list(graph.value_info) + list(graph.input) + list(graph.output):
             dims = info.type.tensor_type.shape.dim
@@ -171,7 +171,17 @@ class _Graph:
         attribute = next((a for a in node.attribute if a.name == "value"), None)
         if attribute is None:
             raise UnsupportedModel(f"{self.source}: Constant node {node.name!r} has no tensor value")
-        return self.onnx.numpy_helper.to_array(attribute.t)
+        return self._tensor_array(attribute.t)
+
+    def _tensor_array(self, tensor):
+        """The numpy array of a TensorProto; ValueError naming the file and the tensor when its data type is
+        unknown or its data does not fill its dims (onnx.checker passes both)."""
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except Exception as error:  # noqa: BLE001 - KeyError for a type, ValueError for a size, ...
+            raise ValueError(f"{self.source}: tensor {tensor.name or '(unnamed)'} is damaged (data type "
+                             f"{tensor.data_type}, dims {list(tensor.dims)}: {type(error).__name__}: "
+                             f"{str(error)[:200]})") from None
 
     # ------------------------------------------------------------------ structure
 

@@ -306,17 +306,20 @@ class _Graph:
             self._problem(node, str(reason))
             return None
 
-    def _weight(self, node, index, what):
+    def _weight(self, node, index, what, floating=True):
         if len(node.input) <= index or not node.input[index]:
             return None
         name = node.input[index]
         if name not in self.constants:
             raise _Unsupported(f"its {what} must be a constant (an initializer), got the computed tensor {name!r}")
-        return np.asarray(self.constants[name])
+        value = np.asarray(self.constants[name])
+        if floating and value.dtype.kind != "f":  # arithmetic (Gemm's alpha) would turn its bits into numbers
+            raise _Unsupported(f"its {what} {name!r} must be floating point, got {value.dtype}")
+        return value
 
     def _scalar(self, node, index, what):
         """A constant input that holds one number (a 0-D tensor, or one element of any rank), or None."""
-        value = self._weight(node, index, what)
+        value = self._weight(node, index, what, floating=False)
         if value is None:
             return None
         if value.size != 1 or value.dtype.kind not in "fiub":

@@ -64,3 +64,16 @@ def test_a_tensor_whose_data_does_not_fill_its_dims_is_one_error_naming_file_and
     with pytest.raises(ValueError) as caught:
         _load(model, tmp_path)
     assert "damaged.onnx" in str(caught.value) and re.search(r"tensor (name: )?w\b", str(caught.value))
+
+
+
+@pytest.mark.parametrize("damage", ["int32_weight", "uint32_bias"])
+def test_integer_weights_are_refused_not_read_as_other_numbers(damage, tmp_path):
+    """An int32 or uint32 weight of float32's size loaded its bits as other numbers: a model computing garbage
+    (onnxruntime refuses such a graph)."""
+    model = small_model()
+    name, node = ("w", "conv (Conv): its weight") if damage == "int32_weight" else ("fb", "fc (Gemm): its bias")
+    _initializer(model, name).data_type = TensorProto.INT32 if damage == "int32_weight" else TensorProto.UINT32
+    with pytest.raises(ValueError, match=re.escape(f"{node} {name!r} must be floating point")) as caught:
+        _load(model, tmp_path)
+    assert "damaged.onnx" in str(caught.value)

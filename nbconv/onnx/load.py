@@ -90,8 +90,11 @@ def to_model(proto, source="model"):
     graph = _Graph(onnx, proto.graph, source)
     tree = graph.translate()
     spec = _spec(tree)
-    model = models.build(spec, graph.input_shape)
-    _fill(model, tree)
+    try:
+        model = models.build(spec, graph.input_shape)
+    except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as error:
+        raise ValueError(f"{source}: its nodes do not fit together as a model ({str(error)[:300]})") from None
+    _fill(model, tree, source)
     state = model.state_dict()
     bad = [key for key, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
     if bad:  # a damaged file: its scores would be NaN (nbconv's checkpoints never hold such weights either)
@@ -304,6 +307,9 @@ class _Graph:
             return translate(node, attributes)
         except _Unsupported as reason:
             self._problem(node, str(reason))
+            return None
+        except ValueError as error:  # numpy refusing a constant's shape: a Gemm bias (3, 1) for 3 outputs, ...
+            self._problem(node, f"its constant inputs do not fit each other ({str(error)[:200]})")
             return None
 
     def _weight(self, node, index, what, floating=True):
@@ -628,13 +634,21 @@ def _model_layers(layer):
         yield from _model_layers(child)
 
 
-def _fill(model, items):
-    """Copy each leaf's weights into the layer built from its token (both lists are in spec order)."""
+def _fill(model, items, source="model"):
+    """Copy each leaf's weights into the layer built from its token (both lists are in spec order). A weight
+    that is not floating point (an integer tensor's bits would become other numbers) or not of the layer's
+    size is a ValueError naming `source` and the layer."""
     weighted = [leaf for leaf in _leaves(items) if leaf.weights]
     layers = [layer for layer in _model_layers(model) if layer.named_parameters() or layer.named_buffers()]
     if len(weighted) != len(layers):
         raise AssertionError(f"{len(weighted)} weighted nodes but {len(layers)} weighted layers were built")
     for leaf, layer in zip(weighted, layers):
         current = layer.state_dict()
-        layer.load_state_dict({key: np.asarray(value).reshape(current[key].shape)
-                               for key, value in leaf.weights.items()}, strict=False)
+        values = {key: np.asarray(value) for key, value in leaf.weights.items()}
+        for key, value in values.items():
+            if value.dtype.kind != "f" or value.size != current[key].size:
+                raise ValueError(f"{source}: the {key} of layer {layer.name} ({leaf.token}) must be "
+                                 f"{current[key].size} floating-point numbers, the file gives a {value.dtype} "
+                                 f"tensor of shape {value.shape}")
+        layer.load_state_dict({key: value.reshape(current[key].shape) for key, value in values.items()},
+                              strict=False)

@@ -77,3 +77,34 @@ def test_integer_weights_are_refused_not_read_as_other_numbers(damage, tmp_path)
     with pytest.raises(ValueError, match=re.escape(f"{node} {name!r} must be floating point")) as caught:
         _load(model, tmp_path)
     assert "damaged.onnx" in str(caught.value)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("int32_bias_after_matmul", "the bias of layer fc1 .* the file gives a int32"),
+    ("input_channels", "the weight of layer conv1 .* must be 108 floating-point numbers"),
+    ("negative_group", "its nodes do not fit together as a model"),
+    ("huge_input", "its nodes do not fit together as a model.*at most 8 GiB"),
+    ("gemm_bias_dims", r"fc \(Gemm\): its constant inputs do not fit each other"),
+])
+def test_weights_that_do_not_fit_their_layer_are_one_error_naming_the_file(damage, expected, tmp_path):
+    """Weights of another layer's size, a layer the model builder refuses or a bias numpy cannot broadcast raised
+    numpy's or the builder's ValueError without the file's name; an int32 bias after a MatMul (read straight
+    from the constants) loaded its bits as other numbers."""
+    model = small_model()
+    if damage == "input_channels":
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3
+    elif damage == "int32_bias_after_matmul":  # MatMul + Add of a constant: one fully connected layer
+        model.graph.node[-1].CopyFrom(helper.make_node("MatMul", ["f", "fw"], ["p"], name="fc"))
+        model.graph.node.append(helper.make_node("Add", ["p", "fb"], ["y"]))
+        fw = _initializer(model, "fw")
+        fw.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(fw).T.copy(), "fw"))
+        _initializer(model, "fb").data_type = TensorProto.INT32
+    elif damage == "negative_group":
+        model.graph.node[0].attribute.append(helper.make_attribute("group", -5))
+    elif damage == "huge_input":
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2 ** 31
+    else:
+        _initializer(model, "fb").dims.append(1)
+    with pytest.raises(ValueError, match=expected) as caught:
+        _load(model, tmp_path)
+    assert "damaged.onnx" in str(caught.value)

@@ -82,6 +82,7 @@ def to_model(proto, source="model"):
     """The nbconv model of an onnx ModelProto."""
     onnx = require_onnx()
     _refuse_external_data(onnx, proto, source)
+    _refuse_unknown_operator_sets(onnx, proto, source)
     try:
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -103,6 +104,21 @@ def to_model(proto, source="model"):
     model.input_shape = graph.input_shape
     model.eval()
     return model
+
+
+def _refuse_unknown_operator_sets(onnx, proto, source):
+    """A graph stamped with an ONNX operator set newer than the installed onnx knows, or whose nodes belong to
+    another domain (a custom 'Relu'), is refused: nbconv would read its nodes as today's standard operators,
+    and onnx.checker passes both."""
+    known = onnx.defs.onnx_opset_version()
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version > known:
+            raise UnsupportedModel(f"{source}: it uses ONNX operator set {entry.version}; the installed onnx knows "
+                                   f"sets up to {known}")
+    foreign = [node for node in proto.graph.node if node.domain not in ("", "ai.onnx")]
+    if foreign:
+        raise UnsupportedModel(f"{source}: node {foreign[0].name or '(unnamed)'} ({foreign[0].op_type}) belongs to "
+                               f"the operator domain {foreign[0].domain!r}; nbconv reads standard ONNX operators only")
 
 
 def _refuse_external_data(onnx, proto, source):

@@ -108,3 +108,20 @@ def test_weights_that_do_not_fit_their_layer_are_one_error_naming_the_file(damag
     with pytest.raises(ValueError, match=expected) as caught:
         _load(model, tmp_path)
     assert "damaged.onnx" in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["future_opset", "custom_domain"])
+def test_operators_of_another_set_are_refused_not_read_as_standard_ones(damage, tmp_path):
+    """A graph stamped with operator set 99, or whose Relu belongs to a custom domain, loaded as if its nodes were
+    today's standard operators (onnxruntime refuses both)."""
+    model = small_model()
+    if damage == "future_opset":
+        model.opset_import[0].version = 99
+        expected = "operator set 99"
+    else:
+        model.graph.node[1].domain = "custom.ops"
+        model.opset_import.append(helper.make_opsetid("custom.ops", 1))
+        expected = "domain 'custom.ops'"
+    with pytest.raises(nbonnx.UnsupportedModel, match=expected) as caught:
+        _load(model, tmp_path)
+    assert "damaged.onnx" in str(caught.value)

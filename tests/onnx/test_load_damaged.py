@@ -125,3 +125,53 @@ def test_operators_of_another_set_are_refused_not_read_as_standard_ones(damage, 
     with pytest.raises(nbonnx.UnsupportedModel, match=expected) as caught:
         _load(model, tmp_path)
     assert "damaged.onnx" in str(caught.value)
+
+
+FUZZ_SPEC = "conv4k3p1,bn,relu,maxpool2,conv6k3s2p1,relu,flatten,fc10"
+FUZZ_INPUT = (1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def exported():
+    """The bytes of a small model with batch normalization exported by nbconv."""
+    from nbconv import models
+    return nbonnx.to_onnx(models.build(FUZZ_SPEC, FUZZ_INPUT, seed=1), FUZZ_INPUT).SerializeToString()
+
+
+def _sane_against_onnxruntime(path):
+    """sane(model) for fuzzing.outcome: finite weights, and the scores onnxruntime computes from the same file
+    (where it loads the file and leaves the batch size free)."""
+    def sane(model):
+        bad = [key for key, value in model.state_dict().items() if not np.isfinite(value).all()]
+        if bad:
+            return f"non-finite weights {bad}"
+        x = np.random.default_rng(0).standard_normal((2,) + tuple(model.input_shape)).astype(np.float32)
+        got = model.forward(x)
+        try:
+            proto = onnx.load(path)
+            batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+            if batch.HasField("dim_value"):
+                return None  # nbconv takes any batch size, onnxruntime only the one declared
+            expected = run_onnxruntime(proto, x)
+        except Exception as error:  # noqa: BLE001 - onnxruntime refusing what nbconv loaded
+            return f"onnxruntime refuses what nbconv loaded: {type(error).__name__}: {str(error)[:200]}"
+        if got.shape != expected.shape or relative_error(got, expected) > 1e-4:
+            return f"scores differ from onnxruntime's ({got.shape} vs {expected.shape})"
+        return None
+    return sane
+
+
+def test_mutated_exports_load_as_onnxruntime_reads_them_or_are_one_error(exported, tmp_path):
+    rng = np.random.default_rng(20261127)
+    defects, outcomes = [], {"ok": 0, "own": 0, "defect": 0}
+    for index in range(80):
+        label, data = (fuzzing.onnx_field_mutant(rng, exported) if index % 4 else fuzzing.mutate_bytes(rng, exported))
+        path = str(tmp_path / f"mutant{index}.onnx")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        kind, detail = fuzzing.outcome(nbonnx.load, path, (ValueError,), _sane_against_onnxruntime(path))
+        outcomes[kind] += 1
+        if kind == "defect":
+            defects.append(f"#{index} {label}: {detail}")
+    assert not defects, "\n".join(defects)
+    assert outcomes["own"] >= 40 and outcomes["ok"] >= 1, outcomes

@@ -80,6 +80,16 @@ def _zip_with_duplicate(entries, name):
     return buffer.getvalue()
 
 
+def _zip_with_method(entries, name, method):
+    """A zip file of the entries with entry `name` compressed by `method` (zipfile.ZIP_BZIP2 or ZIP_LZMA): formats
+    whose decompressors zipfile runs without an output bound (a few KiB of bzip2 inflate to gigabytes at once)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for key, data in entries.items():
+            archive.writestr(key, data, compress_type=method if key == name else zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
 def _npy(array, allow_pickle=False):
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array, allow_pickle=allow_pickle)
@@ -162,6 +172,8 @@ def corpus(seed=0):
              "seconds": 1.0})))), "position"),
         "rng-state-for-no-layer": (npz_bytes(_changed(arrays, rng_state=np.array('{"dropout1": {}}'))),
                                    "rng_state"),
+        "bzip2-entry": (_zip_with_method(entries, "param/fc1.weight.npy", zipfile.ZIP_BZIP2), "compression method"),
+        "lzma-entry": (_zip_with_method(entries, "spec.npy", zipfile.ZIP_LZMA), "compression method"),
         "duplicate-entry": (_zip_with_duplicate(entries, "param/fc1.weight.npy"), "twice"),
         "pickled-object": (_zip_with({**entries, "config.npy": _npy(np.array([{"a": 1}], dtype=object),
                                                                     allow_pickle=True)}), "never unpickled"),

@@ -89,8 +89,12 @@ def to_model(proto, source="model"):
     except Exception as error:
         raise ValueError(f"{source} is not a valid ONNX model: {error}") from None
     graph = _Graph(onnx, proto.graph, source)
-    tree = graph.translate()
-    spec = _spec(tree)
+    try:
+        tree = graph.translate()
+        spec = _spec(tree)
+    except RecursionError:  # the walk follows nested branches recursively
+        raise UnsupportedModel(f"{source}: its branches (residual sums, concatenations) nest deeper than nbconv "
+                               "follows") from None
     try:
         model = models.build(spec, graph.input_shape)
     except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as error:

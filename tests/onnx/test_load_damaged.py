@@ -175,3 +175,21 @@ def test_mutated_exports_load_as_onnxruntime_reads_them_or_are_one_error(exporte
             defects.append(f"#{index} {label}: {detail}")
     assert not defects, "\n".join(defects)
     assert outcomes["own"] >= 40 and outcomes["ok"] >= 1, outcomes
+
+
+def test_residual_sums_nested_past_the_recursion_limit_are_one_error(tmp_path):
+    """Residual sums nested 1,500 deep (y = x + relu(x + relu(...))) ended in Python's RecursionError."""
+    depth, nodes, tensor = 1500, [], "x"
+    for level in range(depth):
+        nodes.append(helper.make_node("Relu", [tensor], [f"body{level}"]))
+        tensor = f"body{level}"
+    for level in reversed(range(depth)):
+        shortcut = "x" if level == 0 else f"body{level - 1}"
+        nodes.append(helper.make_node("Add", [tensor, shortcut], [f"sum{level}" if level else "y"]))
+        tensor = f"sum{level}"
+    value_info = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 2, 4, 4]) for name in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "nested", value_info[:1], value_info[1:]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(nbonnx.UnsupportedModel, match="nest deeper than nbconv follows") as caught:
+        _load(model, tmp_path)
+    assert "damaged.onnx" in str(caught.value)

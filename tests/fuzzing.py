@@ -236,7 +236,8 @@ def zip_mutant(rng, data):
         label, members[name] = _hostile_npy(rng, members[name])
     else:
         label, members[name] = mutate_bytes(rng, members[name])
-    compression = zipfile.ZIP_DEFLATED if rng.random() < 0.3 else zipfile.ZIP_STORED
+    compression = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA][
+        int(rng.choice(4, p=[0.6, 0.3, 0.05, 0.05]))]
     return f"{name}:{label}", rezip(members, compression)
 
 

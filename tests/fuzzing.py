@@ -15,6 +15,7 @@ import io
 import json
 import signal
 import tarfile
+import threading
 import traceback
 import warnings
 import zipfile
@@ -460,11 +461,14 @@ def _utf8(text):
 def outcome(read, path, own_errors, sane=None, seconds=20, names=None):
     """("ok" | "own" | "defect", detail) of read(path) on one mutant.
 
+    The time limit needs SIGALRM and the main thread (elsewhere the reader runs without one).
     own: an exception of `own_errors` whose message names `path` (or `names`: the folder of the files a
     reader makes from it, such as an archive's members) and is UTF-8 text; ok: read returned and sane(result) is
     true (or None); defect: anything else, with the traceback's last lines."""
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(seconds)
+    timed = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if timed:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(seconds)
     try:
         result = read(path)
     except Timeout:
@@ -481,8 +485,9 @@ def outcome(read, path, own_errors, sane=None, seconds=20, names=None):
         return "defect", f"{type(error).__name__}: {str(error)[:300]}\n" + \
             "".join(traceback.format_exc().splitlines(True)[-8:])
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+        if timed:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
     problem = sane(result) if sane is not None else None
     if problem:
         return "defect", f"loaded but not sane: {problem}"

@@ -17,13 +17,13 @@ INPUT_SHAPE = (2, 5, 5)
 def small_model():
     """Conv (with bias), Relu, Flatten, Gemm: a ModelProto for inputs (N, 2, 5, 5)."""
     rng = np.random.default_rng(3)
-    weights = {"w": rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32),
-               "fw": rng.standard_normal((3, 36)).astype(np.float32), "fb": rng.standard_normal(3).astype(np.float32)}
+    shapes = {"w": (4, 2, 3, 3), "b": (4,), "fw": (3, 36), "fb": (3,)}
+    weights = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("Flatten", ["r"], ["f"]),
              helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *INPUT_SHAPE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *INPUT_SHAPE])]
+    graph = helper.make_graph(nodes, "small", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
                               [numpy_helper.from_array(value, name) for name, value in weights.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)

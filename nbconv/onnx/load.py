@@ -139,7 +139,7 @@ class _Graph:
 
     def __init__(self, onnx, graph, source):
         self.onnx, self.source = onnx, source
-        self.constants = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+        self.constants = {init.name: self._array(init, f"initializer {init.name!r}") for init in graph.initializer}
         self.shapes = {}
         for info in list(graph.value_info) + list(graph.input) + list(graph.output):
             dims = info.type.tensor_type.shape.dim
@@ -171,7 +171,16 @@ class _Graph:
         attribute = next((a for a in node.attribute if a.name == "value"), None)
         if attribute is None:
             raise UnsupportedModel(f"{self.source}: Constant node {node.name!r} has no tensor value")
-        return self.onnx.numpy_helper.to_array(attribute.t)
+        return self._array(attribute.t, f"Constant node {node.name!r}'s value")
+
+    def _array(self, tensor, what):
+        """A TensorProto as a numpy array, else an UnsupportedModel naming it (data that does not fill its
+        declared dims, an unknown data type)."""
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except Exception as error:
+            raise UnsupportedModel(f"{self.source}: {what} of dims {list(tensor.dims)} cannot be read "
+                                   f"({type(error).__name__}: {error})") from None
 
     # ------------------------------------------------------------------ structure
 
@@ -268,6 +277,10 @@ class _Graph:
             return None
         first, second = parts
         body, shortcut = (first, second) if len(first) >= len(second) else (second, first)
+        if not body:
+            self.problems.append(f"{merge.op_type} node {merge.name!r} adds a tensor to itself (nbconv has no "
+                                 "layer that doubles its input)")
+            return None
         return ("res", body, shortcut)
 
     def _axis(self, node):
@@ -296,17 +309,22 @@ class _Graph:
             self._problem(node, str(reason))
             return None
 
-    def _weight(self, node, index, what):
+    def _weight(self, node, index, what, floating=True):
+        """The constant input `index` of `node` as an array (a floating-point one unless floating=False), or
+        None when the node has no such input."""
         if len(node.input) <= index or not node.input[index]:
             return None
         name = node.input[index]
         if name not in self.constants:
             raise _Unsupported(f"its {what} must be a constant (an initializer), got the computed tensor {name!r}")
-        return np.asarray(self.constants[name])
+        value = np.asarray(self.constants[name])
+        if floating and value.dtype.kind != "f":
+            raise _Unsupported(f"its {what} {name!r} must be a floating-point tensor, got {value.dtype}")
+        return value
 
     def _scalar(self, node, index, what):
         """A constant input that holds one number (a 0-D tensor, or one element of any rank), or None."""
-        value = self._weight(node, index, what)
+        value = self._weight(node, index, what, floating=False)
         if value is None:
             return None
         if value.size != 1 or value.dtype.kind not in "fiub":
@@ -361,6 +379,9 @@ class _Graph:
         if spatial not in (1, 2):
             raise _Unsupported(f"{spatial}-D convolution (nbconv has 1-D and 2-D)")
         kernel = list(weight.shape[2:])
+        if "kernel_shape" in attributes and list(attributes["kernel_shape"]) != kernel:
+            raise _Unsupported(f"kernel_shape={list(attributes['kernel_shape'])} disagrees with its weight's "
+                               f"shape {list(weight.shape)}")
         stride = list(attributes.get("strides", [1] * spatial))
         dilation = list(attributes.get("dilations", [1] * spatial))
         padding = self._pads(node, attributes, kernel, stride, dilation)
@@ -390,7 +411,8 @@ class _Graph:
         bias = self._weight(node, 2, "bias")
         if bias is None:
             bias = np.zeros(weight.shape[0], weight.dtype)
-        bias = np.broadcast_to(bias * attributes.get("beta", 1.0), (weight.shape[0],))
+        name = node.input[2] if len(node.input) > 2 else ""
+        bias = _feature_bias(bias * attributes.get("beta", 1.0), weight.shape[0], name)
         return Leaf(f"fc{weight.shape[0]}", {"weight": weight, "bias": bias})
 
     def _adaptive_average(self, reshape, product):
@@ -415,7 +437,11 @@ class _Graph:
         add = self._single_consumer(node.output[0], "Add")
         if add is not None and not self._is_merge(add):  # MatMul + Add of a constant: one fully connected layer
             constant = next(name for name in add.input if name in self.constants)
-            bias, end = np.broadcast_to(self.constants[constant], (weight.shape[1],)), add.output[0]
+            try:
+                bias = _feature_bias(np.asarray(self.constants[constant]), weight.shape[1], constant)
+            except _Unsupported as reason:
+                raise _Unsupported(f"the Add {add.name!r} after it: {reason}") from None
+            end = add.output[0]
         return Leaf(f"fc{weight.shape[1]}", {"weight": weight.T, "bias": bias}, end)
 
     def _single_consumer(self, tensor, op_type):
@@ -568,6 +594,16 @@ for _op, _token in _ACTIVATIONS.items():
 
 class _Unsupported(Exception):
     pass
+
+
+def _feature_bias(bias, features, name):
+    """A fully connected layer's bias (features,) from a constant added to its (N, features) product: of shape
+    (), (1,), (features,), (1, 1) or (1, features); other shapes (one per sample, or a wrong count) would make
+    the sum something else than a layer's, and are an _Unsupported."""
+    if bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1) or (bias.ndim and bias.shape[-1] not in (1, features)):
+        raise _Unsupported(f"its bias {name!r} of shape {list(bias.shape)} is not one value per output feature "
+                           f"({features}), as (features,) or (1, features)")
+    return np.broadcast_to(bias.reshape(-1), (features,))
 
 
 def _size(values):

@@ -1,6 +1,7 @@
 """nbconv model -> ONNX graph. Each layer becomes the ONNX nodes that compute the same function in
 inference mode (dropout is the identity, batch norm uses its running statistics); weights become
 initializers. The batch axis is left symbolic ("N"), the other axes are the model's input shape."""
+import numbers
 import os
 
 import numpy as np
@@ -60,8 +61,11 @@ def save(model, path, input_shape, opset=OPSET):
 def to_onnx(model, input_shape, opset=OPSET):
     """The ONNX ModelProto of `model` (any nbconv layer or Sequential) for inputs (N,) + input_shape."""
     onnx = require_onnx()
-    if not isinstance(opset, int) or opset < OPSET:
-        raise ValueError(f"opset must be an int >= {OPSET}, got {opset!r}")
+    newest = onnx.defs.onnx_opset_version()  # a later one is a file onnxruntime refuses to load
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not OPSET <= opset <= newest:
+        raise ValueError(f"opset must be an int in [{OPSET}, {newest}] (the newest this onnx package knows), "
+                         f"got {opset!r}")
+    opset = int(opset)
     if not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 3:
         raise ValueError(f"input_shape must be (C, H, W), (C, W) or (features,) without the batch axis, got "
                          f"{input_shape!r}")

@@ -92,6 +92,15 @@ def test_bad_opset_is_a_clear_error():
         nbonnx.to_onnx(model, (4,), opset=9)
 
 
+def test_an_opset_newer_than_onnx_knows_is_a_clear_error_and_writes_nothing(tmp_path):
+    model = models.build("fc3", (4,), seed=0)
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(ValueError, match=rf"opset must be an int in \[17, {newest}\].*got {newest + 1}"):
+        nbonnx.save(model, tmp_path / "m.onnx", (4,), opset=newest + 1)  # onnxruntime refuses such a file
+    assert not (tmp_path / "m.onnx").exists()
+    assert nbonnx.to_onnx(model, (4,), opset=np.int64(newest)).opset_import[0].version == newest
+
+
 @pytest.mark.parametrize("shape, error, words", [
     ((3, 8.5, 8), TypeError, "input_shape must be an int"), ((3, 0, 8), ValueError, "input_shape must be >= 1"),
     ((3, 8), ValueError, "does not fit"), ("3x8x8", ValueError, "input_shape must be"),

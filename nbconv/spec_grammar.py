@@ -4,7 +4,7 @@ See nbconv.models for the language itself."""
 import re
 
 SIZE = r"\d+(?:x\d+)?"
-NUMBER = r"\d*\.?\d*(?:e-?\d+)?"  # what number() prints for the non-negative finite floats of the tokens
+NUMBER = r"-?\d*\.?\d*(?:e-?\d+)?"  # what number() prints for a finite float (the layers check the ranges)
 PATTERNS = {
     "conv1d": re.compile(rf"^conv1d(\d+)k(\d+)(?:s(\d+))?(?:p(\d+|same|valid))?(?:d(\d+))?(?:g(\d+))?$"),
     "conv": re.compile(rf"^conv(\d+)k({SIZE})(?:s({SIZE}))?(?:p({SIZE}|same|valid))?(?:d({SIZE}))?(?:g(\d+))?"

@@ -70,6 +70,7 @@ def test_spec_round_trips_through_layers():
     ("lrelu0.1234567,lrn5a0.00012345678b0.7512345k1.2345678,bneps0.0000123456789momentum0.00001,dropout0.00001",
      (3, 4, 4)),
     ("bn1dmomentum0.33333333333333331,lrelu1e16,dropout0.1234567", (6,)),
+    ("lrelu-0.5,lrn3a-0.001k-1.5,conv2k1", (3, 4, 4)),  # signs PyTorch takes, which the spec did not read
 ])
 def test_a_models_spec_rebuilds_the_very_same_hyper_parameters(spec, input_shape, tmp_path):
     """A checkpoint stores model.spec(): six significant digits changed the values, and a momentum or dropout
@@ -85,6 +86,12 @@ def test_a_models_spec_rebuilds_the_very_same_hyper_parameters(spec, input_shape
     assert loaded.spec() == model.spec()
     assert hyper_parameters(loaded) == hyper_parameters(model)
     assert any(values for _, values in hyper_parameters(model))
+
+
+@pytest.mark.parametrize("spec, name", [("lrelu1e309", "negative_slope"), ("lrn5b1e400", "beta")])
+def test_an_infinite_hyper_parameter_is_refused_naming_it(spec, name):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number, got inf"):
+        models.build(spec, input_shape=(3, 4, 4))
 
 
 def _synthetic_splits(rng, n=256):

@@ -512,7 +512,7 @@ class Tanh(_Activation):
 class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = checks.real("negative_slope", negative_slope)
+        self.negative_slope = checks.finite_real("negative_slope", negative_slope)  # a spec says finite numbers
 
     def forward(self, input):
         self.input = input

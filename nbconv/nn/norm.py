@@ -151,7 +151,9 @@ class LocalResponseNorm(Layer):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
         self.size = checks.integer("size", size, 1)
-        self.alpha, self.beta, self.k = checks.real("alpha", alpha), checks.real("beta", beta), checks.real("k", k)
+        # finite, as the spec a checkpoint stores can only say finite numbers
+        self.alpha, self.beta, self.k = (checks.finite_real(name, value) for name, value in
+                                         (("alpha", alpha), ("beta", beta), ("k", k)))
 
     def forward(self, input):
         self.input = input

@@ -980,7 +980,8 @@ def scale_shift(input, scale=None, shift=None, residual=None, activation=None, o
     where, dtype, a = checks.arrays(input=input, scale=scale, shift=shift, residual=residual, out=out,
                                     optional=("scale", "shift", "residual", "out"))
     x = a["input"]
-    checks.ndim("input", x, tuple(range(2, 33)), "(N, C, ...) with at least two axes")
+    if x.ndim < 2:
+        raise ValueError(f"input must have layout (N, C, ...) with at least two axes, got shape {tuple(x.shape)}")
     N, C = x.shape[0], x.shape[1]
     for name in ("scale", "shift"):
         if name in a:

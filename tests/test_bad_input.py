@@ -29,6 +29,7 @@ W = np.zeros((4, 3, 3, 3), np.float32)
     (lambda: F.conv2d([[1.0]], W), TypeError, ["input", "numpy array"]),
     (lambda: F.conv2d_backward(np.zeros((2, 4, 5, 5), np.float32), X, W), ValueError, ["grad_output", "(2, 4, 6, 6)"]),
     (lambda: F.conv1d(X, W), ValueError, ["input", "(N, C, W)"]),
+    (lambda: F.scale_shift(np.zeros(3, np.float32)), ValueError, ["input must have layout (N, C, ...) with at least two axes"]),
     (lambda: F.conv2d_backward(np.zeros((4, 5, 5), np.float32), X[0], W), ValueError, ["grad_output", "(4, 6, 6)"]),
     (lambda: F.conv1d_backward(np.zeros((3, 4, 6), np.float32), X[:, :, 0], W[:, :, 0]), ValueError,
      ["grad_output", "(2, 4, 6)"]),

@@ -135,6 +135,10 @@ def _batch_norm(layer, graph, name, probe):
 
 
 def _local_response_norm(layer, graph, name, probe):
+    if layer.size % 2 == 0:  # ONNX's window is [c - (size - 1) // 2, c + size // 2]: one channel up from nbconv's
+        raise ValueError(f"layer {layer.name} ({layer.spec()}): ONNX's LRN centres an even window one channel "
+                         f"higher than nbconv (and PyTorch) do, and onnxruntime refuses even sizes; an odd size "
+                         f"exports")
     output = graph.node("LRN", [name], layer.name, size=layer.size, alpha=float(layer.alpha), beta=float(layer.beta),
                         bias=float(layer.k))
     return output, layer.forward(probe)

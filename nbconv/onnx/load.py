@@ -577,6 +577,9 @@ class _Graph:
 
     def _op_LRN(self, node, attributes):
         size = int(attributes["size"])
+        if size % 2 == 0:  # its window, [c - (size - 1) // 2, c + size // 2], is one channel up from nbconv's
+            raise _Unsupported(f"size={size}: ONNX centres an even window one channel higher than nbconv (and "
+                               "PyTorch) do (onnxruntime refuses even sizes)")
         alpha, beta, bias = (float(attributes.get(key, default)) for key, default in
                              (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
         return Leaf(f"lrn{size}a{alpha!r}b{beta!r}k{bias!r}")

@@ -86,6 +86,12 @@ def test_uneven_adaptive_max_pooling_has_no_onnx_form():
         nbonnx.to_onnx(model, (2, 7, 7))
 
 
+def test_an_even_local_response_norm_window_has_no_onnx_form():
+    model = models.build("lrn4", (6, 3, 3), seed=0)
+    with pytest.raises(ValueError, match="lrn1 .lrn4.: ONNX's LRN centres an even window one channel higher"):
+        nbonnx.to_onnx(model, (6, 3, 3))
+
+
 def test_bad_opset_is_a_clear_error():
     model = models.build("fc3", (4,), seed=0)
     with pytest.raises(ValueError, match="opset"):

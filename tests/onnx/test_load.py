@@ -495,3 +495,10 @@ def test_an_initializer_whose_dims_disagree_with_its_data_is_a_clear_error():
 def test_adding_a_tensor_to_itself_is_a_clear_error():
     nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Add", ["h", "h"], ["y"], name="twice")]
     assert "Add node 'twice' adds a tensor to itself" in _unsupported_message(_graph(nodes, (3, 4, 4)))
+
+
+def test_an_even_local_response_norm_window_is_refused_not_read_as_nbconvs():
+    """ONNX sums channels [c - (size - 1) // 2, c + size // 2]; nbconv and PyTorch [c - size // 2, c + (size - 1) // 2]:
+    for an even size an import would compute another function."""
+    node = helper.make_node("LRN", ["x"], ["y"], name="even", size=4)
+    assert "even (LRN): size=4: ONNX centres an even window" in _unsupported_message(_graph([node], (6, 3, 3)))

@@ -7,12 +7,13 @@ Choices: batch normalization stays a layer (running statistics kept, so the mode
 a trailing Softmax is dropped (nbconv models return scores; `nbconv predict` applies the softmax);
 Dropout and Identity nodes are kept as Dropout layers / skipped.
 """
+import json
 import os
 
 import numpy as np
 
 from .. import models
-from .export import adaptive_avg_matrix, require_onnx
+from .export import PREPROCESSING_KEYS, adaptive_avg_matrix, require_onnx
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
@@ -31,7 +32,7 @@ class Leaf:
 
 def load(path):
     """The nbconv model stored in the ONNX file at `path`, in eval mode, with `input_shape` ((C, H, W) or
-    (C, W), from the graph's input) set on it."""
+    (C, W), from the graph's input) and `preprocessing` (see to_model) set on it."""
     onnx = require_onnx()
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -79,7 +80,8 @@ def _read_external_data(onnx, proto, path):
 
 
 def to_model(proto, source="model"):
-    """The nbconv model of an onnx ModelProto."""
+    """The nbconv model of an onnx ModelProto, with `input_shape` and `preprocessing` set on it: {key: value}
+    of the mean, std and class names nbconv's export stored in the file's metadata (empty for other files)."""
     onnx = require_onnx()
     _refuse_external_data(onnx, proto, source)
     try:
@@ -98,8 +100,24 @@ def to_model(proto, source="model"):
         raise ValueError(f"{source}: the weights of {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN "
                          "or infinity")
     model.input_shape = graph.input_shape
+    model.preprocessing = _preprocessing(proto, source)
     model.eval()
     return model
+
+
+def _preprocessing(proto, source):
+    """{key: value} of the "nbconv.<key>" metadata nbconv's export writes (PREPROCESSING_KEYS), checked as a
+    checkpoint's config is (the file is untrusted)."""
+    from ..checkpoint_checks import check_config
+    found = {}
+    for entry in proto.metadata_props:
+        key = entry.key[len("nbconv."):] if entry.key.startswith("nbconv.") else None
+        if key in PREPROCESSING_KEYS:
+            try:
+                found[key] = json.loads(entry.value)
+            except ValueError:
+                raise ValueError(f"{source}: its metadata {entry.key!r} is not JSON: {entry.value!r:.80}") from None
+    return check_config(found, f"{source}: its metadata")
 
 
 def _refuse_external_data(onnx, proto, source):

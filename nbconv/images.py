@@ -168,14 +168,35 @@ def to_pil(pixels):
     return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
 
 
-def write_image(pixels, path):
-    """Write (C, H, W) values in [0, 1] as an 8-bit image (PNG, JPEG, ... by the file's extension), atomically."""
+def image_format(path):
+    """Pillow's format for writing the file `path`, by its extension (PNG, JPEG, ...; PNG where it has none),
+    else a ValueError naming the file: for checking a name before the work of making its picture."""
     Image = require_pillow()
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
-    image_format = Image.registered_extensions().get(extension)
-    if image_format is None:
+    if not extension:
+        return "PNG"
+    found = Image.registered_extensions().get(extension)
+    if found is None or found not in Image.SAVE:  # unknown, or a format Pillow only reads
         raise ValueError(f"{path}: unknown image extension {extension!r} (use .png or .jpg)")
+    return found
+
+
+def save(image, path):
+    """Write a Pillow image to `path` in the format its extension names (see image_format), atomically."""
+    path = os.fspath(path)
+    chosen = image_format(path)
+    if chosen == "JPEG" and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
     buffer = io.BytesIO()
-    to_pil(pixels).save(buffer, format=image_format)
+    try:
+        image.save(buffer, format=chosen)
+    except (OSError, ValueError, KeyError) as error:  # a size or mode the format cannot hold
+        raise ValueError(f"{path}: Pillow cannot write this {image.width}x{image.height} picture as {chosen} "
+                         f"({error}); use .png") from None
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_image(pixels, path):
+    """Write (C, H, W) values in [0, 1] as an 8-bit image (PNG, JPEG, ... by the file's extension), atomically."""
+    save(to_pil(pixels), path)

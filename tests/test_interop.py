@@ -112,7 +112,7 @@ def test_torch_tensors_with_the_negative_bit_are_refused_not_read_unnegated():
     negated = z.conj().imag
     assert negated.is_neg()
     weight = torch.randn(4, 3, 3, 3)
-    with pytest.raises(TypeError, match=r"input is a PyTorch tensor with its negative bit set .* input.resolve_neg\(\)"):
+    with pytest.raises(TypeError, match=r"input is a PyTorch tensor with its negative bit set .* input\.resolve_neg"):
         F.conv2d(negated, weight)
     with pytest.raises(TypeError, match="running_mean is a PyTorch tensor with its negative bit set"):
         F.batch_norm(torch.randn(4, 3, 2, 2), torch.complex(torch.zeros(3), torch.zeros(3)).conj().imag, torch.ones(3),

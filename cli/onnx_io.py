@@ -31,7 +31,9 @@ def export(checkpoint_path, out, opset):
     onnx = _onnx()
     try:
         state = checkpoint.load(checkpoint_path)
-        onnx.save(state.model, out, state.input_shape, opset=opset)
+        config = state.config or {}  # so that predict on the file normalises as on the checkpoint
+        onnx.save(state.model, out, state.input_shape, opset=opset,
+                  preprocessing={key: config.get(key) for key in onnx.PREPROCESSING_KEYS})
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error))
     click.echo(f"{out}: {state.model.spec()} for input {'x'.join(map(str, state.input_shape))}, opset {opset}")
@@ -47,7 +49,7 @@ def import_(onnx_path, out):
     onnx = _onnx()
     try:
         model = onnx.load(onnx_path)
-        checkpoint.save(out, model, model.input_shape, config={})
+        checkpoint.save(out, model, model.input_shape, config=dict(model.preprocessing))
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error))
     click.echo(f"{out}: {model.spec()} for input {'x'.join(map(str, model.input_shape))}")

@@ -20,7 +20,9 @@ def load_model(path):
             model = onnx.load(path)
         except ImportError as error:
             raise click.ClickException(str(error))
-        return model, model.input_shape, None, None, None
+        preprocessing = model.preprocessing  # what nbconv's export kept of the checkpoint, else nothing
+        return (model, model.input_shape, preprocessing.get("mean"), preprocessing.get("std"),
+                preprocessing.get("class_names"))
     state = checkpoint.load(path)
     config = state.config or {}
     return state.model, state.input_shape, config.get("mean"), config.get("std"), config.get("class_names")

@@ -97,7 +97,8 @@ def input_normalisation(state):
 @seed_option
 @click.option("--scale", type=click.IntRange(1, MAX_SCALE), default=4, show_default=True, help="Pixel magnification.")
 @device_option
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Image file to write, in the format its extension names (.png, .jpg, ...).")
 def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitter, image_path, octaves, octave_scale,
               frames, zoom, seed, scale, device, out):
     """Draw a CHECKPOINT's first-layer filters, maximum-response inputs of a layer's channels, one
@@ -108,9 +109,11 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
     except ImportError as error:
         raise click.ClickException(str(error))
     device = resolve_device(device)
+    from nbconv import images
     with usage_error_for("--out"):
         for target in written_paths(out, frames if what == "dream" else 1):
             files.check_not_read(target, [("checkpoint", checkpoint_path), ("--image", image_path)])
+            images.image_format(target)  # before the work: a name whose format Pillow cannot write
         files.check_writable(out, "--out")
     try:
         state = checkpoint.load(checkpoint_path)
@@ -163,7 +166,10 @@ def visualize(checkpoint_path, what, layer, channels, steps, lr, l2_decay, jitte
             image = viz.grid_image(result.images, scale=scale, labels=[str(c) for c in labels])
     except (ValueError, KeyError) as error:
         raise click.ClickException(str(error).strip('"'))
-    viz.save_png(image, out)
+    try:
+        viz.save_image(image, out)
+    except ValueError as error:
+        raise click.ClickException(str(error))
     click.echo(f"wrote {out} ({image.size[0]}x{image.size[1]})")
 
 

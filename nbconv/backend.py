@@ -141,12 +141,18 @@ def as_array(value, name="array"):
     - DLPack exporters on a CUDA device likewise (read through cuda.core's StridedMemoryView), and on
       the CPU (PyTorch CPU tensors, JAX/TensorFlow host arrays) numpy views via np.from_dlpack;
     - anything with the buffer protocol (array.array, memoryview, bytes-like) a numpy view via np.asarray.
-    Anything else raises TypeError naming `name`.
+    Anything else raises TypeError naming `name`, and so does a PyTorch tensor with its negative bit set, whose
+    memory holds the values' negatives.
     """
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "copy_to_host") and hasattr(value, "is_c_contiguous"):
         return value  # a Numba device array (real or simulated)
+    is_negated = getattr(value, "is_neg", None)
+    if callable(is_negated) and is_negated():  # PyTorch exports such a tensor's memory as if it held the values
+        raise TypeError(f"{name} is a PyTorch tensor with its negative bit set (a lazy negation, such as "
+                        f"z.conj().imag gives), which DLPack and __cuda_array_interface__ do not carry: pass "
+                        f"{name}.resolve_neg()")
     if hasattr(value, "__cuda_array_interface__") or type(value).__name__ == "FakeCUDAArray":
         return as_device_array(value)
     kind = _dlpack_device_type(value)

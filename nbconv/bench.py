@@ -68,6 +68,8 @@ def parse_shape(text, name="custom"):
         key, value = item.split("=", 1)
         if key not in SHAPE_BOUNDS:
             raise ValueError(f"--shape: unknown key {key!r}; use n, c, h, w, d, k, s, p, g")
+        if key in values:  # 'k=3,k=5' was a typo timed as k=5 without a word
+            raise ValueError(f"--shape: {key} is given twice in {text!r}")
         try:
             values[key] = int(value)
         except ValueError:

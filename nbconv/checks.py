@@ -162,6 +162,14 @@ def real(name, value):
     return float(value)
 
 
+def finite_real(name, value):
+    """`value` as a finite float (of any sign), else a TypeError or ValueError naming it."""
+    value = real(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
 def finite(name, value, minimum=0.0, above=False, below=None):
     """`value` as a float, else a TypeError or ValueError naming it: finite, >= minimum (> with above=True),
     and < below when given."""

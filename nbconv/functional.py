@@ -184,7 +184,10 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     x, squeeze = _batched("input", a["input"], 2, "(N, C, H, W) or (C, H, W)")
     checks.ndim("weight", a["weight"], (4,), "(D, C/groups, kh, kw)")
     geometry = conv_geometry(x.shape, a["weight"].shape, stride, padding, dilation, groups)
-    grad_y = a["grad_output"].reshape(geometry.output_shape) if squeeze and a["grad_output"].ndim == 3 else a["grad_output"]
+    grad_y = a["grad_output"]
+    if squeeze and grad_y.ndim == 3:  # like an unbatched input: the output's shape without N
+        checks.shape("grad_output", grad_y, geometry.output_shape[1:])
+        grad_y = grad_y.reshape(geometry.output_shape)
     checks.shape("grad_output", grad_y, geometry.output_shape)
     kernels = backend.kernels(where)
     padded = _pad_right(x, geometry.extra_h, geometry.extra_w)
@@ -237,17 +240,15 @@ def _as_2d_hyper(name, value, minimum, fill):
 
 
 def _conv1d_views(input, weight, grad_output=checks.ABSENT):
-    """(N, C, 1, W) and (D, Cg, 1, K) views of 1-D convolution arrays, after validating their layouts."""
+    """(N, C, 1, W) and (D, Cg, 1, K) views of 1-D convolution arrays, after validating their layouts, and
+    grad_output as given (when given)."""
     _, _, a = checks.arrays(input=input, weight=weight, grad_output=grad_output)
     x, squeeze = _batched("input", a["input"], 1, "(N, C, W) or (C, W)")
     checks.ndim("weight", a["weight"], (3,), "(D, C/groups, k)")
     views = [x.reshape((x.shape[0], x.shape[1], 1, x.shape[2])),
              a["weight"].reshape((a["weight"].shape[0], a["weight"].shape[1], 1, a["weight"].shape[2]))]
     if grad_output is not checks.ABSENT:
-        grad_y = a["grad_output"]
-        checks.ndim("grad_output", grad_y, (x.ndim - (1 if squeeze else 0),), "like conv1d's output")
-        grad_y = grad_y.reshape((x.shape[0], grad_y.shape[grad_y.ndim - 2], 1, grad_y.shape[grad_y.ndim - 1]))
-        views.append(grad_y)
+        views.append(a["grad_output"])  # checked against the output's shape by conv1d_backward
     return views, squeeze
 
 
@@ -266,9 +267,12 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, need_input_grad=True):
     """Gradients of conv1d: (grad_input like input, grad_weight like weight, grad_bias (D,))."""
     (x, w, grad_y), squeeze = _conv1d_views(input, weight, grad_output)
-    grad_input, grad_weight, grad_bias = _conv2d_backward(
-        grad_y, x, w, _as_2d_hyper("stride", stride, 1, 1), _as_2d_hyper("padding", padding, 0, 0),
-        _as_2d_hyper("dilation", dilation, 1, 1), groups, need_input_grad)
+    hyper = (_as_2d_hyper("stride", stride, 1, 1), _as_2d_hyper("padding", padding, 0, 0),
+             _as_2d_hyper("dilation", dilation, 1, 1), groups)
+    N, D, _, OW = conv_geometry(x.shape, w.shape, *hyper).output_shape
+    checks.shape("grad_output", grad_y, (D, OW) if squeeze else (N, D, OW))
+    grad_input, grad_weight, grad_bias = _conv2d_backward(grad_y.reshape((N, D, 1, OW)), x, w, *hyper,
+                                                          need_input_grad)
     grad_weight = grad_weight.reshape(tuple(weight.shape))
     if grad_input is None:
         return None, grad_weight, grad_bias
@@ -976,7 +980,8 @@ def scale_shift(input, scale=None, shift=None, residual=None, activation=None, o
     where, dtype, a = checks.arrays(input=input, scale=scale, shift=shift, residual=residual, out=out,
                                     optional=("scale", "shift", "residual", "out"))
     x = a["input"]
-    checks.ndim("input", x, tuple(range(2, 33)), "(N, C, ...) with at least two axes")
+    if x.ndim < 2:
+        raise ValueError(f"input must have layout (N, C, ...) with at least two axes, got shape {tuple(x.shape)}")
     N, C = x.shape[0], x.shape[1]
     for name in ("scale", "shift"):
         if name in a:

@@ -6,6 +6,7 @@ Reading and writing files needs the viz extra (`pip install "nbconv[viz]"`).
 import contextlib
 import io
 import os
+import warnings
 
 import numpy as np
 
@@ -16,6 +17,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_RESIZE = 256 / 224
 MAX_PIXELS = 50_000_000  # bigger files are refused before decoding (Pillow's own bomb check warns at 89M)
+# Pillow's modes of one channel wider than 8 bits: 16-bit greyscale (PNG, TIFF) and 32-bit integers (what older
+# Pillows made of 16-bit PNGs). Their convert("L") clips every value above 255 to white, so they are scaled.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def require_pillow():
@@ -32,7 +36,10 @@ def _opened(path):
     it is not an image Pillow can read (also for errors while it is read inside the block), or is larger."""
     Image = require_pillow()
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # past 89M pixels Pillow warns, and MAX_PIXELS refuses them below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError(f"{path}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} "
                                  f"nbconv reads")
@@ -42,22 +49,45 @@ def _opened(path):
 
 
 def read_image(path, channels):
-    """The image at `path` as uint8 (channels, H, W): 3 channels as RGB, 1 as grey. ValueError naming the
-    file when it is not an image Pillow can read, or is larger than MAX_PIXELS."""
+    """The image at `path` as uint8 (channels, H, W): 3 channels as RGB, 1 as grey; 16-bit greyscale scaled
+    to 8 bits (65535 -> 255). The pixels in the file's own order (an EXIF orientation tag is not applied, as
+    torchvision's loader does not), the first frame of an animation, transparency dropped. ValueError naming
+    the file when it is not an image Pillow can read, holds floating-point pixels, or is larger than
+    MAX_PIXELS."""
     require_pillow()
     path = os.fspath(path)
     if channels not in (1, 3):
         raise ValueError(f"images can feed models with 1 or 3 input channels, this one has {channels}")
     with _opened(path) as image:
-        array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+        array = np.asarray(_eight_bit(image, path).convert("RGB" if channels == 3 else "L"))
     return array.transpose(2, 0, 1).copy() if array.ndim == 3 else array[None].copy()
+
+
+def _eight_bit(image, path):
+    """`image` itself, or for greyscale wider than 8 bits an 8-bit ('L') copy scaled from the 16-bit range."""
+    _check_mode(image, path)
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"{path}: its 32-bit pixels range over [{values.min()}, {values.max()}], past the 16-bit "
+                         "range [0, 65535] nbconv scales to 0-255; save the image with 8 or 16 bits per channel")
+    return require_pillow().fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
+def _check_mode(image, path):
+    if image.mode == "F":
+        raise ValueError(f"{path}: its pixels are floating-point numbers (Pillow mode F), which have no fixed "
+                         "range to map to 0-255; save the image with 8 or 16 bits per channel")
 
 
 def check_image(path):
     """Raises ValueError naming the file when `path` is not an image Pillow can open (its header only: nothing
-    is decoded), or is larger than MAX_PIXELS: for checking many files before reading any."""
-    with _opened(os.fspath(path)):
-        pass
+    is decoded), holds floating-point pixels, or is larger than MAX_PIXELS: for checking many files before
+    reading any."""
+    path = os.fspath(path)
+    with _opened(path) as image:
+        _check_mode(image, path)
 
 
 def resize(image, height, width):
@@ -138,14 +168,35 @@ def to_pil(pixels):
     return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
 
 
-def write_image(pixels, path):
-    """Write (C, H, W) values in [0, 1] as an 8-bit image (PNG, JPEG, ... by the file's extension), atomically."""
+def image_format(path):
+    """Pillow's format for writing the file `path`, by its extension (PNG, JPEG, ...; PNG where it has none),
+    else a ValueError naming the file: for checking a name before the work of making its picture."""
     Image = require_pillow()
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
-    image_format = Image.registered_extensions().get(extension)
-    if image_format is None:
+    if not extension:
+        return "PNG"
+    found = Image.registered_extensions().get(extension)
+    if found is None or found not in Image.SAVE:  # unknown, or a format Pillow only reads
         raise ValueError(f"{path}: unknown image extension {extension!r} (use .png or .jpg)")
+    return found
+
+
+def save(image, path):
+    """Write a Pillow image to `path` in the format its extension names (see image_format), atomically."""
+    path = os.fspath(path)
+    chosen = image_format(path)
+    if chosen == "JPEG" and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
     buffer = io.BytesIO()
-    to_pil(pixels).save(buffer, format=image_format)
+    try:
+        image.save(buffer, format=chosen)
+    except (OSError, ValueError, KeyError) as error:  # a size or mode the format cannot hold
+        raise ValueError(f"{path}: Pillow cannot write this {image.width}x{image.height} picture as {chosen} "
+                         f"({error}); use .png") from None
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_image(pixels, path):
+    """Write (C, H, W) values in [0, 1] as an 8-bit image (PNG, JPEG, ... by the file's extension), atomically."""
+    save(to_pil(pixels), path)

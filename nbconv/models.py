@@ -435,12 +435,16 @@ def load_weights(model, path, strict=True):
 
     Never unpickles: object arrays are refused. Only the arrays the model has are read, each after its declared
     size is checked against the model's shape (a decompression bomb fails before it is inflated). Every key is
-    checked (see Layer.load_state_dict); returns (missing_keys, unexpected_keys), which strict=False skipped.
+    checked (see Layer.load_state_dict), and an array holding NaN or infinity (also after its conversion to the
+    model's dtype) is refused, loading nothing; returns (missing_keys, unexpected_keys), which strict=False
+    skipped.
     """
     import io
     import zipfile
     shapes = {key: parameter.shape for key, parameter in model.named_parameters().items()}
     shapes.update({key: tuple(buffer.shape) for key, buffer in model.named_buffers().items()})
+    dtypes = {key: np.dtype(parameter.value.dtype) for key, parameter in model.named_parameters().items()}
+    dtypes.update({key: np.dtype(buffer.dtype) for key, buffer in model.named_buffers().items()})
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
@@ -465,6 +469,12 @@ def load_weights(model, path, strict=True):
                     raise ValueError(f"array {key!r} holds Python objects, which nbconv does not load") from None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
             raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
+    for key, value in state.items():  # as ONNX import and checkpoints: a damaged file, whose scores would be NaN
+        if dtypes[key].kind == "f" and value.dtype.kind in "fiu":
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(value.astype(dtypes[key])).all()
+            if not finite:
+                raise ValueError(f"{path}: array {key!r} holds NaN or infinity, or values past {dtypes[key]}'s range")
     if strict and set(entries) != set(shapes):
         model.load_state_dict({**dict.fromkeys(entries), **state}, strict=True)  # its error, naming the keys
     result = model.load_state_dict(state, strict=False)

@@ -4,6 +4,7 @@ See nbconv.models for the language itself."""
 import re
 
 SIZE = r"\d+(?:x\d+)?"
+NUMBER = r"-?\d*\.?\d*(?:e-?\d+)?"  # what number() prints for a finite float (the layers check the ranges)
 PATTERNS = {
     "conv1d": re.compile(rf"^conv1d(\d+)k(\d+)(?:s(\d+))?(?:p(\d+|same|valid))?(?:d(\d+))?(?:g(\d+))?$"),
     "conv": re.compile(rf"^conv(\d+)k({SIZE})(?:s({SIZE}))?(?:p({SIZE}|same|valid))?(?:d({SIZE}))?(?:g(\d+))?"
@@ -12,13 +13,20 @@ PATTERNS = {
     "maxpool": re.compile(rf"^maxpool({SIZE})(?:s({SIZE}))?(?:p({SIZE}))?(ceil)?$"),
     "avgpool": re.compile(rf"^avgpool({SIZE})(?:s({SIZE}))?(?:p({SIZE}))?(ceil)?(nopad)?$"),
     "fc": re.compile(r"^fc(\d+)$"),
-    "bn": re.compile(r"^bn(1d)?(?:eps(\d*\.?\d*(?:e-?\d+)?))?(?:momentum(none|\d*\.?\d*))?(noaffine)?$"),
+    "bn": re.compile(rf"^bn(1d)?(?:eps({NUMBER}))?(?:momentum(none|{NUMBER}))?(noaffine)?$"),
     "adaptivepool": re.compile(rf"^adaptive(avg|max)pool({SIZE})$"),
-    "lrn": re.compile(r"^lrn(\d+)(?:a(\d*\.?\d*(?:e-?\d+)?))?(?:b(\d*\.?\d*(?:e-?\d+)?))?"
-                      r"(?:k(\d*\.?\d*(?:e-?\d+)?))?$"),
-    "lrelu": re.compile(r"^lrelu(\d*\.?\d*(?:e-?\d+)?)$"),
-    "dropout": re.compile(r"^dropout(\d*\.?\d*)$"),
+    "lrn": re.compile(rf"^lrn(\d+)(?:a({NUMBER}))?(?:b({NUMBER}))?(?:k({NUMBER}))?$"),
+    "lrelu": re.compile(rf"^lrelu({NUMBER})$"),
+    "dropout": re.compile(rf"^dropout({NUMBER})$"),
 }
+
+
+def number(value):
+    """A token's float hyper-parameter as the shortest text that reads back as the same float (Python's repr,
+    without a trailing '.0' or an exponent's '+'): a checkpoint stores the spec, so the model it rebuilds must
+    have the very values saved ('{:g}' kept six digits, and printed 1e-05 where a pattern took no exponent)."""
+    text = repr(float(value))
+    return (text[:-2] if text.endswith(".0") else text).replace("e+", "e")
 
 
 def parse_size(text):

@@ -22,10 +22,11 @@ __all__ = ["Conv2d", "Conv1d", "Linear", "MaxPool2d", "AvgPool2d", "ReLU",
 
 def _array(tensor, name):
     """A numpy or Numba device array over `tensor`'s memory (None stays None). A non-contiguous tensor
-    (e.g. the expanded gradient of a sum) is made contiguous by PyTorch first, on its own device."""
+    (e.g. the expanded gradient of a sum) is made contiguous by PyTorch first, on its own device, and a lazy
+    negation (z.conj().imag) carried out, since its memory holds the negated values."""
     if tensor is None:
         return None
-    return backend.as_array(tensor.detach().contiguous(), name)
+    return backend.as_array(tensor.detach().resolve_neg().contiguous(), name)
 
 
 def _tensor(array, like):

@@ -202,11 +202,7 @@ def history_image(history, size=(720, 320)):
     return canvas
 
 
-def save_png(image, path):
-    """Write a PIL image as PNG atomically."""
-    import io
-
-    from .files import atomic_write_bytes
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+def save_image(image, path):
+    """Write a PIL image atomically, in the format the file's extension names (PNG where it has none)."""
+    from .images import save
+    save(image, path)

@@ -114,6 +114,19 @@ def test_weights_from_npz_load_strictly_and_never_unpickle(tmp_path):
         models.load_weights(target, str(tmp_path / "junk.npz"))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])  # 1e300 is infinity in float32
+def test_weights_holding_nan_infinity_or_values_past_float32_are_refused_naming_them(bad, tmp_path):
+    target = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)
+    before = target.state_dict()
+    state = {key: value.astype(np.float64) for key, value in before.items()}
+    state["fc1.weight"][1, 2] = bad
+    np.savez(tmp_path / "w.npz", **state)
+    with pytest.raises(ValueError, match="w.npz: array 'fc1.weight' holds NaN or infinity, or values past float32"):
+        models.load_weights(target, str(tmp_path / "w.npz"))
+    for key, value in target.state_dict().items():  # nothing was loaded
+        np.testing.assert_array_equal(value, before[key])
+
+
 def test_weights_are_read_only_up_to_the_size_the_models_shapes_need(tmp_path):
     import tracemalloc
     target = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)

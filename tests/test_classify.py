@@ -58,6 +58,37 @@ def test_bad_image_files_are_clear_errors(tmp_path):
         images.read_image(tmp_path / "bad.png", 2)
 
 
+@pytest.mark.parametrize("mode, dtype", [("I;16", np.uint16), ("I", np.int32)])
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits_not_clipped(mode, dtype, tmp_path):
+    values = np.array([[0, 257, 1000], [32768, 65280, 65535]], dtype)
+    path = tmp_path / ("deep.png" if mode == "I;16" else "deep.tif")
+    PIL.fromarray(values.astype(np.uint16)).convert(mode).save(path)
+    expected = np.array([[0, 1, 4], [128, 254, 255]], np.uint8)
+    assert PIL.open(path).mode == mode
+    np.testing.assert_array_equal(images.read_image(path, 1)[0], expected)
+    np.testing.assert_array_equal(images.read_image(path, 3), np.stack([expected] * 3))
+
+
+def test_floating_point_and_out_of_range_32_bit_images_are_clear_errors(tmp_path):
+    PIL.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tif")
+    for check in (images.check_image, lambda path: images.read_image(path, 3)):
+        with pytest.raises(ValueError, match="float.tif: its pixels are floating-point numbers"):
+            check(tmp_path / "float.tif")
+    PIL.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"wide.tif: its 32-bit pixels range over \[0, 70000\]"):
+        images.read_image(tmp_path / "wide.tif", 1)
+
+
+def test_a_decompression_bomb_is_refused_without_pillows_warning(tmp_path, monkeypatch, recwarn):
+    monkeypatch.setattr(PIL, "MAX_IMAGE_PIXELS", 100)  # Pillow warns past this many pixels, refuses past twice it
+    monkeypatch.setattr(images, "MAX_PIXELS", 50)
+    for side in (12, 15):  # 144 pixels: Pillow's warning; 225: its error
+        PIL.new("L", (side, side)).save(tmp_path / f"big{side}.png")
+        with pytest.raises(ValueError, match=f"big{side}.png: "):
+            images.read_image(tmp_path / f"big{side}.png", 1)
+    assert not [warning for warning in recwarn if issubclass(warning.category, PIL.DecompressionBombWarning)]
+
+
 def test_top_classes_are_sorted_probabilities():
     model = models.build("conv4k3,relu,gap,flatten,fc7", (3, 12, 12), seed=0)
     x = np.random.default_rng(0).standard_normal((4, 3, 12, 12))

@@ -104,6 +104,23 @@ def test_torch_dtypes_dlpack_cannot_carry_are_refused_without_a_wrong_hint():
     assert "detach" not in str(error.value)
 
 
+@needs_torch
+def test_torch_tensors_with_the_negative_bit_are_refused_not_read_unnegated():
+    """z.conj().imag is a lazy negation: its memory holds -imag, and PyTorch's DLPack export hands that over
+    without the sign, so conv2d computed the convolution of the negated input."""
+    z = torch.complex(torch.randn(2, 3, 7, 6), torch.randn(2, 3, 7, 6))
+    negated = z.conj().imag
+    assert negated.is_neg()
+    weight = torch.randn(4, 3, 3, 3)
+    with pytest.raises(TypeError, match=r"input is a PyTorch tensor with its negative bit set .* input\.resolve_neg"):
+        F.conv2d(negated, weight)
+    with pytest.raises(TypeError, match="running_mean is a PyTorch tensor with its negative bit set"):
+        F.batch_norm(torch.randn(4, 3, 2, 2), torch.complex(torch.zeros(3), torch.zeros(3)).conj().imag, torch.ones(3),
+                     training=True)
+    expected = torch.nn.functional.conv2d(negated, weight).numpy()
+    np.testing.assert_allclose(F.conv2d(negated.resolve_neg(), weight), expected, rtol=1e-4, atol=1e-4)
+
+
 def _cuda_torch():
     """PyTorch with a usable GPU, when this run is on the real device (NUMBA_ENABLE_CUDASIM=0)."""
     return torch if torch is not None and not backend.simulated() and torch.cuda.is_available() else None

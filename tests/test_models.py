@@ -66,6 +66,34 @@ def test_spec_round_trips_through_layers():
     assert models.build(model.spec(), input_shape=(2, 13, 12)).spec() == model.spec()
 
 
+@pytest.mark.parametrize("spec, input_shape", [
+    ("lrelu0.1234567,lrn5a0.00012345678b0.7512345k1.2345678,bneps0.0000123456789momentum0.00001,dropout0.00001",
+     (3, 4, 4)),
+    ("bn1dmomentum0.33333333333333331,lrelu1e16,dropout0.1234567", (6,)),
+    ("lrelu-0.5,lrn3a-0.001k-1.5,conv2k1", (3, 4, 4)),  # signs PyTorch takes, which the spec did not read
+])
+def test_a_models_spec_rebuilds_the_very_same_hyper_parameters(spec, input_shape, tmp_path):
+    """A checkpoint stores model.spec(): six significant digits changed the values, and a momentum or dropout
+    below 1e-4 printed as 1e-05, which the spec language did not read back (a checkpoint nothing could load)."""
+    from nbconv import checkpoint
+
+    def hyper_parameters(model):
+        return [(type(layer).__name__, {key: value for key, value in vars(layer).items() if isinstance(value, float)})
+                for layer in model.layers]
+    model = models.build(spec, input_shape=input_shape)
+    checkpoint.save(str(tmp_path / "m.npz"), model, input_shape)
+    loaded = checkpoint.load(str(tmp_path / "m.npz")).model
+    assert loaded.spec() == model.spec()
+    assert hyper_parameters(loaded) == hyper_parameters(model)
+    assert any(values for _, values in hyper_parameters(model))
+
+
+@pytest.mark.parametrize("spec, name", [("lrelu1e309", "negative_slope"), ("lrn5b1e400", "beta")])
+def test_an_infinite_hyper_parameter_is_refused_naming_it(spec, name):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number, got inf"):
+        models.build(spec, input_shape=(3, 4, 4))
+
+
 def _synthetic_splits(rng, n=256):
     """Two classes told apart by which half of the image is bright."""
     labels = rng.integers(0, 2, n)

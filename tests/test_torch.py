@@ -39,6 +39,18 @@ def test_conv2d_matches_torch(options):
     _assert_same_as_torch(ours, torch.nn.Conv2d(4, 8, **options), torch.randn(2, 4, 9, 7))
 
 
+def test_a_lazily_negated_input_gives_torchs_result():
+    torch.manual_seed(2)
+    # z.conj().imag is strided, and .contiguous() copies it out with its sign; a contiguous lazy negation (views of
+    # one keep the bit) was read as it lies in memory
+    negated = torch._neg_view(torch.randn(2, 4, 9, 7))
+    assert negated.is_neg() and negated.is_contiguous()
+    ours, theirs = nbt.Conv2d(4, 8, 3), torch.nn.Conv2d(4, 8, 3)
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(negated), theirs(negated), rtol=1e-4, atol=1e-4)
+
+
 def test_conv1d_linear_and_relu_match_torch():
     torch.manual_seed(1)
     _assert_same_as_torch(nbt.Conv1d(3, 5, 3, stride=2, padding=1), torch.nn.Conv1d(3, 5, 3, stride=2, padding=1),

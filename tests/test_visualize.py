@@ -79,6 +79,20 @@ def test_cli_writes_pngs_of_the_stated_size(small_checkpoint, tmp_path, args, si
     assert _png_size(out) == size
 
 
+@pytest.mark.parametrize("what", ["filters", "history"])
+def test_cli_writes_the_format_the_extension_names_and_refuses_others_before_working(small_checkpoint, tmp_path,
+                                                                                     what):
+    """--out x.jpg was a PNG named .jpg, x.txt too; a dream to d.txt failed only after dreaming."""
+    PIL = pytest.importorskip("PIL.Image")
+    for name, expected in (("x.jpg", "JPEG"), ("x.png", "PNG"), ("x", "PNG")):
+        result = CliRunner().invoke(app, ["visualize", small_checkpoint, what, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert PIL.open(tmp_path / name).format == expected
+    result = CliRunner().invoke(app, ["visualize", small_checkpoint, what, "--out", str(tmp_path / "x.txt")])
+    assert result.exit_code == 2 and "unknown image extension '.txt'" in result.output
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_cli_explains_bad_layers_and_channels(small_checkpoint, tmp_path):
     out = str(tmp_path / "x.png")
     result = CliRunner().invoke(app, ["visualize", small_checkpoint, "maximize", "--layer", "nope", "--out", out])

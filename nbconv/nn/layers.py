@@ -10,7 +10,7 @@ import numpy as np
 from .. import backend, checks
 from .. import functional as F
 from .last_call import LastCall, host_key, identity, plan_for
-from ..spec_grammar import pair as _pair, token_args as _token_args
+from ..spec_grammar import number as _number, pair as _pair, token_args as _token_args
 from .init import initial_weight
 from .module import Layer, Parameter, WeightedLayer
 
@@ -512,7 +512,7 @@ class Tanh(_Activation):
 class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = checks.real("negative_slope", negative_slope)
+        self.negative_slope = checks.finite_real("negative_slope", negative_slope)  # a spec says finite numbers
 
     def forward(self, input):
         self.input = input
@@ -522,7 +522,7 @@ class LeakyReLU(Layer):
         return F.leaky_relu_backward(grad_output, self.input, self.negative_slope)
 
     def spec(self):
-        return f"lrelu{self.negative_slope:g}"
+        return f"lrelu{_number(self.negative_slope)}"
 
 
 class Flatten(Layer):
@@ -563,4 +563,4 @@ class Dropout(Layer):
         return grad_output if self.mask is None else F.dropout_backward(grad_output, self.mask)
 
     def spec(self):
-        return f"dropout{self.probability:g}"
+        return f"dropout{_number(self.probability)}"

@@ -3,6 +3,7 @@ normalization across channels (LocalResponseNorm)."""
 import numpy as np
 
 from .. import backend, checks
+from ..spec_grammar import number
 from .. import functional as F
 from .layers import ReLU
 from .module import Layer, Parameter
@@ -113,8 +114,8 @@ class _BatchNorm(Layer):
         return grad_input
 
     def spec(self):
-        return self.token + ("" if self.eps == 1e-5 else f"eps{self.eps:g}") + (
-            "" if self.momentum == 0.1 else f"momentum{'none' if self.momentum is None else format(self.momentum, 'g')}"
+        return self.token + ("" if self.eps == 1e-5 else f"eps{number(self.eps)}") + (
+            "" if self.momentum == 0.1 else f"momentum{'none' if self.momentum is None else number(self.momentum)}"
         ) + ("" if self.affine else "noaffine")
 
 
@@ -150,7 +151,9 @@ class LocalResponseNorm(Layer):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
         self.size = checks.integer("size", size, 1)
-        self.alpha, self.beta, self.k = checks.real("alpha", alpha), checks.real("beta", beta), checks.real("k", k)
+        # finite, as the spec a checkpoint stores can only say finite numbers
+        self.alpha, self.beta, self.k = (checks.finite_real(name, value) for name, value in
+                                         (("alpha", alpha), ("beta", beta), ("k", k)))
 
     def forward(self, input):
         self.input = input
@@ -160,5 +163,5 @@ class LocalResponseNorm(Layer):
         return F.local_response_norm_backward(grad_output, self.input, self.size, self.alpha, self.beta, self.k)
 
     def spec(self):
-        return f"lrn{self.size}" + "".join(f"{letter}{value:g}" for letter, value, default in (
+        return f"lrn{self.size}" + "".join(f"{letter}{number(value)}" for letter, value, default in (
             ("a", self.alpha, 1e-4), ("b", self.beta, 0.75), ("k", self.k, 1.0)) if value != default)

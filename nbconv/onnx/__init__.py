@@ -3,5 +3,5 @@
 
 Both need the `onnx` extra (`pip install "nbconv[onnx]"`: onnx, and onnxruntime for the checks).
 """
-from .export import OPSET, save, to_onnx  # noqa: F401
+from .export import OPSET, PREPROCESSING_KEYS, save, to_onnx  # noqa: F401
 from .load import UnsupportedModel, load, to_model  # noqa: F401

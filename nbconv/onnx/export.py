@@ -1,6 +1,8 @@
 """nbconv model -> ONNX graph. Each layer becomes the ONNX nodes that compute the same function in
 inference mode (dropout is the identity, batch norm uses its running statistics); weights become
 initializers. The batch axis is left symbolic ("N"), the other axes are the model's input shape."""
+import json
+import numbers
 import os
 
 import numpy as np
@@ -10,6 +12,9 @@ from .. import functional as F
 from ..files import atomic_write_bytes
 
 OPSET = 17
+# What an image must go through before the model (a checkpoint's config keys), kept in the file's
+# metadata_props as JSON under "nbconv.<key>": `nbconv predict` on the .onnx file and `nbconv import` read them.
+PREPROCESSING_KEYS = ("mean", "std", "class_names")
 
 
 def require_onnx():
@@ -50,18 +55,28 @@ class GraphBuilder:
         return output
 
 
-def save(model, path, input_shape, opset=OPSET):
-    """Write `model` for inputs of shape (N,) + input_shape to `path` (atomically), checked by onnx.checker."""
-    proto = to_onnx(model, input_shape, opset)
+def save(model, path, input_shape, opset=OPSET, preprocessing=None):
+    """Write `model` for inputs of shape (N,) + input_shape to `path` (atomically), checked by onnx.checker;
+    preprocessing: as to_onnx takes it."""
+    proto = to_onnx(model, input_shape, opset, preprocessing)
     atomic_write_bytes(os.fspath(path), proto.SerializeToString())
     return path
 
 
-def to_onnx(model, input_shape, opset=OPSET):
-    """The ONNX ModelProto of `model` (any nbconv layer or Sequential) for inputs (N,) + input_shape."""
+def to_onnx(model, input_shape, opset=OPSET, preprocessing=None):
+    """The ONNX ModelProto of `model` (any nbconv layer or Sequential) for inputs (N,) + input_shape.
+    preprocessing: None or {key: value} for keys of PREPROCESSING_KEYS (a checkpoint's mean, std and class
+    names), stored in the file's metadata (nbconv.onnx.load gives them back as model.preprocessing)."""
     onnx = require_onnx()
-    if not isinstance(opset, int) or opset < OPSET:
-        raise ValueError(f"opset must be an int >= {OPSET}, got {opset!r}")
+    preprocessing = {key: value for key, value in dict(preprocessing or {}).items() if value is not None}
+    unknown = sorted(set(preprocessing) - set(PREPROCESSING_KEYS))
+    if unknown:
+        raise ValueError(f"preprocessing takes the keys {', '.join(PREPROCESSING_KEYS)}, got {', '.join(unknown)}")
+    newest = onnx.defs.onnx_opset_version()  # a later one is a file onnxruntime refuses to load
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not OPSET <= opset <= newest:
+        raise ValueError(f"opset must be an int in [{OPSET}, {newest}] (the newest this onnx package knows), "
+                         f"got {opset!r}")
+    opset = int(opset)
     if not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 3:
         raise ValueError(f"input_shape must be (C, H, W), (C, W) or (features,) without the batch axis, got "
                          f"{input_shape!r}")
@@ -82,6 +97,7 @@ def to_onnx(model, input_shape, opset=OPSET):
     proto = onnx.helper.make_model(
         onnx.helper.make_graph(graph.nodes, "nbconv", inputs, outputs, graph.initializers),
         opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="nbconv")
+    onnx.helper.set_model_props(proto, {f"nbconv.{key}": json.dumps(value) for key, value in preprocessing.items()})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -131,6 +147,10 @@ def _batch_norm(layer, graph, name, probe):
 
 
 def _local_response_norm(layer, graph, name, probe):
+    if layer.size % 2 == 0:  # ONNX's window is [c - (size - 1) // 2, c + size // 2]: one channel up from nbconv's
+        raise ValueError(f"layer {layer.name} ({layer.spec()}): ONNX's LRN centres an even window one channel "
+                         f"higher than nbconv (and PyTorch) do, and onnxruntime refuses even sizes; an odd size "
+                         f"exports")
     output = graph.node("LRN", [name], layer.name, size=layer.size, alpha=float(layer.alpha), beta=float(layer.beta),
                         bias=float(layer.k))
     return output, layer.forward(probe)

@@ -7,12 +7,13 @@ Choices: batch normalization stays a layer (running statistics kept, so the mode
 a trailing Softmax is dropped (nbconv models return scores; `nbconv predict` applies the softmax);
 Dropout and Identity nodes are kept as Dropout layers / skipped.
 """
+import json
 import os
 
 import numpy as np
 
 from .. import models
-from .export import adaptive_avg_matrix, require_onnx
+from .export import PREPROCESSING_KEYS, adaptive_avg_matrix, require_onnx
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
@@ -31,7 +32,7 @@ class Leaf:
 
 def load(path):
     """The nbconv model stored in the ONNX file at `path`, in eval mode, with `input_shape` ((C, H, W) or
-    (C, W), from the graph's input) set on it."""
+    (C, W), from the graph's input) and `preprocessing` (see to_model) set on it."""
     onnx = require_onnx()
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -79,7 +80,8 @@ def _read_external_data(onnx, proto, path):
 
 
 def to_model(proto, source="model"):
-    """The nbconv model of an onnx ModelProto."""
+    """The nbconv model of an onnx ModelProto, with `input_shape` and `preprocessing` set on it: {key: value}
+    of the mean, std and class names nbconv's export stored in the file's metadata (empty for other files)."""
     onnx = require_onnx()
     _refuse_external_data(onnx, proto, source)
     _refuse_unknown_operator_sets(onnx, proto, source)
@@ -106,6 +108,7 @@ def to_model(proto, source="model"):
         raise ValueError(f"{source}: the weights of {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN "
                          "or infinity")
     model.input_shape = graph.input_shape
+    model.preprocessing = _preprocessing(proto, source)
     model.eval()
     return model
 
@@ -123,6 +126,21 @@ def _refuse_unknown_operator_sets(onnx, proto, source):
     if foreign:
         raise UnsupportedModel(f"{source}: node {foreign[0].name or '(unnamed)'} ({foreign[0].op_type}) belongs to "
                                f"the operator domain {foreign[0].domain!r}; nbconv reads standard ONNX operators only")
+
+
+def _preprocessing(proto, source):
+    """{key: value} of the "nbconv.<key>" metadata nbconv's export writes (PREPROCESSING_KEYS), checked as a
+    checkpoint's config is (the file is untrusted)."""
+    from ..checkpoint_checks import check_config
+    found = {}
+    for entry in proto.metadata_props:
+        key = entry.key[len("nbconv."):] if entry.key.startswith("nbconv.") else None
+        if key in PREPROCESSING_KEYS:
+            try:
+                found[key] = json.loads(entry.value)
+            except ValueError:
+                raise ValueError(f"{source}: its metadata {entry.key!r} is not JSON: {entry.value!r:.80}") from None
+    return check_config(found, f"{source}: its metadata")
 
 
 def _refuse_external_data(onnx, proto, source):
@@ -162,7 +180,7 @@ class _Graph:
 
     def __init__(self, onnx, graph, source):
         self.onnx, self.source = onnx, source
-        self.constants = {init.name: self._tensor_array(init) for init in graph.initializer}
+        self.constants = {init.name: self._array(init, f"initializer {init.name!r}") for init in graph.initializer}
         self.shapes = {}
         for info in list(graph.value_info) + list(graph.input) + list(graph.output):
             dims = info.type.tensor_type.shape.dim
@@ -194,17 +212,17 @@ class _Graph:
         attribute = next((a for a in node.attribute if a.name == "value"), None)
         if attribute is None:
             raise UnsupportedModel(f"{self.source}: Constant node {node.name!r} has no tensor value")
-        return self._tensor_array(attribute.t)
+        return self._array(attribute.t, f"Constant node {node.name!r}'s value")
 
-    def _tensor_array(self, tensor):
-        """The numpy array of a TensorProto; ValueError naming the file and the tensor when its data type is
-        unknown or its data does not fill its dims (onnx.checker passes both)."""
+    def _array(self, tensor, what):
+        """A TensorProto as a numpy array, else an UnsupportedModel naming it (data that does not fill its
+        declared dims, an unknown data type)."""
         try:
             return self.onnx.numpy_helper.to_array(tensor)
         except Exception as error:  # noqa: BLE001 - KeyError for a type, ValueError for a size, ...
-            raise ValueError(f"{self.source}: tensor {tensor.name or '(unnamed)'} is damaged (data type "
-                             f"{tensor.data_type}, dims {list(tensor.dims)}: {type(error).__name__}: "
-                             f"{str(error)[:200]})") from None
+            raise UnsupportedModel(f"{self.source}: {what} (tensor {tensor.name or '(unnamed)'}) of dims "
+                                   f"{list(tensor.dims)} cannot be read (data type {tensor.data_type}, "
+                                   f"{type(error).__name__}: {str(error)[:200]})") from None
 
     # ------------------------------------------------------------------ structure
 
@@ -301,6 +319,10 @@ class _Graph:
             return None
         first, second = parts
         body, shortcut = (first, second) if len(first) >= len(second) else (second, first)
+        if not body:
+            self.problems.append(f"{merge.op_type} node {merge.name!r} adds a tensor to itself (nbconv has no "
+                                 "layer that doubles its input)")
+            return None
         return ("res", body, shortcut)
 
     def _axis(self, node):
@@ -333,14 +355,16 @@ class _Graph:
             return None
 
     def _weight(self, node, index, what, floating=True):
+        """The constant input `index` of `node` as an array (a floating-point one unless floating=False), or
+        None when the node has no such input."""
         if len(node.input) <= index or not node.input[index]:
             return None
         name = node.input[index]
         if name not in self.constants:
             raise _Unsupported(f"its {what} must be a constant (an initializer), got the computed tensor {name!r}")
         value = np.asarray(self.constants[name])
-        if floating and value.dtype.kind != "f":  # arithmetic (Gemm's alpha) would turn its bits into numbers
-            raise _Unsupported(f"its {what} {name!r} must be floating point, got {value.dtype}")
+        if floating and value.dtype.kind != "f":
+            raise _Unsupported(f"its {what} {name!r} must be a floating-point tensor, got {value.dtype}")
         return value
 
     def _scalar(self, node, index, what):
@@ -400,6 +424,9 @@ class _Graph:
         if spatial not in (1, 2):
             raise _Unsupported(f"{spatial}-D convolution (nbconv has 1-D and 2-D)")
         kernel = list(weight.shape[2:])
+        if "kernel_shape" in attributes and list(attributes["kernel_shape"]) != kernel:
+            raise _Unsupported(f"kernel_shape={list(attributes['kernel_shape'])} disagrees with its weight's "
+                               f"shape {list(weight.shape)}")
         stride = list(attributes.get("strides", [1] * spatial))
         dilation = list(attributes.get("dilations", [1] * spatial))
         padding = self._pads(node, attributes, kernel, stride, dilation)
@@ -429,7 +456,8 @@ class _Graph:
         bias = self._weight(node, 2, "bias")
         if bias is None:
             bias = np.zeros(weight.shape[0], weight.dtype)
-        bias = np.broadcast_to(bias * attributes.get("beta", 1.0), (weight.shape[0],))
+        name = node.input[2] if len(node.input) > 2 else ""
+        bias = _feature_bias(bias * attributes.get("beta", 1.0), weight.shape[0], name)
         return Leaf(f"fc{weight.shape[0]}", {"weight": weight, "bias": bias})
 
     def _adaptive_average(self, reshape, product):
@@ -454,7 +482,11 @@ class _Graph:
         add = self._single_consumer(node.output[0], "Add")
         if add is not None and not self._is_merge(add):  # MatMul + Add of a constant: one fully connected layer
             constant = next(name for name in add.input if name in self.constants)
-            bias, end = np.broadcast_to(self.constants[constant], (weight.shape[1],)), add.output[0]
+            try:
+                bias = _feature_bias(np.asarray(self.constants[constant]), weight.shape[1], constant)
+            except _Unsupported as reason:
+                raise _Unsupported(f"the Add {add.name!r} after it: {reason}") from None
+            end = add.output[0]
         return Leaf(f"fc{weight.shape[1]}", {"weight": weight.T, "bias": bias}, end)
 
     def _single_consumer(self, tensor, op_type):
@@ -590,6 +622,9 @@ class _Graph:
 
     def _op_LRN(self, node, attributes):
         size = int(attributes["size"])
+        if size % 2 == 0:  # its window, [c - (size - 1) // 2, c + size // 2], is one channel up from nbconv's
+            raise _Unsupported(f"size={size}: ONNX centres an even window one channel higher than nbconv (and "
+                               "PyTorch) do (onnxruntime refuses even sizes)")
         alpha, beta, bias = (float(attributes.get(key, default)) for key, default in
                              (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
         return Leaf(f"lrn{size}a{alpha!r}b{beta!r}k{bias!r}")
@@ -607,6 +642,16 @@ for _op, _token in _ACTIVATIONS.items():
 
 class _Unsupported(Exception):
     pass
+
+
+def _feature_bias(bias, features, name):
+    """A fully connected layer's bias (features,) from a constant added to its (N, features) product: of shape
+    (), (1,), (features,), (1, 1) or (1, features); other shapes (one per sample, or a wrong count) would make
+    the sum something else than a layer's, and are an _Unsupported."""
+    if bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1) or (bias.ndim and bias.shape[-1] not in (1, features)):
+        raise _Unsupported(f"its bias {name!r} of shape {list(bias.shape)} is not one value per output feature "
+                           f"({features}), as (features,) or (1, features)")
+    return np.broadcast_to(bias.reshape(-1), (features,))
 
 
 def _size(values):

@@ -33,6 +33,8 @@ def test_bench_text_output_and_flop_count():
 def test_bench_rejects_a_bad_shape():
     result = CliRunner().invoke(app, ["bench", "--shape", "n=2,c=3"])
     assert result.exit_code == 2 and "missing h, w, d, k" in result.output
+    result = CliRunner().invoke(app, ["bench", "--shape", "n=1,c=2,h=5,w=5,d=2,k=3,k=5"])
+    assert result.exit_code == 2 and "k is given twice" in result.output
 
 
 def test_lenet5_preset_runs():

@@ -45,3 +45,35 @@ def test_import_of_a_network_without_parameters_writes_no_checkpoint_load_would_
     result = CliRunner().invoke(app, ["import", str(path), "--out", str(tmp_path / "relu.npz")])
     assert result.exit_code == 1 and "has no parameters" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "relu.npz").exists()
+
+
+def test_predict_on_an_exported_file_normalises_and_names_classes_as_on_its_checkpoint(tmp_path):
+    """The file keeps the checkpoint's mean, std and class names: without them predict used 0.5/0.5 and class
+    numbers, other scores than the checkpoint's for the same network."""
+    pytest.importorskip("PIL.Image", reason="Pillow (the viz extra) is not installed")
+    from nbconv import images
+    model = models.build("conv4k3,relu,gap,flatten,fc3", (3, 16, 16), seed=0)
+    config = {"mean": [0.9, 0.1, 0.3], "std": [0.05, 0.5, 0.2], "class_names": ["cat", "dog", "bird"]}
+    saved, exported, imported = (str(tmp_path / name) for name in ("m.npz", "m.onnx", "back.npz"))
+    checkpoint.save(saved, model, (3, 16, 16), config=config)
+    images.write_image(np.random.default_rng(3).uniform(size=(3, 20, 18)), tmp_path / "a.png")
+    runner = CliRunner()
+    assert runner.invoke(app, ["export", saved, exported]).exit_code == 0
+    assert runner.invoke(app, ["import", exported, "--out", imported]).exit_code == 0
+    outputs = [runner.invoke(app, ["predict", path, str(tmp_path / "a.png"), "--top", "3"]) for path in
+               (saved, exported, imported)]
+    assert all(result.exit_code == 0 for result in outputs), [result.output for result in outputs]
+    assert outputs[0].output == outputs[1].output == outputs[2].output and "cat" in outputs[0].output
+    assert checkpoint.load(imported).config["class_names"] == config["class_names"]
+
+
+@pytest.mark.parametrize("key, value, words", [("nbconv.std", "[0.5, 0.0, 0.5]", "config 'std' must be"),
+                                               ("nbconv.class_names", "not json", "'nbconv.class_names' is not JSON")])
+def test_damaged_preprocessing_metadata_is_a_clear_error(key, value, words, tmp_path):
+    import onnx
+    from nbconv import onnx as nbonnx
+    proto = nbonnx.to_onnx(models.build("fc3", (4,), seed=0), (4,))
+    onnx.helper.set_model_props(proto, {key: value})
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    result = CliRunner().invoke(app, ["import", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "m.npz")])
+    assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output

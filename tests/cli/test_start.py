@@ -2,6 +2,7 @@
 for a CPU training run, Numba without PyYAML/colorama/cffi, and the garbage collector off only while nothing
 compiles."""
 import ast
+import os
 import subprocess
 import sys
 
@@ -168,3 +169,20 @@ def test_the_library_s_training_modules_load_no_gpu_onnx_imaging_torch_or_networ
                f"print([name for name in {list(NOT_FOR_TRAINING[:9])!r} if name in sys.modules])")
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "four", ""])
+def test_a_thread_count_numba_cannot_start_with_is_one_line_not_a_traceback(value):
+    from nbconv_cli.start import thread_count_error
+    assert thread_count_error({"NUMBA_NUM_THREADS": value}).startswith(
+        f"Error: NUMBA_NUM_THREADS must be a whole number of threads >= 1 (or unset: every core), got {value!r}")
+    environment = {**os.environ, "NUMBA_NUM_THREADS": value}
+    done = subprocess.run([sys.executable, "-m", "nbconv", "info"], capture_output=True, text=True, timeout=300,
+                          env=environment)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "Warning" not in done.stderr
+    assert done.stderr.startswith("Error: NUMBA_NUM_THREADS must be a whole number")
+
+
+def test_a_valid_or_absent_thread_count_passes():
+    from nbconv_cli.start import thread_count_error
+    assert thread_count_error({}) is None and thread_count_error({"NUMBA_NUM_THREADS": "3"}) is None

@@ -86,10 +86,25 @@ def test_uneven_adaptive_max_pooling_has_no_onnx_form():
         nbonnx.to_onnx(model, (2, 7, 7))
 
 
+def test_an_even_local_response_norm_window_has_no_onnx_form():
+    model = models.build("lrn4", (6, 3, 3), seed=0)
+    with pytest.raises(ValueError, match="lrn1 .lrn4.: ONNX's LRN centres an even window one channel higher"):
+        nbonnx.to_onnx(model, (6, 3, 3))
+
+
 def test_bad_opset_is_a_clear_error():
     model = models.build("fc3", (4,), seed=0)
     with pytest.raises(ValueError, match="opset"):
         nbonnx.to_onnx(model, (4,), opset=9)
+
+
+def test_an_opset_newer_than_onnx_knows_is_a_clear_error_and_writes_nothing(tmp_path):
+    model = models.build("fc3", (4,), seed=0)
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(ValueError, match=rf"opset must be an int in \[17, {newest}\].*got {newest + 1}"):
+        nbonnx.save(model, tmp_path / "m.onnx", (4,), opset=newest + 1)  # onnxruntime refuses such a file
+    assert not (tmp_path / "m.onnx").exists()
+    assert nbonnx.to_onnx(model, (4,), opset=np.int64(newest)).opset_import[0].version == newest
 
 
 @pytest.mark.parametrize("shape, error, words", [

@@ -434,3 +434,71 @@ def test_weights_holding_nan_or_infinity_are_a_clear_error():
     model = _graph([helper.make_node("Conv", ["x", "w"], ["y"])], (3, 5, 5), [("w", weight)])
     with pytest.raises(ValueError, match=r"the weights of conv1\.weight hold NaN or infinity"):
         nbonnx.to_model(model)
+
+
+def _unsupported_message(model):
+    with pytest.raises(nbonnx.UnsupportedModel) as error:
+        nbonnx.to_model(model)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("op_type", ["Gemm", "MatMul"])
+@pytest.mark.parametrize("shape", [(1, 7), (1, 1), (), (1,)])
+def test_a_bias_of_one_row_or_one_value_is_a_fully_connected_layers(op_type, shape):
+    bias = _weights(*shape) if shape else np.float32(0.5)
+    if op_type == "Gemm":
+        nodes, weight = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], _weights(7, 12)
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])]
+        weight = _weights(12, 7)
+    model = _graph(nodes, (12,), [("w", weight), ("b", bias)])
+    assert nbonnx.to_model(model).spec() == "fc7"
+    _check_against_onnxruntime(model, (12,))
+
+
+@pytest.mark.parametrize("op_type, shape", [("Gemm", (3,)), ("Gemm", (7, 1)), ("Gemm", (2, 7)), ("MatMul", (2, 7)),
+                                            ("MatMul", (1, 1, 7))])
+def test_a_bias_that_is_not_one_value_per_feature_is_a_clear_error(op_type, shape):
+    """Biases onnx's checks let through (a wrong count, one per sample, a third axis) that no layer has."""
+    if op_type == "Gemm":
+        nodes, weight = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")], _weights(7, 12)
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"), helper.make_node("Add", ["h", "b"], ["y"])]
+        weight = _weights(12, 7)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 12])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["d"] * max(2, len(shape)))]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, [
+        numpy_helper.from_array(weight, "w"), numpy_helper.from_array(_weights(*shape), "b")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    message = _unsupported_message(model)
+    assert f"fc ({op_type})" in message and f"its bias 'b' of shape {list(shape)}" in message
+
+
+def test_a_conv_whose_kernel_shape_disagrees_with_its_weight_is_a_clear_error():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="odd_kernel", kernel_shape=[2, 2])
+    message = _unsupported_message(_graph([node], (3, 6, 6), [("w", _weights(4, 3, 3, 3))]))
+    assert "odd_kernel (Conv): kernel_shape=[2, 2] disagrees with its weight's shape [4, 3, 3, 3]" in message
+
+
+def test_integer_weights_are_a_clear_error():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="int_conv")
+    model = _graph([node], (3, 6, 6), [("w", np.ones((4, 3, 3, 3), np.int32))])
+    assert "int_conv (Conv): its weight 'w' must be a floating-point tensor, got int32" in _unsupported_message(model)
+
+
+def test_an_initializer_whose_dims_disagree_with_its_data_is_a_clear_error():
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["y"])], (3, 6, 6), [("w", _weights(4, 3, 3, 3))])
+    model.graph.initializer[0].dims[:] = [4, 3, 3, 2]  # fewer values than the data holds
+    assert "initializer 'w' (tensor w) of dims [4, 3, 3, 2] cannot be read" in _unsupported_message(model)
+
+
+def test_adding_a_tensor_to_itself_is_a_clear_error():
+    nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Add", ["h", "h"], ["y"], name="twice")]
+    assert "Add node 'twice' adds a tensor to itself" in _unsupported_message(_graph(nodes, (3, 4, 4)))
+
+
+def test_an_even_local_response_norm_window_is_refused_not_read_as_nbconvs():
+    """ONNX sums channels [c - (size - 1) // 2, c + size // 2]; nbconv and PyTorch [c - size // 2, c + (size - 1) // 2]:
+    for an even size an import would compute another function."""
+    node = helper.make_node("LRN", ["x"], ["y"], name="even", size=4)
+    assert "even (LRN): size=4: ONNX centres an even window" in _unsupported_message(_graph([node], (6, 3, 3)))

@@ -74,7 +74,7 @@ def test_integer_weights_are_refused_not_read_as_other_numbers(damage, tmp_path)
     model = small_model()
     name, node = ("w", "conv (Conv): its weight") if damage == "int32_weight" else ("fb", "fc (Gemm): its bias")
     _initializer(model, name).data_type = TensorProto.INT32 if damage == "int32_weight" else TensorProto.UINT32
-    with pytest.raises(ValueError, match=re.escape(f"{node} {name!r} must be floating point")) as caught:
+    with pytest.raises(ValueError, match=re.escape(f"{node} {name!r} must be a floating-point tensor")) as caught:
         _load(model, tmp_path)
     assert "damaged.onnx" in str(caught.value)
 
@@ -84,7 +84,7 @@ def test_integer_weights_are_refused_not_read_as_other_numbers(damage, tmp_path)
     ("input_channels", "the weight of layer conv1 .* must be 108 floating-point numbers"),
     ("negative_group", "its nodes do not fit together as a model"),
     ("huge_input", "its nodes do not fit together as a model.*at most 8 GiB"),
-    ("gemm_bias_dims", r"fc \(Gemm\): its constant inputs do not fit each other"),
+    ("gemm_bias_dims", r"fc \(Gemm\): its bias 'fb' of shape \[3, 1\] is not one value per output feature"),
 ])
 def test_weights_that_do_not_fit_their_layer_are_one_error_naming_the_file(damage, expected, tmp_path):
     """Weights of another layer's size, a layer the model builder refuses or a bias numpy cannot broadcast raised

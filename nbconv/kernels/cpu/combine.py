@@ -18,8 +18,16 @@ def add_forward_span(span_part, span_parts, input, other, output):
     input_part = input[span_first:span_last]
     other_part = other[span_first:span_last]
     output_part = output[span_first:span_last]
-    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
-        output_part[k] = input_part[k] + other_part[k]
+    # in place, one array read and written (activation.py says why): 0.7 against 0.2 ns a value
+    if output.ctypes.data == input.ctypes.data:
+        for k in range(span_last - span_first):
+            output_part[k] = output_part[k] + other_part[k]
+    elif output.ctypes.data == other.ctypes.data:
+        for k in range(span_last - span_first):
+            output_part[k] = input_part[k] + output_part[k]
+    else:
+        for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
+            output_part[k] = input_part[k] + other_part[k]
 
 
 def add_forward(input, other, output):

@@ -29,7 +29,7 @@ machine).
 import numpy as np
 from numba import njit
 
-from ..scale_shift import RELU, RELU6, no_epilogue
+from ..scale_shift import RELU, RELU6, activated, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
 from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
@@ -294,17 +294,6 @@ def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_a
     store(tile, tile_at + 3 * tile_stride, a3)
     store(tile, tile_at + 4 * tile_stride, a4)
     store(tile, tile_at + 5 * tile_stride, a5)
-
-
-@njit(cache=True, inline="always")
-def activated(value, activation, zero, six):
-    """value after the activation (0 none, 1 ReLU, 2 ReLU6; zero and six of value's type); NaN fails both
-    tests and passes through."""
-    if activation == RELU:
-        return zero if value <= zero else value
-    if activation == RELU6:
-        return zero if value <= zero else (six if value >= six else value)
-    return value
 
 
 @njit(cache=True, no_cfunc_wrapper=True)

@@ -169,31 +169,15 @@ def sigmoid_backward(grad_output, input, grad_input):
     parallel_parts(sigmoid_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
 
 
-@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def tanh_forward_span(span_part, span_parts, input, output):
-    """tanh_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
-    input_part = input[span_first:span_last]
-    output_part = output[span_first:span_last]
-    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
-        output_part[k] = math.tanh(input_part[k])
-
-
+# tanh through numpy's vectorised tanh: a compiled loop called the C library's tanhf value by value, 19 ns a
+# value on this AMD EPYC against numpy's 2.6 on one thread (benchmarks/NOTES.md, section 91); numpy releases the
+# GIL for its loops, as the span kernels do. (Sigmoid stays compiled: numpy's exp with its temporaries was
+# slower than expf value by value, and sigmoid's exp(-|x|) form keeps the tiny values a tanh form would lose.)
 def tanh_forward(input, output):
-    parallel_parts(tanh_forward_span, thread_count(input.size), input, output)
-
-
-@njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def tanh_backward_span(span_part, span_parts, grad_output, input, grad_input):
-    """tanh_backward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
-    span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
-    grad_output_part = grad_output[span_first:span_last]
-    input_part = input[span_first:span_last]
-    grad_input_part = grad_input[span_first:span_last]
-    for k in range(span_last - span_first):  # from 0 over slices: indices LLVM knows are >= 0
-        t = math.tanh(input_part[k])
-        grad_input_part[k] = grad_output_part[k] * (1.0 - t * t)
+    np.tanh(input, out=output)
 
 
 def tanh_backward(grad_output, input, grad_input):
-    parallel_parts(tanh_backward_span, thread_count(grad_output.size), grad_output, input, grad_input)
+    """grad_input = grad_output * (1 - tanh(input)^2)."""
+    value = np.tanh(input)
+    np.multiply(grad_output, 1 - value * value, out=grad_input)

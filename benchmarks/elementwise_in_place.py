@@ -1,6 +1,6 @@
-"""Element-wise CPU kernels apart and in place (the output is an input), and the convolutions' epilogue with
-and without a residual: nanoseconds a value on rows that stay in L2, one thread, thread CPU time, best of
-several batches of calls (NOTES.md, section 90).
+"""Element-wise CPU kernels apart and in place (the output is an input), sigmoid and tanh, and the convolutions'
+epilogue with and without a residual: nanoseconds a value on rows that stay in L2, one thread, thread CPU time,
+best of several batches of calls (NOTES.md, sections 90 and 91).
 
     NUMBA_NUM_THREADS=1 python benchmarks/elementwise_in_place.py [--values 100000]
 
@@ -50,6 +50,11 @@ def main():
         apart = best_ns(lambda: kernel(x, out), count)
         in_place = best_ns(lambda: (np.copyto(scratch, x), kernel(scratch, scratch)), count) - copy
         print(f"| {name}_forward | {apart:.3f} | {in_place:.3f} |")
+    for name in ("sigmoid", "tanh"):
+        forward, backward = getattr(activation, f"{name}_forward"), getattr(activation, f"{name}_backward")
+        apart = best_ns(lambda: forward(x, out), count)
+        gradient = best_ns(lambda: backward(y, x, out), count)
+        print(f"| {name}_forward (backward: {gradient:.3f}) | {apart:.3f} | - |")
     apart = best_ns(lambda: combine.add_forward(x, y, out), count)
     in_place = best_ns(lambda: (np.copyto(scratch, x), combine.add_forward(scratch, y, scratch)), count) - copy
     print(f"| add_forward | {apart:.3f} | {in_place:.3f} |")

@@ -441,6 +441,8 @@ def load_weights(model, path, strict=True):
     """
     import io
     import zipfile
+
+    from .zip_methods import unread_method
     shapes = {key: parameter.shape for key, parameter in model.named_parameters().items()}
     shapes.update({key: tuple(buffer.shape) for key, buffer in model.named_buffers().items()})
     dtypes = {key: np.dtype(parameter.value.dtype) for key, parameter in model.named_parameters().items()}
@@ -452,6 +454,9 @@ def load_weights(model, path, strict=True):
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
     with archive:
+        unread = unread_method(archive)  # bzip2 and LZMA inflate without a bound (zip_methods)
+        if unread is not None:
+            raise ValueError(f"{path} is not a .npz file of named arrays: {unread}")
         entries = {name[:-len(".npy")] if name.endswith(".npy") else name: name for name in archive.namelist()}
         state = {}
         try:

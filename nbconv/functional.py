@@ -1166,7 +1166,9 @@ def softmax_cross_entropy(logits, labels):
     """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) in [0, K).
 
     Returns (loss as a float, grad_logits (N, K)): forward and backward in one fused kernel.
-    labels live on the same backend as logits.
+    labels live on the same backend as logits. An empty batch (N = 0) gives a NaN loss (the mean of no
+    values, as PyTorch's cross_entropy with reduction='mean' gives) and an empty (0, K) gradient, without a
+    warning.
     """
     where, dtype, a = checks.arrays(logits=logits)
     checks.ndim("logits", a["logits"], (2,), "(N, classes)")
@@ -1186,6 +1188,8 @@ def softmax_cross_entropy(logits, labels):
         backend.transfer(host_labels.astype(np.int64), where)
     losses = backend.empty((N,), dtype, where)
     grad_logits = backend.empty((N, K), dtype, where)
+    if N == 0:  # nothing to compute, and numpy's mean of nothing warns
+        return float("nan"), grad_logits
     backend.kernels(where).softmax_cross_entropy(a["logits"], label_array, losses, grad_logits)
     return float(backend.to_host(losses).mean()), grad_logits
 

@@ -999,10 +999,14 @@ def scale_shift(input, scale=None, shift=None, residual=None, activation=None, o
                                  "is written)")
     S = int(np.prod(x.shape[2:], dtype=np.int64))
     empty = _empty_channels(dtype, where)
-    residual_view = a["residual"].reshape((N, C, S)) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
+    output_view = output.reshape((N, C, S))
+
+    def view(array):  # the output's own view for the output itself: the kernel sees a call in place at once
+        return output_view if array is output else array.reshape((N, C, S))
+    residual_view = view(a["residual"]) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
     backend.kernels(where).scale_shift_forward(
-        x.reshape((N, C, S)), a.get("scale", empty), a.get("shift", empty), residual_view,
-        output.reshape((N, C, S)), _SCALE_SHIFT_ACTIVATIONS[activation])
+        view(x), a.get("scale", empty), a.get("shift", empty), residual_view, output_view,
+        _SCALE_SHIFT_ACTIVATIONS[activation])
     return output if out is None else out
 
 

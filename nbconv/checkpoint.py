@@ -17,6 +17,7 @@ from . import models
 from .checkpoint_checks import (CheckpointError, check_config, check_history, check_optimizer_scalars,
                                 check_position)
 from .files import atomic_write_bytes
+from .zip_methods import unread_method
 
 FORMAT_VERSION = 1
 PARAMETER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -119,15 +120,10 @@ class _Archive:
             self.zip.close()
             raise CheckpointError(f"{path}: " + (f"unexpected entry {bad[0]!r} (a checkpoint holds only .npy arrays)"
                                                  if bad else "the archive names an entry twice"))
-        # zipfile bounds the output of deflate by the entry's declared size, but runs bzip2 and LZMA unbounded:
-        # a few KiB of bzip2 inflate to gigabytes in one call, whatever size the entry declares
-        other = next((info for info in self.zip.infolist()
-                      if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)), None)
-        if other is not None:
+        unread = unread_method(self.zip)  # bzip2 and LZMA inflate without a bound (zip_methods)
+        if unread is not None:
             self.zip.close()
-            raise CheckpointError(f"{path}: entry {other.filename[:-len('.npy')]!r} uses compression method "
-                                  f"{other.compress_type}; checkpoints are stored or deflated (numpy's savez, "
-                                  "savez_compressed)")
+            raise CheckpointError(f"{path}: {unread}")
         self.keys = [name[:-len(".npy")] for name in names]
 
     def close(self):

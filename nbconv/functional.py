@@ -999,10 +999,14 @@ def scale_shift(input, scale=None, shift=None, residual=None, activation=None, o
                                  "is written)")
     S = int(np.prod(x.shape[2:], dtype=np.int64))
     empty = _empty_channels(dtype, where)
-    residual_view = a["residual"].reshape((N, C, S)) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
+    output_view = output.reshape((N, C, S))
+
+    def view(array):  # the output's own view for the output itself: the kernel sees a call in place at once
+        return output_view if array is output else array.reshape((N, C, S))
+    residual_view = view(a["residual"]) if "residual" in a else backend.empty((0, 0, 0), dtype, where)
     backend.kernels(where).scale_shift_forward(
-        x.reshape((N, C, S)), a.get("scale", empty), a.get("shift", empty), residual_view,
-        output.reshape((N, C, S)), _SCALE_SHIFT_ACTIVATIONS[activation])
+        view(x), a.get("scale", empty), a.get("shift", empty), residual_view, output_view,
+        _SCALE_SHIFT_ACTIVATIONS[activation])
     return output if out is None else out
 
 
@@ -1166,7 +1170,9 @@ def softmax_cross_entropy(logits, labels):
     """Mean softmax cross-entropy of logits (N, K) against integer labels (N,) in [0, K).
 
     Returns (loss as a float, grad_logits (N, K)): forward and backward in one fused kernel.
-    labels live on the same backend as logits.
+    labels live on the same backend as logits. An empty batch (N = 0) gives a NaN loss (the mean of no
+    values, as PyTorch's cross_entropy with reduction='mean' gives) and an empty (0, K) gradient, without a
+    warning.
     """
     where, dtype, a = checks.arrays(logits=logits)
     checks.ndim("logits", a["logits"], (2,), "(N, classes)")
@@ -1186,6 +1192,8 @@ def softmax_cross_entropy(logits, labels):
         backend.transfer(host_labels.astype(np.int64), where)
     losses = backend.empty((N,), dtype, where)
     grad_logits = backend.empty((N, K), dtype, where)
+    if N == 0:  # nothing to compute, and numpy's mean of nothing warns
+        return float("nan"), grad_logits
     backend.kernels(where).softmax_cross_entropy(a["logits"], label_array, losses, grad_logits)
     return float(backend.to_host(losses).mean()), grad_logits
 

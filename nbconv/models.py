@@ -10,7 +10,7 @@ BODY, SHORTCUT and the branches are specs themselves, so blocks nest.
     conv1d<D>k<K>[s<S>][p<P>][d<DIL>][g<G>]                          1-D convolution
     local<D>k<K>[s<S>][p<P>]                                         locally connected (unshared weights)
     maxpool<K>[s<S>][p<P>][ceil]   avgpool<K>[s<S>][p<P>][ceil][nopad]   gap (global average pool)
-    adaptiveavgpool<H>[x<W>]  adaptivemaxpool<H>[x<W>]                   adaptive pooling to H x W
+    adaptiveavgpool<H>[x<W>]  adaptivemaxpool<H>[x<W>]                   adaptive pooling to H x W (none: as input)
     bn[eps<E>][momentum<M>][noaffine]  bn1d...                          batch normalization (2-D, 1-D)
     lrn<SIZE>[a<ALPHA>][b<BETA>][k<K>]                                   local response normalization
     relu  relu6  tanh  sigmoid  lrelu[<slope>]  dropout[<p>]  flatten  fc<N>
@@ -231,8 +231,10 @@ def _layer(token, shape, rng, init, dtype, budget):
             momentum = None if g[2] == "none" else _number(token, g[2], 0.1)
             layer = nn.BatchNorm1d if g[0] else nn.BatchNorm2d
             return layer(shape[0], eps=_number(token, g[1], 1e-5), momentum=momentum, affine=g[3] is None, dtype=dtype)
-        if kind == "adaptivepool":
-            size = _at_least(token, "output size", _size(g[1]))
+        if kind == "adaptivepool":  # each size a number or 'none' (that axis keeps the input's size)
+            size = tuple(None if part == "none" else _at_least(token, "output size", int(part))
+                         for part in g[1].split("x"))
+            size = size * 2 if len(size) == 1 else size
             return getattr(nn, f"Adaptive{g[0].capitalize()}Pool2d")(size)
         if kind == "lrn":
             size = _at_least(token, "window", int(g[0]))
@@ -441,6 +443,8 @@ def load_weights(model, path, strict=True):
     """
     import io
     import zipfile
+
+    from .zip_methods import unread_method
     shapes = {key: parameter.shape for key, parameter in model.named_parameters().items()}
     shapes.update({key: tuple(buffer.shape) for key, buffer in model.named_buffers().items()})
     dtypes = {key: np.dtype(parameter.value.dtype) for key, parameter in model.named_parameters().items()}
@@ -452,6 +456,9 @@ def load_weights(model, path, strict=True):
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a .npz file of named arrays: {error}") from None
     with archive:
+        unread = unread_method(archive)  # bzip2 and LZMA inflate without a bound (zip_methods)
+        if unread is not None:
+            raise ValueError(f"{path} is not a .npz file of named arrays: {unread}")
         entries = {name[:-len(".npy")] if name.endswith(".npy") else name: name for name in archive.namelist()}
         state = {}
         try:

@@ -14,7 +14,7 @@ PATTERNS = {
     "avgpool": re.compile(rf"^avgpool({SIZE})(?:s({SIZE}))?(?:p({SIZE}))?(ceil)?(nopad)?$"),
     "fc": re.compile(r"^fc(\d+)$"),
     "bn": re.compile(rf"^bn(1d)?(?:eps({NUMBER}))?(?:momentum(none|{NUMBER}))?(noaffine)?$"),
-    "adaptivepool": re.compile(rf"^adaptive(avg|max)pool({SIZE})$"),
+    "adaptivepool": re.compile(r"^adaptive(avg|max)pool((?:\d+|none)(?:x(?:\d+|none))?)$"),  # none: the input's
     "lrn": re.compile(rf"^lrn(\d+)(?:a({NUMBER}))?(?:b({NUMBER}))?(?:k({NUMBER}))?$"),
     "lrelu": re.compile(rf"^lrelu({NUMBER})$"),
     "dropout": re.compile(rf"^dropout({NUMBER})$"),

@@ -145,3 +145,28 @@ def test_weights_are_read_only_up_to_the_size_the_models_shapes_need(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert peak < 8 << 20, peak
+
+
+@pytest.mark.parametrize("method", ["ZIP_BZIP2", "ZIP_LZMA"])
+@pytest.mark.parametrize("entry", ["fc1.weight", "extra"])
+def test_weights_compressed_with_bzip2_or_lzma_are_refused_before_any_is_read(method, entry, tmp_path, monkeypatch):
+    """zipfile inflates those without a bound whatever size an entry declares (checkpoint.load refuses them
+    alike): refused from the archive's directory, naming the entry and its method, nothing read or loaded."""
+    import io
+    import zipfile
+    target = models.build("conv4k3,relu,gap,fc3", input_shape=(3, 8, 8), num_classes=3)
+    before = target.state_dict()
+    path = tmp_path / "w.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in {**before, "extra": np.zeros(2, np.float32)}.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, value)
+            archive.writestr(key + ".npy", buffer.getvalue(),
+                             compress_type=getattr(zipfile, method) if key == entry else zipfile.ZIP_STORED)
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *args: pytest.fail("an entry was read"))
+    for strict in (True, False):
+        with pytest.raises(ValueError, match=rf"w.npz is not a .npz file of named arrays: entry '{entry}' uses "
+                                             rf"compression method {getattr(zipfile, method)}; nbconv reads"):
+            models.load_weights(target, str(path), strict=strict)
+    for key, value in target.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])

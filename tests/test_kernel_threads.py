@@ -496,3 +496,47 @@ def test_waits_use_placement_only_where_each_thread_can_have_a_cpu(monkeypatch):
         finally:
             workers.busy.release()
         assert np.array_equal(counts, np.ones(100, np.int64))
+
+
+def test_the_workers_are_no_more_than_the_usable_cpus_allow():
+    usable = threads._usable_cpus()
+    assert threads.worker_count(1) == threads.worker_count(2) == 1
+    assert threads.worker_count(100_000) == max(1, usable - 1)
+    assert threads.worker_count(usable) == max(1, usable - 1)
+
+
+def test_a_thread_count_past_what_the_os_starts_still_computes():
+    """NUMBA_NUM_THREADS=100000: the first parallel call started 99,999 workers and died with "can't start new
+    thread"; the workers are capped, the call still cut into that many parts."""
+    import subprocess
+    import sys
+    code = ("import numpy as np, threading; from nbconv.kernels.cpu import relu_forward, threads; "
+            "x = np.arange(-(1 << 17), 1 << 17, dtype=np.float32); y = np.empty_like(x); relu_forward(x, y); "
+            "assert threads.num_threads() == 100000; assert np.array_equal(y, np.maximum(x, 0)); "
+            "print(sum(t.name.startswith('nbconv-kernel-') for t in threading.enumerate()))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_NUM_THREADS": "100000"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) == threads.worker_count(100_000)
+
+
+def test_workers_that_cannot_all_start_run_the_calls_on_those_that_did(monkeypatch):
+    real_start, started = threading.Thread.start, []
+
+    def start(thread):
+        if thread.name.startswith("nbconv-kernel-") and len(started) >= 2:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    workers = threads.Workers(5)
+    assert workers.count == 2 and workers.threads == started
+    counts = np.zeros(1000, np.int64)
+    with workers.busy:
+        workers.run(_count_span, 7, (counts,))
+    assert np.array_equal(counts, np.ones(1000, np.int64))
+    started.clear()
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (_ for _ in ()).throw(
+        RuntimeError("can't start new thread")))
+    with pytest.raises(RuntimeError, match="cannot start a kernel worker thread .*NUMBA_NUM_THREADS=1"):
+        threads.Workers(3)

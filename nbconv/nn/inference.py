@@ -62,7 +62,7 @@ from .. import functional as F
 from ..kernels.serial import LAUNCH_LOCK
 from .graph import Residual
 from .layers import Conv1d, Conv2d, Linear, ReLU, ReLU6
-from .module import Sequential
+from .module import Layer, Sequential
 from .norm import BatchNorm2d, _BatchNorm
 
 # Layers whose forward returns a new array that nothing else holds: inference may overwrite it.
@@ -73,6 +73,9 @@ PROGRAMS_KEPT = 8  # input signatures per model whose recorded program is kept (
 
 def infer(model, input):
     """model's output for `input` as in eval mode, for inference only (see the module docstring)."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be an nbconv layer or model (nbconv.nn.Layer, such as nbconv.models.build "
+                        f"gives), got {type(model).__name__}")
     if model.training or not isinstance(model, (Sequential, Residual)):
         return model.forward(input)
     key = _signature(input)

@@ -177,7 +177,8 @@ def _adaptive_pool(op_type, global_op_type):
     into the output (every window then has the same size and stride); otherwise, for averages, a product of
     each flattened plane with the pooling matrix. Uneven maximum pooling has no ONNX form."""
     def export(layer, graph, name, probe):
-        (height, width), (out_height, out_width) = probe.shape[2:], layer.output_size
+        (height, width) = probe.shape[2:]
+        out_height, out_width = layer.output_plane((height, width))
         if (out_height, out_width) == (1, 1):
             return graph.node(global_op_type, [name], layer.name), layer.forward(probe)
         if height % out_height == 0 and width % out_width == 0:

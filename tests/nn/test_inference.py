@@ -227,3 +227,9 @@ def test_infer_beside_convolutions_on_other_threads_gives_its_own_results(rng):
     for thread in threads:
         thread.join()
     assert not failures, failures
+
+
+@pytest.mark.parametrize("model", [None, "conv4k3", np.zeros(3)])
+def test_infer_on_something_else_than_a_model_is_a_type_error_naming_it(model):
+    with pytest.raises(TypeError, match=f"model must be an nbconv layer or model .*got {type(model).__name__}"):
+        nn.infer(model, np.zeros((1, 3, 8, 8), np.float32))

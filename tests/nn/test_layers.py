@@ -107,6 +107,17 @@ def test_softmax_cross_entropy_value_gradient_and_labels(rng):
         F.softmax_cross_entropy(logits, labels.astype(np.float64))
 
 
+def test_softmax_cross_entropy_of_an_empty_batch_is_nan_without_a_warning_as_in_pytorch():
+    """PyTorch's cross_entropy (reduction='mean') of no samples is 0/0 = NaN, its gradient empty."""
+    import warnings
+    for dtype in (np.float32, np.float64):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss, grad = F.softmax_cross_entropy(np.zeros((0, 4), dtype), np.zeros(0, np.int64))
+        assert np.isnan(loss) and isinstance(loss, float)
+        assert grad.shape == (0, 4) and grad.dtype == dtype
+
+
 def test_relu_before_max_pool_runs_after_it_with_identical_results(rng):
     """Sequential runs a ReLU followed by max pooling as pooling then ReLU: same output and gradients, also
     for windows with no positive value, ties, and a window half outside the input."""

@@ -3,6 +3,7 @@ spec tokens."""
 import numpy as np
 import pytest
 
+import nbconv.functional as F
 from nbconv import backend, nn
 from tests import reference
 from tests.nn.test_layers import _check_layer
@@ -108,6 +109,8 @@ def test_batch_norm_layer_specs_and_bad_input():
     (lambda: nn.LocalResponseNorm(2, alpha=1.0, beta=0.5), (3, 4, 5)),
     (lambda: nn.AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5)),
     (lambda: nn.AdaptiveAvgPool2d(4), (1, 2, 3, 3)),
+    (lambda: nn.AdaptiveAvgPool2d((None, 2)), (2, 2, 4, 5)),
+    (lambda: nn.AdaptiveAvgPool2d([3, None]), (1, 2, 7, 3)),
 ])
 def test_lrn_and_adaptive_layer_gradients(make, shape, rng):
     _check_layer(make(), rng.standard_normal(shape), rng)
@@ -132,3 +135,40 @@ def test_lrn_and_adaptive_specs():
         nn.AdaptiveAvgPool2d(0)
     with pytest.raises(ValueError, match="size"):
         nn.LocalResponseNorm(0)
+
+
+@pytest.mark.parametrize("size", [(None, 3), (4, None), [None, 2], (None, None)])
+@pytest.mark.parametrize("kind", ["Avg", "Max"])
+def test_adaptive_layers_take_none_in_the_size_as_the_functional_and_pytorch_do(kind, size, rng, tmp_path):
+    """None keeps that axis's input size; the layer's spec says it ('none') and builds the same layer again."""
+    torch = pytest.importorskip("torch")
+    from nbconv import checkpoint, models
+    x = rng.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    layer = getattr(nn, f"Adaptive{kind}Pool2d")(size)
+    expected = getattr(torch.nn, f"Adaptive{kind}Pool2d")(tuple(size))(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-6)  # float32 sums
+    functional = getattr(F, f"adaptive_{kind.lower()}_pool2d")
+    np.testing.assert_array_equal(layer.forward(x), functional(x, size))
+    spec = f"conv3k1,{layer.spec()},flatten,fc2"
+    assert "none" in layer.spec()
+    model = models.build(spec, (3, 7, 5))
+    assert model.spec() == spec
+    checkpoint.save(tmp_path / "c.npz", model, (3, 7, 5), config={})
+    assert checkpoint.load(tmp_path / "c.npz").model.spec() == spec
+
+
+def test_adaptive_layers_refuse_what_the_functional_refuses():
+    for bad, error in (((0, None), ValueError), ((None,), ValueError), ((None, None, None), ValueError),
+                       (None, TypeError), ((1.5, None), TypeError)):
+        with pytest.raises(error, match="output_size"):
+            nn.AdaptiveAvgPool2d(bad)
+        with pytest.raises(error, match="output_size"):
+            F.adaptive_avg_pool2d(np.zeros((1, 1, 4, 4), np.float32), bad)
+    for token in ("adaptiveavgpoolnonex0", "adaptivemaxpool0xnone", "adaptiveavgpoolxnone"):
+        with pytest.raises(ValueError, match=token):
+            models_build(token)
+
+
+def models_build(spec):
+    from nbconv import models
+    return models.build(spec, (1, 4, 4))

@@ -4,7 +4,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .shared import chunk_bounds
+from .shared import chunk_bounds, readable_apart, same_elements
 from .threads import parallel_parts, thread_count
 
 
@@ -32,7 +32,7 @@ def relu_forward_span(span_part, span_parts, input, output):
     """relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
     output_part = output[span_first:span_last]
-    if output.ctypes.data == input.ctypes.data:  # in place: one array (see above)
+    if same_elements(output, input):  # in place: one array (see above)
         for k in range(span_last - span_first):
             output_part[k] = relu_value(output_part[k])
         return
@@ -42,7 +42,7 @@ def relu_forward_span(span_part, span_parts, input, output):
 
 
 def relu_forward(input, output):
-    parallel_parts(relu_forward_span, thread_count(input.size), input, output)
+    parallel_parts(relu_forward_span, thread_count(input.size), readable_apart(input, output), output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -65,7 +65,7 @@ def relu6_forward_span(span_part, span_parts, input, output):
     """relu6_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
     output_part = output[span_first:span_last]
-    if output.ctypes.data == input.ctypes.data:  # in place: one array (see above)
+    if same_elements(output, input):  # in place: one array (see above)
         for k in range(span_last - span_first):
             value = output_part[k]
             output_part[k] = 0 if value <= 0 else (6 if value >= 6 else value)
@@ -77,7 +77,7 @@ def relu6_forward_span(span_part, span_parts, input, output):
 
 
 def relu6_forward(input, output):
-    parallel_parts(relu6_forward_span, thread_count(input.size), input, output)
+    parallel_parts(relu6_forward_span, thread_count(input.size), readable_apart(input, output), output)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -100,7 +100,7 @@ def leaky_relu_forward_span(span_part, span_parts, input, output, negative_slope
     """leaky_relu_forward over the span_part-th of span_parts slices of its outer loop (threads.py)."""
     span_first, span_last = chunk_bounds(span_part, span_parts, input.shape[0])
     output_part = output[span_first:span_last]
-    if output.ctypes.data == input.ctypes.data:  # in place: one array (see above)
+    if same_elements(output, input):  # in place: one array (see above)
         for k in range(span_last - span_first):
             value = output_part[k]
             output_part[k] = value if value > 0 else value * negative_slope
@@ -112,7 +112,8 @@ def leaky_relu_forward_span(span_part, span_parts, input, output, negative_slope
 
 
 def leaky_relu_forward(input, output, negative_slope):
-    parallel_parts(leaky_relu_forward_span, thread_count(input.size), input, output, negative_slope)
+    parallel_parts(leaky_relu_forward_span, thread_count(input.size), readable_apart(input, output), output,
+                   negative_slope)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)

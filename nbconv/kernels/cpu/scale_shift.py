@@ -4,13 +4,14 @@ array or a pass between them.
 
 Shapes: input and output (N, C, S), S the positions per channel (H * W for images, 1 for features);
 scale and shift (C,), or (0,) for none (scale 1, shift 0); residual (N, C, S), or (0, 0, 0) for none.
-activation: 0 none, 1 ReLU, 2 ReLU6. output may be input itself (in place), and residual may be either.
+activation: 0 none, 1 ReLU, 2 ReLU6. output may be input itself (in place), and residual may be either;
+other overlaps are read from a copy.
 One task per (n, c) row of S values, so batch 1 still splits over the channels.
 """
 import numpy as np
 from numba import njit
 
-from .shared import chunk_bounds
+from .shared import chunk_bounds, readable_apart, same_elements
 from .threads import parallel_parts, thread_count
 
 NO_ACTIVATION, RELU, RELU6 = 0, 1, 2
@@ -28,9 +29,9 @@ def scale_shift_forward_span(span_part, span_parts, input, scale, shift, residua
         offset = shift[c] if shifted else output.dtype.type(0)
         source, target = input[n, c], output[n, c]
         added = residual[n, c] if summed else target[0:0]
-        if target.ctypes.data == source.ctypes.data:
+        if same_elements(target, source):
             scale_shift_span(target, added, factor, offset, summed, activation)
-        elif summed and target.ctypes.data == added.ctypes.data:
+        elif summed and same_elements(target, added):
             _added_into(source, target, factor, offset, activation)
         else:
             _scale_shift_apart(source, target, added, factor, offset, summed, activation)
@@ -38,9 +39,10 @@ def scale_shift_forward_span(span_part, span_parts, input, scale, shift, residua
 
 def scale_shift_forward(input, scale, shift, residual, output, activation):
     """output = activation(input * scale[c] + shift[c] + residual), per channel c of axis 1; the scaled
-    value is rounded to the output's type before the residual is added (as two separate layers would)."""
-    parallel_parts(scale_shift_forward_span, thread_count(input.size), input, scale, shift, residual, output,
-                   activation)
+    value is rounded to the output's type before the residual is added (as two separate layers would). An input
+    or residual that overlaps the output without being it is read as it was (shared.readable_apart)."""
+    parallel_parts(scale_shift_forward_span, thread_count(input.size), readable_apart(input, output), scale, shift,
+                   readable_apart(residual, output), output, activation)
 
 
 # The loops below keep every branch but the activation's outside them, and read and write one array where

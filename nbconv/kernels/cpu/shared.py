@@ -56,6 +56,24 @@ def task_rows(task, blocks, block_rows, out_h):
     return n, oh0, min(out_h, oh0 + block_rows)
 
 
+@njit(cache=True, inline="always")
+def same_elements(a, b):
+    """Whether two arrays are views of the very same elements in the same order: the same first address,
+    strides and shape (a kernel called in place), not merely overlapping memory."""
+    return a.ctypes.data == b.ctypes.data and a.strides == b.strides and a.shape == b.shape
+
+
+def readable_apart(source, output):
+    """`source` for a kernel that reads it while it writes `output`: itself when the two share no memory or
+    are the very same elements (a call in place), else a copy of it, so that every value is read as it was
+    before the call, as numpy's ufuncs read an input that overlaps their output (an output one value past
+    its input, or starting there with other strides, would otherwise read values the call has written; the
+    kernel threads, each on its own slice, would race)."""
+    if source is output or not np.may_share_memory(source, output) or same_elements(source, output):
+        return source
+    return source.copy()
+
+
 TRANSPOSE_ROWS = 16  # partial rows whose sums are written into grad_weight together: 64 bytes a row
 
 

@@ -101,8 +101,16 @@ class Workers:
         self.timespec = np.zeros(2, np.int64)  # the calling side's clock scratch (used under self.busy)
         self.threads = [threading.Thread(target=self._work, args=(row,), name=f"nbconv-kernel-{row + 1}",
                                          daemon=True) for row in range(count)]
-        for thread in self.threads:
-            thread.start()
+        for started, thread in enumerate(self.threads):
+            try:
+                thread.start()
+            except RuntimeError as error:  # "can't start new thread": past what the OS lets this process start
+                if started == 0:
+                    raise RuntimeError(f"cannot start a kernel worker thread ({error}); run with "
+                                       "NUMBA_NUM_THREADS=1 (or nbconv's --threads 1)") from None
+                # the workers that started take the calls (no call was posted yet: `count` is read per call)
+                self.count, self.threads = started, self.threads[:started]
+                break
 
     def _work(self, row):
         counters, reached, asleep, wake = self.counters, spin.reached, self.asleep, self.wake
@@ -255,8 +263,17 @@ def _get_workers():
     if _workers is None:
         with _workers_lock:
             if _workers is None:
-                _workers = Workers(max(1, numba.config.NUMBA_NUM_THREADS - 1))
+                _workers = Workers(worker_count(numba.config.NUMBA_NUM_THREADS))
     return _workers
+
+
+def worker_count(threads):
+    """The worker threads a process started with NUMBA_NUM_THREADS=threads runs, at least 1: one fewer than
+    threads, and than the CPUs this process may use (_usable_cpus). More would only take turns on those CPUs,
+    each spinning while it waits, and a count past what the OS allows (NUMBA_NUM_THREADS=100000) ended the
+    first parallel call with "can't start new thread". Calls are still cut into num_threads() parts, as asked,
+    some threads running several (Workers.run): the same parts, so the same results."""
+    return max(1, min(threads, _usable_cpus()) - 1)
 
 
 _parts_on_caller = False  # run_parts_on_caller()'s switch

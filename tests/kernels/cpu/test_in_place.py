@@ -111,3 +111,76 @@ def test_the_convolutions_epilogue_on_part_of_a_row_leaves_the_rest(code, rng):
         np.testing.assert_array_equal(done[0], output[0])
         np.testing.assert_array_equal(done[1, :, :7], output[1, :, :7])
         np.testing.assert_array_equal(done[1, :, 44:], output[1, :, 44:])
+
+
+def _overlapping_pairs(rng, n, dtype):
+    """(source, output) views of one buffer that share memory without being the same elements: shifted by
+    one value either way, and starting together with other strides."""
+    pairs = []
+    for make in (lambda b: (b[:n], b[1:n + 1]), lambda b: (b[1:n + 1], b[:n]),
+                 lambda b: (b[:n], b[:2 * n:2]), lambda b: (b[:2 * n:2], b[:n]), lambda b: (b[:n], b[n - 1::-1])):
+        pairs.append(make(_values(rng, 2 * n + 1, dtype)))
+    return pairs
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "leaky_relu"])
+def test_activations_read_an_input_that_overlaps_the_output_as_it_was(name, rng):
+    """numpy's rule for ufuncs: the result is the one a copy of the input gives, however the two overlap."""
+    kernel = getattr(activation, f"{name}_forward")
+    extra = (np.float32(0.125),) if name == "leaky_relu" else ()
+    for source, output in _overlapping_pairs(rng, 257, np.float32):
+        expected = np.empty_like(source)
+        kernel(source.copy(), expected, *extra)
+        kernel(source, output, *extra)
+        np.testing.assert_array_equal(output, expected)
+
+
+def test_add_reads_inputs_that_overlap_the_output_as_they_were(rng):
+    for source, output in _overlapping_pairs(rng, 257, np.float32):
+        other = _values(rng, 257, np.float32)
+        with np.errstate(invalid="ignore"):  # inf + -inf
+            expected = source + other
+        combine.add_forward(source, other, output)
+        np.testing.assert_array_equal(output, expected)
+    for source, output in _overlapping_pairs(rng, 257, np.float32):
+        first = _values(rng, 257, np.float32)
+        with np.errstate(invalid="ignore"):
+            expected = first + source
+        combine.add_forward(first, source, output)
+        np.testing.assert_array_equal(output, expected)
+
+
+@pytest.mark.parametrize("role", ["input", "residual"])
+def test_scale_shift_reads_arrays_that_overlap_the_output_as_they_were(role, rng):
+    N, C, S = 2, 3, 41
+    factors, offsets = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    for source, output in _overlapping_pairs(rng, N * C * S, np.float32):
+        source, output = source.reshape(N, C, S), output.reshape(N, C, S)
+        other = _values(rng, N * C * S, np.float32).reshape(N, C, S)
+        x, residual = (source, other) if role == "input" else (other, source)
+        expected = np.empty_like(x)
+        scale_shift.scale_shift_forward(x.copy(), factors, offsets, residual.copy(), expected, scale_shift.RELU)
+        scale_shift.scale_shift_forward(x, factors, offsets, residual, output, scale_shift.RELU)
+        np.testing.assert_array_equal(output, expected)
+    # whole rows apart: output row (0, c) is input row (0, c + 1)
+    buffer = _values(rng, (C + 1) * S, np.float32)
+    x, output = buffer[:C * S].reshape(1, C, S), buffer[S:].reshape(1, C, S)
+    expected = np.empty_like(x)
+    empty = np.empty((0, 0, 0), np.float32)
+    scale_shift.scale_shift_forward(x.copy(), factors, offsets, empty, expected, scale_shift.RELU6)
+    scale_shift.scale_shift_forward(x, factors, offsets, empty, output, scale_shift.RELU6)
+    np.testing.assert_array_equal(output, expected)
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "leaky_relu"])
+def test_a_span_whose_output_starts_at_its_input_with_other_strides_is_not_run_in_place(name, rng):
+    """The span kernels' in-place loop is for the very same elements: an output that starts where its input
+    does but steps through memory otherwise reads the input (a sequential read that is right for this one)."""
+    span = getattr(activation, f"{name}_forward_span")
+    extra = (np.float32(0.125),) if name == "leaky_relu" else ()
+    buffer = _values(rng, 2 * 100, np.float32)
+    source, output = buffer[::2], buffer[:100]
+    expected = np.empty_like(source)
+    span(0, 1, source.copy(), expected, *extra)
+    span(0, 1, source, output, *extra)
+    np.testing.assert_array_equal(output, expected)

@@ -141,7 +141,7 @@ def test_an_out_file_that_is_an_input_is_refused_and_the_input_kept(small_checkp
             (["import", photo, "--out", photo], "--out")]:
         _usage_error(args, what, "this command reads, and writing it would replace it")
     assert before == {path: open(path, "rb").read() for path in before}
-    link = tmp_path / "link.npz"
+    link = tmp_path / "link.png"
     os.symlink(small_checkpoint, link)  # writing the link's name replaces the link, not the checkpoint
     result = CliRunner().invoke(app, ["visualize", small_checkpoint, "filters", "--out", str(link)])
     assert result.exit_code == 0, result.output

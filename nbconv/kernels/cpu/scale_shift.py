@@ -84,7 +84,7 @@ def _scale_shift_in_place(target, residual, factor, offset, summed, activation):
             target[s] = activated(target.dtype.type(target[s] * factor + offset), activation, zero, six)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _scale_shift_apart(source, target, residual, factor, offset, summed, activation):
     """target = activation(source * factor + offset + residual), target apart from source and residual."""
     zero, six = target.dtype.type(0), target.dtype.type(6)
@@ -97,7 +97,7 @@ def _scale_shift_apart(source, target, residual, factor, offset, summed, activat
             target[s] = activated(target.dtype.type(source[s] * factor + offset), activation, zero, six)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cfunc_wrapper=True)
 def _added_into(source, target, factor, offset, activation):
     """target = activation(source * factor + offset + target): the residual is the output."""
     zero, six = target.dtype.type(0), target.dtype.type(6)

@@ -14,6 +14,12 @@ from .threads import num_threads, parallel_parts
 
 PARALLEL_FLOPS = 2e6  # below this a product runs as one chunk (a parallel launch costs a few microseconds)
 
+# Up to this many input rows the forward reads the weight once, a row at a time, for every input row
+# (`linear_forward_rows`) instead of calling the BLAS, whose product packs the whole weight first: ResNet-50's
+# classifier (2048 -> 1000, weight out of the cache) took 0.33 against 1.53 ms at batch 1 and 0.71 against 1.15
+# at batch 8; at 16 rows the BLAS was ahead (benchmarks/NOTES.md, section 92).
+ROWS_BATCH = 8
+
 
 def _chunks(rows, flops):
     return 1 if flops < PARALLEL_FLOPS else max(1, min(rows, num_threads()))
@@ -48,6 +54,31 @@ def linear_forward_chunks(input, weight, bias, output, chunks, relu=0):
     columns cut into `chunks`: each chunk then packs only its own rows of the weight, which costs more than
     the product at LeNet's sizes (split by input rows instead, fc1's forward was 1.5x slower)."""
     parallel_parts(linear_forward_chunks_span, chunks, input, weight, bias, output, chunks, relu)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_REDUCE, no_cfunc_wrapper=True)
+def linear_forward_rows_span(span_part, span_parts, input, weight, bias, output, relu):
+    """linear_forward_rows over the span_part-th of span_parts slices of the output columns (threads.py)."""
+    N, I = input.shape
+    has_bias = bias.shape[0] > 0
+    first, last = chunk_bounds(span_part, span_parts, output.shape[1])
+    for o in range(first, last):
+        weights = weight[o]
+        for n in range(N):
+            values = input[n]
+            total = output.dtype.type(0)
+            for i in range(I):
+                total += weights[i] * values[i]
+            if has_bias:
+                total += bias[o]
+            output[n, o] = relu_value(total) if relu else total
+
+
+def linear_forward_rows(input, weight, bias, output, parts, relu=0):
+    """output (N, O) = input (N, I) @ weight (O, I).T (+ bias) (then the ReLU when relu is 1), each output column
+    one sum over I (reassociated, so vectorised) for every input row while the weight's row is in the cache:
+    the weight is read once from memory, in order, for small N."""
+    parallel_parts(linear_forward_rows_span, parts, input, weight, bias, output, relu)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
@@ -95,9 +126,12 @@ def linear_forward(input, weight, bias, output):
 def linear_forward_relu(input, weight, bias, output, relu):
     """linear_forward, then the ReLU inside the same kernel call when relu is 1 (fused.linear_relu_forward)."""
     N, I = input.shape
+    chunks = _chunks(output.shape[1], 2.0 * N * I * output.shape[1])
+    if N <= ROWS_BATCH:
+        linear_forward_rows(input, weight, bias, output, chunks, relu)
+        return
     with single_threaded():
-        linear_forward_chunks(input, weight, bias, output, _chunks(output.shape[1], 2.0 * N * I * output.shape[1]),
-                              relu)
+        linear_forward_chunks(input, weight, bias, output, chunks, relu)
 
 
 def linear_backward_input(grad_output, weight, grad_input):

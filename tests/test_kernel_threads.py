@@ -540,3 +540,21 @@ def test_workers_that_cannot_all_start_run_the_calls_on_those_that_did(monkeypat
         RuntimeError("can't start new thread")))
     with pytest.raises(RuntimeError, match="cannot start a kernel worker thread .*NUMBA_NUM_THREADS=1"):
         threads.Workers(3)
+
+
+def test_the_caller_spins_while_a_worker_runs_its_part(monkeypatch):
+    """A worker part that outlasts SPIN_NS: the caller keeps spinning for it (WORKING_SPIN_NS), since the part is
+    running, instead of blocking and being woken late by the worker's notify."""
+    monkeypatch.setattr(threads, "WORKING_SPIN_NS", 60_000_000_000)
+    asleep_seen, started = [], threading.Event()
+    workers = threads._get_workers()
+
+    def kernel(span_part, span_parts):
+        if span_part == 1:
+            started.set()
+            time.sleep(20 * threads.SPIN_NS / 1e9 + 0.01)
+            asleep_seen.append(workers.caller_asleep)
+        else:  # the worker has taken its part before the caller looks for late rows
+            assert started.wait(30)
+    threads.parallel_parts(kernel, 2)
+    assert asleep_seen == [False]

@@ -60,6 +60,12 @@ MIN_PARALLEL_WORK = 1 << 17
 # network step (validation, allocation: 10-200 us), short enough that an idle process is idle at once.
 SPIN_NS = 300_000 if spin.SPIN_SUPPORTED else 0
 
+# How long the caller spins for a worker that took the call (it is running its part, so the wait ends when that
+# part does) before it blocks: a caller that blocks is woken tens of microseconds after the worker's notify, and
+# parts claimed in few large chunks (a stride-2 layer of ResNet-50 at batch 1) often leave the caller waiting
+# longer than SPIN_NS.
+WORKING_SPIN_NS = 2_000_000 if spin.SPIN_SUPPORTED else 0
+
 # How long a worker that saw a call posted keeps spinning before it returns to Python to take it: more than the
 # caller's Python between posting and entering its own part, which releases the GIL (a few us, more when the
 # caller is preempted there: 5 us left half the workers waiting for the GIL, benchmarks/NOTES.md section 87).
@@ -180,7 +186,7 @@ class Workers:
         waited = self._take_late_rows(span_kernel, parts, args, threads, workers, call)
         for row in waited:
             try:  # from the spin on: a Ctrl-C that arrives while this thread spins is raised as the spin returns
-                if spin.reached(counters, row, row + 1, _DONE, call, SPIN_NS, 0, self.timespec,
+                if spin.reached(counters, row, row + 1, _DONE, call, WORKING_SPIN_NS, 0, self.timespec,
                                 *self.caller_placement, *spin.NO_NOTE):
                     continue
                 with self.wake:

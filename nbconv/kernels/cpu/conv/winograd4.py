@@ -253,6 +253,13 @@ def conv2d_winograd4(input, transformed, bias, output, padded, patches, products
 BLOCK_TILES = 96  # a block has at least this many tiles, where there are images enough: OpenBLAS ran the products
                   # (tiles, C) @ (C, D) ~25% slower 49 tiles wide (a 28x28 image) than 98 wide
 
+# A pass with fewer blocks than threads cuts its image's rows of tiles into one block a thread, instead of
+# slicing the output channels, when it has at most this many output channels: each slice transforms the whole
+# input again, each block of rows packs every transformed filter again, and the filters (36 x C x D) grow with D.
+# ResNet-50's 128-channel layers on 28x28 at batch 1, two threads: 0.54 -> 0.46 ms (rows of tiles 4 + 3); 256
+# channels the same; 512 channels 0.93x (benchmarks/NOTES.md, section 92).
+ROWS_NOT_SLICES_MOST_CHANNELS = 128
+
 
 # The plan's surface: applies, buffers and the forward and input-gradient passes (see plan.py).
 def applies(pass_, convolution):
@@ -290,6 +297,8 @@ def buffers(pass_, convolution, itemsize, threads):
     padded_w = 4 * tiles_w + 2
     rows = max(block_rows(36 * channels_in, tiles_w, tiles_h, itemsize), min(tiles_h, -(-BLOCK_TILES // tiles_w)))
     rows = balanced_rows(rows, tiles_h, N, channels_out, threads)  # rows of tiles
+    if N * -(-tiles_h // rows) < threads and channels_out <= ROWS_NOT_SLICES_MOST_CHANNELS:
+        rows = -(-tiles_h // min(tiles_h, -(-threads // N)))
     block = rows * tiles_w
     if rows == tiles_h:
         images = max(1, min(N, -(-BLOCK_TILES // block)))

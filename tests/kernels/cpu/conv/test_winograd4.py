@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nbconv.kernels.cpu.conv import blocks, dispatch, winograd4
-from nbconv.kernels.cpu.conv.plan import plan
+from nbconv.kernels.cpu.conv.plan import Convolution, plan
 from nbconv.kernels.cpu.scale_shift import RELU
 from tests import reference
 from tests.kernels.cpu.conv.algorithm_check import check, check_concurrent_calls, random_case, run
@@ -89,3 +89,20 @@ def test_winograd4_float32_error_stays_small(mean, rng):
     grad_x = run("winograd4", "backward_input", x, w, b, grad_y, hyper)
     by_definition = reference.conv2d_backward_input(grad_y, w, x.shape, (1, 1), ((1, 1), (1, 1)))
     np.testing.assert_allclose(grad_x, by_definition, rtol=0, atol=2e-6 * np.abs(by_definition).max())
+
+
+def test_one_block_is_cut_into_rows_of_tiles_not_channel_slices_up_to_the_limit(monkeypatch, rng):
+    """Batch 1 with one block of tiles and fewer blocks than threads: up to ROWS_NOT_SLICES_MOST_CHANNELS output
+    channels, one block of rows of tiles a thread (the input transformed once); past it, channel slices."""
+    def patches_shape(channels, threads):
+        convolution = Convolution((1, channels, 28, 28), (channels, channels, 3, 3), 1, 1, 1, 1, 1, 1, 1)
+        return dict((name, shape) for name, _, shape in winograd4.buffers("forward", convolution, 4, threads))["patches"]
+    assert patches_shape(winograd4.ROWS_NOT_SLICES_MOST_CHANNELS, 2) == (2, 36, 4 * 7, 128)  # rows 4 + 3
+    assert patches_shape(2 * winograd4.ROWS_NOT_SLICES_MOST_CHANNELS, 2) == (2, 36, 7 * 7, 256)  # one block, sliced
+    assert patches_shape(winograd4.ROWS_NOT_SLICES_MOST_CHANNELS, 1)[2] == 7 * 7  # one thread: one block
+    # computed right either way, on a small layer that the rule then cuts into rows or into channel slices
+    monkeypatch.setattr(blocks, "MIN_PART_CHANNELS", 4)
+    for most in (8, 0):
+        monkeypatch.setattr(winograd4, "ROWS_NOT_SLICES_MOST_CHANNELS", most)
+        check("winograd4", (1, 8, 13, 10, 8, 3, 1, 1, 1, 1), rng, passes=("forward", "backward_input"),
+              tolerance=1e-11)

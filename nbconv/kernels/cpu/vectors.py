@@ -91,6 +91,23 @@ def store(typingctx, array, index, value):
     return types.void(array, index, value), codegen
 
 
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Asks the CPU to bring the cache line of array[index] into its caches, for a read soon (a flat array; the
+    index may lie past its end: a prefetch never faults)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
+        # read (0), keep in every level (3), data cache (1)
+        builder.call(function, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
 def _fmuladd(builder, a, b, c):
     element = "f32" if a.type.element == ir.FloatType() else "f64"
     name = f"llvm.fmuladd.v{LANES}{element}"

@@ -32,7 +32,7 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, activated, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
+from ..vectors import LANES, add, add_products, broadcast, load, prefetch, relu, relu6, store, zeros
 from .claims import claim, claims
 
 PANEL = 6  # output channels a micro-kernel sums at once
@@ -166,7 +166,10 @@ def panel_sums(weights, weight_at, weight_step, panels, source, source_at, depth
     below D), finished (the epilogue: factors, offsets (D,), residual flat like output when summed, activation)
     and stored to the flat output at out_at + p*out_step + m*out_stride + j. The source's sub-block stays in
     L1 for the whole row of panels, and no array is passed per panel (an inlined call with arrays costs their
-    reference counts)."""
+    reference counts). Each step prefetches the next panel's weights at the same depth: on a block's first
+    sub-block they come from memory (a network's weights leave the cache between forwards), where the CPU's
+    own prefetching, restarted at every panel's run, left ResNet-50's 7x7 layers waiting (1.59 -> 1.31 ms for
+    512 -> 2048 channels, one thread; benchmarks/NOTES.md, section 92)."""
     for p in range(panels):
         w_at = weight_at + p * weight_step
         t_at = tile_at + p * tile_step
@@ -204,6 +207,7 @@ def panel_sums(weights, weight_at, weight_step, panels, source, source_at, depth
             x0 = load(source, at)
             x1 = load(source, at + LANES)
             k = w_at + c * PANEL
+            prefetch(weights, k + weight_step)
             w = broadcast(weights, k)
             a00 = add_products(a00, x0, w)
             a01 = add_products(a01, x1, w)

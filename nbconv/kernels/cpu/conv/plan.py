@@ -436,7 +436,7 @@ def _row_lanes(pass_, convolution):
 # alone from call to call, so they may run algorithms that choose() does not offer training: the choice is here.
 PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
-PACKED_MOST_INPUT_CHANNELS = 1024  # ... and at most this many input channels
+PACKED_MOST_INPUT_CHANNELS = 2048  # ... and at most this many input channels
 PREPARED_NARROW_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run without Winograd ...
 PREPARED_NARROW_MOST_IMAGES = 1  # ... in batches of at most this many images (F(4x4) in larger ones)
 PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
@@ -448,8 +448,9 @@ def choose_prepared(convolution):
     """The algorithm of a prepared forward pass:
     - 'packed' for 1x1 layers it applies to with outputs of at most PACKED_MOST_POSITIONS positions an image and
       at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured faster than the BLAS path, which packs the
-      whole weight again for every image (ResNet-50's 7x7 layers 512 -> 2048 and 1024 -> 2048 stride 2; not
-      2048 -> 512, nor the larger maps, where OpenBLAS's own blocking is ahead: benchmarks/NOTES.md);
+      whole weight again for every image (ResNet-50's 7x7 layers 512 -> 2048, 1024 -> 2048 stride 2 and, since
+      its micro-kernel prefetches the weights, 2048 -> 512; not the larger maps, where it runs as fast as
+      OpenBLAS: benchmarks/NOTES.md, sections 88 and 92);
     - 'packed_windows' ('strips' while PREPARED_PACKED_WINDOWS is off) for the layers choose() gives Winograd
       whose outputs are at most PREPARED_NARROW_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for
       7x7 (ResNet-50's 512-channel 3x3 layers), unless choose() gives F(4x4) and the batch has more than

@@ -197,7 +197,8 @@ def test_nn_infer_prefers_it_for_small_maps_only(monkeypatch):
     assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == "packed"
     assert choose_prepared(Convolution((8, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2)) == "packed"
     assert choose_prepared(Convolution((1, 256, 14, 14), (1024, 256, 1, 1))) == "pointwise"  # 196 positions
-    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"  # 2048 inputs
+    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "packed"  # 2048 inputs
+    assert choose_prepared(Convolution((1, 4096, 7, 7), (512, 4096, 1, 1))) == "pointwise"  # 4096 inputs
     assert choose_prepared(Convolution((1, 64, 7, 7), (64, 64, 3, 3), padding_h=1, padding_w=1)) == \
         plan("forward", (1, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1, 1).algorithm
     assert prepared_plan((1, 512, 7, 7), (2048, 512, 1, 1)).algorithm == "packed"

@@ -25,7 +25,9 @@ def test_resnet50s_layers_choices():
     assert plan("forward", (1, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     assert plan("forward", (1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1).algorithm == "winograd4"
     assert choose_prepared(Convolution((1, 512, 14, 14), (512, 512, 3, 3), 2, 2, 1, 1)) == "packed_windows"  # stride 2
-    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "pointwise"
+    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == "packed"  # every 7x7 1x1 layer
+    assert choose_prepared(Convolution((1, 4096, 7, 7), (512, 4096, 1, 1))) == "pointwise"  # past the inputs' limit
+    assert choose_prepared(Convolution((1, 1024, 14, 14), (256, 1024, 1, 1))) == "pointwise"  # past the positions'
 
 
 def test_the_setting_is_read_at_plan_time(monkeypatch):

@@ -10,7 +10,7 @@ A tree whose kernels use `prange` (Numba's OpenMP threads) cannot share a proces
 (their threads wait on each other's: every call took ~7 ms): run each in its own process with --save, in
 turns, then --report.
 
-TREE is a checkout's root (its nbconv/ is copied once under /tmp/nbconv_trees/NAME and imported as
+TREE is a checkout's root (its nbconv/ is copied, afresh each run, under /tmp/nbconv_trees/NAME and imported as
 nbconv_NAME; the modules import each other relatively); NAME=. is this checkout's nbconv itself. Per call:
 what ran (a convolution's algorithm and epilogue, or the public kernel's name), its input shape, the parts
 of each parallel call inside it (span-kernel trees: threads.parallel_parts; `prange` trees show none), and
@@ -42,10 +42,11 @@ def import_tree(name, root):
         return importlib.import_module("nbconv")
     package = f"nbconv_{name}"
     target = os.path.join(TREES_DIR, name)
-    if not os.path.isdir(os.path.join(target, package)):
-        os.makedirs(target, exist_ok=True)
-        shutil.copytree(os.path.join(root, "nbconv"), os.path.join(target, package),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    # copied afresh every run: a copy kept from an earlier run of the same NAME would time that run's tree
+    shutil.rmtree(os.path.join(target, package), ignore_errors=True)
+    os.makedirs(target, exist_ok=True)
+    shutil.copytree(os.path.join(root, "nbconv"), os.path.join(target, package),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     sys.path.insert(0, target)
     return importlib.import_module(package)
 

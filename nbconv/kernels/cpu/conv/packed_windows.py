@@ -33,11 +33,12 @@ sub-block, their sums side by side in the tile.
 import numpy as np
 from numba import njit
 
-from ..scale_shift import no_epilogue
+from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import LANES, add_products, broadcast, load, store, zeros
+from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
 from .claims import claim, claims
+from .lanes import transpose_8x8
 from .packed import activated, panel_slices
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
@@ -220,14 +221,36 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation):
+def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation, scratch):
     """output[n, d0 + m, p0 + q] = activation(tile[16q + m] * factors[d] + offsets[d] + residual) for q < p1 - p0
-    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed).
-    One pass a channel, each value stored once: a separate activation pass, target[q] = 0 if target[q] <= 0
-    else target[q], compiles to masked stores (vmaskmovps), about 1 ns a value on this AMD EPYC."""
-    D = output.shape[1]
+    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed). A full
+    panel's positions are taken eight at a time: two 8 x 8 transposes in registers into scratch (128 values),
+    then each channel's eight values finished as vectors and stored once; the rest (a partial panel, the last
+    positions) one value at a time, in the same operations and order (the same bits). Read a value at a time
+    with a stride of 16, the stem's write-back took a fifth of its time."""
+    D, P = output.shape[1], output.shape[2]
     zero, six = output.dtype.type(0), output.dtype.type(6)
     count = p1 - p0
+    vectored = count // LANES * LANES if d0 + PANEL <= D else 0
+    if vectored:
+        every_output = output.reshape(-1)
+        every_residual = residual.reshape(-1)
+        none = zeros(scratch)
+        for q0 in range(0, vectored, LANES):
+            transpose_8x8(tile, q0 * PANEL, PANEL, scratch, 0, LANES)
+            transpose_8x8(tile, q0 * PANEL + LANES, PANEL, scratch, LANES * LANES, LANES)
+            for m in range(PANEL):
+                d = d0 + m
+                at = (n * D + d) * P + p0 + q0
+                value = add(add_products(none, load(scratch, m * LANES), broadcast(factors, d)),
+                            broadcast(offsets, d))
+                if summed:
+                    value = add(value, load(every_residual, at))
+                if activation == RELU:
+                    value = relu(value)
+                elif activation == RELU6:
+                    value = relu6(value)
+                store(every_output, at, value)
     for m in range(min(PANEL, D - d0)):
         d = d0 + m
         factor, offset = factors[d], offsets[d]
@@ -235,10 +258,10 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
         target = output[n, d, p0:p1]
         if summed:
             added = residual[n, d, p0:p1]
-            for q in range(count):
+            for q in range(vectored, count):
                 target[q] = activated(sums[q * PANEL] * factor + offset + added[q], activation, zero, six)
         else:
-            for q in range(count):
+            for q in range(vectored, count):
                 target[q] = activated(sums[q * PANEL] * factor + offset, activation, zero, six)
 
 
@@ -264,6 +287,7 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
     bases = np.empty(width, np.int64)  # one block's window starts, whole sub-blocks
+    scratch = np.empty(2 * LANES * LANES, output.dtype)  # write_panel's transposed values
     group = max(1, tile_buffer.shape[1] // (PANEL * width))  # panels summed together: as many as the tile holds
     chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -302,7 +326,7 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                                        k0 == 0)
                 for g in range(first_panel, last_panel):
                     write_panel(tile[(g - first_panel) * width * PANEL:], flat_output, n, g * PANEL, p0, p1, factors,
-                                offsets, residual, summed, activation)
+                                offsets, residual, summed, activation, scratch)
 
 
 def conv2d_forward_windows(input, packed_weight, bias, output, padded_buffer, tile_buffer, kernel_h, kernel_w,

@@ -237,3 +237,36 @@ def test_nn_infer_chooses_it_for_gemms_layers_with_windows(monkeypatch):
     assert choose_prepared(Convolution((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1)) == "winograd4"  # stride 1: Winograd
     monkeypatch.setattr(planning, "PREPARED_PACKED_WINDOWS", False)  # read at plan time
     assert prepared_plan(*stem[:2], *stem.hyper).algorithm == "gemm"
+
+
+@pytest.mark.parametrize("activation", [0, 1, 2])
+@pytest.mark.parametrize("summed", [False, True])
+def test_write_panel_finishes_every_value_as_one_multiply_and_adds(activation, summed, rng):
+    """The write-back, eight positions at a time through transposes and one at a time after them, against the
+    same operations in numpy float32 (sums * factor + offset, + residual, activation): the same bits, a partial
+    last panel and a count that is not a multiple of 8 included; nothing written outside the panel's values."""
+    D, P, p0, p1 = 37, 45, 3, 42  # panels at channels 0, 16 and a partial one at 32
+    tile = rng.standard_normal(packed_windows.PANEL * 48).astype(np.float32) * 8
+    tile[[5, 40, 77]] = [np.nan, np.inf, -0.0]
+    factors, offsets = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    residual = rng.standard_normal((2, D, P)).astype(np.float32) if summed else np.empty((0, 0, 0), np.float32)
+    scratch = np.empty(128, np.float32)
+    for d0 in (0, 16, 32):
+        output = np.full((2, D, P), 99.0, np.float32)
+        packed_windows.write_panel(tile, output, 1, d0, p0, p1, factors, offsets, residual, summed, activation,
+                                   scratch)
+        channels = min(16, D - d0)
+        sums = tile.reshape(48, 16)[:p1 - p0, :channels].T  # (channels, positions)
+        expected = sums * factors[d0:d0 + channels, None] + offsets[d0:d0 + channels, None]
+        if summed:
+            expected = expected + residual[1, d0:d0 + channels, p0:p1]
+        with np.errstate(invalid="ignore"):
+            if activation >= 1:
+                expected = np.where(expected <= 0, np.float32(0), expected)
+            if activation == 2:
+                expected = np.where(expected >= 6, np.float32(6), expected)
+        written = output[1, d0:d0 + channels, p0:p1]
+        np.testing.assert_array_equal(written.view(np.uint32), expected.astype(np.float32).view(np.uint32))
+        untouched = np.ones(output.shape, bool)
+        untouched[1, d0:d0 + channels, p0:p1] = False
+        assert (output[untouched] == 99.0).all()

@@ -7,12 +7,29 @@ Loads and stores read and write 8 consecutive values of a flat C-contiguous arra
 lie inside it, nothing is checked here. Multiply-adds use llvm.fmuladd, a fused multiply-add instruction
 where the CPU has one.
 """
+import llvmlite.binding as llvm
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 LANES = 8  # one 256-bit register of float32 (two of float64)
+
+
+def vector_registers():
+    """How many vector registers the CPU the kernels compile for has: 32 with AVX-512 (whose VL extension gives
+    256-bit code all 32), else 16. The host's, unless NUMBA_CPU_NAME or NUMBA_CPU_FEATURES name another CPU: then
+    32 only where the named features include +avx512vl (a CPU named without features counts as 16)."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        if numba.config.CPU_NAME is not None:
+            return 16
+        return 32 if llvm.get_host_cpu_features().get("avx512vl", False) else 16
+    return 32 if "+avx512vl" in features.split(",") else 16
+
+
+REGISTERS = vector_registers()
 
 
 class Vector(types.Type):

@@ -11,11 +11,12 @@ once into a zero-padded buffer (C x Hp x Wp; no bounds to test after it), and no
 micro-kernel reads each window value from it at tap_offsets[k] + the start of each of its positions' windows
 (bases, per block), where the BLAS path copies every window value twice (im2col, then OpenBLAS's packing of
 the columns) and an im2col, even into the micro-kernel's order, cost about a fifth of the products. For each
-panel and each DEPTH taps (16 x DEPTH weights stay in L1), each sub-block of 6 positions is summed in 12
-vector registers, the panel's 16 channels (two vectors) x 6 positions: two vector loads of weights and 6
-broadcast window values for 12 fused multiply-adds a tap. The output channels lie in the vector lanes: the
-image, which lives in L2, is read as 24 bytes a tap for 16 channels, where 'packed' (packed.py, 1x1 layers:
-positions in the lanes, 6 channels x 16 positions) reads 64 bytes for 6. (A 12-channel x 8-position panel,
+panel and each DEPTH taps (16 x DEPTH weights stay in L1), each sub-block of POSITIONS positions (7, or 6 on
+a CPU with 16 vector registers) is summed in 14 (12) vector registers, the panel's 16 channels (two vectors) x
+7 (6) positions: two vector loads of weights and 7 (6) broadcast window values for 14 (12) fused multiply-adds
+a tap. The output channels lie in the vector lanes: the image, which lives in L2, is read as 28 (24) bytes a
+tap for 16 channels, where 'packed' (packed.py, 1x1 layers: positions in the lanes, 6 channels x 16 positions)
+reads 64 bytes for 6. (A 12-channel x 8-position panel,
 positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md, section 61.) The
 sums go to a tile (block positions x 16 channels), which also holds the partial sums between DEPTHs, and are
 finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
@@ -36,16 +37,21 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import LANES, add, add_products, broadcast, load, relu, relu6, store, zeros
+from ..vectors import LANES, REGISTERS, add, add_products, broadcast, load, relu, relu6, store, zeros
 from .claims import claim, claims
 from .lanes import transpose_8x8
 from .packed import activated, panel_slices
 
 PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
-POSITIONS = 6  # output positions a micro-kernel sums at once (a sub-block)
+# Output positions a micro-kernel sums at once (a sub-block): 7 where the CPU has 32 vector registers (14
+# accumulators; every map of a network on 224-pixel images, 7x7 to 112x112, is then whole sub-blocks: ResNet-50's
+# 7x7 3x3 layers ran 12% faster in the network, its 512-channel stride-2 layer 14%), else 6 (7 spilled registers:
+# 0.84-0.93x on an AVX2 target; benchmarks/NOTES.md, section 92).
+POSITIONS = 7 if REGISTERS >= 32 else 6
+SEVENTH = POSITIONS == 7  # the micro-kernel's seventh position (a constant where it is compiled)
 DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
-MIN_POSITIONS = 54  # ... but at least this many positions (a 7x7 map in one block)
+MIN_POSITIONS = -(-49 // POSITIONS) * POSITIONS  # ... but at least this many positions (a 7x7 map in one block)
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
 CLAIMED_SLICES = False  # into slices up to TASKS_PER_THREAD tasks a thread (else one slice a thread), claimed
 PANEL_GROUP = 4  # panels summed together, sub-block by sub-block, so that the windows they share come from L1 ...
@@ -148,7 +154,8 @@ def block_bases(p0, p1, out_w, row_step, column_step, bases):
 @njit(cache=True, no_cfunc_wrapper=True)
 def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
     """The sums over k0 <= k < k0 + depth of weights[weight_at + 16(k - k0) + m] * padded[tap_offsets[k] +
-    bases[base_at + j]] for m < 16, j < 6, in 12 vector accumulators (two of 8 channels for each position j),
+    bases[base_at + j]] for m < 16, j < POSITIONS, in 2 x POSITIONS vector accumulators (two of 8 channels for
+    each position j),
     started from zero when first, else from the tile's values; stored to tile[tile_at + 16j + m]. The window
     values are read from the padded image itself, nothing is unrolled."""
     b0 = bases[base_at]
@@ -157,6 +164,7 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
     b3 = bases[base_at + 3]
     b4 = bases[base_at + 4]
     b5 = bases[base_at + 5]
+    b6 = bases[base_at + 6] if SEVENTH else b5
     if first:
         a00 = zeros(tile)
         a01 = zeros(tile)
@@ -170,6 +178,8 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
         a41 = zeros(tile)
         a50 = zeros(tile)
         a51 = zeros(tile)
+        a60 = zeros(tile)
+        a61 = zeros(tile)
     else:
         a00 = load(tile, tile_at)
         a01 = load(tile, tile_at + LANES)
@@ -183,6 +193,8 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
         a41 = load(tile, tile_at + 4 * PANEL + LANES)
         a50 = load(tile, tile_at + 5 * PANEL)
         a51 = load(tile, tile_at + 5 * PANEL + LANES)
+        a60 = load(tile, tile_at + 6 * PANEL) if SEVENTH else a50
+        a61 = load(tile, tile_at + 6 * PANEL + LANES) if SEVENTH else a51
     for k in range(depth):
         at = weight_at + k * PANEL
         w0 = load(weights, at)
@@ -206,6 +218,10 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
         x = broadcast(padded, offset + b5)
         a50 = add_products(a50, w0, x)
         a51 = add_products(a51, w1, x)
+        if SEVENTH:
+            x = broadcast(padded, offset + b6)
+            a60 = add_products(a60, w0, x)
+            a61 = add_products(a61, w1, x)
     store(tile, tile_at, a00)
     store(tile, tile_at + LANES, a01)
     store(tile, tile_at + PANEL, a10)
@@ -218,6 +234,9 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
     store(tile, tile_at + 4 * PANEL + LANES, a41)
     store(tile, tile_at + 5 * PANEL, a50)
     store(tile, tile_at + 5 * PANEL + LANES, a51)
+    if SEVENTH:
+        store(tile, tile_at + 6 * PANEL, a60)
+        store(tile, tile_at + 6 * PANEL + LANES, a61)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)

@@ -1,7 +1,13 @@
 """conv/packed_windows.py: convolutions with windows over one pixel and the weight packed once (panels of 16
-output channels x sub-blocks of 6 positions in vector registers, window values read from a zero-padded copy of
+output channels x sub-blocks of 7 (or 6) positions in vector registers, window values read from a zero-padded copy of
 the image), any stride, padding and dilation, with the inference epilogue; nn.infer's choice of it for the
 layers training runs by im2col ('gemm')."""
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -15,9 +21,9 @@ from tests import reference
 from tests.kernels.cpu.conv.algorithm_check import check, random_case
 
 # (N, C, H, W, D, kernel, stride, padding, dilation, groups): channels on and off the panel of 16, positions
-# on and off the sub-block of 6, odd sizes, strides 1-4, padding 0-3, dilation, non-square kernels
+# on and off the sub-block of 6 or 7, odd sizes, strides 1-4, padding 0-3, dilation, non-square kernels
 CASES = [
-    (1, 3, 13, 11, 17, 3, 2, 1, 1, 1),          # 7 x 6 outputs: a last sub-block of 6, 17 channels: a panel of 1
+    (1, 3, 13, 11, 17, 3, 2, 1, 1, 1),          # 7 x 6 outputs: whole sub-blocks of 6 or 7, 17 channels: a panel of 1
     (2, 5, 9, 9, 16, 3, 1, 1, 1, 1),            # stride 1, one full panel
     (1, 3, 23, 21, 29, 7, 2, 3, 1, 1),          # a 7x7 stem
     (3, 4, 11, 12, 33, (3, 5), (2, 3), (1, 2), 1, 1),
@@ -45,7 +51,7 @@ def test_several_blocks_an_image_and_depth_blocks(monkeypatch, rng):
     """Several blocks of positions an image (a small PACK_BYTES), with a short last block, and taps over 256."""
     monkeypatch.setattr(packed_windows, "PACK_BYTES", 4096)
     monkeypatch.setattr(packed_windows, "MIN_POSITIONS", 6)
-    for case in [(2, 40, 13, 13, 21, 3, 2, 1, 1, 1), (1, 3, 29, 29, 16, 7, 2, 3, 1, 1)]:
+    for case in [(2, 40, 15, 15, 21, 3, 2, 1, 1, 1), (1, 3, 29, 29, 16, 7, 2, 3, 1, 1)]:
         x, w, b, hyper = random_case(case, rng)
         chosen = plan("forward", x.shape, w.shape, *hyper, dtype=x.dtype, algorithm="packed_windows")
         width, blocks, _ = packed_windows.blocking(chosen.convolution, x.itemsize, 1)
@@ -270,3 +276,26 @@ def test_write_panel_finishes_every_value_as_one_multiply_and_adds(activation, s
         untouched = np.ones(output.shape, bool)
         untouched[1, d0:d0 + channels, p0:p1] = False
         assert (output[untouched] == 99.0).all()
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="an x86 CPU name")
+def test_six_positions_where_the_cpu_has_16_vector_registers(tmp_path):
+    """Compiled for an AVX2 CPU (16 vector registers, NUMBA_CPU_NAME=haswell), the micro-kernel sums 6 positions,
+    not 7 (which spill there); its results against the reference, in a process of its own."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from nbconv.kernels.cpu import vectors
+        from nbconv.kernels.cpu.conv import packed_windows
+        from tests.kernels.cpu.conv.algorithm_check import check
+        assert vectors.REGISTERS == 16 and packed_windows.POSITIONS == 6, packed_windows.POSITIONS
+        rng = np.random.default_rng(3)
+        for case in [(1, 3, 13, 11, 17, 3, 2, 1, 1, 1), (1, 3, 23, 21, 29, 7, 2, 3, 1, 1), (1, 300, 7, 7, 18, 3, 2, 1, 1, 1)]:
+            check("packed_windows", case, rng, passes=("forward",))
+        print("six positions checked")
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0 and "six positions checked" in result.stdout, result.stderr[-3000:]

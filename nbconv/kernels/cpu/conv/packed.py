@@ -267,8 +267,9 @@ def panel_sums(weights, weight_at, weight_step, panels, source, source_at, depth
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_at, tile_stride, first):
-    """panel_sums for the first 8 positions of a sub-block only (a block's last 8 or fewer): 6 accumulators."""
+def panel_sums_narrow(weights, weight_at, weight_step, source, source_at, depth, tile, tile_at, tile_stride, first):
+    """panel_sums for the first 8 positions of a sub-block only (a block's last 8 or fewer): 6 accumulators; it
+    prefetches the next panel's weights (weight_step values on) as panel_sums does."""
     if first:
         a0 = zeros(tile)
         a1 = zeros(tile)
@@ -286,6 +287,7 @@ def panel_sums_narrow(weights, weight_at, source, source_at, depth, tile, tile_a
     for c in range(depth):
         x0 = load(source, source_at + c * POSITIONS)
         k = weight_at + c * PANEL
+        prefetch(weights, k + weight_step)
         a0 = add_products(a0, x0, broadcast(weights, k))
         a1 = add_products(a1, x0, broadcast(weights, k + 1))
         a2 = add_products(a2, x0, broadcast(weights, k + 2))
@@ -374,8 +376,8 @@ def conv2d_forward_packed_span(span_part, span_parts, input, packed_weight, outp
                         weight_at = (group_first * C + c0) * PANEL
                         if narrow:
                             for g in range(group_first, group_last):
-                                panel_sums_narrow(packed_weight, weight_at + (g - group_first) * C * PANEL, source,
-                                                  source_at, depth, tile,
+                                panel_sums_narrow(packed_weight, weight_at + (g - group_first) * C * PANEL,
+                                                  C * PANEL, source, source_at, depth, tile,
                                                   (g - group_first) * PANEL * tile_stride + s * POSITIONS,
                                                   tile_stride, c0 == 0)
                         else:

@@ -177,6 +177,15 @@ def lane_sum(typingctx, value):
 
 
 @intrinsic
+def multiply(typingctx, first, second):
+    """first * second, lane by lane (rounded once, as the scalar product; not fused with a later add)."""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
+
+    return first(first, second), codegen
+
+
+@intrinsic
 def add(typingctx, first, second):
     """first + second, lane by lane."""
     def codegen(context, builder, signature, args):

@@ -37,7 +37,7 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import LANES, REGISTERS, add, add_products, broadcast, load, relu, relu6, store, zeros
+from ..vectors import LANES, REGISTERS, add, add_products, broadcast, load, multiply, relu, relu6, store, zeros
 from .claims import claim, claims
 from .lanes import transpose_8x8
 from .packed import activated, panel_slices
@@ -254,15 +254,13 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
     if vectored:
         every_output = output.reshape(-1)
         every_residual = residual.reshape(-1)
-        none = zeros(scratch)
         for q0 in range(0, vectored, LANES):
             transpose_8x8(tile, q0 * PANEL, PANEL, scratch, 0, LANES)
             transpose_8x8(tile, q0 * PANEL + LANES, PANEL, scratch, LANES * LANES, LANES)
             for m in range(PANEL):
                 d = d0 + m
                 at = (n * D + d) * P + p0 + q0
-                value = add(add_products(none, load(scratch, m * LANES), broadcast(factors, d)),
-                            broadcast(offsets, d))
+                value = add(multiply(load(scratch, m * LANES), broadcast(factors, d)), broadcast(offsets, d))
                 if summed:
                     value = add(value, load(every_residual, at))
                 if activation == RELU:

@@ -255,6 +255,7 @@ def test_write_panel_finishes_every_value_as_one_multiply_and_adds(activation, s
     tile = rng.standard_normal(packed_windows.PANEL * 48).astype(np.float32) * 8
     tile[[5, 40, 77]] = [np.nan, np.inf, -0.0]
     factors, offsets = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    factors[13], offsets[13] = 1.0, -0.0  # tile[77] (position 4, channel 13) is -0: -0 * 1 + -0 stays -0
     residual = rng.standard_normal((2, D, P)).astype(np.float32) if summed else np.empty((0, 0, 0), np.float32)
     scratch = np.empty(128, np.float32)
     for d0 in (0, 16, 32):

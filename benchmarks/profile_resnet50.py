@@ -6,9 +6,9 @@ Wraps every leaf layer's forward with a timer, runs the model `--calls` times af
 the median time per layer group: convolutions by kind and map size, batch normalization, ReLU, residual
 sums, pooling, the classifier; then the whole forward against `nn.infer`, alternating. "Python per call" is the time of the nbconv.functional call minus its
 kernel: the same call made on a 1x1 image, where the kernel does almost nothing, measured separately.
-With --infer the timed calls are those of `nn.infer` instead of `forward`: convolutions (with the batch
-norm, residual sum and ReLU their kernels apply, "+ bn+relu"), pooling, the classifier, and any separate
-batch-norm/residual/ReLU passes ("scale_shift ...").
+With --infer the timed calls are the steps of the program `nn.infer` records for the input instead: convolutions
+(with the batch norm, residual sum and ReLU their kernels apply, "+ bn+relu"), pooling, the classifier, and any
+separate batch-norm/residual/ReLU passes.
 """
 import argparse
 import collections
@@ -19,7 +19,6 @@ import numpy as np
 
 from nbconv import functional as F
 from nbconv import nn
-from nbconv.nn import inference
 from resnet50_model import imported_resnet50
 
 
@@ -35,6 +34,35 @@ def group_name(layer, input_shape):
     return kind
 
 
+def step_name(step, slots):
+    """What a recorded nn.infer step runs: a convolution (its group, with the epilogue it fuses), or the kind of
+    pass its closure is (scale_shift, activate, a layer's own forward)."""
+    free = dict(zip(step.__code__.co_freevars, (cell.cell_contents for cell in step.__closure__ or ())))
+    layer = free.get("layer")
+    if isinstance(layer, nn.Conv2d):
+        fuse = free.get("fuse")
+        fused = "" if fuse is None else " + " + "+".join(
+            part for part, present in (("bn", fuse[0]), ("residual", fuse[1]), ("relu", fuse[2])) if present is not None)
+        return group_name(layer, slots[free["x"]].shape) + fused
+    if layer is not None:
+        return type(layer).__name__
+    return step.__name__
+
+
+def time_program_steps(model, records):
+    """Wrap every step of the model's recorded nn.infer program with a timer that adds to records[(index, name)]."""
+    (program,) = model.__dict__["_inference_programs"].values()
+    timed = []
+    for index, (step, release) in enumerate(program.schedule):
+        def timed_step(slots, _step=step, _index=index):
+            start = time.perf_counter()
+            _step(slots)
+            elapsed = time.perf_counter() - start
+            records[(_index, step_name(_step, slots))].append(elapsed)
+        timed.append((timed_step, release))
+    program.schedule = timed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
@@ -45,7 +73,7 @@ def main():
     x = np.random.default_rng(0).standard_normal((arguments.batch, 3, 224, 224)).astype(np.float32)
     records = collections.defaultdict(list)  # (path, group) -> seconds per call
     leaves = [(path, layer) for path, layer in model.named_layers() if not layer.children()]
-    for path, layer in leaves:
+    for path, layer in [] if arguments.infer else leaves:
         original = layer.forward
 
         def timed(input, _original=original, _path=path, _layer=layer):
@@ -54,46 +82,18 @@ def main():
             records[(_path, group_name(_layer, input.shape))].append(time.perf_counter() - start)
             return output
         layer.forward = timed
-    sequence = [0]  # the fused passes' order within one call names them
-    originals = inference._scale_shift_in_place, inference._activate_in_place, inference._convolve
-    if arguments.infer:
-        def timed_convolution(layer, input, epilogue=None):
-            start = time.perf_counter()
-            output = originals[2](layer, input, epilogue)
-            sequence[0] += 1
-            fused = "" if epilogue is None else " + " + "+".join(
-                part for part, present in (("bn", epilogue[0] is not None), ("residual", epilogue[2] is not None),
-                                           ("relu", epilogue[3] is not None)) if present)
-            records[(sequence[0], group_name(layer, input.shape) + fused)].append(time.perf_counter() - start)
-            return output
-        inference._convolve = timed_convolution
-
-        def timed_pass(norm, output, activation, residual):
-            start = time.perf_counter()
-            originals[0](norm, output, activation, residual)
-            kind = "+".join(part for part, present in (("bn", norm), ("residual", residual is not None),
-                                                       ("relu", activation)) if present is not None and present is not False)
-            sequence[0] += 1
-            records[(sequence[0], f"scale_shift {kind} {output.shape[2]}x{output.shape[3]}")].append(
-                time.perf_counter() - start)
-
-        def timed_activation(activation, output):
-            start = time.perf_counter()
-            originals[1](activation, output)
-            sequence[0] += 1
-            records[(sequence[0], "ReLU in place")].append(time.perf_counter() - start)
-        inference._scale_shift_in_place, inference._activate_in_place = timed_pass, timed_activation
     run = (lambda: nn.infer(model, x)) if arguments.infer else (lambda: model.forward(x))
     run()
+    if arguments.infer:
+        time_program_steps(model, records)
     records.clear()  # (the warm-up call's)
     totals = []
     for _ in range(arguments.calls):
-        sequence[0] = 0
         start = time.perf_counter()
         run()
         totals.append(time.perf_counter() - start)
     if arguments.infer:
-        inference._scale_shift_in_place, inference._activate_in_place, inference._convolve = originals
+        model.__dict__.pop("_inference_programs", None)  # recorded again, without the timers
     groups = collections.defaultdict(lambda: [0.0, 0])
     for (path, group), times in records.items():
         groups[group][0] += statistics.median(times)
@@ -107,7 +107,7 @@ def main():
     print(f"{'group':28s} {'layers':>6s} {'ms':>8s} {'share':>6s}")
     for group, (seconds, count) in sorted(groups.items(), key=lambda item: -item[1][0]):
         print(f"{group:28s} {count:6d} {1e3 * seconds:8.2f} {100 * seconds / total:5.1f}%")
-    for path, layer in leaves:  # unwrapped again: the whole model, forward against nn.infer, alternating
+    for path, layer in [] if arguments.infer else leaves:  # unwrapped again: the whole model, forward against nn.infer, alternating
         del layer.forward
     times = {"forward": [], "nn.infer": []}
     for _ in range(arguments.calls):

@@ -6,6 +6,12 @@ and a store); these make register blocking possible: a kernel keeps e.g. 8 accum
 Loads and stores read and write 8 consecutive values of a flat C-contiguous array; callers guarantee that they
 lie inside it, nothing is checked here. Multiply-adds use llvm.fmuladd, a fused multiply-add instruction
 where the CPU has one.
+
+Wide vectors (`wide_zeros`, `wide_load`, `wide_broadcast`) hold WIDE_LANES values: 16 (one 512-bit register of
+float32) where the CPU the kernels compile for has AVX-512, else 8 like the others. The operations below take
+either width (both operands of one width). On a CPU that runs 512-bit instructions as two 256-bit halves (AMD
+Zen 4) a wide multiply-add does the same arithmetic as two narrow ones in one instruction: a micro-kernel that
+issues fewer instructions per multiply-add (packed_windows' ran 1.16-1.21x faster on ResNet-50's layers; benchmarks/NOTES.md, section 93).
 """
 import llvmlite.binding as llvm
 import numba
@@ -32,18 +38,27 @@ def vector_registers():
 REGISTERS = vector_registers()
 
 
-class Vector(types.Type):
-    """LANES values of one floating-point dtype, held as one LLVM vector value."""
+def wide_vector_lanes():
+    """WIDE_LANES for the CPU the kernels compile for: 16 where it has AVX-512 (32 vector registers, see
+    vector_registers), else LANES."""
+    return 16 if REGISTERS >= 32 else LANES
 
-    def __init__(self, dtype):
-        self.dtype = dtype
-        super().__init__(name=f"Vector({dtype})")
+
+WIDE_LANES = wide_vector_lanes()
+
+
+class Vector(types.Type):
+    """`lanes` values of one floating-point dtype, held as one LLVM vector value."""
+
+    def __init__(self, dtype, lanes=LANES):
+        self.dtype, self.lanes = dtype, lanes
+        super().__init__(name=f"Vector({dtype}, {lanes})")
 
 
 @register_model(Vector)
 class VectorModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), LANES))
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
 
 
 def _pointer(context, builder, array_type, array, index, vector_type):
@@ -55,50 +70,61 @@ def _element_align(context, dtype):
     return context.get_abi_sizeof(context.get_data_type(dtype))
 
 
-@intrinsic
-def zeros(typingctx, like):
-    """A Vector of zeros of `like`'s dtype (like: an array)."""
-    vector = Vector(like.dtype)
+def _intrinsic(name, lanes, doc):
+    """The intrinsic `name` ('zeros', 'load' or 'broadcast') making Vectors of `lanes` lanes."""
+    def zeros(typingctx, like):
+        vector = Vector(like.dtype, lanes)
 
-    def codegen(context, builder, signature, args):
-        return ir.Constant(context.get_value_type(vector), None)
+        def codegen(context, builder, signature, args):
+            return ir.Constant(context.get_value_type(vector), None)
 
-    return vector(like), codegen
+        return vector(like), codegen
+
+    def load(typingctx, array, index):
+        vector = Vector(array.dtype, lanes)
+
+        def codegen(context, builder, signature, args):
+            llvm_type = context.get_value_type(vector)
+            pointer = _pointer(context, builder, signature.args[0], args[0], args[1], llvm_type)
+            return builder.load(pointer, align=_element_align(context, array.dtype))
+
+        return vector(array, index), codegen
+
+    def broadcast(typingctx, array, index):
+        vector = Vector(array.dtype, lanes)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            scalar = builder.load(builder.gep(data, [args[1]]), align=_element_align(context, array.dtype))
+            return _splat(builder, context.get_value_type(vector), scalar)
+
+        return vector(array, index), codegen
+
+    typer = {"zeros": zeros, "load": load, "broadcast": broadcast}[name]
+    typer.__name__ = typer.__qualname__ = name if lanes == LANES else "wide_" + name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def load(typingctx, array, index):
-    """array[index:index + 8] as a Vector (a flat array)."""
-    vector = Vector(array.dtype)
-
-    def codegen(context, builder, signature, args):
-        llvm_type = context.get_value_type(vector)
-        pointer = _pointer(context, builder, signature.args[0], args[0], args[1], llvm_type)
-        return builder.load(pointer, align=_element_align(context, array.dtype))
-
-    return vector(array, index), codegen
+def _splat(builder, vector_type, scalar):
+    value = ir.Constant(vector_type, None)
+    for lane in range(vector_type.count):
+        value = builder.insert_element(value, scalar, ir.Constant(ir.IntType(32), lane))
+    return value
 
 
-@intrinsic
-def broadcast(typingctx, array, index):
-    """array[index] in every lane (a flat array; one broadcast load, no check of the index)."""
-    vector = Vector(array.dtype)
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        scalar = builder.load(builder.gep(data, [args[1]]), align=_element_align(context, array.dtype))
-        llvm_type = context.get_value_type(vector)
-        value = ir.Constant(llvm_type, None)
-        for lane in range(LANES):
-            value = builder.insert_element(value, scalar, ir.Constant(ir.IntType(32), lane))
-        return value
-
-    return vector(array, index), codegen
+zeros = _intrinsic("zeros", LANES, """A Vector of zeros of `like`'s dtype (like: an array).""")
+load = _intrinsic("load", LANES, """array[index:index + LANES] as a Vector (a flat array).""")
+broadcast = _intrinsic("broadcast", LANES,
+                       """array[index] in every lane (a flat array; one broadcast load, no check of the index).""")
+wide_zeros = _intrinsic("zeros", WIDE_LANES, """zeros, WIDE_LANES wide.""")
+wide_load = _intrinsic("load", WIDE_LANES, """array[index:index + WIDE_LANES] as a wide Vector (a flat array).""")
+wide_broadcast = _intrinsic("broadcast", WIDE_LANES, """array[index] in every lane of a wide Vector (a flat array).""")
 
 
 @intrinsic
 def store(typingctx, array, index, value):
-    """array[index:index + 8] = value (a flat array)."""
+    """array[index:index + the value's lanes] = value (a flat array)."""
     def codegen(context, builder, signature, args):
         llvm_type = context.get_value_type(signature.args[2])
         pointer = _pointer(context, builder, signature.args[0], args[0], args[1], llvm_type)
@@ -127,7 +153,7 @@ def prefetch(typingctx, array, index):
 
 def _fmuladd(builder, a, b, c):
     element = "f32" if a.type.element == ir.FloatType() else "f64"
-    name = f"llvm.fmuladd.v{LANES}{element}"
+    name = f"llvm.fmuladd.v{a.type.count}{element}"
     function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(a.type, [a.type] * 3), name)
     return builder.call(function, [a, b, c])
 
@@ -138,10 +164,7 @@ def add_product(typingctx, total, value, scalar):
     def codegen(context, builder, signature, args):
         total_value, vector_value, scalar_value = args
         scalar_value = context.cast(builder, scalar_value, signature.args[2], signature.args[0].dtype)
-        broadcast = ir.Constant(vector_value.type, None)
-        for lane in range(LANES):
-            broadcast = builder.insert_element(broadcast, scalar_value, ir.Constant(ir.IntType(32), lane))
-        return _fmuladd(builder, vector_value, broadcast, total_value)
+        return _fmuladd(builder, vector_value, _splat(builder, vector_value.type, scalar_value), total_value)
 
     return total(total, value, scalar), codegen
 
@@ -165,7 +188,7 @@ def lane_sum(typingctx, value):
     """The sum of a Vector's lanes (pairwise: lanes 0-3 + 4-7, then halves again)."""
     def codegen(context, builder, signature, args):
         vector = args[0]
-        width = LANES
+        width = vector.type.count
         while width > 1:
             width //= 2
             low = builder.shuffle_vector(vector, vector, _mask(range(width)))
@@ -213,7 +236,7 @@ def relu6(typingctx, value):
     """0 where a lane is <= 0, 6 where it is >= 6, else the lane (NaN stays NaN)."""
     def codegen(context, builder, signature, args):
         vector = _clamped_below(builder, args[0])
-        six = ir.Constant(vector.type, [ir.Constant(vector.type.element, 6.0)] * LANES)
+        six = ir.Constant(vector.type, [ir.Constant(vector.type.element, 6.0)] * vector.type.count)
         return builder.select(builder.fcmp_ordered(">=", vector, six), six, vector)
 
     return value(value), codegen

@@ -2,8 +2,8 @@
 with the weight packed once, for inference: output[n, d, p] = sum_k weight[d, k] * window[n, k, p] over the
 K = C*KH*KW taps k = (c*KH + i)*KW + j of each output position p's window.
 
-The weight (D, C, KH, KW) is packed into panels of PANEL = 16 output channels, packed[(g*K + k)*16 + m] =
-weight[g*16 + m, k] (zero past D), the order the micro-kernel reads; a caller that keeps it for as long as
+The weight (D, C, KH, KW) is packed into panels of PANEL output channels (two wide vectors, vectors.py: 32
+where the CPU has AVX-512, else 16), packed[(g*K + k)*PANEL + m] = weight[g*PANEL + m, k] (zero past D), the order the micro-kernel reads; a caller that keeps it for as long as
 the weight does not change (nn.infer's prepared layer, dispatch.conv2d_forward_prepared) packs it once.
 
 A task is one image, one block of its output positions and one slice of the panels. The image is copied
@@ -11,14 +11,16 @@ once into a zero-padded buffer (C x Hp x Wp; no bounds to test after it), and no
 micro-kernel reads each window value from it at tap_offsets[k] + the start of each of its positions' windows
 (bases, per block), where the BLAS path copies every window value twice (im2col, then OpenBLAS's packing of
 the columns) and an im2col, even into the micro-kernel's order, cost about a fifth of the products. For each
-panel and each DEPTH taps (16 x DEPTH weights stay in L1), each sub-block of POSITIONS positions (7, or 6 on
-a CPU with 16 vector registers) is summed in 14 (12) vector registers, the panel's 16 channels (two vectors) x
-7 (6) positions: two vector loads of weights and 7 (6) broadcast window values for 14 (12) fused multiply-adds
-a tap. The output channels lie in the vector lanes: the image, which lives in L2, is read as 28 (24) bytes a
-tap for 16 channels, where 'packed' (packed.py, 1x1 layers: positions in the lanes, 6 channels x 16 positions)
+panel and each DEPTH taps (PANEL x DEPTH weights stay in L1), each sub-block of POSITIONS positions (7, or 6
+on a CPU with 16 vector registers) is summed in 14 (12) vector registers, the panel's channels (two wide
+vectors) x 7 (6) positions: two vector loads of weights and 7 (6) broadcast window values for 14 (12) fused
+multiply-adds a tap. With AVX-512 these are 512-bit: a CPU that runs them as two 256-bit halves (AMD Zen 4)
+does the same arithmetic in half the instructions, which ran ResNet-50's layers 1.16-1.21x faster than 16
+channels in 256-bit vectors (benchmarks/NOTES.md, section 93). The output channels lie in the vector lanes:
+the image, which lives in L2, is read as 28 (24) bytes a tap for PANEL channels, where 'packed' (packed.py, 1x1 layers: positions in the lanes, 6 channels x 16 positions)
 reads 64 bytes for 6. (A 12-channel x 8-position panel,
 positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md, section 61.) The
-sums go to a tile (block positions x 16 channels), which also holds the partial sums between DEPTHs, and are
+sums go to a tile (block positions x PANEL channels), which also holds the partial sums between DEPTHs, and are
 finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
 the output's (D, P) order after the block's last sub-block.
 
@@ -37,19 +39,20 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import LANES, REGISTERS, add, add_products, broadcast, load, multiply, relu, relu6, store, zeros
+from ..vectors import (LANES, REGISTERS, WIDE_LANES, add, add_products, broadcast, load, multiply, relu, relu6, store,
+                       wide_broadcast, wide_load, wide_zeros)
 from .claims import claim, claims
 from .lanes import transpose_8x8
 from .packed import activated, panel_slices
 
-PANEL = 2 * LANES  # output channels a micro-kernel sums at once (two vectors)
+PANEL = 2 * WIDE_LANES  # output channels a micro-kernel sums at once (two wide vectors: 32 with AVX-512, else 16)
 # Output positions a micro-kernel sums at once (a sub-block): 7 where the CPU has 32 vector registers (14
 # accumulators; every map of a network on 224-pixel images, 7x7 to 112x112, is then whole sub-blocks: ResNet-50's
 # 7x7 3x3 layers ran 12% faster in the network, its 512-channel stride-2 layer 14%), else 6 (7 spilled registers:
 # 0.84-0.93x on an AVX2 target; benchmarks/NOTES.md, section 92).
 POSITIONS = 7 if REGISTERS >= 32 else 6
 SEVENTH = POSITIONS == 7  # the micro-kernel's seventh position (a constant where it is compiled)
-DEPTH = 256  # taps a micro-kernel call sums: its 16 x 256 weights (16 KB) stay in L1 for every sub-block
+DEPTH = 256  # taps a micro-kernel call sums: its PANEL x 256 weights (16 or 32 KB) stay in L1 for every sub-block
 PACK_BYTES = 1024 * 1024  # a block's taps x positions x itemsize at most this large ...
 MIN_POSITIONS = -(-49 // POSITIONS) * POSITIONS  # ... but at least this many positions (a 7x7 map in one block)
 TASKS_PER_THREAD = 4  # with fewer tasks than this a thread (and not a multiple of the threads), cut the panels
@@ -97,7 +100,7 @@ def panel_group(convolution, itemsize):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, one of each per parallel chunk: the zero-padded image
-    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, panel_group x block positions x 16)."""
+    (chunks, C x (H + 2PH) x (W + 2PW)) and the tile of sums (chunks, panel_group x block positions x PANEL)."""
     N, C, H, W = convolution.input_shape
     _, _, KH, KW = convolution.weight_shape
     width, blocks, slices = blocking(convolution, itemsize, threads)
@@ -108,7 +111,7 @@ def buffers(pass_, convolution, itemsize, threads):
 
 
 def pack_weight(weight):
-    """weight (D, C, KH, KW) as panels: packed[(g*K + k)*16 + m] = weight[g*16 + m, k], zero past D."""
+    """weight (D, C, KH, KW) as panels: packed[(g*K + k)*PANEL + m] = weight[g*PANEL + m, k], zero past D."""
     D = weight.shape[0]
     K = weight[0].size
     panels = np.zeros((_round_up(D, PANEL), K), weight.dtype)
@@ -153,10 +156,10 @@ def block_bases(p0, p1, out_w, row_step, column_step, bases):
 
 @njit(cache=True, no_cfunc_wrapper=True)
 def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
-    """The sums over k0 <= k < k0 + depth of weights[weight_at + 16(k - k0) + m] * padded[tap_offsets[k] +
-    bases[base_at + j]] for m < 16, j < POSITIONS, in 2 x POSITIONS vector accumulators (two of 8 channels for
-    each position j),
-    started from zero when first, else from the tile's values; stored to tile[tile_at + 16j + m]. The window
+    """The sums over k0 <= k < k0 + depth of weights[weight_at + PANEL(k - k0) + m] * padded[tap_offsets[k] +
+    bases[base_at + j]] for m < PANEL, j < POSITIONS, in 2 x POSITIONS wide vector accumulators (two of PANEL / 2
+    channels for each position j), started from zero when first, else from the tile's values; stored to
+    tile[tile_at + PANEL j + m]. The window
     values are read from the padded image itself, nothing is unrolled."""
     b0 = bases[base_at]
     b1 = bases[base_at + 1]
@@ -166,87 +169,87 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
     b5 = bases[base_at + 5]
     b6 = bases[base_at + 6] if SEVENTH else b5
     if first:
-        a00 = zeros(tile)
-        a01 = zeros(tile)
-        a10 = zeros(tile)
-        a11 = zeros(tile)
-        a20 = zeros(tile)
-        a21 = zeros(tile)
-        a30 = zeros(tile)
-        a31 = zeros(tile)
-        a40 = zeros(tile)
-        a41 = zeros(tile)
-        a50 = zeros(tile)
-        a51 = zeros(tile)
-        a60 = zeros(tile)
-        a61 = zeros(tile)
+        a00 = wide_zeros(tile)
+        a01 = wide_zeros(tile)
+        a10 = wide_zeros(tile)
+        a11 = wide_zeros(tile)
+        a20 = wide_zeros(tile)
+        a21 = wide_zeros(tile)
+        a30 = wide_zeros(tile)
+        a31 = wide_zeros(tile)
+        a40 = wide_zeros(tile)
+        a41 = wide_zeros(tile)
+        a50 = wide_zeros(tile)
+        a51 = wide_zeros(tile)
+        a60 = wide_zeros(tile)
+        a61 = wide_zeros(tile)
     else:
-        a00 = load(tile, tile_at)
-        a01 = load(tile, tile_at + LANES)
-        a10 = load(tile, tile_at + PANEL)
-        a11 = load(tile, tile_at + PANEL + LANES)
-        a20 = load(tile, tile_at + 2 * PANEL)
-        a21 = load(tile, tile_at + 2 * PANEL + LANES)
-        a30 = load(tile, tile_at + 3 * PANEL)
-        a31 = load(tile, tile_at + 3 * PANEL + LANES)
-        a40 = load(tile, tile_at + 4 * PANEL)
-        a41 = load(tile, tile_at + 4 * PANEL + LANES)
-        a50 = load(tile, tile_at + 5 * PANEL)
-        a51 = load(tile, tile_at + 5 * PANEL + LANES)
-        a60 = load(tile, tile_at + 6 * PANEL) if SEVENTH else a50
-        a61 = load(tile, tile_at + 6 * PANEL + LANES) if SEVENTH else a51
+        a00 = wide_load(tile, tile_at)
+        a01 = wide_load(tile, tile_at + WIDE_LANES)
+        a10 = wide_load(tile, tile_at + PANEL)
+        a11 = wide_load(tile, tile_at + PANEL + WIDE_LANES)
+        a20 = wide_load(tile, tile_at + 2 * PANEL)
+        a21 = wide_load(tile, tile_at + 2 * PANEL + WIDE_LANES)
+        a30 = wide_load(tile, tile_at + 3 * PANEL)
+        a31 = wide_load(tile, tile_at + 3 * PANEL + WIDE_LANES)
+        a40 = wide_load(tile, tile_at + 4 * PANEL)
+        a41 = wide_load(tile, tile_at + 4 * PANEL + WIDE_LANES)
+        a50 = wide_load(tile, tile_at + 5 * PANEL)
+        a51 = wide_load(tile, tile_at + 5 * PANEL + WIDE_LANES)
+        a60 = wide_load(tile, tile_at + 6 * PANEL) if SEVENTH else a50
+        a61 = wide_load(tile, tile_at + 6 * PANEL + WIDE_LANES) if SEVENTH else a51
     for k in range(depth):
         at = weight_at + k * PANEL
-        w0 = load(weights, at)
-        w1 = load(weights, at + LANES)
+        w0 = wide_load(weights, at)
+        w1 = wide_load(weights, at + WIDE_LANES)
         offset = tap_offsets[k0 + k]
-        x = broadcast(padded, offset + b0)
+        x = wide_broadcast(padded, offset + b0)
         a00 = add_products(a00, w0, x)
         a01 = add_products(a01, w1, x)
-        x = broadcast(padded, offset + b1)
+        x = wide_broadcast(padded, offset + b1)
         a10 = add_products(a10, w0, x)
         a11 = add_products(a11, w1, x)
-        x = broadcast(padded, offset + b2)
+        x = wide_broadcast(padded, offset + b2)
         a20 = add_products(a20, w0, x)
         a21 = add_products(a21, w1, x)
-        x = broadcast(padded, offset + b3)
+        x = wide_broadcast(padded, offset + b3)
         a30 = add_products(a30, w0, x)
         a31 = add_products(a31, w1, x)
-        x = broadcast(padded, offset + b4)
+        x = wide_broadcast(padded, offset + b4)
         a40 = add_products(a40, w0, x)
         a41 = add_products(a41, w1, x)
-        x = broadcast(padded, offset + b5)
+        x = wide_broadcast(padded, offset + b5)
         a50 = add_products(a50, w0, x)
         a51 = add_products(a51, w1, x)
         if SEVENTH:
-            x = broadcast(padded, offset + b6)
+            x = wide_broadcast(padded, offset + b6)
             a60 = add_products(a60, w0, x)
             a61 = add_products(a61, w1, x)
     store(tile, tile_at, a00)
-    store(tile, tile_at + LANES, a01)
+    store(tile, tile_at + WIDE_LANES, a01)
     store(tile, tile_at + PANEL, a10)
-    store(tile, tile_at + PANEL + LANES, a11)
+    store(tile, tile_at + PANEL + WIDE_LANES, a11)
     store(tile, tile_at + 2 * PANEL, a20)
-    store(tile, tile_at + 2 * PANEL + LANES, a21)
+    store(tile, tile_at + 2 * PANEL + WIDE_LANES, a21)
     store(tile, tile_at + 3 * PANEL, a30)
-    store(tile, tile_at + 3 * PANEL + LANES, a31)
+    store(tile, tile_at + 3 * PANEL + WIDE_LANES, a31)
     store(tile, tile_at + 4 * PANEL, a40)
-    store(tile, tile_at + 4 * PANEL + LANES, a41)
+    store(tile, tile_at + 4 * PANEL + WIDE_LANES, a41)
     store(tile, tile_at + 5 * PANEL, a50)
-    store(tile, tile_at + 5 * PANEL + LANES, a51)
+    store(tile, tile_at + 5 * PANEL + WIDE_LANES, a51)
     if SEVENTH:
         store(tile, tile_at + 6 * PANEL, a60)
-        store(tile, tile_at + 6 * PANEL + LANES, a61)
+        store(tile, tile_at + 6 * PANEL + WIDE_LANES, a61)
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
 def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed, activation, scratch):
-    """output[n, d0 + m, p0 + q] = activation(tile[16q + m] * factors[d] + offsets[d] + residual) for q < p1 - p0
-    and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when summed). A full
-    panel's positions are taken eight at a time: two 8 x 8 transposes in registers into scratch (128 values),
-    then each channel's eight values finished as vectors and stored once; the rest (a partial panel, the last
-    positions) one value at a time, in the same operations and order (the same bits). Read a value at a time
-    with a stride of 16, the stem's write-back took a fifth of its time."""
+    """output[n, d0 + m, p0 + q] = activation(tile[PANEL q + m] * factors[d] + offsets[d] + residual) for
+    q < p1 - p0 and the panel's channels d = d0 + m below D (output and residual (N, D, P), the residual when
+    summed). A full panel's positions are taken eight at a time: PANEL / 8 transposes of 8 x 8 in registers into
+    scratch (PANEL x 8 values), then each channel's eight values finished as vectors and stored once; the rest (a
+    partial panel, the last positions) one value at a time, in the same operations and order (the same bits).
+    Read a value at a time with a stride of 16, the stem's write-back took a fifth of its time."""
     D, P = output.shape[1], output.shape[2]
     zero, six = output.dtype.type(0), output.dtype.type(6)
     count = p1 - p0
@@ -255,8 +258,8 @@ def write_panel(tile, output, n, d0, p0, p1, factors, offsets, residual, summed,
         every_output = output.reshape(-1)
         every_residual = residual.reshape(-1)
         for q0 in range(0, vectored, LANES):
-            transpose_8x8(tile, q0 * PANEL, PANEL, scratch, 0, LANES)
-            transpose_8x8(tile, q0 * PANEL + LANES, PANEL, scratch, LANES * LANES, LANES)
+            for block in range(PANEL // LANES):
+                transpose_8x8(tile, q0 * PANEL + block * LANES, PANEL, scratch, block * LANES * LANES, LANES)
             for m in range(PANEL):
                 d = d0 + m
                 at = (n * D + d) * P + p0 + q0
@@ -304,7 +307,7 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
             for j in range(kernel_w):
                 tap_offsets[(c * kernel_h + i) * kernel_w + j] = (c * Hp + i * dilation_h) * Wp + j * dilation_w
     bases = np.empty(width, np.int64)  # one block's window starts, whole sub-blocks
-    scratch = np.empty(2 * LANES * LANES, output.dtype)  # write_panel's transposed values
+    scratch = np.empty(PANEL * LANES, output.dtype)  # write_panel's transposed values
     group = max(1, tile_buffer.shape[1] // (PANEL * width))  # panels summed together: as many as the tile holds
     chunks = padded_buffer.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)

@@ -1,5 +1,5 @@
-"""conv/packed_windows.py: convolutions with windows over one pixel and the weight packed once (panels of 16
-output channels x sub-blocks of 7 (or 6) positions in vector registers, window values read from a zero-padded copy of
+"""conv/packed_windows.py: convolutions with windows over one pixel and the weight packed once (panels of 32, or
+16 without AVX-512, output channels x sub-blocks of 7 (or 6) positions in vector registers, window values read from a zero-padded copy of
 the image), any stride, padding and dilation, with the inference epilogue; nn.infer's choice of it for the
 layers training runs by im2col ('gemm')."""
 import os
@@ -63,8 +63,8 @@ def test_several_blocks_an_image_and_depth_blocks(monkeypatch, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("case", [(1, 24, 9, 9, 40, 3, 2, 1, 1, 1), (2, 16, 11, 9, 13, 3, 2, 1, 1, 1),
-                                  (1, 3, 30, 30, 64, 7, 2, 3, 1, 1)])
+@pytest.mark.parametrize("case", [(1, 24, 9, 9, 72, 3, 2, 1, 1, 1), (2, 16, 11, 9, 13, 3, 2, 1, 1, 1),
+                                  (1, 3, 30, 30, 100, 7, 2, 3, 1, 1)])
 @pytest.mark.parametrize("claimed", [False, True])
 def test_results_do_not_depend_on_the_thread_count(case, claimed, monkeypatch):
     """Buffers planned for 1, 2 and 3 threads, run in as many parts: the same values, bit for bit (batch 1
@@ -73,7 +73,7 @@ def test_results_do_not_depend_on_the_thread_count(case, claimed, monkeypatch):
     x, w, b, hyper = random_case(case, np.random.default_rng(7), np.float32)
     results = []
     for threads in (1, 2, 3):
-        if threads == 2:  # one image: 2 slices, or with CLAIMED_SLICES as many as its 3-4 panels
+        if threads == 2:  # one image: 2 slices, or with CLAIMED_SLICES as many as its 3-7 panels
             assert (packed_windows.blocking(Convolution(x.shape, w.shape, *hyper), 4, 2)[2] > 2) == (
                 claimed and case[0] == 1)
         monkeypatch.setattr(packed_windows, "parallel_parts", lambda span, _, *args, parts=threads: parallel_parts(
@@ -169,7 +169,7 @@ def test_panel_group_only_for_large_images():
         return packed_windows.panel_group(Convolution((1, C, H, H), (D, C, kernel, kernel), 2, 2, padding, padding), 4)
     assert group(128, 56, 128, 3, 1) == packed_windows.PANEL_GROUP
     assert group(256, 28, 256, 3, 1) == group(512, 14, 512, 3, 1) == group(3, 224, 64, 7, 3) == 1
-    assert group(128, 56, 20, 3, 1) == 2  # 20 channels: two panels
+    assert group(128, 56, packed_windows.PANEL + 4, 3, 1) == 2  # two panels, the second partial
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
@@ -251,19 +251,20 @@ def test_write_panel_finishes_every_value_as_one_multiply_and_adds(activation, s
     """The write-back, eight positions at a time through transposes and one at a time after them, against the
     same operations in numpy float32 (sums * factor + offset, + residual, activation): the same bits, a partial
     last panel and a count that is not a multiple of 8 included; nothing written outside the panel's values."""
-    D, P, p0, p1 = 37, 45, 3, 42  # panels at channels 0, 16 and a partial one at 32
-    tile = rng.standard_normal(packed_windows.PANEL * 48).astype(np.float32) * 8
-    tile[[5, 40, 77]] = [np.nan, np.inf, -0.0]
+    panel = packed_windows.PANEL
+    D, P, p0, p1 = 2 * panel + 5, 45, 3, 42  # two full panels and a partial one
+    tile = rng.standard_normal(panel * 48).astype(np.float32) * 8
+    tile[[5, 40, 4 * panel + 13]] = [np.nan, np.inf, -0.0]
     factors, offsets = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
-    factors[13], offsets[13] = 1.0, -0.0  # tile[77] (position 4, channel 13) is -0: -0 * 1 + -0 stays -0
+    factors[13], offsets[13] = 1.0, -0.0  # position 4, channel 13 is -0: -0 * 1 + -0 stays -0
     residual = rng.standard_normal((2, D, P)).astype(np.float32) if summed else np.empty((0, 0, 0), np.float32)
-    scratch = np.empty(128, np.float32)
-    for d0 in (0, 16, 32):
+    scratch = np.empty(panel * 8, np.float32)
+    for d0 in (0, panel, 2 * panel):
         output = np.full((2, D, P), 99.0, np.float32)
         packed_windows.write_panel(tile, output, 1, d0, p0, p1, factors, offsets, residual, summed, activation,
                                    scratch)
-        channels = min(16, D - d0)
-        sums = tile.reshape(48, 16)[:p1 - p0, :channels].T  # (channels, positions)
+        channels = min(panel, D - d0)
+        sums = tile.reshape(48, panel)[:p1 - p0, :channels].T  # (channels, positions)
         expected = sums * factors[d0:d0 + channels, None] + offsets[d0:d0 + channels, None]
         if summed:
             expected = expected + residual[1, d0:d0 + channels, p0:p1]
@@ -281,14 +282,16 @@ def test_write_panel_finishes_every_value_as_one_multiply_and_adds(activation, s
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="an x86 CPU name")
 def test_six_positions_where_the_cpu_has_16_vector_registers(tmp_path):
-    """Compiled for an AVX2 CPU (16 vector registers, NUMBA_CPU_NAME=haswell), the micro-kernel sums 6 positions,
-    not 7 (which spill there); its results against the reference, in a process of its own."""
+    """Compiled for an AVX2 CPU (16 vector registers, NUMBA_CPU_NAME=haswell), the micro-kernel sums 16 channels
+    (two 256-bit vectors) x 6 positions, not 7 (which spill there); its results against the reference, in a
+    process of its own."""
     code = textwrap.dedent("""
         import numpy as np
         from nbconv.kernels.cpu import vectors
         from nbconv.kernels.cpu.conv import packed_windows
         from tests.kernels.cpu.conv.algorithm_check import check
         assert vectors.REGISTERS == 16 and packed_windows.POSITIONS == 6, packed_windows.POSITIONS
+        assert vectors.WIDE_LANES == 8 and packed_windows.PANEL == 16, packed_windows.PANEL
         rng = np.random.default_rng(3)
         for case in [(1, 3, 13, 11, 17, 3, 2, 1, 1, 1), (1, 3, 23, 21, 29, 7, 2, 3, 1, 1), (1, 300, 7, 7, 18, 3, 2, 1, 1, 1)]:
             check("packed_windows", case, rng, passes=("forward",))

@@ -4,11 +4,11 @@
 
 Wraps every leaf layer's forward with a timer, runs the model `--calls` times after a warm-up, and prints
 the median time per layer group: convolutions by kind and map size, batch normalization, ReLU, residual
-sums, pooling, the classifier; then the whole forward against `nn.infer`, alternating. "Python per call" is the time of the nbconv.functional call minus its
-kernel: the same call made on a 1x1 image, where the kernel does almost nothing, measured separately.
-With --infer the timed calls are the steps of the program `nn.infer` records for the input instead: convolutions
-(with the batch norm, residual sum and ReLU their kernels apply, "+ bn+relu"), pooling, the classifier, and any
-separate batch-norm/residual/ReLU passes.
+sums, pooling, the classifier; then the whole forward against `nn.infer`, alternating. "Python per call" is
+the time of the nbconv.functional call minus its kernel: the same call made on a 1x1 image, where the kernel
+does almost nothing, measured separately. With --infer the timed calls are the steps of the program `nn.infer`
+records for the input instead: convolutions (with the batch norm, residual sum and ReLU their kernels apply,
+"+ bn+relu"), pooling, the classifier, and any separate batch-norm/residual/ReLU passes.
 """
 import argparse
 import collections
@@ -41,8 +41,8 @@ def step_name(step, slots):
     layer = free.get("layer")
     if isinstance(layer, nn.Conv2d):
         fuse = free.get("fuse")
-        fused = "" if fuse is None else " + " + "+".join(
-            part for part, present in (("bn", fuse[0]), ("residual", fuse[1]), ("relu", fuse[2])) if present is not None)
+        parts = (("bn", fuse[0]), ("residual", fuse[1]), ("relu", fuse[2])) if fuse is not None else ()
+        fused = "" if fuse is None else " + " + "+".join(part for part, present in parts if present is not None)
         return group_name(layer, slots[free["x"]].shape) + fused
     if layer is not None:
         return type(layer).__name__
@@ -107,7 +107,8 @@ def main():
     print(f"{'group':28s} {'layers':>6s} {'ms':>8s} {'share':>6s}")
     for group, (seconds, count) in sorted(groups.items(), key=lambda item: -item[1][0]):
         print(f"{group:28s} {count:6d} {1e3 * seconds:8.2f} {100 * seconds / total:5.1f}%")
-    for path, layer in [] if arguments.infer else leaves:  # unwrapped again: the whole model, forward against nn.infer, alternating
+    # unwrapped again: the whole model, forward against nn.infer, alternating
+    for path, layer in [] if arguments.infer else leaves:
         del layer.forward
     times = {"forward": [], "nn.infer": []}
     for _ in range(arguments.calls):

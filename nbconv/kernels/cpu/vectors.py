@@ -10,8 +10,9 @@ where the CPU has one.
 Wide vectors (`wide_zeros`, `wide_load`, `wide_broadcast`) hold WIDE_LANES values: 16 (one 512-bit register of
 float32) where the CPU the kernels compile for has AVX-512, else 8 like the others. The operations below take
 either width (both operands of one width). On a CPU that runs 512-bit instructions as two 256-bit halves (AMD
-Zen 4) a wide multiply-add does the same arithmetic as two narrow ones in one instruction: a micro-kernel that
-issues fewer instructions per multiply-add (packed_windows' ran 1.16-1.21x faster on ResNet-50's layers; benchmarks/NOTES.md, section 93).
+Zen 4) a wide multiply-add does the same arithmetic as two narrow ones in one instruction, which helps a
+micro-kernel bound by the instructions it issues (packed_windows': 1.16-1.21x on ResNet-50's layers,
+benchmarks/NOTES.md, section 93). A wide float64 vector takes two 512-bit registers.
 """
 import llvmlite.binding as llvm
 import numba

@@ -3,8 +3,9 @@ with the weight packed once, for inference: output[n, d, p] = sum_k weight[d, k]
 K = C*KH*KW taps k = (c*KH + i)*KW + j of each output position p's window.
 
 The weight (D, C, KH, KW) is packed into panels of PANEL output channels (two wide vectors, vectors.py: 32
-where the CPU has AVX-512, else 16), packed[(g*K + k)*PANEL + m] = weight[g*PANEL + m, k] (zero past D), the order the micro-kernel reads; a caller that keeps it for as long as
-the weight does not change (nn.infer's prepared layer, dispatch.conv2d_forward_prepared) packs it once.
+where the CPU has AVX-512, else 16), packed[(g*K + k)*PANEL + m] = weight[g*PANEL + m, k] (zero past D), the
+order the micro-kernel reads; a caller that keeps it for as long as the weight does not change (nn.infer's
+prepared layer, dispatch.conv2d_forward_prepared) packs it once.
 
 A task is one image, one block of its output positions and one slice of the panels. The image is copied
 once into a zero-padded buffer (C x Hp x Wp; no bounds to test after it), and nothing is unrolled: the
@@ -17,9 +18,10 @@ vectors) x 7 (6) positions: two vector loads of weights and 7 (6) broadcast wind
 multiply-adds a tap. With AVX-512 these are 512-bit: a CPU that runs them as two 256-bit halves (AMD Zen 4)
 does the same arithmetic in half the instructions, which ran ResNet-50's layers 1.16-1.21x faster than 16
 channels in 256-bit vectors (benchmarks/NOTES.md, section 93). The output channels lie in the vector lanes:
-the image, which lives in L2, is read as 28 (24) bytes a tap for PANEL channels, where 'packed' (packed.py, 1x1 layers: positions in the lanes, 6 channels x 16 positions)
-reads 64 bytes for 6. (A 12-channel x 8-position panel,
-positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md, section 61.) The
+the image, which lives in L2, is read as 28 (24) bytes a tap for PANEL channels, where 'packed' (packed.py,
+1x1 layers: positions in the lanes, 6 channels x 16 positions) reads 64 bytes for 6. (A 12-channel x
+8-position panel, positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md,
+section 61; in float64 the wide panel spills too, two registers a vector.) The
 sums go to a tile (block positions x PANEL channels), which also holds the partial sums between DEPTHs, and are
 finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
 the output's (D, P) order after the block's last sub-block.

@@ -1,7 +1,7 @@
 """conv/packed_windows.py: convolutions with windows over one pixel and the weight packed once (panels of 32, or
-16 without AVX-512, output channels x sub-blocks of 7 (or 6) positions in vector registers, window values read from a zero-padded copy of
-the image), any stride, padding and dilation, with the inference epilogue; nn.infer's choice of it for the
-layers training runs by im2col ('gemm')."""
+16 without AVX-512, output channels x sub-blocks of 7 (or 6) positions in vector registers, window values read
+from a zero-padded copy of the image), any stride, padding and dilation, with the inference epilogue; nn.infer's
+choice of it for the layers training runs by im2col ('gemm')."""
 import os
 import platform
 import subprocess

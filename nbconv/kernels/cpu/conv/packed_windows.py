@@ -21,7 +21,7 @@ channels in 256-bit vectors (benchmarks/NOTES.md, section 93). The output channe
 the image, which lives in L2, is read as 28 (24) bytes a tap for PANEL channels, where 'packed' (packed.py,
 1x1 layers: positions in the lanes, 6 channels x 16 positions) reads 64 bytes for 6. (A 12-channel x
 8-position panel, positions in the lanes, spilled registers once LLVM unrolled its loop: benchmarks/NOTES.md,
-section 61; in float64 the wide panel spills too, two registers a vector.) The
+section 61. In float64 a wide vector takes two 512-bit registers: as fast as the 16-channel panel was.) The
 sums go to a tile (block positions x PANEL channels), which also holds the partial sums between DEPTHs, and are
 finished from there (bias, scale and shift as one multiply-add, the residual, the activation) and turned to
 the output's (D, P) order after the block's last sub-block.

@@ -1,6 +1,6 @@
-"""Convolutions with windows larger than one pixel (any stride, padding and dilation; ungrouped) as products
-with the weight packed once, for inference: output[n, d, p] = sum_k weight[d, k] * window[n, k, p] over the
-K = C*KH*KW taps k = (c*KH + i)*KW + j of each output position p's window.
+"""Convolutions with windows larger than one pixel, and some 1x1 ones (any stride, padding and dilation;
+ungrouped), as products with the weight packed once, for inference: output[n, d, p] = sum_k weight[d, k] *
+window[n, k, p] over the K = C*KH*KW taps k = (c*KH + i)*KW + j of each output position p's window.
 
 The weight (D, C, KH, KW) is packed into panels of PANEL output channels (two wide vectors, vectors.py: 32
 where the CPU has AVX-512, else 16), packed[(g*K + k)*PANEL + m] = weight[g*PANEL + m, k] (zero past D), the
@@ -41,8 +41,8 @@ from numba import njit
 from ..scale_shift import RELU, RELU6, no_epilogue
 from ..shared import chunk_bounds, fill_zero
 from ..threads import num_threads, parallel_parts
-from ..vectors import (LANES, REGISTERS, WIDE_LANES, add, add_products, broadcast, load, multiply, relu, relu6, store,
-                       wide_broadcast, wide_load, wide_zeros)
+from ..vectors import (LANES, REGISTERS, WIDE_LANES, add, add_products, broadcast, load, multiply, prefetch, relu,
+                       relu6, store, wide_broadcast, wide_load, wide_zeros)
 from .claims import claim, claims
 from .lanes import transpose_8x8
 from .packed import activated, panel_slices
@@ -68,9 +68,9 @@ def _round_up(count, multiple):
 
 
 def applies(pass_, convolution):
-    """The forward pass of ungrouped convolutions whose windows are larger than one pixel."""
-    _, _, KH, KW = convolution.weight_shape
-    return pass_ == "forward" and convolution.groups == 1 and KH * KW > 1
+    """The forward pass of ungrouped convolutions (plan.choose_prepared sends it those whose windows are larger
+    than one pixel, and 1x1 layers on maps its sub-blocks fit better than 'packed''s vectors)."""
+    return pass_ == "forward" and convolution.groups == 1
 
 
 def blocking(convolution, itemsize, threads):
@@ -157,12 +157,15 @@ def block_bases(p0, p1, out_w, row_step, column_step, bases):
 
 
 @njit(cache=True, no_cfunc_wrapper=True)
-def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
+def panel_sums(weights, weight_at, weight_step, padded, tap_offsets, k0, depth, bases, base_at, tile, tile_at, first):
     """The sums over k0 <= k < k0 + depth of weights[weight_at + PANEL(k - k0) + m] * padded[tap_offsets[k] +
     bases[base_at + j]] for m < PANEL, j < POSITIONS, in 2 x POSITIONS wide vector accumulators (two of PANEL / 2
     channels for each position j), started from zero when first, else from the tile's values; stored to
-    tile[tile_at + PANEL j + m]. The window
-    values are read from the padded image itself, nothing is unrolled."""
+    tile[tile_at + PANEL j + m]. The window values are read from the padded image itself, nothing is unrolled.
+    Each tap prefetches the next panel's weights at the same tap (weight_step values on): a block's first
+    sub-block reads them from memory, and the 7x7 layers, whose few sub-blocks wait on that most, ran 7-10%
+    faster in ResNet-50 at one thread (benchmarks/NOTES.md, section 93; with 16-channel panels it had changed
+    nothing, section 81)."""
     b0 = bases[base_at]
     b1 = bases[base_at + 1]
     b2 = bases[base_at + 2]
@@ -202,6 +205,8 @@ def panel_sums(weights, weight_at, padded, tap_offsets, k0, depth, bases, base_a
         a61 = wide_load(tile, tile_at + 6 * PANEL + WIDE_LANES) if SEVENTH else a51
     for k in range(depth):
         at = weight_at + k * PANEL
+        prefetch(weights, at + weight_step)
+        prefetch(weights, at + weight_step + WIDE_LANES)
         w0 = wide_load(weights, at)
         w1 = wide_load(weights, at + WIDE_LANES)
         offset = tap_offsets[k0 + k]
@@ -343,9 +348,9 @@ def conv2d_forward_windows_span(span_part, span_parts, input, packed_weight, out
                     depth = min(DEPTH, taps - k0)
                     for s in range(subs):
                         for g in range(first_panel, last_panel):
-                            panel_sums(packed_weight, (g * taps + k0) * PANEL, padded, tap_offsets, k0, depth, bases,
-                                       s * POSITIONS, tile, ((g - first_panel) * width + s * POSITIONS) * PANEL,
-                                       k0 == 0)
+                            tile_at = ((g - first_panel) * width + s * POSITIONS) * PANEL
+                            panel_sums(packed_weight, (g * taps + k0) * PANEL, taps * PANEL, padded, tap_offsets, k0,
+                                       depth, bases, s * POSITIONS, tile, tile_at, k0 == 0)
                 for g in range(first_panel, last_panel):
                     write_panel(tile[(g - first_panel) * width * PANEL:], flat_output, n, g * PANEL, p0, p1, factors,
                                 offsets, residual, summed, activation, scratch)

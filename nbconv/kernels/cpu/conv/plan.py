@@ -332,6 +332,7 @@ SETTINGS = (
                              "STRIPS_NARROW", "STRIPS_NARROW_WEIGHT", "LANES_CHANNELS", "LANES_MOST_CHANNELS", "LANES_TAPS",
                              "LANES_WIDEST", "LANES_LARGE_CHANNELS", "ROW_LANES_MOST_CHANNELS",
                              "PREPARED_PACKED", "PACKED_MOST_POSITIONS", "PACKED_MOST_INPUT_CHANNELS",
+                             "PREPARED_WINDOWS_POINTWISE",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
                              "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS",
                              "SUBSAMPLED")),
@@ -437,6 +438,7 @@ def _row_lanes(pass_, convolution):
 PREPARED_PACKED = True  # 1x1 layers with the weight packed once (packed.py) ...
 PACKED_MOST_POSITIONS = 64  # ... with outputs of at most this many positions an image
 PACKED_MOST_INPUT_CHANNELS = 2048  # ... and at most this many input channels
+PREPARED_WINDOWS_POINTWISE = True  # of those, the ones packed_windows' 32-channel panels fit better: packed_windows
 PREPARED_NARROW_WIDEST = 7  # Winograd's 3x3 layers with outputs at most this wide run without Winograd ...
 PREPARED_NARROW_MOST_IMAGES = 1  # ... in batches of at most this many images (F(4x4) in larger ones)
 PREPARED_PACKED_WINDOWS = True  # the layers choose() gives 'gemm' with windows over one pixel: 'packed_windows'
@@ -450,7 +452,7 @@ def choose_prepared(convolution):
       at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured faster than the BLAS path, which packs the
       whole weight again for every image (ResNet-50's 7x7 layers 512 -> 2048, 1024 -> 2048 stride 2 and, since
       its micro-kernel prefetches the weights, 2048 -> 512; not the larger maps, where it runs as fast as
-      OpenBLAS: benchmarks/NOTES.md, sections 88 and 92);
+      OpenBLAS: benchmarks/NOTES.md, sections 88 and 92), or instead 'packed_windows' where _windows_fit_better;
     - 'packed_windows' ('strips' while PREPARED_PACKED_WINDOWS is off) for the layers choose() gives Winograd
       whose outputs are at most PREPARED_NARROW_WIDEST wide, where Winograd's 4x4 tiles compute 8x8 outputs for
       7x7 (ResNet-50's 512-channel 3x3 layers), unless choose() gives F(4x4) and the batch has more than
@@ -471,7 +473,7 @@ def choose_prepared(convolution):
     _, _, OH, OW = convolution.output_shape
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
-        return "packed"
+        return "packed_windows" if _windows_fit_better(OH * OW) else "packed"
     algorithm = choose("forward", convolution)
     if algorithm == "subsampled":  # it splits the batch's images between the threads: nn.infer's batch of one
         algorithm = "gemm"         # image would run on one thread, where gemm splits rows and channels too
@@ -482,9 +484,23 @@ def choose_prepared(convolution):
         return "packed_windows" if PREPARED_PACKED_WINDOWS else "strips"
     if algorithm == "winograd4" and N * ((OH + 3) // 4) * ((OW + 3) // 4) < PREPARED_WINOGRAD4_TILES:
         return "winograd"
-    if algorithm == "gemm" and PREPARED_PACKED_WINDOWS and packed_windows.applies("forward", convolution):
+    _, _, KH, KW = convolution.weight_shape
+    if (algorithm == "gemm" and PREPARED_PACKED_WINDOWS and KH * KW > 1
+            and packed_windows.applies("forward", convolution)):
         return "packed_windows"
     return algorithm
+
+
+def _windows_fit_better(positions):
+    """Whether a 1x1 layer 'packed' would run on, with this many output positions an image, runs faster by
+    packed_windows: with its 32-channel panels (two 512-bit vectors: AVX-512), where its sub-blocks of POSITIONS
+    positions pad fewer than 'packed''s vectors of 8, from 49 positions up (ResNet-50's 7x7 1x1 layers: 49 sums
+    against 56; alone, weights in the cache, 1.11-1.14x one thread, 1.06-1.07x two; in the network, one thread,
+    1024 -> 2048 stride 2 1.08-1.10x, 512 -> 2048 1.10x, 2048 -> 512 1.05x, two threads within the noise; on 8x8,
+    70 against 64, 0.85x alone; benchmarks/NOTES.md, section 93). With 16-channel panels (AVX2) it ran
+    0.59-0.89x 'packed' on such layers (section 81)."""
+    fits = -(-positions // packed_windows.POSITIONS) * packed_windows.POSITIONS < -(-positions // 8) * 8
+    return PREPARED_WINDOWS_POINTWISE and packed_windows.PANEL >= 32 and positions >= 49 and fits
 
 
 def prepared_plan(input_shape, weight_shape, stride_h=1, stride_w=1, padding_h=0, padding_w=0, dilation_h=1,

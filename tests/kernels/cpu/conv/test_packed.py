@@ -150,6 +150,7 @@ def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activati
     49 and 12 positions, 29 channels: full and partial panels and sub-blocks."""
     monkeypatch.setattr(packed, "REGISTER_EPILOGUE", in_registers)
     monkeypatch.setattr(planning, "PACKED_MOST_POSITIONS", 1 << 30)
+    monkeypatch.setattr(planning, "PREPARED_WINDOWS_POINTWISE", False)  # 49 positions: else packed_windows'
     x = rng.standard_normal((2, 23, 7, 7)).astype(np.float32)
     w = rng.standard_normal((29, 23, 1, 1)).astype(np.float32)
     bias = rng.standard_normal(29).astype(np.float32)
@@ -166,8 +167,9 @@ def test_prepared_epilogue_matches_convolution_then_scale_shift(stride, activati
     np.testing.assert_array_equal(prepared["packed weight"], packed.pack_weight(w))
 
 
-def test_infer_packs_each_1x1_weight_once_and_again_after_a_change(rng):
+def test_infer_packs_each_1x1_weight_once_and_again_after_a_change(rng, monkeypatch):
     from nbconv import models
+    monkeypatch.setattr(planning, "PREPARED_WINDOWS_POINTWISE", False)  # 63 positions: else packed_windows'
     model = models.build("conv16k1nobias,bn,relu,conv12k1s2,bn,relu,gap,fc3", (5, 7, 9), seed=0).eval()
     x = rng.standard_normal((2, 5, 7, 9)).astype(np.float32)
     first = nn.infer(model, x)
@@ -194,6 +196,7 @@ def test_applies_to_the_forward_of_unpadded_ungrouped_1x1_layers_only():
 
 
 def test_nn_infer_prefers_it_for_small_maps_only(monkeypatch):
+    monkeypatch.setattr(planning, "PREPARED_WINDOWS_POINTWISE", False)  # (packed_windows' share: its own tests)
     assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == "packed"
     assert choose_prepared(Convolution((8, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2)) == "packed"
     assert choose_prepared(Convolution((1, 256, 14, 14), (1024, 256, 1, 1))) == "pointwise"  # 196 positions

@@ -32,6 +32,8 @@ CASES = [
     (1, 300, 7, 7, 18, 3, 2, 1, 1, 1),          # 2700 taps: several depth blocks of 256
     (1, 6, 3, 3, 9, 3, 2, 1, 1, 1),             # 2 x 2 outputs: one partial sub-block
     (2, 4, 5, 5, 7, 5, 1, 0, 1, 1),             # one position an image
+    (1, 300, 7, 7, 40, 1, 1, 0, 1, 1),          # 1x1: 49 positions, several depth blocks
+    (2, 33, 14, 13, 37, 1, 2, 0, 1, 1),         # 1x1 stride 2: 7 x 7 outputs
 ]
 
 
@@ -226,11 +228,11 @@ def test_infer_packs_each_weight_once_and_again_after_a_change(rng):
     assert layer._inference_prepared[1]["packed windows weight"] is not packed_weight
 
 
-def test_applies_to_the_forward_of_ungrouped_layers_with_windows_only():
+def test_applies_to_the_forward_of_ungrouped_layers_only():
     assert packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 3, 3), 2, 2, 1, 1))
     assert packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 1, 3)))
+    assert packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 1, 1), 2, 2))  # where nn.infer asks
     assert not packed_windows.applies("backward_input", Convolution((1, 4, 9, 9), (8, 4, 3, 3), 2, 2))
-    assert not packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 4, 1, 1), 2, 2))
     assert not packed_windows.applies("forward", Convolution((1, 4, 9, 9), (8, 2, 3, 3), groups=2))
     assert plan("forward", (1, 128, 56, 56), (128, 128, 3, 3), 2, 2, 1, 1).algorithm == "gemm"  # training keeps it
 
@@ -303,3 +305,45 @@ def test_six_positions_where_the_cpu_has_16_vector_registers(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0 and "six positions checked" in result.stdout, result.stderr[-3000:]
+
+
+def test_1x1_layers_where_its_wide_panels_fit_better(monkeypatch):
+    """nn.infer's 1x1 layers on 49 positions (ResNet-50's 7x7 ones, stride 1 and 2) run packed_windows where its
+    panels are 32 channels (AVX-512), 'packed' elsewhere: 64 positions fit 'packed''s vectors of 8 exactly,
+    and 16-channel panels were slower on such layers."""
+    wide = packed_windows.PANEL >= 32
+    seven = "packed_windows" if wide else "packed"
+    assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == seven
+    assert choose_prepared(Convolution((1, 1024, 14, 14), (2048, 1024, 1, 1), 2, 2)) == seven
+    assert choose_prepared(Convolution((1, 2048, 7, 7), (512, 2048, 1, 1))) == seven
+    assert choose_prepared(Convolution((1, 256, 8, 8), (1024, 256, 1, 1))) == "packed"  # 64 positions
+    assert choose_prepared(Convolution((1, 256, 4, 4), (1024, 256, 1, 1))) == "packed"  # fewer than 49
+    assert choose_prepared(Convolution((1, 256, 14, 14), (1024, 256, 1, 1))) == "pointwise"  # larger maps: BLAS
+    monkeypatch.setattr(packed_windows, "PANEL", 16)  # AVX2's panels
+    assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == "packed"
+    monkeypatch.setattr(packed_windows, "PANEL", 32)
+    monkeypatch.setattr(planning, "PREPARED_WINDOWS_POINTWISE", False)
+    assert choose_prepared(Convolution((1, 512, 7, 7), (2048, 512, 1, 1))) == "packed"
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_1x1_through_the_prepared_path_with_the_epilogue(stride, rng, monkeypatch):
+    """A 1x1 layer on 49 output positions through dispatch.conv2d_forward_prepared, run by packed_windows (as
+    with 32-channel panels), with the batch norm's scale and shift, the residual and ReLU: the convolution then
+    the epilogue; the weight packed once."""
+    monkeypatch.setattr(planning, "_windows_fit_better", lambda positions: positions == 49)
+    size = 7 * stride
+    x = rng.standard_normal((1, 45, size, size)).astype(np.float32)
+    w = rng.standard_normal((70, 45, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(70).astype(np.float32)
+    assert prepared_plan(x.shape, w.shape, stride, stride).algorithm == "packed_windows"
+    conv = F.conv2d(x, w, bias, stride, 0)
+    scale, shift = rng.standard_normal(70).astype(np.float32), rng.standard_normal(70).astype(np.float32)
+    residual = rng.standard_normal(conv.shape).astype(np.float32)
+    prepared = {}
+    for epilogue in [(scale, shift, residual, "relu"), (None, None, None, None)]:
+        expected = F.scale_shift(conv, *epilogue)
+        for _ in range(2):
+            got = F._conv2d(x, w, bias, stride, 0, 1, 1, prepared=prepared, epilogue=epilogue)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_array_equal(prepared["packed windows weight"], packed_windows.pack_weight(w))

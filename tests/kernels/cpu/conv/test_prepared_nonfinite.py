@@ -5,13 +5,15 @@ activation, one image and several."""
 import numpy as np
 import pytest
 
-from nbconv.kernels.cpu.conv import dispatch
+from nbconv.kernels.cpu.conv import dispatch, packed_windows
 from nbconv.kernels.cpu.conv.plan import prepared_plan
 from tests import reference
 
+ON_49 = "packed_windows" if packed_windows.PANEL >= 32 else "packed"  # 1x1 layers on 49 positions (AVX-512 or not)
 # (N, C, H, W, D, kernel, stride, padding, groups, the algorithm the prepared plan gives)
 CASES = [
-    (2, 20, 7, 7, 24, 1, 1, 0, 1, "packed"),
+    (2, 20, 8, 8, 24, 1, 1, 0, 1, "packed"),
+    (2, 20, 7, 7, 40, 1, 1, 0, 1, ON_49),
     (1, 19, 5, 9, 13, 1, 2, 0, 1, "packed"),
     (1, 16, 11, 11, 17, 1, 1, 0, 1, "pointwise"),
     (1, 8, 21, 19, 12, 1, 2, 0, 1, "gemm"),
@@ -74,12 +76,13 @@ def test_non_finite_inputs_follow_the_definition_without_a_check(case, activatio
     _assert_same(out, definition)
 
 
+@pytest.mark.parametrize("size, algorithm", [(8, "packed"), (7, ON_49)])
 @pytest.mark.parametrize("special", SPECIALS)
-def test_a_non_finite_weight_still_takes_the_definition(special, rng):
-    x = rng.standard_normal((1, 20, 7, 7))
+def test_a_non_finite_weight_still_takes_the_definition(special, size, algorithm, rng):
+    x = rng.standard_normal((1, 20, size, size))
     w = rng.standard_normal((24, 20, 1, 1))
     w[3, 5] = special
-    assert prepared_plan(x.shape, w.shape, dtype=x.dtype).algorithm == "packed"
-    out = np.empty((1, 24, 7, 7))
+    assert prepared_plan(x.shape, w.shape, dtype=x.dtype).algorithm == algorithm
+    out = np.empty((1, 24, size, size))
     dispatch.conv2d_forward_prepared(x, w, np.zeros(0), out, {}, 1, 1, 0, 0, 1, 1, 1)
     _assert_same(out, reference.conv2d(x, w, np.zeros(24), (1, 1), ((0, 0),) * 2))

@@ -499,7 +499,8 @@ def _windows_fit_better(positions):
     1024 -> 2048 stride 2 1.08-1.10x, 512 -> 2048 1.10x, 2048 -> 512 1.05x, two threads within the noise; on 8x8,
     70 against 64, 0.85x alone; benchmarks/NOTES.md, section 93). With 16-channel panels (AVX2) it ran
     0.59-0.89x 'packed' on such layers (section 81)."""
-    fits = -(-positions // packed_windows.POSITIONS) * packed_windows.POSITIONS < -(-positions // 8) * 8
+    fits = (-(-positions // packed_windows.POSITIONS) * packed_windows.POSITIONS
+            < -(-positions // packed.LANES) * packed.LANES)  # 'packed' pads to whole vectors
     return PREPARED_WINDOWS_POINTWISE and packed_windows.PANEL >= 32 and positions >= 49 and fits
 
 

@@ -50,6 +50,7 @@ def load_command(name):
         startup.skip_numba_optional_imports()  # the app runs only nbconv's kernels: no PyYAML, no cffi
         startup.skip_numba_scipy_blas()  # nor SciPy's BLAS: 0.3 s less at start
         startup.skip_numba_extensions()  # nor look for Numba extensions in every installed package's metadata
+        startup.skip_numba_refresh_on_cache_load()  # nor import all of Numba's implementations to load a kernel
         if startup.garbage_collector_paused():  # as `nbconv`, from cli/start.py
             startup.collect_when_numba_compiles()  # compiling leaves much cyclic garbage: the collector's job
         module = importlib.import_module(f"{__package__}.{module_name}")

@@ -482,5 +482,6 @@ if __name__ == "__main__":
     startup.skip_numba_optional_imports()
     startup.skip_numba_scipy_blas()
     startup.skip_numba_extensions()
+    startup.skip_numba_refresh_on_cache_load()
     _become_helper()
     warm_up(sys.argv[1], tuple(int(size) for size in sys.argv[2].split("x")), *sys.argv[3:4])

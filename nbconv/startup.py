@@ -73,6 +73,41 @@ def skip_numba_extensions():
     return True
 
 
+def skip_numba_refresh_on_cache_load():
+    """Load CPU kernels from Numba's disk cache without first refreshing its typing and lowering registries.
+
+    Before each cache load Numba refreshes the CPU target's registries, which the first time imports and
+    installs every module of implementations it has (linear algebra, random generators, typed containers,
+    dates, ...): ~0.12 s of a LeNet-5 run's start, where every kernel comes from the cache and nothing is
+    typed or lowered. A cache load needs only the runtime (its C functions, which the loaded code calls) and
+    the symbols Numba installs when it starts; a compile refreshes the registries itself (Numba's compiler
+    does so on every compile), so a kernel compiled later in the process sees them all. For the command line
+    app only, like the other skips here; the CUDA target's loads are left as they are. Returns False when
+    done before or when Numba's cache does not have the shape this relies on (then nothing changes)."""
+    try:
+        from numba.core import caching
+        from numba.core.registry import cpu_target
+        from numba.core.runtime import rtsys
+    except ImportError:
+        return False
+    cache = caching.FunctionCache
+    original = cache.load_overload
+    if getattr(original, "skips_refresh", False) or not all(
+            hasattr(cache, name) for name in ("_guard_against_spurious_io_errors", "_load_overload")):
+        return False
+
+    def load_overload(self, sig, target_context):
+        if target_context is not cpu_target.target_context:
+            return original(self, sig, target_context)
+        rtsys.initialize(target_context)  # once a process: what loaded code calls to manage arrays
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    load_overload.skips_refresh = True
+    cache.load_overload = load_overload
+    return True
+
+
 # Python's cyclic garbage collector, run during a start, scans again and again the ~180,000 objects that
 # importing numpy, Numba and the kernels and loading kernels from Numba's cache create: ~0.2 s of CPU
 # (~275 collections) on ResNet-20's warm start, which leaves ~1,000 unreachable objects. Compiling, on the

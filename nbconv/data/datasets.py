@@ -9,7 +9,8 @@ directly in the directory or in a sub-directory named after the dataset (IDX fil
 not; CIFAR files also in the archive's own folder, e.g. cifar-10-batches-bin/, or as the archive itself,
 which is then extracted beside it). Downloads go to --data-dir when given, else to the cache.
 
-Every split is returned as uint8 images (N, C, H, W) and int64 labels (N,).
+Every split is returned as uint8 images (N, C, H, W) and int64 labels (N,). Gzip-compressed IDX files are
+decompressed once; the decoded copies stay in the cache's decoded/ folder (decoded.py).
 """
 import os
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 from . import cifar, synthetic
 from .download import DownloadError, download_file  # noqa: F401 - download_file is part of this module's API
 from .errors import DataFileError, DataUnavailableError
-from .idx import read_idx
+from .decoded import read_idx_decoded_once
 
 ENV_DATA_DIR = "NBCONV_DATA_DIR"
 ENV_MIRRORS = "NBCONV_DATA_MIRRORS"
@@ -248,7 +249,8 @@ def download(info, directory, mirrors=None, echo=click.echo):
 def _read(paths, source, is_sample=False, info=None):
     """Read and validate an IDX dataset's four files (info: the dataset's DatasetInfo, default MNIST)."""
     info = info or DATASETS["mnist"]
-    arrays = {part: read_idx(path) for part, path in paths.items()}
+    decoded = os.path.join(default_cache_dir(), "decoded")  # gzip files decompressed once, kept there
+    arrays = {part: read_idx_decoded_once(path, decoded) for part, path in paths.items()}
     height, width = info.shape[1:]
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]

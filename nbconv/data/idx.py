@@ -2,6 +2,7 @@
 import gzip
 import math
 import os
+import stat
 import struct
 import zlib
 
@@ -71,10 +72,19 @@ def _read_gzip_bounded(path, compressed, max_bytes):
 
 
 def _read_bytes(path, max_bytes=MAX_IDX_BYTES):
-    """The file's bytes, decompressed when it is gzip-compressed (bounded by the IDX header's size)."""
-    chunks, size = [], 0
-    with open(path, "rb") as handle:  # in chunks: the path may name a huge file or a device that never ends
-        while size <= max_bytes:
+    """The file's bytes, decompressed when it is gzip-compressed (bounded by the IDX header's size): for an
+    uncompressed regular file a uint8 array (read once into place, so that the array over it needs no copy),
+    else bytes."""
+    with open(path, "rb") as handle:
+        size = _regular_size(handle)
+        if size is not None and size <= max_bytes:
+            data = np.empty(size, np.uint8)  # not a bytearray: that would write every page twice
+            if handle.readinto(memoryview(data)) == size and not handle.read(1):  # else it changed: in chunks
+                return _read_gzip_bounded(path, data.tobytes(), max_bytes) if data[:2].tobytes() == b"\x1f\x8b" \
+                    else data
+            handle.seek(0)
+        chunks, size = [], 0
+        while size <= max_bytes:  # in chunks: the path may name a huge file or a device that never ends
             chunk = handle.read(min(READ_CHUNK, max_bytes + 1 - size))
             if not chunk:
                 break
@@ -84,6 +94,12 @@ def _read_bytes(path, max_bytes=MAX_IDX_BYTES):
         raise IDXError(f"{path}: larger than the {max_bytes:,} bytes nbconv reads from one file")
     data = b"".join(chunks)
     return _read_gzip_bounded(path, data, max_bytes) if data[:2] == b"\x1f\x8b" else data
+
+
+def _regular_size(handle):
+    """The size of the open file when it is a regular file, else None (a device, a pipe)."""
+    status = os.fstat(handle.fileno())
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 def read_idx(path, max_bytes=MAX_IDX_BYTES):
@@ -97,12 +113,16 @@ def read_idx(path, max_bytes=MAX_IDX_BYTES):
         data = _read_bytes(path, max_bytes)
     except (OSError, EOFError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise IDXError(f"{path}: cannot be read as an IDX file ({error})") from None
-    _check_magic(path, data)
-    dtype, shape, expected = _declared(path, data)
+    header = data[:4 + 4 * 255].tobytes() if isinstance(data, np.ndarray) else data  # ints, not numpy's uint8
+    _check_magic(path, header)
+    dtype, shape, expected = _declared(path, header)
     if len(data) != expected:
         raise IDXError(f"{path}: IDX shape {shape} needs {expected} bytes, the file holds {len(data)} "
                        f"({'truncated' if len(data) < expected else 'trailing data'})")
-    return np.frombuffer(data, dtype, offset=_header_size(data)).reshape(shape).astype(dtype.newbyteorder("="))
+    values = np.frombuffer(data, dtype, offset=_header_size(header)).reshape(shape)
+    if isinstance(data, np.ndarray) and dtype.itemsize == 1:  # a writable buffer of this call's own: no copy
+        return values.view(dtype.newbyteorder("="))
+    return values.astype(dtype.newbyteorder("="))
 
 
 def write_idx(path, array):

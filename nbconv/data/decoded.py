@@ -1,0 +1,63 @@
+"""Decoded copies of gzip-compressed IDX files, kept in nbconv's cache: a dataset is decompressed once, not at
+every run (MNIST's training images: ~0.2 s of zlib, against ~15 ms to read the decoded file, on the path of
+every `nbconv train` before its first step).
+
+A copy is named after the compressed file's real path and its size and modification time, so that a file
+replaced or edited gets a new copy (the older one is removed), and it is read with read_idx's full
+validation, like any IDX file: a copy that fails it is decompressed and written again. Copies are written
+atomically, so processes reading the same dataset at once (MPI ranks) never see a part of one. Where the
+cache cannot be written, the file is simply decompressed.
+"""
+import glob
+import hashlib
+import os
+
+from .idx import IDXError, MAX_IDX_BYTES, read_idx, write_idx
+
+
+def copy_path(path, directory):
+    """Where the decoded copy of the gzip file `path`, as it is now, is kept in `directory`."""
+    real = os.path.realpath(path)
+    status = os.stat(real)
+    stem = os.path.basename(real)[:-len(".gz")] if real.endswith(".gz") else os.path.basename(real)
+    return os.path.join(directory, f"{stem}-{_digest(real)}-{_digest(f'{status.st_size}:{status.st_mtime_ns}')}")
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def read_idx_decoded_once(path, directory, max_bytes=MAX_IDX_BYTES):
+    """read_idx(path); a file whose name ends in .gz is read from its decoded copy in `directory` when there
+    is a valid one, else decompressed and its copy written there (best effort: a cache that cannot be
+    written changes nothing but the time)."""
+    path = os.fspath(path)
+    if not path.endswith(".gz"):
+        return read_idx(path, max_bytes)
+    try:
+        copy = copy_path(path, directory)
+    except OSError:
+        return read_idx(path, max_bytes)  # which says what is wrong with the path
+    if os.path.isfile(copy):
+        try:
+            return read_idx(copy, max_bytes)
+        except IDXError:
+            pass  # damaged: decompressed again below, and replaced
+    array = read_idx(path, max_bytes)
+    try:
+        write_idx(copy, array)
+    except OSError:
+        return array
+    _remove_older_copies(copy)
+    return array
+
+
+def _remove_older_copies(copy):
+    """Remove the copies of the same compressed file made before it changed."""
+    stem_and_source = copy[:copy.rindex("-")]
+    for older in glob.glob(glob.escape(stem_and_source) + "-*"):
+        if older != copy and len(os.path.basename(older)) == len(os.path.basename(copy)):
+            try:
+                os.remove(older)
+            except OSError:
+                pass

@@ -27,7 +27,7 @@ def test_a_gzip_file_is_decompressed_once_then_read_from_its_copy(tmp_path, imag
     first = read_idx_decoded_once(path, cache)
     assert np.array_equal(first, array) and first.dtype == np.uint8
     copy = copy_path(path, cache)
-    assert os.listdir(cache) == [os.path.basename(copy)]
+    assert sorted(os.listdir(cache)) == [os.path.basename(copy), os.path.basename(copy) + ".source"]
     assert np.array_equal(idx.read_idx(copy), array)  # a plain IDX file
     monkeypatch.setattr(idx, "_read_gzip_bounded", no_decompressing)
     second = read_idx_decoded_once(path, cache)
@@ -44,7 +44,9 @@ def test_a_changed_file_gets_a_new_copy_and_the_old_one_goes(tmp_path, images):
     status = os.stat(path)
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))  # a new time even on a coarse clock
     assert np.array_equal(read_idx_decoded_once(path, cache), changed)
-    assert os.listdir(cache) == [os.path.basename(copy_path(path, cache))] != [os.path.basename(old_copy)]
+    new_copy = os.path.basename(copy_path(path, cache))
+    assert new_copy != os.path.basename(old_copy)
+    assert sorted(os.listdir(cache)) == [new_copy, new_copy + ".source"]
 
 
 def test_another_file_of_the_same_name_keeps_its_own_copy(tmp_path, images):
@@ -55,7 +57,7 @@ def test_another_file_of_the_same_name_keeps_its_own_copy(tmp_path, images):
     assert np.array_equal(read_idx_decoded_once(path, cache), array)
     assert np.array_equal(read_idx_decoded_once(other, cache), array + 1)
     assert np.array_equal(read_idx_decoded_once(path, cache), array)
-    assert len(os.listdir(cache)) == 2
+    assert len(os.listdir(cache)) == 4  # two copies, each with its .source
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not idx", "empty"])
@@ -111,10 +113,24 @@ def test_datasets_keep_their_copies_in_the_cache_s_decoded_folder(tmp_path, monk
         write_idx(folder / (name if name.endswith(".gz") else name + ".gz"), parts[part])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     first = load("mnist", str(folder), download_missing=False, allow_sample=False)
-    assert len(os.listdir(tmp_path / "home-cache" / "nbconv" / "decoded")) == 4
+    assert len(os.listdir(tmp_path / "home-cache" / "nbconv" / "decoded")) == 8  # 4 copies, 4 .source
     monkeypatch.setattr(idx, "_read_gzip_bounded", no_decompressing)
     second = load("mnist", str(folder), download_missing=False, allow_sample=False)
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
     assert np.array_equal(second.train_images[:, 0], parts["train_images"])
     assert decoded.read_idx is idx.read_idx  # the one reader, with its validation
+
+
+def test_the_copies_of_files_that_are_gone_are_removed_when_a_copy_is_written(tmp_path, images):
+    path, array = images
+    cache = tmp_path / "cache"
+    gone = tmp_path / "gone" / "labels-idx1-ubyte.gz"
+    write_idx(gone, np.arange(9, dtype=np.uint8))
+    read_idx_decoded_once(gone, cache)
+    gone_copy = copy_path(gone, cache)
+    assert sorted(os.listdir(cache)) == sorted([os.path.basename(gone_copy), os.path.basename(gone_copy) + ".source"])
+    os.remove(gone)
+    read_idx_decoded_once(path, cache)
+    copy = os.path.basename(copy_path(path, cache))
+    assert sorted(os.listdir(cache)) == [copy, copy + ".source"]

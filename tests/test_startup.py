@@ -43,11 +43,15 @@ def test_scipy_linalg_stays_importable_afterwards():
     assert float(out) == 6.0
 
 
+def after_the_app(program):
+    """The output of `program` run after the app's `nbconv info`, in the same process."""
+    return run("import sys\nsys.argv = ['nbconv', 'info']\nfrom nbconv_cli.main import main\n"
+               "try:\n    main()\nexcept SystemExit:\n    pass\n" + program)
+
+
 def test_the_app_does_not_load_scipy_linalg():
-    out = run("import sys\nsys.argv = ['nbconv', 'info']\nfrom nbconv_cli.main import main\n"
-              "try:\n    main()\nexcept SystemExit:\n    pass\n"
-              "import numpy as np, nbconv.functional as F\nF.relu(np.ones(3, np.float32))\n"
-              "print('scipy.linalg' in sys.modules)")
+    out = after_the_app("import numpy as np, nbconv.functional as F\nF.relu(np.ones(3, np.float32))\n"
+                        "print('scipy.linalg' in sys.modules)")
     assert out.split()[-1] == "False"
 
 
@@ -108,8 +112,6 @@ def test_kernels_load_from_the_cache_without_numba_s_registries_and_later_compil
 
 
 def test_the_app_skips_numba_s_refresh_for_its_cache_loads():
-    out = run("import sys\nsys.argv = ['nbconv', 'info']\nfrom nbconv_cli.main import main\n"
-              "try:\n    main()\nexcept SystemExit:\n    pass\n"
-              "from numba.core.caching import FunctionCache\n"
-              "print(getattr(FunctionCache.load_overload, 'skips_refresh', False))")
+    out = after_the_app("from numba.core.caching import FunctionCache\n"
+                        "print(getattr(FunctionCache.load_overload, 'skips_refresh', False))")
     assert out.split()[-1] == "True"

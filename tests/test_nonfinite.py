@@ -88,13 +88,14 @@ def test_nonfinite_values_reach_exactly_their_receptive_field(case, where):
         _assert_matches(grad_w, expected_grad_w, f"grad_weight, {label}")
 
 
-EXACT_CASES = [case for case in CASES if case[3] in dispatch.EXACT_PRODUCTS]
+PASSES = ("forward", "backward_input", "backward_weight")
+EXACT_CASES = [case for case in CASES if any(dispatch.exact_pass(pass_, case[3]) for pass_ in PASSES)]
 
 
 @pytest.mark.parametrize("where", ["input", "grad_output"])
 @pytest.mark.parametrize("case", EXACT_CASES, ids=[f"{case[3]}-{index}" for index, case in enumerate(EXACT_CASES)])
 def test_exact_algorithms_give_the_definition_without_recomputing(case, where, monkeypatch):
-    """The exact-product algorithms (gemm, pointwise, subsampled, depthwise3x3, lanes, row_lanes, ...) with a finite
+    """The exact passes (gemm, pointwise, subsampled, depthwise3x3, lanes, row_lanes, ..., flat's forward) with a finite
     weight: NaN and inf in the data reach exactly their receptive field straight from the algorithm, the
     definition's loop nests never called for a pass the plan gives one of them."""
     def recompute(*args):
@@ -104,7 +105,7 @@ def test_exact_algorithms_give_the_definition_without_recomputing(case, where, m
                                   hyper.get("dilation", 1), hyper.get("groups", 1)).kernel_args
     for pass_, name in (("forward", "conv2d_forward_direct"), ("backward_input", "conv2d_backward_input_direct"),
                         ("backward_weight", "conv2d_backward_weight_direct")):
-        if plan(pass_, input_shape, weight_shape, *kernel_args, dtype=np.float32).algorithm in dispatch.EXACT_PRODUCTS:
+        if dispatch.exact_pass(pass_, plan(pass_, input_shape, weight_shape, *kernel_args, dtype=np.float32).algorithm):
             monkeypatch.setattr(dispatch, name, recompute)
     rng = np.random.default_rng(11)
     ref_hyper = _reference_hyper(weight_shape, hyper)

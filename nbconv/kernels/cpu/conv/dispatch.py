@@ -28,7 +28,8 @@ only matter when a value is not finite; so each public kernel checks its result 
 multiplies padding or extra zeros) in one pass, and when anything is not finite recomputes by the
 definition with direct.py's loop nests over an explicitly padded input. Finite data never takes that path.
 The algorithms of EXACT_PRODUCTS compute the definition's products and no others, so their results need no
-check: only their weight is checked (a few thousand values, against a pass over the whole result).
+check: only their weight is checked (a few thousand values, against a pass over the whole result); so do the
+passes of EXACT_PASSES (exact_pass says which).
 """
 import numpy as np
 from numba import njit
@@ -108,10 +109,10 @@ def _explicitly_padded(input, padding_h, padding_w):
 
 
 def _exact(chosen, weight, result, other=None):
-    """True when `result` needs no recomputing by the definition: for EXACT_PRODUCTS, when `weight` (empty for the
+    """True when `result` needs no recomputing by the definition: for an exact pass, when `weight` (empty for the
     weight gradient, which no weight enters) is finite; for the other algorithms, when `result` and the array
     that met padding or extra zeros (`other`, default the weight) are."""
-    if chosen.algorithm in EXACT_PRODUCTS:
+    if exact_pass(chosen.pass_, chosen.algorithm):
         return all_finite(weight, weight[:0])
     return all_finite(result, weight if other is None else other)
 
@@ -140,6 +141,15 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # either side of the output gradient's rows
 EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "subsampled", "packed", "packed_windows", "depthwise3x3",
                   "lanes", "row_lanes")
+# (pass, algorithm) of the other algorithms' passes that are exact too: flat's forward sums for each output it
+# stores exactly its window's taps over the explicitly zero-padded image (the columns it computes past OW, Wp
+# wide, are never stored); its weight gradient is not (those columns' input values meet its spread zeros)
+EXACT_PASSES = (("forward", "flat"),)
+
+
+def exact_pass(pass_, algorithm):
+    """Whether `algorithm`'s `pass_` computes the definition's products and no others (see EXACT_PRODUCTS)."""
+    return algorithm in EXACT_PRODUCTS or (pass_, algorithm) in EXACT_PASSES
 
 
 def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, stride_w, padding_h, padding_w,
@@ -152,7 +162,7 @@ def conv2d_forward_prepared(input, weight, bias, output, prepared, stride_h, str
 
     epilogue: None, or (scale (D,) or (0,), shift likewise, residual (N, D, OH*OW) or (0, 0, 0), activation
     0/1/2) applied to the output as scale_shift_forward would: inside the FUSED_EPILOGUE kernels, to each
-    block of output while it is in the cache, else by a pass after them. The EXACT_PRODUCTS algorithms need no
+    block of output while it is in the cache, else by a pass after them. The exact passes (exact_pass) need no
     non-finite check once the weight is known finite; for the others the check reads the output and, with an
     epilogue, the input too, since an activation can turn a non-finite output finite."""
     run = bind_forward_prepared(input.shape, weight, bias, prepared, stride_h, stride_w, padding_h, padding_w,
@@ -173,7 +183,7 @@ def bind_forward_prepared(input_shape, weight, bias, prepared, stride_h, stride_
     if "finite" not in prepared:
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
     finite, algorithm = prepared["finite"], chosen.algorithm
-    exact = finite and algorithm in EXACT_PRODUCTS
+    exact = finite and exact_pass("forward", algorithm)
     if algorithm in ("packed", "packed_windows"):
         module = packed if algorithm == "packed" else packed_windows
         key = algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"

@@ -78,8 +78,8 @@ def skip_numba_refresh_on_cache_load():
 
     Before each cache load Numba refreshes the CPU target's registries, which the first time imports and
     installs every module of implementations it has (linear algebra, random generators, typed containers,
-    dates, ...): ~0.12 s of a LeNet-5 run's start, where every kernel comes from the cache and nothing is
-    typed or lowered. A cache load needs only the runtime (its C functions, which the loaded code calls) and
+    dates, ...: 60 modules): ~0.07 s of a LeNet-5 run's start, where every kernel comes from the cache and
+    nothing is typed or lowered. A cache load needs only the runtime (its C functions, which the loaded code calls) and
     the symbols Numba installs when it starts; a compile refreshes the registries itself (Numba's compiler
     does so on every compile), so a kernel compiled later in the process sees them all. For the command line
     app only, like the other skips here; the CUDA target's loads are left as they are. Returns False when

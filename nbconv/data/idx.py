@@ -76,30 +76,32 @@ def _read_bytes(path, max_bytes=MAX_IDX_BYTES):
     uncompressed regular file a uint8 array (read once into place, so that the array over it needs no copy),
     else bytes."""
     with open(path, "rb") as handle:
-        size = _regular_size(handle)
-        if size is not None and size <= max_bytes:
-            data = np.empty(size, np.uint8)  # not a bytearray: that would write every page twice
-            if handle.readinto(memoryview(data)) == size and not handle.read(1):  # else it changed: in chunks
-                return _read_gzip_bounded(path, data.tobytes(), max_bytes) if data[:2].tobytes() == b"\x1f\x8b" \
-                    else data
-            handle.seek(0)
-        chunks, size = [], 0
-        while size <= max_bytes:  # in chunks: the path may name a huge file or a device that never ends
-            chunk = handle.read(min(READ_CHUNK, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    if size > max_bytes:
-        raise IDXError(f"{path}: larger than the {max_bytes:,} bytes nbconv reads from one file")
-    data = b"".join(chunks)
-    return _read_gzip_bounded(path, data, max_bytes) if data[:2] == b"\x1f\x8b" else data
+        data = _read_in_place(handle, max_bytes)
+        if data is None:  # a device, a pipe, a file past the bound or one that changed while read: in chunks
+            chunks, size = [], 0
+            while size <= max_bytes:  # the path may name a huge file or a device that never ends
+                chunk = handle.read(min(READ_CHUNK, max_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > max_bytes:
+                raise IDXError(f"{path}: larger than the {max_bytes:,} bytes nbconv reads from one file")
+            data = b"".join(chunks)
+    return _read_gzip_bounded(path, data, max_bytes) if bytes(data[:2]) == b"\x1f\x8b" else data
 
 
-def _regular_size(handle):
-    """The size of the open file when it is a regular file, else None (a device, a pipe)."""
+def _read_in_place(handle, max_bytes):
+    """The whole of the open file as a uint8 array when it is a regular file of at most max_bytes that read
+    as long as it was (from the start; the handle is left at the start otherwise), else None."""
     status = os.fstat(handle.fileno())
-    return status.st_size if stat.S_ISREG(status.st_mode) else None
+    if not stat.S_ISREG(status.st_mode) or status.st_size > max_bytes:
+        return None
+    data = np.empty(status.st_size, np.uint8)  # not a bytearray: that would write every page twice
+    if handle.readinto(memoryview(data)) == status.st_size and not handle.read(1):
+        return data
+    handle.seek(0)
+    return None
 
 
 def read_idx(path, max_bytes=MAX_IDX_BYTES):

@@ -1,8 +1,8 @@
 """plan.choose_prepared / prepared_plan: the algorithm of a prepared forward pass (nn.infer), which may differ
 from a training pass's: 'packed' (or 'packed_windows') for small-map 1x1 layers (see test_packed.py and
 test_packed_windows.py), 'packed_windows' (or 'strips' with it off) for Winograd's 3x3 layers with outputs at
-most PREPARED_NARROW_WIDEST wide at batch 1, F(4x4) with its transformed filters kept where choose() gives it; each checked with its epilogue against the float64
-reference, and nn.infer against the training-mode forward."""
+most PREPARED_NARROW_WIDEST wide at batch 1, F(4x4) with its transformed filters kept where choose() gives it;
+each checked with its epilogue against the float64 reference, and nn.infer against the training-mode forward."""
 import numpy as np
 import pytest
 

@@ -456,6 +456,80 @@ def test_a_worker_beside_its_partner_moves_to_another_cpu_and_keeps_its_mask():
     assert result["moved"] >= 15
 
 
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED, reason="needs sched_getcpu (Linux)")
+def test_note_cpu_writes_the_threads_cpu_into_its_rows_only():
+    counters = np.full((3, 16), -1, np.int64)
+    spin.note_cpu(counters, 1, 3, 2)
+    assert counters[0, 2] == -1 and counters[1, 2] == counters[2, 2] >= 0
+    assert (counters[:, [0, 1, 3]] == -1).all()
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs, and Linux")
+def test_a_caller_notes_its_cpu_as_it_posts_even_when_it_never_waits():
+    """A stale CPU in the caller's column (the caller moved since it last waited) is replaced at the next call,
+    though the caller's part ends after the worker's is done, so that the caller does not wait for it."""
+    result = {}
+    workers = threads.Workers(1)
+    assert workers.caller_noted
+    worker_done = threading.Event()
+
+    def kernel(span_part, span_parts):
+        if span_part == 1:
+            worker_done.set()
+        else:  # the caller's part: ends once the worker has marked its part done
+            assert worker_done.wait(30)
+            while workers.counters[0, threads._DONE] < workers.calls:
+                time.sleep(0.001)
+
+    def call():
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # this thread stays on one CPU
+        workers.counters[0, threads._CALLER_CPU] = 1 << 20
+        workers.busy.acquire()
+        try:
+            workers.run(kernel, 2, ())
+        finally:
+            workers.busy.release()
+        result.update(noted=int(workers.counters[0, threads._CALLER_CPU]), cpu=_cpu_now())
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert result["noted"] == result["cpu"]
+
+
+@pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to move between, and Linux")
+def test_a_waiter_whose_partner_arrives_on_its_cpu_moves_before_it_returns():
+    """The partner notes its CPU (this waiter's) and raises the counter nanoseconds apart: the waiter, which
+    had no partner beside it while it spun, leaves the partner's CPU before reached returns."""
+    result = {"moved": 0}
+
+    def waiter():
+        affinity = spin.allowed_mask()
+        before = os.sched_getaffinity(0)
+        for trial in range(10):
+            counters = np.full((1, 16), -1, np.int64)
+            counters[0, 0] = 0
+
+            def partner():
+                while counters[0, 2] < 0:  # the waiter's CPU, once it has noted it
+                    time.sleep(0.0001)
+                time.sleep(0.002)
+                counters[0, 3::-3] = (counters[0, 2], 1)  # column 3 (the partner's CPU), then column 0
+            other = threading.Thread(target=partner)
+            other.start()
+            assert spin.reached(counters, 0, 1, 0, 1, 5_000_000_000, 0, np.zeros(2, np.int64), 2, 3, affinity,
+                                *spin.NO_NOTE)
+            result["moved"] += _cpu_now() != counters[0, 3]
+            other.join()
+        result.update(before=before, after=os.sched_getaffinity(0))
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    thread.join()
+    assert result["after"] == result["before"]
+    assert result["moved"] >= 7
+
+
 def test_allowed_mask_is_scratch_only_where_a_thread_can_move():
     mask = spin.allowed_mask()
     movable = spin.PLACEMENT_SUPPORTED and len(os.sched_getaffinity(0)) >= 2

@@ -212,6 +212,18 @@ def _placed(counters, first_row, last_row, own_column, partner_column, affinity)
 
 
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
+def note_cpu(counters, first_row, last_row, column):
+    """Notes the calling thread's CPU in `column` of the rows (a store only where it changed). A caller notes
+    its CPU as it posts a call: it writes it in its own waits too, but a caller whose part ends after its
+    workers' never waits, and a caller moved onto a worker's CPU (after a sleep, say) would otherwise leave the
+    worker comparing its CPU with a stale one, both threads sharing one CPU call after call."""
+    cpu = _current_cpu()
+    for row in range(first_row, last_row):
+        if counters[row, column] != cpu:
+            counters[row, column] = cpu
+
+
+@njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, timespec, own_cpu_column,
             partner_cpu_column, affinity, note_column, note):
     """Whether counters[row, column] >= target for every row in [first_row, last_row), spinning for up to
@@ -222,8 +234,8 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
     own_cpu_column, partner_cpu_column, affinity: where this thread notes its CPU and reads its partner's in
     those rows, and its scratch for affinity masks (allowed_mask(), or empty: never move), as the module's
     docstring says;
-    NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller moves off at
-    once, before it returns to take the call.
+    NO_PLACEMENT: none of it, a yield every YIELD_EVERY looks. A worker woken beside its caller, or finding
+    itself beside it when the call it spins for arrives, moves off at once, before it returns to take the call.
     note_column, note: where note_column >= 0, first writes note into counters[first_row, note_column] (a
     worker's `done`): written here, with the GIL already released, the partner spinning for it does not then
     ask for a GIL this thread still holds."""
@@ -244,6 +256,9 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
             while row < last_row and counters[row, column] >= target:
                 row += 1
             if row == last_row:
+                # the partner has just noted its CPU (a caller does as it posts): a worker beside it moves off
+                # now, before it returns to run its part there
+                _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
                 if settle_ns > 0:
                     seen = _now_ns(timespec)
                     while _now_ns(timespec) - seen < settle_ns:

@@ -24,8 +24,9 @@ caller, after its own part, spins the same way until every worker's `done` reach
 future, queue or lock per call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on
 the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
 30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no
-CPU. Each side notes in the row the CPU it runs on, so that a waiting thread yields only beside its partner, and
-a worker found beside the caller moves to another CPU (spin.reached). A worker that sees a call posted spins
+CPU. Each side notes in the row the CPU it runs on (the caller at every post, the worker in its waits), so that
+a waiting thread yields only beside its partner, and a worker found beside the caller moves to another CPU
+(spin.reached), also when the call it spins for arrives. A worker that sees a call posted spins
 SETTLE_NS more before it returns to Python for the call: the caller still holds the GIL for a few microseconds
 after posting, and a thread that asks for a held GIL sleeps until tens of microseconds after its release.
 
@@ -93,6 +94,7 @@ class Workers:
         # wait yields as with no placement.
         placed = count + 1 <= _usable_cpus()
         self.caller_placement = (_CALLER_CPU, _WORKER_CPU, np.zeros(0, np.uint64)) if placed else spin.NO_PLACEMENT
+        self.caller_noted = placed  # the caller notes its CPU at every post (spin.note_cpu)
         self.worker_columns = (_WORKER_CPU, _CALLER_CPU) if placed else (-1, -1)
         self.job = None                  # (span_kernel, parts, args) of the current call
         self.errors = [None] * count     # the exception each worker's parts of the current call raised
@@ -170,6 +172,8 @@ class Workers:
         self.calls += 1
         call = self.calls
         self.job = (span_kernel, parts, args)
+        if self.caller_noted:
+            spin.note_cpu(counters, 0, workers, _CALLER_CPU)
         for row in range(workers):
             counters[row, _POSTED] = call
         if True in self.asleep:
@@ -304,12 +308,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def compile_wait():
-    """Compile (or load from the cache) the spin-wait every parallel call uses, starting no thread: the JIT
+    """Compile (or load from the cache) the spin-wait and CPU note every parallel call uses, starting no thread: the JIT
     warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
     it."""
     counters = np.zeros((1, _ROW), np.int64)
     spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
                  np.zeros(0, np.uint64), *spin.NO_NOTE)
+    spin.note_cpu(counters, 0, 1, _CALLER_CPU)
 
 
 _threading_layer_count = None  # Numba's own per-thread count, a C function, once its threading layer is up

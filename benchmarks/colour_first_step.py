@@ -19,7 +19,7 @@ import nbconv.functional as F  # noqa: E402
 from nbconv import models  # noqa: E402
 from nbconv.data.batch import shifted_batch  # noqa: E402
 from nbconv.train import TrainConfig, make_optimizer  # noqa: E402
-from nbconv_cli.memory import keep_freed_host_memory  # noqa: E402
+from nbconv.host_memory import keep_freed_host_memory  # noqa: E402
 
 SPEC = ("conv16k3p1,relu,[conv16k3p1,relu]*6,conv32k3s2p1,relu,[conv32k3p1,relu]*5,"
         "conv64k3s2p1,relu,[conv64k3p1,relu]*5,gap,fc10")

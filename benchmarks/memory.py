@@ -9,7 +9,7 @@ import sys
 from nbconv import models
 from nbconv.data import load
 from nbconv.train import TrainConfig, fit, make_optimizer
-from nbconv_cli.memory import keep_freed_host_memory
+from nbconv.host_memory import keep_freed_host_memory
 
 
 def status_mb(field):

@@ -17,7 +17,7 @@ import time
 import numba
 
 from nbconv import bench
-from nbconv_cli.memory import keep_freed_host_memory
+from nbconv.host_memory import keep_freed_host_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -6,8 +6,7 @@ import threading
 import click
 
 from nbconv import backend
-
-from .memory import keep_freed_host_memory
+from nbconv.host_memory import keep_freed_host_memory
 
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Backend (default: $NBCONV_DEVICE, else auto: CUDA when usable, else CPU).")

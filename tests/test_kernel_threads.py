@@ -500,8 +500,9 @@ def test_a_caller_notes_its_cpu_as_it_posts_even_when_it_never_waits():
 @pytest.mark.skipif(not spin.PLACEMENT_SUPPORTED or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two CPUs to move between, and Linux")
 def test_a_waiter_whose_partner_arrives_on_its_cpu_moves_before_it_returns():
-    """The partner notes its CPU (this waiter's) and raises the counter nanoseconds apart: the waiter, which
-    had no partner beside it while it spun, leaves the partner's CPU before reached returns."""
+    """The partner raises the counter, then notes its CPU (this waiter's) while the waiter settles, as a caller
+    notes its CPU right after it posts: the waiter, which had no partner beside it while it spun, leaves the
+    partner's CPU before reached returns."""
     result = {"moved": 0}
 
     def waiter():
@@ -515,11 +516,12 @@ def test_a_waiter_whose_partner_arrives_on_its_cpu_moves_before_it_returns():
                 while counters[0, 2] < 0:  # the waiter's CPU, once it has noted it
                     time.sleep(0.0001)
                 time.sleep(0.002)
-                counters[0, 3::-3] = (counters[0, 2], 1)  # column 3 (the partner's CPU), then column 0
+                counters[0, 0] = 1
+                counters[0, 3] = counters[0, 2]
             other = threading.Thread(target=partner)
             other.start()
-            assert spin.reached(counters, 0, 1, 0, 1, 5_000_000_000, 0, np.zeros(2, np.int64), 2, 3, affinity,
-                                *spin.NO_NOTE)
+            assert spin.reached(counters, 0, 1, 0, 1, 5_000_000_000, 50_000_000, np.zeros(2, np.int64), 2, 3,
+                                affinity, *spin.NO_NOTE)
             result["moved"] += _cpu_now() != counters[0, 3]
             other.join()
         result.update(before=before, after=os.sched_getaffinity(0))

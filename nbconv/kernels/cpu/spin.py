@@ -256,13 +256,13 @@ def reached(counters, first_row, last_row, column, target, spin_ns, settle_ns, t
             while row < last_row and counters[row, column] >= target:
                 row += 1
             if row == last_row:
-                # the partner has just noted its CPU (a caller does as it posts): a worker beside it moves off
-                # now, before it returns to run its part there
-                _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
                 if settle_ns > 0:
                     seen = _now_ns(timespec)
                     while _now_ns(timespec) - seen < settle_ns:
                         _spin_hint()
+                # the partner has noted its CPU by now (a caller does right after it posts, well within a
+                # worker's settle): a worker beside it moves off before it returns to run its part there
+                _placed(counters, first_row, last_row, own_cpu_column, partner_cpu_column, affinity)
                 return True
         if _now_ns(timespec) - start >= spin_ns:
             return False

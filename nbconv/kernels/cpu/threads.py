@@ -24,7 +24,7 @@ caller, after its own part, spins the same way until every worker's `done` reach
 future, queue or lock per call, and neither side sleeps while the other is busy: a hand-off costs about 9 us on
 the 2-core test machine, against 6-12 us for a Numba prange launch (a Python worker asleep on a queue took
 30-100 us). A thread that spins SPIN_NS without news blocks on a threading.Condition: an idle process uses no
-CPU. Each side notes in the row the CPU it runs on (the caller at every post, the worker in its waits), so that
+CPU. Each side notes in the row the CPU it runs on (the caller as it posts, the worker in its waits), so that
 a waiting thread yields only beside its partner, and a worker found beside the caller moves to another CPU
 (spin.reached), also when the call it spins for arrives. A worker that sees a call posted spins
 SETTLE_NS more before it returns to Python for the call: the caller still holds the GIL for a few microseconds
@@ -172,13 +172,13 @@ class Workers:
         self.calls += 1
         call = self.calls
         self.job = (span_kernel, parts, args)
-        if self.caller_noted:
-            spin.note_cpu(counters, 0, workers, _CALLER_CPU)
         for row in range(workers):
             counters[row, _POSTED] = call
         if True in self.asleep:
             with self.wake:
                 self.wake.notify_all()
+        if self.caller_noted:  # after posting, off the path to the workers' start (they look after settling)
+            spin.note_cpu(counters, 0, workers, _CALLER_CPU)
         if parts == threads:
             first_error = None
             try:

@@ -8,23 +8,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
-import nbconv.functional as F
 from nbconv.kernels.cpu import threads
+from post_idle import lenet_conv2_layer
 
 
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
-    w = (rng.standard_normal((16, 6, 5, 5)) * 0.1).astype(np.float32)
-    b = np.zeros(16, np.float32)
-    grad_y = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
-
-    def layer():
-        F.conv2d(x, w, b)
-        F.conv2d_backward(grad_y, x, w)
+    layer = lenet_conv2_layer()
     for _ in range(20):
         layer()
     medians, taken = [], []

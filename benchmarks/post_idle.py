@@ -20,6 +20,21 @@ import nbconv.functional as F
 from nbconv.kernels.cpu import threads
 
 
+def lenet_conv2_layer():
+    """A function running LeNet-5's second layer (64 x 6 x 14 x 14 -> 16, 5x5) forward and backward on fixed
+    random arrays."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    weight = (rng.standard_normal((16, 6, 5, 5)) * 0.1).astype(np.float32)
+    bias = np.zeros(16, np.float32)
+    grad_output = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
+
+    def layer():
+        F.conv2d(images, weight, bias)
+        F.conv2d_backward(grad_output, images, weight)
+    return layer
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50)
@@ -27,16 +42,7 @@ def main():
     parser.add_argument("--rest", type=float, default=0.05)
     parser.add_argument("--cpus", action="store_true")
     arguments = parser.parse_args()
-    rng = np.random.default_rng(0)
-    images = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
-    weight = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
-    bias = np.zeros(16, np.float32)
-    grad_output = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
-
-    def layer():
-        F.conv2d(images, weight, bias)
-        F.conv2d_backward(grad_output, images, weight)
-
+    layer = lenet_conv2_layer()
     for _ in range(50):
         layer()
     shared = [0, 0]

@@ -14,8 +14,6 @@ it, the process keeps glibc's defaults, as a training loop of one's own does.
 import argparse
 import functools
 import resource
-import statistics
-import time
 
 import nbconv.kernels.serial as serial
 
@@ -41,16 +39,8 @@ import numpy as np  # noqa: E402
 
 import nbconv.kernels.cpu.fused as fused  # noqa: E402
 from nbconv import models  # noqa: E402
+from nbconv.bench import time_call  # noqa: E402
 from nbconv.train import StepLoss, TrainConfig, make_optimizer  # noqa: E402
-
-
-def median_step(step, steps):
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main():
@@ -77,13 +67,13 @@ def main():
     for _ in range(50):
         step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    whole = median_step(step, arguments.steps)
+    whole = time_call(step, arguments.steps, warmup=0)[0]
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / arguments.steps
     _skip_kernels = True
     # the fused fully connected backward runs outside the serialized kernels: its three kernels skip too
     for name in ("relu_mask_bias", "linear_backward_input", "linear_backward_weight"):
         setattr(fused, name, lambda *args: None)
-    alone = median_step(step, arguments.steps)
+    alone = time_call(step, arguments.steps, warmup=0)[0]
     print(f"keep freed memory: {arguments.keep_freed_memory}; step {1e3 * whole:.2f} ms, "
           f"{faults:.0f} page faults a step; its Python alone {1e6 * alone:.0f} us ({100 * alone / whole:.1f}%)")
 

@@ -4,10 +4,10 @@ requests, meets), against the ROUND calls that follow them.
 
     python benchmarks/post_idle.py [--rounds 50] [--round 12] [--rest 0.05] [--cpus]
 
-Prints the per-call time's p50/p75/p90/p99 of the first ROUND calls after a rest and of the ROUND after those. --cpus also counts the parallel calls
-whose two parts started on one CPU (each part's CPU read by a Python wrapper around the span kernel, which
-itself takes the GIL at the part's start: use it to count, not to time). To compare trees, run it with another
-checkout first on PYTHONPATH.
+Prints the per-call time's p50/p75/p90/p99 of the first ROUND calls after a rest and of the ROUND after those.
+--cpus also counts the parallel calls whose two parts started on one CPU (each part's CPU read by a Python
+wrapper around the span kernel, which itself takes the GIL at the part's start: use it to count, not to time).
+To compare trees, run it with another checkout first on PYTHONPATH.
 """
 import argparse
 import ctypes

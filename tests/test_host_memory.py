@@ -38,4 +38,3 @@ def test_a_freed_array_is_reused_without_page_faults():
     # as imported and run, nbconv leaves glibc's defaults: a block that large is mapped anew, every page faults
     assert _second_allocation_faults("default") > 400
     assert _second_allocation_faults("keep") < 50
-

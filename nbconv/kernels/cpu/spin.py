@@ -214,9 +214,9 @@ def _placed(counters, first_row, last_row, own_column, partner_column, affinity)
 @njit(nogil=True, cache=True, no_cfunc_wrapper=True)
 def note_cpu(counters, first_row, last_row, column):
     """Notes the calling thread's CPU in `column` of the rows (a store only where it changed). A caller notes
-    its CPU as it posts a call: it writes it in its own waits too, but a caller whose part ends after its
-    workers' never waits, and a caller moved onto a worker's CPU (after a sleep, say) would otherwise leave the
-    worker comparing its CPU with a stale one, both threads sharing one CPU call after call."""
+    its CPU right after it posts each call: it writes it in its own waits too, but a caller whose part ends
+    after its workers' never waits, and a caller moved onto a worker's CPU (after a sleep, say) would otherwise
+    leave the worker comparing its CPU with a stale one, both threads sharing one CPU call after call."""
     cpu = _current_cpu()
     for row in range(first_row, last_row):
         if counters[row, column] != cpu:

@@ -308,9 +308,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def compile_wait():
-    """Compile (or load from the cache) the spin-wait and CPU note every parallel call uses, starting no thread: the JIT
-    warm-up helper does this (its last job), so that a process on an empty cache loads it instead of compiling
-    it."""
+    """Compile (or load from the cache) the spin-wait and the CPU note every parallel call uses, starting no
+    thread: the JIT warm-up helper does this (its last job), so that a process on an empty cache loads them
+    instead of compiling them."""
     counters = np.zeros((1, _ROW), np.int64)
     spin.reached(counters, 0, 1, _DONE, 0, 0, 0, np.zeros(2, np.int64), _CALLER_CPU, _WORKER_CPU,
                  np.zeros(0, np.uint64), *spin.NO_NOTE)

@@ -3,7 +3,10 @@ it; a script of one's own may call it too. It is process-wide, so importing nbco
 import ctypes
 import ctypes.util
 
+from . import checks
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_MOST = 2**31 - 1  # mallopt takes a C int: a larger value would be cut, not refused
 
 
 def keep_freed_host_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
@@ -14,8 +17,11 @@ def keep_freed_host_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
     (LeNet-5 at batch 64 on two threads: ~285 page faults a step, 3.0-3.6 ms a step against 2.1-2.4 ms with
     this; benchmarks/NOTES.md, section 95). The cost: up to trim_threshold bytes of freed memory stay with the
     process, and arrays below mmap_threshold bytes come from the heap. Process-wide: the CLI's long-running
-    commands call it, the library never does by itself. Returns whether the setting took (False off glibc).
+    commands call it, the library never does by itself. Thresholds are byte counts from 0 to 2**31 - 1 (mallopt
+    takes a C int); returns whether the setting took (False off glibc, or where glibc refuses a value).
     """
+    mmap_threshold = checks.integer("mmap_threshold", mmap_threshold, 0, _MOST)
+    trim_threshold = checks.integer("trim_threshold", trim_threshold, 0, _MOST)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from nbconv.host_memory import keep_freed_host_memory
+
 # Faults of the second allocation of a 2 MB array (512 pages; below numpy's huge-page size), after the first
 # was freed.
 SECOND_ALLOCATION_FAULTS = """
@@ -38,3 +40,14 @@ def test_a_freed_array_is_reused_without_page_faults():
     # as imported and run, nbconv leaves glibc's defaults: a block that large is mapped anew, every page faults
     assert _second_allocation_faults("default") > 400
     assert _second_allocation_faults("keep") < 50
+
+
+@pytest.mark.parametrize("arguments, error", [
+    (("32M",), TypeError), ((2.5,), TypeError), ((True,), TypeError), ((-1,), ValueError), ((1 << 40,), ValueError),
+    ((32 << 20, None), TypeError), ((32 << 20, -5), ValueError), ((32 << 20, 1 << 31), ValueError)])
+def test_bad_thresholds_are_refused_before_malloc_is_touched(arguments, error):
+    """A value mallopt's C int would cut (1 << 40 to 0: every allocation mapped anew) or one that is not a size
+    is refused by name; nothing reaches glibc, so this process's malloc stays as it was."""
+    name = "mmap_threshold" if len(arguments) == 1 else "trim_threshold"
+    with pytest.raises(error, match=name):
+        keep_freed_host_memory(*arguments)

@@ -60,7 +60,8 @@ def test_every_planned_kernel_compiles_and_runs_on_tiny_arrays():
                       ("packed", "backward_weight"), ("packed_windows", "backward_input"),
                       ("packed_windows", "backward_weight"), ("row_lanes", "forward"),
                       ("row_lanes", "backward_weight"), ("pointwise_weight", "forward"),
-                      ("pointwise_weight", "backward_input")}  # each of these passes is another algorithm's
+                      ("pointwise_weight", "backward_input"),
+                      ("pointwise_tiles", "backward_weight")}  # each of these passes is another algorithm's
     kernels = [(pass_, name, "float32") for name in ALGORITHMS for pass_ in PASSES
                if (name, pass_) not in not_applicable]
     jit_warmup.compile_convolutions(kernels)  # each one forced through the plan: a ValueError if it did not apply
@@ -287,7 +288,7 @@ def test_the_helper_compiles_the_algorithms_the_plan_chooses(monkeypatch):
     assert chosen == {"lanes"}  # the shortcuts run 'subsampled', with nothing to compile
     conv_plan.forget_plans()
     try:
-        monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution: "gemm")
+        monkeypatch.setattr(conv_plan, "choose", lambda pass_, convolution, dtype: "gemm")
         work = _helper_work("resnet20", (3, 32, 32), monkeypatch)
     finally:
         conv_plan.forget_plans()

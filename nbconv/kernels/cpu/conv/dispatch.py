@@ -34,7 +34,7 @@ passes of EXACT_PASSES (exact_pass says which).
 import numpy as np
 from numba import njit
 
-from . import packed, packed_windows, winograd, winograd4
+from . import packed, packed_windows, pointwise_tiles, winograd, winograd4
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
@@ -128,8 +128,10 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
                               stride_w, 0, 0, dilation_h, dilation_w, groups)
 
 
+# the prepared passes' algorithms whose module packs the weight once (pack_weight) and runs with it (run_packed)
+PACKED_WEIGHT = {"packed": packed, "packed_windows": packed_windows, "pointwise_tiles": pointwise_tiles}
 # the prepared passes' algorithms that apply an epilogue to each block of output while it is in the cache
-FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packed_windows")
+FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "pointwise_tiles", "packed", "packed_windows")
 # the algorithms whose every output is a sum of exactly the definition's products (the padding as explicit zeros,
 # nothing extra summed but, in depthwise3x3's input gradient, its padded output gradient's zeros times the
 # weight), finished by an epilogue that treats NaN and inf as scale_shift_forward does: with a finite weight
@@ -139,8 +141,8 @@ FUSED_EPILOGUE = ("winograd", "winograd4", "gemm", "pointwise", "packed", "packe
 # gradient sums the covering (output, tap) pairs and products of the weight with the zeros around the output
 # gradient (channels past C never stored). row_lanes: the covering pairs and the weight times the zero columns
 # either side of the output gradient's rows
-EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_weight", "subsampled", "packed", "packed_windows", "depthwise3x3",
-                  "lanes", "row_lanes")
+EXACT_PRODUCTS = ("gemm", "pointwise", "pointwise_tiles", "pointwise_weight", "subsampled", "packed", "packed_windows",
+                  "depthwise3x3", "lanes", "row_lanes")
 # (pass, algorithm) of the other algorithms' passes that are exact too: flat's forward sums for each output it
 # stores exactly its window's taps over the explicitly zero-padded image (the columns it computes past OW, Wp
 # wide, are never stored); its weight gradient is not (those columns' input values meet its spread zeros)
@@ -184,9 +186,9 @@ def bind_forward_prepared(input_shape, weight, bias, prepared, stride_h, stride_
         prepared["finite"] = bool(all_finite(weight, weight[:0]))
     finite, algorithm = prepared["finite"], chosen.algorithm
     exact = finite and exact_pass("forward", algorithm)
-    if algorithm in ("packed", "packed_windows"):
-        module = packed if algorithm == "packed" else packed_windows
-        key = algorithm.replace("_", " ") + " weight"  # "packed weight", "packed windows weight"
+    if algorithm in PACKED_WEIGHT:
+        module = PACKED_WEIGHT[algorithm]
+        key = algorithm.replace("_", " ") + " weight"  # "packed weight", "pointwise tiles weight", ...
         if key not in prepared:
             prepared[key] = module.pack_weight(weight)
         run_packed, packed_weight = module.run_packed, prepared[key]

@@ -11,7 +11,10 @@ gradient). The choice, in order:
   nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix); their weight
   gradient on maps of at most POINTWISE_WEIGHT_MOST_POSITIONS positions: 'pointwise_weight' (several images
-  packed into one deeper product, pointwise_weight.py);
+  packed into one deeper product, pointwise_weight.py); in float32 their forward pass and input gradient by
+  'pointwise_tiles' (8 rows x 48 positions summed in registers, the input read in place, pointwise_tiles.py)
+  where its last vector of positions overlaps the one before by at most POINTWISE_TILES_MOST_OVERLAP of the
+  positions (not 14x14 or 7x7 maps; see _pointwise_tiles);
 - narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
   lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
   with LANES_CHANNELS to LANES_MOST_CHANNELS output channels (and at most that many inputs), LANES_TAPS
@@ -126,8 +129,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..threads import num_threads
-from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, pointwise_weight, row_lanes,
-               shift, strips, subsampled, wide, winograd, winograd4, winograd4_weight, winograd_weight)
+from . import (blocks, depthwise, direct, flat, gemm, lanes, packed, packed_windows, pointwise_tiles, pointwise_weight,
+               row_lanes, shift, strips, subsampled, wide, winograd, winograd4, winograd4_weight, winograd_weight)
 
 PASSES = ("forward", "backward_input", "backward_weight")
 
@@ -153,6 +156,8 @@ LANES_LARGE_CHANNELS = 16  # 'lanes' for the forward and weight gradient of filt
                            # this many output channels (LeNet-5's second layer, 5x5 6 -> 16; see _lanes_large)
 ROW_LANES_MOST_CHANNELS = 8  # 'row_lanes' for the input gradient of those layers with at most this many inputs
 POINTWISE_WEIGHT_MOST_POSITIONS = 196  # 'pointwise_weight' for 1x1 weight gradients on maps up to 14x14
+POINTWISE_TILES = True  # 'pointwise_tiles' for float32 1x1 forward passes and input gradients, where ...
+POINTWISE_TILES_MOST_OVERLAP = 1 / 64  # ... the positions its last vector sums again are at most this share
 SUBSAMPLED = True  # 'subsampled' for unpadded strided 1x1 layers (False: 'gemm')
 PLANS_REMEMBERED = 1024  # a ResNet-50's training needs ~150 (53 convolutions, 3 passes)
 
@@ -168,6 +173,7 @@ ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("depthwise3x3", depthwise, depthwise.applies),
     Algorithm("direct", direct, direct.applies),
     Algorithm("pointwise", gemm, gemm.applies_pointwise),
+    Algorithm("pointwise_tiles", pointwise_tiles, pointwise_tiles.applies),
     Algorithm("pointwise_weight", pointwise_weight, pointwise_weight.applies),
     Algorithm("winograd", winograd, winograd.applies),
     Algorithm("winograd4", winograd4, winograd4.applies),
@@ -274,8 +280,8 @@ def _winograd4(convolution, channels, out_w):
         channels >= WINOGRAD4_CHANNELS or (channels >= WINOGRAD4_WIDE_CHANNELS and out_w >= WINOGRAD4_WIDE))
 
 
-def choose(pass_, convolution):
-    """The algorithm the plan runs for one pass of a convolution (see the module docstring)."""
+def choose(pass_, convolution, dtype=np.float32):
+    """The algorithm the plan runs for one pass of a convolution of `dtype` (see the module docstring)."""
     D, Cg, KH, KW = convolution.weight_shape
     groups = convolution.groups
     if groups > 1 and Cg == 1:
@@ -284,7 +290,7 @@ def choose(pass_, convolution):
         positions = convolution.input_shape[2] * convolution.input_shape[3]
         if pass_ == "backward_weight" and positions <= POINTWISE_WEIGHT_MOST_POSITIONS:
             return "pointwise_weight"
-        return "pointwise"
+        return "pointwise_tiles" if _pointwise_tiles(pass_, convolution, dtype) else "pointwise"
     direct_algorithm = _direct(pass_, convolution)
     if direct_algorithm:
         return direct_algorithm
@@ -316,6 +322,20 @@ def choose(pass_, convolution):
     return "gemm"
 
 
+def _pointwise_tiles(pass_, convolution, dtype):
+    """True for the 1x1 stride-1 passes 'pointwise_tiles' runs in place of BLAS (while POINTWISE_TILES): float32
+    (a wide float64 vector takes two registers: 0.8x BLAS), and maps whose last vector of 16 positions overlaps
+    the one before by at most POINTWISE_TILES_MOST_OVERLAP of the positions. Against 'pointwise' (alternating
+    rounds, forward / input gradient, one thread): 16 x 256 -> 64 on 28x28 (the layer set's) 1.14x / 1.06x,
+    8 x 256 -> 64 on 56x56 1.20x / 1.03x, 8 x 512 -> 128 on 28x28 1.10x / 1.01x, 8 x 64 -> 256 on 56x56 1.04x /
+    1.11x; but on 14x14 (196 positions: a last vector for 4) 1024 -> 256 0.92x / 0.87x at batch 1, where the
+    vector runs at two thirds of a tile's rate (benchmarks/NOTES.md, section 96)."""
+    positions = convolution.input_shape[2] * convolution.input_shape[3]
+    overlap = -positions % pointwise_tiles.WIDE_LANES
+    return (POINTWISE_TILES and np.dtype(dtype) == np.float32 and pointwise_tiles.applies(pass_, convolution)
+            and overlap <= POINTWISE_TILES_MOST_OVERLAP * positions)
+
+
 def applicable(pass_, convolution):
     """The names of the algorithms that can run this pass of this convolution, in ALGORITHMS' order."""
     return [name for name, algorithm in ALGORITHMS.items() if algorithm.applies(pass_, convolution)]
@@ -335,7 +355,7 @@ SETTINGS = (
                              "PREPARED_WINDOWS_POINTWISE",
                              "PREPARED_NARROW_WIDEST", "PREPARED_NARROW_MOST_IMAGES", "PREPARED_PACKED_WINDOWS",
                              "PREPARED_WINOGRAD4", "PREPARED_WINOGRAD4_TILES", "POINTWISE_WEIGHT_MOST_POSITIONS",
-                             "SUBSAMPLED")),
+                             "POINTWISE_TILES", "POINTWISE_TILES_MOST_OVERLAP", "SUBSAMPLED")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
     (flat, ("max_chunks",)),
@@ -351,6 +371,7 @@ SETTINGS = (
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "WEIGHT_POSITIONS", "SLACK", "UNUSED", "max_chunks")),
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
+    (pointwise_tiles, ("ROWS", "WIDE_LANES")),
     (packed, ("PANEL", "POSITIONS", "LANES", "DEPTH", "PACK_BYTES", "MIN_POSITIONS", "GROUP_BYTES", "TASKS_PER_THREAD",
               "CLAIMED_SLICES")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD",
@@ -398,7 +419,7 @@ def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h,
     convolution = Convolution(tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
                               dilation_h, dilation_w, groups)
     if algorithm is None:
-        algorithm = choose(pass_, convolution)
+        algorithm = choose(pass_, convolution, dtype)
     elif algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     elif not ALGORITHMS[algorithm].applies(pass_, convolution):
@@ -446,7 +467,7 @@ PREPARED_WINOGRAD4 = True  # the layers choose() gives F(4x4) keep it, with its 
 PREPARED_WINOGRAD4_TILES = 32  # ... where the batch has at least this many 4x4 tiles (else F(2x2)), narrow aside
 
 
-def choose_prepared(convolution):
+def choose_prepared(convolution, dtype=np.float32):
     """The algorithm of a prepared forward pass:
     - 'packed' for 1x1 layers it applies to with outputs of at most PACKED_MOST_POSITIONS positions an image and
       at most PACKED_MOST_INPUT_CHANNELS inputs, where it measured faster than the BLAS path, which packs the
@@ -474,7 +495,7 @@ def choose_prepared(convolution):
     if (PREPARED_PACKED and packed.applies("forward", convolution) and OH * OW <= PACKED_MOST_POSITIONS
             and C <= PACKED_MOST_INPUT_CHANNELS):
         return "packed_windows" if _windows_fit_better(OH * OW) else "packed"
-    algorithm = choose("forward", convolution)
+    algorithm = choose("forward", convolution, dtype)
     if algorithm == "subsampled":  # it splits the batch's images between the threads: nn.infer's batch of one
         algorithm = "gemm"         # image would run on one thread, where gemm splits rows and channels too
     if algorithm == "winograd4" and not PREPARED_WINOGRAD4:
@@ -520,4 +541,4 @@ def _prepared_remembered(input_shape, weight_shape, stride_h, stride_w, padding_
     convolution = Convolution(input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
                               dilation_w, groups)
     return plan("forward", input_shape, weight_shape, stride_h, stride_w, padding_h, padding_w, dilation_h,
-                dilation_w, groups, dtype, choose_prepared(convolution), threads)
+                dilation_w, groups, dtype, choose_prepared(convolution, dtype), threads)

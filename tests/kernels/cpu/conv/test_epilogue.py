@@ -1,5 +1,5 @@
 """conv2d_forward_prepared: the convolution with its weight-only work kept, and an epilogue (scale, shift,
-residual, ReLU) inside the gemm, pointwise and Winograd kernels or after the others, against conv2d then
+residual, ReLU) inside the gemm, pointwise, pointwise_tiles and Winograd kernels or after the others, against conv2d then
 scale_shift; non-finite inputs and weights still follow the definition."""
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from nbconv.kernels.cpu.conv.plan import plan
 
 CASES = {  # input shape, weight shape, (stride, padding): the algorithm the plan picks
     "pointwise": ((1, 24, 7, 5), (130, 24, 1, 1), (1, 0)),
+    "pointwise_tiles": ((2, 24, 8, 6), (13, 24, 1, 1), (1, 0)),
     "gemm": ((2, 2, 9, 7), (17, 2, 3, 3), (2, 1)),
     "winograd": ((1, 32, 5, 23), (33, 32, 3, 3), (1, 1)),
     "shift": ((2, 16, 6, 40), (16, 16, 3, 3), (1, 1)),

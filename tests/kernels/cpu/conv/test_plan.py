@@ -20,7 +20,8 @@ CLASSES = [
     ("pointwise 1x1", (2, 64, 14, 14), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise", "pointwise", "pointwise_weight")),
     ("pointwise 1x1, grouped", (2, 64, 14, 14), (64, 16, 1, 1), (1, 0, 1, 4),
      ("pointwise", "pointwise", "pointwise_weight")),
-    ("pointwise 1x1, 28 wide", (2, 64, 28, 28), (128, 64, 1, 1), (1, 0, 1, 1), ("pointwise",) * 3),
+    ("pointwise 1x1, 28 wide", (2, 64, 28, 28), (128, 64, 1, 1), (1, 0, 1, 1),
+     ("pointwise_tiles", "pointwise_tiles", "pointwise")),
     ("1x1, strided", (2, 64, 14, 14), (128, 64, 1, 1), (2, 0, 1, 1), ("subsampled",) * 3),
     ("1x1, strided, grouped", (2, 64, 14, 14), (128, 16, 1, 1), (2, 0, 1, 4), ("subsampled",) * 3),
     ("1x1, strided and padded", (2, 64, 14, 14), (128, 64, 1, 1), (2, 1, 1, 1), ("gemm",) * 3),
@@ -88,10 +89,10 @@ def test_the_classes_cover_every_algorithm_and_pass():
         for pass_ in PASSES:
             if (name, pass_) in (("winograd", WEIGHT), ("winograd4", WEIGHT), ("flat", INPUT)) or (
                     name in ("winograd_weight", "winograd4_weight", "pointwise_weight") and pass_ != WEIGHT) or (
-                    name == "row_lanes" and pass_ != INPUT):
+                    name == "row_lanes" and pass_ != INPUT) or (name, pass_) == ("pointwise_tiles", WEIGHT):
                 continue  # Winograd's and pointwise_weight's weight gradients are algorithms of their own; no flat
                 # input gradient;
-                # row_lanes is an input gradient only
+                # row_lanes is an input gradient only; pointwise_tiles a forward pass and input gradient
             if (name, pass_) == ("winograd_weight", WEIGHT):
                 continue  # only below WINOGRAD4_WEIGHT_CHANNELS, which no Winograd layer is by default (below)
             assert (pass_, name) in covered

@@ -29,7 +29,8 @@ def test_pointwise_weight_matches_reference(case, depth, monkeypatch, rng):
 def test_the_plan_packs_images_only_on_small_maps():
     for size, expected in ((7, "pointwise_weight"), (14, "pointwise_weight"), (28, "pointwise"), (56, "pointwise")):
         assert plan("backward_weight", (8, 64, size, size), (32, 64, 1, 1), 1, 1, 0, 0, 1, 1, 1).algorithm == expected
-        assert plan("forward", (8, 64, size, size), (32, 64, 1, 1), 1, 1, 0, 0, 1, 1, 1).algorithm == "pointwise"
+        assert plan("forward", (8, 64, size, size), (32, 64, 1, 1), 1, 1, 0, 0, 1, 1, 1,
+                    dtype=np.float64).algorithm == "pointwise"
     assert plan("backward_weight", (8, 64, 7, 7), (32, 64, 1, 1), 2, 2, 0, 0, 1, 1, 1).algorithm == "subsampled"
 
 

@@ -4,9 +4,11 @@ rounds in one process (the plans are remembered per settings, so each configurat
 for the 7-wide 3x3 layers at batch 1), each alone and both, against both off; with --windows instead
 `plan.PREPARED_PACKED_WINDOWS` ('packed_windows' for the strided layers with windows) on against off ('gemm');
 with --winograd4 `plan.PREPARED_WINOGRAD4` (F(4x4) for the 3x3 stride-1 layers choose() gives it) on against off
-(F(2x2), and packed_windows for every 7-wide one).
+(F(2x2), and packed_windows for every 7-wide one); with --tiles `plan.POINTWISE_TILES` off ('pointwise': BLAS),
+on (the 1x1 layers on 56x56 and 28x28 by 'pointwise_tiles') and on with the 14x14 ones too
+(`plan.POINTWISE_TILES_MOST_OVERLAP` 0.1: their last vector of 16 positions sums 12 again).
 
-    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6] [--windows | --winograd4]
+    python benchmarks/infer_prepared_settings.py [--batches 8,1] [--rounds 6] [--windows | --winograd4 | --tiles]
 
 With one thread (NUMBA_NUM_THREADS=1) the clock is the thread's CPU time, else wall time.
 """
@@ -30,6 +32,9 @@ WINDOWS = {"gemm": {(planning, "PREPARED_PACKED_WINDOWS"): False},
            "packed_windows": {(planning, "PREPARED_PACKED_WINDOWS"): True}}
 WINOGRAD4 = {"F(2x2)": {(planning, "PREPARED_WINOGRAD4"): False},
              "F(4x4)": {(planning, "PREPARED_WINOGRAD4"): True}}
+TILES = {"BLAS": {(planning, "POINTWISE_TILES"): False, (planning, "POINTWISE_TILES_MOST_OVERLAP"): 1 / 64},
+         "tiles": {(planning, "POINTWISE_TILES"): True, (planning, "POINTWISE_TILES_MOST_OVERLAP"): 1 / 64},
+         "tiles, 14x14 too": {(planning, "POINTWISE_TILES"): True, (planning, "POINTWISE_TILES_MOST_OVERLAP"): 0.1}}
 
 
 def main():
@@ -38,8 +43,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--windows", action="store_true", help="packed_windows on against off")
     parser.add_argument("--winograd4", action="store_true", help="F(4x4) on against off")
+    parser.add_argument("--tiles", action="store_true", help="pointwise_tiles off, on, and on for 14x14 maps too")
     arguments = parser.parse_args()
-    configurations = WINDOWS if arguments.windows else WINOGRAD4 if arguments.winograd4 else CONFIGURATIONS
+    configurations = (WINDOWS if arguments.windows else WINOGRAD4 if arguments.winograd4
+                      else TILES if arguments.tiles else CONFIGURATIONS)
     clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
     rng = np.random.default_rng(0)
     model, _ = imported_resnet50(rng)

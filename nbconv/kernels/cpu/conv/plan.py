@@ -11,10 +11,10 @@ gradient). The choice, in order:
   nests, direct.py);
 - 1x1, stride 1, no padding: 'pointwise' (gemm.py reads the input itself as the unrolled matrix); their weight
   gradient on maps of at most POINTWISE_WEIGHT_MOST_POSITIONS positions: 'pointwise_weight' (several images
-  packed into one deeper product, pointwise_weight.py); in float32 their forward pass and input gradient by
-  'pointwise_tiles' (8 rows x 48 positions summed in registers, the input read in place, pointwise_tiles.py)
-  where its last vector of positions overlaps the one before by at most POINTWISE_TILES_MOST_OVERLAP of the
-  positions (not 14x14 or 7x7 maps; see _pointwise_tiles);
+  packed into one deeper product, pointwise_weight.py); in float32 their input gradient and, with no more
+  output channels than inputs, their forward pass by 'pointwise_tiles' (8 rows x 48 positions summed in
+  registers, the input read in place, pointwise_tiles.py) where its last vector of positions overlaps the one
+  before by at most POINTWISE_TILES_MOST_OVERLAP of the positions (not 14x14 or 7x7 maps; see _pointwise_tiles);
 - narrow layers: 'lanes' (direct convolution summed in vector registers with output channels in the vector
   lanes, 16 channels x 4 positions of a row, lanes.py) for ungrouped, undilated 3x3 layers of stride 1 or 2
   with LANES_CHANNELS to LANES_MOST_CHANNELS output channels (and at most that many inputs), LANES_TAPS
@@ -324,16 +324,20 @@ def choose(pass_, convolution, dtype=np.float32):
 
 def _pointwise_tiles(pass_, convolution, dtype):
     """True for the 1x1 stride-1 passes 'pointwise_tiles' runs in place of BLAS (while POINTWISE_TILES): float32
-    (a wide float64 vector takes two registers: 0.8x BLAS), and maps whose last vector of 16 positions overlaps
-    the one before by at most POINTWISE_TILES_MOST_OVERLAP of the positions. Against 'pointwise' (alternating
-    rounds, forward / input gradient, one thread): 16 x 256 -> 64 on 28x28 (the layer set's) 1.14x / 1.06x,
-    8 x 256 -> 64 on 56x56 1.20x / 1.03x, 8 x 512 -> 128 on 28x28 1.10x / 1.01x, 8 x 64 -> 256 on 56x56 1.04x /
-    1.11x; but on 14x14 (196 positions: a last vector for 4) 1024 -> 256 0.92x / 0.87x at batch 1, where the
-    vector runs at two thirds of a tile's rate (benchmarks/NOTES.md, section 96)."""
+    (a wide float64 vector takes two registers: 0.8x BLAS), forward passes with at most as many output channels as
+    inputs, every input gradient, on maps whose last vector of 16 positions overlaps the one before by at most
+    POINTWISE_TILES_MOST_OVERLAP of the positions. Against 'pointwise' (alternating rounds, one thread): forward
+    passes 16 x 256 -> 64 on 28x28 (the layer set's) 1.14x, 8 x 256 -> 64 on 56x56 1.20x, 8 x 512 -> 128 on 28x28
+    1.10x, ResNet-50's reducing layers at batch 1 in the network 1.13-1.18x; input gradients 1.03-1.11x, 1.6-2.2x
+    at batch 1 on two threads (BLAS splits only the images). Widening forward passes gain less (8 x 64 -> 256 on
+    56x56 1.04x) and lose where a residual epilogue follows (ResNet-50's 64 -> 256 on 56x56 at batch 1: 0.90x):
+    they stay BLAS's. On 14x14 maps (196 positions: a last vector for 4) 1024 -> 256 ran 0.92x at batch 1, the
+    vector at two thirds of a tile's rate (benchmarks/NOTES.md, section 96)."""
     positions = convolution.input_shape[2] * convolution.input_shape[3]
     overlap = -positions % pointwise_tiles.WIDE_LANES
+    D, C = convolution.weight_shape[:2]
     return (POINTWISE_TILES and np.dtype(dtype) == np.float32 and pointwise_tiles.applies(pass_, convolution)
-            and overlap <= POINTWISE_TILES_MOST_OVERLAP * positions)
+            and (pass_ == "backward_input" or D <= C) and overlap <= POINTWISE_TILES_MOST_OVERLAP * positions)
 
 
 def applicable(pass_, convolution):
@@ -371,7 +375,7 @@ SETTINGS = (
     (lanes, ("CHANNELS", "POSITIONS", "WEIGHT_CHANNELS", "WEIGHT_POSITIONS", "SLACK", "UNUSED", "max_chunks")),
     (row_lanes, ("BLOCK_CHANNELS", "LANES", "max_chunks")),
     (pointwise_weight, ("PRODUCT_DEPTH", "max_chunks")),
-    (pointwise_tiles, ("ROWS", "WIDE_LANES")),
+    (pointwise_tiles, ("ROWS", "WIDE_LANES")),  # its pieces() are worked out per call
     (packed, ("PANEL", "POSITIONS", "LANES", "DEPTH", "PACK_BYTES", "MIN_POSITIONS", "GROUP_BYTES", "TASKS_PER_THREAD",
               "CLAIMED_SLICES")),
     (packed_windows, ("PANEL", "POSITIONS", "LANES", "PACK_BYTES", "MIN_POSITIONS", "TASKS_PER_THREAD",

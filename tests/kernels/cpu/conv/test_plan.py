@@ -21,6 +21,8 @@ CLASSES = [
     ("pointwise 1x1, grouped", (2, 64, 14, 14), (64, 16, 1, 1), (1, 0, 1, 4),
      ("pointwise", "pointwise", "pointwise_weight")),
     ("pointwise 1x1, 28 wide", (2, 64, 28, 28), (128, 64, 1, 1), (1, 0, 1, 1),
+     ("pointwise", "pointwise_tiles", "pointwise")),
+    ("pointwise 1x1, 28 wide, fewer outputs", (2, 64, 28, 28), (32, 64, 1, 1), (1, 0, 1, 1),
      ("pointwise_tiles", "pointwise_tiles", "pointwise")),
     ("1x1, strided", (2, 64, 14, 14), (128, 64, 1, 1), (2, 0, 1, 1), ("subsampled",) * 3),
     ("1x1, strided, grouped", (2, 64, 14, 14), (128, 16, 1, 1), (2, 0, 1, 4), ("subsampled",) * 3),

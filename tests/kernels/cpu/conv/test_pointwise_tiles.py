@@ -51,10 +51,13 @@ def test_applies_to_1x1_stride_1_unpadded_ungrouped_passes_with_a_panel_and_a_ve
 def test_the_plan_takes_it_for_float32_maps_whose_last_vector_overlaps_little(monkeypatch):
     for pass_ in PASSES:
         assert plan(pass_, (8, 64, 28, 28), (32, 64, 1, 1)).algorithm == "pointwise_tiles"  # 784 = 49 vectors
-        assert plan(pass_, (8, 64, 30, 30), (32, 64, 1, 1)).algorithm == "pointwise_tiles"  # 12 of 900 again
+        assert plan(pass_, (8, 64, 30, 30), (64, 64, 1, 1)).algorithm == "pointwise_tiles"  # 12 of 900 again
         assert plan(pass_, (8, 64, 14, 14), (32, 64, 1, 1)).algorithm == "pointwise"  # 12 of 196
         assert plan(pass_, (8, 64, 28, 28), (32, 64, 1, 1), dtype=np.float64).algorithm == "pointwise"
     assert plan("backward_weight", (8, 64, 28, 28), (32, 64, 1, 1)).algorithm == "pointwise"
+    # a widening forward pass stays BLAS's, its input gradient does not
+    assert plan("forward", (8, 64, 28, 28), (128, 64, 1, 1)).algorithm == "pointwise"
+    assert plan("backward_input", (8, 64, 28, 28), (128, 64, 1, 1)).algorithm == "pointwise_tiles"
     monkeypatch.setattr(planning, "POINTWISE_TILES", False)
     assert plan("forward", (8, 64, 28, 28), (32, 64, 1, 1)).algorithm == "pointwise"
 
@@ -100,6 +103,30 @@ def test_results_do_not_depend_on_how_images_are_cut_or_on_the_thread_count(pass
     check_thread_counts_agree(run)
 
 
+def test_an_epilogue_cuts_images_into_blocks_whose_output_stays_in_l2(monkeypatch, rng):
+    """With an epilogue, a task's output is at most TASK_OUTPUT_BYTES (whole tiles): the same bits as uncut."""
+    assert pointwise_tiles.pieces(1, 64, 256, 3136, 1, 64 * 3136 * 4) == (1, 4)  # 784 KB in 4 blocks
+    assert pointwise_tiles.pieces(1, 64, 256, 3136, 1) == (1, 1)
+    assert pointwise_tiles.pieces(1, 256, 64, 196, 2, 256 * 196 * 4) == (4, 1)  # slices small enough already
+    assert pointwise_tiles.pieces(1, 8, 64, 40, 2, 8 * 40 * 4 * 10 ** 6) == (1, 1)  # no whole tile to cut
+    x = rng.standard_normal((2, 24, 12, 20)).astype(np.float32)
+    w = rng.standard_normal((13, 24, 1, 1)).astype(np.float32)
+    scale, shift = rng.standard_normal(13).astype(np.float32), rng.standard_normal(13).astype(np.float32)
+    residual = rng.standard_normal((2, 13, 240)).astype(np.float32)
+    chosen = plan("forward", x.shape, w.shape, algorithm="pointwise_tiles")
+    results = []
+    for output_bytes in (pointwise_tiles.TASK_OUTPUT_BYTES, 13 * 48 * 4):  # one block an image, then a tile each
+        monkeypatch.setattr(pointwise_tiles, "TASK_OUTPUT_BYTES", output_bytes)
+        out = np.full((2, 13, 12, 20), np.nan, np.float32)
+        pointwise_tiles.forward(x, w, np.zeros(0, np.float32), out, dispatch.buffers(chosen), chosen,
+                                (scale, shift, residual, 1))
+        results.append(out)
+    np.testing.assert_array_equal(results[1], results[0])
+    conv = reference.conv2d(x.astype(np.float64), w.astype(np.float64), np.zeros(13), (1, 1), ((0, 0),) * 2)
+    expected = np.maximum(conv * scale[:, None, None] + shift[:, None, None] + residual.reshape(2, 13, 12, 20), 0)
+    np.testing.assert_allclose(results[0], expected, rtol=2e-6, atol=2e-6 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("pass_", PASSES)
 def test_writes_stay_inside_the_output(pass_, rng):
     """The overlapping panel and vector write inside the output: a margin either side keeps its values."""
@@ -143,8 +170,8 @@ def test_concurrent_calls_give_one_calls_result(pass_, rng):
 
 
 def test_a_prepared_layer_keeps_the_packed_weight(rng):
-    w = rng.standard_normal((24, 16, 1, 1)).astype(np.float32)
-    x = rng.standard_normal((1, 16, 16, 16)).astype(np.float32)  # past PACKED_MOST_POSITIONS: choose()'s
+    w = rng.standard_normal((24, 32, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)  # past PACKED_MOST_POSITIONS: choose()'s
     assert planning.prepared_plan(x.shape, w.shape, dtype=x.dtype).algorithm == "pointwise_tiles"
     prepared = {}
     out = np.empty((1, 24) + x.shape[2:], np.float32)

@@ -422,6 +422,7 @@ def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h,
         raise ValueError(f"pass_ must be one of {', '.join(PASSES)}, got {pass_!r}")
     convolution = Convolution(tuple(input_shape), tuple(weight_shape), stride_h, stride_w, padding_h, padding_w,
                               dilation_h, dilation_w, groups)
+    _check_geometry(convolution)
     if algorithm is None:
         algorithm = choose(pass_, convolution, dtype)
     elif algorithm not in ALGORITHMS:
@@ -432,6 +433,29 @@ def _worked_out(pass_, input_shape, weight_shape, stride_h, stride_w, padding_h,
     buffers = tuple(Buffer(name, slot, shape, dtype) for name, slot, shape
                     in ALGORITHMS[algorithm].module.buffers(pass_, convolution, dtype.itemsize, threads))
     return Plan(pass_, algorithm, convolution, buffers)
+
+
+def _check_geometry(convolution):
+    """A ValueError naming what does not fit: 4-D shapes, input channels = the weight's x groups, output channels
+    a multiple of the groups, strides and dilations from 1, paddings from 0, and an output of at least one pixel.
+    (The public kernels are called with arrays whose shapes no one else has checked; the plan remembers a
+    geometry that passed, so this runs once per geometry.)"""
+    input_shape, weight_shape = convolution.input_shape, convolution.weight_shape
+    if len(input_shape) != 4 or len(weight_shape) != 4:
+        raise ValueError(f"input must be (N, C, H, W) and weight (D, C/groups, kh, kw), got shapes {input_shape} "
+                         f"and {weight_shape}")
+    for name, value, least in zip(("stride_h", "stride_w", "padding_h", "padding_w", "dilation_h", "dilation_w",
+                                   "groups"), convolution.hyper, (1, 1, 0, 0, 1, 1, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+    D, Cg = weight_shape[:2]
+    if input_shape[1] != Cg * convolution.groups or D % convolution.groups or min(weight_shape) < 1:
+        raise ValueError(f"weight {weight_shape} does not fit input {input_shape} with groups={convolution.groups}: "
+                         f"C must be C/groups x groups and D a multiple of groups")
+    if min(convolution.output_shape[2:]) < 1:
+        raise ValueError(f"the {weight_shape[2]}x{weight_shape[3]} kernel (dilation {convolution.dilation_h}, "
+                         f"{convolution.dilation_w}) does not fit input {input_shape} padded by "
+                         f"({convolution.padding_h}, {convolution.padding_w})")
 
 
 def _lanes_large(pass_, convolution):

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from ..scale_shift import NO_ACTIVATION, epilogue_span, no_epilogue
-from ..shared import chunk_bounds
+from ..shared import chunk_bounds, flat_view
 from ..threads import num_threads, parallel_parts
 from ..vectors import WIDE_LANES, add_products, prefetch, store, wide_broadcast, wide_load
 from .claims import claim, claims
@@ -163,14 +163,12 @@ def pack_matrix(matrix, row_step, depth_step, rows, depth, packed):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def pointwise_tiles_span(span_part, span_parts, source, packed, bias, target, row_slices, position_blocks, scale,
-                         shift, residual, activation, counter):
+def pointwise_tiles_span(span_part, span_parts, flat_source, depth, packed, bias, target, flat_target, row_slices,
+                         position_blocks, scale, shift, residual, activation, counter):
     """pointwise_tiles, part span_part of span_parts (threads.py): tasks claimed one at a time from counter.
-    source (N, depth, P), target (N, rows, P)."""
-    N, depth, positions = source.shape
-    rows = target.shape[1]
+    flat_source: the (N, depth, P) source flat; target (N, rows, P) and flat_target, a flat view of it."""
+    N, rows, positions = target.shape
     panels, tiles = rows // ROWS, positions // TILE  # whole ones; the last slice and block take the rest
-    flat_source, flat_target = source.reshape(-1), target.reshape(-1)
     tasks = N * row_slices * position_blocks
     while True:
         task = claim(counter)
@@ -212,9 +210,10 @@ def pieces(images, rows, depth, positions, threads, epilogue_bytes=None):
 def pointwise_tiles(source, packed, bias, target, scale, shift, residual, activation):
     """target (N, rows, P) = matrix @ source (N, depth, P) per image, the matrix (rows, depth) packed by
     pack_matrix, + bias (rows,) or (0,) for none, then the epilogue (scale_shift's epilogue_span arguments).
-    rows >= ROWS, P >= WIDE_LANES; C-contiguous arrays."""
+    rows >= ROWS, P >= WIDE_LANES; C-contiguous source and target (a ValueError otherwise)."""
     N, depth, positions = source.shape
     rows = target.shape[1]
+    flat_source, flat_target = flat_view(source), flat_view(target)
     if bias.shape[0] == 0:  # the sums start from the bias: zeros (a branch in the tile slows it by ~20%)
         bias = np.zeros(rows, target.dtype)
     threads = num_threads()
@@ -222,8 +221,8 @@ def pointwise_tiles(source, packed, bias, target, scale, shift, residual, activa
     row_slices, position_blocks = pieces(N, rows, depth, positions, threads,
                                          rows * positions * target.itemsize if epilogue else None)
     tasks = N * row_slices * position_blocks
-    parallel_parts(pointwise_tiles_span, min(threads, tasks), source, packed, bias, target, row_slices,
-                   position_blocks, scale, shift, residual, activation, claims())
+    parallel_parts(pointwise_tiles_span, min(threads, tasks), flat_source, depth, packed, bias, target, flat_target,
+                   row_slices, position_blocks, scale, shift, residual, activation, claims())
 
 
 # The plan's surface: applies, buffers and the passes (see plan.py).
@@ -257,14 +256,14 @@ def pack_weight(weight):
     (nn.infer's prepared layers)."""
     D, C = weight.shape[:2]
     packed = np.empty(packed_size(D, C), weight.dtype)
-    pack_matrix(weight.reshape(-1), C, 1, D, C, packed)
+    pack_matrix(flat_view(weight), C, 1, D, C, packed)
     return packed
 
 
 def run_packed(input, packed, bias, output, buffers, plan, epilogue=None):
     """forward with the weight packed by pack_weight."""
     N, C, H, W = input.shape
-    pointwise_tiles(input.reshape(N, C, H * W), packed, bias, output.reshape(N, output.shape[1], H * W),
+    pointwise_tiles(flat_view(input, (N, C, H * W)), packed, bias, flat_view(output, (N, output.shape[1], H * W)),
                     *(epilogue or no_epilogue(output.dtype)))
 
 
@@ -273,7 +272,7 @@ def forward(input, weight, bias, output, buffers, plan, epilogue=None):
     scale_shift.epilogue_span takes them) when given."""
     D, C = weight.shape[:2]
     packed = buffers["packed_matrix"]
-    pack_matrix(weight.reshape(-1), C, 1, D, C, packed)
+    pack_matrix(flat_view(weight), C, 1, D, C, packed)
     run_packed(input, packed, bias, output, buffers, plan, epilogue)
 
 
@@ -282,7 +281,7 @@ def backward_input(grad_output, weight, grad_input, buffers, plan):
     N, C, H, W = grad_input.shape
     D = weight.shape[0]
     packed = buffers["packed_matrix"]
-    pack_matrix(weight.reshape(-1), 1, C, C, D, packed)
+    pack_matrix(flat_view(weight), 1, C, C, D, packed)
     scale, shift, residual, activation = no_epilogue(grad_input.dtype)
-    pointwise_tiles(grad_output.reshape(N, D, H * W), packed, scale, grad_input.reshape(N, C, H * W), scale, shift,
-                    residual, activation)
+    pointwise_tiles(flat_view(grad_output, (N, D, H * W)), packed, scale, flat_view(grad_input, (N, C, H * W)), scale,
+                    shift, residual, activation)

@@ -1,0 +1,95 @@
+"""The public CPU convolution kernels (nbconv.kernels.cpu.conv2d_*) called with arrays no one else checked:
+strided inputs give the definition's result; an output that cannot be written in place, or shapes, dtypes and
+hyper-parameters that do not fit, are a ValueError naming the argument, with nothing written."""
+import numpy as np
+import pytest
+
+from nbconv.kernels.cpu import conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward
+from tests import reference
+
+HYPER = (1, 1, 0, 0, 1, 1, 1)
+
+
+def _strided(array):
+    """The same values as a view with a stride of 2 along the last axis."""
+    wide = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), array.dtype)
+    wide[..., ::2] = array
+    return wide[..., ::2]
+
+
+@pytest.mark.parametrize("kernel", [1, 3])  # 1x1: the algorithms that read the input as a matrix in place
+def test_strided_inputs_give_the_definitions_result(kernel, rng):
+    x = rng.standard_normal((2, 16, 8, 12))
+    w = rng.standard_normal((8, 16, kernel, kernel))
+    b = rng.standard_normal(8)
+    expected = reference.conv2d(x, w, b, (1, 1), ((0, 0), (0, 0)))
+    grad_y = rng.standard_normal(expected.shape)
+    out = np.empty(expected.shape)
+    conv2d_forward(_strided(x), _strided(w), _strided(b), out, *HYPER)
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+    grad_x = np.empty(x.shape)
+    conv2d_backward_input(_strided(grad_y), _strided(w), grad_x, *HYPER)
+    np.testing.assert_allclose(grad_x, reference.conv2d_backward_input(grad_y, w, x.shape, (1, 1), ((0, 0),) * 2),
+                               rtol=1e-10, atol=1e-10)
+    grad_w = np.empty(w.shape)
+    conv2d_backward_weight(_strided(grad_y), _strided(x), grad_w, *HYPER)
+    np.testing.assert_allclose(grad_w, reference.conv2d_backward_weight(grad_y, x, w.shape, (1, 1), ((0, 0),) * 2),
+                               rtol=1e-10, atol=1e-9)
+
+
+def _written_cases():
+    wrong_shape = np.full((2, 8, 8, 11), 7.0)
+    strided = _strided(np.full((2, 8, 8, 12), 7.0))
+    read_only = np.full((2, 8, 8, 12), 7.0)
+    read_only.flags.writeable = False
+    float32 = np.full((2, 8, 8, 12), 7.0, np.float32)
+    return [("of shape", wrong_shape), ("not C-contiguous", strided), ("read-only", read_only),
+            ("float64 array", float32)]
+
+
+@pytest.mark.parametrize("what,output", _written_cases(), ids=[case[0] for case in _written_cases()])
+def test_an_output_that_cannot_be_written_in_place_is_refused_untouched(what, output, rng):
+    x, w, b = rng.standard_normal((2, 16, 8, 12)), rng.standard_normal((8, 16, 1, 1)), rng.standard_normal(8)
+    before = output.copy()
+    with pytest.raises(ValueError, match=f"output must be .*{what}"):
+        conv2d_forward(x, w, b, output, *HYPER)
+    np.testing.assert_array_equal(output, before)
+    grad_x = np.full((2, 16, 8, 12), 7.0)[..., ::2]
+    with pytest.raises(ValueError, match="grad_input must be .*not C-contiguous"):
+        conv2d_backward_input(rng.standard_normal((2, 8, 8, 6)), w, grad_x, *HYPER)
+    with pytest.raises(ValueError, match="grad_weight must be .*float64"):
+        conv2d_backward_weight(rng.standard_normal((2, 8, 8, 12)), x, np.zeros((8, 16, 1, 1), np.float32), *HYPER)
+    grad_bias = np.full(5, 7.0)
+    with pytest.raises(ValueError, match=r"grad_bias must be .*shape \(8,\)"):
+        conv2d_backward_bias(rng.standard_normal((2, 8, 8, 12)), grad_bias)
+    assert (grad_bias == 7.0).all()
+
+
+def test_shapes_dtypes_and_hyper_parameters_that_do_not_fit_are_named(rng):
+    x = rng.standard_normal((2, 16, 8, 8))
+    out = np.zeros((2, 4, 6, 6))
+    cases = [
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 12, 3, 3)), np.zeros(4), out, *HYPER),
+         r"weight \(4, 12, 3, 3\) does not fit input"),
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 16, 3, 3)), np.zeros(2), out, *HYPER),
+         r"bias must have shape \(4,\)"),
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 16, 3, 3)).astype(np.float32), np.zeros(4), out, *HYPER),
+         "weight must be float64"),
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 16, 3, 3)), np.zeros(4), out, 0, 1, 0, 0, 1, 1, 1),
+         "stride_h must be an integer of at least 1"),
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 16, 3, 3)), np.zeros(4), out, 1, 1, -1, 0, 1, 1, 1),
+         "padding_h must be an integer of at least 0"),
+        (lambda: conv2d_forward(x, rng.standard_normal((4, 16, 9, 9)), np.zeros(4), out, *HYPER),
+         "kernel .* does not fit input"),
+        (lambda: conv2d_forward(x.astype(np.int64), rng.standard_normal((4, 16, 3, 3)).astype(np.int64),
+                                np.zeros(4, np.int64), out.astype(np.int64), *HYPER), "float32 or float64"),
+        (lambda: conv2d_backward_input(np.zeros((2, 4, 5, 5)), rng.standard_normal((4, 16, 3, 3)), np.zeros(x.shape),
+                                       *HYPER), r"grad_output must have shape \(2, 4, 6, 6\)"),
+        (lambda: conv2d_backward_weight(np.zeros((2, 4, 5, 5)), x, np.zeros((4, 16, 3, 3)), *HYPER),
+         r"grad_output must have shape \(2, 4, 6, 6\)"),
+        (lambda: conv2d_backward_bias(np.zeros((2, 4, 6)), np.zeros(4)), r"grad_output must be \(N, D, OH, OW\)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert (out == 0).all()

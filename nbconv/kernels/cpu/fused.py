@@ -13,6 +13,7 @@ from numba import njit
 import numpy as np
 
 from .activation import ZERO
+from .arguments import check_ndim, check_read, check_shape, check_written, contiguous
 from .conv import conv2d_backward_bias, conv2d_backward_weight
 from .fastmath import REDUCE as _REDUCE
 from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
@@ -24,6 +25,7 @@ from .threads import parallel_parts, thread_count
 def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stride_h, stride_w, padding_h, padding_w,
                                 dilation_h, dilation_w, groups):
     """conv2d_backward_weight into grad_weight (D, C/groups, KH, KW), conv2d_backward_bias into grad_bias (D,)."""
+    check_written("grad_bias", grad_bias, grad_weight.shape[:1], grad_output.dtype)  # before grad_weight is written
     conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, padding_h, padding_w,
                            dilation_h, dilation_w, groups)
     conv2d_backward_bias(grad_output, grad_bias)
@@ -31,6 +33,7 @@ def conv2d_backward_weight_bias(grad_output, input, grad_weight, grad_bias, stri
 
 def linear_backward_weight_bias(grad_output, input, grad_weight, grad_bias):
     """linear_backward_weight into grad_weight (O, I), linear_backward_bias into grad_bias (O,)."""
+    check_written("grad_bias", grad_bias, grad_weight.shape[:1], grad_output.dtype)  # before grad_weight is written
     linear_backward_weight(grad_output, input, grad_weight)
     linear_backward_bias(grad_output, grad_bias)
 
@@ -57,8 +60,21 @@ def relu_mask_bias(grad_output, output, masked, grad_bias):
                 grad_bias[o] += masked[n, o]  # the stored value: the unfused path's sums, bit for bit
 
 
+def _relu_mask_arguments(grad_output, output, grad_bias):
+    """The ReLU mask's arrays, checked (arguments.py): grad_output and output (N, O) of one dtype, grad_bias (O,)
+    or (0,); returns grad_output and output C-contiguous."""
+    grad_output, output = contiguous(grad_output), contiguous(output)
+    check_ndim("grad_output", grad_output, 2, "(N, O)")
+    check_read(grad_output.dtype, output=output)
+    check_shape("output", output, grad_output.shape)
+    if grad_bias.shape != (0,):
+        check_written("grad_bias", grad_bias, grad_output.shape[1:], grad_output.dtype)
+    return grad_output, output
+
+
 def linear_relu_backward_input(grad_output, output, weight, grad_input):
     """grad_input (N, I) of relu(linear(input)), from the ReLU's output gradient and output (N, O)."""
+    grad_output, output = _relu_mask_arguments(grad_output, output, grad_output[:0, 0])
     masked = np.empty_like(grad_output)
     relu_mask_bias(grad_output, output, masked, np.empty((0,), grad_output.dtype))
     linear_backward_input(masked, weight, grad_input)
@@ -66,6 +82,8 @@ def linear_relu_backward_input(grad_output, output, weight, grad_input):
 
 def linear_relu_backward_weight_bias(grad_output, output, input, grad_weight, grad_bias):
     """grad_weight (O, I) and grad_bias (O,) of relu(linear(input))."""
+    grad_output, output = _relu_mask_arguments(grad_output, output, grad_bias)
+    check_written("grad_weight", grad_weight, (grad_output.shape[1], input.shape[-1]), grad_output.dtype)
     masked = np.empty_like(grad_output)
     relu_mask_bias(grad_output, output, masked, grad_bias)
     linear_backward_weight(masked, input, grad_weight)
@@ -76,6 +94,7 @@ def linear_relu_backward(grad_output, output, input, weight, grad_input, grad_we
     grad_weight (O, I) and grad_bias (O,) (zero-size: no bias). Three kernel calls where the two above make
     four and mask twice (the CPU layer's fused backward; not one of the exported kernels, so it runs outside
     nbconv.kernels.serial's lock, which guards the convolutions' shared scratch: it has none)."""
+    grad_output, output = _relu_mask_arguments(grad_output, output, grad_bias)
     masked = np.empty_like(grad_output)
     relu_mask_bias(grad_output, output, masked, grad_bias)
     if grad_input is not None:

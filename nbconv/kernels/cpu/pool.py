@@ -11,6 +11,7 @@ import numpy as np
 
 from numba import njit
 
+from .arguments import check_indices, check_ndim, check_read, check_written
 from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
@@ -159,7 +160,16 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
     """output = max over each window (NaN propagates); indices = where in the plane it came from, or
     nothing when indices is empty, (0, 0, 0, 0) (inference needs no positions and runs 2.5x faster).
     Ties and NaNs resolve to the first in the window's row-major order (without positions, 3x3 windows at
-    stride 2 may keep another of a window's NaNs, or one signed zero for the other: max_pool2d_forward_3x3)."""
+    stride 2 may keep another of a window's NaNs, or one signed zero for the other: max_pool2d_forward_3x3).
+    The arrays are checked first (arguments.py: the 2x2 path stores whole vectors of the input's dtype and of
+    int64 positions): an input (N, C, H, W), an output (N, C, OH, OW) of its dtype, indices empty or int64 of the
+    output's shape, the written ones C-contiguous."""
+    check_ndim("input", input, 4, "(N, C, H, W)")
+    check_read(input.dtype)
+    check_ndim("output", output, 4, "(N, C, OH, OW)")
+    check_written("output", output, input.shape[:2] + output.shape[2:], input.dtype)
+    if indices.size or indices.shape != (0, 0, 0, 0):
+        check_indices("indices", indices, output.shape)
     OH, OW = output.shape[2], output.shape[3]
     if ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
             and 2 * OH <= input.shape[2] and 2 * OW <= input.shape[3]):

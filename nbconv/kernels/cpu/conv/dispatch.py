@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit
 
 from . import packed, packed_windows, pointwise_tiles, winograd, winograd4
+from ..arguments import check_read, check_shape, check_written, contiguous
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
@@ -43,36 +44,6 @@ from ..threads import parallel_parts, thread_count
 from ..workspace import scratch
 from .direct import conv2d_backward_input_direct, conv2d_backward_weight_direct, conv2d_forward_direct
 from .plan import plan, prepared_plan
-
-
-def _contiguous(array):
-    """The array itself when C-contiguous, else a C-contiguous copy: the algorithms address an array's memory as
-    its C order (a strided view read as if contiguous gave wrong sums, silently)."""
-    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
-
-
-def _check_written(array, name, shape, dtype):
-    """A ValueError naming `name` unless the array the kernel writes is C-contiguous, writeable, of `shape` and
-    of `dtype` (the inputs')."""
-    if array.shape != shape or array.dtype != dtype or not (array.flags.c_contiguous and array.flags.writeable):
-        raise ValueError(f"{name} must be a writeable C-contiguous {np.dtype(dtype).name} array of shape {shape}, "
-                         f"got {array.dtype.name} of shape {array.shape}"
-                         f"{'' if array.flags.c_contiguous else ', not C-contiguous'}"
-                         f"{'' if array.flags.writeable else ', read-only'}")
-
-
-def _check_read(dtype, **named):
-    """A ValueError naming the first array read whose dtype is not `dtype` (float32 or float64)."""
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"the arrays must be float32 or float64, got {np.dtype(dtype).name}")
-    for name, array in named.items():
-        if array.dtype != dtype:
-            raise ValueError(f"{name} must be {np.dtype(dtype).name} like the others, got {array.dtype.name}")
-
-
-def _check_shape(name, array, shape):
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
@@ -97,8 +68,8 @@ def conv2d_backward_bias(grad_output, grad_bias):
     if grad_output.ndim != 4:
         raise ValueError(f"grad_output must be (N, D, OH, OW), got shape {grad_output.shape}")
     N, D, OH, OW = grad_output.shape
-    _check_read(grad_output.dtype)
-    _check_written(grad_bias, "grad_bias", (D,), grad_output.dtype)
+    check_read(grad_output.dtype)
+    check_written("grad_bias", grad_bias, (D,), grad_output.dtype)
     planes = flat_view(np.ascontiguousarray(grad_output), (N, D, OH * OW))
     parallel_parts(conv2d_backward_bias_span, thread_count(grad_output.size), planes, grad_bias)
 
@@ -156,12 +127,12 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     """output = conv2d(input, weight) + bias. Strided inputs are read through a contiguous copy; the output must
     be C-contiguous (a ValueError otherwise)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
-    _check_read(input.dtype, weight=weight, bias=bias)
+    input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
+    check_read(input.dtype, weight=weight, bias=bias)
     chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
     if bias.shape != (0,):
-        _check_shape("bias", bias, weight.shape[:1])
-    _check_written(output, "output", chosen.convolution.output_shape, input.dtype)
+        check_shape("bias", bias, weight.shape[:1])
+    check_written("output", output, chosen.convolution.output_shape, input.dtype)
     run_forward(chosen, input, weight, bias, output)
     if not _exact(chosen, weight, output):  # by the definition: every product with the padded input
         conv2d_forward_direct(_explicitly_padded(input, padding_h, padding_w), weight, bias, output, stride_h,
@@ -282,11 +253,11 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
                           dilation_h, dilation_w, groups):
     """grad_input (N, C, H, W) of conv2d, given grad_output (N, D, OH, OW) (contiguity as conv2d_forward)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    grad_output, weight = _contiguous(grad_output), _contiguous(weight)
-    _check_read(grad_output.dtype, weight=weight)
-    _check_written(grad_input, "grad_input", grad_input.shape, grad_output.dtype)
+    grad_output, weight = contiguous(grad_output), contiguous(weight)
+    check_read(grad_output.dtype, weight=weight)
+    check_written("grad_input", grad_input, grad_input.shape, grad_output.dtype)
     chosen = plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype)
-    _check_shape("grad_output", grad_output, chosen.convolution.output_shape)
+    check_shape("grad_output", grad_output, chosen.convolution.output_shape)
     run_backward_input(chosen, grad_output, weight, grad_input)
     if not _exact(chosen, weight, grad_input):  # by the definition: only the (output, tap) pairs covering a pixel
         conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
@@ -296,14 +267,14 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
                            dilation_h, dilation_w, groups):
     """grad_weight (D, C/groups, KH, KW) of conv2d, summed over the batch (contiguity as conv2d_forward)."""
     args = (stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups)
-    grad_output, input = _contiguous(grad_output), _contiguous(input)
-    _check_read(input.dtype, grad_output=grad_output)
-    _check_written(grad_weight, "grad_weight", grad_weight.shape, input.dtype)
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    check_read(input.dtype, grad_output=grad_output)
+    check_written("grad_weight", grad_weight, grad_weight.shape, input.dtype)
     if grad_output.size == 0:  # an empty batch: a sum of nothing (the chunked kernels would leave it unwritten)
         grad_weight[...] = 0
         return
     chosen = plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype)
-    _check_shape("grad_output", grad_output, chosen.convolution.output_shape)
+    check_shape("grad_output", grad_output, chosen.convolution.output_shape)
     run_backward_weight(chosen, grad_output, input, grad_weight)
     if not _exact(chosen, grad_weight[:0], grad_weight, grad_output):  # every product with the padded input
         conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,

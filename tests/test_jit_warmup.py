@@ -129,7 +129,7 @@ def test_a_forked_helper_fills_the_shared_cache_and_compiles_no_spin_wait(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["ForkedHelper", "0"]
     cached = glob.glob(os.path.join(str(tmp_path), "**", "*.nbi"), recursive=True)
-    for kernel in ("backward_weight", "max_pool2d_backward", "linear_backward_bias", "_shifted_batch"):
+    for kernel in ("backward_weight", "max_pool2d_backward", "linear_bias_sums", "_shifted_batch"):
         assert [name for name in cached if kernel in name], kernel
     assert not [name for name in cached if "spin.reached" in name]
     assert not [name for name in cached if "relu_mask_bias" in name]  # no fully connected layer before a ReLU

@@ -12,7 +12,8 @@ import numpy as np
 
 from numba import njit
 
-from .arguments import check_ndim, check_read, check_written
+from ... import checks
+from .arguments import check_read, check_written
 from .shared import chunk_bounds, fill_plane
 from .threads import parallel_parts, thread_count
 
@@ -126,11 +127,11 @@ def adaptive_max_pool2d_backward(grad_output, indices, grad_input):
     """grad_input: each output gradient routed to the position its maximum came from (positions outside the
     plane skipped, as max_pool2d_backward does). indices: int64 of grad_output's shape (N, C, OH, OW); grad_input
     (N, C, H, W) of its dtype, C-contiguous (arguments.py)."""
-    check_ndim("grad_output", grad_output, 4, "(N, C, OH, OW)")
+    checks.ndim("grad_output", grad_output, (4,), "(N, C, OH, OW)")
     check_read(grad_output.dtype)
     if indices.shape != grad_output.shape or indices.dtype != np.int64:
         raise ValueError(f"indices must be int64 of grad_output's shape {grad_output.shape}, got {indices.dtype.name} "
                          f"of shape {indices.shape}")
-    check_ndim("grad_input", grad_input, 4, "(N, C, H, W)")
+    checks.ndim("grad_input", grad_input, (4,), "(N, C, H, W)")
     check_written("grad_input", grad_input, grad_output.shape[:2] + grad_input.shape[2:], grad_output.dtype)
     parallel_parts(adaptive_max_pool2d_backward_span, thread_count(grad_output.size), grad_output, indices, grad_input)

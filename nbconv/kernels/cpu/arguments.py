@@ -2,10 +2,11 @@
 kernels that address memory directly (BLAS products through raw pointers, vector loads and stores, positions
 scattered into a plane) read a strided view as if it were contiguous and an array of another dtype as if it were
 of theirs, and write wherever a wrong shape or position leads. Each check is a ValueError naming the argument,
-raised before anything is written; inputs that are merely strided are read through a contiguous copy."""
+raised before anything is written; inputs that are merely strided are read through a contiguous copy. Shapes
+and dimensions are checked with nbconv.checks' own `shape` and `ndim`."""
 import numpy as np
 
-FLOATS = (np.float32, np.float64)
+from ...checks import FLOAT_DTYPES
 
 
 def contiguous(array):
@@ -15,20 +16,16 @@ def contiguous(array):
 
 def check_read(dtype, **named):
     """`dtype` is float32 or float64 and every named array read has it."""
-    if dtype not in FLOATS:
+    if dtype not in FLOAT_DTYPES:
         raise ValueError(f"the arrays must be float32 or float64, got {np.dtype(dtype).name}")
     for name, array in named.items():
         if array.dtype != dtype:
             raise ValueError(f"{name} must be {np.dtype(dtype).name} like the others, got {array.dtype.name}")
 
 
-def check_shape(name, array, shape):
-    if array.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {array.shape}")
-
-
 def check_written(name, array, shape, dtype):
-    """The array the kernel writes is C-contiguous, writeable, of `shape` and of `dtype` (the inputs')."""
+    """The array the kernel writes is C-contiguous, writeable, of `shape` and of `dtype` (the inputs', or int64
+    for positions)."""
     if array.shape != tuple(shape) or array.dtype != dtype or not (array.flags.c_contiguous
                                                                   and array.flags.writeable):
         raise ValueError(f"{name} must be a writeable C-contiguous {np.dtype(dtype).name} array of shape "
@@ -36,17 +33,3 @@ def check_written(name, array, shape, dtype):
                          f"{'' if array.flags.c_contiguous else ', not C-contiguous'}"
                          f"{'' if array.flags.writeable else ', read-only'}")
 
-
-def check_ndim(name, array, ndim, layout):
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {array.shape}")
-
-
-def check_indices(name, array, shape):
-    """Positions the kernel writes: a writeable C-contiguous int64 array of `shape`."""
-    if array.shape != tuple(shape) or array.dtype != np.int64 or not (array.flags.c_contiguous
-                                                                     and array.flags.writeable):
-        raise ValueError(f"{name} must be a writeable C-contiguous int64 array of shape {tuple(shape)}, got "
-                         f"{array.dtype.name} of shape {array.shape}"
-                         f"{'' if array.flags.c_contiguous else ', not C-contiguous'}"
-                         f"{'' if array.flags.writeable else ', read-only'}")

@@ -13,7 +13,8 @@ from numba import njit
 import numpy as np
 
 from .activation import ZERO
-from .arguments import check_ndim, check_read, check_shape, check_written, contiguous
+from ... import checks
+from .arguments import check_read, check_written, contiguous
 from .conv import conv2d_backward_bias, conv2d_backward_weight
 from .fastmath import REDUCE as _REDUCE
 from .linear import linear_backward_bias, linear_backward_input, linear_backward_weight, linear_forward_relu
@@ -64,9 +65,9 @@ def _relu_mask_arguments(grad_output, output, grad_bias):
     """The ReLU mask's arrays, checked (arguments.py): grad_output and output (N, O) of one dtype, grad_bias (O,)
     or (0,); returns grad_output and output C-contiguous."""
     grad_output, output = contiguous(grad_output), contiguous(output)
-    check_ndim("grad_output", grad_output, 2, "(N, O)")
+    checks.ndim("grad_output", grad_output, (2,), "(N, O)")
     check_read(grad_output.dtype, output=output)
-    check_shape("output", output, grad_output.shape)
+    checks.shape("output", output, grad_output.shape)
     if grad_bias.shape != (0,):
         check_written("grad_bias", grad_bias, grad_output.shape[1:], grad_output.dtype)
     return grad_output, output

@@ -9,7 +9,8 @@ the wrong shape, dtype or layout is refused by name.
 from numba import njit
 
 from .activation import relu_value
-from .arguments import check_ndim, check_read, check_shape, check_written, contiguous
+from ... import checks
+from .arguments import check_read, check_written, contiguous
 from .blas import NO_TRANS, TRANS, address, gemm, single_threaded
 from .fastmath import REDUCE as _REDUCE
 from .shared import chunk_bounds
@@ -129,14 +130,14 @@ def linear_forward(input, weight, bias, output):
 def linear_forward_relu(input, weight, bias, output, relu):
     """linear_forward, then the ReLU inside the same kernel call when relu is 1 (fused.linear_relu_forward)."""
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
-    check_ndim("input", input, 2, "(N, I)")
+    checks.ndim("input", input, (2,), "(N, I)")
     N, I = input.shape
     check_read(input.dtype, weight=weight, bias=bias)
-    check_ndim("weight", weight, 2, "(O, I)")
+    checks.ndim("weight", weight, (2,), "(O, I)")
     O = weight.shape[0]
-    check_shape("weight", weight, (O, I))
+    checks.shape("weight", weight, (O, I))
     if bias.shape != (0,):
-        check_shape("bias", bias, (O,))
+        checks.shape("bias", bias, (O,))
     check_written("output", output, (N, O), input.dtype)
     chunks = _chunks(output.shape[1], 2.0 * N * I * output.shape[1])
     if N <= ROWS_BATCH:
@@ -149,11 +150,11 @@ def linear_forward_relu(input, weight, bias, output, relu):
 def linear_backward_input(grad_output, weight, grad_input):
     """grad_input (N, I) = grad_output (N, O) @ weight (O, I)."""
     grad_output, weight = contiguous(grad_output), contiguous(weight)
-    check_ndim("grad_output", grad_output, 2, "(N, O)")
-    check_ndim("weight", weight, 2, "(O, I)")
+    checks.ndim("grad_output", grad_output, (2,), "(N, O)")
+    checks.ndim("weight", weight, (2,), "(O, I)")
     N, O = grad_output.shape
     check_read(grad_output.dtype, weight=weight)
-    check_shape("weight", weight, (O, weight.shape[1]))
+    checks.shape("weight", weight, (O, weight.shape[1]))
     check_written("grad_input", grad_input, (N, weight.shape[1]), grad_output.dtype)
     with single_threaded():
         linear_backward_input_chunks(grad_output, weight, grad_input, _chunks(N, 2.0 * N * O * weight.shape[1]))
@@ -162,11 +163,11 @@ def linear_backward_input(grad_output, weight, grad_input):
 def linear_backward_weight(grad_output, input, grad_weight):
     """grad_weight (O, I) = grad_output.T (O, N) @ input (N, I)."""
     grad_output, input = contiguous(grad_output), contiguous(input)
-    check_ndim("grad_output", grad_output, 2, "(N, O)")
-    check_ndim("input", input, 2, "(N, I)")
+    checks.ndim("grad_output", grad_output, (2,), "(N, O)")
+    checks.ndim("input", input, (2,), "(N, I)")
     N, O = grad_output.shape
     check_read(grad_output.dtype, input=input)
-    check_shape("input", input, (N, input.shape[1]))
+    checks.shape("input", input, (N, input.shape[1]))
     check_written("grad_weight", grad_weight, (O, input.shape[1]), grad_output.dtype)
     with single_threaded():
         linear_backward_weight_chunks(grad_output, input, grad_weight, _chunks(O, 2.0 * N * O * input.shape[1]))
@@ -174,7 +175,7 @@ def linear_backward_weight(grad_output, input, grad_weight):
 
 def linear_backward_bias(grad_output, grad_bias):
     """grad_bias (O,) = grad_output (N, O) summed over N."""
-    check_ndim("grad_output", grad_output, 2, "(N, O)")
+    checks.ndim("grad_output", grad_output, (2,), "(N, O)")
     check_read(grad_output.dtype)
     check_written("grad_bias", grad_bias, grad_output.shape[1:], grad_output.dtype)
     linear_bias_sums(grad_output, grad_bias)

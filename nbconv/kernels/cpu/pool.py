@@ -11,7 +11,8 @@ import numpy as np
 
 from numba import njit
 
-from .arguments import check_indices, check_ndim, check_read, check_written
+from ... import checks
+from .arguments import check_read, check_written
 from .register_blocks import max_pool_2x2_4, max_pool_2x2_4_values, max_pool_2x2_8, max_pool_2x2_8_values
 from .shared import chunk_bounds, fill, fill_plane, valid_range
 from .threads import parallel_parts, thread_count
@@ -164,12 +165,12 @@ def max_pool2d_forward(input, output, indices, kernel_h, kernel_w, stride_h, str
     The arrays are checked first (arguments.py: the 2x2 path stores whole vectors of the input's dtype and of
     int64 positions): an input (N, C, H, W), an output (N, C, OH, OW) of its dtype, indices empty or int64 of the
     output's shape, the written ones C-contiguous."""
-    check_ndim("input", input, 4, "(N, C, H, W)")
+    checks.ndim("input", input, (4,), "(N, C, H, W)")
     check_read(input.dtype)
-    check_ndim("output", output, 4, "(N, C, OH, OW)")
+    checks.ndim("output", output, (4,), "(N, C, OH, OW)")
     check_written("output", output, input.shape[:2] + output.shape[2:], input.dtype)
     if indices.size or indices.shape != (0, 0, 0, 0):
-        check_indices("indices", indices, output.shape)
+        check_written("indices", indices, output.shape, np.int64)
     OH, OW = output.shape[2], output.shape[3]
     if ((kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w) == (2, 2, 2, 2, 0, 0)
             and 2 * OH <= input.shape[2] and 2 * OW <= input.shape[3]):

@@ -93,7 +93,7 @@ def test_shapes_dtypes_and_hyper_parameters_that_do_not_fit_are_named(rng):
                                        *HYPER), r"grad_output must have shape \(2, 4, 6, 6\)"),
         (lambda: conv2d_backward_weight(np.zeros((2, 4, 5, 5)), x, np.zeros((4, 16, 3, 3)), *HYPER),
          r"grad_output must have shape \(2, 4, 6, 6\)"),
-        (lambda: conv2d_backward_bias(np.zeros((2, 4, 6)), np.zeros(4)), r"grad_output must be \(N, D, OH, OW\)"),
+        (lambda: conv2d_backward_bias(np.zeros((2, 4, 6)), np.zeros(4)), r"grad_output must be 4-D with layout \(N, D, OH, OW\)"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -35,7 +35,8 @@ import numpy as np
 from numba import njit
 
 from . import packed, packed_windows, pointwise_tiles, winograd, winograd4
-from ..arguments import check_read, check_shape, check_written, contiguous
+from .... import checks
+from ..arguments import check_read, check_written, contiguous
 from ..fastmath import REDUCE
 from ..finite import all_finite
 from ..scale_shift import scale_shift_forward
@@ -65,8 +66,7 @@ def conv2d_backward_bias(grad_output, grad_bias):
     """grad_bias (D,) = grad_output (N, D, OH, OW) summed over N, OH, OW (each channel by one thread: the same
     bits at any thread count). Below MIN_PARALLEL_WORK values on the calling thread alone: LeNet-5's second
     layer's 102,400 take ~21 us there, and a hand-off more than the half it would save."""
-    if grad_output.ndim != 4:
-        raise ValueError(f"grad_output must be (N, D, OH, OW), got shape {grad_output.shape}")
+    checks.ndim("grad_output", grad_output, (4,), "(N, D, OH, OW)")
     N, D, OH, OW = grad_output.shape
     check_read(grad_output.dtype)
     check_written("grad_bias", grad_bias, (D,), grad_output.dtype)
@@ -131,7 +131,7 @@ def conv2d_forward(input, weight, bias, output, stride_h, stride_w, padding_h, p
     check_read(input.dtype, weight=weight, bias=bias)
     chosen = plan("forward", input.shape, weight.shape, *args, dtype=input.dtype)
     if bias.shape != (0,):
-        check_shape("bias", bias, weight.shape[:1])
+        checks.shape("bias", bias, weight.shape[:1])
     check_written("output", output, chosen.convolution.output_shape, input.dtype)
     run_forward(chosen, input, weight, bias, output)
     if not _exact(chosen, weight, output):  # by the definition: every product with the padded input
@@ -257,7 +257,7 @@ def conv2d_backward_input(grad_output, weight, grad_input, stride_h, stride_w, p
     check_read(grad_output.dtype, weight=weight)
     check_written("grad_input", grad_input, grad_input.shape, grad_output.dtype)
     chosen = plan("backward_input", grad_input.shape, weight.shape, *args, dtype=grad_output.dtype)
-    check_shape("grad_output", grad_output, chosen.convolution.output_shape)
+    checks.shape("grad_output", grad_output, chosen.convolution.output_shape)
     run_backward_input(chosen, grad_output, weight, grad_input)
     if not _exact(chosen, weight, grad_input):  # by the definition: only the (output, tap) pairs covering a pixel
         conv2d_backward_input_direct(grad_output, weight, grad_input, *args)
@@ -274,7 +274,7 @@ def conv2d_backward_weight(grad_output, input, grad_weight, stride_h, stride_w, 
         grad_weight[...] = 0
         return
     chosen = plan("backward_weight", input.shape, grad_weight.shape, *args, dtype=input.dtype)
-    check_shape("grad_output", grad_output, chosen.convolution.output_shape)
+    checks.shape("grad_output", grad_output, chosen.convolution.output_shape)
     run_backward_weight(chosen, grad_output, input, grad_weight)
     if not _exact(chosen, grad_weight[:0], grad_weight, grad_output):  # every product with the padded input
         conv2d_backward_weight_direct(grad_output, _explicitly_padded(input, padding_h, padding_w), grad_weight,

@@ -282,6 +282,6 @@ def backward_input(grad_output, weight, grad_input, buffers, plan):
     D = weight.shape[0]
     packed = buffers["packed_matrix"]
     pack_matrix(flat_view(weight), 1, C, C, D, packed)
-    scale, shift, residual, activation = no_epilogue(grad_input.dtype)
-    pointwise_tiles(flat_view(grad_output, (N, D, H * W)), packed, scale, flat_view(grad_input, (N, C, H * W)), scale,
-                    shift, residual, activation)
+    no_bias = np.empty(0, grad_input.dtype)
+    pointwise_tiles(flat_view(grad_output, (N, D, H * W)), packed, no_bias, flat_view(grad_input, (N, C, H * W)),
+                    *no_epilogue(grad_input.dtype))

@@ -3,22 +3,26 @@
 In the zero-padded image (C, Hp, Wp) laid out flat, tap (c, i, j) of all output rows, taken Wp wide as in
 wide.py, reads the one contiguous run that starts at c*Hp*Wp + i*dh*Wp + j*dw and is OH*Wp long (see
 shift.py). With few output channels (LeNet-5's first layer: 1 -> 6) the matrix products of wide.py and
-gemm.py have one side 6 long, where OpenBLAS runs at a fifth of its rate, so here the same sums are
-plain loops that LLVM vectorises over those long runs, and nothing is unrolled:
+gemm.py have one side 6 long, where OpenBLAS runs at a fifth of its rate, so here the same sums are taken
+in vector registers across all the taps (register_blocks.py):
 
-- forward: the Wp-wide output row of channel d is the sum over taps t of weight[d, t] * run_t, taken 32
-  outputs of two channels at a time in vector registers across all the taps (register_blocks.py: a load
-  of the image per four multiply-adds, one store at the end), then compacted from Wp to OW columns (+ bias);
-- weight gradient: grad_weight[d, t] is the dot product of run_t with channel d of the output gradient
-  spread to Wp columns (zeros in the extra ones), for four taps and three channels at a time in vector
-  registers (register_blocks.py: seven loads for twelve multiply-adds), summed over the images in fixed
-  chunks as in wide.py, so the result does not depend on the thread count.
+- forward: output row r of channel d is the sum over taps t of weight[d, t] * run_t[r*Wp:][:OW]. Rows at
+  least ROWS_FROM wide are summed a row (up to 32 columns, the last vector moved back to end with the row)
+  of three channels at a time and stored in the output with the bias; narrower ones Wp wide over the whole
+  run, 32 outputs of two channels at a time, then compacted to OW columns (+ bias);
+- weight gradient: grad_weight[d, t] is the dot product of run_t with channel d of the output gradient, for
+  four taps and three channels at a time (seven loads for twelve multiply-adds): rows at least ROWS_FROM
+  wide read where they lie (the lanes of a vector moved back that the one before holds are not counted),
+  narrower ones over the whole run with the output gradient spread to Wp columns (zeros in the extra
+  ones). Summed over the images in fixed chunks as in wide.py, so the result does not depend on the thread
+  count.
 The input gradient is not done here (plan.py gives it to wide.py).
 
 Workspaces, one per parallel chunk (a whole image a task): padded (C*Hp*Wp + slack,), the slack being the
-(KW-1)*dw values the last tap reads past the last row; wide (D, OH*Wp), the output before compaction or the
-spread output gradient; the weight gradient's partial sums (chunks, 1, C*KH*KW, D), added in chunk order by
-shared.sum_partials. Groups: one (plan.py sends only such layers here).
+(KW-1)*dw values the last tap reads past the last row; for output rows narrower than ROWS_FROM, wide (D,
+OH*Wp), the output before compaction or the spread output gradient; the weight gradient's partial sums
+(chunks, 1, C*KH*KW, D), added in chunk order by shared.sum_partials. Groups: one (plan.py sends only such
+layers here).
 """
 import functools
 
@@ -26,12 +30,16 @@ import numpy as np
 from numba import njit
 
 from ..fastmath import REDUCE
-from ..register_blocks import (LANES, WIDTH, tap_dots_1x1, tap_dots_1x3, tap_dots_4x1, tap_dots_4x3, tap_sums_1x32,
-                               tap_sums_2x32)
+from ..register_blocks import (LANES, WIDTH, row_tap_dots_1x1, row_tap_dots_1x3, row_tap_dots_4x1, row_tap_dots_4x3,
+                               row_tap_sums_1x32, row_tap_sums_2x32, row_tap_sums_3x32, tap_dots_1x1, tap_dots_1x3,
+                               tap_dots_4x1, tap_dots_4x3, tap_sums_1x32, tap_sums_2x32)
 from ..shared import chunk_bounds, flat_view, sum_partials
 from ..threads import num_threads, parallel_parts
 from .blocks import max_chunks
 from .rows import compact_rows, pad_rows, spread_rows
+
+ROWS_FROM = WIDTH - LANES  # output rows read and written in place from this width on (a narrower row's block
+# would repeat a vector or more)
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,39 +68,75 @@ def dot(run, s0):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters, bias, output, padded, wide,
-                             flat_wide, starts, padding_h, padding_w):
+def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters, bias, output, flat_output, padded,
+                             wide, flat_wide, starts, padding_h, padding_w):
     """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py). filters: the
-    weight as (D, C*KH*KW), flat_filters as (D*C*KH*KW,), flat_wide: wide as (chunks, D*OH*Wp), starts:
-    tap_starts (the caller's reshapes and tables: see shared.flat_view)."""
+    weight as (D, C*KH*KW), flat_filters as (D*C*KH*KW,), flat_output: output as (N*D*OH*OW,), flat_wide: wide
+    as (chunks, D*OH*Wp), starts: tap_starts, bias: (D,) (the caller's reshapes and tables: see
+    shared.flat_view)."""
     N, C, H, W = input.shape
     D, taps = filters.shape
-    OH = output.shape[2]
+    OH, OW = output.shape[2], output.shape[3]
     padded_w = W + 2 * padding_w
-    length = OH * padded_w
-    blocked = length - length % WIDTH  # the outputs the register blocks cover; the rest by tap_rows
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
     for chunk in range(span_first, span_last):
-        image, product, flat_product = padded[chunk], wide[chunk], flat_wide[chunk]
-        stride = product.shape[1]
+        image = padded[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
-            d = 0
-            while d < D:
-                pair = d + 2 <= D
-                for q in range(0, blocked, WIDTH):
-                    if pair:
-                        tap_sums_2x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
-                                      taps)
-                    else:
-                        tap_sums_1x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
-                                      taps)
-                for channel in range(d, d + 2 if pair else d + 1):
-                    tap_rows(product[channel, blocked:length], filters[channel], image, starts, blocked)
-                d += 2 if pair else 1
-            compact_rows(product, output, n, 0, OH, padded_w, bias)
+            if wide.shape[2] == 0:  # rows read and written in place (buffers)
+                row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w)
+            else:
+                wide_sums(wide[chunk], flat_wide[chunk], image, starts, flat_filters, filters, D, OH * padded_w)
+                compact_rows(wide[chunk], output, n, 0, OH, padded_w, bias)
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w):
+    """Output rows of image n written where they belong, blocks of 3 channels (then 2 or 1) x up to WIDTH columns
+    (the last block of a row moved back to end with it), the bias added at the store."""
+    block = min(OW, WIDTH)
+    d = 0
+    while d < D:
+        step = 3 if d + 3 <= D else 2 if d + 2 <= D else 1
+        plane = (n * D + d) * OH * OW
+        for r in range(OH):
+            column = 0
+            while column < OW:
+                column = min(column, OW - block)
+                at, image_at = plane + r * OW + column, r * padded_w + column
+                if step == 3:
+                    row_tap_sums_3x32(flat_output, at, OH * OW, image, image_at, starts, flat_filters, d * taps, taps,
+                                      block, bias, d)
+                elif step == 2:
+                    row_tap_sums_2x32(flat_output, at, OH * OW, image, image_at, starts, flat_filters, d * taps, taps,
+                                      block, bias, d)
+                else:
+                    row_tap_sums_1x32(flat_output, at, OH * OW, image, image_at, starts, flat_filters, d * taps, taps,
+                                      block, bias, d)
+                column += WIDTH
+        d += step
+
+
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def wide_sums(product, flat_product, image, starts, flat_filters, filters, D, length):
+    """product (D, OH*Wp) = every channel's Wp-wide output rows, blocks of 2 channels x WIDTH positions of the
+    flat rows (tap_rows for the last length % WIDTH)."""
+    taps = filters.shape[1]
+    stride = product.shape[1]
+    blocked = length - length % WIDTH
+    d = 0
+    while d < D:
+        pair = d + 2 <= D
+        for q in range(0, blocked, WIDTH):
+            if pair:
+                tap_sums_2x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps, taps)
+            else:
+                tap_sums_1x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps, taps)
+        for channel in range(d, d + 2 if pair else d + 1):
+            tap_rows(product[channel, blocked:length], filters[channel], image, starts, blocked)
+        d += 2 if pair else 1
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
@@ -113,18 +157,20 @@ def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, pa
     filters = np.ascontiguousarray(weight).reshape(D, C * KH * KW)
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(C, KH, KW, padded_h * padded_w, padded_w, dilation_h, dilation_w)
-    parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output, padded,
-                   wide, _flat_chunks(wide), starts, padding_h, padding_w)
+    if bias.shape[0] == 0:
+        bias = np.zeros(D, output.dtype)
+    parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output,
+                   flat_view(output), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, flat_partial, padded, wide,
-                                     flat_wide, starts, padding_h, padding_w):
+def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, flat_grad_output, input, partial,
+                                     flat_partial, padded, wide, flat_wide, starts, padding_h, padding_w):
     """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py).
-    flat_partial: partial as (chunks, C*KH*KW*D), flat_wide: wide as (chunks, D*OH*Wp), starts: tap_starts (the
-    caller's reshapes and table: see shared.flat_view)."""
+    flat_grad_output: grad_output as (N*D*OH*OW,), flat_partial: partial as (chunks, C*KH*KW*D), flat_wide: wide
+    as (chunks, D*OH*Wp), starts: tap_starts (the caller's reshapes and table: see shared.flat_view)."""
     N, C, H, W = input.shape
-    D, OH = grad_output.shape[1], grad_output.shape[2]
+    D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     length, taps = OH * padded_w, starts.shape[0]
     blocked = length - length % LANES  # the positions the register blocks cover; the rest by dot()
@@ -140,6 +186,10 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, 
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            if wide.shape[2] == 0:  # rows read in place (buffers)
+                row_dots(flat_sums, image, starts, flat_grad_output[n * D * OH * OW:(n + 1) * D * OH * OW], D, OH, OW,
+                         padded_w)
+                continue
             spread_rows(grad_output, spread, n, 0, OH, padded_w)
             t = 0
             while t < taps:
@@ -164,13 +214,46 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, 
                         sums[t, d] += dot(run, spread[d, blocked:length])
 
 
+@njit(cache=True, inline="always", fastmath=REDUCE)
+def row_dots(flat_sums, image, starts, grads, D, OH, OW, padded_w):
+    """flat_sums[t*D + d] += the dot product of tap t's output rows in the padded image with the output gradient
+    grads (D*OH*OW,) of channel d, read where they lie: 4 taps x 3 channels x up to WIDTH columns of every row at
+    a time, the last block of a row moved back to end with it (its columns the block before holds not counted)."""
+    taps = starts.shape[0]
+    block = min(OW, WIDTH)
+    column = 0
+    while column < OW:
+        start = min(column, OW - block)
+        t = 0
+        while t < taps:
+            four = t + 4 <= taps
+            d = 0
+            while d < D:
+                three = d + 3 <= D
+                if four and three:
+                    row_tap_dots_4x3(flat_sums, t, d, D, image[start:], starts, grads[start:], OH * OW, OH, block,
+                                     padded_w, OW, column - start)
+                elif four:
+                    row_tap_dots_4x1(flat_sums, t, d, D, image[start:], starts, grads[start:], OH * OW, OH, block,
+                                     padded_w, OW, column - start)
+                elif three:
+                    row_tap_dots_1x3(flat_sums, t, d, D, image[start:], starts, grads[start:], OH * OW, OH, block,
+                                     padded_w, OW, column - start)
+                else:
+                    row_tap_dots_1x1(flat_sums, t, d, D, image[start:], starts, grads[start:], OH * OW, OH, block,
+                                     padded_w, OW, column - start)
+                d += 3 if three else 1
+            t += 4 if four else 1
+        column += WIDTH
+
+
 def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,
                                 dilation_h, dilation_w):
     """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
     shared.sum_partials then adds the chunks in order into grad_weight."""
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(input.shape[1], kernel_h, kernel_w, padded_h * padded_w, padded_w, dilation_h, dilation_w)
-    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial,
+    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, flat_view(grad_output), input, partial,
                    _flat_chunks(partial), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
 
 
@@ -188,29 +271,37 @@ def applies(pass_, convolution):
 
 def buffers(pass_, convolution, itemsize, threads):
     """(name, scratch slot, shape) of each buffer, per parallel chunk (at most one per image): padded
-    (C*Hp*Wp + slack,), a padded image; wide (D, OH*Wp), the Wp-wide output or the spread output gradient;
+    (C*Hp*Wp + slack,), a padded image; wide (D, OH*Wp), the Wp-wide output or the spread output gradient, for
+    output rows narrower than ROWS_FROM;
     the weight gradient adds partial_sums (chunks, 1, C*KH*KW, D), summed by shared.sum_partials."""
     N, C, H, W = convolution.input_shape
     D, _, KH, KW = convolution.weight_shape
     padded_w = W + 2 * convolution.padding_w
     chunks = max(1, min(N, max_chunks(pass_, threads)))
     slack = (KW - 1) * convolution.dilation_w
-    own = (("padded", "padded", (chunks, C * (H + 2 * convolution.padding_h) * padded_w + slack)),
-           ("wide", "wide", (chunks, D, convolution.output_shape[2] * padded_w)))
+    own = (("padded", "padded", (chunks, C * (H + 2 * convolution.padding_h) * padded_w + slack)),)
+    if convolution.output_shape[3] < max(ROWS_FROM, LANES):
+        own += (("wide", "wide", (chunks, D, convolution.output_shape[2] * padded_w)),)
     if pass_ == "backward_weight":
         return own + (("partial_sums", "partial", (chunks, 1, C * KH * KW, D)),)
     return own
 
 
+def _wide(buffers):
+    """The wide buffer, or an empty one where the rows are read and written in place."""
+    padded = buffers["padded"]
+    return buffers["wide"] if "wide" in buffers else np.empty((padded.shape[0], 0, 0), padded.dtype)
+
+
 def forward(input, weight, bias, output, buffers, plan):
     convolution = plan.convolution
-    conv2d_forward_flat(input, weight, bias, output, buffers["padded"], buffers["wide"], convolution.padding_h,
+    conv2d_forward_flat(input, weight, bias, output, buffers["padded"], _wide(buffers), convolution.padding_h,
                         convolution.padding_w, convolution.dilation_h, convolution.dilation_w)
 
 
 def backward_weight(grad_output, input, grad_weight, buffers, plan):
     convolution = plan.convolution
-    conv2d_backward_weight_flat(grad_output, input, buffers["partial_sums"], buffers["padded"], buffers["wide"],
+    conv2d_backward_weight_flat(grad_output, input, buffers["partial_sums"], buffers["padded"], _wide(buffers),
                                 grad_weight.shape[2], grad_weight.shape[3], convolution.padding_h,
                                 convolution.padding_w, convolution.dilation_h, convolution.dilation_w)
     sum_partials(buffers["partial_sums"], grad_weight)

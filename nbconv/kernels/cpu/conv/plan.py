@@ -362,7 +362,7 @@ SETTINGS = (
                              "POINTWISE_TILES", "POINTWISE_TILES_MOST_OVERLAP", "SUBSAMPLED")),
     (blocks, ("CACHE_BYTES", "WEIGHT_CHUNKS", "PARTIAL_BYTES", "CHUNKS_PER_THREAD", "MIN_PART_CHANNELS",
               "block_rows", "max_chunks", "channel_parts")),
-    (flat, ("max_chunks",)),
+    (flat, ("ROWS_FROM", "LANES", "max_chunks")),
     (gemm, ("block_rows", "channel_parts", "max_chunks", "FORWARD_COLUMNS")),
     (shift, ("max_chunks",)),
     (strips, ("STRIP", "block_rows", "max_chunks")),

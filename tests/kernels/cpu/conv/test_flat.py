@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import nbconv.functional as F
-from nbconv.kernels.cpu.conv import blocks, plan as planning
+from nbconv.kernels.cpu.conv import blocks, flat, plan as planning
 from nbconv.kernels.cpu.conv.plan import plan
 from tests import reference
-from tests.kernels.cpu.conv.algorithm_check import check
+from tests.kernels.cpu.conv.algorithm_check import check, pair
 from tests.kernels.cpu.conv.test_wide import STRIDE_1
 
 PASSES = ("forward", "backward_weight")  # flat has no input gradient
@@ -54,6 +54,36 @@ def test_forward_and_weight_gradient_match_the_definition(seed):
     np.testing.assert_allclose(grad_b, grad_y.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
     numerical = reference.numerical_gradient(lambda: F.conv2d(x, w, b, **hyper), w, grad_y)
     np.testing.assert_allclose(grad_w, numerical, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(numerical).max()))
+
+
+# Output rows at least flat.ROWS_FROM wide are summed a row at a time, read and written where they lie: rows of one
+# block exactly (32, 64), shorter (24, 25, 28: the last vector moved back), longer (33, 41, 68: the last block moved
+# back over the one before), with paddings, dilations and channel counts the blocks of 3 leave over.
+ROW_CASES = [
+    (2, 1, 28, 28, 6, 5, 1, 2, 1, 1),        # LeNet-5's first layer: 28 wide
+    (3, 2, 9, 25, 5, (3, 2), 1, (1, 0), 1, 1),
+    (2, 3, 7, 29, 7, 3, 1, 0, (1, 2), 1),
+    (1, 1, 5, 30, 8, (2, 5), 1, (0, 1), 1, 1),
+    (1, 2, 3, 32, 3, 3, 1, 1, 1, 1),
+    (2, 2, 6, 33, 4, 3, 1, 1, 1, 1),
+    (1, 1, 4, 41, 1, 5, 1, 2, 1, 1),
+    (1, 1, 3, 66, 5, 3, 1, 0, 1, 1),
+    (2, 1, 5, 68, 2, 3, 1, 1, (2, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", ROW_CASES)
+def test_rows_written_and_read_in_place_match_the_definition(case, rng):
+    N, C, H, W, D, kernel, stride, padding, dilation, groups = case
+    chosen = plan("forward", (N, C, H, W), (D, C) + pair(kernel), 1, 1, *pair(padding), *pair(dilation), 1,
+                  algorithm="flat")
+    assert chosen.convolution.output_shape[3] >= flat.ROWS_FROM
+    check("flat", case, rng, passes=PASSES, finite_differences=case is ROW_CASES[1])
+
+
+@pytest.mark.parametrize("case", ROW_CASES[:4])
+def test_rows_in_float32_stay_close_to_float64(case, rng):
+    check("flat", case, rng, passes=PASSES, dtype=np.float32, tolerance=2e-5)
 
 
 def test_lenet5_first_layer_in_float32_stays_close_to_float64(rng):

@@ -68,15 +68,49 @@ def dot(run, s0):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters, bias, output, flat_output, padded,
-                             wide, flat_wide, starts, padding_h, padding_w):
+def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters, bias, output, padded, wide,
+                             flat_wide, starts, padding_h, padding_w):
     """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py). filters: the
-    weight as (D, C*KH*KW), flat_filters as (D*C*KH*KW,), flat_output: output as (N*D*OH*OW,), flat_wide: wide
-    as (chunks, D*OH*Wp), starts: tap_starts, bias: (D,) (the caller's reshapes and tables: see
-    shared.flat_view)."""
+    weight as (D, C*KH*KW), flat_filters as (D*C*KH*KW,), flat_wide: wide as (chunks, D*OH*Wp), starts:
+    tap_starts (the caller's reshapes and tables: see shared.flat_view)."""
     N, C, H, W = input.shape
     D, taps = filters.shape
-    OH, OW = output.shape[2], output.shape[3]
+    OH = output.shape[2]
+    padded_w = W + 2 * padding_w
+    length = OH * padded_w
+    blocked = length - length % WIDTH  # the outputs the register blocks cover; the rest by tap_rows
+    chunks = padded.shape[0]
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
+        image, product, flat_product = padded[chunk], wide[chunk], flat_wide[chunk]
+        stride = product.shape[1]
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
+            d = 0
+            while d < D:
+                pair = d + 2 <= D
+                for q in range(0, blocked, WIDTH):
+                    if pair:
+                        tap_sums_2x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
+                                      taps)
+                    else:
+                        tap_sums_1x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps,
+                                      taps)
+                for channel in range(d, d + 2 if pair else d + 1):
+                    tap_rows(product[channel, blocked:length], filters[channel], image, starts, blocked)
+                d += 2 if pair else 1
+            compact_rows(product, output, n, 0, OH, padded_w, bias)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
+def conv2d_forward_flat_rows_span(span_part, span_parts, input, flat_filters, bias, flat_output, padded, starts,
+                                  padding_h, padding_w, D, OH, OW):
+    """conv2d_forward_flat over the span_part-th of span_parts slices of its outer loop (threads.py), each output
+    row summed and written where it belongs (row_sums). flat_filters: the weight as (D*C*KH*KW,), flat_output:
+    output (N, D, OH, OW) as (N*D*OH*OW,), starts: tap_starts, bias: (D,) (see shared.flat_view)."""
+    N, C, H, W = input.shape
+    taps = starts.shape[0]
     padded_w = W + 2 * padding_w
     chunks = padded.shape[0]
     span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
@@ -85,11 +119,7 @@ def conv2d_forward_flat_span(span_part, span_parts, input, filters, flat_filters
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
-            if wide.shape[2] == 0:  # rows read and written in place (buffers)
-                row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w)
-            else:
-                wide_sums(wide[chunk], flat_wide[chunk], image, starts, flat_filters, filters, D, OH * padded_w)
-                compact_rows(wide[chunk], output, n, 0, OH, padded_w, bias)
+            row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w)
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
@@ -120,26 +150,6 @@ def row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW,
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
-def wide_sums(product, flat_product, image, starts, flat_filters, filters, D, length):
-    """product (D, OH*Wp) = every channel's Wp-wide output rows, blocks of 2 channels x WIDTH positions of the
-    flat rows (tap_rows for the last length % WIDTH)."""
-    taps = filters.shape[1]
-    stride = product.shape[1]
-    blocked = length - length % WIDTH
-    d = 0
-    while d < D:
-        pair = d + 2 <= D
-        for q in range(0, blocked, WIDTH):
-            if pair:
-                tap_sums_2x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps, taps)
-            else:
-                tap_sums_1x32(flat_product, d * stride + q, stride, image, q, starts, flat_filters, d * taps, taps)
-        for channel in range(d, d + 2 if pair else d + 1):
-            tap_rows(product[channel, blocked:length], filters[channel], image, starts, blocked)
-        d += 2 if pair else 1
-
-
-@njit(cache=True, inline="always", fastmath=REDUCE)
 def tap_rows(row, filters, image, starts, offset):
     """row = sum over taps t of filters[t] * image[starts[t] + offset:][:len(row)], taps in order (the outputs
     past the register blocks, fewer than WIDTH a channel)."""
@@ -152,25 +162,30 @@ def tap_rows(row, filters, image, starts, offset):
 
 
 def conv2d_forward_flat(input, weight, bias, output, padded, wide, padding_h, padding_w, dilation_h, dilation_w):
-    """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias), compacted from Wp to OW."""
+    """output[n, d] = sum over taps t of weight[d, t] * run_t(input[n]) (+ bias): each output row summed where it
+    lies, or (with a wide buffer) the Wp-wide rows compacted to OW."""
     D, C, KH, KW = weight.shape
     filters = np.ascontiguousarray(weight).reshape(D, C * KH * KW)
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(C, KH, KW, padded_h * padded_w, padded_w, dilation_h, dilation_w)
+    if wide.shape[2] > 0:
+        parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output,
+                       padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+        return
     if bias.shape[0] == 0:
         bias = np.zeros(D, output.dtype)
-    parallel_parts(conv2d_forward_flat_span, num_threads(), input, filters, flat_view(filters), bias, output,
-                   flat_view(output), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+    parallel_parts(conv2d_forward_flat_rows_span, num_threads(), input, flat_view(filters), bias, flat_view(output),
+                   padded, starts, padding_h, padding_w, D, output.shape[2], output.shape[3])
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
-def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, flat_grad_output, input, partial,
-                                     flat_partial, padded, wide, flat_wide, starts, padding_h, padding_w):
+def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, input, partial, flat_partial, padded, wide,
+                                     flat_wide, starts, padding_h, padding_w):
     """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py).
-    flat_grad_output: grad_output as (N*D*OH*OW,), flat_partial: partial as (chunks, C*KH*KW*D), flat_wide: wide
-    as (chunks, D*OH*Wp), starts: tap_starts (the caller's reshapes and table: see shared.flat_view)."""
+    flat_partial: partial as (chunks, C*KH*KW*D), flat_wide: wide as (chunks, D*OH*Wp), starts: tap_starts (the
+    caller's reshapes and table: see shared.flat_view)."""
     N, C, H, W = input.shape
-    D, OH, OW = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    D, OH = grad_output.shape[1], grad_output.shape[2]
     padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
     length, taps = OH * padded_w, starts.shape[0]
     blocked = length - length % LANES  # the positions the register blocks cover; the rest by dot()
@@ -186,10 +201,6 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, flat_gr
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
             pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
-            if wide.shape[2] == 0:  # rows read in place (buffers)
-                row_dots(flat_sums, image, starts, flat_grad_output[n * D * OH * OW:(n + 1) * D * OH * OW], D, OH, OW,
-                         padded_w)
-                continue
             spread_rows(grad_output, spread, n, 0, OH, padded_w)
             t = 0
             while t < taps:
@@ -212,6 +223,27 @@ def conv2d_backward_weight_flat_span(span_part, span_parts, grad_output, flat_gr
                     run = image[starts[t] + blocked:starts[t] + length]
                     for d in range(D):
                         sums[t, d] += dot(run, spread[d, blocked:length])
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=REDUCE, no_cfunc_wrapper=True)
+def conv2d_backward_weight_flat_rows_span(span_part, span_parts, flat_grad_output, input, flat_partial, padded, starts,
+                                          padding_h, padding_w, D, OH, OW):
+    """conv2d_backward_weight_flat over the span_part-th of span_parts slices of its outer loop (threads.py), the
+    output gradient's rows read where they lie (row_dots). flat_grad_output: grad_output (N, D, OH, OW) as
+    (N*D*OH*OW,), flat_partial: partial as (chunks, C*KH*KW*D), starts: tap_starts (see shared.flat_view)."""
+    N, C, H, W = input.shape
+    padded_h, padded_w = H + 2 * padding_h, W + 2 * padding_w
+    plane = D * OH * OW
+    chunks = flat_partial.shape[0]
+    span_first, span_last = chunk_bounds(span_part, span_parts, chunks)
+    for chunk in range(span_first, span_last):
+        image, flat_sums = padded[chunk], flat_partial[chunk]
+        for k in range(flat_sums.shape[0]):
+            flat_sums[k] = 0
+        first, last = chunk_bounds(chunk, chunks, N)
+        for n in range(first, last):
+            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            row_dots(flat_sums, image, starts, flat_grad_output[n * plane:(n + 1) * plane], D, OH, OW, padded_w)
 
 
 @njit(cache=True, inline="always", fastmath=REDUCE)
@@ -249,12 +281,17 @@ def row_dots(flat_sums, image, starts, grads, D, OH, OW, padded_w):
 
 def conv2d_backward_weight_flat(grad_output, input, partial, padded, wide, kernel_h, kernel_w, padding_h, padding_w,
                                 dilation_h, dilation_w):
-    """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . spread(grad_output[n, d]);
-    shared.sum_partials then adds the chunks in order into grad_weight."""
+    """partial[chunk, 0, t, d] = sum over the chunk's images n of run_t(input[n]) . grad_output[n, d] (its rows
+    read where they lie, or with a wide buffer spread to Wp columns); shared.sum_partials then adds the chunks in
+    order into grad_weight."""
     padded_h, padded_w = input.shape[2] + 2 * padding_h, input.shape[3] + 2 * padding_w
     starts = tap_starts(input.shape[1], kernel_h, kernel_w, padded_h * padded_w, padded_w, dilation_h, dilation_w)
-    parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, flat_view(grad_output), input, partial,
-                   _flat_chunks(partial), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+    if wide.shape[2] > 0:
+        parallel_parts(conv2d_backward_weight_flat_span, num_threads(), grad_output, input, partial,
+                       _flat_chunks(partial), padded, wide, _flat_chunks(wide), starts, padding_h, padding_w)
+        return
+    parallel_parts(conv2d_backward_weight_flat_rows_span, num_threads(), flat_view(grad_output), input,
+                   _flat_chunks(partial), padded, starts, padding_h, padding_w, *grad_output.shape[1:])
 
 
 def _flat_chunks(buffer):

@@ -126,7 +126,7 @@ def conv2d_forward_flat_rows_span(span_part, span_parts, input, flat_filters, bi
 def row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w):
     """Output rows of image n written where they belong, blocks of 3 channels (then 2 or 1) x up to WIDTH columns
     (the last block of a row moved back to end with it), the bias added at the store."""
-    block = min(OW, WIDTH)
+    block = OW if OW < WIDTH else WIDTH  # no min(): its overload would compile again under these flags
     d = 0
     while d < D:
         step = 3 if d + 3 <= D else 2 if d + 2 <= D else 1
@@ -134,7 +134,7 @@ def row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW,
         for r in range(OH):
             column = 0
             while column < OW:
-                column = min(column, OW - block)
+                column = column if column < OW - block else OW - block
                 at, image_at = plane + r * OW + column, r * padded_w + column
                 if step == 3:
                     row_tap_sums_3x32(flat_output, at, OH * OW, image, image_at, starts, flat_filters, d * taps, taps,
@@ -252,10 +252,10 @@ def row_dots(flat_sums, image, starts, grads, D, OH, OW, padded_w):
     grads (D*OH*OW,) of channel d, read where they lie: 4 taps x 3 channels x up to WIDTH columns of every row at
     a time, the last block of a row moved back to end with it (its columns the block before holds not counted)."""
     taps = starts.shape[0]
-    block = min(OW, WIDTH)
+    block = OW if OW < WIDTH else WIDTH  # no min(): its overload would compile again under these flags
     column = 0
     while column < OW:
-        start = min(column, OW - block)
+        start = column if column < OW - block else OW - block
         t = 0
         while t < taps:
             four = t + 4 <= taps

@@ -90,9 +90,9 @@ def kernels(backend):
     global _cpu_kernels, _cuda_kernels
     if backend == "cpu":
         if _cpu_kernels is None:  # imported on first use (it compiles or loads kernels), then kept
-            from .kernels import cpu
+            from .kernels.cpu import unchecked  # the callers here build their arrays: no per-call checks
             from .kernels.serial import Serialized
-            _cpu_kernels = Serialized(cpu)
+            _cpu_kernels = Serialized(unchecked)
         return _cpu_kernels
     if backend == "cuda":
         if _cuda_kernels is None:  # checked usable once (every launch comes through here), then kept

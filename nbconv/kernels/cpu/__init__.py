@@ -1,103 +1,22 @@
-"""CPU kernels (@njit). Same public names and parameters as nbconv.kernels.cuda: inputs, then
-preallocated outputs (overwritten), then scalar hyper-parameters."""
-from .activation import relu_forward, relu_backward, relu6_forward, relu6_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
-from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_backward_bias  # noqa: F401
-from .linear import linear_forward, linear_backward_input, linear_backward_weight, linear_backward_bias  # noqa: F401
-from .loss import softmax_cross_entropy  # noqa: F401
-from .optim import sgd_update, adam_update  # noqa: F401
-from .fused import conv2d_backward_weight_bias, linear_backward_weight_bias, sgd_update_flat, adam_update_flat  # noqa: F401
-from .fused import linear_relu_forward, linear_relu_backward_input, linear_relu_backward_weight_bias  # noqa: F401
-from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
+"""CPU kernels. Same public names and parameters as nbconv.kernels.cuda: inputs, then preallocated outputs
+(overwritten), then scalar hyper-parameters.
 
-__all__ = [
-    "relu_forward",
-    "relu_backward",
-    "relu6_forward",
-    "relu6_backward",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "tanh_forward",
-    "tanh_backward",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "conv2d_backward_bias",
-    "conv2d_backward_weight_bias",
-    "dropout_forward",
-    "dropout_backward",
-    "add_forward",
-    "cat_forward",
-    "cat_backward",
-    "batch_norm_stats",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "batch_norm_relu_forward",
-    "batch_norm_relu_backward",
-    "scale_shift_forward",
-    "local_response_norm_forward",
-    "local_response_norm_backward",
-    "adaptive_avg_pool2d_forward",
-    "adaptive_avg_pool2d_backward",
-    "adaptive_max_pool2d_forward",
-    "adaptive_max_pool2d_backward",
-    "linear_forward",
-    "linear_backward_input",
-    "linear_backward_weight",
-    "linear_backward_bias",
-    "linear_backward_weight_bias",
-    "linear_relu_forward",
-    "linear_relu_backward_input",
-    "linear_relu_backward_weight_bias",
-    "local_conv2d_forward",
-    "local_conv2d_backward_input",
-    "local_conv2d_backward_weight",
-    "local_conv2d_backward_bias",
-    "softmax_cross_entropy",
-    "sgd_update",
-    "adam_update",
-    "sgd_update_flat",
-    "adam_update_flat",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "global_avg_pool2d_forward",
-    "global_avg_pool2d_backward",
-]
+Each is checked before it runs (contracts.py): arrays of the shapes, dtypes and hyper-parameters the compiled
+loops assume, else a ValueError naming the argument, with nothing written. nbconv.kernels.cpu.unchecked holds
+the same kernels without the checks, for callers that build their arrays themselves."""
+from . import unchecked
+from .contracts import checked
+from .unchecked import _ON_FIRST_USE, __all__  # noqa: F401
 
-# Kernels of layers that not every network has, imported on first use (PEP 562): creating a module's Numba
-# dispatchers costs ~5-12 ms of a start, and LeNet-5's epoch uses none of these (~45 ms of its start).
-_ON_FIRST_USE = {
-    "adaptive_avg_pool2d_forward": "adaptive_pool",
-    "adaptive_avg_pool2d_backward": "adaptive_pool",
-    "adaptive_max_pool2d_forward": "adaptive_pool",
-    "adaptive_max_pool2d_backward": "adaptive_pool",
-    "batch_norm_stats": "batch_norm",
-    "batch_norm_forward": "batch_norm",
-    "batch_norm_backward": "batch_norm",
-    "batch_norm_relu_forward": "batch_norm_relu",
-    "batch_norm_relu_backward": "batch_norm_relu",
-    "add_forward": "combine",
-    "cat_forward": "combine",
-    "cat_backward": "combine",
-    "dropout_forward": "dropout",
-    "dropout_backward": "dropout",
-    "local_conv2d_forward": "local",
-    "local_conv2d_backward_input": "local",
-    "local_conv2d_backward_weight": "local",
-    "local_conv2d_backward_bias": "local",
-    "local_response_norm_forward": "local_response_norm",
-    "local_response_norm_backward": "local_response_norm",
-    "scale_shift_forward": "scale_shift",
-}
+for _name in __all__:
+    if _name not in _ON_FIRST_USE:
+        globals()[_name] = checked(_name, getattr(unchecked, _name))
+del _name
 
 
 def __getattr__(name):
-    if name in _ON_FIRST_USE:
-        import importlib
-        value = getattr(importlib.import_module(f"{__name__}.{_ON_FIRST_USE[name]}"), name)
+    if name in _ON_FIRST_USE:  # imported on first use, as in unchecked
+        value = checked(name, getattr(unchecked, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

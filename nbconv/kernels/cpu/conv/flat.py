@@ -36,7 +36,7 @@ from ..register_blocks import (LANES, WIDTH, row_tap_dots_1x1, row_tap_dots_1x3,
 from ..shared import chunk_bounds, flat_view, sum_partials
 from ..threads import num_threads, parallel_parts
 from .blocks import max_chunks
-from .rows import compact_rows, pad_rows, spread_rows
+from .rows import compact_rows, copy_rows, pad_rows, spread_rows
 
 ROWS_FROM = WIDTH - LANES  # output rows read and written in place from this width on (a narrower row's block
 # would repeat a vector or more)
@@ -118,7 +118,10 @@ def conv2d_forward_flat_rows_span(span_part, span_parts, input, flat_filters, bi
         image = padded[chunk]
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
+            if n == first:  # the padding stays zero for the chunk's later images
+                pad_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
+            else:
+                copy_rows(input[n], image, 0, H + 2 * padding_h, padding_h, padding_w, padded_w)
             row_sums(flat_output, n, image, starts, flat_filters, taps, bias, D, OH, OW, padded_w)
 
 
@@ -242,7 +245,10 @@ def conv2d_backward_weight_flat_rows_span(span_part, span_parts, flat_grad_outpu
             flat_sums[k] = 0
         first, last = chunk_bounds(chunk, chunks, N)
         for n in range(first, last):
-            pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            if n == first:  # the padding stays zero for the chunk's later images
+                pad_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
+            else:
+                copy_rows(input[n], image, 0, padded_h, padding_h, padding_w, padded_w)
             row_dots(flat_sums, image, starts, flat_grad_output[n * plane:(n + 1) * plane], D, OH, OW, padded_w)
 
 

@@ -13,8 +13,14 @@ from ..shared import fill_zero
 def pad_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
     """padded[c*rows*Wp + r*Wp + w + pw] = image[c, first_row + r - ph, w] for r < rows, zero where that
     row or column lies in the padding (and in the slack after the last channel)."""
-    C, H, W = image.shape
     fill_zero(padded)
+    copy_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w)
+
+
+@njit(cache=True, no_cfunc_wrapper=True)
+def copy_rows(image, padded, first_row, rows, padding_h, padding_w, padded_w):
+    """pad_rows without the zeros: the image's rows copied into a padded copy whose padding is zero already."""
+    C, H, W = image.shape
     for c in range(C):
         for r in range(rows):
             h = first_row + r - padding_h

@@ -69,6 +69,8 @@ ROW_CASES = [
     (1, 1, 4, 41, 1, 5, 1, 2, 1, 1),
     (1, 1, 3, 66, 5, 3, 1, 0, 1, 1),
     (2, 1, 5, 68, 2, 3, 1, 1, (2, 1), 1),
+    (19, 2, 4, 26, 4, 3, 1, 1, 1, 1),        # more images than chunks (16 for the weight gradient): later ones
+    # reuse their chunk's padding
 ]
 
 

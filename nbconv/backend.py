@@ -97,9 +97,9 @@ def kernels(backend):
     if backend == "cuda":
         if _cuda_kernels is None:  # checked usable once (every launch comes through here), then kept
             resolve("cuda")
-            from .kernels import cuda as cuda_kernels
+            from .kernels.cuda import unchecked  # the callers here build their arrays: no per-call checks
             from .kernels.serial import Serialized
-            _cuda_kernels = Serialized(cuda_kernels)
+            _cuda_kernels = Serialized(unchecked)
         return _cuda_kernels
     raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
 

@@ -6,8 +6,9 @@ float32 and float64 device arrays) runs once with a hook in place of the simulat
 hook notes the kernel, the block size and the Numba type of each argument (the type a real GPU launch
 compiles for: device arrays by dtype, dimensions and layout; Python ints as int64, floats as float64) and
 skips running it, so recording takes seconds. `nbconv.cuda_compile` then compiles exactly those
-signatures for real GPUs. Each launch is also tagged with the public launcher of nbconv.kernels.cuda
-(a name in its `__all__`) it came from, so a launcher the workload never reaches shows up as missing.
+signatures for real GPUs. Each launch is also tagged with the launcher of nbconv.kernels.cuda (a name in
+its `__all__`, as the product calls it: from nbconv.kernels.cuda.unchecked) it came from, so a launcher the
+workload never reaches shows up as missing.
 
 The launchers use the GPU's block sizes here (NBCONV_CUDASIM_GPU_BLOCKS=1, set by `main`), so the
 recorded launch configurations are those a GPU gets.
@@ -179,10 +180,10 @@ class Recorder:
     def install(self):
         from numba.cuda.simulator import kernel as simulator_kernel
         from numba.cuda.simulator.kernel import FakeCUDAKernel
-        from .kernels import cuda as cuda_kernels
+        from .kernels.cuda import unchecked  # what backend.kernels('cuda') calls
 
-        for name in cuda_kernels.__all__:
-            setattr(cuda_kernels, name, self.wrap_launcher(name, getattr(cuda_kernels, name)))
+        for name in unchecked.__all__:
+            setattr(unchecked, name, self.wrap_launcher(name, getattr(unchecked, name)))
         original_call = FakeCUDAKernel.__call__
         recorder = self
 

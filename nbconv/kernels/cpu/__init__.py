@@ -1,11 +1,12 @@
 """CPU kernels. Same public names and parameters as nbconv.kernels.cuda: inputs, then preallocated outputs
 (overwritten), then scalar hyper-parameters.
 
-Each is checked before it runs (contracts.py): arrays of the shapes, dtypes and hyper-parameters the compiled
-loops assume, else a ValueError naming the argument, with nothing written. nbconv.kernels.cpu.unchecked holds
-the same kernels without the checks, for callers that build their arrays themselves."""
+Each is checked before it runs (nbconv.kernels.contracts, one table with the CUDA launchers): arrays of the
+shapes, dtypes and hyper-parameters the compiled loops assume, else a ValueError naming the argument, with
+nothing written. nbconv.kernels.cpu.unchecked holds the same kernels without the checks, for callers that build
+their arrays themselves."""
 from . import unchecked
-from .contracts import checked
+from ..contracts import checked
 from .unchecked import _ON_FIRST_USE, __all__  # noqa: F401
 
 for _name in __all__:

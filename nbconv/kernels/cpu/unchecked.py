@@ -1,4 +1,4 @@
-"""The CPU kernels without the argument checks of contracts.py: the same names and parameters as
+"""The CPU kernels without the argument checks of nbconv.kernels.contracts: the same names and parameters as
 nbconv.kernels.cpu, for the package's own callers (the layers and nbconv.functional through
 nbconv.backend.kernels('cpu')), which build their arrays themselves. The kernels that check their own arguments
 (contracts.SELF_CHECKED) are the same functions here as there."""

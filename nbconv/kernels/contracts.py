@@ -1,22 +1,33 @@
-"""What each public CPU kernel may be called with, and the checked functions nbconv.kernels.cpu exports.
+"""What each public kernel may be called with, on either backend, and the checked functions nbconv.kernels.cpu
+and nbconv.kernels.cuda export.
 
-The compiled loops index their arrays without bounds checks, so a call whose shapes do not fit reads or writes
-outside them. CONTRACTS holds one entry per kernel: the shape of each array argument, in dimension names shared
-between the arguments (and literal sizes), which arrays the kernel writes, which hold int64 positions, labels
-or segment ends, and what the scalar hyper-parameters may be. Where a rule needs arithmetic (a pooled size, a
-concatenation's offset) the entry names a small function. `checked` wraps a kernel into a Python function of
-the same name and parameters that checks its call against the entry before running it: a ValueError naming
-the argument, what was expected and what was given, raised before anything is written.
+The compiled loops index their arrays without bounds checks (Numba's @njit loops, and @cuda.jit kernels on a
+GPU), so a call whose shapes do not fit reads or writes outside them. CONTRACTS holds one entry per kernel name,
+for the CPU kernel and the CUDA launcher of that name alike: the shape of each array argument, in dimension
+names shared between the arguments (and literal sizes), which arrays the kernel writes, which hold int64
+positions, labels or segment ends, and what the scalar hyper-parameters may be. Where a rule needs arithmetic
+(a pooled size, a concatenation's offset) the entry names a small function. `checked` wraps a kernel into a
+Python function of the same name and parameters that checks its call against the entry before running it: a
+ValueError naming the argument, what was expected and what was given, raised before anything is written or
+launched.
 
 Shapes are written as strings: "N C S" is a 3-D array, "N C 1 1" a 4-D one whose last axes have one element,
 and "C | 0" a (C,) array or the empty (0,) placeholder a kernel reads as "absent" (no bias, no running
 statistics). Each dimension takes the size most arguments give it (the first one's on a tie), so a message
 names the argument that disagrees. The float arrays share one dtype, float32 or float64; written arrays must
-be writeable and of the exact shape and dtype. Strided arrays are accepted: these loops index them through
-their strides.
+be of the exact shape and dtype, and writeable when they are numpy arrays. Strided arrays are accepted: the
+loops and the CUDA kernels index them through their strides.
 
-The convolutions, the fully connected products and max pooling's forward pass (and adaptive max pooling's
-backward pass) check their own arguments (arguments.py): SELF_CHECKED lists them.
+On the CPU the arrays are numpy arrays. A CUDA launcher takes Numba device arrays (real ones, or the
+simulator's) and numpy arrays, which Numba copies to the device and back around the launch. The rules that
+read array contents (softmax labels in range, the flat optimizers' segment ends) read them only from numpy
+arrays: reading a device array would copy it to the host on every call, so for device arrays only their shape
+and dtype are checked. Values out of range there make the kernels read wrongly (a label outside [0, K) reads
+outside its row of logits), never write outside their outputs.
+
+The CPU's convolutions, fully connected products, max pooling's forward pass and adaptive max pooling's
+backward pass check their own arguments, more strictly (cpu/arguments.py: written arrays C-contiguous too):
+SELF_CHECKED lists them, and their entries here apply to the CUDA launchers only.
 """
 import collections
 import functools
@@ -25,8 +36,9 @@ import numbers
 
 import numpy as np
 
-from ...checks import FLOAT_DTYPES
+from ..checks import FLOAT_DTYPES
 
+# CPU kernels whose entry points check their own arguments: only the CUDA launchers of these names are wrapped
 SELF_CHECKED = frozenset({
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward_bias",
     "conv2d_backward_weight_bias", "linear_forward", "linear_relu_forward", "linear_backward_input",
@@ -149,6 +161,29 @@ def _local_rule(bank):
     return rule
 
 
+def _conv_rule(image, filters, result):
+    """The filters (D, G, KH, KW), G = C / groups, fit `image`'s C channels in `groups` groups (no empty axis, D a
+    multiple of groups), and `result`'s (OH, OW) are the size the dilated windows over `image`'s padded (H, W) at
+    the strides given make: at least 1x1 (Convolution.output_shape in cpu/conv/plan.py)."""
+    def rule(dims, args):
+        groups = args["groups"]
+        if min(dims["D"], dims["G"], dims["KH"], dims["KW"]) < 1 or dims["C"] != dims["G"] * groups \
+                or dims["D"] % groups:
+            _fail(f"{filters} must be (D, C/groups, KH, KW) with no empty axis for {image}'s C = {dims['C']} and "
+                  f"groups={groups} (D a multiple of groups), got shape {args[filters].shape}")
+        for axis, size, window, out in (("h", "H", "KH", "OH"), ("w", "W", "KW", "OW")):
+            stride, padding, dilation = args[f"stride_{axis}"], args[f"padding_{axis}"], args[f"dilation_{axis}"]
+            span = dims[size] + 2 * padding - dilation * (dims[window] - 1) - 1
+            if span < 0:
+                _fail(f"{filters}'s {window} = {dims[window]} at dilation_{axis}={dilation} must fit {image}'s "
+                      f"{size} = {dims[size]} padded by padding_{axis}={padding}")
+            if dims[out] != span // stride + 1:
+                _fail(f"{result} must have {out} = {span // stride + 1} for {image}'s {size} = {dims[size]}, "
+                      f"{window} = {dims[window]}, stride_{axis}={stride}, padding_{axis}={padding}, "
+                      f"dilation_{axis}={dilation}; got {dims[out]}")
+    return rule
+
+
 def _batch_norm_rule(dims, args):
     running = [name for name in ("running_mean", "running_var") if name in args and args[name].shape[0] > 0]
     if len(running) == 1:
@@ -163,17 +198,22 @@ def _batch_norm_rule(dims, args):
 
 
 def _labels_rule(dims, args):
+    """At least one class; and labels in [0, K) when they are a numpy array (a device array's are not read)."""
     labels, N, K = args["labels"], dims["N"], dims["K"]
     if N and K == 0:
         _fail(f"logits must have at least one class, got shape {args['logits'].shape}")
-    if N and (labels.min() < 0 or labels.max() >= K):
+    if N and isinstance(labels, np.ndarray) and (labels.min() < 0 or labels.max() >= K):
         _fail(f"labels must lie in [0, {K}) for logits with {K} classes, got values from {labels.min()} to "
               f"{labels.max()}")
 
 
 def _segments_rule(dims, args):
+    """At least one segment for a non-empty buffer; and, when segment_ends is a numpy array (a device array's
+    values are not read), non-decreasing ends from 0 that end at the buffer's length."""
     ends, L = args["segment_ends"], dims["L"]
-    if L and (dims["S"] == 0 or ends[-1] != L or ends[0] < 0 or (np.diff(ends) < 0).any()):
+    if L and dims["S"] == 0:
+        _fail(f"segment_ends must hold at least one segment end for param's length {L}, got none")
+    if L and isinstance(ends, np.ndarray) and (ends[-1] != L or ends[0] < 0 or (np.diff(ends) < 0).any()):
         _fail(f"segment_ends must be non-decreasing segment ends from 0 whose last is param's length {L}, got "
               f"{ends if ends.size <= 8 else f'{ends[:4]} ... {ends[-4:]}'}")
 
@@ -183,9 +223,40 @@ def _apart(*pairs):
     written one while it still reads the other)."""
     def rule(dims, args):
         for written, read in pairs:
-            if np.may_share_memory(args[written], args[read]):
+            if _may_share_memory(args[written], args[read]):
                 _fail(f"{written} must not share memory with {read}")
     return rule
+
+
+def _may_share_memory(first, second):
+    """Whether the memory two arrays span overlaps: numpy's bounds test for numpy arrays, else a test of the byte
+    ranges from each one's start address."""
+    if isinstance(first, np.ndarray) and isinstance(second, np.ndarray):
+        return np.may_share_memory(first, second)
+    (first_low, first_high), (second_low, second_high) = _byte_range(first), _byte_range(second)
+    return first_low < second_high and second_low < first_high
+
+
+def _byte_range(array):
+    """The addresses [low, high) of the bytes `array`'s elements span (low == high when it has none)."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:  # a numpy array, or the simulator's device array, whose memory is a numpy array's
+        interface = np.asarray(array).__array_interface__
+    low = high = interface["data"][0]
+    if array.size == 0:
+        return low, high
+    for size, stride in zip(array.shape, array.strides):
+        reach = (size - 1) * stride
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    return low, high + array.dtype.itemsize
+
+
+def _is_device_array(value):
+    """A Numba device array: a real one, or the simulator's (which has no __cuda_array_interface__)."""
+    return hasattr(value, "copy_to_host") and hasattr(value, "is_c_contiguous")
 
 
 # ----------------------------------------------------------------------------- the table
@@ -208,14 +279,16 @@ class Contract:
         self._literal_sizes = {dim: dim for dim in every_dim if isinstance(dim, int)}
         self._named_dims = tuple(dim for dim in every_dim if isinstance(dim, str))
 
-    def check(self, args):
-        """A ValueError naming the first argument in `args` ({name: value}) that breaks the contract."""
+    def check(self, args, device=False):
+        """A ValueError naming the first argument in `args` ({name: value}) that breaks the contract. The arrays
+        are numpy arrays, or also Numba device arrays when `device` (a CUDA launcher's arguments)."""
         dims = dict(self._literal_sizes)
         agree = True
         for name, (shape, absent) in self.shapes.items():
             array = args[name]
-            if not isinstance(array, np.ndarray):
-                _fail(f"{name} must be a numpy array, got {type(array).__name__}")
+            if not isinstance(array, np.ndarray) and not (device and _is_device_array(array)):
+                _fail(f"{name} must be a numpy array{' or a Numba CUDA device array' if device else ''}, got "
+                      f"{type(array).__name__}")
             if array.shape == absent:
                 continue
             if array.ndim != len(shape):
@@ -232,8 +305,8 @@ class Contract:
                 args[name].dtype != np.int64 for name in self.int64)) or (self.own_float and any(
                 args[name].dtype not in FLOAT_DTYPES for name in self.own_float)):
             self._dtype_error(args)
-        for name in self.written:
-            if not args[name].flags.writeable:
+        for name in self.written:  # a device array has no read-only form
+            if isinstance(args[name], np.ndarray) and not args[name].flags.writeable:
                 _fail(f"{name} must be a writeable array (the kernel writes it), got a read-only one")
         for name, check in self.scalars.items():
             message = check(name, args[name])
@@ -326,6 +399,8 @@ def _elementwise(*names, scalars=None):
     return Contract({name: "L" for name in names}, written=names[-1:], scalars=scalars)
 
 
+_CONV_HYPER = {"stride_h": integer(1), "stride_w": integer(1), "padding_h": integer(0), "padding_w": integer(0),
+               "dilation_h": integer(1), "dilation_w": integer(1), "groups": integer(1)}
 _LOCAL_HYPER = {"stride_h": integer(1), "stride_w": integer(1), "padding_h": integer(0), "padding_w": integer(0)}
 _BATCH_NORM_SCALARS = {"momentum": real_in(0.0, 1.0), "eps": POSITIVE, "training": FLAG}
 _SGD_SCALARS = {"lr": real, "momentum": real, "nesterov": FLAG}
@@ -345,6 +420,39 @@ CONTRACTS = {
     "tanh_forward": _elementwise("input", "output"),
     "tanh_backward": _elementwise("grad_output", "input", "grad_input"),
     "add_forward": _elementwise("input", "other", "output"),
+    # weight (D, G, KH, KW): G = C / groups input channels a filter
+    "conv2d_forward": Contract(
+        {"input": "N C H W", "weight": "D G KH KW", "bias": "D | 0", "output": "N D OH OW"}, written=("output",),
+        scalars=_CONV_HYPER, rule=_conv_rule("input", "weight", "output")),
+    "conv2d_backward_input": Contract(
+        {"grad_output": "N D OH OW", "weight": "D G KH KW", "grad_input": "N C H W"}, written=("grad_input",),
+        scalars=_CONV_HYPER, rule=_conv_rule("grad_input", "weight", "grad_output")),
+    "conv2d_backward_weight": Contract(
+        {"grad_output": "N D OH OW", "input": "N C H W", "grad_weight": "D G KH KW"}, written=("grad_weight",),
+        scalars=_CONV_HYPER, rule=_conv_rule("input", "grad_weight", "grad_output")),
+    "conv2d_backward_weight_bias": Contract(
+        {"grad_output": "N D OH OW", "input": "N C H W", "grad_weight": "D G KH KW", "grad_bias": "D"},
+        written=("grad_weight", "grad_bias"), scalars=_CONV_HYPER,
+        rule=_conv_rule("input", "grad_weight", "grad_output")),
+    "conv2d_backward_bias": Contract({"grad_output": "N D OH OW", "grad_bias": "D"}, written=("grad_bias",)),
+    # input (N, I), weight (O, I): output = input @ weight.T + bias
+    "linear_forward": Contract({"input": "N I", "weight": "O I", "bias": "O | 0", "output": "N O"},
+                               written=("output",)),
+    "linear_relu_forward": Contract({"input": "N I", "weight": "O I", "bias": "O | 0", "output": "N O"},
+                                    written=("output",)),
+    "linear_backward_input": Contract({"grad_output": "N O", "weight": "O I", "grad_input": "N I"},
+                                      written=("grad_input",)),
+    "linear_relu_backward_input": Contract(
+        {"grad_output": "N O", "output": "N O", "weight": "O I", "grad_input": "N I"}, written=("grad_input",)),
+    "linear_backward_weight": Contract({"grad_output": "N O", "input": "N I", "grad_weight": "O I"},
+                                       written=("grad_weight",)),
+    "linear_backward_bias": Contract({"grad_output": "N O", "grad_bias": "O"}, written=("grad_bias",)),
+    "linear_backward_weight_bias": Contract(
+        {"grad_output": "N O", "input": "N I", "grad_weight": "O I", "grad_bias": "O"},
+        written=("grad_weight", "grad_bias")),
+    "linear_relu_backward_weight_bias": Contract(
+        {"grad_output": "N O", "output": "N O", "input": "N I", "grad_weight": "O I", "grad_bias": "O | 0"},
+        written=("grad_weight", "grad_bias")),
     "dropout_forward": Contract(
         {"input": "L", "noise": "L", "output": "L", "mask": "L"}, written=("output", "mask"),
         scalars={"probability": real_in(0.0, 1.0, high_included=False)}),
@@ -386,6 +494,9 @@ CONTRACTS = {
         {"grad_output": _ROWS, "input": _ROWS, "grad_input": _ROWS}, written=("grad_input",),
         scalars={"size": integer(1), "alpha": real, "beta": real, "k": real},
         rule=_apart(("grad_input", "input"), ("grad_input", "grad_output"))),
+    "max_pool2d_forward": Contract(
+        {"input": "N C H W", "output": "N C OH OW", "indices": "N C OH OW | 0 0 0 0"}, written=("output", "indices"),
+        int64=("indices",), rule=_pool_rule("output", "input")),
     "max_pool2d_backward": Contract(
         {"grad_output": "N C OH OW", "indices": "N C OH OW", "grad_input": "N C H W"}, written=("grad_input",),
         int64=("indices",), rule=_pool_rule("grad_output", "grad_input")),
@@ -406,6 +517,9 @@ CONTRACTS = {
     "adaptive_max_pool2d_forward": Contract(
         {"input": "N C H W", "output": "N C OH OW", "indices": "N C OH OW | 0 0 0 0"},
         written=("output", "indices"), int64=("indices",), rule=_plane_rule("input")),
+    "adaptive_max_pool2d_backward": Contract(
+        {"grad_output": "N C OH OW", "indices": "N C OH OW", "grad_input": "N C H W"}, written=("grad_input",),
+        int64=("indices",), rule=_plane_rule("grad_input")),
     # weight (OH, OW, D, C, KH, KW): one filter bank per output position
     "local_conv2d_forward": Contract(
         {"input": "N C H W", "weight": "OH OW D C KH KW", "bias": "D OH OW | 0 0 0", "output": "N D OH OW"},
@@ -439,16 +553,17 @@ CONTRACTS = {
 
 # ----------------------------------------------------------------------------- the checked functions
 
-def checked(name, kernel):
-    """The public function for kernel `name`: `kernel` itself when it checks its own arguments, else a function
-    of the same name and parameters that checks the call against CONTRACTS[name] first. A kernel in neither
-    is a KeyError: none is exported unchecked."""
-    if name in SELF_CHECKED:
-        return kernel
+def checked(name, kernel, device=False):
+    """The public function for kernel `name`: a function of the same name and parameters that checks the call
+    against CONTRACTS[name] first, taking numpy arrays, or also Numba device arrays when `device` (a CUDA
+    launcher). A CPU kernel in SELF_CHECKED is returned as it is; a name not in CONTRACTS is a KeyError: none
+    is exported unchecked."""
     contract = CONTRACTS[name]
+    if name in SELF_CHECKED and not device:
+        return kernel
     signature = inspect.signature(getattr(kernel, "py_func", kernel))
     parameters = tuple(signature.parameters)
-    check = contract.check
+    check = functools.partial(contract.check, device=device)
 
     @functools.wraps(kernel, updated=())  # not the kernel's __dict__ (a Numba dispatcher's state)
     def call(*args, **kwargs):

@@ -2,6 +2,7 @@
 nbconv.kernels.cpu, for the package's own callers (the layers and nbconv.functional through
 nbconv.backend.kernels('cpu')), which build their arrays themselves. The kernels that check their own arguments
 (contracts.SELF_CHECKED) are the same functions here as there."""
+from .. import NAMES
 from .activation import relu_forward, relu_backward, relu6_forward, relu6_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
 from .conv import conv2d_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_backward_bias  # noqa: F401
 from .linear import linear_forward, linear_backward_input, linear_backward_weight, linear_backward_bias  # noqa: F401
@@ -11,63 +12,7 @@ from .fused import conv2d_backward_weight_bias, linear_backward_weight_bias, sgd
 from .fused import linear_relu_forward, linear_relu_backward_input, linear_relu_backward_weight_bias  # noqa: F401
 from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
 
-__all__ = [
-    "relu_forward",
-    "relu_backward",
-    "relu6_forward",
-    "relu6_backward",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "tanh_forward",
-    "tanh_backward",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "conv2d_backward_bias",
-    "conv2d_backward_weight_bias",
-    "dropout_forward",
-    "dropout_backward",
-    "add_forward",
-    "cat_forward",
-    "cat_backward",
-    "batch_norm_stats",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "batch_norm_relu_forward",
-    "batch_norm_relu_backward",
-    "scale_shift_forward",
-    "local_response_norm_forward",
-    "local_response_norm_backward",
-    "adaptive_avg_pool2d_forward",
-    "adaptive_avg_pool2d_backward",
-    "adaptive_max_pool2d_forward",
-    "adaptive_max_pool2d_backward",
-    "linear_forward",
-    "linear_backward_input",
-    "linear_backward_weight",
-    "linear_backward_bias",
-    "linear_backward_weight_bias",
-    "linear_relu_forward",
-    "linear_relu_backward_input",
-    "linear_relu_backward_weight_bias",
-    "local_conv2d_forward",
-    "local_conv2d_backward_input",
-    "local_conv2d_backward_weight",
-    "local_conv2d_backward_bias",
-    "softmax_cross_entropy",
-    "sgd_update",
-    "adam_update",
-    "sgd_update_flat",
-    "adam_update_flat",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "global_avg_pool2d_forward",
-    "global_avg_pool2d_backward",
-]
+__all__ = list(NAMES)
 
 # Kernels of layers that not every network has, imported on first use (PEP 562): creating a module's Numba
 # dispatchers costs ~5-12 ms of a start, and LeNet-5's epoch uses none of these (~45 ms of its start).

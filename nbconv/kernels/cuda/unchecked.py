@@ -1,6 +1,7 @@
 """The CUDA launchers without the argument checks of nbconv.kernels.contracts: the same names and parameters as
 nbconv.kernels.cuda, for the package's own callers (the layers and nbconv.functional through
 nbconv.backend.kernels('cuda')), which build their arrays themselves."""
+from .. import NAMES
 from .activation import relu_forward, relu_backward, relu6_forward, relu6_backward, leaky_relu_forward, leaky_relu_backward, sigmoid_forward, sigmoid_backward, tanh_forward, tanh_backward  # noqa: F401
 from .adaptive_pool import adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward, adaptive_max_pool2d_forward, adaptive_max_pool2d_backward  # noqa: F401
 from .batch_norm import batch_norm_stats, batch_norm_forward, batch_norm_backward  # noqa: F401
@@ -18,60 +19,4 @@ from .optim import sgd_update, adam_update, sgd_update_flat, adam_update_flat  #
 from .scale_shift import scale_shift_forward  # noqa: F401
 from .pool import max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward, avg_pool2d_backward, global_avg_pool2d_forward, global_avg_pool2d_backward  # noqa: F401
 
-__all__ = [
-    "relu_forward",
-    "relu_backward",
-    "relu6_forward",
-    "relu6_backward",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    "sigmoid_forward",
-    "sigmoid_backward",
-    "tanh_forward",
-    "tanh_backward",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "conv2d_backward_bias",
-    "conv2d_backward_weight_bias",
-    "dropout_forward",
-    "dropout_backward",
-    "add_forward",
-    "cat_forward",
-    "cat_backward",
-    "batch_norm_stats",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "batch_norm_relu_forward",
-    "batch_norm_relu_backward",
-    "scale_shift_forward",
-    "local_response_norm_forward",
-    "local_response_norm_backward",
-    "adaptive_avg_pool2d_forward",
-    "adaptive_avg_pool2d_backward",
-    "adaptive_max_pool2d_forward",
-    "adaptive_max_pool2d_backward",
-    "linear_forward",
-    "linear_backward_input",
-    "linear_backward_weight",
-    "linear_backward_bias",
-    "linear_backward_weight_bias",
-    "linear_relu_forward",
-    "linear_relu_backward_input",
-    "linear_relu_backward_weight_bias",
-    "local_conv2d_forward",
-    "local_conv2d_backward_input",
-    "local_conv2d_backward_weight",
-    "local_conv2d_backward_bias",
-    "softmax_cross_entropy",
-    "sgd_update",
-    "adam_update",
-    "sgd_update_flat",
-    "adam_update_flat",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "global_avg_pool2d_forward",
-    "global_avg_pool2d_backward",
-]
+__all__ = list(NAMES)

@@ -8,7 +8,8 @@ import nbconv.functional as F
 from nbconv.kernels.cpu.conv import blocks, flat, plan as planning
 from nbconv.kernels.cpu.conv.plan import plan
 from tests import reference
-from tests.kernels.cpu.conv.algorithm_check import check, pair
+from tests.kernels.cpu.conv.algorithm_check import (check, check_concurrent_calls, check_thread_counts_agree, pair,
+                                                    random_case, run)
 from tests.kernels.cpu.conv.test_wide import STRIDE_1
 
 PASSES = ("forward", "backward_weight")  # flat has no input gradient
@@ -86,6 +87,15 @@ def test_rows_written_and_read_in_place_match_the_definition(case, rng):
 @pytest.mark.parametrize("case", ROW_CASES[:4])
 def test_rows_in_float32_stay_close_to_float64(case, rng):
     check("flat", case, rng, passes=PASSES, dtype=np.float32, tolerance=2e-5)
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+def test_rows_in_place_from_concurrent_calls_and_any_thread_count(pass_, rng):
+    case = ROW_CASES[-1]  # more images than chunks
+    check_concurrent_calls("flat", pass_, case, rng)
+    x, w, b, hyper = random_case(case, rng, np.float32)
+    grad_y = rng.standard_normal((case[0], case[4], 4, 26)).astype(np.float32)
+    check_thread_counts_agree(lambda: run("flat", pass_, x, w, b, grad_y, hyper))
 
 
 def test_lenet5_first_layer_in_float32_stays_close_to_float64(rng):

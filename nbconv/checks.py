@@ -87,6 +87,19 @@ def integer(name, value, minimum, maximum=MAX_HYPER_PARAMETER):
     return int(value)
 
 
+def windows(size, kernel, stride, padding, dilation=1, ceil_mode=False):
+    """How many windows of `kernel` taps `dilation` apart fit along `size` padded by `padding` on each side at
+    `stride`: a convolution's or pooling's output size (ceil_mode: a last partial window too, as long as it starts
+    inside the input or its left padding, PyTorch's rule); 0 when not even one fits."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
 def pair(name, value, minimum, size=2):
     """An int or a tuple of `size` ints, each >= minimum, as a tuple."""
     if isinstance(value, (tuple, list)):

@@ -39,14 +39,11 @@ def _unbatched(array, squeeze):
 
 
 def _output_size(name, size, kernel, stride, padding, dilation=1, ceil_mode=False):
-    extent = dilation * (kernel - 1) + 1
-    if size + 2 * padding < extent:
+    out = checks.windows(size, kernel, stride, padding, dilation, ceil_mode)
+    if out == 0:
+        extent = dilation * (kernel - 1) + 1
         raise ValueError(f"{name}: the kernel (extent {extent} after dilation) is larger than the padded input "
                          f"({size} + 2*{padding} = {size + 2 * padding})")
-    span = size + 2 * padding - extent
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1  # the last window must start inside the input or its left padding (PyTorch's rule)
     return out
 
 

@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from ..checks import FLOAT_DTYPES
+from ..checks import FLOAT_DTYPES, windows
 
 # CPU kernels whose entry points check their own arguments: only the CUDA launchers of these names are wrapped
 SELF_CHECKED = frozenset({
@@ -95,15 +95,9 @@ def _fail(message):
 
 def pooled_sizes(size, kernel, stride, padding):
     """The output sizes windows of `kernel` at `stride` over `size` padded by `padding` give: floor mode's
-    and ceil mode's (the last window starting inside the input or its left padding), as pool_geometry."""
-    span = size + 2 * padding - kernel
-    if span < 0:
-        return ()
-    floor = span // stride + 1
-    ceil = (span + stride - 1) // stride + 1
-    if (ceil - 1) * stride >= size + padding:
-        ceil -= 1
-    return tuple(sorted({floor, ceil}))
+    and ceil mode's, as pool_geometry; none when not even one window fits."""
+    return tuple(sorted({windows(size, kernel, stride, padding, ceil_mode=ceil_mode) for ceil_mode in (False, True)}
+                        - {0}))
 
 
 def _pool_rule(pooled, plane):
@@ -153,9 +147,9 @@ def _local_rule(bank):
             _fail(f"{bank} must have windows of at least 1x1, got shape {args[bank].shape}")
         for axis, size, window, out in (("h", "H", "KH", "OH"), ("w", "W", "KW", "OW")):
             stride, padding = args[f"stride_{axis}"], args[f"padding_{axis}"]
-            span = dims[size] + 2 * padding - dims[window]
-            if span < 0 or dims[out] != span // stride + 1:
-                wanted = span // stride + 1 if span >= 0 else "none (a window larger than the padded input)"
+            count = windows(dims[size], dims[window], stride, padding)
+            if count == 0 or dims[out] != count:
+                wanted = count or "none (a window larger than the padded input)"
                 _fail(f"{bank} must have {out} = {wanted} for {size} = {dims[size]}, {window} = {dims[window]}, "
                       f"stride_{axis}={stride}, padding_{axis}={padding}; got {dims[out]}")
     return rule
@@ -173,12 +167,12 @@ def _conv_rule(image, filters, result):
                   f"groups={groups} (D a multiple of groups), got shape {args[filters].shape}")
         for axis, size, window, out in (("h", "H", "KH", "OH"), ("w", "W", "KW", "OW")):
             stride, padding, dilation = args[f"stride_{axis}"], args[f"padding_{axis}"], args[f"dilation_{axis}"]
-            span = dims[size] + 2 * padding - dilation * (dims[window] - 1) - 1
-            if span < 0:
+            count = windows(dims[size], dims[window], stride, padding, dilation)
+            if count == 0:
                 _fail(f"{filters}'s {window} = {dims[window]} at dilation_{axis}={dilation} must fit {image}'s "
                       f"{size} = {dims[size]} padded by padding_{axis}={padding}")
-            if dims[out] != span // stride + 1:
-                _fail(f"{result} must have {out} = {span // stride + 1} for {image}'s {size} = {dims[size]}, "
+            if dims[out] != count:
+                _fail(f"{result} must have {out} = {count} for {image}'s {size} = {dims[size]}, "
                       f"{window} = {dims[window]}, stride_{axis}={stride}, padding_{axis}={padding}, "
                       f"dilation_{axis}={dilation}; got {dims[out]}")
     return rule
